@@ -1,0 +1,75 @@
+"""Errors raised by peerwall.
+
+Our exception hierarchy::
+
+    PeerwallError
+    ├── TopologyInvalid      the topology file (or its values) cannot be used; lists every problem
+    ├── ModeInvalid          an unknown security mode or a malformed --set
+    ├── UnknownName          a pod, service or destination named on the command line does not exist
+    ├── NftError             libnftables refused a transaction (nothing was applied)
+    ├── LabError             the emulated virtual cluster could not be built or removed
+    └── SyncError            one reconcile pass failed
+        ├── RetryLater       transient: try again after ``delay`` seconds
+        └── Unrecoverable    permanent: needs a human
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PeerwallError(Exception):
+    """Base of every error peerwall raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: where (a dotted field path) and what."""
+
+    path: str
+    message: str
+
+    def render(self, source: str) -> str:
+        where = f"{source}: {self.path}" if self.path else source
+        return f"{where}: {self.message}"
+
+
+class TopologyInvalid(PeerwallError):
+    """A topology that cannot be used. ``problems`` holds every problem found, not only the first."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        super().__init__("\n".join(p.render(source) for p in self.problems))
+
+
+class ModeInvalid(PeerwallError):
+    """An unknown security mode or a malformed ``--set`` value."""
+
+
+class UnknownName(PeerwallError):
+    """A name given by the user that the topology does not define."""
+
+
+class NftError(PeerwallError):
+    """libnftables rejected a command buffer; the kernel ruleset is unchanged."""
+
+
+class LabError(PeerwallError):
+    """The emulated virtual cluster could not be built, probed or removed."""
+
+
+class SyncError(PeerwallError):
+    """One reconcile pass failed."""
+
+
+class RetryLater(SyncError):
+    """A transient failure: the loop should retry after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float = 5.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class Unrecoverable(SyncError):
+    """A permanent failure: retrying will not help."""

@@ -1,0 +1,163 @@
+"""Topology text -> validated, resolved ``Topology``. The caller reads the file; this does no I/O."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from ipaddress import IPv4Address
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
+from peerwall.model.spec import SecurityMode, TopologySpec
+from peerwall.model.topology import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_SERVICE_CIDR,
+    Cluster,
+    Namespace,
+    Peering,
+    Pod,
+    Service,
+    Topology,
+)
+from peerwall.model.validate import api_address, check
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_mode(value: str, where: str = "networking.securityMode") -> SecurityMode:
+    """A mode name -> SecurityMode, or a clear error listing the valid ones."""
+    try:
+        return SecurityMode(value)
+    except ValueError:
+        raise ModeInvalid(
+            f"{where}: unknown security mode {value!r} (valid: {SecurityMode.valid_values()})"
+        ) from None
+
+
+def load_topology(text: str, source: str = "<topology>") -> Topology:
+    """Parse, validate and resolve a topology file's text. Raises ``TopologyInvalid``."""
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc)
+        raise TopologyInvalid(source, [Problem(where, f"malformed YAML: {what}")]) from None
+    return topology_from_data(data, source)
+
+
+def topology_from_data(data: object, source: str = "<topology>") -> Topology:
+    """Validate and resolve already-parsed data (a dict shaped like the topology file)."""
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise TopologyInvalid(source, [Problem("", f"expected a mapping with 'clusters', got {kind}")])
+    try:
+        spec = TopologySpec.model_validate(data)
+    except ValidationError as exc:
+        raise TopologyInvalid(source, [_problem(e) for e in exc.errors()]) from None
+    problems = check(spec)
+    if problems:
+        raise TopologyInvalid(source, problems)
+    return _resolve(spec, source)
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _problem(err: Any) -> Problem:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        return Problem(_path(loc), "unknown field")
+    if kind == "missing":
+        return Problem(_path(loc), "required field is missing")
+    if kind == "enum" and loc and loc[-1] == "securityMode":
+        return Problem(
+            _path(loc), f"unknown security mode {value!r} (valid: {SecurityMode.valid_values()})"
+        )
+    if kind == "string_pattern_mismatch":
+        return Problem(
+            _path(loc),
+            f"{value!r} is not a valid name (letters, digits, '.', '_', '-'; at most 63 characters)",
+        )
+    if loc and loc[-1] in ("podCIDR", "serviceCIDR"):
+        return Problem(_path(loc), f"{value!r} is not a valid IPv4 CIDR ({err['msg']})")
+    if loc and loc[-1] == "ip":
+        return Problem(_path(loc), f"{value!r} is not a valid IPv4 address")
+    return Problem(_path(loc), str(err["msg"]))
+
+
+def _resolve(spec: TopologySpec, source: str) -> Topology:
+    clusters = tuple(
+        Cluster(
+            name=c.name,
+            pod_cidr=c.pod_cidr,
+            service_cidr=c.service_cidr or DEFAULT_SERVICE_CIDR,
+            internet=c.internet or f"internet@{c.name}",
+            api_server=c.api_server,
+            security_mode=c.security_mode,
+            index=i,
+        )
+        for i, c in enumerate(spec.clusters)
+    )
+    by_name = {c.name: c for c in clusters}
+    namespaces = tuple(
+        Namespace(name=n.name, cluster=n.cluster, offloaded_to=tuple(n.offloaded_to))
+        for n in spec.namespaces
+    )
+    offloaded = {(n.cluster, n.name): n.offloaded_to for n in namespaces}
+
+    # Explicit addresses first, then fill each physical cluster in file order.
+    taken: dict[str, set[int]] = defaultdict(set)
+    for c in clusters:
+        if c.api_server:
+            taken[c.name].add(int(api_address(c.pod_cidr)))
+    for p in spec.pods:
+        if p.ip is not None:
+            taken[p.runs_on or p.cluster].add(int(p.ip))
+    cursor = {c.name: int(c.pod_cidr.network_address) + 1 for c in clusters}
+    pods: list[Pod] = []
+    problems: list[Problem] = []
+    for i, p in enumerate(spec.pods):
+        physical = p.runs_on or p.cluster
+        ip = p.ip
+        if ip is None:
+            cidr = by_name[physical].pod_cidr
+            last = int(cidr.broadcast_address) - 1
+            n = cursor[physical]
+            while n in taken[physical]:
+                n += 1
+            if n > last:
+                problems.append(Problem(f"pods[{i}]", f"no free address left in {cidr} of {physical}"))
+                continue
+            taken[physical].add(n)
+            cursor[physical] = n + 1
+            ip = IPv4Address(n)
+        pods.append(Pod(p.name, p.cluster, p.namespace, physical, dict(p.labels), ip))
+    if problems:
+        raise TopologyInvalid(source, problems)
+
+    members: dict[tuple[str, str], list[Pod]] = defaultdict(list)
+    for pod in pods:
+        members[(pod.home, pod.namespace)].append(pod)
+    services = []
+    for s in spec.services:
+        selector = dict(s.selector)
+        items = selector.items()
+        backends = tuple(
+            pod.name
+            for pod in members[(s.cluster, s.namespace)]
+            if items and all(pod.labels.get(k) == v for k, v in items)
+        )
+        reflected = () if s.namespace == DEFAULT_NAMESPACE else offloaded[(s.cluster, s.namespace)]
+        services.append(Service(s.name, s.cluster, s.namespace, selector, backends, reflected))
+
+    peerings = tuple(Peering(p.consumer, p.provider, p.security_mode) for p in spec.peerings)
+    return Topology(clusters, peerings, namespaces, tuple(pods), tuple(services))

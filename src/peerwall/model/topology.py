@@ -1,0 +1,150 @@
+"""The resolved topology: every reference checked, every pod placed and addressed.
+
+Built only by ``model.load`` (after validation), so code that receives a ``Topology`` can trust
+that every name it holds resolves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from ipaddress import IPv4Address, IPv4Network
+
+from peerwall.model.spec import SecurityMode
+
+__all__ = ["Cluster", "Namespace", "Peering", "Pod", "SecurityMode", "Service", "Topology"]
+
+DEFAULT_NAMESPACE = "default"
+DEFAULT_SERVICE_CIDR = IPv4Network("10.96.0.0/16")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    pod_cidr: IPv4Network
+    service_cidr: IPv4Network
+    internet: str
+    """Name of this cluster's Internet in tables (default ``internet@<cluster>``)."""
+    api_server: str | None
+    """Name of this cluster's API server in tables; None when the file names none."""
+    security_mode: SecurityMode | None
+    """Install-time mode; None means: the global default."""
+    index: int
+    """Position in the file, from 0; gives stable per-cluster addresses in the lab."""
+
+
+@dataclass(frozen=True)
+class Peering:
+    consumer: str
+    provider: str
+    security_mode: SecurityMode | None
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    cluster: str
+    offloaded_to: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    home: str
+    """The cluster whose API created the pod."""
+    namespace: str
+    physical: str
+    """The cluster it runs in (``runsOn``; default: home)."""
+    labels: Mapping[str, str]
+    ip: IPv4Address
+    """Address in the physical cluster's pod CIDR."""
+
+    @property
+    def offloaded(self) -> bool:
+        return self.home != self.physical
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    home: str
+    namespace: str
+    selector: Mapping[str, str]
+    backends: tuple[str, ...]
+    """Pods of the home cluster and namespace that match the selector (offloaded ones too)."""
+    reflected_to: tuple[str, ...]
+    """Providers the namespace is offloaded to: the service exists there too."""
+
+    @property
+    def present_in(self) -> tuple[str, ...]:
+        return (self.home, *self.reflected_to)
+
+
+def link_key(a: str, b: str) -> tuple[str, str]:
+    """Two peerings between the same clusters share one connection: key it without direction."""
+    return (a, b) if a <= b else (b, a)
+
+
+@dataclass(frozen=True)
+class Topology:
+    clusters: tuple[Cluster, ...]
+    peerings: tuple[Peering, ...]
+    namespaces: tuple[Namespace, ...]
+    pods: tuple[Pod, ...]
+    services: tuple[Service, ...]
+
+    @cached_property
+    def cluster_by_name(self) -> Mapping[str, Cluster]:
+        return {c.name: c for c in self.clusters}
+
+    @cached_property
+    def pod_by_name(self) -> Mapping[str, Pod]:
+        return {p.name: p for p in self.pods}
+
+    @cached_property
+    def service_by_name(self) -> Mapping[str, Service]:
+        return {s.name: s for s in self.services}
+
+    @cached_property
+    def namespace_by_key(self) -> Mapping[tuple[str, str], Namespace]:
+        return {(n.cluster, n.name): n for n in self.namespaces}
+
+    @cached_property
+    def links(self) -> Mapping[tuple[str, str], SecurityMode | None]:
+        """Every network connection between two clusters and the mode its peerings set."""
+        out: dict[tuple[str, str], SecurityMode | None] = {}
+        for p in self.peerings:
+            key = link_key(p.consumer, p.provider)
+            out[key] = out.get(key) or p.security_mode
+        return out
+
+    def peered(self, a: str, b: str) -> bool:
+        return link_key(a, b) in self.links
+
+    def peering_mode(self, a: str, b: str) -> SecurityMode | None:
+        return self.links.get(link_key(a, b))
+
+    @cached_property
+    def peers(self) -> Mapping[str, tuple[str, ...]]:
+        """For each cluster, the clusters it has a connection with, in file order."""
+        out: dict[str, list[str]] = {c.name: [] for c in self.clusters}
+        for c in self.clusters:
+            for other in self.clusters:
+                if other.name != c.name and self.peered(c.name, other.name):
+                    out[c.name].append(other.name)
+        return {k: tuple(v) for k, v in out.items()}
+
+    @cached_property
+    def destinations(self) -> tuple[str, ...]:
+        """Table columns: pods, services, internets, API servers, each in file order."""
+        return (
+            *(p.name for p in self.pods),
+            *(s.name for s in self.services),
+            *(c.internet for c in self.clusters),
+            *(c.api_server for c in self.clusters if c.api_server),
+        )
+
+    @cached_property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.pods)
