@@ -1,0 +1,1 @@
+"""From topology + modes to each gateway's desired nftables ruleset, and the minimal transaction."""

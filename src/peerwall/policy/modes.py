@@ -1,0 +1,92 @@
+"""The two security modes as policies, and which one governs a given connection.
+
+A mode is enforced by the receiving cluster on traffic arriving from a peer; the most specific
+setting wins: the peering's ``securityMode``, else the receiver's install-time one, else the global
+default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from peerwall.model.spec import SecurityMode
+from peerwall.model.topology import Topology
+
+
+class ModeOrigin(str, Enum):
+    PEERING = "peering"
+    CLUSTER = "cluster install-time value"
+    DEFAULT = "global default"
+
+
+@dataclass(frozen=True)
+class EffectiveMode:
+    mode: SecurityMode
+    origin: ModeOrigin
+
+    def describe(self, receiver: str, sender: str) -> str:
+        where = {
+            ModeOrigin.PEERING: f"set on the peering {sender}–{receiver}",
+            ModeOrigin.CLUSTER: f"{receiver}'s install-time securityMode",
+            ModeOrigin.DEFAULT: "the global default (networking.securityMode)",
+        }[self.origin]
+        return f"{self.mode.value} ({where})"
+
+
+def effective_mode(
+    topology: Topology, receiver: str, sender: str, default: SecurityMode
+) -> EffectiveMode:
+    """The mode ``receiver`` applies to traffic from ``sender`` (assumes they are peered)."""
+    on_peering = topology.peering_mode(receiver, sender)
+    if on_peering is not None:
+        return EffectiveMode(on_peering, ModeOrigin.PEERING)
+    installed = topology.cluster_by_name[receiver].security_mode
+    if installed is not None:
+        return EffectiveMode(installed, ModeOrigin.CLUSTER)
+    return EffectiveMode(default, ModeOrigin.DEFAULT)
+
+
+class FullPodToPod:
+    """Every pod of a peer may open connections to every local pod."""
+
+    mode = SecurityMode.FULL_POD_TO_POD
+
+    @staticmethod
+    def admits_pod(sender: str, allowed_senders: frozenset[str]) -> bool:
+        return True
+
+    @staticmethod
+    def admits_api(source_home: str, receiver: str) -> bool:
+        return True
+
+
+class IntraClusterTrafficSegregation:
+    """A peer may reach only the pods it offloaded here and the local backends of the services
+    reflected to it; the API server only from pods whose home is the receiver."""
+
+    mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+
+    @staticmethod
+    def admits_pod(sender: str, allowed_senders: frozenset[str]) -> bool:
+        return sender in allowed_senders
+
+    @staticmethod
+    def admits_api(source_home: str, receiver: str) -> bool:
+        return source_home == receiver
+
+
+MODES: dict[SecurityMode, type[FullPodToPod] | type[IntraClusterTrafficSegregation]] = {
+    SecurityMode.FULL_POD_TO_POD: FullPodToPod,
+    SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION: IntraClusterTrafficSegregation,
+}
+
+DESCRIPTIONS = {
+    SecurityMode.FULL_POD_TO_POD: (
+        "default: pods of peered clusters reach each other in every namespace, no restriction"
+    ),
+    SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION: (
+        "a peer reaches only the pods it offloaded here and the local backends of services "
+        "reflected to it; everything inside a physical cluster stays open"
+    ),
+}
