@@ -15,7 +15,7 @@ CHAIN_FORWARD = "filter-forward"
 CHAIN_NAT_PRE = "nat-prerouting"
 CHAIN_NAT_POST = "nat-postrouting"
 
-MAP_PEER_CHAINS = "peer-chains"
+
 
 
 def hash8(name: str) -> str:

@@ -71,14 +71,18 @@ def _allocate(size: int, avoid: list[IPv4Network]) -> IPv4Network | None:
 def plan_addresses(topology: Topology) -> AddressPlan:
     everything = [c.pod_cidr for c in topology.clusters] + [c.service_cidr for c in topology.clusters]
     views: dict[tuple[str, str], IPv4Network] = {}
+    # Remaps are unique across the whole virtual cluster, so that an address on a tunnel names one
+    # thing: the two directions of a connection never share a remapped CIDR.
+    remaps: list[IPv4Network] = []
     for k in topology.clusters:
         used = [k.pod_cidr, k.service_cidr]
         for peer in topology.peers[k.name]:
             cidr = topology.cluster_by_name[peer].pod_cidr
             if any(cidr.overlaps(u) for u in used):
-                remap = _allocate(cidr.prefixlen, everything + used)
+                remap = _allocate(cidr.prefixlen, everything + used + remaps)
                 if remap is None:
                     raise ValueError(f"no free /{cidr.prefixlen} to remap {peer} in {k.name}")
+                remaps.append(remap)
                 cidr = remap
             views[(k.name, peer)] = cidr
             used.append(cidr)

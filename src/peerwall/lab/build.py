@@ -1,0 +1,260 @@
+"""Topology -> a running emulated virtual cluster in network namespaces, and back to nothing.
+
+``up`` is idempotent: it first removes whatever a lab of the same name left behind (a crashed run
+included), then builds everything, and on any failure removes what it built before re-raising.
+Nothing is ever added to the root namespace: every link is created from inside a ``pw-`` namespace
+with its peer end moved straight into another one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from peerwall.compile.build import build
+from peerwall.compile.ruleset import render_replace
+from peerwall.dataplane.apply import Outcome, sync
+from peerwall.dataplane.nft import LibNft
+from peerwall.errors import LabError
+from peerwall.lab.kube import build_kube
+from peerwall.lab.netns import delete_namespaces, ip_batch, list_namespaces, write_sysctl
+from peerwall.lab.plan import (
+    GATEWAY_LINK_IP,
+    NOWHERE,
+    UPLINK_GW,
+    UPLINK_HOST,
+    LabPlan,
+    check_lab_name,
+)
+from peerwall.model import load_topology
+from peerwall.model.spec import SecurityMode
+from peerwall.model.topology import Topology
+from peerwall.nsenter import entered
+from peerwall.settings import LabSettings
+
+Progress = Callable[[str], None]
+
+GATEWAY_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    # The tunnel's nftables chain does anti-spoofing by interface; strict reverse-path filtering
+    # would also drop legitimate remapped sources.
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+}
+
+
+@dataclass(frozen=True)
+class LabState:
+    """What ``lab up`` records so that later commands (probe, status) know the lab."""
+
+    name: str
+    source: str
+    topology_text: str
+    mode: str
+
+    def topology(self) -> Topology:
+        return load_topology(self.topology_text, self.source)
+
+    def plan(self) -> LabPlan:
+        return LabPlan(self.name, self.topology())
+
+
+def _state_path(name: str, settings: LabSettings) -> str:
+    return os.path.join(settings.state_dir, f"{name}.json")
+
+
+def load_state(name: str, settings: LabSettings = LabSettings()) -> LabState:
+    try:
+        with open(_state_path(check_lab_name(name), settings)) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise LabError(f"no lab named {name!r} is up (run: peerwall lab up -f FILE)") from None
+    return LabState(**data)
+
+
+def list_states(settings: LabSettings = LabSettings()) -> list[LabState]:
+    try:
+        files = sorted(os.listdir(settings.state_dir))
+    except FileNotFoundError:
+        return []
+    return [load_state(f.removesuffix(".json"), settings) for f in files if f.endswith(".json")]
+
+
+def _save_state(state: LabState, settings: LabSettings) -> None:
+    os.makedirs(settings.state_dir, exist_ok=True)
+    tmp = _state_path(state.name, settings) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(state.__dict__, f)
+    os.replace(tmp, _state_path(state.name, settings))
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab creates network namespaces and nftables rules: run it as root")
+
+
+def _gateway_links(plan: LabPlan, cluster: str) -> list[str]:
+    """First pass in a gateway: its pods, API server, uplink, and the tunnels it creates."""
+    t = plan.topology
+    gw = f"{GATEWAY_LINK_IP}/32"
+    lines = ["link set lo up"]
+    hosts = [(plan.pod_veth(p), plan.pod_ns(p.name), p.ip) for p in t.pods if p.physical == cluster]
+    c = t.cluster_by_name[cluster]
+    if c.api_server:
+        hosts.append(("api", plan.api_ns(cluster), plan.addresses.api_ip(cluster)))
+    for veth, ns, ip in hosts:
+        lines += [
+            f"link add name {veth} type veth peer name eth0 netns {ns}",
+            f"addr add {gw} dev {veth}",
+            f"link set {veth} up",
+            f"route add {ip}/32 dev {veth}",
+        ]
+    lines += [
+        f"link add name uplink type veth peer name eth0 netns {plan.internet_ns(cluster)}",
+        f"addr add {UPLINK_GW} dev uplink",
+        "link set uplink up",
+    ]
+    for tun in plan.tunnels:
+        if tun.a == cluster:
+            mine, ip, _ = plan.tunnel(cluster, tun.b)
+            theirs, _, _ = plan.tunnel(tun.b, cluster)
+            lines += [
+                f"link add name {mine} type veth peer name {theirs} netns {plan.gateway_ns(tun.b)}",
+                f"addr add {ip} dev {mine}",
+                f"link set {mine} up",
+            ]
+    return lines
+
+
+def _gateway_routes(plan: LabPlan, cluster: str) -> list[str]:
+    """Second pass: the tunnel ends others created, then routes through every tunnel."""
+    lines = []
+    for tun in plan.tunnels:
+        if tun.b == cluster:
+            mine, ip, _ = plan.tunnel(cluster, tun.a)
+            lines += [f"addr add {ip} dev {mine}", f"link set {mine} up"]
+    for peer in plan.topology.peers[cluster]:
+        ifname, _, peer_ip = plan.tunnel(cluster, peer)
+        lines.append(f"route add {plan.addresses.view(cluster, peer)} via {peer_ip} dev {ifname}")
+    lines += [
+        f"route add unreachable {NOWHERE}",
+        f"route add default via {UPLINK_HOST.ip} dev uplink",
+    ]
+    return lines
+
+
+def _host_lines(ip: str) -> list[str]:
+    return [
+        "link set lo up",
+        f"addr add {ip}/32 dev eth0",
+        "link set eth0 up",
+        f"route add {GATEWAY_LINK_IP} dev eth0 scope link",
+        f"route add default via {GATEWAY_LINK_IP} dev eth0",
+    ]
+
+
+def apply_modes(
+    plan: LabPlan, mode: SecurityMode, progress: Progress | None = None
+) -> dict[str, Outcome]:
+    """Bring every gateway's ``inet peerwall`` table to the desired state for ``mode``."""
+    out = {}
+    for c in plan.topology.clusters:
+        with LibNft(plan.gateway_ns(c.name)) as nft:
+            out[c.name] = sync(nft, build(plan.topology, c.name, mode, plan.addresses))
+        if progress:
+            o = out[c.name]
+            kind = "full replace" if o.full else f"+{o.added}/-{o.removed} elements"
+            progress(
+                f"{c.name}: peerwall table synced ({kind})" if o.changed else f"{c.name}: in sync"
+            )
+    return out
+
+
+def up(
+    name: str,
+    topology: Topology,
+    topology_text: str,
+    source: str,
+    mode: SecurityMode,
+    settings: LabSettings = LabSettings(),
+    progress: Progress | None = None,
+) -> LabPlan:
+    _require_root()
+    say = progress or (lambda _msg: None)
+    plan = LabPlan(name, topology)
+    started = time.perf_counter()
+    down(name, settings)
+    try:
+        namespaces = plan.namespaces()
+        ip_batch(f"netns add {n}" for n in namespaces)
+        say(f"{len(namespaces)} namespaces created")
+        for c in topology.clusters:
+            with entered(plan.gateway_ns(c.name)):
+                write_sysctl(GATEWAY_SYSCTLS)
+        for c in topology.clusters:
+            ip_batch(_gateway_links(plan, c.name), plan.gateway_ns(c.name))
+        for c in topology.clusters:
+            ip_batch(_gateway_routes(plan, c.name), plan.gateway_ns(c.name))
+        say(f"{len(topology.clusters)} gateways wired, {len(plan.tunnels)} tunnels")
+        hosts = [(plan.pod_ns(p.name), _host_lines(str(p.ip))) for p in topology.pods]
+        hosts += [
+            (plan.api_ns(c.name), _host_lines(str(plan.addresses.api_ip(c.name))))
+            for c in topology.clusters
+            if c.api_server
+        ]
+        hosts += [
+            (
+                plan.internet_ns(c.name),
+                [
+                    "link set lo up",
+                    f"addr add {UPLINK_HOST} dev eth0",
+                    f"addr add {plan.internet_ip(c.name)}/32 dev eth0",
+                    "link set eth0 up",
+                ],
+            )
+            for c in topology.clusters
+        ]
+        # ip(8) spends its time in the kernel; a few workers overlap the process start-ups.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda h: ip_batch(h[1], h[0]), hosts))
+        say(f"{len(topology.pods)} pods addressed")
+        for c in topology.clusters:
+            with LibNft(plan.gateway_ns(c.name)) as nft:
+                nft.run(render_replace(build_kube(plan, c.name, settings)))
+        apply_modes(plan, mode)
+        say(f"services and {mode.value} enforced in {time.perf_counter() - started:.1f} s")
+        _save_state(LabState(name, source, topology_text, mode.value), settings)
+    except BaseException:
+        down(name, settings)
+        raise
+    return plan
+
+
+def set_mode(
+    name: str,
+    mode: SecurityMode,
+    settings: LabSettings = LabSettings(),
+    progress: Progress | None = None,
+) -> dict[str, Outcome]:
+    """Change a running lab's global default mode at run time (element-only transactions)."""
+    state = load_state(name, settings)
+    out = apply_modes(state.plan(), mode, progress)
+    _save_state(LabState(state.name, state.source, state.topology_text, mode.value), settings)
+    return out
+
+
+def down(name: str, settings: LabSettings = LabSettings()) -> list[str]:
+    """Remove every namespace of the lab and its state; returns what was removed."""
+    _require_root()
+    check_lab_name(name)
+    gone = list_namespaces(f"pw-{name}-")
+    delete_namespaces(gone)
+    try:
+        os.unlink(_state_path(name, settings))
+    except FileNotFoundError:
+        pass
+    return gone

@@ -1,0 +1,177 @@
+"""Truth-table cells -> real connection probes in a lab -> the observed truth table.
+
+Each cell becomes one probe, or one per backend for a service: the lab's service DNAT picks the
+backend by the low bits of the client port, so the prober aims at every backend and reports
+PARTIAL when only some answer. A probe counts as reaching its destination only when the listener
+that answers names the expected pod, Internet or API server; reaching someone else (an overlapping
+address with no remapping, for instance) is not reaching the destination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from peerwall.errors import LabError
+from peerwall.lab.kube import spread
+from peerwall.lab.plan import LabPlan
+from peerwall.policy.truthtable import TruthTable
+from peerwall.policy.verdict import Verdict
+from peerwall.probe.netns_prober import (
+    Listener,
+    ListenerSet,
+    Outcome,
+    Probe,
+    ProbeResult,
+    run_probes,
+)
+from peerwall.settings import LabSettings, ProbeSettings
+
+
+@dataclass(frozen=True)
+class CellProbe:
+    source: str
+    destination: str
+    probes: tuple[Probe, ...]
+    expected: tuple[str | None, ...]
+    """Identity each probe must reach (None: a service without backends, nothing should answer)."""
+
+
+@dataclass(frozen=True)
+class CellResult:
+    cell: CellProbe
+    verdict: Verdict
+    results: tuple[ProbeResult, ...]
+
+    def detail(self) -> str:
+        return "; ".join(
+            f"{r.probe.address}:{r.probe.port}"
+            + (f" from port {r.probe.source_port}" if r.probe.source_port else "")
+            + f" -> {r.outcome.value}"
+            + (f" ({r.identity})" if r.identity else f" ({r.detail})" if r.detail else "")
+            for r in self.results
+        )
+
+    def reproducers(self, timeout: float) -> list[str]:
+        return [p.reproducer(timeout) for p in self.cell.probes]
+
+
+@dataclass(frozen=True)
+class Observed:
+    table: TruthTable
+    cells: dict[tuple[str, str], CellResult]
+    seconds: float
+    probes: int
+
+
+def listeners(plan: LabPlan, settings: LabSettings) -> list[Listener]:
+    t = plan.topology
+    port = settings.pod_port
+    out = [Listener(plan.pod_ns(p.name), port, p.name) for p in t.pods]
+    out += [Listener(plan.internet_ns(c.name), port, c.internet) for c in t.clusters]
+    out += [Listener(plan.api_ns(c.name), port, c.api_server) for c in t.clusters if c.api_server]
+    return out
+
+
+def plan_cells(plan: LabPlan, lab: LabSettings, probe: ProbeSettings) -> list[CellProbe]:
+    t = plan.topology
+    addr = plan.addresses
+    k = spread(max((len(s.backends) for s in t.services), default=1))
+    cells = []
+    for src in t.pods:
+        a = src.physical
+        ns = plan.pod_ns(src.name)
+        n = 0
+
+        def probe_to(address: object, port: int, backend: int = 0) -> Probe:
+            sport = probe.source_port_base + n * k + backend
+            if sport > 65535:
+                raise LabError("too many destinations to give each probe its own source port")
+            return Probe(ns, str(address), port, sport)
+
+        for d in t.pods:
+            if d.name != src.name:
+                seen = addr.pod_seen_from(d, a)
+                # Not peered: try the raw address anyway; it leads nowhere, or to someone else.
+                target = d.ip if seen is None else seen
+                cells.append(
+                    CellProbe(src.name, d.name, (probe_to(target, lab.pod_port),), (d.name,))
+                )
+            n += 1
+        for s in t.services:
+            # Absent here: dial the home ClusterIP, as a pod that knows it would.
+            ip = addr.service_ips[(s.name, a if a in s.present_in else s.home)]
+            expected: tuple[str | None, ...] = s.backends or (None,)
+            probes = tuple(probe_to(ip, lab.service_port, i) for i in range(len(expected)))
+            cells.append(CellProbe(src.name, s.name, probes, expected))
+            n += 1
+        for c in t.clusters:
+            target = plan.internet_ip(c.name)
+            cells.append(
+                CellProbe(src.name, c.internet, (probe_to(target, lab.pod_port),), (c.internet,))
+            )
+            n += 1
+        for c in t.clusters:
+            if c.api_server:
+                api = addr.api_ip(c.name)
+                target = addr.seen_from(api, c.name, a) or api
+                cells.append(
+                    CellProbe(
+                        src.name, c.api_server, (probe_to(target, lab.pod_port),), (c.api_server,)
+                    )
+                )
+                n += 1
+    return cells
+
+
+def verdict_of(cell: CellProbe, results: list[ProbeResult]) -> Verdict:
+    if any(r.outcome in (Outcome.REFUSED, Outcome.ERROR) for r in results):
+        return Verdict.ERROR
+    if cell.expected == (None,):
+        return Verdict.YES if results[0].outcome is Outcome.CONNECTED else Verdict.NO
+    reached = sum(
+        r.outcome is Outcome.CONNECTED and r.identity == want
+        for r, want in zip(results, cell.expected, strict=True)
+    )
+    if reached == len(results):
+        return Verdict.YES
+    return Verdict.PARTIAL if reached else Verdict.NO
+
+
+async def observe_async(
+    plan: LabPlan,
+    mode: str,
+    lab: LabSettings = LabSettings(),
+    probe: ProbeSettings = ProbeSettings(),
+    progress: Callable[[int, int], None] | None = None,
+) -> Observed:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    cells = plan_cells(plan, lab, probe)
+    flat = [p for c in cells for p in c.probes]
+    async with ListenerSet(listeners(plan, lab)):
+        results = await run_probes(
+            flat, timeout=probe.timeout, concurrency=probe.concurrency, progress=progress
+        )
+    out: dict[tuple[str, str], CellResult] = {}
+    i = 0
+    for c in cells:
+        chunk = results[i : i + len(c.probes)]
+        i += len(c.probes)
+        out[(c.source, c.destination)] = CellResult(c, verdict_of(c, chunk), tuple(chunk))
+    t = plan.topology
+    table = TruthTable.from_cells(
+        mode, t.sources, t.destinations, {k: v.verdict for k, v in out.items()}
+    )
+    return Observed(table, out, loop.time() - started, len(flat))
+
+
+def observe(
+    plan: LabPlan,
+    mode: str,
+    lab: LabSettings = LabSettings(),
+    probe: ProbeSettings = ProbeSettings(),
+    progress: Callable[[int, int], None] | None = None,
+) -> Observed:
+    return asyncio.run(observe_async(plan, mode, lab, probe, progress))
