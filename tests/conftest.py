@@ -1,0 +1,98 @@
+"""Suite-wide rules for tests on the real kernel.
+
+Tests marked ``lab`` need root, ``ip`` and ``nft``. Without them they are skipped, unless
+``PEERWALL_REQUIRE_LAB=1`` (set by ``make test``, which CI runs as root): then a missing lab is a
+failure, never a silent skip. At the end of the session, any ``pw-`` namespace, root-namespace
+link or child process that the suite created and left behind fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+NETNS_DIR = "/run/netns"
+
+
+def lab_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    for tool in ("ip", "nft"):
+        if shutil.which(tool) is None:
+            return f"needs the {tool} command"
+    return None
+
+
+def require_lab() -> None:
+    reason = lab_unavailable()
+    if reason is None:
+        return
+    if os.environ.get("PEERWALL_REQUIRE_LAB") == "1":
+        pytest.fail(f"PEERWALL_REQUIRE_LAB=1 but the lab cannot run: {reason}")
+    pytest.skip(f"lab test: {reason} (PEERWALL_REQUIRE_LAB=1 makes this a failure)")
+
+
+@pytest.fixture(autouse=True)
+def _lab_marker(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("lab") is not None:
+        require_lab()
+
+
+def _pw_namespaces() -> set[str]:
+    try:
+        return {n for n in os.listdir(NETNS_DIR) if n.startswith("pw-")}
+    except FileNotFoundError:
+        return set()
+
+
+def _root_pw_links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
+    return {n for n in names if n.startswith(("pw", "pv"))}
+
+
+def _children() -> set[int]:
+    me = str(os.getpid())
+    kids = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] != "Z":
+            kids.add(int(pid))
+    return kids
+
+
+_before: dict[str, set[str] | set[int]] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _before["netns"] = _pw_namespaces()
+    _before["links"] = _root_pw_links() if shutil.which("ip") else set()
+    _before["children"] = _children()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    problems = []
+    left = _pw_namespaces() - _before["netns"]
+    if left:
+        problems.append(f"network namespaces left behind: {', '.join(sorted(left))}")
+    links = (_root_pw_links() if shutil.which("ip") else set()) - _before["links"]
+    if links:
+        problems.append(f"links added to the root namespace: {', '.join(sorted(links))}")
+    kids = _children() - _before["children"]
+    if kids:
+        problems.append(f"child processes still running: {', '.join(map(str, sorted(kids)))}")
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        for p in problems:
+            if reporter:
+                reporter.write_line(f"CLEANUP FAILURE: {p}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

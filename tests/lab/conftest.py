@@ -1,0 +1,52 @@
+"""Fixtures that bring emulated virtual clusters up in namespaces and always take them down."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from peerwall.lab import build as labs
+from peerwall.lab.plan import LabPlan
+from peerwall.model import SecurityMode, load_topology, topology_from_data
+from peerwall.model.topology import Topology
+from peerwall.settings import LabSettings
+
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+
+LabUp = Callable[[Topology, str, SecurityMode], LabPlan]
+
+
+@pytest.fixture
+def seed_text() -> str:
+    path = REFERENCE / "seed-topology.yaml"
+    if not path.exists():
+        pytest.fail(f"the seed reference is missing: {path}")
+    return path.read_text()
+
+
+@pytest.fixture
+def lab_up(tmp_path: Path) -> Iterator[LabUp]:
+    """Bring up labs with unique names; every one is removed at teardown, even after failure."""
+    names: list[str] = []
+    settings = LabSettings(state_dir=str(tmp_path / "labs"))
+
+    def up(topology: Topology, text: str, mode: SecurityMode) -> LabPlan:
+        name = f"t{secrets.token_hex(3)}"
+        names.append(name)
+        return labs.up(name, topology, text, "test", mode, settings)
+
+    yield up
+    for name in names:
+        labs.down(name, settings)
+
+
+def topology_of(data: dict[str, object]) -> tuple[Topology, str]:
+    return topology_from_data(data, "generated"), yaml.safe_dump(data)
+
+
+def seed_topology(text: str) -> Topology:
+    return load_topology(text, "seed-topology.yaml")
