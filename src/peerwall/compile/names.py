@@ -16,8 +16,6 @@ CHAIN_NAT_PRE = "nat-prerouting"
 CHAIN_NAT_POST = "nat-postrouting"
 
 
-
-
 def hash8(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:8]
 

@@ -6,6 +6,7 @@ live table read back from the kernel compares equal to the desired one when noth
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 
@@ -62,15 +63,20 @@ class Ruleset:
 
     def skeleton(self) -> Ruleset:
         """Everything but set elements: equal skeletons mean a diff can be element-only."""
-        return Ruleset(self.family, self.table, tuple(s.declaration() for s in self.sets), self.chains)
+        return Ruleset(
+            self.family, self.table, tuple(s.declaration() for s in self.sets), self.chains
+        )
 
 
 def sort_elements(elements: frozenset[str]) -> list[str]:
-    """Numeric order, so rendered scripts are stable and readable."""
+    """Numeric order (addresses, prefixes, ranges ``a-b``), so scripts are stable and readable."""
 
-    def key(e: str) -> tuple[int, ...]:
-        addr, _, plen = e.partition("/")
-        return (*(int(o) for o in addr.split(".")), int(plen or 32))
+    def key(e: str) -> tuple[int, int, str]:
+        first = e.split("-", 1)[0].split("/", 1)[0]
+        try:
+            return (0, int(ipaddress.ip_address(first)), e)
+        except ValueError:
+            return (1, 0, e)
 
     return sorted(elements, key=key)
 
@@ -107,4 +113,7 @@ def render_replace(rs: Ruleset) -> str:
     ``flush table`` would keep old set elements; creating then deleting the table first makes the
     script valid whether or not the table exists, and the whole buffer is one atomic transaction.
     """
-    return f"add table {rs.family} {rs.table}\ndelete table {rs.family} {rs.table}\n" + render_table(rs)
+    return (
+        f"add table {rs.family} {rs.table}\ndelete table {rs.family} {rs.table}\n"
+        + render_table(rs)
+    )

@@ -8,6 +8,7 @@ with its peer end moved straight into another one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -253,8 +254,6 @@ def down(name: str, settings: LabSettings = LabSettings()) -> list[str]:
     check_lab_name(name)
     gone = list_namespaces(f"pw-{name}-")
     delete_namespaces(gone)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(_state_path(name, settings))
-    except FileNotFoundError:
-        pass
     return gone

@@ -10,12 +10,14 @@ address with no remapping, for instance) is not reaching the destination.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from peerwall.errors import LabError
 from peerwall.lab.kube import spread
 from peerwall.lab.plan import LabPlan
+from peerwall.model.topology import Pod
 from peerwall.policy.truthtable import TruthTable
 from peerwall.policy.verdict import Verdict
 from peerwall.probe.netns_prober import (
@@ -74,54 +76,43 @@ def listeners(plan: LabPlan, settings: LabSettings) -> list[Listener]:
     return out
 
 
-def plan_cells(plan: LabPlan, lab: LabSettings, probe: ProbeSettings) -> list[CellProbe]:
+def _targets(
+    plan: LabPlan, src: Pod, lab: LabSettings
+) -> Iterator[tuple[str, tuple[str | None, ...], IPv4Address, int]]:
+    """(destination, identities to reach, address, port) for every destination of ``src``."""
     t = plan.topology
     addr = plan.addresses
+    a = src.physical
+    for d in t.pods:
+        # Not peered: dial the raw address anyway; it leads nowhere, or to someone else.
+        yield d.name, (d.name,), addr.pod_seen_from(d, a) or d.ip, lab.pod_port
+    for s in t.services:
+        # Absent here: dial the home ClusterIP, as a pod that knows it would.
+        ip = addr.service_ips[(s.name, a if a in s.present_in else s.home)]
+        yield s.name, s.backends or (None,), ip, lab.service_port
+    for c in t.clusters:
+        yield c.internet, (c.internet,), plan.internet_ip(c.name), lab.pod_port
+    for c in t.clusters:
+        if c.api_server:
+            api = addr.api_ip(c.name)
+            yield c.api_server, (c.api_server,), addr.seen_from(api, c.name, a) or api, lab.pod_port
+
+
+def plan_cells(plan: LabPlan, lab: LabSettings, probe: ProbeSettings) -> list[CellProbe]:
+    """One probe per cell, one per backend for services, each from a source port of its own."""
+    t = plan.topology
     k = spread(max((len(s.backends) for s in t.services), default=1))
+    if probe.source_port_base + len(t.destinations) * k > 65536:
+        raise LabError("too many destinations to give each probe its own source port")
     cells = []
     for src in t.pods:
-        a = src.physical
         ns = plan.pod_ns(src.name)
-        n = 0
-
-        def probe_to(address: object, port: int, backend: int = 0) -> Probe:
-            sport = probe.source_port_base + n * k + backend
-            if sport > 65535:
-                raise LabError("too many destinations to give each probe its own source port")
-            return Probe(ns, str(address), port, sport)
-
-        for d in t.pods:
-            if d.name != src.name:
-                seen = addr.pod_seen_from(d, a)
-                # Not peered: try the raw address anyway; it leads nowhere, or to someone else.
-                target = d.ip if seen is None else seen
-                cells.append(
-                    CellProbe(src.name, d.name, (probe_to(target, lab.pod_port),), (d.name,))
-                )
-            n += 1
-        for s in t.services:
-            # Absent here: dial the home ClusterIP, as a pod that knows it would.
-            ip = addr.service_ips[(s.name, a if a in s.present_in else s.home)]
-            expected: tuple[str | None, ...] = s.backends or (None,)
-            probes = tuple(probe_to(ip, lab.service_port, i) for i in range(len(expected)))
-            cells.append(CellProbe(src.name, s.name, probes, expected))
-            n += 1
-        for c in t.clusters:
-            target = plan.internet_ip(c.name)
-            cells.append(
-                CellProbe(src.name, c.internet, (probe_to(target, lab.pod_port),), (c.internet,))
-            )
-            n += 1
-        for c in t.clusters:
-            if c.api_server:
-                api = addr.api_ip(c.name)
-                target = addr.seen_from(api, c.name, a) or api
-                cells.append(
-                    CellProbe(
-                        src.name, c.api_server, (probe_to(target, lab.pod_port),), (c.api_server,)
-                    )
-                )
-                n += 1
+        for column, (dst, expected, ip, port) in enumerate(_targets(plan, src, lab)):
+            if dst == src.name:
+                continue
+            sport = probe.source_port_base + column * k
+            probes = tuple(Probe(ns, str(ip), port, sport + i) for i in range(len(expected)))
+            cells.append(CellProbe(src.name, dst, probes, expected))
     return cells
 
 

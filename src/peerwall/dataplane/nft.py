@@ -1,0 +1,163 @@
+"""The ``Nft`` protocol, and its libnftables backend.
+
+``LibNft`` is a thin ctypes binding of libnftables' C API: one script is one atomic kernel
+transaction, with no ``nft`` process per operation (a process costs 2-17 ms; an element through
+the library ~0.04 ms).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from functools import cache
+from typing import Any, Protocol
+
+from peerwall import nsenter
+from peerwall.errors import NftError
+
+LIBRARY = "libnftables.so.1"
+
+# Output flags from <nftables/libnftables.h>.
+OUTPUT_STATELESS = 1 << 2
+OUTPUT_JSON = 1 << 4
+
+_NFT_CTX_DEFAULT = 0
+
+
+class Nft(Protocol):
+    """What the dataplane needs from nftables, bound to one network namespace."""
+
+    def run(self, script: str) -> None:
+        """Run ``script`` as one atomic transaction; raise ``NftError`` if anything is refused."""
+        ...
+
+    def list_json(self, command: str) -> dict[str, Any]:
+        """Run a ``list ...`` command and return its JSON output."""
+        ...
+
+    def list_text(self, command: str) -> str:
+        """Run a ``list ...`` command and return its stateless text output (as ``nft -s``)."""
+        ...
+
+
+@cache
+def _load(name: str) -> ctypes.CDLL:
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        raise NftError(f"{name} not found: apt-get install libnftables1") from None
+    ctx, text = ctypes.c_void_p, ctypes.c_char_p
+    for fn, args, res in (
+        ("nft_ctx_new", [ctypes.c_uint32], ctx),
+        ("nft_ctx_free", [ctx], None),
+        ("nft_ctx_buffer_output", [ctx], ctypes.c_int),
+        ("nft_ctx_buffer_error", [ctx], ctypes.c_int),
+        ("nft_ctx_output_get_flags", [ctx], ctypes.c_uint),
+        ("nft_ctx_output_set_flags", [ctx, ctypes.c_uint], None),
+        ("nft_run_cmd_from_buffer", [ctx, text], ctypes.c_int),
+        ("nft_run_cmd_from_filename", [ctx, text], ctypes.c_int),
+        # c_char_p copies the text out at once: the library reuses these buffers.
+        ("nft_ctx_get_output_buffer", [ctx], text),
+        ("nft_ctx_get_error_buffer", [ctx], text),
+    ):
+        f = getattr(lib, fn)
+        f.argtypes = args
+        f.restype = res
+    return lib
+
+
+class LibNft:
+    """A libnftables context bound to network namespace ``netns`` (``None``: the current one).
+
+    The context keeps the netlink socket it opened at creation, so it acts on that namespace from
+    whatever thread later uses it. Calls are serialized: a context is not thread-safe. A missing
+    namespace raises ``LabError``.
+    """
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self._lib = _load(LIBRARY)
+        with nsenter.entered(netns):
+            ctx = self._lib.nft_ctx_new(_NFT_CTX_DEFAULT)
+        if not ctx:
+            raise NftError(f"nft_ctx_new failed in namespace {netns or '(current)'}")
+        self._ctx: int | None = ctx
+        self._free = weakref.finalize(self, self._lib.nft_ctx_free, ctx)
+        # Unbuffered, libnftables would print to our stdout/stderr instead of returning text.
+        if self._lib.nft_ctx_buffer_output(ctx) != 0 or self._lib.nft_ctx_buffer_error(ctx) != 0:
+            self.close()
+            raise NftError("libnftables could not buffer its output")
+        flags = self._lib.nft_ctx_output_get_flags(ctx)
+        self._base_flags = flags & ~(OUTPUT_JSON | OUTPUT_STATELESS)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Free the context; further calls raise ``NftError``. Safe to call twice."""
+        self._ctx = None
+        self._free()
+
+    def __enter__(self) -> LibNft:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._ctx is None else "open"
+        return f"LibNft(netns={self.netns!r}, {state})"
+
+    def run(self, script: str) -> None:
+        # Run from an in-memory file, not a buffer: for buffer input libnftables 1.0.6 prints no
+        # line number and quotes the buffer's first line whichever line is wrong, which is useless
+        # in a script of a thousand lines. A memfd costs microseconds and touches no disk.
+        fd = os.memfd_create("peerwall-nft", os.MFD_CLOEXEC)
+        try:
+            data = memoryview(script.encode())
+            while data:
+                data = data[os.write(fd, data) :]
+            path = f"/proc/self/fd/{fd}"
+            try:
+                self._call(0, lambda ctx: self._lib.nft_run_cmd_from_filename(ctx, path.encode()))
+            except NftError as e:
+                raise NftError(str(e).replace(path, "script")) from None
+        finally:
+            os.close(fd)
+
+    def list_json(self, command: str) -> dict[str, Any]:
+        out = self._command(command, OUTPUT_JSON)
+        try:
+            doc = json.loads(out)
+        except json.JSONDecodeError as e:
+            raise NftError(f"libnftables returned invalid JSON for {command!r}: {e}") from None
+        if not isinstance(doc, dict):
+            raise NftError(f"libnftables returned unexpected JSON for {command!r}")
+        return doc
+
+    def list_text(self, command: str) -> str:
+        return self._command(command, OUTPUT_STATELESS)
+
+    def _command(self, command: str, flags: int) -> str:
+        return self._call(
+            flags, lambda ctx: self._lib.nft_run_cmd_from_buffer(ctx, command.encode())
+        )
+
+    def _call(self, flags: int, call: Callable[[int], int]) -> str:
+        """Run ``call(ctx)`` with output ``flags``; return the output, or raise the error text."""
+        with self._lock:
+            ctx = self._ctx
+            if ctx is None:
+                raise NftError("libnftables context is closed")
+            # Set the flags on every call: with JSON output on, libnftables would also try to
+            # parse an input script as JSON first.
+            self._lib.nft_ctx_output_set_flags(ctx, self._base_flags | flags)
+            rc = call(ctx)
+            # Read both buffers every time: reading is what rewinds them for the next command.
+            out = (self._lib.nft_ctx_get_output_buffer(ctx) or b"").decode()
+            err = (self._lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
+        if rc != 0:
+            raise NftError(err.strip() or f"libnftables failed (rc={rc}) without a message")
+        return out

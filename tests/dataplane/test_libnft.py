@@ -1,0 +1,126 @@
+"""LibNft on a real kernel: namespace binding, atomicity, output modes."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import pytest
+from nftlab import nft_in, sh
+
+from peerwall.compile.ruleset import Ruleset, render_replace
+from peerwall.dataplane import nft as nft_module
+from peerwall.dataplane.nft import LibNft
+from peerwall.errors import LabError, NftError
+
+pytestmark = pytest.mark.lab
+
+
+def root_tables() -> str:
+    return sh("nft", "list", "tables")
+
+
+def test_runs_in_its_namespace_and_not_in_the_root_one(netns: str) -> None:
+    table = f"pwtest_{secrets.token_hex(4)}"
+    before = root_tables()
+    assert table not in before
+    with LibNft(netns) as nft:
+        nft.run(f"add table inet {table}\nadd chain inet {table} c\n")
+    assert f"table inet {table}" in nft_in(netns, "list", "tables")
+    after = root_tables()
+    assert table not in after
+    assert after == before
+
+
+def test_peerwall_table_never_reaches_the_root_namespace(
+    nft: LibNft, netns: str, example: Ruleset
+) -> None:
+    had_peerwall = "table inet peerwall" in root_tables()
+    nft.run(render_replace(example))
+    assert "table inet peerwall" in nft_in(netns, "list", "tables")
+    assert ("table inet peerwall" in root_tables()) == had_peerwall
+
+
+def test_context_stays_bound_when_used_from_another_thread(nft: LibNft, netns: str) -> None:
+    # The netlink socket is opened at creation: a thread that never entered the namespace still
+    # acts on it.
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            nft.run("add table inet pwthread\n")
+        except BaseException as e:  # reported to the main thread below
+            errors.append(e)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert not errors
+    assert "table inet pwthread" in nft_in(netns, "list", "tables")
+    assert "pwthread" not in root_tables()
+
+
+def test_bad_script_raises_with_the_error_text_and_changes_nothing(
+    nft: LibNft, netns: str, example: Ruleset
+) -> None:
+    nft.run(render_replace(example))
+    before = nft_in(netns, "-s", "list", "ruleset")
+    # The first lines are valid; the last one is not, so nothing of the buffer may be applied.
+    bad = (
+        "add element inet peerwall api-abc { 10.9.9.9 }\n"
+        "flush chain inet peerwall peer-abc-C2\n"
+        "add rule inet peerwall no-such-chain accept\n"
+    )
+    with pytest.raises(NftError) as info:
+        nft.run(bad)
+    message = str(info.value)
+    # The location names the offending line of the script, and quotes that line.
+    assert "script:3:24-36: Error: Could not process rule: No such file or directory" in message
+    assert "add rule inet peerwall no-such-chain accept" in message
+    assert nft_in(netns, "-s", "list", "ruleset") == before
+
+
+def test_syntax_error_names_its_line(nft: LibNft) -> None:
+    with pytest.raises(NftError, match=r"script:2:11-14: Error: syntax error"):
+        nft.run("add table inet x\nadd tabel inet x\n")
+
+
+def test_list_json_and_list_text_switch_output_modes(nft: LibNft, example: Ruleset) -> None:
+    nft.run(render_replace(example))
+    doc = nft.list_json("list table inet peerwall")
+    kinds = {next(iter(o)) for o in doc["nftables"]}
+    assert {"metainfo", "table", "set", "chain", "rule"} <= kinds
+    text = nft.list_text("list table inet peerwall")
+    assert text.startswith("table inet peerwall {")
+    # Stateless: counters print without their values.
+    assert "\t\tcounter drop\n" in text
+    assert "packets" not in text
+    # A script run after a JSON listing is still read as nft syntax, and a listing after a
+    # script returns text again.
+    nft.run("add element inet peerwall api-abc { 10.0.0.9 }\n")
+    assert "10.0.0.9" in nft.list_text("list set inet peerwall api-abc")
+    assert nft.list_json("list tables")["nftables"][0]["metainfo"]
+
+
+def test_list_of_a_missing_table_raises(nft: LibNft) -> None:
+    with pytest.raises(NftError, match="No such file or directory"):
+        nft.list_text("list table inet absent")
+
+
+def test_closed_context_refuses_calls(netns: str) -> None:
+    nft = LibNft(netns)
+    nft.close()
+    nft.close()  # twice is fine
+    with pytest.raises(NftError, match="closed"):
+        nft.run("add table inet x\n")
+
+
+def test_missing_library_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nft_module, "LIBRARY", "libnftables-absent.so.9")
+    with pytest.raises(NftError, match=r"not found: apt-get install libnftables1"):
+        LibNft()
+
+
+def test_missing_namespace_is_an_error() -> None:
+    with pytest.raises(LabError, match="does not exist"):
+        LibNft(f"pw-t-absent-{secrets.token_hex(4)}")
