@@ -69,7 +69,9 @@ def _allocate(size: int, avoid: list[IPv4Network]) -> IPv4Network | None:
 
 
 def plan_addresses(topology: Topology) -> AddressPlan:
-    everything = [c.pod_cidr for c in topology.clusters] + [c.service_cidr for c in topology.clusters]
+    everything = [c.pod_cidr for c in topology.clusters] + [
+        c.service_cidr for c in topology.clusters
+    ]
     views: dict[tuple[str, str], IPv4Network] = {}
     # Remaps are unique across the whole virtual cluster, so that an address on a tunnel names one
     # thing: the two directions of a connection never share a remapped CIDR.

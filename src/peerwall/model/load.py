@@ -52,7 +52,9 @@ def topology_from_data(data: object, source: str = "<topology>") -> Topology:
     """Validate and resolve already-parsed data (a dict shaped like the topology file)."""
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
-        raise TopologyInvalid(source, [Problem("", f"expected a mapping with 'clusters', got {kind}")])
+        raise TopologyInvalid(
+            source, [Problem("", f"expected a mapping with 'clusters', got {kind}")]
+        )
     try:
         spec = TopologySpec.model_validate(data)
     except ValidationError as exc:
@@ -135,7 +137,9 @@ def _resolve(spec: TopologySpec, source: str) -> Topology:
             while n in taken[physical]:
                 n += 1
             if n > last:
-                problems.append(Problem(f"pods[{i}]", f"no free address left in {cidr} of {physical}"))
+                problems.append(
+                    Problem(f"pods[{i}]", f"no free address left in {cidr} of {physical}")
+                )
                 continue
             taken[physical].add(n)
             cursor[physical] = n + 1

@@ -50,45 +50,59 @@ def check(spec: TopologySpec) -> list[Problem]:
         svc = c.service_cidr or DEFAULT_SERVICE_CIDR
         if svc.overlaps(c.pod_cidr):
             field = "serviceCIDR" if c.service_cidr else "podCIDR"
-            add(Problem(f"clusters[{i}].{field}", f"pod CIDR {c.pod_cidr} overlaps service CIDR {svc}"))
+            add(
+                Problem(
+                    f"clusters[{i}].{field}", f"pod CIDR {c.pod_cidr} overlaps service CIDR {svc}"
+                )
+            )
         if c.pod_cidr.prefixlen > 30:
             add(Problem(f"clusters[{i}].podCIDR", f"{c.pod_cidr} is too small (at most /30)"))
 
     providers: dict[str, set[str]] = {c.name: set() for c in spec.clusters}
     directed: dict[tuple[str, str], int] = {}
     link_mode: dict[tuple[str, str], tuple[int, str]] = {}
-    for i, p in enumerate(spec.peerings):
+    for i, peering in enumerate(spec.peerings):
         ok = True
         for role in ("consumer", "provider"):
-            name = getattr(p, role)
+            name = getattr(peering, role)
             if name not in clusters:
                 add(Problem(f"peerings[{i}].{role}", f"unknown cluster {name!r}"))
                 ok = False
         if not ok:
             continue
-        if p.consumer == p.provider:
-            add(Problem(f"peerings[{i}].provider", f"a cluster cannot peer with itself ({p.consumer})"))
+        if peering.consumer == peering.provider:
+            add(
+                Problem(
+                    f"peerings[{i}].provider",
+                    f"a cluster cannot peer with itself ({peering.consumer})",
+                )
+            )
             continue
-        if (p.consumer, p.provider) in directed:
-            first = directed[(p.consumer, p.provider)]
-            add(Problem(f"peerings[{i}]", f"duplicate of peerings[{first}] ({p.consumer} -> {p.provider})"))
+        if (peering.consumer, peering.provider) in directed:
+            first = directed[(peering.consumer, peering.provider)]
+            add(
+                Problem(
+                    f"peerings[{i}]",
+                    f"duplicate of peerings[{first}] ({peering.consumer} -> {peering.provider})",
+                )
+            )
             continue
-        directed[(p.consumer, p.provider)] = i
-        providers[p.consumer].add(p.provider)
-        if p.security_mode is not None:
-            key = link_key(p.consumer, p.provider)
-            if key in link_mode and link_mode[key][1] != p.security_mode.value:
+        directed[(peering.consumer, peering.provider)] = i
+        providers[peering.consumer].add(peering.provider)
+        if peering.security_mode is not None:
+            key = link_key(peering.consumer, peering.provider)
+            if key in link_mode and link_mode[key][1] != peering.security_mode.value:
                 j, other = link_mode[key]
                 add(
                     Problem(
                         f"peerings[{i}].securityMode",
-                        f"{p.security_mode.value} conflicts with peerings[{j}].securityMode "
+                        f"{peering.security_mode.value} conflicts with peerings[{j}].securityMode "
                         f"({other}): both directions between {key[0]} and {key[1]} share one "
                         "connection",
                     )
                 )
             else:
-                link_mode[key] = (i, p.security_mode.value)
+                link_mode[key] = (i, peering.security_mode.value)
 
     namespaces: dict[tuple[str, str], tuple[str, ...]] = {}
     for i, n in enumerate(spec.namespaces):
@@ -127,7 +141,11 @@ def check(spec: TopologySpec) -> list[Problem]:
             add(Problem(f"pods[{i}].cluster", f"unknown cluster {p.cluster!r}"))
             continue
         if not known_namespace(p.cluster, p.namespace):
-            add(Problem(f"pods[{i}].namespace", f"no namespace {p.namespace!r} in cluster {p.cluster}"))
+            add(
+                Problem(
+                    f"pods[{i}].namespace", f"no namespace {p.namespace!r} in cluster {p.cluster}"
+                )
+            )
             continue
         physical = p.runs_on or p.cluster
         if p.runs_on is not None and p.runs_on != p.cluster:
@@ -146,13 +164,23 @@ def check(spec: TopologySpec) -> list[Problem]:
             cidr = clusters[physical].pod_cidr
             path = f"pods[{i}].ip"
             if p.ip not in cidr:
-                add(Problem(path, f"{p.ip} is outside the pod CIDR {cidr} of {physical}, where the pod runs"))
+                add(
+                    Problem(
+                        path,
+                        f"{p.ip} is outside the pod CIDR {cidr} of {physical}, where the pod runs",
+                    )
+                )
             elif p.ip in (cidr.network_address, cidr.broadcast_address):
                 add(Problem(path, f"{p.ip} is the network or broadcast address of {cidr}"))
             elif clusters[physical].api_server and p.ip == api_address(cidr):
                 add(Problem(path, f"{p.ip} is reserved for the API server of {physical}"))
             elif (physical, p.ip) in used_ips:
-                add(Problem(path, f"{p.ip} is already used by {used_ips[(physical, p.ip)]} in {physical}"))
+                add(
+                    Problem(
+                        path,
+                        f"{p.ip} is already used by {used_ips[(physical, p.ip)]} in {physical}",
+                    )
+                )
             else:
                 used_ips[(physical, p.ip)] = f"pods[{i}] ({p.name})"
 
@@ -160,5 +188,10 @@ def check(spec: TopologySpec) -> list[Problem]:
         if s.cluster not in clusters:
             add(Problem(f"services[{i}].cluster", f"unknown cluster {s.cluster!r}"))
         elif not known_namespace(s.cluster, s.namespace):
-            add(Problem(f"services[{i}].namespace", f"no namespace {s.namespace!r} in cluster {s.cluster}"))
+            add(
+                Problem(
+                    f"services[{i}].namespace",
+                    f"no namespace {s.namespace!r} in cluster {s.cluster}",
+                )
+            )
     return problems

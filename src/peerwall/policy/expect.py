@@ -8,13 +8,12 @@ thousands of evaluations, not a hundred million.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from peerwall.model.spec import SecurityMode
-from peerwall.model.topology import Pod, Topology
+from peerwall.model.topology import Topology
 from peerwall.policy.explain import Explanation, explain_cell
-from peerwall.policy.modes import MODES, effective_mode
+from peerwall.policy.modes import MODES, ModePolicy, effective_mode
 from peerwall.policy.truthtable import TruthTable
 from peerwall.policy.verdict import Verdict
 
@@ -51,6 +50,94 @@ class Expected:
         return explain_cell(self.topology, source, destination, self.default_mode, self.force)
 
 
+PodKey = tuple[str, frozenset[str]]  # (physical, admitted senders)
+
+
+@dataclass(frozen=True)
+class PodColumn:
+    key: PodKey
+
+
+@dataclass(frozen=True)
+class ServiceColumn:
+    present_in: frozenset[str]
+    backends: frozenset[PodKey]
+
+
+@dataclass(frozen=True)
+class InternetColumn:
+    cluster: str
+
+
+@dataclass(frozen=True)
+class ApiColumn:
+    cluster: str
+
+
+Column = PodColumn | ServiceColumn | InternetColumn | ApiColumn
+
+
+class _Rules:
+    """DESIGN.md §1, evaluated for a source class against a column class."""
+
+    def __init__(
+        self, topology: Topology, default: SecurityMode, force: SecurityMode | None
+    ) -> None:
+        self.topology = topology
+        self.default = default
+        self.force = force
+        self._policies: dict[tuple[str, str], ModePolicy] = {}
+
+    def policy(self, receiver: str, sender: str) -> ModePolicy:
+        key = (receiver, sender)
+        if key not in self._policies:
+            mode = self.force or effective_mode(self.topology, receiver, sender, self.default).mode
+            self._policies[key] = MODES[mode]
+        return self._policies[key]
+
+    def pod(self, src: SourceClass, key: PodKey) -> Verdict:
+        a, (physical, senders) = src[0], key
+        if a == physical:
+            return Verdict.YES
+        if not self.topology.peered(a, physical):
+            return Verdict.NO
+        return Verdict.YES if self.policy(physical, a).admits_pod(a, senders) else Verdict.NO
+
+    def verdict(self, src: SourceClass, col: Column) -> Verdict:
+        a, home = src
+        if isinstance(col, PodColumn):
+            return self.pod(src, col.key)
+        if isinstance(col, ServiceColumn):
+            if a not in col.present_in or not col.backends:
+                return Verdict.NO
+            reached = {self.pod(src, k) for k in col.backends}
+            if reached == {Verdict.YES}:
+                return Verdict.YES
+            return Verdict.PARTIAL if Verdict.YES in reached else Verdict.NO
+        if isinstance(col, InternetColumn):
+            return Verdict.YES if a == col.cluster else Verdict.NO
+        k = col.cluster
+        if a == k:
+            return Verdict.YES
+        if not self.topology.peered(a, k):
+            return Verdict.NO
+        return Verdict.YES if self.policy(k, a).admits_api(home, k) else Verdict.NO
+
+
+def columns(topology: Topology) -> list[Column]:
+    """The class of every destination, in table order."""
+    admitted = admitted_senders(topology)
+    pod_keys = {p.name: (p.physical, admitted[p.name]) for p in topology.pods}
+    out: list[Column] = [PodColumn(pod_keys[p.name]) for p in topology.pods]
+    out += [
+        ServiceColumn(frozenset(s.present_in), frozenset(pod_keys[b] for b in s.backends))
+        for s in topology.services
+    ]
+    out += [InternetColumn(c.name) for c in topology.clusters]
+    out += [ApiColumn(c.name) for c in topology.clusters if c.api_server]
+    return out
+
+
 def expect(
     topology: Topology,
     default_mode: SecurityMode = SecurityMode.FULL_POD_TO_POD,
@@ -58,98 +145,20 @@ def expect(
     force: SecurityMode | None = None,
 ) -> Expected:
     """The expected table. ``force`` overrides every mode (used for the FullPodToPod baseline)."""
-    modes: dict[tuple[str, str], type] = {}
-
-    def policy_for(receiver: str, sender: str) -> type:
-        key = (receiver, sender)
-        if key not in modes:
-            mode = force or effective_mode(topology, receiver, sender, default_mode).mode
-            modes[key] = MODES[mode]
-        return modes[key]
-
-    admitted = admitted_senders(topology)
-
-    # Row classes.
     row_keys: dict[SourceClass, int] = {}
     row_class = tuple(
         row_keys.setdefault((p.physical, p.home), len(row_keys)) for p in topology.pods
     )
-    rows = list(row_keys)
-
-    # Column classes, each with a verdict function of a source class.
-    col_keys: dict[Hashable, int] = {}
-    col_fns: list[Callable[[SourceClass], Verdict]] = []
-
-    def column(key: Hashable, fn: Callable[[SourceClass], Verdict]) -> int:
-        if key not in col_keys:
-            col_keys[key] = len(col_fns)
-            col_fns.append(fn)
-        return col_keys[key]
-
-    def pod_verdict(src: SourceClass, physical: str, senders: frozenset[str]) -> Verdict:
-        a = src[0]
-        if a == physical:
-            return Verdict.YES
-        if not topology.peered(a, physical):
-            return Verdict.NO
-        return Verdict.YES if policy_for(physical, a).admits_pod(a, senders) else Verdict.NO
-
-    pod_col: dict[str, int] = {}
-    pod_keys: dict[str, tuple[str, frozenset[str]]] = {}
-    for p in topology.pods:
-        key = (p.physical, admitted[p.name])
-        pod_keys[p.name] = key
-        pod_col[p.name] = column(("pod", *key), lambda src, k=key: pod_verdict(src, k[0], k[1]))
-    cols = [pod_col[p.name] for p in topology.pods]
-
-    for s in topology.services:
-        backend_keys = frozenset(pod_keys[b] for b in s.backends)
-        present = frozenset(s.present_in)
-
-        def svc_verdict(
-            src: SourceClass,
-            present: frozenset[str] = present,
-            keys: frozenset[tuple[str, frozenset[str]]] = backend_keys,
-        ) -> Verdict:
-            if src[0] not in present or not keys:
-                return Verdict.NO
-            reached = {pod_verdict(src, k[0], k[1]) for k in keys}
-            if reached == {Verdict.YES}:
-                return Verdict.YES
-            return Verdict.PARTIAL if Verdict.YES in reached else Verdict.NO
-
-        cols.append(column(("svc", present, backend_keys), svc_verdict))
-
-    for c in topology.clusters:
-        cols.append(
-            column(
-                ("inet", c.name), lambda src, k=c.name: Verdict.YES if src[0] == k else Verdict.NO
-            )
-        )
-
-    def api_verdict(src: SourceClass, k: str) -> Verdict:
-        a, home = src
-        if a == k:
-            return Verdict.YES
-        if not topology.peered(a, k):
-            return Verdict.NO
-        return Verdict.YES if policy_for(k, a).admits_api(home, k) else Verdict.NO
-
-    for c in topology.clusters:
-        if c.api_server:
-            cols.append(column(("api", c.name), lambda src, k=c.name: api_verdict(src, k)))
-
-    blocks = tuple(tuple(fn(src) for fn in col_fns) for src in rows)
+    col_keys: dict[Column, int] = {}
+    col_class = tuple(col_keys.setdefault(c, len(col_keys)) for c in columns(topology))
+    rules = _Rules(topology, default_mode, force)
+    blocks = tuple(tuple(rules.verdict(src, col) for col in col_keys) for src in row_keys)
     table = TruthTable(
         (force or default_mode).value,
         topology.sources,
         topology.destinations,
         row_class,
-        tuple(cols),
+        col_class,
         blocks,
     )
     return Expected(table, topology, default_mode, force)
-
-
-def pod_of(topology: Topology, name: str) -> Pod:
-    return topology.pod_by_name[name]

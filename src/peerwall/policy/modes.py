@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
@@ -47,17 +48,29 @@ def effective_mode(
     return EffectiveMode(default, ModeOrigin.DEFAULT)
 
 
+class ModePolicy(Protocol):
+    """What a receiving cluster admits from a peer, for traffic that crosses the peering."""
+
+    mode: SecurityMode
+
+    def admits_pod(self, sender: str, allowed_senders: frozenset[str]) -> bool:
+        """May a pod of ``sender`` open a connection to a local pod admitting ``allowed_senders``?"""
+        ...
+
+    def admits_api(self, source_home: str, receiver: str) -> bool:
+        """May a pod whose home is ``source_home`` reach ``receiver``'s API server?"""
+        ...
+
+
 class FullPodToPod:
     """Every pod of a peer may open connections to every local pod."""
 
     mode = SecurityMode.FULL_POD_TO_POD
 
-    @staticmethod
-    def admits_pod(sender: str, allowed_senders: frozenset[str]) -> bool:
+    def admits_pod(self, sender: str, allowed_senders: frozenset[str]) -> bool:
         return True
 
-    @staticmethod
-    def admits_api(source_home: str, receiver: str) -> bool:
+    def admits_api(self, source_home: str, receiver: str) -> bool:
         return True
 
 
@@ -67,18 +80,16 @@ class IntraClusterTrafficSegregation:
 
     mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 
-    @staticmethod
-    def admits_pod(sender: str, allowed_senders: frozenset[str]) -> bool:
+    def admits_pod(self, sender: str, allowed_senders: frozenset[str]) -> bool:
         return sender in allowed_senders
 
-    @staticmethod
-    def admits_api(source_home: str, receiver: str) -> bool:
+    def admits_api(self, source_home: str, receiver: str) -> bool:
         return source_home == receiver
 
 
-MODES: dict[SecurityMode, type[FullPodToPod] | type[IntraClusterTrafficSegregation]] = {
-    SecurityMode.FULL_POD_TO_POD: FullPodToPod,
-    SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION: IntraClusterTrafficSegregation,
+MODES: dict[SecurityMode, ModePolicy] = {
+    SecurityMode.FULL_POD_TO_POD: FullPodToPod(),
+    SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION: IntraClusterTrafficSegregation(),
 }
 
 DESCRIPTIONS = {
