@@ -17,9 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from peerwall.compile.build import build
+from peerwall.compile.names import FAMILY, TABLE
 from peerwall.compile.ruleset import render_replace
 from peerwall.dataplane.apply import Outcome, sync
+from peerwall.dataplane.drift import Drift, drift
 from peerwall.dataplane.nft import LibNft
+from peerwall.dataplane.readback import read_table
 from peerwall.errors import LabError
 from peerwall.lab.kube import build_kube
 from peerwall.lab.netns import delete_namespaces, ip_batch, list_namespaces, write_sysctl
@@ -257,3 +260,15 @@ def down(name: str, settings: LabSettings = LabSettings()) -> list[str]:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_state_path(name, settings))
     return gone
+
+
+def gateway_drift(state: LabState) -> dict[str, list[Drift]]:
+    """For each gateway, how its live ``inet peerwall`` table differs from the desired one."""
+    plan = state.plan()
+    mode = SecurityMode(state.mode)
+    out = {}
+    for c in plan.topology.clusters:
+        with LibNft(plan.gateway_ns(c.name)) as nft:
+            live = read_table(nft, FAMILY, TABLE)
+        out[c.name] = drift(live, build(plan.topology, c.name, mode, plan.addresses))
+    return out

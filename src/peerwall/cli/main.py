@@ -1,0 +1,250 @@
+"""``peerwall``: the command line. Thin commands over the core; option parsing is in ``options``,
+rendering in ``render``.
+
+Every ``PeerwallError`` raised under any command (sub-groups included) is printed to stderr, one line
+per problem and without a traceback, and the exit status is 2 (as for a usage error).
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Sequence
+from enum import Enum
+from importlib import metadata
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from peerwall.cli import lab, render
+from peerwall.cli.options import (
+    DEFAULT_MODE,
+    MODE_KEY,
+    ModeChoice,
+    SetValues,
+    TopologyFile,
+    ValuesFile,
+    load,
+)
+from peerwall.compile.build import build
+from peerwall.compile.ruleset import render_table
+from peerwall.errors import PeerwallError, UnknownName
+from peerwall.model import SecurityMode, Topology
+from peerwall.policy import DESCRIPTIONS, Explanation, ModeOrigin, expect, explain_cell
+
+EXIT_ERROR = 2
+
+
+class PeerwallGroup(TyperGroup):
+    """Turns a ``PeerwallError`` from any subcommand into its message on stderr and status 2."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context type is private
+        try:
+            return super().invoke(ctx)
+        except PeerwallError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(EXIT_ERROR) from None
+
+
+app = typer.Typer(
+    cls=PeerwallGroup,
+    name="peerwall",
+    help="Liqo's connectivity security modes: decide, enforce with nftables, explain, verify.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("peerwall")
+        except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+            version = "unknown"
+        typer.echo(f"peerwall {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Liqo's connectivity security modes: decide, enforce with nftables, explain, verify."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def suggest(name: str, valid: Sequence[str]) -> str:
+    """`` (did you mean ...?)`` for near matches (case-insensitive), or the short list of choices."""
+    by_lower: dict[str, str] = {}
+    for v in valid:
+        by_lower.setdefault(v.lower(), v)
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.6)
+    if close:
+        return f" (did you mean {', '.join(by_lower[c] for c in close)}?)"
+    if len(valid) <= 12:
+        return f" (valid: {', '.join(valid)})"
+    return f" (the topology has {len(valid)}; see 'peerwall matrix')"
+
+
+def unknown(kind: str, name: str, valid: Sequence[str]) -> UnknownName:
+    return UnknownName(f"unknown {kind} {name!r}{suggest(name, valid)}")
+
+
+def mode_overrides(topology: Topology) -> int:
+    """How many clusters and peering links set their own mode (they beat the global default)."""
+    clusters = sum(c.security_mode is not None for c in topology.clusters)
+    links = sum(m is not None for m in topology.links.values())
+    return clusters + links
+
+
+def matrix_title(topology: Topology, choice: ModeChoice) -> str:
+    title = f"Connectivity matrix: {choice.describe()}"
+    n = mode_overrides(topology)
+    if n == 1:
+        title += "; 1 cluster/peering setting in the topology overrides it"
+    elif n:
+        title += f"; {n} cluster/peering settings in the topology override it"
+    return title
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+class Output(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+@app.command()
+def matrix(
+    file: TopologyFile,
+    set_: SetValues = None,
+    values: ValuesFile = None,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="Output format; json is the contract.")
+    ] = Output.table,
+    force_table: Annotated[
+        bool,
+        typer.Option(
+            "--force-table",
+            help=f"Print a table even past {render.MAX_TABLE_DESTINATIONS} destinations.",
+        ),
+    ] = False,
+) -> None:
+    """The expected connectivity matrix: rows are source pods, columns destinations.
+
+    Highlighted cells differ from FullPodToPod: yellow, * without colours, bold in markdown.
+
+    The json output is the truth table contract.
+    """
+    topology, choice = load(file, set_, values)
+    table = expect(topology, choice.mode).table
+    if output is Output.json:
+        table.write_json(sys.stdout)
+        return
+    if output is Output.csv:
+        render.write_csv(table, sys.stdout)
+        return
+    too_large = len(table.destinations) > render.MAX_TABLE_DESTINATIONS
+    if output is Output.table and too_large and not force_table:
+        typer.echo(
+            f"{len(table.sources)} sources x {len(table.destinations)} destinations is too large "
+            "for a readable table: use --output csv, --output json or --output markdown "
+            "(or --force-table).",
+            err=True,
+        )
+        return
+    baseline = SecurityMode.FULL_POD_TO_POD
+    highlight = table.differing(expect(topology, baseline, force=baseline).table)
+    title = matrix_title(topology, choice)
+    if output is Output.markdown:
+        caption = f"{title}. **Bold**: differs from {baseline.value}."
+        render.write_markdown(table, sys.stdout, highlight, caption=caption)
+        return
+    render.print_table(Console(), table, highlight, title=title, baseline=baseline.value)
+
+
+def _default_mode_used(e: Explanation) -> bool:
+    here = e.mode is not None and e.mode.origin is ModeOrigin.DEFAULT
+    return here or any(_default_mode_used(b) for b in e.backends)
+
+
+@app.command()
+def explain(
+    source: Annotated[str, typer.Argument(metavar="SRC", help="Source pod.", show_default=False)],
+    destination: Annotated[
+        str,
+        typer.Argument(
+            metavar="DST", help="Pod, service, Internet or API server.", show_default=False
+        ),
+    ],
+    file: TopologyFile,
+    set_: SetValues = None,
+    values: ValuesFile = None,
+) -> None:
+    """Why SRC can or cannot connect to DST: the rule, the receiver, the peering and the mode."""
+    topology, choice = load(file, set_, values)
+    if source in topology.destinations and source not in topology.pod_by_name:
+        raise UnknownName(
+            f"{source!r} is not a pod; sources are pods{suggest('', topology.sources)}"
+        )
+    if source not in topology.pod_by_name:
+        raise unknown("source pod", source, topology.sources)
+    if destination not in topology.destinations:
+        raise unknown("destination", destination, topology.destinations)
+    e = explain_cell(topology, source, destination, choice.mode)
+    typer.echo(e.render())
+    if _default_mode_used(e):
+        typer.echo(f"global default ({MODE_KEY}): {choice.describe()}")
+
+
+@app.command()
+def modes() -> None:
+    """The security modes, with what each allows; * marks the default."""
+    width = max(len(m.value) for m in SecurityMode)
+    for m in SecurityMode:
+        mark = "*" if m is DEFAULT_MODE else " "
+        description = DESCRIPTIONS[m].removeprefix("default: ")
+        typer.echo(f"{mark} {m.value:<{width}}  {description}")
+    typer.echo(f"(* default; select with --set {MODE_KEY}=MODE)")
+
+
+@app.command()
+def rules(
+    file: TopologyFile,
+    cluster: Annotated[
+        str,
+        typer.Option("--cluster", "-c", metavar="CLUSTER", help="Gateway to compile for."),
+    ],
+    set_: SetValues = None,
+    values: ValuesFile = None,
+) -> None:
+    """The nftables ruleset (table inet peerwall) of one cluster's gateway, as an nft script."""
+    topology, choice = load(file, set_, values)
+    if cluster not in topology.cluster_by_name:
+        raise unknown("cluster", cluster, [c.name for c in topology.clusters])
+    sys.stdout.write(render_table(build(topology, cluster, choice.mode)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The lab: emulated clusters in network namespaces (root only).
+
+app.add_typer(lab.app, name="lab", help="Build, probe, inspect and remove the emulated lab.")
+app.command("demo")(lab.demo)
+
+
+def main() -> None:
+    """Console-script entry point (``peerwall``)."""
+    app()

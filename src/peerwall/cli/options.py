@@ -1,0 +1,178 @@
+"""Options shared by the commands: the topology file, ``--set KEY=VALUE`` and ``--values FILE``.
+
+Mode selection mirrors the seed (Liqo's Helm chart): ``networking.securityMode`` from a values
+file, overridden by ``--set networking.securityMode=...``, else the built-in default. The chosen
+mode is the *global default*; a cluster's or a peering's ``securityMode`` in the topology is more
+specific and still wins (DESIGN.md §1).
+
+Every problem is raised as a ``PeerwallError`` (the CLI prints it and exits with status 2).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
+from peerwall.model import SecurityMode, Topology, load_topology, parse_mode
+
+MODE_KEY = "networking.securityMode"
+DEFAULT_MODE = SecurityMode.FULL_POD_TO_POD
+
+KNOWN_KEYS: dict[str, Callable[[str, str], object]] = {MODE_KEY: parse_mode}
+"""The keys ``--set`` and ``--values`` understand, with the parser of each value."""
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+# Typer parameter types, to share one spelling and help text across commands.
+TopologyFile = Annotated[
+    Path,
+    typer.Option(
+        "--file",
+        "-f",
+        metavar="FILE",
+        help="Topology file (YAML); '-' reads standard input.",
+        show_default=False,
+    ),
+]
+SetValues = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help=f"Set a value, as with Helm (repeatable). Known keys: {', '.join(KNOWN_KEYS)}.",
+        show_default=False,
+    ),
+]
+ValuesFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--values",
+        metavar="FILE",
+        help="Helm-style values file (networking.securityMode); --set wins over it.",
+        show_default=False,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class ModeChoice:
+    """The global default mode and where it came from."""
+
+    mode: SecurityMode
+    origin: str
+    """``--set``, ``values file FILE`` or ``built-in default``."""
+
+    def describe(self) -> str:
+        return f"{self.mode.value} (from {self.origin})"
+
+
+def parse_sets(items: Iterable[str]) -> dict[str, str]:
+    """``--set`` arguments -> {key: value}; later ones win, commas separate pairs (as Helm)."""
+    out: dict[str, str] = {}
+    for item in items:
+        for pair in item.split(","):
+            key, sep, value = pair.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ModeInvalid(
+                    f"--set {pair!r}: expected KEY=VALUE, e.g. {MODE_KEY}=FullPodToPod"
+                )
+            if key not in KNOWN_KEYS:
+                raise ModeInvalid(
+                    f"--set {pair}: unknown key {key!r} (known keys: {', '.join(KNOWN_KEYS)})"
+                )
+            out[key] = value.strip()
+    return out
+
+
+def read_text(path: Path) -> str:
+    """A file's text (``-`` is standard input), or a one-line ``TopologyInvalid``."""
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problem = "no such file"
+    except IsADirectoryError:
+        problem = "is a directory, not a file"
+    except PermissionError:
+        problem = "permission denied"
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+    except OSError as exc:
+        problem = f"cannot read: {exc.strerror or exc}"
+    raise TopologyInvalid(str(path), [Problem("", problem)])
+
+
+def read_topology(path: Path) -> Topology:
+    """Read, parse and validate the topology file."""
+    source = "<stdin>" if str(path) == "-" else str(path)
+    return load_topology(read_text(path), source)
+
+
+def read_values(path: Path) -> str | None:
+    """The ``networking.securityMode`` of a Helm-style values file, or None if it sets none.
+
+    Other keys are ignored, as Helm ignores values its chart does not use: a full Liqo values file
+    can be passed as is.
+    """
+    source = str(path)
+    text = read_text(path)
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc)
+        raise TopologyInvalid(source, [Problem(where, f"malformed YAML: {what}")]) from None
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise TopologyInvalid(source, [Problem("", f"expected a mapping of values, got a {kind}")])
+    networking = data.get("networking")
+    if networking is None:
+        return None
+    if not isinstance(networking, dict):
+        raise TopologyInvalid(source, [Problem("networking", "expected a mapping")])
+    mode = networking.get("securityMode")
+    if mode is None:
+        return None
+    if not isinstance(mode, str):
+        raise TopologyInvalid(source, [Problem(MODE_KEY, f"expected a mode name, got {mode!r}")])
+    return mode
+
+
+def resolve_mode(sets: Iterable[str] | None = None, values: Path | None = None) -> ModeChoice:
+    """The global default mode: ``--set`` over the values file over the built-in default."""
+    parsed = parse_sets(sets or ())
+    on_command_line = (
+        parse_mode(parsed[MODE_KEY], f"--set {MODE_KEY}") if MODE_KEY in parsed else None
+    )
+    # The values file is checked even when --set overrides it: a typo there still fails loudly.
+    in_file = None
+    if values is not None:
+        raw = read_values(values)
+        if raw is not None:
+            in_file = parse_mode(raw, f"{values}: {MODE_KEY}")
+    if on_command_line is not None:
+        return ModeChoice(on_command_line, "--set")
+    if in_file is not None:
+        return ModeChoice(in_file, f"values file {values}")
+    return ModeChoice(DEFAULT_MODE, "built-in default")
+
+
+def load(
+    file: Path, sets: Iterable[str] | None = None, values: Path | None = None
+) -> tuple[Topology, ModeChoice]:
+    """What most commands start with. Options are checked before the topology is read."""
+    choice = resolve_mode(sets, values)
+    return read_topology(file), choice

@@ -1,0 +1,240 @@
+"""Truth tables for people: a rich table in the look of the seed's figures, csv and markdown.
+
+The figures colour YES green and NO red and give a yellow background to the cells that differ from
+the FullPodToPod baseline. Without colours (``NO_COLOR``, output not a terminal) those cells carry a
+``*`` instead, so the table stays readable in a log or a pipe. ``highlight`` is any set of cells, so
+the same renderer can show, say, the cells where an observed table differs from the expected one.
+
+JSON is not here: ``TruthTable.write_json`` is the contract.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Collection, Iterator
+from typing import IO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from peerwall.policy import TruthTable, Verdict
+
+Cell = tuple[str, str]
+
+MAX_TABLE_DESTINATIONS = 60
+"""Beyond this many columns a terminal table is unreadable: suggest json or csv instead."""
+
+MARK = "*"
+"""Marks a highlighted cell when colours are off."""
+
+STYLES = {
+    Verdict.YES: "bold green",
+    Verdict.NO: "bold red",
+    Verdict.PARTIAL: "bold dark_orange",
+    Verdict.ERROR: "bold magenta",
+}
+MEANINGS = {
+    Verdict.YES: "allowed",
+    Verdict.NO: "blocked",
+    Verdict.PARTIAL: "some backends only",
+    Verdict.ERROR: "probe failed",
+}
+HIGHLIGHT = "on #fff2cc"  # the figures' yellow
+HIGHLIGHT_16 = "on yellow"  # #fff2cc would fall to white on a 16-colour terminal
+HEADER = "bold white on #0e58c4"  # the figures' blue headers
+
+
+def _center(word: str, width: int) -> str:
+    """Centred, the odd space on the right (so YES and NO start in the same column)."""
+    left = (width - len(word)) // 2
+    return " " * left + word + " " * (width - len(word) - left)
+
+
+def colors_enabled(console: Console) -> bool:
+    return console.color_system is not None and not console.no_color
+
+
+def highlight_style(console: Console) -> str:
+    return HIGHLIGHT if console.color_system in ("256", "truecolor") else HIGHLIGHT_16
+
+
+def verdicts_in(table: TruthTable) -> list[Verdict]:
+    """The verdicts the table uses, in enum order (for the legend and the column widths)."""
+    used = {v for row in table.blocks for v in row}
+    return [v for v in Verdict if v in used]
+
+
+def rich_table(
+    table: TruthTable,
+    highlight: Collection[Cell] = (),
+    *,
+    title: str | None = None,
+    colors: bool = True,
+    highlight_bg: str = HIGHLIGHT,
+    compact: bool = False,
+) -> Table:
+    """Rows are sources, columns destinations; ``compact`` uses one-character marks.
+
+    Cells are padded by hand (the table has no padding) so that a highlighted cell is yellow from
+    border to border, as in the figures.
+    """
+    marker = "" if colors else MARK
+    pad = 1 if compact else 2
+
+    def word(v: Verdict, hit: bool) -> str:
+        return (v.mark if compact else v.value) + (marker if hit else "")
+
+    # Each column is as wide as its header and its widest word, plus room for the marker if any
+    # cell is marked; words are left-aligned in a centred slot so that they line up.
+    extra = len(marker) if highlight else 0
+    slots = []
+    for c in table.col_class:
+        used = {row[c] for row in table.blocks}
+        slots.append(max((len(word(v, False)) for v in used), default=1) + extra)
+
+    def cell(s: str, d: str, slot: int, width: int) -> Text:
+        v = table.get(s, d)
+        if v is None:
+            return Text(" " * width)
+        hit = (s, d) in highlight
+        text = _center(word(v, hit).ljust(slot), width)
+        if not colors:
+            return Text(text)
+        return Text(text, style=STYLES[v] + (f" {highlight_bg}" if hit else ""))
+
+    out = Table(
+        title=Text(title, style="bold") if title else None,
+        box=box.SIMPLE_HEAD if compact else box.SQUARE,
+        padding=0,
+        pad_edge=False,
+        header_style=HEADER if colors else "bold",
+    )
+    label_width = max(map(len, ("source", *table.sources))) + pad
+    out.add_column(
+        Text(" source".ljust(label_width)),
+        style=HEADER if colors else "bold",
+        min_width=label_width,
+        no_wrap=True,
+    )
+    widths = [max(len(d), slot) + pad for d, slot in zip(table.destinations, slots, strict=True)]
+    for d, w in zip(table.destinations, widths, strict=True):
+        out.add_column(Text(_center(d, w)), width=w, no_wrap=True)
+    columns = list(zip(table.destinations, slots, widths, strict=True))
+    for s in table.sources:
+        out.add_row(Text(f" {s}".ljust(label_width)), *(cell(s, *col) for col in columns))
+    return out
+
+
+def legend(
+    table: TruthTable,
+    baseline: str | None,
+    *,
+    colors: bool,
+    highlight_bg: str = HIGHLIGHT,
+    compact: bool = False,
+) -> Text:
+    """One line: what each verdict means and what a highlighted cell is."""
+    out = Text()
+    for v in verdicts_in(table):
+        out.append(v.mark if compact else v.value, style=STYLES[v] if colors else "")
+        out.append(f" {MEANINGS[v]}   ")
+    if baseline:
+        if colors:
+            out.append(" yellow ", style=f"black {highlight_bg}")
+        else:
+            out.append(MARK)
+        out.append(f" differs from {baseline}")
+    out.rstrip()
+    return out
+
+
+def print_table(
+    console: Console,
+    table: TruthTable,
+    highlight: Collection[Cell] = (),
+    *,
+    title: str | None = None,
+    baseline: str | None = None,
+) -> None:
+    """The table and its legend; on a terminal too narrow for it, one-character marks."""
+    colors = colors_enabled(console)
+    bg = highlight_style(console)
+
+    def build(compact: bool) -> Table:
+        return rich_table(
+            table, highlight, title=title, colors=colors, highlight_bg=bg, compact=compact
+        )
+
+    def natural_width(t: Table) -> int:
+        return console.measure(t, options=console.options.update_width(1 << 20)).maximum
+
+    compact = False
+    rendered = build(compact)
+    needed = natural_width(rendered)
+    if console.is_terminal and needed > console.width:
+        compact = True
+        rendered = build(compact)
+        needed = natural_width(rendered)
+        if needed > console.width:
+            console.print(
+                f"(the table is {needed} columns wide, the terminal {console.width}: "
+                "try '| less -S', or --output csv)",
+                style="dim",
+                soft_wrap=True,
+            )
+    # Never squeeze the table (rich would cut cells to '…'): past the width, lines are long.
+    saved = console.width
+    console.width = max(saved, needed)
+    try:
+        console.print(rendered)
+    finally:
+        console.width = saved
+    shown = baseline if highlight else None
+    key = legend(table, shown, colors=colors, highlight_bg=bg, compact=compact)
+    if key.plain:
+        console.print(key, soft_wrap=True)
+
+
+def _rows(table: TruthTable, diagonal: str) -> Iterator[tuple[str, list[str]]]:
+    """Each source with its cells as strings, computed once per row class."""
+    dst_index = {d: j for j, d in enumerate(table.destinations)}
+    cache: dict[int, list[str]] = {}
+    for i, s in enumerate(table.sources):
+        rc = table.row_class[i]
+        values = cache.get(rc)
+        if values is None:
+            block = table.blocks[rc]
+            values = [block[c].value for c in table.col_class]
+            cache[rc] = values
+        j = dst_index.get(s)
+        yield s, values if j is None else [*values[:j], diagonal, *values[j + 1 :]]
+
+
+def write_csv(table: TruthTable, out: IO[str]) -> None:
+    """Header ``source,<destinations...>``, one row per source, the diagonal empty."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["source", *table.destinations])
+    for s, values in _rows(table, ""):
+        writer.writerow([s, *values])
+
+
+def write_markdown(
+    table: TruthTable,
+    out: IO[str],
+    highlight: Collection[Cell] = (),
+    *,
+    caption: str | None = None,
+) -> None:
+    """A GitHub table (rows are sources), the diagonal empty, highlighted cells in bold."""
+    if caption:
+        out.write(caption + "\n\n")
+    out.write("| source | " + " | ".join(table.destinations) + " |\n")
+    out.write("|---|" + ":---:|" * len(table.destinations) + "\n")
+    for s, values in _rows(table, ""):
+        cells = [
+            f"**{v}**" if v and (s, d) in highlight else v
+            for d, v in zip(table.destinations, values, strict=True)
+        ]
+        out.write(f"| {s} | " + " | ".join(cells) + " |\n")
