@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REFERENCE, LabUp, seed_topology, topology_of
 from gen import generate
 
+from conftest import REFERENCE, LabUp, seed_topology, topology_of
 from peerwall.lab.build import apply_modes
 from peerwall.model import SecurityMode
 from peerwall.policy import Verdict, expect

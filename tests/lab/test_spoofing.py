@@ -15,8 +15,8 @@ import time
 from ipaddress import IPv4Address
 
 import pytest
-from conftest import LabUp, seed_topology
 
+from conftest import LabUp, seed_topology
 from peerwall.compile.names import peer_chain, tunnel_ifname
 from peerwall.lab.build import apply_modes
 from peerwall.lab.plan import LabPlan
@@ -93,9 +93,13 @@ def inject_and_sniff(plan: LabPlan, src: IPv4Address, sport: int) -> bool:
                 time.sleep(0.01)
                 continue
             ip = data[14:]
-            if data[12:14] == b"\x08\x00" and ip[9] == socket.IPPROTO_TCP:
-                if struct.unpack("!H", ip[20:22])[0] == sport and ip[16:20] == p1.ip.packed:
-                    return True
+            if (
+                data[12:14] == b"\x08\x00"
+                and ip[9] == socket.IPPROTO_TCP
+                and struct.unpack("!H", ip[20:22])[0] == sport
+                and ip[16:20] == p1.ip.packed
+            ):
+                return True
     return False
 
 
