@@ -9,10 +9,14 @@ link or child process that the suite created and left behind fails the run.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 import pytest
+
+from peerwall.dataplane.nft import LibNft
 
 NETNS_DIR = "/run/netns"
 
@@ -39,6 +43,25 @@ def require_lab() -> None:
 def _lab_marker(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("lab") is not None:
         require_lab()
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh network namespace ``pw-t-<random>``, deleted afterwards whatever happens."""
+    require_lab()
+    name = f"pw-t-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture
+def nft(netns: str) -> Iterator[LibNft]:
+    """A libnftables context bound to ``netns``."""
+    with LibNft(netns) as ctx:
+        yield ctx
 
 
 def _pw_namespaces() -> set[str]:

@@ -12,6 +12,8 @@ def test_all_names_exist_and_are_public() -> None:
 
 def test_nothing_public_is_missing_from_all() -> None:
     public = {
-        n for n, v in vars(peerwall).items() if not n.startswith("_") and not isinstance(v, type(peerwall))
+        n
+        for n, v in vars(peerwall).items()
+        if not n.startswith("_") and not isinstance(v, type(peerwall))
     }
     assert public == set(peerwall.__all__)

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import pytest
 
 from peerwall.compile.ruleset import Chain, Hook, NftSet, Ruleset
-
-
-def lab_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces and nftables)"
-    if shutil.which("ip") is None or shutil.which("nft") is None:
-        return "needs the ip and nft commands (iproute2, nftables)"
-    return None
 
 
 def sh(*args: str) -> str:
