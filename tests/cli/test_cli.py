@@ -255,7 +255,7 @@ def test_explain_names_rule_and_mode_origin(seed_path: str) -> None:
     assert out.startswith("P5 -> P1: NO\n")
     assert "rule:     segregation-denied" in out
     assert "enforced: by C1" in out
-    assert f"mode:     {SEG} (the global default (networking.securityMode))" in out
+    assert f"mode:     {SEG} (global default, networking.securityMode)" in out
     assert f"global default (networking.securityMode): {SEG} (from --set)" in out
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -13,8 +12,6 @@ from hypothesis import given, settings
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology, parse_mode, topology_from_data
 from peerwall.model.addressing import plan_addresses
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from strategies import topologies
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
@@ -171,14 +168,14 @@ def test_cidr_prefix_too_long():
 def test_cidr_with_host_bits_set():
     problem = only_problem("clusters:\n  - {name: C1, podCIDR: 10.244.0.1/16}\n")
     assert problem.path == "clusters[0].podCIDR"
-    assert problem.message.startswith("'10.244.0.1/16' is not a valid IPv4 CIDR")
+    assert problem.message == "'10.244.0.1/16' has host bits set (did you mean 10.244.0.0/16?)"
 
 
 def test_invalid_service_cidr():
     text = "clusters:\n  - {name: C1, podCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/8}\n"
     problem = only_problem(text)
     assert problem.path == "clusters[0].serviceCIDR"
-    assert problem.message.startswith("'10.96.0.0/8' is not a valid IPv4 CIDR")
+    assert problem.message.startswith("'10.96.0.0/8' has host bits set (did you mean 10.0.0.0/8?)")
 
 
 def test_service_cidr_overlapping_the_pod_cidr():
@@ -590,6 +587,12 @@ def check_views(t: Topology) -> None:
             for b in views[i + 1 :]:
                 assert not a.overlaps(b), (k.name, a, b)
     assert set(plan.views) == {(k, p) for k in t.peers for p in t.peers[k]}
+    # Remapped CIDRs are unique across the virtual cluster: an address on a tunnel names one thing.
+    remaps = [v for (k, r), v in plan.views.items() if v != t.cluster_by_name[r].pod_cidr]
+    for i, a in enumerate(remaps):
+        for b in remaps[i + 1 :]:
+            assert not a.overlaps(b), (a, b)
+        assert not any(a.overlaps(c.pod_cidr) or a.overlaps(c.service_cidr) for c in t.clusters)
 
 
 def test_seed_views_are_remapped_because_the_pod_cidrs_overlap():
@@ -651,3 +654,10 @@ def test_a_valid_topology_always_gets_an_address_plan():
         assert any(p.path.endswith(".podCIDR") for p in exc.problems), exc.problems
         return
     check_views(t)
+
+
+def test_repeated_key_is_an_error_not_a_silent_overwrite():
+    text = "clusters:\n  - {name: C1, podCIDR: 10.244.0.0/16}\npods: []\npods: []\n"
+    problem = only_problem(text)
+    assert problem.path == "line 4, column 1"
+    assert problem.message == "malformed YAML: duplicate key 'pods'"

@@ -83,7 +83,7 @@ def test_global_default_decides_when_nothing_is_set():
     assert x.receiver == "C2"
     assert x.peering == ("C1", "C2")
     assert x.mode == EffectiveMode(FULL, ModeOrigin.DEFAULT)
-    assert "mode:     FullPodToPod (the global default (networking.securityMode))" in x.render()
+    assert "mode:     FullPodToPod (global default, networking.securityMode)" in x.render()
 
 
 def test_receiver_install_time_mode_beats_the_default():

@@ -9,8 +9,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
@@ -18,8 +16,6 @@ from hypothesis import strategies as st
 
 from peerwall.model import SecurityMode, Topology, topology_from_data
 from peerwall.policy import EffectiveMode, Expected, ModeOrigin, Verdict, effective_mode, expect
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from strategies import small_topologies, topologies
 
 FULL = SecurityMode.FULL_POD_TO_POD

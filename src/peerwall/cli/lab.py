@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from peerwall.cli import render
 from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, load, read_text, resolve_mode
 from peerwall.lab import build as labs
+from peerwall.lab.netns import list_namespaces
 from peerwall.lab.plan import LabPlan
 from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.policy import expect
@@ -82,7 +83,7 @@ def status(name: Annotated[str | None, typer.Option("--name", "-n")] = None) -> 
         return
     for state in states:
         plan = state.plan()
-        present = labs.list_namespaces(plan.prefix)
+        present = list_namespaces(plan.prefix)
         typer.echo(
             f"{state.name}: {state.source}, mode {state.mode}, "
             f"{len(present)}/{len(plan.namespaces())} namespaces"

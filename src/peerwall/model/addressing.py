@@ -58,6 +58,14 @@ class AddressPlan:
         return api_address(self.topology.cluster_by_name[cluster].pod_cidr)
 
 
+class RemapExhausted(ValueError):
+    """No free CIDR is left to remap a peer's overlapping pod CIDR."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 def _allocate(size: int, avoid: list[IPv4Network]) -> IPv4Network | None:
     for pool in REMAP_POOLS:
         if size < pool.prefixlen:
@@ -83,7 +91,11 @@ def plan_addresses(topology: Topology) -> AddressPlan:
             if any(cidr.overlaps(u) for u in used):
                 remap = _allocate(cidr.prefixlen, everything + used + remaps)
                 if remap is None:
-                    raise ValueError(f"no free /{cidr.prefixlen} to remap {peer} in {k.name}")
+                    raise RemapExhausted(
+                        f"{peer}'s pod CIDR {cidr} overlaps what {k.name} uses, and no free "
+                        f"/{cidr.prefixlen} is left to remap it (use smaller or disjoint pod CIDRs)",
+                        f"clusters[{topology.cluster_by_name[peer].index}].podCIDR",
+                    )
                 remaps.append(remap)
                 cidr = remap
             views[(k.name, peer)] = cidr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from ipaddress import IPv4Address
 from typing import Any
@@ -10,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
+from peerwall.model.addressing import RemapExhausted, plan_addresses
 from peerwall.model.spec import SecurityMode, TopologySpec
 from peerwall.model.topology import (
     DEFAULT_NAMESPACE,
@@ -23,7 +25,22 @@ from peerwall.model.topology import (
 )
 from peerwall.model.validate import api_address, check
 
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc]
+    """Safe loader that refuses repeated keys: YAML would silently keep only the last one."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def parse_mode(value: str, where: str = "networking.securityMode") -> SecurityMode:
@@ -90,7 +107,11 @@ def _problem(err: Any) -> Problem:
             f"{value!r} is not a valid name (letters, digits, '.', '_', '-'; at most 63 characters)",
         )
     if loc and loc[-1] in ("podCIDR", "serviceCIDR"):
-        return Problem(_path(loc), f"{value!r} is not a valid IPv4 CIDR ({err['msg']})")
+        try:
+            loose = ipaddress.IPv4Network(value, strict=False)
+        except (TypeError, ValueError):
+            return Problem(_path(loc), f"{value!r} is not a valid IPv4 CIDR")
+        return Problem(_path(loc), f"{value!r} has host bits set (did you mean {loose}?)")
     if loc and loc[-1] == "ip":
         return Problem(_path(loc), f"{value!r} is not a valid IPv4 address")
     return Problem(_path(loc), str(err["msg"]))
@@ -164,4 +185,9 @@ def _resolve(spec: TopologySpec, source: str) -> Topology:
         services.append(Service(s.name, s.cluster, s.namespace, selector, backends, reflected))
 
     peerings = tuple(Peering(p.consumer, p.provider, p.security_mode) for p in spec.peerings)
-    return Topology(clusters, peerings, namespaces, tuple(pods), tuple(services))
+    topology = Topology(clusters, peerings, namespaces, tuple(pods), tuple(services))
+    try:
+        plan_addresses(topology)
+    except RemapExhausted as exc:
+        raise TopologyInvalid(source, [Problem(exc.path, str(exc))]) from None
+    return topology

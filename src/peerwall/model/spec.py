@@ -32,7 +32,7 @@ Labels = dict[Annotated[str, StringConstraints(min_length=1)], str]
 
 
 class _Item(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ClusterSpec(_Item):

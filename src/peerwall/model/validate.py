@@ -184,7 +184,14 @@ def check(spec: TopologySpec) -> list[Problem]:
             else:
                 used_ips[(physical, p.ip)] = f"pods[{i}] ({p.name})"
 
+    present: dict[str, int] = {c.name: 0 for c in spec.clusters}
     for i, s in enumerate(spec.services):
+        if s.cluster in clusters:
+            present[s.cluster] += 1
+            if s.namespace != DEFAULT_NAMESPACE:
+                for target in namespaces.get((s.cluster, s.namespace), ()):
+                    if target in present:
+                        present[target] += 1
         if s.cluster not in clusters:
             add(Problem(f"services[{i}].cluster", f"unknown cluster {s.cluster!r}"))
         elif not known_namespace(s.cluster, s.namespace):
@@ -192,6 +199,17 @@ def check(spec: TopologySpec) -> list[Problem]:
                 Problem(
                     f"services[{i}].namespace",
                     f"no namespace {s.namespace!r} in cluster {s.cluster}",
+                )
+            )
+    for i, c in enumerate(spec.clusters):
+        svc = c.service_cidr or DEFAULT_SERVICE_CIDR
+        room = svc.num_addresses - 2
+        if present[c.name] > room:
+            add(
+                Problem(
+                    f"clusters[{i}].serviceCIDR",
+                    f"{present[c.name]} services exist in {c.name} (its own and reflected ones) "
+                    f"but {svc} has room for {max(room, 0)}",
                 )
             )
     return problems

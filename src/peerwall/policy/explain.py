@@ -49,7 +49,7 @@ def _mode(
     force: SecurityMode | None,
 ) -> EffectiveMode:
     if force is not None:
-        return EffectiveMode(force, ModeOrigin.DEFAULT)
+        return EffectiveMode(force, ModeOrigin.FORCED)
     return effective_mode(topology, receiver, sender, default)
 
 

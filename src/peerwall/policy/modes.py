@@ -19,6 +19,7 @@ class ModeOrigin(str, Enum):
     PEERING = "peering"
     CLUSTER = "cluster install-time value"
     DEFAULT = "global default"
+    FORCED = "forced"
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class EffectiveMode:
         where = {
             ModeOrigin.PEERING: f"set on the peering {sender}–{receiver}",
             ModeOrigin.CLUSTER: f"{receiver}'s install-time securityMode",
-            ModeOrigin.DEFAULT: "the global default (networking.securityMode)",
+            ModeOrigin.DEFAULT: "global default, networking.securityMode",
+            ModeOrigin.FORCED: "every mode forced, for comparison",
         }[self.origin]
         return f"{self.mode.value} ({where})"
 

@@ -1,0 +1,136 @@
+"""The lab end to end: `peerwall demo`, a 3-cluster lab with 200 pods, and the prober on it.
+
+Usage: python bench/lab_bench.py [--pods 200] [--services 20]
+
+Needs root. Measures side by side, in one run: the demo's wall time (as a user runs it), `lab up`
+and `lab down` of a 3-cluster, 200-pod lab, a full probe of that lab (every cell, real TCP), and
+the same kind of probe done the naive way (one `ip netns exec` process per connection) on a
+bounded sample, for a ratio. Everything it creates is removed in `finally`. The last line printed
+is one JSON object for bench/run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from peerwall.lab import build as labs
+from peerwall.model import SecurityMode, topology_from_data
+from peerwall.policy import expect
+from peerwall.probe.run import observe, plan_cells
+
+NAME = "bench"
+SAMPLE = 100  # naive probes: ~10 ms each, bounded
+
+
+def topology(pods: int, services: int) -> dict[str, Any]:
+    rnd = random.Random(7)
+    clusters = [
+        {"name": "C1", "podCIDR": "10.244.0.0/16", "apiServer": "A1"},
+        {"name": "C2", "podCIDR": "10.244.0.0/16", "securityMode": "IntraClusterTrafficSegregation"},
+        {"name": "C3", "podCIDR": "10.50.0.0/16"},
+    ]
+    peerings = [
+        {"consumer": "C1", "provider": "C2"},
+        {"consumer": "C1", "provider": "C3"},
+        {"consumer": "C2", "provider": "C3"},
+    ]
+    namespaces = [{"name": "app", "cluster": "C1", "offloadedTo": ["C2", "C3"]}]
+    out_pods = []
+    for i in range(pods):
+        home = rnd.choice(("C1", "C1", "C2", "C3"))
+        p: dict[str, Any] = {"name": f"p{i}", "cluster": home, "labels": {"app": f"a{i % services}"}}
+        if home == "C1" and rnd.random() < 0.6:
+            p["namespace"] = "app"
+            p["runsOn"] = rnd.choice(("C1", "C2", "C3"))
+        out_pods.append(p)
+    svcs = [
+        {"name": f"s{i}", "cluster": "C1", "namespace": "app" if i % 2 else "default", "selector": {"app": f"a{i}"}}
+        for i in range(services)
+    ]
+    return {"clusters": clusters, "peerings": peerings, "namespaces": namespaces, "pods": out_pods, "services": svcs}
+
+
+def timed_demo() -> float:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "peerwall.cli", "demo"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"peerwall demo failed:\n{done.stdout}\n{done.stderr}")
+    return time.perf_counter() - started
+
+
+def naive_rate(plan: labs.LabPlan, port: int) -> float:
+    """Probes per second with one `ip netns exec` + bash /dev/tcp connect per probe."""
+    cells = [c for c in plan_cells(plan, labs.LabSettings(), labs_probe_settings()) if len(c.probes) == 1]
+    sample = cells[:SAMPLE]
+    started = time.perf_counter()
+    for c in sample:
+        p = c.probes[0]
+        subprocess.run(
+            ["ip", "netns", "exec", p.netns, "timeout", "1", "bash", "-c", f"exec 3<>/dev/tcp/{p.address}/{p.port}"],
+            capture_output=True,
+            check=False,
+        )
+    return len(sample) / (time.perf_counter() - started)
+
+
+def labs_probe_settings() -> Any:
+    from peerwall.settings import ProbeSettings
+
+    return ProbeSettings()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=200)
+    parser.add_argument("--services", type=int, default=20)
+    args = parser.parse_args()
+
+    demo_s = timed_demo()
+    print(f"peerwall demo: {demo_s:.1f} s (target < 20 s)")
+
+    data = topology(args.pods, args.services)
+    topo = topology_from_data(data, "bench")
+    text = yaml.safe_dump(data)
+    mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    started = time.perf_counter()
+    plan = labs.up(NAME, topo, text, "bench", mode)
+    up_s = time.perf_counter() - started
+    try:
+        print(f"lab up, 3 clusters, {args.pods} pods, {len(plan.namespaces())} namespaces: {up_s:.2f} s (target < 30 s)")
+        observed = observe(plan, mode.value)
+        wrong = expect(topo, mode).table.compare(observed.table)
+        rate = observed.probes / observed.seconds
+        print(f"probe: {observed.probes} TCP probes in {observed.seconds:.2f} s = {rate:.0f}/s (target >= 2000/s), {len(wrong)} wrong cells")
+        naive = naive_rate(plan, 8080)
+        print(f"naive `ip netns exec` per probe on {SAMPLE} cells: {naive:.0f}/s; ratio {rate / naive:.0f}x")
+    finally:
+        started = time.perf_counter()
+        labs.down(NAME)
+        down_s = time.perf_counter() - started
+    print(f"lab down: {down_s:.2f} s (target < 10 s)")
+    result = {
+        "bench": "lab",
+        "demo_seconds": round(demo_s, 2),
+        "pods": args.pods,
+        "lab_up_seconds": round(up_s, 2),
+        "lab_down_seconds": round(down_s, 2),
+        "probes": observed.probes,
+        "probes_per_second": round(rate),
+        "naive_probes_per_second": round(naive, 1),
+        "speedup_vs_naive": round(rate / naive, 1),
+        "wrong_cells": len(wrong),
+        "ok": demo_s < 20 and up_s < 30 and down_s < 10 and rate >= 2000 and not wrong,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
