@@ -22,9 +22,11 @@ from typing import Any
 import yaml
 
 from peerwall.lab import build as labs
+from peerwall.lab.plan import LabPlan
 from peerwall.model import SecurityMode, topology_from_data
 from peerwall.policy import expect
 from peerwall.probe.run import observe, plan_cells
+from peerwall.settings import LabSettings, ProbeSettings
 
 NAME = "bench"
 SAMPLE = 100  # naive probes: ~10 ms each, bounded
@@ -34,7 +36,11 @@ def topology(pods: int, services: int) -> dict[str, Any]:
     rnd = random.Random(7)
     clusters = [
         {"name": "C1", "podCIDR": "10.244.0.0/16", "apiServer": "A1"},
-        {"name": "C2", "podCIDR": "10.244.0.0/16", "securityMode": "IntraClusterTrafficSegregation"},
+        {
+            "name": "C2",
+            "podCIDR": "10.244.0.0/16",
+            "securityMode": "IntraClusterTrafficSegregation",
+        },
         {"name": "C3", "podCIDR": "10.50.0.0/16"},
     ]
     peerings = [
@@ -46,45 +52,66 @@ def topology(pods: int, services: int) -> dict[str, Any]:
     out_pods = []
     for i in range(pods):
         home = rnd.choice(("C1", "C1", "C2", "C3"))
-        p: dict[str, Any] = {"name": f"p{i}", "cluster": home, "labels": {"app": f"a{i % services}"}}
+        p: dict[str, Any] = {
+            "name": f"p{i}",
+            "cluster": home,
+            "labels": {"app": f"a{i % services}"},
+        }
         if home == "C1" and rnd.random() < 0.6:
             p["namespace"] = "app"
             p["runsOn"] = rnd.choice(("C1", "C2", "C3"))
         out_pods.append(p)
     svcs = [
-        {"name": f"s{i}", "cluster": "C1", "namespace": "app" if i % 2 else "default", "selector": {"app": f"a{i}"}}
+        {
+            "name": f"s{i}",
+            "cluster": "C1",
+            "namespace": "app" if i % 2 else "default",
+            "selector": {"app": f"a{i}"},
+        }
         for i in range(services)
     ]
-    return {"clusters": clusters, "peerings": peerings, "namespaces": namespaces, "pods": out_pods, "services": svcs}
+    return {
+        "clusters": clusters,
+        "peerings": peerings,
+        "namespaces": namespaces,
+        "pods": out_pods,
+        "services": svcs,
+    }
 
 
 def timed_demo() -> float:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "peerwall.cli", "demo"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "peerwall.cli", "demo"], capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise SystemExit(f"peerwall demo failed:\n{done.stdout}\n{done.stderr}")
     return time.perf_counter() - started
 
 
-def naive_rate(plan: labs.LabPlan, port: int) -> float:
+def naive_rate(plan: LabPlan) -> float:
     """Probes per second with one `ip netns exec` + bash /dev/tcp connect per probe."""
-    cells = [c for c in plan_cells(plan, labs.LabSettings(), labs_probe_settings()) if len(c.probes) == 1]
+    cells = [c for c in plan_cells(plan, LabSettings(), ProbeSettings()) if len(c.probes) == 1]
     sample = cells[:SAMPLE]
     started = time.perf_counter()
     for c in sample:
         p = c.probes[0]
         subprocess.run(
-            ["ip", "netns", "exec", p.netns, "timeout", "1", "bash", "-c", f"exec 3<>/dev/tcp/{p.address}/{p.port}"],
+            [
+                "ip",
+                "netns",
+                "exec",
+                p.netns,
+                "timeout",
+                "1",
+                "bash",
+                "-c",
+                f"exec 3<>/dev/tcp/{p.address}/{p.port}",
+            ],
             capture_output=True,
             check=False,
         )
     return len(sample) / (time.perf_counter() - started)
-
-
-def labs_probe_settings() -> Any:
-    from peerwall.settings import ProbeSettings
-
-    return ProbeSettings()
 
 
 def main() -> None:
@@ -104,13 +131,19 @@ def main() -> None:
     plan = labs.up(NAME, topo, text, "bench", mode)
     up_s = time.perf_counter() - started
     try:
-        print(f"lab up, 3 clusters, {args.pods} pods, {len(plan.namespaces())} namespaces: {up_s:.2f} s (target < 30 s)")
+        print(
+            f"lab up, 3 clusters, {args.pods} pods, {len(plan.namespaces())} namespaces: {up_s:.2f} s (target < 30 s)"
+        )
         observed = observe(plan, mode.value)
         wrong = expect(topo, mode).table.compare(observed.table)
         rate = observed.probes / observed.seconds
-        print(f"probe: {observed.probes} TCP probes in {observed.seconds:.2f} s = {rate:.0f}/s (target >= 2000/s), {len(wrong)} wrong cells")
-        naive = naive_rate(plan, 8080)
-        print(f"naive `ip netns exec` per probe on {SAMPLE} cells: {naive:.0f}/s; ratio {rate / naive:.0f}x")
+        print(
+            f"probe: {observed.probes} TCP probes in {observed.seconds:.2f} s = {rate:.0f}/s (target >= 2000/s), {len(wrong)} wrong cells"
+        )
+        naive = naive_rate(plan)
+        print(
+            f"naive `ip netns exec` per probe on {SAMPLE} cells: {naive:.0f}/s; ratio {rate / naive:.0f}x"
+        )
     finally:
         started = time.perf_counter()
         labs.down(NAME)

@@ -17,26 +17,9 @@ from collections.abc import Iterator
 import pytest
 
 from peerwall.dataplane.nft import LibNft
+from support import require_lab
 
 NETNS_DIR = "/run/netns"
-
-
-def lab_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
-            return f"needs the {tool} command"
-    return None
-
-
-def require_lab() -> None:
-    reason = lab_unavailable()
-    if reason is None:
-        return
-    if os.environ.get("PEERWALL_REQUIRE_LAB") == "1":
-        pytest.fail(f"PEERWALL_REQUIRE_LAB=1 but the lab cannot run: {reason}")
-    pytest.skip(f"lab test: {reason} (PEERWALL_REQUIRE_LAB=1 makes this a failure)")
 
 
 @pytest.fixture(autouse=True)

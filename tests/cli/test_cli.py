@@ -17,8 +17,8 @@ from peerwall.cli.main import app
 from peerwall.compile.names import peer_chain
 from peerwall.errors import TopologyInvalid
 from peerwall.model import load_topology
+from support import REFERENCE
 
-REFERENCE = Path(__file__).parents[2].parent / "shared/reference"
 SEED = REFERENCE / "seed-topology.yaml"
 SEG = "IntraClusterTrafficSegregation"
 FULL = "FullPodToPod"

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
+from labkit import LabUp
 
 from peerwall.lab import build as labs
 from peerwall.lab.plan import LabPlan
-from peerwall.model import SecurityMode, load_topology, topology_from_data
+from peerwall.model import SecurityMode
 from peerwall.model.topology import Topology
 from peerwall.settings import LabSettings
-
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-
-LabUp = Callable[[Topology, str, SecurityMode], LabPlan]
+from support import REFERENCE
 
 
 @pytest.fixture
@@ -42,11 +39,3 @@ def lab_up(tmp_path: Path) -> Iterator[LabUp]:
     yield up
     for name in names:
         labs.down(name, settings)
-
-
-def topology_of(data: dict[str, object]) -> tuple[Topology, str]:
-    return topology_from_data(data, "generated"), yaml.safe_dump(data)
-
-
-def seed_topology(text: str) -> Topology:
-    return load_topology(text, "seed-topology.yaml")

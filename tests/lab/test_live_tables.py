@@ -6,12 +6,13 @@ import json
 
 import pytest
 from gen import generate
+from labkit import LabUp, seed_topology, topology_of
 
-from conftest import REFERENCE, LabUp, seed_topology, topology_of
 from peerwall.lab.build import apply_modes
 from peerwall.model import SecurityMode
 from peerwall.policy import Verdict, expect
 from peerwall.probe.run import observe
+from support import REFERENCE
 
 pytestmark = pytest.mark.lab
 

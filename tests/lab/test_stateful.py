@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from labkit import LabUp, seed_topology
 
-from conftest import LabUp, seed_topology
 from peerwall.compile.build import build
 from peerwall.dataplane.apply import sync
 from peerwall.dataplane.nft import LibNft

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,8 +12,8 @@ from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology, parse_mode, topology_from_data
 from peerwall.model.addressing import plan_addresses
 from strategies import topologies
+from support import REFERENCE
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 VALID_MODES = "valid: FullPodToPod, IntraClusterTrafficSegregation"
 
 # Three clusters: C1 offloads namespace "offloaded" to C2; C2 peers towards C3.

@@ -10,8 +10,8 @@ import pytest
 
 from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.policy import Verdict, expect
+from support import REFERENCE
 
-REFERENCE = Path(__file__).parents[2].parent / "shared" / "reference"
 MODES = [SecurityMode.FULL_POD_TO_POD, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION]
 
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import require_lab
 from peerwall import nsenter
 from peerwall.errors import LabError
 from peerwall.probe.netns_prober import (
@@ -33,6 +32,7 @@ from peerwall.probe.netns_prober import (
     ProbeResult,
     run_probes,
 )
+from support import require_lab
 
 A_IP, B_IP, ROUTER_A_IP = "10.71.1.2", "10.71.2.2", "10.71.1.1"
 UNREACHABLE_IP = "10.71.9.9"  # an `unreachable` route in the router
