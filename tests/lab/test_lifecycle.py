@@ -1,0 +1,81 @@
+"""lab up / down: idempotent, crash-safe, and the root namespace is never touched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from labkit import seed_topology
+
+from peerwall.compile.ruleset import Chain, Ruleset
+from peerwall.errors import LabError, NftError
+from peerwall.lab import build as labs
+from peerwall.lab.netns import list_namespaces
+from peerwall.model import SecurityMode
+from peerwall.settings import LabSettings
+
+pytestmark = pytest.mark.lab
+FULL = SecurityMode.FULL_POD_TO_POD
+
+
+def root_state() -> tuple[str, str, str]:
+    def run(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    return run("ip", "-o", "link"), run("ip", "route"), run("nft", "list", "ruleset")
+
+
+def test_up_twice_then_down_leaves_nothing_and_root_is_untouched(
+    tmp_path: Path, seed_text: str
+) -> None:
+    settings = LabSettings(state_dir=str(tmp_path))
+    before = root_state()
+    topology = seed_topology(seed_text)
+    try:
+        plan = labs.up("tlife", topology, seed_text, "seed", FULL, settings)
+        assert list_namespaces(plan.prefix) == sorted(plan.namespaces())
+        assert root_state() == before
+        # A second `up` of the same name replaces the first, whatever state it was in.
+        labs.up("tlife", topology, seed_text, "seed", FULL, settings)
+        assert labs.load_state("tlife", settings).mode == FULL.value
+    finally:
+        gone = labs.down("tlife", settings)
+    assert len(gone) == len(plan.namespaces())
+    assert list_namespaces("pw-tlife-") == []
+    assert not os.path.exists(tmp_path / "tlife.json")
+    assert root_state() == before
+
+
+def test_a_crashed_lab_is_cleaned_by_the_next_up_or_down(tmp_path: Path, seed_text: str) -> None:
+    settings = LabSettings(state_dir=str(tmp_path))
+    # What a killed `lab up` leaves: some namespaces, no state file.
+    subprocess.run(["ip", "netns", "add", "pw-tcrash-gw-C1"], check=True)
+    subprocess.run(["ip", "netns", "add", "pw-tcrash-pod-P9"], check=True)
+    try:
+        with pytest.raises(LabError, match="no lab named 'tcrash' is up"):
+            labs.load_state("tcrash", settings)
+        plan = labs.up("tcrash", seed_topology(seed_text), seed_text, "seed", FULL, settings)
+        assert "pw-tcrash-pod-P9" not in list_namespaces(plan.prefix)
+    finally:
+        labs.down("tcrash", settings)
+    assert list_namespaces("pw-tcrash-") == []
+
+
+def test_a_failed_up_removes_what_it_built(
+    tmp_path: Path, seed_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = LabSettings(state_dir=str(tmp_path))
+    # Half-way through, after every namespace and link exists, the kernel refuses a ruleset.
+    broken = Ruleset("ip", "pw-kube", (), (Chain("prerouting", ("jump nowhere",)),))
+    monkeypatch.setattr(labs, "build_kube", lambda *_: broken)
+    with pytest.raises(NftError):
+        labs.up("tfail", seed_topology(seed_text), seed_text, "seed", FULL, settings)
+    assert list_namespaces("pw-tfail-") == []
+    assert not os.path.exists(tmp_path / "tfail.json")
+
+
+def test_lab_names_are_checked() -> None:
+    with pytest.raises(LabError, match="lab name"):
+        labs.down("Bad Name!")
