@@ -398,8 +398,8 @@ def test_arguments_are_checked() -> None:
 
 def test_reproducer_is_a_shell_command() -> None:
     plain = Probe("c1-pod", "10.2.0.5", 80)
-    assert plain.reproducer() == "ip netns exec c1-pod nc -zw1 10.2.0.5 80"
+    assert plain.reproducer() == "ip netns exec c1-pod nc -zvw1 10.2.0.5 80"
     assert (
         Probe("c1-pod", "10.2.0.5", 80, source_port=4242).reproducer(0.5)
-        == "ip netns exec c1-pod nc -zw0.5 -p 4242 10.2.0.5 80"
+        == "ip netns exec c1-pod nc -zvw0.5 -p 4242 10.2.0.5 80"
     )

@@ -131,11 +131,17 @@ def run_observe(plan: LabPlan, mode: str, settings: ProbeSettings, label: str) -
 
 
 def report_wrong(observed: Observed, wrong: list[tuple[str, str]], settings: ProbeSettings) -> None:
+    """Each wrong cell with what the probes saw and the commands that repeat them by hand."""
     for s, d in wrong:
         cell: CellResult = observed.cells[(s, d)]
         typer.echo(f"wrong: {s} -> {d}: observed {cell.verdict.value}; {cell.detail()}")
         for cmd in cell.reproducers(settings.timeout):
             typer.echo(f"  reproduce: {cmd}")
+    if wrong:
+        typer.echo(
+            "  (outside a probe run nothing listens: 'Connection refused' means the packet got "
+            "through, a timeout means it was dropped)"
+        )
 
 
 def compare(expected: TruthTable, observed: Observed) -> list[tuple[str, str]]:
@@ -158,14 +164,16 @@ def probe(
     if output is ProbeOutput.json:
         observed.table.write_json(sys.stdout)
     else:
-        console = Console()
-        render.print_table(console, expected, title=f"computed ({state.mode})")
-        render.print_table(
-            console,
+        render.print_side_by_side(
+            Console(),
+            expected,
             observed.table,
             set(wrong),
-            title=f"observed: {observed.probes} probes in {observed.seconds:.1f} s",
-            baseline="computed (wrong cell)",
+            titles=(
+                f"computed: {state.mode}",
+                f"observed: {observed.probes} probes in {observed.seconds:.1f} s",
+            ),
+            marked="observed differs from computed (wrong)",
         )
     total = len(expected.sources) * len(expected.destinations) - len(expected.sources)
     report_wrong(observed, wrong, settings)

@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterator
 from typing import IO
 
 from rich import box
+from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -238,3 +239,43 @@ def write_markdown(
             for d, v in zip(table.destinations, values, strict=True)
         ]
         out.write(f"| {s} | " + " | ".join(cells) + " |\n")
+
+
+def print_side_by_side(
+    console: Console,
+    left: TruthTable,
+    right: TruthTable,
+    highlight: Collection[Cell],
+    *,
+    titles: tuple[str, str],
+    marked: str,
+) -> None:
+    """Two tables next to each other (stacked if the terminal is too narrow); ``highlight``
+    marks cells of the right-hand one, explained in the legend as ``marked``."""
+    colors = colors_enabled(console)
+    bg = highlight_style(console)
+    tables = [
+        rich_table(left, title=titles[0], colors=colors, highlight_bg=bg),
+        rich_table(right, highlight, title=titles[1], colors=colors, highlight_bg=bg),
+    ]
+    wide = console.options.update_width(1 << 20)
+    needed = sum(console.measure(t, options=wide).maximum for t in tables) + 4
+    saved = console.width
+    if needed <= console.width or not console.is_terminal:
+        console.width = max(saved, needed)
+        try:
+            console.print(Columns(tables, padding=(0, 4)))
+        finally:
+            console.width = saved
+    else:
+        for t in tables:
+            console.print(t)
+    used = Text()
+    verdicts = dict.fromkeys([*verdicts_in(left), *verdicts_in(right)])
+    for v in verdicts:
+        used.append(v.value, style=STYLES[v] if colors else "")
+        used.append(f" {MEANINGS[v]}   ")
+    if highlight:
+        used.append(" yellow " if colors else MARK, style=f"black {bg}" if colors else "")
+        used.append(f" {marked}")
+    console.print(used, soft_wrap=True)

@@ -91,7 +91,7 @@ class Probe:
     def reproducer(self, timeout: float = 1.0) -> str:
         """A shell command that runs the same probe by hand."""
         sport = "" if self.source_port is None else f" -p {self.source_port}"
-        return f"ip netns exec {self.netns} nc -zw{timeout:g}{sport} {self.address} {self.port}"
+        return f"ip netns exec {self.netns} nc -zvw{timeout:g}{sport} {self.address} {self.port}"
 
 
 @dataclass(frozen=True)
