@@ -14,21 +14,19 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology, parse_mode
+from peerwall.model.load import parse_yaml
 
 MODE_KEY = "networking.securityMode"
 DEFAULT_MODE = SecurityMode.FULL_POD_TO_POD
 
 KNOWN_KEYS: dict[str, Callable[[str, str], object]] = {MODE_KEY: parse_mode}
 """The keys ``--set`` and ``--values`` understand, with the parser of each value."""
-
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # Typer parameter types, to share one spelling and help text across commands.
@@ -126,13 +124,7 @@ def read_values(path: Path) -> str | None:
     """
     source = str(path)
     text = read_text(path)
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = getattr(exc, "problem", None) or str(exc)
-        raise TopologyInvalid(source, [Problem(where, f"malformed YAML: {what}")]) from None
+    data = parse_yaml(text, source)
     if data is None:
         return None
     if not isinstance(data, dict):

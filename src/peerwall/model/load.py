@@ -53,16 +53,20 @@ def parse_mode(value: str, where: str = "networking.securityMode") -> SecurityMo
         ) from None
 
 
-def load_topology(text: str, source: str = "<topology>") -> Topology:
-    """Parse, validate and resolve a topology file's text. Raises ``TopologyInvalid``."""
+def parse_yaml(text: str, source: str) -> object:
+    """YAML text -> data, or ``TopologyInvalid`` naming the line and column of the problem."""
     try:
-        data = yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = getattr(exc, "problem", None) or str(exc)
         raise TopologyInvalid(source, [Problem(where, f"malformed YAML: {what}")]) from None
-    return topology_from_data(data, source)
+
+
+def load_topology(text: str, source: str = "<topology>") -> Topology:
+    """Parse, validate and resolve a topology file's text. Raises ``TopologyInvalid``."""
+    return topology_from_data(parse_yaml(text, source), source)
 
 
 def topology_from_data(data: object, source: str = "<topology>") -> Topology:
