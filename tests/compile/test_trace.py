@@ -30,6 +30,7 @@ from peerwall.compile.trace import (
     trace,
     traced_table,
 )
+from peerwall.errors import UnknownName
 from peerwall.model import SecurityMode, Topology, load_topology, topology_from_data
 from peerwall.model.addressing import plan_addresses, translate
 from peerwall.policy import Verdict, expect
@@ -64,7 +65,7 @@ def test_traced_table_equals_expected_on_the_examples(name: str, mode: SecurityM
     assert expect(t, mode).table.compare(traced) == []
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=topologies(), mode=st.sampled_from(list(SecurityMode)))
 def test_traced_table_equals_expected_on_generated_topologies(
     data: dict[str, Any], mode: SecurityMode
@@ -74,3 +75,275 @@ def test_traced_table_equals_expected_on_generated_topologies(
     assert mismatches == [], [
         (m, trace(t, mode, m.source, m.destination).explain()) for m in mismatches[:3]
     ]
+
+
+# --- run_chain on the seed's gateways ---------------------------------------------------------
+# In the seed, C1 and C2 overlap: C2 sees C1's pods through 10.1.0.0/16. P4 was offloaded by C1
+# into C2 (admitted under segregation); P5 is C2's own pod (segregated from C1).
+
+
+def seed_packet(
+    t: Topology, saddr: IPv4Address, dst: str, ct_state: str = "new", oif: str | None = POD_IFNAME
+) -> Packet:
+    """A packet that arrived at C2 from C1's tunnel, after C2's DNAT, towards pod ``dst``."""
+    return Packet(tunnel_ifname("C1"), oif, saddr, t.pod_by_name[dst].ip, ct_state)
+
+
+def from_c1(t: Topology, pod: str) -> IPv4Address:
+    """``pod`` of C1 as C2 sees it (after C1's SNAT)."""
+    plan = plan_addresses(t)
+    return translate(t.pod_by_name[pod].ip, t.cluster_by_name["C1"].pod_cidr, plan.view("C2", "C1"))
+
+
+def test_established_packets_are_accepted_first() -> None:
+    t = example("seed.yaml")
+    rs = build(t, "C2", SEG)
+    packet = seed_packet(t, from_c1(t, "P1"), "P5", ct_state="established")
+    verdict, out, rules = run_chain(rs, "filter-forward", packet)
+    assert (verdict, out) == ("accept", packet)
+    assert rules == ["filter-forward: ct state established,related accept"]
+    # The same packet opening a connection is segregated.
+    assert run_chain(rs, "filter-forward", replace(packet, ct_state="new"))[0] == "drop"
+
+
+@pytest.mark.parametrize("mode", list(SecurityMode))
+def test_a_spoofed_source_on_a_tunnel_is_dropped(mode: SecurityMode) -> None:
+    t = example("seed.yaml")
+    rs = build(t, "C2", mode)
+    legit = seed_packet(t, from_c1(t, "P1"), "P4")
+    assert run_chain(rs, "filter-forward", legit)[0] == "accept"
+    # C1 claims a source in C2's own pod CIDR (P5's address): the anti-spoofing rule drops it.
+    spoofed = replace(legit, saddr=t.pod_by_name["P5"].ip)
+    verdict, _, rules = run_chain(rs, "filter-forward", spoofed)
+    assert verdict == "drop"
+    assert rules[-1] == f"{peer_chain('C1')}: ip saddr != 10.1.0.0/16 counter drop"
+
+
+def test_a_segregated_destination_is_dropped() -> None:
+    t = example("seed.yaml")
+    packet = seed_packet(t, from_c1(t, "P1"), "P5")
+    verdict, _, rules = run_chain(build(t, "C2", SEG), "filter-forward", packet)
+    assert verdict == "drop"
+    assert rules == [
+        f'filter-forward: iifname "{tunnel_ifname("C1")}" jump {peer_chain("C1")}',
+        f"{peer_chain('C1')}: counter drop",
+    ]
+    assert run_chain(build(t, "C2", FULL), "filter-forward", packet)[0] == "accept"
+    # The peer chain alone falls through nowhere: it ends with its own drop.
+    assert run_chain(build(t, "C2", SEG), peer_chain("C1"), packet)[0] == "drop"
+
+
+def test_nat_chains_translate_by_prefix() -> None:
+    t = example("seed.yaml")
+    rs = build(t, "C2", SEG)
+    # C1 addresses P4 through 10.0.0.0/16; C2's prerouting puts it back in 10.244.0.0/16.
+    arriving = Packet(tunnel_ifname("C1"), None, from_c1(t, "P1"), IPv4Address("10.0.0.1"))
+    verdict, out, rules = run_chain(rs, "nat-prerouting", arriving)
+    assert (verdict, out.daddr, out.saddr) == ("accept", t.pod_by_name["P4"].ip, arriving.saddr)
+    assert len(rules) == 1
+    # Prerouting from a local pod: no rule matches, the policy accepts unchanged.
+    local = replace(arriving, iif=POD_IFNAME)
+    assert run_chain(rs, "nat-prerouting", local) == ("accept", local, [])
+    # P5 leaving towards C1 is source-NATed into C1's view of C2 (10.0.0.0/16).
+    leaving = Packet(
+        POD_IFNAME, tunnel_ifname("C1"), t.pod_by_name["P5"].ip, IPv4Address("10.1.0.1")
+    )
+    assert run_hook(rs, "postrouting", leaving)[1].saddr == IPv4Address("10.0.0.2")
+    # Before routing there is no output interface: an oifname match never matches, even negated.
+    assert run_hook(rs, "postrouting", replace(leaving, oif=None))[1] == replace(leaving, oif=None)
+
+
+# --- the interpreter's nftables semantics on a hand-made table ---------------------------------
+
+
+def toy(*rules: str, extra: tuple[Chain, ...] = ()) -> Ruleset:
+    return Ruleset(
+        "inet",
+        "peerwall",
+        (NftSet("s", elements=frozenset({"10.0.0.1", "10.1.0.0/16", "10.2.0.5-10.2.0.9"})),),
+        (
+            Chain("base", rules, Hook("filter", "forward", "filter", policy="drop")),
+            Chain("sub", ("ip saddr 1.1.1.1 return", "ip saddr 2.2.2.2 accept")),
+            *extra,
+        ),
+    )
+
+
+def pkt(saddr: str, daddr: str = "9.9.9.9", iif: str | None = "a", oif: str | None = "b") -> Packet:
+    return Packet(iif, oif, IPv4Address(saddr), IPv4Address(daddr))
+
+
+@pytest.mark.parametrize(
+    ("daddr", "hit"),
+    [
+        ("10.0.0.1", True),
+        ("10.0.0.2", False),
+        ("10.1.255.255", True),
+        ("10.2.0.4", False),
+        ("10.2.0.5", True),
+        ("10.2.0.9", True),
+        ("10.2.0.10", False),
+    ],
+)
+def test_set_lookups_cover_addresses_prefixes_and_ranges(daddr: str, hit: bool) -> None:
+    rs = toy("ip daddr @s accept", "ip daddr != @s counter")
+    verdict, _, rules = run_chain(rs, "base", pkt("1.2.3.4", daddr))
+    assert verdict == ("accept" if hit else "drop")  # the base chain's policy is drop
+    assert rules == (["base: ip daddr @s accept"] if hit else ["base: ip daddr != @s counter"])
+
+
+def test_jump_returns_on_fall_through_and_goto_does_not() -> None:
+    rs = toy("jump sub", "ip saddr 3.3.3.3 accept")
+    assert run_chain(rs, "base", pkt("3.3.3.3"))[0] == "accept"  # back from sub, next rule
+    assert run_chain(rs, "base", pkt("1.1.1.1"))[0] == "drop"  # return, then the policy
+    assert run_chain(rs, "base", pkt("2.2.2.2"))[0] == "accept"  # accepted inside sub
+    assert run_chain(rs, "sub", pkt("3.3.3.3"))[0] == "continue"  # regular chain, fell through
+    rs = toy("goto sub", "ip saddr 3.3.3.3 accept")
+    assert run_chain(rs, "base", pkt("3.3.3.3"))[0] == "drop"  # goto: no way back
+
+
+def test_interface_matches_and_verdict_maps() -> None:
+    rs = toy('iifname != "a" accept', 'oifname vmap { "x" : drop, "b" : jump sub }', "accept")
+    assert run_chain(rs, "base", pkt("1.1.1.1", iif="z"))[0] == "accept"
+    assert run_chain(rs, "base", pkt("1.1.1.1", oif="x"))[0] == "drop"
+    verdict, _, rules = run_chain(rs, "base", pkt("2.2.2.2"))
+    assert verdict == "accept" and rules[-1] == "sub: ip saddr 2.2.2.2 accept"
+    assert run_chain(rs, "base", pkt("3.3.3.3", oif="q"))[0] == "accept"  # no key: next rule
+    # No input interface: neither iifname "a" nor iifname != "a" matches.
+    assert run_chain(rs, "base", pkt("3.3.3.3", iif=None, oif="x"))[0] == "drop"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "meta l4proto tcp accept",
+        "tcp dport 80 accept",
+        "ip protocol tcp accept",
+        "ip daddr { 10.0.0.1, 10.0.0.2 } accept",
+        "ip daddr 10.0.0.1/8 accept",
+        "ip daddr 10.0.0.9-10.0.0.1 accept",
+        "ip6 daddr ::1 accept",
+        "ct state bogus accept",
+        "ct mark 1 accept",
+        "accept drop",
+        "jump",
+        "dnat ip to 10.0.0.1",
+        "dnat to 10.0.0.0/16",
+        "masquerade",
+        "counter packets x bytes 1",
+        "log prefix x accept",
+        'iifname vmap { "a" : queue }',
+    ],
+)
+def test_an_unknown_rule_form_raises(rule: str) -> None:
+    with pytest.raises(UnknownRuleForm, match="cannot trace rule"):
+        parse_rule(rule)
+    # Even in a chain no packet reaches, the ruleset is refused as a whole.
+    rs = toy("accept", extra=(Chain("unreached", (rule,)),))
+    with pytest.raises(UnknownRuleForm):
+        run_chain(rs, "base", pkt("1.1.1.1"))
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        (("ip daddr @nope accept",), "missing set"),
+        (("jump nowhere",), "missing chain"),
+        (("jump base",), "base chain"),
+        (("snat ip prefix to 10.0.0.0/16",), "not valid in a filter chain"),
+    ],
+)
+def test_an_inconsistent_ruleset_raises(rules: tuple[str, ...], message: str) -> None:
+    with pytest.raises(TraceError, match=message):
+        run_chain(toy(*rules), "base", pkt("1.1.1.1"))
+
+
+# --- trace: one cell, explained -----------------------------------------------------------------
+
+
+def test_trace_explains_the_rule_that_decided() -> None:
+    t = example("seed.yaml")
+    denied = trace(t, SEG, "P1", "P5")
+    assert denied.verdict is Verdict.NO
+    assert f"{peer_chain('C1')}: counter drop" in denied.explain()
+    allowed = trace(t, SEG, "P1", "P4")
+    assert allowed.verdict is Verdict.YES
+    assert "dnat ip prefix to 10.244.0.0/16" in allowed.explain()
+    assert "ct state established,related accept" in allowed.explain()  # the reply came back
+    assert trace(t, SEG, "P5", "S1").verdict is Verdict.NO  # S1 is not reflected into C2
+    assert trace(t, SEG, "P5", "S2").verdict is Verdict.YES  # P2 backs S2, reflected to C2
+    three = example("three-clusters.yaml")
+    web = trace(three, SEG, "cache", "web")  # cache runs in C2, which is not peered with C3
+    assert web.verdict is Verdict.PARTIAL
+    assert [(p.target, p.delivered) for p in web.paths] == [
+        ("web1", True),
+        ("web2", True),
+        ("web3", False),
+    ]
+    assert web.paths[2].note == "no route: C2 and C3 are not peered"
+
+
+def test_trace_names_unknown_endpoints() -> None:
+    t = example("seed.yaml")
+    with pytest.raises(UnknownName):
+        trace(t, SEG, "P1", "nope")
+    with pytest.raises(UnknownName):
+        trace(t, SEG, "S1", "P1")
+
+
+# --- mutations: the tracer reads the ruleset, it does not echo the policy -----------------------
+
+
+def changed_cells(
+    t: Topology, mode: SecurityMode, rulesets: dict[str, Ruleset]
+) -> set[tuple[str, str]]:
+    mismatches = expect(t, mode).table.compare(traced_table(t, mode, rulesets=rulesets))
+    assert all(m.observed in (Verdict.NO, Verdict.PARTIAL) for m in mismatches)
+    return {(m.source, m.destination) for m in mismatches}
+
+
+def test_removing_one_allowed_pod_blocks_exactly_its_cells() -> None:
+    t = example("seed.yaml")
+    p4 = str(t.pod_by_name["P4"].ip)
+    mutated = without(build(t, "C2", SEG), peer_allow_set("C1"), p4)
+    assert changed_cells(t, SEG, {"C2": mutated}) == {("P1", "P4"), ("P2", "P4"), ("P3", "P4")}
+
+
+@pytest.mark.parametrize("mode", list(SecurityMode))
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_allow_and_api_element_matters(name: str, mode: SecurityMode) -> None:
+    t = example(name)
+    for c in t.clusters:
+        rs = build(t, c.name, mode)
+        for peer in t.peers[c.name]:
+            for set_name in (peer_allow_set(peer), peer_api_clients_set(peer)):
+                if not any(s.name == set_name for s in rs.sets):
+                    continue
+                for element in rs.set(set_name).elements:
+                    mutated = without(rs, set_name, element)
+                    assert changed_cells(t, mode, {c.name: mutated}), (c.name, set_name, element)
+
+
+def test_without_the_prefix_dnat_packets_go_nowhere() -> None:
+    t = example("seed.yaml")
+    rs = build(t, "C2", FULL)
+    mutated = replace(
+        rs,
+        chains=tuple(replace(c, rules=()) if c.name == "nat-prerouting" else c for c in rs.chains),
+    )
+    cells = changed_cells(t, FULL, {"C2": mutated})
+    assert cells == {(s, d) for s in ("P1", "P2", "P3") for d in ("P4", "P5")}
+
+
+def test_without_the_established_rule_replies_die() -> None:
+    t = example("seed.yaml")
+    rs = build(t, "C1", SEG)
+    mutated = replace(
+        rs,
+        chains=tuple(
+            replace(c, rules=c.rules[1:]) if c.name == "filter-forward" else c for c in rs.chains
+        ),
+    )
+    # P1..P3 open connections to P4 in C2; P4's replies enter C1 from C2's tunnel and, no longer
+    # recognised as replies, are segregated (C2 may only open connections to P2).
+    assert changed_cells(t, SEG, {"C1": mutated}) == {("P1", "P4"), ("P3", "P4")}

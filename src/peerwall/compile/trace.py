@@ -1,9 +1,10 @@
 """A virtual packet trace through compiled rulesets, without a kernel (STYLE.md §1).
 
 Like knftables' ``nftablesTracer``, this interprets the rule text of a ``Ruleset`` and walks a
-packet through it: per rule, the matches, then one verdict or NAT statement. It understands exactly
-the forms the compiler emits and raises ``UnknownRuleForm`` on anything else, so it can never pass a
-rule it does not understand::
+packet through it: per rule, the matches, then one verdict or NAT statement. It understands the
+forms the compiler emits (and a few close neighbours: verdict maps, ``goto``, ``return``) and raises
+``UnknownRuleForm`` on anything else, for every rule of the table before any packet walks it, so it
+can never pass a rule it does not understand::
 
     ct state [!=] established,related          iifname|oifname [!=] "<name>"
     ip saddr|daddr [!=] <addr>|<addr/len>|<a-b>|@<set>
@@ -19,14 +20,18 @@ does not; a base chain that falls through applies its policy.
 On top of it, ``trace`` and ``traced_table`` compute a truth table from packets alone: a pod's
 packet crosses its gateway's hooks (prerouting, routing, forward, postrouting), the tunnel the
 route picked, and the receiving gateway's hooks; the cell is YES only if the packet comes out
-addressed to the intended pod (or API server) in the intended cluster. The table must equal
-``policy.expect()``: the compiler and the semantics are then proved to agree.
+addressed to the intended pod (or API server) in the intended cluster, and its reply (conntrack
+state ``established``, NAT undone) walks back through the same hooks to the source. Routing is by
+address: a gateway delivers its own pod CIDR locally and sends ``view(K, R)`` into R's tunnel.
+Services (kube-proxy's job: where they exist) and Internet egress (routing) come from the
+topology, not from the rulesets. The table must equal ``policy.expect()``: the compiler and the
+semantics are then shown to agree.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
@@ -50,6 +55,7 @@ __all__ = [
     "TraceError",
     "TraceResult",
     "UnknownRuleForm",
+    "check_ruleset",
     "parse_rule",
     "run_chain",
     "run_hook",
@@ -146,42 +152,41 @@ class ParsedRule:
     """None: the rule only matches and counts; evaluation goes on with the next rule."""
 
 
-_TOKEN = re.compile(r'\s*(?:"([^"]*)"|([{},:])|([^\s{},:"]+))')
+_TOKEN = re.compile(r'\s*("[^"]*"|[{},:]|[^\s{},:"]+)')
 
 
-def _tokens(text: str) -> list[tuple[str, bool]]:
-    """(token, was quoted) pairs."""
-    out: list[tuple[str, bool]] = []
+def _tokens(text: str) -> list[str]:
+    """Words, punctuation and quoted strings (kept with their quotes, so that a quoted name can
+    never be taken for a keyword)."""
+    out: list[str] = []
     pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
+    while text[pos:].strip():
         m = _TOKEN.match(text, pos)
         if m is None:
             raise UnknownRuleForm(text, f"cannot tokenize at {text[pos:]!r}")
-        quoted, punct, word = m.groups()
-        out.append((quoted, True) if quoted is not None else (punct or word, False))
+        out.append(m.group(1))
         pos = m.end()
     return out
 
 
-def _parse_address(text: str, rule: str) -> Interval:
-    """``a.b.c.d``, ``a.b.c.d/len`` (no host bits) or ``a-b`` -> inclusive interval."""
+def _unquote(token: str) -> str:
+    return token[1:-1] if len(token) >= 2 and token[0] == token[-1] == '"' else token
+
+
+def _parse_address(text: str) -> Interval | None:
+    """``a.b.c.d``, ``a.b.c.d/len`` (no host bits) or ``a-b`` -> inclusive interval; None if not
+    one of those."""
     try:
         if "-" in text:
             lo, hi = (int(IPv4Address(x)) for x in text.split("-", 1))
-            if lo > hi:
-                raise UnknownRuleForm(rule, f"empty range {text!r}")
-            return lo, hi
+            return (lo, hi) if lo <= hi else None
         if "/" in text:
             net = IPv4Network(text)
             return int(net.network_address), int(net.broadcast_address)
         a = int(IPv4Address(text))
         return a, a
-    except (AddressValueError, NetmaskValueError, ValueError) as exc:
-        if isinstance(exc, UnknownRuleForm):
-            raise
-        raise UnknownRuleForm(rule, f"not an IPv4 address, prefix or range: {text!r}") from None
+    except (AddressValueError, NetmaskValueError, ValueError):
+        return None
 
 
 class _Parser:
@@ -194,12 +199,12 @@ class _Parser:
         return UnknownRuleForm(self.text, why)
 
     def peek(self) -> str | None:
-        return self.toks[self.i][0] if self.i < len(self.toks) else None
+        return self.toks[self.i] if self.i < len(self.toks) else None
 
     def take(self, what: str) -> str:
         if self.i >= len(self.toks):
             raise self.fail(f"expected {what} at the end of the rule")
-        tok = self.toks[self.i][0]
+        tok = self.toks[self.i]
         self.i += 1
         return tok
 
@@ -227,7 +232,7 @@ class _Parser:
         self.expect("{")
         entries: list[tuple[str, Jump]] = []
         while True:
-            key = self.take("an interface name")
+            key = _unquote(self.take("an interface name"))
             self.expect(":")
             entries.append((key, self.jump(self.take("a verdict"))))
             sep = self.take("',' or '}'")
@@ -260,7 +265,7 @@ class _Parser:
                     terminal = self.vmap(field)
                     continue
                 negate = self.negation()
-                matches.append(IfMatch(field, negate, self.take("an interface name")))
+                matches.append(IfMatch(field, negate, _unquote(self.take("an interface name"))))
             elif tok == "ip":
                 which = self.take("saddr or daddr")
                 if which not in ("saddr", "daddr"):
@@ -271,14 +276,17 @@ class _Parser:
                 if value.startswith("@"):
                     matches.append(AddrMatch(addr_field, negate, value[1:]))
                 else:
-                    iv = _parse_address(value, self.text)
+                    iv = _parse_address(value)
+                    if iv is None:
+                        raise self.fail(f"not an IPv4 address, prefix or range: {value!r}")
                     matches.append(AddrMatch(addr_field, negate, None, (iv,)))
             elif tok == "counter":
                 if self.peek() == "packets":
                     self.i += 1
-                    self.take("a packet count")
+                    packets = self.take("a packet count")
                     self.expect("bytes")
-                    self.take("a byte count")
+                    if not (packets.isdigit() and self.take("a byte count").isdigit()):
+                        raise self.fail("counter values must be numbers")
             elif tok in ("dnat", "snat"):
                 self.expect("ip")
                 self.expect("prefix")
@@ -310,7 +318,9 @@ def _set_intervals(
         raise TraceError(f"set {name}: cannot trace a set of type {type_!r}")
     out = []
     for e in elements:
-        iv = _parse_address(e, f"set {name} element {e}")
+        iv = _parse_address(e)
+        if iv is None:
+            raise TraceError(f"set {name}: not an IPv4 address, prefix or range: {e!r}")
         if iv[0] != iv[1] and "interval" not in flags:
             raise TraceError(f"set {name}: element {e!r} needs the interval flag")
         out.append(iv)
@@ -412,15 +422,49 @@ class _Run:
         return None, p
 
 
+def check_ruleset(ruleset: Ruleset) -> None:
+    """Refuse a ruleset the tracer cannot interpret faithfully, before any packet walks it.
+
+    Every rule must parse (even one no packet reaches), every ``@set`` and jump target must exist,
+    jumps must not target base chains, set elements and base chain priorities must parse.
+    """
+    if ruleset.family not in ("inet", "ip"):
+        raise TraceError(f"cannot trace IPv4 packets through a {ruleset.family} table")
+    chains = {c.name: c for c in ruleset.chains}
+    sets = {st.name: st for st in ruleset.sets}
+    for st in ruleset.sets:
+        _set_intervals(st.name, st.type, st.flags, st.elements)
+    for c in ruleset.chains:
+        if c.hook is not None:
+            _priority(c.hook.priority)
+        for text in c.rules:
+            rule = parse_rule(text)
+            for m in rule.matches:
+                if isinstance(m, AddrMatch) and m.set_name is not None and m.set_name not in sets:
+                    raise TraceError(f"{c.name}: {text!r} refers to a missing set @{m.set_name}")
+            t = rule.terminal
+            jumps = [j for _, j in t.entries] if isinstance(t, VMap) else [t]
+            for j in jumps:
+                if isinstance(j, Jump) and j.target is not None:
+                    target = chains.get(j.target)
+                    if target is None:
+                        raise TraceError(f"{c.name}: {text!r} jumps to a missing chain")
+                    if target.hook is not None:
+                        raise TraceError(f"{c.name}: {text!r} jumps to a base chain")
+
+
 def run_chain(ruleset: Ruleset, chain: str, packet: Packet) -> tuple[str, Packet, list[str]]:
     """Walk ``packet`` through one chain (and the chains it jumps to).
 
     Returns the verdict (``accept``/``drop``; at the end of a base chain its policy, at the end of
     a regular chain ``continue``), the packet after NAT, and the rules that matched, each as
-    ``"<chain>: <rule>"``, in order.
+    ``"<chain>: <rule>"``, in order. Raises ``UnknownRuleForm`` if any rule of the ruleset is of a
+    form the tracer does not know, ``TraceError`` if the ruleset is otherwise inconsistent.
     """
-    c = ruleset.chain(chain)
-    run = _Run(ruleset, c.hook)
+    check_ruleset(ruleset)
+    run = _Run(ruleset, None)
+    c = run.chain(chain)
+    run.hook = c.hook
     verdict, packet = run.run(chain, packet)
     if verdict is None:
         verdict = c.hook.policy if c.hook else "continue"
@@ -456,10 +500,16 @@ def _priority(text: str) -> int:
 def run_hook(ruleset: Ruleset, hook: str, packet: Packet) -> tuple[str, Packet, list[str]]:
     """Walk ``packet`` through every base chain of ``ruleset`` on netfilter hook ``hook``.
 
-    Chains run in priority order; ``drop`` anywhere is final; once a NAT statement has bound the
-    connection, later NAT chains of the hook are skipped (as the kernel does). ``accept`` when
-    every chain let the packet through (or none is attached to the hook).
+    Chains run in priority order; ``drop`` anywhere is final; NAT chains see only new connections,
+    and once a NAT statement has bound the connection, later NAT chains of the hook are skipped
+    (as the kernel does). ``accept`` when every chain let the packet through (or none is attached
+    to the hook). Same errors as ``run_chain``.
     """
+    check_ruleset(ruleset)
+    return _run_hook(ruleset, hook, packet)
+
+
+def _run_hook(ruleset: Ruleset, hook: str, packet: Packet) -> tuple[str, Packet, list[str]]:
     chains = sorted(
         (c for c in ruleset.chains if c.hook is not None and c.hook.hook == hook),
         key=lambda c: _priority(c.hook.priority if c.hook else "0"),
@@ -499,13 +549,16 @@ class Step:
         if (p.saddr, p.daddr) != (q.saddr, q.daddr):
             nat = f" -> {q.saddr} > {q.daddr}"
         ifs = f"in {p.iif or '-'} out {p.oif or '-'}"
+        if p.ct_state != "new":
+            ifs += f", ct {p.ct_state}"
         rules = "; ".join(self.rules) if self.rules else "no rule matched"
         return f"{self.gateway} {self.hook} [{ifs}] {p.saddr} > {p.daddr}{nat}: {self.verdict} ({rules})"
 
 
 @dataclass(frozen=True)
 class PathTrace:
-    """A new connection's first packet, from a source pod towards one target address."""
+    """A new connection from a source pod towards one target address: its first packet, and the
+    reply."""
 
     target: str
     """The pod or API server the packet is meant for."""
@@ -542,13 +595,17 @@ class _Tracer:
         self.mode = default_mode
         self.plan: AddressPlan = plan_addresses(topology)
         self.rulesets: dict[str, Ruleset] = dict(rulesets or {})
+        self.checked: set[str] = set()
         self.paths: dict[tuple[str, str, str], PathTrace] = {}
         self.internets = {c.internet: c.name for c in topology.clusters}
         self.apis = {c.api_server: c.name for c in topology.clusters if c.api_server}
 
     def ruleset(self, cluster: str) -> Ruleset:
-        if cluster not in self.rulesets:
-            self.rulesets[cluster] = build(self.topology, cluster, self.mode, self.plan)
+        if cluster not in self.checked:
+            if cluster not in self.rulesets:
+                self.rulesets[cluster] = build(self.topology, cluster, self.mode, self.plan)
+            check_ruleset(self.rulesets[cluster])
+            self.checked.add(cluster)
         return self.rulesets[cluster]
 
     def route(self, gateway: str, daddr: IPv4Address) -> str | None:
@@ -574,46 +631,82 @@ class _Tracer:
             return PathTrace(target, False, f"no route: {here} and {cluster} are not peered")
         packet = Packet(POD_IFNAME, None, source.ip, daddr)
         steps: list[Step] = []
+        hops: list[tuple[str, Packet, Packet]] = []  # (gateway, as it came in, as it went out)
 
         def hook(gateway: str, name: str, p: Packet) -> tuple[str, Packet]:
-            verdict, after, rules = run_hook(self.ruleset(gateway), name, p)
+            verdict, after, rules = _run_hook(self.ruleset(gateway), name, p)
             steps.append(Step(gateway, name, p, verdict, after, tuple(rules)))
             return verdict, after
 
-        def dropped(gateway: str, name: str) -> PathTrace:
-            return PathTrace(
-                target, False, f"dropped by {gateway}'s gateway at {name}", tuple(steps)
-            )
+        def failed(note: str) -> PathTrace:
+            return PathTrace(target, False, note, tuple(steps))
 
         for _ in range(2):  # the source's gateway, then at most one peer: Liqo has no transit
+            came_in = packet
             verdict, packet = hook(here, "prerouting", packet)
             if verdict == "drop":
-                return dropped(here, "prerouting")
+                return failed(f"dropped by {here}'s gateway at prerouting")
             nxt = self.route(here, packet.daddr)
             if nxt is None:
-                return PathTrace(
-                    target, False, f"{here} has no route to {packet.daddr}", tuple(steps)
-                )
+                return failed(f"{here} has no route to {packet.daddr}")
             packet = replace(packet, oif=POD_IFNAME if nxt == here else names.tunnel_ifname(nxt))
             for name in ("forward", "postrouting"):
                 verdict, packet = hook(here, name, packet)
                 if verdict == "drop":
-                    return dropped(here, name)
+                    return failed(f"dropped by {here}'s gateway at {name}")
+            hops.append((here, came_in, packet))
             if nxt == here:
-                if here == cluster and packet.daddr == ip:
-                    return PathTrace(target, True, f"delivered to {ip} in {here}", tuple(steps))
+                if here != cluster or packet.daddr != ip:
+                    return failed(
+                        f"misdelivered: {packet.daddr} in {here}, expected {ip} in {cluster}"
+                    )
+                trouble = self._reply(hops, hook)
+                if trouble is not None:
+                    return failed(f"delivered to {ip} in {here}, but {trouble}")
                 return PathTrace(
-                    target,
-                    False,
-                    f"misdelivered: {packet.daddr} in {here}, expected {ip} in {cluster}",
-                    tuple(steps),
+                    target, True, f"delivered to {ip} in {here}, reply returned", tuple(steps)
                 )
             # Across the tunnel: on the far side it is the interface named after the sender.
             packet = Packet(names.tunnel_ifname(here), None, packet.saddr, packet.daddr)
             here = nxt
-        return PathTrace(
-            target, False, f"{here} would forward it further (no transit)", tuple(steps)
-        )
+        return failed(f"{here} would forward it further (no transit)")
+
+    def _reply(
+        self,
+        hops: list[tuple[str, Packet, Packet]],
+        hook: Callable[[str, str, Packet], tuple[str, Packet]],
+    ) -> str | None:
+        """Walk the reply back through the same gateways; None when it reaches the source.
+
+        Conntrack undoes the NAT of the original direction: the SNAT (a destination change for the
+        reply) before routing, the DNAT (a source change) after the forward hook.
+        """
+        last = hops[-1][2]
+        packet = Packet(last.oif, None, last.daddr, last.saddr, "established")
+        for gateway, came_in, went_out in reversed(hops):
+            packet = replace(packet, iif=went_out.oif, oif=None)
+            verdict, packet = hook(gateway, "prerouting", packet)
+            if verdict == "drop":
+                return f"the reply was dropped by {gateway}'s gateway at prerouting"
+            packet = replace(packet, daddr=came_in.saddr)
+            back = self.route(gateway, packet.daddr)
+            oif = (
+                None
+                if back is None
+                else POD_IFNAME
+                if back == gateway
+                else names.tunnel_ifname(back)
+            )
+            if oif != came_in.iif:
+                return f"{gateway} routes the reply to {packet.daddr} out {oif}, not {came_in.iif}"
+            verdict, packet = hook(gateway, "forward", replace(packet, oif=oif))
+            if verdict == "drop":
+                return f"the reply was dropped by {gateway}'s gateway at forward"
+            packet = replace(packet, saddr=came_in.daddr)
+            verdict, packet = hook(gateway, "postrouting", packet)
+            if verdict == "drop":
+                return f"the reply was dropped by {gateway}'s gateway at postrouting"
+        return None
 
     def pod(self, source: Pod, pod: Pod) -> PathTrace:
         return self.walk(source, pod.physical, pod.ip, pod.name)
