@@ -10,6 +10,7 @@ address with no remapping, for instance) is not reaching the destination.
 from __future__ import annotations
 
 import asyncio
+import resource
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -130,6 +131,26 @@ def verdict_of(cell: CellProbe, results: list[ProbeResult]) -> Verdict:
     return Verdict.PARTIAL if reached else Verdict.NO
 
 
+FD_MARGIN = 64
+"""File descriptors kept free for everything that is not a probe socket."""
+
+
+def fd_budget(listeners: int, wanted: int) -> int:
+    """Concurrency the open-file limit allows, after raising the soft limit as far as allowed.
+
+    Each probe in flight holds a socket; with the common default of 1,024 open files, 2,000
+    concurrent probes would fail with EMFILE and show up as errors instead of verdicts.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + listeners + FD_MARGIN
+    if soft < need:
+        raised = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        if raised > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    return max(1, min(wanted, soft - listeners - FD_MARGIN))
+
+
 async def observe_async(
     plan: LabPlan,
     mode: str,
@@ -141,9 +162,11 @@ async def observe_async(
     started = loop.time()
     cells = plan_cells(plan, lab, probe)
     flat = [p for c in cells for p in c.probes]
-    async with ListenerSet(listeners(plan, lab)):
+    hosts = listeners(plan, lab)
+    concurrency = fd_budget(len(hosts), probe.concurrency)
+    async with ListenerSet(hosts):
         results = await run_probes(
-            flat, timeout=probe.timeout, concurrency=probe.concurrency, progress=progress
+            flat, timeout=probe.timeout, concurrency=concurrency, progress=progress
         )
     out: dict[tuple[str, str], CellResult] = {}
     i = 0
