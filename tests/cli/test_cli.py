@@ -405,3 +405,14 @@ def test_console_script_exit_status(seed_path: str) -> None:
     )
     assert ok.returncode == 0
     assert json.loads(ok.stdout)["securityMode"] == FULL
+
+
+def test_trace_walks_the_packet_through_both_gateways(seed_path: str) -> None:
+    result = run("trace", "-f", seed_path, "P4", "P1", *mode_arg(SEG))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("P4 -> P1: NO (dropped by C1's gateway at forward)")
+    assert "snat ip prefix to" in out and "dnat ip prefix to" in out
+    assert "counter drop" in out
+    ok = run("trace", "-f", seed_path, "P1", "P4", *mode_arg(SEG))
+    assert ok.stdout.startswith("P1 -> P4: YES") and "reply returned" in ok.stdout

@@ -30,6 +30,7 @@ from peerwall.cli.options import (
 )
 from peerwall.compile.build import build
 from peerwall.compile.ruleset import render_table
+from peerwall.compile.trace import trace
 from peerwall.errors import PeerwallError, UnknownName
 from peerwall.model import SecurityMode, Topology
 from peerwall.policy import DESCRIPTIONS, Explanation, ModeOrigin, expect, explain_cell
@@ -208,6 +209,31 @@ def explain(
     typer.echo(e.render())
     if _default_mode_used(e):
         typer.echo(f"global default ({MODE_KEY}): {choice.describe()}")
+
+
+@app.command("trace")
+def trace_cmd(
+    source: Annotated[str, typer.Argument(metavar="SRC", help="Source pod.", show_default=False)],
+    destination: Annotated[
+        str,
+        typer.Argument(
+            metavar="DST", help="Pod, service, Internet or API server.", show_default=False
+        ),
+    ],
+    file: TopologyFile,
+    set_: SetValues = None,
+    values: ValuesFile = None,
+) -> None:
+    """Walk a packet from SRC to DST through the compiled gateway rulesets, hook by hook.
+
+    No kernel needed: it shows which rule of which gateway accepts, translates or drops it.
+    """
+    topology, choice = load(file, set_, values)
+    if source not in topology.pod_by_name:
+        raise unknown("source pod", source, topology.sources)
+    if destination not in topology.destinations:
+        raise unknown("destination", destination, topology.destinations)
+    typer.echo(trace(topology, choice.mode, source, destination).explain())
 
 
 @app.command()
