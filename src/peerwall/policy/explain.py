@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from peerwall.errors import UnknownName
 from peerwall.model.spec import SecurityMode
@@ -21,8 +21,11 @@ class Explanation:
     reason: str
     receiver: str | None = None
     peering: tuple[str, str] | None = None
+    """(sender, receiver) of the connection that crosses the peering."""
     mode: EffectiveMode | None = None
     backends: tuple[Explanation, ...] = ()
+    declared: str = ""
+    """The topology's peering(s) that made the connection, e.g. ``C1 -> C2 (consumer -> provider)``."""
 
     def render(self, indent: str = "") -> str:
         lines = [f"{indent}{self.source} -> {self.destination}: {self.verdict.value}"]
@@ -32,13 +35,24 @@ class Explanation:
                 f"{indent}  enforced: by {self.receiver}, on traffic arriving from its peer"
             )
         if self.peering:
-            lines.append(f"{indent}  peering:  {self.peering[0]} <-> {self.peering[1]}")
+            sender, receiver = self.peering
+            over = f" over {self.declared}" if self.declared else ""
+            lines.append(f"{indent}  peering:  {sender} -> {receiver}{over}")
         if self.mode and self.receiver and self.peering:
-            sender = self.peering[0] if self.peering[1] == self.receiver else self.peering[1]
+            sender = self.peering[0]
             lines.append(f"{indent}  mode:     {self.mode.describe(self.receiver, sender)}")
         for b in self.backends:
             lines.append(b.render(indent + "    "))
         return "\n".join(lines)
+
+
+def declared(topology: Topology, a: str, b: str) -> str:
+    """The peerings between ``a`` and ``b`` as the topology declares them."""
+    return " and ".join(
+        f"{p.consumer} -> {p.provider} (consumer -> provider)"
+        for p in topology.peerings
+        if {p.consumer, p.provider} == {a, b}
+    )
 
 
 def _mode(
@@ -53,7 +67,7 @@ def _mode(
     return effective_mode(topology, receiver, sender, default)
 
 
-def explain_pod(
+def _explain_pod(
     topology: Topology, src: Pod, dst: Pod, default: SecurityMode, force: SecurityMode | None = None
 ) -> Explanation:
     a, r = src.physical, dst.physical
@@ -106,7 +120,7 @@ def explain_pod(
                 Verdict.YES,
                 "segregation-reflected-backend",
                 f"{dst.name} backs service {s.name} of {r}, whose namespace "
-                f"{s.namespace} is offloaded to {a}",
+                f"{s.namespace!r} is offloaded to {a}",
                 r,
                 link,
                 mode,
@@ -123,7 +137,7 @@ def explain_pod(
     )
 
 
-def explain_cell(
+def _explain_cell(
     topology: Topology,
     source: str,
     destination: str,
@@ -137,7 +151,7 @@ def explain_cell(
     e = Explanation
     dst_pod = topology.pod_by_name.get(destination)
     if dst_pod is not None:
-        return explain_pod(topology, src, dst_pod, default, force)
+        return _explain_pod(topology, src, dst_pod, default, force)
     svc = topology.service_by_name.get(destination)
     if svc is not None:
         if a not in svc.present_in:
@@ -226,3 +240,27 @@ def explain_cell(
                 mode,
             )
     raise UnknownName(f"unknown destination {destination!r}")
+
+
+def _with_declared(topology: Topology, e: Explanation) -> Explanation:
+    if e.peering is None or e.declared:
+        return e
+    return replace(e, declared=declared(topology, *e.peering))
+
+
+def explain_pod(
+    topology: Topology, src: Pod, dst: Pod, default: SecurityMode, force: SecurityMode | None = None
+) -> Explanation:
+    """Why pod ``src`` can or cannot open a connection to pod ``dst``."""
+    return _with_declared(topology, _explain_pod(topology, src, dst, default, force))
+
+
+def explain_cell(
+    topology: Topology,
+    source: str,
+    destination: str,
+    default: SecurityMode,
+    force: SecurityMode | None = None,
+) -> Explanation:
+    """Why the cell (``source``, ``destination``) of the truth table has its verdict."""
+    return _with_declared(topology, _explain_cell(topology, source, destination, default, force))
