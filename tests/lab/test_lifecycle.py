@@ -13,7 +13,8 @@ from peerwall.compile.ruleset import Chain, Ruleset
 from peerwall.errors import LabError, NftError
 from peerwall.lab import build as labs
 from peerwall.lab.netns import list_namespaces
-from peerwall.model import SecurityMode
+from peerwall.lab.plan import LabPlan
+from peerwall.model import SecurityMode, topology_from_data
 from peerwall.settings import LabSettings
 
 pytestmark = pytest.mark.lab
@@ -79,3 +80,18 @@ def test_a_failed_up_removes_what_it_built(
 def test_lab_names_are_checked() -> None:
     with pytest.raises(LabError, match="lab name"):
         labs.down("Bad Name!")
+
+
+def test_cidrs_that_clash_with_the_lab_s_own_ranges_are_refused() -> None:
+    topology = topology_from_data(
+        {
+            "clusters": [
+                {"name": "C1", "podCIDR": "10.1.0.0/16"},
+                {"name": "C2", "podCIDR": "192.0.2.0/24"},
+            ]
+        }
+    )
+    with pytest.raises(
+        LabError, match=r"clusters\[1\]\.podCIDR: 192\.0\.2\.0/24 overlaps 192\.0\.2\.0/24"
+    ):
+        LabPlan("x", topology)

@@ -27,6 +27,13 @@ INTERNET_HOSTS = IPv4Network("203.0.113.0/24")
 NOWHERE = IPv4Network("198.51.100.0/24")
 """Service endpoints a cluster has no route to are sent here; gateways answer 'unreachable'."""
 MAX_CLUSTERS = 250
+LAB_RANGES = (
+    IPv4Network("169.254.0.0/16"),
+    IPv4Network("192.0.2.0/24"),
+    NOWHERE,
+    INTERNET_HOSTS,
+)
+"""Addresses the emulation itself uses; a topology's CIDRs must stay clear of them."""
 
 
 def check_lab_name(name: str) -> str:
@@ -52,6 +59,14 @@ class LabPlan:
         check_lab_name(self.name)
         if len(self.topology.clusters) > MAX_CLUSTERS:
             raise LabError(f"the lab emulates at most {MAX_CLUSTERS} clusters")
+        for c in self.topology.clusters:
+            for field, cidr in (("podCIDR", c.pod_cidr), ("serviceCIDR", c.service_cidr)):
+                clash = next((r for r in LAB_RANGES if cidr.overlaps(r)), None)
+                if clash:
+                    raise LabError(
+                        f"clusters[{c.index}].{field}: {cidr} overlaps {clash}, which the lab "
+                        "uses for its own links and hosts"
+                    )
 
     @cached_property
     def addresses(self) -> AddressPlan:
