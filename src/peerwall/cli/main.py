@@ -177,26 +177,15 @@ def matrix(
     render.print_table(Console(), table, highlight, title=title, baseline=baseline.value)
 
 
-def _default_mode_used(e: Explanation) -> bool:
-    here = e.mode is not None and e.mode.origin is ModeOrigin.DEFAULT
-    return here or any(_default_mode_used(b) for b in e.backends)
+SourceArg = Annotated[str, typer.Argument(metavar="SRC", help="Source pod.", show_default=False)]
+DestinationArg = Annotated[
+    str,
+    typer.Argument(metavar="DST", help="Pod, service, Internet or API server.", show_default=False),
+]
 
 
-@app.command()
-def explain(
-    source: Annotated[str, typer.Argument(metavar="SRC", help="Source pod.", show_default=False)],
-    destination: Annotated[
-        str,
-        typer.Argument(
-            metavar="DST", help="Pod, service, Internet or API server.", show_default=False
-        ),
-    ],
-    file: TopologyFile,
-    set_: SetValues = None,
-    values: ValuesFile = None,
-) -> None:
-    """Why SRC can or cannot connect to DST: the rule, the receiver, the peering and the mode."""
-    topology, choice = load(file, set_, values)
+def check_cell(topology: Topology, source: str, destination: str) -> None:
+    """Both names exist and the source is a pod, or an error that suggests near matches."""
     if source in topology.destinations and source not in topology.pod_by_name:
         raise UnknownName(
             f"{source!r} is not a pod; sources are pods{suggest('', topology.sources)}"
@@ -205,6 +194,24 @@ def explain(
         raise unknown("source pod", source, topology.sources)
     if destination not in topology.destinations:
         raise unknown("destination", destination, topology.destinations)
+
+
+def _default_mode_used(e: Explanation) -> bool:
+    here = e.mode is not None and e.mode.origin is ModeOrigin.DEFAULT
+    return here or any(_default_mode_used(b) for b in e.backends)
+
+
+@app.command()
+def explain(
+    source: SourceArg,
+    destination: DestinationArg,
+    file: TopologyFile,
+    set_: SetValues = None,
+    values: ValuesFile = None,
+) -> None:
+    """Why SRC can or cannot connect to DST: the rule, the receiver, the peering and the mode."""
+    topology, choice = load(file, set_, values)
+    check_cell(topology, source, destination)
     e = explain_cell(topology, source, destination, choice.mode)
     typer.echo(e.render())
     if _default_mode_used(e):
@@ -213,13 +220,8 @@ def explain(
 
 @app.command("trace")
 def trace_cmd(
-    source: Annotated[str, typer.Argument(metavar="SRC", help="Source pod.", show_default=False)],
-    destination: Annotated[
-        str,
-        typer.Argument(
-            metavar="DST", help="Pod, service, Internet or API server.", show_default=False
-        ),
-    ],
+    source: SourceArg,
+    destination: DestinationArg,
     file: TopologyFile,
     set_: SetValues = None,
     values: ValuesFile = None,
@@ -229,10 +231,7 @@ def trace_cmd(
     No kernel needed: it shows which rule of which gateway accepts, translates or drops it.
     """
     topology, choice = load(file, set_, values)
-    if source not in topology.pod_by_name:
-        raise unknown("source pod", source, topology.sources)
-    if destination not in topology.destinations:
-        raise unknown("destination", destination, topology.destinations)
+    check_cell(topology, source, destination)
     typer.echo(trace(topology, choice.mode, source, destination).explain())
 
 
