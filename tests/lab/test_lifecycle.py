@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from labkit import seed_topology
+from typer.testing import CliRunner
 
+from peerwall.cli.main import app
 from peerwall.compile.ruleset import Chain, Ruleset
 from peerwall.errors import LabError, NftError
 from peerwall.lab import build as labs
@@ -95,3 +97,15 @@ def test_cidrs_that_clash_with_the_lab_s_own_ranges_are_refused() -> None:
         LabError, match=r"clusters\[1\]\.podCIDR: 192\.0\.2\.0/24 overlaps 192\.0\.2\.0/24"
     ):
         LabPlan("x", topology)
+
+
+def test_lab_up_from_standard_input_records_the_topology(seed_text: str) -> None:
+    runner = CliRunner()
+    try:
+        up = runner.invoke(app, ["lab", "up", "-f", "-", "-n", "tstdin"], input=seed_text)
+        assert up.exit_code == 0, up.output
+        state = labs.load_state("tstdin")
+        assert state.source == "<stdin>"
+        assert state.topology_text == seed_text
+    finally:
+        labs.down("tstdin")

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from peerwall.cli import render
-from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, load, read_text, resolve_mode
+from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, read_source, resolve_mode
 from peerwall.lab import build as labs
 from peerwall.lab.netns import list_namespaces
 from peerwall.lab.plan import LabPlan
@@ -55,9 +55,11 @@ def up(
     name: LabName = "lab",
 ) -> None:
     """Build the topology as namespaces, veths, tunnels and nftables; replaces a lab of that name."""
-    topology, choice = load(file, set_, values)
-    text = sys.stdin.read() if str(file) == "-" else read_text(file)
-    plan = labs.up(name, topology, text, str(file), choice.mode, progress=_say)
+    choice = resolve_mode(set_, values)
+    # The lab records the text, so read it once (standard input cannot be read twice).
+    source, text = read_source(file)
+    topology = load_topology(text, source)
+    plan = labs.up(name, topology, text, source, choice.mode, progress=_say)
     err.print(
         f"lab [bold]{name}[/bold] is up: {len(plan.namespaces())} namespaces, "
         f"{len(topology.clusters)} gateways, mode {choice.describe()}. "
@@ -203,7 +205,7 @@ def demo(
         source = "seed-topology.yaml (bundled)"
         text = resources.files("peerwall").joinpath("examples/seed.yaml").read_text()
     else:
-        source, text = str(file), read_text(file)
+        source, text = read_source(file)
     topology: Topology = load_topology(text, source)
     modes = [resolve_mode(set_, values).mode] if (set_ or values) else list(SecurityMode)
     settings = ProbeSettings(timeout=timeout)

@@ -110,10 +110,15 @@ def read_text(path: Path) -> str:
     raise TopologyInvalid(str(path), [Problem("", problem)])
 
 
+def read_source(path: Path) -> tuple[str, str]:
+    """(name to report, text) of the topology file; ``-`` is standard input, read once."""
+    return ("<stdin>" if str(path) == "-" else str(path)), read_text(path)
+
+
 def read_topology(path: Path) -> Topology:
     """Read, parse and validate the topology file."""
-    source = "<stdin>" if str(path) == "-" else str(path)
-    return load_topology(read_text(path), source)
+    source, text = read_source(path)
+    return load_topology(text, source)
 
 
 def read_values(path: Path) -> str | None:
