@@ -11,6 +11,7 @@ from labkit import seed_topology
 from typer.testing import CliRunner
 
 from peerwall.cli.main import app
+from peerwall.compile.names import peer_allow_set
 from peerwall.compile.ruleset import Chain, Ruleset
 from peerwall.errors import LabError, NftError
 from peerwall.lab import build as labs
@@ -109,3 +110,37 @@ def test_lab_up_from_standard_input_records_the_topology(seed_text: str) -> None
         assert state.topology_text == seed_text
     finally:
         labs.down("tstdin")
+
+
+def test_gateway_drift_names_a_hand_made_change_and_a_sync_repairs_it(
+    tmp_path: Path, seed_text: str
+) -> None:
+    settings = LabSettings(state_dir=str(tmp_path))
+    try:
+        plan = labs.up("tdrift", seed_topology(seed_text), seed_text, "seed", FULL, settings)
+        assert labs.gateway_drift(plan, FULL) == {"C1": [], "C2": []}
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                plan.gateway_ns("C1"),
+                "nft",
+                "add",
+                "element",
+                "inet",
+                "peerwall",
+                peer_allow_set("C2"),
+                "{ 10.1.2.3 }",
+            ],
+            check=True,
+        )
+        found = labs.gateway_drift(plan, FULL)
+        assert [str(d) for d in found["C1"]] == [
+            f"elements-extra set {peer_allow_set('C2')}: 10.1.2.3"
+        ]
+        assert found["C2"] == []
+        labs.apply_modes(plan, FULL)
+        assert labs.gateway_drift(plan, FULL) == {"C1": [], "C2": []}
+    finally:
+        labs.down("tdrift", settings)

@@ -90,7 +90,7 @@ def status(name: Annotated[str | None, typer.Option("--name", "-n")] = None) -> 
             f"{state.name}: {state.source}, mode {state.mode}, "
             f"{len(present)}/{len(plan.namespaces())} namespaces"
         )
-        for cluster, drifts in labs.gateway_drift(state).items():
+        for cluster, drifts in labs.gateway_drift(plan, SecurityMode(state.mode)).items():
             line = "in sync" if not drifts else f"{len(drifts)} difference(s)"
             typer.echo(f"  gateway {cluster}: {line}")
             for d in drifts:

@@ -262,10 +262,8 @@ def down(name: str, settings: LabSettings = LabSettings()) -> list[str]:
     return gone
 
 
-def gateway_drift(state: LabState) -> dict[str, list[Drift]]:
+def gateway_drift(plan: LabPlan, mode: SecurityMode) -> dict[str, list[Drift]]:
     """For each gateway, how its live ``inet peerwall`` table differs from the desired one."""
-    plan = state.plan()
-    mode = SecurityMode(state.mode)
     out = {}
     for c in plan.topology.clusters:
         with LibNft(plan.gateway_ns(c.name)) as nft:
