@@ -199,17 +199,8 @@ def print_table(
 
 
 def _rows(table: TruthTable, diagonal: str) -> Iterator[tuple[str, list[str]]]:
-    """Each source with its cells as strings, computed once per row class."""
-    dst_index = {d: j for j, d in enumerate(table.destinations)}
-    cache: dict[int, list[str]] = {}
-    for i, s in enumerate(table.sources):
-        rc = table.row_class[i]
-        values = cache.get(rc)
-        if values is None:
-            block = table.blocks[rc]
-            values = [block[c].value for c in table.col_class]
-            cache[rc] = values
-        j = dst_index.get(s)
+    """Each source with its cells as strings, ``diagonal`` in its own column."""
+    for s, values, j in table.formatted_rows(lambda _d, v: v.value):
         yield s, values if j is None else [*values[:j], diagonal, *values[j + 1 :]]
 
 

@@ -9,7 +9,7 @@ observed table simply gives each source and destination a class of its own.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -103,20 +103,30 @@ class TruthTable:
         out.write(', "sources": ' + enc(list(self.sources)))
         out.write(', "destinations": ' + enc(list(self.destinations)))
         out.write(', "matrix": {')
-        keys = [enc(d) + ": " for d in self.destinations]
+        keys = {d: enc(d) + ": " for d in self.destinations}
         values = {v: enc(v.value) for v in Verdict}
-        rows: dict[int, list[str]] = {}
-        for i, s in enumerate(self.sources):
-            rc = self.row_class[i]
-            frags = rows.get(rc)
-            if frags is None:
-                block = self.blocks[rc]
-                frags = [k + values[block[c]] for k, c in zip(keys, self.col_class, strict=True)]
-                rows[rc] = frags
-            j = self._dst_index.get(s)
+        rows = self.formatted_rows(lambda d, v: keys[d] + values[v])
+        for i, (s, frags, j) in enumerate(rows):
             body = ", ".join(frags if j is None else frags[:j] + frags[j + 1 :])
             out.write(("" if i == 0 else ", ") + enc(s) + ": {" + body + "}")
         out.write("}}\n")
+
+    def formatted_rows(
+        self, cell: Callable[[str, Verdict], str]
+    ) -> Iterator[tuple[str, list[str], int | None]]:
+        """Each source, its cells as ``cell(destination, verdict)`` in destination order, and the
+        index of its own column (the diagonal) if it has one. Cells are formatted once per row
+        class, so writing a large table costs little more than joining strings."""
+        cache: dict[int, list[str]] = {}
+        for i, s in enumerate(self.sources):
+            rc = self.row_class[i]
+            if rc not in cache:
+                block = self.blocks[rc]
+                cache[rc] = [
+                    cell(d, block[c])
+                    for d, c in zip(self.destinations, self.col_class, strict=True)
+                ]
+            yield s, cache[rc], self._dst_index.get(s)
 
     def compare(self, other: TruthTable) -> list[Mismatch]:
         """Cells where ``other`` (observed) differs from ``self`` (expected), in table order."""
