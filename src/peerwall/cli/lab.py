@@ -217,7 +217,7 @@ def demo(
         plan = labs.up(name, topology, text, source, modes[0], progress=_say)
     try:
         for mode in modes:
-            if mode is not modes[0] or len(modes) == 1:
+            if mode is not modes[0]:  # `up` already enforced the first one
                 for cluster, o in labs.apply_modes(plan, mode).items():
                     if o.changed:
                         _say(
