@@ -12,6 +12,8 @@ mode change is therefore an element-only transaction.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from peerwall.compile import names
 from peerwall.compile.ruleset import Chain, Hook, NftSet, Ruleset
 from peerwall.model.addressing import AddressPlan, plan_addresses
@@ -22,14 +24,19 @@ from peerwall.policy.modes import effective_mode
 
 
 def allowed_destinations(
-    topology: Topology, receiver: str, sender: str, mode: SecurityMode, plan: AddressPlan
+    topology: Topology,
+    receiver: str,
+    sender: str,
+    mode: SecurityMode,
+    plan: AddressPlan,
+    admitted: Mapping[str, frozenset[str]],
 ) -> tuple[frozenset[str], frozenset[str]]:
-    """(allow set, API client set) of ``receiver`` for traffic from ``sender`` under ``mode``."""
+    """(allow set, API client set) of ``receiver`` for traffic from ``sender`` under ``mode``;
+    ``admitted`` is ``admitted_senders(topology)``, computed once per build."""
     cluster = topology.cluster_by_name[receiver]
     if mode is SecurityMode.FULL_POD_TO_POD:
         # The API server sits inside the pod CIDR, so the CIDR admits it as well.
         return frozenset({str(cluster.pod_cidr)}), frozenset()
-    admitted = admitted_senders(topology)
     allow = frozenset(
         str(p.ip) for p in topology.pods if p.physical == receiver and sender in admitted[p.name]
     )
@@ -50,6 +57,7 @@ def build(
     plan: AddressPlan | None = None,
 ) -> Ruleset:
     plan = plan or plan_addresses(topology)
+    admitted = admitted_senders(topology)
     me = topology.cluster_by_name[cluster]
     sets: list[NftSet] = []
     peer_chains: list[Chain] = []
@@ -62,7 +70,7 @@ def build(
         allow_name = names.peer_allow_set(peer)
         api_name = names.peer_api_clients_set(peer)
         mode = effective_mode(topology, cluster, peer, default_mode).mode
-        allow, api = allowed_destinations(topology, cluster, peer, mode, plan)
+        allow, api = allowed_destinations(topology, cluster, peer, mode, plan, admitted)
 
         forward.append(f'iifname "{tunnel}" jump {chain}')
         sets.append(NftSet(allow_name, elements=allow))
