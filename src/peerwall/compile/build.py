@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from peerwall.compile import names
 from peerwall.compile.ruleset import Chain, Hook, NftSet, Ruleset
-from peerwall.model.addressing import AddressPlan, plan_addresses
+from peerwall.model.addressing import AddressPlan
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
 from peerwall.policy.expect import admitted_senders
@@ -56,7 +56,7 @@ def build(
     default_mode: SecurityMode = SecurityMode.FULL_POD_TO_POD,
     plan: AddressPlan | None = None,
 ) -> Ruleset:
-    plan = plan or plan_addresses(topology)
+    plan = plan or topology.addresses
     admitted = admitted_senders(topology)
     me = topology.cluster_by_name[cluster]
     sets: list[NftSet] = []

@@ -41,7 +41,7 @@ from peerwall.compile import names
 from peerwall.compile.build import build
 from peerwall.compile.ruleset import Chain, Hook, Ruleset
 from peerwall.errors import UnknownName
-from peerwall.model.addressing import AddressPlan, plan_addresses
+from peerwall.model.addressing import AddressPlan
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Pod, Topology
 from peerwall.policy.truthtable import TruthTable
@@ -593,7 +593,7 @@ class _Tracer:
     ) -> None:
         self.topology = topology
         self.mode = default_mode
-        self.plan: AddressPlan = plan_addresses(topology)
+        self.plan: AddressPlan = topology.addresses
         self.rulesets: dict[str, Ruleset] = dict(rulesets or {})
         self.checked: set[str] = set()
         self.paths: dict[tuple[str, str, str], PathTrace] = {}

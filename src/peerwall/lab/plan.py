@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from peerwall.compile.names import tunnel_ifname
 from peerwall.errors import LabError
-from peerwall.model.addressing import AddressPlan, plan_addresses
+from peerwall.model.addressing import AddressPlan
 from peerwall.model.topology import Pod, Topology, link_key
 
 LAB_NAME = re.compile(r"^[a-z0-9]{1,12}$")
@@ -70,7 +70,7 @@ class LabPlan:
 
     @cached_property
     def addresses(self) -> AddressPlan:
-        return plan_addresses(self.topology)
+        return self.topology.addresses
 
     @property
     def prefix(self) -> str:

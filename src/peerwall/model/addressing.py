@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from peerwall.model.topology import Pod, Topology
-from peerwall.model.validate import api_address
 
-__all__ = ["AddressPlan", "api_address", "plan_addresses"]
+__all__ = ["AddressPlan", "RemapExhausted", "api_address", "plan_addresses", "translate"]
 
 # Remapped CIDRs are taken from these, avoiding every CIDR the topology mentions.
 REMAP_POOLS = (
@@ -24,6 +23,15 @@ REMAP_POOLS = (
     IPv4Network("172.16.0.0/12"),
     IPv4Network("100.64.0.0/10"),
 )
+
+
+def api_address(pod_cidr: IPv4Network) -> IPv4Address:
+    """The API server sits at the last host address of its cluster's pod CIDR.
+
+    Liqo reaches a peer's API server "through the remapped cluster's IP address"; keeping it inside
+    the pod CIDR lets the same remapping carry it.
+    """
+    return pod_cidr.broadcast_address - 1
 
 
 def translate(ip: IPv4Address, src: IPv4Network, dst: IPv4Network) -> IPv4Address:

@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
-from peerwall.model.addressing import RemapExhausted, plan_addresses
+from peerwall.model.addressing import RemapExhausted, api_address
 from peerwall.model.spec import SecurityMode, TopologySpec
 from peerwall.model.topology import (
     DEFAULT_NAMESPACE,
@@ -23,7 +23,7 @@ from peerwall.model.topology import (
     Service,
     Topology,
 )
-from peerwall.model.validate import api_address, check
+from peerwall.model.validate import check
 
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -191,7 +191,7 @@ def _resolve(spec: TopologySpec, source: str) -> Topology:
     peerings = tuple(Peering(p.consumer, p.provider, p.security_mode) for p in spec.peerings)
     topology = Topology(clusters, peerings, namespaces, tuple(pods), tuple(services))
     try:
-        plan_addresses(topology)
+        _ = topology.addresses  # computed once here, then shared by compile, trace and the lab
     except RemapExhausted as exc:
         raise TopologyInvalid(source, [Problem(exc.path, str(exc))]) from None
     return topology

@@ -10,8 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING
 
 from peerwall.model.spec import SecurityMode
+
+if TYPE_CHECKING:
+    from peerwall.model.addressing import AddressPlan
 
 __all__ = ["Cluster", "Namespace", "Peering", "Pod", "SecurityMode", "Service", "Topology"]
 
@@ -107,8 +111,12 @@ class Topology:
         return {s.name: s for s in self.services}
 
     @cached_property
-    def namespace_by_key(self) -> Mapping[tuple[str, str], Namespace]:
-        return {(n.cluster, n.name): n for n in self.namespaces}
+    def addresses(self) -> AddressPlan:
+        """How each cluster addresses the others, and every ClusterIP. Computed once, at load
+        (where it is validated), and shared by everything that needs it."""
+        from peerwall.model.addressing import plan_addresses  # addressing builds on this module
+
+        return plan_addresses(self)
 
     @cached_property
     def links(self) -> Mapping[tuple[str, str], SecurityMode | None]:

@@ -5,20 +5,12 @@ Every check appends a ``Problem`` naming the offending field, so the user sees a
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 
 from peerwall.errors import Problem
+from peerwall.model.addressing import api_address
 from peerwall.model.spec import TopologySpec
 from peerwall.model.topology import DEFAULT_NAMESPACE, DEFAULT_SERVICE_CIDR, link_key
-
-
-def api_address(pod_cidr: IPv4Network) -> IPv4Address:
-    """The API server sits at the last host address of its cluster's pod CIDR.
-
-    Liqo reaches a peer's API server "through the remapped cluster's IP address"; keeping it inside
-    the pod CIDR lets the same remapping carry it.
-    """
-    return pod_cidr.broadcast_address - 1
 
 
 def check(spec: TopologySpec) -> list[Problem]:
