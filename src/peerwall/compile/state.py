@@ -1,0 +1,94 @@
+"""The desired state of one gateway: what every peer may reach, in addresses.
+
+This is the contract between the sources of state (a topology file, the Kubernetes API) and the
+compiler. It says nothing of how it was derived: the file source computes it from a ``Topology``
+(``compile.desired.gateway_state``), the Kubernetes source from Liqo's objects, and the same
+ruleset comes out of both.
+
+Addresses are as the gateway's forward hook sees them: a peer's traffic carries the peer's pod
+addresses as this cluster sees them (remapped or not) as source, and the real local address as
+destination (any NAT of the receiver happens before, at prerouting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from ipaddress import IPv4Address, IPv4Network
+
+from peerwall.model.spec import SecurityMode
+
+API_PORT = 6443
+"""TCP port of a cluster's API server (kube-apiserver's secure port)."""
+
+CONNCHECK_PORT = 12345
+"""UDP port of Liqo's gateway connection check (``--ping-port``, pkg/gateway/connection)."""
+
+
+class SetKind(str, Enum):
+    """The per-peer address sets. The values name the nft sets (``<kind>-<hash8(peer)>``)."""
+
+    OFFLOADED = "offloaded"
+    """Local pods the peer offloaded here (home: the peer; physical: here)."""
+    BACKENDS = "backends"
+    """Local backends of services whose namespace is offloaded to the peer (reflected there)."""
+    API_CLIENTS = "api-clients"
+    """Sources of the peer that may reach the local API server: pods whose home is here."""
+
+
+@dataclass(frozen=True)
+class ApiServer:
+    """The local API server as a peer reaches it (at the forward hook: its real address)."""
+
+    address: IPv4Address
+    port: int = API_PORT
+
+
+@dataclass(frozen=True)
+class PrefixNat:
+    """Remapping done by this gateway for one peer (the lab's job; Liqo v1 does its own).
+
+    The peer addresses our pods through ``seen_by_peer``: traffic from the peer to it is
+    destination-NATed to ``local``, and our traffic to the peer source-NATed into it.
+    """
+
+    seen_by_peer: IPv4Network
+    local: IPv4Network
+
+
+@dataclass(frozen=True)
+class PeerState:
+    """Everything the gateway enforces on traffic arriving from one peer."""
+
+    name: str
+    tunnel: str
+    """Interface the peer's traffic arrives on (``pwt-<hash8>`` in the lab, ``liqo-tunnel`` in
+    a Liqo v1 gateway pod)."""
+    mode: SecurityMode
+    sources: tuple[IPv4Network, ...]
+    """Source addresses the peer's traffic may carry (anti-spoofing: anything else is dropped)."""
+    full_access: tuple[IPv4Network, ...]
+    """What FullPodToPod opens to the peer: the local pod CIDR (and the API server if outside)."""
+    members: Mapping[SetKind, frozenset[IPv4Address]] = field(default_factory=dict)
+    api: ApiServer | None = None
+    gateway: IPv4Address | None = None
+    """The peer gateway's address on the tunnel, source of the link's own needs (health checks);
+    None: only the tunnel interface identifies it."""
+    nat: PrefixNat | None = None
+
+    def addresses(self, kind: SetKind) -> frozenset[IPv4Address]:
+        return self.members.get(kind, frozenset())
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    """The desired state of one gateway: its peers, and how to recognise tunnels not yet known."""
+
+    cluster: str
+    peers: Mapping[str, PeerState]
+    tunnel_pattern: str
+    """nft wildcard of every tunnel interface (``pwt-*``, ``liqo-tunnel*``): traffic from a
+    tunnel whose peer is not (yet) known is dropped, so a new or restarting gateway fails closed."""
+    conncheck_port: int | None = CONNCHECK_PORT
+    """UDP port of the gateways' connection check, accepted from a peer's gateway; None: none."""
