@@ -1,0 +1,207 @@
+"""The desired state of one gateway, maintained event by event.
+
+Sources of state (a topology file, the Kubernetes API) do not rebuild the whole state on every
+event: each object they watch *contributes* addresses to per-peer sets under a key of its own
+(``pod/ns/name``, ``endpointslice/ns/name``). An index from key to contributions, and a reference
+count per address, make every event cost what it touches, whatever the size of the sets: an
+address stays in a set while any object still contributes it (a pod backing two services
+reflected to the same peer), and leaves with the last one.
+
+``take_changes`` hands the accumulated, netted changes to the agent, which turns them into one
+nftables transaction; a burst of events that cancel out costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address
+
+from peerwall.compile.state import GatewayState, PeerState, SetKind
+
+SetKey = tuple[str, SetKind]
+"""(peer, kind): one per-peer address set."""
+
+
+@dataclass
+class Changes:
+    """What changed since the last ``take_changes``, netted.
+
+    ``peers`` holds every peer whose declaration (chain: tunnel, sources, mode, API, NAT) was
+    added or changed, ``removed`` every peer that went away; ``added``/``deleted`` the element
+    changes of peers that exist before and after (a new peer's elements come with its
+    declaration, a removed peer's leave with it). A name in both ``removed`` and ``peers`` was
+    removed and declared again: apply the removal first.
+    """
+
+    peers: dict[str, PeerState] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+    added: dict[SetKey, set[IPv4Address]] = field(default_factory=dict)
+    deleted: dict[SetKey, set[IPv4Address]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.peers or self.removed or self.added or self.deleted)
+
+    @property
+    def narrows(self) -> bool:
+        """Whether a peer may now reach less than before (established flows must be checked)."""
+        return bool(self.removed or self.deleted or self.peers)
+
+    def count(self) -> tuple[int, int]:
+        """(elements added, elements deleted)."""
+        return sum(map(len, self.added.values())), sum(map(len, self.deleted.values()))
+
+
+class DesiredState:
+    """A ``GatewayState`` kept up to date by contributions, with the changes since last taken."""
+
+    def __init__(self, cluster: str, tunnel_pattern: str, conncheck_port: int | None) -> None:
+        self.cluster = cluster
+        self.tunnel_pattern = tunnel_pattern
+        self.conncheck_port = conncheck_port
+        self._peers: dict[str, PeerState] = {}
+        """Declarations without members; members live in ``_count``."""
+        self._by_key: dict[str, dict[SetKey, frozenset[IPv4Address]]] = {}
+        self._count: dict[SetKey, dict[IPv4Address, int]] = defaultdict(dict)
+        self._changes = Changes()
+        self._new_peers: set[str] = set()
+
+    # --- peers -------------------------------------------------------------------------------
+
+    def upsert_peer(self, peer: PeerState) -> None:
+        """Declare or update a peer; its ``members`` are ignored (they come from contributions)."""
+        bare = replace(peer, members={})
+        if self._peers.get(peer.name) == bare:
+            return
+        if peer.name not in self._peers:
+            self._new_peers.add(peer.name)
+        self._peers[peer.name] = bare
+        self._changes.peers[peer.name] = bare
+
+    def remove_peer(self, name: str) -> None:
+        """Forget a peer; contributions to its sets are kept, should it come back."""
+        if self._peers.pop(name, None) is None:
+            return
+        self._changes.peers.pop(name, None)
+        if name in self._new_peers:
+            self._new_peers.discard(name)  # came and went between two takes: nothing to do
+        else:
+            self._changes.removed.add(name)
+        for key in [k for k in self._changes.added if k[0] == name]:
+            del self._changes.added[key]
+        for key in [k for k in self._changes.deleted if k[0] == name]:
+            del self._changes.deleted[key]
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(self._peers)
+
+    # --- contributions -----------------------------------------------------------------------
+
+    def contribute(
+        self, key: str, peer: str, kind: SetKind, addresses: Iterable[IPv4Address]
+    ) -> None:
+        """Object ``key`` now contributes exactly ``addresses`` to ``peer``'s ``kind`` set."""
+        new = frozenset(addresses)
+        mine = self._by_key.setdefault(key, {})
+        old = mine.get((peer, kind), frozenset())
+        if new == old:
+            return
+        if new:
+            mine[(peer, kind)] = new
+        else:
+            mine.pop((peer, kind), None)
+            if not mine:
+                del self._by_key[key]
+        for a in new - old:
+            self._inc((peer, kind), a)
+        for a in old - new:
+            self._dec((peer, kind), a)
+
+    def withdraw(self, key: str, peer: str | None = None, kind: SetKind | None = None) -> None:
+        """Object ``key`` contributes nothing any more (to ``peer``/``kind`` only, if given)."""
+        for p, k in list(self._by_key.get(key, {})):
+            if (peer is None or p == peer) and (kind is None or k == kind):
+                self.contribute(key, p, k, ())
+
+    def contributions(self, key: str) -> dict[SetKey, frozenset[IPv4Address]]:
+        return dict(self._by_key.get(key, {}))
+
+    def _inc(self, sk: SetKey, a: IPv4Address) -> None:
+        counts = self._count[sk]
+        n = counts.get(a, 0)
+        counts[a] = n + 1
+        if n == 0:
+            self._note(sk, a, self._changes.added, self._changes.deleted)
+
+    def _dec(self, sk: SetKey, a: IPv4Address) -> None:
+        counts = self._count[sk]
+        n = counts[a]
+        if n > 1:
+            counts[a] = n - 1
+            return
+        del counts[a]
+        self._note(sk, a, self._changes.deleted, self._changes.added)
+
+    def _note(
+        self,
+        sk: SetKey,
+        a: IPv4Address,
+        into: dict[SetKey, set[IPv4Address]],
+        undo: dict[SetKey, set[IPv4Address]],
+    ) -> None:
+        peer = sk[0]
+        if peer not in self._peers or peer in self._new_peers:
+            return  # a new peer's elements travel with its declaration
+        pending = undo.get(sk)
+        if pending is not None and a in pending:
+            pending.discard(a)  # added then deleted (or the reverse) between two takes
+            if not pending:
+                del undo[sk]
+            return
+        into.setdefault(sk, set()).add(a)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def members(self, peer: str, kind: SetKind) -> frozenset[IPv4Address]:
+        return frozenset(self._count.get((peer, kind), ()))
+
+    def peer(self, name: str) -> PeerState:
+        """A peer's declaration with its current members."""
+        bare = self._peers[name]
+        return replace(bare, members={k: self.members(name, k) for k in SetKind})
+
+    def snapshot(self) -> GatewayState:
+        return GatewayState(
+            self.cluster,
+            {name: self.peer(name) for name in self._peers},
+            self.tunnel_pattern,
+            self.conncheck_port,
+        )
+
+    def take_changes(self) -> Changes:
+        """The changes since the last call; new peers come with their current members."""
+        out = self._changes
+        out.peers = {name: self.peer(name) for name in out.peers}
+        self._changes = Changes()
+        self._new_peers = set()
+        return out
+
+    def discard_changes(self) -> None:
+        """Forget pending changes (after a full replace, which wrote the whole snapshot)."""
+        self._changes = Changes()
+        self._new_peers = set()
+
+    def load(self, state: GatewayState, key: str = "file") -> None:
+        """Make the state equal ``state`` (a whole-state source such as a topology file): each
+        peer's sets become the contributions of ``key``; the changes are the difference."""
+        for name in [n for n in self._peers if n not in state.peers]:
+            self.remove_peer(name)
+        for name, peer in state.peers.items():
+            self.upsert_peer(peer)
+            for kind in SetKind:
+                self.contribute(f"{key}/{name}", name, kind, peer.addresses(kind))
+        for k in list(self._by_key):
+            if k.startswith(f"{key}/") and k.removeprefix(f"{key}/") not in state.peers:
+                self.withdraw(k)
