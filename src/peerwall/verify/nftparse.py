@@ -507,10 +507,10 @@ def parse_script(text: str) -> list[Command]:
             commands.append(Command(verb, kind, family, table, name, decl))
         elif kind == "chain":
             family, table, name = st[2], st[3], st[4]
-            chain = None
+            declared: Chain | None = None
             if verb == "add":
-                chain = _chain(name, _inner(st, 5)) if len(st) > 5 else Chain(name)
-            commands.append(Command(verb, "chain", family, table, name, chain))
+                declared = _chain(name, _inner(st, 5)) if len(st) > 5 else Chain(name)
+            commands.append(Command(verb, "chain", family, table, name, declared))
         elif kind == "rule":
             family, table, target = st[2], st[3], st[4]
             commands.append(Command(verb, "rule", family, table, target, rule=_rule_of(st[5:])))
