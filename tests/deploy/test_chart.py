@@ -172,7 +172,9 @@ def liqo_render(obj: Any, data: dict[str, Any], force_string: bool = False) -> A
         return result
     if isinstance(obj, list):
         return [liqo_render(v, data, force_string) for v in obj]
-    return str(obj) if force_string else obj
+    if force_string:  # Go's fmt.Sprintf("%v", obj)
+        return str(obj).lower() if isinstance(obj, bool) else str(obj)
+    return obj
 
 
 def peering_data(kind: str) -> dict[str, Any]:
