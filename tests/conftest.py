@@ -13,11 +13,18 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from labkit import LabUp
 from peerwall.dataplane.nft import LibNft
-from support import require_lab
+from peerwall.lab import build as labs
+from peerwall.lab.plan import LabPlan
+from peerwall.model import SecurityMode
+from peerwall.model.topology import Topology
+from peerwall.settings import LabSettings
+from support import REFERENCE, require_lab
 
 NETNS_DIR = "/run/netns"
 
@@ -45,6 +52,30 @@ def nft(netns: str) -> Iterator[LibNft]:
     """A libnftables context bound to ``netns``."""
     with LibNft(netns) as ctx:
         yield ctx
+
+
+@pytest.fixture
+def seed_text() -> str:
+    path = REFERENCE / "seed-topology.yaml"
+    if not path.exists():
+        pytest.fail(f"the seed reference is missing: {path}")
+    return path.read_text()
+
+
+@pytest.fixture
+def lab_up(tmp_path: Path) -> Iterator[LabUp]:
+    """Bring up labs with unique names; every one is removed at teardown, even after failure."""
+    names: list[str] = []
+    settings = LabSettings(state_dir=str(tmp_path / "labs"))
+
+    def up(topology: Topology, text: str, mode: SecurityMode) -> LabPlan:
+        name = f"t{secrets.token_hex(3)}"
+        names.append(name)
+        return labs.up(name, topology, text, "test", mode, settings)
+
+    yield up
+    for name in names:
+        labs.down(name, settings)
 
 
 def _pw_namespaces() -> set[str]:

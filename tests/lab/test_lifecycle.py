@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from labkit import seed_topology
 from typer.testing import CliRunner
 
+from labkit import seed_topology
 from peerwall.cli.main import app
 from peerwall.compile.names import peer_cidrs_set
 from peerwall.errors import LabError, NftError

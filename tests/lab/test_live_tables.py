@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from gen import generate
 from labkit import LabUp, seed_topology, topology_of
-
 from peerwall.lab.build import apply_modes
 from peerwall.lab.probing import observe_lab as observe
 from peerwall.model import SecurityMode

@@ -2,81 +2,18 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from labkit import LabUp, seed_topology
 
+from hostile import connect, echo_server, roundtrip
+from labkit import LabUp, seed_topology
 from peerwall.compile.build import build
 from peerwall.dataplane.apply import sync
 from peerwall.dataplane.nft import LibNft
 from peerwall.lab.build import apply_modes, desired_state
-from peerwall.lab.plan import LabPlan
 from peerwall.model import SecurityMode
-from peerwall.nsenter import entered
 
 pytestmark = pytest.mark.lab
-PORT = 9100
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
-
-
-@contextmanager
-def echo_server(netns: str) -> Iterator[None]:
-    """A listener in ``netns`` that echoes every byte back, until the block ends."""
-    with entered(netns):
-        srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("0.0.0.0", PORT))
-    srv.listen()
-    srv.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        conns = []
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-            conns.append(conn)
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
-        for c in conns:
-            c.close()
-
-    def echo(conn: socket.socket) -> None:
-        try:
-            while data := conn.recv(100):
-                conn.sendall(data)
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        srv.close()
-
-
-def connect(plan: LabPlan, src: str, dst: str, timeout: float = 1.0) -> socket.socket:
-    t = plan.topology
-    s, d = t.pod_by_name[src], t.pod_by_name[dst]
-    address = plan.topology.addresses.pod_seen_from(d, s.physical)
-    with entered(plan.pod_ns(src)):
-        sock = socket.socket()
-    sock.settimeout(timeout)
-    sock.connect((str(address), PORT))
-    return sock
-
-
-def roundtrip(sock: socket.socket, payload: bytes) -> bytes:
-    sock.sendall(payload)
-    return sock.recv(100)
 
 
 def test_p1_reaches_p4_but_p4_cannot_open_to_p1(lab_up: LabUp, seed_text: str) -> None:

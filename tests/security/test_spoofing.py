@@ -15,8 +15,8 @@ import time
 from ipaddress import IPv4Address
 
 import pytest
-from labkit import LabUp, seed_topology
 
+from labkit import LabUp, seed_topology
 from peerwall.compile.names import peer_chain, tunnel_ifname
 from peerwall.lab.build import apply_modes
 from peerwall.lab.plan import LabPlan
