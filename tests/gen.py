@@ -86,3 +86,58 @@ def generate(seed: int, clusters: int = 3) -> dict[str, Any]:
         "pods": pods,
         "services": services,
     }
+
+
+def generate_services(seed: int, big: int = 200) -> dict[str, Any]:
+    """Four clusters that all keep the default service CIDR (as kubeadm clusters do), one of
+    them with a pod CIDR equal to another's service CIDR; services with 0, 1, 2, 33, 75 and
+    ``big`` backends, some absent from some clusters, across peerings and offloading."""
+    rnd = random.Random(seed)
+    clusters = [
+        {"name": "K1", "podCIDR": "10.244.0.0/16"},
+        {"name": "K2", "podCIDR": "10.244.0.0/16", "apiServer": "apiK2"},
+        # K3's pods sit where everyone else keeps its services: the others must remap them.
+        {"name": "K3", "podCIDR": "10.96.0.0/16", "serviceCIDR": "10.97.0.0/16"},
+        {"name": "K4", "podCIDR": "10.30.0.0/16"},
+    ]
+    peerings = [
+        {"consumer": "K1", "provider": "K2"},
+        {"consumer": "K1", "provider": "K3", "securityMode": rnd.choice(MODES)},
+        {"consumer": "K4", "provider": "K2"},
+    ]
+    namespaces = [{"name": "apps", "cluster": "K1", "offloadedTo": ["K2", "K3"]}]
+    pods: list[dict[str, Any]] = []
+
+    def add(
+        n: int, home: str, ns: str, app: str, runs_on: tuple[str | None, ...] = (None,)
+    ) -> None:
+        for _ in range(n):
+            p: dict[str, Any] = {"name": f"p{len(pods)}", "cluster": home, "namespace": ns}
+            if (where := rnd.choice(runs_on)) is not None:
+                p["runsOn"] = where
+            p["labels"] = {"app": app}
+            pods.append(p)
+
+    add(big, "K1", "apps", "big", (None, None, "K2", "K3"))
+    for p in pods[: min(75, big)]:  # a 75-backend service over the same pods: fewer namespaces
+        p["labels"]["tier"] = "mid"
+    add(33, "K2", "default", "k2")
+    add(2, "K4", "default", "k4")
+    add(1, "K3", "default", "k3")
+    add(2, "K1", "default", "k1")
+    services = [
+        {"name": "big", "cluster": "K1", "namespace": "apps", "selector": {"app": "big"}},
+        {"name": "mid", "cluster": "K1", "namespace": "apps", "selector": {"tier": "mid"}},
+        {"name": "k2svc", "cluster": "K2", "selector": {"app": "k2"}},
+        {"name": "empty2", "cluster": "K2", "selector": {"app": "nobody"}},  # absent from K4
+        {"name": "k4svc", "cluster": "K4", "selector": {"app": "k4"}},  # 10.96.0.1 in K4 too
+        {"name": "k3svc", "cluster": "K3", "selector": {"app": "k3"}},
+        {"name": "empty1", "cluster": "K1", "namespace": "apps", "selector": {"app": "none"}},
+    ]
+    return {
+        "clusters": clusters,
+        "peerings": peerings,
+        "namespaces": namespaces,
+        "pods": pods,
+        "services": services,
+    }

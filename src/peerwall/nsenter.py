@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,17 +36,49 @@ def _setns(fd: int, what: str) -> None:
         raise LabError(f"setns into {what} failed: {os.strerror(err)}")
 
 
+_cache = threading.local()
+
+
+@contextmanager
+def kept_open() -> Iterator[None]:
+    """Keep namespace files open while the body enters the same namespaces many times (a probe
+    run creates a socket in one of a few hundred namespaces per probe). Closed at the end, so a
+    deleted namespace is not kept alive by us."""
+    if getattr(_cache, "fds", None) is not None:
+        yield
+        return
+    _cache.fds = {}
+    try:
+        yield
+    finally:
+        for fd in _cache.fds.values():
+            os.close(fd)
+        _cache.fds = None
+
+
+def _open(path: str, name: str) -> tuple[int, bool]:
+    """(fd, whether the caller must close it)."""
+    fds: dict[str, int] | None = getattr(_cache, "fds", None)
+    if fds is not None and path in fds:
+        return fds[path], False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise LabError(f"network namespace {name!r} does not exist") from None
+    if fds is not None:
+        fds[path] = fd
+        return fd, False
+    return fd, True
+
+
 @contextmanager
 def entered(name: str | None) -> Iterator[None]:
     """Run the body inside network namespace ``name`` (``None``: stay where we are)."""
     if name is None:
         yield
         return
-    try:
-        target = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise LabError(f"network namespace {name!r} does not exist") from None
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target, close_target = _open(netns_path(name), name)
+    home, close_home = _open("/proc/thread-self/ns/net", "the original namespace")
     try:
         _setns(target, name)
         try:
@@ -53,5 +86,7 @@ def entered(name: str | None) -> Iterator[None]:
         finally:
             _setns(home, "the original namespace")
     finally:
-        os.close(target)
-        os.close(home)
+        if close_target:
+            os.close(target)
+        if close_home:
+            os.close(home)

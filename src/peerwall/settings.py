@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from peerwall.compile.state import API_PORT
 
@@ -19,8 +20,11 @@ class LabSettings:
     """TCP port of every emulated service's ClusterIP; DNAT forwards it to ``pod_port``."""
     api_port: int = API_PORT
     """TCP port the emulated API servers listen on (the only one the API exception opens)."""
-    state_dir: str = "/run/peerwall/labs"
-    """Where ``lab up`` records each running lab (tmpfs: gone at reboot)."""
+    state_dir: str = field(
+        default_factory=lambda: os.environ.get("PEERWALL_STATE_DIR", "/run/peerwall/labs")
+    )
+    """Where ``lab up`` records each running lab: ``$PEERWALL_STATE_DIR``, else
+    ``/run/peerwall/labs`` (tmpfs: gone at reboot)."""
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ def up(
     # The lab records the text, so read it once (standard input cannot be read twice).
     source, text = read_source(file)
     topology = load_topology(text, source)
-    plan = labs.up(name, topology, text, source, choice.mode, progress=_say)
+    plan = labs.up(name, topology, text, source, choice.mode, LabSettings(), progress=_say)
     err.print(
         f"lab [bold]{name}[/bold] is up: {len(plan.namespaces())} namespaces, "
         f"{len(topology.clusters)} gateways, mode {choice.describe()}. "
@@ -99,7 +99,7 @@ def down(name: LabName = "lab") -> None:
 
     Example: peerwall lab down --name lab
     """
-    gone = labs.down(name)
+    gone = labs.down(name, LabSettings())
     err.print(
         f"lab {name}: removed {len(gone)} namespaces" if gone else f"lab {name}: nothing to remove"
     )
@@ -118,7 +118,7 @@ def status(name: Annotated[str | None, typer.Option("--name", "-n")] = None) -> 
     if name is not None:
         listings = [entry for entry in listings if entry.name == name]
         if not listings:
-            load_state(name)  # raises the usual "no lab named ..." error
+            load_state(name, settings)  # raises the usual "no lab named ..." error
     if not listings:
         typer.echo("no lab is up")
         return
@@ -320,6 +320,7 @@ def demo(
             text,
             source,
             modes,
+            lab=LabSettings(),
             probe=ProbeSettings(timeout=timeout),
             say=_say,
             progress=progress,

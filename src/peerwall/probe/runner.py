@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Protocol
 
+from peerwall import nsenter
 from peerwall.errors import LabError
 from peerwall.probe.netns_prober import (
     Listener,
@@ -196,7 +197,8 @@ class NetnsRunner:
         self.attempts = 0
 
     def run(self, cells: Sequence[CellPlan]) -> list[CellObservation]:
-        return asyncio.run(self.run_async(cells))
+        with nsenter.kept_open():
+            return asyncio.run(self.run_async(cells))
 
     async def run_async(self, cells: Sequence[CellPlan]) -> list[CellObservation]:
         started = time.perf_counter()
