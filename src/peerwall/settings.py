@@ -1,18 +1,26 @@
-"""Typed settings for the shell (lab, probe). Every field says its unit and default."""
+"""Typed settings for the shell (lab, probe, agent). Every field says its unit and default."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from peerwall.compile.state import API_PORT
+
+MAX_PROBE_TIMEOUT = 60.0
+"""Seconds: a longer connection timeout only hides a broken lab."""
 
 
 @dataclass(frozen=True)
 class LabSettings:
     pod_port: int = 8080
-    """TCP port every emulated pod, Internet host and API server listens on."""
+    """TCP port every emulated pod and Internet host listens on."""
     service_port: int = 80
     """TCP port of every emulated service's ClusterIP; DNAT forwards it to ``pod_port``."""
+    api_port: int = API_PORT
+    """TCP port the emulated API servers listen on (the only one the API exception opens)."""
     state_dir: str = "/run/peerwall/labs"
-    """Where ``lab up`` records the topology of each running lab (tmpfs: gone at reboot)."""
+    """Where ``lab up`` records each running lab (tmpfs: gone at reboot)."""
 
 
 @dataclass(frozen=True)
@@ -21,5 +29,13 @@ class ProbeSettings:
     """Seconds a connection attempt may take before the cell counts as blocked."""
     concurrency: int = 2000
     """Connection attempts in flight at once."""
-    source_port_base: int = 20000
-    """First client port the prober binds; the lab picks service backends by its low bits."""
+
+    def __post_init__(self) -> None:
+        t = self.timeout
+        if not (isinstance(t, int | float) and math.isfinite(t) and 0 < t <= MAX_PROBE_TIMEOUT):
+            raise ValueError(
+                f"timeout must be a number of seconds, more than 0 and at most "
+                f"{MAX_PROBE_TIMEOUT:g}, got {t!r}"
+            )
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")

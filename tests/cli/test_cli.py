@@ -235,11 +235,13 @@ def test_too_many_destinations_suggests_json(tmp_path: Path) -> None:
     topo = write(
         tmp_path, "big.yaml", f"clusters:\n  - {{name: C1, podCIDR: 10.1.0.0/16}}\npods:\n{pods}\n"
     )
-    result = run("matrix", "-f", topo)
-    assert result.exit_code == 0
-    assert result.stdout == ""
-    assert "71 destinations is too large" in result.stderr
-    assert "--output csv" in result.stderr
+    for fmt in ("table", "markdown"):
+        # Nothing printable: a failed check (1) that says why, never a silent success.
+        result = run("matrix", "-f", topo, "--output", fmt)
+        assert result.exit_code == 1
+        assert result.stdout == ""
+        assert "71 destinations is too large" in result.stderr
+        assert "--output csv" in result.stderr
     forced = run("matrix", "-f", topo, "--force-table")
     assert "p69" in forced.stdout
 
@@ -279,9 +281,13 @@ def test_rules_prints_the_gateway_table(seed_path: str) -> None:
     result = run("rules", "-f", seed_path, "--cluster", "C1", *mode_arg(SEG))
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert out.startswith("table inet peerwall {")
+    # A script that replaces the table whether or not it exists (re-applicable).
+    assert out.startswith(
+        "add table inet peerwall\ndelete table inet peerwall\ntable inet peerwall {"
+    )
     assert f"chain {peer_chain('C2')} {{" in out
     assert f"jump {peer_chain('C2')}" in out
+    assert 'comment "local backends of services reflected to C2"' in out
     assert "ct state established,related accept" in out
 
 

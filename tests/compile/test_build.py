@@ -1,21 +1,33 @@
-"""The compiled gateway rulesets: accepted by the kernel, canonical, and mode changes are sets only."""
+"""The compiled gateway tables: the sets say what DESIGN.md §1 says, mode changes are one element,
+the kernel accepts them and reads them back equal, and `peerwall rules` re-applies cleanly."""
 
 from __future__ import annotations
 
 import subprocess
 from importlib import resources
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
+from peerwall.compile import names
 from peerwall.compile.build import build
+from peerwall.compile.desired import gateway_state
 from peerwall.compile.diff import diff
-from peerwall.compile.names import peer_allow_set, peer_api_clients_set, peer_chain
-from peerwall.compile.ruleset import render_replace, render_table
+from peerwall.compile.nft import (
+    Counter,
+    Match,
+    Rule,
+    SetRef,
+    Verdict,
+    VMap,
+    render_replace,
+    render_table,
+)
+from peerwall.compile.state import SetKind
 from peerwall.dataplane.apply import sync
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
 from peerwall.model import SecurityMode, Topology, load_topology
-from peerwall.model.addressing import plan_addresses
 
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
@@ -36,61 +48,154 @@ def cases() -> list[tuple[str, str, SecurityMode]]:
     ]
 
 
-def test_seed_segregation_sets() -> None:
+def table(t: Topology, cluster: str, mode: SecurityMode):  # type: ignore[no-untyped-def]
+    return build(gateway_state(t, cluster, mode))
+
+
+def ip(t: Topology, pod: str) -> IPv4Address:
+    return t.pod_by_name[pod].ip
+
+
+def test_seed_sets_under_each_mode() -> None:
     t = example("seed.yaml")
-    c1 = build(t, "C1", SEG)
+    c1, c2 = table(t, "C1", SEG), table(t, "C2", SEG)
     # C2 may reach only P2 in C1: the backend of S2, whose namespace is offloaded to C2.
-    assert c1.set(peer_allow_set("C2")).elements == {str(t.pod_by_name["P2"].ip)}
-    c2 = build(t, "C2", SEG)
+    assert c1.elements(names.peer_set("C2", SetKind.BACKENDS)) == {ip(t, "P2")}
+    assert c1.elements(names.peer_set("C2", SetKind.OFFLOADED)) == frozenset()
     # C1 may reach only P4 in C2: the pod it offloaded there.
-    assert c2.set(peer_allow_set("C1")).elements == {str(t.pod_by_name["P4"].ip)}
-    assert build(t, "C1", FULL).set(peer_allow_set("C2")).elements == {"10.244.0.0/16"}
+    assert c2.elements(names.peer_set("C1", SetKind.OFFLOADED)) == {ip(t, "P4")}
+    assert c2.elements(names.peer_set("C1", SetKind.BACKENDS)) == frozenset()
+    # The mode lives in one set: the pod CIDR under FullPodToPod, nothing under segregation.
+    assert c1.elements(names.peer_cidrs_set("C2")) == frozenset()
+    full = table(t, "C1", FULL)
+    assert full.elements(names.peer_cidrs_set("C2")) == {IPv4Network("10.244.0.0/16")}
+    # The per-pod sets are the same in both modes: plain hash sets, no interval flag.
+    assert full.set(names.peer_set("C2", SetKind.BACKENDS)) == c1.set(
+        names.peer_set("C2", SetKind.BACKENDS)
+    )
+    assert full.set(names.peer_set("C2", SetKind.BACKENDS)).flags == ()
 
 
 def test_api_clients_are_the_pods_whose_home_is_the_receiver() -> None:
     t = example("three-clusters.yaml")
-    ruleset = build(t, "C1", SEG)
     web2 = t.pod_by_name["web2"]  # home C1, runs in C2
-    seen = plan_addresses(t).pod_seen_from(web2, "C1")
-    assert ruleset.set(peer_api_clients_set("C2")).elements == {str(seen)}
-    assert build(t, "C1", FULL).set(peer_api_clients_set("C2")).elements == frozenset()
+    seen = t.addresses.pod_seen_from(web2, "C1")
+    for mode in SecurityMode:
+        rs = table(t, "C1", mode)
+        assert rs.elements(names.peer_set("C2", SetKind.API_CLIENTS)) == {seen}
+    rule = table(t, "C1", SEG).chain(names.peer_chain("C2")).rules[-2]
+    # Only TCP to the API server's port, from the API clients: not UDP, not another port.
+    assert rule == Rule(
+        (
+            Match("ip daddr", t.addresses.api_ip("C1")),
+            Match("tcp dport", 6443),
+            Match("ip saddr", SetRef(names.peer_set("C2", SetKind.API_CLIENTS))),
+            Verdict("accept"),
+        )
+    )
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_a_mode_change_is_an_element_only_transaction(name: str) -> None:
+def test_a_mode_change_is_one_element_per_peer(name: str) -> None:
     t = example(name)
     for c in t.clusters:
-        tx = diff(build(t, c.name, FULL), build(t, c.name, SEG))
+        # Every mode forced: a global default would not change the peerings that set their own.
+        tx = diff(
+            build(gateway_state(t, c.name, force=FULL)), build(gateway_state(t, c.name, force=SEG))
+        )
         assert not tx.full
-        assert "chain" not in tx.script and "rule" not in tx.script
+        assert tx.chains == ()
+        lines = tx.script.splitlines()
+        assert len(lines) == len(t.peers[c.name])
+        assert all(line.startswith("delete element inet peerwall cidrs-") for line in lines)
 
 
-def test_peer_chain_matches_the_tunnel_and_drops_foreign_sources() -> None:
+def test_peer_chain_and_base_chains() -> None:
     t = example("seed.yaml")
-    chain = build(t, "C1", SEG).chain(peer_chain("C2"))
-    assert chain.rules[0].startswith("ip saddr != ") and chain.rules[0].endswith("counter drop")
-    assert chain.rules[-1] == "counter drop"
-    forward = build(t, "C1", SEG).chain("filter-forward").rules
-    assert forward[0] == "ct state established,related accept"
-    assert any(r.startswith('iifname "pwt-') and peer_chain("C2") in r for r in forward)
+    rs = table(t, "C1", SEG)
+    chain = rs.chain(names.peer_chain("C2"))
+    view = t.addresses.view("C1", "C2")
+    assert chain.rules[0] == Rule(
+        (Match("ip saddr", view, negate=True), Counter(), Verdict("drop")), "spoofed source"
+    )
+    assert chain.rules[-1] == Rule((Counter(), Verdict("drop")))
+    assert chain.comment and "C2" in chain.comment
+    for base, dispatch in (
+        (names.CHAIN_FORWARD, names.MAP_FORWARD),
+        (names.CHAIN_INPUT, names.MAP_INPUT),
+    ):
+        rules = rs.chain(base).rules
+        assert rules[0].exprs[0] == Match("ct state", frozenset({"established", "related"}))
+        assert rules[1] == Rule((VMap("iifname", dispatch),))
+        assert rules[2].exprs[0] == Match("iifname", "pwt-*")  # fail closed
+        assert rules[2].exprs[-1] == Verdict("drop")
+    assert rs.map(names.MAP_FORWARD).elements == {
+        names.tunnel_ifname("C2"): Verdict("jump", names.peer_chain("C2"))
+    }
 
 
-@pytest.mark.lab
-@pytest.mark.parametrize(("name", "cluster", "mode"), cases())
-def test_nft_accepts_the_ruleset_and_reads_it_back_unchanged(
-    netns: str, name: str, cluster: str, mode: SecurityMode
-) -> None:
-    ruleset = build(example(name), cluster, mode)
-    # `nft -c`: a real parse and a dry-run commit by the kernel, in a throwaway namespace.
-    check = subprocess.run(
-        ["ip", "netns", "exec", netns, "nft", "-c", "-f", "-"],
-        input=render_table(ruleset),
+def test_the_gateway_itself_accepts_only_what_the_link_needs() -> None:
+    t = example("seed.yaml")
+    gateway = IPv4Address("169.254.2.1")
+    rs = build(gateway_state(t, "C1", SEG, gateways={"C2": gateway}))
+    rules = rs.chain(names.peer_input_chain("C2")).rules
+    src = Match("ip saddr", gateway)
+    assert [r.exprs for r in rules] == [
+        (src, Match("icmp type", "echo-request"), Verdict("accept")),
+        (src, Match("udp dport", 12345), Verdict("accept")),
+        (Counter(), Verdict("drop")),
+    ]
+
+
+def test_sets_and_chains_carry_comments() -> None:
+    rs = table(example("seed.yaml"), "C1", SEG)
+    assert rs.set(names.peer_set("C2", SetKind.BACKENDS)).comment == (
+        "local backends of services reflected to C2"
+    )
+    assert all(s.comment for s in rs.sets)
+    assert all(c.comment for c in rs.chains if c.hook is None)
+
+
+def nft_in(netns: str, *args: str, script: str | None = None) -> str:
+    r = subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", *args],
+        input=script,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert check.returncode == 0, check.stderr
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("name", "cluster", "mode"), cases())
+def test_nft_accepts_the_table_and_reads_it_back_equal(
+    netns: str, name: str, cluster: str, mode: SecurityMode
+) -> None:
+    ruleset = table(example(name), cluster, mode)
+    # `nft -c`: a real parse and a dry-run commit by the kernel, in a throwaway namespace.
+    nft_in(netns, "-c", "-f", "-", script=render_table(ruleset))
     with LibNft(netns) as nft:
         nft.run(render_replace(ruleset))
-        assert read_table(nft, "inet", "peerwall") == ruleset
+        live = read_table(nft, "inet", "peerwall")
+        assert live is not None
+        assert live.sets == ruleset.sets and live.maps == ruleset.maps
+        assert live.chains == ruleset.chains
         assert not sync(nft, ruleset).changed
+    listing = nft_in(netns, "list", "table", "inet", "peerwall")
+    assert 'comment "local backends of services reflected to' in listing
+
+
+@pytest.mark.lab
+def test_the_rules_script_applies_twice_and_in_both_orders(netns: str) -> None:
+    t = example("three-clusters.yaml")
+    seg, full = (render_replace(table(t, "C1", m)) for m in (SEG, FULL))
+    with LibNft(netns) as nft:
+        for script, want in ((seg, SEG), (seg, SEG), (full, FULL), (seg, SEG), (full, FULL)):
+            nft_in(netns, "-f", "-", script=script)
+            live = read_table(nft, "inet", "peerwall")
+            assert live is not None
+            expected = table(t, "C1", want)
+            assert live.chains == expected.chains  # exactly one copy of every rule
+            assert live.sets == expected.sets

@@ -1,153 +1,163 @@
-"""diff: element-only transactions when only set elements change, a full replace otherwise."""
+"""diff: the smallest transaction, object by object, and it always lands on the new table.
+
+The property test runs every transaction on the in-memory nft (which keeps nft's rules: a script
+is atomic, deleting a missing element or a referenced chain fails) and checks that it turns the
+old table into the new one exactly; the kernel tests run a few on the real thing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from importlib import resources
+from ipaddress import IPv4Address
+from itertools import pairwise
 
-from hypothesis import given
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peerwall.compile.diff import Transaction, diff, same_skeleton
-from peerwall.compile.ruleset import Chain, Hook, NftSet, Ruleset, render_replace
+from peerwall.compile import names
+from peerwall.compile.build import build
+from peerwall.compile.desired import gateway_state
+from peerwall.compile.diff import diff
+from peerwall.compile.nft import Ruleset, render_replace
+from peerwall.compile.state import GatewayState, SetKind
+from peerwall.dataplane.fake import FakeNft
+from peerwall.dataplane.nft import LibNft
+from peerwall.dataplane.readback import read_table
+from peerwall.model import SecurityMode, Topology, load_topology, topology_from_data
+from strategies import topologies
 
-CIDR = frozenset({"10.244.0.0/16"})
-PODS = frozenset({"10.244.0.5", "10.244.0.7"})
-
-
-def ruleset(allow: frozenset[str] = CIDR, api: frozenset[str] = frozenset()) -> Ruleset:
-    return Ruleset(
-        "inet",
-        "peerwall",
-        (NftSet("allow-abc", elements=allow), NftSet("api-abc", elements=api)),
-        (
-            Chain(
-                "filter-forward",
-                ('iifname vmap { "pwt-abc" : jump peer-abc-C2 }',),
-                Hook("filter", "forward", "filter"),
-            ),
-            Chain("peer-abc-C2", ("ip daddr @allow-abc accept", "counter drop")),
-        ),
-    )
+FULL = SecurityMode.FULL_POD_TO_POD
+SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 
 
-def test_equal_rulesets_give_an_empty_transaction() -> None:
-    tx = diff(ruleset(PODS), ruleset(PODS))
-    assert tx == Transaction("", full=False, added=0, removed=0)
-    assert tx.empty
+def example(name: str) -> Topology:
+    text = resources.files("peerwall").joinpath(f"examples/{name}").read_text()
+    return load_topology(text, name)
 
 
-def test_order_of_sets_and_chains_does_not_count() -> None:
-    a = ruleset(PODS)
-    b = replace(a, sets=a.sets[::-1], chains=a.chains[::-1])
-    assert same_skeleton(a, b)
-    assert diff(a, b).empty
+def three(cluster: str = "C1", mode: SecurityMode = SEG) -> GatewayState:
+    return gateway_state(example("three-clusters.yaml"), cluster, mode)
+
+
+def with_peer_members(
+    state: GatewayState, peer: str, kind: SetKind, extra: set[str]
+) -> GatewayState:
+    """``state`` with ``extra`` addresses added to one of ``peer``'s sets."""
+    p = state.peers[peer]
+    members = p.addresses(kind) | {IPv4Address(a) for a in extra}
+    new = replace(p, members={**p.members, kind: members})
+    return replace(state, peers={**state.peers, peer: new})
+
+
+def without_peer(state: GatewayState, peer: str) -> GatewayState:
+    return replace(state, peers={k: v for k, v in state.peers.items() if k != peer})
+
+
+def lands(old: Ruleset, new: Ruleset) -> None:
+    """The transaction from ``old`` applied to a table holding ``old`` gives exactly ``new``."""
+    nft = FakeNft()
+    nft.run(render_replace(old))
+    tx = diff(old, new)
+    if not tx.empty:
+        nft.run(tx.script)
+    got = nft.ruleset("inet", "peerwall")
+    assert got is not None
+    assert {s.name: s for s in got.sets} == {s.name: s for s in new.sets}
+    assert {m.name: m for m in got.maps} == {m.name: m for m in new.maps}
+    assert {c.name: c for c in got.chains} == {c.name: c for c in new.chains}
+
+
+def test_equal_tables_give_an_empty_transaction() -> None:
+    rs = build(three())
+    assert diff(rs, rs).empty
+    shuffled = replace(rs, sets=rs.sets[::-1], chains=rs.chains[::-1])
+    assert diff(rs, shuffled).empty  # the order nft lists objects in is not a difference
 
 
 def test_no_old_table_is_a_full_replace() -> None:
-    new = ruleset(PODS)
-    tx = diff(None, new)
-    assert tx == Transaction(render_replace(new), full=True, added=2, removed=0)
-    assert not tx.empty
+    rs = build(three())
+    tx = diff(None, rs)
+    assert tx.full and tx.script == render_replace(rs)
+    assert tx.added == sum(len(s.elements) for s in rs.sets) + sum(len(m.elements) for m in rs.maps)
 
 
-def test_cidr_to_pods_deletes_before_adding() -> None:
-    tx = diff(ruleset(CIDR), ruleset(PODS))
+def test_a_pod_event_is_one_element() -> None:
+    old = three()
+    new = with_peer_members(old, "C2", SetKind.BACKENDS, {"10.244.0.77"})
+    tx = diff(build(old), build(new))
+    assert not tx.full and tx.chains == ()
+    set_name = names.peer_set("C2", SetKind.BACKENDS)
+    assert tx.script.splitlines() == [f"add element inet peerwall {set_name} {{ 10.244.0.77 }}"]
+    assert (tx.added, tx.removed) == (1, 0)
+    lands(build(old), build(new))
+
+
+def test_a_new_peer_touches_only_its_own_objects() -> None:
+    old, new = without_peer(three(), "C3"), three()
+    tx = diff(build(old), build(new))
     assert not tx.full
-    assert tx.script == (
-        "delete element inet peerwall allow-abc { 10.244.0.0/16 }\n"
-        "add element inet peerwall allow-abc { 10.244.0.5, 10.244.0.7 }\n"
+    assert set(tx.chains) == {names.peer_chain("C3"), names.peer_input_chain("C3")}
+    assert names.peer_chain("C2") not in tx.script  # C2's chain and counters are left alone
+    lands(build(old), build(new))
+    # And back: the peer's map elements go first, then its chains, then its sets.
+    back = diff(build(new), build(old))
+    assert not back.full and names.peer_chain("C2") not in back.script
+    lands(build(new), build(old))
+
+
+def test_a_changed_declaration_replaces_the_table() -> None:
+    rs = build(three())
+    changed = replace(
+        rs,
+        sets=tuple(replace(s, flags=("interval",)) if "backends" in s.name else s for s in rs.sets),
     )
-    assert (tx.added, tx.removed) == (2, 1)
+    assert diff(rs, changed).full
 
 
-def test_pods_to_cidr_deletes_before_adding() -> None:
-    tx = diff(ruleset(PODS), ruleset(CIDR))
-    assert tx.script == (
-        "delete element inet peerwall allow-abc { 10.244.0.5, 10.244.0.7 }\n"
-        "add element inet peerwall allow-abc { 10.244.0.0/16 }\n"
-    )
-    assert (tx.added, tx.removed) == (1, 2)
+def test_a_changed_peer_rewrites_only_its_chain() -> None:
+    old = three()
+    p = old.peers["C2"]
+    new = replace(old, peers={**old.peers, "C2": replace(p, api=None)})
+    tx = diff(build(old), build(new))
+    assert not tx.full and tx.chains == (names.peer_chain("C2"),)
+    lands(build(old), build(new))
 
 
-def test_all_deletes_of_all_sets_come_before_all_adds() -> None:
-    old = ruleset(CIDR, frozenset({"10.0.0.1"}))
-    new = ruleset(PODS, frozenset({"10.0.0.2", "10.0.0.3"}))
-    lines = diff(old, new).script.splitlines()
-    assert [ln.split()[0] for ln in lines] == ["delete", "delete", "add", "add"]
-    assert lines[1] == "delete element inet peerwall api-abc { 10.0.0.1 }"
-    assert lines[3] == "add element inet peerwall api-abc { 10.0.0.2, 10.0.0.3 }"
-
-
-def test_only_changed_sets_appear() -> None:
-    tx = diff(ruleset(CIDR, frozenset({"10.0.0.1"})), ruleset(CIDR, frozenset()))
-    assert tx.script == "delete element inet peerwall api-abc { 10.0.0.1 }\n"
-    assert (tx.full, tx.added, tx.removed) == (False, 0, 1)
-
-
-def test_skeleton_changes_are_full_replaces() -> None:
-    old = ruleset(PODS)
-    peer = old.chain("peer-abc-C2")
-    fwd = old.chain("filter-forward")
-    assert fwd.hook is not None
-    changes = {
-        "rule": replace(old, chains=(fwd, replace(peer, rules=("counter drop",)))),
-        "hook": replace(old, chains=(replace(fwd, hook=replace(fwd.hook, policy="drop")), peer)),
-        "new chain": replace(old, chains=(*old.chains, Chain("extra"))),
-        "new set": replace(old, sets=(*old.sets, NftSet("svc"))),
-        "set flags": replace(old, sets=(replace(old.sets[0], flags=()), old.sets[1])),
-        "table": replace(old, table="other"),
-    }
-    for what, new in changes.items():
-        tx = diff(old, new)
-        assert tx.full, what
-        assert tx.script == render_replace(new), what
-
-
-def test_full_replace_counts_the_net_element_change() -> None:
-    old = ruleset(PODS, frozenset({"10.0.0.1"}))
-    new = replace(ruleset(CIDR, frozenset({"10.0.0.1"})), table="other")
-    tx = diff(old, new)
-    assert (tx.full, tx.added, tx.removed) == (True, 1, 2)
-
-
-def test_force_full() -> None:
-    tx = diff(ruleset(CIDR), ruleset(PODS), force_full=True)
-    assert tx.full
-    assert tx.script == render_replace(ruleset(PODS))
-    assert (tx.added, tx.removed) == (2, 1)
-
-
-def test_hand_made_elements_still_render() -> None:
-    # A live set may hold a range nobody here writes: deleting it must not crash.
-    tx = diff(ruleset(frozenset({"10.0.0.1-10.0.0.9"})), ruleset(CIDR))
-    assert tx.script.splitlines()[0] == (
-        "delete element inet peerwall allow-abc { 10.0.0.1-10.0.0.9 }"
-    )
-
-
-addresses = st.frozensets(
-    st.builds(lambda a, b: f"10.244.{a}.{b}", st.integers(0, 3), st.integers(1, 9)), max_size=12
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    a=topologies(),
+    b=topologies(),
+    modes=st.tuples(st.sampled_from(list(SecurityMode)), st.sampled_from(list(SecurityMode))),
 )
+def test_every_transaction_lands_on_the_new_table(a, b, modes) -> None:  # type: ignore[no-untyped-def]
+    ta, tb = topology_from_data(a, "a"), topology_from_data(b, "b")
+    cluster = ta.clusters[0].name
+    if cluster not in tb.cluster_by_name:
+        return
+    lands(build(gateway_state(ta, cluster, modes[0])), build(gateway_state(tb, cluster, modes[1])))
 
 
-@given(addresses, addresses)
-def test_element_diff_turns_old_into_new(before: frozenset[str], after: frozenset[str]) -> None:
-    tx = diff(ruleset(before), ruleset(after))
-    assert not tx.full
-    assert tx.empty == (before == after)
-    state = set(before)
-    seen_add = False
-    for line in tx.script.splitlines():
-        verb, _, _, _, name, body = line.split(" ", 5)
-        assert name == "allow-abc"
-        elements = body.strip("{} ").split(", ")
-        if verb == "delete":
-            assert not seen_add, "a delete after an add"
-            assert set(elements) <= state
-            state -= set(elements)
-        else:
-            seen_add = True
-            assert not set(elements) & state
-            state |= set(elements)
-    assert state == after
-    assert (tx.added, tx.removed) == (len(after - before), len(before - after))
+@pytest.mark.lab
+def test_transactions_land_on_the_kernel_too(netns: str) -> None:
+    states = [
+        without_peer(three(), "C3"),
+        three(),
+        three(mode=FULL),
+        with_peer_members(three(), "C2", SetKind.BACKENDS, {"10.244.0.9"}),
+        without_peer(three(), "C2"),
+        three(),
+    ]
+    with LibNft(netns) as nft:
+        nft.run(render_replace(build(states[0])))
+        for old, new in pairwise(states):
+            tx = diff(build(old), build(new))
+            assert not tx.full
+            nft.run(tx.script)
+            live = read_table(nft, "inet", "peerwall")
+            assert live is not None
+            want = build(new)
+            assert {s.name: s for s in live.sets} == {s.name: s for s in want.sets}
+            assert {m.name: m for m in live.maps} == {m.name: m for m in want.maps}
+            assert {c.name: c for c in live.chains} == {c.name: c for c in want.chains}

@@ -1,13 +1,29 @@
-"""Fixtures for the dataplane tests; ``netns`` and ``nft`` come from the suite's conftest."""
+"""Dataplane fixtures: ``any_nft`` runs a test on the in-memory fake and on the real kernel."""
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+from collections.abc import Iterator
+
 import pytest
-from nftlab import example_ruleset
 
-from peerwall.compile.ruleset import Ruleset
+from peerwall.dataplane.fake import FakeNft
+from peerwall.dataplane.nft import LibNft, Nft
+from support import require_lab
 
 
-@pytest.fixture
-def example() -> Ruleset:
-    return example_ruleset()
+@pytest.fixture(params=["fake", "kernel"])
+def any_nft(request: pytest.FixtureRequest) -> Iterator[Nft]:
+    """The same test on ``FakeNft`` (no root needed) and on libnftables in a fresh namespace."""
+    if request.param == "fake":
+        yield FakeNft()
+        return
+    require_lab()
+    name = f"pw-t-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        with LibNft(name) as nft:
+            yield nft
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)

@@ -3,61 +3,49 @@
 from __future__ import annotations
 
 import subprocess
+from importlib import resources
 
 import pytest
 
-from peerwall.compile.ruleset import Chain, Hook, NftSet, Ruleset
+from peerwall.compile.build import build
+from peerwall.compile.desired import gateway_state
+from peerwall.compile.nft import Ruleset
+from peerwall.model import SecurityMode, load_topology
+
+FULL = SecurityMode.FULL_POD_TO_POD
+SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 
 
-def sh(*args: str) -> str:
+def sh(*args: str, stdin: str | None = None) -> str:
     """Run a command; return stdout; fail the test with its stderr if it fails."""
-    r = subprocess.run(args, capture_output=True, text=True, check=False)
+    r = subprocess.run(args, input=stdin, capture_output=True, text=True, check=False)
     if r.returncode != 0:
         pytest.fail(f"{' '.join(args)}: rc={r.returncode}: {r.stderr.strip()}")
     return r.stdout
 
 
-def nft_in(netns: str, *args: str) -> str:
+def nft_in(netns: str, *args: str, stdin: str | None = None) -> str:
     """The ``nft`` command inside ``netns``: an independent witness, or an intruder."""
-    return sh("ip", "netns", "exec", netns, "nft", *args)
+    return sh("ip", "netns", "exec", netns, "nft", *args, stdin=stdin)
 
 
-def example_ruleset(allow: frozenset[str] = frozenset({"10.244.0.0/16"})) -> Ruleset:
-    """The compiler's example gateway table, in nft's canonical form."""
-    return Ruleset(
-        family="inet",
-        table="peerwall",
-        sets=(
-            NftSet("allow-abc", elements=allow),
-            NftSet("api-abc"),
-        ),
-        chains=(
-            Chain(
-                "filter-forward",
-                (
-                    "ct state established,related accept",
-                    'iifname vmap { "pwt-abc" : jump peer-abc-C2 }',
-                ),
-                Hook("filter", "forward", "filter", "accept"),
-            ),
-            Chain(
-                "peer-abc-C2",
-                (
-                    "ip saddr != 10.0.0.0/16 counter drop",
-                    "ip daddr @allow-abc accept",
-                    "ip daddr 10.244.255.254 ip saddr @api-abc accept",
-                    "counter drop",
-                ),
-            ),
-            Chain(
-                "nat-prerouting",
-                ('iifname "pwt-abc" ip daddr 10.1.0.0/16 dnat ip prefix to 10.244.0.0/16',),
-                Hook("nat", "prerouting", "dstnat", "accept"),
-            ),
-            Chain(
-                "nat-postrouting",
-                ('oifname "pwt-abc" ip saddr 10.244.0.0/16 snat ip prefix to 10.0.0.0/16',),
-                Hook("nat", "postrouting", "srcnat", "accept"),
-            ),
-        ),
+def seed_table(cluster: str = "C1", mode: SecurityMode = SEG) -> Ruleset:
+    """A real compiled gateway table: the seed's, for ``cluster`` under ``mode``."""
+    text = resources.files("peerwall").joinpath("examples/seed.yaml").read_text()
+    return build(gateway_state(load_topology(text, "seed.yaml"), cluster, mode))
+
+
+def three_table(cluster: str = "C1", mode: SecurityMode = SEG) -> Ruleset:
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    return build(gateway_state(load_topology(text, "three.yaml"), cluster, mode))
+
+
+def same(a: Ruleset | None, b: Ruleset | None) -> bool:
+    """Equal tables, whatever the order nft lists their objects in."""
+    if a is None or b is None:
+        return a is b
+    return (
+        {s.name: s for s in a.sets} == {s.name: s for s in b.sets}
+        and {m.name: m for m in a.maps} == {m.name: m for m in b.maps}
+        and {c.name: c for c in a.chains} == {c.name: c for c in b.chains}
     )

@@ -6,9 +6,9 @@ import secrets
 import threading
 
 import pytest
-from nftlab import nft_in, sh
+from nftlab import nft_in, seed_table, sh
 
-from peerwall.compile.ruleset import Ruleset, render_replace
+from peerwall.compile.nft import render_replace
 from peerwall.dataplane import nft as nft_module
 from peerwall.dataplane.nft import LibNft
 from peerwall.errors import LabError, NftError
@@ -32,9 +32,8 @@ def test_runs_in_its_namespace_and_not_in_the_root_one(netns: str) -> None:
     assert after == before
 
 
-def test_peerwall_table_never_reaches_the_root_namespace(
-    nft: LibNft, netns: str, example: Ruleset
-) -> None:
+def test_peerwall_table_never_reaches_the_root_namespace(nft: LibNft, netns: str) -> None:
+    example = seed_table()
     had_peerwall = "table inet peerwall" in root_tables()
     nft.run(render_replace(example))
     assert "table inet peerwall" in nft_in(netns, "list", "tables")
@@ -60,15 +59,13 @@ def test_context_stays_bound_when_used_from_another_thread(nft: LibNft, netns: s
     assert "pwthread" not in root_tables()
 
 
-def test_bad_script_raises_with_the_error_text_and_changes_nothing(
-    nft: LibNft, netns: str, example: Ruleset
-) -> None:
-    nft.run(render_replace(example))
+def test_bad_script_raises_with_the_error_text_and_changes_nothing(nft: LibNft, netns: str) -> None:
+    nft.run(render_replace(seed_table()))
     before = nft_in(netns, "-s", "list", "ruleset")
     # The first lines are valid; the last one is not, so nothing of the buffer may be applied.
     bad = (
-        "add element inet peerwall api-abc { 10.9.9.9 }\n"
-        "flush chain inet peerwall peer-abc-C2\n"
+        "add element inet peerwall backends-9685eb76 { 10.244.9.9 }\n"
+        "flush chain inet peerwall peer-9685eb76-C2\n"
         "add rule inet peerwall no-such-chain accept\n"
     )
     with pytest.raises(NftError) as info:
@@ -85,8 +82,8 @@ def test_syntax_error_names_its_line(nft: LibNft) -> None:
         nft.run("add table inet x\nadd tabel inet x\n")
 
 
-def test_list_json_and_list_text_switch_output_modes(nft: LibNft, example: Ruleset) -> None:
-    nft.run(render_replace(example))
+def test_list_json_and_list_text_switch_output_modes(nft: LibNft) -> None:
+    nft.run(render_replace(seed_table()))
     doc = nft.list_json("list table inet peerwall")
     kinds = {next(iter(o)) for o in doc["nftables"]}
     assert {"metainfo", "table", "set", "chain", "rule"} <= kinds
@@ -97,8 +94,8 @@ def test_list_json_and_list_text_switch_output_modes(nft: LibNft, example: Rules
     assert "packets" not in text
     # A script run after a JSON listing is still read as nft syntax, and a listing after a
     # script returns text again.
-    nft.run("add element inet peerwall api-abc { 10.0.0.9 }\n")
-    assert "10.0.0.9" in nft.list_text("list set inet peerwall api-abc")
+    nft.run("add element inet peerwall backends-9685eb76 { 10.244.0.9 }\n")
+    assert "10.244.0.9" in nft.list_text("list set inet peerwall backends-9685eb76")
     assert nft.list_json("list tables")["nftables"][0]["metainfo"]
 
 

@@ -11,12 +11,12 @@ from labkit import seed_topology
 from typer.testing import CliRunner
 
 from peerwall.cli.main import app
-from peerwall.compile.names import peer_allow_set
-from peerwall.compile.ruleset import Chain, Ruleset
+from peerwall.compile.names import peer_cidrs_set
 from peerwall.errors import LabError, NftError
 from peerwall.lab import build as labs
 from peerwall.lab.netns import list_namespaces
 from peerwall.lab.plan import LabPlan
+from peerwall.lab.state import lab_folder, load_state
 from peerwall.model import SecurityMode, topology_from_data
 from peerwall.settings import LabSettings
 
@@ -43,12 +43,12 @@ def test_up_twice_then_down_leaves_nothing_and_root_is_untouched(
         assert root_state() == before
         # A second `up` of the same name replaces the first, whatever state it was in.
         labs.up("tlife", topology, seed_text, "seed", FULL, settings)
-        assert labs.load_state("tlife", settings).mode == FULL.value
+        assert load_state("tlife", settings).mode == FULL.value
     finally:
         gone = labs.down("tlife", settings)
     assert len(gone) == len(plan.namespaces())
     assert list_namespaces("pw-tlife-") == []
-    assert not os.path.exists(tmp_path / "tlife.json")
+    assert not os.path.exists(lab_folder("tlife", settings))
     assert root_state() == before
 
 
@@ -59,7 +59,7 @@ def test_a_crashed_lab_is_cleaned_by_the_next_up_or_down(tmp_path: Path, seed_te
     subprocess.run(["ip", "netns", "add", "pw-tcrash-pod-P9"], check=True)
     try:
         with pytest.raises(LabError, match="no lab named 'tcrash' is up"):
-            labs.load_state("tcrash", settings)
+            load_state("tcrash", settings)
         plan = labs.up("tcrash", seed_topology(seed_text), seed_text, "seed", FULL, settings)
         assert "pw-tcrash-pod-P9" not in list_namespaces(plan.prefix)
     finally:
@@ -72,12 +72,13 @@ def test_a_failed_up_removes_what_it_built(
 ) -> None:
     settings = LabSettings(state_dir=str(tmp_path))
     # Half-way through, after every namespace and link exists, the kernel refuses a ruleset.
-    broken = Ruleset("ip", "pw-kube", (), (Chain("prerouting", ("jump nowhere",)),))
-    monkeypatch.setattr(labs, "build_kube", lambda *_: broken)
+    monkeypatch.setattr(
+        labs, "kube_script", lambda *_: "add rule ip pw-kube prerouting jump nowhere\n"
+    )
     with pytest.raises(NftError):
         labs.up("tfail", seed_topology(seed_text), seed_text, "seed", FULL, settings)
     assert list_namespaces("pw-tfail-") == []
-    assert not os.path.exists(tmp_path / "tfail.json")
+    assert not os.path.exists(lab_folder("tfail", settings))
 
 
 def test_lab_names_are_checked() -> None:
@@ -105,9 +106,9 @@ def test_lab_up_from_standard_input_records_the_topology(seed_text: str) -> None
     try:
         up = runner.invoke(app, ["lab", "up", "-f", "-", "-n", "tstdin"], input=seed_text)
         assert up.exit_code == 0, up.output
-        state = labs.load_state("tstdin")
+        state = load_state("tstdin")
         assert state.source == "<stdin>"
-        assert state.topology_text == seed_text
+        assert state.topology_text(LabSettings()) == seed_text
     finally:
         labs.down("tstdin")
 
@@ -117,8 +118,9 @@ def test_gateway_drift_names_a_hand_made_change_and_a_sync_repairs_it(
 ) -> None:
     settings = LabSettings(state_dir=str(tmp_path))
     try:
-        plan = labs.up("tdrift", seed_topology(seed_text), seed_text, "seed", FULL, settings)
-        assert labs.gateway_drift(plan, FULL) == {"C1": [], "C2": []}
+        seg = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+        plan = labs.up("tdrift", seed_topology(seed_text), seed_text, "seed", seg, settings)
+        assert labs.gateway_drift(plan, seg) == {"C1": [], "C2": []}
         subprocess.run(
             [
                 "ip",
@@ -130,17 +132,17 @@ def test_gateway_drift_names_a_hand_made_change_and_a_sync_repairs_it(
                 "element",
                 "inet",
                 "peerwall",
-                peer_allow_set("C2"),
-                "{ 10.1.2.3 }",
+                peer_cidrs_set("C2"),
+                "{ 10.1.2.0/24 }",
             ],
             check=True,
         )
-        found = labs.gateway_drift(plan, FULL)
+        found = labs.gateway_drift(plan, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
         assert [str(d) for d in found["C1"]] == [
-            f"elements-extra set {peer_allow_set('C2')}: 10.1.2.3"
+            f"elements-extra set {peer_cidrs_set('C2')}: 10.1.2.0/24"
         ]
         assert found["C2"] == []
-        labs.apply_modes(plan, FULL)
-        assert labs.gateway_drift(plan, FULL) == {"C1": [], "C2": []}
+        labs.apply_modes(plan, seg)
+        assert labs.gateway_drift(plan, seg) == {"C1": [], "C2": []}
     finally:
         labs.down("tdrift", settings)

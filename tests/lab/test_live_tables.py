@@ -9,9 +9,9 @@ from gen import generate
 from labkit import LabUp, seed_topology, topology_of
 
 from peerwall.lab.build import apply_modes
+from peerwall.lab.probing import observe_lab as observe
 from peerwall.model import SecurityMode
 from peerwall.policy import Verdict, expect
-from peerwall.probe.run import observe
 from support import REFERENCE
 
 pytestmark = pytest.mark.lab
@@ -48,7 +48,7 @@ def test_generated_topologies_observed_equal_computed(
         details = [
             f"{m.source}->{m.destination}: expected {m.expected}, observed {m.observed}: "
             f"{observed.cells[(m.source, m.destination)].detail()}"
-            for m in wrong
+            for m in wrong.mismatches()
         ]
         assert not wrong, "\n".join(details)
         seen |= {v for _, _, v in observed.table.cells()}

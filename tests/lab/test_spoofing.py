@@ -73,7 +73,7 @@ def inject_and_sniff(plan: LabPlan, src: IPv4Address, sport: int) -> bool:
     c1, c2 = plan.gateway_ns("C1"), plan.gateway_ns("C2")
     out_if, in_if = tunnel_ifname("C1"), tunnel_ifname("C2")  # C2's end, C1's end
     p1 = plan.topology.pod_by_name["P1"]
-    dst = plan.addresses.pod_seen_from(p1, "C2")  # P1 as C2 addresses it
+    dst = plan.topology.addresses.pod_seen_from(p1, "C2")  # P1 as C2 addresses it
     assert dst is not None
     with entered(plan.pod_ns("P1")):
         sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -133,7 +133,7 @@ def drops(plan: LabPlan) -> int:
 def test_forged_sources_cannot_reach_p1(lab_up: LabUp, seed_text: str) -> None:
     plan = lab_up(seed_topology(seed_text), seed_text, SecurityMode.FULL_POD_TO_POD)
     p2, p4, p5 = (plan.topology.pod_by_name[n] for n in ("P2", "P4", "P5"))
-    legit = plan.addresses.pod_seen_from(p5, "C1")  # a real C2 pod, as C1 sees it
+    legit = plan.topology.addresses.pod_seen_from(p5, "C1")  # a real C2 pod, as C1 sees it
     assert legit is not None
     # Control: under FullPodToPod a well-formed packet from a C2 pod does arrive, so the sniffer
     # and the injection work and a "no" below means a drop.
@@ -144,7 +144,7 @@ def test_forged_sources_cannot_reach_p1(lab_up: LabUp, seed_text: str) -> None:
     assert drops(plan) == before + 1
 
     apply_modes(plan, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
-    p4_seen = plan.addresses.pod_seen_from(
+    p4_seen = plan.topology.addresses.pod_seen_from(
         p4, "C1"
     )  # P4 was offloaded by C1: it may reach P2, never P1
     assert p4_seen is not None

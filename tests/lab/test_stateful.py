@@ -13,7 +13,7 @@ from labkit import LabUp, seed_topology
 from peerwall.compile.build import build
 from peerwall.dataplane.apply import sync
 from peerwall.dataplane.nft import LibNft
-from peerwall.lab.build import apply_modes
+from peerwall.lab.build import apply_modes, desired_state
 from peerwall.lab.plan import LabPlan
 from peerwall.model import SecurityMode
 from peerwall.nsenter import entered
@@ -66,7 +66,7 @@ def echo_server(netns: str) -> Iterator[None]:
 def connect(plan: LabPlan, src: str, dst: str, timeout: float = 1.0) -> socket.socket:
     t = plan.topology
     s, d = t.pod_by_name[src], t.pod_by_name[dst]
-    address = plan.addresses.pod_seen_from(d, s.physical)
+    address = plan.topology.addresses.pod_seen_from(d, s.physical)
     with entered(plan.pod_ns(src)):
         sock = socket.socket()
     sock.settimeout(timeout)
@@ -96,7 +96,7 @@ def test_established_flow_survives_ruleset_replace(lab_up: LabUp, seed_text: str
         # Full replace of both gateways' tables (delete + re-create in one transaction) ...
         for c in topology.clusters:
             with LibNft(plan.gateway_ns(c.name)) as nft:
-                outcome = sync(nft, build(topology, c.name, SEG, plan.addresses), force_full=True)
+                outcome = sync(nft, build(desired_state(plan, c.name, SEG)), force_full=True)
                 assert outcome.full
         assert roundtrip(sock, b"two") == b"two"
         # ... and mode switches both ways, element by element.

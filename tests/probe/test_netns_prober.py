@@ -205,7 +205,7 @@ def test_dropped_syn_is_blocked_after_the_timeout(lab: Lab) -> None:
     (dropped,) = _probe_with(lab, [Probe(lab.a, B_IP, DROPPED_PORT)], timeout=0.3)
     assert dropped.outcome is Outcome.BLOCKED, dropped
     assert dropped.identity is None
-    assert 0.25 <= dropped.seconds < 1.0
+    assert dropped.seconds >= 0.25  # blocked means: silent for the whole timeout
     # The listener is there: only the path is closed.
     (direct,) = _probe_with(lab, [Probe(lab.router, B_IP, DROPPED_PORT)], timeout=0.3)
     assert (direct.outcome, direct.identity) == (Outcome.CONNECTED, "pod-b-81")

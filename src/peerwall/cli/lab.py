@@ -1,10 +1,16 @@
-"""``peerwall lab …`` and ``peerwall demo``: the emulated virtual cluster on this machine."""
+"""``peerwall lab …`` and ``peerwall demo``: the emulated virtual cluster on this machine.
+
+Exit status, as everywhere: 0 ok; 1 a check failed (wrong cells, drift, a broken lab); 2 bad
+input or an error. With ``--output json`` stdout carries the contract document and nothing else;
+diagnostics go to stderr.
+"""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from importlib import resources
@@ -17,14 +23,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from peerwall.cli import render
 from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, read_source, resolve_mode
+from peerwall.errors import ModeInvalid
 from peerwall.lab import build as labs
+from peerwall.lab import demo as demos
 from peerwall.lab.netns import list_namespaces
-from peerwall.lab.plan import LabPlan
+from peerwall.lab.probing import observe_lab
+from peerwall.lab.state import lab_folder, list_labs, load_state
 from peerwall.model import SecurityMode, Topology, load_topology
-from peerwall.policy import expect
-from peerwall.policy.truthtable import TruthTable
-from peerwall.probe.run import CellResult, Observed, observe
-from peerwall.settings import ProbeSettings
+from peerwall.policy import Comparison, Decider, expect
+from peerwall.settings import MAX_PROBE_TIMEOUT, LabSettings, ProbeSettings
+from peerwall.verify.observe import Observed
 
 app = typer.Typer(no_args_is_help=True, help="Build, probe, inspect and remove the emulated lab.")
 err = Console(stderr=True)
@@ -33,8 +41,23 @@ LabName = Annotated[
     str,
     typer.Option("--name", "-n", help="Lab name (namespaces are pw-NAME-…).", metavar="NAME"),
 ]
+
+
+def _check_timeout(value: float) -> float:
+    if not (math.isfinite(value) and 0 < value <= MAX_PROBE_TIMEOUT):
+        raise typer.BadParameter(
+            f"{value:g} is not a timeout: give seconds, more than 0 and at most {MAX_PROBE_TIMEOUT:g}"
+        )
+    return value
+
+
 Timeout = Annotated[
-    float, typer.Option("--timeout", help="Seconds before a connection attempt counts as blocked.")
+    float,
+    typer.Option(
+        "--timeout",
+        help=f"Seconds before a connection attempt counts as blocked (0 < T <= {MAX_PROBE_TIMEOUT:g}).",
+        callback=_check_timeout,
+    ),
 ]
 
 
@@ -54,7 +77,10 @@ def up(
     values: ValuesFile = None,
     name: LabName = "lab",
 ) -> None:
-    """Build the topology as namespaces, veths, tunnels and nftables; replaces a lab of that name."""
+    """Build the topology as namespaces, veths, tunnels and nftables; replaces a lab of that name.
+
+    Example: peerwall lab up -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation
+    """
     choice = resolve_mode(set_, values)
     # The lab records the text, so read it once (standard input cannot be read twice).
     source, text = read_source(file)
@@ -69,7 +95,10 @@ def up(
 
 @app.command()
 def down(name: LabName = "lab") -> None:
-    """Remove the lab: every pw-NAME-… namespace (and so every veth and rule) and its state."""
+    """Remove the lab: every pw-NAME-… namespace (and so every veth and rule) and its state.
+
+    Example: peerwall lab down --name lab
+    """
     gone = labs.down(name)
     err.print(
         f"lab {name}: removed {len(gone)} namespaces" if gone else f"lab {name}: nothing to remove"
@@ -78,38 +107,101 @@ def down(name: LabName = "lab") -> None:
 
 @app.command()
 def status(name: Annotated[str | None, typer.Option("--name", "-n")] = None) -> None:
-    """The labs that are up, their mode, and whether each gateway's rules match the desired ones."""
-    states = [labs.load_state(name)] if name else labs.list_states()
-    if not states:
+    """The labs that are up, their mode, and whether each gateway's rules match the desired ones.
+
+    Exits 1 if a gateway drifted or a lab is broken (each lab is reported on its own).
+
+    Example: peerwall lab status
+    """
+    settings = LabSettings()
+    listings = list_labs(settings)
+    if name is not None:
+        listings = [entry for entry in listings if entry.name == name]
+        if not listings:
+            load_state(name)  # raises the usual "no lab named ..." error
+    if not listings:
         typer.echo("no lab is up")
         return
-    for state in states:
-        plan = state.plan()
-        present = list_namespaces(plan.prefix)
-        typer.echo(
-            f"{state.name}: {state.source}, mode {state.mode}, "
-            f"{len(present)}/{len(plan.namespaces())} namespaces"
-        )
-        for cluster, drifts in labs.gateway_drift(plan, SecurityMode(state.mode)).items():
-            line = "in sync" if not drifts else f"{len(drifts)} difference(s)"
-            typer.echo(f"  gateway {cluster}: {line}")
-            for d in drifts:
-                typer.echo(f"    {d}")
+    failed = False
+    for entry in listings:
+        if entry.state is None:
+            typer.echo(f"{entry.name}: {entry.problem}")
+            failed = True
+            continue
+        state = entry.state
+        try:
+            plan = state.plan(settings)
+            present = list_namespaces(plan.prefix)
+            missing = sorted(set(plan.namespaces()) - set(present))
+            typer.echo(
+                f"{state.name}: {state.source}, mode {state.mode}, "
+                f"{len(plan.namespaces()) - len(missing)}/{len(plan.namespaces())} namespaces"
+            )
+            if missing:
+                typer.echo(
+                    f"  broken: missing {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}"
+                )
+                failed = True
+                continue
+            for cluster, drifts in labs.gateway_drift(plan, SecurityMode(state.mode)).items():
+                line = "in sync" if not drifts else f"{len(drifts)} difference(s)"
+                typer.echo(f"  gateway {cluster}: {line}")
+                for d in drifts:
+                    typer.echo(f"    {d}")
+                failed = failed or bool(drifts)
+        except Exception as e:  # one broken lab must not hide the others
+            typer.echo(f"{state.name}: broken: {e}")
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+def describe_modes(topology: Topology, mode: SecurityMode) -> list[str]:
+    """One line per receiving cluster and peer: the mode it enforces, and where that comes from."""
+    decider = Decider(topology, mode)
+    lines = []
+    for c in topology.clusters:
+        for peer in topology.peers[c.name]:
+            m = decider.mode(c.name, peer)
+            lines.append(f"{c.name}: traffic from {peer}: {m.describe(c.name, peer)}")
+    return lines
 
 
 @app.command("set-mode")
 def set_mode(set_: SetValues = None, values: ValuesFile = None, name: LabName = "lab") -> None:
-    """Change the running lab's global default mode (set elements only: flows survive)."""
+    """Change the running lab's global default mode (set elements only: allowed flows survive).
+
+    Example: peerwall lab set-mode --set networking.securityMode=IntraClusterTrafficSegregation
+    """
+    if not set_ and values is None:
+        raise ModeInvalid(
+            "lab set-mode: say which mode, e.g. --set networking.securityMode=FullPodToPod "
+            "(or --values FILE)"
+        )
     choice = resolve_mode(set_, values)
-    for cluster, o in labs.set_mode(name, choice.mode).items():
+    if choice.origin == "built-in default":
+        raise ModeInvalid(
+            f"lab set-mode: {values} sets no networking.securityMode; say which mode, e.g. "
+            "--set networking.securityMode=FullPodToPod"
+        )
+    settings = LabSettings()
+    for cluster, o in labs.set_mode(name, choice.mode, settings).items():
         what = "full replace" if o.full else f"+{o.added}/-{o.removed} set elements"
         err.print(
             f"{cluster}: {what if o.changed else 'already in sync'} ({o.seconds * 1000:.1f} ms)"
         )
+    topology = load_state(name, settings).topology(settings)
+    typer.echo(f"lab {name}: global default mode {choice.describe()}")
+    for line in describe_modes(topology, choice.mode):
+        typer.echo(f"  {line}")
 
 
 @contextmanager
-def _probe_progress(label: str) -> Iterator[Progress]:
+def _progress_bar() -> Iterator[Callable[[str], Callable[[int, int], None] | None]]:
+    """A factory of progress callbacks, one bar per label; silent when stderr is not a terminal."""
+    if not err.is_terminal:
+        yield lambda _label: None
+        return
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -118,36 +210,33 @@ def _probe_progress(label: str) -> Iterator[Progress]:
         console=err,
         transient=True,
     ) as bar:
-        yield bar
+
+        def factory(label: str) -> Callable[[int, int], None]:
+            task = bar.add_task(label, total=None)
+            return lambda done, total: bar.update(task, completed=done, total=total)
+
+        yield factory
 
 
-def run_observe(plan: LabPlan, mode: str, settings: ProbeSettings, label: str) -> Observed:
-    with _probe_progress(label) as bar:
-        task = bar.add_task(label, total=None)
-        return observe(
-            plan,
-            mode,
-            probe=settings,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
-
-
-def report_wrong(observed: Observed, wrong: list[tuple[str, str]], settings: ProbeSettings) -> None:
+def report_wrong(observed: Observed, wrong: Comparison, out: Console) -> None:
     """Each wrong cell with what the probes saw and the commands that repeat them by hand."""
-    for s, d in wrong:
-        cell: CellResult = observed.cells[(s, d)]
-        typer.echo(f"wrong: {s} -> {d}: observed {cell.verdict.value}; {cell.detail()}")
-        for cmd in cell.reproducers(settings.timeout):
-            typer.echo(f"  reproduce: {cmd}")
-    if wrong:
-        typer.echo(
-            "  (outside a probe run nothing listens: 'Connection refused' means the packet got "
-            "through, a timeout means it was dropped)"
+    for m in wrong.mismatches():
+        cell = observed.cells[(m.source, m.destination)]
+        exp = m.expected.value if m.expected else "-"
+        got = m.observed.value if m.observed else "-"
+        out.print(
+            f"wrong: {m.source} -> {m.destination}: computed {exp}, observed {got}; {cell.detail()}",
+            soft_wrap=True,
+            highlight=False,
         )
-
-
-def compare(expected: TruthTable, observed: Observed) -> list[tuple[str, str]]:
-    return [(m.source, m.destination) for m in expected.compare(observed.table)]
+        for cmd in cell.reproducers:
+            out.print(f"  reproduce: {cmd}", soft_wrap=True, highlight=False)
+    if wrong:
+        out.print(
+            "  (outside a probe run nothing listens: 'Connection refused' means the packet got "
+            "through, a timeout means it was dropped)",
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -156,33 +245,44 @@ def probe(
     output: Annotated[ProbeOutput, typer.Option("--output", "-o")] = ProbeOutput.table,
     timeout: Timeout = 1.0,
 ) -> None:
-    """Probe every cell with real TCP connections; compare with the computed table (exit 1 if wrong)."""
-    state = labs.load_state(name)
-    plan = state.plan()
-    settings = ProbeSettings(timeout=timeout)
-    observed = run_observe(plan, state.mode, settings, f"probing lab {name}")
-    expected = expect(plan.topology, SecurityMode(state.mode)).table
-    wrong = compare(expected, observed)
-    if output is ProbeOutput.json:
+    """Probe every cell with real TCP connections; compare with the computed table (exit 1 if wrong).
+
+    Example: peerwall lab probe --output json > observed.json
+    """
+    settings = LabSettings()
+    state = load_state(name, settings)
+    plan = state.plan(settings)
+    mode = SecurityMode(state.mode)
+    with _progress_bar() as progress:
+        observed = observe_lab(
+            plan,
+            state.mode,
+            settings,
+            ProbeSettings(timeout=timeout),
+            progress(f"probing lab {name}"),
+            lab_folder(name, settings),
+        )
+    expected = expect(plan.topology, mode).table
+    wrong = expected.compare(observed.table)
+    json_out = output is ProbeOutput.json
+    if json_out:
         observed.table.write_json(sys.stdout)
     else:
         render.print_side_by_side(
             Console(),
             expected,
             observed.table,
-            set(wrong),
+            set(wrong.cells()),
             titles=(
                 f"computed: {state.mode}",
-                f"observed: {observed.probes} probes in {observed.seconds:.1f} s",
+                f"observed: {observed.attempts} probes in {observed.seconds:.1f} s",
             ),
             marked="observed differs from computed (wrong)",
         )
+    report = err if json_out else Console()
+    report_wrong(observed, wrong, report)
     total = len(expected.sources) * len(expected.destinations) - len(expected.sources)
-    report_wrong(observed, wrong, settings)
-    print(
-        f"{total - len(wrong)} correct, {len(wrong)} wrong",
-        file=sys.stderr if output is ProbeOutput.json else sys.stdout,
-    )
+    report.print(f"{total - len(wrong)} correct, {len(wrong)} wrong", highlight=False)
     if wrong:
         raise typer.Exit(1)
 
@@ -200,6 +300,8 @@ def demo(
     """Bring the seed topology up, probe it under each mode, show the observed tables, tear down.
 
     Exits 0 only if every observed table equals the computed one. With --set, only that mode runs.
+
+    Example: peerwall demo --set networking.securityMode=IntraClusterTrafficSegregation
     """
     if file is None:
         source = "seed-topology.yaml (bundled)"
@@ -208,48 +310,38 @@ def demo(
         source, text = read_source(file)
     topology: Topology = load_topology(text, source)
     modes = [resolve_mode(set_, values).mode] if (set_ or values) else list(SecurityMode)
-    settings = ProbeSettings(timeout=timeout)
     console = Console()
     started = time.perf_counter()
     failures = 0
-    tables: dict[SecurityMode, TruthTable] = {}
-    with err.status("building the lab"):
-        plan = labs.up(name, topology, text, source, modes[0], progress=_say)
-    try:
-        for mode in modes:
-            if mode is not modes[0]:  # `up` already enforced the first one
-                for cluster, o in labs.apply_modes(plan, mode).items():
-                    if o.changed:
-                        _say(
-                            f"{cluster}: switched to {mode.value} with +{o.added}/-{o.removed} set elements"
-                        )
-            observed = run_observe(plan, mode.value, settings, f"probing under {mode.value}")
-            wrong = compare(expect(topology, mode).table, observed)
-            tables[mode] = observed.table
-            full = tables.get(SecurityMode.FULL_POD_TO_POD)
-            highlight = (
-                observed.table.differing(full)
-                if full and mode is not SecurityMode.FULL_POD_TO_POD
-                else set()
-            )
+    with _progress_bar() as progress:
+        runs = demos.run(
+            name,
+            topology,
+            text,
+            source,
+            modes,
+            probe=ProbeSettings(timeout=timeout),
+            say=_say,
+            progress=progress,
+        )
+        for r in runs:
             render.print_table(
                 console,
-                observed.table,
-                highlight,
-                title=f"{mode.value}: observed by {observed.probes} TCP probes",
+                r.observed.table,
+                r.differs_from_full,
+                title=f"{r.mode.value}: observed by {r.observed.attempts} TCP probes",
                 baseline=SecurityMode.FULL_POD_TO_POD.value,
             )
             verdict = (
                 "equal to the computed table"
-                if not wrong
-                else f"{len(wrong)} cells differ from the computed table"
+                if not r.wrong
+                else f"{len(r.wrong)} cells differ from the computed table"
             )
-            console.print(f"{'[green]✓' if not wrong else '[red]✗'}[/] {mode.value}: {verdict}\n")
-            report_wrong(observed, wrong, settings)
-            failures += len(wrong)
-    finally:
-        with err.status("tearing the lab down"):
-            labs.down(name)
+            console.print(
+                f"{'[green]✓' if not r.wrong else '[red]✗'}[/] {r.mode.value}: {verdict}\n"
+            )
+            report_wrong(r.observed, r.wrong, console)
+            failures += len(r.wrong)
     console.print(
         f"demo finished in {time.perf_counter() - started:.1f} s: "
         + (

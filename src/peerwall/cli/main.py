@@ -29,11 +29,12 @@ from peerwall.cli.options import (
     load,
 )
 from peerwall.compile.build import build
-from peerwall.compile.ruleset import render_table
-from peerwall.compile.trace import trace
+from peerwall.compile.desired import gateway_state
+from peerwall.compile.nft import render_replace
 from peerwall.errors import PeerwallError, UnknownName
 from peerwall.model import SecurityMode, Topology
 from peerwall.policy import DESCRIPTIONS, Explanation, ModeOrigin, expect, explain_cell
+from peerwall.verify.paths import trace
 
 EXIT_ERROR = 2
 
@@ -159,14 +160,14 @@ def matrix(
         render.write_csv(table, sys.stdout)
         return
     too_large = len(table.destinations) > render.MAX_TABLE_DESTINATIONS
-    if output is Output.table and too_large and not force_table:
+    if too_large and not force_table:
         typer.echo(
             f"{len(table.sources)} sources x {len(table.destinations)} destinations is too large "
-            "for a readable table: use --output csv, --output json or --output markdown "
-            "(or --force-table).",
+            f"for a readable {output.value}: use --output csv or --output json (or --force-table "
+            "to print it anyway).",
             err=True,
         )
-        return
+        raise typer.Exit(1)
     baseline = SecurityMode.FULL_POD_TO_POD
     highlight = table.differing(expect(topology, baseline, force=baseline).table)
     title = matrix_title(topology, choice)
@@ -256,11 +257,17 @@ def rules(
     set_: SetValues = None,
     values: ValuesFile = None,
 ) -> None:
-    """The nftables ruleset (table inet peerwall) of one cluster's gateway, as an nft script."""
+    """The nftables table (inet peerwall) of one cluster's gateway, as an nft script.
+
+    The script replaces the table in one transaction whether or not it exists, so `nft -f` can
+    apply it any number of times, after any other peerwall script.
+
+    Example: peerwall rules -f seed.yaml --cluster C1 | nft -f -
+    """
     topology, choice = load(file, set_, values)
     if cluster not in topology.cluster_by_name:
         raise unknown("cluster", cluster, [c.name for c in topology.clusters])
-    sys.stdout.write(render_table(build(topology, cluster, choice.mode)))
+    sys.stdout.write(render_replace(build(gateway_state(topology, cluster, choice.mode))))
 
 
 # ---------------------------------------------------------------------------------------------

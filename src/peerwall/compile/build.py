@@ -1,103 +1,199 @@
-"""Topology + modes -> the desired ``inet peerwall`` table of one cluster's gateway.
+"""A gateway's desired state -> its ``inet peerwall`` table.
 
-Layout (DESIGN.md §3): established and related traffic is accepted first, so replies of allowed
-connections always flow back; traffic entering from the tunnel of peer A jumps to A's chain, which
-drops sources that A could not have sent (anti-spoofing: the chain is chosen by interface, never
-by source address), accepts destinations in A's allow set, lets A's pods whose home is here reach
-the API server, and counts and drops the rest.
+Layout (DESIGN.md §3). Forward hook: established and related traffic first, so replies of allowed
+connections always flow back; then traffic entering from a peer's tunnel jumps, through the verdict
+map ``peers-forward`` keyed by interface, to that peer's chain, which drops sources the peer could
+not have sent (the chain is chosen by interface, never by source address), accepts destinations in
+the peer's sets, lets the peer's pods whose home is here reach the API server over TCP on its port,
+and counts and drops the rest. A tunnel whose peer is not known (yet) is dropped: a gateway fails
+closed. Input hook: the same dispatch through ``peers-input``; a peer may send the gateway itself
+only what the link needs (``link_needs``); everything else to the gateway's own addresses, IPv6
+included, is counted and dropped.
 
-The rules depend only on the topology's shape (peers, CIDRs); the security mode only fills sets. A
-mode change is therefore an element-only transaction.
+Rules depend only on the shape of the state (peers, tunnels, CIDRs, the API server); modes and
+pods only fill sets. Under FullPodToPod ``cidrs-<peer>`` holds the local pod CIDR; under
+segregation it is empty and the per-pod sets decide. So a mode switch is a one-element
+transaction, a pod event a one-element transaction on a plain hash set, and adding or removing a
+peer touches only that peer's chains, sets and map elements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from peerwall.compile import names
-from peerwall.compile.ruleset import Chain, Hook, NftSet, Ruleset
-from peerwall.model.addressing import AddressPlan
+from peerwall.compile.nft import (
+    Chain,
+    Counter,
+    Element,
+    Hook,
+    Match,
+    Nat,
+    NftMap,
+    NftSet,
+    Rule,
+    Ruleset,
+    SetRef,
+    Value,
+    Verdict,
+    VMap,
+)
+from peerwall.compile.state import GatewayState, PeerState, SetKind
 from peerwall.model.spec import SecurityMode
-from peerwall.model.topology import Topology
-from peerwall.policy.expect import admitted_senders
-from peerwall.policy.modes import effective_mode
+
+TABLE_COMMENT = "peerwall: Liqo connectivity security modes, enforced on traffic from peers (managed by peerwall)"
 
 
-def allowed_destinations(
-    topology: Topology,
-    receiver: str,
-    sender: str,
-    mode: SecurityMode,
-    plan: AddressPlan,
-    admitted: Mapping[str, frozenset[str]],
-) -> tuple[frozenset[str], frozenset[str]]:
-    """(allow set, API client set) of ``receiver`` for traffic from ``sender`` under ``mode``;
-    ``admitted`` is ``admitted_senders(topology)``, computed once per build."""
-    cluster = topology.cluster_by_name[receiver]
-    if mode is SecurityMode.FULL_POD_TO_POD:
-        # The API server sits inside the pod CIDR, so the CIDR admits it as well.
-        return frozenset({str(cluster.pod_cidr)}), frozenset()
-    allow = frozenset(
-        str(p.ip) for p in topology.pods if p.physical == receiver and sender in admitted[p.name]
-    )
-    api: frozenset[str] = frozenset()
-    if cluster.api_server:
-        api = frozenset(
-            str(plan.seen_from(p.ip, sender, receiver))
-            for p in topology.pods
-            if p.home == receiver and p.physical == sender
+def link_needs(conncheck_port: int | None) -> list[tuple[Match, str]]:
+    """What a peer may send to the gateway itself, and why: the inter-cluster link's own needs.
+    Anything else from a peer to the gateway's (and the node's) addresses is dropped."""
+    out = [(Match("icmp type", "echo-request"), "the peer gateway's health check (ping)")]
+    if conncheck_port is not None:
+        out.append(
+            (Match("udp dport", conncheck_port), "Liqo's gateway connection check (--ping-port)")
         )
-    return allow, api
+    return out
 
 
-def build(
-    topology: Topology,
-    cluster: str,
-    default_mode: SecurityMode = SecurityMode.FULL_POD_TO_POD,
-    plan: AddressPlan | None = None,
-) -> Ruleset:
-    plan = plan or topology.addresses
-    admitted = admitted_senders(topology)
-    me = topology.cluster_by_name[cluster]
+SET_COMMENTS = {
+    SetKind.OFFLOADED: "pods {peer} offloaded here",
+    SetKind.BACKENDS: "local backends of services reflected to {peer}",
+    SetKind.API_CLIENTS: "{peer}'s pods whose home is here: they may reach the API server",
+}
+
+ACCEPT, DROP = Verdict("accept"), Verdict("drop")
+ESTABLISHED = Match("ct state", frozenset({"established", "related"}))
+
+
+def _rule(*exprs: Match | Counter | Verdict | VMap | Nat, comment: str | None = None) -> Rule:
+    return Rule(tuple(exprs), comment)
+
+
+def cidrs_elements(peer: PeerState) -> frozenset[Element]:
+    """The elements of ``cidrs-<peer>``: what FullPodToPod opens, or nothing."""
+    if peer.mode is SecurityMode.FULL_POD_TO_POD:
+        return frozenset(peer.full_access)
+    return frozenset()
+
+
+def peer_sets(peer: PeerState) -> list[NftSet]:
+    p = peer.name
+    out = [
+        NftSet(
+            names.peer_cidrs_set(p),
+            flags=("interval",),
+            comment=f"local CIDRs {p} may reach (FullPodToPod: the pod CIDR; segregation: none)",
+            elements=cidrs_elements(peer),
+        )
+    ]
+    for kind in SetKind:
+        if kind is SetKind.API_CLIENTS and peer.api is None:
+            continue
+        out.append(
+            NftSet(
+                names.peer_set(p, kind),
+                comment=SET_COMMENTS[kind].format(peer=p),
+                elements=frozenset(peer.addresses(kind)),
+            )
+        )
+    return out
+
+
+def peer_chain(peer: PeerState) -> Chain:
+    p = peer.name
+    sources: Value = peer.sources[0] if len(peer.sources) == 1 else frozenset(peer.sources)
+    rules = [
+        _rule(Match("ip saddr", sources, negate=True), Counter(), DROP, comment="spoofed source"),
+        _rule(Match("ip daddr", SetRef(names.peer_cidrs_set(p))), ACCEPT),
+        _rule(Match("ip daddr", SetRef(names.peer_set(p, SetKind.OFFLOADED))), ACCEPT),
+        _rule(Match("ip daddr", SetRef(names.peer_set(p, SetKind.BACKENDS))), ACCEPT),
+    ]
+    if peer.api is not None:
+        rules.append(
+            _rule(
+                Match("ip daddr", peer.api.address),
+                Match("tcp dport", peer.api.port),
+                Match("ip saddr", SetRef(names.peer_set(p, SetKind.API_CLIENTS))),
+                ACCEPT,
+            )
+        )
+    rules.append(_rule(Counter(), DROP))
+    return Chain(
+        names.peer_chain(p), tuple(rules), comment=f"traffic from {p} (tunnel {peer.tunnel})"
+    )
+
+
+def peer_input_chain(peer: PeerState, conncheck_port: int | None) -> Chain:
+    source = () if peer.gateway is None else (Match("ip saddr", peer.gateway),)
+    rules = [_rule(*source, need, ACCEPT, comment=why) for need, why in link_needs(conncheck_port)]
+    rules.append(_rule(Counter(), DROP))
+    return Chain(
+        names.peer_input_chain(peer.name),
+        tuple(rules),
+        comment=f"traffic from {peer.name} to this gateway itself",
+    )
+
+
+def _base(name: str, hook: str, dispatch: str, pattern: str) -> Chain:
+    return Chain(
+        name,
+        (
+            _rule(ESTABLISHED, ACCEPT),
+            _rule(VMap("iifname", dispatch)),
+            _rule(
+                Match("iifname", pattern),
+                Counter(),
+                DROP,
+                comment="a tunnel whose peer is not known: fail closed",
+            ),
+        ),
+        Hook("filter", hook, 0),
+    )
+
+
+def build(state: GatewayState) -> Ruleset:
+    """The whole table for ``state``."""
+    peers = list(state.peers.values())
     sets: list[NftSet] = []
-    peer_chains: list[Chain] = []
-    forward = ["ct state established,related accept"]
-    dnat: list[str] = []
-    snat: list[str] = []
-    for peer in topology.peers[cluster]:
-        tunnel = names.tunnel_ifname(peer)
-        chain = names.peer_chain(peer)
-        allow_name = names.peer_allow_set(peer)
-        api_name = names.peer_api_clients_set(peer)
-        mode = effective_mode(topology, cluster, peer, default_mode).mode
-        allow, api = allowed_destinations(topology, cluster, peer, mode, plan, admitted)
-
-        forward.append(f'iifname "{tunnel}" jump {chain}')
-        sets.append(NftSet(allow_name, elements=allow))
-        rules = [
-            f"ip saddr != {plan.view(cluster, peer)} counter drop",
-            f"ip daddr @{allow_name} accept",
-        ]
-        if me.api_server:
-            sets.append(NftSet(api_name, elements=api))
-            rules.append(f"ip daddr {plan.api_ip(cluster)} ip saddr @{api_name} accept")
-        rules.append("counter drop")
-        peer_chains.append(Chain(chain, tuple(rules)))
-
-        # The peer addresses our pods through its view of us: translate at our edge, both ways.
-        seen_by_peer = plan.view(peer, cluster)
-        if seen_by_peer != me.pod_cidr:
+    chains = [
+        _base(names.CHAIN_FORWARD, "forward", names.MAP_FORWARD, state.tunnel_pattern),
+        _base(names.CHAIN_INPUT, "input", names.MAP_INPUT, state.tunnel_pattern),
+    ]
+    forward: dict[str, Verdict] = {}
+    inbound: dict[str, Verdict] = {}
+    dnat: list[Rule] = []
+    snat: list[Rule] = []
+    for peer in peers:
+        sets += peer_sets(peer)
+        chain, input_chain = peer_chain(peer), peer_input_chain(peer, state.conncheck_port)
+        chains += [chain, input_chain]
+        forward[peer.tunnel] = Verdict("jump", chain.name)
+        inbound[peer.tunnel] = Verdict("jump", input_chain.name)
+        if peer.nat is not None:
+            tunnel = peer.nat
             dnat.append(
-                f'iifname "{tunnel}" ip daddr {seen_by_peer} dnat ip prefix to {me.pod_cidr}'
+                _rule(
+                    Match("iifname", peer.tunnel),
+                    Match("ip daddr", tunnel.seen_by_peer),
+                    Nat("dnat", tunnel.local),
+                )
             )
             snat.append(
-                f'oifname "{tunnel}" ip saddr {me.pod_cidr} snat ip prefix to {seen_by_peer}'
+                _rule(
+                    Match("oifname", peer.tunnel),
+                    Match("ip saddr", tunnel.local),
+                    Nat("snat", tunnel.seen_by_peer),
+                )
             )
-
-    chains = [
-        Chain(names.CHAIN_FORWARD, tuple(forward), Hook("filter", "forward", "filter")),
-        *peer_chains,
-        Chain(names.CHAIN_NAT_PRE, tuple(dnat), Hook("nat", "prerouting", "dstnat")),
-        Chain(names.CHAIN_NAT_POST, tuple(snat), Hook("nat", "postrouting", "srcnat")),
-    ]
-    return Ruleset(names.FAMILY, names.TABLE, tuple(sets), tuple(chains))
+    if dnat:
+        chains.append(Chain(names.CHAIN_NAT_PRE, tuple(dnat), Hook("nat", "prerouting", -100)))
+        chains.append(Chain(names.CHAIN_NAT_POST, tuple(snat), Hook("nat", "postrouting", 100)))
+    maps = (
+        NftMap(
+            names.MAP_FORWARD, comment="tunnel interface -> the chain of its peer", elements=forward
+        ),
+        NftMap(
+            names.MAP_INPUT,
+            comment="tunnel interface -> the input chain of its peer",
+            elements=inbound,
+        ),
+    )
+    return Ruleset(names.FAMILY, names.TABLE, tuple(sets), maps, tuple(chains), TABLE_COMMENT)

@@ -1,28 +1,48 @@
-"""The smallest nft transaction that turns one ruleset into the next.
+"""The smallest nft transaction that turns one table into the next, object by object.
 
-Rules are static and sets are dynamic: when only set elements changed, the transaction edits
-elements and leaves chains (and their counters) alone; any other change replaces the whole table.
+Set and map elements are edited in place; a chain whose rules changed is flushed and refilled;
+chains, sets and maps that appear or disappear are added or deleted; everything else, and the
+counters of untouched chains, is left alone. Only a change that nft cannot make in place (a set's
+type or flags, a base chain's hook) replaces the whole table, as does the first apply.
+
+``nft`` runs a script's commands in order inside one transaction, so the order below is what makes
+references valid at every step: references to what goes away are removed first (map elements,
+flushed rules), then objects are deleted, created, filled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from peerwall.compile.ruleset import Chain, NftSet, Ruleset, render_elements, render_replace
+from peerwall.compile.nft import (
+    Chain,
+    Element,
+    NftMap,
+    NftSet,
+    Rule,
+    Ruleset,
+    Verdict,
+    render_elements,
+    render_map_elements,
+    render_replace,
+    render_rule,
+)
 
 
 @dataclass(frozen=True)
 class Transaction:
     """One nft script, applied as one atomic kernel transaction.
 
-    ``added``/``removed`` count set elements that enter/leave the table, whatever the script's
-    shape: a full replace rewrites every element but still reports only the net change.
+    ``added``/``removed`` count set and map elements that enter/leave the table; ``chains`` names
+    the chains (re)written; a full replace reports the net change all the same.
     """
 
     script: str
     full: bool
     added: int
     removed: int
+    chains: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -32,56 +52,154 @@ class Transaction:
 EMPTY = Transaction("", full=False, added=0, removed=0)
 
 
-def same_skeleton(a: Ruleset, b: Ruleset) -> bool:
-    """Equal skeletons, regardless of the order of sets and chains.
+def element_script(
+    family: str,
+    table: str,
+    name: str,
+    add: Iterable[Element] = (),
+    delete: Iterable[Element] = (),
+) -> list[str]:
+    """Commands that edit one set's elements (deletes first: an interval set refuses an element
+    that overlaps one still present)."""
+    out = []
+    if delete := list(delete):
+        out.append(f"delete element {family} {table} {name} {render_elements(delete)}")
+    if add := list(add):
+        out.append(f"add element {family} {table} {name} {render_elements(add)}")
+    return out
 
-    nft lists sets, then chains, each in creation order; a table built in another order is the
-    same table, and must not force a full replace.
-    """
-    return _shape(a.skeleton()) == _shape(b.skeleton())
+
+def _map_script(prefix: str, name: str, elements: Mapping[str, Verdict], verb: str) -> str:
+    if verb == "delete":
+        keys = ", ".join(f'"{k}"' for k in sorted(elements))
+        return f"delete element {prefix} {name} {{ {keys} }}"
+    return f"add element {prefix} {name} {render_map_elements(elements)}"
 
 
-def _shape(rs: Ruleset) -> tuple[str, str, dict[str, NftSet], dict[str, Chain]]:
-    return rs.family, rs.table, {s.name: s for s in rs.sets}, {c.name: c for c in rs.chains}
+def _set_decl(prefix: str, s: NftSet) -> str:
+    body = [f"type {s.type};"]
+    if s.flags:
+        body.append(f"flags {','.join(s.flags)};")
+    if s.comment:
+        body.append(f'comment "{s.comment}";')
+    return f"add set {prefix} {s.name} {{ {' '.join(body)} }}"
+
+
+def _map_decl(prefix: str, m: NftMap) -> str:
+    comment = f' comment "{m.comment}";' if m.comment else ""
+    return f"add map {prefix} {m.name} {{ type {m.key_type} : verdict;{comment} }}"
+
+
+def _chain_decl(prefix: str, c: Chain) -> str:
+    body = []
+    if c.hook:
+        body.append(c.hook.render())
+    if c.comment:
+        body.append(f'comment "{c.comment}";')
+    return (
+        f"add chain {prefix} {c.name} {{ {' '.join(body)} }}"
+        if body
+        else f"add chain {prefix} {c.name}"
+    )
+
+
+def _rules(prefix: str, chain: str, rules: tuple[Rule, ...]) -> list[str]:
+    return [f"add rule {prefix} {chain} {render_rule(r)}" for r in rules]
 
 
 def _element_delta(old: Ruleset | None, new: Ruleset) -> tuple[int, int]:
-    before = {s.name: s.elements for s in old.sets} if old else {}
-    after = {s.name: s.elements for s in new.sets}
-    added = sum(len(e - before.get(n, frozenset())) for n, e in after.items())
-    removed = sum(len(e - after.get(n, frozenset())) for n, e in before.items())
+    def counts(rs: Ruleset | None) -> dict[str, set[object]]:
+        if rs is None:
+            return {}
+        out: dict[str, set[object]] = {s.name: set(s.elements) for s in rs.sets}
+        out.update({m.name: set(m.elements.items()) for m in rs.maps})
+        return out
+
+    before, after = counts(old), counts(new)
+    added = sum(len(e - before.get(n, set())) for n, e in after.items())
+    removed = sum(len(e - after.get(n, set())) for n, e in before.items())
     return added, removed
 
 
-def _render(elements: frozenset[str]) -> str:
-    try:
-        return render_elements(elements)
-    except ValueError:
-        # A live set may hold what peerwall never writes (a range "a-b" added by hand); it must
-        # still be deletable, in whatever order.
-        return "{ " + ", ".join(sorted(elements)) + " }"
+def _replace(old: Ruleset | None, new: Ruleset) -> Transaction:
+    added, removed = _element_delta(old, new)
+    return Transaction(render_replace(new), True, added, removed, tuple(c.name for c in new.chains))
 
 
 def diff(old: Ruleset | None, new: Ruleset, *, force_full: bool = False) -> Transaction:
     """The transaction from ``old`` (``None``: no table) to ``new``; empty if they are equal.
 
-    ``force_full`` asks for a full replace even when element edits would do (after a failure).
+    ``force_full`` asks for a full replace even when edits would do (after a failure).
     """
-    added, removed = _element_delta(old, new)
-    if force_full or old is None or not same_skeleton(old, new):
-        return Transaction(render_replace(new), full=True, added=added, removed=removed)
+    if force_full or old is None or (old.family, old.table) != (new.family, new.table):
+        return _replace(old, new)
     prefix = f"{new.family} {new.table}"
-    deletes: list[str] = []
-    adds: list[str] = []
-    for s in new.sets:
-        before = old.set(s.name).elements
-        if gone := before - s.elements:
-            deletes.append(f"delete element {prefix} {s.name} {_render(gone)}")
-        if came := s.elements - before:
-            adds.append(f"add element {prefix} {s.name} {_render(came)}")
-    if not deletes and not adds:
+    old_sets, new_sets = {s.name: s for s in old.sets}, {s.name: s for s in new.sets}
+    old_maps, new_maps = {m.name: m for m in old.maps}, {m.name: m for m in new.maps}
+    old_chains, new_chains = {c.name: c for c in old.chains}, {c.name: c for c in new.chains}
+    for name in old_sets.keys() & new_sets.keys():
+        if old_sets[name].declaration() != new_sets[name].declaration():
+            return _replace(old, new)
+    for name in old_maps.keys() & new_maps.keys():
+        if old_maps[name].declaration() != new_maps[name].declaration():
+            return _replace(old, new)
+    for name in old_chains.keys() & new_chains.keys():
+        o, n = old_chains[name], new_chains[name]
+        if o.hook != n.hook:
+            return _replace(old, new)
+
+    unref: list[str] = []  # 1. references to what goes away: map elements, rules
+    deletes: list[str] = []  # 2. objects that go away
+    creates: list[str] = []  # 3. new objects
+    fills: list[str] = []  # 4. rules and elements
+    touched: list[str] = []
+
+    for name, m in new_maps.items():
+        before = old_maps[name].elements if name in old_maps else {}
+        gone = {k: v for k, v in before.items() if m.elements.get(k) != v}
+        came = {k: v for k, v in m.elements.items() if before.get(k) != v}
+        if name not in old_maps:
+            creates.append(_map_decl(prefix, m))
+        if gone:
+            unref.append(_map_script(prefix, name, gone, "delete"))
+        if came:
+            fills.append(_map_script(prefix, name, came, "add"))
+    for name, m in old_maps.items():
+        if name not in new_maps:
+            if m.elements:
+                unref.append(_map_script(prefix, name, m.elements, "delete"))
+            deletes.append(f"delete map {prefix} {name}")
+
+    for name, c in new_chains.items():
+        if name not in old_chains:
+            creates.append(_chain_decl(prefix, c))
+            fills += _rules(prefix, name, c.rules)
+            touched.append(name)
+        elif old_chains[name].rules != c.rules:
+            unref.append(f"flush chain {prefix} {name}")
+            fills += _rules(prefix, name, c.rules)
+            touched.append(name)
+    for name in old_chains:
+        if name not in new_chains:
+            unref.append(f"flush chain {prefix} {name}")
+            deletes.append(f"delete chain {prefix} {name}")
+            touched.append(name)
+
+    for name, s in new_sets.items():
+        if name not in old_sets:
+            creates.append(_set_decl(prefix, s))
+            fills += element_script(new.family, new.table, name, s.elements)
+        else:
+            had = old_sets[name].elements
+            fills[:0] = element_script(
+                new.family, new.table, name, s.elements - had, had - s.elements
+            )
+    for name in old_sets:
+        if name not in new_sets:
+            deletes.append(f"delete set {prefix} {name}")
+
+    script = unref + deletes + creates + fills
+    if not script:
         return EMPTY
-    # Deletes first: an interval set refuses an element that overlaps one still present, e.g.
-    # the pod CIDR added while single pod IPs inside it are only deleted later in the script.
-    script = "\n".join(deletes + adds) + "\n"
-    return Transaction(script, full=False, added=added, removed=removed)
+    added, removed = _element_delta(old, new)
+    return Transaction("\n".join(script) + "\n", False, added, removed, tuple(touched))

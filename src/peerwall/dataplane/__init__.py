@@ -1,8 +1,20 @@
-"""The imperative shell over nftables: apply rulesets atomically, read them back, detect drift."""
+"""The imperative shell over nftables: apply rulesets atomically, read them back, detect drift,
+and clear the conntrack entries of flows a change forbids."""
 
-from peerwall.dataplane.apply import Outcome, sync
+from peerwall.dataplane.apply import SyncResult, apply, sync
 from peerwall.dataplane.drift import Drift, drift
+from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.dataplane.readback import read_table
 
-__all__ = ["Drift", "LibNft", "Nft", "Outcome", "drift", "read_table", "sync"]
+__all__ = [
+    "Drift",
+    "FakeNft",
+    "LibNft",
+    "Nft",
+    "SyncResult",
+    "apply",
+    "drift",
+    "read_table",
+    "sync",
+]

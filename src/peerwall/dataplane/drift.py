@@ -1,6 +1,7 @@
 """What differs between the live table and the desired one, object by object.
 
-Objects are matched by name, so the order in which nft lists them never counts as drift.
+Objects are matched by name, so the order in which nft lists them never counts as drift; rules
+are compared as values (``compile.nft``), counters without their counts.
 """
 
 from __future__ import annotations
@@ -8,7 +9,19 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from peerwall.compile.ruleset import Chain, Hook, NftSet, Ruleset, sort_elements
+from peerwall.compile.nft import (
+    Chain,
+    Hook,
+    NftMap,
+    NftSet,
+    Opaque,
+    Rule,
+    Ruleset,
+    Verdict,
+    render_elements,
+    render_expr,
+    render_rule,
+)
 
 TABLE_MISSING = "table-missing"
 CHAIN_MISSING = "chain-missing"
@@ -20,6 +33,9 @@ SET_EXTRA = "set-extra"
 SET_DECLARATION = "set-declaration"
 ELEMENTS_MISSING = "elements-missing"
 ELEMENTS_EXTRA = "elements-extra"
+
+ELEMENT_KINDS = frozenset({ELEMENTS_MISSING, ELEMENTS_EXTRA})
+"""Drift that an element-only transaction repairs."""
 
 
 @dataclass(frozen=True)
@@ -36,28 +52,34 @@ class Drift:
 
 def drift(live: Ruleset | None, desired: Ruleset) -> list[Drift]:
     """Every difference between ``live`` (``None``: no table) and ``desired``; empty if none."""
-    table = f"table {desired.family} {desired.table}"
     if live is None:
-        return [Drift(TABLE_MISSING, table, "the table does not exist")]
+        return [
+            Drift(
+                TABLE_MISSING, f"table {desired.family} {desired.table}", "the table does not exist"
+            )
+        ]
     out: list[Drift] = []
-    live_sets = {s.name: s for s in live.sets}
-    want_sets = {s.name: s for s in desired.sets}
-    for name, want in want_sets.items():
-        obj = f"set {name}"
-        have = live_sets.get(name)
-        if have is None:
-            out.append(Drift(SET_MISSING, obj, "the set does not exist"))
-            continue
-        if have.declaration() != want.declaration():
-            out.append(Drift(SET_DECLARATION, obj, f"{_decl(have)}, expected {_decl(want)}"))
-        if missing := want.elements - have.elements:
-            out.append(Drift(ELEMENTS_MISSING, obj, _elements(missing)))
-        if extra := have.elements - want.elements:
-            out.append(Drift(ELEMENTS_EXTRA, obj, _elements(extra)))
-    out.extend(
-        Drift(SET_EXTRA, f"set {n}", "not in the desired table")
-        for n in sorted(live_sets.keys() - want_sets)
-    )
+    for kind, have, want in (
+        ("set", {s.name: s for s in live.sets}, {s.name: s for s in desired.sets}),
+        ("map", {m.name: m for m in live.maps}, {m.name: m for m in desired.maps}),
+    ):
+        for name, w in want.items():
+            obj = f"{kind} {name}"
+            h = have.get(name)
+            if h is None:
+                out.append(Drift(SET_MISSING, obj, f"the {kind} does not exist"))
+                continue
+            if h.declaration() != w.declaration():
+                out.append(Drift(SET_DECLARATION, obj, f"{_decl(h)}, expected {_decl(w)}"))
+            missing, extra = _element_delta(h, w)
+            if missing:
+                out.append(Drift(ELEMENTS_MISSING, obj, missing))
+            if extra:
+                out.append(Drift(ELEMENTS_EXTRA, obj, extra))
+        out.extend(
+            Drift(SET_EXTRA, f"{kind} {n}", "not in the desired table")
+            for n in sorted(have.keys() - want.keys())
+        )
     live_chains = {c.name: c for c in live.chains}
     want_chains = {c.name: c for c in desired.chains}
     for name, want_chain in want_chains.items():
@@ -78,30 +100,47 @@ def drift(live: Ruleset | None, desired: Ruleset) -> list[Drift]:
     return out
 
 
-def _decl(s: NftSet) -> str:
+def _element_delta(have: NftSet | NftMap, want: NftSet | NftMap) -> tuple[str, str]:
+    if isinstance(have, NftSet) and isinstance(want, NftSet):
+        missing, extra = want.elements - have.elements, have.elements - want.elements
+        return (
+            render_elements(missing)[2:-2] if missing else "",
+            render_elements(extra)[2:-2] if extra else "",
+        )
+    assert isinstance(have, NftMap) and isinstance(want, NftMap)
+    h, w = set(have.elements.items()), set(want.elements.items())
+
+    def text(items: set[tuple[str, Verdict]]) -> str:
+        return ", ".join(
+            f'"{k}" : {render_expr(v)}' for k, v in sorted(items, key=lambda kv: kv[0])
+        )
+
+    return text(w - h), text(h - w)
+
+
+def _decl(s: NftSet | NftMap) -> str:
+    if isinstance(s, NftMap):
+        return f"type {s.key_type} : verdict" + (f' comment "{s.comment}"' if s.comment else "")
     flags = f" flags {','.join(s.flags)}" if s.flags else ""
-    return f"type {s.type}{flags}"
+    comment = f' comment "{s.comment}"' if s.comment else ""
+    return f"type {s.type}{flags}{comment}"
 
 
 def _hook(h: Hook | None) -> str:
-    if h is None:
-        return "regular chain"
-    return f"type {h.type} hook {h.hook} priority {h.priority}; policy {h.policy}"
+    return "regular chain" if h is None else h.render()
 
 
-def _elements(elements: frozenset[str]) -> str:
-    try:
-        ordered = sort_elements(elements)
-    except ValueError:  # not IPv4 addresses: any stable order will do
-        ordered = sorted(elements)
-    return ", ".join(ordered)
+def _text(rule: Rule) -> str:
+    if any(isinstance(e, Opaque) for e in rule.exprs):
+        return "<a rule peerwall does not write>"
+    return render_rule(rule)
 
 
 def _rules(have: Chain, want: Chain) -> str:
     """The rule lines to add (+) and remove (-) to get from ``have`` to ``want``."""
     lines = [
         line
-        for line in difflib.ndiff(list(have.rules), list(want.rules))
+        for line in difflib.ndiff([_text(r) for r in have.rules], [_text(r) for r in want.rules])
         if line.startswith(("+ ", "- "))
     ]
     # ndiff marks what to do to the live chain; say it from the live side, as an operator reads it.

@@ -39,10 +39,6 @@ class Nft(Protocol):
         """Run a ``list ...`` command and return its JSON output."""
         ...
 
-    def list_text(self, command: str) -> str:
-        """Run a ``list ...`` command and return its stateless text output (as ``nft -s``)."""
-        ...
-
 
 @cache
 def _load(name: str) -> ctypes.CDLL:

@@ -8,23 +8,24 @@ with its peer end moved straight into another one.
 
 from __future__ import annotations
 
-import contextlib
-import json
+import functools
 import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from peerwall.compile.build import build
+from peerwall.compile.desired import gateway_state
+from peerwall.compile.flows import stale
 from peerwall.compile.names import FAMILY, TABLE
-from peerwall.compile.ruleset import render_replace
-from peerwall.dataplane.apply import Outcome, sync
+from peerwall.compile.state import GatewayState
+from peerwall.dataplane.apply import SyncResult, sync
+from peerwall.dataplane.conntrack import Conntrack
 from peerwall.dataplane.drift import Drift, drift
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import LabError
-from peerwall.lab.kube import build_kube
+from peerwall.lab.kube import cni_script, kube_script
 from peerwall.lab.netns import delete_namespaces, ip_batch, list_namespaces, write_sysctl
 from peerwall.lab.plan import (
     GATEWAY_LINK_IP,
@@ -34,7 +35,7 @@ from peerwall.lab.plan import (
     LabPlan,
     check_lab_name,
 )
-from peerwall.model import load_topology
+from peerwall.lab.state import LabState, load_state, locked, remove_state, save_state
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
 from peerwall.nsenter import entered
@@ -51,51 +52,6 @@ GATEWAY_SYSCTLS = {
 }
 
 
-@dataclass(frozen=True)
-class LabState:
-    """What ``lab up`` records so that later commands (probe, status) know the lab."""
-
-    name: str
-    source: str
-    topology_text: str
-    mode: str
-
-    def topology(self) -> Topology:
-        return load_topology(self.topology_text, self.source)
-
-    def plan(self) -> LabPlan:
-        return LabPlan(self.name, self.topology())
-
-
-def _state_path(name: str, settings: LabSettings) -> str:
-    return os.path.join(settings.state_dir, f"{name}.json")
-
-
-def load_state(name: str, settings: LabSettings = LabSettings()) -> LabState:
-    try:
-        with open(_state_path(check_lab_name(name), settings)) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise LabError(f"no lab named {name!r} is up (run: peerwall lab up -f FILE)") from None
-    return LabState(**data)
-
-
-def list_states(settings: LabSettings = LabSettings()) -> list[LabState]:
-    try:
-        files = sorted(os.listdir(settings.state_dir))
-    except FileNotFoundError:
-        return []
-    return [load_state(f.removesuffix(".json"), settings) for f in files if f.endswith(".json")]
-
-
-def _save_state(state: LabState, settings: LabSettings) -> None:
-    os.makedirs(settings.state_dir, exist_ok=True)
-    tmp = _state_path(state.name, settings) + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(state.__dict__, f)
-    os.replace(tmp, _state_path(state.name, settings))
-
-
 def _require_root() -> None:
     if os.geteuid() != 0:
         raise LabError("the lab creates network namespaces and nftables rules: run it as root")
@@ -109,7 +65,7 @@ def _gateway_links(plan: LabPlan, cluster: str) -> list[str]:
     hosts = [(plan.pod_veth(p), plan.pod_ns(p.name), p.ip) for p in t.pods if p.physical == cluster]
     c = t.cluster_by_name[cluster]
     if c.api_server:
-        hosts.append(("api", plan.api_ns(cluster), plan.addresses.api_ip(cluster)))
+        hosts.append(("api", plan.api_ns(cluster), plan.topology.addresses.api_ip(cluster)))
     for veth, ns, ip in hosts:
         lines += [
             f"link add name {veth} type veth peer name eth0 netns {ns}",
@@ -143,7 +99,9 @@ def _gateway_routes(plan: LabPlan, cluster: str) -> list[str]:
             lines += [f"addr add {ip} dev {mine}", f"link set {mine} up"]
     for peer in plan.topology.peers[cluster]:
         ifname, _, peer_ip = plan.tunnel(cluster, peer)
-        lines.append(f"route add {plan.addresses.view(cluster, peer)} via {peer_ip} dev {ifname}")
+        lines.append(
+            f"route add {plan.topology.addresses.view(cluster, peer)} via {peer_ip} dev {ifname}"
+        )
     lines += [
         f"route add unreachable {NOWHERE}",
         f"route add default via {UPLINK_HOST.ip} dev uplink",
@@ -161,14 +119,31 @@ def _host_lines(ip: str) -> list[str]:
     ]
 
 
+def desired_state(plan: LabPlan, cluster: str, mode: SecurityMode) -> GatewayState:
+    """What ``cluster``'s gateway enforces in the lab: its tunnels are ``pwt-<hash8(peer)>``, the
+    peer gateways are known by their tunnel addresses, and the gateways do the remapping."""
+    gateways = {peer: plan.tunnel(cluster, peer)[2] for peer in plan.topology.peers[cluster]}
+    return gateway_state(plan.topology, cluster, mode, gateways=gateways)
+
+
+def clear_stale_flows(netns: str, state: GatewayState) -> int:
+    """Delete the tracked connections ``state`` would not have let through (``compile.flows``)."""
+    with Conntrack(netns) as ct:
+        return len(ct.delete_where(functools.partial(stale, state)))
+
+
 def apply_modes(
     plan: LabPlan, mode: SecurityMode, progress: Progress | None = None
-) -> dict[str, Outcome]:
-    """Bring every gateway's ``inet peerwall`` table to the desired state for ``mode``."""
+) -> dict[str, SyncResult]:
+    """Bring every gateway's ``inet peerwall`` table to the desired state for ``mode``, and clear
+    the tracked connections that state forbids."""
     out = {}
     for c in plan.topology.clusters:
+        state = desired_state(plan, c.name, mode)
         with LibNft(plan.gateway_ns(c.name)) as nft:
-            out[c.name] = sync(nft, build(plan.topology, c.name, mode, plan.addresses))
+            out[c.name] = sync(nft, build(state))
+        if out[c.name].changed:
+            clear_stale_flows(plan.gateway_ns(c.name), state)
         if progress:
             o = out[c.name]
             kind = "full replace" if o.full else f"+{o.added}/-{o.removed} elements"
@@ -187,55 +162,61 @@ def up(
     settings: LabSettings = LabSettings(),
     progress: Progress | None = None,
 ) -> LabPlan:
+    """Build the lab (replacing one of the same name); on any failure, remove what was built."""
     _require_root()
-    say = progress or (lambda _msg: None)
     plan = LabPlan(name, topology)
-    started = time.perf_counter()
-    down(name, settings)
-    try:
-        namespaces = plan.namespaces()
-        ip_batch(f"netns add {n}" for n in namespaces)
-        say(f"{len(namespaces)} namespaces created")
-        for c in topology.clusters:
-            with entered(plan.gateway_ns(c.name)):
-                write_sysctl(GATEWAY_SYSCTLS)
-        for c in topology.clusters:
-            ip_batch(_gateway_links(plan, c.name), plan.gateway_ns(c.name))
-        for c in topology.clusters:
-            ip_batch(_gateway_routes(plan, c.name), plan.gateway_ns(c.name))
-        say(f"{len(topology.clusters)} gateways wired, {len(plan.tunnels)} tunnels")
-        hosts = [(plan.pod_ns(p.name), _host_lines(str(p.ip))) for p in topology.pods]
-        hosts += [
-            (plan.api_ns(c.name), _host_lines(str(plan.addresses.api_ip(c.name))))
-            for c in topology.clusters
-            if c.api_server
-        ]
-        hosts += [
-            (
-                plan.internet_ns(c.name),
-                [
-                    "link set lo up",
-                    f"addr add {UPLINK_HOST} dev eth0",
-                    f"addr add {plan.internet_ip(c.name)}/32 dev eth0",
-                    "link set eth0 up",
-                ],
-            )
-            for c in topology.clusters
-        ]
-        # ip(8) spends its time in the kernel; a few workers overlap the process start-ups.
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda h: ip_batch(h[1], h[0]), hosts))
-        say(f"{len(topology.pods)} pods addressed")
-        for c in topology.clusters:
-            with LibNft(plan.gateway_ns(c.name)) as nft:
-                nft.run(render_replace(build_kube(plan, c.name, settings)))
-        apply_modes(plan, mode)
-        say(f"services and {mode.value} enforced in {time.perf_counter() - started:.1f} s")
-        _save_state(LabState(name, source, topology_text, mode.value), settings)
-    except BaseException:
-        down(name, settings)
-        raise
+    with locked(name, settings):
+        _down(name, settings)
+        try:
+            _build(plan, settings, mode, progress or (lambda _msg: None))
+            save_state(LabState(name, source, mode.value), settings, topology_text)
+        except BaseException:
+            _down(name, settings)
+            raise
     return plan
+
+
+def _build(plan: LabPlan, settings: LabSettings, mode: SecurityMode, say: Progress) -> None:
+    topology = plan.topology
+    started = time.perf_counter()
+    namespaces = plan.namespaces()
+    ip_batch(f"netns add {n}" for n in namespaces)
+    say(f"{len(namespaces)} namespaces created")
+    for c in topology.clusters:
+        with entered(plan.gateway_ns(c.name)):
+            write_sysctl(GATEWAY_SYSCTLS)
+    for c in topology.clusters:
+        ip_batch(_gateway_links(plan, c.name), plan.gateway_ns(c.name))
+    for c in topology.clusters:
+        ip_batch(_gateway_routes(plan, c.name), plan.gateway_ns(c.name))
+    say(f"{len(topology.clusters)} gateways wired, {len(plan.tunnels)} tunnels")
+    hosts = [(plan.pod_ns(p.name), _host_lines(str(p.ip))) for p in topology.pods]
+    hosts += [
+        (plan.api_ns(c.name), _host_lines(str(topology.addresses.api_ip(c.name))))
+        for c in topology.clusters
+        if c.api_server
+    ]
+    hosts += [
+        (
+            plan.internet_ns(c.name),
+            [
+                "link set lo up",
+                f"addr add {UPLINK_HOST} dev eth0",
+                f"addr add {plan.internet_ip(c.name)}/32 dev eth0",
+                "link set eth0 up",
+            ],
+        )
+        for c in topology.clusters
+    ]
+    # ip(8) spends its time in the kernel; a few workers overlap the process start-ups.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda h: ip_batch(h[1], h[0]), hosts))
+    say(f"{len(topology.pods)} pods addressed")
+    for c in topology.clusters:
+        with LibNft(plan.gateway_ns(c.name)) as nft:
+            nft.run(kube_script(plan, c.name, settings) + cni_script())
+    apply_modes(plan, mode)
+    say(f"services and {mode.value} enforced in {time.perf_counter() - started:.1f} s")
 
 
 def set_mode(
@@ -243,11 +224,12 @@ def set_mode(
     mode: SecurityMode,
     settings: LabSettings = LabSettings(),
     progress: Progress | None = None,
-) -> dict[str, Outcome]:
+) -> dict[str, SyncResult]:
     """Change a running lab's global default mode at run time (element-only transactions)."""
-    state = load_state(name, settings)
-    out = apply_modes(state.plan(), mode, progress)
-    _save_state(LabState(state.name, state.source, state.topology_text, mode.value), settings)
+    with locked(name, settings):
+        state = load_state(name, settings)
+        out = apply_modes(state.plan(settings), mode, progress)
+        save_state(LabState(state.name, state.source, mode.value, state.generation + 1), settings)
     return out
 
 
@@ -255,10 +237,14 @@ def down(name: str, settings: LabSettings = LabSettings()) -> list[str]:
     """Remove every namespace of the lab and its state; returns what was removed."""
     _require_root()
     check_lab_name(name)
+    with locked(name, settings):
+        return _down(name, settings)
+
+
+def _down(name: str, settings: LabSettings) -> list[str]:
     gone = list_namespaces(f"pw-{name}-")
     delete_namespaces(gone)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(_state_path(name, settings))
+    remove_state(name, settings)
     return gone
 
 
@@ -268,5 +254,5 @@ def gateway_drift(plan: LabPlan, mode: SecurityMode) -> dict[str, list[Drift]]:
     for c in plan.topology.clusters:
         with LibNft(plan.gateway_ns(c.name)) as nft:
             live = read_table(nft, FAMILY, TABLE)
-        out[c.name] = drift(live, build(plan.topology, c.name, mode, plan.addresses))
+        out[c.name] = drift(live, build(desired_state(plan, c.name, mode)))
     return out

@@ -1,34 +1,42 @@
-"""kube-proxy's part in an emulated gateway: service DNAT, hairpin masquerade, Internet egress.
+"""What a cluster's node does besides peerwall, in an emulated gateway: kube-proxy's service
+DNAT, hairpin masquerade and Internet egress (table ``ip pw-kube``), and the CNI's per-pod source
+check (table ``ip pw-cni``).
 
 Each service present in a cluster (at home or reflected) gets a ClusterIP there and a chain that
 DNATs to its backends as that cluster sees them. The backend is picked by the low bits of the
 client's source port rather than at random, so a prober can aim at every backend in turn and
 observe PARTIAL as such; ordinary clients with random ports still spread over all backends.
+
+Real CNIs (Calico, Cilium) stop a pod from sending with another pod's address. peerwall's
+source-based exception (the API server, for pods whose home is here) relies on the peer's CNI
+doing so, so the lab's nodes do it too: a packet from a pod's veth whose source is not routed back
+through that veth (strict reverse-path, nft's ``fib``) is dropped before anything else sees it.
 """
 
 from __future__ import annotations
 
 from peerwall.compile.names import hash8
-from peerwall.compile.ruleset import Chain, Hook, Ruleset
 from peerwall.lab.plan import LabPlan
 from peerwall.settings import LabSettings
 
 TABLE = "pw-kube"
+CNI_TABLE = "pw-cni"
 HAIRPIN_MARK = "0x00004000"
 
 
-def spread(n: int) -> int:
-    """Smallest power of two >= n: how many source-port values the backend choice uses."""
+def next_power_of_two(n: int) -> int:
+    """How many source-port values the backend choice of an ``n``-backend service spans."""
     k = 1
     while k < n:
         k *= 2
     return k
 
 
-def build_kube(plan: LabPlan, cluster: str, settings: LabSettings) -> Ruleset:
+def kube_script(plan: LabPlan, cluster: str, settings: LabSettings) -> str:
+    """The ``ip pw-kube`` table of ``cluster``'s node, as a script that replaces it."""
     t = plan.topology
-    addr = plan.addresses
-    chains: list[Chain] = []
+    addr = t.addresses
+    chains: list[tuple[str, list[str]]] = []
     dispatch: list[str] = []
     nowhere = 0
     for svc in t.services:
@@ -51,29 +59,58 @@ def build_kube(plan: LabPlan, cluster: str, settings: LabSettings) -> Ruleset:
             if pod.physical == cluster:
                 rules.append(f"ip saddr {seen} meta mark set meta mark | {HAIRPIN_MARK}")
             rules.append(f"meta l4proto tcp dnat ip to {seen}:{settings.pod_port}")
-            chains.append(Chain(ep, tuple(rules)))
+            chains.append((ep, rules))
             endpoints.append(ep)
         if not endpoints:
-            body: tuple[str, ...] = ("drop",)
+            body = ["drop"]
         elif len(endpoints) == 1:
-            body = (f"goto {endpoints[0]}",)
+            body = [f"goto {endpoints[0]}"]
         else:
-            k = spread(len(endpoints))
+            k = next_power_of_two(len(endpoints))
             choices = ", ".join(f"{i} : goto {endpoints[i % len(endpoints)]}" for i in range(k))
-            body = (f"tcp sport & {k - 1} vmap {{ {choices} }}",)
-        chains.append(Chain(svc_chain, body))
-    pre = (f"ip daddr . tcp dport vmap {{ {', '.join(dispatch)} }}",) if dispatch else ()
-    post = (
-        f"meta mark & {HAIRPIN_MARK} == {HAIRPIN_MARK} masquerade",
-        'oifname "uplink" masquerade',
-    )
-    return Ruleset(
-        "ip",
-        TABLE,
-        (),
-        (
-            Chain("prerouting", pre, Hook("nat", "prerouting", "dstnat - 10")),
-            Chain("postrouting", post, Hook("nat", "postrouting", "srcnat - 10")),
-            *chains,
-        ),
+            body = [f"tcp sport & {k - 1} vmap {{ {choices} }}"]
+        chains.append((svc_chain, body))
+    pre = [f"ip daddr . tcp dport vmap {{ {', '.join(dispatch)} }}"] if dispatch else []
+    lines = [f"add table ip {TABLE}", f"delete table ip {TABLE}", f"table ip {TABLE} {{"]
+    lines += [
+        "\tchain prerouting {",
+        "\t\ttype nat hook prerouting priority dstnat - 10; policy accept;",
+    ]
+    lines += [f"\t\t{r}" for r in pre] + ["\t}"]
+    lines += [
+        "\tchain postrouting {",
+        "\t\ttype nat hook postrouting priority srcnat - 10; policy accept;",
+    ]
+    lines += [
+        f"\t\tmeta mark & {HAIRPIN_MARK} == {HAIRPIN_MARK} masquerade",
+        '\t\toifname "uplink" masquerade',
+        "\t}",
+    ]
+    for name, rules in chains:
+        lines += [f"\tchain {name} {{", *(f"\t\t{r}" for r in rules), "\t}"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def cni_script() -> str:
+    """The per-pod source check of every lab node (pod veths are ``pv<N>``, the API host's
+    ``api``): strict reverse-path filtering in the prerouting hook, before NAT and peerwall."""
+    return (
+        "\n".join(
+            (
+                f"add table ip {CNI_TABLE}",
+                f"delete table ip {CNI_TABLE}",
+                f"table ip {CNI_TABLE} {{",
+                "\tchain source-check {",
+                "\t\ttype filter hook prerouting priority raw; policy accept;",
+                *(
+                    f'\t\tiifname "{veth}" fib saddr . iif oif missing counter drop'
+                    ' comment "a pod sending with an address that is not its own"'
+                    for veth in ("pv*", "api")
+                ),
+                "\t}",
+                "}",
+            )
+        )
+        + "\n"
     )

@@ -9,6 +9,7 @@ match the interface the traffic came from.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,7 +17,6 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from peerwall.compile.names import tunnel_ifname
 from peerwall.errors import LabError
-from peerwall.model.addressing import AddressPlan
 from peerwall.model.topology import Pod, Topology, link_key
 
 LAB_NAME = re.compile(r"^[a-z0-9]{1,12}$")
@@ -68,10 +68,6 @@ class LabPlan:
                         "uses for its own links and hosts"
                     )
 
-    @cached_property
-    def addresses(self) -> AddressPlan:
-        return self.topology.addresses
-
     @property
     def prefix(self) -> str:
         return f"pw-{self.name}-"
@@ -88,13 +84,10 @@ class LabPlan:
     def api_ns(self, cluster: str) -> str:
         return f"{self.prefix}api-{cluster}"
 
-    @cached_property
-    def pod_index(self) -> dict[str, int]:
-        return {p.name: i for i, p in enumerate(self.topology.pods)}
-
     def pod_veth(self, pod: Pod) -> str:
-        """Gateway side of a pod's veth pair (15 characters at most)."""
-        return f"pv{self.pod_index[pod.name]}"
+        """Gateway side of a pod's veth pair (15 characters at most), named after the pod so
+        that it stays the same when other pods come and go."""
+        return "pv" + hashlib.sha256(pod.name.encode()).hexdigest()[:12]
 
     def internet_ip(self, cluster: str) -> IPv4Address:
         return INTERNET_HOSTS[1 + self.topology.cluster_by_name[cluster].index]

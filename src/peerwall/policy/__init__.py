@@ -1,21 +1,34 @@
-"""The semantics of DESIGN.md §1 as pure functions: truth tables and explanations."""
+"""The semantics of DESIGN.md §1 as pure functions: decisions, truth tables and explanations."""
 
-from peerwall.policy.expect import Expected, admitted_senders, expect
+from peerwall.policy.decide import Decider, Decision, Rule, aggregate
+from peerwall.policy.expect import Expected, expect
 from peerwall.policy.explain import Explanation, explain_cell
 from peerwall.policy.modes import DESCRIPTIONS, EffectiveMode, ModeOrigin, effective_mode
-from peerwall.policy.truthtable import Mismatch, TruthTable
+from peerwall.policy.truthtable import (
+    Comparison,
+    DiffBlock,
+    Mismatch,
+    TableIncomplete,
+    TruthTable,
+)
 from peerwall.policy.verdict import Verdict
 
 __all__ = [
     "DESCRIPTIONS",
+    "Comparison",
+    "Decider",
+    "Decision",
+    "DiffBlock",
     "EffectiveMode",
     "Expected",
     "Explanation",
     "Mismatch",
     "ModeOrigin",
+    "Rule",
+    "TableIncomplete",
     "TruthTable",
     "Verdict",
-    "admitted_senders",
+    "aggregate",
     "effective_mode",
     "expect",
     "explain_cell",

@@ -1,13 +1,19 @@
-"""Why a cell has its verdict: the rule, the receiving cluster, the peering and the mode."""
+"""Why a cell has its verdict, in words: ``Decision``s of ``policy.decide`` put into prose.
+
+Nothing here decides: every verdict and rule comes from the decision procedure; this module only
+adds the names (which service makes a pod a reflected backend, which peerings the topology
+declares) and the sentences.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from peerwall.errors import UnknownName
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Pod, Topology
-from peerwall.policy.modes import MODES, EffectiveMode, ModeOrigin, effective_mode
+from peerwall.policy.decide import Decider, Decision, Rule
+from peerwall.policy.modes import EffectiveMode
 from peerwall.policy.verdict import Verdict
 
 
@@ -55,204 +61,83 @@ def declared(topology: Topology, a: str, b: str) -> str:
     )
 
 
-def _mode(
-    topology: Topology,
-    receiver: str,
-    sender: str,
-    default: SecurityMode,
-    force: SecurityMode | None,
-) -> EffectiveMode:
-    if force is not None:
-        return EffectiveMode(force, ModeOrigin.FORCED)
-    return effective_mode(topology, receiver, sender, default)
+class _Prose:
+    def __init__(self, decider: Decider) -> None:
+        self.decider = decider
+        self.topology = decider.topology
 
-
-def _explain_pod(
-    topology: Topology, src: Pod, dst: Pod, default: SecurityMode, force: SecurityMode | None = None
-) -> Explanation:
-    a, r = src.physical, dst.physical
-    e = Explanation
-    if a == r:
-        return e(
-            src.name,
-            dst.name,
-            Verdict.YES,
-            "intra-cluster",
-            f"both run in {a}; traffic inside a physical cluster is never filtered",
-        )
-    if not topology.peered(a, r):
-        return e(
-            src.name,
-            dst.name,
-            Verdict.NO,
-            "no-peering",
-            f"{src.name} runs in {a}, {dst.name} in {r}, and {a} and {r} are not peered: no route",
-        )
-    mode = _mode(topology, r, a, default, force)
-    link = (a, r)
-    if mode.mode is SecurityMode.FULL_POD_TO_POD:
-        return e(
-            src.name,
-            dst.name,
-            Verdict.YES,
-            "full-pod-to-pod",
-            f"{r} admits every pod of {a}",
-            r,
-            link,
-            mode,
-        )
-    if dst.home == a:
-        return e(
-            src.name,
-            dst.name,
-            Verdict.YES,
-            "segregation-offloaded-here",
-            f"{dst.name} was offloaded by {a} into {r}",
-            r,
-            link,
-            mode,
-        )
-    for s in topology.services:
-        if s.home == r and a in s.reflected_to and dst.name in s.backends:
-            return e(
-                src.name,
-                dst.name,
-                Verdict.YES,
-                "segregation-reflected-backend",
-                f"{dst.name} backs service {s.name} of {r}, whose namespace "
-                f"{s.namespace!r} is offloaded to {a}",
-                r,
-                link,
-                mode,
+    def explanation(self, src: Pod, destination: str, d: Decision) -> Explanation:
+        peering = (d.sender, d.receiver) if d.sender and d.receiver else None
+        backends: tuple[Explanation, ...] = ()
+        if d.backends:
+            svc = self.topology.service_by_name[destination]
+            backends = tuple(
+                self.explanation(src, b, part)
+                for b, part in zip(svc.backends, d.backends, strict=True)
             )
-    return e(
-        src.name,
-        dst.name,
-        Verdict.NO,
-        "segregation-denied",
-        f"{dst.name} was not offloaded by {a} and backs no service of {r} reflected to {a}",
-        r,
-        link,
-        mode,
-    )
-
-
-def _explain_cell(
-    topology: Topology,
-    source: str,
-    destination: str,
-    default: SecurityMode,
-    force: SecurityMode | None = None,
-) -> Explanation:
-    src = topology.pod_by_name.get(source)
-    if src is None:
-        raise UnknownName(f"unknown source pod {source!r} (sources are pods)")
-    a = src.physical
-    e = Explanation
-    dst_pod = topology.pod_by_name.get(destination)
-    if dst_pod is not None:
-        return _explain_pod(topology, src, dst_pod, default, force)
-    svc = topology.service_by_name.get(destination)
-    if svc is not None:
-        if a not in svc.present_in:
-            where = ", ".join(svc.present_in)
-            return e(
-                source,
-                destination,
-                Verdict.NO,
-                "service-absent",
-                f"{svc.name} exists only in {where}, not in {a} where {source} runs",
-            )
-        parts = tuple(
-            explain_pod(topology, src, topology.pod_by_name[b], default, force)
-            for b in svc.backends
-        )
-        ok = sum(p.verdict is Verdict.YES for p in parts)
-        if not parts:
-            return e(
-                source, destination, Verdict.NO, "service-no-backends", f"{svc.name} selects no pod"
-            )
-        verdict = Verdict.YES if ok == len(parts) else Verdict.PARTIAL if ok else Verdict.NO
-        return e(
-            source,
+        return Explanation(
+            src.name,
             destination,
-            verdict,
-            "service-backends",
-            f"{svc.name} exists in {a}; {ok} of {len(parts)} backends reachable",
-            backends=parts,
+            d.verdict,
+            d.rule.value,
+            self.reason(src, destination, d),
+            d.receiver,
+            peering,
+            d.mode,
+            backends,
+            declared(self.topology, *peering) if peering else "",
         )
-    for c in topology.clusters:
-        if destination == c.internet:
-            if a == c.name:
-                return e(
-                    source,
-                    destination,
-                    Verdict.YES,
-                    "internet-own",
-                    f"egress leaves through {a}, where {source} runs",
-                )
-            return e(
-                source,
-                destination,
-                Verdict.NO,
-                "internet-other",
-                f"{source} runs in {a}; only {c.name}'s pods leave through {c.name}",
-            )
-        if destination == c.api_server:
-            k = c.name
-            if a == k:
-                return e(
-                    source,
-                    destination,
-                    Verdict.YES,
-                    "api-local",
-                    f"{source} runs in {k}, next to its API server",
-                )
-            if not topology.peered(a, k):
-                return e(
-                    source,
-                    destination,
-                    Verdict.NO,
-                    "no-peering",
-                    f"{a} and {k} are not peered: no route",
-                )
-            mode = _mode(topology, k, a, default, force)
-            if MODES[mode.mode].admits_api(src.home, k):
-                rule = (
-                    "api-full-pod-to-pod"
-                    if mode.mode is SecurityMode.FULL_POD_TO_POD
-                    else "api-home-cluster"
-                )
-                why = (
-                    f"{k} admits every pod of {a}"
-                    if rule == "api-full-pod-to-pod"
-                    else f"{source} was offloaded by {k}: it may reach its home API server"
-                )
-                return e(source, destination, Verdict.YES, rule, why, k, (a, k), mode)
-            return e(
-                source,
-                destination,
-                Verdict.NO,
-                "api-segregated",
-                f"{source}'s home is {src.home}, not {k}",
-                k,
-                (a, k),
-                mode,
-            )
-    raise UnknownName(f"unknown destination {destination!r}")
 
-
-def _with_declared(topology: Topology, e: Explanation) -> Explanation:
-    if e.peering is None or e.declared:
-        return e
-    return replace(e, declared=declared(topology, *e.peering))
-
-
-def explain_pod(
-    topology: Topology, src: Pod, dst: Pod, default: SecurityMode, force: SecurityMode | None = None
-) -> Explanation:
-    """Why pod ``src`` can or cannot open a connection to pod ``dst``."""
-    return _with_declared(topology, _explain_pod(topology, src, dst, default, force))
+    def reason(self, src: Pod, dst: str, d: Decision) -> str:
+        t = self.topology
+        a, s = src.physical, src.name
+        r = d.receiver
+        match d.rule:
+            case Rule.INTRA_CLUSTER:
+                return f"both run in {a}; traffic inside a physical cluster is never filtered"
+            case Rule.NO_PEERING:
+                if dst in t.pod_by_name:
+                    there = t.pod_by_name[dst].physical
+                    return f"{s} runs in {a}, {dst} in {there}, and {a} and {there} are not peered: no route"
+                return f"{a} and {self.decider.apis[dst]} are not peered: no route"
+            case Rule.FULL_POD_TO_POD | Rule.API_FULL_POD_TO_POD:
+                return f"{r} admits every pod of {a}"
+            case Rule.SEGREGATION_OFFLOADED_HERE:
+                return f"{dst} was offloaded by {a} into {r}"
+            case Rule.SEGREGATION_REFLECTED_BACKEND:
+                svc = next(
+                    v
+                    for v in t.services
+                    if v.home == r and a in v.reflected_to and dst in v.backends
+                )
+                return (
+                    f"{dst} backs service {svc.name} of {r}, whose namespace "
+                    f"{svc.namespace!r} is offloaded to {a}"
+                )
+            case Rule.SEGREGATION_DENIED:
+                return (
+                    f"{dst} was not offloaded by {a} and backs no service of {r} reflected to {a}"
+                )
+            case Rule.SERVICE_ABSENT:
+                where = ", ".join(t.service_by_name[dst].present_in)
+                return f"{dst} exists only in {where}, not in {a} where {s} runs"
+            case Rule.SERVICE_NO_BACKENDS:
+                return f"{dst} selects no pod"
+            case Rule.SERVICE_BACKENDS:
+                ok = sum(b.verdict is Verdict.YES for b in d.backends)
+                return f"{dst} exists in {a}; {ok} of {len(d.backends)} backends reachable"
+            case Rule.INTERNET_OWN:
+                return f"egress leaves through {a}, where {s} runs"
+            case Rule.INTERNET_OTHER:
+                k = self.decider.internets[dst]
+                return f"{s} runs in {a}; only {k}'s pods leave through {k}"
+            case Rule.API_LOCAL:
+                return f"{s} runs in {a}, next to its API server"
+            case Rule.API_HOME_CLUSTER:
+                return f"{s} was offloaded by {r}: it may reach its home API server"
+            case Rule.API_SEGREGATED:
+                return f"{s}'s home is {src.home}, not {r}"
+        raise AssertionError(f"no words for rule {d.rule}")  # pragma: no cover
 
 
 def explain_cell(
@@ -263,4 +148,12 @@ def explain_cell(
     force: SecurityMode | None = None,
 ) -> Explanation:
     """Why the cell (``source``, ``destination``) of the truth table has its verdict."""
-    return _with_declared(topology, _explain_cell(topology, source, destination, default, force))
+    src = topology.pod_by_name.get(source)
+    if src is None:
+        raise UnknownName(f"unknown source pod {source!r} (sources are pods)")
+    decider = Decider(topology, default, force)
+    try:
+        decision = decider.cell(source, destination)
+    except KeyError:
+        raise UnknownName(f"unknown destination {destination!r}") from None
+    return _Prose(decider).explanation(src, destination, decision)

@@ -1,4 +1,4 @@
-"""The two security modes as policies, and which one governs a given connection.
+"""The two security modes: which one governs a given connection, and what each means.
 
 A mode is enforced by the receiving cluster on traffic arriving from a peer; the most specific
 setting wins: the peering's ``securityMode``, else the receiver's install-time one, else the global
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
 
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
@@ -49,50 +48,6 @@ def effective_mode(
         return EffectiveMode(installed, ModeOrigin.CLUSTER)
     return EffectiveMode(default, ModeOrigin.DEFAULT)
 
-
-class ModePolicy(Protocol):
-    """What a receiving cluster admits from a peer, for traffic that crosses the peering."""
-
-    mode: SecurityMode
-
-    def admits_pod(self, sender: str, allowed_senders: frozenset[str]) -> bool:
-        """May a pod of ``sender`` open a connection to a local pod admitting ``allowed_senders``?"""
-        ...
-
-    def admits_api(self, source_home: str, receiver: str) -> bool:
-        """May a pod whose home is ``source_home`` reach ``receiver``'s API server?"""
-        ...
-
-
-class FullPodToPod:
-    """Every pod of a peer may open connections to every local pod."""
-
-    mode = SecurityMode.FULL_POD_TO_POD
-
-    def admits_pod(self, sender: str, allowed_senders: frozenset[str]) -> bool:
-        return True
-
-    def admits_api(self, source_home: str, receiver: str) -> bool:
-        return True
-
-
-class IntraClusterTrafficSegregation:
-    """A peer may reach only the pods it offloaded here and the local backends of the services
-    reflected to it; the API server only from pods whose home is the receiver."""
-
-    mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
-
-    def admits_pod(self, sender: str, allowed_senders: frozenset[str]) -> bool:
-        return sender in allowed_senders
-
-    def admits_api(self, source_home: str, receiver: str) -> bool:
-        return source_home == receiver
-
-
-MODES: dict[SecurityMode, ModePolicy] = {
-    SecurityMode.FULL_POD_TO_POD: FullPodToPod(),
-    SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION: IntraClusterTrafficSegregation(),
-}
 
 DESCRIPTIONS = {
     SecurityMode.FULL_POD_TO_POD: (

@@ -1,0 +1,82 @@
+"""Topology + modes -> the desired state of one cluster's gateway (``compile.state``).
+
+The per-peer sets are where the decision procedure's segregation rules become addresses: a pod
+running here whose home is peer A (offloaded by A) goes in A's ``offloaded`` set; a pod backing a
+service reflected to A goes in A's ``backends`` set (``PodClass`` carries both facts, so the sets
+and the truth tables come from the same classes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from ipaddress import IPv4Address
+
+from peerwall.compile import names
+from peerwall.compile.state import (
+    API_PORT,
+    CONNCHECK_PORT,
+    ApiServer,
+    GatewayState,
+    PeerState,
+    PrefixNat,
+    SetKind,
+)
+from peerwall.model.spec import SecurityMode
+from peerwall.model.topology import Topology
+from peerwall.policy.decide import Decider
+
+
+def gateway_state(
+    topology: Topology,
+    cluster: str,
+    default_mode: SecurityMode = SecurityMode.FULL_POD_TO_POD,
+    *,
+    force: SecurityMode | None = None,
+    api_port: int = API_PORT,
+    conncheck_port: int | None = CONNCHECK_PORT,
+    tunnel: Callable[[str], str] = names.tunnel_ifname,
+    tunnel_pattern: str = names.LAB_TUNNEL_PATTERN,
+    gateways: Mapping[str, IPv4Address] | None = None,
+    nat: bool = True,
+) -> GatewayState:
+    """The state ``cluster``'s gateway enforces. ``tunnel(peer)`` names the interface of each
+    peer; ``gateways`` gives each peer gateway's tunnel address where known; ``nat`` makes this
+    gateway do the CIDR remapping itself (the lab; Liqo v1 remaps on its own)."""
+    decider = Decider(topology, default_mode, force)
+    addresses = topology.addresses
+    me = topology.cluster_by_name[cluster]
+    members: dict[str, dict[SetKind, set[IPv4Address]]] = {
+        p: {k: set() for k in SetKind} for p in topology.peers[cluster]
+    }
+    for pod in topology.pods:
+        if pod.physical == cluster:
+            cls = decider.pod_class(pod)
+            if cls.home != cluster and cls.home in members:
+                members[cls.home][SetKind.OFFLOADED].add(pod.ip)
+            for peer in cls.backs_for:
+                if peer in members:
+                    members[peer][SetKind.BACKENDS].add(pod.ip)
+        elif pod.home == cluster and pod.physical in members and me.api_server:
+            seen = addresses.pod_seen_from(pod, cluster)
+            if seen is not None:
+                members[pod.physical][SetKind.API_CLIENTS].add(seen)
+
+    api = ApiServer(addresses.api_ip(cluster), api_port) if me.api_server else None
+    peers = {}
+    for peer in topology.peers[cluster]:
+        seen_by_peer = addresses.view(peer, cluster)
+        peers[peer] = PeerState(
+            name=peer,
+            tunnel=tunnel(peer),
+            mode=decider.mode(cluster, peer).mode,
+            sources=(addresses.view(cluster, peer),),
+            # The API server sits inside the pod CIDR: FullPodToPod opens it with the CIDR.
+            full_access=(me.pod_cidr,),
+            members={k: frozenset(v) for k, v in members[peer].items()},
+            api=api,
+            gateway=(gateways or {}).get(peer),
+            nat=PrefixNat(seen_by_peer, me.pod_cidr)
+            if nat and seen_by_peer != me.pod_cidr
+            else None,
+        )
+    return GatewayState(cluster, peers, tunnel_pattern, conncheck_port)

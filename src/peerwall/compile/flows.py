@@ -1,0 +1,99 @@
+"""Which tracked connections the desired state would not have let through, or not this way.
+
+``ct state established,related accept`` comes first in the forward hook, so once a connection is
+tracked its packets no longer meet the per-peer rules. When a change narrows what a peer may
+reach (a switch to segregation, a pod leaving a set, a repair after the table was deleted), the
+agent asks ``stale`` of every tracked connection and deletes the entries it names: their next
+packet is then a new connection, and meets the rules. Flows that are still allowed are left
+alone, so they survive any change.
+
+A connection is stale when:
+- it came from a peer (its original source is one of the peer's addresses) to a local
+  destination the state does not admit for that peer (after the receiver's DNAT, the reply's
+  source is the real destination);
+- it came from a peer and its NAT binding is not the one the rules make (the entry was created
+  while the table, and its NAT, were missing);
+- it went from a local pod to a peer whose remapping we do, without the source NAT the rules make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from peerwall.compile.build import cidrs_elements
+from peerwall.compile.state import GatewayState, PeerState, SetKind
+from peerwall.model.addressing import translate
+
+__all__ = ["Flow", "Tuple", "stale"]
+
+
+@dataclass(frozen=True)
+class Tuple:
+    src: IPv4Address
+    dst: IPv4Address
+    sport: int | None = None
+    dport: int | None = None
+    """Ports (TCP, UDP); for ICMP, ``dport`` holds the type."""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One conntrack entry: the first packet's tuple, and the tuple its replies carry."""
+
+    proto: str  # tcp | udp | icmp | other
+    orig: Tuple
+    reply: Tuple
+
+
+def _in(a: IPv4Address, nets: tuple[IPv4Network, ...]) -> bool:
+    return any(a in n for n in nets)
+
+
+def _admitted(state: GatewayState, peer: PeerState, flow: Flow) -> bool:
+    dst = flow.reply.src  # the real destination, after any DNAT of ours
+    if any(dst in e if isinstance(e, IPv4Network) else dst == e for e in cidrs_elements(peer)):
+        return True
+    if dst in peer.addresses(SetKind.OFFLOADED) or dst in peer.addresses(SetKind.BACKENDS):
+        return True
+    api = peer.api
+    if (
+        api is not None
+        and dst == api.address
+        and flow.proto == "tcp"
+        and flow.reply.sport == api.port
+        and flow.orig.src in peer.addresses(SetKind.API_CLIENTS)
+    ):
+        return True
+    # The link's own needs, towards the gateway itself.
+    from_gateway = peer.gateway is None or flow.orig.src == peer.gateway
+    if from_gateway and flow.proto == "icmp" and flow.orig.dport == 8:  # echo-request
+        return True
+    return (
+        from_gateway
+        and flow.proto == "udp"
+        and state.conncheck_port is not None
+        and flow.orig.dport == state.conncheck_port
+    )
+
+
+def stale(state: GatewayState, flow: Flow) -> str | None:
+    """Why the entry must go, or None if the state would have let it be exactly as it is."""
+    for peer in state.peers.values():
+        if _in(flow.orig.src, peer.sources):
+            nat = peer.nat
+            if nat is not None and flow.orig.dst in nat.seen_by_peer:
+                want = translate(flow.orig.dst, nat.seen_by_peer, nat.local)
+                if flow.reply.src != want:
+                    return f"from {peer.name}: NAT binding {flow.reply.src}, the rules make {want}"
+            if not _admitted(state, peer, flow):
+                return f"from {peer.name} to {flow.reply.src}: not admitted for {peer.name}"
+            return None
+        if _in(flow.orig.dst, peer.sources) and peer.nat is not None:
+            nat = peer.nat
+            if flow.orig.src in nat.local:
+                want = translate(flow.orig.src, nat.local, nat.seen_by_peer)
+                if flow.reply.dst != want:
+                    return f"to {peer.name}: source NAT {flow.reply.dst}, the rules make {want}"
+            return None
+    return None

@@ -1,0 +1,76 @@
+"""The demo: a topology brought up in namespaces, probed under each mode, torn down.
+
+The orchestration lives here, below the CLI; the CLI only renders what each step yields.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from peerwall.lab import build as labs
+from peerwall.lab.probing import observe_lab
+from peerwall.lab.state import lab_folder
+from peerwall.model import SecurityMode, Topology
+from peerwall.policy import Comparison, TruthTable, expect
+from peerwall.settings import LabSettings, ProbeSettings
+from peerwall.verify.observe import Observed
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModeRun:
+    mode: SecurityMode
+    expected: TruthTable
+    observed: Observed
+    wrong: Comparison
+    differs_from_full: set[tuple[str, str]]
+    """Observed cells that differ from the observed FullPodToPod table (empty for it)."""
+
+
+def run(
+    name: str,
+    topology: Topology,
+    text: str,
+    source: str,
+    modes: Sequence[SecurityMode],
+    *,
+    lab: LabSettings = LabSettings(),
+    probe: ProbeSettings = ProbeSettings(),
+    say: Say = lambda _m: None,
+    progress: Callable[[str], Callable[[int, int], None] | None] = lambda _label: None,
+) -> Iterator[ModeRun]:
+    """Yield one ``ModeRun`` per mode; the lab is removed when the iteration ends, however."""
+    plan = labs.up(name, topology, text, source, modes[0], lab, progress=say)
+    full: TruthTable | None = None
+    try:
+        for mode in modes:
+            if mode is not modes[0]:  # `up` already enforced the first one
+                started = time.perf_counter()
+                for cluster, o in labs.apply_modes(plan, mode).items():
+                    if o.changed:
+                        say(
+                            f"{cluster}: switched to {mode.value} with +{o.added}/-{o.removed} "
+                            f"set elements in {(time.perf_counter() - started) * 1000:.1f} ms"
+                        )
+            observed = observe_lab(
+                plan,
+                mode.value,
+                lab,
+                probe,
+                progress(f"probing under {mode.value}"),
+                lab_folder(name, lab),
+            )
+            expected = expect(topology, mode).table
+            if mode is SecurityMode.FULL_POD_TO_POD:
+                full = observed.table
+            highlight = (
+                observed.table.differing(full)
+                if full is not None and mode is not SecurityMode.FULL_POD_TO_POD
+                else set()
+            )
+            yield ModeRun(mode, expected, observed, expected.compare(observed.table), highlight)
+    finally:
+        labs.down(name, lab)

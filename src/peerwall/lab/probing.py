@@ -1,0 +1,36 @@
+"""A lab's table observed by real packets: the cells of ``verify``, probed through ``LabSite``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from peerwall.lab.plan import LabPlan
+from peerwall.lab.site import LabSite
+from peerwall.probe.runner import NetnsRunner
+from peerwall.settings import LabSettings, ProbeSettings
+from peerwall.verify.cells import Addressing, plan_cells
+from peerwall.verify.observe import Observed, observe
+
+
+def observe_lab(
+    plan: LabPlan,
+    mode: str,
+    lab: LabSettings = LabSettings(),
+    probe: ProbeSettings = ProbeSettings(),
+    progress: Callable[[int, int], None] | None = None,
+    state_dir: str | None = None,
+) -> Observed:
+    """Probe every cell of ``plan``'s table. ``state_dir`` (the lab's own folder) keeps the
+    rotating source-port window between runs."""
+    t = plan.topology
+    how = Addressing(plan.internet_ip, lab.pod_port, lab.api_port)
+    cells = plan_cells(t, how)
+    window = os.path.join(state_dir, "probe-ports") if state_dir else None
+    runner = NetnsRunner(
+        LabSite(plan, lab, window), {p.name: p.physical for p in t.pods}, probe, progress
+    )
+    started = time.perf_counter()
+    observed = observe(runner, mode, t.sources, t.destinations, cells)
+    return Observed(observed.table, observed.cells, time.perf_counter() - started, runner.attempts)

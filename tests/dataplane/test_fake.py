@@ -1,0 +1,53 @@
+"""The in-memory nft behaves as the kernel does on the scripts peerwall writes (a differential
+test: the same scripts, failures included, on both, read back the same)."""
+
+from __future__ import annotations
+
+import pytest
+from nftlab import FULL, same, seed_table, three_table
+
+from peerwall.compile import names
+from peerwall.compile.diff import diff
+from peerwall.compile.nft import render_replace, render_table
+from peerwall.compile.state import SetKind
+from peerwall.dataplane.fake import FakeNft
+from peerwall.dataplane.nft import LibNft
+from peerwall.dataplane.readback import read_table
+from peerwall.errors import NftError
+
+BACKENDS = names.peer_set("C2", SetKind.BACKENDS)
+SCRIPTS = [
+    render_replace(seed_table()),
+    f"add element inet peerwall {BACKENDS} {{ 10.244.3.3 }}\n",
+    f"add element inet peerwall {BACKENDS} {{ 10.244.3.3 }}\n",  # adding twice is fine
+    f"delete element inet peerwall {BACKENDS} {{ 10.244.9.9 }}\n",  # missing: refused
+    f"add element inet peerwall {BACKENDS} {{ 10.244.0.0/24 }}\n",  # a range in a hash set
+    f"delete chain inet peerwall {names.peer_chain('C2')}\n",  # still referenced: refused
+    f"delete set inet peerwall {BACKENDS}\n",  # still referenced: refused
+    diff(seed_table(), seed_table(mode=FULL)).script,
+    render_table(seed_table()),  # a table block over an existing table appends its rules
+    render_replace(three_table()),
+    "add table inet peerwall\nadd chain inet peerwall c\nadd rule inet peerwall nope accept\n",
+    'add rule inet peerwall filter-forward tcp dport 22 counter accept comment "ssh"\n',
+    "flush table inet peerwall\n",
+    "delete table inet peerwall\n",
+    "delete table inet peerwall\n",  # missing: refused
+]
+
+
+@pytest.mark.lab
+def test_the_fake_and_the_kernel_agree_script_by_script(nft: LibNft) -> None:
+    fake = FakeNft()
+    for i, script in enumerate(SCRIPTS):
+        outcomes = []
+        for backend in (fake, nft):
+            try:
+                backend.run(script)
+                outcomes.append("ok")
+            except NftError:
+                outcomes.append("refused")
+        assert outcomes[0] == outcomes[1], (i, script, outcomes)
+        assert same(read_table(fake, "inet", "peerwall"), read_table(nft, "inet", "peerwall")), (
+            i,
+            script,
+        )
