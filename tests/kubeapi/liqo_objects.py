@@ -329,9 +329,15 @@ def is_gateway_server(topology: Topology, cluster: str, peer: str) -> bool:
     raise ValueError(f"{cluster} and {peer} are not peered")
 
 
-def cluster_objects(topology: Topology, cluster: str) -> list[Obj]:
+def cluster_objects(
+    topology: Topology, cluster: str, api_ip: IPv4Address | None = None
+) -> list[Obj]:
     """Every object Liqo (and Kubernetes) would hold in ``cluster`` for ``topology``. Cluster IDs
-    are the clusters' names, lowercased: make them valid IDs in the topology itself."""
+    are the clusters' names: they must be valid IDs (lowercase) in the topology itself.
+
+    The API server's IP resource holds ``api_ip``, by default the address the topology gives the
+    cluster's API server (none if it names none); a real cluster's is the ``kubernetes``
+    ClusterIP (``api_cluster_ip``)."""
     t, plan = topology, topology.addresses
     me = t.cluster_by_name[cluster]
     out: list[Obj] = [
@@ -339,9 +345,12 @@ def cluster_objects(topology: Topology, cluster: str) -> list[Obj]:
         namespace("default"),
         cluster_id_configmap(cluster),
         pod_cidr_network(me.pod_cidr),
-        api_server_ip(api_cluster_ip(t, cluster), EXTERNAL_CIDR.network_address + 1),
         node(WORKER),
     ]
+    if api_ip is None and me.api_server:
+        api_ip = plan.api_ip(cluster)
+    if api_ip is not None:
+        out.append(api_server_ip(api_ip, EXTERNAL_CIDR.network_address + 1))
     for peer in t.peers[cluster]:
         out += [
             foreign_cluster(peer),

@@ -202,7 +202,9 @@ def test_remapped_pod_ips_are_translated_back(backend: str, tmp_path: Path) -> N
 
 def test_api_server_address_follows_its_ip_resource(backend: str, tmp_path: Path) -> None:
     async def main() -> None:
-        async with running(backend, tmp_path, L.cluster_objects(three(), "c1")) as h:
+        async with running(
+            backend, tmp_path, L.cluster_objects(three(), "c1", L.api_cluster_ip(three(), "c1"))
+        ) as h:
             api = lambda: h.state().peers["c2"].api  # noqa: E731
             assert api() is not None and str(api().address) == "10.96.0.1" and api().port == 443
             assert [str(n) for n in h.state().peers["c2"].full_access] == [

@@ -126,3 +126,12 @@ def test_list_pages_selectors_and_watch(tmp_path: Path) -> None:
                 await api.aclose()
 
     run(main())
+
+
+def test_the_charts_crd_is_this_one() -> None:
+    """The chart ships the CRD it copied from deploy/crds: they must not drift apart."""
+    ours = yaml.safe_load((REPO / "deploy" / "crds" / "peeringsecurity.yaml").read_text())
+    chart = yaml.safe_load(
+        (REPO / "deploy" / "helm" / "peerwall" / "crds" / "peeringsecurity.yaml").read_text()
+    )
+    assert ours == chart

@@ -92,11 +92,12 @@ OFFLOADING_REQUIRED = "OffloadingRequired"
 name, ``foreignclusterutils.UniqueName``); this condition is True for every provider selected
 (``pkg/liqo-controller-manager/offloading/namespaceoffloading-controller/status.go``)."""
 
-CLUSTER_ID_CONFIGMAP_LABEL = "app.kubernetes.io/name=clusterid-configmap"
+CLUSTER_ID_CONFIGMAP = "liqo-clusterid-configmap"
 CLUSTER_ID_KEY = "CLUSTER_ID"
 """The local cluster ID: ConfigMap ``liqo-clusterid-configmap`` in the Liqo namespace (the Helm
-release's, ``deployments/liqo/templates/liqo-clusterid-configmap.yaml``); Liqo finds it by this
-label (``pkg/consts/clusterid.go``, ``pkg/utils/cluster_info.go``), and so do we."""
+release's, ``deployments/liqo/templates/liqo-clusterid-configmap.yaml``). Liqo itself finds it by
+the label ``app.kubernetes.io/name=clusterid-configmap`` (``pkg/consts/clusterid.go``); we select
+it by name, which RBAC can restrict to (``resourceNames``) where a label cannot be."""
 
 NETWORK_TYPE = "ipam.liqo.io/network-type"
 POD_CIDR_NETWORK = "pod-cidr"

@@ -36,7 +36,7 @@ def watch_specs(settings: Settings) -> list[tuple[WatchSpec, PodRole | None]]:
     if peer:
         shadow += f",{liqo.ORIGIN}={peer}"
     specs: list[tuple[WatchSpec, PodRole | None]] = [
-        (WatchSpec(liqo.CONFIGMAP, ns, liqo.CLUSTER_ID_CONFIGMAP_LABEL), None),
+        (WatchSpec(liqo.CONFIGMAP, ns, fields=f"metadata.name={liqo.CLUSTER_ID_CONFIGMAP}"), None),
         (WatchSpec(liqo.FOREIGN_CLUSTER), None),
         (WatchSpec(liqo.CONFIGURATION, labels=remote), None),
         (WatchSpec(liqo.GATEWAY_SERVER, labels=remote), None),
