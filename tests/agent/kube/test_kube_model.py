@@ -184,3 +184,17 @@ def test_backends_exclude_addresses_outside_the_local_pod_cidrs() -> None:
     assert m.desired.snapshot().peers["c2"].addresses(SetKind.BACKENDS) == {
         IPv4Address("10.10.0.3")
     }
+
+
+def test_disagreeing_peeringsecurities_segregate() -> None:
+    """The CRD names each after its peer (CEL), so two cannot coexist; an older CRD could."""
+    m = model(default_mode=SecurityMode.FULL_POD_TO_POD)
+    m.apply(liqo.PEERING_SECURITY, L.peering_security("c2", "FullPodToPod"))
+    assert m.desired.snapshot().peers["c2"].mode is SecurityMode.FULL_POD_TO_POD
+    m.apply(
+        liqo.PEERING_SECURITY,
+        L.peering_security("c2", "IntraClusterTrafficSegregation", name="other"),
+    )
+    assert m.desired.snapshot().peers["c2"].mode is SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    m.remove(liqo.PEERING_SECURITY, L.peering_security("c2", "", name="other"))
+    assert m.desired.snapshot().peers["c2"].mode is SecurityMode.FULL_POD_TO_POD
