@@ -30,8 +30,9 @@ from peerwall.model.load import load_topology
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
 
-SEED = Path("/work/shared/reference/seed-topology.yaml")
 HERE = Path(__file__).parent
+SEED = HERE.parents[2] / "src" / "peerwall" / "examples" / "seed.yaml"
+"""The seed's example topology as the package ships it (reference/seed-topology.yaml)."""
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 
@@ -39,8 +40,7 @@ SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 def seed_text() -> str:
     """The seed with valid Liqo cluster IDs (lowercase) and its API servers named, so that the
     file's picture has what every Kubernetes cluster has."""
-    text = (HERE / "seed-topology.yaml").read_text()
-    return text
+    return (HERE / "seed-topology.yaml").read_text()
 
 
 def net(s: str) -> IPv4Network:
@@ -93,12 +93,16 @@ def expected(cluster: str, mode: SecurityMode) -> GatewayState:
 def test_the_seed_copy_is_the_seed() -> None:
     """The test's copy differs from the reference only in cluster IDs and named API servers."""
     ours = load_topology(seed_text())
-    if SEED.exists():
-        ref = load_topology(SEED.read_text())
-        assert [(p.name, p.ip, p.namespace, p.labels) for p in ours.pods] == [
-            (p.name, p.ip, p.namespace, p.labels) for p in ref.pods
-        ]
-        assert [c.pod_cidr for c in ours.clusters] == [c.pod_cidr for c in ref.clusters]
+    ref = load_topology(SEED.read_text())
+    assert [
+        (p.name, p.ip, p.namespace, p.labels, p.home.lower(), p.physical.lower()) for p in ref.pods
+    ] == [(p.name, p.ip, p.namespace, p.labels, p.home, p.physical) for p in ours.pods]
+    assert [(c.name.lower(), c.pod_cidr, c.service_cidr) for c in ref.clusters] == [
+        (c.name, c.pod_cidr, c.service_cidr) for c in ours.clusters
+    ]
+    assert [(s.name, s.backends, s.reflected_to) for s in ours.services] == [
+        (s.name, s.backends, tuple(r.lower() for r in s.reflected_to)) for s in ref.services
+    ]
     assert {p.name: p.ip for p in ours.pods} == {
         "P1": ip("10.244.0.1"),
         "P2": ip("10.244.0.2"),
