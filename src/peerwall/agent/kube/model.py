@@ -340,7 +340,8 @@ class LiqoModel:
         peer = _labels(obj).get(liqo.REMOTE_CLUSTER_ID)
         old = self._configs.pop(k, None)
         if not deleted and peer:
-            spec_pods = ((obj.get("spec") or {}).get("remote") or {}).get("cidr", {}).get("pod")
+            spec_cidr = ((obj.get("spec") or {}).get("remote") or {}).get("cidr") or {}
+            spec_pods = spec_cidr.get("pod") or ()
             status_remote = (obj.get("status") or {}).get("remote")
             remapped = None
             if status_remote and (status_remote.get("cidr") or {}).get("pod"):
