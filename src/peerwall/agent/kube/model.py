@@ -1,0 +1,662 @@
+"""Liqo's objects -> contributions to a ``DesiredState``: the Kubernetes source's logic, no I/O.
+
+``LiqoModel.apply``/``remove`` take one watched object at a time, in whatever order the watches
+deliver them, and keep the desired state equal to what the objects seen so far imply. Facts that
+join several kinds (a consumer's pod on a virtual node needs the node's provider and that
+provider's CIDR remapping; an EndpointSlice needs its namespace's offloading and its Service's
+annotations) are recomputed for the objects a change touches, so the result does not depend on
+the order of arrival.
+
+Decisions on Liqo's semantics (citations in ``liqo``):
+
+* ``sources`` of a peer: its *original* pod CIDRs, ``Configuration.spec.remote.cidr.pod``: Liqo
+  source-NATs the peer's traffic into the remapped CIDR only at postrouting, after our forward hook.
+* OFFLOADED of consumer C: IPs of local pods labelled ``liqo.io/managed-by=shadowpod`` and
+  ``offloading.liqo.io/origin=C`` *in a namespace labelled* ``liqo.io/remote-cluster-id=C`` (Liqo
+  labels the namespaces it creates for C, and ordinary users cannot create pods there with a
+  forged origin as easily as in their own namespace).
+* API_CLIENTS of provider P: the consumer's pods on P's virtual nodes. Their local status IP is
+  the *remapped* one (the virtual kubelet maps the remote IP from ``spec`` to ``status`` CIDRs,
+  ``pkg/virtualKubelet/reflection/workload/podns.go`` ``MapPodIP``); their packets reach our
+  forward hook with the original, so the IP is mapped back from ``status`` to ``spec``.
+* BACKENDS of X: addresses of local EndpointSlices (Kubernetes' own controller) in namespaces
+  whose NamespaceOffloading selects X, if Liqo reflects the slice (the annotation rules of
+  ``pkg/virtualKubelet/reflection/exposition/endpointslice.go`` ``ShouldSkipReflection``), keeping
+  only endpoints that run here: not on a virtual node and inside the local pod CIDRs. Liqo does
+  reflect endpoints on *other* providers' virtual nodes to X (``forge.EndpointToBeReflected``),
+  which X would reach through us; DESIGN §1 admits only backends running in R, and FullPodToPod's
+  ``full_access`` (the local pod CIDRs) does not admit them either, so neither mode opens transit.
+* Terminal pods (Succeeded/Failed) contribute nothing: their IPs may already belong to others.
+* A peer exists when a ForeignCluster names it and its Configuration gives its pod CIDRs. Its mode
+  is its PeeringSecurity's, else the chart default; two PeeringSecurities that disagree, or one
+  with an unknown mode, give IntraClusterTrafficSegregation (the stricter, fail-closed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
+from typing import Any
+
+from peerwall.agent.desired import DesiredState
+from peerwall.agent.kube import liqo
+from peerwall.compile.state import ApiServer, PeerState, SetKind
+from peerwall.model.addressing import translate
+from peerwall.model.spec import SecurityMode
+
+log = logging.getLogger("peerwall.agent.kube")
+
+Obj = Mapping[str, Any]
+
+
+class PodRole(Enum):
+    """Which of the two pod watches an event comes from."""
+
+    SHADOW = "shadow"
+    """Pods offloaded here by a consumer (provider side)."""
+    REMOTE = "remote"
+    """Our pods offloaded to a provider (consumer side)."""
+
+
+class ReflectionPolicy(str, Enum):
+    """The virtual kubelet's reflection type for Services, which EndpointSlices inherit
+    (``cmd/virtual-kubelet/root/root.go`` ``getReflectorsConfigs``; chart default DenyList)."""
+
+    DENY_LIST = "DenyList"
+    ALLOW_LIST = "AllowList"
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_mode: SecurityMode = SecurityMode.FULL_POD_TO_POD
+    """The chart's ``networking.securityMode``: the mode of a peering without PeeringSecurity."""
+    peer: str | None = None
+    """Sidecar mode: the one peer this gateway serves (its cluster ID); None: every peer."""
+    liqo_namespace: str = "liqo"
+    tunnel: Callable[[str], str] = field(default=lambda _peer: liqo.TUNNEL)
+    """Interface of each peer's tunnel. A Liqo gateway pod has one peer, on ``liqo-tunnel``; a
+    gateway serving several peers needs one name per peer."""
+    api_server: ApiServer | None = None
+    """The API server as peers reach it, if not the ``api-server`` IP of Liqo's IPAM on
+    ``api_port`` (for ``--home-api-server-host``/``-port`` setups)."""
+    api_port: int = liqo.API_SERVER_PORT
+    pod_cidrs: tuple[IPv4Network, ...] | None = None
+    """The local pod CIDRs, if not Liqo's ``pod-cidr`` Networks."""
+    reflection: ReflectionPolicy = ReflectionPolicy.DENY_LIST
+
+
+# --- reading objects ---------------------------------------------------------------------------
+
+
+def key_of(obj: Obj) -> str:
+    meta = obj.get("metadata", {})
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+def _labels(obj: Obj) -> Mapping[str, str]:
+    return obj.get("metadata", {}).get("labels") or {}
+
+
+def _annotations(obj: Obj) -> Mapping[str, str]:
+    return obj.get("metadata", {}).get("annotations") or {}
+
+
+def _v4_networks(values: Iterable[Any], where: str) -> tuple[IPv4Network, ...]:
+    out = []
+    for v in values or ():
+        try:
+            net = ip_network(str(v), strict=False)
+        except ValueError:
+            log.warning("%s: ignoring invalid CIDR %r", where, v)
+            continue
+        if isinstance(net, IPv4Network):
+            out.append(net)
+    return tuple(out)
+
+
+def _v4(value: Any) -> IPv4Address | None:
+    try:
+        a = ip_address(str(value))
+    except ValueError:
+        return None
+    return a if isinstance(a, IPv4Address) else None
+
+
+def pod_ips(pod: Obj) -> frozenset[IPv4Address]:
+    """A running pod's IPv4 addresses; none once it is terminal (its IP may be reused)."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return frozenset()
+    values = [p.get("ip") for p in status.get("podIPs") or ()] or [status.get("podIP")]
+    return frozenset(a for a in map(_v4, values) if a is not None)
+
+
+def _is_true(value: str | None) -> bool:
+    """Liqo's reading of an annotation: set to anything but (case-insensitive) "false"."""
+    return value is not None and value.lower() != "false"
+
+
+def reflected(
+    slice_annotations: Mapping[str, str],
+    service_annotations: Mapping[str, str] | None,
+    policy: ReflectionPolicy,
+) -> bool:
+    """Whether the virtual kubelet reflects an EndpointSlice (``exposition/endpointslice.go``
+    ``ShouldSkipReflection`` and ``generic/namespaced.go``): an explicit annotation on the slice
+    wins (both at once is an error there: not reflected); else the policy applies to the slice's
+    Service when known, else to the slice itself."""
+    allow = _is_true(slice_annotations.get(liqo.ALLOW_REFLECTION))
+    skip = _is_true(slice_annotations.get(liqo.SKIP_REFLECTION))
+    if allow or skip:
+        return allow and not skip
+    ann = service_annotations if service_annotations is not None else slice_annotations
+    if policy is ReflectionPolicy.ALLOW_LIST:
+        return _is_true(ann.get(liqo.ALLOW_REFLECTION))
+    return not _is_true(ann.get(liqo.SKIP_REFLECTION))
+
+
+def offloaded_to(offloading: Obj) -> frozenset[str]:
+    """The providers a NamespaceOffloading selects (``OffloadingRequired`` True)."""
+    conditions = (offloading.get("status") or {}).get("remoteNamespacesConditions") or {}
+    return frozenset(
+        cluster
+        for cluster, conds in conditions.items()
+        if any(
+            c.get("type") == liqo.OFFLOADING_REQUIRED and c.get("status") == "True"
+            for c in conds or ()
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Remap:
+    """A peer's pod CIDRs: as it uses them (``spec``) and as we address them (``status``)."""
+
+    original: tuple[IPv4Network, ...]
+    remapped: tuple[IPv4Network, ...] | None
+
+    def to_original(self, ip: IPv4Address) -> IPv4Address | None:
+        """The inverse of Liqo's ``remapWithin``: a remapped address -> the peer's own."""
+        if self.remapped is not None and len(self.remapped) == len(self.original):
+            for spec, status in zip(self.original, self.remapped, strict=True):
+                if ip in status:
+                    return translate(ip, status, spec)
+        if any(ip in spec for spec in self.original):
+            return ip  # not remapped (no clash), or no status yet: the same address
+        return None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: IPv4Address
+    node: str | None
+
+
+@dataclass(frozen=True)
+class Slice:
+    namespace: str
+    service: str | None
+    annotations: Mapping[str, str]
+    endpoints: tuple[Endpoint, ...]
+
+
+def _slice(obj: Obj) -> Slice:
+    meta = obj.get("metadata", {})
+    endpoints: list[Endpoint] = []
+    if obj.get("addressType") == "IPv4":
+        for ep in obj.get("endpoints") or ():
+            for a in ep.get("addresses") or ():
+                addr = _v4(a)
+                if addr is not None:
+                    endpoints.append(Endpoint(addr, ep.get("nodeName")))
+    return Slice(
+        meta.get("namespace", ""),
+        _labels(obj).get(liqo.SERVICE_NAME),
+        dict(_annotations(obj)),
+        tuple(endpoints),
+    )
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+def _fmt(addrs: Iterable[IPv4Address]) -> str:
+    return ",".join(sorted(map(str, addrs), key=lambda s: tuple(map(int, s.split(".")))))
+
+
+class LiqoModel:
+    """What the watched objects imply for one gateway, kept in a ``DesiredState``."""
+
+    def __init__(self, desired: DesiredState, settings: Settings) -> None:
+        self.desired = desired
+        self.settings = settings
+        self.cluster_id: str | None = None
+        self._networks: dict[str, tuple[IPv4Network, ...]] = {}
+        self._api_ips: dict[str, IPv4Address] = {}
+        self._foreign: dict[str, str] = {}
+        self._configs: dict[str, tuple[str, Remap]] = {}
+        self._gateways: dict[tuple[str, str], str] = {}
+        """(kind, key) -> peer of each GatewayServer/GatewayClient."""
+        self._security: dict[str, tuple[str, SecurityMode | None]] = {}
+        self._virtual_nodes: dict[str, str] = {}
+        self._origin_ns: dict[str, str] = {}
+        self._offloading: dict[str, frozenset[str]] = {}
+        self._services: dict[str, Mapping[str, str]] = {}
+        self._shadow: dict[str, Obj] = {}
+        self._shadow_by_ns: dict[str, set[str]] = defaultdict(set)
+        self._remote: dict[str, Obj] = {}
+        self._remote_by_node: dict[str, set[str]] = defaultdict(set)
+        self._slices: dict[str, Slice] = {}
+        self._slices_by_ns: dict[str, set[str]] = defaultdict(set)
+        self._declared: dict[str, PeerState] = {}
+
+    # --- dispatch --------------------------------------------------------------------------
+
+    def apply(self, kind: liqo.Kind, obj: Obj, role: PodRole | None = None) -> None:
+        """An object was listed, added or modified. Pods come from two watches (``role``): one
+        may report a pod deleted (it left its selector) while the other still holds it."""
+        self._handle(kind, obj, False, role)
+
+    def remove(self, kind: liqo.Kind, obj: Obj, role: PodRole | None = None) -> None:
+        """An object was deleted (or found gone at a relist); ``obj`` is its last known state."""
+        self._handle(kind, obj, True, role)
+
+    def _handle(self, kind: liqo.Kind, obj: Obj, deleted: bool, role: PodRole | None) -> None:
+        k = key_of(obj)
+        handler = {
+            liqo.CONFIGMAP: self._on_configmap,
+            liqo.NETWORK: self._on_network,
+            liqo.IP: self._on_ip,
+            liqo.FOREIGN_CLUSTER: self._on_foreign,
+            liqo.CONFIGURATION: self._on_configuration,
+            liqo.GATEWAY_SERVER: self._on_gateway,
+            liqo.GATEWAY_CLIENT: self._on_gateway,
+            liqo.PEERING_SECURITY: self._on_security,
+            liqo.NODE: self._on_node,
+            liqo.NAMESPACE: self._on_namespace,
+            liqo.NAMESPACE_OFFLOADING_KIND: self._on_offloading,
+            liqo.SERVICE: self._on_service,
+            liqo.ENDPOINTSLICE: self._on_slice,
+        }.get(kind)
+        if handler is not None:
+            handler(kind, k, obj, deleted)
+        elif kind == liqo.POD:
+            labels = _labels(obj)
+            if role is PodRole.SHADOW or (role is None and liqo.MANAGED_BY in labels):
+                self._on_shadow_pod(k, obj, deleted)
+            if role is PodRole.REMOTE or (role is None and liqo.LOCAL_OFFLOADED_POD in labels):
+                self._on_remote_pod(k, obj, deleted)
+        else:
+            raise ValueError(f"kind {kind.kind} is not watched")
+
+    # --- identity, local CIDRs, API server, peers ---------------------------------------------
+
+    def _on_configmap(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        cid = None if deleted else (obj.get("data") or {}).get(liqo.CLUSTER_ID_KEY)
+        if cid and cid != self.cluster_id:
+            log.info("local cluster ID: %s (configmap %s)", cid, k)
+            self.cluster_id = cid
+            self.desired.cluster = cid
+
+    def _on_network(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        before = self.local_pod_cidrs()
+        if deleted:
+            self._networks.pop(k, None)
+        else:
+            spec = obj.get("spec") or {}
+            self._networks[k] = _v4_networks([spec.get("cidr")], f"network {k}")
+        if self.local_pod_cidrs() == before:
+            return
+        log.info("local pod CIDRs: %s", ", ".join(map(str, self.local_pod_cidrs())) or "(none)")
+        # Both the peers' full access and which endpoints are local depend on them.
+        self._declare_peers()
+        for s in list(self._slices):
+            self._contribute_slice(s)
+        for p in list(self._shadow):
+            self._contribute_shadow(p)
+
+    def _on_ip(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        ip = None if deleted else _v4((obj.get("spec") or {}).get("ip"))
+        if ip is None:
+            self._api_ips.pop(k, None)
+        else:
+            self._api_ips[k] = ip
+        self._declare_peers()
+
+    def _on_foreign(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        cid = None if deleted else (obj.get("spec") or {}).get("clusterID")
+        if cid:
+            self._foreign[k] = cid
+        else:
+            self._foreign.pop(k, None)
+        self._declare_peers()
+
+    def _on_configuration(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        peer = _labels(obj).get(liqo.REMOTE_CLUSTER_ID)
+        old = self._configs.pop(k, None)
+        if not deleted and peer:
+            spec_cidr = ((obj.get("spec") or {}).get("remote") or {}).get("cidr") or {}
+            spec_pods = spec_cidr.get("pod") or ()
+            status_remote = (obj.get("status") or {}).get("remote")
+            remapped = None
+            if status_remote and (status_remote.get("cidr") or {}).get("pod"):
+                remapped = _v4_networks(status_remote["cidr"]["pod"], f"configuration {k}")
+            self._configs[k] = (
+                peer,
+                Remap(_v4_networks(spec_pods, f"configuration {k}"), remapped),
+            )
+        self._declare_peers()
+        for p in {peer, old[0] if old else None} - {None}:
+            self._recontribute_remote_of(str(p))
+
+    def _on_gateway(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        peer = _labels(obj).get(liqo.REMOTE_CLUSTER_ID)
+        if deleted or not peer:
+            self._gateways.pop((kind.kind, k), None)
+        else:
+            self._gateways[(kind.kind, k)] = peer
+        self._declare_peers()
+
+    def _on_security(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        spec = obj.get("spec") or {}
+        peer = spec.get("clusterID")
+        if deleted or not peer:
+            self._security.pop(k, None)
+        else:
+            try:
+                mode: SecurityMode | None = SecurityMode(spec.get("securityMode"))
+            except ValueError:
+                log.error(
+                    "peeringsecurity %s: unknown securityMode %r (valid: %s): enforcing %s",
+                    k,
+                    spec.get("securityMode"),
+                    SecurityMode.valid_values(),
+                    SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION.value,
+                )
+                mode = None
+            self._security[k] = (peer, mode)
+        self._declare_peers()
+
+    def local_pod_cidrs(self) -> tuple[IPv4Network, ...]:
+        if self.settings.pod_cidrs is not None:
+            return self.settings.pod_cidrs
+        return tuple(sorted({n for nets in self._networks.values() for n in nets}))
+
+    def api_server(self) -> ApiServer | None:
+        if self.settings.api_server is not None:
+            return self.settings.api_server
+        if not self._api_ips:
+            return None
+        ips = sorted(set(self._api_ips.values()))
+        if len(ips) > 1:
+            # One per API server endpoint (apiServerAccessThroughEndpointSlices); the contract
+            # holds one address, so one of them is let through.
+            log.warning("several api-server IPs %s: peers are allowed %s only", _fmt(ips), ips[0])
+        return ApiServer(ips[0], self.settings.api_port)
+
+    def _mode(self, peer: str) -> SecurityMode:
+        modes = [mode for p, mode in self._security.values() if p == peer]
+        known = {m for m in modes if m is not None}
+        if not modes:
+            return self.settings.default_mode
+        if len(known) == 1 and None not in modes:
+            return known.pop()
+        if len(known) > 1:
+            log.error(
+                "peer %s: PeeringSecurities disagree (%s): enforcing %s",
+                peer,
+                ", ".join(sorted(m.value for m in known)),
+                SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION.value,
+            )
+        return SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+
+    def _config_of(self, peer: str) -> Remap | None:
+        found = sorted((k, r) for k, (p, r) in self._configs.items() if p == peer)
+        if not found:
+            return None
+        if len(found) > 1:
+            tenant = [r for k, r in found if k.startswith(f"liqo-tenant-{peer}/")]
+            log.warning(
+                "peer %s: several Configurations (%s)", peer, ", ".join(k for k, _ in found)
+            )
+            if tenant:
+                return tenant[0]
+        return found[0][1]
+
+    def _gateway_of(self, peer: str) -> IPv4Address | None:
+        roles = {kind for (kind, _), p in self._gateways.items() if p == peer}
+        if roles == {liqo.GATEWAY_SERVER.kind}:
+            return liqo.CLIENT_TUNNEL_IP
+        if roles == {liqo.GATEWAY_CLIENT.kind}:
+            return liqo.SERVER_TUNNEL_IP
+        return None
+
+    def _wanted(self, peer: str | None) -> bool:
+        return peer is not None and (self.settings.peer is None or peer == self.settings.peer)
+
+    def _declare_peers(self) -> None:
+        cidrs = self.local_pod_cidrs()
+        api = self.api_server()
+        full = list(cidrs)
+        if api is not None and not any(api.address in c for c in cidrs):
+            full.append(IPv4Network(api.address))
+        wanted: dict[str, PeerState] = {}
+        for peer in sorted(set(self._foreign.values())):
+            if not self._wanted(peer):
+                continue
+            remap = self._config_of(peer)
+            if remap is None or not remap.original:
+                continue  # no network configuration yet: no tunnel either
+            wanted[peer] = PeerState(
+                name=peer,
+                tunnel=self.settings.tunnel(peer),
+                mode=self._mode(peer),
+                sources=remap.original,
+                full_access=tuple(full),
+                api=api,
+                gateway=self._gateway_of(peer),
+            )
+        for name in [n for n in self._declared if n not in wanted]:
+            log.info("peer %s removed", name)
+            del self._declared[name]
+            self.desired.remove_peer(name)
+        for name, state in wanted.items():
+            old = self._declared.get(name)
+            if old == state:
+                continue
+            if old is None:
+                log.info("peer %s declared: %s", name, _describe(state))
+            else:
+                log.info("peer %s changed: %s", name, _diff(old, state))
+            self._declared[name] = state
+            self.desired.upsert_peer(state)
+
+    # --- contributions ---------------------------------------------------------------------
+
+    def _replace(self, key: str, kind: SetKind, new: Mapping[str, frozenset[IPv4Address]]) -> None:
+        """Make ``key``'s contributions to ``kind`` sets exactly ``new`` (peer -> addresses)."""
+        old = {p: a for (p, k), a in self.desired.contributions(key).items() if k == kind}
+        for peer in sorted(set(old) | set(new)):
+            before, after = old.get(peer, frozenset()), new.get(peer, frozenset())
+            if before == after:
+                continue
+            changes = []
+            if after - before:
+                changes.append(f"+{_fmt(after - before)}")
+            if before - after:
+                changes.append(f"-{_fmt(before - after)}")
+            log.info("%s: %s(%s) %s", key, kind.value, peer, " ".join(changes))
+            self.desired.contribute(key, peer, kind, after)
+
+    def _local(self, addrs: Iterable[IPv4Address]) -> frozenset[IPv4Address]:
+        cidrs = self.local_pod_cidrs()
+        return frozenset(a for a in addrs if any(a in c for c in cidrs))
+
+    # OFFLOADED: pods a consumer offloaded here.
+
+    def _on_shadow_pod(self, k: str, obj: Obj, deleted: bool) -> None:
+        ns = obj.get("metadata", {}).get("namespace", "")
+        if deleted or _labels(obj).get(liqo.MANAGED_BY) != liqo.MANAGED_BY_SHADOWPOD:
+            self._shadow.pop(k, None)
+            self._shadow_by_ns[ns].discard(k)
+        else:
+            self._shadow[k] = obj
+            self._shadow_by_ns[ns].add(k)
+        self._contribute_shadow(k)
+
+    def _contribute_shadow(self, k: str) -> None:
+        pod = self._shadow.get(k)
+        new: dict[str, frozenset[IPv4Address]] = {}
+        if pod is not None:
+            origin = _labels(pod).get(liqo.ORIGIN)
+            ns = pod.get("metadata", {}).get("namespace", "")
+            if self._wanted(origin) and self._origin_ns.get(ns) == origin:
+                new[str(origin)] = self._local(pod_ips(pod))
+        self._replace(f"pod/{k}", SetKind.OFFLOADED, new)
+
+    def _on_namespace(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        origin = None if deleted else _labels(obj).get(liqo.REMOTE_CLUSTER_ID)
+        if origin == self._origin_ns.get(k):
+            return
+        if origin:
+            self._origin_ns[k] = origin
+        else:
+            self._origin_ns.pop(k, None)
+        for p in list(self._shadow_by_ns.get(k, ())):
+            self._contribute_shadow(p)
+
+    # API_CLIENTS: our pods running at a provider.
+
+    def _on_remote_pod(self, k: str, obj: Obj, deleted: bool) -> None:
+        old = self._remote.get(k)
+        if old is not None:
+            self._remote_by_node[old.get("spec", {}).get("nodeName", "")].discard(k)
+        if deleted or _labels(obj).get(liqo.LOCAL_OFFLOADED_POD) != "true":
+            self._remote.pop(k, None)
+        else:
+            self._remote[k] = obj
+            self._remote_by_node[obj.get("spec", {}).get("nodeName", "")].add(k)
+        self._contribute_remote(k)
+
+    def _contribute_remote(self, k: str) -> None:
+        pod = self._remote.get(k)
+        new: dict[str, frozenset[IPv4Address]] = {}
+        if pod is not None:
+            provider = self._virtual_nodes.get(pod.get("spec", {}).get("nodeName", ""))
+            remap = self._config_of(provider) if provider and self._wanted(provider) else None
+            if provider and remap is not None:
+                seen = {remap.to_original(a) for a in pod_ips(pod)}
+                new[provider] = frozenset(a for a in seen if a is not None)
+        self._replace(f"pod/{k}", SetKind.API_CLIENTS, new)
+
+    def _recontribute_remote_of(self, provider: str) -> None:
+        for node, p in list(self._virtual_nodes.items()):
+            if p == provider:
+                for k in list(self._remote_by_node.get(node, ())):
+                    self._contribute_remote(k)
+
+    def _on_node(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        labels = _labels(obj)
+        provider = labels.get(liqo.REMOTE_CLUSTER_ID)
+        if deleted or labels.get(liqo.TYPE_LABEL) != liqo.VIRTUAL_NODE:
+            provider = None
+        if provider == self._virtual_nodes.get(k):
+            return  # a status update (heartbeat): nothing that matters here changed
+        if provider is None:
+            self._virtual_nodes.pop(k, None)
+        else:
+            log.info("virtual node %s: provider %s", k, provider)
+            self._virtual_nodes[k] = provider
+        for p in list(self._remote_by_node.get(k, ())):
+            self._contribute_remote(p)
+        for s in list(self._slices):
+            self._contribute_slice(s)
+
+    # BACKENDS: local backends of services reflected to a peer.
+
+    def _on_offloading(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        ns = obj.get("metadata", {}).get("namespace", "")
+        if obj.get("metadata", {}).get("name") != liqo.NAMESPACE_OFFLOADING:
+            return
+        peers = frozenset() if deleted else offloaded_to(obj)
+        old = self._offloading.get(ns, frozenset())
+        if peers == old:
+            return
+        log.info("namespace %s offloaded to: %s", ns, ", ".join(sorted(peers)) or "(nobody)")
+        if peers:
+            self._offloading[ns] = peers
+        else:
+            self._offloading.pop(ns, None)
+        for s in list(self._slices_by_ns.get(ns, ())):
+            self._contribute_slice(s)
+
+    def _on_service(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        old = self._services.get(k)
+        if deleted:
+            self._services.pop(k, None)
+        else:
+            self._services[k] = dict(_annotations(obj))
+        if self._services.get(k) == old:
+            return
+        ns, _, name = k.partition("/")
+        for s in list(self._slices_by_ns.get(ns, ())):
+            if self._slices[s].service == name:
+                self._contribute_slice(s)
+
+    def _on_slice(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        ns = obj.get("metadata", {}).get("namespace", "")
+        managed = _labels(obj).get(liqo.ENDPOINTSLICE_MANAGED_BY) == liqo.ENDPOINTSLICE_CONTROLLER
+        if deleted or not managed:
+            self._slices.pop(k, None)
+            self._slices_by_ns[ns].discard(k)
+        else:
+            self._slices[k] = _slice(obj)
+            self._slices_by_ns[ns].add(k)
+        self._contribute_slice(k)
+
+    def _contribute_slice(self, k: str) -> None:
+        s = self._slices.get(k)
+        new: dict[str, frozenset[IPv4Address]] = {}
+        if s is not None and not (s.namespace == "default" and s.service == "kubernetes"):
+            peers = [p for p in self._offloading.get(s.namespace, ()) if self._wanted(p)]
+            service = self._services.get(f"{s.namespace}/{s.service}") if s.service else None
+            if peers and reflected(s.annotations, service, self.settings.reflection):
+                addrs = self._local(
+                    e.address for e in s.endpoints if e.node not in self._virtual_nodes
+                )
+                new = {p: addrs for p in peers}
+        self._replace(f"endpointslice/{k}", SetKind.BACKENDS, new)
+
+
+def _describe(p: PeerState) -> str:
+    return (
+        f"mode={p.mode.value} tunnel={p.tunnel} sources={','.join(map(str, p.sources))} "
+        f"full_access={','.join(map(str, p.full_access)) or '-'} "
+        f"api={f'{p.api.address}:{p.api.port}' if p.api else '-'} gateway={p.gateway or '-'}"
+    )
+
+
+def _diff(old: PeerState, new: PeerState) -> str:
+    changed = []
+    for name in ("mode", "tunnel", "sources", "full_access", "api", "gateway"):
+        a, b = getattr(old, name), getattr(new, name)
+        if a != b:
+            show = (lambda v: v.value) if name == "mode" else str
+            changed.append(f"{name} {show(a)} -> {show(b)}")
+    return "; ".join(changed)
+
+
+__all__ = [
+    "LiqoModel",
+    "PodRole",
+    "ReflectionPolicy",
+    "Remap",
+    "Settings",
+    "offloaded_to",
+    "reflected",
+]

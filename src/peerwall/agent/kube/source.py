@@ -1,0 +1,129 @@
+"""The Kubernetes source: watches a Liqo v1 cluster and feeds a ``DesiredState``.
+
+One reflector per selection below, all into one ``LiqoModel``. ``synced`` is set once every
+initial list has been handed over: until then the agent stays fail-closed, since a half-listed
+cluster would allow less (or, for a mode not yet read, more) than it should. ``changed`` is set
+after every event; the agent clears it and takes the desired state's netted changes.
+
+In sidecar mode (``Settings.peer``) the selections that can be narrowed to the one peer are
+filtered by the API server; virtual nodes never are (a backend on *any* provider's virtual node is
+not a local backend), nor the cluster-wide kinds that are few (ForeignCluster, PeeringSecurity).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from peerwall.agent.desired import DesiredState
+from peerwall.agent.kube import liqo
+from peerwall.agent.kube.client import KubeApi
+from peerwall.agent.kube.model import LiqoModel, PodRole, Settings
+from peerwall.agent.kube.watch import Backoff, Reflector, WatchSpec
+
+__all__ = ["KubeSource", "watch_specs"]
+
+log = logging.getLogger("peerwall.agent.kube")
+
+
+def watch_specs(settings: Settings) -> list[tuple[WatchSpec, PodRole | None]]:
+    """Every selection the source watches (with, for pods, which of the two it is)."""
+    ns = settings.liqo_namespace
+    peer = settings.peer
+    remote = f"{liqo.REMOTE_CLUSTER_ID}={peer}" if peer else liqo.REMOTE_CLUSTER_ID
+    shadow = f"{liqo.MANAGED_BY}={liqo.MANAGED_BY_SHADOWPOD}"
+    if peer:
+        shadow += f",{liqo.ORIGIN}={peer}"
+    specs: list[tuple[WatchSpec, PodRole | None]] = [
+        (WatchSpec(liqo.CONFIGMAP, ns, fields=f"metadata.name={liqo.CLUSTER_ID_CONFIGMAP}"), None),
+        (WatchSpec(liqo.FOREIGN_CLUSTER), None),
+        (WatchSpec(liqo.CONFIGURATION, labels=remote), None),
+        (WatchSpec(liqo.GATEWAY_SERVER, labels=remote), None),
+        (WatchSpec(liqo.GATEWAY_CLIENT, labels=remote), None),
+        (WatchSpec(liqo.PEERING_SECURITY), None),
+        (WatchSpec(liqo.NODE, labels=f"{liqo.TYPE_LABEL}={liqo.VIRTUAL_NODE}"), None),
+        (WatchSpec(liqo.POD, labels=shadow), PodRole.SHADOW),
+        (WatchSpec(liqo.POD, labels=f"{liqo.LOCAL_OFFLOADED_POD}=true"), PodRole.REMOTE),
+        (WatchSpec(liqo.NAMESPACE, labels=remote), None),
+        (
+            WatchSpec(
+                liqo.NAMESPACE_OFFLOADING_KIND, fields=f"metadata.name={liqo.NAMESPACE_OFFLOADING}"
+            ),
+            None,
+        ),
+        (WatchSpec(liqo.SERVICE), None),
+        (
+            WatchSpec(
+                liqo.ENDPOINTSLICE,
+                labels=f"{liqo.ENDPOINTSLICE_MANAGED_BY}={liqo.ENDPOINTSLICE_CONTROLLER}",
+            ),
+            None,
+        ),
+    ]
+    if settings.pod_cidrs is None:
+        specs.append(
+            (WatchSpec(liqo.NETWORK, ns, f"{liqo.NETWORK_TYPE}={liqo.POD_CIDR_NETWORK}"), None)
+        )
+    if settings.api_server is None:
+        specs.append((WatchSpec(liqo.IP, ns, f"{liqo.IP_TYPE}={liqo.API_SERVER_IP}"), None))
+    return specs
+
+
+class KubeSource:
+    """Run with ``await source.run()`` (until cancelled)."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        desired: DesiredState,
+        settings: Settings,
+        *,
+        backoff: Backoff | None = None,
+        timeout_seconds: int = 300,
+    ) -> None:
+        self.api = api
+        self.model = LiqoModel(desired, settings)
+        self.synced = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.reflectors = [
+            Reflector(
+                api,
+                spec,
+                self._handler(spec.kind, role, deleted=False),
+                self._handler(spec.kind, role, deleted=True),
+                backoff=backoff,
+                timeout_seconds=timeout_seconds,
+            )
+            for spec, role in watch_specs(settings)
+        ]
+
+    def _handler(self, kind: liqo.Kind, role: PodRole | None, deleted: bool) -> Any:
+        def handle(obj: dict[str, Any]) -> None:
+            if deleted:
+                self.model.remove(kind, obj, role)
+            else:
+                self.model.apply(kind, obj, role)
+            self.changed.set()
+
+        return handle
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for r in self.reflectors:
+                group.create_task(r.run(), name=f"watch {r.spec}")
+            group.create_task(self._wait_synced(), name="synced")
+
+    async def _wait_synced(self) -> None:
+        await asyncio.gather(*(r.synced.wait() for r in self.reflectors))
+        m = self.model
+        log.info(
+            "synced: cluster %s, %d peer(s) %s",
+            m.cluster_id or "(unknown)",
+            len(m.desired.peers),
+            ", ".join(m.desired.peers) or "",
+        )
+        if not m.local_pod_cidrs():
+            log.warning("no local pod CIDR known (no pod-cidr Network): peers reach nothing")
+        self.synced.set()
+        self.changed.set()
