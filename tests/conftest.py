@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,18 +64,21 @@ def seed_text() -> str:
 
 
 @pytest.fixture
-def lab_up(tmp_path: Path) -> Iterator[LabUp]:
-    """Bring up labs with unique names; every one is removed at teardown, even after failure."""
-    names: list[str] = []
-    settings = LabSettings(state_dir=str(tmp_path / "labs"))
+def lab_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LabUp]:
+    """Bring up labs with unique names; every one is removed at teardown, even after failure.
+    Labs live in a state folder of the test's own (``PEERWALL_STATE_DIR``), so lab functions
+    called without settings find them; ``up(..., agent_resync_interval=1)`` overrides a setting."""
+    names: list[tuple[str, LabSettings]] = []
+    monkeypatch.setenv("PEERWALL_STATE_DIR", str(tmp_path / "labs"))
 
-    def up(topology: Topology, text: str, mode: SecurityMode) -> LabPlan:
+    def up(topology: Topology, text: str, mode: SecurityMode, **overrides: Any) -> LabPlan:
         name = f"t{secrets.token_hex(3)}"
-        names.append(name)
+        settings = LabSettings(**overrides)
+        names.append((name, settings))
         return labs.up(name, topology, text, "test", mode, settings)
 
     yield up
-    for name in names:
+    for name, settings in names:
         labs.down(name, settings)
 
 

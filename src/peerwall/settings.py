@@ -25,6 +25,10 @@ class LabSettings:
     )
     """Where ``lab up`` records each running lab: ``$PEERWALL_STATE_DIR``, else
     ``/run/peerwall/labs`` (tmpfs: gone at reboot)."""
+    agents: bool = True
+    """Enforce through one agent per gateway (as in production); False: apply tables directly."""
+    agent_resync_interval: float = 10.0
+    """Seconds between the agents' read-backs that repair drift."""
 
 
 @dataclass(frozen=True)

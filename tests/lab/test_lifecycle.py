@@ -142,7 +142,7 @@ def test_gateway_drift_names_a_hand_made_change_and_a_sync_repairs_it(
             f"elements-extra set {peer_cidrs_set('C2')}: 10.1.2.0/24"
         ]
         assert found["C2"] == []
-        labs.apply_modes(plan, seg)
+        labs.repair("tdrift", settings)
         assert labs.gateway_drift(plan, seg) == {"C1": [], "C2": []}
     finally:
         labs.down("tdrift", settings)

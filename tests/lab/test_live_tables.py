@@ -7,8 +7,7 @@ import json
 import pytest
 
 from gen import generate
-from labkit import LabUp, seed_topology, topology_of
-from peerwall.lab.build import apply_modes
+from labkit import LabUp, seed_topology, switch, topology_of
 from peerwall.lab.probing import observe_lab as observe
 from peerwall.model import SecurityMode
 from peerwall.policy import Verdict, expect
@@ -22,13 +21,13 @@ def test_seed_tables_observed_by_probes_equal_the_reference(lab_up: LabUp, seed_
     topology = seed_topology(seed_text)
     plan = lab_up(topology, seed_text, SecurityMode.FULL_POD_TO_POD)
     for mode in SecurityMode:
-        apply_modes(plan, mode)
+        switch(plan, mode)
         observed = observe(plan, mode.value)
         assert observed.table.to_dict()["matrix"] == reference[mode.value], mode.value
     # The yellow cells of the seed are exactly the cells whose observed verdict changed.
-    apply_modes(plan, SecurityMode.FULL_POD_TO_POD)
+    switch(plan, SecurityMode.FULL_POD_TO_POD)
     baseline = observe(plan, SecurityMode.FULL_POD_TO_POD.value).table
-    apply_modes(plan, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
+    switch(plan, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
     segregated = observe(plan, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION.value).table
     assert sorted(segregated.differing(baseline)) == sorted(map(tuple, reference["highlighted"]))
 
@@ -41,7 +40,7 @@ def test_generated_topologies_observed_equal_computed(
     plan = lab_up(topology, text, SecurityMode.FULL_POD_TO_POD)
     seen: set[Verdict] = set()
     for mode in SecurityMode:
-        apply_modes(plan, mode)
+        switch(plan, mode)
         expected = expect(topology, mode).table
         observed = observe(plan, mode.value)
         wrong = expected.compare(observed.table)

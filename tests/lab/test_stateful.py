@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from hostile import connect, echo_server, roundtrip
-from labkit import LabUp, seed_topology
+from labkit import LabUp, seed_topology, switch
 from peerwall.compile.build import build
 from peerwall.dataplane.apply import sync
 from peerwall.dataplane.nft import LibNft
-from peerwall.lab.build import apply_modes, desired_state
+from peerwall.lab.build import desired_state
 from peerwall.model import SecurityMode
 
 pytestmark = pytest.mark.lab
@@ -37,8 +37,8 @@ def test_established_flow_survives_ruleset_replace(lab_up: LabUp, seed_text: str
                 assert outcome.full
         assert roundtrip(sock, b"two") == b"two"
         # ... and mode switches both ways, element by element.
-        apply_modes(plan, SecurityMode.FULL_POD_TO_POD)
-        apply_modes(plan, SEG)
+        switch(plan, SecurityMode.FULL_POD_TO_POD)
+        switch(plan, SEG)
         assert roundtrip(sock, b"three") == b"three"
         # New connections still follow the rules in force.
         with echo_server(plan.pod_ns("P1")), pytest.raises(TimeoutError):

@@ -13,8 +13,7 @@ from importlib import resources
 import pytest
 
 from hostile import connect, echo_server, nft, roundtrip
-from labkit import LabUp, seed_topology
-from peerwall.lab.build import apply_modes
+from labkit import LabUp, repair, seed_topology, switch
 from peerwall.lab.probing import observe_lab
 from peerwall.model import SecurityMode, load_topology
 from peerwall.policy import expect
@@ -42,12 +41,12 @@ def test_a_switch_to_segregation_cuts_p4_to_p1_and_keeps_p4_to_p2(
         allowed = connect(plan, "P4", "P2", timeout=0.5)
         with forbidden, allowed:
             assert roundtrip(forbidden, b"a") == b"a" and roundtrip(allowed, b"a") == b"a"
-            apply_modes(plan, SEG)
+            switch(plan, SEG)
             assert cut(forbidden)
             assert roundtrip(allowed, b"b") == b"b"
             # P4 -> P2 is allowed in both modes: it keeps echoing through 50 switches.
             for i in range(50):
-                apply_modes(plan, FULL if i % 2 == 0 else SEG)
+                switch(plan, FULL if i % 2 == 0 else SEG)
                 assert roundtrip(allowed, b"%d" % i) == b"%d" % i, f"switch {i}"
 
 
@@ -57,24 +56,25 @@ def test_a_connection_opened_while_the_table_was_deleted_is_cut_by_the_repair(
     # C1 and C3 do not overlap, so with C1's table gone (its NAT with it) local3 in C3 reaches
     # tool in C1, which segregation forbids.
     text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
-    plan = lab_up(load_topology(text, "three"), text, SEG)
+    # No periodic read-back during the test: the repair is the one it asks for.
+    plan = lab_up(load_topology(text, "three"), text, SEG, agent_resync_interval=3600)
     with echo_server(plan.pod_ns("tool")):
         nft(plan.gateway_ns("C1"), "delete", "table", "inet", "peerwall")
         with connect(plan, "local3", "tool", timeout=0.5) as sneaked:
             assert roundtrip(sneaked, b"in") == b"in"
-            apply_modes(plan, SEG)  # the repair
+            repair(plan)
             assert cut(sneaked)
 
 
 def test_a_probe_right_after_a_repair_is_all_correct(lab_up: LabUp, seed_text: str) -> None:
     topology = seed_topology(seed_text)
-    plan = lab_up(topology, seed_text, SEG)
+    plan = lab_up(topology, seed_text, SEG, agent_resync_interval=3600)
     expected = expect(topology, SEG).table
     settings = ProbeSettings(timeout=0.5)
     nft(plan.gateway_ns("C1"), "delete", "table", "inet", "peerwall")
     during = observe_lab(plan, SEG.value, probe=settings)
     assert expected.compare(during.table)  # the drift shows
-    apply_modes(plan, SEG)
+    repair(plan)
     after = observe_lab(plan, SEG.value, probe=settings)
     assert not expected.compare(after.table), [
         (m, after.cells[(m.source, m.destination)].detail())

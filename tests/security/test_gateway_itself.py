@@ -8,11 +8,12 @@ table, so a blocked attempt means peerwall blocked it.
 from __future__ import annotations
 
 import socket
+import subprocess
 
 import pytest
 
 from hostile import link_local, nft, pings, tcp6_connects, tcp_connects, tcp_listener, udp_arrives
-from labkit import LabUp, seed_topology
+from labkit import LabUp, seed_topology, stop_agent
 from peerwall.compile.names import tunnel_ifname
 from peerwall.lab.plan import LabPlan
 from peerwall.model import SecurityMode
@@ -37,6 +38,7 @@ def test_a_peer_pod_cannot_reach_the_gateway(
         assert not udp_arrives(p5, c1, gw, 12345)  # the conncheck port, but not from the gateway
         assert not pings(p5, gw)
         # Control: without peerwall's table every one of them gets through.
+        stop_agent(plan, "C1")
         nft(c1, "delete", "table", "inet", "peerwall")
         assert tcp_connects(p5, gw, PORT)
         assert udp_arrives(p5, c1, gw, PORT)
@@ -61,9 +63,13 @@ def test_ipv6_to_the_gateway_is_dropped(lab_up: LabUp, seed_text: str) -> None:
     c1, c2 = plan.gateway_ns("C1"), plan.gateway_ns("C2")
     c1_end = link_local(c1, tunnel_ifname("C2"))
     link_local(c2, tunnel_ifname("C1"))
-    # A hostile C2 controls its own gateway: its peerwall table is gone, only C1's decides.
+    # A hostile C2 controls its own gateway: no agent, no peerwall table; only C1's decides.
+    stop_agent(plan, "C2")
     nft(c2, "delete", "table", "inet", "peerwall")
     with tcp_listener(c1, PORT, socket.AF_INET6):
         assert not tcp6_connects(c2, c1_end, tunnel_ifname("C1"), PORT)
-        nft(c1, "delete", "table", "inet", "peerwall")  # control
+        # Control: without C1's table (and a fresh neighbour cache) the same attempt connects.
+        stop_agent(plan, "C1")
+        nft(c1, "delete", "table", "inet", "peerwall")
+        subprocess.run(["ip", "-n", c2, "-6", "neigh", "flush", "all"], check=True)
         assert tcp6_connects(c2, c1_end, tunnel_ifname("C1"), PORT)

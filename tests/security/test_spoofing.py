@@ -16,9 +16,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from labkit import LabUp, seed_topology
+from labkit import LabUp, seed_topology, switch
 from peerwall.compile.names import peer_chain, tunnel_ifname
-from peerwall.lab.build import apply_modes
 from peerwall.lab.plan import LabPlan
 from peerwall.model import SecurityMode
 from peerwall.nsenter import entered
@@ -143,7 +142,7 @@ def test_forged_sources_cannot_reach_p1(lab_up: LabUp, seed_text: str) -> None:
     assert not inject_and_sniff(plan, p2.ip, 40002)
     assert drops(plan) == before + 1
 
-    apply_modes(plan, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
+    switch(plan, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
     p4_seen = plan.topology.addresses.pod_seen_from(
         p4, "C1"
     )  # P4 was offloaded by C1: it may reach P2, never P1

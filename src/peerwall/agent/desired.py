@@ -13,6 +13,7 @@ nftables transaction; a burst of events that cancel out costs nothing.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -66,6 +67,12 @@ class DesiredState:
         self._count: dict[SetKey, dict[IPv4Address, int]] = defaultdict(dict)
         self._changes = Changes()
         self._new_peers: set[str] = set()
+        self.pending_since: float | None = None
+        """``time.perf_counter()`` of the oldest change not yet taken (event-to-kernel latency)."""
+
+    def _pending(self) -> None:
+        if self.pending_since is None:
+            self.pending_since = time.perf_counter()
 
     # --- peers -------------------------------------------------------------------------------
 
@@ -78,6 +85,7 @@ class DesiredState:
             self._new_peers.add(peer.name)
         self._peers[peer.name] = bare
         self._changes.peers[peer.name] = bare
+        self._pending()
 
     def remove_peer(self, name: str) -> None:
         """Forget a peer; contributions to its sets are kept, should it come back."""
@@ -88,6 +96,7 @@ class DesiredState:
             self._new_peers.discard(name)  # came and went between two takes: nothing to do
         else:
             self._changes.removed.add(name)
+            self._pending()
         for key in [k for k in self._changes.added if k[0] == name]:
             del self._changes.added[key]
         for key in [k for k in self._changes.deleted if k[0] == name]:
@@ -161,8 +170,12 @@ class DesiredState:
                 del undo[sk]
             return
         into.setdefault(sk, set()).add(a)
+        self._pending()
 
     # --- reading -----------------------------------------------------------------------------
+
+    def size(self, peer: str, kind: SetKind) -> int:
+        return len(self._count.get((peer, kind), ()))
 
     def members(self, peer: str, kind: SetKind) -> frozenset[IPv4Address]:
         return frozenset(self._count.get((peer, kind), ()))
@@ -186,12 +199,14 @@ class DesiredState:
         out.peers = {name: self.peer(name) for name in out.peers}
         self._changes = Changes()
         self._new_peers = set()
+        self.pending_since = None
         return out
 
     def discard_changes(self) -> None:
         """Forget pending changes (after a full replace, which wrote the whole snapshot)."""
         self._changes = Changes()
         self._new_peers = set()
+        self.pending_since = None
 
     def load(self, state: GatewayState, key: str = "file") -> None:
         """Make the state equal ``state`` (a whole-state source such as a topology file): each

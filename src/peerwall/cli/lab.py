@@ -185,11 +185,11 @@ def set_mode(set_: SetValues = None, values: ValuesFile = None, name: LabName = 
             "--set networking.securityMode=FullPodToPod"
         )
     settings = LabSettings()
-    for cluster, o in labs.set_mode(name, choice.mode, settings).items():
-        what = "full replace" if o.full else f"+{o.added}/-{o.removed} set elements"
-        err.print(
-            f"{cluster}: {what if o.changed else 'already in sync'} ({o.seconds * 1000:.1f} ms)"
-        )
+    done = labs.set_mode(name, choice.mode, settings)
+    err.print(f"enforced in {done.seconds * 1000:.0f} ms")
+    for cluster, status in sorted(done.statuses.items()):
+        tx = ", ".join(f"{k} {n}" for k, n in status["transactions"].items() if n)
+        err.print(f"  agent {cluster}: transactions so far: {tx}")
     topology = load_state(name, settings).topology(settings)
     typer.echo(f"lab {name}: global default mode {choice.describe()}")
     for line in describe_modes(topology, choice.mode):

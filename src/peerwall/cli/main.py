@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from peerwall.cli import lab, render
+from peerwall.cli import agent, lab, render
 from peerwall.cli.options import (
     DEFAULT_MODE,
     MODE_KEY,
@@ -275,6 +275,7 @@ def rules(
 
 app.add_typer(lab.app, name="lab", help="Build, probe, inspect and remove the emulated lab.")
 app.command("demo")(lab.demo)
+app.command("agent")(agent.agent)
 
 
 def main() -> None:

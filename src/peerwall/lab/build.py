@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
@@ -25,6 +26,7 @@ from peerwall.dataplane.drift import Drift, drift
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import LabError
+from peerwall.lab import agents
 from peerwall.lab.kube import cni_script, kube_script
 from peerwall.lab.netns import delete_namespaces, ip_batch, list_namespaces, write_sysctl
 from peerwall.lab.plan import (
@@ -35,7 +37,7 @@ from peerwall.lab.plan import (
     LabPlan,
     check_lab_name,
 )
-from peerwall.lab.state import LabState, load_state, locked, remove_state, save_state
+from peerwall.lab.state import LabState, lab_folder, load_state, locked, remove_state, save_state
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
 from peerwall.nsenter import entered
@@ -159,17 +161,30 @@ def up(
     topology_text: str,
     source: str,
     mode: SecurityMode,
-    settings: LabSettings = LabSettings(),
+    settings: LabSettings | None = None,
     progress: Progress | None = None,
 ) -> LabPlan:
-    """Build the lab (replacing one of the same name); on any failure, remove what was built."""
+    """Build the lab (replacing one of the same name) and start its agents; on any failure,
+    remove what was built."""
+    settings = settings or LabSettings()
     _require_root()
+    say = progress or (lambda _msg: None)
     plan = LabPlan(name, topology)
     with locked(name, settings):
         _down(name, settings)
         try:
-            _build(plan, settings, mode, progress or (lambda _msg: None))
+            _build(plan, settings, mode, say)
             save_state(LabState(name, source, mode.value), settings, topology_text)
+            if settings.agents:
+                started = time.perf_counter()
+                digests = agents.write_inputs(plan, settings, mode, topology_text)
+                agents.start(plan, settings)
+                agents.wait(plan, settings, digests)
+                say(
+                    f"{len(digests)} agents enforcing {mode.value} in {time.perf_counter() - started:.1f} s"
+                )
+            else:
+                apply_modes(plan, mode)
         except BaseException:
             _down(name, settings)
             raise
@@ -215,26 +230,46 @@ def _build(plan: LabPlan, settings: LabSettings, mode: SecurityMode, say: Progre
     for c in topology.clusters:
         with LibNft(plan.gateway_ns(c.name)) as nft:
             nft.run(kube_script(plan, c.name, settings) + cni_script())
-    apply_modes(plan, mode)
-    say(f"services and {mode.value} enforced in {time.perf_counter() - started:.1f} s")
+    say(f"services and source checks in place in {time.perf_counter() - started:.1f} s")
 
 
 def set_mode(
     name: str,
     mode: SecurityMode,
-    settings: LabSettings = LabSettings(),
+    settings: LabSettings | None = None,
     progress: Progress | None = None,
-) -> dict[str, SyncResult]:
-    """Change a running lab's global default mode at run time (element-only transactions)."""
+) -> agents.Converged:
+    """Change a running lab's global default mode at run time (through its agents: element
+    transactions, and the flows the new mode forbids are cleared); returns when enforced."""
+    settings = settings or LabSettings()
     with locked(name, settings):
         state = load_state(name, settings)
-        out = apply_modes(state.plan(settings), mode, progress)
+        plan = state.plan(settings)
         save_state(LabState(state.name, state.source, mode.value, state.generation + 1), settings)
-    return out
+        if not settings.agents:
+            started = time.perf_counter()
+            apply_modes(plan, mode, progress)
+            return agents.Converged(time.perf_counter() - started, {})
+        digests = agents.write_inputs(plan, settings, mode, state.topology_text(settings))
+        return agents.wait(plan, settings, digests)
 
 
-def down(name: str, settings: LabSettings = LabSettings()) -> list[str]:
-    """Remove every namespace of the lab and its state; returns what was removed."""
+def repair(name: str, settings: LabSettings | None = None) -> dict[str, dict[str, Any]]:
+    """Have the lab's agents read their tables back and repair any drift now (as they do every
+    ``agent_resync_interval`` seconds); without agents, sync every gateway directly."""
+    settings = settings or LabSettings()
+    state = load_state(name, settings)
+    plan = state.plan(settings)
+    if not settings.agents:
+        apply_modes(plan, SecurityMode(state.mode))
+        return {}
+    return agents.check_now(plan, settings)
+
+
+def down(name: str, settings: LabSettings | None = None) -> list[str]:
+    """Stop the lab's agents, remove every namespace of the lab and its state; returns the
+    namespaces removed."""
+    settings = settings or LabSettings()
     _require_root()
     check_lab_name(name)
     with locked(name, settings):
@@ -242,6 +277,7 @@ def down(name: str, settings: LabSettings = LabSettings()) -> list[str]:
 
 
 def _down(name: str, settings: LabSettings) -> list[str]:
+    agents.stop_all_in(lab_folder(name, settings))
     gone = list_namespaces(f"pw-{name}-")
     delete_namespaces(gone)
     remove_state(name, settings)

@@ -5,7 +5,6 @@ The orchestration lives here, below the CLI; the CLI only renders what each step
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -37,24 +36,20 @@ def run(
     source: str,
     modes: Sequence[SecurityMode],
     *,
-    lab: LabSettings = LabSettings(),
+    lab: LabSettings | None = None,
     probe: ProbeSettings = ProbeSettings(),
     say: Say = lambda _m: None,
     progress: Callable[[str], Callable[[int, int], None] | None] = lambda _label: None,
 ) -> Iterator[ModeRun]:
     """Yield one ``ModeRun`` per mode; the lab is removed when the iteration ends, however."""
+    lab = lab or LabSettings()
     plan = labs.up(name, topology, text, source, modes[0], lab, progress=say)
     full: TruthTable | None = None
     try:
         for mode in modes:
             if mode is not modes[0]:  # `up` already enforced the first one
-                started = time.perf_counter()
-                for cluster, o in labs.apply_modes(plan, mode).items():
-                    if o.changed:
-                        say(
-                            f"{cluster}: switched to {mode.value} with +{o.added}/-{o.removed} "
-                            f"set elements in {(time.perf_counter() - started) * 1000:.1f} ms"
-                        )
+                done = labs.set_mode(name, mode, lab)
+                say(f"switched to {mode.value} in {done.seconds * 1000:.0f} ms")
             observed = observe_lab(
                 plan,
                 mode.value,

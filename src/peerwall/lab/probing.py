@@ -17,13 +17,14 @@ from peerwall.verify.observe import Observed, observe
 def observe_lab(
     plan: LabPlan,
     mode: str,
-    lab: LabSettings = LabSettings(),
+    lab: LabSettings | None = None,
     probe: ProbeSettings = ProbeSettings(),
     progress: Callable[[int, int], None] | None = None,
     state_dir: str | None = None,
 ) -> Observed:
     """Probe every cell of ``plan``'s table. ``state_dir`` (the lab's own folder) keeps the
     rotating source-port window between runs."""
+    lab = lab or LabSettings()
     t = plan.topology
     how = Addressing(plan.internet_ip, lab.pod_port, lab.api_port)
     cells = plan_cells(t, how)

@@ -62,7 +62,8 @@ def lab_folder(name: str, settings: LabSettings) -> str:
     return os.path.join(settings.state_dir, check_lab_name(name))
 
 
-def load_state(name: str, settings: LabSettings = LabSettings()) -> LabState:
+def load_state(name: str, settings: LabSettings | None = None) -> LabState:
+    settings = settings or LabSettings()
     path = os.path.join(lab_folder(name, settings), STATE_FILE)
     try:
         with open(path, encoding="utf-8") as f:
@@ -103,9 +104,10 @@ class LabListing:
     problem: str | None = None
 
 
-def list_labs(settings: LabSettings = LabSettings()) -> list[LabListing]:
+def list_labs(settings: LabSettings | None = None) -> list[LabListing]:
     """Every lab with a state folder, and every orphan: namespaces ``pw-<name>-…`` with no state
     (a ``lab up`` killed before it recorded anything)."""
+    settings = settings or LabSettings()
     names: set[str] = set()
     with contextlib.suppress(FileNotFoundError):
         names |= {

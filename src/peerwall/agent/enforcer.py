@@ -1,0 +1,244 @@
+"""The kernel side of the agent: turns netted changes into one transaction each, cheaply.
+
+Three paths, from cheapest:
+- elements: pod and endpoint events only add and delete elements of per-peer hash sets; the
+  script names exactly those elements (O(change), whatever the set sizes), and nothing is read
+  back;
+- mode: a peer whose declaration changed only in its mode gets one element of its ``cidrs`` set;
+- peers: a peer added, removed or redeclared; the live table is read once and diffed object by
+  object, so only that peer's chains, sets and map elements change and other peers' counters
+  survive.
+A whole-table replace happens at start and after a failed transaction, and nowhere else.
+
+After a transaction that narrows what a peer may reach, the tracked connections the new state
+would not have let through are deleted (``compile.flows``); the agent does that off the event path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from peerwall.agent.desired import Changes, DesiredState
+from peerwall.compile import names
+from peerwall.compile.build import build, cidrs_elements
+from peerwall.compile.diff import diff, element_script
+from peerwall.compile.flows import Flow, stale
+from peerwall.compile.nft import render_replace
+from peerwall.compile.state import GatewayState, PeerState
+from peerwall.dataplane.apply import apply
+from peerwall.dataplane.drift import Drift, drift
+from peerwall.dataplane.nft import Nft
+from peerwall.dataplane.readback import read_table
+from peerwall.errors import NftError
+
+log = logging.getLogger("peerwall.agent")
+
+
+class FlowTable(Protocol):
+    """What the enforcer needs of conntrack (``dataplane.conntrack.Conntrack``)."""
+
+    def delete_where(self, reason: Callable[[Flow], str | None]) -> list[tuple[Flow, str]]: ...
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ``sync``: the changes it applied and how (elements, mode, peers, full; "" if none)."""
+
+    changes: Changes
+    kind: str
+
+    @property
+    def narrows(self) -> bool:
+        return self.kind == "full" or self.changes.narrows
+
+
+@dataclass
+class Counts:
+    """What the enforcer did, for metrics, logs and the lab's status file."""
+
+    transactions: dict[str, int] = field(
+        default_factory=lambda: {"elements": 0, "mode": 0, "peers": 0, "full": 0}
+    )
+    elements_added: int = 0
+    elements_deleted: int = 0
+    checks: int = 0
+    """Read-backs of the live table (periodic, or asked for with SIGUSR1)."""
+    repairs: int = 0
+    apply_failures: int = 0
+    flows_cleared: int = 0
+    last_sync: float = 0.0
+    """``time.time()`` of the last successful transaction or check."""
+
+
+class Enforcer:
+    def __init__(self, nft: Nft, flows: FlowTable | None = None) -> None:
+        self.nft = nft
+        self.flows = flows
+        self.counts = Counts()
+        self.needs_full = True
+        self.applied: dict[str, PeerState] = {}
+        """Peer declarations (no members) as the kernel holds them."""
+        self.on_commit: Callable[[str, float], None] | None = None
+        """Called with the kind and duration of every committed transaction (metrics)."""
+
+    # --- start --------------------------------------------------------------------------------
+
+    def fail_closed(self, state: GatewayState) -> bool:
+        """Before the desired state is known: if there is no table, install one with no peers,
+        which drops every tunnel's traffic but established and related. A table left by a
+        previous run is kept: it is the last known state, and replacing it now would cut
+        allowed connections. Returns whether a table was installed."""
+        if read_table(self.nft, names.FAMILY, names.TABLE) is not None:
+            log.info("kept the table of a previous run until the desired state is known")
+            return False
+        self.nft.run(render_replace(build(replace(state, peers={}))))
+        log.info("no table: installed a fail-closed one (every tunnel dropped)")
+        return True
+
+    # --- applying ----------------------------------------------------------------------------
+
+    def sync(self, desired: DesiredState) -> Step:
+        """Apply the desired state's pending changes in one transaction. The caller clears the
+        flows the step forbids (``clear_flows``) when ``step.narrows``."""
+        changes = desired.take_changes()
+        if self.needs_full:
+            self.full(desired.snapshot())
+            return Step(changes, "full")
+        if not changes:
+            return Step(changes, "")
+        started = time.perf_counter()
+        kind, script = self._script(desired, changes)
+        try:
+            if script:
+                self.nft.run(script)
+        except NftError as e:
+            self.counts.apply_failures += 1
+            log.error("transaction refused (%s): replacing the whole table", e)
+            self.full(desired.snapshot())
+            return Step(changes, "full")
+        self._committed(kind, time.perf_counter() - started)
+        added, deleted = changes.count()
+        self.counts.elements_added += added
+        self.counts.elements_deleted += deleted
+        for name in changes.removed - changes.peers.keys():
+            self.applied.pop(name, None)
+        for name, peer in changes.peers.items():
+            self.applied[name] = replace(peer, members={})
+        self._log(changes, kind)
+        return Step(changes, kind)
+
+    def _script(self, desired: DesiredState, changes: Changes) -> tuple[str, str]:
+        prefix = (names.FAMILY, names.TABLE)
+        lines: list[str] = []
+        redeclared = {
+            n: p for n, p in changes.peers.items() if n in self.applied and n not in changes.removed
+        }
+        only_mode = all(
+            replace(self.applied[n], mode=p.mode) == replace(p, members={})
+            for n, p in redeclared.items()
+        )
+        new_or_gone = bool(changes.removed) or any(n not in self.applied for n in changes.peers)
+        if new_or_gone or not only_mode:
+            live = read_table(self.nft, *prefix)
+            tx = diff(live, build(desired.snapshot()))
+            if tx.full:
+                self.needs_full = False  # diff wrote a whole table (no live one)
+            return ("full" if tx.full else "peers"), tx.script
+        for name, declared in redeclared.items():
+            before = cidrs_elements(self.applied[name])
+            after = cidrs_elements(declared)
+            lines += element_script(
+                *prefix, names.peer_cidrs_set(name), after - before, before - after
+            )
+        for (who, kind), addresses in changes.deleted.items():
+            lines += element_script(*prefix, names.peer_set(who, kind), (), addresses)
+        for (who, kind), addresses in changes.added.items():
+            lines += element_script(*prefix, names.peer_set(who, kind), addresses)
+        script = "\n".join(lines) + "\n" if lines else ""
+        return ("mode" if redeclared else "elements"), script
+
+    def full(self, state: GatewayState) -> None:
+        """Replace the whole table (one transaction), then clear what it forbids."""
+        started = time.perf_counter()
+        table = build(state)
+        self.nft.run(render_replace(table))
+        self.needs_full = False
+        self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
+        self._committed("full", time.perf_counter() - started)
+        log.info(
+            "whole table written: %d peer(s), %d set elements",
+            len(state.peers),
+            sum(len(s.elements) for s in table.sets),
+        )
+
+    def _committed(self, kind: str, seconds: float) -> None:
+        self.counts.transactions[kind] += 1
+        self.counts.last_sync = time.time()
+        if self.on_commit is not None:
+            self.on_commit(kind, seconds)
+
+    def _log(self, changes: Changes, kind: str) -> None:
+        for name in sorted(changes.removed - changes.peers.keys()):
+            log.info("peer %s: removed", name)
+        for name, peer in changes.peers.items():
+            log.info(
+                "peer %s: %s (%s)", name, "declared" if kind != "mode" else "mode", peer.mode.value
+            )
+        per_set: dict[tuple[str, str], list[int]] = {}
+        for (who, k), a in changes.added.items():
+            per_set.setdefault((who, k.value), [0, 0])[0] += len(a)
+        for (who, k), a in changes.deleted.items():
+            per_set.setdefault((who, k.value), [0, 0])[1] += len(a)
+        for (who, set_kind), (plus, minus) in sorted(per_set.items()):
+            log.info("peer %s: +%d -%d elements in %s", who, plus, minus, set_kind)
+
+    # --- flows and drift ---------------------------------------------------------------------
+
+    def clear_flows(self, state: GatewayState) -> int:
+        if self.flows is None:
+            return 0
+        gone = self.flows.delete_where(lambda flow: stale(state, flow))
+        for flow, why in gone[:20]:
+            log.info(
+                "flow %s %s:%s -> %s:%s cleared: %s",
+                flow.proto,
+                flow.orig.src,
+                flow.orig.sport,
+                flow.orig.dst,
+                flow.orig.dport,
+                why,
+            )
+        if len(gone) > 20:
+            log.info("... and %d more flows cleared", len(gone) - 20)
+        self.counts.flows_cleared += len(gone)
+        return len(gone)
+
+    def repair(self, state: GatewayState) -> list[Drift]:
+        """Read the live table back and repair any difference (logged and counted); the caller
+        clears the flows the repaired table forbids."""
+        desired = build(state)
+        live = read_table(self.nft, names.FAMILY, names.TABLE)
+        found = drift(live, desired)
+        self.counts.checks += 1
+        if not found:
+            self.counts.last_sync = time.time()
+            return found
+        for d in found[:20]:
+            log.warning("drift: %s", d)
+        started = time.perf_counter()
+        try:
+            result = apply(self.nft, live, desired)
+        except NftError as e:
+            self.counts.apply_failures += 1
+            log.error("repair refused (%s): replacing the whole table", e)
+            self.full(state)
+        else:
+            self._committed("full" if result.full else "peers", time.perf_counter() - started)
+        self.counts.repairs += 1
+        self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
+        log.warning("repaired %d difference(s)", len(found))
+        return found

@@ -1,0 +1,280 @@
+"""One peerwall agent per emulated gateway, inside its namespace, fed by files in the lab folder.
+
+Each agent runs ``peerwall agent --source file:<folder>/topology.yaml`` under ``ip netns exec``
+(which execs, so the PID recorded is the agent's), logs to ``agents/<cluster>.log`` and reports in
+``agents/<cluster>.status.json`` the digest of the inputs it has enforced. A change to the lab
+(``set-mode``, ``apply``) rewrites the input files atomically and waits until every agent reports
+their new digest: the lab has then converged. ``stop`` ends only processes this module started,
+checked by PID and command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from peerwall.agent.filesource import inputs_digest
+from peerwall.errors import LabError
+from peerwall.lab.plan import LabPlan
+from peerwall.lab.state import TOPOLOGY_FILE, lab_folder
+from peerwall.model import SecurityMode
+from peerwall.settings import LabSettings
+
+VALUES_FILE = "values.yaml"
+CONVERGE_TIMEOUT = 30.0
+"""Seconds ``wait`` gives the agents before it calls the lab broken."""
+
+
+def _agents_dir(plan: LabPlan, settings: LabSettings) -> str:
+    return os.path.join(lab_folder(plan.name, settings), "agents")
+
+
+def _paths(plan: LabPlan, settings: LabSettings, cluster: str) -> dict[str, str]:
+    folder = lab_folder(plan.name, settings)
+    agents = _agents_dir(plan, settings)
+    return {
+        "topology": os.path.join(folder, TOPOLOGY_FILE),
+        "values": os.path.join(folder, VALUES_FILE),
+        "gateways": os.path.join(agents, f"{cluster}.gateways.json"),
+        "status": os.path.join(agents, f"{cluster}.status.json"),
+        "log": os.path.join(agents, f"{cluster}.log"),
+        "pid": os.path.join(agents, f"{cluster}.pid"),
+    }
+
+
+def _write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def values_text(mode: SecurityMode) -> str:
+    return f"networking:\n  securityMode: {mode.value}\n"
+
+
+def gateways_text(plan: LabPlan, cluster: str) -> str:
+    return json.dumps(
+        {peer: str(plan.tunnel(cluster, peer)[2]) for peer in plan.topology.peers[cluster]},
+        sort_keys=True,
+    )
+
+
+def write_inputs(
+    plan: LabPlan, settings: LabSettings, mode: SecurityMode, topology_text: str
+) -> dict[str, str]:
+    """Write every agent's inputs; returns the digest each agent must report."""
+    os.makedirs(_agents_dir(plan, settings), exist_ok=True)
+    folder = lab_folder(plan.name, settings)
+    _write(os.path.join(folder, TOPOLOGY_FILE), topology_text)
+    values = values_text(mode)
+    _write(os.path.join(folder, VALUES_FILE), values)
+    out = {}
+    for c in plan.topology.clusters:
+        gateways = gateways_text(plan, c.name)
+        _write(_paths(plan, settings, c.name)["gateways"], gateways)
+        out[c.name] = inputs_digest([topology_text, values, gateways])
+    return out
+
+
+def start(plan: LabPlan, settings: LabSettings, clusters: Iterable[str] | None = None) -> None:
+    """Start the agents of ``clusters`` (default: every cluster) that are not running."""
+    for cluster in clusters if clusters is not None else [c.name for c in plan.topology.clusters]:
+        p = _paths(plan, settings, cluster)
+        if running(plan, settings, cluster):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p["status"])
+        cmd = [
+            "ip", "netns", "exec", plan.gateway_ns(cluster),
+            sys.executable, "-m", "peerwall.cli", "agent",
+            f"--source=file:{p['topology']}",
+            f"--cluster={cluster}",
+            f"--values={p['values']}",
+            f"--gateways={p['gateways']}",
+            "--tunnel-pattern=pwt-*",
+            "--metrics-address=127.0.0.1:9090",
+            f"--status-file={p['status']}",
+            f"--resync-interval={settings.agent_resync_interval:g}",
+        ]  # fmt: skip
+        with open(p["log"], "ab") as log:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            )
+        _write(p["pid"], str(proc.pid))
+
+
+def _pid(plan: LabPlan, settings: LabSettings, cluster: str) -> int | None:
+    try:
+        with open(_paths(plan, settings, cluster)["pid"]) as f:
+            pid = int(f.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _is_our_agent(pid, plan, settings) else None
+
+
+def _is_our_agent(pid: int, plan: LabPlan, settings: LabSettings) -> bool:
+    """The PID is alive and is an agent of this lab (PIDs are reused: check the command line)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    folder = lab_folder(plan.name, settings).encode()
+    return state != "Z" and b"agent" in argv and any(folder in a for a in argv)
+
+
+def _alive(plan: LabPlan, settings: LabSettings, cluster: str) -> bool:
+    """The recorded process exists and is not a zombie (between fork and exec its command
+    line is still its parent's, so ``running`` would not recognise it yet)."""
+    try:
+        with open(_paths(plan, settings, cluster)["pid"]) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, ValueError):
+        return False
+
+
+def running(plan: LabPlan, settings: LabSettings, cluster: str) -> bool:
+    return _pid(plan, settings, cluster) is not None
+
+
+def stop(
+    plan: LabPlan,
+    settings: LabSettings,
+    clusters: Iterable[str] | None = None,
+    *,
+    kill: bool = False,
+) -> None:
+    """Stop agents by their recorded PID (SIGTERM, then SIGKILL after 5 s; at once if ``kill``)."""
+    names = clusters if clusters is not None else [c.name for c in plan.topology.clusters]
+    for cluster in names:
+        pid = _pid(plan, settings, cluster)
+        if pid is None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while _is_our_agent(pid, plan, settings) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.02)
+        if _is_our_agent(pid, plan, settings):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_paths(plan, settings, cluster)["pid"])
+
+
+def stop_all_in(folder: str) -> None:
+    """Stop every agent recorded in a lab folder, without its plan (``lab down`` of a lab whose
+    topology no longer loads)."""
+    agents = os.path.join(folder, "agents")
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.listdir(agents):
+            if not entry.endswith(".pid"):
+                continue
+            try:
+                with open(os.path.join(agents, entry)) as f:
+                    pid = int(f.read().strip())
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read()
+            except (OSError, ValueError):
+                continue
+            if b"agent" in argv and folder.encode() in argv:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                _reap(pid)
+
+
+def check_now(
+    plan: LabPlan, settings: LabSettings, timeout: float = CONVERGE_TIMEOUT
+) -> dict[str, dict[str, Any]]:
+    """Have every agent read its table back and repair it now (SIGUSR1); returns their statuses
+    once each has done so."""
+    before = {}
+    for c in plan.topology.clusters:
+        pid = _pid(plan, settings, c.name)
+        if pid is None:
+            raise LabError(f"lab {plan.name}: the agent of {c.name} is not running")
+        before[c.name] = (status(plan, settings, c.name) or {}).get("checks", 0)
+        os.kill(pid, signal.SIGUSR1)
+    started = time.monotonic()
+    while True:
+        now = {c: status(plan, settings, c) or {} for c in before}
+        if all(now[c].get("checks", 0) > before[c] for c in before):
+            return now
+        if time.monotonic() - started > timeout:
+            raise LabError(
+                f"lab {plan.name}: agents did not check their tables within {timeout:g} s"
+            )
+        time.sleep(0.02)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def status(plan: LabPlan, settings: LabSettings, cluster: str) -> dict[str, Any] | None:
+    try:
+        with open(_paths(plan, settings, cluster)["status"]) as f:
+            data: dict[str, Any] = json.load(f)
+            return data
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+@dataclass(frozen=True)
+class Converged:
+    seconds: float
+    statuses: dict[str, dict[str, Any]]
+
+
+def wait(
+    plan: LabPlan, settings: LabSettings, digests: dict[str, str], timeout: float = CONVERGE_TIMEOUT
+) -> Converged:
+    """Until every agent reports ``digests[cluster]`` (its inputs enforced, flows cleared)."""
+    started = time.monotonic()
+    while True:
+        statuses = {c: status(plan, settings, c) for c in digests}
+        if all(
+            s is not None and s.get("digest") == digests[c] and s.get("ready")
+            for c, s in statuses.items()
+        ):
+            return Converged(time.monotonic() - started, {c: s for c, s in statuses.items() if s})
+        dead = [c for c in digests if not _alive(plan, settings, c)]
+        if dead or time.monotonic() - started > timeout:
+            what = (
+                f"agent of {', '.join(dead)} is not running"
+                if dead
+                else f"agents did not converge within {timeout:g} s"
+            )
+            tails = []
+            for c in dead or [
+                c for c, s in statuses.items() if not s or s.get("digest") != digests[c]
+            ]:
+                tails.append(
+                    f"--- {c} ({_paths(plan, settings, c)['log']}):\n{_tail(_paths(plan, settings, c)['log'])}"
+                )
+            raise LabError(f"lab {plan.name}: {what}\n" + "\n".join(tails))
+        time.sleep(0.02)
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
