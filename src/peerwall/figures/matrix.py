@@ -24,7 +24,15 @@ from peerwall.model.topology import Topology
 from peerwall.policy.truthtable import TruthTable
 from peerwall.policy.verdict import Verdict
 
-__all__ = ["BIG_COLUMNS", "HTML_CSS", "matrix_html", "matrix_svg", "table_html"]
+__all__ = [
+    "BIG_COLUMNS",
+    "HTML_CSS",
+    "legend_html",
+    "matrix_html",
+    "matrix_svg",
+    "page",
+    "table_html",
+]
 
 BIG_COLUMNS = 24
 """Up to this many columns, cells are drawn at the seed's size with whole words."""
@@ -455,7 +463,7 @@ def _svg_document(
 
 def matrix_svg(
     table: TruthTable,
-    highlight: Collection[Cell] = (),
+    highlight: Collection[Cell] | TruthTable = (),
     baseline_name: str | None = None,
     title: str | None = None,
     *,
@@ -464,8 +472,10 @@ def matrix_svg(
 ) -> str:
     """The table as a standalone SVG document.
 
-    ``highlight`` is usually ``table.differing(baseline)``, explained in the legend as "differs from
-    ``baseline_name``". With ``topology``, rows and columns are grouped by cluster and namespace.
+    ``highlight`` is a set of cells or a baseline table (then: the cells of
+    ``table.differing(baseline)``, computed per class so large tables stay fast), explained in the
+    legend as "differs from ``baseline_name``". With ``topology``, rows and columns are grouped by
+    cluster and namespace.
     ``compress`` forces (True) or forbids (False) the class view; None decides by size.
     """
     view = matrix_view(table, highlight, topology=topology, compress=compress)
@@ -495,7 +505,7 @@ table.matrix tbody th {{ background: {style.HEADER}; color: #ffffff; padding: 8p
 table.matrix tbody tr.group th {{ background: {style.GROUP_INNER}; color: {style.INK}; font-size: 12px; text-align: left; padding: 3px 8px; }}
 table.matrix tbody tr.group.offloaded th {{ background: {style.NAMESPACE}; }}
 table.matrix tbody tr.group td {{ background: {style.GROUP_INNER}; height: auto; }}
-table.matrix td {{ text-align: center; min-width: 52px; height: 39px; background: #ffffff; }}
+table.matrix td {{ text-align: center; min-width: 52px; height: 39px; padding: 0 8px; background: #ffffff; }}
 table.matrix.small {{ font-size: 12px; }}
 table.matrix.small td {{ min-width: 18px; height: 18px; padding: 0; font-weight: bold; }}
 table.matrix.small thead th.name {{ writing-mode: vertical-rl; transform: rotate(180deg); padding: 6px 2px; font-size: 12px; }}
@@ -627,7 +637,7 @@ def page(title: str | None, body: Iterator[str] | Sequence[str], css: str = HTML
 
 def matrix_html(
     table: TruthTable,
-    highlight: Collection[Cell] = (),
+    highlight: Collection[Cell] | TruthTable = (),
     baseline_name: str | None = None,
     title: str | None = None,
     *,
@@ -637,7 +647,7 @@ def matrix_html(
     """The table as a self-contained HTML page (sticky headers, so large tables stay readable)."""
     view = matrix_view(table, highlight, topology=topology, compress=compress)
     items = []
-    if baseline_name or highlight:
+    if baseline_name or isinstance(highlight, TruthTable) or highlight:
         items.append(("", f"differs from {baseline_name}" if baseline_name else "highlighted"))
     body = [f"<h1>{esc(title)}</h1>" if title else ""]
     if view.compressed:

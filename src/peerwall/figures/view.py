@@ -16,7 +16,7 @@ highlighting, and the tests can check the view once.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from peerwall.model.topology import Topology
@@ -163,12 +163,16 @@ def _groups(topology: Topology) -> tuple[dict[str, Group], dict[str, tuple[int, 
 
 def matrix_view(
     table: TruthTable,
-    highlight: Collection[Cell] = (),
+    highlight: Collection[Cell] | TruthTable = (),
     *,
     topology: Topology | None = None,
     compress: bool | None = None,
 ) -> MatrixView:
     """The view of ``table``; ``compress`` None chooses the class view past ``MAX_LINES``.
+
+    ``highlight`` is a set of cells, or a baseline table: then the cells highlighted are exactly
+    ``table.differing(baseline)``, found per pair of classes, so a table over thousands of pods
+    is compared without visiting (or holding) its millions of cells.
 
     Names the topology does not know (an observed table may carry others) go last, ungrouped.
     """
@@ -177,16 +181,18 @@ def matrix_view(
     groups, order = _groups(topology) if topology is not None else ({}, {})
     unknown = (9,)
 
-    def ordered(names: Iterable[str]) -> list[int]:
-        names = list(names)
+    def ordered(names: Sequence[str]) -> list[int]:
         return sorted(range(len(names)), key=lambda k: (order.get(names[k], unknown), k))
 
     src_order = ordered(table.sources)
     dst_order = ordered(table.destinations)
-    marked = _highlight_index(table, highlight)
+    if isinstance(highlight, TruthTable):
+        marks = _Marks(table, baseline=highlight)
+    else:
+        marks = _Marks(table, cells=_highlight_index(table, highlight))
     if compress:
-        return _class_view(table, marked, groups, src_order, dst_order)
-    return _full_view(table, marked, groups, src_order, dst_order)
+        return _class_view(table, marks, groups, src_order, dst_order)
+    return _full_view(table, marks, groups, src_order, dst_order)
 
 
 def _highlight_index(table: TruthTable, highlight: Collection[Cell]) -> set[tuple[int, int]]:
@@ -202,9 +208,50 @@ def _highlight_index(table: TruthTable, highlight: Collection[Cell]) -> set[tupl
     return out
 
 
+class _Marks:
+    """Which cells are highlighted: a given set, or those whose verdict differs from a baseline's.
+
+    For a baseline, every source and destination also has the baseline's class (-1 where the
+    baseline lacks the name: ``TruthTable.compare`` counts such a cell as differing)."""
+
+    def __init__(
+        self,
+        table: TruthTable,
+        *,
+        cells: set[tuple[int, int]] | None = None,
+        baseline: TruthTable | None = None,
+    ) -> None:
+        self.table = table
+        self.cells = cells or set()
+        self.baseline = baseline
+        self.row_class: tuple[int, ...] = (0,) * len(table.sources)
+        self.col_class: tuple[int, ...] = (0,) * len(table.destinations)
+        if baseline is not None:
+            src = {s: i for i, s in enumerate(baseline.sources)}
+            dst = {d: j for j, d in enumerate(baseline.destinations)}
+            self.row_class = tuple(
+                baseline.row_class[src[s]] if s in src else -1 for s in table.sources
+            )
+            self.col_class = tuple(
+                baseline.col_class[dst[d]] if d in dst else -1 for d in table.destinations
+            )
+
+    def differs(self, verdict: Verdict, brc: int, bcc: int) -> bool:
+        """For a baseline: does a cell of these baseline classes differ from ``verdict``?"""
+        assert self.baseline is not None
+        if brc < 0 or bcc < 0:
+            return True
+        return self.baseline.blocks[brc][bcc] is not verdict
+
+    def cell(self, i: int, j: int, verdict: Verdict) -> bool:
+        if self.baseline is None:
+            return (i, j) in self.cells
+        return self.differs(verdict, self.row_class[i], self.col_class[j])
+
+
 def _full_view(
     table: TruthTable,
-    marked: set[tuple[int, int]],
+    marks: _Marks,
     groups: dict[str, Group],
     src_order: list[int],
     dst_order: list[int],
@@ -225,38 +272,50 @@ def _full_view(
             if table.destinations[j] == s:
                 row.append(Shown(None, 0, 0))
             else:
-                hit = 1 if (i, j) in marked else 0
-                row.append(Shown(block[table.col_class[j]], 1, hit))
+                v = block[table.col_class[j]]
+                row.append(Shown(v, 1, 1 if marks.cell(i, j, v) else 0))
         grid.append(tuple(row))
     return MatrixView(rows, cols, tuple(grid), False, len(table.sources), len(table.destinations))
 
 
-Unit = tuple[Group, int]
-"""A table class cut by group: the finest set of lines that the class view may merge."""
+Unit = tuple[Group, int, int]
+"""(group, table class, baseline class): the finest set of lines the class view may merge. All
+members of a pair of units share one verdict and, against a baseline, one baseline verdict."""
 
 
 def _units(
-    names: tuple[str, ...], classes: tuple[int, ...], groups: dict[str, Group], order: list[int]
-) -> tuple[list[Unit], dict[Unit, list[int]], dict[int, int]]:
+    names: tuple[str, ...],
+    classes: tuple[int, ...],
+    baseline_classes: tuple[int, ...],
+    groups: dict[str, Group],
+    order: list[int],
+) -> tuple[list[Unit], dict[Unit, list[int]], list[int]]:
     """Units in display order (of their first member), their members, each name's unit."""
     members: dict[Unit, list[int]] = {}
     for k in order:
-        members.setdefault((groups.get(names[k], NO_GROUP), classes[k]), []).append(k)
+        key = (groups.get(names[k], NO_GROUP), classes[k], baseline_classes[k])
+        members.setdefault(key, []).append(k)
     units = list(members)
-    index = {u: n for n, u in enumerate(units)}
-    of = {k: index[u] for u, ks in members.items() for k in ks}
+    of = [0] * len(names)
+    for n, u in enumerate(units):
+        for k in members[u]:
+            of[k] = n
     return units, members, of
 
 
 def _class_view(
     table: TruthTable,
-    marked: set[tuple[int, int]],
+    marks: _Marks,
     groups: dict[str, Group],
     src_order: list[int],
     dst_order: list[int],
 ) -> MatrixView:
-    r_units, r_members, r_of = _units(table.sources, table.row_class, groups, src_order)
-    c_units, c_members, c_of = _units(table.destinations, table.col_class, groups, dst_order)
+    r_units, r_members, r_of = _units(
+        table.sources, table.row_class, marks.row_class, groups, src_order
+    )
+    c_units, c_members, c_of = _units(
+        table.destinations, table.col_class, marks.col_class, groups, dst_order
+    )
     nr, nc = len(r_units), len(c_units)
     # Cells per pair of units: |rows| x |columns| less the diagonal cells the pair contains.
     size = [[len(r_members[ru]) * len(c_members[cu]) for cu in c_units] for ru in r_units]
@@ -265,12 +324,22 @@ def _class_view(
         j = dst_index.get(s)
         if j is not None:
             size[r_of[i]][c_of[j]] -= 1
-    hits = [[0] * nc for _ in range(nr)]
-    for i, j in marked:
-        hits[r_of[i]][c_of[j]] += 1
 
     def verdict(a: int, b: int) -> Verdict:
         return table.blocks[r_units[a][1]][c_units[b][1]]
+
+    if marks.baseline is not None:
+        hits = [
+            [
+                size[a][b] if marks.differs(verdict(a, b), r_units[a][2], c_units[b][2]) else 0
+                for b in range(nc)
+            ]
+            for a in range(nr)
+        ]
+    else:
+        hits = [[0] * nc for _ in range(nr)]
+        for i, j in marks.cells:
+            hits[r_of[i]][c_of[j]] += 1
 
     def state(a: int, b: int) -> int:
         return 0 if not hits[a][b] else 2 if hits[a][b] == size[a][b] else 1
