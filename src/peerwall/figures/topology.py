@@ -31,7 +31,7 @@ from peerwall.policy.modes import EffectiveMode, ModeOrigin, effective_mode
 __all__ = ["topology_svg"]
 
 MARGIN = 20
-ITEM_W = 74
+ITEM_W = 86
 ITEM_H = 80
 SECTION_PAD = 8
 SECTION_HEAD = 30
@@ -217,9 +217,9 @@ def _origin_text(origin: str, receiver: str) -> str:
 
 
 def _ordered(items: list[_Item]) -> list[_Item]:
-    """Pods that back no service here first, then each service right after its backends: the
-    dashed service-to-backend lines then join neighbours instead of crossing other icons (and the
-    seed's P3, P2, S2 order falls out)."""
+    """Pods that back no service here first, then each service amid its backends (half before,
+    half after): the dashed service-to-backend lines then mostly join neighbours instead of
+    crossing other icons, and the seed's P3, P2, S2 order falls out."""
     pods = {i.name: i for i in items if i.kind == "pod"}
     services = [i for i in items if i.service is not None]
     backing = {b for i in services if i.service is not None for b in i.service.backends}
@@ -227,11 +227,10 @@ def _ordered(items: list[_Item]) -> list[_Item]:
     placed = {i.name for i in out}
     for svc in services:
         assert svc.service is not None
-        for b in svc.service.backends:
-            if b in pods and b not in placed:
-                out.append(pods[b])
-                placed.add(b)
-        out.append(svc)
+        mine = [pods[b] for b in svc.service.backends if b in pods and b not in placed]
+        placed.update(p.name for p in mine)
+        half = (len(mine) + 1) // 2
+        out += [*mine[:half], svc, *mine[half:]]
     return out
 
 
@@ -454,8 +453,8 @@ def _section_svg(s: _Section, colours: dict[str, str]) -> str:
 def _backend_lines(s: _Section) -> Iterable[str]:
     """Dashed lines from each service to its backends that run in this part of the namespace.
 
-    A straight line that would pass over another icon (the grid wrapped between a backend and its
-    service) bends around it instead, so it cannot be read as joining that icon."""
+    A straight line that would pass behind an icon that is not one of the service's backends
+    bends around it instead, so it cannot be read as joining that icon."""
     here = {i.name: i for i in s.items if i.kind == "pod"}
     for item in s.items:
         if item.service is None:
@@ -464,7 +463,13 @@ def _backend_lines(s: _Section) -> Iterable[str]:
             if b not in here:
                 continue
             p = here[b]
-            others = [i for i in s.items if i is not item and i is not p]
+            # Passing behind another backend of the same service misleads no one (it has a line
+            # of its own); passing behind any other icon would seem to join it.
+            others = [
+                i
+                for i in s.items
+                if i is not item and i is not p and i.name not in item.service.backends
+            ]
             path = f"M {num(item.cx)} {num(item.cy)} "
             if any(
                 _near_segment(o.cx, o.cy, item.cx, item.cy, p.cx, p.cy, ICON_R + 14) for o in others
@@ -475,13 +480,15 @@ def _backend_lines(s: _Section) -> Iterable[str]:
                 nx, ny = -dy / length, dx / length
                 if ny > 0 or (ny == 0 and nx > 0):
                     nx, ny = -nx, -ny
-                mx, my = (item.cx + p.cx) / 2 + nx * 46, (item.cy + p.cy) / 2 + ny * 46
+                # Far apart, bend more: the curve must clear the icons between them.
+                bend = min(70.0, 26 + 0.25 * length)
+                mx, my = (item.cx + p.cx) / 2 + nx * bend, (item.cy + p.cy) / 2 + ny * bend
                 path += f"Q {num(mx)} {num(my)} {num(p.cx)} {num(p.cy)}"
             else:
                 path += f"L {num(p.cx)} {num(p.cy)}"
             yield (
                 f'<path class="backend"{attrs({"data-service": item.name, "data-backend": b})} '
-                f'd="{path}" fill="none" stroke="{style.INK}" stroke-width="2" stroke-dasharray="6 4"/>'
+                f'd="{path}" fill="none" stroke="{style.INK}" stroke-width="1.6" stroke-dasharray="6 4"/>'
             )
 
 
@@ -690,6 +697,9 @@ def topology_svg(
         '<svg xmlns="http://www.w3.org/2000/svg" version="1.1"'
         f"{attrs({'width': width, 'height': height, 'viewBox': f'0 0 {num(width)} {num(height)}', 'font-family': FONT})}>"
         f"<title>{esc(title or 'virtual cluster topology')}</title>"
+        # Labels keep a white halo: a dashed backend line or a band under them stays behind.
+        "<style>.pod > text, .service > text, .link text { paint-order: stroke; stroke: #ffffff; "
+        "stroke-width: 5px; stroke-linejoin: round; }</style>"
         f'<rect x="0" y="0" width="{num(width)}" height="{num(height)}" fill="#ffffff"/>'
     )
     return head + "".join(out) + "</svg>\n"
