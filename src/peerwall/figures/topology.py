@@ -524,7 +524,8 @@ def topology_svg(
         for c in topology.clusters
     ]
     biggest = max((len(s.items) for c in clusters for s in c.sections), default=1)
-    per_row = min(6, max(4, math.ceil(math.sqrt(biggest * 1.5))))
+    # One row per namespace up to six icons (the seed's three fit in one), then a squarish grid.
+    per_row = max(3, biggest if biggest <= 6 else min(6, math.ceil(math.sqrt(biggest * 1.5))))
     title_h = 30 if title else 0
     _layout(clusters, per_row, MARGIN + title_h + 24)
     links = _links(topology, default_mode)
@@ -685,14 +686,16 @@ def topology_svg(
 
     # Legend.
     ly = max(bottom + 70, label_bottom + 34)
-    legend, legend_w = _legend(
-        MARGIN, ly, default_mode, bool(offloaded), any(p.offloaded for p in topology.pods)
+    legend_max = max(700.0, right - MARGIN)
+    any_offloaded = any(p.offloaded for p in topology.pods)
+    legend, legend_w, legend_h = _legend(
+        MARGIN, ly, legend_max, default_mode, bool(offloaded), any_offloaded
     )
     out.append(legend)
-    width = max(right + MARGIN, MARGIN + legend_w + MARGIN)
+    width = max(right + 28, MARGIN + legend_w + MARGIN)  # 28: the corner badge sticks out
     if title:
         width = max(width, MARGIN + text_width(title, 16, bold=True) + MARGIN)
-    height = ly + 44
+    height = ly + legend_h + 14
     head = (
         '<svg xmlns="http://www.w3.org/2000/svg" version="1.1"'
         f"{attrs({'width': width, 'height': height, 'viewBox': f'0 0 {num(width)} {num(height)}', 'font-family': FONT})}>"
@@ -714,39 +717,55 @@ def _direction_data(ln: _Link) -> str:
 
 
 def _legend(
-    x0: float, y: float, default_mode: SecurityMode, namespaces: bool, offloaded: bool
-) -> tuple[str, float]:
-    out = ['<g class="legend">']
-    x = x0
-
-    def note(text: str, gap: float = 26) -> None:
-        nonlocal x
-        out.append(_text(x, y + 5, text, 12, anchor="start"))
-        x += text_width(text, 12) + gap
-
-    out.append(_pod_icon(x + 14, y, False))
-    x += 38
-    note("pod")
-    out.append(_service_icon(x + 14, y, False))
-    x += 38
-    note("service (dashed: to its backends)")
+    x0: float,
+    y0: float,
+    max_w: float,
+    default_mode: SecurityMode,
+    namespaces: bool,
+    offloaded: bool,
+) -> tuple[str, float, float]:
+    """The legend's markup, width and height; entries wrap at ``max_w``."""
+    entries: list[tuple[str, float, str]] = [("pod", 38, "pod")]
+    entries.append(("service", 38, "service (dashed: to its backends)"))
     if offloaded:
-        out.append(
-            f'<polygon points="{_heptagon(x + 14, y, ICON_R + 5)}" fill="#ffffff" stroke="{style.CLUSTER_COLOURS[0]}" stroke-width="2" stroke-dasharray="4 3"/>'
-        )
-        out.append(_pod_icon(x + 14, y, False))
-        x += 44
-        note("offloaded pod (ring: its home's colour)")
+        entries.append(("offloaded", 44, "offloaded pod (ring: its home's colour)"))
     if namespaces:
-        out.append(
-            f'<rect x="{num(x)}" y="{num(y - 10)}" width="34" height="20" rx="6" fill="{style.NAMESPACE}"/>'
+        entries.append(("namespace", 42, "offloaded namespace (dashed: where it is offloaded to)"))
+    entries.append(
+        (
+            "peering",
+            42,
+            f"peering: mode enforced on entering traffic (global default {default_mode.value})",
         )
-        x += 42
-        note("offloaded namespace (dashed: where it is offloaded to)")
-    out.append(
-        f'<line x1="{num(x)}" y1="{num(y)}" x2="{num(x + 34)}" y2="{num(y)}" stroke="{style.VIRTUAL}" stroke-width="3"/>'
     )
-    x += 42
-    note(f"peering: mode enforced on entering traffic (global default {default_mode.value})", 0)
+    out = ['<g class="legend">']
+    x, y, widest = x0, y0, 0.0
+    for kind, sample_w, text in entries:
+        w = sample_w + text_width(text, 12) + 26
+        if x > x0 and x + w > x0 + max_w:
+            x, y = x0, y + 46
+        if kind == "pod":
+            out.append(_pod_icon(x + 14, y))
+        elif kind == "service":
+            out.append(_service_icon(x + 14, y))
+        elif kind == "offloaded":
+            out.append(
+                f'<polygon points="{_heptagon(x + 14, y, ICON_R + 5)}" fill="#ffffff" '
+                f'stroke="{style.CLUSTER_COLOURS[0]}" stroke-width="2" stroke-dasharray="4 3"/>'
+            )
+            out.append(_pod_icon(x + 14, y))
+        elif kind == "namespace":
+            out.append(
+                f'<rect x="{num(x)}" y="{num(y - 10)}" width="34" height="20" rx="6" '
+                f'fill="{style.NAMESPACE}"/>'
+            )
+        else:
+            out.append(
+                f'<line x1="{num(x)}" y1="{num(y)}" x2="{num(x + 34)}" y2="{num(y)}" '
+                f'stroke="{style.VIRTUAL}" stroke-width="3"/>'
+            )
+        out.append(_text(x + sample_w, y + 5, text, 12, anchor="start"))
+        widest = max(widest, x + w - 26 - x0)
+        x += w
     out.append("</g>")
-    return "".join(out), x - x0
+    return "".join(out), widest, y - y0 + 24
