@@ -497,7 +497,7 @@ table.matrix {{ border-collapse: separate; border-spacing: 0; font-size: 18px; }
 table.matrix th, table.matrix td {{ border-right: 1px solid {style.GRID}; border-bottom: 1px solid {style.GRID}; }}
 table.matrix thead {{ position: sticky; top: 0; z-index: 2; }}
 table.matrix thead th {{ background: {style.HEADER}; color: #ffffff; padding: 8px 10px; white-space: nowrap; }}
-table.matrix thead th.band {{ font-size: 12px; padding: 4px 6px; background: {style.GROUP_OUTER}; }}
+table.matrix thead th.band {{ font-size: 12px; padding: 4px 2px; background: {style.GROUP_OUTER}; }}
 table.matrix thead th.band.inner {{ background: {style.GROUP_INNER}; color: {style.INK}; }}
 table.matrix thead th.band.inner.offloaded {{ background: {style.NAMESPACE}; }}
 table.matrix th.corner {{ background: #ffffff; color: {style.HEADER}; font-size: 28px; left: 0; position: sticky; z-index: 3; }}
@@ -549,11 +549,22 @@ def table_html(
     out = [f'<table class="matrix{" small" if small else ""}"><thead>']
     corner = f'<th class="corner" rowspan="{3 if grouped else 1}" title="rows: sources; columns: destinations">↱</th>'
     if grouped:
+        # Band labels are cut to the width of the columns they span (their full text is the
+        # tooltip): a label wider than its columns would widen them, and small cells must stay
+        # small.
+        column_w = 20 if small else 64
         out.append("<tr>" + corner)
         for _start, n, first in _runs(view.cols, 1):
             g = first.group
-            span = attrs({"colspan": n if n > 1 else None, "rowspan": None if g.inner else 2})
-            out.append(f'<th class="band outer"{span}>{esc(g.outer[0] if g.outer else "")}</th>')
+            label = fit(g.outer, n * column_w - 8, 12, bold=True) if g.outer else ""
+            span = attrs(
+                {
+                    "colspan": n if n > 1 else None,
+                    "rowspan": None if g.inner else 2,
+                    "title": g.outer[0] if g.outer else None,
+                }
+            )
+            out.append(f'<th class="band outer"{span}>{esc(label)}</th>')
         out.append("</tr><tr>")
         for _start, n, first in _runs(view.cols, 2):
             g = first.group
@@ -561,9 +572,8 @@ def table_html(
                 continue
             cls = "band inner offloaded" if g.offloaded else "band inner"
             span = attrs({"colspan": n if n > 1 else None, "title": g.inner[0]})
-            out.append(
-                f'<th class="{cls}"{span}>{esc(fit(g.inner, max(40, n * (18 if small else 70)), 12, bold=True))}</th>'
-            )
+            label = fit(g.inner, n * column_w - 8, 12, bold=True)
+            out.append(f'<th class="{cls}"{span}>{esc(label)}</th>')
         out.append("</tr><tr>")
     else:
         out.append("<tr>" + corner)
