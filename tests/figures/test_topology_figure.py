@@ -124,3 +124,25 @@ def test_any_topology(data):
 def test_deterministic():
     t = load("three-clusters.yaml")
     assert topology_svg(t) == topology_svg(t)
+
+
+def test_clusters_without_pods_and_a_table_without_sources():
+    from figkit import parse_html
+
+    from peerwall.figures import matrix_html, matrix_svg, probe_html
+    from peerwall.policy import expect
+
+    data = {
+        "clusters": [
+            {"name": "A", "podCIDR": "10.1.0.0/16"},
+            {"name": "B", "podCIDR": "10.2.0.0/16"},
+        ],
+        "peerings": [{"consumer": "A", "provider": "B"}],
+    }
+    t = topology_from_data(data, "empty")
+    root = check(t, SecurityMode.FULL_POD_TO_POD)
+    assert "no pods" in "".join(root.itertext())
+    table = expect(t).table
+    parse_svg(matrix_svg(table, table, "FullPodToPod", "empty", topology=t))
+    parse_html(matrix_html(table, table, "FullPodToPod", "empty", topology=t))
+    parse_html(probe_html(table, table, {}))
