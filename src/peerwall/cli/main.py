@@ -32,6 +32,7 @@ from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.nft import render_replace
 from peerwall.errors import PeerwallError, UnknownName
+from peerwall.figures import matrix_html, matrix_svg, topology_svg
 from peerwall.model import SecurityMode, Topology
 from peerwall.policy import DESCRIPTIONS, Explanation, ModeOrigin, expect, explain_cell
 from peerwall.verify.paths import trace
@@ -127,6 +128,8 @@ class Output(str, Enum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+    svg = "svg"
+    html = "html"
 
 
 @app.command()
@@ -169,6 +172,13 @@ def matrix(
         )
         raise typer.Exit(1)
     baseline = SecurityMode.FULL_POD_TO_POD
+    if output in (Output.svg, Output.html):
+        # Figures take the baseline table and compare per class: fast for any size.
+        draw = matrix_svg if output is Output.svg else matrix_html
+        base = expect(topology, baseline, force=baseline).table
+        title = matrix_title(topology, choice)
+        sys.stdout.write(draw(table, base, baseline.value, title, topology=topology))
+        return
     highlight = table.differing(expect(topology, baseline, force=baseline).table)
     title = matrix_title(topology, choice)
     if output is Output.markdown:
@@ -176,6 +186,25 @@ def matrix(
         render.write_markdown(table, sys.stdout, highlight, caption=caption)
         return
     render.print_table(Console(), table, highlight, title=title, baseline=baseline.value)
+
+
+class FigureOutput(str, Enum):
+    svg = "svg"
+
+
+@app.command("topology")
+def topology_cmd(
+    file: TopologyFile,
+    set_: SetValues = None,
+    values: ValuesFile = None,
+    output: Annotated[
+        FigureOutput, typer.Option("--output", "-o", help="Output format.")
+    ] = FigureOutput.svg,
+) -> None:
+    """The virtual cluster as a figure on standard output: clusters, namespaces, pods, services,
+    and the mode each side of each peering enforces."""
+    topology, choice = load(file, set_, values)
+    sys.stdout.write(topology_svg(topology, choice.mode))
 
 
 SourceArg = Annotated[str, typer.Argument(metavar="SRC", help="Source pod.", show_default=False)]

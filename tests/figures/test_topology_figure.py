@@ -1,0 +1,148 @@
+"""The topology figure without a browser: well-formed, every pod where it runs, every service in
+every cluster it exists in, every link with the mode each side enforces, stable bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from figkit import classes, parse_svg, scaled_topology
+from hypothesis import HealthCheck, given, settings
+
+from peerwall.figures import topology_svg
+from peerwall.model import SecurityMode, Topology, load_topology, topology_from_data
+from peerwall.policy import effective_mode
+from strategies import topologies
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "peerwall" / "examples"
+MODES = list(SecurityMode)
+
+
+def load(name: str) -> Topology:
+    return load_topology((EXAMPLES / name).read_text(), name)
+
+
+def groups(root: ElementTree.Element, cls: str) -> list[ElementTree.Element]:
+    return [el for el in root.iter() if cls in classes(el)]
+
+
+def check(t: Topology, default: SecurityMode) -> ElementTree.Element:
+    root = parse_svg(topology_svg(t, default))
+    # Every pod once, in the cluster it runs in; offloaded ones say where they come from.
+    pods = {el.get("data-pod"): el for el in groups(root, "pod")}
+    assert sorted(pods) == sorted(p.name for p in t.pods)
+    for p in t.pods:
+        el = pods[p.name]
+        assert (el.get("data-cluster"), el.get("data-home")) == (p.physical, p.home)
+        assert ("offloaded" in classes(el)) == p.offloaded
+        if p.offloaded:
+            assert f"from {p.home}" in "".join(el.itertext())
+    # Every service in its home and in each cluster its namespace is offloaded to.
+    services: dict[str, list[ElementTree.Element]] = {}
+    for el in groups(root, "service"):
+        services.setdefault(el.get("data-service", ""), []).append(el)
+    for s in t.services:
+        drawn = services[s.name]
+        assert len(drawn) == 1 + len(s.reflected_to)
+        assert sum("reflected" in classes(el) for el in drawn) == len(s.reflected_to)
+        assert all(el.get("data-backends") == " ".join(s.backends) for el in drawn)
+    # Each backend joined to the service in the cluster it runs in (the home copy or a reflection).
+    lines = {(el.get("data-service"), el.get("data-backend")) for el in groups(root, "backend")}
+    assert lines == {(s.name, b) for s in t.services for b in s.backends}
+    # One link per connection, each direction with the mode its receiver enforces.
+    links = {el.get("data-link"): el for el in groups(root, "link")}
+    order = {c.name: c.index for c in t.clusters}
+    want = {" ".join(sorted(k, key=order.__getitem__)) for k in t.links}
+    assert set(links) == want
+    for key, el in links.items():
+        a, b = (key or "").split(" ")
+        directions = {(d.get("data-from"), d.get("data-to")): d for d in groups(el, "direction")}
+        assert set(directions) == {(a, b), (b, a)}
+        for (src, dst), d in directions.items():
+            e = effective_mode(t, dst or "", src or "", default)
+            assert (d.get("data-mode"), d.get("data-origin")) == (e.mode.value, e.origin.value)
+    # Internets and API servers.
+    assert sorted(el.get("data-internet") or "" for el in groups(root, "internet")) == sorted(
+        c.internet for c in t.clusters
+    )
+    assert sorted(el.get("data-api-server") or "" for el in groups(root, "api-server")) == sorted(
+        c.api_server for c in t.clusters if c.api_server
+    )
+    return root
+
+
+@pytest.mark.parametrize("default", MODES, ids=[m.value for m in MODES])
+@pytest.mark.parametrize("name", ["seed.yaml", "three-clusters.yaml"])
+def test_examples(name, default):
+    check(load(name), default)
+
+
+def test_seed_shows_the_offloaded_namespace_stretching_into_c2():
+    root = check(load("seed.yaml"), SecurityMode.FULL_POD_TO_POD)
+    namespaces = {
+        (el.get("data-namespace"), el.get("data-kind")) for el in groups(root, "namespace")
+    }
+    assert namespaces == {("offloaded", "own"), ("offloaded", "extension")}
+    (tunnel,) = groups(root, "tunnel")
+    assert groups(tunnel, "band"), "the offloaded namespace crosses the tunnel"
+    text = "".join(tunnel.itertext())
+    assert "FullPodToPod" in text and "global default" in text
+
+
+def test_modes_differ_per_direction_in_three_clusters():
+    root = check(load("three-clusters.yaml"), SecurityMode.FULL_POD_TO_POD)
+    (c1c2,) = [el for el in groups(root, "link") if el.get("data-link") == "C1 C2"]
+    modes = {
+        (d.get("data-from"), d.get("data-to")): d.get("data-mode")
+        for d in groups(c1c2, "direction")
+    }
+    assert modes == {
+        ("C1", "C2"): "IntraClusterTrafficSegregation",  # C2's install-time mode
+        ("C2", "C1"): "FullPodToPod",  # the global default
+    }
+    # C1 and C3 are not neighbours in the row: an arc, labelled with the peering's own mode.
+    (c1c3,) = [el for el in groups(root, "link") if el.get("data-link") == "C1 C3"]
+    assert "arc" in classes(c1c3)
+    assert "set on the peering" in "".join(c1c3.itertext())
+
+
+@pytest.mark.parametrize("clusters", [1, 2, 4, 6])
+def test_one_to_six_clusters_and_a_few_dozen_pods(clusters):
+    t = scaled_topology(36, clusters)
+    root = check(t, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
+    width = float(root.get("width", "0"))
+    assert width < 600 * clusters + 400  # one row, but no runaway width
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=topologies())
+def test_any_topology(data):
+    check(topology_from_data(data, "generated"), SecurityMode.FULL_POD_TO_POD)
+
+
+def test_deterministic():
+    t = load("three-clusters.yaml")
+    assert topology_svg(t) == topology_svg(t)
+
+
+def test_clusters_without_pods_and_a_table_without_sources():
+    from figkit import parse_html
+
+    from peerwall.figures import matrix_html, matrix_svg, probe_html
+    from peerwall.policy import expect
+
+    data = {
+        "clusters": [
+            {"name": "A", "podCIDR": "10.1.0.0/16"},
+            {"name": "B", "podCIDR": "10.2.0.0/16"},
+        ],
+        "peerings": [{"consumer": "A", "provider": "B"}],
+    }
+    t = topology_from_data(data, "empty")
+    root = check(t, SecurityMode.FULL_POD_TO_POD)
+    assert "no pods" in "".join(root.itertext())
+    table = expect(t).table
+    parse_svg(matrix_svg(table, table, "FullPodToPod", "empty", topology=t))
+    parse_html(matrix_html(table, table, "FullPodToPod", "empty", topology=t))
+    parse_html(probe_html(table, table, {}))
