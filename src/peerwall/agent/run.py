@@ -70,6 +70,8 @@ class Agent:
         self.ready = False
         self.beat = time.monotonic()
         self.applied_digest: str | None = None
+        self.address: tuple[Any, ...] | None = None
+        """Where the HTTP endpoints listen, once running."""
         self._lock = asyncio.Lock()
         self.collector = LiveCollector(nft)
         self.metrics.registry.register(self.collector)
@@ -91,6 +93,7 @@ class Agent:
                 self._alive,
                 self.status,
             )
+            self.address = server.server_address
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.source.run(), name="source")

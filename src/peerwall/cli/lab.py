@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from peerwall.cli import render
 from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, read_source, resolve_mode
 from peerwall.errors import ModeInvalid
+from peerwall.figures import probe_html
 from peerwall.lab import build as labs
 from peerwall.lab import demo as demos
 from peerwall.lab.netns import list_namespaces
@@ -64,6 +65,7 @@ Timeout = Annotated[
 class ProbeOutput(str, Enum):
     table = "table"
     json = "json"
+    html = "html"
 
 
 def _say(message: str) -> None:
@@ -218,6 +220,12 @@ def _progress_bar() -> Iterator[Callable[[str], Callable[[int, int], None] | Non
         yield factory
 
 
+READING_REPRODUCERS = (
+    "outside a probe run nothing listens: 'Connection refused' means the packet got through, "
+    "a timeout means it was dropped"
+)
+
+
 def report_wrong(observed: Observed, wrong: Comparison, out: Console) -> None:
     """Each wrong cell with what the probes saw and the commands that repeat them by hand."""
     for m in wrong.mismatches():
@@ -232,11 +240,7 @@ def report_wrong(observed: Observed, wrong: Comparison, out: Console) -> None:
         for cmd in cell.reproducers:
             out.print(f"  reproduce: {cmd}", soft_wrap=True, highlight=False)
     if wrong:
-        out.print(
-            "  (outside a probe run nothing listens: 'Connection refused' means the packet got "
-            "through, a timeout means it was dropped)",
-            soft_wrap=True,
-        )
+        out.print(f"  ({READING_REPRODUCERS})", soft_wrap=True)
 
 
 @app.command()
@@ -264,9 +268,27 @@ def probe(
         )
     expected = expect(plan.topology, mode).table
     wrong = expected.compare(observed.table)
-    json_out = output is ProbeOutput.json
-    if json_out:
+    json_out = output is not ProbeOutput.table  # stdout carries the document and nothing else
+    if output is ProbeOutput.json:
         observed.table.write_json(sys.stdout)
+    elif output is ProbeOutput.html:
+        evidence = {
+            (m.source, m.destination): (
+                observed.cells[(m.source, m.destination)].detail(),
+                list(observed.cells[(m.source, m.destination)].reproducers),
+            )
+            for m in wrong.mismatches()
+        }
+        sys.stdout.write(
+            probe_html(
+                expected,
+                observed.table,
+                evidence,
+                title=f"lab {name}: observed by {observed.attempts} probes vs computed ({state.mode})",
+                topology=plan.topology,
+                note=READING_REPRODUCERS,
+            )
+        )
     else:
         render.print_side_by_side(
             Console(),

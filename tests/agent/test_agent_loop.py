@@ -1,0 +1,97 @@
+"""The agent's loop with a hand-driven source and the in-memory nft: fail-closed until synced,
+bursts coalesced into one transaction, and the HTTP endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.request
+from importlib import resources
+from ipaddress import IPv4Address
+
+from peerwall.agent.desired import DesiredState
+from peerwall.agent.run import Agent, AgentSettings
+from peerwall.compile import names
+from peerwall.compile.desired import gateway_state
+from peerwall.compile.state import SetKind
+from peerwall.dataplane.fake import FakeNft
+from peerwall.model import SecurityMode, load_topology
+
+
+class HandSource:
+    def __init__(self) -> None:
+        self.synced = asyncio.Event()
+        self.changed = asyncio.Event()
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()  # events come from the test
+
+
+def get(agent: Agent, path: str) -> tuple[int, str]:
+    assert agent.address is not None
+    host, port = agent.address[:2]
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
+
+
+def test_the_loop_end_to_end() -> None:
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    state = gateway_state(
+        load_topology(text, "three"), "C1", SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    )
+    nft = FakeNft()
+    desired = DesiredState("C1", "pwt-*", 12345)
+    source = HandSource()
+    agent = Agent(
+        source, desired, nft, None, AgentSettings(metrics_address="127.0.0.1:0", coalesce=0.05)
+    )
+
+    async def scenario() -> None:
+        task = asyncio.create_task(agent.run())
+        await until(lambda: agent.address is not None)
+        # Fail-closed: a table with no peers, not ready.
+        table = nft.ruleset("inet", "peerwall")
+        assert table is not None and not table.map(names.MAP_FORWARD).elements
+        assert get(agent, "/readyz")[0] == 503
+        assert get(agent, "/healthz")[0] == 200
+        desired.load(state)
+        source.synced.set()
+        source.changed.set()
+        await until(lambda: agent.ready)
+        assert get(agent, "/readyz")[0] == 200
+        full_then = agent.enforcer.counts.transactions["full"]
+        # A burst of 100 pod events becomes one transaction.
+        scripts = len(nft.scripts)
+        for i in range(100):
+            desired.contribute(
+                f"pod/{i}", "C2", SetKind.BACKENDS, [IPv4Address(f"10.244.9.{i + 1}")]
+            )
+            source.changed.set()
+        await until(lambda: len(nft.scripts) > scripts and not source.changed.is_set())
+        await asyncio.sleep(0.1)
+        assert len(nft.scripts) == scripts + 1
+        assert (
+            nft.scripts[-1].count("add element") == 1 and nft.scripts[-1].count("10.244.9.") == 100
+        )
+        assert agent.enforcer.counts.transactions["full"] == full_then == 1
+        code, body = get(agent, "/metrics")
+        assert code == 200
+        assert 'peerwall_transactions_total{kind="elements"} 1.0' in body
+        assert 'peerwall_set_elements{peer="C2",set="backends"}' in body
+        assert "peerwall_event_to_kernel_seconds_count 2.0" in body
+        assert 'peerwall_dropped_packets_total{hook="forward",peer="C2",reason="spoofed"}' in body
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())

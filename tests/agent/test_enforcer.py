@@ -1,0 +1,208 @@
+"""The agent's kernel side on the in-memory nft: which transaction each change becomes, and that
+the table always ends equal to the desired state (no root needed)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from importlib import resources
+from ipaddress import IPv4Address
+
+import pytest
+
+from peerwall.agent.desired import DesiredState
+from peerwall.agent.enforcer import Enforcer
+from peerwall.compile import names
+from peerwall.compile.build import build
+from peerwall.compile.desired import gateway_state
+from peerwall.compile.flows import Flow, Tuple
+from peerwall.compile.nft import render_replace
+from peerwall.compile.state import GatewayState, SetKind
+from peerwall.dataplane.fake import FakeNft
+from peerwall.dataplane.readback import read_table
+from peerwall.model import SecurityMode, load_topology
+
+FULL = SecurityMode.FULL_POD_TO_POD
+SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+
+
+def three(mode: SecurityMode = SEG) -> GatewayState:
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    return gateway_state(load_topology(text, "three"), "C1", mode)
+
+
+class Flows:
+    """A conntrack table of given flows; records what the enforcer deleted."""
+
+    def __init__(self, flows: list[Flow]) -> None:
+        self.flows = flows
+        self.deleted: list[tuple[Flow, str]] = []
+
+    def delete_where(self, reason):  # type: ignore[no-untyped-def]
+        gone = [(f, why) for f in self.flows if (why := reason(f)) is not None]
+        self.flows = [f for f in self.flows if reason(f) is None]
+        self.deleted += gone
+        return gone
+
+
+def started(state: GatewayState) -> tuple[FakeNft, Enforcer, DesiredState]:
+    nft = FakeNft()
+    enforcer = Enforcer(nft)
+    desired = DesiredState(state.cluster, state.tunnel_pattern, state.conncheck_port)
+    desired.load(state)
+    assert enforcer.sync(desired).kind == "full"
+    return nft, enforcer, desired
+
+
+def equal(nft: FakeNft, desired: DesiredState) -> bool:
+    live, want = read_table(nft, "inet", "peerwall"), build(desired.snapshot())
+    assert live is not None
+    return (
+        {s.name: s for s in live.sets} == {s.name: s for s in want.sets}
+        and {m.name: m for m in live.maps} == {m.name: m for m in want.maps}
+        and {c.name: c for c in live.chains} == {c.name: c for c in want.chains}
+    )
+
+
+def test_fail_closed_installs_a_table_without_peers_only_if_there_is_none() -> None:
+    nft = FakeNft()
+    enforcer = Enforcer(nft)
+    assert enforcer.fail_closed(three())
+    table = nft.ruleset("inet", "peerwall")
+    assert table is not None and not table.map(names.MAP_FORWARD).elements
+    assert any("fail closed" in (r.comment or "") for r in table.chain(names.CHAIN_FORWARD).rules)
+    # A table of a previous run is kept until the state is known.
+    nft.run(render_replace(build(three())))
+    assert not Enforcer(nft).fail_closed(three())
+    assert nft.ruleset("inet", "peerwall").map(names.MAP_FORWARD).elements  # type: ignore[union-attr]
+
+
+def test_a_pod_event_is_one_element_and_nothing_is_read_back() -> None:
+    nft, enforcer, desired = started(three())
+    desired.contribute("pod/shop/new", "C2", SetKind.BACKENDS, [IPv4Address("10.244.7.7")])
+    before = len(nft.scripts)
+    step = enforcer.sync(desired)
+    assert step.kind == "elements"
+    assert nft.scripts[before:] == [
+        f"add element inet peerwall {names.peer_set('C2', SetKind.BACKENDS)} {{ 10.244.7.7 }}\n"
+    ]
+    assert equal(nft, desired)
+    desired.withdraw("pod/shop/new")
+    assert enforcer.sync(desired).narrows
+    assert equal(nft, desired)
+
+
+def test_a_mode_change_is_one_element_of_the_cidrs_set() -> None:
+    nft, enforcer, desired = started(three())
+    desired.upsert_peer(replace(three().peers["C2"], mode=FULL))
+    before = len(nft.scripts)
+    assert enforcer.sync(desired).kind == "mode"
+    assert nft.scripts[before:] == [
+        f"add element inet peerwall {names.peer_cidrs_set('C2')} {{ 10.244.0.0/16 }}\n"
+    ]
+    assert equal(nft, desired)
+
+
+def test_a_new_or_removed_peer_touches_only_its_objects() -> None:
+    state = three()
+    without = replace(state, peers={k: v for k, v in state.peers.items() if k != "C3"})
+    nft, enforcer, desired = started(without)
+    desired.load(state)
+    step = enforcer.sync(desired)
+    assert step.kind == "peers"
+    assert names.peer_chain("C2") not in nft.scripts[-1]
+    assert equal(nft, desired)
+    desired.load(without)
+    assert enforcer.sync(desired).kind == "peers"
+    assert names.peer_chain("C2") not in nft.scripts[-1]
+    assert equal(nft, desired)
+    assert enforcer.counts.transactions["full"] == 1  # only the start
+
+
+def test_a_refused_transaction_falls_back_to_a_whole_table() -> None:
+    nft, enforcer, desired = started(three())
+    desired.contribute("pod/x", "C2", SetKind.BACKENDS, [IPv4Address("10.244.7.8")])
+    nft.fail_next = "Error: Could not process rule: No such file or directory"
+    assert enforcer.sync(desired).kind == "full"
+    assert enforcer.counts.apply_failures == 1
+    assert equal(nft, desired)
+
+
+def test_drift_is_repaired_and_counted() -> None:
+    nft, enforcer, desired = started(three())
+    nft.run("flush table inet peerwall\n")
+    found = enforcer.repair(desired.snapshot())
+    assert found and enforcer.counts.repairs == 1
+    assert equal(nft, desired)
+    assert enforcer.repair(desired.snapshot()) == []
+    assert enforcer.counts.checks == 2
+
+
+def test_only_flows_the_state_forbids_are_cleared() -> None:
+    state = three()
+    c2 = state.peers["C2"]
+    src = next(iter(c2.sources)).network_address + 5
+    allowed_dst = next(iter(c2.addresses(SetKind.BACKENDS)))
+    denied_dst = IPv4Address("10.244.0.200")
+    flows = Flows(
+        [
+            Flow("tcp", Tuple(src, allowed_dst, 40000, 8080), Tuple(allowed_dst, src, 8080, 40000)),
+            Flow("tcp", Tuple(src, denied_dst, 40001, 8080), Tuple(denied_dst, src, 8080, 40001)),
+        ]
+    )
+    # C1 and C2 overlap: C2 addresses C1's pods through its view; C1 DNATs them back.
+    nat = c2.nat
+    if nat is not None:
+        flows.flows = [
+            Flow(
+                f.proto,
+                Tuple(
+                    f.orig.src,
+                    nat.seen_by_peer.network_address
+                    + (int(f.orig.dst) - int(nat.local.network_address)),
+                    f.orig.sport,
+                    f.orig.dport,
+                ),
+                f.reply,
+            )
+            for f in flows.flows
+        ]
+    enforcer = Enforcer(FakeNft(), flows)
+    assert enforcer.clear_flows(state) == 1
+    assert [f.reply.src for f, _ in flows.deleted] == [denied_dst]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_any_sequence_of_events_leaves_the_table_equal_to_the_desired_state(seed: int) -> None:
+    rnd = random.Random(seed)
+    state = three()
+    nft, enforcer, desired = started(state)
+    peers = list(state.peers)
+    keys: list[str] = []
+    for step in range(60):
+        action = rnd.random()
+        if action < 0.5:
+            key = f"pod/{step}"
+            keys.append(key)
+            addresses = [
+                IPv4Address(f"10.244.{rnd.randint(0, 3)}.{rnd.randint(1, 250)}")
+                for _ in range(rnd.randint(1, 3))
+            ]
+            desired.contribute(key, rnd.choice(peers), rnd.choice(list(SetKind)), addresses)
+        elif action < 0.75 and keys:
+            desired.withdraw(keys.pop(rnd.randrange(len(keys))))
+        elif action < 0.85:
+            name = rnd.choice(peers)
+            desired.upsert_peer(replace(state.peers[name], mode=rnd.choice([FULL, SEG])))
+        elif action < 0.92:
+            name = rnd.choice(peers)
+            if name in desired.peers:
+                desired.remove_peer(name)
+            else:
+                desired.upsert_peer(state.peers[name])
+        if rnd.random() < 0.6:  # sometimes several events share a transaction
+            enforcer.sync(desired)
+            assert equal(nft, desired), step
+    enforcer.sync(desired)
+    assert equal(nft, desired)
+    assert enforcer.counts.transactions["full"] == 1

@@ -1,0 +1,163 @@
+"""The lab commands as a user runs them: JSON that is JSON, explicit mode changes, a status that
+reports every lab on its own and fails on drift, one change at a time (issues 6.3, 7.5, 7.7,
+7.12-7.14)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from peerwall.cli.main import app
+from peerwall.lab import build as labs
+from peerwall.settings import LabSettings
+from support import REFERENCE
+
+pytestmark = pytest.mark.lab
+SEED = str(REFERENCE / "seed-topology.yaml")
+SEG = "networking.securityMode=IntraClusterTrafficSegregation"
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, list(args), env={"NO_COLOR": "1", "COLUMNS": "200"})
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("PEERWALL_STATE_DIR", str(tmp_path))
+    yield tmp_path
+    for entry in os.listdir(tmp_path):
+        if (tmp_path / entry).is_dir():
+            labs.down(entry, LabSettings())
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for line in left.splitlines():
+        ns = line.split()[0]
+        if ns.startswith(("pw-tcli", "pw-torph")):
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def break_c1(name: str) -> None:
+    """Stop C1's agent and delete its table: wrong cells until repaired."""
+    from peerwall.lab import agents
+    from peerwall.lab.state import load_state
+
+    settings = LabSettings()
+    plan = load_state(name, settings).plan(settings)
+    agents.stop(plan, settings, ["C1"])
+    subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            plan.gateway_ns("C1"),
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "peerwall",
+        ],
+        check=True,
+    )
+
+
+def test_probe_json_and_html_are_documents_only_even_with_wrong_cells(state_dir: Path) -> None:
+    assert run("lab", "up", "-f", SEED, "--set", SEG, "-n", "tcli").exit_code == 0
+    ok = run("lab", "probe", "-n", "tcli", "-o", "json", "--timeout", "0.5")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["securityMode"] == "IntraClusterTrafficSegregation"
+    break_c1("tcli")
+    bad = run("lab", "probe", "-n", "tcli", "-o", "json", "--timeout", "0.5")
+    assert bad.exit_code == 1
+    doc = json.loads(bad.stdout)  # nothing but the contract document on stdout
+    assert set(doc) == {"securityMode", "sources", "destinations", "matrix"}
+    assert "wrong: " in bad.stderr and "reproduce: ip netns exec" in bad.stderr
+    page = run("lab", "probe", "-n", "tcli", "-o", "html", "--timeout", "0.5")
+    assert page.exit_code == 1
+    assert page.stdout.lstrip().startswith("<!DOCTYPE html>") and page.stdout.rstrip().endswith(
+        "</html>"
+    )
+    assert "reproduce" in page.stdout or "ip netns exec" in page.stdout
+
+
+def test_status_fails_on_drift_and_reports_each_lab(state_dir: Path) -> None:
+    assert run("lab", "up", "-f", SEED, "-n", "tcli").exit_code == 0
+    assert run("lab", "up", "-f", SEED, "-n", "tcli2").exit_code == 0
+    fine = run("lab", "status")
+    assert fine.exit_code == 0, fine.output
+    assert "tcli:" in fine.stdout and "tcli2:" in fine.stdout
+    break_c1("tcli")
+    drifted = run("lab", "status")
+    assert drifted.exit_code == 1
+    assert "gateway C1: 1 difference(s)" in drifted.stdout and "table-missing" in drifted.stdout
+    # A namespace deleted by hand: that lab is broken, the other one is still reported.
+    subprocess.run(["ip", "netns", "del", "pw-tcli-pod-P3"], check=True)
+    broken = run("lab", "status")
+    assert broken.exit_code == 1
+    assert "broken: missing pw-tcli-pod-P3" in broken.stdout
+    assert "tcli2: " in broken.stdout and "gateway C2: in sync" in broken.stdout
+
+
+def test_an_orphaned_lab_shows_as_broken(state_dir: Path) -> None:
+    # What a SIGKILL during `lab up` leaves: namespaces, no state.
+    subprocess.run(["ip", "netns", "add", "pw-torph-gw-C1"], check=True)
+    out = run("lab", "status")
+    assert out.exit_code == 1
+    assert "torph: broken: namespaces without a recorded state" in out.stdout
+    assert run("lab", "down", "-n", "torph").exit_code == 0
+    assert (
+        "pw-torph-gw-C1"
+        not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    )
+
+
+def test_a_lab_being_changed_names_the_process_that_changes_it(state_dir: Path) -> None:
+    fd = os.open(state_dir / "tcli.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"4242")
+        up = run("lab", "up", "-f", SEED, "-n", "tcli")
+        assert up.exit_code == 2
+        assert "lab tcli is being changed by PID 4242" in up.stderr
+        assert "Traceback" not in up.output
+    finally:
+        os.close(fd)
+
+
+def test_set_mode_is_explicit_and_names_the_resulting_modes(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    assert run("lab", "up", "-f", SEED, "--set", SEG, "-n", "tcli").exit_code == 0
+    silent = run("lab", "set-mode", "-n", "tcli")
+    assert silent.exit_code == 2 and "say which mode" in silent.stderr
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("networking:\n  securitymode: FullPodToPod\n")
+    wrong = run("lab", "set-mode", "-n", "tcli", "--values", str(typo))
+    assert wrong.exit_code == 2
+    assert "securitymode" in wrong.stderr
+    # Nothing changed: the lab still segregates.
+    assert (
+        '"securityMode": "IntraClusterTrafficSegregation"'
+        not in run("matrix", "-f", SEED, "-o", "json").stdout
+    )
+    switched = run("lab", "set-mode", "-n", "tcli", "--set", "networking.securityMode=FullPodToPod")
+    assert switched.exit_code == 0, switched.output
+    assert "global default mode FullPodToPod (from --set)" in switched.stdout
+    assert (
+        "C1: traffic from C2: FullPodToPod (global default, networking.securityMode)"
+        in switched.stdout
+    )
+    assert "C2: traffic from C1: FullPodToPod" in switched.stdout
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf", "61"])
+def test_probe_and_demo_refuse_a_bad_timeout(state_dir: Path, timeout: str) -> None:
+    for args in (("lab", "probe", "-n", "tcli"), ("demo",)):
+        result = run(*args, "--timeout", timeout)
+        assert result.exit_code == 2, (args, result.output)
+        assert "--timeout" in result.stderr and "Traceback" not in result.output
