@@ -93,7 +93,8 @@ def test_drift_is_repaired_within_the_resync_interval(lab_up: LabUp, seed_text: 
             time.sleep(0.1)
         after = agents.status(plan, settings, "C1") or {}
         assert after["repairs"] > before.get("repairs", 0)
-        log = open(
+        with open(
             os.path.join(os.environ["PEERWALL_STATE_DIR"], plan.name, "agents", "C1.log")
-        ).read()
+        ) as f:
+            log = f.read()
         assert "drift:" in log and "repaired" in log
