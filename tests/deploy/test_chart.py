@@ -24,6 +24,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from peerwall.agent.kube.model import Settings
+from peerwall.agent.kube.source import watch_specs
 from peerwall.model import SecurityMode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -410,17 +412,14 @@ def test_rbac_is_read_only_and_limited_to_the_watched_kinds() -> None:
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
-    assert granted == {
-        ("", "pods"),
-        ("", "nodes"),
-        ("", "namespaces"),
-        ("", "configmaps"),
-        ("discovery.k8s.io", "endpointslices"),
-        ("networking.liqo.io", "configurations"),
-        ("offloading.liqo.io", "namespaceoffloadings"),
-        ("core.liqo.io", "foreignclusters"),
-        ("peerwall.io", "peeringsecurities"),
+    # Exactly what the Kubernetes source watches (sidecar mode or not): nothing more, and nothing
+    # missing (a missing kind would be a 403 forever, and the agent would stay fail-closed).
+    watched = {
+        (spec.kind.group, spec.kind.plural)
+        for peer in (None, "peer-1")
+        for spec, _role in watch_specs(Settings(peer=peer))
     }
+    assert granted == watched
     (configmaps,) = [r for r in agent_role["rules"] if "configmaps" in r["resources"]]
     assert configmaps["resources"] == ["configmaps"]
     assert configmaps["resourceNames"] == ["liqo-clusterid-configmap"]
