@@ -1,44 +1,54 @@
 """peerwall: Liqo's connectivity security modes for any multi-cluster setup.
 
-Decide (``expect``), enforce (``compile_ruleset`` + the dataplane), explain and verify who may
+Decide (``expect``), enforce (``gateway_state`` -> ``compile_ruleset`` -> the dataplane, or the
+agent), explain and verify who may
 connect to whom, under ``FullPodToPod`` or ``IntraClusterTrafficSegregation``.
 """
 
 from peerwall.compile.build import build as compile_ruleset
+from peerwall.compile.desired import gateway_state
+from peerwall.compile.state import GatewayState, PeerState
 from peerwall.errors import (
     LabError,
     ModeInvalid,
     NftError,
     PeerwallError,
     Problem,
-    RetryLater,
-    SyncError,
     TopologyInvalid,
     UnknownName,
-    Unrecoverable,
 )
 from peerwall.model import SecurityMode, Topology, load_topology, parse_mode
-from peerwall.policy import Expected, Explanation, TruthTable, Verdict, expect
+from peerwall.policy import (
+    Decision,
+    Expected,
+    Explanation,
+    TableIncomplete,
+    TruthTable,
+    Verdict,
+    expect,
+)
 
 __all__ = [
+    "Decision",
     "Expected",
     "Explanation",
+    "GatewayState",
     "LabError",
     "ModeInvalid",
     "NftError",
+    "PeerState",
     "PeerwallError",
     "Problem",
-    "RetryLater",
     "SecurityMode",
-    "SyncError",
+    "TableIncomplete",
     "Topology",
     "TopologyInvalid",
     "TruthTable",
     "UnknownName",
-    "Unrecoverable",
     "Verdict",
     "compile_ruleset",
     "expect",
+    "gateway_state",
     "load_topology",
     "parse_mode",
 ]

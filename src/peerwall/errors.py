@@ -7,10 +7,11 @@ Our exception hierarchy::
     ├── ModeInvalid          an unknown security mode or a malformed --set
     ├── UnknownName          a pod, service or destination named on the command line does not exist
     ├── NftError             libnftables refused a transaction (nothing was applied)
-    ├── LabError             the emulated virtual cluster could not be built or removed
-    └── SyncError            one reconcile pass failed
-        ├── RetryLater       transient: try again after ``delay`` seconds
-        └── Unrecoverable    permanent: needs a human
+    ├── LabError             the emulated virtual cluster could not be built, changed or removed
+    └── TableIncomplete      an observed truth table lacks cells (``peerwall.policy``)
+
+The CLI prints any of them as one line per problem on stderr and exits with status 2. The agent
+never dies of a refused transaction: it replaces the whole table instead (``agent.enforcer``).
 """
 
 from __future__ import annotations
@@ -57,19 +58,3 @@ class NftError(PeerwallError):
 
 class LabError(PeerwallError):
     """The emulated virtual cluster could not be built, probed or removed."""
-
-
-class SyncError(PeerwallError):
-    """One reconcile pass failed."""
-
-
-class RetryLater(SyncError):
-    """A transient failure: the loop should retry after ``delay`` seconds."""
-
-    def __init__(self, message: str, delay: float = 5.0) -> None:
-        super().__init__(message)
-        self.delay = delay
-
-
-class Unrecoverable(SyncError):
-    """A permanent failure: retrying will not help."""

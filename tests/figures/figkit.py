@@ -171,7 +171,7 @@ def require_browser() -> None:
         pytest.fail(f"{exc}: {INSTALL_HINT}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright runs an event loop in this thread while it lives
 def browser() -> Iterator[Any]:
     require_browser()
     from playwright.sync_api import sync_playwright

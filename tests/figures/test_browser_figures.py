@@ -194,7 +194,7 @@ def test_probe_page_marks_the_wrong_cells(seed, shoot):
     )
     wrong = {
         (m.source, m.destination): ("seen", ["nc -z 10.0.0.1 8080"])
-        for m in computed.compare(observed)
+        for m in computed.compare(observed).mismatches()
     }
     shot = shoot("probe.html", probe_html(computed, observed, wrong, topology=seed))
     assert shot.errors == []

@@ -31,7 +31,7 @@ def seed_run() -> tuple[TruthTable, TruthTable, dict[tuple[str, str], tuple[str,
                 "echo '<script>x</script>'",
             ],
         )
-        for m in computed.compare(observed)
+        for m in computed.compare(observed).mismatches()
     }
     return computed, observed, wrong
 

@@ -74,8 +74,8 @@ def test_a_service_absent_from_the_source_cluster_is_not_dialled(big_lab) -> Non
     topology = load_state(name, settings).topology(settings)
     k4_pod = next(p.name for p in topology.pods if p.physical == "K4")
     # empty2 lives in K2 only; in K4, 10.96.0.1 is k4svc's ClusterIP.
-    from peerwall.verify.cells import plan_cell
+    from peerwall.verify.cells import cell_spec
 
-    cell = plan_cell(topology, topology.pod_by_name[k4_pod], "empty2")
+    cell = cell_spec(topology, topology.pod_by_name[k4_pod], "empty2")
     assert cell.targets == () and cell.silent_service is None
     assert cell.note == "empty2 is not present in K4: its name does not resolve there"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology, parse_mode, topology_from_data
-from peerwall.model.addressing import plan_addresses
+from peerwall.model.addressing import address_book
 from strategies import topologies
 from support import REFERENCE
 
@@ -568,7 +568,7 @@ def test_topology_from_data_accepts_the_yaml_dict():
 
 
 def check_views(t: Topology) -> None:
-    plan = plan_addresses(t)
+    plan = address_book(t)
     for (service, cluster), ip in plan.service_ips.items():
         cidr = t.cluster_by_name[cluster].service_cidr
         assert ip in cidr, (service, cluster, ip, cidr)
@@ -598,7 +598,7 @@ def test_seed_views_are_remapped_because_the_pod_cidrs_overlap():
     t = load_topology(seed_text())
     assert t.cluster_by_name["C1"].pod_cidr == t.cluster_by_name["C2"].pod_cidr
     check_views(t)
-    plan = plan_addresses(t)
+    plan = address_book(t)
     assert plan.view("C1", "C2") != IPv4Network("10.244.0.0/16")
     assert plan.view("C2", "C1") != IPv4Network("10.244.0.0/16")
     # Seen from C1, P4 (running in C2) is translated into C1's view of C2.
@@ -609,7 +609,7 @@ def test_seed_views_are_remapped_because_the_pod_cidrs_overlap():
 
 def test_disjoint_cidrs_are_not_remapped():
     t = load_topology(BASE)
-    plan = plan_addresses(t)
+    plan = address_book(t)
     assert plan.view("C2", "C3") == IPv4Network("10.245.0.0/16")
     assert plan.view("C3", "C2") == IPv4Network("10.244.0.0/16")
     check_views(t)
@@ -623,7 +623,7 @@ def test_every_peered_pair_gets_a_non_overlapping_view(data):
 
 def test_service_ips_stay_inside_a_small_service_cidr():
     # A /30 holds two ClusterIPs. Either the file is rejected, naming the serviceCIDR, or every
-    # ClusterIP lies in the CIDR. BUG: plan_addresses hands out 10.96.0.3 (the broadcast
+    # ClusterIP lies in the CIDR. BUG: address_book hands out 10.96.0.3 (the broadcast
     # address) and 10.96.0.4 (outside the CIDR), and validation accepts the file.
     text = (
         "clusters:\n  - {name: C1, podCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/30}\n"
@@ -639,8 +639,8 @@ def test_service_ips_stay_inside_a_small_service_cidr():
 
 def test_a_valid_topology_always_gets_an_address_plan():
     # Two peered /8 pod CIDRs that overlap: no pool has a free /8 to remap them. Either the
-    # file is rejected, naming a podCIDR, or plan_addresses succeeds. BUG: the file validates
-    # and plan_addresses raises a bare ValueError ("no free /8 to remap C2 in C1").
+    # file is rejected, naming a podCIDR, or address_book succeeds. BUG: the file validates
+    # and address_book raises a bare ValueError ("no free /8 to remap C2 in C1").
     text = (
         "clusters:\n"
         "  - {name: C1, podCIDR: 10.0.0.0/8, serviceCIDR: 192.168.0.0/16}\n"

@@ -13,8 +13,8 @@ from peerwall.lab.kube import next_power_of_two
 from peerwall.model import topology_from_data
 from peerwall.policy import Verdict
 from peerwall.probe.netns_prober import Listener, Outcome, Probe, ProbeResult
-from peerwall.probe.runner import FD_MARGIN, PORT_HIGH, PORT_LOW, _reach, plan_dials
-from peerwall.verify.cells import CellPlan, Target, plan_cells
+from peerwall.probe.runner import FD_MARGIN, PORT_HIGH, PORT_LOW, _reach, dials_for
+from peerwall.verify.cells import CellSpec, Target, cell_specs
 from peerwall.verify.observe import Reach, TargetResult, cell_verdict
 
 
@@ -61,7 +61,7 @@ def test_answers_mean_what_they_say() -> None:
 
 
 def test_cell_verdicts() -> None:
-    cell = CellPlan("a", "s", (T1, T2))
+    cell = CellSpec("a", "s", (T1, T2))
     ok, blocked = TargetResult(T1, Reach.REACHED), TargetResult(T2, Reach.BLOCKED)
     assert cell_verdict(cell, [ok, blocked]) is Verdict.PARTIAL
     assert cell_verdict(cell, [ok, TargetResult(T2, Reach.REACHED)]) is Verdict.YES
@@ -69,7 +69,7 @@ def test_cell_verdicts() -> None:
     # Someone else answering, or an error, establishes nothing: never YES, never NO.
     assert cell_verdict(cell, [ok, TargetResult(T2, Reach.MISDIRECTED)]) is Verdict.ERROR
     assert cell_verdict(cell, [ok]) is Verdict.ERROR  # a target with no result
-    silent = CellPlan("a", "s0", (), "no backends", "s0")
+    silent = CellSpec("a", "s0", (), "no backends", "s0")
     assert cell_verdict(silent, [TargetResult(None, Reach.BLOCKED)]) is Verdict.NO
     assert cell_verdict(silent, [TargetResult(None, Reach.MISDIRECTED)]) is Verdict.ERROR
 
@@ -85,8 +85,8 @@ def topology(backends: int, services: int = 2) -> dict[str, object]:
 @pytest.mark.parametrize("backends", [1, 2, 33, 75, 200])
 def test_each_probe_of_a_service_selects_its_own_backend(backends: int) -> None:
     t = topology_from_data(topology(backends), "t")
-    cells = [c for c in plan_cells(t) if c.source == "client"]
-    dials = plan_dials(cells, FakeSite(), {"client": "C1"})
+    cells = [c for c in cell_specs(t) if c.source == "client"]
+    dials = dials_for(cells, FakeSite(), {"client": "C1"})
     ports = [d.probe.source_port for d in dials]
     assert len(ports) == len(set(ports))  # one client port per probe of the source
     assert all(p is not None and PORT_LOW <= p < PORT_HIGH for p in ports)
@@ -109,10 +109,10 @@ def test_each_probe_of_a_service_selects_its_own_backend(backends: int) -> None:
 def test_consecutive_runs_use_new_ports() -> None:
     t = topology_from_data(topology(3), "t")
     site = FakeSite()
-    cells = plan_cells(t)
+    cells = cell_specs(t)
     clusters = {p.name: "C1" for p in t.pods}
-    first = {d.probe.source_port for d in plan_dials(cells, site, clusters)}
-    second = {d.probe.source_port for d in plan_dials(cells, site, clusters)}
+    first = {d.probe.source_port for d in dials_for(cells, site, clusters)}
+    second = {d.probe.source_port for d in dials_for(cells, site, clusters)}
     assert not first & second
 
 

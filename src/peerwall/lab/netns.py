@@ -1,6 +1,7 @@
 """Network namespaces and links through ``ip -batch``: one process per namespace, not per step.
 
-FACTS.md: 50 pods + a router in 0.10 s with ``ip -batch``, 0.55 s with one ``ip`` per step.
+Measured on the project's machines: 50 pods and a router in 0.10 s with ``ip -batch``, 0.55 s
+with one ``ip`` process per step.
 """
 
 from __future__ import annotations

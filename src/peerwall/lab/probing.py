@@ -10,7 +10,7 @@ from peerwall.lab.plan import LabPlan
 from peerwall.lab.site import LabSite
 from peerwall.probe.runner import NetnsRunner
 from peerwall.settings import LabSettings, ProbeSettings
-from peerwall.verify.cells import Addressing, plan_cells
+from peerwall.verify.cells import Endpoints, cell_specs
 from peerwall.verify.observe import Observed, observe
 
 
@@ -26,8 +26,8 @@ def observe_lab(
     rotating source-port window between runs."""
     lab = lab or LabSettings()
     t = plan.topology
-    how = Addressing(plan.internet_ip, lab.pod_port, lab.api_port)
-    cells = plan_cells(t, how)
+    how = Endpoints(plan.internet_ip, lab.pod_port, lab.api_port)
+    cells = cell_specs(t, how)
     window = os.path.join(state_dir, "probe-ports") if state_dir else None
     runner = NetnsRunner(
         LabSite(plan, lab, window), {p.name: p.physical for p in t.pods}, probe, progress

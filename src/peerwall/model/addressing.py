@@ -1,10 +1,10 @@
-"""The address plan of a virtual cluster: how each cluster sees the others, and service IPs.
+"""The address book of a virtual cluster: how each cluster addresses the others, and service IPs.
 
 Pod CIDRs of different clusters may overlap (the seed's do). Like Liqo, each cluster K addresses a
 peer R's pods through ``view(K, R)``: R's own pod CIDR when that clashes with nothing K already
 uses, else a remapped CIDR of the same size. The sender source-NATs its pods into the receiver's
 view of it; the receiver destination-NATs its own view back to real addresses. Every agent
-computes the same plan from the same topology, so no negotiation is needed.
+computes the same book from the same topology, so no negotiation is needed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from peerwall.model.topology import Pod, Topology
 
-__all__ = ["AddressPlan", "RemapExhausted", "api_address", "plan_addresses", "translate"]
+__all__ = ["AddressBook", "RemapExhausted", "address_book", "api_address", "translate"]
 
 # Remapped CIDRs are taken from these, avoiding every CIDR the topology mentions.
 REMAP_POOLS = (
@@ -40,7 +40,7 @@ def translate(ip: IPv4Address, src: IPv4Network, dst: IPv4Network) -> IPv4Addres
 
 
 @dataclass(frozen=True)
-class AddressPlan:
+class AddressBook:
     views: Mapping[tuple[str, str], IPv4Network]
     """(K, R) -> the CIDR through which cluster K reaches the pods of its peer R."""
     service_ips: Mapping[tuple[str, str], IPv4Address]
@@ -84,7 +84,7 @@ def _allocate(size: int, avoid: list[IPv4Network]) -> IPv4Network | None:
     return None
 
 
-def plan_addresses(topology: Topology) -> AddressPlan:
+def address_book(topology: Topology) -> AddressBook:
     everything = [c.pod_cidr for c in topology.clusters] + [
         c.service_cidr for c in topology.clusters
     ]
@@ -115,4 +115,4 @@ def plan_addresses(topology: Topology) -> AddressPlan:
         for cluster in s.present_in:
             service_ips[(s.name, cluster)] = IPv4Address(cursor[cluster])
             cursor[cluster] += 1
-    return AddressPlan(views, service_ips, topology)
+    return AddressBook(views, service_ips, topology)

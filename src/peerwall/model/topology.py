@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from peerwall.model.spec import SecurityMode
 
 if TYPE_CHECKING:
-    from peerwall.model.addressing import AddressPlan
+    from peerwall.model.addressing import AddressBook
 
 __all__ = ["Cluster", "Namespace", "Peering", "Pod", "SecurityMode", "Service", "Topology"]
 
@@ -111,12 +111,12 @@ class Topology:
         return {s.name: s for s in self.services}
 
     @cached_property
-    def addresses(self) -> AddressPlan:
+    def addresses(self) -> AddressBook:
         """How each cluster addresses the others, and every ClusterIP. Computed once, at load
         (where it is validated), and shared by everything that needs it."""
-        from peerwall.model.addressing import plan_addresses  # addressing builds on this module
+        from peerwall.model.addressing import address_book  # addressing builds on this module
 
-        return plan_addresses(self)
+        return address_book(self)
 
     @cached_property
     def links(self) -> Mapping[tuple[str, str], SecurityMode | None]:

@@ -1,4 +1,4 @@
-"""Cross-checks that the schema cannot express: references, uniqueness, address plans.
+"""Cross-checks that the schema cannot express: references, uniqueness, the addresses.
 
 Every check appends a ``Problem`` naming the offending field, so the user sees all of them at once.
 """

@@ -33,7 +33,7 @@ from peerwall.probe.netns_prober import (
     run_probes,
 )
 from peerwall.settings import ProbeSettings
-from peerwall.verify.cells import CellPlan, Target
+from peerwall.verify.cells import CellSpec, Target
 from peerwall.verify.observe import CellObservation, Reach, TargetResult
 
 PORT_LOW, PORT_HIGH = 10000, 61000
@@ -74,7 +74,7 @@ class _Dial:
     probe: Probe
 
 
-def _layout(cells: Sequence[CellPlan], site: Site) -> dict[int, tuple[int, int]]:
+def _layout(cells: Sequence[CellSpec], site: Site) -> dict[int, tuple[int, int]]:
     """Per cell index: (offset, span) of its source ports, relative to a run's base port.
     Spans are powers of two laid out largest first, so every offset is aligned to its span."""
     spans = {}
@@ -94,8 +94,8 @@ def _layout(cells: Sequence[CellPlan], site: Site) -> dict[int, tuple[int, int]]
     return out
 
 
-def plan_dials(
-    cells: Sequence[CellPlan], site: Site, source_clusters: dict[str, str]
+def dials_for(
+    cells: Sequence[CellSpec], site: Site, source_clusters: dict[str, str]
 ) -> list[_Dial]:
     """One connection per target (one silent dial per service without backends)."""
     layout = _layout(cells, site)
@@ -196,13 +196,13 @@ class NetnsRunner:
         self.seconds = 0.0
         self.attempts = 0
 
-    def run(self, cells: Sequence[CellPlan]) -> list[CellObservation]:
+    def run(self, cells: Sequence[CellSpec]) -> list[CellObservation]:
         with nsenter.kept_open():
             return asyncio.run(self.run_async(cells))
 
-    async def run_async(self, cells: Sequence[CellPlan]) -> list[CellObservation]:
+    async def run_async(self, cells: Sequence[CellSpec]) -> list[CellObservation]:
         started = time.perf_counter()
-        dials = plan_dials(cells, self.site, self.source_clusters)
+        dials = dials_for(cells, self.site, self.source_clusters)
         hosts = self.site.listeners()
         concurrency = fd_budget(len(hosts), self.settings.concurrency)
         async with ListenerSet(hosts):

@@ -1,7 +1,7 @@
 """What verifying one cell means: whom a source must reach, at which address, for each cell.
 
 Both ways of observing a table — the packet tracer over compiled rulesets and the prober over a
-real data plane — verify the same ``CellPlan``s, so they cannot disagree about what a cell asks.
+real data plane — verify the same ``CellSpec``s, so they cannot disagree about what a cell asks.
 A destination is addressed as a pod would address it: a peer's pod through this cluster's view of
 the peer (remapped or not), a service by its name, which resolves only where the service exists
 (at home, or reflected), the API server through the remapped cluster address. When a pod has no
@@ -20,7 +20,7 @@ from typing import Literal
 from peerwall.compile.state import API_PORT
 from peerwall.model.topology import Pod, Topology
 
-__all__ = ["Addressing", "CellPlan", "Target", "plan_cell", "plan_cells"]
+__all__ = ["CellSpec", "Endpoints", "Target", "cell_spec", "cell_specs"]
 
 POD_PORT = 8080
 """TCP port every emulated pod, Internet host (and the tracer's packets) use."""
@@ -45,7 +45,7 @@ class Target:
 
 
 @dataclass(frozen=True)
-class CellPlan:
+class CellSpec:
     source: str
     destination: str
     targets: tuple[Target, ...]
@@ -57,7 +57,7 @@ class CellPlan:
 
 
 @dataclass(frozen=True)
-class Addressing:
+class Endpoints:
     """What the cells need beyond the topology: ports, and the Internet hosts (lab only)."""
 
     internet_address: Callable[[str], IPv4Address | None] = lambda _cluster: None
@@ -65,24 +65,24 @@ class Addressing:
     api_port: int = API_PORT
 
 
-def plan_cell(
-    topology: Topology, src: Pod, destination: str, how: Addressing = Addressing()
-) -> CellPlan:
-    """The plan of one cell (``destination`` is a pod, service, Internet or API server name)."""
+def cell_spec(
+    topology: Topology, src: Pod, destination: str, how: Endpoints = Endpoints()
+) -> CellSpec:
+    """What one cell asks (``destination`` is a pod, service, Internet or API server name)."""
     t = topology
     a = src.physical
     if (d := t.pod_by_name.get(destination)) is not None:
         seen = t.addresses.pod_seen_from(d, a)
         if seen is None:
             note = f"no route: {a} and {d.physical} are not peered ({d.name} has no address in {a})"
-            return CellPlan(src.name, d.name, (), note)
-        return CellPlan(src.name, d.name, (Target(d.name, "pod", d.physical, seen, how.pod_port),))
+            return CellSpec(src.name, d.name, (), note)
+        return CellSpec(src.name, d.name, (Target(d.name, "pod", d.physical, seen, how.pod_port),))
     if (s := t.service_by_name.get(destination)) is not None:
         if a not in s.present_in:
             note = f"{s.name} is not present in {a}: its name does not resolve there"
-            return CellPlan(src.name, s.name, (), note)
+            return CellSpec(src.name, s.name, (), note)
         if not s.backends:
-            return CellPlan(src.name, s.name, (), f"{s.name} has no backends", s.name)
+            return CellSpec(src.name, s.name, (), f"{s.name} has no backends", s.name)
         targets = tuple(
             Target(
                 b,
@@ -95,29 +95,29 @@ def plan_cell(
             )
             for i, b in enumerate(s.backends)
         )
-        return CellPlan(src.name, s.name, targets)
+        return CellSpec(src.name, s.name, targets)
     for c in t.clusters:
         if destination == c.internet:
             target = Target(
                 c.internet, "internet", c.name, how.internet_address(c.name), how.pod_port
             )
-            return CellPlan(src.name, c.internet, (target,))
+            return CellSpec(src.name, c.internet, (target,))
         if destination == c.api_server:
             seen = t.addresses.seen_from(t.addresses.api_ip(c.name), c.name, a)
             if seen is None:
-                return CellPlan(
+                return CellSpec(
                     src.name, destination, (), f"no route: {a} and {c.name} are not peered"
                 )
-            return CellPlan(
+            return CellSpec(
                 src.name, destination, (Target(destination, "api", c.name, seen, how.api_port),)
             )
     raise KeyError(destination)
 
 
-def plan_cells(topology: Topology, how: Addressing = Addressing()) -> list[CellPlan]:
+def cell_specs(topology: Topology, how: Endpoints = Endpoints()) -> list[CellSpec]:
     """Every off-diagonal cell of the table, in table order (rows, then columns)."""
     return [
-        plan_cell(topology, src, d, how)
+        cell_spec(topology, src, d, how)
         for src in topology.pods
         for d in topology.destinations
         if d != src.name

@@ -1,6 +1,7 @@
 """Walk a packet through the chains of a ``Ruleset``, as the kernel would, without a kernel.
 
-Like knftables' ``nftablesTracer``, this interprets a table's rules: per rule, its matches, then
+Like kube-proxy's ``nftablesTracer`` (kubernetes/kubernetes, ``pkg/proxy/nftables/helpers_test.go``),
+which runs packets through knftables' ``Fake`` ruleset, this interprets a table's rules: per rule, its matches, then
 its statements. nftables semantics kept: a rule matches when all its matches do; a match on a
 field the packet does not have (``oifname`` before routing, ``tcp dport`` of a UDP packet, ``ip
 saddr`` of an IPv6 packet) never matches, negated or not, because nft adds an implicit protocol

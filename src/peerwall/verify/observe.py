@@ -1,6 +1,6 @@
 """One protocol for everything that observes a table, and one way to turn observations into it.
 
-A ``Runner`` takes ``CellPlan``s and says, for every target of every cell, whether it was reached
+A ``Runner`` takes ``CellSpec``s and says, for every target of every cell, whether it was reached
 (as Cyclonus's simulated and real probe job runners share one interface): ``verify.paths.Tracer``
 by walking packets through compiled rulesets, ``probe.netns.NetnsRunner`` with real TCP
 connections. ``cell_verdict`` is the one rule that turns those results into a verdict, and
@@ -18,7 +18,7 @@ from typing import Protocol
 from peerwall.policy.decide import aggregate
 from peerwall.policy.truthtable import Comparison, TruthTable
 from peerwall.policy.verdict import Verdict
-from peerwall.verify.cells import CellPlan, Target
+from peerwall.verify.cells import CellSpec, Target
 
 __all__ = [
     "CellObservation",
@@ -52,7 +52,7 @@ class TargetResult:
 
 @dataclass(frozen=True)
 class CellObservation:
-    cell: CellPlan
+    cell: CellSpec
     results: tuple[TargetResult, ...]
     reproducers: tuple[str, ...] = ()
     """Commands that repeat the attempts by hand (the prober's); empty for the tracer."""
@@ -71,7 +71,7 @@ class CellObservation:
         return "; ".join(parts)
 
 
-def cell_verdict(cell: CellPlan, results: Sequence[TargetResult]) -> Verdict:
+def cell_verdict(cell: CellSpec, results: Sequence[TargetResult]) -> Verdict:
     """YES if every target was reached, PARTIAL if some, NO if none (or there is nothing to
     reach); ERROR if any attempt failed for another reason than a block, or someone else
     answered — then the cell is not established either way."""
@@ -86,7 +86,7 @@ def cell_verdict(cell: CellPlan, results: Sequence[TargetResult]) -> Verdict:
 class Runner(Protocol):
     """Observes cells. Results come in the order of ``cells``, one observation each."""
 
-    def run(self, cells: Sequence[CellPlan]) -> list[CellObservation]: ...
+    def run(self, cells: Sequence[CellSpec]) -> list[CellObservation]: ...
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def observe(
     mode: str,
     sources: Sequence[str],
     destinations: Sequence[str],
-    cells: Sequence[CellPlan],
+    cells: Sequence[CellSpec],
 ) -> Observed:
     """Run every cell and build the observed table (``TableIncomplete`` if a cell is missing)."""
     results = runner.run(cells)

@@ -25,7 +25,7 @@ from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Pod, Topology
 from peerwall.policy.truthtable import TruthTable
 from peerwall.policy.verdict import Verdict
-from peerwall.verify.cells import CellPlan, Target, plan_cell, plan_cells
+from peerwall.verify.cells import CellSpec, Target, cell_spec, cell_specs
 from peerwall.verify.interpret import Packet, check_ruleset, run_hook
 from peerwall.verify.observe import CellObservation, Reach, TargetResult, cell_verdict, observe
 
@@ -233,7 +233,7 @@ class Tracer:
         reach = Reach.REACHED if path.delivered else Reach.BLOCKED
         return TargetResult(target, reach, path.note), path
 
-    def run(self, cells: Sequence[CellPlan]) -> list[CellObservation]:
+    def run(self, cells: Sequence[CellSpec]) -> list[CellObservation]:
         out = []
         for cell in cells:
             source = self.topology.pod_by_name[cell.source]
@@ -241,7 +241,7 @@ class Tracer:
             out.append(CellObservation(cell, results))
         return out
 
-    def trace(self, cell: CellPlan) -> TraceResult:
+    def trace(self, cell: CellSpec) -> TraceResult:
         source = self.topology.pod_by_name[cell.source]
         pairs = [self.target(source, t) for t in cell.targets]
         results = [r for r, _ in pairs]
@@ -274,7 +274,7 @@ def trace(
         raise UnknownName(f"unknown source pod {source_pod!r} (sources are pods)")
     if destination not in topology.destinations:
         raise UnknownName(f"unknown destination {destination!r}")
-    cell = plan_cell(topology, topology.pod_by_name[source_pod], destination)
+    cell = cell_spec(topology, topology.pod_by_name[source_pod], destination)
     return Tracer(topology, default_mode, rulesets).trace(cell)
 
 
@@ -291,5 +291,5 @@ def traced_table(
     """
     tracer = Tracer(topology, default_mode, rulesets)
     return observe(
-        tracer, default_mode.value, topology.sources, topology.destinations, plan_cells(topology)
+        tracer, default_mode.value, topology.sources, topology.destinations, cell_specs(topology)
     ).table
