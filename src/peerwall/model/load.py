@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
-from ipaddress import IPv4Address
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
-from peerwall.model.addressing import RemapExhausted, api_address
+from peerwall.model.resolve import resolve
 from peerwall.model.spec import SecurityMode, TopologySpec
 from peerwall.model.topology import (
-    DEFAULT_NAMESPACE,
-    DEFAULT_SERVICE_CIDR,
-    Cluster,
-    Namespace,
-    Peering,
-    Pod,
-    Service,
     Topology,
 )
 from peerwall.model.validate import check
@@ -83,7 +74,7 @@ def topology_from_data(data: object, source: str = "<topology>") -> Topology:
     problems = check(spec)
     if problems:
         raise TopologyInvalid(source, problems)
-    return _resolve(spec, source)
+    return resolve(spec, source)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -119,79 +110,3 @@ def _problem(err: Any) -> Problem:
     if loc and loc[-1] == "ip":
         return Problem(_path(loc), f"{value!r} is not a valid IPv4 address")
     return Problem(_path(loc), str(err["msg"]))
-
-
-def _resolve(spec: TopologySpec, source: str) -> Topology:
-    clusters = tuple(
-        Cluster(
-            name=c.name,
-            pod_cidr=c.pod_cidr,
-            service_cidr=c.service_cidr or DEFAULT_SERVICE_CIDR,
-            internet=c.internet or f"internet@{c.name}",
-            api_server=c.api_server,
-            security_mode=c.security_mode,
-            index=i,
-        )
-        for i, c in enumerate(spec.clusters)
-    )
-    by_name = {c.name: c for c in clusters}
-    namespaces = tuple(
-        Namespace(name=n.name, cluster=n.cluster, offloaded_to=tuple(n.offloaded_to))
-        for n in spec.namespaces
-    )
-    offloaded = {(n.cluster, n.name): n.offloaded_to for n in namespaces}
-
-    # Explicit addresses first, then fill each physical cluster in file order.
-    taken: dict[str, set[int]] = defaultdict(set)
-    for c in clusters:
-        if c.api_server:
-            taken[c.name].add(int(api_address(c.pod_cidr)))
-    for p in spec.pods:
-        if p.ip is not None:
-            taken[p.runs_on or p.cluster].add(int(p.ip))
-    cursor = {c.name: int(c.pod_cidr.network_address) + 1 for c in clusters}
-    pods: list[Pod] = []
-    problems: list[Problem] = []
-    for i, p in enumerate(spec.pods):
-        physical = p.runs_on or p.cluster
-        ip = p.ip
-        if ip is None:
-            cidr = by_name[physical].pod_cidr
-            last = int(cidr.broadcast_address) - 1
-            n = cursor[physical]
-            while n in taken[physical]:
-                n += 1
-            if n > last:
-                problems.append(
-                    Problem(f"pods[{i}]", f"no free address left in {cidr} of {physical}")
-                )
-                continue
-            taken[physical].add(n)
-            cursor[physical] = n + 1
-            ip = IPv4Address(n)
-        pods.append(Pod(p.name, p.cluster, p.namespace, physical, dict(p.labels), ip))
-    if problems:
-        raise TopologyInvalid(source, problems)
-
-    members: dict[tuple[str, str], list[Pod]] = defaultdict(list)
-    for pod in pods:
-        members[(pod.home, pod.namespace)].append(pod)
-    services = []
-    for s in spec.services:
-        selector = dict(s.selector)
-        items = selector.items()
-        backends = tuple(
-            pod.name
-            for pod in members[(s.cluster, s.namespace)]
-            if items and all(pod.labels.get(k) == v for k, v in items)
-        )
-        reflected = () if s.namespace == DEFAULT_NAMESPACE else offloaded[(s.cluster, s.namespace)]
-        services.append(Service(s.name, s.cluster, s.namespace, selector, backends, reflected))
-
-    peerings = tuple(Peering(p.consumer, p.provider, p.security_mode) for p in spec.peerings)
-    topology = Topology(clusters, peerings, namespaces, tuple(pods), tuple(services))
-    try:
-        _ = topology.addresses  # computed once here, then shared by compile, trace and the lab
-    except RemapExhausted as exc:
-        raise TopologyInvalid(source, [Problem(exc.path, str(exc))]) from None
-    return topology
