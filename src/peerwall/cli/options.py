@@ -20,7 +20,7 @@ import typer
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology, parse_mode
-from peerwall.model.load import parse_yaml
+from peerwall.model.parse import parse_document
 
 MODE_KEY = "networking.securityMode"
 DEFAULT_MODE = SecurityMode.FULL_POD_TO_POD
@@ -129,7 +129,7 @@ def read_values(path: Path) -> str | None:
     """
     source = str(path)
     text = read_text(path)
-    data = parse_yaml(text, source)
+    data = parse_document(text, source).data
     if data is None:
         return None
     if not isinstance(data, dict):

@@ -5,33 +5,16 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
+from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, parse_document
 from peerwall.model.resolve import resolve
 from peerwall.model.spec import SecurityMode, TopologySpec
 from peerwall.model.topology import (
     Topology,
 )
 from peerwall.model.validate import check
-
-_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_Base):  # type: ignore[misc]
-    """Safe loader that refuses repeated keys: YAML would silently keep only the last one."""
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
 
 
 def parse_mode(value: str, where: str = "networking.securityMode") -> SecurityMode:
@@ -44,20 +27,14 @@ def parse_mode(value: str, where: str = "networking.securityMode") -> SecurityMo
         ) from None
 
 
-def parse_yaml(text: str, source: str) -> object:
-    """YAML text -> data, or ``TopologyInvalid`` naming the line and column of the problem."""
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = getattr(exc, "problem", None) or str(exc)
-        raise TopologyInvalid(source, [Problem(where, f"malformed YAML: {what}")]) from None
+def load_topology(
+    text: str, source: str = "<topology>", *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES
+) -> Topology:
+    """Parse (YAML or JSON), validate and resolve a topology file's text.
 
-
-def load_topology(text: str, source: str = "<topology>") -> Topology:
-    """Parse, validate and resolve a topology file's text. Raises ``TopologyInvalid``."""
-    return topology_from_data(parse_yaml(text, source), source)
+    Raises ``TopologyInvalid``, also for a text of more than ``max_bytes`` bytes.
+    """
+    return topology_from_data(parse_document(text, source, max_bytes=max_bytes).data, source)
 
 
 def topology_from_data(data: object, source: str = "<topology>") -> Topology:

@@ -1,0 +1,157 @@
+"""Bad input on the command line: status 2, one line per problem naming file and field, no traceback.
+
+Topology files (``-f``), standard input and values files (``--values``) alike.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from peerwall.cli.main import app
+
+TOPOLOGY = """\
+clusters:
+  - {name: C1, podCIDR: 10.244.0.0/16}
+  - {name: C2, podCIDR: 10.245.0.0/16}
+peerings:
+  - {consumer: C1, provider: C2}
+pods:
+  - {name: P1, cluster: C1, labels: {app: web}}
+  - {name: P2, cluster: C2}
+services:
+  - {name: S1, cluster: C1, selector: {app: web}}
+"""
+
+
+def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(
+        app, list(args), input=stdin, env={"NO_COLOR": "1", "COLUMNS": "100", **(env or {})}
+    )
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def error_lines(result: Any) -> list[str]:
+    """The problems a failed command printed, checked to be clean: status 2, stderr only."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines: list[str] = result.stderr.splitlines()
+    assert lines
+    return lines
+
+
+def matrix_json(*args: str) -> dict[str, Any]:
+    result = run("matrix", *args, "-o", "json")
+    assert result.exit_code == 0, result.output
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
+# --- 1. complex keys -----------------------------------------------------------------------
+
+
+def test_complex_key_in_a_topology_file(tmp_path: Path):
+    topo = write(tmp_path, "t.yaml", TOPOLOGY + "? [a, b]\n: 1\n")
+    assert error_lines(run("matrix", "-f", topo)) == [
+        f"{topo}: line 11, column 3: a key must be a string, not a list '[a, b]'"
+    ]
+
+
+def test_complex_key_in_a_values_file(tmp_path: Path):
+    topo = write(tmp_path, "t.yaml", TOPOLOGY)
+    values = write(tmp_path, "v.yaml", "networking:\n  ? [securityMode]\n  : FullPodToPod\n")
+    assert error_lines(run("matrix", "-f", topo, "--values", values)) == [
+        f"{values}: networking: a key must be a string, not a list '[securityMode]' "
+        "(line 2, column 5)"
+    ]
+
+
+# --- 2. merge keys -----------------------------------------------------------------------------
+
+
+def test_merge_keys_in_a_topology_file(tmp_path: Path):
+    text = TOPOLOGY.replace(
+        "  - {name: P2, cluster: C2}\n",
+        "  - &web {name: P3, cluster: C1, labels: {app: web}}\n  - {<<: *web, name: P4}\n",
+    )
+    doc = matrix_json("-f", write(tmp_path, "t.yaml", text))
+    assert doc["sources"] == ["P1", "P3", "P4"]
+
+
+def test_merge_keys_in_a_values_file(tmp_path: Path):
+    topo = write(tmp_path, "t.yaml", TOPOLOGY)
+    values = write(
+        tmp_path, "v.yaml", "networking:\n  <<: {securityMode: IntraClusterTrafficSegregation}\n"
+    )
+    assert matrix_json("-f", topo, "--values", values)["securityMode"] == (
+        "IntraClusterTrafficSegregation"
+    )
+
+
+def test_repeated_keys_stay_errors_in_both_files(tmp_path: Path):
+    topo = write(tmp_path, "t.yaml", TOPOLOGY + "services: []\n")
+    assert error_lines(run("matrix", "-f", topo)) == [
+        f"{topo}: line 11, column 1: malformed YAML: duplicate key 'services'"
+    ]
+    good = write(tmp_path, "good.yaml", TOPOLOGY)
+    values = write(
+        tmp_path,
+        "v.yaml",
+        "networking:\n  securityMode: FullPodToPod\n  securityMode: IntraClusterTrafficSegregation\n",
+    )
+    assert error_lines(run("matrix", "-f", good, "--values", values)) == [
+        f"{values}: networking: duplicate key 'securityMode' (line 3, column 3)"
+    ]
+
+
+# --- 7. JSON -------------------------------------------------------------------------------
+
+
+def test_json_topology_file_and_stdin(tmp_path: Path):
+    text = json.dumps(yaml.safe_load(TOPOLOGY), indent=2)
+    assert matrix_json("-f", write(tmp_path, "t.json", text))["sources"] == ["P1", "P2"]
+    result = run("matrix", "-f", "-", "-o", "json", stdin=text)
+    assert json.loads(result.stdout)["sources"] == ["P1", "P2"]
+
+
+def test_json_errors_are_located(tmp_path: Path):
+    bad = write(tmp_path, "bad.json", '{\n  "clusters": [\n    {"name": "C1",}\n  ]\n}\n')
+    assert error_lines(run("matrix", "-f", bad)) == [
+        f"{bad}: line 3, column 19: malformed JSON: Expecting property name enclosed in double quotes"
+    ]
+    dup = write(tmp_path, "dup.json", '{"clusters": [], "clusters": []}')
+    assert error_lines(run("matrix", "-f", dup)) == [
+        f"{dup}: line 1, column 18: malformed YAML: duplicate key 'clusters'"
+    ]
+
+
+def test_json_values_file(tmp_path: Path):
+    topo = write(tmp_path, "t.yaml", TOPOLOGY)
+    values = write(
+        tmp_path, "v.json", '{"networking": {"securityMode": "IntraClusterTrafficSegregation"}}'
+    )
+    assert matrix_json("-f", topo, "--values", values)["securityMode"] == (
+        "IntraClusterTrafficSegregation"
+    )
+
+
+@pytest.mark.parametrize("where", ["file", "stdin"])
+def test_every_problem_is_one_line(tmp_path: Path, where: str):
+    text = "clusters:\n  - {name: C1, podCIDR: 10.244.0.0/16, internet: 'x\x1by'}\n"
+    if where == "file":
+        lines = error_lines(run("matrix", "-f", write(tmp_path, "t.yaml", text)))
+    else:
+        lines = error_lines(run("matrix", "-f", "-", stdin=text))
+    assert len(lines) == 1
+    assert "<unicode string>" not in lines[0]
