@@ -155,3 +155,51 @@ def test_every_problem_is_one_line(tmp_path: Path, where: str):
         lines = error_lines(run("matrix", "-f", "-", stdin=text))
     assert len(lines) == 1
     assert "<unicode string>" not in lines[0]
+
+
+# --- 5. one line naming the field, whatever the input ----------------------------------------
+
+
+def test_yaml_booleans_and_numbers_meant_as_names(tmp_path: Path):
+    text = TOPOLOGY.replace("{name: P2, cluster: C2}", "{name: NO, cluster: C2, namespace: off}")
+    text = text.replace("{name: S1,", "{name: 12,")
+    topo = write(tmp_path, "t.yaml", text)
+    assert error_lines(run("matrix", "-f", topo)) == [
+        f"{topo}: pods[1].name: expected a string, got the boolean false "
+        '(YAML reads off/no/false as booleans): quote it, "NO"',
+        f"{topo}: pods[1].namespace: expected a string, got the boolean false "
+        '(YAML reads off/no/false as booleans): quote it, "off"',
+        f'{topo}: services[0].name: expected a string, got the integer 12: quote it, "12"',
+    ]
+
+
+def test_coerced_addresses_are_refused(tmp_path: Path):
+    text = TOPOLOGY.replace("{name: P2, cluster: C2}", "{name: P2, cluster: C2, ip: 184877057}")
+    topo = write(tmp_path, "t.yaml", text)
+    assert error_lines(run("matrix", "-f", topo)) == [
+        f"{topo}: pods[1].ip: expected an IPv4 address such as 10.244.0.5, "
+        "got the integer 184877057"
+    ]
+
+
+def test_a_huge_name_is_cut_and_control_characters_escaped(tmp_path: Path):
+    huge = "P" * 3_000_000
+    text = TOPOLOGY.replace("{name: P2,", f"{{name: {huge},").replace(
+        "{name: S1,", '{name: "S\\e]0;pwned\\a1",'
+    )
+    lines = error_lines(run("matrix", "-f", "-", stdin=text))
+    assert lines == [
+        f"<stdin>: pods[1].name: '{'P' * 60}'… (3000000 characters) is not a valid name: use 1 "
+        "to 63 characters: letters, digits, '.', '_', '-', starting and ending with a letter or "
+        "digit",
+        "<stdin>: services[0].name: 'S\\x1b]0;pwned\\x071' is not a valid name: use 1 to 63 "
+        "characters: letters, digits, '.', '_', '-', starting and ending with a letter or digit",
+    ]
+
+
+def test_a_second_document(tmp_path: Path):
+    topo = write(tmp_path, "t.yaml", TOPOLOGY + "---\n" + TOPOLOGY)
+    assert error_lines(run("matrix", "-f", topo)) == [
+        f"{topo}: line 11, column 1: malformed YAML: one YAML document expected, "
+        "but a second one starts here"
+    ]

@@ -1,4 +1,9 @@
-"""Topology text -> validated, resolved ``Topology``. The caller reads the file; this does no I/O."""
+"""Topology text -> validated, resolved ``Topology``. The caller reads the file; this does no I/O.
+
+Three stages, each reporting every problem it finds as one line naming the field: parsing
+(``parse``), the schema (``spec``, whose pydantic errors are translated here into the file's
+terms), and the cross-checks (``validate``); then ``resolve`` places pods and selects backends.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,27 @@ from typing import Any
 from pydantic import ValidationError
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
-from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, parse_document
+from peerwall.model.describe import describe, field_path, quote, quote_hint
+from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, Document, parse_document
 from peerwall.model.resolve import resolve
-from peerwall.model.spec import SecurityMode, TopologySpec
-from peerwall.model.topology import (
-    Topology,
-)
+from peerwall.model.spec import NAME_RULE, SecurityMode, TopologySpec
+from peerwall.model.topology import Topology
 from peerwall.model.validate import check
 
+__all__ = ["load_topology", "parse_mode", "topology_from_data"]
 
-def parse_mode(value: str, where: str = "networking.securityMode") -> SecurityMode:
+
+def parse_mode(value: object, where: str = "networking.securityMode") -> SecurityMode:
     """A mode name -> SecurityMode, or a clear error listing the valid ones."""
+    if not isinstance(value, str):
+        raise ModeInvalid(
+            f"{where}: expected a mode name ({SecurityMode.valid_values()}), got {describe(value)}"
+        )
     try:
         return SecurityMode(value)
     except ValueError:
         raise ModeInvalid(
-            f"{where}: unknown security mode {value!r} (valid: {SecurityMode.valid_values()})"
+            f"{where}: unknown security mode {quote(value)} (valid: {SecurityMode.valid_values()})"
         ) from None
 
 
@@ -34,56 +44,114 @@ def load_topology(
 
     Raises ``TopologyInvalid``, also for a text of more than ``max_bytes`` bytes.
     """
-    return topology_from_data(parse_document(text, source, max_bytes=max_bytes).data, source)
+    document = parse_document(text, source, max_bytes=max_bytes)
+    return _from_document(document, source)
 
 
 def topology_from_data(data: object, source: str = "<topology>") -> Topology:
     """Validate and resolve already-parsed data (a dict shaped like the topology file)."""
+    return _from_document(Document(data), source)
+
+
+def _from_document(document: Document, source: str) -> Topology:
+    data = document.data
     if not isinstance(data, dict):
-        kind = "empty" if data is None else f"a {type(data).__name__}"
+        kind = "empty" if data is None else describe(data)
         raise TopologyInvalid(
             source, [Problem("", f"expected a mapping with 'clusters', got {kind}")]
         )
     try:
         spec = TopologySpec.model_validate(data)
     except ValidationError as exc:
-        raise TopologyInvalid(source, [_problem(e) for e in exc.errors()]) from None
+        errors = exc.errors(include_url=False, include_context=True)
+        raise TopologyInvalid(source, [_problem(e, document) for e in errors]) from None
     problems = check(spec)
     if problems:
         raise TopologyInvalid(source, problems)
     return resolve(spec, source)
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+# --- pydantic errors in the file's terms ---------------------------------------------------
+
+_ITEM = {
+    "clusters": "cluster",
+    "peerings": "peering",
+    "namespaces": "namespace",
+    "pods": "pod",
+    "services": "service",
+}
+_EXPECTED_TEXT = {
+    "podCIDR": "a CIDR such as 10.244.0.0/16",
+    "serviceCIDR": "a CIDR such as 10.96.0.0/16",
+    "ip": "an IPv4 address such as 10.244.0.5",
+    "securityMode": f"a security mode ({SecurityMode.valid_values()})",
+}
 
 
-def _problem(err: Any) -> Problem:
-    loc = tuple(err["loc"])
-    kind = err["type"]
+def _problem(err: Any, document: Document) -> Problem:
+    loc: tuple[Any, ...] = tuple(err["loc"])
+    kind: str = err["type"]
     value = err.get("input")
-    if kind == "extra_forbidden":
-        return Problem(_path(loc), "unknown field")
-    if kind == "missing":
-        return Problem(_path(loc), "required field is missing")
-    if kind == "enum" and loc and loc[-1] == "securityMode":
+    if loc and loc[-1] == "[key]":
+        return _key_problem(kind, loc, document)
+    if kind == "invalid_key":  # a field name that is not a string, such as 1 or yes
+        written = document.written((*loc, "[key]"))
         return Problem(
-            _path(loc), f"unknown security mode {value!r} (valid: {SecurityMode.valid_values()})"
+            field_path(loc[:-1]),
+            f"field names are strings, got {describe(loc[-1], written)}"
+            f"{quote_hint(loc[-1], written)}",
+        )
+    path = field_path(loc)
+    field = loc[-1] if loc else ""
+    if kind == "extra_forbidden":
+        return Problem(path, "unknown field")
+    if kind == "missing":
+        return Problem(path, "required field is missing")
+    if kind == "not_text":
+        return Problem(
+            path, f"expected {_EXPECTED_TEXT.get(field, 'a string')}, got {describe(value)}"
+        )
+    if kind == "string_type":
+        written = document.written(loc)
+        return Problem(
+            path, f"expected a string, got {describe(value, written)}{quote_hint(value, written)}"
         )
     if kind == "string_pattern_mismatch":
+        return Problem(path, f"{quote(value)} is not a valid name: use {NAME_RULE}")
+    if kind == "enum" and field == "securityMode":
         return Problem(
-            _path(loc),
-            f"{value!r} is not a valid name (letters, digits, '.', '_', '-'; at most 63 characters)",
+            path,
+            f"unknown security mode {quote(value)} (valid: {SecurityMode.valid_values()})",
         )
-    if loc and loc[-1] in ("podCIDR", "serviceCIDR"):
+    if field in ("podCIDR", "serviceCIDR"):
         try:
             loose = ipaddress.IPv4Network(value, strict=False)
         except (TypeError, ValueError):
-            return Problem(_path(loc), f"{value!r} is not a valid IPv4 CIDR")
-        return Problem(_path(loc), f"{value!r} has host bits set (did you mean {loose}?)")
-    if loc and loc[-1] == "ip":
-        return Problem(_path(loc), f"{value!r} is not a valid IPv4 address")
-    return Problem(_path(loc), str(err["msg"]))
+            return Problem(path, f"{quote(value)} is not a valid IPv4 CIDR")
+        return Problem(path, f"{quote(value)} has host bits set (did you mean {loose}?)")
+    if field == "ip":
+        return Problem(path, f"{quote(value)} is not a valid IPv4 address")
+    if kind == "model_type":
+        item = _ITEM.get(loc[0], "item") if len(loc) == 2 else "item"
+        return Problem(path, f"expected a mapping (the fields of a {item}), got {describe(value)}")
+    if kind == "list_type":
+        return Problem(path, f"expected a list, got {describe(value)}")
+    if kind == "dict_type":
+        return Problem(path, f"expected a mapping, got {describe(value)}")
+    if kind == "too_short":
+        return Problem(path, "at least 1 item is required, got none")
+    return Problem(path, str(err["msg"]))
+
+
+def _key_problem(kind: str, loc: tuple[Any, ...], document: Document) -> Problem:
+    """A key of a labels or selector mapping: ``loc`` ends with the key, then ``"[key]"``."""
+    owner, key = field_path(loc[:-2]), loc[-2]
+    if kind == "string_too_short":
+        return Problem(owner, "a label key cannot be empty")
+    if kind == "string_type":
+        written = document.written(loc)
+        return Problem(
+            owner,
+            f"label keys are strings, got {describe(key, written)}{quote_hint(key, written)}",
+        )
+    return Problem(owner, f"invalid key {describe(key)}")
