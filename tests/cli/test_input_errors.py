@@ -203,3 +203,19 @@ def test_a_second_document(tmp_path: Path):
         f"{topo}: line 11, column 1: malformed YAML: one YAML document expected, "
         "but a second one starts here"
     ]
+
+
+# --- 3. special ranges -----------------------------------------------------------------------
+
+
+def test_special_ranges_are_refused(tmp_path: Path):
+    text = TOPOLOGY.replace("10.244.0.0/16}", "127.0.0.0/16}").replace(
+        "10.245.0.0/16}", "10.245.0.0/16, serviceCIDR: 169.254.0.0/20}"
+    )
+    topo = write(tmp_path, "t.yaml", text)
+    assert error_lines(run("matrix", "-f", topo)) == [
+        f"{topo}: clusters[0].podCIDR: 127.0.0.0/16 lies in 127.0.0.0/8 (loopback): "
+        "pod addresses cannot come from there",
+        f"{topo}: clusters[1].serviceCIDR: 169.254.0.0/20 lies in 169.254.0.0/16 (link-local, "
+        "which the lab also uses for its own links): ClusterIPs cannot come from there",
+    ]
