@@ -5,15 +5,20 @@ Topology files (``-f``), standard input and values files (``--values``) alike.
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from peerwall.cli import options
 from peerwall.cli.main import app
+from peerwall.errors import TopologyInvalid
 
 TOPOLOGY = """\
 clusters:
@@ -219,3 +224,80 @@ def test_special_ranges_are_refused(tmp_path: Path):
         f"{topo}: clusters[1].serviceCIDR: 169.254.0.0/20 lies in 169.254.0.0/16 (link-local, "
         "which the lab also uses for its own links): ClusterIPs cannot come from there",
     ]
+
+
+# --- 4. input size ---------------------------------------------------------------------------
+
+
+def test_an_endless_file_is_refused_at_the_default_limit():
+    # BUG: the whole of /dev/zero was read: MemoryError. Now 128 MiB and one byte at most.
+    assert error_lines(run("matrix", "-f", "/dev/zero")) == [
+        "/dev/zero: larger than 128 MiB, the input limit (set PEERWALL_MAX_INPUT_BYTES to change it)"
+    ]
+
+
+def test_the_limit_is_configurable_for_topology_values_and_stdin(tmp_path: Path):
+    small = {"PEERWALL_MAX_INPUT_BYTES": "4096"}
+    limit = "larger than 4096 bytes, the input limit (set PEERWALL_MAX_INPUT_BYTES to change it)"
+    assert error_lines(run("matrix", "-f", "/dev/zero", env=small)) == [f"/dev/zero: {limit}"]
+    topo = write(tmp_path, "t.yaml", TOPOLOGY)
+    values = write(tmp_path, "v.yaml", "networking: {securityMode: FullPodToPod}\n" + "#" * 5000)
+    assert error_lines(run("matrix", "-f", topo, "--values", values, env=small)) == [
+        f"{values}: {limit}"
+    ]
+    assert error_lines(run("matrix", "-f", "-", stdin=TOPOLOGY + "#" * 5000, env=small)) == [
+        f"<stdin>: {limit}"
+    ]
+    exact = {"PEERWALL_MAX_INPUT_BYTES": str(len(TOPOLOGY.encode()))}
+    assert run("matrix", "-f", topo, "-o", "json", env=exact).exit_code == 0
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5", "1.5"])
+def test_a_bad_limit_is_an_error(tmp_path: Path, value: str):
+    topo = write(tmp_path, "t.yaml", TOPOLOGY)
+    assert error_lines(run("matrix", "-f", topo, env={"PEERWALL_MAX_INPUT_BYTES": value})) == [
+        f"PEERWALL_MAX_INPUT_BYTES: expected a positive number of bytes, got '{value}'"
+    ]
+
+
+class EndlessShortReads(io.RawIOBase):
+    """An endless stream that hands out at most 1,000 bytes per read, like a pipe or a terminal."""
+
+    def __init__(self) -> None:
+        self.served = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), 1000)
+        buffer[:n] = b"#" * n
+        self.served += n
+        return n
+
+
+def test_stdin_is_read_in_pieces_up_to_the_limit(monkeypatch: pytest.MonkeyPatch):
+    stream = EndlessShortReads()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stream))
+    monkeypatch.setenv("PEERWALL_MAX_INPUT_BYTES", "25000")
+    with pytest.raises(TopologyInvalid) as info:
+        options.read_text(Path("-"))
+    assert str(info.value).startswith("<stdin>: larger than 25000 bytes")
+    assert stream.served <= 25001 + 8192  # the limit, and at most what one buffered read adds
+
+
+def test_short_reads_do_not_cut_the_input(monkeypatch: pytest.MonkeyPatch):
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            n = min(len(buffer), 7, len(self.data))
+            buffer[:n], self.data = self.data[:n], self.data[n:]
+            return n
+
+    monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=Trickle(TOPOLOGY.encode())))
+    assert options.read_text(Path("-")) == TOPOLOGY

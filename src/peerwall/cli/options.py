@@ -5,25 +5,31 @@ file, overridden by ``--set networking.securityMode=...``, else the built-in def
 mode is the *global default*; a cluster's or a peering's ``securityMode`` in the topology is more
 specific and still wins (DESIGN.md §1).
 
+Every input is read up to a size limit (``PEERWALL_MAX_INPUT_BYTES``, default 128 MiB), never
+whole: ``-f /dev/zero`` is an error, not a ``MemoryError``.
+
 Every problem is raised as a ``PeerwallError`` (the CLI prints it and exits with status 2).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated, Any
 
 import typer
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology, parse_mode
-from peerwall.model.parse import parse_document
+from peerwall.model.describe import byte_size, quote
+from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, parse_document
 
 MODE_KEY = "networking.securityMode"
 DEFAULT_MODE = SecurityMode.FULL_POD_TO_POD
+MAX_INPUT_ENV = "PEERWALL_MAX_INPUT_BYTES"
 
 KNOWN_KEYS: dict[str, Callable[[str, str], object]] = {MODE_KEY: parse_mode}
 """The keys ``--set`` and ``--values`` understand, with the parser of each value."""
@@ -91,12 +97,43 @@ def parse_sets(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def read_text(path: Path) -> str:
-    """A file's text (``-`` is standard input), or a one-line ``TopologyInvalid``."""
-    if str(path) == "-":
-        return sys.stdin.read()
+def max_input_bytes() -> int:
+    """The input size limit: ``PEERWALL_MAX_INPUT_BYTES`` if set, else 128 MiB."""
+    raw = os.environ.get(MAX_INPUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_INPUT_BYTES
     try:
-        return path.read_text(encoding="utf-8")
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise TopologyInvalid(
+            MAX_INPUT_ENV, [Problem("", f"expected a positive number of bytes, got {quote(raw)}")]
+        )
+    return limit
+
+
+def _source(path: Path) -> str:
+    return "<stdin>" if str(path) == "-" else str(path)
+
+
+def read_text(path: Path) -> str:
+    """A file's text (``-`` is standard input), or a one-line ``TopologyInvalid``.
+
+    At most the limit plus one byte is read: enough to know the input is too large.
+    """
+    limit = max_input_bytes()
+    try:
+        if str(path) == "-":
+            data = _read_capped(sys.stdin, limit)
+        else:
+            with path.open("rb") as f:
+                data = _read_capped(f, limit)
+        if len(data) <= limit:
+            return data.decode("utf-8")
+        problem = (
+            f"larger than {byte_size(limit)}, the input limit (set {MAX_INPUT_ENV} to change it)"
+        )
     except FileNotFoundError:
         problem = "no such file"
     except IsADirectoryError:
@@ -107,18 +144,36 @@ def read_text(path: Path) -> str:
         problem = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
     except OSError as exc:
         problem = f"cannot read: {exc.strerror or exc}"
-    raise TopologyInvalid(str(path), [Problem("", problem)])
+    raise TopologyInvalid(_source(path), [Problem("", problem)])
+
+
+_CHUNK = 1 << 20
+
+
+def _read_capped(stream: IO[Any], limit: int) -> bytearray:
+    """Up to ``limit + 1`` bytes of ``stream`` (text streams are read through their buffer).
+
+    In chunks, until the end: one ``read(n)`` may return less than asked (a terminal, a pipe).
+    """
+    binary = getattr(stream, "buffer", stream)
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = binary.read(min(_CHUNK, limit + 1 - len(data)))
+        if not chunk:
+            break
+        data += chunk.encode() if isinstance(chunk, str) else chunk
+    return data
 
 
 def read_source(path: Path) -> tuple[str, str]:
     """(name to report, text) of the topology file; ``-`` is standard input, read once."""
-    return ("<stdin>" if str(path) == "-" else str(path)), read_text(path)
+    return _source(path), read_text(path)
 
 
 def read_topology(path: Path) -> Topology:
     """Read, parse and validate the topology file."""
     source, text = read_source(path)
-    return load_topology(text, source)
+    return load_topology(text, source, max_bytes=max_input_bytes())
 
 
 def read_values(path: Path) -> str | None:
@@ -127,9 +182,8 @@ def read_values(path: Path) -> str | None:
     Other keys are ignored, as Helm ignores values its chart does not use: a full Liqo values file
     can be passed as is.
     """
-    source = str(path)
-    text = read_text(path)
-    data = parse_document(text, source).data
+    source, text = read_source(path)
+    data = parse_document(text, source, max_bytes=max_input_bytes()).data
     if data is None:
         return None
     if not isinstance(data, dict):

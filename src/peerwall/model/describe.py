@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 
-__all__ = ["SHOWN_CHARS", "describe", "field_path", "quote", "quote_hint"]
+__all__ = ["SHOWN_CHARS", "byte_size", "describe", "field_path", "quote", "quote_hint"]
 
 SHOWN_CHARS = 60
 """Echoed values longer than this are cut, with an ellipsis and their length."""
@@ -93,6 +93,13 @@ def quote_hint(value: object, written: str | None = None) -> str:
         return ""  # nothing to quote: an empty value or ~ is not a name someone meant
     text = written if written else _scalar_text(value)
     return f": quote it, {_double_quoted(text)}"
+
+
+def byte_size(n: int) -> str:
+    """``128 MiB`` for whole mebibytes, else ``1000 bytes``."""
+    if n >= 1 << 20 and n % (1 << 20) == 0:
+        return f"{n >> 20} MiB"
+    return f"{n} bytes"
 
 
 def _scalar_text(value: object) -> str:

@@ -30,7 +30,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from peerwall.errors import Problem, TopologyInvalid
-from peerwall.model.describe import field_path, quote
+from peerwall.model.describe import byte_size, field_path, quote
 
 __all__ = ["DEFAULT_MAX_INPUT_BYTES", "MAX_ALIAS_EXPANSION", "Document", "parse_document"]
 
@@ -131,14 +131,8 @@ def _check_size(text: str, source: str, max_bytes: int) -> None:
     if size > max_bytes:
         raise TopologyInvalid(
             source,
-            [Problem("", f"the input is larger than the limit of {_bytes(max_bytes)}")],
+            [Problem("", f"the input is larger than the limit of {byte_size(max_bytes)}")],
         )
-
-
-def _bytes(n: int) -> str:
-    if n >= 1 << 20 and n % (1 << 20) == 0:
-        return f"{n >> 20} MiB"
-    return f"{n} bytes"
 
 
 @contextmanager
