@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from peerwall.cli import options
 from peerwall.cli.main import app
-from peerwall.errors import TopologyInvalid
+from peerwall.errors import ModeInvalid, TopologyInvalid
 
 TOPOLOGY = """\
 clusters:
@@ -301,3 +301,112 @@ def test_short_reads_do_not_cut_the_input(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=Trickle(TOPOLOGY.encode())))
     assert options.read_text(Path("-")) == TOPOLOGY
+
+
+# --- 6. values files: unknown keys are errors ------------------------------------------------
+
+
+def values_errors(tmp_path: Path, text: str, *extra: str) -> list[str]:
+    topo = write(tmp_path, "t.yaml", TOPOLOGY)
+    values = write(tmp_path, "values.yaml", text)
+    lines = error_lines(run("matrix", "-f", topo, "--values", values, *extra))
+    prefix = f"{values}: "
+    assert all(line.startswith(prefix) for line in lines), lines
+    return [line.removeprefix(prefix) for line in lines]
+
+
+def test_a_misspelt_key_is_an_error_with_a_suggestion(tmp_path: Path):
+    # BUG: unknown keys were ignored: this silently meant the default mode, FullPodToPod.
+    text = "networking:\n  securitymode: IntraClusterTrafficSegregation\n"
+    assert values_errors(tmp_path, text) == [
+        "networking.securitymode: unknown key (did you mean networking.securityMode?)"
+    ]
+
+
+def test_every_unknown_key_is_reported_in_file_order(tmp_path: Path):
+    text = (
+        "image: {repository: peerwall}\n"
+        "networking:\n  securityMode: FullPodToPod\n  mtu: 1400\n"
+        "Networking: {securityMode: FullPodToPod}\n"
+        "'networking.securityMode': FullPodToPod\n"
+    )
+    assert values_errors(tmp_path, text) == [
+        "image: unknown key (known keys: networking.securityMode)",
+        "networking.mtu: unknown key (known keys: networking.securityMode)",
+        "Networking: unknown key (did you mean networking.securityMode?)",
+        "['networking.securityMode']: unknown key (did you mean networking.securityMode?)",
+    ]
+
+
+def test_unknown_keys_fail_even_when_set_overrides_the_mode(tmp_path: Path):
+    text = "networking: {securityMod: FullPodToPod}\n"
+    assert values_errors(tmp_path, text, "--set", "networking.securityMode=FullPodToPod") == [
+        "networking.securityMod: unknown key (did you mean networking.securityMode?)"
+    ]
+
+
+def test_values_of_the_wrong_shape(tmp_path: Path):
+    assert values_errors(tmp_path, "networking: 5\n") == [
+        "networking: expected a mapping, got the integer 5"
+    ]
+    assert values_errors(tmp_path, "networking: {securityMode: yes}\n") == [
+        "networking.securityMode: expected a mode name (FullPodToPod, "
+        "IntraClusterTrafficSegregation), got the boolean true"
+    ]
+    assert values_errors(tmp_path, "[networking]\n") == ["expected a mapping of values, got a list"]
+    assert values_errors(tmp_path, "{1: x}\n") == [
+        "[1]: unknown key (known keys: networking.securityMode)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["", "# nothing\n", "networking:\n", "networking: {securityMode: null}\n"]
+)
+def test_values_files_that_set_nothing(tmp_path: Path, text: str):
+    topo = write(tmp_path, "t.yaml", TOPOLOGY)
+    values = write(tmp_path, "values.yaml", text)
+    assert matrix_json("-f", topo, "--values", values)["securityMode"] == "FullPodToPod"
+
+
+def test_set_and_values_share_the_key_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    def seconds(value: object) -> int:
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError("expected a positive number of seconds")
+        return value
+
+    # One registration makes a nested key known to --set and to values files alike.
+    keys = (*options.VALUE_KEYS, options.ValueKey("agent.resyncInterval", seconds, "30"))
+    monkeypatch.setattr(options, "VALUE_KEYS", keys)
+    values = write(tmp_path, "v.yaml", "agent:\n  resyncInterval: 30\nnetworking: {}\n")
+    assert options.read_values(Path(values)) == {"agent.resyncInterval": 30}
+    assert options.set_values(["agent.resyncInterval=45"]) == {"agent.resyncInterval": 45}
+    with pytest.raises(TopologyInvalid) as info:
+        options.read_values(Path(write(tmp_path, "w.yaml", "agent: {resyncinterval: 30}\n")))
+    assert str(info.value).endswith(
+        "agent.resyncinterval: unknown key (did you mean agent.resyncInterval?)"
+    )
+    with pytest.raises(ModeInvalid) as mode_info:
+        options.set_values(["agent.resyncInterval=soon"])
+    assert (
+        str(mode_info.value) == "--set agent.resyncInterval: expected a positive number of seconds"
+    )
+    with pytest.raises(ModeInvalid) as set_info:
+        options.parse_sets(["agent.resync=5"])
+    assert str(set_info.value) == (
+        "--set agent.resync=5: unknown key 'agent.resync' (did you mean agent.resyncInterval?)"
+    )
+
+
+def test_set_suggests_like_a_values_file(tmp_path: Path):
+    topo = write(tmp_path, "t.yaml", TOPOLOGY)
+    result = run("matrix", "-f", topo, "--set", "networking.securitymode=FullPodToPod")
+    assert error_lines(result) == [
+        "--set networking.securitymode=FullPodToPod: unknown key 'networking.securitymode' "
+        "(did you mean networking.securityMode?)"
+    ]
+    values = write(tmp_path, "v.yaml", "networking:\n  securitymode: FullPodToPod\n")
+    assert error_lines(run("matrix", "-f", topo, "--values", values)) == [
+        f"{values}: networking.securitymode: unknown key (did you mean networking.securityMode?)"
+    ]

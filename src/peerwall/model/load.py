@@ -20,21 +20,30 @@ from peerwall.model.spec import NAME_RULE, SecurityMode, TopologySpec
 from peerwall.model.topology import Topology
 from peerwall.model.validate import check
 
-__all__ = ["load_topology", "parse_mode", "topology_from_data"]
+__all__ = ["load_topology", "mode_from", "parse_mode", "topology_from_data"]
 
 
-def parse_mode(value: object, where: str = "networking.securityMode") -> SecurityMode:
-    """A mode name -> SecurityMode, or a clear error listing the valid ones."""
+def mode_from(value: object) -> SecurityMode:
+    """A mode name -> SecurityMode; else ``ValueError`` saying why (no field named: the caller
+    knows where the value came from)."""
     if not isinstance(value, str):
-        raise ModeInvalid(
-            f"{where}: expected a mode name ({SecurityMode.valid_values()}), got {describe(value)}"
+        raise ValueError(
+            f"expected a mode name ({SecurityMode.valid_values()}), got {describe(value)}"
         )
     try:
         return SecurityMode(value)
     except ValueError:
-        raise ModeInvalid(
-            f"{where}: unknown security mode {quote(value)} (valid: {SecurityMode.valid_values()})"
+        raise ValueError(
+            f"unknown security mode {quote(value)} (valid: {SecurityMode.valid_values()})"
         ) from None
+
+
+def parse_mode(value: object, where: str = "networking.securityMode") -> SecurityMode:
+    """A mode name -> SecurityMode, or ``ModeInvalid`` naming ``where`` and the valid modes."""
+    try:
+        return mode_from(value)
+    except ValueError as exc:
+        raise ModeInvalid(f"{where}: {exc}") from None
 
 
 def load_topology(
