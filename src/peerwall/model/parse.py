@@ -106,9 +106,8 @@ class Document:
                 node = node.value[part]
             else:
                 return None
-        if (
-            isinstance(node, ScalarNode) and not node.style
-        ):  # libyaml says '' for plain, PyYAML None
+        # A plain scalar's style is '' from libyaml, None from PyYAML.
+        if isinstance(node, ScalarNode) and not node.style:
             return str(node.value)
         return None
 
