@@ -99,9 +99,8 @@ def test_json_default_mode_is_full_pod_to_pod(
 
 
 def test_values_file_selects_the_mode_and_set_wins(tmp_path: Path, seed_path: str) -> None:
-    values = write(
-        tmp_path, "values.yaml", f"networking:\n  securityMode: {SEG}\nunrelated: {{a: 1}}\n"
-    )
+    # Unknown keys are errors now (a misspelt key silently meant the default): no "unrelated".
+    values = write(tmp_path, "values.yaml", f"networking:\n  securityMode: {SEG}\n")
     doc = json.loads(run("matrix", "-f", seed_path, "--values", values, "-o", "json").stdout)
     assert doc["securityMode"] == SEG
     both = run("matrix", "-f", seed_path, "--values", values, *mode_arg(FULL), "-o", "json")

@@ -185,6 +185,62 @@ def test_service_cidr_overlapping_the_pod_cidr():
     )
 
 
+@pytest.mark.parametrize(
+    ("cidr", "message"),
+    [
+        ("127.0.0.0/16", "127.0.0.0/16 lies in 127.0.0.0/8 (loopback)"),
+        ("224.0.0.0/4", "224.0.0.0/4 is 224.0.0.0/4 (multicast)"),
+        ("0.0.0.0/8", "0.0.0.0/8 is 0.0.0.0/8 ('this network', never a destination)"),
+        (
+            "169.254.0.0/16",
+            "169.254.0.0/16 is 169.254.0.0/16 (link-local, which the lab also uses for its own "
+            "links)",
+        ),
+        (
+            "255.255.255.252/30",
+            "255.255.255.252/30 lies in 240.0.0.0/4 (reserved, with the broadcast address "
+            "255.255.255.255)",
+        ),
+        (
+            "160.0.0.0/4",
+            "160.0.0.0/4 overlaps 169.254.0.0/16 (link-local, which the lab also "
+            "uses for its own links)",
+        ),
+    ],
+)
+def test_pod_cidr_in_a_special_range(cidr: str, message: str):
+    # BUG: these validated, then failed in the kernel or the lab.
+    text = f"clusters:\n  - {{name: C1, podCIDR: {cidr}}}\n"
+    assert only_problem(text) == Problem(
+        "clusters[0].podCIDR", f"{message}: pod addresses cannot come from there"
+    )
+
+
+def test_service_cidr_in_a_special_range_and_several_at_once():
+    text = "clusters:\n  - {name: C1, podCIDR: 0.0.0.0/1, serviceCIDR: 224.1.0.0/16}\n"
+    assert problems_of(text) == [
+        Problem(
+            "clusters[0].podCIDR",
+            "0.0.0.0/1 overlaps 0.0.0.0/8 ('this network', never a destination), "
+            "127.0.0.0/8 (loopback): pod addresses cannot come from there",
+        ),
+        Problem(
+            "clusters[0].serviceCIDR",
+            "224.1.0.0/16 lies in 224.0.0.0/4 (multicast): ClusterIPs cannot come from there",
+        ),
+    ]
+
+
+def test_ordinary_unicast_ranges_are_fine():
+    text = (
+        "clusters:\n"
+        "  - {name: C1, podCIDR: 100.64.0.0/16, serviceCIDR: 192.0.2.0/24}\n"
+        "  - {name: C2, podCIDR: 203.0.0.0/16, serviceCIDR: 172.16.0.0/16}\n"
+        "  - {name: C3, podCIDR: 223.255.0.0/16}\n"
+    )
+    assert len(load_topology(text).clusters) == 3
+
+
 def test_invalid_pod_ip():
     problem = only_problem(BASE + "pods:\n  - {name: P1, cluster: C1, ip: 10.244.0.300}\n")
     assert problem == Problem("pods[0].ip", "'10.244.0.300' is not a valid IPv4 address")

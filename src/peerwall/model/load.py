@@ -1,197 +1,166 @@
-"""Topology text -> validated, resolved ``Topology``. The caller reads the file; this does no I/O."""
+"""Topology text -> validated, resolved ``Topology``. The caller reads the file; this does no I/O.
+
+Three stages, each reporting every problem it finds as one line naming the field: parsing
+(``parse``), the schema (``spec``, whose pydantic errors are translated here into the file's
+terms), and the cross-checks (``validate``); then ``resolve`` places pods and selects backends.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
-from ipaddress import IPv4Address
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
-from peerwall.model.addressing import RemapExhausted, api_address
-from peerwall.model.spec import SecurityMode, TopologySpec
-from peerwall.model.topology import (
-    DEFAULT_NAMESPACE,
-    DEFAULT_SERVICE_CIDR,
-    Cluster,
-    Namespace,
-    Peering,
-    Pod,
-    Service,
-    Topology,
-)
+from peerwall.model.describe import describe, field_path, quote, quote_hint
+from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, Document, parse_document
+from peerwall.model.resolve import resolve
+from peerwall.model.spec import NAME_RULE, SecurityMode, TopologySpec
+from peerwall.model.topology import Topology
 from peerwall.model.validate import check
 
-_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+__all__ = ["load_topology", "mode_from", "parse_mode", "topology_from_data"]
 
 
-class _Loader(_Base):  # type: ignore[misc]
-    """Safe loader that refuses repeated keys: YAML would silently keep only the last one."""
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def parse_mode(value: str, where: str = "networking.securityMode") -> SecurityMode:
-    """A mode name -> SecurityMode, or a clear error listing the valid ones."""
+def mode_from(value: object) -> SecurityMode:
+    """A mode name -> SecurityMode; else ``ValueError`` saying why (no field named: the caller
+    knows where the value came from)."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"expected a mode name ({SecurityMode.valid_values()}), got {describe(value)}"
+        )
     try:
         return SecurityMode(value)
     except ValueError:
-        raise ModeInvalid(
-            f"{where}: unknown security mode {value!r} (valid: {SecurityMode.valid_values()})"
+        raise ValueError(
+            f"unknown security mode {quote(value)} (valid: {SecurityMode.valid_values()})"
         ) from None
 
 
-def parse_yaml(text: str, source: str) -> object:
-    """YAML text -> data, or ``TopologyInvalid`` naming the line and column of the problem."""
+def parse_mode(value: object, where: str = "networking.securityMode") -> SecurityMode:
+    """A mode name -> SecurityMode, or ``ModeInvalid`` naming ``where`` and the valid modes."""
     try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = getattr(exc, "problem", None) or str(exc)
-        raise TopologyInvalid(source, [Problem(where, f"malformed YAML: {what}")]) from None
+        return mode_from(value)
+    except ValueError as exc:
+        raise ModeInvalid(f"{where}: {exc}") from None
 
 
-def load_topology(text: str, source: str = "<topology>") -> Topology:
-    """Parse, validate and resolve a topology file's text. Raises ``TopologyInvalid``."""
-    return topology_from_data(parse_yaml(text, source), source)
+def load_topology(
+    text: str, source: str = "<topology>", *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES
+) -> Topology:
+    """Parse (YAML or JSON), validate and resolve a topology file's text.
+
+    Raises ``TopologyInvalid``, also for a text of more than ``max_bytes`` bytes.
+    """
+    document = parse_document(text, source, max_bytes=max_bytes)
+    return _from_document(document, source)
 
 
 def topology_from_data(data: object, source: str = "<topology>") -> Topology:
     """Validate and resolve already-parsed data (a dict shaped like the topology file)."""
+    return _from_document(Document(data), source)
+
+
+def _from_document(document: Document, source: str) -> Topology:
+    data = document.data
     if not isinstance(data, dict):
-        kind = "empty" if data is None else f"a {type(data).__name__}"
+        kind = "empty" if data is None else describe(data)
         raise TopologyInvalid(
             source, [Problem("", f"expected a mapping with 'clusters', got {kind}")]
         )
     try:
         spec = TopologySpec.model_validate(data)
     except ValidationError as exc:
-        raise TopologyInvalid(source, [_problem(e) for e in exc.errors()]) from None
+        errors = exc.errors(include_url=False, include_context=True)
+        raise TopologyInvalid(source, [_problem(e, document) for e in errors]) from None
     problems = check(spec)
     if problems:
         raise TopologyInvalid(source, problems)
-    return _resolve(spec, source)
+    return resolve(spec, source)
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+# --- pydantic errors in the file's terms ---------------------------------------------------
+
+_ITEM = {
+    "clusters": "cluster",
+    "peerings": "peering",
+    "namespaces": "namespace",
+    "pods": "pod",
+    "services": "service",
+}
+_EXPECTED_TEXT = {
+    "podCIDR": "a CIDR such as 10.244.0.0/16",
+    "serviceCIDR": "a CIDR such as 10.96.0.0/16",
+    "ip": "an IPv4 address such as 10.244.0.5",
+    "securityMode": f"a security mode ({SecurityMode.valid_values()})",
+}
 
 
-def _problem(err: Any) -> Problem:
-    loc = tuple(err["loc"])
-    kind = err["type"]
+def _problem(err: Any, document: Document) -> Problem:
+    loc: tuple[Any, ...] = tuple(err["loc"])
+    kind: str = err["type"]
     value = err.get("input")
-    if kind == "extra_forbidden":
-        return Problem(_path(loc), "unknown field")
-    if kind == "missing":
-        return Problem(_path(loc), "required field is missing")
-    if kind == "enum" and loc and loc[-1] == "securityMode":
+    if loc and loc[-1] == "[key]":
+        return _key_problem(kind, loc, document)
+    if kind == "invalid_key":  # a field name that is not a string, such as 1 or yes
+        written = document.written((*loc, "[key]"))
         return Problem(
-            _path(loc), f"unknown security mode {value!r} (valid: {SecurityMode.valid_values()})"
+            field_path(loc[:-1]),
+            f"field names are strings, got {describe(loc[-1], written)}"
+            f"{quote_hint(loc[-1], written)}",
+        )
+    path = field_path(loc)
+    field = loc[-1] if loc else ""
+    if kind == "extra_forbidden":
+        return Problem(path, "unknown field")
+    if kind == "missing":
+        return Problem(path, "required field is missing")
+    if kind == "not_text":
+        return Problem(
+            path, f"expected {_EXPECTED_TEXT.get(field, 'a string')}, got {describe(value)}"
+        )
+    if kind == "string_type":
+        written = document.written(loc)
+        return Problem(
+            path, f"expected a string, got {describe(value, written)}{quote_hint(value, written)}"
         )
     if kind == "string_pattern_mismatch":
+        return Problem(path, f"{quote(value)} is not a valid name: use {NAME_RULE}")
+    if kind == "enum" and field == "securityMode":
         return Problem(
-            _path(loc),
-            f"{value!r} is not a valid name (letters, digits, '.', '_', '-'; at most 63 characters)",
+            path,
+            f"unknown security mode {quote(value)} (valid: {SecurityMode.valid_values()})",
         )
-    if loc and loc[-1] in ("podCIDR", "serviceCIDR"):
+    if field in ("podCIDR", "serviceCIDR"):
         try:
             loose = ipaddress.IPv4Network(value, strict=False)
         except (TypeError, ValueError):
-            return Problem(_path(loc), f"{value!r} is not a valid IPv4 CIDR")
-        return Problem(_path(loc), f"{value!r} has host bits set (did you mean {loose}?)")
-    if loc and loc[-1] == "ip":
-        return Problem(_path(loc), f"{value!r} is not a valid IPv4 address")
-    return Problem(_path(loc), str(err["msg"]))
+            return Problem(path, f"{quote(value)} is not a valid IPv4 CIDR")
+        return Problem(path, f"{quote(value)} has host bits set (did you mean {loose}?)")
+    if field == "ip":
+        return Problem(path, f"{quote(value)} is not a valid IPv4 address")
+    if kind == "model_type":
+        item = _ITEM.get(loc[0], "item") if len(loc) == 2 else "item"
+        return Problem(path, f"expected a mapping (the fields of a {item}), got {describe(value)}")
+    if kind == "list_type":
+        return Problem(path, f"expected a list, got {describe(value)}")
+    if kind == "dict_type":
+        return Problem(path, f"expected a mapping, got {describe(value)}")
+    if kind == "too_short":
+        return Problem(path, "at least 1 item is required, got none")
+    return Problem(path, str(err["msg"]))
 
 
-def _resolve(spec: TopologySpec, source: str) -> Topology:
-    clusters = tuple(
-        Cluster(
-            name=c.name,
-            pod_cidr=c.pod_cidr,
-            service_cidr=c.service_cidr or DEFAULT_SERVICE_CIDR,
-            internet=c.internet or f"internet@{c.name}",
-            api_server=c.api_server,
-            security_mode=c.security_mode,
-            index=i,
+def _key_problem(kind: str, loc: tuple[Any, ...], document: Document) -> Problem:
+    """A key of a labels or selector mapping: ``loc`` ends with the key, then ``"[key]"``."""
+    owner, key = field_path(loc[:-2]), loc[-2]
+    if kind == "string_too_short":
+        return Problem(owner, "a label key cannot be empty")
+    if kind == "string_type":
+        written = document.written(loc)
+        return Problem(
+            owner,
+            f"label keys are strings, got {describe(key, written)}{quote_hint(key, written)}",
         )
-        for i, c in enumerate(spec.clusters)
-    )
-    by_name = {c.name: c for c in clusters}
-    namespaces = tuple(
-        Namespace(name=n.name, cluster=n.cluster, offloaded_to=tuple(n.offloaded_to))
-        for n in spec.namespaces
-    )
-    offloaded = {(n.cluster, n.name): n.offloaded_to for n in namespaces}
-
-    # Explicit addresses first, then fill each physical cluster in file order.
-    taken: dict[str, set[int]] = defaultdict(set)
-    for c in clusters:
-        if c.api_server:
-            taken[c.name].add(int(api_address(c.pod_cidr)))
-    for p in spec.pods:
-        if p.ip is not None:
-            taken[p.runs_on or p.cluster].add(int(p.ip))
-    cursor = {c.name: int(c.pod_cidr.network_address) + 1 for c in clusters}
-    pods: list[Pod] = []
-    problems: list[Problem] = []
-    for i, p in enumerate(spec.pods):
-        physical = p.runs_on or p.cluster
-        ip = p.ip
-        if ip is None:
-            cidr = by_name[physical].pod_cidr
-            last = int(cidr.broadcast_address) - 1
-            n = cursor[physical]
-            while n in taken[physical]:
-                n += 1
-            if n > last:
-                problems.append(
-                    Problem(f"pods[{i}]", f"no free address left in {cidr} of {physical}")
-                )
-                continue
-            taken[physical].add(n)
-            cursor[physical] = n + 1
-            ip = IPv4Address(n)
-        pods.append(Pod(p.name, p.cluster, p.namespace, physical, dict(p.labels), ip))
-    if problems:
-        raise TopologyInvalid(source, problems)
-
-    members: dict[tuple[str, str], list[Pod]] = defaultdict(list)
-    for pod in pods:
-        members[(pod.home, pod.namespace)].append(pod)
-    services = []
-    for s in spec.services:
-        selector = dict(s.selector)
-        items = selector.items()
-        backends = tuple(
-            pod.name
-            for pod in members[(s.cluster, s.namespace)]
-            if items and all(pod.labels.get(k) == v for k, v in items)
-        )
-        reflected = () if s.namespace == DEFAULT_NAMESPACE else offloaded[(s.cluster, s.namespace)]
-        services.append(Service(s.name, s.cluster, s.namespace, selector, backends, reflected))
-
-    peerings = tuple(Peering(p.consumer, p.provider, p.security_mode) for p in spec.peerings)
-    topology = Topology(clusters, peerings, namespaces, tuple(pods), tuple(services))
-    try:
-        _ = topology.addresses  # computed once here, then shared by compile, trace and the lab
-    except RemapExhausted as exc:
-        raise TopologyInvalid(source, [Problem(exc.path, str(exc))]) from None
-    return topology
+    return Problem(owner, f"invalid key {describe(key)}")

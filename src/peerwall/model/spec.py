@@ -1,15 +1,20 @@
 """The topology file as written (DESIGN.md §2): pydantic schema, camelCase keys, no extras.
 
 These classes only check shape and types; cross-references are checked in ``validate``.
+
+Validation is strict: YAML reads ``12``, ``off`` or ``2001-01-01`` as a number, a boolean or a
+date, and a name that silently became ``"12"`` or ``"False"`` (or an address built from the
+integer 167772161) would hide the mistake. Only text is accepted where the file needs text.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 from ipaddress import IPv4Address, IPv4Network
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic_core import PydanticCustomError
 
 
 class SecurityMode(str, Enum):
@@ -23,6 +28,9 @@ class SecurityMode(str, Enum):
         return ", ".join(m.value for m in cls)
 
 
+NAME_RULE = (
+    "1 to 63 characters: letters, digits, '.', '_', '-', starting and ending with a letter or digit"
+)
 # Names end up in namespace names, nft chain names and table labels: keep them plain.
 Name = Annotated[
     str,
@@ -31,23 +39,40 @@ Name = Annotated[
 Labels = dict[Annotated[str, StringConstraints(min_length=1)], str]
 
 
+def _text_for(kind: type) -> BeforeValidator:
+    """Accept text (or a ready ``kind``), then let pydantic parse it: strict mode would accept only
+    ``kind`` instances, lax mode would also turn the integer 167772161 into 10.0.0.1."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str | kind):
+            return value
+        raise PydanticCustomError("not_text", "expected a string")
+
+    return BeforeValidator(check)
+
+
+Cidr = Annotated[IPv4Network, Strict(False), _text_for(IPv4Network)]
+Address = Annotated[IPv4Address, Strict(False), _text_for(IPv4Address)]
+Mode = Annotated[SecurityMode, Strict(False), _text_for(SecurityMode)]
+
+
 class _Item(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ClusterSpec(_Item):
     name: Name
-    pod_cidr: IPv4Network = Field(alias="podCIDR")
-    service_cidr: IPv4Network | None = Field(default=None, alias="serviceCIDR")
+    pod_cidr: Cidr = Field(alias="podCIDR")
+    service_cidr: Cidr | None = Field(default=None, alias="serviceCIDR")
     internet: Name | None = None
     api_server: Name | None = Field(default=None, alias="apiServer")
-    security_mode: SecurityMode | None = Field(default=None, alias="securityMode")
+    security_mode: Mode | None = Field(default=None, alias="securityMode")
 
 
 class PeeringSpec(_Item):
     consumer: Name
     provider: Name
-    security_mode: SecurityMode | None = Field(default=None, alias="securityMode")
+    security_mode: Mode | None = Field(default=None, alias="securityMode")
 
 
 class NamespaceSpec(_Item):
@@ -62,7 +87,7 @@ class PodSpec(_Item):
     namespace: Name = "default"
     runs_on: Name | None = Field(default=None, alias="runsOn")
     labels: Labels = Field(default_factory=dict)
-    ip: IPv4Address | None = None
+    ip: Address | None = None
 
 
 class ServiceSpec(_Item):

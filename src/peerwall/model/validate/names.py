@@ -1,0 +1,35 @@
+"""Names are table labels: unique across the file, whatever kind of thing they name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from peerwall.errors import Problem
+from peerwall.model.spec import TopologySpec
+
+
+def _named(spec: TopologySpec) -> Iterator[tuple[str, str]]:
+    """(name, field) of everything that appears in tables, in the order claims are made."""
+    for i, c in enumerate(spec.clusters):
+        yield c.name, f"clusters[{i}].name"
+    for i, c in enumerate(spec.clusters):
+        yield c.internet or f"internet@{c.name}", f"clusters[{i}].internet"
+        if c.api_server:
+            yield c.api_server, f"clusters[{i}].apiServer"
+    for i, p in enumerate(spec.pods):
+        yield p.name, f"pods[{i}].name"
+    for i, s in enumerate(spec.services):
+        yield s.name, f"services[{i}].name"
+
+
+def check(spec: TopologySpec) -> list[Problem]:
+    problems: list[Problem] = []
+    first: dict[str, str] = {}
+    for name, path in _named(spec):
+        if name in first:
+            problems.append(
+                Problem(path, f"duplicate name {name!r} (already used by {first[name]})")
+            )
+        else:
+            first[name] = path
+    return problems

@@ -1,0 +1,123 @@
+"""The cross-checks one concern at a time: each can be called and tested on its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peerwall.errors import Problem
+from peerwall.model.spec import TopologySpec
+from peerwall.model.validate import check, clusters, names, namespaces, peerings, pods, services
+
+
+def spec(**sections: Any) -> TopologySpec:
+    data = {"clusters": [{"name": "C1", "podCIDR": "10.1.0.0/16"}], **sections}
+    return TopologySpec.model_validate(data)
+
+
+TWO = [{"name": "C1", "podCIDR": "10.1.0.0/16"}, {"name": "C2", "podCIDR": "10.2.0.0/16"}]
+
+
+def by_name(s: TopologySpec) -> dict[str, Any]:
+    return {c.name: c for c in s.clusters}
+
+
+def test_names_alone():
+    s = spec(pods=[{"name": "C1", "cluster": "C9"}])
+    # The unknown cluster is another concern's: names report only the clash.
+    assert names.check(s) == [
+        Problem("pods[0].name", "duplicate name 'C1' (already used by clusters[0].name)")
+    ]
+
+
+def test_clusters_alone():
+    s = spec(clusters=[{"name": "C1", "podCIDR": "10.1.0.0/31"}])
+    assert clusters.check(s) == [
+        Problem("clusters[0].podCIDR", "10.1.0.0/31 is too small (at most /30)")
+    ]
+
+
+def test_peerings_return_the_providers_of_valid_peerings_only():
+    s = spec(
+        clusters=TWO,
+        peerings=[
+            {"consumer": "C1", "provider": "C2"},
+            {"consumer": "C2", "provider": "C9"},
+            {"consumer": "C1", "provider": "C2"},
+        ],
+    )
+    problems, providers = peerings.check(s, by_name(s))
+    assert problems == [
+        Problem("peerings[1].provider", "unknown cluster 'C9'"),
+        Problem("peerings[2]", "duplicate of peerings[0] (C1 -> C2)"),
+    ]
+    assert providers == {"C1": {"C2"}, "C2": frozenset()}
+
+
+def test_namespaces_need_providers_and_return_the_declared_ones():
+    s = spec(
+        clusters=TWO,
+        namespaces=[
+            {"name": "a", "cluster": "C1", "offloadedTo": ["C2", "C2"]},
+            {"name": "b", "cluster": "C2", "offloadedTo": ["C1"]},
+        ],
+    )
+    problems, declared = namespaces.check(
+        s, by_name(s), {"C1": frozenset({"C2"}), "C2": frozenset()}
+    )
+    assert problems == [
+        Problem("namespaces[0].offloadedTo[1]", "C2 is listed twice"),
+        Problem(
+            "namespaces[1].offloadedTo[0]",
+            "C1 is not a provider of a peering with C2 (add peering {consumer: C2, provider: C1})",
+        ),
+    ]
+    assert declared == {("C1", "a"): ("C2", "C2"), ("C2", "b"): ("C1",)}
+    assert namespaces.exists(declared, "C2", "default")
+    assert not namespaces.exists(declared, "C2", "a")
+
+
+def test_pods_alone():
+    s = spec(
+        clusters=TWO,
+        pods=[
+            {"name": "P1", "cluster": "C1", "namespace": "a", "runsOn": "C2", "ip": "10.2.0.9"},
+            {"name": "P2", "cluster": "C2", "ip": "10.2.0.9"},
+            {"name": "P3", "cluster": "C1", "namespace": "nope"},
+        ],
+    )
+    assert pods.check(s, by_name(s), {("C1", "a"): ("C2",)}) == [
+        Problem("pods[1].ip", "10.2.0.9 is already used by pods[0] (P1) in C2"),
+        Problem("pods[2].namespace", "no namespace 'nope' in cluster C1"),
+    ]
+
+
+def test_services_alone_count_reflected_copies():
+    s = spec(
+        clusters=[
+            {"name": "C1", "podCIDR": "10.1.0.0/16"},
+            {"name": "C2", "podCIDR": "10.2.0.0/16", "serviceCIDR": "10.96.0.0/30"},
+        ],
+        services=[{"name": f"S{i}", "cluster": "C1", "namespace": "a"} for i in range(3)],
+    )
+    assert services.check(s, by_name(s), {("C1", "a"): ("C2",)}) == [
+        Problem(
+            "clusters[1].serviceCIDR",
+            "3 services exist in C2 (its own and reflected ones) but 10.96.0.0/30 has room for 2",
+        )
+    ]
+
+
+def test_check_runs_every_concern_in_file_order():
+    s = spec(
+        clusters=TWO,
+        peerings=[{"consumer": "C1", "provider": "C1"}],
+        namespaces=[{"name": "a", "cluster": "C3"}],
+        pods=[{"name": "C2", "cluster": "C1"}],
+        services=[{"name": "S1", "cluster": "C1", "namespace": "a"}],
+    )
+    assert [p.path for p in check(s)] == [
+        "pods[0].name",
+        "peerings[0].provider",
+        "namespaces[0].cluster",
+        "services[0].namespace",
+    ]
