@@ -16,6 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from peerwall import values as values_module
 from peerwall.cli import options
 from peerwall.cli.main import app
 from peerwall.errors import ModeInvalid, TopologyInvalid
@@ -377,23 +378,26 @@ def test_set_and_values_share_the_key_registry(monkeypatch: pytest.MonkeyPatch, 
         return value
 
     # One registration makes a nested key known to --set and to values files alike.
-    keys = (*options.VALUE_KEYS, options.ValueKey("agent.resyncInterval", seconds, "30"))
-    monkeypatch.setattr(options, "VALUE_KEYS", keys)
+    keys = (
+        *values_module.VALUE_KEYS,
+        values_module.ValueKey("agent.resyncInterval", seconds, "30"),
+    )
+    monkeypatch.setattr(values_module, "VALUE_KEYS", keys)
     values = write(tmp_path, "v.yaml", "agent:\n  resyncInterval: 30\nnetworking: {}\n")
     assert options.read_values(Path(values)) == {"agent.resyncInterval": 30}
-    assert options.set_values(["agent.resyncInterval=45"]) == {"agent.resyncInterval": 45}
+    assert values_module.set_values(["agent.resyncInterval=45"]) == {"agent.resyncInterval": 45}
     with pytest.raises(TopologyInvalid) as info:
         options.read_values(Path(write(tmp_path, "w.yaml", "agent: {resyncinterval: 30}\n")))
     assert str(info.value).endswith(
         "agent.resyncinterval: unknown key (did you mean agent.resyncInterval?)"
     )
     with pytest.raises(ModeInvalid) as mode_info:
-        options.set_values(["agent.resyncInterval=soon"])
+        values_module.set_values(["agent.resyncInterval=soon"])
     assert (
         str(mode_info.value) == "--set agent.resyncInterval: expected a positive number of seconds"
     )
     with pytest.raises(ModeInvalid) as set_info:
-        options.parse_sets(["agent.resync=5"])
+        values_module.parse_sets(["agent.resync=5"])
     assert str(set_info.value) == (
         "--set agent.resync=5: unknown key 'agent.resync' (did you mean agent.resyncInterval?)"
     )

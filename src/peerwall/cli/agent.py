@@ -13,12 +13,12 @@ import typer
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.filesource import FileInputs, FileSource
 from peerwall.agent.run import Agent, AgentSettings, Source
-from peerwall.cli.options import SetValues, ValuesFile, parse_sets, resolve_mode
+from peerwall.cli.options import SetValues, ValuesFile, resolve_mode
 from peerwall.compile.state import CONNCHECK_PORT
 from peerwall.dataplane.conntrack import Conntrack
 from peerwall.dataplane.nft import LibNft
 from peerwall.model import parse_mode
-from peerwall.values import MODE_KEY
+from peerwall.values import MODE_KEY, parse_sets
 
 log = logging.getLogger("peerwall.agent")
 

@@ -21,7 +21,6 @@ from typer.core import TyperGroup
 from peerwall.cli import agent, lab, render
 from peerwall.cli.options import (
     DEFAULT_MODE,
-    MODE_KEY,
     ModeChoice,
     SetValues,
     TopologyFile,
@@ -35,6 +34,7 @@ from peerwall.errors import PeerwallError, UnknownName
 from peerwall.figures import matrix_html, matrix_svg, topology_svg
 from peerwall.model import SecurityMode, Topology
 from peerwall.policy import DESCRIPTIONS, Explanation, ModeOrigin, expect, explain_cell
+from peerwall.values import MODE_KEY
 from peerwall.verify.paths import trace
 
 EXIT_ERROR = 2

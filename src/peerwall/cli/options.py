@@ -17,57 +17,28 @@ Every problem is raised as a ``PeerwallError`` (the CLI prints it and exits with
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
 
-from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
+from peerwall.errors import Problem, TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology
-from peerwall.model.describe import byte_size, describe, field_path, quote
-from peerwall.model.load import mode_from
-from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, parse_document
+from peerwall.model.describe import byte_size, quote
+from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES
+from peerwall.values import (
+    MODE_KEY,
+    known_keys,
+    set_values,
+    values_from_text,
+)
 
-MODE_KEY = "networking.securityMode"
 DEFAULT_MODE = SecurityMode.FULL_POD_TO_POD
 MAX_INPUT_ENV = "PEERWALL_MAX_INPUT_BYTES"
-
-
-@dataclass(frozen=True)
-class ValueKey:
-    """A Helm-style value peerwall understands."""
-
-    path: str
-    """Dotted, as in ``--set``; nested mappings in a values file (``networking: {securityMode}``)."""
-    parse: Callable[[object], object]
-    """Raw value -> value, or ``ValueError`` saying why. From ``--set`` the raw value is the text
-    after ``=``; from a values file, whatever YAML read (a string, a number, a boolean...)."""
-    example: str
-    """A valid value, for messages."""
-
-
-VALUE_KEYS = (ValueKey(MODE_KEY, mode_from, SecurityMode.FULL_POD_TO_POD.value),)
-"""The one place to register a value (e.g. ``image.repository``, ``agent.resyncInterval``)."""
-
-
-def known_keys() -> Mapping[str, ValueKey]:
-    """Registered keys by dotted path. Derived from ``VALUE_KEYS`` on each call (it is tiny), so
-    nothing else needs updating when a key is registered."""
-    return {k.path: k for k in VALUE_KEYS}
-
-
-def _by_parts() -> Mapping[tuple[object, ...], ValueKey]:
-    return {tuple(k.path.split(".")): k for k in VALUE_KEYS}
-
-
-def _groups() -> set[tuple[object, ...]]:
-    """Leading parts of registered keys (``("networking",)``): their values are mappings."""
-    return {parts[:i] for parts in _by_parts() for i in range(1, len(parts))}
 
 
 # Typer parameter types, to share one spelling and help text across commands.
@@ -113,113 +84,10 @@ class ModeChoice:
         return f"{self.mode.value} (from {self.origin})"
 
 
-# --- values: one registry for --set and --values -------------------------------------------
-
-
-def key_hint(parts: tuple[object, ...]) -> str:
-    """`` (did you mean networking.securityMode?)``, or the known keys if none is near.
-
-    A key is compared with its siblings (``networking.mtu`` with ``securityMode``, not with the
-    whole of ``networking.securityMode``, which it would resemble by its prefix alone).
-    """
-    known = list(known_keys())
-    prefix = ".".join(str(p) for p in parts[:-1])
-    siblings = {k[len(prefix) + 1 :].lower(): k for k in known if k.startswith(f"{prefix}.")}
-    name = str(parts[-1]) if siblings else ".".join(str(p) for p in parts)
-    candidates = siblings or {k.lower(): k for k in known}
-    close = difflib.get_close_matches(name.lower(), list(candidates), n=3, cutoff=0.6)
-    if close:
-        return f" (did you mean {', '.join(candidates[c] for c in close)}?)"
-    return f" (known keys: {', '.join(known)})"
-
-
-def parse_sets(items: Iterable[str]) -> dict[str, str]:
-    """``--set`` arguments -> {key: text}; later ones win, commas separate pairs (as Helm).
-
-    Keys are checked here, values by ``set_values``.
-    """
-    known = known_keys()
-    out: dict[str, str] = {}
-    for item in items:
-        for pair in item.split(","):
-            key, sep, raw = pair.partition("=")
-            key = key.strip()
-            if not sep or not key:
-                example = VALUE_KEYS[0]
-                raise ModeInvalid(
-                    f"--set {quote(pair)}: expected KEY=VALUE, e.g. {example.path}={example.example}"
-                )
-            if key not in known:
-                hint = key_hint(tuple(key.split(".")))
-                raise ModeInvalid(f"--set {pair}: unknown key {quote(key)}{hint}")
-            out[key] = raw.strip()
-    return out
-
-
-def set_values(items: Iterable[str]) -> dict[str, object]:
-    """``--set`` arguments -> {key: value}, each value parsed as its key's registration says."""
-    known = known_keys()
-    out: dict[str, object] = {}
-    for key, raw in parse_sets(items).items():
-        try:
-            out[key] = known[key].parse(raw)
-        except ValueError as exc:
-            raise ModeInvalid(f"--set {key}: {exc}") from None
-    return out
-
-
-def values_from_data(data: object, source: str) -> dict[str, object]:
-    """A values file's data -> {key: value} for the keys it sets (null sets nothing, as in Helm).
-
-    Every unknown key, misplaced value and invalid value is reported, each on its line.
-    """
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise TopologyInvalid(
-            source, [Problem("", f"expected a mapping of values, got {describe(data)}")]
-        )
-    out: dict[str, object] = {}
-    problems: list[Problem] = []
-    _walk_values((), data, _by_parts(), _groups(), out, problems)
-    if problems:
-        raise TopologyInvalid(source, problems)
-    return out
-
-
-def _walk_values(
-    prefix: tuple[object, ...],
-    mapping: dict[object, object],
-    keys: Mapping[tuple[object, ...], ValueKey],
-    groups: set[tuple[object, ...]],
-    out: dict[str, object],
-    problems: list[Problem],
-) -> None:
-    # Only registered groups are entered, so the recursion is as deep as the deepest key.
-    for name, value in mapping.items():
-        parts = (*prefix, name)
-        path = field_path(parts)
-        key = keys.get(parts)
-        if key is not None:
-            if value is None:
-                continue
-            try:
-                out[key.path] = key.parse(value)
-            except ValueError as exc:
-                problems.append(Problem(path, str(exc)))
-        elif parts in groups:
-            if isinstance(value, dict):
-                _walk_values(parts, value, keys, groups, out, problems)
-            elif value is not None:
-                problems.append(Problem(path, f"expected a mapping, got {describe(value)}"))
-        else:
-            problems.append(Problem(path, f"unknown key{key_hint(parts)}"))
-
-
 def read_values(path: Path) -> dict[str, object]:
     """The values a Helm-style values file sets, by dotted key. An empty file sets none."""
     source, text = read_source(path)
-    return values_from_data(parse_document(text, source, max_bytes=max_input_bytes()).data, source)
+    return values_from_text(text, source, max_bytes=max_input_bytes())
 
 
 # --- reading inputs --------------------------------------------------------------------------
