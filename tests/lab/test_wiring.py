@@ -1,4 +1,5 @@
-"""A lab whose wiring changes live: ``wiring.rewire_steps`` on paper.
+"""A lab whose wiring changes live: ``wiring.rewire_steps`` on paper, then ``rewire_lab`` on
+real namespaces, compared with labs built from scratch for the new topology.
 
 The pure tests run the steps on a small model of the kernel (``Kernel``) that fails where ``ip``
 would (an address added twice, a route through a gateway that is not on-link, a veth whose
@@ -9,15 +10,26 @@ order of the steps as well as the result.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 
-from labkit import topology_of
+from hostile import connect, echo_server, roundtrip
+from labkit import LabUp, differences, snapshot, topology_of
+from peerwall.errors import LabError
+from peerwall.lab import build as labs
+from peerwall.lab.build import apply_modes
 from peerwall.lab.plan import LabPlan
+from peerwall.lab.probing import observe_lab
 from peerwall.lab.wiring import (
     Address,
     Changes,
@@ -31,7 +43,9 @@ from peerwall.lab.wiring import (
     wiring,
 )
 from peerwall.model import SecurityMode
-from strategies import topologies
+from peerwall.policy import expect
+from peerwall.settings import LabSettings, ProbeSettings
+from strategies import small_topologies, topologies
 
 pytestmark = pytest.mark.lab
 FULL = SecurityMode.FULL_POD_TO_POD
@@ -483,3 +497,171 @@ def test_any_topology_rewires_into_any_other(old: Data, new: Data) -> None:
     touched -= {e.ns for e in steps.delete_links}  # or of one that goes
     assert not (same & (touched | set(steps.delete_namespaces)))
     assert not rewired(after, after).changes()
+
+
+# --- real labs --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Callable[[LabPlan], dict[str, dict[str, object]]]]:
+    """Snapshot of a lab built from scratch for a plan's topology (then removed)."""
+    state = LabSettings(state_dir=str(tmp_path / "fresh"))
+    names: list[str] = []
+
+    def build(plan: LabPlan) -> dict[str, dict[str, object]]:
+        name = f"f{secrets.token_hex(3)}"
+        names.append(name)
+        other = labs.up(name, plan.topology, "", "test", FULL, state)
+        try:
+            return snapshot(other.prefix)
+        finally:
+            labs.down(name, state)
+
+    yield build
+    for name in names:
+        labs.down(name, state)
+
+
+def inodes(plan: LabPlan) -> dict[str, int]:
+    """Each namespace of the lab by its identity: a recreated one gets a new inode."""
+    out = {}
+    for ns in os.listdir("/run/netns"):
+        if ns.startswith(plan.prefix):
+            out[ns[len(plan.prefix) :]] = os.stat(os.path.join("/run/netns", ns)).st_ino
+    return out
+
+
+def probed_equal(plan: LabPlan, mode: SecurityMode) -> None:
+    observed = observe_lab(plan, mode.value, probe=ProbeSettings(timeout=0.5))
+    wrong = expect(plan.topology, mode).table.compare(observed.table)
+    assert not wrong, [
+        f"{m.source}->{m.destination}: expected {m.expected}, observed {m.observed}: "
+        f"{observed.cells[(m.source, m.destination)].detail()}"
+        for m in wrong.mismatches()
+    ]
+
+
+# (edit, namespaces added, removed, recreated, probe afterwards)
+SEQUENCE: list[tuple[Callable[[Data], None], set[str], set[str], set[str], bool]] = [
+    (add_local_pod, {"pod-new1"}, set(), set(), False),
+    (add_offloaded_pod, {"pod-new2"}, set(), set(), False),
+    (relabel, set(), set(), set(), True),
+    (offload_to_c3, set(), set(), set(), False),
+    # new2 came after web2 in C2: web2 leaving moves its automatic address down by one.
+    (move_web2_to_c3, set(), set(), {"pod-web2", "pod-new2"}, False),
+    (stop_offloading_to_c2, set(), set(), {"pod-new2"}, True),
+    (peer_c2_c3_first, set(), set(), set(), True),
+    (unpeer_c2_c3, set(), set(), set(), False),
+    (change_modes, set(), set(), set(), False),
+    (add_cluster_c4, {"gw-C4", "inet-C4", "api-C4", "pod-p4"}, set(), set(), True),
+    (
+        insert_first_pod,
+        {"pod-first"},
+        set(),
+        {"pod-web1", "pod-tool", "pod-new1", "pod-new2"},
+        False,
+    ),
+    (remove_new2_and_web2, set(), {"pod-new2", "pod-web2"}, set(), False),
+    (remove_cluster_c4, set(), {"gw-C4", "inet-C4", "api-C4", "pod-p4"}, set(), True),
+]
+
+
+def test_a_sequence_of_edits_rewires_to_what_a_fresh_build_gives(
+    lab_up: LabUp, fresh: Callable[[LabPlan], dict[str, dict[str, object]]]
+) -> None:
+    data = base()
+    topology, text = topology_of(data)
+    plan = lab_up(topology, text, FULL)
+    lab = LabSettings()
+    timings = []
+    for edit, added, removed, recreated, probe in SEQUENCE:
+        data = edited(data, edit)
+        new = LabPlan(plan.name, topology_of(data)[0])
+        before = inodes(plan)
+        started = time.perf_counter()
+        changes = labs.rewire_lab(plan, new, lab)
+        apply_modes(new, FULL)
+        timings.append((edit.__name__, time.perf_counter() - started, changes.summary()))
+        after = inodes(new)
+        name = edit.__name__
+        assert after.keys() - before.keys() == added, name
+        assert before.keys() - after.keys() == removed, name
+        assert {n for n in before.keys() & after.keys() if before[n] != after[n]} == recreated, name
+        assert not differences(snapshot(new.prefix), fresh(new)), name
+        assert labs.gateway_drift(new, FULL) == {c.name: [] for c in new.topology.clusters}, name
+        if probe:
+            probed_equal(new, FULL)
+        plan = new
+    for name, seconds, summary in timings:
+        print(f"{name}: {seconds * 1000:.0f} ms: {summary}")
+
+
+def test_modes_and_labels_alone_touch_nothing_but_kube_tables(lab_up: LabUp) -> None:
+    topology, text = topology_of(base())
+    plan = lab_up(topology, text, FULL)
+    lab = LabSettings()
+    new = LabPlan(plan.name, topology_of(edited(base(), change_modes))[0])
+    assert labs.rewire_lab(plan, new, lab) == Changes()
+    relabeled = LabPlan(plan.name, topology_of(edited(base(), relabel))[0])
+    # web1 leaves service web (C1, reflected to C2) and cachesvc selects nothing (C2).
+    assert labs.rewire_lab(new, relabeled, lab) == Changes(kube_tables=2)
+    apply_modes(relabeled, SEG)
+    probed_equal(relabeled, SEG)
+
+
+def test_an_established_connection_survives_unrelated_edits(lab_up: LabUp) -> None:
+    data = base()
+    topology, text = topology_of(data)
+    plan = lab_up(topology, text, FULL)
+    lab = LabSettings()
+    with echo_server(plan.pod_ns("tool")), echo_server(plan.pod_ns("cache")):
+        local = connect(plan, "web1", "tool", timeout=1.0)  # inside C1
+        remote = connect(plan, "web1", "cache", timeout=1.0)  # C1 -> C2, remapped, tunnel
+        with local, remote:
+            assert roundtrip(local, b"a") == b"a" and roundtrip(remote, b"a") == b"a"
+            kept = {
+                n: i for n, i in inodes(plan).items() if n in ("pod-web1", "pod-tool", "pod-cache")
+            }
+
+            def more(d: Data) -> None:
+                add_local_pod(d)  # a new pod beside web1 and tool, in C1
+                d["pods"].append({"name": "other3", "cluster": "C3"})
+                pod(d, "local3")["labels"] = {"app": "x"}
+                peer_c2_c3_last(d)  # a new tunnel, none of the old ones renumbered
+
+            for edit in (more, relabel, offload_to_c3):
+                data = edited(data, edit)
+                new = LabPlan(plan.name, topology_of(data)[0])
+                changes = labs.rewire_lab(plan, new, lab)
+                assert changes, edit.__name__
+                apply_modes(new, FULL)
+                assert roundtrip(local, edit.__name__.encode()) == edit.__name__.encode()
+                assert roundtrip(remote, edit.__name__.encode()) == edit.__name__.encode()
+                plan = new
+            assert {n: i for n, i in inodes(plan).items() if n in kept} == kept
+
+
+def test_rewire_refuses_a_lab_that_is_not_what_the_old_plan_says(lab_up: LabUp) -> None:
+    topology, text = topology_of(base())
+    plan = lab_up(topology, text, FULL)
+    wrong_old = LabPlan(plan.name, topology_of(edited(base(), add_local_pod))[0])
+    with pytest.raises(LabError, match="not those of its recorded topology"):
+        labs.rewire_lab(wrong_old, plan, LabSettings())
+
+
+@settings(max_examples=5, deadline=None, derandomize=True)
+@given(small_topologies(), small_topologies())
+def test_random_topologies_rewire_like_a_fresh_build(old: Data, new: Data) -> None:
+    # Hypothesis runs the body many times in one test: no function-scoped fixtures here.
+    state = LabSettings(state_dir=tempfile.mkdtemp(prefix="pw-wiring-"))
+    names = [f"r{secrets.token_hex(3)}", f"f{secrets.token_hex(3)}"]
+    try:
+        plan = labs.up(names[0], topology_of(old)[0], "", "test", FULL, state)
+        target = LabPlan(names[0], topology_of(new)[0])
+        print(labs.rewire_lab(plan, target, LabSettings()).summary())
+        other = labs.up(names[1], target.topology, "", "test", FULL, state)
+        assert not differences(snapshot(target.prefix), snapshot(other.prefix))
+    finally:
+        for name in names:
+            labs.down(name, state)
+        shutil.rmtree(state.state_dir, ignore_errors=True)
