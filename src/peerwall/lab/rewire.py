@@ -1,8 +1,8 @@
 """Apply ``wiring.rewire_steps`` to the kernel, then reload the kube tables that changed.
 
-One ``ip -batch`` process per namespace per phase; within a phase the namespaces are
-independent (each batch touches only its own namespace, or creates veths whose far end is in a
-namespace that already exists and that no other batch of the phase touches), so a few workers
+One ``ip -batch`` process per namespace per phase; within a phase the batches are independent
+(each touches only its own namespace, except that a link batch moves the far ends of its new
+veths into namespaces that exist already, under names no other batch uses), so a few workers
 overlap the process start-ups, as ``lab up`` always did. The peerwall table is not this module's
 business: ``build.apply_modes`` (or the agents) bring it along afterwards.
 """
