@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
 from collections.abc import Callable
+from typing import Any
 
 import yaml
 
+from peerwall.dataplane.nft import LibNft
 from peerwall.lab import build as labs
+from peerwall.lab.netns import list_namespaces
 from peerwall.lab.plan import LabPlan
+from peerwall.lab.wiring import GATEWAY_SYSCTLS
 from peerwall.model import SecurityMode, load_topology, topology_from_data
 from peerwall.model.topology import Topology
+from peerwall.nsenter import entered
 
 LabUp = Callable[..., LabPlan]
 """``lab_up(topology, text, mode, **LabSettings overrides) -> LabPlan``."""
@@ -39,3 +47,117 @@ def stop_agent(plan: LabPlan, cluster: str) -> None:
     from peerwall.settings import LabSettings
 
     agents.stop(plan, LabSettings(), [cluster])
+
+
+def _ip_json(ns: str, *args: str) -> list[dict[str, Any]]:
+    done = subprocess.run(["ip", "-j", "-n", ns, *args], capture_output=True, text=True, check=True)
+    out: list[dict[str, Any]] = json.loads(done.stdout or "[]")
+    return out
+
+
+def _settling(link: dict[str, Any]) -> bool:
+    """Carrier on but not yet running: the kernel's linkwatch work, which sets the operational
+    state (and NO-CARRIER, and routes' linkdown) a moment after a veth comes up, is pending."""
+    flags = link["flags"]
+    return "LOWER_UP" in flags and "UP" in flags and link["operstate"] not in ("UP", "UNKNOWN")
+
+
+def _settled_links(names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    deadline = time.monotonic() + 2
+    while True:
+        links = {ns: _ip_json(ns, "link", "show") for ns in names}
+        if not any(_settling(i) for ls in links.values() for i in ls):
+            return links
+        if time.monotonic() > deadline:
+            return links  # the difference will show
+        time.sleep(0.01)
+
+
+def snapshot(prefix: str) -> dict[str, dict[str, object]]:
+    """A running lab's wiring as the kernel has it, comparable between labs of different names
+    (the lab prefix is cut from every namespace name). Per namespace: each link's flags, MTU,
+    state and veth peer (as namespace and interface name, not the indexes that differ between
+    builds), the IPv4 addresses and the IPv4 routes of every table, the gateway sysctls, and the
+    text of the ``pw-kube`` and ``pw-cni`` tables. IPv6 is left out: its link-local addresses
+    come from random MACs and appear only after duplicate address detection."""
+    names = list_namespaces(prefix)
+
+    def short(ns: str | None) -> str | None:
+        return ns[len(prefix) :] if ns and ns.startswith(prefix) else ns
+
+    links = _settled_links(names)
+    nsids = {
+        ns: {e["nsid"]: e.get("name") for e in _ip_json(ns, "netns", "list-id")} for ns in names
+    }
+    ifnames = {ns: {i["ifindex"]: i["ifname"] for i in links[ns]} for ns in names}
+    out: dict[str, dict[str, object]] = {}
+    for ns in names:
+        interfaces = {}
+        for i in links[ns]:
+            peer = None
+            if "link_netnsid" in i:
+                other = nsids[ns].get(i["link_netnsid"])
+                peer = (short(other), ifnames.get(other or "", {}).get(i.get("link_index")))
+            interfaces[i["ifname"]] = {
+                "flags": sorted(i["flags"]),
+                "mtu": i["mtu"],
+                "operstate": i["operstate"],
+                "peer": peer,
+            }
+        addresses = sorted(
+            (
+                a["ifname"],
+                json.dumps({k: v for k, v in info.items() if "life" not in k}, sort_keys=True),
+            )
+            for a in _ip_json(ns, "-4", "addr", "show")
+            for info in a.get("addr_info", [])
+        )
+        routes = sorted(
+            json.dumps(r, sort_keys=True)
+            for r in _ip_json(ns, "-4", "route", "show", "table", "all")
+        )
+        sysctls = {}
+        with entered(ns):
+            for key in GATEWAY_SYSCTLS:
+                with open("/proc/sys/" + key.replace(".", "/")) as f:
+                    sysctls[key] = f.read().strip()
+        tables = {}
+        with LibNft(ns) as nft:
+            listed = nft.list_json("list tables")
+            have = {t["table"]["name"] for t in listed["nftables"] if "table" in t}
+            for table in ("pw-kube", "pw-cni"):
+                if table in have:
+                    tables[table] = nft.list_text(f"list table ip {table}")
+        out[short(ns) or ns] = {
+            "links": interfaces,
+            "addresses": addresses,
+            "routes": routes,
+            "sysctls": sysctls,
+            "tables": tables,
+        }
+    return out
+
+
+def differences(a: dict[str, dict[str, object]], b: dict[str, dict[str, object]]) -> list[str]:
+    """Where two snapshots differ, readably (an assertion on ``==`` of two snapshots shows
+    little)."""
+    out = [
+        f"namespace {ns} only on the {side}"
+        for ns, side in [(n, "left") for n in a.keys() - b.keys()]
+        + [(n, "right") for n in b.keys() - a.keys()]
+    ]
+    for ns in sorted(a.keys() & b.keys()):
+        for kind in a[ns]:
+            x, y = a[ns][kind], b[ns][kind]
+            if x == y:
+                continue
+            if isinstance(x, list) and isinstance(y, list):
+                out += [f"{ns} {kind} only left: {e}" for e in x if e not in y]
+                out += [f"{ns} {kind} only right: {e}" for e in y if e not in x]
+            elif isinstance(x, dict) and isinstance(y, dict):
+                for k in sorted(x.keys() | y.keys()):
+                    if x.get(k) != y.get(k):
+                        out.append(f"{ns} {kind} {k}: {x.get(k)} != {y.get(k)}")
+            else:
+                out.append(f"{ns} {kind}: {x} != {y}")
+    return out

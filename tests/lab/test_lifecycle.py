@@ -14,6 +14,7 @@ from peerwall.cli.main import app
 from peerwall.compile.names import peer_cidrs_set
 from peerwall.errors import LabError, NftError
 from peerwall.lab import build as labs
+from peerwall.lab import rewire
 from peerwall.lab.netns import list_namespaces
 from peerwall.lab.plan import LabPlan
 from peerwall.lab.state import lab_folder, load_state
@@ -73,7 +74,7 @@ def test_a_failed_up_removes_what_it_built(
     settings = LabSettings(state_dir=str(tmp_path))
     # Half-way through, after every namespace and link exists, the kernel refuses a ruleset.
     monkeypatch.setattr(
-        labs, "kube_script", lambda *_: "add rule ip pw-kube prerouting jump nowhere\n"
+        rewire, "kube_script", lambda *_: "add rule ip pw-kube prerouting jump nowhere\n"
     )
     with pytest.raises(NftError):
         labs.up("tfail", seed_topology(seed_text), seed_text, "seed", FULL, settings)

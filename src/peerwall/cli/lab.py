@@ -96,6 +96,27 @@ def up(
 
 
 @app.command()
+def apply(file: TopologyFile, name: LabName = "lab") -> None:
+    """Swap the running lab's topology live: rewire only what changed; the agents converge.
+
+    Supported edits: pods added, removed, relabelled or moved by offloading; selectors; namespaces
+    offloaded to one more provider or fewer; peerings added or removed; modes of peerings and
+    clusters; clusters added. The global default mode stays (see set-mode).
+
+    Example: peerwall lab apply -f three-clusters-v2.yaml --name lab
+    """
+    source, text = read_source(file)
+    topology = load_topology(text, source)
+    changes, done = labs.apply(name, topology, text, source, LabSettings())
+    err.print(
+        f"lab {name}: {changes.summary() or 'no wiring change'}; agents converged in {done.seconds * 1000:.0f} ms"
+    )
+    for cluster, status in sorted(done.statuses.items()):
+        tx = ", ".join(f"{k} {n}" for k, n in status["transactions"].items() if n)
+        err.print(f"  agent {cluster}: transactions so far: {tx}")
+
+
+@app.command()
 def down(name: LabName = "lab") -> None:
     """Remove the lab: every pw-NAME-… namespace (and so every veth and rule) and its state.
 

@@ -4,6 +4,10 @@
 included), then builds everything, and on any failure removes what it built before re-raising.
 Nothing is ever added to the root namespace: every link is created from inside a ``pw-`` namespace
 with its peer end moved straight into another one.
+
+Building and changing a lab are one code path: ``up`` is ``rewire(None, plan)`` (``lab.wiring``
+says what to create, ``lab.rewire`` does it), and ``rewire_lab`` is the same from the plan a
+running lab was built for.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from peerwall.compile.build import build
@@ -25,100 +28,23 @@ from peerwall.dataplane.conntrack import Conntrack
 from peerwall.dataplane.drift import Drift, drift
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
-from peerwall.errors import LabError
+from peerwall.errors import LabError, PeerwallError
 from peerwall.lab import agents
-from peerwall.lab.kube import cni_script, kube_script
-from peerwall.lab.netns import delete_namespaces, ip_batch, list_namespaces, write_sysctl
-from peerwall.lab.plan import (
-    GATEWAY_LINK_IP,
-    NOWHERE,
-    UPLINK_GW,
-    UPLINK_HOST,
-    LabPlan,
-    check_lab_name,
-)
+from peerwall.lab.netns import delete_namespaces, list_namespaces
+from peerwall.lab.plan import LabPlan, check_lab_name
+from peerwall.lab.rewire import rewire
 from peerwall.lab.state import LabState, lab_folder, load_state, locked, remove_state, save_state
+from peerwall.lab.wiring import Changes
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
-from peerwall.nsenter import entered
 from peerwall.settings import LabSettings
 
 Progress = Callable[[str], None]
-
-GATEWAY_SYSCTLS = {
-    "net.ipv4.ip_forward": "1",
-    # The tunnel's nftables chain does anti-spoofing by interface; strict reverse-path filtering
-    # would also drop legitimate remapped sources.
-    "net.ipv4.conf.all.rp_filter": "0",
-    "net.ipv4.conf.default.rp_filter": "0",
-}
 
 
 def _require_root() -> None:
     if os.geteuid() != 0:
         raise LabError("the lab creates network namespaces and nftables rules: run it as root")
-
-
-def _gateway_links(plan: LabPlan, cluster: str) -> list[str]:
-    """First pass in a gateway: its pods, API server, uplink, and the tunnels it creates."""
-    t = plan.topology
-    gw = f"{GATEWAY_LINK_IP}/32"
-    lines = ["link set lo up"]
-    hosts = [(plan.pod_veth(p), plan.pod_ns(p.name), p.ip) for p in t.pods if p.physical == cluster]
-    c = t.cluster_by_name[cluster]
-    if c.api_server:
-        hosts.append(("api", plan.api_ns(cluster), plan.topology.addresses.api_ip(cluster)))
-    for veth, ns, ip in hosts:
-        lines += [
-            f"link add name {veth} type veth peer name eth0 netns {ns}",
-            f"addr add {gw} dev {veth}",
-            f"link set {veth} up",
-            f"route add {ip}/32 dev {veth}",
-        ]
-    lines += [
-        f"link add name uplink type veth peer name eth0 netns {plan.internet_ns(cluster)}",
-        f"addr add {UPLINK_GW} dev uplink",
-        "link set uplink up",
-    ]
-    for tun in plan.tunnels:
-        if tun.a == cluster:
-            mine, ip, _ = plan.tunnel(cluster, tun.b)
-            theirs, _, _ = plan.tunnel(tun.b, cluster)
-            lines += [
-                f"link add name {mine} type veth peer name {theirs} netns {plan.gateway_ns(tun.b)}",
-                f"addr add {ip} dev {mine}",
-                f"link set {mine} up",
-            ]
-    return lines
-
-
-def _gateway_routes(plan: LabPlan, cluster: str) -> list[str]:
-    """Second pass: the tunnel ends others created, then routes through every tunnel."""
-    lines = []
-    for tun in plan.tunnels:
-        if tun.b == cluster:
-            mine, ip, _ = plan.tunnel(cluster, tun.a)
-            lines += [f"addr add {ip} dev {mine}", f"link set {mine} up"]
-    for peer in plan.topology.peers[cluster]:
-        ifname, _, peer_ip = plan.tunnel(cluster, peer)
-        lines.append(
-            f"route add {plan.topology.addresses.view(cluster, peer)} via {peer_ip} dev {ifname}"
-        )
-    lines += [
-        f"route add unreachable {NOWHERE}",
-        f"route add default via {UPLINK_HOST.ip} dev uplink",
-    ]
-    return lines
-
-
-def _host_lines(ip: str) -> list[str]:
-    return [
-        "link set lo up",
-        f"addr add {ip}/32 dev eth0",
-        "link set eth0 up",
-        f"route add {GATEWAY_LINK_IP} dev eth0 scope link",
-        f"route add default via {GATEWAY_LINK_IP} dev eth0",
-    ]
 
 
 def desired_state(plan: LabPlan, cluster: str, mode: SecurityMode) -> GatewayState:
@@ -192,45 +118,73 @@ def up(
 
 
 def _build(plan: LabPlan, settings: LabSettings, mode: SecurityMode, say: Progress) -> None:
-    topology = plan.topology
     started = time.perf_counter()
-    namespaces = plan.namespaces()
-    ip_batch(f"netns add {n}" for n in namespaces)
-    say(f"{len(namespaces)} namespaces created")
-    for c in topology.clusters:
-        with entered(plan.gateway_ns(c.name)):
-            write_sysctl(GATEWAY_SYSCTLS)
-    for c in topology.clusters:
-        ip_batch(_gateway_links(plan, c.name), plan.gateway_ns(c.name))
-    for c in topology.clusters:
-        ip_batch(_gateway_routes(plan, c.name), plan.gateway_ns(c.name))
-    say(f"{len(topology.clusters)} gateways wired, {len(plan.tunnels)} tunnels")
-    hosts = [(plan.pod_ns(p.name), _host_lines(str(p.ip))) for p in topology.pods]
-    hosts += [
-        (plan.api_ns(c.name), _host_lines(str(topology.addresses.api_ip(c.name))))
-        for c in topology.clusters
-        if c.api_server
-    ]
-    hosts += [
-        (
-            plan.internet_ns(c.name),
-            [
-                "link set lo up",
-                f"addr add {UPLINK_HOST} dev eth0",
-                f"addr add {plan.internet_ip(c.name)}/32 dev eth0",
-                "link set eth0 up",
-            ],
+    changes = rewire(None, plan, settings)
+    say(
+        f"{changes.namespaces_added} namespaces, {changes.veths_created} veths "
+        f"({len(plan.tunnels)} tunnels), {changes.routes_added} routes"
+    )
+    say(f"wired in {time.perf_counter() - started:.1f} s")
+
+
+def rewire_lab(old_plan: LabPlan, new_plan: LabPlan, settings: LabSettings) -> Changes:
+    """Rewire the running lab built for ``old_plan`` into one for ``new_plan``, live: only what
+    differs is touched, so unchanged pods, tunnels and their connections carry on.
+
+    The caller holds the lab's lock (``state.locked``) around this and the state it records
+    afterwards, and brings the peerwall tables along (``apply_modes`` or the agents): a new
+    gateway has none until then. A failure part-way leaves the lab part-rewired; ``up`` rebuilds
+    it whole.
+    """
+    _require_root()
+    if old_plan.name != new_plan.name:
+        raise LabError(f"cannot rewire lab {old_plan.name} into lab {new_plan.name}")
+    # The steps are computed from the old plan, not read from the kernel: check that the lab is
+    # the one the old plan describes, or the batches would fail half-way.
+    live = list_namespaces(old_plan.prefix)
+    if live != sorted(old_plan.namespaces()):
+        raise LabError(
+            f"lab {old_plan.name}: its namespaces are not those of its recorded topology "
+            "(run: peerwall lab up)"
         )
-        for c in topology.clusters
-    ]
-    # ip(8) spends its time in the kernel; a few workers overlap the process start-ups.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda h: ip_batch(h[1], h[0]), hosts))
-    say(f"{len(topology.pods)} pods addressed")
-    for c in topology.clusters:
-        with LibNft(plan.gateway_ns(c.name)) as nft:
-            nft.run(kube_script(plan, c.name, settings) + cni_script())
-    say(f"services and source checks in place in {time.perf_counter() - started:.1f} s")
+    try:
+        return rewire(old_plan, new_plan, settings)
+    except (PeerwallError, OSError) as e:
+        raise LabError(
+            f"lab {new_plan.name} is only partly rewired ({e}); rebuild it with lab up"
+        ) from e
+
+
+def apply(
+    name: str,
+    topology: Topology,
+    topology_text: str,
+    source: str,
+    settings: LabSettings | None = None,
+) -> tuple[Changes, agents.Converged]:
+    """Swap a running lab's topology live: rewire what changed, then let the agents converge
+    (agents of new clusters start, those of removed clusters stop). Returns the wiring changes
+    and how long the agents took."""
+    settings = settings or LabSettings()
+    _require_root()
+    with locked(name, settings):
+        state = load_state(name, settings)
+        old, new = state.plan(settings), LabPlan(name, topology)
+        mode = SecurityMode(state.mode)
+        gone = [c.name for c in old.topology.clusters if c.name not in new.topology.cluster_by_name]
+        if settings.agents:
+            agents.stop(old, settings, gone)  # before their namespaces go
+        changes = rewire_lab(old, new, settings)
+        save_state(
+            LabState(name, source, state.mode, state.generation + 1), settings, topology_text
+        )
+        if not settings.agents:
+            started = time.perf_counter()
+            apply_modes(new, mode)
+            return changes, agents.Converged(time.perf_counter() - started, {})
+        digests = agents.write_inputs(new, settings, mode, topology_text)
+        agents.start(new, settings)
+        return changes, agents.wait(new, settings, digests)
 
 
 def set_mode(

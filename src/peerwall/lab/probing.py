@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from peerwall.lab.plan import LabPlan
 from peerwall.lab.site import LabSite
+from peerwall.lab.state import lab_folder
 from peerwall.probe.runner import NetnsRunner
 from peerwall.settings import LabSettings, ProbeSettings
 from peerwall.verify.cells import Endpoints, cell_specs
@@ -22,9 +23,12 @@ def observe_lab(
     progress: Callable[[int, int], None] | None = None,
     state_dir: str | None = None,
 ) -> Observed:
-    """Probe every cell of ``plan``'s table. ``state_dir`` (the lab's own folder) keeps the
-    rotating source-port window between runs."""
+    """Probe every cell of ``plan``'s table. ``state_dir`` (default: the lab's own folder, if it
+    has one) keeps the rotating source-port window between runs, so a run never reuses the
+    5-tuples of the last ones (stale conntrack entries would answer for them)."""
     lab = lab or LabSettings()
+    if state_dir is None and os.path.isdir(lab_folder(plan.name, lab)):
+        state_dir = lab_folder(plan.name, lab)
     t = plan.topology
     how = Endpoints(plan.internet_ip, lab.pod_port, lab.api_port)
     cells = cell_specs(t, how)
