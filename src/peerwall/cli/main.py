@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from peerwall.cli import agent, lab, render
+from peerwall.cli import agent, diff, lab, render
 from peerwall.cli.options import (
     DEFAULT_MODE,
     ModeChoice,
@@ -305,6 +305,7 @@ def rules(
 app.add_typer(lab.app, name="lab", help="Build, probe, inspect and remove the emulated lab.")
 app.command("demo")(lab.demo)
 app.command("agent")(agent.agent)
+app.command("diff")(diff.diff)
 
 
 def main() -> None:
