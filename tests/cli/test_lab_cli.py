@@ -91,9 +91,14 @@ def test_status_fails_on_drift_and_reports_each_lab(state_dir: Path) -> None:
     fine = run("lab", "status")
     assert fine.exit_code == 0, fine.output
     assert "tcli:" in fine.stdout and "tcli2:" in fine.stdout
+    assert "gateway C1: in sync, agent up" in fine.stdout
+    doc = json.loads(run("lab", "status", "-o", "json").stdout)
+    assert [lab["name"] for lab in doc["labs"]] == ["tcli", "tcli2"]
+    assert doc["labs"][0]["agents"]["C1"]["transactions"]["full"] == 1
     break_c1("tcli")
     drifted = run("lab", "status")
     assert drifted.exit_code == 1
+    assert json.loads(run("lab", "status", "-o", "json").stdout)["labs"][0]["failed"]
     assert "gateway C1: 1 difference(s)" in drifted.stdout and "table-missing" in drifted.stdout
     # A namespace deleted by hand: that lab is broken, the other one is still reported.
     subprocess.run(["ip", "netns", "del", "pw-tcli-pod-P3"], check=True)

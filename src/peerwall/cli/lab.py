@@ -7,6 +7,7 @@ diagnostics go to stderr.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,6 +26,7 @@ from peerwall.cli import render
 from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, read_source, resolve_mode
 from peerwall.errors import ModeInvalid
 from peerwall.figures import probe_html
+from peerwall.lab import agents
 from peerwall.lab import build as labs
 from peerwall.lab import demo as demos
 from peerwall.lab.netns import list_namespaces
@@ -69,7 +71,9 @@ class ProbeOutput(str, Enum):
 
 
 def _say(message: str) -> None:
-    err.print(f"[dim]·[/dim] {message}")
+    """Progress of long work: on a terminal only, so that a pipe or a log stays quiet."""
+    if err.is_terminal:
+        err.print(f"[dim]·[/dim] {message}")
 
 
 @app.command()
@@ -129,12 +133,17 @@ def down(name: LabName = "lab") -> None:
 
 
 @app.command()
-def status(name: Annotated[str | None, typer.Option("--name", "-n")] = None) -> None:
+def status(
+    name: Annotated[str | None, typer.Option("--name", "-n")] = None,
+    output: Annotated[
+        ProbeOutput, typer.Option("--output", "-o", help="table or json.")
+    ] = ProbeOutput.table,
+) -> None:
     """The labs that are up, their mode, and whether each gateway's rules match the desired ones.
 
     Exits 1 if a gateway drifted or a lab is broken (each lab is reported on its own).
 
-    Example: peerwall lab status
+    Example: peerwall lab status --output json
     """
     settings = LabSettings()
     listings = list_labs(settings)
@@ -142,41 +151,75 @@ def status(name: Annotated[str | None, typer.Option("--name", "-n")] = None) -> 
         listings = [entry for entry in listings if entry.name == name]
         if not listings:
             load_state(name, settings)  # raises the usual "no lab named ..." error
-    if not listings:
+    reports = [_lab_report(entry, settings) for entry in listings]
+    if output is ProbeOutput.json:
+        json.dump({"labs": reports}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    elif not reports:
         typer.echo("no lab is up")
-        return
-    failed = False
-    for entry in listings:
-        if entry.state is None:
-            typer.echo(f"{entry.name}: {entry.problem}")
-            failed = True
+    for r in reports if output is not ProbeOutput.json else ():
+        if r["problem"] and r["source"] is None:
+            typer.echo(f"{r['name']}: {r['problem']}")
             continue
-        state = entry.state
-        try:
-            plan = state.plan(settings)
-            present = list_namespaces(plan.prefix)
-            missing = sorted(set(plan.namespaces()) - set(present))
-            typer.echo(
-                f"{state.name}: {state.source}, mode {state.mode}, "
-                f"{len(plan.namespaces()) - len(missing)}/{len(plan.namespaces())} namespaces"
-            )
-            if missing:
-                typer.echo(
-                    f"  broken: missing {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}"
-                )
-                failed = True
-                continue
-            for cluster, drifts in labs.gateway_drift(plan, SecurityMode(state.mode)).items():
-                line = "in sync" if not drifts else f"{len(drifts)} difference(s)"
-                typer.echo(f"  gateway {cluster}: {line}")
-                for d in drifts:
-                    typer.echo(f"    {d}")
-                failed = failed or bool(drifts)
-        except Exception as e:  # one broken lab must not hide the others
-            typer.echo(f"{state.name}: broken: {e}")
-            failed = True
-    if failed:
+        typer.echo(
+            f"{r['name']}: {r['source']}, mode {r['mode']}, "
+            f"{r['namespaces']['present']}/{r['namespaces']['expected']} namespaces"
+        )
+        if r["problem"]:
+            typer.echo(f"  {r['problem']}")
+        for cluster, drifts in r["gateways"].items():
+            agent = r["agents"].get(cluster)
+            who = "" if agent is None else f", agent {'up' if agent['running'] else 'DOWN'}"
+            line = "in sync" if not drifts else f"{len(drifts)} difference(s)"
+            typer.echo(f"  gateway {cluster}: {line}{who}")
+            for d in drifts:
+                typer.echo(f"    {d}")
+    if any(r["failed"] for r in reports):
         raise typer.Exit(1)
+
+
+def _lab_report(entry: Any, settings: LabSettings) -> dict[str, Any]:
+    """One lab's state, drift and agents; never raises (one broken lab must not hide others)."""
+    report: dict[str, Any] = {
+        "name": entry.name,
+        "source": None,
+        "mode": None,
+        "problem": entry.problem,
+        "namespaces": {"present": 0, "expected": 0},
+        "gateways": {},
+        "agents": {},
+        "failed": entry.state is None,
+    }
+    state = entry.state
+    if state is None:
+        return report
+    report.update(source=state.source, mode=state.mode)
+    try:
+        plan = state.plan(settings)
+        present = list_namespaces(plan.prefix)
+        missing = sorted(set(plan.namespaces()) - set(present))
+        report["namespaces"] = {
+            "present": len(plan.namespaces()) - len(missing),
+            "expected": len(plan.namespaces()),
+        }
+        if missing:
+            more = " …" if len(missing) > 5 else ""
+            report.update(problem=f"broken: missing {', '.join(missing[:5])}{more}", failed=True)
+            return report
+        for cluster, drifts in labs.gateway_drift(plan, SecurityMode(state.mode)).items():
+            report["gateways"][cluster] = [str(d) for d in drifts]
+            report["failed"] = report["failed"] or bool(drifts)
+        if settings.agents:
+            for c in plan.topology.clusters:
+                running = agents.running(plan, settings, c.name)
+                report["agents"][c.name] = {
+                    "running": running,
+                    **(agents.status(plan, settings, c.name) or {}),
+                }
+                report["failed"] = report["failed"] or not running
+    except Exception as e:  # one broken lab must not hide the others
+        report.update(problem=f"broken: {e}", failed=True)
+    return report
 
 
 def describe_modes(topology: Topology, mode: SecurityMode) -> list[str]:

@@ -8,6 +8,7 @@ per problem and without a traceback, and the exit status is 2 (as for a usage er
 from __future__ import annotations
 
 import difflib
+import json
 import sys
 from collections.abc import Sequence
 from enum import Enum
@@ -55,8 +56,13 @@ app = typer.Typer(
     cls=PeerwallGroup,
     name="peerwall",
     help="Liqo's connectivity security modes: decide, enforce with nftables, explain, verify.",
+    epilog=(
+        "Exit status, for every command: 0 ok; 1 a check failed (wrong cells, drift, a broken "
+        "lab, a diff that loses access, a table too large to print); 2 bad input or an error. "
+        "Shell completion: peerwall --install-completion."
+    ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
 )
 
@@ -123,6 +129,28 @@ def matrix_title(topology: Topology, choice: ModeChoice) -> str:
 # Commands
 
 
+class TextOrJson(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def explanation_json(e: Explanation) -> dict[str, Any]:
+    """An explanation as data (``explain --output json``)."""
+    return {
+        "source": e.source,
+        "destination": e.destination,
+        "verdict": e.verdict.value,
+        "rule": e.rule,
+        "reason": e.reason,
+        "receiver": e.receiver,
+        "peering": list(e.peering) if e.peering else None,
+        "declared": e.declared or None,
+        "mode": e.mode.mode.value if e.mode else None,
+        "modeOrigin": e.mode.origin.value if e.mode else None,
+        "backends": [explanation_json(b) for b in e.backends],
+    }
+
+
 class Output(str, Enum):
     table = "table"
     json = "json"
@@ -152,7 +180,9 @@ def matrix(
 
     Highlighted cells differ from FullPodToPod: yellow, * without colours, bold in markdown.
 
-    The json output is the truth table contract.
+    The json output is the truth table contract; svg and html draw it like the seed's figures.
+
+    Example: peerwall matrix -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation
     """
     topology, choice = load(file, set_, values)
     table = expect(topology, choice.mode).table
@@ -202,7 +232,10 @@ def topology_cmd(
     ] = FigureOutput.svg,
 ) -> None:
     """The virtual cluster as a figure on standard output: clusters, namespaces, pods, services,
-    and the mode each side of each peering enforces."""
+    and the mode each side of each peering enforces.
+
+    Example: peerwall topology -f seed.yaml > seed.svg
+    """
     topology, choice = load(file, set_, values)
     sys.stdout.write(topology_svg(topology, choice.mode))
 
@@ -238,11 +271,21 @@ def explain(
     file: TopologyFile,
     set_: SetValues = None,
     values: ValuesFile = None,
+    output: Annotated[
+        TextOrJson, typer.Option("--output", "-o", help="text or json.")
+    ] = TextOrJson.text,
 ) -> None:
-    """Why SRC can or cannot connect to DST: the rule, the receiver, the peering and the mode."""
+    """Why SRC can or cannot connect to DST: the rule, the receiver, the peering and the mode.
+
+    Example: peerwall explain -f seed.yaml P4 P1 --set networking.securityMode=IntraClusterTrafficSegregation
+    """
     topology, choice = load(file, set_, values)
     check_cell(topology, source, destination)
     e = explain_cell(topology, source, destination, choice.mode)
+    if output is TextOrJson.json:
+        json.dump(explanation_json(e), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
     typer.echo(e.render())
     if _default_mode_used(e):
         typer.echo(f"global default ({MODE_KEY}): {choice.describe()}")
@@ -259,6 +302,8 @@ def trace_cmd(
     """Walk a packet from SRC to DST through the compiled gateway rulesets, hook by hook.
 
     No kernel needed: it shows which rule of which gateway accepts, translates or drops it.
+
+    Example: peerwall trace -f seed.yaml P1 P4 --set networking.securityMode=IntraClusterTrafficSegregation
     """
     topology, choice = load(file, set_, values)
     check_cell(topology, source, destination)
@@ -266,8 +311,27 @@ def trace_cmd(
 
 
 @app.command()
-def modes() -> None:
-    """The security modes, with what each allows; * marks the default."""
+def modes(
+    output: Annotated[
+        TextOrJson, typer.Option("--output", "-o", help="text or json.")
+    ] = TextOrJson.text,
+) -> None:
+    """The security modes, with what each allows; * marks the default.
+
+    Example: peerwall modes --output json
+    """
+    if output is TextOrJson.json:
+        doc = [
+            {
+                "mode": m.value,
+                "default": m is DEFAULT_MODE,
+                "description": DESCRIPTIONS[m].removeprefix("default: "),
+            }
+            for m in SecurityMode
+        ]
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
     width = max(len(m.value) for m in SecurityMode)
     for m in SecurityMode:
         mark = "*" if m is DEFAULT_MODE else " "
