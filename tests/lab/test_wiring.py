@@ -505,7 +505,7 @@ def test_any_topology_rewires_into_any_other(old: Data, new: Data) -> None:
 @pytest.fixture
 def fresh(tmp_path: Path) -> Iterator[Callable[[LabPlan], dict[str, dict[str, object]]]]:
     """Snapshot of a lab built from scratch for a plan's topology (then removed)."""
-    state = LabSettings(state_dir=str(tmp_path / "fresh"))
+    state = LabSettings(state_dir=str(tmp_path / "fresh"), agents=False)
     names: list[str] = []
 
     def build(plan: LabPlan) -> dict[str, dict[str, object]]:
@@ -653,7 +653,7 @@ def test_rewire_refuses_a_lab_that_is_not_what_the_old_plan_says(lab_up: LabUp) 
 @given(small_topologies(), small_topologies())
 def test_random_topologies_rewire_like_a_fresh_build(old: Data, new: Data) -> None:
     # Hypothesis runs the body many times in one test: no function-scoped fixtures here.
-    state = LabSettings(state_dir=tempfile.mkdtemp(prefix="pw-wiring-"))
+    state = LabSettings(state_dir=tempfile.mkdtemp(prefix="pw-wiring-"), agents=False)
     names = [f"r{secrets.token_hex(3)}", f"f{secrets.token_hex(3)}"]
     try:
         plan = labs.up(names[0], topology_of(old)[0], "", "test", FULL, state)
