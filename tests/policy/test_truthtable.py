@@ -1,0 +1,52 @@
+"""Truth tables: never guessed, compared on classes exactly as cell by cell (issue 6.5, 6.6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from peerwall.model import SecurityMode, topology_from_data
+from peerwall.policy import TableIncomplete, TruthTable, Verdict, expect
+from strategies import topologies
+
+
+def test_an_unobserved_cell_is_an_error_that_names_it() -> None:
+    cells = {("a", "b"): Verdict.YES, ("b", "a"): Verdict.NO, ("a", "x"): Verdict.NO}
+    with pytest.raises(TableIncomplete, match="no verdict for b -> x"):
+        TruthTable.from_cells("m", ["a", "b"], ["a", "b", "x"], cells)
+    cells[("b", "x")] = Verdict.PARTIAL
+    table = TruthTable.from_cells("m", ["a", "b"], ["a", "b", "x"], cells)
+    assert table["b", "x"] is Verdict.PARTIAL and table.get("a", "a") is None
+
+
+def naive(a: TruthTable, b: TruthTable) -> set[tuple[str, str, Verdict | None, Verdict | None]]:
+    return {
+        (s, d, a.get(s, d), b.get(s, d))
+        for s in a.sources
+        for d in a.destinations
+        if s != d and a.get(s, d) != b.get(s, d)
+    }
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=topologies(),
+    modes=st.tuples(st.sampled_from(list(SecurityMode)), st.sampled_from(list(SecurityMode))),
+)
+def test_class_comparison_equals_the_cell_by_cell_one(data: dict[str, Any], modes) -> None:  # type: ignore[no-untyped-def]
+    t = topology_from_data(data, "generated")
+    a = expect(t, force=modes[0]).table
+    b = expect(t, modes[1]).table
+    got = {(m.source, m.destination, m.expected, m.observed) for m in a.compare(b).mismatches()}
+    assert got == naive(a, b)
+    assert len(a.compare(b)) == len(got)
+    # A dense copy (one class per name) compares the same way.
+    dense = TruthTable.from_cells(
+        b.security_mode, b.sources, b.destinations, {(s, d): v for s, d, v in b.cells()}
+    )
+    assert {(m.source, m.destination) for m in a.compare(dense).mismatches()} == {
+        (s, d) for s, d, _, _ in got
+    }
