@@ -16,6 +16,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from hostile import tcp_syn
 from labkit import LabUp, seed_topology, switch
 from peerwall.compile.names import peer_chain, tunnel_ifname
 from peerwall.lab.plan import LabPlan
@@ -27,34 +28,8 @@ ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
 DPORT = 8080
 
 
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def syn_packet(src: IPv4Address, dst: IPv4Address, sport: int) -> bytes:
-    tcp = struct.pack("!HHIIBBHHH", sport, DPORT, 1, 0, 5 << 4, 0x02, 64240, 0, 0)
-    pseudo = src.packed + dst.packed + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
-    ip = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45,
-        0,
-        20 + len(tcp),
-        1,
-        0,
-        64,
-        socket.IPPROTO_TCP,
-        0,
-        src.packed,
-        dst.packed,
-    )
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    return ip + tcp
+    return tcp_syn(src, dst, sport, DPORT)
 
 
 def mac(netns: str, ifname: str) -> bytes:
