@@ -496,3 +496,23 @@ def test_peeringsecurity_objects_are_checked_by_the_crd_schema() -> None:
     del missing["spec"]["clusterID"]
     with pytest.raises(jsonschema.ValidationError, match="'clusterID' is a required property"):
         jsonschema.validate(missing, schema)
+
+
+def test_the_rendered_agent_command_line_is_one_the_agent_accepts() -> None:
+    """The chart and the CLI agree: the container's args parse as `peerwall agent` options (the
+    parsed values are checked; nothing runs)."""
+    import typer.main
+
+    from peerwall.cli.main import app
+
+    command = typer.main.get_command(app)
+    for _, agent in agents(f"networking.securityMode={SEG}"):
+        args = [a.replace("$(PEERWALL_PEER)", "cluster-b") for a in agent["args"]]
+        assert args[0] == "agent"
+        sub = command.get_command(None, "agent")  # type: ignore[attr-defined]
+        ctx = sub.make_context("agent", args[1:])
+        assert ctx.params["source"] == "kubernetes"
+        assert ctx.params["peer"] == "cluster-b"
+        assert ctx.params["set_"] == [f"networking.securityMode={SEG}"]
+        assert ctx.params["tunnel_pattern"] == "liqo-tunnel*"
+        assert ctx.params["resync_interval"] == 10.0
