@@ -3,8 +3,8 @@
 FROM python:3.11-slim-bookworm
 
 # nftables and libnftables1: the ruleset (peerwall drives libnftables.so.1 through ctypes; nft
-# is there to inspect it); conntrack: cutting the flows a narrower mode forbids; iproute2: the
-# tunnel interfaces.
+# is there to inspect it); conntrack and iproute2: for an operator to inspect flows and the
+# tunnel interfaces (peerwall itself clears flows over its own ctnetlink binding).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nftables libnftables1 conntrack iproute2 \
     && rm -rf /var/lib/apt/lists/*

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from peerwall.cli.main import app
 from peerwall.lab import build as labs
+from peerwall.lab.state import OWNERS
 from peerwall.settings import LabSettings
 from support import REFERENCE
 
@@ -113,7 +114,8 @@ def test_an_orphaned_lab_shows_as_broken(state_dir: Path) -> None:
     subprocess.run(["ip", "netns", "add", "pw-torph-gw-C1"], check=True)
     out = run("lab", "status")
     assert out.exit_code == 1
-    assert "torph: broken: namespaces without a recorded state" in out.stdout
+    assert "torph: broken: namespaces pw-torph-… without a state in" in out.stdout
+    assert "peerwall lab down --name torph" in out.stdout
     assert run("lab", "down", "-n", "torph").exit_code == 0
     assert (
         "pw-torph-gw-C1"
@@ -122,7 +124,8 @@ def test_an_orphaned_lab_shows_as_broken(state_dir: Path) -> None:
 
 
 def test_a_lab_being_changed_names_the_process_that_changes_it(state_dir: Path) -> None:
-    fd = os.open(state_dir / "tcli.lock", os.O_RDWR | os.O_CREAT)
+    os.makedirs(OWNERS, exist_ok=True)
+    fd = os.open(os.path.join(OWNERS, "tcli.lock"), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, b"4242")

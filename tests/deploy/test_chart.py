@@ -294,6 +294,7 @@ def test_agent_command_line_follows_the_contract() -> None:
             "--resync-interval=30",
             "--metrics-address=0.0.0.0:9464",
             "--log-level=debug",
+            "--liqo-namespace=liqo",
         ]
         assert agent["env"] == [
             {
@@ -516,3 +517,4 @@ def test_the_rendered_agent_command_line_is_one_the_agent_accepts() -> None:
         assert ctx.params["set_"] == [f"networking.securityMode={SEG}"]
         assert ctx.params["tunnel_pattern"] == "liqo-tunnel*"
         assert ctx.params["resync_interval"] == 10.0
+        assert ctx.params["liqo_namespace"] == "liqo"

@@ -88,8 +88,9 @@ def diff(
     """The cells a change would alter, each explained before and after; exits 1 if access is lost.
 
     Before: FILE under the global default mode (the built-in one, or --values). After: --to FILE2
-    (or FILE again) with --set and --peering applied. Exit 0 when nothing that was YES becomes
-    NO or PARTIAL (nothing lost), 1 when something is, 2 on bad input.
+    (or FILE again) with --set and --peering applied. Exit 1 when access is lost (a cell goes
+    YES -> PARTIAL or NO, or PARTIAL -> NO), 0 when nothing is lost (cells that appear, open up,
+    or disappear with their pod or service), 2 on bad input.
 
     Example: peerwall diff -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation
     """

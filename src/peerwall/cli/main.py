@@ -192,8 +192,9 @@ def matrix(
     if output is Output.csv:
         render.write_csv(table, sys.stdout)
         return
+    # Figures group and compress large tables themselves; only text tables have a width limit.
     too_large = len(table.destinations) > render.MAX_TABLE_DESTINATIONS
-    if too_large and not force_table:
+    if too_large and not force_table and output in (Output.table, Output.markdown):
         typer.echo(
             f"{len(table.sources)} sources x {len(table.destinations)} destinations is too large "
             f"for a readable {output.value}: use --output csv or --output json (or --force-table "

@@ -28,6 +28,9 @@ from peerwall.settings import LabSettings
 
 STATE_FILE = "state.json"
 TOPOLOGY_FILE = "topology.yaml"
+OWNERS = "/run/peerwall/owners"
+"""Machine-wide, like the namespaces themselves: ``<name>`` holds the state folder that owns lab
+``name``, and ``<name>.lock`` is its lock, whatever state folder a command uses."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,18 @@ def save_state(state: LabState, settings: LabSettings, topology_text: str | None
     if topology_text is not None:
         _write(os.path.join(folder, TOPOLOGY_FILE), topology_text)
     _write(os.path.join(folder, STATE_FILE), json.dumps(asdict(state)))
+    os.makedirs(OWNERS, exist_ok=True)
+    _write(os.path.join(OWNERS, state.name), os.path.abspath(settings.state_dir))
+
+
+def owner(name: str) -> str | None:
+    """The state folder that owns lab ``name``, if one does."""
+    try:
+        with open(os.path.join(OWNERS, check_lab_name(name)), encoding="utf-8") as f:
+            folder = f.read().strip()
+    except FileNotFoundError:
+        return None
+    return folder if os.path.isfile(os.path.join(folder, name, STATE_FILE)) else None
 
 
 def _write(path: str, text: str) -> None:
@@ -93,6 +108,12 @@ def _write(path: str, text: str) -> None:
 
 def remove_state(name: str, settings: LabSettings) -> None:
     shutil.rmtree(lab_folder(name, settings), ignore_errors=True)
+    path = os.path.join(OWNERS, name)
+    with contextlib.suppress(FileNotFoundError):
+        with open(path, encoding="utf-8") as f:
+            mine = f.read().strip() == os.path.abspath(settings.state_dir)
+        if mine:
+            os.unlink(path)
 
 
 @dataclass(frozen=True)
@@ -106,7 +127,8 @@ class LabListing:
 
 def list_labs(settings: LabSettings | None = None) -> list[LabListing]:
     """Every lab with a state folder, and every orphan: namespaces ``pw-<name>-…`` with no state
-    (a ``lab up`` killed before it recorded anything)."""
+    here nor in the state folder that owns the name (a ``lab up`` killed before it recorded
+    anything). Labs of other state folders are theirs, and not listed."""
     settings = settings or LabSettings()
     names: set[str] = set()
     with contextlib.suppress(FileNotFoundError):
@@ -118,7 +140,7 @@ def list_labs(settings: LabSettings | None = None) -> list[LabListing]:
     orphans = set()
     for ns in list_namespaces("pw-"):
         parts = ns.split("-", 2)
-        if len(parts) == 3 and parts[1] and parts[1] not in names:
+        if len(parts) == 3 and parts[1] and parts[1] not in names and owner(parts[1]) is None:
             with contextlib.suppress(LabError):
                 check_lab_name(parts[1])
                 orphans.add(parts[1])
@@ -129,8 +151,8 @@ def list_labs(settings: LabSettings | None = None) -> list[LabListing]:
                 LabListing(
                     name,
                     None,
-                    "broken: namespaces without a recorded state (a killed lab up?); run: peerwall lab down --name "
-                    + name,
+                    f"broken: namespaces pw-{name}-… without a state in {settings.state_dir} (a "
+                    f"killed lab up?); run: peerwall lab down --name {name}",
                 )
             )
             continue
@@ -144,8 +166,8 @@ def list_labs(settings: LabSettings | None = None) -> list[LabListing]:
 @contextlib.contextmanager
 def locked(name: str, settings: LabSettings) -> Iterator[None]:
     """Hold lab ``name``'s lock for the block, or fail naming the process that holds it."""
-    os.makedirs(settings.state_dir, exist_ok=True)
-    path = os.path.join(settings.state_dir, f"{check_lab_name(name)}.lock")
+    os.makedirs(OWNERS, exist_ok=True)
+    path = os.path.join(OWNERS, f"{check_lab_name(name)}.lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

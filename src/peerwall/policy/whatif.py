@@ -28,9 +28,10 @@ class Change:
 
     @property
     def loses(self) -> bool:
-        """Access that was there is gone or narrowed: YES -> PARTIAL or NO, PARTIAL -> NO."""
+        """Access that was there is narrowed: YES -> PARTIAL or NO, PARTIAL -> NO. A cell that
+        disappears (its pod or service removed) is a change, not a loss of access."""
         b, a = self.block.expected, self.block.observed
-        return b is not None and (a is None or RANK[a] < RANK[b])
+        return b is not None and a is not None and RANK[a] < RANK[b]
 
     @property
     def cells(self) -> int:

@@ -300,6 +300,7 @@ allowPrivilegeEscalation: false (no_new_privs) rules out.
   - --resync-interval={{ $a.resyncInterval }}
   - --metrics-address=0.0.0.0:{{ $a.metricsPort }}
   - --log-level={{ $a.logLevel }}
+  - --liqo-namespace={{ .Values.liqo.namespace }}
   env:
   - name: PEERWALL_PEER
     valueFrom:
