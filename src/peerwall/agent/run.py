@@ -2,8 +2,10 @@
 
 1. Start fail-closed (``Enforcer.fail_closed``): until the source has delivered the whole state,
    unknown tunnels are dropped (a table left by a previous run is kept as the last known state).
-2. Once synced: one whole-table replace, then, for every burst of changes (events arriving within
-   ``coalesce`` seconds of the first one), one transaction of just those changes.
+2. Once synced: one whole-table replace, then one transaction per burst of changes. A lone
+   event is applied at once; events that arrive while a transaction is being committed (or
+   within ``coalesce`` seconds of the first, if set) share the next one, so a burst costs a few
+   transactions and an isolated event no wait.
 3. After a step that narrows what a peer may reach, the flows it forbids are cleared, in a
    worker thread so that events keep coming in.
 4. Every ``resync_interval`` seconds (and at once on SIGUSR1) the live table is read back and
@@ -44,8 +46,9 @@ class Source(Protocol):
 class AgentSettings:
     resync_interval: float = 10.0
     """Seconds between read-backs of the live table (drift repair)."""
-    coalesce: float = 0.002
-    """Seconds to wait after a first event for others to join its transaction."""
+    coalesce: float = 0.0
+    """Seconds to wait after a first event for others to join its transaction. 0: none, beyond
+    the events already queued (those that came during the previous transaction)."""
     metrics_address: str | None = "0.0.0.0:9090"
     """``host:port`` of /metrics, /healthz, /readyz; None: no HTTP endpoint."""
     status_file: str | None = None

@@ -75,8 +75,11 @@ def agent(
     ] = None,
     coalesce_ms: Annotated[
         float,
-        typer.Option("--coalesce-ms", help="Milliseconds events may wait to share a transaction."),
-    ] = 2.0,
+        typer.Option(
+            "--coalesce-ms",
+            help="Milliseconds a first event may wait for others to share its transaction (0: none; events queued meanwhile share it anyway).",
+        ),
+    ] = 0.0,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning, error.")
     ] = "info",
