@@ -8,6 +8,9 @@ observed table simply gives each source and destination a class of its own.
 
 from __future__ import annotations
 
+import codecs
+import io
+import itertools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +18,19 @@ from typing import IO, Any
 
 from peerwall.errors import PeerwallError
 from peerwall.policy.verdict import Verdict
+
+_ASCII_COMPATIBLE = frozenset({"utf-8", "ascii", "latin-1", "iso8859-15", "cp1252"})
+
+
+def _binary_sink(out: IO[str]) -> IO[bytes] | None:
+    """The binary buffer under a text stream, if ASCII bytes can be written to it directly."""
+    if not isinstance(out, io.TextIOWrapper):
+        return None
+    try:
+        name = codecs.lookup(out.encoding).name
+    except LookupError:
+        return None
+    return out.buffer if name in _ASCII_COMPATIBLE else None
 
 
 @dataclass(frozen=True)
@@ -108,19 +124,61 @@ class TruthTable:
         }
 
     def write_json(self, out: IO[str]) -> None:
-        """Stream the contract JSON; large tables are written row by row from class fragments."""
-        enc = json.dumps
-        out.write('{"securityMode": ' + enc(self.security_mode))
-        out.write(', "sources": ' + enc(list(self.sources)))
-        out.write(', "destinations": ' + enc(list(self.destinations)))
-        out.write(', "matrix": {')
-        keys = {d: enc(d) + ": " for d in self.destinations}
+        """Stream the contract JSON (the dense table), byte for byte what ``json.dumps`` of
+        ``to_dict()`` gives, plus a newline.
+
+        Each row class's text is built once; a row is its class's text with the source's own
+        column cut out, written as slices of it (no copy). A text stream over a binary buffer
+        (a file, standard output) gets the bytes through its buffer: the output is ASCII, as
+        ``json.dumps`` escapes everything else.
+        """
+        raw = _binary_sink(out)
+        if raw is None:
+            for chunk in self.json_chunks():
+                out.write(bytes(chunk).decode("ascii"))
+            return
+        out.flush()
+        write = raw.write
+        for chunk in self.json_chunks():
+            write(chunk)
+
+    def json_chunks(self) -> Iterator[bytes | memoryview]:
+        """The dense contract JSON as a sequence of byte strings (see ``write_json``)."""
+
+        def enc(value: object) -> bytes:
+            return json.dumps(value).encode("ascii")
+
+        yield b'{"securityMode": ' + enc(self.security_mode)
+        yield b', "sources": ' + enc(list(self.sources))
+        yield b', "destinations": ' + enc(list(self.destinations))
+        yield b', "matrix": {'
+        keys = [enc(d) + b": " for d in self.destinations]
         values = {v: enc(v.value) for v in Verdict}
-        rows = self.formatted_rows(lambda d, v: keys[d] + values[v])
-        for i, (s, frags, j) in enumerate(rows):
-            body = ", ".join(frags if j is None else frags[:j] + frags[j + 1 :])
-            out.write(("" if i == 0 else ", ") + enc(s) + ": {" + body + "}")
-        out.write("}}\n")
+        # For each verdict, every destination's cell text: a row is a choice among them.
+        cells = {v: [k + text for k in keys] for v, text in values.items()}
+        last = len(keys) - 1
+        rows: dict[int, tuple[memoryview, list[int]]] = {}
+        for i, s in enumerate(self.sources):
+            rc = self.row_class[i]
+            row = rows.get(rc)
+            if row is None:
+                block = self.blocks[rc]
+                picked = [cells[block[c]][j] for j, c in enumerate(self.col_class)]
+                # starts[j]: where cell j begins; starts[j + 1] - 2: where it ends.
+                starts = [0, *itertools.accumulate(len(c) + 2 for c in picked)]
+                row = rows[rc] = (memoryview(b", ".join(picked)), starts)
+            text, starts = row
+            yield (b"" if i == 0 else b", ") + enc(s) + b": {"
+            j = self._dst_index.get(s)
+            if j is None:
+                yield text
+            elif j == last:
+                yield text[: max(0, starts[j] - 2)]
+            else:
+                yield text[: starts[j]]
+                yield text[starts[j + 1] :]
+            yield b"}"
+        yield b"}}\n"
 
     def formatted_rows(
         self, cell: Callable[[str, Verdict], str]
