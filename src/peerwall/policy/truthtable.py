@@ -19,6 +19,9 @@ from typing import IO, Any
 from peerwall.errors import PeerwallError
 from peerwall.policy.verdict import Verdict
 
+JSON_CLASSES_FORMAT = "peerwall/json-classes/v1"
+"""The ``format`` of the compact table (``--output json-classes``, docs/json-classes.md)."""
+
 _ASCII_COMPATIBLE = frozenset({"utf-8", "ascii", "latin-1", "iso8859-15", "cp1252"})
 
 
@@ -179,6 +182,44 @@ class TruthTable:
                 yield text[starts[j + 1] :]
             yield b"}"
         yield b"}}\n"
+
+    # --- the compact form (``--output json-classes``, docs/json-classes.md) ------------------
+
+    def classes_dict(self) -> dict[str, Any]:
+        """The compact form: the classes and one verdict per pair of classes."""
+        return {
+            "format": JSON_CLASSES_FORMAT,
+            "securityMode": self.security_mode,
+            "sources": list(self.sources),
+            "destinations": list(self.destinations),
+            "sourceClass": list(self.row_class),
+            "destinationClass": list(self.col_class),
+            "verdicts": [[v.value for v in row] for row in self.blocks],
+        }
+
+    def write_json_classes(self, out: IO[str]) -> None:
+        """Write the compact form: one JSON object, then a newline."""
+        json.dump(self.classes_dict(), out)
+        out.write("\n")
+
+    @classmethod
+    def from_classes(cls, doc: Mapping[str, Any]) -> TruthTable:
+        """The table a compact document describes (``ValueError`` if it is inconsistent)."""
+        if doc.get("format") != JSON_CLASSES_FORMAT:
+            raise ValueError(f"not a {JSON_CLASSES_FORMAT} document: format {doc.get('format')!r}")
+        sources, destinations = tuple(doc["sources"]), tuple(doc["destinations"])
+        row_class, col_class = tuple(doc["sourceClass"]), tuple(doc["destinationClass"])
+        blocks = tuple(tuple(Verdict(v) for v in row) for row in doc["verdicts"])
+        if len(row_class) != len(sources) or len(col_class) != len(destinations):
+            raise ValueError("sourceClass/destinationClass: one class per source/destination")
+        columns = len(blocks[0]) if blocks else 0
+        if any(len(row) != columns for row in blocks):
+            raise ValueError("verdicts: every row (source class) has one verdict per column")
+        if any(not 0 <= r < len(blocks) for r in row_class):
+            raise ValueError("sourceClass: a class without a row in verdicts")
+        if blocks and any(not 0 <= c < columns for c in col_class):
+            raise ValueError("destinationClass: a class without a column in verdicts")
+        return cls(doc["securityMode"], sources, destinations, row_class, col_class, blocks)
 
     def formatted_rows(
         self, cell: Callable[[str, Verdict], str]
