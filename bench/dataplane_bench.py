@@ -363,8 +363,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="0,10000,100000")
-    ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--seconds", type=float, default=0.5)
+    ap.add_argument("--reps", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=0.4)
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--iperf-seconds", type=float, default=1.0)
