@@ -22,7 +22,7 @@ keeping ``--concurrency`` connects in flight each, every connection closed with 
 Bulk throughput: one iperf3 stream. Every repetition runs every configuration once, in turn,
 after a conntrack flush in the gateway.
 
-Writes bench/results/dataplane.json and bench/results/dataplane.svg.
+Writes bench/results/dataplane.json and bench/results/dataplane.png.
 """
 
 from __future__ import annotations
@@ -356,7 +356,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -487,8 +487,8 @@ def main() -> int:
     }
     result["seconds"] = time.perf_counter() - started
     result["ok"] = all(t["met"] for t in result["targets"].values())
-    plot(result, result_path("dataplane.svg"))
-    result["plot"] = "results/dataplane.svg"
+    plot(result, result_path("dataplane.png"))
+    result["plot"] = "results/dataplane.png"
     emit("dataplane", result)
     return 0 if result["ok"] else 1
 

@@ -17,7 +17,7 @@ three contenders, each in a ``pw-bench-…`` namespace of its own, alternate wit
 - ``ipset restore`` (``liqo_v010.IpsetRestore``): the best that approach could do, the changed set
   rebuilt and swapped in by one process.
 
-Writes bench/results/event.json and bench/results/event.svg.
+Writes bench/results/event.json and bench/results/event.png.
 """
 
 from __future__ import annotations
@@ -355,7 +355,7 @@ def plot(sizes: dict[int, dict[str, Any]], path: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -433,8 +433,8 @@ def main() -> int:
     result["targets"] = targets
     result["seconds"] = time.perf_counter() - started
     result["ok"] = all(t["met"] for k, t in targets.items() if "note" not in t)
-    plot(result["sizes"], str(result_path("event.svg")))
-    result["plot"] = "results/event.svg"
+    plot(result["sizes"], str(result_path("event.png")))
+    result["plot"] = "results/event.png"
     emit("event", result)
     return 0 if result["ok"] else 1
 

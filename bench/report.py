@@ -182,7 +182,7 @@ def event_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> N
             "The profile:\n"
         )
         out.append("```\n" + _trim_profile(n10["profile"]) + "\n```\n")
-    out.append("![one event: cost against N](results/event.svg)\n")
+    out.append("![one event: cost against N](results/event.png)\n")
     for key, tg in e["targets"].items():
         if key == "n10000_vs_baseline":
             targets.append(
@@ -338,7 +338,7 @@ def dataplane_section(out: list[str], targets: list[tuple[str, str, str, str]]) 
         "where a per-address cost would show, and it shows for the one-rule-per-address design "
         "only.\n"
     )
-    out.append("![data plane: connection rate against N](results/dataplane.svg)\n")
+    out.append("![data plane: connection rate against N](results/dataplane.png)\n")
     for tg in d["targets"].values():
         targets.append(
             (
@@ -476,7 +476,7 @@ def truthtable_section(out: list[str], targets: list[tuple[str, str, str, str]])
             f"{s['row_classes']} × {s['column_classes']} ({s['cells']:,} cells) | "
             f"{rng(s['compact_s'])}, {s['compact_bytes'] / 1e6:.2f} MB | {rng(s['to_compact_s'])} | "
             f"{rng(s['dense_null_s'])} ({s['dense_bytes'] / 1e9:.1f} GB, {s['dense_null_mb_per_s']:,.0f} MB/s) | "
-            f"{dense_file} | {rng(s['rss_peak'], fmt=mib)} |"
+            f"{dense_file} | {rng(s['rss_after_compact'], fmt=mib)} / {rng(s['rss_peak'], fmt=mib)} |"
         )
     out.append("")
     out.append(
@@ -498,6 +498,7 @@ def truthtable_section(out: list[str], targets: list[tuple[str, str, str, str]])
             "engineer's work, not merged when this ran): the end-to-end CLI times include that "
             "parse, the in-process figures above use `topology_from_data(json.loads(text))`.\n"
         )
+    out.append("![truth tables: cost against pods](results/truthtable.png)\n")
     for key, prof in tt.get("profiles", {}).items():
         n, phase = key.split(":")
         out.append(
@@ -552,9 +553,9 @@ def memory_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> 
     if tt and "100000" in tt["sizes"]:
         s = tt["sizes"]["100000"]
         out.append(
-            f"The truth table for 100,000 pods (load, compute, compact output, dense writer to "
-            f"/dev/null): peak RSS {rng(s['rss_peak'], fmt=mib)}; {mib(s['rss_after_compute']['max'])} "
-            "once the table is computed (§5).\n"
+            f"The truth table for 100,000 pods: peak RSS {rng(s['rss_after_compact'], fmt=mib)} from "
+            f"the JSON file to the compact output; {rng(s['rss_peak'], fmt=mib)} once the dense "
+            "writer (to /dev/null) has also run, its row texts held (§5).\n"
         )
     tg = m["targets"]["agent_rss_under_300MiB"]
     targets.append(
