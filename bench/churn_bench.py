@@ -365,7 +365,8 @@ def run_v010(netns: str, world: World, k: int) -> dict[str, Any]:
         liqo.pods[p.key] = PodInfo(p.ip, PEERS[p.peer])
     for s in world.slices.values():
         liqo.slices[s.key] = {a: EndpointInfo(a, tuple(PEERS[p] for p in s.peers)) for a in s.ips}
-    restore_base(tools, SetModel(world))  # the sets as a long run would have left them
+    liqo.preload(SetModel(world).members)  # the sets as a long run would have left them
+    liqo.ensure(fill=False)  # and the chains
     per = []
     cpus = []
     for e in world.events[:k]:

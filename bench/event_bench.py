@@ -198,24 +198,23 @@ class Baseline:
             self.liqo.pods[f"offloaded/p{i}"] = PodInfo(str(ip), a)
         for i, ip in enumerate(shape.b_offloaded):
             self.liqo.pods[f"offloaded/b{i}"] = PodInfo(str(ip), b)
-        self.liqo.slice_event("default/web", {str(ip): [a] for ip in shape.a_backends[:1]})
-        self.liqo.slice_event("default/db", {str(ip): [b] for ip in shape.b_backends[:1]})
-        # Fill the big sets at once (one restore), as they would be after a long run; then the
-        # first event does what every event does.
         self.liqo.slices["default/web"] = {
             str(ip): EndpointInfo(str(ip), (a,)) for ip in shape.a_backends
         }
         self.liqo.slices["default/db"] = {
             str(ip): EndpointInfo(str(ip), (b,)) for ip in shape.b_backends
         }
-        fill = IpsetRestore(self.tools)
-        fill.members = {
-            offloaded_set(a): {str(ip) for ip in shape.a_offloaded},
-            offloaded_set(b): {str(ip) for ip in shape.b_offloaded},
-            slice_set("web", a): {str(ip) for ip in shape.a_backends},
-            slice_set("db", b): {str(ip) for ip in shape.b_backends},
-        }
-        fill.restore(fill.members)
+        # The sets and chains as a long run would have left them (one restore, then the chains'
+        # rules); the first event then does what every event does.
+        self.liqo.preload(
+            {
+                offloaded_set(a): [str(ip) for ip in shape.a_offloaded],
+                offloaded_set(b): [str(ip) for ip in shape.b_offloaded],
+                slice_set("web", a): [str(ip) for ip in shape.a_backends],
+                slice_set("db", b): [str(ip) for ip in shape.b_backends],
+            }
+        )
+        self.liqo.ensure(fill=False)
         self.k = 0
         self.latencies: list[float] = []
         self.spawned: list[dict[str, int]] = []

@@ -127,6 +127,7 @@ class LiqoV010:
         """Remote cluster ID -> its pod CIDR (as this cluster sees it)."""
         self.pods: dict[str, PodInfo] = {}
         self.slices: dict[str, dict[str, EndpointInfo]] = {}
+        self._filling = True
 
     # --- once per peering ------------------------------------------------------------------
 
@@ -193,7 +194,9 @@ class LiqoV010:
 
     # --- EnsureRulesForClustersForwarding ---------------------------------------------------
 
-    def ensure(self) -> None:
+    def ensure(self, fill: bool = True) -> None:
+        """``fill=False`` (benchmark setup, after ``preload``): the same, minus refilling sets."""
+        self._filling = fill
         self._garbage_collect()
         rules = self._offloaded_pod_rules()
         for cid, more in self._slice_rules().items():
@@ -212,6 +215,8 @@ class LiqoV010:
                 t("ipset", "destroy", name)
 
     def _fill(self, name: str, ips: Iterable[str]) -> bool:
+        if not self._filling:
+            return bool(list(ips))
         t = self.tools
         t("ipset", "create", name, *IPSET_CREATE, "-exist")
         t("ipset", "flush", name)
@@ -282,6 +287,16 @@ class LiqoV010:
         for rule in wanted:  # insertRulesIfNotPresent(.., Prepend)
             if not t.exists("-C", chain, *rule):
                 t.ipt("-I", chain, "1", *rule)
+
+    def preload(self, sets: Mapping[str, Iterable[str]]) -> None:
+        """Fill sets as a long run of v0.10 would have left them (created with v0.10's own
+        parameters), in one ``ipset restore``: benchmark setup, not an event."""
+        lines = []
+        for name, members in sets.items():
+            lines.append(f"create {name} {' '.join(IPSET_CREATE)} -exist")
+            lines.append(f"flush {name}")
+            lines += [f"add {name} {ip} -exist" for ip in members]
+        self.tools("ipset", "restore", stdin=("\n".join(lines) + "\n").encode())
 
     # --- reading ------------------------------------------------------------------------------
 
