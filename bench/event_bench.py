@@ -325,7 +325,7 @@ def plot(sizes: dict[int, dict[str, Any]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 5.5))
     ns = sorted(sizes)
 
     def line(key: str, label: str, mid: str, lo: str, hi: str, style: str) -> None:
@@ -352,7 +352,7 @@ def plot(sizes: dict[int, dict[str, Any]], path: str) -> None:
     ax.set_ylabel("one pod event to committed kernel change (ms)")
     ax.set_title("One event: cost against N (log-log)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

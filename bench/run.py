@@ -60,6 +60,9 @@ def main() -> int:
     failed = []
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    from report import commit_line
+
+    measured = commit_line()  # the code measured: taken before anything runs
     for name in names:
         argv = [sys.executable, str(HERE / BENCHES[name][0]), *BENCHES[name][1:]]
         if args.quick:
@@ -88,7 +91,13 @@ def main() -> int:
     total = time.perf_counter() - started
     (RESULTS / "run.json").write_text(
         json.dumps(
-            {"seconds": total, "timings": timings, "quick": args.quick, "failed": failed},
+            {
+                "seconds": total,
+                "timings": timings,
+                "quick": args.quick,
+                "failed": failed,
+                "commit": measured,
+            },
             indent=1,
         )
         + "\n"
