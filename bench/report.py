@@ -465,7 +465,7 @@ def truthtable_section(out: list[str], targets: list[tuple[str, str, str, str]])
         "byte produced, none copied) and, at 10,000 pods, into a tmpfs file.\n"
     )
     out.append(
-        "| pods | file | parse | validate + resolve | compute | classes (rows × columns) | compact: write, size | file → compact | dense → /dev/null | dense → tmpfs file | peak RSS |"
+        "| pods | file | parse | validate + resolve | compute | classes (rows × columns) | compact: write, size | file → compact | dense → /dev/null | dense → tmpfs file | peak RSS to the compact output / with the dense writer too |"
     )
     out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for n, s in sorted(tt["sizes"].items(), key=lambda kv: int(kv[0])):
