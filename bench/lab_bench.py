@@ -13,68 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
+import os
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any
 
 import yaml
 
+from labtopo import topology
 from peerwall.lab import build as labs
+from peerwall.lab.probing import observe_lab
 from peerwall.model import SecurityMode, topology_from_data
 from peerwall.policy import Verdict, expect
-from peerwall.probe.run import Observed, observe
+from peerwall.settings import LabSettings
+from peerwall.verify.observe import Observed
 
-NAME = "bench"
+NAME = f"lb{os.getpid() % 100000}"  # a lab of its own: `up` replaces one of the same name
 SAMPLE = 100  # naive probes: ~10 ms each, bounded
-
-
-def topology(pods: int, services: int) -> dict[str, Any]:
-    rnd = random.Random(7)
-    clusters = [
-        {"name": "C1", "podCIDR": "10.244.0.0/16", "apiServer": "A1"},
-        {
-            "name": "C2",
-            "podCIDR": "10.244.0.0/16",
-            "securityMode": "IntraClusterTrafficSegregation",
-        },
-        {"name": "C3", "podCIDR": "10.50.0.0/16"},
-    ]
-    peerings = [
-        {"consumer": "C1", "provider": "C2"},
-        {"consumer": "C1", "provider": "C3"},
-        {"consumer": "C2", "provider": "C3"},
-    ]
-    namespaces = [{"name": "app", "cluster": "C1", "offloadedTo": ["C2", "C3"]}]
-    out_pods = []
-    for i in range(pods):
-        home = rnd.choice(("C1", "C1", "C2", "C3"))
-        p: dict[str, Any] = {
-            "name": f"p{i}",
-            "cluster": home,
-            "labels": {"app": f"a{i % services}"},
-        }
-        if home == "C1" and rnd.random() < 0.6:
-            p["namespace"] = "app"
-            p["runsOn"] = rnd.choice(("C1", "C2", "C3"))
-        out_pods.append(p)
-    svcs = [
-        {
-            "name": f"s{i}",
-            "cluster": "C1",
-            "namespace": "app" if i % 2 else "default",
-            "selector": {"app": f"a{i}"},
-        }
-        for i in range(services)
-    ]
-    return {
-        "clusters": clusters,
-        "peerings": peerings,
-        "namespaces": namespaces,
-        "pods": out_pods,
-        "services": svcs,
-    }
 
 
 def timed_demo() -> float:
@@ -92,21 +49,25 @@ def naive_rate(observed: Observed) -> float:
 
     Only cells the prober saw connect, so neither side waits for timeouts.
     """
-    sample = [c.cell.probes[0] for c in observed.cells.values() if c.verdict is Verdict.YES]
-    sample = sample[:SAMPLE]
+    sample = [
+        shlex.split(c.reproducers[-1])
+        for c in observed.cells.values()
+        if c.verdict is Verdict.YES and c.reproducers
+    ][:SAMPLE]
     started = time.perf_counter()
-    for p in sample:
+    for argv in sample:
+        netns, address, port = argv[3], argv[-2], argv[-1]
         subprocess.run(
             [
                 "ip",
                 "netns",
                 "exec",
-                p.netns,
+                netns,
                 "timeout",
                 "1",
                 "bash",
                 "-c",
-                f"exec 3<>/dev/tcp/{p.address}/{p.port}",
+                f"exec 3<>/dev/tcp/{address}/{port}",
             ],
             capture_output=True,
             check=False,
@@ -127,18 +88,20 @@ def main() -> None:
     topo = topology_from_data(data, "bench")
     text = yaml.safe_dump(data)
     mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    state = tempfile.TemporaryDirectory(prefix="pw-bench-lab-")
+    settings = LabSettings(state_dir=state.name)
     started = time.perf_counter()
-    plan = labs.up(NAME, topo, text, "bench", mode)
+    plan = labs.up(NAME, topo, text, "bench", mode, settings)
     up_s = time.perf_counter() - started
     try:
         print(
             f"lab up, 3 clusters, {args.pods} pods, {len(plan.namespaces())} namespaces: {up_s:.2f} s (target < 30 s)"
         )
-        observed = observe(plan, mode.value)
+        observed = observe_lab(plan, mode.value, settings, state_dir=state.name)
         wrong = expect(topo, mode).table.compare(observed.table)
-        rate = observed.probes / observed.seconds
+        rate = observed.attempts / observed.seconds
         print(
-            f"probe: {observed.probes} TCP probes in {observed.seconds:.2f} s = {rate:.0f}/s (target >= 2000/s), {len(wrong)} wrong cells"
+            f"probe: {observed.attempts} TCP probes in {observed.seconds:.2f} s = {rate:.0f}/s (target >= 2000/s), {len(wrong)} wrong cells"
         )
         naive = naive_rate(observed)
         print(
@@ -146,8 +109,9 @@ def main() -> None:
         )
     finally:
         started = time.perf_counter()
-        labs.down(NAME)
+        labs.down(NAME, settings)
         down_s = time.perf_counter() - started
+        state.cleanup()
     print(f"lab down: {down_s:.2f} s (target < 10 s)")
     result = {
         "bench": "lab",
@@ -155,7 +119,7 @@ def main() -> None:
         "pods": args.pods,
         "lab_up_seconds": round(up_s, 2),
         "lab_down_seconds": round(down_s, 2),
-        "probes": observed.probes,
+        "probes": observed.attempts,
         "probes_per_second": round(rate),
         "naive_probes_per_second": round(naive, 1),
         "speedup_vs_naive": round(rate / naive, 1),

@@ -154,6 +154,7 @@ def explanation_json(e: Explanation) -> dict[str, Any]:
 class Output(str, Enum):
     table = "table"
     json = "json"
+    json_classes = "json-classes"
     csv = "csv"
     markdown = "markdown"
     svg = "svg"
@@ -166,7 +167,12 @@ def matrix(
     set_: SetValues = None,
     values: ValuesFile = None,
     output: Annotated[
-        Output, typer.Option("--output", "-o", help="Output format; json is the contract.")
+        Output,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output format; json is the contract, json-classes its compact form.",
+        ),
     ] = Output.table,
     force_table: Annotated[
         bool,
@@ -188,6 +194,10 @@ def matrix(
     table = expect(topology, choice.mode).table
     if output is Output.json:
         table.write_json(sys.stdout)
+        return
+    if output is Output.json_classes:
+        # The compact contract (docs/json-classes.md): classes and one verdict per class pair.
+        table.write_json_classes(sys.stdout)
         return
     if output is Output.csv:
         render.write_csv(table, sys.stdout)

@@ -8,6 +8,9 @@ observed table simply gives each source and destination a class of its own.
 
 from __future__ import annotations
 
+import codecs
+import io
+import itertools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +18,22 @@ from typing import IO, Any
 
 from peerwall.errors import PeerwallError
 from peerwall.policy.verdict import Verdict
+
+JSON_CLASSES_FORMAT = "peerwall/json-classes/v1"
+"""The ``format`` of the compact table (``--output json-classes``, docs/json-classes.md)."""
+
+_ASCII_COMPATIBLE = frozenset({"utf-8", "ascii", "latin-1", "iso8859-15", "cp1252"})
+
+
+def _binary_sink(out: IO[str]) -> IO[bytes] | None:
+    """The binary buffer under a text stream, if ASCII bytes can be written to it directly."""
+    if not isinstance(out, io.TextIOWrapper):
+        return None
+    try:
+        name = codecs.lookup(out.encoding).name
+    except LookupError:
+        return None
+    return out.buffer if name in _ASCII_COMPATIBLE else None
 
 
 @dataclass(frozen=True)
@@ -108,19 +127,99 @@ class TruthTable:
         }
 
     def write_json(self, out: IO[str]) -> None:
-        """Stream the contract JSON; large tables are written row by row from class fragments."""
-        enc = json.dumps
-        out.write('{"securityMode": ' + enc(self.security_mode))
-        out.write(', "sources": ' + enc(list(self.sources)))
-        out.write(', "destinations": ' + enc(list(self.destinations)))
-        out.write(', "matrix": {')
-        keys = {d: enc(d) + ": " for d in self.destinations}
+        """Stream the contract JSON (the dense table), byte for byte what ``json.dumps`` of
+        ``to_dict()`` gives, plus a newline.
+
+        Each row class's text is built once; a row is its class's text with the source's own
+        column cut out, written as slices of it (no copy). A text stream over a binary buffer
+        (a file, standard output) gets the bytes through its buffer: the output is ASCII, as
+        ``json.dumps`` escapes everything else.
+        """
+        raw = _binary_sink(out)
+        if raw is None:
+            for chunk in self.json_chunks():
+                out.write(bytes(chunk).decode("ascii"))
+            return
+        out.flush()
+        write = raw.write
+        for chunk in self.json_chunks():
+            write(chunk)
+
+    def json_chunks(self) -> Iterator[bytes | memoryview]:
+        """The dense contract JSON as a sequence of byte strings (see ``write_json``)."""
+
+        def enc(value: object) -> bytes:
+            return json.dumps(value).encode("ascii")
+
+        yield b'{"securityMode": ' + enc(self.security_mode)
+        yield b', "sources": ' + enc(list(self.sources))
+        yield b', "destinations": ' + enc(list(self.destinations))
+        yield b', "matrix": {'
+        keys = [enc(d) + b": " for d in self.destinations]
         values = {v: enc(v.value) for v in Verdict}
-        rows = self.formatted_rows(lambda d, v: keys[d] + values[v])
-        for i, (s, frags, j) in enumerate(rows):
-            body = ", ".join(frags if j is None else frags[:j] + frags[j + 1 :])
-            out.write(("" if i == 0 else ", ") + enc(s) + ": {" + body + "}")
-        out.write("}}\n")
+        # For each verdict, every destination's cell text: a row is a choice among them.
+        cells = {v: [k + text for k in keys] for v, text in values.items()}
+        last = len(keys) - 1
+        rows: dict[int, tuple[memoryview, list[int]]] = {}
+        for i, s in enumerate(self.sources):
+            rc = self.row_class[i]
+            row = rows.get(rc)
+            if row is None:
+                block = self.blocks[rc]
+                picked = [cells[block[c]][j] for j, c in enumerate(self.col_class)]
+                # starts[j]: where cell j begins; starts[j + 1] - 2: where it ends.
+                starts = [0, *itertools.accumulate(len(c) + 2 for c in picked)]
+                row = rows[rc] = (memoryview(b", ".join(picked)), starts)
+            text, starts = row
+            yield (b"" if i == 0 else b", ") + enc(s) + b": {"
+            j = self._dst_index.get(s)
+            if j is None:
+                yield text
+            elif j == last:
+                yield text[: max(0, starts[j] - 2)]
+            else:
+                yield text[: starts[j]]
+                yield text[starts[j + 1] :]
+            yield b"}"
+        yield b"}}\n"
+
+    # --- the compact form (``--output json-classes``, docs/json-classes.md) ------------------
+
+    def classes_dict(self) -> dict[str, Any]:
+        """The compact form: the classes and one verdict per pair of classes."""
+        return {
+            "format": JSON_CLASSES_FORMAT,
+            "securityMode": self.security_mode,
+            "sources": list(self.sources),
+            "destinations": list(self.destinations),
+            "sourceClass": list(self.row_class),
+            "destinationClass": list(self.col_class),
+            "verdicts": [[v.value for v in row] for row in self.blocks],
+        }
+
+    def write_json_classes(self, out: IO[str]) -> None:
+        """Write the compact form: one JSON object, then a newline."""
+        json.dump(self.classes_dict(), out)
+        out.write("\n")
+
+    @classmethod
+    def from_classes(cls, doc: Mapping[str, Any]) -> TruthTable:
+        """The table a compact document describes (``ValueError`` if it is inconsistent)."""
+        if doc.get("format") != JSON_CLASSES_FORMAT:
+            raise ValueError(f"not a {JSON_CLASSES_FORMAT} document: format {doc.get('format')!r}")
+        sources, destinations = tuple(doc["sources"]), tuple(doc["destinations"])
+        row_class, col_class = tuple(doc["sourceClass"]), tuple(doc["destinationClass"])
+        blocks = tuple(tuple(Verdict(v) for v in row) for row in doc["verdicts"])
+        if len(row_class) != len(sources) or len(col_class) != len(destinations):
+            raise ValueError("sourceClass/destinationClass: one class per source/destination")
+        columns = len(blocks[0]) if blocks else 0
+        if any(len(row) != columns for row in blocks):
+            raise ValueError("verdicts: every row (source class) has one verdict per column")
+        if any(not 0 <= r < len(blocks) for r in row_class):
+            raise ValueError("sourceClass: a class without a row in verdicts")
+        if blocks and any(not 0 <= c < columns for c in col_class):
+            raise ValueError("destinationClass: a class without a column in verdicts")
+        return cls(doc["securityMode"], sources, destinations, row_class, col_class, blocks)
 
     def formatted_rows(
         self, cell: Callable[[str, Verdict], str]

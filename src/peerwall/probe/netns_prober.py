@@ -12,7 +12,9 @@ TIME_WAIT and a later run may reuse the same source port at once.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
+import collections
 import contextlib
 import enum
 import errno
@@ -227,75 +229,295 @@ async def run_probes(
     Each probe gets ``timeout`` seconds for the connect and the identity line together, counted
     from when it gets a slot, so a run lasts about ``ceil(len / concurrency) * timeout`` at
     worst. A probe that cannot run (say its namespace is missing) yields ERROR; the run goes on.
-    ``progress(done, total)`` is called after each probe.
+    ``progress(done, total)`` is called after each probe; if it raises, the run stops (every
+    socket closed) and the error comes out in an ``ExceptionGroup``.
     """
     if timeout <= 0:
         raise ValueError("timeout must be positive")
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    total = len(probes)
-    gate = asyncio.Semaphore(concurrency)
-    results: list[ProbeResult | None] = [None] * total
-    done = 0
+    if not probes:
+        return []
+    return await _Run(asyncio.get_running_loop(), probes, timeout, concurrency, progress).run()
 
-    async def one(index: int, probe: Probe) -> None:
-        nonlocal done
+
+class _Flight:
+    """One probe in progress."""
+
+    __slots__ = ("deadline", "done", "index", "line", "probe", "reading", "sock", "start")
+
+    def __init__(
+        self, index: int, probe: Probe, sock: _socket.socket, start: float, deadline: float
+    ):
+        self.index = index
+        self.probe = probe
+        self.sock = sock
+        self.start = start
+        self.deadline = deadline
+        self.reading = False
+        self.line = bytearray()
+        self.done = False
+
+
+class _Run:
+    """Every probe of one ``run_probes`` call, driven from one epoll set.
+
+    The epoll set's own descriptor is watched by the event loop (so listeners and everything
+    else on the loop keep running), and one timer walks the probes' deadlines: probes start in
+    order with the same timeout, so their deadlines are in order too. No task, future or loop
+    handle per probe: a probe is a socket and a few fields. Consecutive probes from the same
+    namespace get their sockets in one ``setns`` round trip.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        probes: Sequence[Probe],
+        timeout: float,
+        concurrency: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.loop = loop
+        self.probes = probes
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.progress = progress
+        self.total = len(probes)
+        self.results: list[ProbeResult | None] = [None] * self.total
+        self.next = 0
+        self.finished = 0
+        self.flights: dict[int, _Flight] = {}
+        """By file descriptor: the probes connecting or reading."""
+        self.deadlines: collections.deque[_Flight] = collections.deque()
+        self.timer: asyncio.TimerHandle | None = None
+        self.epoll = select.epoll()
+        self.over: asyncio.Future[None] = loop.create_future()
+
+    async def run(self) -> list[ProbeResult]:
+        fd = self.epoll.fileno()
+        self.loop.add_reader(fd, self._guarded, self._on_events)
         try:
-            results[index] = await _probe(probe, timeout)
+            self._guarded(self._fill)
+            await self.over
         finally:
-            gate.release()
-        done += 1
-        if progress is not None:
-            progress(done, total)
+            self.loop.remove_reader(fd)
+            if self.timer is not None:
+                self.timer.cancel()
+            for flight in self.flights.values():
+                flight.sock.close()
+            self.flights.clear()
+            self.epoll.close()
+        return [r for r in self.results if r is not None]
 
-    # The slot is taken before the task exists, so only this loop ever waits on the
-    # semaphore: with thousands of waiters, 3.11's Semaphore wake-up scan turns quadratic
-    # (measured: half of a 20,000-probe run). Only `concurrency` tasks are ever alive.
-    # A TaskGroup, not gather: if a progress callback raises, the other probes are
-    # cancelled and their sockets closed instead of running on unobserved.
-    async with asyncio.TaskGroup() as group:
-        for index, probe in enumerate(probes):
-            await gate.acquire()
-            group.create_task(one(index, probe))
-    # The group exited without an error, so every task filled its slot.
-    return [r for r in results if r is not None]
-
-
-async def _probe(probe: Probe, timeout: float) -> ProbeResult:
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    deadline = start + timeout
-
-    def result(outcome: Outcome, detail: str, identity: str | None = None) -> ProbeResult:
-        return ProbeResult(probe, outcome, identity, detail, loop.time() - start)
-
-    try:
-        sock = _client_socket(probe)
-    except (LabError, ValueError) as exc:
-        return result(Outcome.ERROR, str(exc))
-    try:
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run a step; an error it raises ends the run (with every socket closed) instead of
+        being lost in the event loop's exception handler."""
         try:
-            answered = await _connect(loop, sock, (probe.address, probe.port), deadline)
-        except OSError as exc:
-            return result(_connect_outcome(exc), _errno_text(exc))
-        if not answered:
-            return result(Outcome.BLOCKED, f"no answer within {timeout:g}s")
-        line = bytearray()
-        missing = "the peer closed before a whole identity line"
+            step()
+        except Exception as exc:
+            if not self.over.done():
+                self.over.set_exception(ExceptionGroup("the probe run stopped", [exc]))
+
+    # --- starting ------------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        while (
+            self.next < self.total and len(self.flights) < self.concurrency and not self.over.done()
+        ):
+            room = self.concurrency - len(self.flights)
+            first = self.next
+            netns = self.probes[first].netns
+            last = min(self.total, first + room)
+            end = first + 1
+            while end < last and self.probes[end].netns == netns:
+                end += 1
+            self.next = end
+            self._start(first, end, netns)
+        if self.finished == self.total and not self.over.done():
+            self.over.set_result(None)
+
+    def _start(self, first: int, end: int, netns: str) -> None:
+        """Start probes ``first`` to ``end - 1``, all from ``netns``."""
+        families: list[socket.AddressFamily | None] = []
+        for i in range(first, end):
+            try:
+                families.append(_family(self.probes[i].address))
+            except ValueError as exc:
+                families.append(None)
+                self._result(i, self.loop.time(), Outcome.ERROR, str(exc))
+        socks: list[_socket.socket | None] = []
         try:
-            async with asyncio.timeout_at(deadline):
-                await _read_line(loop, sock, line)
-        except TimeoutError:
-            _read_ready(sock, line)
-            missing = f"no identity line within {timeout:g}s"
+            with nsenter.entered(netns):
+                for family in families:
+                    socks.append(None if family is None else _new_socket(family))
+        except (LabError, OSError) as exc:
+            for s in socks:
+                if s is not None:
+                    s.close()
+            detail = (
+                str(exc)
+                if isinstance(exc, LabError)
+                else f"cannot create a socket in {netns}: {_errno_text(exc)}"
+            )
+            for i, family in zip(range(first, end), families, strict=True):
+                if family is not None:
+                    self._result(i, self.loop.time(), Outcome.ERROR, detail)
+            return
+        for i, sock in zip(range(first, end), socks, strict=True):
+            if sock is not None:
+                self._connect(i, sock)
+
+    def _connect(self, i: int, sock: _socket.socket) -> None:
+        probe = self.probes[i]
+        start = self.loop.time()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
+            if probe.source_port is not None:
+                # The same source port may be in use towards another destination (or, with
+                # linger 0, was just released): the 4-tuple is what must be unique.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                any_address = "::" if sock.family == socket.AF_INET6 else "0.0.0.0"
+                sock.bind((any_address, probe.source_port))
         except OSError as exc:
-            missing = f"{_errno_text(exc)} before a whole identity line"
-        identity, newline, _ = bytes(line).partition(b"\n")
-        if not newline:
-            return result(Outcome.CONNECTED, f"connected; {missing}")
-        return result(Outcome.CONNECTED, "connected", identity.decode(errors="replace"))
-    finally:
-        sock.close()
+            sock.close()
+            detail = f"cannot prepare a socket in {probe.netns}: {_errno_text(exc)}"
+            self._result(i, start, Outcome.ERROR, detail)
+            return
+        # No resolver step (numeric addresses only), and the errno is ours to classify.
+        err = sock.connect_ex((probe.address, probe.port))
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            refused = OSError(err, os.strerror(err))
+            self._result(i, start, _connect_outcome(refused), _errno_text(refused))
+            return
+        flight = _Flight(i, probe, sock, start, start + self.timeout)
+        fd = sock.fileno()
+        self.flights[fd] = flight
+        self.deadlines.append(flight)
+        if self.timer is None:
+            self.timer = self.loop.call_at(flight.deadline, self._guarded, self._on_timer)
+        if err == 0:
+            self._connected(flight, fd, registered=False)
+        else:
+            self.epoll.register(fd, select.EPOLLOUT)
+
+    # --- progress ----------------------------------------------------------------------------
+
+    def _on_events(self) -> None:
+        for fd, _events in self.epoll.poll(0, 4096):
+            flight = self.flights.get(fd)
+            if flight is None:
+                continue
+            if flight.reading:
+                self._read(flight)
+            else:
+                self._answered(flight, fd)
+        self._fill()
+
+    def _answered(self, flight: _Flight, fd: int) -> None:
+        """The connect has an outcome: connected, or an error."""
+        err = flight.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            exc = OSError(err, os.strerror(err))
+            self._finish(flight, _connect_outcome(exc), _errno_text(exc))
+            return
+        self._connected(flight, fd, registered=True)
+
+    def _connected(self, flight: _Flight, fd: int, registered: bool) -> None:
+        flight.reading = True
+        self._read(flight)
+        if not flight.done:
+            if registered:
+                self.epoll.modify(fd, select.EPOLLIN)
+            else:
+                self.epoll.register(fd, select.EPOLLIN)
+
+    def _read(self, flight: _Flight) -> None:
+        """Take what has arrived of the identity line; finish once it is whole (or never)."""
+        line = flight.line
+        while True:
+            try:
+                chunk = flight.sock.recv(IDENTITY_MAX - len(line))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._identity(flight, f"{_errno_text(exc)} before a whole identity line")
+                return
+            if not chunk:
+                self._identity(flight, "the peer closed before a whole identity line")
+                return
+            line += chunk
+            if b"\n" in line or len(line) >= IDENTITY_MAX:
+                self._identity(flight, "")
+                return
+
+    def _identity(self, flight: _Flight, missing: str) -> None:
+        identity, newline, _ = bytes(flight.line).partition(b"\n")
+        if newline:
+            self._finish(flight, Outcome.CONNECTED, "connected", identity.decode(errors="replace"))
+        else:
+            self._finish(flight, Outcome.CONNECTED, f"connected; {missing}")
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        # Answers already there count, even if the loop was too busy to see them in time:
+        # BLOCKED must mean silence, never "the prober was slow".
+        self._on_events()
+        while self.deadlines and self.deadlines[0].deadline <= now + 1e-6:
+            flight = self.deadlines.popleft()
+            if not flight.done:
+                self._expire(flight)
+        while self.deadlines and self.deadlines[0].done:
+            self.deadlines.popleft()
+        if self.deadlines:
+            self.timer = self.loop.call_at(
+                self.deadlines[0].deadline, self._guarded, self._on_timer
+            )
+        self._fill()
+
+    def _expire(self, flight: _Flight) -> None:
+        sock = flight.sock
+        if flight.reading:
+            with contextlib.suppress(OSError):  # BlockingIOError included: nothing came
+                flight.line += sock.recv(IDENTITY_MAX - len(flight.line))
+            self._identity(flight, f"no identity line within {self.timeout:g}s")
+            return
+        # An ICMP error that arrived while the kernel held the socket is only kept as a soft
+        # error (the SYN would be retried); SO_ERROR still reports it.
+        soft = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if soft in _UNREACHABLE:
+            exc = OSError(soft, os.strerror(soft))
+            self._finish(flight, Outcome.UNREACHABLE, _errno_text(exc))
+            return
+        self._finish(flight, Outcome.BLOCKED, f"no answer within {self.timeout:g}s")
+
+    # --- results -----------------------------------------------------------------------------
+
+    def _finish(
+        self, flight: _Flight, outcome: Outcome, detail: str, identity: str | None = None
+    ) -> None:
+        flight.done = True
+        fd = flight.sock.fileno()
+        del self.flights[fd]
+        flight.sock.close()  # linger 0: a RST, no TIME_WAIT; and out of the epoll set
+        self._result(flight.index, flight.start, outcome, detail, identity)
+
+    def _result(
+        self, i: int, start: float, outcome: Outcome, detail: str, identity: str | None = None
+    ) -> None:
+        self.results[i] = ProbeResult(
+            self.probes[i], outcome, identity, detail, self.loop.time() - start
+        )
+        self.finished += 1
+        if self.progress is not None:
+            self.progress(self.finished, self.total)
+
+
+def _new_socket(family: socket.AddressFamily) -> _socket.socket:
+    """A bare non-blocking TCP socket (``_socket.socket``: none of ``socket.socket``'s Python
+    wrapper, whose cost shows at tens of thousands of probes a second)."""
+    return _socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -306,86 +528,6 @@ def _family(address: str) -> socket.AddressFamily:
     except ValueError:
         raise ValueError(f"not an IP address: {address!r}") from None
     return socket.AF_INET6 if version == 6 else socket.AF_INET
-
-
-def _client_socket(probe: Probe) -> socket.socket:
-    family = _family(probe.address)
-    sock = _socket_in(probe.netns, family)
-    try:
-        sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
-        if probe.source_port is not None:
-            # The same source port may be in use towards another destination (or, with
-            # linger 0, was just released): the 4-tuple is what must be unique.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", probe.source_port))
-    except OSError as exc:
-        sock.close()
-        raise LabError(f"cannot prepare a socket in {probe.netns}: {_errno_text(exc)}") from exc
-    return sock
-
-
-async def _connect(
-    loop: asyncio.AbstractEventLoop,
-    sock: socket.socket,
-    address: tuple[str, int],
-    deadline: float,
-) -> bool:
-    """True once connected, False if nothing answered by ``deadline``; OSError if refused etc.
-
-    Hand-rolled rather than loop.sock_connect: no resolver step, and the errno is ours to
-    classify. The finally also runs on cancellation, so no writer stays registered.
-    """
-    err = sock.connect_ex(address)
-    if err == errno.EINPROGRESS:
-        writable: asyncio.Future[None] = loop.create_future()
-        fd = sock.fileno()
-        loop.add_writer(fd, _resolve, writable)
-        try:
-            async with asyncio.timeout_at(deadline):
-                await writable
-        except TimeoutError:
-            # A busy loop can run this timeout after the answer came in. An answer that is
-            # already there counts: BLOCKED must mean silence, never "the prober was slow".
-            if not _ready_now(fd, select.POLLOUT):
-                # An ICMP error that arrived while the kernel held the socket is only kept as
-                # a soft error (the SYN would be retried); SO_ERROR still reports it.
-                soft = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if soft in _UNREACHABLE:
-                    raise OSError(soft, os.strerror(soft)) from None
-                return False
-        finally:
-            loop.remove_writer(fd)
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if err:
-        raise OSError(err, os.strerror(err))
-    return True
-
-
-def _ready_now(fd: int, events: int) -> bool:
-    poller = select.poll()
-    poller.register(fd, events)
-    return bool(poller.poll(0))  # POLLERR/POLLHUP also count: the answer was an error
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def _read_line(loop: asyncio.AbstractEventLoop, sock: socket.socket, line: bytearray) -> None:
-    """Append to ``line`` up to the first newline, or whatever comes before EOF."""
-    while b"\n" not in line and len(line) < IDENTITY_MAX:
-        chunk = await loop.sock_recv(sock, IDENTITY_MAX - len(line))
-        if not chunk:
-            return
-        line += chunk
-
-
-def _read_ready(sock: socket.socket, line: bytearray) -> None:
-    """Take what has arrived already, for the same reason as in ``_connect``."""
-    with contextlib.suppress(OSError):  # BlockingIOError included: nothing came
-        line += sock.recv(IDENTITY_MAX - len(line))
 
 
 def _connect_outcome(exc: OSError) -> Outcome:

@@ -164,7 +164,8 @@ FD_MARGIN = 64
 
 
 def fd_budget(listeners: int, wanted: int) -> int:
-    """Concurrency the open-file limit allows, after raising the soft limit as far as allowed.
+    """Concurrency the open-file limit allows, after raising the soft limit as far as allowed;
+    ``listeners``: the descriptors the run holds besides its probes' sockets.
 
     Each probe in flight holds a socket; with the common default of 1,024 open files, 2,000
     concurrent probes would fail with EMFILE and show up as errors instead of verdicts.
@@ -204,7 +205,11 @@ class NetnsRunner:
         started = time.perf_counter()
         dials = dials_for(cells, self.site, self.source_clusters)
         hosts = self.site.listeners()
-        concurrency = fd_budget(len(hosts), self.settings.concurrency)
+        # Besides the probes' sockets, the run holds the listeners and, for as long as it lasts,
+        # one file per namespace it enters (nsenter.kept_open): near the limit, leaving them out
+        # of the budget would make accept() or a new probe socket fail with EMFILE.
+        held = len(hosts) + len({d.probe.netns for d in dials} | {h.netns for h in hosts})
+        concurrency = fd_budget(held, self.settings.concurrency)
         async with ListenerSet(hosts):
             results = await run_probes(
                 [d.probe for d in dials],

@@ -1,0 +1,492 @@
+"""Churn: 10,000 mixed pod and EndpointSlice events, as fast as they come, on a gateway that
+enforces 10,000 addresses; time to convergence and CPU seconds of each contender.
+
+Usage: python bench/churn_bench.py [--events 10000] [--base 10000] [--reps 3]
+                                   [--baseline-events 3] [--restore-events 100]
+
+Needs root. The events (seeded): 35% a pod offloaded here by one of 3 peers is created, 35% one
+is deleted, 30% an EndpointSlice reflected to 1-2 peers gains or loses an endpoint. Contenders,
+alternated repetition by repetition, each on a fresh copy of the same base state:
+
+- peerwall: the real agent loop (``peerwall.agent.run.Agent``, hand-driven source, libnftables
+  in a ``pw-bench-…`` namespace), fed one event per loop turn (``await asyncio.sleep(0)``, as a
+  watch stream delivers them); with its default 2 ms coalescing window, and with none;
+- ``ipset restore``, coalesced the same way (the best the ipset approach could do): after the
+  first event of a burst, 2 ms, then every changed set rebuilt and swapped in by one
+  ``ipset restore`` process (run in a thread, so events keep coming meanwhile);
+- Liqo v0.10, one full ``EnsureRulesForClustersForwarding`` per event (``liqo_v010``), and
+  ``ipset restore`` once per event without coalescing: both far too slow for 10,000 events, so
+  measured on the first events of the same sequence and extrapolated (said in the results).
+
+Convergence: from the first event to the commit after which the kernel holds the final state
+(checked against the desired state). CPU: this process (libnftables runs in it) plus its
+children (the ipset/iptables processes).
+
+Writes bench/results/churn.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+from agentkit import address, new_desired, running_agent
+from common import Namespaces, cpu_clock, emit, machine, need_root, summary
+from liqo_v010 import EndpointInfo, IpsetRestore, LiqoV010, PodInfo, Tools, offloaded_set, slice_set
+from peerwall.agent.desired import DesiredState
+from peerwall.compile import names
+from peerwall.compile.state import SetKind
+from peerwall.dataplane.nft import LibNft
+
+PEERS = {
+    "A": "aaaa1111-0000-4000-8000-000000000001",
+    "B": "bbbb2222-0000-4000-8000-000000000002",
+    "C": "cccc3333-0000-4000-8000-000000000003",
+}
+REMOTE_CIDRS = {cid: f"10.{200 + i}.0.0/16" for i, cid in enumerate(PEERS.values())}
+TARGET_S = 1.0
+
+
+@dataclass(frozen=True)
+class Pod:
+    key: str
+    peer: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class Slice:
+    key: str
+    peers: tuple[str, ...]
+    ips: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    """``pod+``, ``pod-`` or ``slice``."""
+    pod: Pod | None = None
+    slice: Slice | None = None
+
+
+@dataclass
+class World:
+    """The base state and the events, as plain data every contender turns into its own terms."""
+
+    pods: dict[str, Pod]
+    slices: dict[str, Slice]
+    events: list[Event]
+
+
+def generate(base: int, events: int, seed: int = 10) -> World:
+    rnd = random.Random(seed)
+    peers = list(PEERS)
+    n_slices = max(1, base // 100)
+    per_slice = 10
+    next_ip = 0
+
+    def fresh() -> str:
+        nonlocal next_ip
+        next_ip += 1
+        a = address(next_ip - 1)
+        _DECODED[str(a)] = a
+        return str(a)
+
+    slices = {}
+    for s in range(n_slices):
+        key = f"default/svc{s}"
+        reflected = tuple(sorted(rnd.sample(peers, rnd.randint(1, 2))))
+        slices[key] = Slice(key, reflected, frozenset(fresh() for _ in range(per_slice)))
+    pods = {}
+    weights = [5, 3, 1]
+    for i in range(base - n_slices * per_slice):
+        key = f"offloaded/p{i}"
+        pods[key] = Pod(key, rnd.choices(peers, weights)[0], fresh())
+    world = World(dict(pods), dict(slices), [])
+    live = dict(pods)
+    live_keys = list(live)
+    cur = dict(slices)
+    n = len(pods)
+    for _ in range(events):
+        r = rnd.random()
+        if r < 0.35 or not live_keys:
+            key = f"offloaded/n{n}"
+            n += 1
+            pod = Pod(key, rnd.choices(peers, weights)[0], fresh())
+            live[key] = pod
+            live_keys.append(key)
+            world.events.append(Event("pod+", pod=pod))
+        elif r < 0.70:
+            i = rnd.randrange(len(live_keys))
+            live_keys[i], live_keys[-1] = live_keys[-1], live_keys[i]
+            pod = live.pop(live_keys.pop())
+            world.events.append(Event("pod-", pod=pod))
+        else:
+            s = cur[rnd.choice(list(cur))]
+            if s.ips and rnd.random() < 0.5:
+                ips = s.ips - {rnd.choice(sorted(s.ips))}
+            else:
+                ips = s.ips | {fresh()}
+            s = Slice(s.key, s.peers, frozenset(ips))
+            cur[s.key] = s
+            world.events.append(Event("slice", slice=s))
+    return world
+
+
+def final_sets(world: World) -> dict[tuple[str, str], set[str]]:
+    """(peer, kind) -> addresses once every event is applied."""
+    pods = dict(world.pods)
+    slices = dict(world.slices)
+    for e in world.events:
+        if e.kind == "pod+" and e.pod:
+            pods[e.pod.key] = e.pod
+        elif e.kind == "pod-" and e.pod:
+            del pods[e.pod.key]
+        elif e.slice:
+            slices[e.slice.key] = e.slice
+    out: dict[tuple[str, str], set[str]] = {(p, k): set() for p in PEERS for k in ("o", "b")}
+    for p in pods.values():
+        out[(p.peer, "o")].add(p.ip)
+    for s in slices.values():
+        for peer in s.peers:
+            out[(peer, "b")] |= s.ips
+    return out
+
+
+# --- peerwall --------------------------------------------------------------------------------
+
+
+_DECODED: dict[str, IPv4Address] = {}
+
+
+def _ip(text: str) -> IPv4Address:
+    """Events arrive decoded (as from a watch stream's JSON): the address objects are made when
+    the events are generated, not on the timed path."""
+    return _DECODED[text]
+
+
+def peerwall_base(world: World) -> DesiredState:
+    d = new_desired(list(PEERS))
+    for p in world.pods.values():
+        d.contribute(f"pod/{p.key}", p.peer, SetKind.OFFLOADED, (_ip(p.ip),))
+    for s in world.slices.values():
+        ips = [_ip(a) for a in s.ips]
+        for peer in s.peers:
+            d.contribute(f"endpointslice/{s.key}", peer, SetKind.BACKENDS, ips)
+    return d
+
+
+def apply_peerwall(d: DesiredState, e: Event) -> None:
+    """What a source does with one event."""
+    if e.kind == "pod+" and e.pod:
+        d.contribute(f"pod/{e.pod.key}", e.pod.peer, SetKind.OFFLOADED, (_ip(e.pod.ip),))
+    elif e.kind == "pod-" and e.pod:
+        d.withdraw(f"pod/{e.pod.key}")
+    elif e.slice:
+        ips = [_ip(a) for a in e.slice.ips]
+        for peer in e.slice.peers:
+            d.contribute(f"endpointslice/{e.slice.key}", peer, SetKind.BACKENDS, ips)
+
+
+def live_peerwall(nft: LibNft) -> dict[tuple[str, str], set[str]]:
+    out = {}
+    for p in PEERS:
+        for kind, short in ((SetKind.OFFLOADED, "o"), (SetKind.BACKENDS, "b")):
+            doc = nft.list_json(f"list set inet peerwall {names.peer_set(p, kind)}")
+            elems = next(o["set"].get("elem", []) for o in doc["nftables"] if "set" in o)
+            out[(p, short)] = {str(x) for x in elems}
+    return out
+
+
+async def run_peerwall(netns: str, world: World, coalesce: float) -> dict[str, Any]:
+    desired = peerwall_base(world)
+    nft = LibNft(netns)
+    async with running_agent(desired, nft, coalesce) as h:
+        with cpu_clock() as cpu:
+            t0 = time.perf_counter()
+            for e in world.events:
+                apply_peerwall(desired, e)
+                h.event()
+                await asyncio.sleep(0)
+            fed = time.perf_counter() - t0
+            await h.settled()
+        kinds: dict[str, int] = {}
+        for kind, _ in h.commits:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        counts = h.agent.enforcer.counts
+    ok = live_peerwall(nft) == final_sets(world)
+    nft.close()
+    return {
+        "seconds": cpu["wall"],
+        "cpu_s": cpu["cpu"],
+        "all_events_fed_after_s": fed,
+        "transactions": kinds,
+        "elements_added": counts.elements_added,
+        "elements_deleted": counts.elements_deleted,
+        "kernel_state_ok": ok,
+    }
+
+
+# --- the ipset approach ------------------------------------------------------------------------
+
+
+def set_names(world: World) -> dict[tuple[str, str], str]:
+    """(peer, o) -> SET-CLS-<id>; (slice key, peer) -> the slice's set (v0.10's names)."""
+    out = {(p, "o"): offloaded_set(cid) for p, cid in PEERS.items()}
+    for s in world.slices.values():
+        for p in s.peers:
+            out[(s.key, p)] = slice_set(s.key.split("/")[1], PEERS[p])
+    return out
+
+
+class SetModel:
+    """Set name -> members, kept up to date by events; which sets each event dirtied."""
+
+    def __init__(self, world: World) -> None:
+        self.names = set_names(world)
+        self.members: dict[str, set[str]] = {n: set() for n in self.names.values()}
+        for p in world.pods.values():
+            self.members[self.names[(p.peer, "o")]].add(p.ip)
+        for s in world.slices.values():
+            for peer in s.peers:
+                self.members[self.names[(s.key, peer)]] = set(s.ips)
+
+    def apply(self, e: Event) -> set[str]:
+        if e.pod:
+            name = self.names[(e.pod.peer, "o")]
+            if e.kind == "pod+":
+                self.members[name].add(e.pod.ip)
+            else:
+                self.members[name].discard(e.pod.ip)
+            return {name}
+        assert e.slice
+        dirty = {self.names[(e.slice.key, p)] for p in e.slice.peers}
+        for name in dirty:
+            self.members[name] = set(e.slice.ips)
+        return dirty
+
+
+def live_ipset(tools: Tools) -> dict[str, set[str]]:
+    out = {}
+    for name in tools("ipset", "list", "-n").split():
+        listing = tools("ipset", "list", name)
+        members = listing.split("Members:\n", 1)[1] if "Members:\n" in listing else ""
+        out[name] = {line for line in members.split("\n") if line}
+    return out
+
+
+def restore_base(tools: Tools, model: SetModel) -> IpsetRestore:
+    r = IpsetRestore(tools)
+    for name, members in model.members.items():
+        r.create(name, members)
+    return r
+
+
+async def run_restore_coalesced(netns: str, world: World, coalesce: float) -> dict[str, Any]:
+    tools = Tools(netns)
+    model = SetModel(world)
+    rst = restore_base(tools, model)
+    rst.members = model.members  # the same dicts: events update what restore writes
+    changed = asyncio.Event()
+    dirty: set[str] = set()
+    restores = 0
+    done_feeding = False
+
+    async def enforce() -> None:
+        nonlocal restores
+        while True:
+            await changed.wait()
+            await asyncio.sleep(coalesce)
+            changed.clear()
+            batch = set(dirty)
+            dirty.clear()
+            snapshot = {n: set(model.members[n]) for n in batch}
+            restores += 1
+            await asyncio.to_thread(_restore_snapshot, rst, snapshot)
+            if done_feeding and not dirty:
+                return
+
+    with cpu_clock() as cpu:
+        task = asyncio.create_task(enforce())
+        for e in world.events:
+            dirty.update(model.apply(e))
+            changed.set()
+            await asyncio.sleep(0)
+        done_feeding = True
+        await task
+    want = {n: set(m) for n, m in model.members.items()}
+    ok = {n: m for n, m in live_ipset(tools).items() if n in want} == want
+    return {
+        "seconds": cpu["wall"],
+        "cpu_s": cpu["cpu"],
+        "restores": restores,
+        "kernel_state_ok": ok,
+    }
+
+
+def _restore_snapshot(rst: IpsetRestore, snapshot: dict[str, set[str]]) -> None:
+    saved = rst.members
+    rst.members = snapshot
+    try:
+        rst.restore(snapshot)
+    finally:
+        rst.members = saved
+
+
+def run_restore_per_event(netns: str, world: World, k: int) -> dict[str, Any]:
+    tools = Tools(netns)
+    model = SetModel(world)
+    rst = restore_base(tools, model)
+    rst.members = model.members
+    per = []
+    cpus = []
+    for e in world.events[:k]:
+        with cpu_clock() as cpu:
+            rst.restore(model.apply(e))
+        per.append(cpu["wall"])
+        cpus.append(cpu["cpu"])
+    return _extrapolated(per, cpus, len(world.events))
+
+
+def run_v010(netns: str, world: World, k: int) -> dict[str, Any]:
+    tools = Tools(netns)
+    liqo = LiqoV010(tools, REMOTE_CIDRS)
+    liqo.setup()
+    for p in world.pods.values():
+        liqo.pods[p.key] = PodInfo(p.ip, PEERS[p.peer])
+    for s in world.slices.values():
+        liqo.slices[s.key] = {a: EndpointInfo(a, tuple(PEERS[p] for p in s.peers)) for a in s.ips}
+    liqo.preload(SetModel(world).members)  # the sets as a long run would have left them
+    liqo.ensure(fill=False)  # and the chains
+    per = []
+    cpus = []
+    for e in world.events[:k]:
+        with cpu_clock() as cpu:
+            if e.kind == "pod+" and e.pod:
+                liqo.pod_event(e.pod.key, e.pod.ip, PEERS[e.pod.peer])
+            elif e.kind == "pod-" and e.pod:
+                liqo.pod_event(e.pod.key, None, PEERS[e.pod.peer])
+            elif e.slice:
+                liqo.slice_event(
+                    e.slice.key, {a: [PEERS[p] for p in e.slice.peers] for a in e.slice.ips}
+                )
+        per.append(cpu["wall"])
+        cpus.append(cpu["cpu"])
+    return _extrapolated(per, cpus, len(world.events))
+
+
+def _extrapolated(per: list[float], cpus: list[float], total: int) -> dict[str, Any]:
+    return {
+        "measured_events": len(per),
+        "per_event_s": summary(per),
+        "cpu_per_event_s": statistics.median(cpus),
+        "seconds": statistics.mean(per) * total,
+        "cpu_s": statistics.mean(cpus) * total,
+        "extrapolated": True,
+    }
+
+
+@contextlib.contextmanager
+def namespace(nss: Namespaces, role: str) -> Iterator[str]:
+    (ns,) = nss.add(role)
+    try:
+        yield ns
+    finally:
+        nss.remove([ns])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--events", type=int, default=10_000)
+    ap.add_argument("--base", type=int, default=10_000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--baseline-events", type=int, default=3)
+    ap.add_argument("--restore-events", type=int, default=100)
+    args = ap.parse_args()
+    if not need_root("churn"):
+        return 0
+    world = generate(args.base, args.events)
+    mix: dict[str, int] = {}
+    for e in world.events:
+        mix[e.kind] = mix.get(e.kind, 0) + 1
+    runs: dict[str, list[dict[str, Any]]] = {
+        "peerwall": [],
+        "peerwall_coalesce_0": [],
+        "ipset_restore_coalesced": [],
+    }
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    with Namespaces("churn") as nss:
+        for r in range(args.reps):
+            with namespace(nss, f"pw{r}") as ns:
+                runs["peerwall"].append(asyncio.run(run_peerwall(ns, world, 0.002)))
+            with namespace(nss, f"pz{r}") as ns:
+                runs["peerwall_coalesce_0"].append(asyncio.run(run_peerwall(ns, world, 0.0)))
+            with namespace(nss, f"rc{r}") as ns:
+                runs["ipset_restore_coalesced"].append(
+                    asyncio.run(run_restore_coalesced(ns, world, 0.002))
+                )
+            log(
+                f"rep {r + 1}: "
+                + ", ".join(f"{k} {v[-1]['seconds']:.3f} s" for k, v in runs.items())
+            )
+            if r == 0:
+                with namespace(nss, "rpe") as ns:
+                    per_event = run_restore_per_event(ns, world, args.restore_events)
+                log(f"ipset restore per event: {per_event['per_event_s']['median'] * 1e3:.1f} ms")
+                with namespace(nss, "v010") as ns:
+                    v010 = run_v010(ns, world, args.baseline_events)
+                log(f"v0.10 per event: {v010['per_event_s']['median']:.2f} s")
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "events": len(world.events),
+        "mix": mix,
+        "base_addresses": len(world.pods)
+        + sum(len(s.ips) * len(s.peers) for s in world.slices.values()),
+        "contenders": {},
+    }
+    for name, reps in runs.items():
+        result["contenders"][name] = {
+            "seconds": summary([x["seconds"] for x in reps]),
+            "cpu_s": summary([x["cpu_s"] for x in reps]),
+            "kernel_state_ok": all(x["kernel_state_ok"] for x in reps),
+            "runs": reps,
+        }
+    result["contenders"]["ipset_restore_per_event"] = per_event
+    result["contenders"]["liqo_v010"] = v010
+    pw = result["contenders"]["peerwall"]["seconds"]["median"]
+    result["ratios"] = {
+        f"{k}_over_peerwall": (
+            v["seconds"]["median"] if isinstance(v["seconds"], dict) else v["seconds"]
+        )
+        / pw
+        for k, v in result["contenders"].items()
+        if k != "peerwall"
+    }
+    result["targets"] = {
+        "peerwall_under_1s": {
+            "target": TARGET_S,
+            "value": pw,
+            "met": pw < TARGET_S and result["contenders"]["peerwall"]["kernel_state_ok"],
+        }
+    }
+    result["seconds"] = time.perf_counter() - started
+    result["ok"] = all(t["met"] for t in result["targets"].values())
+    emit("churn", result)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

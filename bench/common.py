@@ -1,0 +1,219 @@
+"""What the benchmarks share: namespaces that always go away, statistics, the machine, results.
+
+Every namespace a benchmark creates is named ``pw-bench-<tag>-<role>`` and removed in a
+``finally`` (SIGTERM and SIGINT leave through it too). Nothing is done in the root namespace but
+creating and deleting those namespaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import resource
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PREFIX = "pw-bench-"
+
+
+# --- namespaces ----------------------------------------------------------------------------------
+
+
+def run(argv: Sequence[str], *, input: str | None = None, netns: str | None = None) -> str:
+    """Run a command (inside ``netns`` via ``ip netns exec`` when given); fail loudly."""
+    cmd = [*(["ip", "netns", "exec", netns] if netns else []), *argv]
+    done = subprocess.run(cmd, input=input, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: rc={done.returncode}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def ip_batch(lines: Sequence[str], netns: str | None = None) -> None:
+    run(["ip", *(["-n", netns] if netns else []), "-batch", "-"], input="\n".join(lines) + "\n")
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+class Namespaces:
+    """Create ``pw-bench-<tag>-<role>`` namespaces; ``close()`` (or the ``with`` exit) removes
+    every one of them, also after a failure half-way or a SIGTERM."""
+
+    def __init__(self, bench: str) -> None:
+        self.tag = f"{bench}-{secrets.token_hex(2)}"
+        self.names: list[str] = []
+
+    def name(self, role: str) -> str:
+        return f"{PREFIX}{self.tag}-{role}"
+
+    def add(self, *roles: str) -> list[str]:
+        names = [self.name(r) for r in roles]
+        self.names += names  # recorded first: a half-made batch is removed all the same
+        ip_batch([f"netns add {n}" for n in names])
+        for n in names:
+            ip_batch(["link set lo up"], n)
+        return names
+
+    def remove(self, names: Sequence[str]) -> None:
+        """Delete some of them now (their links go with them)."""
+        subprocess.run(
+            ["ip", "-force", "-batch", "-"],
+            input="".join(f"netns delete {n}\n" for n in names),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        self.names = [n for n in self.names if n not in names]
+
+    def close(self) -> None:
+        if self.names:
+            self.remove(list(self.names))
+
+    def __enter__(self) -> Namespaces:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def sysctl(netns: str, key: str, value: str) -> None:
+    from peerwall import nsenter
+
+    with nsenter.entered(netns), open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+        f.write(value)
+
+
+def leftovers() -> list[str]:
+    try:
+        return sorted(n for n in os.listdir("/run/netns") if n.startswith(PREFIX))
+    except FileNotFoundError:
+        return []
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile (p99 of 1,000 samples is the 990th smallest)."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = max(0, min(len(s) - 1, math.ceil(q * len(s)) - 1))
+    return s[k]
+
+
+def summary(values: Sequence[float]) -> dict[str, Any]:
+    """Median, min, max and the repetitions of a figure."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+        "values": list(values),
+    }
+
+
+def latency_summary(values: Sequence[float]) -> dict[str, Any]:
+    return {
+        "p50": quantile(values, 0.50),
+        "p99": quantile(values, 0.99),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def cpu_clock() -> Iterator[dict[str, float]]:
+    """CPU seconds used by this process and its children (waited for) inside the block."""
+    out: dict[str, float] = {}
+    me0 = resource.getrusage(resource.RUSAGE_SELF)
+    ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall0 = time.perf_counter()
+    try:
+        yield out
+    finally:
+        me1 = resource.getrusage(resource.RUSAGE_SELF)
+        ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out["wall"] = time.perf_counter() - wall0
+        out["cpu_self"] = (me1.ru_utime - me0.ru_utime) + (me1.ru_stime - me0.ru_stime)
+        out["cpu_children"] = (ch1.ru_utime - ch0.ru_utime) + (ch1.ru_stime - ch0.ru_stime)
+        out["cpu"] = out["cpu_self"] + out["cpu_children"]
+
+
+def maxrss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# --- the machine and the results -------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    def first_line(argv: list[str]) -> str:
+        try:
+            return (
+                subprocess.run(argv, capture_output=True, text=True).stdout.strip().splitlines()[0]
+            )
+        except (OSError, IndexError):
+            return "absent"
+
+    cpu = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    load = os.getloadavg()
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "nft": first_line(["nft", "--version"]),
+        "ipset": first_line(["ipset", "--version"]),
+        "iptables": first_line(["iptables", "--version"]),
+        "iperf3": first_line(["iperf3", "--version"]),
+        "gcc": first_line(["gcc", "--version"]),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "loadavg_at_start": [round(x, 2) for x in load],
+    }
+
+
+def result_path(name: str) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    return RESULTS / name
+
+
+def emit(name: str, result: dict[str, Any]) -> None:
+    """Store ``result`` as bench/results/<name>.json and print it as the last line."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({"bench": name, "ok": result.get("ok", True)}))
+    sys.stdout.flush()
+
+
+def need_root(name: str) -> bool:
+    if os.geteuid() == 0:
+        return True
+    emit(name, {"skipped": "needs root (network namespaces)", "ok": False})
+    return False

@@ -1,0 +1,730 @@
+"""bench/results/*.json -> bench/RESULTS.md (``python bench/report.py`` re-renders it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+OUT = HERE / "RESULTS.md"
+MiB = 1 << 20
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def t(seconds: float | None) -> str:
+    """A duration with a unit that fits."""
+    if seconds is None:
+        return "–"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    if seconds < 600:
+        return f"{seconds:.3g} s"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 86400:.3g} days"
+
+
+def rng(
+    s: dict[str, Any], fmt: Any = t, mid: str = "median", lo: str = "min", hi: str = "max"
+) -> str:
+    if s.get("n", 2) == 1:
+        return f"{fmt(s[mid])} (1 run)"
+    return f"{fmt(s[mid])} [{fmt(s[lo])} – {fmt(s[hi])}]"
+
+
+def x(ratio: float) -> str:
+    if ratio >= 100:
+        return f"{ratio:,.0f}×"
+    return f"{ratio:.3g}×"
+
+
+def mib(b: float) -> str:
+    return f"{b / MiB:.0f} MiB"
+
+
+def met(target: dict[str, Any]) -> str:
+    return "**met**" if target["met"] else "**NOT met**"
+
+
+def git(*args: str) -> str:
+    done = subprocess.run(["git", "-C", str(HERE), *args], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def commit_line() -> str:
+    head = git("rev-parse", "HEAD")
+    subject = git("log", "-1", "--format=%s")
+    dirty = [
+        line
+        for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+        if "bench/results/" not in line and "bench/RESULTS.md" not in line
+    ]
+    note = f" (with uncommitted changes to {len(dirty)} file(s))" if dirty else ""
+    return f"`{head[:12]}` ({subject}){note}"
+
+
+def section_machine(out: list[str]) -> None:
+    m = next((d["machine"] for d in map(load, ("event", "churn", "truthtable")) if d), None)
+    run = load("run") or {}
+    out.append("## Machine and run\n")
+    if m:
+        out.append(
+            f"- {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, kernel {m['kernel']}, "
+            f"Python {m['python']}\n"
+            f"- {m['nft']}; {m['ipset']}; {m['iptables']} (Debian's default iptables: the nft "
+            f"backend); {m['iperf3']}; {m['gcc']}\n"
+            f"- load average when the first benchmark started: {m['loadavg_at_start']}"
+        )
+    out.append(f"- commit measured: {run.get('commit') or commit_line()}")
+    if run:
+        took = ", ".join(f"{k} {v:.0f} s" for k, v in run.get("timings", {}).items())
+        out.append(
+            f"- `make bench` took {run['seconds'] / 60:.1f} min ({took})"
+            + (" — a **quick** run, not the full sizes" if run.get("quick") else "")
+        )
+    out.append(
+        "- The machine is shared with other engineers' work: absolute figures move from run to "
+        "run. Every ratio here is between contenders measured side by side, alternating, in this "
+        "one run; compare ratios, not absolute figures across runs.\n"
+    )
+
+
+def section_targets(out: list[str], rows: list[tuple[str, str, str, str]]) -> None:
+    out.append("## Targets\n")
+    out.append("| target | measured | met? | margin |")
+    out.append("|---|---|---|---|")
+    for r in rows:
+        out.append("| " + " | ".join(r) + " |")
+    out.append("")
+
+
+def event_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> None:
+    e = load("event")
+    if not e:
+        return
+    out.append("## 1. One event: pod event to committed kernel change\n")
+    out.append(
+        "peerwall: `DesiredState.contribute` (a pod created) or `withdraw` (deleted), then "
+        "`Enforcer.sync`, which returns once libnftables committed the transaction, on a table "
+        "built by `compile.build` in a `pw-bench-` namespace. Liqo v0.10: `bench/liqo_v010.py`, "
+        "its `EnsureRulesForClustersForwarding` with Debian's `ipset` and `iptables` (nft backend), "
+        "one process per command, on every event. `ipset restore`: the changed set rebuilt and "
+        "swapped in by one process. N addresses: N−12 in one peer's offloaded set, 4 in another "
+        "peer's and 4 local backends reflected to each. Contenders alternate round by round.\n"
+    )
+    out.append(
+        "| N | peerwall p50 | peerwall p99 | ipset restore p50 [min – max] | Liqo v0.10 median [min – max] | v0.10 ÷ peerwall | restore ÷ peerwall | v0.10 ÷ restore | v0.10 processes per event |"
+    )
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    sizes = sorted(e["sizes"].items(), key=lambda kv: int(kv[0]))
+    for n, s in sizes:
+        pw = s["peerwall"]
+        r = e["ratios"].get(n, {})
+        rst = s.get("ipset_restore")
+        base = s.get("liqo_v010")
+        procs = (
+            ", ".join(f"{v} `{k}`" for k, v in base["processes_per_event"].items()) if base else "–"
+        )
+        out.append(
+            f"| {int(n):,} | {t(pw['p50'])} | {t(pw['p99'])} (n={pw['n']}) | "
+            + (
+                f"{t(rst['p50'])} [{t(rst['min'])} – {t(rst['max'])}] (n={rst['n']})"
+                if rst
+                else "–"
+            )
+            + " | "
+            + (
+                f"{rng(base)}, {base['n']} event{'s' if base['n'] > 1 else ''}"
+                if base
+                else "not measured (peerwall alone)"
+            )
+            + f" | {x(r['liqo_v010_over_peerwall']) if 'liqo_v010_over_peerwall' in r else '–'}"
+            + f" | {x(r['ipset_restore_over_peerwall']) if 'ipset_restore_over_peerwall' in r else '–'}"
+            + f" | {x(r['liqo_v010_over_ipset_restore']) if 'liqo_v010_over_ipset_restore' in r else '–'}"
+            + f" | {procs} |"
+        )
+    out.append("")
+    fewer = [int(n) for n, s in sizes if "liqo_v010" in s and s["liqo_v010"]["n"] < 3]
+    if fewer:
+        out.append(
+            f"The baseline at N = {', '.join(f'{n:,}' for n in fewer)} is measured on fewer "
+            "repetitions (each event costs a minute or more); its column says how many.\n"
+        )
+    out.append(
+        "Through the agent's loop (`Agent` with a hand-driven source; its own event-to-kernel "
+        "latency metric), the same events one at a time:\n"
+    )
+    out.append("| N | loop, 2 ms coalescing (default) p50 / p99 | loop, no coalescing p50 / p99 |")
+    out.append("|---|---|---|")
+    for n, s in sizes:
+        a, b = s["peerwall_loop_coalesce_2ms"], s["peerwall_loop_coalesce_0ms"]
+        out.append(
+            f"| {int(n):,} | {t(a['p50'])} / {t(a['p99'])} | {t(b['p50'])} / {t(b['p99'])} |"
+        )
+    out.append("")
+    n10 = e["sizes"].get("10000")
+    if n10:
+        pw = n10["peerwall"]
+        out.append(
+            f"Where peerwall's event time goes (N = 10,000): {t(pw['in_libnftables_ms_per_event'] / 1e3)} "
+            f"of its p50 {t(pw['p50'])} ({pw['in_libnftables_share']:.0%}) is inside `LibNft.run` "
+            "(the script into a memfd, libnftables' parse and cache check, the netlink "
+            "transaction); the rest is Python (`contribute`, `take_changes`, the element script). "
+            "The profile:\n"
+        )
+        out.append("```\n" + _trim_profile(n10["profile"]) + "\n```\n")
+    out.append("![one event: cost against N](results/event.png)\n")
+    for key, tg in e["targets"].items():
+        if key == "n10000_vs_baseline":
+            targets.append(
+                (
+                    "One event, N = 10,000: ≥ 10,000× faster than Liqo v0.10",
+                    x(tg["value"]),
+                    met(tg),
+                    f"{tg['value'] / tg['target']:.3g}× the target",
+                )
+            )
+        elif key == "n10000_vs_ipset_restore":
+            targets.append(
+                (
+                    "One event, N = 10,000: ≥ 100× faster than `ipset restore`",
+                    x(tg["value"]),
+                    met(tg),
+                    f"{tg['value'] / tg['target']:.3g}× the target",
+                )
+            )
+        elif key == "n50000_p99_ms":
+            targets.append(
+                (
+                    "One event, N = 50,000: p99 < 2 ms (event → committed transaction)",
+                    f"{tg['value']:.3f} ms",
+                    met(tg),
+                    f"{tg['target'] / tg['value']:.3g}× under",
+                )
+            )
+        elif key == "n50000_p99_ms_through_agent_loop":
+            targets.append(("(informative) the same through the agent loop, with its default 2 ms coalescing window", f"{tg['value']:.3f} ms", met(tg), "the window itself is 2 ms: see §1"))  # fmt: skip
+
+
+def _trim_profile(text: str, lines: int = 22) -> str:
+    body = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(body[:lines])
+
+
+def churn_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> None:
+    c = load("churn")
+    if not c:
+        return
+    out.append(f"## 2. Churn: {c['events']:,} mixed events as fast as they come\n")
+    mix = ", ".join(f"{v:,} {k}" for k, v in sorted(c["mix"].items()))
+    out.append(
+        f"{c['events']:,} events ({mix}; `pod+`/`pod-`: a pod offloaded here by one of 3 peers "
+        f"created/deleted, `slice`: an EndpointSlice reflected to 1–2 peers gains or loses an "
+        f"endpoint) on a gateway enforcing {c['base_addresses']:,} addresses. Convergence: from the "
+        "first event to the commit after which the kernel holds the final state (checked). CPU: "
+        "this process (libnftables runs in it) plus its children (`ipset`, `iptables`).\n"
+    )
+    out.append(
+        "| contender | convergence | CPU seconds | transactions / processes | ÷ peerwall | kernel state checked |"
+    )
+    out.append("|---|---|---|---|---|---|")
+    names = {
+        "peerwall": "peerwall: the agent loop (`Agent`, 2 ms coalescing, the default)",
+        "peerwall_coalesce_0": "peerwall: the agent loop without coalescing",
+        "ipset_restore_coalesced": "`ipset restore`, coalesced the same way (the best the ipset approach could do)",
+        "ipset_restore_per_event": "`ipset restore` once per event",
+        "liqo_v010": "Liqo v0.10 (one full rewrite per event)",
+    }
+    for key, label in names.items():
+        v = c["contenders"].get(key)
+        if v is None:
+            continue
+        ratio = c["ratios"].get(f"{key}_over_peerwall")
+        if v.get("extrapolated"):
+            per = v["per_event_s"]
+            conv = f"{t(v['seconds'])} (extrapolated: {per['n']} events measured, {rng(per)} each)"
+            cpu = f"{v['cpu_s']:,.0f} (extrapolated)"
+            tx = "one per event"
+            ok = "–"
+        else:
+            conv, cpu = rng(v["seconds"]), rng(v["cpu_s"], fmt=lambda s: f"{s:.3g}")
+            run0 = v["runs"][0]
+            tx = (
+                f"{sum(run0['transactions'].values())} transactions"
+                if "transactions" in run0
+                else f"{run0['restores']} restores"
+            )
+            ok = "yes" if v["kernel_state_ok"] else "**no**"
+        out.append(f"| {label} | {conv} | {cpu} | {tx} | {x(ratio) if ratio else '1×'} | {ok} |")
+    out.append("")
+    rc = c["contenders"].get("ipset_restore_coalesced")
+    if rc:
+        ratio = c["ratios"]["ipset_restore_coalesced_over_peerwall"]
+        restores = rc["runs"][0]["restores"]
+        out.append(
+            f"The coalesced `ipset restore` takes {ratio:.2g}× peerwall's time to converge: with "
+            f"every event arriving within a fraction of a second it needs only {restores} "
+            "whole-set restores. It trades per-event latency for batches — each restore costs "
+            "O(set size), and a single event through it costs two orders of magnitude more than "
+            "through peerwall (§1) — while peerwall's coalescing only merges what arrives within "
+            "2 ms. Most of peerwall's time here is the agent loop taking the events in "
+            "(`DesiredState.contribute` per event, one event per loop turn).\n"
+        )
+    tg = c["targets"]["peerwall_under_1s"]
+    targets.append(
+        (
+            "Churn, 10,000 mixed events: peerwall under 1 s",
+            t(tg["value"]),
+            met(tg),
+            f"{tg['target'] / tg['value']:.3g}× under",
+        )
+    )
+
+
+def dataplane_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> None:
+    d = load("dataplane")
+    if not d:
+        return
+    st = d["settings"]
+    out.append("## 3. Data plane: connection rate and throughput through one gateway\n")
+    out.append(
+        "Client namespace → gateway namespace → server namespace; the client enters the gateway "
+        "on a peerwall tunnel interface from the peer's pod CIDR. `in`: the server address is in "
+        "the big set (for the one-rule-per-address design, a rule halfway down the chain); `out`: "
+        "its lookup in the big set misses and a small set (one more rule) lets it through. "
+        f"`bench/loadgen.c` (gcc -O2): {st['clients']} client processes, {st['concurrency']} "
+        "connects in flight each, every connection closed by RST; "
+        f"{st['reps']} repetitions of {st['seconds']} s per configuration, every configuration "
+        "once per repetition in turn. Share: the rate over the same design's 0-address rate "
+        "(destination in), per repetition (measured seconds apart), median [min – max].\n"
+    )
+    c = d["connections"]
+    out.append(
+        f"Load generator ceiling (client and server joined directly): {rng(c['ceiling']['in'], fmt=_k)} "
+        f"connections/s; through a gateway without any rule: {rng(c['bare']['in'], fmt=_k)}.\n"
+    )
+    out.append(
+        "| design | N | connections/s, destination in | share | connections/s, destination out | share |"
+    )
+    out.append("|---|---|---|---|---|---|")
+    for design in ("peerwall", "ipset", "naive"):
+        for n in d["sizes"]:
+            key = f"{design}-{n}"
+            p = d["paired_share_of_0_addresses"][key]
+            out.append(
+                f"| {design} | {n:,} | {rng(c[key]['in'], fmt=_k)} | {rng(p['in'], fmt=_pct)} | "
+                f"{rng(c[key]['out'], fmt=_k)} | {rng(p['out'], fmt=_pct)} |"
+            )
+    out.append("")
+    b = d["throughput_bps"]
+    out.append("Bulk throughput, one iperf3 stream (destination in), Gbit/s:\n")
+    out.append("| configuration | throughput |")
+    out.append("|---|---|")
+    for key, v in b.items():
+        out.append(f"| {key} | {rng(v['in'], fmt=lambda bps: f'{bps / 1e9:.1f}')} |")
+    out.append("")
+    out.append(
+        "Only a connection's first packet walks the filter chain (the rest match `ct state "
+        "established`), so throughput does not depend on the design; the connection rate is "
+        "where a per-address cost would show, and it shows for the one-rule-per-address design "
+        "only.\n"
+    )
+    out.append("![data plane: connection rate against N](results/dataplane.png)\n")
+    for tg in d["targets"].values():
+        targets.append(
+            (
+                f"Data plane: with {max(d['sizes']):,} addresses ≥ 95% of the 0-address connection rate (worse of in/out, paired median)",
+                _pct(tg["value"]),
+                met(tg),
+                f"{(tg['value'] - tg['target']) * 100:+.1f} points",
+            )
+        )
+    naive = d["paired_share_of_0_addresses"][f"naive-{max(d['sizes'])}"]
+    targets.append(
+        (
+            "Data plane: the naive design's decay shown",
+            f"{_pct(naive['in']['median'])} (in) / {_pct(naive['out']['median'])} (out) at {max(d['sizes']):,}",
+            "**met**",
+            "see §3",
+        )
+    )
+
+
+def _k(rate: float) -> str:
+    return f"{rate / 1e3:.1f}k"
+
+
+def _pct(v: float) -> str:
+    return f"{v * 100:.0f}%"
+
+
+def verify_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> None:
+    v = load("verify")
+    if not v:
+        return
+    lab = v["lab"]
+    best = str(v["best_concurrency"])
+    default = str(v["default_concurrency"])
+    run0 = v["prober"][best]["runs"][0]
+    out.append("## 4. Verification speed: probes per second on a 200-pod lab\n")
+    out.append(
+        f"`peerwall.lab.build.up` (3 clusters, {lab['pods']} pods, {lab['services']} services, "
+        f"{lab['namespaces']} namespaces; up in {t(lab['up_s'])}, down in {t(lab['down_s'])}); "
+        f"every cell probed by `observe_lab` with real TCP ({run0['probes']:,} connections: "
+        + ", ".join(f"{n:,} {k}" for k, n in run0["outcomes"].items())
+        + "; 1 s timeout), every observed table checked against the computed one (all right: "
+        f"{'yes' if v['targets']['every_cell_right']['met'] else '**no**'}). The prober runs at "
+        f"its default concurrency ({int(default):,}) and at {int(best):,}, alternately. The "
+        "per-process approach runs the very same probes (`Probe.reproducer`: `ip netns exec NS "
+        "nc -zvw1 -p PORT ADDR PORT`), one process each.\n"
+    )
+    out.append(
+        "| approach | probes/s | ÷ sequential, same probes | ÷ sequential, connect-only | ÷ 16 in parallel |"
+    )
+    out.append("|---|---|---|---|---|")
+    for c, p in v["prober"].items():
+        r = v["ratios"][c]
+        label = f"peerwall prober, one process, concurrency {int(c):,}" + (
+            " (the default)" if c == default else ""
+        )
+        out.append(
+            f"| {label} | {rng(p['probes_per_s'], fmt=lambda q: f'{q:,.0f}')} | "
+            f"{x(r['prober_over_sequential'])} | {x(r['prober_over_connect_only'])} | "
+            f"{x(r['prober_over_parallel'])} |"
+        )
+    labels = {
+        "sequential": "one process per probe, one after the other, same mix of probes",
+        "connect_only": "one process per probe, one after the other, only probes that connect (its best case)",
+        "parallel": "one process per probe, 16 at a time, same mix",
+    }
+    for key, label in labels.items():
+        p = v["per_process"][key]
+        out.append(f"| {label} ({p['probes']} probes) | {p['probes_per_s']:.3g} | | | |")
+    out.append("")
+    cpu = run0["cpu_user_s"] + run0["cpu_system_s"]
+    out.append(
+        f"At concurrency {int(best):,} a run used {cpu:.1f} CPU seconds ({run0['cpu_user_s']:.1f} "
+        f"user, {run0['cpu_system_s']:.1f} system) over {t(run0['seconds'])}: "
+        f"{cpu / run0['probes'] * 1e6:.0f} µs per probe, most of it in the kernel "
+        "(`connect_ex` sends the SYN down the whole emulated path — veths, the gateways' "
+        "conntrack, NAT and filter — inside the system call; `close` sends the RST; the "
+        "listeners' `send`). At the default concurrency the probes that are dropped bound the "
+        "run instead: each waits its full 1 s timeout holding one of the 2,000 slots. The lab's "
+        "gateways' conntrack tables are flushed before each run: every probe dropped on the far "
+        "side leaves a SYN_SENT entry for 120 s in the near gateway (~25,000 per full probe of "
+        "this lab), and the kernel's one table (262,144 entries, shared with the whole machine) "
+        "fills after a few back-to-back runs, after which new SYNs are dropped and cells come out "
+        "wrong. Profile of one run (top by own time):\n"
+    )
+    out.append("```\n" + _trim_profile(v["profile"]) + "\n```\n")
+    tg = v["targets"]
+    a, b = tg["at_least_100x_per_process_same_probes"], tg["at_least_100x_per_process_connect_only"]
+    targets.append(
+        (
+            f"Probes: ≥ 100× the per-process approach (same probes, one after the other; prober at concurrency {int(best):,})",
+            x(a["value"]),
+            met(a),
+            f"{a['value'] / 100:.3g}× the target",
+        )
+    )
+    targets.append(
+        (
+            "Probes: ≥ 100× the per-process approach at its best (only probes that connect)",
+            x(b["value"]),
+            met(b),
+            f"{b['value'] / 100:.3g}× the target",
+        )
+    )
+
+
+def truthtable_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> None:
+    tt = load("truthtable")
+    if not tt:
+        return
+    out.append("## 5. Truth tables: 10,000 to 100,000 pods over 20 clusters\n")
+    first = next(iter(tt["sizes"].values()))
+    out.append(
+        "Generated topologies (`policy_bench.generate`: a tenth as many services as pods), written "
+        f"as JSON files. Load path: {first['load_path']}. Each repetition is a fresh interpreter "
+        "(peak RSS is its own). Compute: `expect` (IntraClusterTrafficSegregation as the global "
+        "default). Output: the compact form (`--output json-classes`, docs/json-classes.md) to a "
+        "file; the dense contract (`--output json`) to /dev/null (the writer's own cost: every "
+        "byte produced, none copied) and, at 10,000 pods, into a tmpfs file.\n"
+    )
+    out.append(
+        "| pods | file | parse | validate + resolve | compute | classes (rows × columns) | compact: write, size | file → compact | dense → /dev/null | dense → tmpfs file | peak RSS to the compact output / with the dense writer too |"
+    )
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for n, s in sorted(tt["sizes"].items(), key=lambda kv: int(kv[0])):
+        dense_file = (
+            f"{rng(s['dense_file_s'])}, {s['dense_file_mb_per_s']:,.0f} MB/s"
+            if "dense_file_s" in s
+            else "–"
+        )
+        out.append(
+            f"| {int(n):,} | {s['file_bytes'] / 1e6:.1f} MB | {rng(s['parse_s']) if 'parse_s' in s else '–'} | "
+            f"{rng(s['validate_s']) if 'validate_s' in s else rng(s['load_s'])} | {rng(s['compute_s'])} | "
+            f"{s['row_classes']} × {s['column_classes']} ({s['cells']:,} cells) | "
+            f"{rng(s['compact_s'])}, {s['compact_bytes'] / 1e6:.2f} MB | {rng(s['to_compact_s'])} | "
+            f"{rng(s['dense_null_s'])} ({s['dense_bytes'] / 1e9:.1f} GB, {s['dense_null_mb_per_s']:,.0f} MB/s) | "
+            f"{dense_file} | {rng(s['rss_after_compact'], fmt=mib)} / {rng(s['rss_peak'], fmt=mib)} |"
+        )
+    out.append("")
+    out.append(
+        "`peerwall matrix` end to end, as a user runs it (a subprocess; main's file loader; peak RSS from wait4):\n"
+    )
+    out.append("| pods | `-o json-classes` | `-o json` > /dev/null |")
+    out.append("|---|---|---|")
+    for n, s in sorted(tt["sizes"].items(), key=lambda kv: int(kv[0])):
+        cli = s["cli"]
+        cells = [
+            f"{rng(cli[k]['seconds'])}, {mib(cli[k]['maxrss']['max'])}" if k in cli else "–"
+            for k in ("json-classes", "json_to_devnull")
+        ]
+        out.append(f"| {int(n):,} | " + " | ".join(cells) + " |")
+    out.append("")
+    if not tt["loader_uses_json"]:
+        out.append(
+            "main's `load_topology` still parses JSON files with PyYAML (the JSON loader is another "
+            "engineer's work, not merged when this ran): the end-to-end CLI times include that "
+            "parse, the in-process figures above use `topology_from_data(json.loads(text))`.\n"
+        )
+    out.append("![truth tables: cost against pods](results/truthtable.png)\n")
+    if any(k.endswith(":validate") for k in tt.get("profiles", {})):
+        out.append(
+            "Where the 100,000-pod target is missed: validation. In its profile below, "
+            "`_resolve`'s service-backend selection (`model/load.py`, the generator expression "
+            "that matches every pod of a service's namespace against its selector, once per "
+            "service) takes most of it: the quadratic step the issue asks to make linear (index "
+            "pods by cluster, namespace and label) — another engineer's work, not on main when "
+            "this ran. Compute (`expect`) grows with row classes × column classes (76 × 3,558 "
+            "decisions, each service cell over its backends' classes).\n"
+        )
+    for key, prof in tt.get("profiles", {}).items():
+        n, phase = key.split(":")
+        out.append(
+            f"Profile of the {phase} phase at {int(n):,} pods (a target is missed; cumulative):\n"
+        )
+        out.append("```\n" + _trim_profile(prof, 26) + "\n```\n")
+    for key, tg in tt["targets"].items():
+        label = {
+            "compact_100000_under_10s": "Truth table, 100,000 pods, JSON file → compact output: < 10 s",
+            "compact_100000_under_2GiB": "Truth table, 100,000 pods, JSON file → compact output: < 2 GiB",
+            "compact_100000_under_10s_cli": "(informative) the same through `peerwall matrix`, main's loader",
+            "dense_10000_under_1s": "Truth table, 10,000 pods → dense JSON: < 1 s (to /dev/null)",
+            "dense_10000_under_1s_to_a_file": "(informative) the same into a tmpfs file (1.8 GB copied)",
+        }[key]
+        if "2GiB" in key:
+            targets.append(
+                (label, mib(tg["value"]), met(tg), f"{tg['target'] / tg['value']:.3g}× under")
+            )
+        else:
+            margin = (
+                f"{tg['target'] / tg['value']:.3g}× under"
+                if tg["met"]
+                else f"{tg['value'] / tg['target']:.3g}× over"
+            )
+            targets.append((label, t(tg["value"]), met(tg), margin))
+
+
+def memory_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> None:
+    m = load("memory")
+    tt = load("truthtable")
+    if not m:
+        return
+    out.append("## 6. Memory\n")
+    r = m["rss"]
+    out.append(
+        f"The agent (`Agent`, real loop and libnftables, in a `pw-bench-` namespace) with "
+        f"{m['pods']:,} offloaded pods and {m['services']:,} services (4 backends each, reflected "
+        f"to 1–2 of 3 peers): {m['elements']:,} set elements, one contribution per pod and per "
+        f"EndpointSlice; first table written in {rng(m['first_table_s'])}; then 2,000 pod events. "
+        "Peak RSS (`ru_maxrss`) of a fresh process at each step:\n"
+    )
+    out.append("| step | peak RSS |")
+    out.append("|---|---|")
+    for k, label in (
+        ("after_imports", "interpreter + the agent's imports"),
+        ("after_desired_state", "+ the desired state"),
+        ("after_table", "+ the whole table rendered and committed"),
+        ("after_events", "+ 2,000 events"),
+    ):
+        out.append(f"| {label} | {rng(r[k], fmt=mib)} |")
+    out.append("")
+    if tt and "100000" in tt["sizes"]:
+        s = tt["sizes"]["100000"]
+        out.append(
+            f"The truth table for 100,000 pods: peak RSS {rng(s['rss_after_compact'], fmt=mib)} from "
+            f"the JSON file to the compact output; {rng(s['rss_peak'], fmt=mib)} once the dense "
+            "writer (to /dev/null) has also run, its row texts held (§5).\n"
+        )
+    tg = m["targets"]["agent_rss_under_300MiB"]
+    targets.append(
+        (
+            "Agent RSS, 50,000 offloaded pods and 5,000 services: < 300 MiB",
+            mib(tg["value"]),
+            met(tg),
+            f"{tg['target'] / tg['value']:.3g}× under",
+        )
+    )
+
+
+def acceptance_section(out: list[str]) -> None:
+    e, c, m = load("event"), load("churn"), load("memory")
+    if not (e and c and m):
+        return
+    out.append("## The agent issue's benchmark acceptance\n")
+    p99 = e["sizes"]["50000"]["peerwall"]["p99"] if "50000" in e["sizes"] else None
+    loop = (
+        e["sizes"]["50000"]["peerwall_loop_coalesce_2ms"]["p99"] if "50000" in e["sizes"] else None
+    )
+    conv = c["contenders"]["peerwall"]["seconds"]["median"]
+    rss = m["rss"]["peak"]["max"]
+    out.append(
+        f'- "with 50,000 offloaded pods enforced, one pod event reaches the kernel in under 2 ms '
+        f"at p99 (event → committed transaction)\": {t(p99)} at p99 on the agent's path — "
+        f"**{'met' if p99 is not None and p99 < 2e-3 else 'NOT met'}**. Through the loop with its "
+        f"default 2 ms coalescing window the p99 is {t(loop)}: the window, not the work, sets it "
+        "(with the window at 0 it is far under 2 ms, §1)."
+    )
+    out.append(
+        f'- "10,000 mixed events converge in under 1 s": {t(conv)} — **{"met" if conv < 1 else "NOT met"}**.'
+    )
+    out.append(
+        f'- "agent RSS under 300 MiB": {mib(rss)} — **{"met" if rss < 300 * MiB else "NOT met"}**.\n'
+    )
+
+
+def other_section(out: list[str]) -> None:
+    pol, probe, lab = load("policy"), load("probe"), load("lab")
+    if not (pol or probe or lab):
+        return
+    out.append("## Other benchmarks (policy core, prober engine, lab)\n")
+    if pol and "expect" in pol:
+        out.append(
+            f"- policy core (`policy_bench.py`, YAML topology of {pol['topology']['pods']:,} pods): "
+            f"YAML parse {t(pol['load']['yaml_parse_s'])}, load + validate + resolve "
+            f"{t(pol['load']['load_validate_resolve_s'])}, `expect` "
+            + " / ".join(t(v) for v in pol["expect"]["seconds"].values())
+            + f", `write_json` at {pol['json']['pods']:,} pods {t(pol['json']['write_json_s'])} "
+            f"({pol['json']['bytes'] / 1e6:.0f} MB)"
+        )
+    if probe and "probes_per_s" in probe:
+        out.append(
+            f"- prober engine (`probe_throughput.py`, {probe['pods']} pods, {probe['probes']:,} "
+            f"connecting probes): {probe['probes_per_s']:,.0f} probes/s"
+        )
+    if lab and "demo_seconds" in lab:
+        out.append(
+            f"- lab (`lab_bench.py`): `peerwall demo` {lab['demo_seconds']} s; `lab up` of "
+            f"{lab['pods']} pods with agents {lab['lab_up_seconds']} s, down {lab['lab_down_seconds']} s; "
+            f"full probe {lab['probes_per_second']:,}/s"
+        )
+    out.append("")
+
+
+def findings_section(out: list[str]) -> None:
+    e, v = load("event"), load("verify")
+    out.append("## Findings for other parts of peerwall (reported, not changed here)\n")
+    if e and "50000" in e["sizes"]:
+        s = e["sizes"]["50000"]
+        a, b = s["peerwall_loop_coalesce_2ms"], s["peerwall_loop_coalesce_0ms"]
+        out.append(
+            f"- **Agent loop, coalescing window** (`agent/run.py`): the loop sleeps its 2 ms "
+            "window after the first event of a burst before syncing, so a lone event reaches the "
+            f"kernel in {t(a['p50'])} (p99 {t(a['p99'])}) at N = 50,000 against {t(b['p50'])} "
+            f"(p99 {t(b['p99'])}) with no window. Syncing at once when idle and merging only what "
+            "arrives while a transaction is in flight would keep the latency of no window and "
+            "most of the coalescing (with no window at all, churn takes 3× as long, §2)."
+        )
+    out.append(
+        "- **Agent loop, snapshot after every narrowing step** (`Agent.step`): "
+        "`desired.snapshot()` (every member of every set, O(N): about 18 ms at 200,000 "
+        "addresses) is computed on the event loop after each step that removes something, even "
+        "with no flow table, and delays the next event (the loop's p99 at N = 200,000 in §1). "
+        "Skipping it without a flow table, or checking flows against the removed elements "
+        "only, would take it off the event path."
+    )
+    out.append(
+        "- **`LibNft.run`** (`dataplane/nft.py`) sends every script through a memfd and "
+        "`nft_run_cmd_from_filename`: about 0.03 ms more per transaction than "
+        "`nft_run_cmd_from_buffer` (0.09 against 0.065 ms for one element, measured apart), "
+        "15–25% of peerwall's whole event path; a one-line script could go by buffer without "
+        "losing the line numbers the memfd is there for."
+    )
+    out.append(
+        "- **Validation is quadratic on main** (`model/load.py` `_resolve`): see §5; it is what "
+        "misses the 100,000-pod target."
+    )
+    if v:
+        out.append(
+            f"- **Prober concurrency**: at the default {v['default_concurrency']:,} the dropped "
+            "probes' 1 s timeouts bound a run of the 200-pod lab (about 3,200 probes/s); at 8,000 "
+            "it runs at twice that with every cell right. At 16,000 (tried while developing) a "
+            "few cells to one pod came out MISDIRECTED in some runs (a first SYN lost, its "
+            "retransmission answered right at the 1 s deadline): not explained yet, so 8,000 is "
+            "what is measured. Raising `ProbeSettings.concurrency` to 8,000 (`settings.py`) "
+            "would about double `lab probe`'s rate."
+        )
+    out.append(
+        "- **Lab conntrack** (`lab/`): each probe dropped on the far side leaves a SYN_SENT "
+        "entry for 120 s in the near gateway (`nf_conntrack_tcp_timeout_syn_sent`); "
+        "back-to-back full probes of a 200-pod lab fill the kernel's one conntrack table "
+        "(262,144 entries, shared by every namespace on the machine), and new SYNs are then "
+        "dropped: wrong cells. A shorter SYN_SENT timeout in the lab's gateway namespaces (a "
+        "per-namespace sysctl) would avoid it; the verification benchmark flushes them.\n"
+    )
+
+
+def write_report() -> Path:
+    out: list[str] = ["# peerwall benchmark results\n"]
+    out.append(
+        "Written by `make bench` (`bench/run.py`, then `bench/report.py`) from bench/results/*.json; "
+        f"rendered {time.strftime('%Y-%m-%d %H:%M %Z')}. Figures are median [min – max] over the "
+        "repetitions unless marked p50/p99 (over events). What each benchmark does and how to run "
+        "one alone: bench/README.md.\n"
+    )
+    section_machine(out)
+    targets: list[tuple[str, str, str, str]] = []
+    body: list[str] = []
+    event_section(body, targets)
+    churn_section(body, targets)
+    dataplane_section(body, targets)
+    verify_section(body, targets)
+    truthtable_section(body, targets)
+    memory_section(body, targets)
+    run = load("run") or {}
+    if run and not run.get("quick"):
+        s = run["seconds"]
+        targets.append(
+            (
+                "`make bench` under 15 minutes on this 2-core machine",
+                t(s),
+                "**met**" if s < 900 else "**NOT met**",
+                f"{900 / s:.3g}× under" if s < 900 else f"{s / 900:.3g}× over",
+            )
+        )
+    section_targets(out, targets)
+    acceptance_section(out)
+    out += body
+    other_section(out)
+    findings_section(out)
+    OUT.write_text("\n".join(out) + "\n")
+    return OUT
+
+
+if __name__ == "__main__":
+    print(write_report())
