@@ -206,3 +206,22 @@ def test_any_sequence_of_events_leaves_the_table_equal_to_the_desired_state(seed
     enforcer.sync(desired)
     assert equal(nft, desired)
     assert enforcer.counts.transactions["full"] == 1
+
+
+def test_a_step_narrows_only_the_peers_it_touched_and_a_removed_peer_admits_nothing() -> None:
+    state = three()
+    _nft, enforcer, desired = started(state)
+    desired.contribute("pod/x", "C2", SetKind.BACKENDS, [IPv4Address("10.244.7.9")])
+    assert enforcer.sync(desired).narrowed is None  # only gained access
+    desired.withdraw("pod/x")
+    narrowed = enforcer.sync(desired).narrowed
+    assert narrowed is not None and set(narrowed.peers) == {"C2"}
+    desired.remove_peer("C3")
+    narrowed = enforcer.sync(desired).narrowed
+    assert narrowed is not None and set(narrowed.peers) == {"C3"}
+    c3 = narrowed.peers["C3"]
+    assert c3.sources == state.peers["C3"].sources and not c3.full_access and not c3.members
+    src = next(iter(c3.sources)).network_address + 1
+    dst = next(iter(state.peers["C3"].addresses(SetKind.OFFLOADED) or {IPv4Address("10.244.0.1")}))
+    flows = Flows([Flow("tcp", Tuple(src, dst, 1, 8080), Tuple(dst, src, 8080, 1))])
+    assert Enforcer(FakeNft(), flows).clear_flows(narrowed) == 1  # its flows are cut

@@ -46,14 +46,17 @@ class FlowTable(Protocol):
 
 @dataclass(frozen=True)
 class Step:
-    """One ``sync``: the changes it applied and how (elements, mode, peers, full; "" if none)."""
+    """One ``sync``: the changes it applied and how (elements, mode, peers, full; "" if none),
+    and, when it narrowed what some peer may reach, the state of just those peers (a peer that
+    went away admits nothing): the flows to check against it (``clear_flows``)."""
 
     changes: Changes
     kind: str
+    narrowed: GatewayState | None = None
 
     @property
     def narrows(self) -> bool:
-        return self.kind == "full" or self.changes.narrows
+        return self.narrowed is not None
 
 
 @dataclass
@@ -106,8 +109,9 @@ class Enforcer:
         flows the step forbids (``clear_flows``) when ``step.narrows``."""
         changes = desired.take_changes()
         if self.needs_full:
-            self.full(desired.snapshot())
-            return Step(changes, "full")
+            state = desired.snapshot()
+            self.full(state)
+            return Step(changes, "full", state)
         if not changes:
             return Step(changes, "")
         started = time.perf_counter()
@@ -118,9 +122,11 @@ class Enforcer:
         except NftError as e:
             self.counts.apply_failures += 1
             log.error("transaction refused (%s): replacing the whole table", e)
-            self.full(desired.snapshot())
-            return Step(changes, "full")
+            state = desired.snapshot()
+            self.full(state)
+            return Step(changes, "full", state)
         self._committed(kind, time.perf_counter() - started)
+        narrowed = self._narrowed(desired, changes) if changes.narrows else None
         added, deleted = changes.count()
         self.counts.elements_added += added
         self.counts.elements_deleted += deleted
@@ -129,7 +135,19 @@ class Enforcer:
         for name, peer in changes.peers.items():
             self.applied[name] = replace(peer, members={})
         self._log(changes, kind)
-        return Step(changes, kind)
+        return Step(changes, kind, narrowed)
+
+    def _narrowed(self, desired: DesiredState, changes: Changes) -> GatewayState:
+        """The peers whose reach may have shrunk, as they are now; a removed peer (by the
+        declaration the kernel had) with nothing it may reach. Built only from those peers, so
+        a pod event costs what that peer's sets cost, not the whole state."""
+        present = set(desired.peers)
+        names = {peer for peer, _ in changes.deleted} | (changes.peers.keys() & present)
+        peers = {n: desired.peer(n) for n in names if n in present}
+        for n in changes.removed - present:
+            if n in self.applied:
+                peers[n] = replace(self.applied[n], members={}, full_access=(), api=None)
+        return GatewayState(desired.cluster, peers, desired.tunnel_pattern, desired.conncheck_port)
 
     def _script(self, desired: DesiredState, changes: Changes) -> tuple[str, str]:
         prefix = (names.FAMILY, names.TABLE)

@@ -125,9 +125,8 @@ class Agent:
         self.collector.publish(self.desired)
         if step.kind and since is not None:
             self.metrics.event_latency.observe(time.perf_counter() - since)
-        if step.narrows:
-            state = self.desired.snapshot()
-            cleared = await asyncio.to_thread(self.enforcer.clear_flows, state)
+        if step.narrowed is not None and self.enforcer.flows is not None:
+            cleared = await asyncio.to_thread(self.enforcer.clear_flows, step.narrowed)
             self.metrics.flows.inc(cleared)
         self.ready = True
         self.applied_digest = digest
