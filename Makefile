@@ -29,11 +29,7 @@ test: venv test-system $(BIN)/helm
 
 # Every benchmark, side by side, then bench/RESULTS.md (as root: they build network namespaces).
 bench: venv $(VENV)/.bench-installed
-	@missing=""; for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	$(call apt_install,$(BENCH_APT_PACKAGES))
 	$(BIN)/python bench/run.py
 
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
