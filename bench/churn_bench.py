@@ -43,6 +43,7 @@ from agentkit import address, new_desired, running_agent
 from common import Namespaces, cpu_clock, emit, machine, need_root, summary
 from liqo_v010 import EndpointInfo, IpsetRestore, LiqoV010, PodInfo, Tools, offloaded_set, slice_set
 from peerwall.agent.desired import DesiredState
+from peerwall.agent.run import AgentSettings
 from peerwall.compile import names
 from peerwall.compile.state import SetKind
 from peerwall.dataplane.nft import LibNft
@@ -420,7 +421,7 @@ def main() -> int:
         mix[e.kind] = mix.get(e.kind, 0) + 1
     runs: dict[str, list[dict[str, Any]]] = {
         "peerwall": [],
-        "peerwall_coalesce_0": [],
+        "peerwall_coalesce_2ms": [],
         "ipset_restore_coalesced": [],
     }
 
@@ -431,9 +432,10 @@ def main() -> int:
     with Namespaces("churn") as nss:
         for r in range(args.reps):
             with namespace(nss, f"pw{r}") as ns:
-                runs["peerwall"].append(asyncio.run(run_peerwall(ns, world, 0.002)))
+                default = AgentSettings().coalesce
+                runs["peerwall"].append(asyncio.run(run_peerwall(ns, world, default)))
             with namespace(nss, f"pz{r}") as ns:
-                runs["peerwall_coalesce_0"].append(asyncio.run(run_peerwall(ns, world, 0.0)))
+                runs["peerwall_coalesce_2ms"].append(asyncio.run(run_peerwall(ns, world, 0.002)))
             with namespace(nss, f"rc{r}") as ns:
                 runs["ipset_restore_coalesced"].append(
                     asyncio.run(run_restore_coalesced(ns, world, 0.002))

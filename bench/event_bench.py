@@ -10,8 +10,8 @@ three contenders, each in a ``pw-bench-…`` namespace of its own, alternate wit
 - peerwall: the agent's path, ``DesiredState.contribute`` (a pod created) or ``withdraw`` (deleted)
   then ``Enforcer.sync``, which returns once libnftables committed the transaction, on a table
   built by ``compile.build``; p50/p99 over many events. Also through the agent's loop
-  (``Agent`` with a hand-driven source, its own event-to-kernel latency), with its default 2 ms
-  coalescing window and with none.
+  (``Agent`` with a hand-driven source, its own event-to-kernel latency), with its default (no
+  coalescing window) and with an optional 2 ms window.
 - Liqo v0.10 (``liqo_v010.LiqoV010``): on every event, everything recomputed and rewritten with
   one ``ipset``/``iptables`` process per command.
 - ``ipset restore`` (``liqo_v010.IpsetRestore``): the best that approach could do, the changed set
@@ -422,12 +422,12 @@ def main() -> int:
             "value": p99,
             "met": p99 < TARGET_P99_MS,
         }
-        loop = result["sizes"][50_000]["peerwall_loop_coalesce_2ms"]["p99"] * 1e3
+        loop = result["sizes"][50_000]["peerwall_loop_coalesce_0ms"]["p99"] * 1e3
         targets["n50000_p99_ms_through_agent_loop"] = {
             "target": TARGET_P99_MS,
             "value": loop,
             "met": loop < TARGET_P99_MS,
-            "note": "informative: the loop waits its 2 ms coalescing window before every sync",
+            "note": "informative: through the agent loop, as it runs by default (no coalescing window)",
         }
     result["targets"] = targets
     result["seconds"] = time.perf_counter() - started

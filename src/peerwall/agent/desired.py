@@ -180,6 +180,13 @@ class DesiredState:
     def members(self, peer: str, kind: SetKind) -> frozenset[IPv4Address]:
         return frozenset(self._count.get((peer, kind), ()))
 
+    def peer_view(self, name: str) -> PeerState:
+        """A peer's declaration with *live* views of its members (no copy: O(1)), for checks
+        that only ask whether an address is a member (``compile.flows.stale``)."""
+        bare = self._peers[name]
+        views = {k: self._count.get((name, k), {}).keys() for k in SetKind}
+        return replace(bare, members=views)  # type: ignore[arg-type]
+
     def peer(self, name: str) -> PeerState:
         """A peer's declaration with its current members."""
         bare = self._peers[name]

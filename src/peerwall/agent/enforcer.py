@@ -139,11 +139,12 @@ class Enforcer:
 
     def _narrowed(self, desired: DesiredState, changes: Changes) -> GatewayState:
         """The peers whose reach may have shrunk, as they are now; a removed peer (by the
-        declaration the kernel had) with nothing it may reach. Built only from those peers, so
-        a pod event costs what that peer's sets cost, not the whole state."""
+        declaration the kernel had) with nothing it may reach. Live views of those peers' sets,
+        not copies: it costs nothing on the event path, and the flow check that reads it later
+        sees the state as it is then."""
         present = set(desired.peers)
         names = {peer for peer, _ in changes.deleted} | (changes.peers.keys() & present)
-        peers = {n: desired.peer(n) for n in names if n in present}
+        peers = {n: desired.peer_view(n) for n in names if n in present}
         for n in changes.removed - present:
             if n in self.applied:
                 peers[n] = replace(self.applied[n], members={}, full_access=(), api=None)

@@ -49,6 +49,9 @@ GATEWAY_SYSCTLS = {
     # would also drop legitimate remapped sources.
     "net.ipv4.conf.all.rp_filter": "0",
     "net.ipv4.conf.default.rp_filter": "0",
+    # A probe dropped on the far side leaves a SYN_SENT entry here; at the kernel's 120 s, a few
+    # full probes of a big lab fill the machine's one conntrack table and new SYNs are dropped.
+    "net.netfilter.nf_conntrack_tcp_timeout_syn_sent": "10",
 }
 
 ROUTE_TYPES = frozenset({"unreachable", "blackhole", "prohibit", "throw"})
