@@ -45,6 +45,17 @@ class FlowTable(Protocol):
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """A step read from the desired state, not yet committed."""
+
+    changes: Changes
+    kind: str
+    script: str
+    snapshot: GatewayState | None = None
+    narrowed: GatewayState | None = None
+
+
+@dataclass(frozen=True)
 class Step:
     """One ``sync``: the changes it applied and how (elements, mode, peers, full; "" if none),
     and, when it narrowed what some peer may reach, the state of just those peers (a peer that
@@ -105,37 +116,56 @@ class Enforcer:
     # --- applying ----------------------------------------------------------------------------
 
     def sync(self, desired: DesiredState) -> Step:
-        """Apply the desired state's pending changes in one transaction. The caller clears the
-        flows the step forbids (``clear_flows``) when ``step.narrows``."""
+        """Apply the desired state's pending changes in one transaction (``prepare`` then
+        ``commit``). The caller clears the flows the step forbids when ``step.narrows``."""
+        return self.commit(self.prepare(desired))
+
+    def prepare(self, desired: DesiredState) -> Prepared:
+        """What to commit for the pending changes: everything that reads the desired state, so
+        that ``commit`` (the kernel's part) can run in another thread while events come in."""
         changes = desired.take_changes()
         if self.needs_full:
             state = desired.snapshot()
-            self.full(state)
-            return Step(changes, "full", state)
+            return Prepared(changes, "full", "", state, state)
         if not changes:
-            return Step(changes, "")
+            return Prepared(changes, "", "")
+        kind, script, snapshot = self._script(desired, changes)
+        narrowed = self._narrowed(desired, changes) if changes.narrows else None
+        return Prepared(changes, kind, script, snapshot, narrowed)
+
+    def commit(self, p: Prepared) -> Step:
+        """Commit a prepared step. A refused transaction marks the table for a whole replace,
+        which the next step does (``needs_full``)."""
+        if p.kind == "":
+            return Step(p.changes, "")
         started = time.perf_counter()
-        kind, script = self._script(desired, changes)
         try:
+            if p.kind == "full":
+                assert p.snapshot is not None
+                self.full(p.snapshot)
+                return Step(p.changes, "full", p.snapshot)
+            kind, script = p.kind, p.script
+            if kind == "peers":
+                assert p.snapshot is not None
+                tx = diff(read_table(self.nft, names.FAMILY, names.TABLE), build(p.snapshot))
+                kind, script = ("full" if tx.full else "peers"), tx.script
             if script:
                 self.nft.run(script)
         except NftError as e:
             self.counts.apply_failures += 1
-            log.error("transaction refused (%s): replacing the whole table", e)
-            state = desired.snapshot()
-            self.full(state)
-            return Step(changes, "full", state)
+            self.needs_full = True
+            log.error("transaction refused (%s): the next step replaces the whole table", e)
+            return Step(p.changes, "failed")
         self._committed(kind, time.perf_counter() - started)
-        narrowed = self._narrowed(desired, changes) if changes.narrows else None
-        added, deleted = changes.count()
+        added, deleted = p.changes.count()
         self.counts.elements_added += added
         self.counts.elements_deleted += deleted
-        for name in changes.removed - changes.peers.keys():
+        for name in p.changes.removed - p.changes.peers.keys():
             self.applied.pop(name, None)
-        for name, peer in changes.peers.items():
+        for name, peer in p.changes.peers.items():
             self.applied[name] = replace(peer, members={})
-        self._log(changes, kind)
-        return Step(changes, kind, narrowed)
+        self._log(p.changes, kind)
+        return Step(p.changes, kind, p.narrowed)
 
     def _narrowed(self, desired: DesiredState, changes: Changes) -> GatewayState:
         """The peers whose reach may have shrunk, as they are now; a removed peer (by the
@@ -150,7 +180,11 @@ class Enforcer:
                 peers[n] = replace(self.applied[n], members={}, full_access=(), api=None)
         return GatewayState(desired.cluster, peers, desired.tunnel_pattern, desired.conncheck_port)
 
-    def _script(self, desired: DesiredState, changes: Changes) -> tuple[str, str]:
+    def _script(
+        self, desired: DesiredState, changes: Changes
+    ) -> tuple[str, str, GatewayState | None]:
+        """(kind, script, snapshot): the element script of an elements or mode step, or, for a
+        peer added, removed or redeclared, the snapshot ``commit`` diffs the live table against."""
         prefix = (names.FAMILY, names.TABLE)
         lines: list[str] = []
         redeclared = {
@@ -162,11 +196,7 @@ class Enforcer:
         )
         new_or_gone = bool(changes.removed) or any(n not in self.applied for n in changes.peers)
         if new_or_gone or not only_mode:
-            live = read_table(self.nft, *prefix)
-            tx = diff(live, build(desired.snapshot()))
-            if tx.full:
-                self.needs_full = False  # diff wrote a whole table (no live one)
-            return ("full" if tx.full else "peers"), tx.script
+            return "peers", "", desired.snapshot()
         for name, declared in redeclared.items():
             before = cidrs_elements(self.applied[name])
             after = cidrs_elements(declared)
@@ -178,7 +208,7 @@ class Enforcer:
         for (who, kind), addresses in changes.added.items():
             lines += element_script(*prefix, names.peer_set(who, kind), addresses)
         script = "\n".join(lines) + "\n" if lines else ""
-        return ("mode" if redeclared else "elements"), script
+        return ("mode" if redeclared else "elements"), script, None
 
     def full(self, state: GatewayState) -> None:
         """Replace the whole table (one transaction), then clear what it forbids."""

@@ -121,7 +121,12 @@ class Agent:
         """One transaction for what changed (all of it, the first time), then the flows."""
         since = self.desired.pending_since
         digest = getattr(self.source, "loaded_digest", None)
-        step = self.enforcer.sync(self.desired)
+        # The kernel's part runs in a worker thread: events that come in meanwhile gather for
+        # the next step, so a burst costs a few transactions and a lone event no wait.
+        prepared = self.enforcer.prepare(self.desired)
+        step = await asyncio.to_thread(self.enforcer.commit, prepared)
+        if step.kind == "failed":
+            self.source.changed.set()  # the whole table, at once
         self.collector.publish(self.desired)
         if step.kind and since is not None:
             self.metrics.event_latency.observe(time.perf_counter() - since)
