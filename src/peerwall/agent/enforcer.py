@@ -64,6 +64,8 @@ class Step:
     changes: Changes
     kind: str
     narrowed: GatewayState | None = None
+    committed_at: float | None = None
+    """``time.perf_counter()`` when the kernel had the transaction."""
 
     @property
     def narrows(self) -> bool:
@@ -143,7 +145,7 @@ class Enforcer:
             if p.kind == "full":
                 assert p.snapshot is not None
                 self.full(p.snapshot)
-                return Step(p.changes, "full", p.snapshot)
+                return Step(p.changes, "full", p.snapshot, time.perf_counter())
             kind, script = p.kind, p.script
             if kind == "peers":
                 assert p.snapshot is not None
@@ -151,12 +153,13 @@ class Enforcer:
                 kind, script = ("full" if tx.full else "peers"), tx.script
             if script:
                 self.nft.run(script)
+            committed = time.perf_counter()
         except NftError as e:
             self.counts.apply_failures += 1
             self.needs_full = True
             log.error("transaction refused (%s): the next step replaces the whole table", e)
             return Step(p.changes, "failed")
-        self._committed(kind, time.perf_counter() - started)
+        self._committed(kind, committed - started)
         added, deleted = p.changes.count()
         self.counts.elements_added += added
         self.counts.elements_deleted += deleted
@@ -165,7 +168,7 @@ class Enforcer:
         for name, peer in p.changes.peers.items():
             self.applied[name] = replace(peer, members={})
         self._log(p.changes, kind)
-        return Step(p.changes, kind, p.narrowed)
+        return Step(p.changes, kind, p.narrowed, committed)
 
     def _narrowed(self, desired: DesiredState, changes: Changes) -> GatewayState:
         """The peers whose reach may have shrunk, as they are now; a removed peer (by the

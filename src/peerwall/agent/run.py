@@ -128,8 +128,8 @@ class Agent:
         if step.kind == "failed":
             self.source.changed.set()  # the whole table, at once
         self.collector.publish(self.desired)
-        if step.kind and since is not None:
-            self.metrics.event_latency.observe(time.perf_counter() - since)
+        if step.committed_at is not None and since is not None:
+            self.metrics.event_latency.observe(step.committed_at - since)
         if step.narrowed is not None and self.enforcer.flows is not None:
             cleared = await asyncio.to_thread(self.enforcer.clear_flows, step.narrowed)
             self.metrics.flows.inc(cleared)
