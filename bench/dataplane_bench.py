@@ -463,11 +463,12 @@ def main() -> int:
         design = key.split("-")[0]
         if design in zero:
             share[key] = {t: v["median"] / zero[design] for t, v in d.items()}
-            # Each repetition's rate over the same repetition's 0-address rate ("in"), measured
-            # seconds apart: the machine's drift between repetitions cancels out.
-            base = conns[f"{design}-0"]["in"]
+            # Each repetition's rate over the same repetition's 0-address rate for the same
+            # destination case ("out" passes one more small-set rule at every size; what must not
+            # grow is the cost of the big set), measured seconds apart: the machine's drift
+            # between repetitions cancels out.
             paired[key] = {
-                t: summary([a / b for a, b in zip(v, base, strict=True)])
+                t: summary([a / b for a, b in zip(v, conns[f"{design}-0"][t], strict=True)])
                 for t, v in conns[key].items()
             }
     result["share_of_0_addresses"] = share

@@ -311,7 +311,8 @@ def dataplane_section(out: list[str], targets: list[tuple[str, str, str, str]]) 
         "connects in flight each, every connection closed by RST; "
         f"{st['reps']} repetitions of {st['seconds']} s per configuration, every configuration "
         "once per repetition in turn. Share: the rate over the same design's 0-address rate "
-        "(destination in), per repetition (measured seconds apart), median [min – max].\n"
+        "for the same destination case (in or out), per repetition (measured seconds apart), "
+        "median [min – max].\n"
     )
     c = d["connections"]
     out.append(
@@ -348,7 +349,7 @@ def dataplane_section(out: list[str], targets: list[tuple[str, str, str, str]]) 
     for tg in d["targets"].values():
         targets.append(
             (
-                f"Data plane: with {max(d['sizes']):,} addresses ≥ 95% of the 0-address connection rate (worse of in/out, paired median)",
+                f"Data plane: with {max(d['sizes']):,} addresses ≥ 95% of the 0-address connection rate (worse of in/out, each against its own 0-address rate, paired median)",
                 _pct(tg["value"]),
                 met(tg),
                 f"{(tg['value'] - tg['target']) * 100:+.1f} points",
