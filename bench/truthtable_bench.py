@@ -7,8 +7,8 @@ Usage: python bench/truthtable_bench.py [--sizes 10000,50000,100000] [--reps 3,3
 No root needed. The topologies are ``policy_bench.generate``'s (a tenth as many services as pods),
 written as JSON files. Every repetition is a fresh interpreter (so its peak RSS is its own) that:
 
-1. loads the file: reads it, parses it (``json.loads``), validates and resolves it
-   (``topology_from_data``) — or ``load_topology`` when it parses JSON with ``json.loads``;
+1. loads the file as ``load_topology`` does, its two steps timed apart: parses it
+   (``parse_document``: ``json.loads`` for a JSON text), validates and resolves it;
 2. computes the table (``expect``, IntraClusterTrafficSegregation as the global default);
 3. writes the compact form (``write_json_classes``) to a file, and the dense contract
    (``write_json``) to /dev/null (the writer's own cost; every byte is produced) and, up to
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import inspect
 import io
 import json
 import os
@@ -48,18 +47,12 @@ TARGET_DENSE_S = 1.0
 MiB = 1 << 20
 
 
-def loader_uses_json() -> bool:
-    """Whether ``load_topology`` parses JSON text with ``json.loads`` (another engineer's work)."""
-    from peerwall.model import load
-
-    return "json.loads" in inspect.getsource(load)
-
-
 # --- one repetition, in a fresh interpreter ----------------------------------------------------
 
 
 def child(path: str, out_dir: str, dense_file: bool, profile: str | None) -> dict[str, Any]:
-    from peerwall.model import SecurityMode, load_topology, topology_from_data
+    from peerwall.model import SecurityMode, topology_from_data
+    from peerwall.model.parse import parse_document
     from peerwall.policy import expect
 
     r: dict[str, Any] = {"rss_start": maxrss_bytes()}
@@ -79,14 +72,12 @@ def child(path: str, out_dir: str, dense_file: bool, profile: str | None) -> dic
         return value
 
     text = phase("read", lambda: Path(path).read_text())
-    if loader_uses_json():
-        topology = phase("load", lambda: load_topology(text, path))
-        r["load_path"] = "load_topology (json.loads)"
-    else:
-        data = phase("parse", lambda: json.loads(text))
-        topology = phase("validate", lambda: topology_from_data(data, path))
-        r["load_s"] = r["parse_s"] + r["validate_s"]
-        r["load_path"] = "topology_from_data(json.loads(text)): main's load_topology parses YAML"
+    # load_topology's two steps, timed apart: parse_document (json.loads for a JSON text), then
+    # validate + resolve.
+    document = phase("parse", lambda: parse_document(text, path))
+    topology = phase("validate", lambda: topology_from_data(document.data, path))
+    r["load_s"] = r["parse_s"] + r["validate_s"]
+    r["load_path"] = "load_topology's steps: parse_document (json.loads), then validate + resolve"
     mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
     table = phase("compute", lambda: expect(topology, mode).table)
     r["row_classes"] = len(table.blocks)
@@ -178,7 +169,7 @@ def plot(sizes: dict[int, dict[str, Any]], path: Path) -> None:
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt=style, capsize=3, label=label)
     xs = [n for n in ns if "json-classes" in sizes[n].get("cli", {})]
     ax.plot(xs, [sizes[n]["cli"]["json-classes"]["seconds"]["median"] for n in xs], "x-.",
-            label="peerwall matrix -o json-classes (CLI, main's loader)")  # fmt: skip
+            label="peerwall matrix -o json-classes (CLI)")  # fmt: skip
     ax.axhline(TARGET_COMPACT_S, color="grey", linestyle=":", label="target at 100,000 pods (10 s)")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -216,7 +207,6 @@ def main() -> int:
     started = time.perf_counter()
     result: dict[str, Any] = {
         "machine": machine(),
-        "loader_uses_json": loader_uses_json(),
         "sizes": {},
     }
     runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
@@ -310,7 +300,7 @@ def main() -> int:
                 "target": TARGET_COMPACT_S,
                 "value": cli_t,
                 "met": cli_t < TARGET_COMPACT_S,
-                "note": "informative: peerwall matrix as a user runs it, main's file loader",
+                "note": "informative: peerwall matrix as a user runs it",
             }
         if 10_000 in result["sizes"]:
             s = result["sizes"][10_000]
