@@ -20,7 +20,7 @@ small set or one more rule lets it through). Configurations:
 New TCP connections per second: ``loadgen.c`` (compiled here with gcc), ``--clients`` processes
 keeping ``--concurrency`` connects in flight each, every connection closed with a RST at once.
 Bulk throughput: one iperf3 stream. Every repetition runs every configuration once, in turn,
-after a conntrack flush in the gateway.
+after a conntrack flush in the gateway; every other repetition runs each design's sizes in reverse.
 
 Writes bench/results/dataplane.json and bench/results/dataplane.png.
 """
@@ -38,6 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,11 @@ class Servers:
             self.stop(p)
 
 
+def in_reverse_per_design(configs: list[Config]) -> list[Config]:
+    """The configurations with each design's sizes in reverse order, designs in place."""
+    return [c for _, run in groupby(configs, key=lambda c: c.design) for c in reversed(list(run))]
+
+
 def flush_conntrack(cfg: Config) -> None:
     if cfg.gateway is not None:
         subprocess.run(
@@ -363,7 +369,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="0,10000,100000")
-    ap.add_argument("--reps", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=0.4)
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=32)
@@ -423,7 +429,9 @@ def main() -> int:
             for cfg in configs:
                 servers.start(cfg.server, [loadgen, "serve", str(PORT)], ready="listening")
             for r in range(args.reps):
-                for cfg in configs:
+                # A design's sizes in turn, the other way round every other repetition (ABBA):
+                # a drift of the machine within a repetition then biases no size against another.
+                for cfg in configs if r % 2 == 0 else in_reverse_per_design(configs):
                     for target in cfg.targets:
                         m = connection_rate(
                             loadgen, cfg, target, args.seconds, args.clients, args.concurrency

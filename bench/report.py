@@ -310,7 +310,8 @@ def dataplane_section(out: list[str], targets: list[tuple[str, str, str, str]]) 
         f"`bench/loadgen.c` (gcc -O2): {st['clients']} client processes, {st['concurrency']} "
         "connects in flight each, every connection closed by RST; "
         f"{st['reps']} repetitions of {st['seconds']} s per configuration, every configuration "
-        "once per repetition in turn. Share: the rate over the same design's 0-address rate "
+        "once per repetition in turn (each design's sizes in reverse order every other repetition, "
+        "so that a drift within a repetition favours no size). Share: the rate over the same design's 0-address rate "
         "for the same destination case (in or out), per repetition (measured seconds apart), "
         "median [min – max].\n"
     )
