@@ -6,7 +6,7 @@ other (each alternates its own contenders inside), keeps the last line of those 
 of their own, then renders RESULTS.md from bench/results (``report.py``). It exits 1 if a
 benchmark fails or misses a target.
 
-    python bench/run.py                 # everything, full sizes (about 12 minutes on 2 cores)
+    python bench/run.py                 # everything, full sizes (about 9–10 minutes on 2 cores)
     python bench/run.py --only event,churn
     python bench/run.py --quick         # small sizes, to try the machinery (not for RESULTS.md)
 """
