@@ -79,3 +79,9 @@ def test_a_service_absent_from_the_source_cluster_is_not_dialled(big_lab) -> Non
     cell = cell_spec(topology, topology.pod_by_name[k4_pod], "empty2")
     assert cell.targets == () and cell.silent_service is None
     assert cell.note == "empty2 is not present in K4: its name does not resolve there"
+    # ... and the probe's own output says so, without a wrong cell.
+    probed = invoke("lab", "probe", "--name", name, "--timeout", "0.5", env=env)
+    assert probed.exit_code == 0, probed.output[-2000:]
+    assert "not dialled (NO without a probe" in probed.stdout
+    (line,) = [x for x in probed.stdout.splitlines() if "not present in K4" in x]
+    assert k4_pod in line and "empty2" in line.split(" -> ")[1], line
