@@ -169,3 +169,25 @@ def test_probe_and_demo_refuse_a_bad_timeout(state_dir: Path, timeout: str) -> N
         result = run(*args, "--timeout", timeout)
         assert result.exit_code == 2, (args, result.output)
         assert "--timeout" in result.stderr and "Traceback" not in result.output
+
+
+def test_repair_has_the_agents_repair_now_and_needs_them_running(state_dir: Path) -> None:
+    assert run("lab", "up", "-f", SEED, "-n", "tcli", "--set", SEG).exit_code == 0
+    gw = "pw-tcli-gw-C2"
+    subprocess.run(
+        ["ip", "netns", "exec", gw, "nft", "delete", "table", "inet", "peerwall"], check=True
+    )
+    repaired = run("lab", "repair", "-n", "tcli")
+    assert repaired.exit_code == 0, repaired.output
+    assert "gateway C1: in sync" in repaired.stdout
+    # "in sync" only if C2's agent's own periodic check came first; either way the table is back.
+    assert any(f"gateway C2: {s}" in repaired.stdout for s in ("drift repaired", "in sync"))
+    listed = subprocess.run(["ip", "netns", "exec", gw, "nft", "list", "table", "inet", "peerwall"])
+    assert listed.returncode == 0
+    probed = run("lab", "probe", "-n", "tcli", "--timeout", "0.5")
+    assert probed.exit_code == 0 and "45 correct, 0 wrong" in probed.stdout, probed.output
+    break_c1("tcli")  # its agent stopped: nothing can repair C1 now, and the command says so
+    refused = run("lab", "repair", "-n", "tcli")
+    assert refused.exit_code == 2
+    assert "the agent of C1 is not running" in refused.output
+    assert "Traceback" not in refused.output

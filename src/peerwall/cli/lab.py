@@ -121,6 +121,19 @@ def apply(file: TopologyFile, name: LabName = "lab") -> None:
 
 
 @app.command()
+def repair(name: LabName = "lab") -> None:
+    """Have every gateway's agent read its table back and repair any drift now (each also does
+    so by itself every 10 s); returns once all have checked.
+
+    Example: peerwall lab repair --name lab
+    """
+    repaired = labs.repair(name, LabSettings())
+    typer.echo(f"lab {name}: every gateway's table read back")
+    for cluster, n in sorted(repaired.items()):
+        typer.echo(f"  gateway {cluster}: " + ("drift repaired" if n else "in sync"))
+
+
+@app.command()
 def down(name: LabName = "lab") -> None:
     """Remove the lab: every pw-NAME-… namespace (and so every veth and rule) and its state.
 

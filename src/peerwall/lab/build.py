@@ -16,7 +16,6 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
@@ -208,16 +207,22 @@ def set_mode(
         return agents.wait(plan, settings, digests)
 
 
-def repair(name: str, settings: LabSettings | None = None) -> dict[str, dict[str, Any]]:
+def repair(name: str, settings: LabSettings | None = None) -> dict[str, int]:
     """Have the lab's agents read their tables back and repair any drift now (as they do every
-    ``agent_resync_interval`` seconds); without agents, sync every gateway directly."""
+    ``agent_resync_interval`` seconds); without agents, sync every gateway directly. Returns the
+    repairs each agent made now (empty without agents)."""
     settings = settings or LabSettings()
     state = load_state(name, settings)
     plan = state.plan(settings)
     if not settings.agents:
         apply_modes(plan, SecurityMode(state.mode))
         return {}
-    return agents.check_now(plan, settings)
+    before = {
+        c.name: (agents.status(plan, settings, c.name) or {}).get("repairs", 0)
+        for c in plan.topology.clusters
+    }
+    after = agents.check_now(plan, settings)
+    return {c: after[c].get("repairs", 0) - before[c] for c in before}
 
 
 def down(name: str, settings: LabSettings | None = None) -> list[str]:
