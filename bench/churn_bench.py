@@ -40,7 +40,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from agentkit import address, new_desired, running_agent
-from common import Namespaces, cpu_clock, emit, machine, need_root, summary
+from common import Namespaces, cpu_clock, finish, machine, need_root, summary
 from liqo_v010 import EndpointInfo, IpsetRestore, LiqoV010, PodInfo, Tools, offloaded_set, slice_set
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.run import AgentSettings
@@ -484,10 +484,7 @@ def main() -> int:
             "met": pw < TARGET_S and result["contenders"]["peerwall"]["kernel_state_ok"],
         }
     }
-    result["seconds"] = time.perf_counter() - started
-    result["ok"] = all(t["met"] for t in result["targets"].values())
-    emit("churn", result)
-    return 0 if result["ok"] else 1
+    return finish("churn", result, started)
 
 
 if __name__ == "__main__":

@@ -212,6 +212,15 @@ def emit(name: str, result: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def finish(name: str, result: dict[str, Any], started: float) -> int:
+    """Close a benchmark whose ``result["targets"]`` are all to be met: its duration, ``ok``, the
+    stored result; the exit status for bench/run.py (1 if a target is missed)."""
+    result["seconds"] = time.perf_counter() - started
+    result["ok"] = all(t["met"] for t in result["targets"].values())
+    emit(name, result)
+    return 0 if result["ok"] else 1
+
+
 def need_root(name: str) -> bool:
     if os.geteuid() == 0:
         return True

@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from common import Namespaces, emit, machine, maxrss_bytes, need_root, summary
+from common import Namespaces, finish, machine, maxrss_bytes, need_root, summary
 
 TARGET_BYTES = 300 << 20
 MiB = 1 << 20
@@ -136,10 +136,7 @@ def main() -> int:
             "met": peak < TARGET_BYTES,
         }
     }
-    result["seconds"] = time.perf_counter() - started
-    result["ok"] = all(t["met"] for t in result["targets"].values())
-    emit("memory", result)
-    return 0 if result["ok"] else 1
+    return finish("memory", result, started)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from common import emit, machine, need_root, summary
+from common import finish, machine, need_root, summary
 from labtopo import topology
 from peerwall.lab import build as labs
 from peerwall.lab.plan import LabPlan
@@ -234,10 +234,7 @@ def main() -> int:
     result["informative"] = {
         "per_process_connect_only": {"target": TARGET_X, "value": x["prober_over_connect_only"], "met": x["prober_over_connect_only"] >= TARGET_X},
     }  # fmt: skip
-    result["seconds"] = time.perf_counter() - started
-    result["ok"] = all(t["met"] for t in result["targets"].values())
-    emit("verify", result)
-    return 0 if result["ok"] else 1
+    return finish("verify", result, started)
 
 
 if __name__ == "__main__":
