@@ -32,6 +32,8 @@ def t(seconds: float | None) -> str:
         return f"{seconds * 1e3:.3g} ms"
     if seconds < 600:
         return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.3g} h"
     return f"{seconds / 86400:.3g} days"
