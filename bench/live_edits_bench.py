@@ -36,7 +36,7 @@ from common import finish, machine, need_root, quantile, summary
 
 # The tests' edit generator (tests/edits.py), so that the benchmark times the very edits they check.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from edits import Data, Edits, three
+from edits import edited, three
 from peerwall.lab import agents
 from peerwall.lab import build as labs
 from peerwall.lab.probing import observe_lab
@@ -56,7 +56,7 @@ def main() -> int:
         return 0
     rnd = random.Random(args.seed)
     mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
-    data = three()
+    start = three()
     started = time.perf_counter()
     edits: list[dict[str, Any]] = []
     name = f"bl{random.randrange(10**5)}"
@@ -66,18 +66,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="pw-bench-live-") as state:
         settings = LabSettings(state_dir=state)
-        topology = topology_from_data(copy.deepcopy(data), "three")
-        labs.up(name, topology, yaml.safe_dump(data), "three", mode, settings)
+        topology = topology_from_data(copy.deepcopy(start), "three")
+        labs.up(name, topology, yaml.safe_dump(start), "three", mode, settings)
         try:
-            maker = Edits(rnd)
-            schedule = maker.kinds() * args.rounds
-            rnd.shuffle(schedule)
-            for edit in schedule:
-                candidate: Data = copy.deepcopy(data)
-                what = edit(candidate)
-                if what is None:
-                    continue
-                data = candidate
+            for what, kind, data in edited(rnd, start, args.rounds):
                 text = yaml.safe_dump(data, sort_keys=False)
                 topology = topology_from_data(copy.deepcopy(data), "edited")
                 t = time.perf_counter()
@@ -90,7 +82,7 @@ def main() -> int:
                 edits.append(
                     {
                         "edit": what,
-                        "kind": edit.__name__,
+                        "kind": kind,
                         "seconds": wall,
                         "agents_seconds": converged.seconds,
                         "wrong_cells": wrong,

@@ -438,9 +438,7 @@ def verify_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> 
     out.append("```\n" + _trim_profile(v["profile"]) + "\n```\n")
     tg = v["targets"]
     a = tg["at_least_100x_per_process_same_probes"]
-    b = v.get("informative", {}).get("per_process_connect_only") or tg.get(
-        "at_least_100x_per_process_connect_only"
-    )
+    b = v["informative"]["per_process_connect_only"]
     targets.append(
         (
             f"Probes: ≥ 100× the per-process approach (same probes, one after the other; prober at concurrency {int(best):,})",

@@ -3,8 +3,9 @@ tests/lab/test_live_edits.py and bench/live_edits_bench.py."""
 
 from __future__ import annotations
 
+import copy
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any
 
@@ -156,3 +157,18 @@ class Edits:
             self.cluster_mode,
             self.add_cluster,
         ]
+
+
+def edited(rnd: random.Random, data: Data, rounds: int = 4) -> Iterator[tuple[str, str, Data]]:
+    """Each kind of edit ``rounds`` times, shuffled, applied one after the other from ``data``
+    (which stays as it is): (description, kind, the topology after it) for each edit that could
+    apply at its turn; the others are skipped."""
+    edits = Edits(rnd)
+    schedule = edits.kinds() * rounds
+    rnd.shuffle(schedule)
+    for edit in schedule:
+        candidate = copy.deepcopy(data)
+        what = edit(candidate)
+        if what is not None:
+            data = candidate
+            yield what, edit.__name__, data

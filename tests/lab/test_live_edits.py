@@ -6,50 +6,41 @@ from __future__ import annotations
 
 import copy
 import random
-from typing import Any
 
 import pytest
 import yaml
 
-from edits import MODES, Data, Edits, three
+from edits import MODES, Data, edited, three
 from hostile import connect, echo_server, roundtrip
 from labkit import LabUp
 from peerwall.lab import agents
 from peerwall.lab import build as labs
 from peerwall.lab.probing import observe_lab
-from peerwall.model import SecurityMode, topology_from_data
+from peerwall.model import SecurityMode, Topology, topology_from_data
 from peerwall.policy import expect
 from peerwall.settings import LabSettings, ProbeSettings
 
 pytestmark = pytest.mark.lab
 
 
-def apply(name: str, data: Data) -> tuple[Any, agents.Converged]:
+def apply(name: str, data: Data) -> tuple[Topology, agents.Converged]:
     text = yaml.safe_dump(data, sort_keys=False)
     topology = topology_from_data(copy.deepcopy(data), "edited")
-    return labs.apply(name, topology, text, "edited", LabSettings())
+    _, converged = labs.apply(name, topology, text, "edited", LabSettings())
+    return topology, converged
 
 
 @pytest.mark.parametrize("seed", [11])
 def test_thirty_and_more_live_edits_of_every_kind(lab_up: LabUp, seed: int) -> None:
     rnd = random.Random(seed)
-    data = three()
+    start = three()
     mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
-    plan = lab_up(topology_from_data(copy.deepcopy(data), "three"), yaml.safe_dump(data), mode)
-    edits = Edits(rnd)
-    schedule = edits.kinds() * 4
-    rnd.shuffle(schedule)
+    plan = lab_up(topology_from_data(copy.deepcopy(start), "three"), yaml.safe_dump(start), mode)
     done: list[str] = []
     slowest = 0.0
-    for edit in schedule:
-        candidate = copy.deepcopy(data)
-        what = edit(candidate)
-        if what is None:
-            continue
-        data = candidate
-        _, converged = apply(plan.name, data)
+    for what, _kind, data in edited(rnd, start):
+        topology, converged = apply(plan.name, data)
         slowest = max(slowest, converged.seconds)
-        topology = topology_from_data(copy.deepcopy(data), "edited")
         new_plan = labs.LabPlan(plan.name, topology)
         observed = observe_lab(new_plan, mode.value, probe=ProbeSettings(timeout=0.5))
         wrong = expect(topology, mode).table.compare(observed.table)
@@ -78,7 +69,7 @@ def test_thirty_and_more_live_edits_of_every_kind(lab_up: LabUp, seed: int) -> N
     assert any(w.startswith("add cluster") for w in done)
     # Every agent replaced its whole table once, at its start; every edit was elements or peers.
     settings = LabSettings()
-    final = labs.LabPlan(plan.name, topology_from_data(copy.deepcopy(data), "edited"))
+    final = labs.LabPlan(plan.name, topology)
     for c in final.topology.clusters:
         status = agents.status(final, settings, c.name)
         assert status is not None and status["transactions"]["full"] == 1, (c.name, status)

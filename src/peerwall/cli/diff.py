@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, read_topology, resolve_mode
+from peerwall.cli.render import name_list
 from peerwall.errors import ModeInvalid, UnknownName
 from peerwall.model import parse_mode
 from peerwall.policy import Explanation, expect
@@ -32,11 +33,6 @@ def _peering(spec: str) -> tuple[str, str, str]:
             f"--peering {spec!r}: expected A:B=MODE, e.g. C1:C2=IntraClusterTrafficSegregation"
         )
     return a.strip(), b.strip(), mode.strip()
-
-
-def _names(names: tuple[str, ...], limit: int = 6) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _why(e: Explanation | None) -> str:
@@ -165,7 +161,7 @@ def _print_change(c: Change) -> None:
         typer.echo(f"  {m.source} -> {m.destination}: {old} -> {new}{mark}")
     else:
         typer.echo(
-            f"  {_names(b.sources)} -> {_names(b.destinations)} ({c.cells} cells): {old} -> {new}{mark}"
+            f"  {name_list(b.sources)} -> {name_list(b.destinations)} ({c.cells} cells): {old} -> {new}{mark}"
         )
         first = next(b.mismatches())
         typer.echo(f"    (explained for {first.source} -> {first.destination})")

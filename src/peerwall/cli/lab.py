@@ -320,33 +320,22 @@ def report_wrong(observed: Observed, wrong: Comparison, out: Console) -> None:
         out.print(f"  ({READING_REPRODUCERS})", soft_wrap=True)
 
 
-def _names(names: list[str], shown: int) -> str:
-    more = len(names) - shown
-    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
-
-
-def report_not_dialled(observed: Observed, topology: Topology, out: Console) -> None:
+def report_not_dialled(observed: Observed, out: Console) -> None:
     """The cells that are NO without a probe, because there is nothing to dial where the source
     runs (a service absent from that cluster, a destination without a route there): one line
-    per source cluster and reason, so that it stays short at any size."""
-    groups: dict[tuple[str, str], tuple[dict[str, None], dict[str, None]]] = {}
+    per cause, so that it stays short at any size."""
+    groups: dict[str, tuple[dict[str, None], dict[str, None]]] = {}
     for (source, destination), obs in observed.cells.items():
-        cell = obs.cell
-        if cell.targets or cell.silent_service is not None or obs.results:
-            continue
-        where = topology.pod_by_name[source].physical
-        if destination in topology.service_by_name:
-            reason = f"not present in {where}: no such name resolves there"
-        else:
-            reason = cell.note.split(" (")[0]
-        sources, destinations = groups.setdefault((where, reason), ({}, {}))
-        sources[source] = destinations[destination] = None
+        if obs.cell.cause and not obs.results:
+            sources, destinations = groups.setdefault(obs.cell.cause, ({}, {}))
+            sources[source] = destinations[destination] = None
     if not groups:
         return
     out.print("not dialled (NO without a probe: nothing to dial where the source runs):")
-    for (_where, reason), (sources, destinations) in groups.items():
+    for cause, (sources, destinations) in groups.items():
         out.print(
-            f"  {_names(list(sources), 5)} -> {_names(list(destinations), 12)}: {reason}",
+            f"  {render.name_list(list(sources), 5)} -> "
+            f"{render.name_list(list(destinations), 12)}: {cause}",
             soft_wrap=True,
             highlight=False,
         )
@@ -410,7 +399,7 @@ def probe(
             ),
             marked="observed differs from computed (wrong)",
         )
-        report_not_dialled(observed, plan.topology, Console())
+        report_not_dialled(observed, Console())
     report = err if json_out else Console()
     report_wrong(observed, wrong, report)
     total = len(expected.sources) * len(expected.destinations) - len(expected.sources)

@@ -11,7 +11,7 @@ JSON is not here: ``TruthTable.write_json`` is the contract.
 from __future__ import annotations
 
 import csv
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from typing import IO
 
 from rich import box
@@ -45,6 +45,12 @@ MEANINGS = {
 HIGHLIGHT = "on #fff2cc"  # the figures' yellow
 HIGHLIGHT_16 = "on yellow"  # #fff2cc would fall to white on a 16-colour terminal
 HEADER = "bold white on #0e58c4"  # the figures' blue headers
+
+
+def name_list(names: Sequence[str], limit: int = 6) -> str:
+    """``a, b, c and 4 more``: the first ``limit`` names, then how many are left out."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _center(word: str, width: int) -> str:

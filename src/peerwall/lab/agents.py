@@ -200,21 +200,21 @@ def stop_all_in(folder: str) -> None:
 
 def check_now(
     plan: LabPlan, settings: LabSettings, timeout: float = CONVERGE_TIMEOUT
-) -> dict[str, dict[str, Any]]:
-    """Have every agent read its table back and repair it now (SIGUSR1); returns their statuses
-    once each has done so."""
-    before = {}
+) -> dict[str, int]:
+    """Have every agent read its table back and repair it now (SIGUSR1); returns, once each has
+    done so, how many repairs each made meanwhile."""
+    before: dict[str, dict[str, Any]] = {}
     for c in plan.topology.clusters:
         pid = _pid(plan, settings, c.name)
         if pid is None:
             raise LabError(f"lab {plan.name}: the agent of {c.name} is not running")
-        before[c.name] = (status(plan, settings, c.name) or {}).get("checks", 0)
+        before[c.name] = status(plan, settings, c.name) or {}
         os.kill(pid, signal.SIGUSR1)
     started = time.monotonic()
     while True:
         now = {c: status(plan, settings, c) or {} for c in before}
-        if all(now[c].get("checks", 0) > before[c] for c in before):
-            return now
+        if all(now[c].get("checks", 0) > before[c].get("checks", 0) for c in before):
+            return {c: now[c].get("repairs", 0) - before[c].get("repairs", 0) for c in before}
         if time.monotonic() - started > timeout:
             raise LabError(
                 f"lab {plan.name}: agents did not check their tables within {timeout:g} s"

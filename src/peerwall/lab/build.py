@@ -217,12 +217,7 @@ def repair(name: str, settings: LabSettings | None = None) -> dict[str, int]:
     if not settings.agents:
         apply_modes(plan, SecurityMode(state.mode))
         return {}
-    before = {
-        c.name: (agents.status(plan, settings, c.name) or {}).get("repairs", 0)
-        for c in plan.topology.clusters
-    }
-    after = agents.check_now(plan, settings)
-    return {c: after[c].get("repairs", 0) - before[c] for c in before}
+    return agents.check_now(plan, settings)
 
 
 def down(name: str, settings: LabSettings | None = None) -> list[str]:

@@ -51,6 +51,9 @@ class CellSpec:
     targets: tuple[Target, ...]
     note: str = ""
     """Why there is nothing to reach, when ``targets`` is empty."""
+    cause: str = ""
+    """``note`` without the cell's own names: the same for every cell of one source cluster with
+    that cause (so that such cells can be reported together)."""
     silent_service: str | None = None
     """A service without backends that exists where the source runs: dialling its ClusterIP
     must get no answer at all (a service with no backends is never YES)."""
@@ -74,15 +77,19 @@ def cell_spec(
     if (d := t.pod_by_name.get(destination)) is not None:
         seen = t.addresses.pod_seen_from(d, a)
         if seen is None:
-            note = f"no route: {a} and {d.physical} are not peered ({d.name} has no address in {a})"
-            return CellSpec(src.name, d.name, (), note)
+            cause = f"no route: {a} and {d.physical} are not peered"
+            note = f"{cause} ({d.name} has no address in {a})"
+            return CellSpec(src.name, d.name, (), note, cause)
         return CellSpec(src.name, d.name, (Target(d.name, "pod", d.physical, seen, how.pod_port),))
     if (s := t.service_by_name.get(destination)) is not None:
         if a not in s.present_in:
             note = f"{s.name} is not present in {a}: its name does not resolve there"
-            return CellSpec(src.name, s.name, (), note)
+            cause = f"not present in {a}: no such name resolves there"
+            return CellSpec(src.name, s.name, (), note, cause)
         if not s.backends:
-            return CellSpec(src.name, s.name, (), f"{s.name} has no backends", s.name)
+            return CellSpec(
+                src.name, s.name, (), f"{s.name} has no backends", silent_service=s.name
+            )
         targets = tuple(
             Target(
                 b,
@@ -105,9 +112,8 @@ def cell_spec(
         if destination == c.api_server:
             seen = t.addresses.seen_from(t.addresses.api_ip(c.name), c.name, a)
             if seen is None:
-                return CellSpec(
-                    src.name, destination, (), f"no route: {a} and {c.name} are not peered"
-                )
+                cause = f"no route: {a} and {c.name} are not peered"
+                return CellSpec(src.name, destination, (), cause, cause)
             return CellSpec(
                 src.name, destination, (Target(destination, "api", c.name, seen, how.api_port),)
             )
