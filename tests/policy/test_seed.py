@@ -10,7 +10,7 @@ import pytest
 
 from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.policy import Verdict, expect
-from support import REFERENCE
+from support import REFERENCE, REFERENCE_COPY, SHARED_REFERENCE
 
 MODES = [SecurityMode.FULL_POD_TO_POD, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION]
 
@@ -19,8 +19,8 @@ def reference(name: str) -> Path:
     path = REFERENCE / name
     if not path.is_file():
         pytest.fail(
-            f"acceptance data missing: {path} not found (the seed reference files must live in "
-            f"{REFERENCE}, next to the repository)"
+            f"acceptance data missing: {path} not found (the seed reference files live in "
+            f"{SHARED_REFERENCE}, next to the repository, or in {REFERENCE_COPY})"
         )
     return path
 
@@ -84,3 +84,12 @@ def test_seed_json_output_is_the_reference_shape(seed, matrices, tmp_path):
     assert list(data) == ["securityMode", "sources", "destinations", "matrix"]
     assert data["securityMode"] == "IntraClusterTrafficSegregation"
     assert data["matrix"] == matrices["IntraClusterTrafficSegregation"]
+
+
+@pytest.mark.parametrize("name", ["seed-topology.yaml", "seed-matrices.json"])
+def test_the_repositorys_copy_is_the_seeds_reference(name: str) -> None:
+    # The copy only stands in for a clone made away from ../shared; where the authoritative
+    # files are there (as in CI), the copy must not have drifted from them.
+    if not SHARED_REFERENCE.is_dir():
+        pytest.skip(f"{SHARED_REFERENCE} is not beside this clone: the tests read {REFERENCE_COPY}")
+    assert (REFERENCE_COPY / name).read_bytes() == (SHARED_REFERENCE / name).read_bytes()
