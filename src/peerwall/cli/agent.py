@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -20,7 +20,12 @@ from peerwall.dataplane.nft import LibNft
 from peerwall.model import parse_mode
 from peerwall.values import MODE_KEY, parse_sets
 
+if TYPE_CHECKING:
+    from peerwall.agent.kube.client import KubeApi
+
 log = logging.getLogger("peerwall.agent")
+REACH_TIMEOUT = 10.0
+"""Seconds the first request to the API server may take before the agent gives up starting."""
 
 
 def agent(
@@ -59,6 +64,24 @@ def agent(
     liqo_namespace: Annotated[
         str, typer.Option("--liqo-namespace", help="Kubernetes source: Liqo's namespace.")
     ] = "liqo",
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            metavar="FILE",
+            help="Kubernetes source: kubeconfig file (default: in-cluster, else $KUBECONFIG, else ~/.kube/config).",
+            show_default=False,
+        ),
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            metavar="NAME",
+            help="Kubernetes source: kubeconfig context (default: its current one).",
+            show_default=False,
+        ),
+    ] = None,
     resync_interval: Annotated[
         float,
         typer.Option("--resync-interval", help="Seconds between read-backs that repair drift."),
@@ -108,11 +131,17 @@ def agent(
         metrics_address=metrics_address or None,
         status_file=str(status_file) if status_file else None,
     )
-    nft = LibNft()
-    flows = Conntrack()
     built: tuple[Source, DesiredState]
     if source == "kubernetes":
-        built = _kubernetes(peer, set_, values, tunnel_pattern or "liqo-tunnel*", liqo_namespace)
+        built = _kubernetes(
+            peer,
+            set_,
+            values,
+            tunnel_pattern or "liqo-tunnel*",
+            liqo_namespace,
+            kubeconfig,
+            context,
+        )
     elif source.startswith("file:"):
         if not cluster:
             raise typer.BadParameter("the file source needs --cluster", param_hint="--cluster")
@@ -122,6 +151,8 @@ def agent(
             f"{source!r}: use 'kubernetes' or 'file:TOPOLOGY.yaml'", param_hint="--source"
         )
     src, desired = built
+    nft = LibNft()
+    flows = Conntrack()
     log.info("peerwall agent %d starting: source %s", os.getpid(), source)
     try:
         asyncio.run(Agent(src, desired, nft, flows, settings).run())
@@ -165,13 +196,53 @@ def _kubernetes(
     values: Path | None,
     pattern: str,
     liqo_namespace: str,
+    kubeconfig: Path | None = None,
+    context: str | None = None,
 ) -> tuple[Source, DesiredState]:
-    from peerwall.agent.kube.client import KubeApi
     from peerwall.agent.kube.model import Settings
     from peerwall.agent.kube.source import KubeSource
 
     mode = resolve_mode(sets, values).mode
     desired = DesiredState("unknown", pattern, CONNCHECK_PORT)
-    api = KubeApi.from_config()
+    api = _kube_api(kubeconfig, context)
     settings = Settings(default_mode=mode, peer=peer or None, liqo_namespace=liqo_namespace)
     return KubeSource(api, desired, settings), desired
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and status 2: the agent cannot start (bad input or no cluster)."""
+    typer.echo(f"peerwall agent: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _kube_api(kubeconfig: Path | None, context: str | None) -> KubeApi:
+    """The API client, once a first request has reached the API server: without a usable
+    kubeconfig or a reachable server, the agent says so in one line instead of starting to
+    retry a source that cannot work (the supervisor, kubelet, restarts it with backoff)."""
+    from lightkube.core.exceptions import ConfigError
+
+    from peerwall.agent.kube.client import KubeApi
+
+    where = f"kubeconfig {kubeconfig}" if kubeconfig else "the in-cluster or default kubeconfig"
+    try:
+        check = KubeApi.from_config(kubeconfig, context)
+    except (ConfigError, ValueError, OSError) as e:
+        _fail(f"no usable Kubernetes configuration ({where}): {e}; give --kubeconfig or --context")
+    problem = asyncio.run(_unreachable(check))
+    if problem is not None:
+        _fail(f"cannot reach the Kubernetes API server ({where}): {problem}")
+    return KubeApi.from_config(kubeconfig, context)
+
+
+async def _unreachable(api: KubeApi) -> str | None:
+    """Why a first request (``GET /version``) got no answer at all, or None if it got one
+    (any status: a 401 or 403 is the source's to report, with the resource it concerns)."""
+    import httpx2
+
+    try:
+        await api.http.get("/version", timeout=REACH_TIMEOUT)
+    except httpx2.HTTPError as e:
+        return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    finally:
+        await api.aclose()
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from peerwall.cli import render
 from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, read_source, resolve_mode
-from peerwall.errors import ModeInvalid
+from peerwall.errors import LabError, ModeInvalid
 from peerwall.figures import probe_html
 from peerwall.lab import agents
 from peerwall.lab import build as labs
@@ -70,6 +71,17 @@ class ProbeOutput(str, Enum):
     html = "html"
 
 
+def need_root(command: str) -> None:
+    """Every lab command works in network namespaces and nftables: without root, say so in one
+    line (status 2) before anything half-works (a probe's PermissionError, a healthy lab that
+    looks broken because its tables cannot be read)."""
+    if os.geteuid() != 0:
+        raise LabError(
+            f"peerwall {command} needs root: the lab lives in network namespaces and nftables "
+            "tables (run it with sudo)"
+        )
+
+
 def _say(message: str) -> None:
     """Progress of long work: on a terminal only, so that a pipe or a log stays quiet."""
     if err.is_terminal:
@@ -82,16 +94,27 @@ def up(
     set_: SetValues = None,
     values: ValuesFile = None,
     name: LabName = "lab",
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Rebuild the lab if one of that name exists (else: refused)."
+        ),
+    ] = False,
 ) -> None:
-    """Build the topology as namespaces, veths, tunnels and nftables; replaces a lab of that name.
+    """Build the topology as namespaces, veths, tunnels and nftables.
+
+    A lab of that name that exists already is refused unless --replace is given.
 
     Example: peerwall lab up -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation
     """
+    need_root("lab up")
     choice = resolve_mode(set_, values)
     # The lab records the text, so read it once (standard input cannot be read twice).
     source, text = read_source(file)
     topology = load_topology(text, source)
-    plan = labs.up(name, topology, text, source, choice.mode, LabSettings(), progress=_say)
+    plan = labs.up(
+        name, topology, text, source, choice.mode, LabSettings(), progress=_say, replace=replace
+    )
     err.print(
         f"lab [bold]{name}[/bold] is up: {len(plan.namespaces())} namespaces, "
         f"{len(topology.clusters)} gateways, mode {choice.describe()}. "
@@ -107,8 +130,9 @@ def apply(file: TopologyFile, name: LabName = "lab") -> None:
     offloaded to one more provider or fewer; peerings added or removed; modes of peerings and
     clusters; clusters added. The global default mode stays (see set-mode).
 
-    Example: peerwall lab apply -f three-clusters-v2.yaml --name lab
+    Example: peerwall lab apply -f three-clusters.yaml --name lab
     """
+    need_root("lab apply")
     source, text = read_source(file)
     topology = load_topology(text, source)
     changes, done = labs.apply(name, topology, text, source, LabSettings())
@@ -127,6 +151,7 @@ def repair(name: LabName = "lab") -> None:
 
     Example: peerwall lab repair --name lab
     """
+    need_root("lab repair")
     repaired = labs.repair(name, LabSettings())
     typer.echo(f"lab {name}: every gateway's table read back")
     for cluster, n in sorted(repaired.items()):
@@ -139,6 +164,7 @@ def down(name: LabName = "lab") -> None:
 
     Example: peerwall lab down --name lab
     """
+    need_root("lab down")
     gone = labs.down(name, LabSettings())
     err.print(
         f"lab {name}: removed {len(gone)} namespaces" if gone else f"lab {name}: nothing to remove"
@@ -158,6 +184,7 @@ def status(
 
     Example: peerwall lab status --output json
     """
+    need_root("lab status")
     settings = LabSettings()
     listings = list_labs(settings)
     if name is not None:
@@ -252,6 +279,7 @@ def set_mode(set_: SetValues = None, values: ValuesFile = None, name: LabName = 
 
     Example: peerwall lab set-mode --set networking.securityMode=IntraClusterTrafficSegregation
     """
+    need_root("lab set-mode")
     if not set_ and values is None:
         raise ModeInvalid(
             "lab set-mode: say which mode, e.g. --set networking.securityMode=FullPodToPod "
@@ -351,6 +379,7 @@ def probe(
 
     Example: peerwall lab probe --output json > observed.json
     """
+    need_root("lab probe")
     settings = LabSettings()
     state = load_state(name, settings)
     plan = state.plan(settings)
@@ -415,15 +444,27 @@ def demo(
     ] = None,
     set_: SetValues = None,
     values: ValuesFile = None,
-    name: LabName = "demo",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            "-n",
+            metavar="NAME",
+            help="Lab name (default: demo and 8 random hex digits, a lab of this run's own).",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Timeout = 1.0,
 ) -> None:
     """Bring the seed topology up, probe it under each mode, show the observed tables, tear down.
 
     Exits 0 only if every observed table equals the computed one. With --set, only that mode runs.
 
+    The lab is the demo's own (refused if the name is taken), locked from up to down.
+
     Example: peerwall demo --set networking.securityMode=IntraClusterTrafficSegregation
     """
+    need_root("demo")
     if file is None:
         source = "seed-topology.yaml (bundled)"
         text = resources.files("peerwall").joinpath("examples/seed.yaml").read_text()
@@ -436,7 +477,7 @@ def demo(
     failures = 0
     with _progress_bar() as progress:
         runs = demos.run(
-            name,
+            name or demos.fresh_name(),
             topology,
             text,
             source,

@@ -32,7 +32,15 @@ from peerwall.lab import agents
 from peerwall.lab.netns import delete_namespaces, list_namespaces
 from peerwall.lab.plan import LabPlan, check_lab_name
 from peerwall.lab.rewire import rewire
-from peerwall.lab.state import LabState, lab_folder, load_state, locked, remove_state, save_state
+from peerwall.lab.state import (
+    LabState,
+    lab_folder,
+    load_state,
+    locked,
+    owner,
+    remove_state,
+    save_state,
+)
 from peerwall.lab.wiring import Changes
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
@@ -88,14 +96,23 @@ def up(
     mode: SecurityMode,
     settings: LabSettings | None = None,
     progress: Progress | None = None,
+    *,
+    replace: bool = True,
 ) -> LabPlan:
-    """Build the lab (replacing one of the same name) and start its agents; on any failure,
-    remove what was built."""
+    """Build the lab and start its agents; on any failure, remove what was built.
+
+    A lab of the same name (or what a crashed one left behind) is replaced, or with
+    ``replace=False`` refused: on a shared machine, a name in use is someone else's lab."""
     settings = settings or LabSettings()
     _require_root()
     say = progress or (lambda _msg: None)
     plan = LabPlan(name, topology)
     with locked(name, settings):
+        if not replace and (found := existing(name, settings)):
+            raise LabError(
+                f"lab {name} already exists ({found}): give --replace to rebuild it, or pick "
+                "another --name"
+            )
         _down(name, settings)
         try:
             _build(plan, settings, mode, say)
@@ -114,6 +131,17 @@ def up(
             _down(name, settings)
             raise
     return plan
+
+
+def existing(name: str, settings: LabSettings) -> str | None:
+    """What shows that lab ``name`` exists, in any state folder, or None."""
+    if os.path.isdir(lab_folder(name, settings)):
+        return f"its state is in {settings.state_dir}"
+    if (folder := owner(name)) is not None:
+        return f"its state is in {folder}"
+    if found := list_namespaces(f"pw-{name}-"):
+        return f"{len(found)} namespaces pw-{name}-…"
+    return None
 
 
 def _build(plan: LabPlan, settings: LabSettings, mode: SecurityMode, say: Progress) -> None:

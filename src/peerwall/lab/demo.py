@@ -5,12 +5,14 @@ The orchestration lives here, below the CLI; the CLI only renders what each step
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from peerwall.lab import build as labs
+from peerwall.lab.netns import list_namespaces
 from peerwall.lab.probing import observe_lab
-from peerwall.lab.state import lab_folder
+from peerwall.lab.state import lab_folder, locked
 from peerwall.model import SecurityMode, Topology
 from peerwall.policy import Comparison, TruthTable, expect
 from peerwall.settings import LabSettings, ProbeSettings
@@ -29,6 +31,15 @@ class ModeRun:
     """Observed cells that differ from the observed FullPodToPod table (empty for it)."""
 
 
+def fresh_name() -> str:
+    """A lab name of the demo's own (``demo`` and 8 hex digits), so that two demos on one
+    machine never share a lab; one whose namespaces exist is never chosen."""
+    while True:
+        name = f"demo{secrets.token_hex(4)}"
+        if not list_namespaces(f"pw-{name}-"):
+            return name
+
+
 def run(
     name: str,
     topology: Topology,
@@ -41,9 +52,27 @@ def run(
     say: Say = lambda _m: None,
     progress: Callable[[str], Callable[[int, int], None] | None] = lambda _label: None,
 ) -> Iterator[ModeRun]:
-    """Yield one ``ModeRun`` per mode; the lab is removed when the iteration ends, however."""
+    """Yield one ``ModeRun`` per mode; the lab is removed when the iteration ends, however.
+
+    The lab's lock is held from before it is built until it is removed, and an existing lab of
+    that name is refused, never replaced: nobody else changes or removes it mid-probe."""
     lab = lab or LabSettings()
-    plan = labs.up(name, topology, text, source, modes[0], lab, progress=say)
+    with locked(name, lab):
+        yield from _run(name, topology, text, source, modes, lab, probe, say, progress)
+
+
+def _run(
+    name: str,
+    topology: Topology,
+    text: str,
+    source: str,
+    modes: Sequence[SecurityMode],
+    lab: LabSettings,
+    probe: ProbeSettings,
+    say: Say,
+    progress: Callable[[str], Callable[[int, int], None] | None],
+) -> Iterator[ModeRun]:
+    plan = labs.up(name, topology, text, source, modes[0], lab, progress=say, replace=False)
     full: TruthTable | None = None
     try:
         for mode in modes:
