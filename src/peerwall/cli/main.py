@@ -7,10 +7,7 @@ per problem and without a traceback, and the exit status is 2 (as for a usage er
 
 from __future__ import annotations
 
-import difflib
-import json
 import sys
-from collections.abc import Sequence
 from enum import Enum
 from importlib import metadata
 from typing import Annotated, Any
@@ -28,6 +25,14 @@ from peerwall.cli.options import (
     ValuesFile,
     load,
 )
+from peerwall.cli.selection import (
+    ClusterFilter,
+    FromFilter,
+    NamespaceFilter,
+    Selection,
+    ToFilter,
+)
+from peerwall.cli.suggest import suggest, unknown
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.nft import render_replace
@@ -91,23 +96,6 @@ def _root(
 # Helpers
 
 
-def suggest(name: str, valid: Sequence[str]) -> str:
-    """`` (did you mean ...?)`` for near matches (case-insensitive), or the short list of choices."""
-    by_lower: dict[str, str] = {}
-    for v in valid:
-        by_lower.setdefault(v.lower(), v)
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.6)
-    if close:
-        return f" (did you mean {', '.join(by_lower[c] for c in close)}?)"
-    if len(valid) <= 12:
-        return f" (valid: {', '.join(valid)})"
-    return f" (the topology has {len(valid)}; see 'peerwall matrix')"
-
-
-def unknown(kind: str, name: str, valid: Sequence[str]) -> UnknownName:
-    return UnknownName(f"unknown {kind} {name!r}{suggest(name, valid)}")
-
-
 def mode_overrides(topology: Topology) -> int:
     """How many clusters and peering links set their own mode (they beat the global default)."""
     clusters = sum(c.security_mode is not None for c in topology.clusters)
@@ -115,8 +103,10 @@ def mode_overrides(topology: Topology) -> int:
     return clusters + links
 
 
-def matrix_title(topology: Topology, choice: ModeChoice) -> str:
+def matrix_title(topology: Topology, choice: ModeChoice, selection: Selection | None = None) -> str:
     title = f"Connectivity matrix: {choice.describe()}"
+    if selection:
+        title += f" ({selection.describe()})"
     n = mode_overrides(topology)
     if n == 1:
         title += "; 1 cluster/peering setting in the topology overrides it"
@@ -132,6 +122,7 @@ def matrix_title(topology: Topology, choice: ModeChoice) -> str:
 class TextOrJson(str, Enum):
     text = "text"
     json = "json"
+    yaml = "yaml"
 
 
 def explanation_json(e: Explanation) -> dict[str, Any]:
@@ -155,6 +146,7 @@ class Output(str, Enum):
     table = "table"
     json = "json"
     json_classes = "json-classes"
+    yaml = "yaml"
     csv = "csv"
     markdown = "markdown"
     svg = "svg"
@@ -171,7 +163,7 @@ def matrix(
         typer.Option(
             "--output",
             "-o",
-            help="Output format; json is the contract, json-classes its compact form.",
+            help="Output format; json is the contract (yaml the same document), json-classes its compact form.",
         ),
     ] = Output.table,
     force_table: Annotated[
@@ -181,6 +173,10 @@ def matrix(
             help=f"Print a table even past {render.MAX_TABLE_DESTINATIONS} destinations.",
         ),
     ] = False,
+    sources: FromFilter = None,
+    destinations: ToFilter = None,
+    clusters: ClusterFilter = None,
+    namespaces: NamespaceFilter = None,
 ) -> None:
     """The expected connectivity matrix: rows are source pods, columns destinations.
 
@@ -188,12 +184,18 @@ def matrix(
 
     The json output is the truth table contract; svg and html draw it like the seed's figures.
 
+    --from, --to, --cluster and --namespace keep only some sources and destinations.
+
     Example: peerwall matrix -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation
     """
     topology, choice = load(file, set_, values)
-    table = expect(topology, choice.mode).table
+    selection = Selection.of(sources, destinations, clusters, namespaces)
+    table = selection.apply(topology, expect(topology, choice.mode).table)
     if output is Output.json:
         table.write_json(sys.stdout)
+        return
+    if output is Output.yaml:
+        render.write_yaml(table.to_dict(), sys.stdout)
         return
     if output is Output.json_classes:
         # The compact contract (docs/json-classes.md): classes and one verdict per class pair.
@@ -216,12 +218,14 @@ def matrix(
     if output in (Output.svg, Output.html):
         # Figures take the baseline table and compare per class: fast for any size.
         draw = matrix_svg if output is Output.svg else matrix_html
-        base = expect(topology, baseline, force=baseline).table
-        title = matrix_title(topology, choice)
+        base = selection.apply(topology, expect(topology, baseline, force=baseline).table)
+        title = matrix_title(topology, choice, selection)
         sys.stdout.write(draw(table, base, baseline.value, title, topology=topology))
         return
-    highlight = table.differing(expect(topology, baseline, force=baseline).table)
-    title = matrix_title(topology, choice)
+    highlight = table.differing(
+        selection.apply(topology, expect(topology, baseline, force=baseline).table)
+    )
+    title = matrix_title(topology, choice, selection)
     if output is Output.markdown:
         caption = f"{title}. **Bold**: differs from {baseline.value}."
         render.write_markdown(table, sys.stdout, highlight, caption=caption)
@@ -283,7 +287,7 @@ def explain(
     set_: SetValues = None,
     values: ValuesFile = None,
     output: Annotated[
-        TextOrJson, typer.Option("--output", "-o", help="text or json.")
+        TextOrJson, typer.Option("--output", "-o", help="text, json or yaml.")
     ] = TextOrJson.text,
 ) -> None:
     """Why SRC can or cannot connect to DST: the rule, the receiver, the peering and the mode.
@@ -293,9 +297,8 @@ def explain(
     topology, choice = load(file, set_, values)
     check_cell(topology, source, destination)
     e = explain_cell(topology, source, destination, choice.mode)
-    if output is TextOrJson.json:
-        json.dump(explanation_json(e), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+    if output is not TextOrJson.text:
+        render.write_document(explanation_json(e), sys.stdout, output.value)
         return
     typer.echo(e.render())
     if _default_mode_used(e):
@@ -324,14 +327,14 @@ def trace_cmd(
 @app.command()
 def modes(
     output: Annotated[
-        TextOrJson, typer.Option("--output", "-o", help="text or json.")
+        TextOrJson, typer.Option("--output", "-o", help="text, json or yaml.")
     ] = TextOrJson.text,
 ) -> None:
     """The security modes, with what each allows; * marks the default.
 
     Example: peerwall modes --output json
     """
-    if output is TextOrJson.json:
+    if output is not TextOrJson.text:
         doc = [
             {
                 "mode": m.value,
@@ -340,8 +343,7 @@ def modes(
             }
             for m in SecurityMode
         ]
-        json.dump(doc, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        render.write_document(doc, sys.stdout, output.value)
         return
     width = max(len(m.value) for m in SecurityMode)
     for m in SecurityMode:

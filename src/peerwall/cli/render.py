@@ -11,9 +11,11 @@ JSON is not here: ``TruthTable.write_json`` is the contract.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Collection, Iterator, Sequence
 from typing import IO
 
+import yaml
 from rich import box
 from rich.columns import Columns
 from rich.console import Console
@@ -45,6 +47,27 @@ MEANINGS = {
 HIGHLIGHT = "on #fff2cc"  # the figures' yellow
 HIGHLIGHT_16 = "on yellow"  # #fff2cc would fall to white on a 16-colour terminal
 HEADER = "bold white on #0e58c4"  # the figures' blue headers
+
+
+def write_document(doc: object, out: IO[str], fmt: str) -> None:
+    """A JSON-able document as ``json`` (indented) or ``yaml`` (the same document)."""
+    if fmt == "yaml":
+        write_yaml(doc, out)
+        return
+    json.dump(doc, out, indent=1)
+    out.write("\n")
+
+
+def write_yaml(doc: object, out: IO[str]) -> None:
+    """The document as YAML, keys in the order of the JSON (no sorting, no anchors)."""
+    yaml.dump(doc, out, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe, and never ``&id001`` aliases: a shared list is written out each time."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
 
 
 def name_list(names: Sequence[str], limit: int = 6) -> str:

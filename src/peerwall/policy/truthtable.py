@@ -12,7 +12,7 @@ import codecs
 import io
 import itertools
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -112,6 +112,27 @@ class TruthTable:
             for d, c in zip(self.destinations, self.col_class, strict=True)
             if d != source
         }
+
+    def restrict(self, sources: Iterable[str], destinations: Iterable[str]) -> TruthTable:
+        """The sub-table of these sources and destinations (in this table's order; unknown
+        names are ignored). Classes are kept (those left unused dropped), so it costs one pass
+        over the names and the classes."""
+        keep_s, keep_d = set(sources), set(destinations)
+        rows = [i for i, s in enumerate(self.sources) if s in keep_s]
+        cols = [j for j, d in enumerate(self.destinations) if d in keep_d]
+        row_new: dict[int, int] = {}
+        row_class = tuple(row_new.setdefault(self.row_class[i], len(row_new)) for i in rows)
+        col_new: dict[int, int] = {}
+        col_class = tuple(col_new.setdefault(self.col_class[j], len(col_new)) for j in cols)
+        blocks = tuple(tuple(self.blocks[r][c] for c in col_new) for r in row_new)
+        return TruthTable(
+            self.security_mode,
+            tuple(self.sources[i] for i in rows),
+            tuple(self.destinations[j] for j in cols),
+            row_class,
+            col_class,
+            blocks,
+        )
 
     def cells(self) -> Iterator[tuple[str, str, Verdict]]:
         for s in self.sources:
