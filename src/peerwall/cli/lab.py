@@ -7,7 +7,7 @@ diagnostics go to stderr.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import os
 import sys
@@ -24,7 +24,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from peerwall.cli import render
+from peerwall.cli.junit import Suite, write_junit
 from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, read_source, resolve_mode
+from peerwall.cli.selection import (
+    ClusterFilter,
+    FromFilter,
+    NamespaceFilter,
+    Selection,
+    ToFilter,
+)
 from peerwall.errors import LabError, ModeInvalid
 from peerwall.figures import probe_html
 from peerwall.lab import agents
@@ -34,7 +42,7 @@ from peerwall.lab.netns import list_namespaces
 from peerwall.lab.probing import observe_lab
 from peerwall.lab.state import lab_folder, list_labs, load_state
 from peerwall.model import SecurityMode, Topology, load_topology
-from peerwall.policy import Comparison, Decider, expect
+from peerwall.policy import Comparison, Decider, TruthTable, expect
 from peerwall.settings import MAX_PROBE_TIMEOUT, LabSettings, ProbeSettings
 from peerwall.verify.observe import Observed
 
@@ -63,12 +71,6 @@ Timeout = Annotated[
         callback=_check_timeout,
     ),
 ]
-
-
-class ProbeOutput(str, Enum):
-    table = "table"
-    json = "json"
-    html = "html"
 
 
 def need_root(command: str) -> None:
@@ -171,12 +173,18 @@ def down(name: LabName = "lab") -> None:
     )
 
 
+class StatusOutput(str, Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
 @app.command()
 def status(
     name: Annotated[str | None, typer.Option("--name", "-n")] = None,
     output: Annotated[
-        ProbeOutput, typer.Option("--output", "-o", help="table or json.")
-    ] = ProbeOutput.table,
+        StatusOutput, typer.Option("--output", "-o", help="table, json or yaml.")
+    ] = StatusOutput.table,
 ) -> None:
     """The labs that are up, their mode, and whether each gateway's rules match the desired ones.
 
@@ -192,12 +200,11 @@ def status(
         if not listings:
             load_state(name, settings)  # raises the usual "no lab named ..." error
     reports = [_lab_report(entry, settings) for entry in listings]
-    if output is ProbeOutput.json:
-        json.dump({"labs": reports}, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+    if output is not StatusOutput.table:
+        render.write_document({"labs": reports}, sys.stdout, output.value)
     elif not reports:
         typer.echo("no lab is up")
-    for r in reports if output is not ProbeOutput.json else ():
+    for r in reports if output is StatusOutput.table else ():
         if r["problem"] and r["source"] is None:
             typer.echo(f"{r['name']}: {r['problem']}")
             continue
@@ -303,26 +310,46 @@ def set_mode(set_: SetValues = None, values: ValuesFile = None, name: LabName = 
         typer.echo(f"  {line}")
 
 
+class Bars:
+    """Progress bars on stderr, when it is a terminal: one bar at a time, each started by
+    ``bars(label)`` (which returns its callback) and erased by ``stop()``. A live bar redraws its
+    line, so whatever else goes to the terminal (a table and its title) is printed only after
+    ``stop()``: otherwise the next redraw overwrites it."""
+
+    def __init__(self) -> None:
+        self._live: Progress | None = None
+
+    def __call__(self, label: str) -> Callable[[int, int], None] | None:
+        if not err.is_terminal:
+            return None
+        self.stop()
+        bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            transient=True,
+        )
+        bar.start()
+        self._live = bar
+        task = bar.add_task(label, total=None)
+        return lambda done, total: bar.update(task, completed=done, total=total)
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
 @contextmanager
-def _progress_bar() -> Iterator[Callable[[str], Callable[[int, int], None] | None]]:
-    """A factory of progress callbacks, one bar per label; silent when stderr is not a terminal."""
-    if not err.is_terminal:
-        yield lambda _label: None
-        return
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-
-        def factory(label: str) -> Callable[[int, int], None]:
-            task = bar.add_task(label, total=None)
-            return lambda done, total: bar.update(task, completed=done, total=total)
-
-        yield factory
+def _progress_bar() -> Iterator[Bars]:
+    """Bars for a command; none is left on the terminal when the command ends, however."""
+    bars = Bars()
+    try:
+        yield bars
+    finally:
+        bars.stop()
 
 
 READING_REPRODUCERS = (
@@ -369,13 +396,62 @@ def report_not_dialled(observed: Observed, out: Console) -> None:
         )
 
 
+class ProbeOutput(str, Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+    html = "html"
+
+
+JunitFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit",
+        metavar="FILE",
+        help="Also write JUnit XML to FILE: one test case per cell, for CI systems.",
+        show_default=False,
+    ),
+]
+ForceTable = Annotated[
+    bool,
+    typer.Option(
+        "--force-table",
+        help=f"Print tables even past {render.MAX_TABLE_DESTINATIONS} destinations.",
+    ),
+]
+
+
+def refuse_large_table(sources: int, destinations: int, hint: str) -> None:
+    """Past the width a terminal can show, refuse before any work (exit 1), as ``matrix`` does."""
+    if destinations > render.MAX_TABLE_DESTINATIONS:
+        err.print(render.too_large(sources, destinations, "table", hint), highlight=False)
+        raise typer.Exit(1)
+
+
+def _selected(observed: Observed, table: TruthTable) -> Observed:
+    """The observation restricted to the cells of ``table`` (the selected ones)."""
+    keep_s, keep_d = set(table.sources), set(table.destinations)
+    cells = {k: v for k, v in observed.cells.items() if k[0] in keep_s and k[1] in keep_d}
+    return dataclasses.replace(observed, table=observed.table.restrict(keep_s, keep_d), cells=cells)
+
+
 @app.command()
 def probe(
     name: LabName = "lab",
-    output: Annotated[ProbeOutput, typer.Option("--output", "-o")] = ProbeOutput.table,
+    output: Annotated[
+        ProbeOutput, typer.Option("--output", "-o", help="table, json, yaml or html.")
+    ] = ProbeOutput.table,
     timeout: Timeout = 1.0,
+    junit: JunitFile = None,
+    force_table: ForceTable = False,
+    sources: FromFilter = None,
+    destinations: ToFilter = None,
+    clusters: ClusterFilter = None,
+    namespaces: NamespaceFilter = None,
 ) -> None:
     """Probe every cell with real TCP connections; compare with the computed table (exit 1 if wrong).
+
+    --from, --to, --cluster and --namespace keep only some cells in what is shown and compared.
 
     Example: peerwall lab probe --output json > observed.json
     """
@@ -384,6 +460,15 @@ def probe(
     state = load_state(name, settings)
     plan = state.plan(settings)
     mode = SecurityMode(state.mode)
+    selection = Selection.of(sources, destinations, clusters, namespaces)
+    expected = selection.apply(plan.topology, expect(plan.topology, mode).table)
+    if output is ProbeOutput.table and not force_table:
+        refuse_large_table(
+            len(expected.sources),
+            len(expected.destinations),
+            "use --output json or --junit FILE, narrow it with --from/--to/--cluster/--namespace, "
+            "or --force-table",
+        )
     with _progress_bar() as progress:
         observed = observe_lab(
             plan,
@@ -393,11 +478,16 @@ def probe(
             progress(f"probing lab {name}"),
             lab_folder(name, settings),
         )
-    expected = expect(plan.topology, mode).table
+    if selection:
+        observed = _selected(observed, expected)
     wrong = expected.compare(observed.table)
+    if junit is not None:
+        write_junit(junit, [Suite(f"lab probe {name} ({state.mode})", expected, observed)])
     json_out = output is not ProbeOutput.table  # stdout carries the document and nothing else
     if output is ProbeOutput.json:
         observed.table.write_json(sys.stdout)
+    elif output is ProbeOutput.yaml:
+        render.write_yaml(observed.table.to_dict(), sys.stdout)
     elif output is ProbeOutput.html:
         evidence = {
             (m.source, m.destination): (
@@ -431,7 +521,9 @@ def probe(
         report_not_dialled(observed, Console())
     report = err if json_out else Console()
     report_wrong(observed, wrong, report)
-    total = len(expected.sources) * len(expected.destinations) - len(expected.sources)
+    total = len(expected.sources) * len(expected.destinations) - len(
+        set(expected.sources).intersection(expected.destinations)
+    )
     report.print(f"{total - len(wrong)} correct, {len(wrong)} wrong", highlight=False)
     if wrong:
         raise typer.Exit(1)
@@ -455,6 +547,8 @@ def demo(
         ),
     ] = None,
     timeout: Timeout = 1.0,
+    junit: JunitFile = None,
+    force_table: ForceTable = False,
 ) -> None:
     """Bring the seed topology up, probe it under each mode, show the observed tables, tear down.
 
@@ -472,9 +566,16 @@ def demo(
         source, text = read_source(file)
     topology: Topology = load_topology(text, source)
     modes = [resolve_mode(set_, values).mode] if (set_ or values) else list(SecurityMode)
+    if not force_table:
+        refuse_large_table(
+            len(topology.sources),
+            len(topology.destinations),
+            "run lab up and lab probe --output json (or --junit FILE), or give --force-table",
+        )
     console = Console()
     started = time.perf_counter()
     failures = 0
+    suites = []
     with _progress_bar() as progress:
         runs = demos.run(
             name or demos.fresh_name(),
@@ -488,6 +589,8 @@ def demo(
             progress=progress,
         )
         for r in runs:
+            progress.stop()  # a live bar would overwrite the table's title
+            suites.append(Suite(f"demo {r.mode.value}", r.expected, r.observed))
             render.print_table(
                 console,
                 r.observed.table,
@@ -505,6 +608,8 @@ def demo(
             )
             report_wrong(r.observed, r.wrong, console)
             failures += len(r.wrong)
+    if junit is not None:
+        write_junit(junit, suites)
     console.print(
         f"demo finished in {time.perf_counter() - started:.1f} s: "
         + (

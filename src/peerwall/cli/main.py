@@ -207,10 +207,9 @@ def matrix(
     # Figures group and compress large tables themselves; only text tables have a width limit.
     too_large = len(table.destinations) > render.MAX_TABLE_DESTINATIONS
     if too_large and not force_table and output in (Output.table, Output.markdown):
+        hint = "use --output csv or --output json (or --force-table to print it anyway)"
         typer.echo(
-            f"{len(table.sources)} sources x {len(table.destinations)} destinations is too large "
-            f"for a readable {output.value}: use --output csv or --output json (or --force-table "
-            "to print it anyway).",
+            render.too_large(len(table.sources), len(table.destinations), output.value, hint),
             err=True,
         )
         raise typer.Exit(1)

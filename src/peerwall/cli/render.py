@@ -49,6 +49,14 @@ HIGHLIGHT_16 = "on yellow"  # #fff2cc would fall to white on a 16-colour termina
 HEADER = "bold white on #0e58c4"  # the figures' blue headers
 
 
+def too_large(sources: int, destinations: int, what: str, hint: str) -> str:
+    """Why a table is not printed: the one wording of every command that refuses one."""
+    return (
+        f"{sources} sources x {destinations} destinations is too large for a readable {what}: "
+        f"{hint}."
+    )
+
+
 def write_document(doc: object, out: IO[str], fmt: str) -> None:
     """A JSON-able document as ``json`` (indented) or ``yaml`` (the same document)."""
     if fmt == "yaml":
