@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-from peerwall.cli import render
+from peerwall.cli import complete, render
 from peerwall.cli.junit import Suite, write_junit
 from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, read_source, resolve_mode
 from peerwall.cli.selection import (
@@ -51,7 +51,13 @@ err = Console(stderr=True)
 
 LabName = Annotated[
     str,
-    typer.Option("--name", "-n", help="Lab name (namespaces are pw-NAME-…).", metavar="NAME"),
+    typer.Option(
+        "--name",
+        "-n",
+        help="Lab name (namespaces are pw-NAME-…).",
+        metavar="NAME",
+        autocompletion=complete.lab_names,
+    ),
 ]
 
 
@@ -181,7 +187,10 @@ class StatusOutput(str, Enum):
 
 @app.command()
 def status(
-    name: Annotated[str | None, typer.Option("--name", "-n")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", metavar="NAME", autocompletion=complete.lab_names),
+    ] = None,
     output: Annotated[
         StatusOutput, typer.Option("--output", "-o", help="table, json or yaml.")
     ] = StatusOutput.table,

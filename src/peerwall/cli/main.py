@@ -7,6 +7,7 @@ per problem and without a traceback, and the exit status is 2 (as for a usage er
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from importlib import metadata
@@ -14,9 +15,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
-from peerwall.cli import agent, diff, lab, render
+from peerwall.cli import agent, complete, diff, lab, render
 from peerwall.cli.options import (
     DEFAULT_MODE,
     ModeChoice,
@@ -39,15 +40,50 @@ from peerwall.compile.nft import render_replace
 from peerwall.errors import PeerwallError, UnknownName
 from peerwall.figures import matrix_html, matrix_svg, topology_svg
 from peerwall.model import SecurityMode, Topology
-from peerwall.policy import DESCRIPTIONS, Explanation, ModeOrigin, expect, explain_cell
+from peerwall.policy import (
+    DESCRIPTIONS,
+    Explanation,
+    ModeOrigin,
+    Verdict,
+    expect,
+    explain_cell,
+)
 from peerwall.values import MODE_KEY
 from peerwall.verify.paths import trace
 
 EXIT_ERROR = 2
 
 
+def _flag_type(self: TyperOption, ctx: Any) -> str | None:
+    """A flag takes no value: its help line shows none (typer 0.29 shows ``<bool>``, which reads
+    as if ``--force-table true`` were expected)."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+
+
 class PeerwallGroup(TyperGroup):
     """Turns a ``PeerwallError`` from any subcommand into its message on stderr and status 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if COMPLETE_VAR in os.environ:  # the shell asks for completions: typer's shell classes
+            from typer._completion_classes import completion_init
+
+            completion_init()
+        return super().main(*args, **kwargs)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """A bare ``--install-completion`` / ``--show-completion`` means the current shell (the
+        option's value is optional, which typer's options cannot say)."""
+        if ctx.parent is None:
+            args = list(args)
+            for i, word in enumerate(args):
+                if word in COMPLETION_OPTIONS and (i + 1 == len(args) or args[i + 1][:1] == "-"):
+                    args.insert(i + 1, DETECT)
+                    break
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context type is private
         try:
@@ -64,10 +100,12 @@ app = typer.Typer(
     epilog=(
         "Exit status, for every command: 0 ok; 1 a check failed (wrong cells, drift, a broken "
         "lab, a diff that loses access, a table too large to print); 2 bad input or an error. "
-        "Shell completion: peerwall --install-completion."
+        "Shell completion: peerwall --install-completion [bash|zsh|fish|powershell]."
     ),
     no_args_is_help=True,
-    add_completion=True,
+    # Typer's own --install-completion is a flag that installs for the shell it detects (the
+    # parent process): `--install-completion zsh` from bash installed bash. Ours takes the shell.
+    add_completion=False,
     pretty_exceptions_show_locals=False,
 )
 
@@ -82,12 +120,80 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+DETECT = "current"
+"""What a bare --install-completion / --show-completion means: the shell it runs under."""
+
+
+def _shell(value: str) -> str | None:
+    """The shell named (or, for an empty value, the current one), or a usage error."""
+    if value == DETECT:
+        from typer._completion_shared import _get_shell_name
+
+        return _get_shell_name()
+    if value not in SHELLS:
+        raise typer.BadParameter(f"{value!r}: give one of {', '.join(SHELLS)}")
+    return value
+
+
+def _install_completion(ctx: typer.Context, value: str | None) -> None:
+    if value is None or ctx.resilient_parsing:
+        return
+    from typer._completion_classes import completion_init
+    from typer._completion_shared import install
+
+    completion_init()
+    shell, path = install(shell=_shell(value))
+    typer.echo(f"{shell} completion installed in {path}; it takes effect in a new shell")
+    raise typer.Exit()
+
+
+def _show_completion(ctx: typer.Context, value: str | None) -> None:
+    if value is None or ctx.resilient_parsing:
+        return
+    from typer._completion_classes import completion_init
+    from typer._completion_shared import get_completion_script
+
+    completion_init()
+    shell = _shell(value) or ""
+    typer.echo(get_completion_script(prog_name="peerwall", complete_var=COMPLETE_VAR, shell=shell))
+    raise typer.Exit()
+
+
+COMPLETE_VAR = "_PEERWALL_COMPLETE"
+COMPLETION_OPTIONS = ("--install-completion", "--show-completion")
+
+
 @app.callback()
 def _root(
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    install_completion: Annotated[
+        str | None,
+        typer.Option(
+            "--install-completion",
+            metavar="[SHELL]",
+            callback=_install_completion,
+            expose_value=False,
+            is_eager=True,
+            help="Install completion for SHELL: bash, zsh, fish or powershell (default: the current shell).",
+            show_default=False,
+        ),
+    ] = None,
+    show_completion: Annotated[
+        str | None,
+        typer.Option(
+            "--show-completion",
+            metavar="[SHELL]",
+            callback=_show_completion,
+            expose_value=False,
+            is_eager=True,
+            help="Print the completion script for SHELL (default: the current shell).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Liqo's connectivity security modes: decide, enforce with nftables, explain, verify."""
 
@@ -106,7 +212,7 @@ def mode_overrides(topology: Topology) -> int:
 def matrix_title(topology: Topology, choice: ModeChoice, selection: Selection | None = None) -> str:
     title = f"Connectivity matrix: {choice.describe()}"
     if selection:
-        title += f" ({selection.describe()})"
+        title += f"; only {selection.describe()}"
     n = mode_overrides(topology)
     if n == 1:
         title += "; 1 cluster/peering setting in the topology overrides it"
@@ -254,10 +360,20 @@ def topology_cmd(
     sys.stdout.write(topology_svg(topology, choice.mode))
 
 
-SourceArg = Annotated[str, typer.Argument(metavar="SRC", help="Source pod.", show_default=False)]
+SourceArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="SRC", help="Source pod.", show_default=False, autocompletion=complete.sources
+    ),
+]
 DestinationArg = Annotated[
     str,
-    typer.Argument(metavar="DST", help="Pod, service, Internet or API server.", show_default=False),
+    typer.Argument(
+        metavar="DST",
+        help="Pod, service, Internet or API server.",
+        show_default=False,
+        autocompletion=complete.destinations,
+    ),
 ]
 
 
@@ -288,8 +404,16 @@ def explain(
     output: Annotated[
         TextOrJson, typer.Option("--output", "-o", help="text, json or yaml.")
     ] = TextOrJson.text,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Exit 1 unless the verdict is YES (NO or PARTIAL), as a check would."
+        ),
+    ] = False,
 ) -> None:
     """Why SRC can or cannot connect to DST: the rule, the receiver, the peering and the mode.
+
+    With --check, the exit status is the answer: 0 for YES, 1 for NO or PARTIAL.
 
     Example: peerwall explain -f seed.yaml P4 P1 --set networking.securityMode=IntraClusterTrafficSegregation
     """
@@ -298,10 +422,12 @@ def explain(
     e = explain_cell(topology, source, destination, choice.mode)
     if output is not TextOrJson.text:
         render.write_document(explanation_json(e), sys.stdout, output.value)
-        return
-    typer.echo(e.render())
-    if _default_mode_used(e):
-        typer.echo(f"global default ({MODE_KEY}): {choice.describe()}")
+    else:
+        typer.echo(e.render())
+        if _default_mode_used(e):
+            typer.echo(f"global default ({MODE_KEY}): {choice.describe()}")
+    if check and e.verdict is not Verdict.YES:
+        raise typer.Exit(1)
 
 
 @app.command("trace")
@@ -357,7 +483,13 @@ def rules(
     file: TopologyFile,
     cluster: Annotated[
         str,
-        typer.Option("--cluster", "-c", metavar="CLUSTER", help="Gateway to compile for."),
+        typer.Option(
+            "--cluster",
+            "-c",
+            metavar="CLUSTER",
+            help="Gateway to compile for.",
+            autocompletion=complete.clusters,
+        ),
     ],
     set_: SetValues = None,
     values: ValuesFile = None,
@@ -385,5 +517,6 @@ app.command("diff")(diff.diff)
 
 
 def main() -> None:
-    """Console-script entry point (``peerwall``)."""
-    app()
+    """Console-script entry point (``peerwall``); ``python -m peerwall.cli`` is the same program
+    (completion scripts and variables are named after it)."""
+    app(prog_name="peerwall")

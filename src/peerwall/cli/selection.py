@@ -21,6 +21,7 @@ from typing import Annotated
 
 import typer
 
+from peerwall.cli import complete
 from peerwall.cli.suggest import unknown
 from peerwall.errors import UnknownName
 from peerwall.model import Topology
@@ -30,6 +31,7 @@ FromFilter = Annotated[
     list[str] | None,
     typer.Option(
         "--from",
+        autocompletion=complete.sources,
         metavar="SRC",
         help="Only sources matching SRC, a name or a pattern like 'web*' (repeatable).",
         show_default=False,
@@ -39,6 +41,7 @@ ToFilter = Annotated[
     list[str] | None,
     typer.Option(
         "--to",
+        autocompletion=complete.destinations,
         metavar="DST",
         help="Only destinations matching DST, a name or a pattern (repeatable).",
         show_default=False,
@@ -48,6 +51,7 @@ ClusterFilter = Annotated[
     list[str] | None,
     typer.Option(
         "--cluster",
+        autocompletion=complete.clusters,
         metavar="CLUSTER",
         help="Only pods (home or running there), services, Internet and API server of CLUSTER (repeatable).",
         show_default=False,
@@ -57,6 +61,7 @@ NamespaceFilter = Annotated[
     list[str] | None,
     typer.Option(
         "--namespace",
+        autocompletion=complete.namespaces,
         metavar="NS",
         help="Only pods and services of namespace NS (repeatable).",
         show_default=False,
