@@ -3,10 +3,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# What the demo needs (namespaces, nftables); the tests also want netcat (reproducers) and
-# chromium (the figure tests look at figures in a real, headless and offline, browser).
-APT_PACKAGES := nftables iproute2 libnftables1
-TEST_PACKAGES := netcat-openbsd chromium
+# What the demo needs (namespaces, nftables, and nc for the `reproduce:` lines it prints; docs/
+# howto-lab.md lists the same, a test checks); the tests also want chromium (the figure tests
+# look at figures in a real, headless and offline, browser).
+APT_PACKAGES := nftables iproute2 libnftables1 netcat-openbsd
+TEST_PACKAGES := chromium
 # Lab tests need root; by default a missing lab fails the run instead of skipping silently.
 REQUIRE_LAB ?= 1
 # `make bench` also needs the Liqo v0.10 baseline's tools, a C compiler for its load generator,

@@ -19,8 +19,8 @@ The convention, for whoever writes the docs:
   or touches a lab (a ``pw-`` namespace, ``$PEERWALL_STATE_DIR``). Lab blocks need root: the
   lab blocks of a file run in order, as one session, in a test marked ``lab``, with
   ``PEERWALL_STATE_DIR`` in a temporary folder. Each lab name the session uses (``--name try``;
-  ``peerwall demo`` without ``--name`` uses ``demo``) is replaced by a fresh name of the same
-  length, so that labs of other users of the machine are never touched, and replaced back in
+  ``peerwall demo`` without ``--name`` is given one, ``demo``'s) is replaced by a fresh name of
+  the same length, so that labs of other users of the machine are never touched, and replaced back in
   the output; every lab is brought down afterwards, whatever happened. ``lab status`` must be
   given ``--name`` (without it, it reports every lab on the machine).
 - The other blocks of a file (*plain blocks*) run in order as another session, without root.
@@ -600,6 +600,59 @@ def test_lab_commands_print_what_the_docs_show(path: Path, tmp_path: Path) -> No
         for used in names.values():
             runner.run(f"peerwall lab down --name {used}")
     assert not problems, "\n\n".join(problems)
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_MD_NAME = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.md)\b")
+
+
+def cited(path: Path) -> Iterator[tuple[str, Path | None]]:
+    """What a doc cites: each relative link target, and each Markdown file it names, with the
+    file of the repository it stands for (None if there is none)."""
+    text = path.read_text(encoding="utf-8")
+    for target in _LINK.findall(text):
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue
+        local = (path.parent / target.split("#")[0]).resolve()
+        yield target, local if local.exists() else None
+    for name in _MD_NAME.findall(text):
+        candidates = [path.parent / name, REPO / name, REPO / "docs" / name]
+        yield name, next((c for c in candidates if c.exists()), None)
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
+def test_docs_cite_only_what_the_repository_has(path: Path) -> None:
+    """No doc cites a file that is not in the repository (the design brief is not: its semantics
+    are docs/semantics.md), and every relative link resolves."""
+    missing = sorted({name for name, found in cited(path) if found is None})
+    assert not missing, (
+        f"{path.relative_to(REPO)} cites what the repository does not have: {missing}"
+    )
+
+
+def test_howto_lab_and_the_makefile_install_the_same() -> None:
+    """What howto-lab.md says `make demo` installs is what the Makefile installs for it, nc
+    included (the lab prints `reproduce: ip netns exec … nc …` lines)."""
+    makefile = (REPO / "Makefile").read_text()
+    m = re.search(r"^APT_PACKAGES\s*:=\s*(.+)$", makefile, re.M)
+    assert m, "Makefile: no APT_PACKAGES"
+    installed = set(m.group(1).split())
+    assert re.search(r"^demo: venv$", makefile, re.M) and re.search(
+        r"^venv: system", makefile, re.M
+    )
+    howto = " ".join((REPO / "docs" / "howto-lab.md").read_text().split())
+    said = re.search(r"`make demo` installs the Debian packages `([^`]+)`", howto)
+    assert said, "howto-lab.md: no sentence on what make demo installs"
+    assert set(said.group(1).split()) == installed
+    assert "netcat-openbsd" in installed
+
+
+def test_self_citations_are_checked(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text("As DESIGN.md §1 says; see [semantics](semantics.md) and [x](nowhere.md#a).")
+    (tmp_path / "semantics.md").write_text("")
+    missing = {name for name, found in cited(doc) if found is None}
+    assert missing == {"DESIGN.md", "nowhere.md#a", "nowhere.md"}
 
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=_rel)
