@@ -146,3 +146,62 @@ def test_clusters_without_pods_and_a_table_without_sources():
     parse_svg(matrix_svg(table, table, "FullPodToPod", "empty", topology=t))
     parse_html(matrix_html(table, table, "FullPodToPod", "empty", topology=t))
     parse_html(probe_html(table, table, {}))
+
+
+# --- large topologies: pods alike merged, as the matrix merges lines (issue 20.2) --------------
+
+
+def test_ten_thousand_pods_are_drawn_as_classes_of_pods_alike() -> None:
+    """Every pod is in exactly one icon, in the cluster it runs in; the members of an icon are
+    alike (home, namespace, the services they back), so each dashed line still joins a service
+    to icons of its backends only; the figure stays small (it was 10 MB)."""
+    t = scaled_topology(10_000)
+    text = topology_svg(t)
+    assert len(text) < 200_000
+    root = parse_svg(text)
+    width, height = float(root.get("width", "0")), float(root.get("height", "0"))
+    assert width < 3000 and height < 2000
+    by_name = t.pod_by_name
+    serves: dict[str, set[str]] = {}
+    for s in t.services:
+        for b in s.backends:
+            serves.setdefault(b, set()).add(s.name)
+    drawn: list[str] = []
+    icons = groups(root, "pod")
+    assert len(icons) < 50
+    members: dict[str, list[str]] = {}
+    for el in icons:
+        first = by_name[el.get("data-pod", "")]
+        alike = [
+            p.name
+            for p in t.pods
+            if (p.home, p.physical, p.namespace) == (first.home, first.physical, first.namespace)
+            and serves.get(p.name, set()) == serves.get(first.name, set())
+        ]
+        assert el.get("data-members") == (str(len(alike)) if len(alike) > 1 else None)
+        assert el.get("data-cluster") == first.physical
+        if len(alike) > 1:
+            label = "".join(el.itertext())
+            assert f"{first.name} +{len(alike) - 1}" in label or f"×{len(alike)}" in label
+        members[first.name] = alike
+        drawn += alike
+    assert sorted(drawn) == sorted(by_name)  # each pod in exactly one icon
+    for el in groups(root, "backend"):
+        service, icon = el.get("data-service", ""), el.get("data-backend", "")
+        assert all(service in serves.get(m, set()) for m in members[icon])
+    lines = {(el.get("data-service"), el.get("data-backend")) for el in groups(root, "backend")}
+    for s in t.services:  # every class that backs a service is joined to it
+        for icon in members:
+            if s.name in serves.get(icon, set()):
+                assert (s.name, icon) in lines
+
+
+def test_merging_is_on_past_the_threshold_or_on_request() -> None:
+    from peerwall.figures.topology import MAX_PODS
+
+    small = scaled_topology(60)
+    assert not any(el.get("data-members") for el in groups(parse_svg(topology_svg(small)), "pod"))
+    merged = parse_svg(topology_svg(small, classes=True))
+    assert any(el.get("data-members") for el in groups(merged, "pod"))
+    big = scaled_topology(MAX_PODS + 1)
+    assert any(el.get("data-members") for el in groups(parse_svg(topology_svg(big)), "pod"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from importlib import metadata
 from typing import Annotated, Any
@@ -39,6 +41,7 @@ from peerwall.compile.desired import gateway_state
 from peerwall.compile.nft import render_replace
 from peerwall.errors import PeerwallError, UnknownName
 from peerwall.figures import matrix_html, matrix_svg, topology_svg
+from peerwall.figures.topology import MAX_PODS as TOPOLOGY_MAX_PODS
 from peerwall.model import SecurityMode, Topology
 from peerwall.policy import (
     DESCRIPTIONS,
@@ -354,10 +357,28 @@ def topology_cmd(
     """The virtual cluster as a figure on standard output: clusters, namespaces, pods, services,
     and the mode each side of each peering enforces.
 
+    Past 400 pods, pods alike (same home, cluster, namespace and services) are one icon each.
+
     Example: peerwall topology -f seed.yaml > seed.svg
     """
-    topology, choice = load(file, set_, values)
-    sys.stdout.write(topology_svg(topology, choice.mode))
+    err = Console(stderr=True)
+    with working(err, f"reading {file}"):
+        topology, choice = load(file, set_, values)
+    n = len(topology.pods)
+    merged = " (pods alike merged)" if n > TOPOLOGY_MAX_PODS else ""
+    with working(err, f"drawing {n:,} pods{merged}"):
+        figure = topology_svg(topology, choice.mode)
+    sys.stdout.write(figure)
+
+
+@contextmanager
+def working(err: Console, what: str) -> Iterator[None]:
+    """A spinner saying what is being done, on a terminal only (a pipe or a log stays quiet)."""
+    if not err.is_terminal:
+        yield
+        return
+    with err.status(what):
+        yield
 
 
 SourceArg = Annotated[

@@ -14,6 +14,12 @@ cross it as bands from one part of the namespace to the other; peerings between 
 apart are arcs below the row, each at a depth of its own so labels never overlap. Every link is
 labelled with the mode each side enforces on traffic entering it (``effective_mode``: the
 peering's own, else the receiver's install-time one, else the global default).
+
+Past ``MAX_PODS`` pods (as the matrix past ``MAX_LINES`` lines), pods alike in a namespace part
+are drawn as one stacked icon labelled ``first +N``: alike is the same home, the same cluster it
+runs in, the same namespace and the same services it backs, so they are alike in the matrix too
+(same row, same column) and every dashed service line still says what it said. The figure then
+grows with the classes, not the pods: 10,000 pods draw in well under a second.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 
 from peerwall.figures import style
 from peerwall.figures.markup import FONT, attrs, esc, fit, num, text_width
+from peerwall.figures.view import MAX_LINES
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import DEFAULT_NAMESPACE, Pod, Service, Topology
 from peerwall.policy.modes import EffectiveMode, ModeOrigin, effective_mode
@@ -44,6 +51,8 @@ GAP = 210
 ICON_R = 19
 ARC_STEP = 64
 """Extra depth of each arc below the row, so their labels stack without overlapping."""
+MAX_PODS = MAX_LINES
+"""Past this many pods, pods alike are drawn as one icon per class."""
 
 
 @dataclass
@@ -53,8 +62,14 @@ class _Item:
     pod: Pod | None = None
     service: Service | None = None
     reflected: bool = False
+    members: tuple[str, ...] = ()
+    """The pods a pod icon stands for (itself, or its class past ``MAX_PODS``)."""
     cx: float = 0
     cy: float = 0
+
+    def __post_init__(self) -> None:
+        if self.kind == "pod" and not self.members:
+            self.members = (self.name,)
 
 
 @dataclass
@@ -220,33 +235,62 @@ def _ordered(items: list[_Item]) -> list[_Item]:
     """Pods that back no service here first, then each service amid its backends (half before,
     half after): the dashed service-to-backend lines then mostly join neighbours instead of
     crossing other icons, and the seed's P3, P2, S2 order falls out."""
-    pods = {i.name: i for i in items if i.kind == "pod"}
+    pods = {m: i for i in items if i.kind == "pod" for m in i.members}
     services = [i for i in items if i.service is not None]
     backing = {b for i in services if i.service is not None for b in i.service.backends}
-    out = [i for i in items if i.kind == "pod" and i.name not in backing]
+    out = [i for i in items if i.kind == "pod" and not backing.intersection(i.members)]
     placed = {i.name for i in out}
     for svc in services:
         assert svc.service is not None
-        mine = [pods[b] for b in svc.service.backends if b in pods and b not in placed]
+        mine = list(
+            {
+                id(pods[b]): pods[b]
+                for b in svc.service.backends
+                if b in pods and pods[b].name not in placed
+            }.values()
+        )
         placed.update(p.name for p in mine)
         half = (len(mine) + 1) // 2
         out += [*mine[:half], svc, *mine[half:]]
     return out
 
 
+def _merged(items: list[_Item], backs: dict[str, frozenset[str]]) -> list[_Item]:
+    """Pods alike (the same services backed; the section fixes home, cluster and namespace)
+    as one item each, in the order of their first member; services as they are."""
+    classes: dict[frozenset[str], list[Pod]] = {}
+    for i in items:
+        if i.pod is not None:
+            classes.setdefault(backs.get(i.name, frozenset()), []).append(i.pod)
+    pods = [
+        _Item("pod", members[0].name, pod=members[0], members=tuple(p.name for p in members))
+        for members in classes.values()
+    ]
+    return pods + [i for i in items if i.kind != "pod"]
+
+
 def _sections(
-    topology: Topology, cluster: str, fills: dict[tuple[str, str], str]
+    topology: Topology,
+    cluster: str,
+    fills: dict[tuple[str, str], str],
+    backs: dict[str, frozenset[str]] | None = None,
 ) -> list[_Section]:
-    """The namespaces shown inside ``cluster``: its own (default first), then extensions."""
+    """The namespaces shown inside ``cluster``: its own (default first), then extensions; with
+    ``backs`` (each pod's services), pods alike are merged."""
     pods_here = [p for p in topology.pods if p.physical == cluster]
+    by_section: dict[tuple[str, str], list[Pod]] = {}
+    for p in pods_here:
+        by_section.setdefault((p.home, p.namespace), []).append(p)
+
+    def arrange(items: list[_Item]) -> list[_Item]:
+        return _ordered(_merged(items, backs) if backs is not None else items)
+
     out: list[_Section] = []
     own = [(cluster, DEFAULT_NAMESPACE, ())] + [
         (n.cluster, n.name, n.offloaded_to) for n in topology.namespaces if n.cluster == cluster
     ]
     for home, ns, offloaded_to in own:
-        items = [
-            _Item("pod", p.name, pod=p) for p in pods_here if (p.home, p.namespace) == (home, ns)
-        ]
+        items = [_Item("pod", p.name, pod=p) for p in by_section.get((home, ns), [])]
         items += [
             _Item("service", s.name, service=s)
             for s in topology.services
@@ -259,7 +303,7 @@ def _sections(
                     home,
                     ns,
                     kind,
-                    _ordered(items),
+                    arrange(items),
                     fills.get((home, ns), style.PLAIN_NAMESPACE),
                     offloaded_to,
                 )
@@ -267,18 +311,14 @@ def _sections(
     for n in topology.namespaces:
         if cluster not in n.offloaded_to:
             continue
-        items = [
-            _Item("pod", p.name, pod=p)
-            for p in pods_here
-            if (p.home, p.namespace) == (n.cluster, n.name)
-        ]
+        items = [_Item("pod", p.name, pod=p) for p in by_section.get((n.cluster, n.name), [])]
         items += [
             _Item("service", s.name, service=s, reflected=True)
             for s in topology.services
             if (s.home, s.namespace) == (n.cluster, n.name)
         ]
         out.append(
-            _Section(n.cluster, n.name, "extension", _ordered(items), fills[(n.cluster, n.name)])
+            _Section(n.cluster, n.name, "extension", arrange(items), fills[(n.cluster, n.name)])
         )
     return out
 
@@ -364,23 +404,43 @@ def _layout(clusters: list[_Cluster], per_row: int, top: float) -> None:
                 item.cy = s.y + head + row * ITEM_H + 26
 
 
-def _item_svg(item: _Item, topology: Topology, colours: dict[str, str]) -> str:
+def _item_svg(
+    item: _Item,
+    topology: Topology,
+    colours: dict[str, str],
+    drawn_backends: list[str] | None = None,
+) -> str:
     label_y = item.cy + ICON_R + 15
     if item.pod is not None:
         p = item.pod
-        tip = f"pod {p.name}: namespace {p.namespace} of {p.home}, runs in {p.physical}, {p.ip}"
+        n = len(item.members)
+        if n == 1:
+            tip = f"pod {p.name}: namespace {p.namespace} of {p.home}, runs in {p.physical}, {p.ip}"
+            label: tuple[str, ...] = (p.name,)
+        else:
+            shown = ", ".join(item.members[:5]) + (f" and {n - 5} more" if n > 5 else "")
+            tip = (
+                f"{n} pods alike: namespace {p.namespace} of {p.home}, run in {p.physical}, "
+                f"back the same services: {shown}"
+            )
+            label = (f"{p.name} +{n - 1}", f"×{n}")
         parts = [f"<title>{esc(tip)}</title>"]
         if p.offloaded:
             parts.append(
                 f'<polygon points="{_heptagon(item.cx, item.cy, ICON_R + 5)}" fill="#ffffff" '
                 f'stroke="{colours[p.home]}" stroke-width="2" stroke-dasharray="4 3"/>'
             )
+        if n > 1:  # a stack: the class stands for many
+            parts.append(
+                f'<polygon class="stack" points="{_heptagon(item.cx + 5, item.cy - 5, ICON_R)}" '
+                f'fill="{style.KUBE_BLUE}" opacity="0.45" stroke="#ffffff" stroke-width="1.5"/>'
+            )
         parts.append(_pod_icon(item.cx, item.cy))
         parts.append(
             _text(
                 item.cx,
                 label_y + (3 if p.offloaded else 0),
-                fit((p.name,), ITEM_W - 4, 12, bold=True),
+                fit(label, ITEM_W - 4, 12, bold=True),
                 12,
                 weight="bold",
             )
@@ -396,12 +456,16 @@ def _item_svg(item: _Item, topology: Topology, colours: dict[str, str]) -> str:
             "data-cluster": p.physical,
             "data-home": p.home,
             "data-offloaded": "true" if p.offloaded else None,
+            "data-members": str(n) if n > 1 else None,
         }
         cls = "pod offloaded" if p.offloaded else "pod"
         return f'<g class="{cls}"{attrs(data)}>{"".join(parts)}</g>'
     s = item.service
     assert s is not None
-    backends = ", ".join(s.backends) or "none"
+    few = s.backends[:10]
+    backends = (", ".join(few) or "none") + (
+        f" and {len(s.backends) - 10} more" if len(s.backends) > 10 else ""
+    )
     where = f"reflected from {s.home}" if item.reflected else f"of {s.home}"
     tip = f"service {s.name} ({where}, namespace {s.namespace}): backends {backends}"
     parts = [f"<title>{esc(tip)}</title>", _service_icon(item.cx, item.cy, faded=item.reflected)]
@@ -422,7 +486,8 @@ def _item_svg(item: _Item, topology: Topology, colours: dict[str, str]) -> str:
         "data-cluster": s.home if not item.reflected else None,
         "data-home": s.home,
         "data-reflected": "true" if item.reflected else None,
-        "data-backends": " ".join(s.backends),
+        # Every backend, unless the pods are merged: then the drawn ones (the figure stays small).
+        "data-backends": " ".join(s.backends if drawn_backends is None else drawn_backends),
     }
     cls = "service reflected" if item.reflected else "service"
     return f'<g class="{cls}"{attrs(data)}>{"".join(parts)}</g>'
@@ -455,21 +520,16 @@ def _backend_lines(s: _Section) -> Iterable[str]:
 
     A straight line that would pass behind an icon that is not one of the service's backends
     bends around it instead, so it cannot be read as joining that icon."""
-    here = {i.name: i for i in s.items if i.kind == "pod"}
+    here = {m: i for i in s.items if i.kind == "pod" for m in i.members}
     for item in s.items:
         if item.service is None:
             continue
-        for b in item.service.backends:
-            if b not in here:
-                continue
-            p = here[b]
+        joined = {id(here[b]): here[b] for b in item.service.backends if b in here}
+        for p in joined.values():
+            b = p.name
             # Passing behind another backend of the same service misleads no one (it has a line
             # of its own); passing behind any other icon would seem to join it.
-            others = [
-                i
-                for i in s.items
-                if i is not item and i is not p and i.name not in item.service.backends
-            ]
+            others = [i for i in s.items if i is not item and id(i) not in joined]
             path = f"M {num(item.cx)} {num(item.cy)} "
             if any(
                 _near_segment(o.cx, o.cy, item.cx, item.cy, p.cx, p.cy, ICON_R + 14) for o in others
@@ -507,9 +567,11 @@ def topology_svg(
     default_mode: SecurityMode = SecurityMode.FULL_POD_TO_POD,
     *,
     title: str | None = None,
+    classes: bool | None = None,
 ) -> str:
     """The topology as a standalone SVG document; ``default_mode`` is the global default that
-    peerings and clusters without a mode of their own fall back to."""
+    peerings and clusters without a mode of their own fall back to. ``classes``: merge pods
+    alike (default: past ``MAX_PODS`` pods)."""
     colours = {
         c.name: style.CLUSTER_COLOURS[c.index % len(style.CLUSTER_COLOURS)]
         for c in topology.clusters
@@ -519,13 +581,28 @@ def topology_svg(
         (n.cluster, n.name): style.NAMESPACE_FILLS[k % len(style.NAMESPACE_FILLS)]
         for k, n in enumerate(offloaded)
     }
+    backs: dict[str, frozenset[str]] | None = None
+    if classes if classes is not None else len(topology.pods) > MAX_PODS:
+        served: dict[str, set[str]] = {}
+        for svc in topology.services:
+            for b in svc.backends:
+                served.setdefault(b, set()).add(svc.name)
+        backs = {p: frozenset(v) for p, v in served.items()}
     clusters = [
-        _Cluster(c.name, c.index, colours[c.name], _sections(topology, c.name, fills))
+        _Cluster(c.name, c.index, colours[c.name], _sections(topology, c.name, fills, backs))
         for c in topology.clusters
     ]
     biggest = max((len(s.items) for c in clusters for s in c.sections), default=1)
     # One row per namespace up to six icons (the seed's three fit in one), then a squarish grid.
     per_row = max(3, biggest if biggest <= 6 else min(6, math.ceil(math.sqrt(biggest * 1.5))))
+    rep = {  # each pod -> the pod that names the icon it is drawn in
+        m: i.name
+        for c in clusters
+        for sec in c.sections
+        for i in sec.items
+        if i.kind == "pod"
+        for m in i.members
+    }
     title_h = 30 if title else 0
     _layout(clusters, per_row, MARGIN + title_h + 24)
     links = _links(topology, default_mode)
@@ -625,7 +702,10 @@ def topology_svg(
     for c in clusters:
         for s in c.sections:
             for item in s.items:
-                out.append(_item_svg(item, topology, colours))
+                drawn = None
+                if backs is not None and item.service is not None:
+                    drawn = list(dict.fromkeys(rep[b] for b in item.service.backends if b in rep))
+                out.append(_item_svg(item, topology, colours, drawn))
         if not any(s.items for s in c.sections):
             out.append(_text(c.x + c.w / 2, c.y + c.h / 2, "no pods", 12, fill=style.MUTED))
 
