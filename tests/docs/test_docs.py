@@ -615,9 +615,22 @@ def cited(path: Path) -> Iterator[tuple[str, Path | None]]:
             continue
         local = (path.parent / target.split("#")[0]).resolve()
         yield target, local if local.exists() else None
-    for name in _MD_NAME.findall(text):
+    # Files named in prose; a command in a code block may write a file of any name.
+    prose = "\n".join(line for line in _outside_fences(text.splitlines()))
+    for name in _MD_NAME.findall(prose):
         candidates = [path.parent / name, REPO / name, REPO / "docs" / name]
         yield name, next((c for c in candidates if c.exists()), None)
+
+
+def _outside_fences(lines: list[str]) -> Iterator[str]:
+    fence = ""
+    for line in lines:
+        m = FENCE.match(line)
+        if m and (not fence or m.group(2).startswith(fence)):
+            fence = "" if fence else m.group(2)[0] * 3
+            continue
+        if not fence:
+            yield line
 
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
@@ -649,7 +662,10 @@ def test_howto_lab_and_the_makefile_install_the_same() -> None:
 
 def test_self_citations_are_checked(tmp_path: Path) -> None:
     doc = tmp_path / "doc.md"
-    doc.write_text("As DESIGN.md §1 says; see [semantics](semantics.md) and [x](nowhere.md#a).")
+    doc.write_text(
+        "As DESIGN.md §1 says; see [semantics](semantics.md) and [x](nowhere.md#a).\n"
+        "```sh\npeerwall diff -o markdown > comment.md\n```\n"
+    )
     (tmp_path / "semantics.md").write_text("")
     missing = {name for name, found in cited(doc) if found is None}
     assert missing == {"DESIGN.md", "nowhere.md#a", "nowhere.md"}

@@ -243,3 +243,89 @@ def test_topology_figure_renders_with_every_pod_inside_the_cluster_it_runs_in(se
         if len(t.clusters) > 1:
             colours = {c for _, c in shot.image.getcolors(maxcolors=1 << 20) or []}
             assert any(near(c, rgb(figure_style.CLUSTER_COLOURS[1]), 12) for c in colours)
+
+
+# --- labels that fit, cells that link (issue 20.2) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def three() -> Topology:
+    return load_topology((EXAMPLES / "three-clusters.yaml").read_text(), "three-clusters.yaml")
+
+
+def test_svg_group_labels_are_whole_and_partial_stays_in_its_cell(three, shoot):
+    """Each column band shows its whole label ("services of C2", not "C2") inside its box, and
+    every word of a cell (PARTIAL is the widest) lies inside its column, as the browser lays
+    them out."""
+    seg, full = expect(three, SEG).table, expect(three, force=FULL).table
+    shot = shoot("three.svg", matrix_svg(seg, full, FULL.value, "three", topology=three))
+    assert shot.errors == []
+    bands = shot.page.evaluate(
+        """() => Array.from(document.querySelectorAll('.bands.columns g.band')).map(g => {
+               const r = g.querySelector('rect').getBoundingClientRect();
+               const t = g.querySelector('text').getBoundingClientRect();
+               return {full: g.querySelector('title').textContent,
+                       shown: g.querySelector('text').textContent,
+                       rect: [r.left, r.right], text: [t.left, t.right]};
+           })"""
+    )
+    labels = {b["shown"] for b in bands}
+    assert {"services of C1", "services of C2", "batch", "default"} <= labels
+    for b in bands:
+        assert b["shown"] == b["full"], b
+        assert b["rect"][0] <= b["text"][0] and b["text"][1] <= b["rect"][1], b
+    words = shot.page.evaluate(
+        """() => {
+               const cols = {};
+               document.querySelectorAll('.head.columns g[data-destination]').forEach(g => {
+                   const r = g.querySelector('rect').getBoundingClientRect();
+                   cols[g.getAttribute('data-destination')] = [r.left, r.right];
+               });
+               return Array.from(document.querySelectorAll('g.cell text')).map(t => {
+                   const r = t.getBoundingClientRect();
+                   return {word: t.textContent, col: cols[t.parentNode.getAttribute('data-destination')],
+                           box: [r.left, r.right]};
+               });
+           }"""
+    )
+    assert any(w["word"] == "PARTIAL" for w in words)
+    for w in words:
+        assert w["col"][0] + 2 <= w["box"][0] and w["box"][1] <= w["col"][1] - 2, w
+
+
+def test_html_cells_link_to_their_explanation(seed, shoot):
+    """Clicking a cell goes to the explanation of that cell, on the same page."""
+    from peerwall.policy import explain_cell
+
+    seg, full = expect(seed, SEG).table, expect(seed, force=FULL).table
+
+    def why(s: str, d: str) -> str:
+        return explain_cell(seed, s, d, SEG).render()
+
+    page_text = matrix_html(seg, full, FULL.value, "segregation", topology=seed, explain=why)
+    shot = shoot("why.html", page_text)
+    assert shot.errors == []
+    linked = shot.page.evaluate(
+        "() => Array.from(document.querySelectorAll('td.cell')).filter(td => td.textContent)"
+        ".every(td => td.querySelector('a.why'))"
+    )
+    assert linked
+    bands = shot.page.evaluate(
+        "() => Array.from(document.querySelectorAll('th.band')).map(th => th.textContent)"
+    )
+    assert "services of C2" in bands
+    for source, destination, rule in (
+        ("P4", "P1", "segregation-denied"),
+        ("P1", "S3", "service-absent"),
+    ):
+        shot.page.click(f'td[data-source="{source}"][data-destination="{destination}"] a')
+        target = shot.page.evaluate(
+            """() => { const t = document.querySelector(':target');
+                       const r = t.getBoundingClientRect();
+                       return {s: t.getAttribute('data-source'), d: t.getAttribute('data-destination'),
+                               text: t.textContent, top: r.top, inView: r.top >= 0 && r.top < innerHeight}; }"""
+        )
+        assert (target["s"], target["d"]) == (source, destination)
+        assert f"{source} -> {destination}: {seg[source, destination].value}" in target["text"]
+        assert rule in target["text"]
+        assert target["inView"], target

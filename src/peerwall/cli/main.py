@@ -325,10 +325,17 @@ def matrix(
     baseline = SecurityMode.FULL_POD_TO_POD
     if output in (Output.svg, Output.html):
         # Figures take the baseline table and compare per class: fast for any size.
-        draw = matrix_svg if output is Output.svg else matrix_html
         base = selection.apply(topology, expect(topology, baseline, force=baseline).table)
         title = matrix_title(topology, choice, selection)
-        sys.stdout.write(draw(table, base, baseline.value, title, topology=topology))
+        if output is Output.svg:
+            figure = matrix_svg(table, base, baseline.value, title, topology=topology)
+        else:
+
+            def why(source: str, destination: str) -> str:
+                return explain_cell(topology, source, destination, choice.mode).render()
+
+            figure = matrix_html(table, base, baseline.value, title, topology=topology, explain=why)
+        sys.stdout.write(figure)
         return
     highlight = table.differing(
         selection.apply(topology, expect(topology, baseline, force=baseline).table)

@@ -14,7 +14,7 @@ In the class view ``data-source``/``data-destination`` name the first member of 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from peerwall.figures import style
@@ -64,13 +64,43 @@ class _Size:
 
 def _sizes(view: MatrixView) -> _Size:
     if len(view.cols) <= BIG_COLUMNS:
-        # The seed: 72 x 40 cells, 18 px Helvetica; wider where a name needs it.
-        col_w = tuple(max(72.0, text_width(c.label, 18, bold=True) + 20) for c in view.cols)
+        # The seed: 72 x 40 cells, 18 px Helvetica; wider where a name or a word needs it (a
+        # PARTIAL is wider than the seed's cell).
+        words = [
+            max(
+                (text_width(v.value, 18, bold=True) + 14 for row in view.grid
+                 if (v := row[j].verdict) is not None),
+                default=0.0,
+            )
+            for j in range(len(view.cols))
+        ]  # fmt: skip
+        col_w = tuple(
+            max(72.0, text_width(c.label, 18, bold=True) + 20, words[j])
+            for j, c in enumerate(view.cols)
+        )
         row_w = max([72.0, *(text_width(r.label, 18, bold=True) + 24 for r in view.rows)])
-        return _Size(True, 40, 40, col_w, row_w, 18)
+        return _Size(True, 40, 40, _fit_groups(view.cols, col_w), row_w, 18)
     names = max((text_width(c.label, 12, bold=True) for c in view.cols), default=0)
     row_w = max([60.0, *(text_width(r.label, 12, bold=True) + 16 for r in view.rows)])
-    return _Size(False, 20, names + 14, (20.0,) * len(view.cols), row_w, 12)
+    col_w = _fit_groups(view.cols, (20.0,) * len(view.cols))
+    return _Size(False, 20, names + 14, col_w, row_w, 12)
+
+
+def _fit_groups(cols: Sequence[Line], col_w: tuple[float, ...]) -> tuple[float, ...]:
+    """Column widths grown so that each group band's full label fits over its columns: a
+    narrow group (one service) is not labelled by a fragment ("C2" for "services of C2")."""
+    widths = list(col_w)
+    for depth in (1, 2):
+        for start, n, first in _runs(cols, depth):
+            label = first.group.outer if depth == 1 else first.group.inner
+            if not label:
+                continue
+            need = text_width(label[0], GROUP_FONT, bold=True) + 12
+            have = sum(widths[start : start + n])
+            if have < need:
+                for k in range(start, start + n):
+                    widths[k] += (need - have) / n
+    return tuple(widths)
 
 
 def _runs(lines: Sequence[Line], depth: int) -> list[tuple[int, int, Line]]:
@@ -524,7 +554,18 @@ table.matrix td.wrong a {{ color: inherit; text-decoration: none; }}
 .swatch.some {{ background: repeating-linear-gradient(45deg, {style.HIGHLIGHT} 0 4px, #ffffff 4px 8px); }}
 .swatch.wrong {{ box-shadow: inset 0 0 0 3px {style.WRONG}; }}
 .swatch.blank {{ background: #ffffff; border-color: {style.GRID}; }}
+table.matrix td a.why {{ color: inherit; text-decoration: none; display: block; }}
+table.matrix td a.why:hover {{ text-decoration: underline; }}
+.explanations {{ margin-top: 18px; }}
+.explanations div {{ margin: 0 0 10px; padding: 4px 8px; border-left: 4px solid {style.GRID}; }}
+.explanations div:target {{ border-left-color: {style.HEADER}; background: {style.HIGHLIGHT}; }}
+.explanations h3 {{ font-size: 14px; margin: 2px 0; }}
+.explanations pre {{ margin: 2px 0; font-size: 12px; white-space: pre-wrap; }}
 """
+
+MAX_EXPLAINED = 2500
+"""Up to this many drawn cells, a page explains each one below the table (each cell links to its
+explanation); past it the page would be mostly explanations, and says how to get one."""
 
 
 def _group_label(line: Line) -> str:
@@ -541,6 +582,7 @@ def table_html(
     mark: str = "differs",
     baseline: str | None = None,
     links: dict[Cell, str] | None = None,
+    link_class: str | None = None,
 ) -> str:
     """A view as an HTML ``<table>`` (no page around it). Highlighted cells get class ``mark``;
     ``links`` makes a cell a link (e.g. to its entry further down the page)."""
@@ -549,14 +591,18 @@ def table_html(
     out = [f'<table class="matrix{" small" if small else ""}"><thead>']
     corner = f'<th class="corner" rowspan="{3 if grouped else 1}" title="rows: sources; columns: destinations">↱</th>'
     if grouped:
-        # Band labels are cut to the width of the columns they span (their full text is the
-        # tooltip): a label wider than its columns would widen them, and small cells must stay
-        # small.
+        # Small cells must stay small: there band labels are cut to the width of the columns
+        # they span (their full text is the tooltip).
         column_w = 20 if small else 64
         out.append("<tr>" + corner)
+
+        # Big cells may widen to a label (as the SVG does): a narrow group keeps its full name.
+        def band(labels: tuple[str, ...], n: int) -> str:
+            return labels[0] if not small else fit(labels, n * column_w - 8, 12, bold=True)
+
         for _start, n, first in _runs(view.cols, 1):
             g = first.group
-            label = fit(g.outer, n * column_w - 8, 12, bold=True) if g.outer else ""
+            label = band(g.outer, n) if g.outer else ""
             span = attrs(
                 {
                     "colspan": n if n > 1 else None,
@@ -572,7 +618,7 @@ def table_html(
                 continue
             cls = "band inner offloaded" if g.offloaded else "band inner"
             span = attrs({"colspan": n if n > 1 else None, "title": g.inner[0]})
-            label = fit(g.inner, n * column_w - 8, 12, bold=True)
+            label = band(g.inner, n)
             out.append(f'<th class="{cls}"{span}>{esc(label)}</th>')
         out.append("</tr><tr>")
     else:
@@ -606,7 +652,7 @@ def table_html(
                 word = esc(style.VERDICT_MARKS[shown.verdict] if small else shown.verdict.value)
                 href = (links or {}).get((r.name, c.name))
                 if href:
-                    word = f'<a href="{esc(href)}">{word}</a>'
+                    word = f"<a{attrs({'href': href, 'class': link_class})}>{word}</a>"
             out.append(f'<td class="{cls}"{data}>{word}</td>')
         out.append("</tr>")
     out.append("</tbody></table>")
@@ -653,9 +699,29 @@ def matrix_html(
     *,
     topology: Topology | None = None,
     compress: bool | None = None,
+    explain: Callable[[str, str], str] | None = None,
 ) -> str:
-    """The table as a self-contained HTML page (sticky headers, so large tables stay readable)."""
+    """The table as a self-contained HTML page (sticky headers, so large tables stay readable).
+
+    With ``explain`` (the text of ``peerwall explain SRC DST``), each cell links to its
+    explanation, written below the table (a merged cell: that of its first cell)."""
     view = matrix_view(table, highlight, topology=topology, compress=compress)
+    links: dict[Cell, str] = {}
+    explained: list[str] = []
+    drawn = sum(1 for row in view.grid for c in row if c.verdict is not None)
+    if explain is not None and drawn <= MAX_EXPLAINED:
+        for i, (r, row) in enumerate(zip(view.rows, view.grid, strict=True)):
+            for j, (c, shown) in enumerate(zip(view.cols, row, strict=True)):
+                if shown.verdict is None:
+                    continue
+                anchor = f"why-{i}-{j}"
+                links[(r.name, c.name)] = f"#{anchor}"
+                alike = f" (and {shown.cells - 1} more cells alike)" if shown.cells > 1 else ""
+                explained.append(
+                    f'<div id="{anchor}"{attrs({"data-source": r.name, "data-destination": c.name})}>'
+                    f"<h3>{esc(r.name)} → {esc(c.name)}: {shown.verdict.value}{esc(alike)}</h3>"
+                    f"<pre>{esc(explain(r.name, c.name))}</pre></div>"
+                )
     items = []
     if baseline_name or isinstance(highlight, TruthTable) or highlight:
         items.append(("", f"differs from {baseline_name}" if baseline_name else "highlighted"))
@@ -667,8 +733,19 @@ def matrix_html(
         )
     body += [
         '<div class="scroll">',
-        table_html(view, baseline=baseline_name),
+        table_html(view, baseline=baseline_name, links=links, link_class="why"),
         "</div>",
         legend_html(view, items),
     ]
+    if explained:
+        body += [
+            '<section class="explanations"><h2>Why each cell (click a cell)</h2>',
+            *explained,
+            "</section>",
+        ]
+    elif explain is not None:
+        body.append(
+            f"<p>{drawn:,} cells: too many to explain on one page; "
+            "<code>peerwall explain -f FILE SRC DST</code> explains any cell.</p>"
+        )
     return page(title, body)
