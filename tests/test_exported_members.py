@@ -11,9 +11,21 @@ def test_all_names_exist_and_are_public() -> None:
 
 
 def test_nothing_public_is_missing_from_all() -> None:
+    # dir(): the names defined and the names loaded on first use (PEP 562) alike.
     public = {
         n
-        for n, v in vars(peerwall).items()
-        if not n.startswith("_") and not isinstance(v, type(peerwall))
+        for n in dir(peerwall)
+        if not n.startswith("_") and not isinstance(getattr(peerwall, n), type(peerwall))
     }
     assert public == set(peerwall.__all__)
+
+
+def test_importing_a_module_of_peerwall_loads_no_more_of_it() -> None:
+    """The public names load on first use: ``import peerwall.errors`` (and so the CLI's
+    ``--help``) does not import the core."""
+    import subprocess
+    import sys
+
+    code = "import sys, peerwall.errors; print(sorted(m for m in sys.modules if m.startswith('peerwall')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['peerwall', 'peerwall.errors']"

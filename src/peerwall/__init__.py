@@ -5,28 +5,76 @@ agent), explain and verify who may
 connect to whom, under ``FullPodToPod`` or ``IntraClusterTrafficSegregation``.
 """
 
-from peerwall.compile.build import build as compile_ruleset
-from peerwall.compile.desired import gateway_state
-from peerwall.compile.state import GatewayState, PeerState
-from peerwall.errors import (
-    LabError,
-    ModeInvalid,
-    NftError,
-    PeerwallError,
-    Problem,
-    TopologyInvalid,
-    UnknownName,
-)
-from peerwall.model import SecurityMode, Topology, load_topology, parse_mode
-from peerwall.policy import (
-    Decision,
-    Expected,
-    Explanation,
-    TableIncomplete,
-    TruthTable,
-    Verdict,
-    expect,
-)
+import typing as _typing
+
+# The public names, each from the module that defines it. They are imported when first used
+# (PEP 562), so that ``import peerwall.errors`` or the CLI's ``--help`` do not load the whole
+# core: a command pays only for what it runs.
+_EXPORTS = {
+    "Decision": "peerwall.policy",
+    "Expected": "peerwall.policy",
+    "Explanation": "peerwall.policy",
+    "GatewayState": "peerwall.compile.state",
+    "LabError": "peerwall.errors",
+    "ModeInvalid": "peerwall.errors",
+    "NftError": "peerwall.errors",
+    "PeerState": "peerwall.compile.state",
+    "PeerwallError": "peerwall.errors",
+    "Problem": "peerwall.errors",
+    "SecurityMode": "peerwall.model",
+    "TableIncomplete": "peerwall.policy",
+    "Topology": "peerwall.model",
+    "TopologyInvalid": "peerwall.errors",
+    "TruthTable": "peerwall.policy",
+    "UnknownName": "peerwall.errors",
+    "Verdict": "peerwall.policy",
+    "compile_ruleset": "peerwall.compile.build:build",
+    "expect": "peerwall.policy",
+    "gateway_state": "peerwall.compile.desired",
+    "load_topology": "peerwall.model",
+    "parse_mode": "peerwall.model",
+}
+
+if _typing.TYPE_CHECKING:
+    from peerwall.compile.build import build as compile_ruleset
+    from peerwall.compile.desired import gateway_state
+    from peerwall.compile.state import GatewayState, PeerState
+    from peerwall.errors import (
+        LabError,
+        ModeInvalid,
+        NftError,
+        PeerwallError,
+        Problem,
+        TopologyInvalid,
+        UnknownName,
+    )
+    from peerwall.model import SecurityMode, Topology, load_topology, parse_mode
+    from peerwall.policy import (
+        Decision,
+        Expected,
+        Explanation,
+        TableIncomplete,
+        TruthTable,
+        Verdict,
+        expect,
+    )
+
+
+def __getattr__(name: str) -> _typing.Any:
+    import importlib
+
+    where = _EXPORTS.get(name)
+    if where is None:
+        raise AttributeError(f"module 'peerwall' has no attribute {name!r}")
+    module, _, attr = where.partition(":")
+    value = getattr(importlib.import_module(module), attr or name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "Decision",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from pathlib import Path
@@ -10,18 +9,17 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from peerwall.agent.desired import DesiredState
-from peerwall.agent.filesource import FileInputs, FileSource
-from peerwall.agent.run import Agent, AgentSettings, Source
 from peerwall.cli.options import SetValues, ValuesFile, resolve_mode
-from peerwall.compile.state import CONNCHECK_PORT
-from peerwall.dataplane.conntrack import Conntrack
-from peerwall.dataplane.nft import LibNft
 from peerwall.model import parse_mode
 from peerwall.values import MODE_KEY, parse_sets
 
 if TYPE_CHECKING:
+    from peerwall.agent.desired import DesiredState
     from peerwall.agent.kube.client import KubeApi
+    from peerwall.agent.run import Source
+
+# The agent, the data plane and the Kubernetes client are imported when the agent starts: the
+# other commands (and --help) do not load them.
 
 log = logging.getLogger("peerwall.agent")
 REACH_TIMEOUT = 10.0
@@ -125,6 +123,12 @@ def agent(
         )
     if not 0 <= coalesce_ms <= 1000:
         raise typer.BadParameter("give milliseconds, 0 to 1000", param_hint="--coalesce-ms")
+    import asyncio
+
+    from peerwall.agent.run import Agent, AgentSettings
+    from peerwall.dataplane.conntrack import Conntrack
+    from peerwall.dataplane.nft import LibNft
+
     settings = AgentSettings(
         resync_interval=resync_interval,
         coalesce=coalesce_ms / 1000,
@@ -175,6 +179,10 @@ def _file(
     gateways: Path | None,
     pattern: str,
 ) -> tuple[Source, DesiredState]:
+    from peerwall.agent.desired import DesiredState
+    from peerwall.agent.filesource import FileInputs, FileSource
+    from peerwall.compile.state import CONNCHECK_PORT
+
     if not topology.is_file():
         raise typer.BadParameter(f"{topology}: no such file", param_hint="--source")
     forced = _forced_mode(sets)
@@ -199,10 +207,13 @@ def _kubernetes(
     kubeconfig: Path | None = None,
     context: str | None = None,
 ) -> tuple[Source, DesiredState]:
+    from peerwall.agent.desired import DesiredState
     from peerwall.agent.kube.model import Settings
     from peerwall.agent.kube.source import KubeSource
 
     mode = resolve_mode(sets, values).mode
+    from peerwall.compile.state import CONNCHECK_PORT
+
     desired = DesiredState("unknown", pattern, CONNCHECK_PORT)
     api = _kube_api(kubeconfig, context)
     settings = Settings(default_mode=mode, peer=peer or None, liqo_namespace=liqo_namespace)
@@ -219,6 +230,8 @@ def _kube_api(kubeconfig: Path | None, context: str | None) -> KubeApi:
     """The API client, once a first request has reached the API server: without a usable
     kubeconfig or a reachable server, the agent says so in one line instead of starting to
     retry a source that cannot work (the supervisor, kubelet, restarts it with backoff)."""
+    import asyncio
+
     from lightkube.core.exceptions import ConfigError
 
     from peerwall.agent.kube.client import KubeApi

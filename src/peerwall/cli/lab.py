@@ -15,16 +15,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
-from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from peerwall.cli import complete, render
-from peerwall.cli.junit import Suite, write_junit
 from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, read_source, resolve_mode
 from peerwall.cli.selection import (
     ClusterFilter,
@@ -34,17 +31,17 @@ from peerwall.cli.selection import (
     ToFilter,
 )
 from peerwall.errors import LabError, ModeInvalid
-from peerwall.figures import probe_html
-from peerwall.lab import agents
-from peerwall.lab import build as labs
-from peerwall.lab import demo as demos
-from peerwall.lab.netns import list_namespaces
-from peerwall.lab.probing import observe_lab
-from peerwall.lab.state import lab_folder, list_labs, load_state
 from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.policy import Comparison, Decider, TruthTable, expect
 from peerwall.settings import MAX_PROBE_TIMEOUT, LabSettings, ProbeSettings
-from peerwall.verify.observe import Observed
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from peerwall.verify.observe import Observed
+
+# The lab, the prober and the figures are imported by the commands that use them: `peerwall
+# --help` and the commands that need no lab do not pay for them.
 
 app = typer.Typer(no_args_is_help=True, help="Build, probe, inspect and remove the emulated lab.")
 err = Console(stderr=True)
@@ -116,6 +113,8 @@ def up(
     Example: peerwall lab up -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation
     """
     need_root("lab up")
+    from peerwall.lab import build as labs
+
     choice = resolve_mode(set_, values)
     # The lab records the text, so read it once (standard input cannot be read twice).
     source, text = read_source(file)
@@ -141,6 +140,8 @@ def apply(file: TopologyFile, name: LabName = "lab") -> None:
     Example: peerwall lab apply -f three-clusters.yaml --name lab
     """
     need_root("lab apply")
+    from peerwall.lab import build as labs
+
     source, text = read_source(file)
     topology = load_topology(text, source)
     changes, done = labs.apply(name, topology, text, source, LabSettings())
@@ -160,6 +161,8 @@ def repair(name: LabName = "lab") -> None:
     Example: peerwall lab repair --name lab
     """
     need_root("lab repair")
+    from peerwall.lab import build as labs
+
     repaired = labs.repair(name, LabSettings())
     typer.echo(f"lab {name}: every gateway's table read back")
     for cluster, n in sorted(repaired.items()):
@@ -173,6 +176,8 @@ def down(name: LabName = "lab") -> None:
     Example: peerwall lab down --name lab
     """
     need_root("lab down")
+    from peerwall.lab import build as labs
+
     gone = labs.down(name, LabSettings())
     err.print(
         f"lab {name}: removed {len(gone)} namespaces" if gone else f"lab {name}: nothing to remove"
@@ -202,6 +207,8 @@ def status(
     Example: peerwall lab status --output json
     """
     need_root("lab status")
+    from peerwall.lab.state import list_labs, load_state
+
     settings = LabSettings()
     listings = list_labs(settings)
     if name is not None:
@@ -236,6 +243,10 @@ def status(
 
 def _lab_report(entry: Any, settings: LabSettings) -> dict[str, Any]:
     """One lab's state, drift and agents; never raises (one broken lab must not hide others)."""
+    from peerwall.lab import agents
+    from peerwall.lab import build as labs
+    from peerwall.lab.netns import list_namespaces
+
     report: dict[str, Any] = {
         "name": entry.name,
         "source": None,
@@ -296,6 +307,9 @@ def set_mode(set_: SetValues = None, values: ValuesFile = None, name: LabName = 
     Example: peerwall lab set-mode --set networking.securityMode=IntraClusterTrafficSegregation
     """
     need_root("lab set-mode")
+    from peerwall.lab import build as labs
+    from peerwall.lab.state import load_state
+
     if not set_ and values is None:
         raise ModeInvalid(
             "lab set-mode: say which mode, e.g. --set networking.securityMode=FullPodToPod "
@@ -329,6 +343,8 @@ class Bars:
         self._live: Progress | None = None
 
     def __call__(self, label: str) -> Callable[[int, int], None] | None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
         if not err.is_terminal:
             return None
         self.stop()
@@ -465,6 +481,11 @@ def probe(
     Example: peerwall lab probe --output json > observed.json
     """
     need_root("lab probe")
+    from peerwall.cli.junit import Suite, write_junit
+    from peerwall.figures import probe_html
+    from peerwall.lab.probing import observe_lab
+    from peerwall.lab.state import lab_folder, load_state
+
     settings = LabSettings()
     state = load_state(name, settings)
     plan = state.plan(settings)
@@ -568,7 +589,12 @@ def demo(
     Example: peerwall demo --set networking.securityMode=IntraClusterTrafficSegregation
     """
     need_root("demo")
+    from peerwall.cli.junit import Suite, write_junit
+    from peerwall.lab import demo as demos
+
     if file is None:
+        from importlib import resources
+
         source = "seed-topology.yaml (bundled)"
         text = resources.files("peerwall").joinpath("examples/seed.yaml").read_text()
     else:

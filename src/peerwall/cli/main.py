@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
-from importlib import metadata
 from typing import Annotated, Any
 
 import typer
@@ -36,12 +35,7 @@ from peerwall.cli.selection import (
     ToFilter,
 )
 from peerwall.cli.suggest import suggest, unknown
-from peerwall.compile.build import build
-from peerwall.compile.desired import gateway_state
-from peerwall.compile.nft import render_replace
 from peerwall.errors import PeerwallError, UnknownName
-from peerwall.figures import matrix_html, matrix_svg, topology_svg
-from peerwall.figures.topology import MAX_PODS as TOPOLOGY_MAX_PODS
 from peerwall.model import SecurityMode, Topology
 from peerwall.policy import (
     DESCRIPTIONS,
@@ -52,7 +46,9 @@ from peerwall.policy import (
     explain_cell,
 )
 from peerwall.values import MODE_KEY
-from peerwall.verify.paths import trace
+
+# The compiler, the figures and the packet tracer are imported by the commands that use them, so
+# that `peerwall --help` and `peerwall modes` start fast.
 
 EXIT_ERROR = 2
 
@@ -115,6 +111,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from importlib import metadata
+
         try:
             version = metadata.version("peerwall")
         except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
@@ -325,6 +323,8 @@ def matrix(
     baseline = SecurityMode.FULL_POD_TO_POD
     if output in (Output.svg, Output.html):
         # Figures take the baseline table and compare per class: fast for any size.
+        from peerwall.figures import matrix_html, matrix_svg
+
         base = selection.apply(topology, expect(topology, baseline, force=baseline).table)
         title = matrix_title(topology, choice, selection)
         if output is Output.svg:
@@ -368,6 +368,9 @@ def topology_cmd(
 
     Example: peerwall topology -f seed.yaml > seed.svg
     """
+    from peerwall.figures import topology_svg
+    from peerwall.figures.topology import MAX_PODS as TOPOLOGY_MAX_PODS
+
     err = Console(stderr=True)
     with working(err, f"reading {file}"):
         topology, choice = load(file, set_, values)
@@ -472,6 +475,8 @@ def trace_cmd(
 
     Example: peerwall trace -f seed.yaml P1 P4 --set networking.securityMode=IntraClusterTrafficSegregation
     """
+    from peerwall.verify.paths import trace
+
     topology, choice = load(file, set_, values)
     check_cell(topology, source, destination)
     typer.echo(trace(topology, choice.mode, source, destination).explain())
@@ -529,6 +534,10 @@ def rules(
 
     Example: peerwall rules -f seed.yaml --cluster C1 | nft -f -
     """
+    from peerwall.compile.build import build
+    from peerwall.compile.desired import gateway_state
+    from peerwall.compile.nft import render_replace
+
     topology, choice = load(file, set_, values)
     if cluster not in topology.cluster_by_name:
         raise unknown("cluster", cluster, [c.name for c in topology.clusters])
