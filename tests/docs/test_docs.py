@@ -31,6 +31,7 @@ The convention, for whoever writes the docs:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -39,6 +40,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -232,10 +234,32 @@ def mismatch(cmd: Command, status: int, output: str) -> str | None:
 # Running
 
 
-class Runner:
-    """Runs commands of one session: a scratch folder with the examples, this checkout's peerwall."""
+_SHELL_SYNTAX = re.compile(r"[|&;<>$`\\*?(){}\[\]~#!\n]")
 
-    def __init__(self, tmp: Path, names: dict[str, str] | None = None) -> None:
+
+def in_process_words(text: str) -> list[str] | None:
+    """The arguments of a command that is nothing but ``peerwall ARGS`` (no pipe, redirection,
+    variable, glob or other shell syntax), or None: only those run in-process."""
+    if _SHELL_SYNTAX.search(text):
+        return None
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return None
+    return words[1:] if words and words[0] == "peerwall" else None
+
+
+class Runner:
+    """Runs commands of one session: a scratch folder with the examples, this checkout's peerwall.
+
+    With ``in_process``, a command that is only ``peerwall ARGS`` runs in this process, through
+    the same entry (``app``, named ``peerwall``), environment, folder and empty standard input,
+    its standard output and error together as a terminal shows them: what a spawned interpreter
+    would print, without paying for one per command (``test_self_in_process_is_the_same``)."""
+
+    def __init__(
+        self, tmp: Path, names: dict[str, str] | None = None, *, in_process: bool = False
+    ) -> None:
         self.cwd = tmp / "work"
         shutil.copytree(EXAMPLES, self.cwd, ignore=shutil.ignore_patterns("__pycache__"))
         bindir = tmp / "bin"
@@ -264,8 +288,12 @@ class Runner:
         self.env = env
         self.names = names or {}
         """Documented lab name -> the name this run uses."""
+        self.in_process = in_process
 
     def run(self, text: str) -> tuple[int, str]:
+        words = in_process_words(text) if self.in_process else None
+        if words is not None:
+            return self.invoke(words)
         proc = subprocess.run(
             ["bash", "-c", text],
             cwd=self.cwd,
@@ -278,6 +306,21 @@ class Runner:
             check=False,
         )
         return proc.returncode, proc.stdout
+
+    def invoke(self, words: list[str]) -> tuple[int, str]:
+        from typer.testing import CliRunner
+
+        from peerwall.cli.main import app
+
+        # The session's environment exactly: what it does not set is unset.
+        env: dict[str, str | None] = {k: None for k in os.environ if k not in self.env}
+        env.update(self.env)
+        with contextlib.chdir(self.cwd):
+            result = CliRunner().invoke(app, words, env=env, prog_name="peerwall")
+        output = result.output
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            output += "".join(traceback.format_exception(result.exception))
+        return result.exit_code, output
 
     def check(self, cmd: Command) -> str | None:
         text = rename_labs(cmd.text, self.names)
@@ -425,20 +468,18 @@ def parse_help(text: str) -> Help:
 
 @cache
 def help_page(path: tuple[str, ...]) -> Help:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERWALL_")}
+    """The subcommands and options of ``peerwall PATH --help``, read in-process (the page is
+    the same as a spawned ``peerwall`` prints: ``test_self_in_process_is_the_same``)."""
+    from typer.testing import CliRunner
+
+    from peerwall.cli.main import app
+
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("PEERWALL_")}
     env.update(NO_COLOR="1", COLUMNS="250", TERM="dumb")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), *filter(None, [env.get("PYTHONPATH")])])
-    proc = subprocess.run(
-        [sys.executable, "-c", "from peerwall.cli.main import main; main()", *path, "--help"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"peerwall {' '.join(path)} --help failed: {proc.stderr}")
-    return parse_help(proc.stdout)
+    result = CliRunner().invoke(app, [*path, "--help"], env=env, prog_name="peerwall")
+    if result.exit_code != 0:
+        raise AssertionError(f"peerwall {' '.join(path)} --help failed: {result.output}")
+    return parse_help(result.stdout)
 
 
 WRAPPERS = {"sudo", "env", "time", "exec", "nohup", "command"}
@@ -583,7 +624,7 @@ LAB_DOCS = [p for p in DOC_FILES if sessions(p).lab]
 @pytest.mark.parametrize("path", PLAIN_DOCS, ids=_rel)
 def test_plain_commands_print_what_the_docs_show(path: Path, tmp_path: Path) -> None:
     cmds = sessions(path).plain
-    problems = run_session(Runner(tmp_path), cmds)
+    problems = run_session(Runner(tmp_path, in_process=True), cmds)
     assert not problems, "\n\n".join(problems)
 
 
@@ -658,6 +699,31 @@ def test_howto_lab_and_the_makefile_install_the_same() -> None:
     assert said, "howto-lab.md: no sentence on what make demo installs"
     assert set(said.group(1).split()) == installed
     assert "netcat-openbsd" in installed
+
+
+SAME = [
+    "peerwall modes",
+    "peerwall lab --help",
+    "peerwall matrix -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation",
+    "peerwall explain -f seed.yaml P1 s2",
+    "peerwall matrix",
+    "peerwall diff -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation",
+    "peerwall lab probe --name x --from",
+]
+
+
+@pytest.mark.parametrize("text", SAME)
+def test_self_in_process_is_the_same(text: str, tmp_path: Path) -> None:
+    """A command run in-process prints what it prints in an interpreter of its own, and exits
+    alike: output, errors (one line, or the parser's box) and status."""
+    words = in_process_words(text)
+    assert words is not None
+    spawned = Runner(tmp_path / "a").run(text)
+    inside = Runner(tmp_path / "b", in_process=True).run(text)
+    assert inside == spawned
+    assert in_process_words("peerwall matrix -f seed.yaml | head") is None
+    assert in_process_words("peerwall lab probe > x.html") is None
+    assert in_process_words("peerwall demo --name $X") is None
 
 
 def test_self_citations_are_checked(tmp_path: Path) -> None:
