@@ -50,3 +50,25 @@ def test_class_comparison_equals_the_cell_by_cell_one(data: dict[str, Any], mode
     assert {(m.source, m.destination) for m in a.compare(dense).mismatches()} == {
         (s, d) for s, d, _, _ in got
     }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=topologies(), mode=st.sampled_from(list(SecurityMode)), picks=st.data())
+def test_restrict_keeps_exactly_the_cells_of_the_names_kept(
+    data: dict[str, Any], mode: SecurityMode, picks: st.DataObject
+) -> None:
+    """A sub-table has the cells of the whole one for the names kept, in the same order, and
+    only the classes it uses (so its compact form and legend say nothing about the others)."""
+    table = expect(topology_from_data(data, "gen"), mode).table
+    sources = (
+        picks.draw(st.lists(st.sampled_from(table.sources), unique=True)) if table.sources else []
+    )
+    destinations = picks.draw(st.lists(st.sampled_from(table.destinations), unique=True))
+    sub = table.restrict(sources, destinations)
+    assert sub.sources == tuple(s for s in table.sources if s in sources)
+    assert sub.destinations == tuple(d for d in table.destinations if d in destinations)
+    assert list(sub.cells()) == [
+        (s, d, v) for s, d, v in table.cells() if s in sources and d in destinations
+    ]
+    assert set(sub.row_class) == set(range(len(sub.blocks)))
+    assert all(set(sub.col_class) == set(range(len(row))) for row in sub.blocks)
