@@ -53,13 +53,11 @@ def watch_specs(settings: Settings) -> list[tuple[WatchSpec, PodRole | None]]:
             None,
         ),
         (WatchSpec(liqo.SERVICE), None),
-        (
-            WatchSpec(
-                liqo.ENDPOINTSLICE,
-                labels=f"{liqo.ENDPOINTSLICE_MANAGED_BY}={liqo.ENDPOINTSLICE_CONTROLLER}",
-            ),
-            None,
-        ),
+        # Every slice, whoever manages it: the virtual kubelet reflects by namespace.
+        (WatchSpec(liqo.ENDPOINTSLICE), None),
+        # Which slices each provider's virtual kubelet reflects (its policy, --disable-ip-reflection).
+        (WatchSpec(liqo.VIRTUAL_NODE_KIND), None),
+        (WatchSpec(liqo.VK_OPTIONS_TEMPLATE), None),
     ]
     if settings.pod_cidrs is None:
         specs.append(
