@@ -218,34 +218,48 @@ def test_vk_options_read_like_the_virtual_kubelets_flags(
 def test_endpoints_outside_the_local_pod_cidrs_are_ignored_logged_and_counted(
     backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A node address (hostNetwork), a ClusterIP, a gateway's tunnel address and a foreign pod's
-    address, written into a slice of an offloaded namespace: none is opened, each is logged once
-    and counted; the local pod beside them is opened."""
+    """A node address (hostNetwork), a ClusterIP, a gateway's tunnel address, a foreign pod's
+    address and a Liqo gateway pod (a pod, inside the pod CIDR), written into a slice of an
+    offloaded namespace: none is opened, each is logged once and counted; the local pod beside
+    them is opened."""
     caplog.set_level(logging.WARNING, "peerwall.agent.kube")
-    hostile = ["192.168.1.10", "10.96.0.10", "169.254.18.1", "10.20.0.1"]
+    hostile = ["192.168.1.10", "10.96.0.10", "169.254.18.1", "10.20.0.1", "10.10.0.9"]
+    gateway_pod = L.pod(
+        "gw-c3-abcde",
+        L.tenant("c3"),
+        "10.10.0.9",
+        labels={"networking.liqo.io/component": "gateway", "networking.liqo.io/active": "true"},
+    )
 
     async def main() -> None:
-        async with running(backend, tmp_path, L.cluster_objects(three(), "c1")) as h:
+        objects = [*L.cluster_objects(three(), "c1"), gateway_pod]
+        async with running(backend, tmp_path, objects) as h:
             eps = [(a, L.WORKER) for a in [*hostile, "10.10.0.5"]]
             await h.cluster.create(L.endpoint_slice("front-evil", "shop", "front", eps))
             await h.until(lambda: ip("10.10.0.5") in backends(h, "c2"), "local pod opened")
             assert backends(h, "c2") == {ip("10.10.0.1"), ip("10.10.0.5")}
             model = h.source.model
             assert model.ignored_endpoints == {"shop/front-evil": frozenset(map(ip, hostile))}
-            assert model.ignored_endpoints_total == 4
+            assert model.ignored_endpoints_total == 5
             lines = [r.getMessage() for r in caplog.records if "front-evil" in r.getMessage()]
             assert len(lines) == 1 and all(a in lines[0] for a in hostile)
-            assert "outside the local pod CIDRs (10.10.0.0/16): not opened" in lines[0]
+            assert (
+                "not a local pod (outside the local pod CIDRs 10.10.0.0/16, or a Liqo " in lines[0]
+            )
             registry = CollectorRegistry()
             for c in h.source.collectors:
                 registry.register(c)
             text = generate_latest(registry).decode()
-            assert "peerwall_endpoints_ignored_total 4.0" in text
-            assert "peerwall_endpoints_ignored_now 4.0" in text
+            assert "peerwall_endpoints_ignored_total 5.0" in text
+            assert "peerwall_endpoints_ignored_now 5.0" in text
             # The same slice seen again (a resync, an unrelated change): not logged again.
             await h.cluster.update(L.endpoint_slice("front-evil", "shop", "front", eps[1:]))
-            await h.until(lambda: len(model.ignored_endpoints["shop/front-evil"]) == 3, "3 left")
-            assert model.ignored_endpoints_total == 4
+            await h.until(lambda: len(model.ignored_endpoints["shop/front-evil"]) == 4, "4 left")
+            assert model.ignored_endpoints_total == 5
+            # The gateway pod goes: its address is an ordinary pod address again (here, 10.10.0.9
+            # reused by a backend pod); while it exists, it is never opened.
+            await h.cluster.delete(gateway_pod)
+            await h.until(lambda: ip("10.10.0.9") in backends(h, "c2"), "no longer a gateway")
             await h.cluster.delete(L.endpoint_slice("front-evil", "shop", "front", []))
             await h.until(lambda: not model.ignored_endpoints, "slice gone")
 

@@ -97,6 +97,13 @@ SERVICE_NAME = "kubernetes.io/service-name"
 whoever manages it, except ``default/kubernetes``; which slices are reflected is decided by the
 annotations and the reflection policy (``model.reflected``)."""
 
+GATEWAY_COMPONENT = "networking.liqo.io/component"
+GATEWAY_POD = "gateway"
+"""Every gateway pod carries ``networking.liqo.io/component=gateway``: the templates' selector
+labels (``deployments/liqo/templates/_helpers.tpl`` ``liqo.selectorTemplate``) and the gateway's own
+(``pkg/gateway/label.go`` ``ForgeActiveGatewayPodLabels``). Gateways are pods, inside the pod CIDR,
+but never a backend: an endpoint naming one is not opened."""
+
 VK_OPTIONS_DEFAULT = "virtual-kubelet-default"
 """The VkOptionsTemplate the chart installs in Liqo's namespace
 (``deployments/liqo/templates/liqo-vk-options-template.yaml``), which the webhook gives every

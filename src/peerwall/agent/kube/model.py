@@ -67,6 +67,8 @@ class PodRole(Enum):
     """Pods offloaded here by a consumer (provider side)."""
     REMOTE = "remote"
     """Our pods offloaded to a provider (consumer side)."""
+    GATEWAY = "gateway"
+    """Liqo's gateway pods here: never opened as backends."""
 
 
 class ReflectionPolicy(str, Enum):
@@ -303,9 +305,11 @@ class LiqoModel:
         self._vnodes: dict[str, tuple[str, str]] = {}
         """VirtualNode key -> (provider, key of its VkOptionsTemplate)."""
         self._templates: dict[str, VkOptions] = {}
+        self._gateway_pods: dict[str, frozenset[IPv4Address]] = {}
+        """Pod key -> addresses of Liqo's gateway pods here."""
         self.ignored_endpoints: dict[str, frozenset[IPv4Address]] = {}
         """EndpointSlice key -> its endpoints that a peer would reach but that are not local pods
-        (outside the local pod CIDRs): never opened."""
+        (outside the local pod CIDRs, or a Liqo gateway): never opened."""
         self.ignored_endpoints_total = 0
         """How many times an endpoint was found so (for the metric)."""
         self._security: dict[str, tuple[str, SecurityMode | None]] = {}
@@ -359,6 +363,8 @@ class LiqoModel:
                 self._on_shadow_pod(k, obj, deleted)
             if role is PodRole.REMOTE or (role is None and liqo.LOCAL_OFFLOADED_POD in labels):
                 self._on_remote_pod(k, obj, deleted)
+            if role is PodRole.GATEWAY or (role is None and liqo.GATEWAY_COMPONENT in labels):
+                self._on_gateway_pod(k, obj, deleted)
         else:
             raise ValueError(f"kind {kind.kind} is not watched")
 
@@ -716,7 +722,8 @@ class LiqoModel:
             ]
             if peers:
                 here = {e.address for e in s.endpoints if e.node not in self._virtual_nodes}
-                addrs = self._local(here)
+                gateways = frozenset().union(*self._gateway_pods.values())
+                addrs = self._local(here) - gateways
                 new = {p: addrs for p in peers}
                 if self.local_pod_cidrs():
                     ignored = frozenset(here - addrs)
@@ -729,7 +736,8 @@ class LiqoModel:
         if fresh:
             self.ignored_endpoints_total += len(fresh)
             log.warning(
-                "endpointslice %s: %s outside the local pod CIDRs (%s): not opened",
+                "endpointslice %s: %s not a local pod (outside the local pod CIDRs %s, or a Liqo "
+                "gateway): not opened",
                 k,
                 _fmt(fresh),
                 ", ".join(map(str, self.local_pod_cidrs())),
@@ -738,6 +746,23 @@ class LiqoModel:
             self.ignored_endpoints[k] = ignored
         else:
             self.ignored_endpoints.pop(k, None)
+
+    def _on_gateway_pod(self, k: str, obj: Obj, deleted: bool) -> None:
+        is_gateway = _labels(obj).get(liqo.GATEWAY_COMPONENT) == liqo.GATEWAY_POD
+        before = self._gateway_pods.get(k, frozenset())
+        # Its addresses whatever its phase (unlike pod_ips): a gateway that failed still holds
+        # its address until it is deleted.
+        status = obj.get("status") or {}
+        values = [p.get("ip") for p in status.get("podIPs") or ()] + [status.get("podIP")]
+        now = frozenset(a for a in map(_v4, values) if a is not None)
+        after = frozenset() if deleted or not is_gateway else now
+        if after == before:
+            return
+        if after:
+            self._gateway_pods[k] = after
+        else:
+            self._gateway_pods.pop(k, None)
+        self._recontribute_slices()
 
     # Reflection settings of each provider's virtual kubelet.
 

@@ -49,6 +49,11 @@ def watch_specs(settings: Settings) -> list[tuple[WatchSpec, PodRole | None]]:
         (WatchSpec(liqo.NODE, labels=f"{liqo.TYPE_LABEL}={liqo.VIRTUAL_NODE}"), None),
         (WatchSpec(liqo.POD, labels=shadow), PodRole.SHADOW),
         (WatchSpec(liqo.POD, labels=f"{liqo.LOCAL_OFFLOADED_POD}=true"), PodRole.REMOTE),
+        # Every gateway pod (other peers' too): never a backend.
+        (
+            WatchSpec(liqo.POD, labels=f"{liqo.GATEWAY_COMPONENT}={liqo.GATEWAY_POD}"),
+            PodRole.GATEWAY,
+        ),
         (WatchSpec(liqo.NAMESPACE, labels=remote), None),
         (
             WatchSpec(
