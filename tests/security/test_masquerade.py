@@ -22,7 +22,7 @@ from ipaddress import IPv4Address
 import pytest
 import yaml
 
-from hostile import tcp_connects
+from hostile import ECHO_PORT, echo_server, roundtrip, tcp_connects
 from labkit import LabUp, switch, topology_of
 from peerwall.lab.plan import LabPlan
 from peerwall.lab.probing import observe_lab
@@ -135,6 +135,37 @@ def test_node_traffic_arrives_masqueraded_and_is_judged_by_its_destination(lab_u
     api_c1 = topology.addresses.seen_from(topology.addresses.api_ip("C1"), "C1", "C2")
     assert api_c1 is not None
     assert not tcp_connects(plan.gateway_ns("C2"), str(api_c1), 6443)
+
+
+def node_connection(plan: LabPlan, cluster: str, pod: str) -> socket.socket:
+    t = plan.topology
+    address = t.addresses.pod_seen_from(t.pod_by_name[pod], cluster)
+    with entered(plan.gateway_ns(cluster)):
+        sock = socket.socket()
+    sock.settimeout(0.5)
+    sock.connect((str(address), ECHO_PORT))
+    return sock
+
+
+def test_a_narrowing_change_cuts_masqueraded_flows_it_forbids(lab_up: LabUp) -> None:
+    """Flow cleanup knows the masquerade source as the peer's: C1's node -> P5 is cut by the
+    switch to segregation, C1's node -> P4 (offloaded by C1) keeps echoing."""
+    topology, text = topology_of(seed())
+    plan = lab_up(topology, text, FULL)
+    with (
+        echo_server(plan.pod_ns("P5")),
+        echo_server(plan.pod_ns("P4")),
+        node_connection(plan, "C1", "P5") as forbidden,
+        node_connection(plan, "C1", "P4") as allowed,
+    ):
+        assert roundtrip(forbidden, b"a") == b"a" and roundtrip(allowed, b"a") == b"a"
+        switch(plan, SEG)
+        try:
+            still = roundtrip(forbidden, b"b") == b"b"
+        except OSError:
+            still = False
+        assert not still
+        assert roundtrip(allowed, b"c") == b"c"
 
 
 def test_without_the_masquerade_address_node_traffic_is_spoofed(lab_up: LabUp) -> None:
