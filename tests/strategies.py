@@ -111,6 +111,12 @@ def _topology(draw: st.DrawFn, limits: Limits) -> dict[str, Any]:
         mode = draw(st.none() | st.sampled_from(MODES))
         if mode is not None:
             c["securityMode"] = mode
+        if draw(st.booleans()):
+            # One per cluster, clear of every pod and service CIDR above (the model does not
+            # remap external CIDRs); fullMasquerade needs one.
+            c["externalCIDR"] = f"100.{64 + i}.0.0/16"
+            if draw(st.booleans()):
+                c["fullMasquerade"] = True
         clusters.append(c)
     names = [c["name"] for c in clusters]
 

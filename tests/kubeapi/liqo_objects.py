@@ -97,6 +97,31 @@ def api_server_ip(
     }
 
 
+def api_server_endpoint_ip(
+    slice_name: str,
+    address: IPv4Address | str,
+    remapped: IPv4Address | str,
+    namespace: str = LIQO_NS,
+) -> Obj:
+    """With ``apiServerAccessThroughEndpointSlices``: one IP per endpoint of ``default/kubernetes``,
+    named ``<slice>-<a-b-c-d>``, labelled with its slice and the api-server type, annotated as
+    preinstalled (``pkg/liqo-controller-manager/ipmapping/endpointslice_controller.go``)."""
+    obj: Obj = {
+        "apiVersion": "ipam.liqo.io/v1alpha1",
+        "kind": "IP",
+        "metadata": _meta(
+            f"{slice_name}-{str(address).replace('.', '-')}",
+            namespace,
+            {"ipam.liqo.io/endpointslice": slice_name, "ipam.liqo.io/ip-type": "api-server"},
+            {"liqo.io/preinstalled": "true"},
+        ),
+        "spec": {"ip": str(address)},
+    }
+    if remapped:
+        obj["status"] = {"ip": str(remapped), "cidr": str(EXTERNAL_CIDR)}
+    return obj
+
+
 def foreign_cluster(cluster_id: str) -> Obj:
     return {
         "apiVersion": "core.liqo.io/v1beta1",
@@ -121,33 +146,102 @@ def configuration(
     original: Sequence[IPv4Network | str],
     remapped: Sequence[IPv4Network | str] | None,
     namespace: str | None = None,
+    external: Sequence[IPv4Network | str] = (EXTERNAL_CIDR,),
+    external_remapped: Sequence[IPv4Network | str] | None = None,
 ) -> Obj:
+    """As the controller manager writes it (``apis/networking/v1beta1/configuration_types.go``):
+    the peer's CIDRs as it uses them in ``spec.remote``, as we address them in ``status.remote``.
+    Every cluster has Liqo's default external CIDR unless told otherwise, so a peer's is remapped
+    (``external_remapped``, by default 10.71.0.0/16 when it is the default)."""
+    if external_remapped is None:
+        external_remapped = [
+            "10.71.0.0/16" if IPv4Network(str(c)) == EXTERNAL_CIDR else c for c in external
+        ]
     obj: Obj = {
         "apiVersion": "networking.liqo.io/v1beta1",
         "kind": "Configuration",
         "metadata": _meta(peer, namespace or tenant(peer), {"liqo.io/remote-cluster-id": peer}),
         "spec": {
+            "local": {"cidr": {"pod": ["10.200.0.0/16"], "external": [str(EXTERNAL_CIDR)]}},
             "remote": {
-                "cidr": {"pod": [str(c) for c in original], "external": [str(EXTERNAL_CIDR)]}
-            }
+                "cidr": {"pod": [str(c) for c in original], "external": [str(c) for c in external]}
+            },
         },
     }
     if remapped is not None:
         obj["status"] = {
             "remote": {
-                "cidr": {"pod": [str(c) for c in remapped], "external": [str(EXTERNAL_CIDR)]}
+                "cidr": {
+                    "pod": [str(c) for c in remapped],
+                    "external": [str(c) for c in external_remapped],
+                }
             }
         }
     return obj
 
 
-def gateway(peer: str, server: bool) -> Obj:
+def gateway(peer: str, server: bool, ports: Sequence[int] | None = None) -> Obj:
+    """A GatewayServer (we serve the peer) or GatewayClient. ``ports``: one WireGuard tunnel per
+    port (master's ``spec.endpoint.ports``); None: the legacy single ``port``."""
     kind = "GatewayServer" if server else "GatewayClient"
+    endpoint: Obj = {"ports": list(ports)} if ports else {"port": 51840}
+    if not server:
+        endpoint["addresses"] = ["192.0.2.10"]
     return {
         "apiVersion": "networking.liqo.io/v1beta1",
         "kind": kind,
         "metadata": _meta(peer, tenant(peer), {"liqo.io/remote-cluster-id": peer}),
-        "spec": {"mtu": 1340},
+        "spec": {"mtu": 1340, "endpoint": endpoint},
+    }
+
+
+def vk_options_template(
+    name: str = "virtual-kubelet-default",
+    namespace: str = LIQO_NS,
+    service_type: str | None = "DenyList",
+    extra_args: Sequence[str] = (),
+) -> Obj:
+    """As the chart renders it (``deployments/liqo/templates/liqo-vk-options-template.yaml``):
+    ``reflectorsConfig.service.type`` from ``offloading.reflection.service.type``; ``extraArgs``
+    gets ``--disable-ip-reflection`` with ``networking.reflectIPs=false``."""
+    service: Obj = {"workers": 3}
+    if service_type is not None:
+        service["type"] = service_type
+    spec: Obj = {
+        "createNode": True,
+        "disableNetworkCheck": False,
+        "containerImage": "ghcr.io/liqotech/virtual-kubelet:v1.2.0",
+        "metricsEnabled": False,
+        "reflectorsConfig": {
+            "pod": {"workers": 10},
+            "service": service,
+            "endpointslice": {"workers": 10},
+        },
+        "extraArgs": ["--enable-apiserver-support=true", *extra_args],
+    }
+    return {
+        "apiVersion": "offloading.liqo.io/v1beta1",
+        "kind": "VkOptionsTemplate",
+        "metadata": _meta(name, namespace, {"app.kubernetes.io/name": "virtual-kubelet"}),
+        "spec": spec,
+    }
+
+
+def virtual_node_object(
+    provider: str, template: tuple[str, str] | None = ("liqo", "virtual-kubelet-default")
+) -> Obj:
+    """A VirtualNode in the provider's tenant namespace (``forge/virtualnode.go``); the webhook
+    fills ``vkOptionsTemplateRef`` with the default template when none is given."""
+    spec: Obj = {"clusterID": provider, "createNode": True}
+    if template is not None:
+        spec["vkOptionsTemplateRef"] = {"namespace": template[0], "name": template[1]}
+    return {
+        "apiVersion": "offloading.liqo.io/v1beta1",
+        "kind": "VirtualNode",
+        "metadata": _meta(
+            virtual_node_name(provider), tenant(provider), {"liqo.io/remote-cluster-id": provider}
+        ),
+        "spec": spec,
     }
 
 
@@ -355,7 +449,12 @@ def cluster_objects(
         out += [
             foreign_cluster(peer),
             tenant_namespace(peer),
-            configuration(peer, [t.cluster_by_name[peer].pod_cidr], [plan.view(cluster, peer)]),
+            configuration(
+                peer,
+                [t.cluster_by_name[peer].pod_cidr],
+                [plan.view(cluster, peer)],
+                external=[t.cluster_by_name[peer].external_cidr or EXTERNAL_CIDR],
+            ),
             gateway(peer, is_gateway_server(t, cluster, peer)),
         ]
         mode = t.peering_mode(cluster, peer)
@@ -363,6 +462,8 @@ def cluster_objects(
             out.append(peering_security(peer, mode.value))
     providers = sorted({p.provider for p in t.peerings if p.consumer == cluster})
     out += [virtual_node(p) for p in providers]
+    out += [virtual_node_object(p) for p in providers]
+    out.append(vk_options_template())
 
     for ns in t.namespaces:
         if ns.cluster == cluster and ns.name != "default":

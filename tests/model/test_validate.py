@@ -36,6 +36,44 @@ def test_clusters_alone():
     ]
 
 
+def test_external_cidrs_are_optional_and_clear_of_every_other_range():
+    """``externalCIDR``/``fullMasquerade`` (issue 16.3): files without them stay valid; the model
+    does not remap external CIDRs, so one overlapping anything else is refused, naming both."""
+    assert clusters.check(spec(clusters=TWO)) == []
+    ok = [
+        {"name": "C1", "podCIDR": "10.1.0.0/16", "externalCIDR": "10.70.0.0/16"},
+        {"name": "C2", "podCIDR": "10.2.0.0/16", "externalCIDR": "10.71.0.0/16"},
+    ]
+    ok[1]["fullMasquerade"] = True
+    assert clusters.check(spec(clusters=ok)) == []
+    bad = [
+        {"name": "C1", "podCIDR": "10.1.0.0/16", "externalCIDR": "10.2.128.0/17"},
+        {"name": "C2", "podCIDR": "10.2.0.0/16", "externalCIDR": "10.96.0.0/24"},
+        {"name": "C3", "podCIDR": "10.3.0.0/16", "externalCIDR": "10.2.0.0/24"},
+        {"name": "C4", "podCIDR": "10.4.0.0/16", "fullMasquerade": True},
+        {"name": "C5", "podCIDR": "10.5.0.0/16", "externalCIDR": "169.254.0.0/24"},
+    ]
+    assert clusters.check(spec(clusters=bad)) == [
+        Problem(
+            "clusters[0].externalCIDR", "10.2.128.0/17 overlaps clusters[1].podCIDR 10.2.0.0/16"
+        ),
+        Problem(
+            "clusters[1].externalCIDR",
+            "10.96.0.0/24 overlaps clusters[0] service CIDR 10.96.0.0/16",
+        ),
+        Problem("clusters[2].externalCIDR", "10.2.0.0/24 overlaps clusters[1].podCIDR 10.2.0.0/16"),
+        Problem(
+            "clusters[3].fullMasquerade",
+            "needs externalCIDR: masqueraded traffic takes its first address as source",
+        ),
+        Problem(
+            "clusters[4].externalCIDR",
+            "169.254.0.0/24 lies in 169.254.0.0/16 (link-local, which the lab also uses for its "
+            "own links): the masquerade source cannot come from there",
+        ),
+    ]
+
+
 def test_peerings_return_the_providers_of_valid_peerings_only():
     s = spec(
         clusters=TWO,

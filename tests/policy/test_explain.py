@@ -245,3 +245,32 @@ def test_unknown_names_are_errors():
         e.explain("S1", "P1")
     with pytest.raises(UnknownName, match="unknown destination 'P9'"):
         e.explain("P1", "P9")
+
+
+def test_a_masqueraded_pod_is_no_api_client_under_segregation():
+    """C2 masquerades all its traffic to peers (Liqo's fullMasquerade): P4, offloaded by C1 into
+    C2, reaches C1 from C2's external address, never an API client (issue 16.3)."""
+    t = load_topology(
+        """
+clusters:
+  - {name: C1, podCIDR: 10.244.0.0/16, apiServer: A1}
+  - {name: C2, podCIDR: 10.245.0.0/16, externalCIDR: 10.71.0.0/16, fullMasquerade: true}
+peerings:
+  - {consumer: C1, provider: C2}
+namespaces:
+  - {name: offloaded, cluster: C1, offloadedTo: [C2]}
+pods:
+  - {name: P1, cluster: C1, namespace: offloaded}
+  - {name: P4, cluster: C1, namespace: offloaded, runsOn: C2}
+""",
+        "masquerade",
+    )
+    seg = explained(t, "P4", "A1", default=SEG)
+    assert (seg.verdict, seg.rule, seg.receiver) == (Verdict.NO, "api-masqueraded", "C1")
+    assert seg.reason == (
+        "P4 was offloaded by C1, but C2 masquerades all its traffic to peers (fullMasquerade): "
+        "it arrives from C2's external address, never an API client"
+    )
+    assert explained(t, "P4", "A1", default=FULL).rule == "api-full-pod-to-pod"
+    # Towards pods the destination decides, as without masquerade: P1 was not offloaded by C2.
+    assert explained(t, "P4", "P1", default=SEG).rule == "segregation-denied"

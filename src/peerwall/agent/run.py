@@ -78,6 +78,8 @@ class Agent:
         self._lock = asyncio.Lock()
         self.collector = LiveCollector(nft)
         self.metrics.registry.register(self.collector)
+        for extra in getattr(source, "collectors", ()):
+            self.metrics.registry.register(extra)
 
     # --- the loop ----------------------------------------------------------------------------
 

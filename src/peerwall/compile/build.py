@@ -19,6 +19,8 @@ peer touches only that peer's chains, sets and map elements.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from peerwall.compile import names
 from peerwall.compile.nft import (
     Chain,
@@ -97,11 +99,28 @@ def peer_sets(peer: PeerState) -> list[NftSet]:
     return out
 
 
+def _one_or_set(values: Iterable[Element]) -> Value:
+    """A match value: the one value itself, or an anonymous set of several."""
+    items = list(dict.fromkeys(values))
+    return items[0] if len(items) == 1 else frozenset(items)
+
+
+def valid_sources(peer: PeerState) -> Value:
+    """The sources ``spoofed source`` lets through: the peer's pods, and the address its nodes
+    masquerade other traffic to (an address, as the kernel lists it back)."""
+    masquerade = () if peer.masquerade is None else (peer.masquerade,)
+    return _one_or_set((*peer.sources, *masquerade))
+
+
 def peer_chain(peer: PeerState) -> Chain:
     p = peer.name
-    sources: Value = peer.sources[0] if len(peer.sources) == 1 else frozenset(peer.sources)
     rules = [
-        _rule(Match("ip saddr", sources, negate=True), Counter(), DROP, comment="spoofed source"),
+        _rule(
+            Match("ip saddr", valid_sources(peer), negate=True),
+            Counter(),
+            DROP,
+            comment="spoofed source",
+        ),
         _rule(Match("ip daddr", SetRef(names.peer_cidrs_set(p))), ACCEPT),
         _rule(Match("ip daddr", SetRef(names.peer_set(p, SetKind.OFFLOADED))), ACCEPT),
         _rule(Match("ip daddr", SetRef(names.peer_set(p, SetKind.BACKENDS))), ACCEPT),
@@ -109,7 +128,7 @@ def peer_chain(peer: PeerState) -> Chain:
     if peer.api is not None:
         rules.append(
             _rule(
-                Match("ip daddr", peer.api.address),
+                Match("ip daddr", _one_or_set(peer.api.addresses)),
                 Match("tcp dport", peer.api.port),
                 Match("ip saddr", SetRef(names.peer_set(p, SetKind.API_CLIENTS))),
                 ACCEPT,
@@ -122,7 +141,7 @@ def peer_chain(peer: PeerState) -> Chain:
 
 
 def peer_input_chain(peer: PeerState, conncheck_port: int | None) -> Chain:
-    source = () if peer.gateway is None else (Match("ip saddr", peer.gateway),)
+    source = () if not peer.gateways else (Match("ip saddr", _one_or_set(peer.gateways)),)
     rules = [_rule(*source, need, ACCEPT, comment=why) for need, why in link_needs(conncheck_port)]
     rules.append(_rule(Counter(), DROP))
     return Chain(
@@ -165,8 +184,9 @@ def build(state: GatewayState) -> Ruleset:
         sets += peer_sets(peer)
         chain, input_chain = peer_chain(peer), peer_input_chain(peer, state.conncheck_port)
         chains += [chain, input_chain]
-        forward[peer.tunnel] = Verdict("jump", chain.name)
-        inbound[peer.tunnel] = Verdict("jump", input_chain.name)
+        for ifname in peer.tunnels:
+            forward[ifname] = Verdict("jump", chain.name)
+            inbound[ifname] = Verdict("jump", input_chain.name)
         if peer.nat is not None:
             tunnel = peer.nat
             dnat.append(

@@ -56,7 +56,13 @@ def gateway_state(
             for peer in cls.backs_for:
                 if peer in members:
                     members[peer][SetKind.BACKENDS].add(pod.ip)
-        elif pod.home == cluster and pod.physical in members and me.api_server:
+        elif (
+            pod.home == cluster
+            and pod.physical in members
+            and me.api_server
+            # Masqueraded, its packets never carry its own address: no API client.
+            and not topology.cluster_by_name[pod.physical].full_masquerade
+        ):
             seen = addresses.pod_seen_from(pod, cluster)
             if seen is not None:
                 members[pod.physical][SetKind.API_CLIENTS].add(seen)
@@ -75,6 +81,7 @@ def gateway_state(
             members={k: frozenset(v) for k, v in members[peer].items()},
             api=api,
             gateway=(gateways or {}).get(peer),
+            masquerade=topology.cluster_by_name[peer].masquerade_source,
             nat=PrefixNat(seen_by_peer, me.pod_cidr)
             if nat and seen_by_peer != me.pod_cidr
             else None,

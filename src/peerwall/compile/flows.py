@@ -8,7 +8,7 @@ packet is then a new connection, and meets the rules. Flows that are still allow
 alone, so they survive any change.
 
 A connection is stale when:
-- it came from a peer (its original source is one of the peer's addresses) to a local
+- it came from a peer (its original source is one of the peer's valid sources) to a local
   destination the state does not admit for that peer (after the receiver's DNAT, the reply's
   source is the real destination);
 - it came from a peer and its NAT binding is not the one the rules make (the entry was created
@@ -59,14 +59,14 @@ def _admitted(state: GatewayState, peer: PeerState, flow: Flow) -> bool:
     api = peer.api
     if (
         api is not None
-        and dst == api.address
+        and dst in api.addresses
         and flow.proto == "tcp"
         and flow.reply.sport == api.port
         and flow.orig.src in peer.addresses(SetKind.API_CLIENTS)
     ):
         return True
     # The link's own needs, towards the gateway itself.
-    from_gateway = peer.gateway is None or flow.orig.src == peer.gateway
+    from_gateway = not peer.gateways or flow.orig.src in peer.gateways
     if from_gateway and flow.proto == "icmp" and flow.orig.dport == 8:  # echo-request
         return True
     return (
@@ -80,7 +80,7 @@ def _admitted(state: GatewayState, peer: PeerState, flow: Flow) -> bool:
 def stale(state: GatewayState, flow: Flow) -> str | None:
     """Why the entry must go, or None if the state would have let it be exactly as it is."""
     for peer in state.peers.values():
-        if _in(flow.orig.src, peer.sources):
+        if _in(flow.orig.src, peer.valid_sources):
             nat = peer.nat
             if nat is not None and flow.orig.dst in nat.seen_by_peer:
                 want = translate(flow.orig.dst, nat.seen_by_peer, nat.local)

@@ -43,6 +43,13 @@ class ApiServer:
 
     address: IPv4Address
     port: int = API_PORT
+    more: tuple[IPv4Address, ...] = ()
+    """Further addresses of the same API server: Liqo with
+    ``networking.apiServerAccessThroughEndpointSlices`` gives offloaded pods one per endpoint."""
+
+    @property
+    def addresses(self) -> tuple[IPv4Address, ...]:
+        return (self.address, *self.more)
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ class PeerState:
     a Liqo v1 gateway pod)."""
     mode: SecurityMode
     sources: tuple[IPv4Network, ...]
-    """Source addresses the peer's traffic may carry (anti-spoofing: anything else is dropped)."""
+    """The peer's pods as they reach this gateway: with ``masquerade``, the only sources its
+    traffic may carry (anti-spoofing: anything else is dropped)."""
     full_access: tuple[IPv4Network, ...]
     """What FullPodToPod opens to the peer: the local pod CIDR (and the API server if outside)."""
     members: Mapping[SetKind, frozenset[IPv4Address]] = field(default_factory=dict)
@@ -76,9 +84,33 @@ class PeerState:
     """The peer gateway's address on the tunnel, source of the link's own needs (health checks);
     None: only the tunnel interface identifies it."""
     nat: PrefixNat | None = None
+    masquerade: IPv4Address | None = None
+    """The source the peer's nodes give traffic that is not from its pods (NodePort, hostNetwork;
+    with Liqo's ``fullMasquerade``, all of it): the first address of its external CIDR. A valid
+    source, judged by its destination only: never an API client."""
+    more_tunnels: tuple[str, ...] = ()
+    """Further interfaces of the same peer: a Liqo gateway with several WireGuard tunnels has
+    ``liqo-tunnel``, ``liqo-tunnel1``, ... (``pkg/gateway/tunnel/netlink.go`` ``GetTunnelName``)."""
+    more_gateways: tuple[IPv4Address, ...] = ()
+    """The peer gateway's addresses on ``more_tunnels``."""
 
     def addresses(self, kind: SetKind) -> frozenset[IPv4Address]:
         return self.members.get(kind, frozenset())
+
+    @property
+    def tunnels(self) -> tuple[str, ...]:
+        return (self.tunnel, *self.more_tunnels)
+
+    @property
+    def gateways(self) -> tuple[IPv4Address, ...]:
+        return () if self.gateway is None else (self.gateway, *self.more_gateways)
+
+    @property
+    def valid_sources(self) -> tuple[IPv4Network, ...]:
+        """Every source the peer's traffic may carry: its pods, and its masquerade address."""
+        if self.masquerade is None:
+            return self.sources
+        return (*self.sources, IPv4Network(self.masquerade))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,14 @@
 """What a cluster's node does besides peerwall, in an emulated gateway: kube-proxy's service
-DNAT, hairpin masquerade and Internet egress (table ``ip pw-kube``), and the CNI's per-pod source
-check (table ``ip pw-cni``).
+DNAT, hairpin masquerade and Internet egress (table ``ip pw-kube``), Liqo's masquerade of traffic
+towards peers, and the CNI's per-pod source check (table ``ip pw-cni``).
+
+Liqo's nodes source-NAT traffic towards a peer's pods that does not come from a local pod
+(NodePort, hostNetwork: here, the gateway's own sockets), and with ``fullMasquerade`` all of it, to
+the first address of the cluster's external CIDR (FirewallConfiguration
+``<configuration>-masquerade-bypass``, ``internal-network/configuration-controller/firewall.go``
+in liqotech/liqo). The lab does it for clusters whose topology gives an ``externalCIDR``, in the
+same postrouting chain, before peerwall's own remapping: the first source NAT of a flow is the one
+that holds.
 
 Each service present in a cluster (at home or reflected) gets a ClusterIP there and a chain that
 DNATs to its backends as that cluster sees them. The backend is picked by the low bits of the
@@ -84,12 +92,31 @@ def kube_script(plan: LabPlan, cluster: str, settings: LabSettings) -> str:
     lines += [
         f"\t\tmeta mark & {HAIRPIN_MARK} == {HAIRPIN_MARK} masquerade",
         '\t\toifname "uplink" masquerade',
+        *(f"\t\t{r}" for r in liqo_masquerade(plan, cluster)),
         "\t}",
     ]
     for name, rules in chains:
         lines += [f"\tchain {name} {{", *(f"\t\t{r}" for r in rules), "\t}"]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def liqo_masquerade(plan: LabPlan, cluster: str) -> list[str]:
+    """Liqo's node rules towards each peer: the source of what is not from a local pod (all of it
+    with ``fullMasquerade``) becomes the first address of the external CIDR."""
+    t = plan.topology
+    me = t.cluster_by_name[cluster]
+    if me.masquerade_source is None:
+        return []
+    rules = []
+    for peer in t.peers[cluster]:
+        ifname, _, _ = plan.tunnel(cluster, peer)
+        only = "" if me.full_masquerade else f" ip saddr != {me.pod_cidr}"
+        rules.append(
+            f'oifname "{ifname}" ip daddr {t.addresses.view(cluster, peer)}{only}'
+            f" snat ip to {me.masquerade_source}"
+        )
+    return rules
 
 
 def cni_script() -> str:

@@ -60,7 +60,13 @@ class LabPlan:
         if len(self.topology.clusters) > MAX_CLUSTERS:
             raise LabError(f"the lab emulates at most {MAX_CLUSTERS} clusters")
         for c in self.topology.clusters:
-            for field, cidr in (("podCIDR", c.pod_cidr), ("serviceCIDR", c.service_cidr)):
+            for field, cidr in (
+                ("podCIDR", c.pod_cidr),
+                ("serviceCIDR", c.service_cidr),
+                ("externalCIDR", c.external_cidr),
+            ):
+                if cidr is None:
+                    continue
                 clash = next((r for r in LAB_RANGES if cidr.overlaps(r)), None)
                 if clash:
                     raise LabError(

@@ -233,6 +233,10 @@ def wiring(plan: LabPlan) -> Wiring:
         for peer in t.peers[c.name]:
             ifname, _, peer_ip = plan.tunnel(c.name, peer)
             routes.append(Route(gw, f"{t.addresses.view(c.name, peer)} via {peer_ip} dev {ifname}"))
+            external = t.cluster_by_name[peer].external_cidr
+            if external is not None:
+                # Replies to the peer's masquerade source (Liqo routes its external CIDR so too).
+                routes.append(Route(gw, f"{external} via {peer_ip} dev {ifname}"))
         routes += [
             Route(gw, f"unreachable {NOWHERE}"),
             Route(gw, f"default via {UPLINK_HOST.ip} dev uplink"),

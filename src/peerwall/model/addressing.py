@@ -88,6 +88,7 @@ def address_book(topology: Topology) -> AddressBook:
     everything = [c.pod_cidr for c in topology.clusters] + [
         c.service_cidr for c in topology.clusters
     ]
+    everything += [c.external_cidr for c in topology.clusters if c.external_cidr is not None]
     views: dict[tuple[str, str], IPv4Network] = {}
     # Remaps are unique across the whole virtual cluster, so that an address on a tunnel names one
     # thing: the two directions of a connection never share a remapped CIDR.

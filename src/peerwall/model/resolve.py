@@ -36,6 +36,8 @@ def resolve(spec: TopologySpec, source: str) -> Topology:
             api_server=c.api_server,
             security_mode=c.security_mode,
             index=i,
+            external_cidr=c.external_cidr,
+            full_masquerade=c.full_masquerade,
         )
         for i, c in enumerate(spec.clusters)
     )

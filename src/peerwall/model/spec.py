@@ -67,6 +67,8 @@ class ClusterSpec(_Item):
     internet: Name | None = None
     api_server: Name | None = Field(default=None, alias="apiServer")
     security_mode: Mode | None = Field(default=None, alias="securityMode")
+    external_cidr: Cidr | None = Field(default=None, alias="externalCIDR")
+    full_masquerade: bool = Field(default=False, alias="fullMasquerade")
 
 
 class PeeringSpec(_Item):

@@ -36,6 +36,19 @@ class Cluster:
     """Install-time mode; None means: the global default."""
     index: int
     """Position in the file, from 0; gives stable per-cluster addresses in the lab."""
+    external_cidr: IPv4Network | None = None
+    """Liqo's external CIDR of the cluster (``externalCIDR``); None: its nodes' own traffic
+    towards peers is not modelled."""
+    full_masquerade: bool = False
+    """Liqo's ``networking.fabric.config.fullMasquerade``: the nodes give all traffic towards
+    peers the masquerade source, pods' included."""
+
+    @property
+    def masquerade_source(self) -> IPv4Address | None:
+        """What Liqo's nodes rewrite the source of traffic towards a peer to, when it is not from
+        a pod (NodePort, hostNetwork) or always (``full_masquerade``): the first address of the
+        external CIDR (``GetUnknownSourceIP``)."""
+        return None if self.external_cidr is None else self.external_cidr.network_address
 
 
 @dataclass(frozen=True)

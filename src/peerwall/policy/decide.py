@@ -54,6 +54,7 @@ class Rule(str, Enum):
     API_FULL_POD_TO_POD = "api-full-pod-to-pod"
     API_HOME_CLUSTER = "api-home-cluster"
     API_SEGREGATED = "api-segregated"
+    API_MASQUERADED = "api-masqueraded"
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,9 @@ class Decider:
         mode = self.mode(k, a)
         if mode.mode is SecurityMode.FULL_POD_TO_POD:
             return Decision(Verdict.YES, Rule.API_FULL_POD_TO_POD, k, a, mode)
+        if src.home == k and self.topology.cluster_by_name[a].full_masquerade:
+            # Its packets carry a's masquerade source, never an API client's address.
+            return Decision(Verdict.NO, Rule.API_MASQUERADED, k, a, mode)
         if src.home == k:
             return Decision(Verdict.YES, Rule.API_HOME_CLUSTER, k, a, mode)
         return Decision(Verdict.NO, Rule.API_SEGREGATED, k, a, mode)

@@ -137,6 +137,11 @@ class _Prose:
                 return f"{s} was offloaded by {r}: it may reach its home API server"
             case Rule.API_SEGREGATED:
                 return f"{s}'s home is {src.home}, not {r}"
+            case Rule.API_MASQUERADED:
+                return (
+                    f"{s} was offloaded by {r}, but {a} masquerades all its traffic to peers "
+                    f"(fullMasquerade): it arrives from {a}'s external address, never an API client"
+                )
         raise AssertionError(f"no words for rule {d.rule}")  # pragma: no cover
 
 

@@ -21,7 +21,12 @@ import pytest
 import yaml
 
 from kubeapi.harness import run, running
-from kubeapi.liqo_objects import api_cluster_ip, cluster_objects, is_gateway_server
+from kubeapi.liqo_objects import (
+    EXTERNAL_CIDR,
+    api_cluster_ip,
+    cluster_objects,
+    is_gateway_server,
+)
 from peerwall.agent.kube import Settings, liqo
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import CONNCHECK_PORT, ApiServer, GatewayState, PeerState, SetKind
@@ -71,6 +76,7 @@ def expected(cluster: str, mode: SecurityMode) -> GatewayState:
             },
             api=api,
             gateway=ip("169.254.18.1"),  # c1 consumes: gateway client; c2 is the server
+            masquerade=ip("10.70.0.0"),  # c2's default external CIDR, as c2 uses it
         )
     else:
         peer = PeerState(
@@ -86,6 +92,7 @@ def expected(cluster: str, mode: SecurityMode) -> GatewayState:
             },
             api=api,
             gateway=ip("169.254.18.2"),
+            masquerade=ip("10.70.0.0"),
         )
     return GatewayState(cluster, {peer.name: peer}, "liqo-tunnel*", CONNCHECK_PORT)
 
@@ -172,8 +179,14 @@ def liqo_expected(topology: Topology, cluster: str, global_default: SecurityMode
         clients = frozenset(
             translate(a, view, original) for a in peer.addresses(SetKind.API_CLIENTS)
         )
+        # Every Liqo cluster has an external CIDR (by default Liqo's): its first address is the
+        # peer's masquerade source, as the peer uses it.
+        external = topology.cluster_by_name[name].external_cidr or EXTERNAL_CIDR
         peers[name] = replace(
-            peer, sources=(original,), members={**peer.members, SetKind.API_CLIENTS: clients}
+            peer,
+            sources=(original,),
+            members={**peer.members, SetKind.API_CLIENTS: clients},
+            masquerade=external.network_address,
         )
     return replace(state, peers=peers)
 

@@ -35,6 +35,19 @@ remapped ``status.ip`` through a host alias of ``kubernetes.default``
 gateway DNATs ``status.ip`` to ``spec.ip`` at prerouting (``remapping/ip.go``
 ``ensureFirewallConfigurationDNATRules``, table ``remap-ipmapping-gw``), so at the forward hook
 the API server is ``spec.ip``:443.
+
+Sources as Liqo sends them
+--------------------------
+Every node of the peer runs the FirewallConfiguration
+``<configuration>-masquerade-bypass``
+(``pkg/liqo-controller-manager/networking/internal-network/configuration-controller/firewall.go``
+``forgeFirewallNatRule``), which source-NATs traffic towards our pod (and external) CIDR that does
+not come from one of its pods (NodePort, hostNetwork), and with ``--fabric-full-masquerade-enabled``
+(``networking.fabric.config.fullMasquerade``) all of it, to ``GetUnknownSourceIP`` of its primary
+external CIDR: its first address (``pkg/utils/ipam/ips.go``; ``GetPrimary`` is the first of the
+list). We know that CIDR as ``Configuration.spec.remote.cidr.external``; our gateway remaps it
+(``remap-externalcidr``, ``remapping/cidr.go``) at postrouting, after the forward hook, so the
+forward hook sees the peer's own address, as for pods.
 """
 
 from __future__ import annotations
@@ -77,11 +90,35 @@ SKIP_REFLECTION = "liqo.io/skip-reflection"
 ALLOW_REFLECTION = "liqo.io/allow-reflection"
 """Reflection annotations (``pkg/consts/replication.go``); their semantics are in ``model``."""
 
-ENDPOINTSLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
-ENDPOINTSLICE_CONTROLLER = "endpointslice-controller.k8s.io"
-"""Only slices of Kubernetes' own controller are local backends: the ones Liqo reflects in from a
-consumer are ``endpointslice.reflection.liqo.io`` (``pkg/virtualKubelet/forge/endpointslices.go``)."""
 SERVICE_NAME = "kubernetes.io/service-name"
+"""The virtual kubelet's EndpointSlice reflector reflects *every* slice of an offloaded namespace
+(its informer is scoped by namespace, with no label selector:
+``pkg/virtualKubelet/reflection/exposition/endpointslice.go`` ``NewNamespacedEndpointSliceReflector``),
+whoever manages it, except ``default/kubernetes``; which slices are reflected is decided by the
+annotations and the reflection policy (``model.reflected``)."""
+
+GATEWAY_COMPONENT = "networking.liqo.io/component"
+GATEWAY_POD = "gateway"
+"""Every gateway pod carries ``networking.liqo.io/component=gateway``: the templates' selector
+labels (``deployments/liqo/templates/_helpers.tpl`` ``liqo.selectorTemplate``) and the gateway's own
+(``pkg/gateway/label.go`` ``ForgeActiveGatewayPodLabels``). Gateways are pods, inside the pod CIDR,
+but never a backend: an endpoint naming one is not opened."""
+
+VK_OPTIONS_DEFAULT = "virtual-kubelet-default"
+"""The VkOptionsTemplate the chart installs in Liqo's namespace
+(``deployments/liqo/templates/liqo-vk-options-template.yaml``), which the webhook gives every
+VirtualNode that names none (``pkg/webhooks/virtualnode/virtualnode.go``,
+``--vk-options-default-template``)."""
+SERVICE_REFLECTOR = "service"
+"""The key of ``VkOptionsTemplate.spec.reflectorsConfig`` whose ``type`` (DenyList, AllowList) the
+EndpointSlice reflector inherits (``cmd/virtual-kubelet/root/root.go`` ``getReflectorsConfigs``);
+``pkg/vkMachinery/forge/forge.go`` turns it into ``--service-reflection-type`` and appends
+``spec.extraArgs`` after it, so a flag there wins."""
+SERVICE_REFLECTION_FLAG = "--service-reflection-type"
+DISABLE_IP_REFLECTION_FLAG = "--disable-ip-reflection"
+"""``networking.reflectIPs=false`` puts this flag in the template's ``extraArgs``; the virtual
+kubelet then starts no EndpointSlice reflector (``pkg/virtualKubelet/provider/provider.go``) and
+reflects no offloaded pod's IP (``forge.OpaqueIPTranslationMutator``)."""
 
 NAMESPACE_OFFLOADING = "offloading"
 """The one NamespaceOffloading of an offloaded namespace (``pkg/consts/namespace_mapping.go``
@@ -119,6 +156,23 @@ CLIENT_TUNNEL_IP = IPv4Address("169.254.18.2")
 """WireGuard addresses of the first tunnel (``pkg/gateway/tunnel/netlink.go``); the connection
 check pings the other end's (``pkg/gateway/connection/connections_controller.go``
 ``GetRemoteInterfaceIP``): a GatewayServer here means the peer is the client, and vice versa."""
+
+MAX_TUNNELS = 64
+"""A gateway has one WireGuard interface per port of ``spec.endpoint.ports`` (one for the legacy
+``port``): the templates pass them as ``--listen-ports``/``--endpoint-ports``, at most 64
+(``MaxWireguardInterfaces``, the CRDs' ``maxItems``)."""
+
+
+def tunnel_name(index: int) -> str:
+    """``GetTunnelName``: ``liqo-tunnel``, then ``liqo-tunnel1``, ``liqo-tunnel2``, ..."""
+    return TUNNEL if index == 0 else f"{TUNNEL}{index}"
+
+
+def tunnel_ip(server: bool, index: int) -> IPv4Address:
+    """``GetInterfaceIP``: tunnel ``index`` is the /30 ``169.254.18.4*index``; the server holds
+    its first host address, the client the second."""
+    return SERVER_TUNNEL_IP + 4 * index + (0 if server else 1)
+
 
 PEERWALL_GROUP = "peerwall.io"
 
@@ -162,6 +216,11 @@ NAMESPACE_OFFLOADING_KIND = Kind(
 )
 NETWORK = Kind("Network", "ipam.liqo.io", "v1alpha1", "networks", True)
 IP = Kind("IP", "ipam.liqo.io", "v1alpha1", "ips", True)
+VIRTUAL_NODE_KIND = Kind("VirtualNode", "offloading.liqo.io", "v1beta1", "virtualnodes", True)
+"""One per virtual kubelet: ``spec.clusterID`` (the provider) and ``spec.vkOptionsTemplateRef``."""
+VK_OPTIONS_TEMPLATE = Kind(
+    "VkOptionsTemplate", "offloading.liqo.io", "v1beta1", "vkoptionstemplates", True
+)
 PEERING_SECURITY = Kind("PeeringSecurity", PEERWALL_GROUP, "v1alpha1", "peeringsecurities", False)
 """peerwall's own: the security mode of one peering (``deploy/crds/peeringsecurity.yaml``)."""
 
@@ -179,5 +238,7 @@ ALL_KINDS = (
     NAMESPACE_OFFLOADING_KIND,
     NETWORK,
     IP,
+    VIRTUAL_NODE_KIND,
+    VK_OPTIONS_TEMPLATE,
     PEERING_SECURITY,
 )

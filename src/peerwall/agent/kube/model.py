@@ -11,6 +11,9 @@ Decisions on Liqo's semantics (citations in ``liqo``):
 
 * ``sources`` of a peer: its *original* pod CIDRs, ``Configuration.spec.remote.cidr.pod``: Liqo
   source-NATs the peer's traffic into the remapped CIDR only at postrouting, after our forward hook.
+  ``masquerade``: the first address of its (original) primary external CIDR,
+  ``spec.remote.cidr.external[0]``, which its nodes give NodePort/hostNetwork traffic (and, with
+  ``fullMasquerade``, all of it); see ``liqo``.
 * OFFLOADED of consumer C: IPs of local pods labelled ``liqo.io/managed-by=shadowpod`` and
   ``offloading.liqo.io/origin=C`` *in a namespace labelled* ``liqo.io/remote-cluster-id=C`` (Liqo
   labels the namespaces it creates for C, and ordinary users cannot create pods there with a
@@ -19,10 +22,14 @@ Decisions on Liqo's semantics (citations in ``liqo``):
   the *remapped* one (the virtual kubelet maps the remote IP from ``spec`` to ``status`` CIDRs,
   ``pkg/virtualKubelet/reflection/workload/podns.go`` ``MapPodIP``); their packets reach our
   forward hook with the original, so the IP is mapped back from ``status`` to ``spec``.
-* BACKENDS of X: addresses of local EndpointSlices (Kubernetes' own controller) in namespaces
-  whose NamespaceOffloading selects X, if Liqo reflects the slice (the annotation rules of
-  ``pkg/virtualKubelet/reflection/exposition/endpointslice.go`` ``ShouldSkipReflection``), keeping
-  only endpoints that run here: not on a virtual node and inside the local pod CIDRs. Liqo does
+* BACKENDS of X: addresses of every EndpointSlice (whoever manages it: the virtual kubelet filters
+  by namespace, not by label) in namespaces whose NamespaceOffloading selects X, if X's virtual
+  kubelet reflects the slice: its EndpointSlice reflector runs (not with ``--disable-ip-reflection``)
+  and the annotation rules of ``pkg/virtualKubelet/reflection/exposition/endpointslice.go``
+  ``ShouldSkipReflection`` admit it under the policy of X's VkOptionsTemplate. Only endpoints that
+  run here are kept: not on a virtual node and inside the local pod CIDRs; any other address (a
+  node's, a ClusterIP, a gateway's, a foreign one) is never opened, and is logged and counted
+  (``ignored_endpoints``). Liqo does
   reflect endpoints on *other* providers' virtual nodes to X (``forge.EndpointToBeReflected``),
   which X would reach through us; DESIGN §1 admits only backends running in R, and FullPodToPod's
   ``full_access`` (the local pod CIDRs) does not admit them either, so neither mode opens transit.
@@ -60,6 +67,8 @@ class PodRole(Enum):
     """Pods offloaded here by a consumer (provider side)."""
     REMOTE = "remote"
     """Our pods offloaded to a provider (consumer side)."""
+    GATEWAY = "gateway"
+    """Liqo's gateway pods here: never opened as backends."""
 
 
 class ReflectionPolicy(str, Enum):
@@ -87,6 +96,8 @@ class Settings:
     pod_cidrs: tuple[IPv4Network, ...] | None = None
     """The local pod CIDRs, if not Liqo's ``pod-cidr`` Networks."""
     reflection: ReflectionPolicy = ReflectionPolicy.DENY_LIST
+    """The policy of a provider whose VkOptionsTemplate is not found (the virtual kubelet's own
+    default); where the template exists, its policy is used."""
 
 
 # --- reading objects ---------------------------------------------------------------------------
@@ -174,6 +185,53 @@ def offloaded_to(offloading: Obj) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
+class VkOptions:
+    """What a VkOptionsTemplate tells about EndpointSlice reflection. ``policy`` None: the virtual
+    kubelet refuses to start (an unknown reflection type), so it reflects nothing."""
+
+    policy: ReflectionPolicy | None
+    ip_reflection: bool = True
+
+    def reflects(
+        self, slice_annotations: Mapping[str, str], service: Mapping[str, str] | None
+    ) -> bool:
+        return (
+            self.ip_reflection
+            and self.policy is not None
+            and reflected(slice_annotations, service, self.policy)
+        )
+
+
+_PFLAG_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_PFLAG_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def vk_options(template: Obj, fallback: ReflectionPolicy) -> VkOptions:
+    """The reflection a VkOptionsTemplate gives: ``reflectorsConfig.service.type``, then the
+    template's ``extraArgs`` (appended after it on the virtual kubelet's command line, so the last
+    ``--service-reflection-type`` wins, as in pflag), and ``--disable-ip-reflection``."""
+    spec = template.get("spec") or {}
+    configs = spec.get("reflectorsConfig") or {}
+    value: Any = (configs.get(liqo.SERVICE_REFLECTOR) or {}).get("type") or fallback.value
+    ip_reflection = True
+    args = [str(a) for a in spec.get("extraArgs") or ()]
+    for i, arg in enumerate(args):
+        flag, eq, given = arg.partition("=")
+        if flag == liqo.SERVICE_REFLECTION_FLAG:
+            value = given if eq else (args[i + 1] if i + 1 < len(args) else None)
+        elif flag == liqo.DISABLE_IP_REFLECTION_FLAG:
+            if not eq or given in _PFLAG_TRUE:
+                ip_reflection = False
+            elif given in _PFLAG_FALSE:
+                ip_reflection = True
+    try:
+        policy: ReflectionPolicy | None = ReflectionPolicy(value)
+    except ValueError:
+        policy = None
+    return VkOptions(policy, ip_reflection)
+
+
+@dataclass(frozen=True)
 class Remap:
     """A peer's pod CIDRs: as it uses them (``spec``) and as we address them (``status``)."""
 
@@ -240,8 +298,20 @@ class LiqoModel:
         self._api_ips: dict[str, IPv4Address] = {}
         self._foreign: dict[str, str] = {}
         self._configs: dict[str, tuple[str, Remap]] = {}
-        self._gateways: dict[tuple[str, str], str] = {}
-        """(kind, key) -> peer of each GatewayServer/GatewayClient."""
+        self._gateways: dict[tuple[str, str], tuple[str, int]] = {}
+        """(kind, key) -> (peer, number of tunnels) of each GatewayServer/GatewayClient."""
+        self._masquerade: dict[str, IPv4Address] = {}
+        """Configuration key -> the peer's masquerade source."""
+        self._vnodes: dict[str, tuple[str, str]] = {}
+        """VirtualNode key -> (provider, key of its VkOptionsTemplate)."""
+        self._templates: dict[str, VkOptions] = {}
+        self._gateway_pods: dict[str, frozenset[IPv4Address]] = {}
+        """Pod key -> addresses of Liqo's gateway pods here."""
+        self.ignored_endpoints: dict[str, frozenset[IPv4Address]] = {}
+        """EndpointSlice key -> its endpoints that a peer would reach but that are not local pods
+        (outside the local pod CIDRs, or a Liqo gateway): never opened."""
+        self.ignored_endpoints_total = 0
+        """How many times an endpoint was found so (for the metric)."""
         self._security: dict[str, tuple[str, SecurityMode | None]] = {}
         self._virtual_nodes: dict[str, str] = {}
         self._origin_ns: dict[str, str] = {}
@@ -282,6 +352,8 @@ class LiqoModel:
             liqo.NAMESPACE_OFFLOADING_KIND: self._on_offloading,
             liqo.SERVICE: self._on_service,
             liqo.ENDPOINTSLICE: self._on_slice,
+            liqo.VIRTUAL_NODE_KIND: self._on_virtual_node,
+            liqo.VK_OPTIONS_TEMPLATE: self._on_vk_template,
         }.get(kind)
         if handler is not None:
             handler(kind, k, obj, deleted)
@@ -291,6 +363,8 @@ class LiqoModel:
                 self._on_shadow_pod(k, obj, deleted)
             if role is PodRole.REMOTE or (role is None and liqo.LOCAL_OFFLOADED_POD in labels):
                 self._on_remote_pod(k, obj, deleted)
+            if role is PodRole.GATEWAY or (role is None and liqo.GATEWAY_COMPONENT in labels):
+                self._on_gateway_pod(k, obj, deleted)
         else:
             raise ValueError(f"kind {kind.kind} is not watched")
 
@@ -339,9 +413,13 @@ class LiqoModel:
     def _on_configuration(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
         peer = _labels(obj).get(liqo.REMOTE_CLUSTER_ID)
         old = self._configs.pop(k, None)
+        self._masquerade.pop(k, None)
         if not deleted and peer:
             spec_cidr = ((obj.get("spec") or {}).get("remote") or {}).get("cidr") or {}
             spec_pods = spec_cidr.get("pod") or ()
+            external = _v4_networks((spec_cidr.get("external") or ())[:1], f"configuration {k}")
+            if external:
+                self._masquerade[k] = external[0].network_address
             status_remote = (obj.get("status") or {}).get("remote")
             remapped = None
             if status_remote and (status_remote.get("cidr") or {}).get("pod"):
@@ -359,7 +437,10 @@ class LiqoModel:
         if deleted or not peer:
             self._gateways.pop((kind.kind, k), None)
         else:
-            self._gateways[(kind.kind, k)] = peer
+            endpoint = (obj.get("spec") or {}).get("endpoint") or {}
+            ports = endpoint.get("ports")
+            count = len(ports) if isinstance(ports, list) and ports else 1
+            self._gateways[(kind.kind, k)] = (peer, min(count, liqo.MAX_TUNNELS))
         self._declare_peers()
 
     def _on_security(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
@@ -392,12 +473,10 @@ class LiqoModel:
             return self.settings.api_server
         if not self._api_ips:
             return None
+        # Several with apiServerAccessThroughEndpointSlices: one per endpoint of
+        # default/kubernetes, each the address some offloaded pods are given.
         ips = sorted(set(self._api_ips.values()))
-        if len(ips) > 1:
-            # One per API server endpoint (apiServerAccessThroughEndpointSlices); the contract
-            # holds one address, so one of them is let through.
-            log.warning("several api-server IPs %s: peers are allowed %s only", _fmt(ips), ips[0])
-        return ApiServer(ips[0], self.settings.api_port)
+        return ApiServer(ips[0], self.settings.api_port, tuple(ips[1:]))
 
     def _mode(self, peer: str) -> SecurityMode:
         modes = [mode for p, mode in self._security.values() if p == peer]
@@ -428,13 +507,20 @@ class LiqoModel:
                 return tenant[0]
         return found[0][1]
 
-    def _gateway_of(self, peer: str) -> IPv4Address | None:
-        roles = {kind for (kind, _), p in self._gateways.items() if p == peer}
-        if roles == {liqo.GATEWAY_SERVER.kind}:
-            return liqo.CLIENT_TUNNEL_IP
-        if roles == {liqo.GATEWAY_CLIENT.kind}:
-            return liqo.SERVER_TUNNEL_IP
-        return None
+    def _gateways_of(self, peer: str) -> tuple[IPv4Address, ...]:
+        """The peer gateway's address on each tunnel: the client's if we are the server."""
+        found = {(kind, n) for (kind, _), (p, n) in self._gateways.items() if p == peer}
+        if len(found) != 1:
+            return ()
+        ((kind, n),) = found
+        peer_is_server = kind == liqo.GATEWAY_CLIENT.kind
+        return tuple(liqo.tunnel_ip(peer_is_server, i) for i in range(n))
+
+    def _masquerade_of(self, peer: str) -> IPv4Address | None:
+        found = sorted((k, a) for k, a in self._masquerade.items() if self._configs[k][0] == peer)
+        tenant = [a for k, a in found if k.startswith(f"liqo-tenant-{peer}/")]
+        candidates = tenant or [a for _, a in found]
+        return candidates[0] if candidates else None
 
     def _wanted(self, peer: str | None) -> bool:
         return peer is not None and (self.settings.peer is None or peer == self.settings.peer)
@@ -443,8 +529,8 @@ class LiqoModel:
         cidrs = self.local_pod_cidrs()
         api = self.api_server()
         full = list(cidrs)
-        if api is not None and not any(api.address in c for c in cidrs):
-            full.append(IPv4Network(api.address))
+        if api is not None:
+            full += [IPv4Network(a) for a in api.addresses if not any(a in c for c in cidrs)]
         wanted: dict[str, PeerState] = {}
         for peer in sorted(set(self._foreign.values())):
             if not self._wanted(peer):
@@ -452,14 +538,20 @@ class LiqoModel:
             remap = self._config_of(peer)
             if remap is None or not remap.original:
                 continue  # no network configuration yet: no tunnel either
+            tunnel = self.settings.tunnel(peer)
+            gateways = self._gateways_of(peer)
+            more = len(gateways) - 1 if tunnel == liqo.TUNNEL else 0
             wanted[peer] = PeerState(
                 name=peer,
-                tunnel=self.settings.tunnel(peer),
+                tunnel=tunnel,
                 mode=self._mode(peer),
                 sources=remap.original,
                 full_access=tuple(full),
                 api=api,
-                gateway=self._gateway_of(peer),
+                gateway=gateways[0] if gateways else None,
+                masquerade=self._masquerade_of(peer),
+                more_tunnels=tuple(liqo.tunnel_name(i) for i in range(1, more + 1)),
+                more_gateways=gateways[1 : more + 1],
             )
         for name in [n for n in self._declared if n not in wanted]:
             log.info("peer %s removed", name)
@@ -610,8 +702,7 @@ class LiqoModel:
 
     def _on_slice(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
         ns = obj.get("metadata", {}).get("namespace", "")
-        managed = _labels(obj).get(liqo.ENDPOINTSLICE_MANAGED_BY) == liqo.ENDPOINTSLICE_CONTROLLER
-        if deleted or not managed:
+        if deleted:
             self._slices.pop(k, None)
             self._slices_by_ns[ns].discard(k)
         else:
@@ -622,28 +713,125 @@ class LiqoModel:
     def _contribute_slice(self, k: str) -> None:
         s = self._slices.get(k)
         new: dict[str, frozenset[IPv4Address]] = {}
+        ignored: frozenset[IPv4Address] = frozenset()
         if s is not None and not (s.namespace == "default" and s.service == "kubernetes"):
             peers = [p for p in self._offloading.get(s.namespace, ()) if self._wanted(p)]
             service = self._services.get(f"{s.namespace}/{s.service}") if s.service else None
-            if peers and reflected(s.annotations, service, self.settings.reflection):
-                addrs = self._local(
-                    e.address for e in s.endpoints if e.node not in self._virtual_nodes
-                )
+            peers = [
+                p for p in peers if any(o.reflects(s.annotations, service) for o in self._vk(p))
+            ]
+            if peers:
+                here = {e.address for e in s.endpoints if e.node not in self._virtual_nodes}
+                gateways = frozenset().union(*self._gateway_pods.values())
+                addrs = self._local(here) - gateways
                 new = {p: addrs for p in peers}
+                if self.local_pod_cidrs():
+                    ignored = frozenset(here - addrs)
+        self._ignore(k, ignored)
         self._replace(f"endpointslice/{k}", SetKind.BACKENDS, new)
+
+    def _ignore(self, k: str, ignored: frozenset[IPv4Address]) -> None:
+        """Log and count endpoints that are not local pods as they start being ignored."""
+        fresh = ignored - self.ignored_endpoints.get(k, frozenset())
+        if fresh:
+            self.ignored_endpoints_total += len(fresh)
+            log.warning(
+                "endpointslice %s: %s not a local pod (outside the local pod CIDRs %s, or a Liqo "
+                "gateway): not opened",
+                k,
+                _fmt(fresh),
+                ", ".join(map(str, self.local_pod_cidrs())),
+            )
+        if ignored:
+            self.ignored_endpoints[k] = ignored
+        else:
+            self.ignored_endpoints.pop(k, None)
+
+    def _on_gateway_pod(self, k: str, obj: Obj, deleted: bool) -> None:
+        is_gateway = _labels(obj).get(liqo.GATEWAY_COMPONENT) == liqo.GATEWAY_POD
+        before = self._gateway_pods.get(k, frozenset())
+        # Its addresses whatever its phase (unlike pod_ips): a gateway that failed still holds
+        # its address until it is deleted.
+        status = obj.get("status") or {}
+        values = [p.get("ip") for p in status.get("podIPs") or ()] + [status.get("podIP")]
+        now = frozenset(a for a in map(_v4, values) if a is not None)
+        after = frozenset() if deleted or not is_gateway else now
+        if after == before:
+            return
+        if after:
+            self._gateway_pods[k] = after
+        else:
+            self._gateway_pods.pop(k, None)
+        self._recontribute_slices()
+
+    # Reflection settings of each provider's virtual kubelet.
+
+    def _vk(self, provider: str) -> list[VkOptions]:
+        """The reflection of each virtual kubelet serving ``provider`` (the default template's
+        when no VirtualNode is known); a template not found: ``Settings.reflection``."""
+        refs = {t for p, t in self._vnodes.values() if p == provider}
+        if not refs:
+            refs = {f"{self.settings.liqo_namespace}/{liqo.VK_OPTIONS_DEFAULT}"}
+        fallback = VkOptions(self.settings.reflection)
+        return [self._templates.get(ref, fallback) for ref in sorted(refs)]
+
+    def _on_virtual_node(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        spec = obj.get("spec") or {}
+        provider = spec.get("clusterID")
+        if deleted or not provider:
+            self._vnodes.pop(k, None)
+        else:
+            ref = spec.get("vkOptionsTemplateRef") or {}
+            if ref.get("name"):
+                ns = ref.get("namespace") or obj.get("metadata", {}).get("namespace", "")
+                template = f"{ns}/{ref['name']}"
+            else:
+                template = f"{self.settings.liqo_namespace}/{liqo.VK_OPTIONS_DEFAULT}"
+            self._vnodes[k] = (str(provider), template)
+        self._recontribute_slices()
+
+    def _on_vk_template(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
+        before = self._templates.get(k)
+        if deleted:
+            self._templates.pop(k, None)
+        else:
+            self._templates[k] = vk_options(obj, self.settings.reflection)
+        now = self._templates.get(k)
+        if now == before:
+            return
+        if now is not None and now.policy is None:
+            log.error("vkoptionstemplate %s: unknown service reflection type: reflects nothing", k)
+        log.info("vkoptionstemplate %s: %s", k, now or "deleted")
+        self._recontribute_slices()
+
+    def _recontribute_slices(self) -> None:
+        for s in list(self._slices):
+            self._contribute_slice(s)
 
 
 def _describe(p: PeerState) -> str:
     return (
         f"mode={p.mode.value} tunnel={p.tunnel} sources={','.join(map(str, p.sources))} "
         f"full_access={','.join(map(str, p.full_access)) or '-'} "
-        f"api={f'{p.api.address}:{p.api.port}' if p.api else '-'} gateway={p.gateway or '-'}"
+        f"api={f'{_fmt(p.api.addresses)}:{p.api.port}' if p.api else '-'} "
+        f"gateway={_fmt(p.gateways) or '-'} masquerade={p.masquerade or '-'} "
+        f"tunnels={','.join(p.tunnels)}"
     )
 
 
 def _diff(old: PeerState, new: PeerState) -> str:
     changed = []
-    for name in ("mode", "tunnel", "sources", "full_access", "api", "gateway"):
+    for name in (
+        "mode",
+        "tunnel",
+        "sources",
+        "full_access",
+        "api",
+        "gateway",
+        "masquerade",
+        "more_tunnels",
+        "more_gateways",
+    ):
         a, b = getattr(old, name), getattr(new, name)
         if a != b:
             show = (lambda v: v.value) if name == "mode" else str
@@ -657,6 +845,8 @@ __all__ = [
     "ReflectionPolicy",
     "Remap",
     "Settings",
+    "VkOptions",
     "offloaded_to",
     "reflected",
+    "vk_options",
 ]

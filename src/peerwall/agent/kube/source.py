@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import liqo
@@ -22,7 +26,7 @@ from peerwall.agent.kube.client import KubeApi
 from peerwall.agent.kube.model import LiqoModel, PodRole, Settings
 from peerwall.agent.kube.watch import Backoff, Reflector, WatchSpec
 
-__all__ = ["KubeSource", "watch_specs"]
+__all__ = ["IgnoredEndpoints", "KubeSource", "watch_specs"]
 
 log = logging.getLogger("peerwall.agent.kube")
 
@@ -45,6 +49,11 @@ def watch_specs(settings: Settings) -> list[tuple[WatchSpec, PodRole | None]]:
         (WatchSpec(liqo.NODE, labels=f"{liqo.TYPE_LABEL}={liqo.VIRTUAL_NODE}"), None),
         (WatchSpec(liqo.POD, labels=shadow), PodRole.SHADOW),
         (WatchSpec(liqo.POD, labels=f"{liqo.LOCAL_OFFLOADED_POD}=true"), PodRole.REMOTE),
+        # Every gateway pod (other peers' too): never a backend.
+        (
+            WatchSpec(liqo.POD, labels=f"{liqo.GATEWAY_COMPONENT}={liqo.GATEWAY_POD}"),
+            PodRole.GATEWAY,
+        ),
         (WatchSpec(liqo.NAMESPACE, labels=remote), None),
         (
             WatchSpec(
@@ -53,13 +62,11 @@ def watch_specs(settings: Settings) -> list[tuple[WatchSpec, PodRole | None]]:
             None,
         ),
         (WatchSpec(liqo.SERVICE), None),
-        (
-            WatchSpec(
-                liqo.ENDPOINTSLICE,
-                labels=f"{liqo.ENDPOINTSLICE_MANAGED_BY}={liqo.ENDPOINTSLICE_CONTROLLER}",
-            ),
-            None,
-        ),
+        # Every slice, whoever manages it: the virtual kubelet reflects by namespace.
+        (WatchSpec(liqo.ENDPOINTSLICE), None),
+        # Which slices each provider's virtual kubelet reflects (its policy, --disable-ip-reflection).
+        (WatchSpec(liqo.VIRTUAL_NODE_KIND), None),
+        (WatchSpec(liqo.VK_OPTIONS_TEMPLATE), None),
     ]
     if settings.pod_cidrs is None:
         specs.append(
@@ -68,6 +75,29 @@ def watch_specs(settings: Settings) -> list[tuple[WatchSpec, PodRole | None]]:
     if settings.api_server is None:
         specs.append((WatchSpec(liqo.IP, ns, f"{liqo.IP_TYPE}={liqo.API_SERVER_IP}"), None))
     return specs
+
+
+class IgnoredEndpoints(Collector):
+    """EndpointSlice endpoints a peer would have reached that are not local pods (outside the
+    local pod CIDRs: a node, a ClusterIP, a gateway, a foreign address): never opened."""
+
+    def __init__(self, model: LiqoModel) -> None:
+        self.model = model
+
+    def collect(self) -> Iterator[Any]:
+        # Scrapes run in the HTTP thread while the loop may change the dict: list() copies its
+        # values in one step under the GIL, never iterating it while it changes.
+        total = CounterMetricFamily(
+            "peerwall_endpoints_ignored",
+            "Endpoints found outside the local pod CIDRs in slices reflected to a peer.",
+        )
+        total.add_metric([], self.model.ignored_endpoints_total)
+        now = GaugeMetricFamily(
+            "peerwall_endpoints_ignored_now", "Such endpoints in the slices as they are now."
+        )
+        now.add_metric([], sum(map(len, list(self.model.ignored_endpoints.values()))))
+        yield total
+        yield now
 
 
 class KubeSource:
@@ -84,6 +114,8 @@ class KubeSource:
     ) -> None:
         self.api = api
         self.model = LiqoModel(desired, settings)
+        self.collectors: tuple[Collector, ...] = (IgnoredEndpoints(self.model),)
+        """Metrics of the source, registered by the agent."""
         self.synced = asyncio.Event()
         self.changed = asyncio.Event()
         self.reflectors = [

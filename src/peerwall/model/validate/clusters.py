@@ -53,4 +53,34 @@ def check(spec: TopologySpec) -> list[Problem]:
             problem = cidr and special_range_problem(f"clusters[{i}].{field}", cidr, what)
             if problem:
                 problems.append(problem)
+    problems += _external(spec)
+    return problems
+
+
+def _external(spec: TopologySpec) -> list[Problem]:
+    """External CIDRs name one cluster's masquerade source to every peer: the model does not
+    remap them (Liqo does), so they must be clear of every other range of the file."""
+    problems: list[Problem] = []
+    taken: list[tuple[IPv4Network, str]] = []
+    for i, c in enumerate(spec.clusters):
+        taken += [(c.pod_cidr, f"clusters[{i}].podCIDR")]
+        taken += [(c.service_cidr or DEFAULT_SERVICE_CIDR, f"clusters[{i}] service CIDR")]
+    for i, c in enumerate(spec.clusters):
+        path = f"clusters[{i}].externalCIDR"
+        if c.full_masquerade and c.external_cidr is None:
+            problems.append(
+                Problem(
+                    f"clusters[{i}].fullMasquerade",
+                    "needs externalCIDR: masqueraded traffic takes its first address as source",
+                )
+            )
+        if c.external_cidr is None:
+            continue
+        problem = special_range_problem(path, c.external_cidr, "the masquerade source")
+        if problem:
+            problems.append(problem)
+        clash = next(((n, w) for n, w in taken if n.overlaps(c.external_cidr)), None)
+        if clash:
+            problems.append(Problem(path, f"{c.external_cidr} overlaps {clash[1]} {clash[0]}"))
+        taken.append((c.external_cidr, path))
     return problems
