@@ -269,6 +269,11 @@ class FakeApiServer:
         self.validate_objects = validate_objects
         self.rv = 1
         self.compacted = 0
+        self.watch_horizon = 0
+        """Watches from before this version get 410, lists at it still answer (a watch cache
+        whose window is shorter than etcd's history)."""
+        self.short_watches = False
+        """End every watch stream at once, without an event (a server or proxy misbehaving)."""
         self.objects: dict[tuple[Resource, str | None, str], Obj] = {}
         self.history: list[Change] = []
         self.watchers: set[Watcher] = set()
@@ -397,6 +402,11 @@ class FakeApiServer:
         self.history.clear()
         return self.compacted
 
+    def expire_watches(self) -> int:
+        """Watches from any older resourceVersion now get 410 Gone; lists at one still answer."""
+        self.watch_horizon = self.rv
+        return self.watch_horizon
+
     def bookmark(self) -> int:
         """Send a BOOKMARK at the current resourceVersion to every watch that allows them."""
         sent = 0
@@ -410,6 +420,13 @@ class FakeApiServer:
                 w.queue.put_nowait(("event", {"type": "BOOKMARK", "object": obj}))
                 sent += 1
         return sent
+
+    def end_watches(self) -> int:
+        """End every watch stream cleanly, as the server's own timeout would."""
+        n = len(self.watchers)
+        for w in list(self.watchers):
+            w.queue.put_nowait(("end", None))
+        return n
 
     def drop_watches(self, *, partial: bool = True) -> int:
         """Cut every watch connection, in the middle of an event line if ``partial``."""
@@ -464,6 +481,16 @@ class FakeApiServer:
         return self._list(watcher, query)
 
     def _list(self, w: Watcher, query: dict[str, str]) -> web.Response:
+        since = query.get("resourceVersion") or ""
+        if since not in ("", "0"):
+            # "Not older than" (or, paged, "exact") that version: gone once compacted; else the
+            # current state, which is not older.
+            if not since.isdigit():
+                return _status(400, "BadRequest", f"invalid resourceVersion {since!r}")
+            if int(since) < self.compacted:
+                return _status(
+                    410, "Expired", f"too old resource version: {since} ({self.compacted})"
+                )
         cont = query.get("continue")
         if cont:
             token = json.loads(base64.b64decode(cont))
@@ -518,10 +545,9 @@ class FakeApiServer:
                 for (r, _, _), o in list(self.objects.items()):
                     if r == w.res and w.selects(o):
                         w.queue.put_nowait(("event", {"type": "ADDED", "object": o}))
-            elif n < self.compacted:
-                status = _status_obj(
-                    410, "Expired", f"too old resource version: {n} ({self.compacted})"
-                )
+            elif n < max(self.compacted, self.watch_horizon):
+                oldest = max(self.compacted, self.watch_horizon)
+                status = _status_obj(410, "Expired", f"too old resource version: {n} ({oldest})")
                 await _line(resp, {"type": "ERROR", "object": status})
                 await resp.write_eof()
                 return resp
@@ -531,6 +557,9 @@ class FakeApiServer:
                         event = w.event_for(change)
                         if event is not None:
                             w.queue.put_nowait(("event", event))
+            if self.short_watches:
+                await resp.write_eof()
+                return resp
             timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
             deadline = asyncio.get_running_loop().time() + timeout if timeout else None
             while True:
