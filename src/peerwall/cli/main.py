@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from peerwall.cli import agent, diff, lab, render
+from peerwall.cli import agent, diff, lab, liqo, render
 from peerwall.cli.options import (
     DEFAULT_MODE,
     ModeChoice,
@@ -381,6 +381,7 @@ app.add_typer(lab.app, name="lab", help="Build, probe, inspect and remove the em
 app.command("demo")(lab.demo)
 app.command("agent")(agent.agent)
 app.command("diff")(diff.diff)
+app.add_typer(liqo.app, name="liqo", help="What peerwall derives from a Liqo installation.")
 
 
 def main() -> None:
