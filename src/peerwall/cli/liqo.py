@@ -94,8 +94,11 @@ def templates(
     """Copy the installed Liqo's gateway templates with the peerwall agent added.
 
     Everything of Liqo's stays as the cluster has it (containers, arguments, images, scheduling,
-    resources); only the agent container and its /tmp volume are added. The mode is the default
-    one of every peering that no PeeringSecurity names (--set networking.securityMode=...).
+    resources); only the agent container and its /tmp volume are added. The copies are named
+    <name>-peerwall; --set networking.securityMode is the mode of every peering that no
+    PeeringSecurity names. Exit 1 if a template is missing or not a Liqo gateway template.
+
+    Example: peerwall liqo templates --kubeconfig kc --image registry.example.com/peerwall:0.1.0 -o out/
     """
     mode = resolve_mode(set_, values).mode
     agent = AgentContainer(
