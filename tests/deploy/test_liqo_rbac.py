@@ -115,3 +115,97 @@ def test_the_agents_roles_give_nothing_beyond_its_watches() -> None:
             assert sorted(rule["verbs"]) == ["list", "watch"], rule
             granted |= {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
     assert granted == watched
+
+
+def _binding(kind: str, role: str, sa_ns: str, sa: str, ns: str | None = None) -> dict[str, object]:
+    meta: dict[str, object] = {"name": f"{role}-{sa}"}
+    if ns is not None:
+        meta["namespace"] = ns
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": meta,
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": sa_ns}],
+    }
+
+
+@pytest.mark.parametrize("version", LIQO_VERSIONS)
+def test_liqos_other_bindings_pass_the_same_check_with_the_chart_installed(version: str) -> None:
+    """The evaluation is not too strict either: Liqo's own bindings (the virtual kubelet's,
+    ``pkg/vkMachinery/forge/creation.go``; the tenant namespace's, ``pkg/tenantNamespace/
+    bindings.go``) are allowed, as they are on a real cluster."""
+    p = policy(version)
+    vk = "virtual-kubelet-c1"
+    for binding in (
+        _binding("ClusterRoleBinding", "liqo-virtual-kubelet-local", TENANT, vk),
+        _binding("RoleBinding", "liqo-virtual-kubelet-remote", TENANT, vk, ns=TENANT),
+        _binding("ClusterRoleBinding", "liqo-virtual-kubelet-remote-clusterwide", TENANT, vk),
+    ):
+        assert p.may_write(CONTROLLER_MANAGER, binding) is None, binding
+
+
+def test_the_escalation_rule_as_kubernetes_states_it() -> None:
+    """Covers (policy_comparator.go): every atomic rule held, wildcards covering, a named rule
+    never covering the whole resource; ``bind`` on the role instead; ``escalate`` for roles."""
+    user = User.service_account("ns", "creator")
+    holder = {"kind": "ServiceAccount", "name": "creator", "namespace": "ns"}
+
+    def world(*rules: dict[str, object]) -> Policy:
+        return Policy(
+            [
+                {"kind": "ClusterRole", "metadata": {"name": "held"}, "rules": list(rules)},
+                {
+                    "kind": "ClusterRoleBinding",
+                    "metadata": {"name": "held"},
+                    "roleRef": {"kind": "ClusterRole", "name": "held"},
+                    "subjects": [holder],
+                },
+                {
+                    "kind": "ClusterRole",
+                    "metadata": {"name": "wanted"},
+                    "rules": [
+                        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}
+                    ],
+                },
+            ]
+        )
+
+    wanted = _binding("ClusterRoleBinding", "wanted", "x", "y")
+    pods = {"apiGroups": [""], "resources": ["pods"]}
+    assert world({**pods, "verbs": ["list", "watch"]}).may_write(user, wanted) is None
+    assert world({**pods, "verbs": ["*"]}).may_write(user, wanted) is None
+    assert (
+        world({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}).may_write(user, wanted)
+        is None
+    )
+    why = world({**pods, "verbs": ["list"]}).may_write(user, wanted)
+    assert why is not None and "watch pods at the cluster scope" in why
+    assert "list pods" not in why
+    named = {**pods, "verbs": ["list", "watch"], "resourceNames": ["one"]}
+    assert world(named).may_write(user, wanted) is not None
+    # In a namespace only: not enough for a ClusterRoleBinding.
+    p = world()
+    p.put(
+        {
+            "kind": "RoleBinding",
+            "metadata": {"name": "b", "namespace": "ns"},
+            "roleRef": {"kind": "ClusterRole", "name": "wanted"},
+            "subjects": [holder],
+        }
+    )
+    assert p.may_write(user, wanted) is not None
+    assert p.may_write(user, _binding("RoleBinding", "wanted", "x", "y", ns="ns")) is None
+    # bind on that role (by name) instead of its rules.
+    bind = {"apiGroups": [RBAC_GROUP], "resources": ["clusterroles"], "verbs": ["bind"]}
+    assert world({**bind, "resourceNames": ["wanted"]}).may_write(user, wanted) is None
+    assert world({**bind, "resourceNames": ["other"]}).may_write(user, wanted) is not None
+    # Roles: escalate, or hold the rules.
+    role = {
+        "kind": "ClusterRole",
+        "metadata": {"name": "new"},
+        "rules": [{**pods, "verbs": ["get"]}],
+    }
+    assert world({**pods, "verbs": ["list"]}).may_write(user, role) is not None
+    escalate = {"apiGroups": [RBAC_GROUP], "resources": ["clusterroles"], "verbs": ["escalate"]}
+    assert world(escalate).may_write(user, role) is None
