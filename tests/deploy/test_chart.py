@@ -449,6 +449,14 @@ def test_rbac_is_read_only_and_limited_to_the_watched_kinds() -> None:
     )
 
 
+def test_the_charts_gateway_templates_are_optional() -> None:
+    assert {o["kind"] for o in render()} >= TEMPLATE_KINDS
+    off = render("liqo.gatewayTemplates=false")
+    assert not {o["kind"] for o in off} & TEMPLATE_KINDS
+    # The RBAC that makes the install work does not depend on them.
+    assert one(off, "ClusterRoleBinding", "peerwall-grant-liqo-controller-manager")
+
+
 def test_the_debugging_serviceaccount_is_optional() -> None:
     kinds = {o["kind"] for o in render()}
     assert not kinds & {"ServiceAccount", "RoleBinding"}
