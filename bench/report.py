@@ -531,6 +531,38 @@ def truthtable_section(out: list[str], targets: list[tuple[str, str, str, str]])
             targets.append((label, t(tg["value"]), met(tg), margin))
 
 
+def watch_section(out: list[str]) -> None:
+    w = load("watch")
+    if not w:
+        return
+    out.append("## API watches and memory per gateway (informative)\n")
+    out.append(
+        "`watch_bench.py`: one cluster providing to N peers, every object it would hold served by "
+        "the tests' fake API server; each peer's gateway runs its own agent, whose Kubernetes "
+        "source watches in sidecar mode. Watch connections the API server holds once all are "
+        "synced; RSS of one gateway's source in a fresh interpreter (the agent's loop and "
+        "nftables add the same for any N, section 6).\n"
+    )
+    out.append(
+        "| peers | objects in the cluster | watches per gateway | watches in all | "
+        "RSS per gateway | above the imports | objects cached per gateway |"
+    )
+    out.append("|---|---|---|---|---|---|---|")
+    for r in w["rows"]:
+        g = r["per_gateway"]
+        out.append(
+            f"| {r['peers']} | {r['objects_in_cluster']:,} | {g['watch_connections']} | "
+            f"{r['total_watch_connections']:,} | {g['rss_mib']} MiB | {g['source_rss_mib']} MiB | "
+            f"{g['objects_cached']:,} |"
+        )
+    out.append(
+        "\nWatches grow as 15 per peer, each cluster-wide selection (Services, EndpointSlices, "
+        "Nodes, Namespaces, ForeignClusters, PeeringSecurities) once per gateway: every change "
+        "of those is sent N times. The fan-out design that removes this is in "
+        "docs/kubernetes.md.\n"
+    )
+
+
 def memory_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> None:
     m = load("memory")
     tt = load("truthtable")
@@ -735,6 +767,7 @@ def write_report() -> Path:
     verify_section(body, targets)
     truthtable_section(body, targets)
     memory_section(body, targets)
+    watch_section(body)
     live_section(body, targets)
     run = load("run") or {}
     if run and not run.get("quick"):

@@ -34,6 +34,7 @@ BENCHES: dict[str, list[str]] = {
     "probe": ["probe_throughput.py", "--pods", "50", "--probes", "20000"],
     "lab": ["lab_bench.py", "--pods", "200"],
     "live": ["live_edits_bench.py"],
+    "watch": ["watch_bench.py"],
 }
 QUICK: dict[str, list[str]] = {
     "event": ["--sizes", "1000,10000", "--peerwall-only", "50000", "--events", "400",
@@ -47,6 +48,7 @@ QUICK: dict[str, list[str]] = {
     "policy": ["--pods", "2000", "--services", "200", "--repeat", "1"],
     "probe": ["--probes", "5000"],
     "lab": ["--pods", "50"],
+    "watch": ["--peers", "1,10"],
     "live": [],  # already quick (about 30 s); fewer rounds would miss the 30 edits it checks
 }  # fmt: skip
 

@@ -37,7 +37,6 @@ SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION.value
 TEMPLATE_KINDS = {"WgGatewayServerTemplate", "WgGatewayClientTemplate"}
 # The oldest Kubernetes the chart admits (Chart.yaml kubeVersion) and the newest the validator knows.
 K8S_VERSIONS = ["1.26.0", kubernetes_validate.latest_version()]
-READ_ONLY = ["get", "list", "watch"]
 
 
 def helm_binary() -> str:
@@ -213,10 +212,10 @@ def test_default_values_render_objects_that_validate() -> None:
     objs = render()
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objs) == [
         ("ClusterRole", "peerwall-agent"),
+        ("ClusterRole", "peerwall-agent-liqo-namespace"),
         ("ClusterRole", "peerwall-gateway"),
-        ("ClusterRoleBinding", "peerwall-agent"),
+        ("ClusterRoleBinding", "peerwall-grant-liqo-controller-manager"),
         ("CustomResourceDefinition", "peeringsecurities.peerwall.io"),
-        ("ServiceAccount", "peerwall-agent"),
         ("WgGatewayClientTemplate", "peerwall-wireguard-client"),
         ("WgGatewayServerTemplate", "peerwall-wireguard-server"),
     ]
@@ -402,14 +401,19 @@ def test_misspelt_or_invalid_nested_values_fail(value: str, message: str) -> Non
 
 
 def test_rbac_is_read_only_and_limited_to_the_watched_kinds() -> None:
-    objs = render()
-    agent_role = one(objs, "ClusterRole", "peerwall-agent")
-    for role in (o for o in objs if o["kind"] in ("ClusterRole", "Role")):
+    objs = render("agent.debugServiceAccount=true")
+    roles = [o for o in objs if o["kind"] in ("ClusterRole", "Role")]
+    for role in roles:
         for rule in role.get("rules", []):
-            assert sorted(rule["verbs"]) == READ_ONLY, rule
+            assert sorted(rule["verbs"]) == ["list", "watch"], rule
+    agent_rules = [
+        rule
+        for name in ("peerwall-agent", "peerwall-agent-liqo-namespace")
+        for rule in one(objs, "ClusterRole", name)["rules"]
+    ]
     granted = {
         (group, resource)
-        for rule in agent_role["rules"]
+        for rule in agent_rules
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
@@ -421,14 +425,45 @@ def test_rbac_is_read_only_and_limited_to_the_watched_kinds() -> None:
         for spec, _role in watch_specs(Settings(peer=peer))
     }
     assert granted == watched
-    (configmaps,) = [r for r in agent_role["rules"] if "configmaps" in r["resources"]]
+    # What is read only in Liqo's namespace is granted there only (to the agent's own account).
+    in_liqo_ns = {
+        (spec.kind.group, spec.kind.plural)
+        for spec, _role in watch_specs(Settings())
+        if spec.namespace is not None
+    }
+    namespaced = one(objs, "ClusterRole", "peerwall-agent-liqo-namespace")["rules"]
+    assert {
+        (g, r) for rule in namespaced for g in rule["apiGroups"] for r in rule["resources"]
+    } == (in_liqo_ns)
+    (configmaps,) = [r for r in agent_rules if "configmaps" in r["resources"]]
     assert configmaps["resources"] == ["configmaps"]
     assert configmaps["resourceNames"] == ["liqo-clusterid-configmap"]
+    subject = [{"kind": "ServiceAccount", "name": "peerwall-agent", "namespace": NAMESPACE}]
     binding = one(objs, "ClusterRoleBinding", "peerwall-agent")
-    assert binding["roleRef"]["name"] == "peerwall-agent"
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "peerwall-agent", "namespace": NAMESPACE}
-    ]
+    assert (binding["roleRef"]["name"], binding["subjects"]) == ("peerwall-agent", subject)
+    local = one(objs, "RoleBinding", "peerwall-agent")
+    assert local["metadata"]["namespace"] == "liqo"
+    assert (local["roleRef"]["name"], local["subjects"]) == (
+        "peerwall-agent-liqo-namespace",
+        subject,
+    )
+
+
+def test_the_charts_gateway_templates_are_optional() -> None:
+    assert {o["kind"] for o in render()} >= TEMPLATE_KINDS
+    off = render("liqo.gatewayTemplates=false")
+    assert not {o["kind"] for o in off} & TEMPLATE_KINDS
+    # The RBAC that makes the install work does not depend on them.
+    assert one(off, "ClusterRoleBinding", "peerwall-grant-liqo-controller-manager")
+
+
+def test_the_debugging_serviceaccount_is_optional() -> None:
+    kinds = {o["kind"] for o in render()}
+    assert not kinds & {"ServiceAccount", "RoleBinding"}
+    assert {o["kind"] for o in render("agent.debugServiceAccount=true")} >= {
+        "ServiceAccount",
+        "RoleBinding",
+    }
 
 
 def test_gateway_role_aggregates_liqos_gateway_role_and_the_agents() -> None:
@@ -436,8 +471,9 @@ def test_gateway_role_aggregates_liqos_gateway_role_and_the_agents() -> None:
     gateway_role = one(objs, "ClusterRole", "peerwall-gateway")
     assert "rules" not in gateway_role, "an aggregated role's rules are filled by Kubernetes"
     selectors = [s["matchLabels"] for s in gateway_role["aggregationRule"]["clusterRoleSelectors"]]
-    agent_labels = one(objs, "ClusterRole", "peerwall-agent")["metadata"]["labels"]
-    assert any(set(s.items()) <= set(agent_labels.items()) for s in selectors)
+    for name in ("peerwall-agent", "peerwall-agent-liqo-namespace"):
+        labels = one(objs, "ClusterRole", name)["metadata"]["labels"]
+        assert any(set(s.items()) <= set(labels.items()) for s in selectors), name
     assert {
         "app.kubernetes.io/name": "gateway",
         "app.kubernetes.io/component": "networking",

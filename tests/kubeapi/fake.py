@@ -11,15 +11,30 @@ resourceVersion counter covers every resource, as etcd's revision does.
 Tests drive it directly: ``create``/``update``/``apply``/``delete`` objects (each validated: core
 kinds with kubernetes-validate, custom ones against their CRD's schema), ``drop_watches`` (cut
 every stream mid-message), ``compact`` (forget history), ``bookmark`` (send one to every watch).
+
+It authenticates and authorizes as a real one does, so that a client that works here has the
+rights it needs and no more: every request carries a bearer token (``fake-token`` is an admin in
+``system:masters``; ``service_account_token`` mints one per ServiceAccount), and is allowed only if
+the Roles, ClusterRoles (aggregated ones filled) and bindings the fake holds allow it
+(``kubeapi.rbac``), with Kubernetes' escalation check on RBAC writes. Clients write too: get one
+object, create (POST), replace (PUT), patch (merge, strategic as merge, server-side apply as a
+merge) and delete, with the discovery documents ``kubectl`` reads first. With ``tls=True`` it
+serves HTTPS with a certificate of its own test CA (``ca_file``); ``netns`` puts its socket in a
+network namespace, where a process reaches it at 127.0.0.1 as a pod reaches its API server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import json
 import re
+import shutil
+import socket
+import ssl
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +45,9 @@ import jsonschema
 import kubernetes_validate
 import yaml
 from aiohttp import web
+
+from kubeapi.pki import make_pki
+from kubeapi.rbac import RBAC_GROUP, Policy, Request, User
 
 Obj = dict[str, Any]
 
@@ -69,7 +87,14 @@ CORE = (
     Resource("", "v1", "pods", "Pod", True),
     Resource("", "v1", "services", "Service", True),
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", True),
+    Resource(RBAC_GROUP, "v1", "clusterroles", "ClusterRole", False),
+    Resource(RBAC_GROUP, "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    Resource(RBAC_GROUP, "v1", "roles", "Role", True),
+    Resource(RBAC_GROUP, "v1", "rolebindings", "RoleBinding", True),
 )
+RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+ADMIN = User("kubernetes-admin", frozenset({"system:masters", "system:authenticated"}))
 
 
 def crd_resources(files: Iterable[Path] = CRD_FILES) -> list[Resource]:
@@ -264,14 +289,32 @@ class Watcher:
 
 class FakeApiServer:
     def __init__(
-        self, *, validate_objects: bool = True, crd_files: Iterable[Path] = CRD_FILES
+        self,
+        *,
+        validate_objects: bool = True,
+        crd_files: Iterable[Path] = CRD_FILES,
+        tls: bool = False,
+        netns: str | None = None,
     ) -> None:
+        self.tls = tls
+        self.netns = netns
+        self.ca_file: Path | None = None
+        self._pki_dir: str | None = None
+        self.tokens: dict[str, User] = {"fake-token": ADMIN}
+        self.policy = Policy()
+        self.denied: list[str] = []
+        """The message of every request refused (401 or 403), in order."""
         self.resources = {
             (r.group, r.version, r.plural): r for r in (*CORE, *crd_resources(crd_files))
         }
         self.validate_objects = validate_objects
         self.rv = 1
         self.compacted = 0
+        self.watch_horizon = 0
+        """Watches from before this version get 410, lists at it still answer (a watch cache
+        whose window is shorter than etcd's history)."""
+        self.short_watches = False
+        """End every watch stream at once, without an event (a server or proxy misbehaving)."""
         self.objects: dict[tuple[Resource, str | None, str], Obj] = {}
         self.history: list[Change] = []
         self.watchers: set[Watcher] = set()
@@ -283,21 +326,50 @@ class FakeApiServer:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> str:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", self._handle)
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        ctx = None
+        if self.tls:
+            self._pki_dir = tempfile.mkdtemp(prefix="fake-kube-pki-")
+            pki = make_pki(Path(self._pki_dir))
+            self.ca_file = pki.ca_cert
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(pki.cert, pki.key)
+        sock = self._socket()
+        site = web.SockSite(self._runner, sock, ssl_context=ctx)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        port = sock.getsockname()[1]
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
         return self.url
+
+    def _socket(self) -> socket.socket:
+        """Bound in ``netns`` if given: the socket stays there while the server runs here."""
+        entered: Any = contextlib.nullcontext()
+        if self.netns is not None:
+            from peerwall.nsenter import entered as enter_netns
+
+            entered = enter_netns(self.netns)
+        with entered:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.setblocking(False)
+        return sock
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     async def stop(self) -> None:
         for w in list(self.watchers):
             w.queue.put_nowait(("end", None))
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._pki_dir is not None:
+            shutil.rmtree(self._pki_dir, ignore_errors=True)
 
     async def __aenter__(self) -> FakeApiServer:
         await self.start()
@@ -306,14 +378,36 @@ class FakeApiServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def kubeconfig(self, path: Path) -> Path:
+    # --- identities --------------------------------------------------------------------------
+
+    def service_account_token(self, namespace: str, name: str) -> str:
+        """A bearer token of the ServiceAccount (the ServiceAccount object is not required, as
+        with a projected token of a deleted one: RBAC alone decides)."""
+        token = f"sa-{namespace}-{name}-{uuid.uuid4().hex}"
+        self.tokens[token] = User.service_account(namespace, name)
+        return token
+
+    def service_account_volume(self, directory: Path, namespace: str, name: str) -> Path:
+        """What Kubernetes mounts at /var/run/secrets/kubernetes.io/serviceaccount in a pod of
+        that ServiceAccount: ``token``, ``ca.crt`` and ``namespace``."""
+        assert self.ca_file is not None, "a pod's API server speaks TLS: start with tls=True"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "token").write_text(self.service_account_token(namespace, name))
+        (directory / "ca.crt").write_bytes(self.ca_file.read_bytes())
+        (directory / "namespace").write_text(namespace)
+        return directory
+
+    def kubeconfig(self, path: Path, token: str = "fake-token") -> Path:
+        cluster: Obj = {"server": self.url}
+        if self.ca_file is not None:
+            cluster["certificate-authority"] = str(self.ca_file)
         path.write_text(
             yaml.safe_dump(
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
-                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-                    "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+                    "clusters": [{"name": "fake", "cluster": cluster}],
+                    "users": [{"name": "fake", "user": {"token": token}}],
                     "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
                     "current-context": "fake",
                 }
@@ -354,6 +448,8 @@ class FakeApiServer:
         if self.validate_objects:
             validate(res, new)
         self.objects[key] = new
+        if res.kind in RBAC_KINDS:
+            self.policy.put(new)
         self._publish(Change(self.rv, res, "ADDED" if old is None else "MODIFIED", new, old))
         return copy.deepcopy(new)
 
@@ -380,6 +476,8 @@ class FakeApiServer:
         old = self.objects.pop(self._key(res, obj), None)
         if old is None:
             raise Invalid(f"{res.kind} {_name(obj)} not found")
+        if res.kind in RBAC_KINDS:
+            self.policy.remove(old)
         self.rv += 1
         gone = copy.deepcopy(old)
         gone["metadata"]["resourceVersion"] = str(self.rv)
@@ -400,6 +498,11 @@ class FakeApiServer:
         self.history.clear()
         return self.compacted
 
+    def expire_watches(self) -> int:
+        """Watches from any older resourceVersion now get 410 Gone; lists at one still answer."""
+        self.watch_horizon = self.rv
+        return self.watch_horizon
+
     def bookmark(self) -> int:
         """Send a BOOKMARK at the current resourceVersion to every watch that allows them."""
         sent = 0
@@ -413,6 +516,13 @@ class FakeApiServer:
                 w.queue.put_nowait(("event", {"type": "BOOKMARK", "object": obj}))
                 sent += 1
         return sent
+
+    def end_watches(self) -> int:
+        """End every watch stream cleanly, as the server's own timeout would."""
+        n = len(self.watchers)
+        for w in list(self.watchers):
+            w.queue.put_nowait(("end", None))
+        return n
 
     def drop_watches(self, *, partial: bool = True) -> int:
         """Cut every watch connection, in the middle of an event line if ``partial``."""
@@ -432,7 +542,8 @@ class FakeApiServer:
 
     # --- HTTP ------------------------------------------------------------------------------
 
-    def _route(self, path: str) -> tuple[Resource, str | None]:
+    def _route(self, path: str) -> tuple[Resource, str | None, str | None, str | None]:
+        """(resource, namespace, name, subresource) of a resource path."""
         parts = [p for p in path.split("/") if p]
         if parts[:2] == ["api", "v1"]:
             group, version, rest = "", "v1", parts[2:]
@@ -441,32 +552,187 @@ class FakeApiServer:
         else:
             raise web.HTTPNotFound(text=f"no route {path}")
         ns = None
-        if len(rest) == 3 and rest[0] == "namespaces":
+        if len(rest) >= 3 and rest[0] == "namespaces":
             ns, rest = rest[1], rest[2:]
-        if len(rest) != 1 or (group, version, rest[0]) not in self.resources:
+        if not 1 <= len(rest) <= 3 or (group, version, rest[0]) not in self.resources:
             raise web.HTTPNotFound(text=f"no resource at {path}")
         res = self.resources[(group, version, rest[0])]
         if ns is not None and not res.namespaced:
             raise web.HTTPNotFound(text=f"{res.plural} is not namespaced")
-        return res, ns
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        return res, ns, name, sub
+
+    def _discovery(self, path: str) -> Obj | None:
+        """The legacy discovery documents (what kubectl reads to find a resource's path)."""
+        parts = [p for p in path.split("/") if p]
+        groups: dict[str, list[str]] = {}
+        for r in self.resources.values():
+            groups.setdefault(r.group, [])
+            if r.version not in groups[r.group]:
+                groups[r.group].append(r.version)
+        if parts == ["version"]:
+            return {"major": "1", "minor": K8S_VERSION.split(".")[1], "gitVersion": "v1.33.0"}
+        if parts == ["api"]:
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if parts == ["apis"]:
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {
+                        "name": g,
+                        "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                        "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
+                    }
+                    for g, vs in sorted(groups.items())
+                    if g
+                ],
+            }
+        if parts == ["api", "v1"]:
+            group, version = "", "v1"
+        elif len(parts) == 3 and parts[0] == "apis" and parts[2] in groups.get(parts[1], []):
+            group, version = parts[1], parts[2]
+        else:
+            return None
+        verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": [
+                {
+                    "name": r.plural,
+                    "singularName": r.kind.lower(),
+                    "namespaced": r.namespaced,
+                    "kind": r.kind,
+                    "verbs": verbs,
+                }
+                for r in self.resources.values()
+                if (r.group, r.version) == (group, version)
+            ],
+        }
+
+    def _authenticate(self, request: web.Request) -> User | None:
+        auth = request.headers.get("Authorization", "")
+        return self.tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+
+    def _deny(self, code: int, reason: str, message: str) -> web.Response:
+        self.denied.append(message)
+        return _status(code, reason, message)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)
         self.requests.append((request.path, query))
-        if request.headers.get("Authorization") != "Bearer fake-token":
-            return _status(401, "Unauthorized", "no or wrong bearer token")
+        user = self._authenticate(request)
+        if user is None:
+            return self._deny(401, "Unauthorized", "Unauthorized")
+        if request.method == "GET":
+            doc = self._discovery(request.path)
+            if doc is not None:
+                return web.json_response(doc)
         try:
-            res, ns = self._route(request.path)
+            res, ns, name, sub = self._route(request.path)
+            if sub is not None:
+                raise web.HTTPNotFound(text=f"no subresource {sub} of {res.plural}")
             labels = label_matcher(query.get("labelSelector"))
             fields = field_matcher(query.get("fieldSelector"))
         except web.HTTPException as exc:
             return _status(exc.status, exc.reason, exc.text or "")
-        watcher = Watcher(res, ns, labels, fields, query.get("allowWatchBookmarks") == "true")
-        if query.get("watch") in ("1", "true"):
-            return await self._watch(request, watcher, query)
-        return self._list(watcher, query)
+        watching = query.get("watch") in ("1", "true")
+        verb = {
+            "GET": "get" if name else ("watch" if watching else "list"),
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete",
+        }.get(request.method)
+        if verb is None or (name is None) != (verb in ("create", "list", "watch")):
+            return _status(405, "MethodNotAllowed", f"{request.method} {request.path}")
+        # A list or watch selecting one name is authorized as that name (resourceNames rules).
+        selected = re.fullmatch(r"metadata\.name==?([^,]+)", query.get("fieldSelector", ""))
+        authz_name = name or (selected.group(1) if selected else None)
+        req = Request(verb, res.group, res.plural, ns, authz_name)
+        if not self.policy.allows(user, req):
+            return self._deny(403, "Forbidden", _forbidden(user, req))
+        if verb in ("list", "watch"):
+            watcher = Watcher(res, ns, labels, fields, query.get("allowWatchBookmarks") == "true")
+            if watching:
+                return await self._watch(request, watcher, query)
+            return self._list(watcher, query)
+        assert name is not None or verb == "create"
+        try:
+            if verb == "get":
+                return web.json_response(self._get(res, ns, str(name)))
+            if verb == "delete":
+                gone = self.delete(self._get(res, ns, str(name)))
+                return web.json_response(gone)
+            body = await self._body(request)
+            if verb == "patch":
+                current = self._find(res, ns, str(name))
+                if current is None and "apply-patch" not in (request.content_type or ""):
+                    raise _NotFound(res, str(name))
+                body = _merge_patch(current or {}, body)
+            meta = body.setdefault("metadata", {})
+            if res.namespaced and meta.setdefault("namespace", ns) != ns:
+                raise Invalid(f"the namespace of the object ({meta['namespace']}) does not "
+                              f"match the namespace on the request ({ns})")  # fmt: skip
+            if name is not None and meta.get("name") != name:
+                raise Invalid(f"the name of the object ({meta.get('name')}) does not match the "
+                              f"name on the URL ({name})")  # fmt: skip
+            if body.get("kind") in RBAC_KINDS:
+                why = self.policy.may_write(user, body)
+                if why is not None:
+                    return self._deny(403, "Forbidden", why)
+            if verb == "update":
+                current = self._get(res, ns, str(name))
+                want = meta.get("resourceVersion")
+                if want and want != current["metadata"]["resourceVersion"]:
+                    return _status(409, "Conflict", f"{_name(body)}: the object has been modified")
+            exists = self._find(res, ns, meta.get("name", "")) is not None
+            if verb == "create" and exists:
+                return _status(
+                    409, "AlreadyExists", f'{res.plural} "{meta.get("name")}" already exists'
+                )
+            written = self.apply(body) if verb != "create" else self.create(body)
+            return web.json_response(written, status=201 if verb == "create" else 200)
+        except _NotFound as exc:
+            return _status(404, "NotFound", str(exc))
+        except Invalid as exc:
+            return _status(422, "Invalid", str(exc))
+
+    def _find(self, res: Resource, ns: str | None, name: str) -> Obj | None:
+        found = self.objects.get((res, ns if res.namespaced else None, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def _get(self, res: Resource, ns: str | None, name: str) -> Obj:
+        found = self._find(res, ns, name)
+        if found is None:
+            raise _NotFound(res, name)
+        return found
+
+    @staticmethod
+    async def _body(request: web.Request) -> Obj:
+        text = await request.text()
+        try:
+            body = json.loads(text) if "yaml" not in request.content_type else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise Invalid(f"undecodable body: {exc}") from None
+        if not isinstance(body, dict):
+            raise Invalid("the body is not an object")
+        return body
 
     def _list(self, w: Watcher, query: dict[str, str]) -> web.Response:
+        since = query.get("resourceVersion") or ""
+        if since not in ("", "0"):
+            # "Not older than" (or, paged, "exact") that version: gone once compacted; else the
+            # current state, which is not older.
+            if not since.isdigit():
+                return _status(400, "BadRequest", f"invalid resourceVersion {since!r}")
+            if int(since) < self.compacted:
+                return _status(
+                    410, "Expired", f"too old resource version: {since} ({self.compacted})"
+                )
         cont = query.get("continue")
         if cont:
             token = json.loads(base64.b64decode(cont))
@@ -521,10 +787,9 @@ class FakeApiServer:
                 for (r, _, _), o in list(self.objects.items()):
                     if r == w.res and w.selects(o):
                         w.queue.put_nowait(("event", {"type": "ADDED", "object": o}))
-            elif n < self.compacted:
-                status = _status_obj(
-                    410, "Expired", f"too old resource version: {n} ({self.compacted})"
-                )
+            elif n < max(self.compacted, self.watch_horizon):
+                oldest = max(self.compacted, self.watch_horizon)
+                status = _status_obj(410, "Expired", f"too old resource version: {n} ({oldest})")
                 await _line(resp, {"type": "ERROR", "object": status})
                 await resp.write_eof()
                 return resp
@@ -534,6 +799,9 @@ class FakeApiServer:
                         event = w.event_for(change)
                         if event is not None:
                             w.queue.put_nowait(("event", event))
+            if self.short_watches:
+                await resp.write_eof()
+                return resp
             timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
             deadline = asyncio.get_running_loop().time() + timeout if timeout else None
             while True:
@@ -560,6 +828,39 @@ class FakeApiServer:
             return resp
         finally:
             self.watchers.discard(w)
+
+
+class _NotFound(Exception):
+    def __init__(self, res: Resource, name: str) -> None:
+        what = f"{res.plural}.{res.group}" if res.group else res.plural
+        super().__init__(f'{what} "{name}" not found')
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch; a strategic merge patch's directives (keys starting with $)
+    are dropped, which makes it a merge patch (enough for the objects tests write)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if k.startswith("$"):
+            continue
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _merge_patch(out.get(k), v)
+    return out
+
+
+def _forbidden(user: User, req: Request) -> str:
+    """As the API server words it (``k8s.io/apiserver`` ``forbiddenMessage``)."""
+    res = f"{req.resource}.{req.group}" if req.group else req.resource
+    name = f' "{req.name}"' if req.name else ""
+    where = f' in the namespace "{req.namespace}"' if req.namespace else " at the cluster scope"
+    return (
+        f'{res}{name} is forbidden: User "{user.name}" cannot {req.verb} resource '
+        f'"{req.resource}" in API group "{req.group}"{where}'
+    )
 
 
 async def _line(resp: web.StreamResponse, event: Obj) -> None:

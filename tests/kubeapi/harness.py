@@ -232,7 +232,7 @@ async def running(
     settings = settings or Settings()
     fake = None
     if backend == "fake":
-        fake = FakeApiServer()
+        fake = FakeApiServer(tls=True)  # as a real API server: HTTPS, a CA bundle, a token
         await fake.start()
         kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig")
         api = KubeApi.from_config(kubeconfig)

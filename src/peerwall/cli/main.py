@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup, TyperOption
 
-from peerwall.cli import agent, complete, diff, lab, render
+from peerwall.cli import agent, complete, diff, lab, liqo, render
 from peerwall.cli.options import (
     DEFAULT_MODE,
     ModeChoice,
@@ -551,6 +551,7 @@ app.add_typer(lab.app, name="lab", help="Build, probe, inspect and remove the em
 app.command("demo")(lab.demo)
 app.command("agent")(agent.agent)
 app.command("diff")(diff.diff)
+app.add_typer(liqo.app, name="liqo", help="What peerwall derives from a Liqo installation.")
 
 
 def main() -> None:

@@ -105,11 +105,16 @@ class KubeApi:
         labels: str | None = None,
         fields: str | None = None,
         limit: int = 500,
+        resource_version: str = "",
     ) -> tuple[list[dict[str, Any]], str]:
         """Every matching object and the list's resourceVersion (pages of ``limit`` objects,
-        all from the snapshot of the first page)."""
+        all from the snapshot of the first page). With ``resource_version`` the state is no
+        older than that version, which the server may answer from its watch cache, or ``Gone``
+        if it no longer has it; without, the latest (a quorum read)."""
         params = self._params(labels, fields)
         params["limit"] = str(limit)
+        if resource_version:
+            params["resourceVersion"] = resource_version
         items: list[dict[str, Any]] = []
         rv = ""
         while True:

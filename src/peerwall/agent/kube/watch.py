@@ -6,6 +6,15 @@ where it stopped and nothing is lost or seen twice. When the server has compacte
 (410 Gone) only a new list can resume: the objects it no longer holds were deleted while we were
 not watching, and are reported deleted. Failures back off exponentially, bounded and jittered, so
 that a restarting API server is not hit by every agent at once.
+
+Three habits of client-go's reflector (kubernetes/client-go 32ce75a7 ``tools/cache/reflector.go``):
+each watch asks for a timeout drawn uniformly in [t, 2t] (``minWatchTimeout``, 5 min), so that the
+watches of many agents started together do not all end and reconnect together; a watch that the
+server ends in under a second without a single event counts as a failure and backs off
+(``VeryShortWatchError``), so that a server closing every stream at once is not asked again
+hundreds of times a second; and a relist after 410 first lists at the last version seen
+(``relistResourceVersion``: "no older than", which the API server can serve from its watch cache)
+and only if that version is gone too lists the latest (a quorum read from etcd).
 """
 
 from __future__ import annotations
@@ -39,6 +48,10 @@ class Backoff:
     def delay(self, failures: int, rng: random.Random) -> float:
         d = min(self.maximum, self.initial * self.factor ** max(0, failures - 1))
         return rng.uniform(d / 2, d)
+
+
+SHORT_WATCH = 1.0
+"""Seconds: a watch ended by the server sooner than this, with no event, is a failure."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class Reflector:
         self.on_remove = on_remove
         self.backoff = backoff or Backoff()
         self.timeout_seconds = timeout_seconds
+        """The shortest server-side timeout a watch asks for; each asks for one in [t, 2t]."""
         self.rng = rng or random.Random()
         self.store: dict[str, dict[str, Any]] = {}
         self.resource_version: str | None = None
@@ -89,16 +103,32 @@ class Reflector:
         self.lists = 0
         self.watches = 0
         self.bookmarks = 0
+        self.short_watches = 0
         self._delivered = 0
+        self._relist = True
+        """The next pass lists first (at ``resource_version``, if any is known)."""
 
     async def run(self) -> None:
         failures = 0
+        loop = asyncio.get_running_loop()
         while True:
             self._delivered = 0
             try:
-                if self.resource_version is None:
+                if self._relist:
                     await self._list()
+                started = loop.time()
                 await self._watch()
+                if self._delivered == 0 and loop.time() - started < SHORT_WATCH:
+                    # Not the server's timeout: something ends every stream at once.
+                    self.short_watches += 1
+                    failures += 1
+                    log.warning(
+                        "%s: very short watch: closed within %.0fs without any event",
+                        self.spec,
+                        SHORT_WATCH,
+                    )
+                    await self._sleep(failures, "watch again")
+                    continue
                 failures = 0  # the server ended the stream (its timeout): just watch again
             except Gone:
                 log.info(
@@ -106,7 +136,7 @@ class Reflector:
                     self.spec,
                     self.resource_version,
                 )
-                self.resource_version = None
+                self._relist = True
                 # Relist at once; but a 410 again before any event means the server compacts
                 # faster than we list: back off rather than hammer it.
                 failures = 0 if self._delivered else failures + 1
@@ -139,10 +169,29 @@ class Reflector:
 
     async def _list(self) -> None:
         s = self.spec
-        items, rv = await self.api.list(
-            s.kind, namespace=s.namespace, labels=s.labels, fields=s.fields
-        )
+        try:
+            # At the last version seen first; the first list, with none, is a quorum read.
+            items, rv = await self.api.list(
+                s.kind,
+                namespace=s.namespace,
+                labels=s.labels,
+                fields=s.fields,
+                resource_version=self.resource_version or "",
+            )
+        except Gone:
+            if not self.resource_version:
+                raise
+            log.info(
+                "%s: resourceVersion %s is gone for a list too: listing the latest",
+                s,
+                self.resource_version,
+            )
+            self.resource_version = None
+            items, rv = await self.api.list(
+                s.kind, namespace=s.namespace, labels=s.labels, fields=s.fields
+            )
         self.lists += 1
+        self._relist = False
         fresh = {key_of(o): o for o in items}
         gone = [o for k, o in self.store.items() if k not in fresh]
         changed = [
@@ -168,13 +217,14 @@ class Reflector:
         s = self.spec
         assert self.resource_version is not None
         self.watches += 1
+        timeout = self.timeout_seconds + int(self.rng.random() * self.timeout_seconds)
         async for event in self.api.watch(
             s.kind,
             self.resource_version,
             namespace=s.namespace,
             labels=s.labels,
             fields=s.fields,
-            timeout_seconds=self.timeout_seconds,
+            timeout_seconds=timeout,
         ):
             self._delivered += 1
             obj = event.object
