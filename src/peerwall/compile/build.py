@@ -212,6 +212,14 @@ def _base(name: str, hook: str, dispatch: str, pattern: str) -> Chain:
     )
 
 
+def fail_closed(cluster: str, tunnel_pattern: str) -> Ruleset:
+    """The table of a gateway that knows no peer yet: every tunnel matching ``tunnel_pattern`` is
+    dropped, and nothing opened towards one is ever accepted back. Installed before a tunnel
+    exists (the lab's new gateways, the chart's init container), so a gateway never forwards
+    without a table."""
+    return build(GatewayState(cluster, {}, tunnel_pattern))
+
+
 def build(state: GatewayState) -> Ruleset:
     """The whole table for ``state``."""
     peers = list(state.peers.values())
