@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import secrets
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labkit import LabUp, topology_of
 from peerwall.compile import names
+from peerwall.compile.build import fail_closed
+from peerwall.dataplane.drift import drift
+from peerwall.dataplane.nft import LibNft
+from peerwall.dataplane.readback import read_table
 from peerwall.errors import LabError
 from peerwall.lab import build as labs
 from peerwall.model import SecurityMode
@@ -30,6 +37,8 @@ from peerwall.nsenter import entered, exists
 pytestmark = pytest.mark.lab
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 PORT = 9500
+PEERWALL = str(Path(sys.executable).with_name("peerwall"))
+"""The console script beside the test's Python (the venv's)."""
 
 TWO: dict[str, Any] = {
     "clusters": [
@@ -117,3 +126,23 @@ def test_a_new_gateway_has_a_fail_closed_table_before_its_tunnel_exists(lab_up: 
     assert seen.get("table") is True, "the new tunnel existed before a fail-closed table"
     assert isinstance(seen.get("sent"), int) and seen["sent"] >= 20  # type: ignore[operator]
     assert arrived == []
+
+
+def test_the_init_containers_command_installs_the_fail_closed_table() -> None:
+    """What the chart's init container runs (``peerwall agent --fail-closed-only``), in a fresh
+    network namespace as a new gateway pod's: the fail-closed table, read back from the kernel."""
+    ns = f"pw-f{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        command = [PEERWALL, "agent", "--source=kubernetes"]
+        for _ in range(2):  # a second run (the pod's init container restarted) keeps the table
+            subprocess.run(
+                ["ip", "netns", "exec", ns, *command, "--fail-closed-only"],
+                check=True,
+                capture_output=True,
+            )
+            with LibNft(ns) as nft:
+                live = read_table(nft, names.FAMILY, names.TABLE)
+            assert drift(live, fail_closed("gateway", "liqo-tunnel*")) == []
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)

@@ -11,10 +11,11 @@ from typing import Annotated
 import typer
 
 from peerwall.agent.desired import DesiredState
+from peerwall.agent.enforcer import Enforcer
 from peerwall.agent.filesource import FileInputs, FileSource
 from peerwall.agent.run import Agent, AgentSettings, Source
 from peerwall.cli.options import SetValues, ValuesFile, resolve_mode
-from peerwall.compile.state import CONNCHECK_PORT
+from peerwall.compile.state import CONNCHECK_PORT, GatewayState
 from peerwall.dataplane.conntrack import Conntrack
 from peerwall.dataplane.nft import LibNft
 from peerwall.model import parse_mode
@@ -83,6 +84,13 @@ def agent(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning, error.")
     ] = "info",
+    fail_closed_only: Annotated[
+        bool,
+        typer.Option(
+            "--fail-closed-only",
+            help="Install a fail-closed table (every tunnel dropped) if there is none, then exit: an init container, before any tunnel exists.",
+        ),
+    ] = False,
 ) -> None:
     """Keep this gateway's nftables table equal to the desired state, continuously.
 
@@ -108,6 +116,11 @@ def agent(
         metrics_address=metrics_address or None,
         status_file=str(status_file) if status_file else None,
     )
+    if fail_closed_only:
+        pattern = tunnel_pattern or ("liqo-tunnel*" if source == "kubernetes" else "pwt-*")
+        with LibNft() as nft:
+            Enforcer(nft).fail_closed(GatewayState(cluster or "gateway", {}, pattern))
+        return
     nft = LibNft()
     flows = Conntrack()
     built: tuple[Source, DesiredState]
