@@ -24,7 +24,7 @@ from importlib import resources
 import pytest
 
 from hostile import nft
-from labkit import LabUp, repair, seed_topology, switch
+from labkit import LabUp, frozen_agent, repair, seed_topology, switch
 from peerwall.lab.plan import LabPlan
 from peerwall.model import SecurityMode, load_topology
 from peerwall.nsenter import entered
@@ -117,9 +117,11 @@ def test_a_connection_made_while_the_table_was_gone_stays_cut_after_the_repair(
     # segregation forbids.
     text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
     plan = lab_up(load_topology(text, "three"), text, SEG, agent_resync_interval=3600)
-    nft(plan.gateway_ns("C1"), "delete", "table", "inet", "peerwall")
-    with tcp_pair(plan, "local3", "tool") as (peer, local):
-        assert talks(peer, local) and talks(local, peer)
+    with contextlib.ExitStack() as stack:
+        with frozen_agent(plan, "C1"):  # the table stays gone until the connection is made
+            nft(plan.gateway_ns("C1"), "delete", "table", "inet", "peerwall")
+            peer, local = stack.enter_context(tcp_pair(plan, "local3", "tool"))
+            assert talks(peer, local) and talks(local, peer)
         for check in range(4):  # the repair, then 3 more read-backs
             repair(plan)
             a, b = (local, peer) if first == "local" else (peer, local)

@@ -15,9 +15,12 @@ from peerwall.agent.enforcer import Enforcer
 from peerwall.agent.filesource import FileInputs, FileSource
 from peerwall.agent.run import Agent, AgentSettings, Source
 from peerwall.cli.options import SetValues, ValuesFile, resolve_mode
+from peerwall.compile import names
 from peerwall.compile.state import CONNCHECK_PORT, GatewayState
 from peerwall.dataplane.conntrack import Conntrack
 from peerwall.dataplane.nft import LibNft
+from peerwall.dataplane.nftevents import TableEvents
+from peerwall.errors import NftError
 from peerwall.model import parse_mode
 from peerwall.values import MODE_KEY, parse_sets
 
@@ -123,6 +126,12 @@ def agent(
         return
     nft = LibNft()
     flows = Conntrack()
+    events: TableEvents | None
+    try:
+        events = TableEvents(names.FAMILY, names.TABLE)
+    except NftError as e:
+        log.warning("%s: drift is repaired at the resync only", e)
+        events = None
     built: tuple[Source, DesiredState]
     if source == "kubernetes":
         built = _kubernetes(peer, set_, values, tunnel_pattern or "liqo-tunnel*", liqo_namespace)
@@ -137,12 +146,14 @@ def agent(
     src, desired = built
     log.info("peerwall agent %d starting: source %s", os.getpid(), source)
     try:
-        asyncio.run(Agent(src, desired, nft, flows, settings).run())
+        asyncio.run(Agent(src, desired, nft, flows, settings, events).run())
     except KeyboardInterrupt:
         pass
     finally:
         flows.close()
         nft.close()
+        if events is not None:
+            events.close()
 
 
 def _forced_mode(sets: list[str] | None) -> str | None:
