@@ -37,14 +37,14 @@ def repair(plan: LabPlan) -> None:
 
 
 @contextlib.contextmanager
-def frozen_agent(plan: LabPlan, cluster: str) -> Iterator[None]:
+def frozen_agent(plan: LabPlan, cluster: str, settings: Any = None) -> Iterator[None]:
     """``cluster``'s agent stopped (SIGSTOP) for the block, so that a test can keep its table
     damaged for as long as it likes: nftables' notifications of the damage wait in the agent's
     socket, and it repairs at once when it runs again (SIGCONT)."""
     from peerwall.lab import agents
     from peerwall.settings import LabSettings
 
-    pid = agents.running_pid(plan, LabSettings(), cluster)
+    pid = agents.running_pid(plan, settings or LabSettings(), cluster)
     assert pid is not None, f"the agent of {cluster} is not running"
     os.kill(pid, signal.SIGSTOP)
     try:
