@@ -12,6 +12,9 @@ that brings the table back: both are stamped on arrival by one thread that only 
 socket, so the figure is the kernel-to-kernel window, what a peer could use. Before notifications the window was up to the
 resync interval (issue 14: 8.9 s and 10.0 s measured at the default 10 s).
 
+The same repair is also timed from just before the delete call (an upper bound: a listener
+thread woken late stamps both notifications at once); the target holds on that one.
+
 Writes bench/results/repair.json; target: p99 under 100 ms.
 """
 
@@ -27,7 +30,7 @@ import threading
 import time
 from typing import Any
 
-from common import finish, latency_summary, machine, need_root
+from common import finish, latency_summary, machine, need_root, quantile
 from peerwall.dataplane.nft import LibNft
 from peerwall.lab import build as labs
 from peerwall.model import SecurityMode, load_topology
@@ -88,8 +91,8 @@ class Listener(threading.Thread):
                     self.seen.append((now, msg, body[8 : 4 + alen].rstrip(b"\0")))
                     self.changed.notify_all()
 
-    def window(self, since: int, patience: float) -> float | None:
-        """Seconds from the first deletion of the table after index ``since`` to its return."""
+    def window(self, since: int, patience: float) -> tuple[float, float] | None:
+        """(deletion stamp, return stamp) of the table after index ``since``."""
 
         def both() -> tuple[float, float] | None:
             gone = next(
@@ -104,7 +107,7 @@ class Listener(threading.Thread):
 
         with self.changed:
             found = self.changed.wait_for(both, patience)
-        return None if not found else found[1] - found[0]
+        return found
 
 
 def main() -> int:
@@ -116,6 +119,9 @@ def main() -> int:
     started = time.perf_counter()
     name = f"br{random.randrange(10**5)}"
     windows: list[float] = []
+    from_call: list[float] = []
+    """From just before this process's delete call to the repair's notification: an upper bound
+    (a listener woken late stamps both notifications at once, shrinking ``windows``)."""
     missed = 0
     with tempfile.TemporaryDirectory(prefix="pw-bench-repair-") as state:
         settings = LabSettings(state_dir=state, agent_resync_interval=3600)
@@ -132,37 +138,46 @@ def main() -> int:
             with LibNft(gw) as nft:
                 for i in range(args.deletions):
                     since = len(listener.seen)
+                    called = time.perf_counter()
                     nft.run("delete table inet peerwall\n")
-                    window = listener.window(since, 30)
-                    if window is None:
+                    stamps = listener.window(since, 30)
+                    if stamps is None:
                         missed += 1
                         print(f"deletion {i}: not repaired within 30 s", file=sys.stderr)
                         continue
-                    windows.append(window)
-                    print(f"deletion {i}: open {1000 * window:.2f} ms", file=sys.stderr)
+                    windows.append(stamps[1] - stamps[0])
+                    from_call.append(stamps[1] - called)
+                    print(
+                        f"deletion {i}: open {1000 * windows[-1]:.2f} ms "
+                        f"({1000 * from_call[-1]:.2f} ms from the delete call)",
+                        file=sys.stderr,
+                    )
                     time.sleep(0.05)  # let the agent finish clearing flows before the next one
             sock.close()
         finally:
             labs.down(name, settings)
     lat = latency_summary(windows) if windows else {"p50": None, "p99": None, "n": 0}
     p99 = lat["p99"]
+    up99 = quantile(from_call, 0.99) if from_call else None
     result: dict[str, Any] = {
         "machine": machine(),
         "settings": vars(args),
         "windows": windows,
         "window": lat,
+        "from_call": latency_summary(from_call) if from_call else None,
         "missed": missed,
         "targets": {
             "window_p99": {
                 "what": f"a deleted table is back within {TARGET_P99 * 1000:.0f} ms (p99 over {args.deletions} deletions)",
-                "value": p99,
-                "met": p99 is not None and p99 < TARGET_P99 and missed == 0,
+                "value": up99,
+                "met": up99 is not None and up99 < TARGET_P99 and missed == 0,
             }
         },
     }
     print(
         f"window p50 {1000 * (lat['p50'] or 0):.2f} ms, p99 {1000 * (p99 or 0):.2f} ms over "
-        f"{len(windows)} deletions ({missed} not repaired)",
+        f"{len(windows)} deletions ({missed} not repaired); from the delete call p99 "
+        f"{1000 * (up99 or 0):.2f} ms",
         file=sys.stderr,
     )
     return finish("repair", result, started)
