@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
@@ -31,6 +34,40 @@ def switch(plan: LabPlan, mode: SecurityMode) -> None:
 def repair(plan: LabPlan) -> None:
     """Have every agent of the lab read its table back and repair it now."""
     labs.repair(plan.name)
+
+
+@contextlib.contextmanager
+def frozen_agent(plan: LabPlan, cluster: str, settings: Any = None) -> Iterator[None]:
+    """``cluster``'s agent stopped (SIGSTOP) for the block, so that a test can keep its table
+    damaged for as long as it likes: nftables' notifications of the damage wait in the agent's
+    socket, and it repairs at once when it runs again (SIGCONT)."""
+    from peerwall.lab import agents
+    from peerwall.settings import LabSettings
+
+    pid = agents.running_pid(plan, settings or LabSettings(), cluster)
+    assert pid is not None, f"the agent of {cluster} is not running"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def table_back(plan: LabPlan, cluster: str, patience: float = 60.0) -> None:
+    """Wait until ``cluster``'s gateway has its peerwall table again; fail after ``patience``
+    seconds (not a bound on how fast: a guard against waiting for ever)."""
+    gw = plan.gateway_ns(cluster)
+    deadline = time.monotonic() + patience
+    while (
+        subprocess.run(
+            ["ip", "netns", "exec", gw, "nft", "list", "table", "inet", "peerwall"],
+            capture_output=True,
+            check=False,
+        ).returncode
+        != 0
+    ):
+        assert time.monotonic() < deadline, f"{cluster}'s table did not come back"
+        time.sleep(0.01)
 
 
 def topology_of(data: dict[str, object]) -> tuple[Topology, str]:

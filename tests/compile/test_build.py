@@ -9,12 +9,13 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from peerwall.compile import names
-from peerwall.compile.build import build
+from peerwall.compile import ctmark, names
+from peerwall.compile.build import INVALID, NOT_SYN, build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.diff import diff
 from peerwall.compile.nft import (
     Counter,
+    CtMarkSet,
     Match,
     Rule,
     SetRef,
@@ -32,6 +33,8 @@ from peerwall.model import SecurityMode, Topology, load_topology
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 EXAMPLES = ("seed.yaml", "three-clusters.yaml")
+STATES = {Match("ct state", frozenset(s)) for s in ({"invalid"}, {"established"}, {"related"})}
+STATES.add(Match("ct state", frozenset({"established", "related"})))
 
 
 def example(name: str) -> Topology:
@@ -115,8 +118,15 @@ def test_peer_chain_and_base_chains() -> None:
     rs = table(t, "C1", SEG)
     chain = rs.chain(names.peer_chain("C2"))
     view = t.addresses.view("C1", "C2")
-    assert chain.rules[0] == Rule(
+    spoofed = Rule(
         (Match("ip saddr", view, negate=True), Counter(), Verdict("drop")), "spoofed source"
+    )
+    marks = Match("ct mark", frozenset({ctmark.from_peer("C2"), ctmark.to_peer("C2")}))
+    # Only an established packet (its addresses fixed by conntrack) comes before the source check.
+    assert chain.rules[:3] == (
+        Rule((Match("ct state", frozenset({"invalid"})), Counter(), Verdict("drop")), INVALID),
+        Rule((Match("ct state", frozenset({"established"})), marks, Verdict("accept"))),
+        spoofed,
     )
     assert chain.rules[-1] == Rule((Counter(), Verdict("drop")))
     assert chain.comment and "C2" in chain.comment
@@ -125,12 +135,16 @@ def test_peer_chain_and_base_chains() -> None:
         (names.CHAIN_INPUT, names.MAP_INPUT),
     ):
         rules = rs.chain(base).rules
-        assert rules[0].exprs[0] == Match("ct state", frozenset({"established", "related"}))
-        assert rules[1] == Rule((VMap("iifname", dispatch),))
-        assert rules[2].exprs[0] == Match("iifname", "pwt-*")  # fail closed
-        assert rules[2].exprs[-1] == Verdict("drop")
+        assert rules[0] == Rule((VMap("iifname", dispatch),))
+        assert rules[1].exprs[0] == Match("iifname", "pwt-*")  # fail closed
+        assert rules[1].exprs[-1] == Verdict("drop")
+    assert rs.chain(names.CHAIN_FORWARD).rules[2] == Rule((VMap("oifname", names.MAP_EGRESS),))
+    assert rs.chain(names.CHAIN_OUTPUT).rules == (Rule((VMap("oifname", names.MAP_EGRESS),)),)
     assert rs.map(names.MAP_FORWARD).elements == {
         names.tunnel_ifname("C2"): Verdict("jump", names.peer_chain("C2"))
+    }
+    assert rs.map(names.MAP_EGRESS).elements == {
+        names.tunnel_ifname("C2"): Verdict("jump", names.peer_egress_chain("C2"))
     }
 
 
@@ -140,7 +154,9 @@ def test_the_gateway_itself_accepts_only_what_the_link_needs() -> None:
     rs = build(gateway_state(t, "C1", SEG, gateways={"C2": gateway}))
     rules = rs.chain(names.peer_input_chain("C2")).rules
     src = Match("ip saddr", gateway)
-    assert [r.exprs for r in rules] == [
+    state = [r for r in rules if r.exprs[0] in STATES or r.comment == NOT_SYN]
+    assert [r.exprs for r in rules[len(state) :]] == [
+        (CtMarkSet(ctmark.from_peer("C2")),),
         (src, Match("icmp type", "echo-request"), Verdict("accept")),
         (src, Match("udp dport", 12345), Verdict("accept")),
         (Counter(), Verdict("drop")),

@@ -98,7 +98,11 @@ def test_a_new_peer_touches_only_its_own_objects() -> None:
     old, new = without_peer(three(), "C3"), three()
     tx = diff(build(old), build(new))
     assert not tx.full
-    assert set(tx.chains) == {names.peer_chain("C3"), names.peer_input_chain("C3")}
+    assert set(tx.chains) == {
+        names.peer_chain("C3"),
+        names.peer_input_chain("C3"),
+        names.peer_egress_chain("C3"),
+    }
     assert names.peer_chain("C2") not in tx.script  # C2's chain and counters are left alone
     lands(build(old), build(new))
     # And back: the peer's map elements go first, then its chains, then its sets.

@@ -554,3 +554,28 @@ def test_the_rendered_agent_command_line_is_one_the_agent_accepts() -> None:
         assert ctx.params["tunnel_pattern"] == "liqo-tunnel*"
         assert ctx.params["resync_interval"] == 10.0
         assert ctx.params["liqo_namespace"] == "liqo"
+
+
+def test_an_init_container_installs_a_fail_closed_table_before_the_gateway_starts() -> None:
+    import typer.main
+
+    from peerwall.cli.main import app
+
+    command = typer.main.get_command(app)
+    for o in render("agent.tunnelPattern=wg*"):
+        if o["kind"] not in TEMPLATE_KINDS:
+            continue
+        (init,) = pod_of(o)["spec"]["initContainers"]
+        assert init["name"] == "peerwall-fail-closed"
+        assert init["image"] == container(o, "peerwall")["image"]
+        assert init["args"] == [
+            "agent",
+            "--source=kubernetes",
+            "--tunnel-pattern=wg*",
+            "--fail-closed-only",
+        ]
+        assert init["securityContext"] == container(o, "peerwall")["securityContext"]
+        sub = command.get_command(None, "agent")  # type: ignore[attr-defined]
+        ctx = sub.make_context("agent", init["args"][1:])
+        assert ctx.params["fail_closed_only"] is True
+        assert ctx.params["tunnel_pattern"] == "wg*"

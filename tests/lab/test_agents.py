@@ -86,7 +86,8 @@ def test_drift_is_repaired_within_the_resync_interval(lab_up: LabUp, seed_text: 
     ):
         before = agents.status(plan, settings, "C1") or {}
         subprocess.run(["ip", "netns", "exec", gw, "nft", *damage], check=True)
-        assert labs.gateway_drift(plan, SEG)["C1"]
+        # (No check that the drift shows: nftables' notification may have had it repaired
+        # already, see tests/security/test_table_events.py.)
         deadline = time.monotonic() + 10  # generous: the interval is 1 s
         while labs.gateway_drift(plan, SEG)["C1"]:
             assert time.monotonic() < deadline, "not repaired"

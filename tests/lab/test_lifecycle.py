@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from labkit import seed_topology
+from labkit import frozen_agent, seed_topology
 from peerwall.cli.main import app
 from peerwall.compile.names import peer_cidrs_set
 from peerwall.errors import LabError, NftError
@@ -122,23 +122,25 @@ def test_gateway_drift_names_a_hand_made_change_and_a_sync_repairs_it(
         seg = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
         plan = labs.up("tdrift", seed_topology(seed_text), seed_text, "seed", seg, settings)
         assert labs.gateway_drift(plan, seg) == {"C1": [], "C2": []}
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                plan.gateway_ns("C1"),
-                "nft",
-                "add",
-                "element",
-                "inet",
-                "peerwall",
-                peer_cidrs_set("C2"),
-                "{ 10.1.2.0/24 }",
-            ],
-            check=True,
-        )
-        found = labs.gateway_drift(plan, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
+        # C1's agent stopped meanwhile: it would repair the change on its notification at once.
+        with frozen_agent(plan, "C1", settings):
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    plan.gateway_ns("C1"),
+                    "nft",
+                    "add",
+                    "element",
+                    "inet",
+                    "peerwall",
+                    peer_cidrs_set("C2"),
+                    "{ 10.1.2.0/24 }",
+                ],
+                check=True,
+            )
+            found = labs.gateway_drift(plan, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
         assert [str(d) for d in found["C1"]] == [
             f"elements-extra set {peer_cidrs_set('C2')}: 10.1.2.0/24"
         ]

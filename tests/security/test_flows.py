@@ -13,7 +13,7 @@ from importlib import resources
 import pytest
 
 from hostile import connect, echo_server, nft, roundtrip
-from labkit import LabUp, repair, seed_topology, switch
+from labkit import LabUp, frozen_agent, repair, seed_topology, switch
 from peerwall.lab.probing import observe_lab
 from peerwall.model import SecurityMode, load_topology
 from peerwall.policy import expect
@@ -59,9 +59,11 @@ def test_a_connection_opened_while_the_table_was_deleted_is_cut_by_the_repair(
     # No periodic read-back during the test: the repair is the one it asks for.
     plan = lab_up(load_topology(text, "three"), text, SEG, agent_resync_interval=3600)
     with echo_server(plan.pod_ns("tool")):
-        nft(plan.gateway_ns("C1"), "delete", "table", "inet", "peerwall")
-        with connect(plan, "local3", "tool", timeout=0.5) as sneaked:
+        with frozen_agent(plan, "C1"):  # the table stays gone until the connection is made
+            nft(plan.gateway_ns("C1"), "delete", "table", "inet", "peerwall")
+            sneaked = connect(plan, "local3", "tool", timeout=0.5)
             assert roundtrip(sneaked, b"in") == b"in"
+        with sneaked:
             repair(plan)
             assert cut(sneaked)
 
@@ -71,8 +73,9 @@ def test_a_probe_right_after_a_repair_is_all_correct(lab_up: LabUp, seed_text: s
     plan = lab_up(topology, seed_text, SEG, agent_resync_interval=3600)
     expected = expect(topology, SEG).table
     settings = ProbeSettings(timeout=0.5)
-    nft(plan.gateway_ns("C1"), "delete", "table", "inet", "peerwall")
-    during = observe_lab(plan, SEG.value, probe=settings)
+    with frozen_agent(plan, "C1"):
+        nft(plan.gateway_ns("C1"), "delete", "table", "inet", "peerwall")
+        during = observe_lab(plan, SEG.value, probe=settings)
     assert expected.compare(during.table)  # the drift shows
     repair(plan)
     after = observe_lab(plan, SEG.value, probe=settings)

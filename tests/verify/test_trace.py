@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peerwall.compile import names
-from peerwall.compile.build import build
+from peerwall.compile import ctmark, names
+from peerwall.compile.build import OTHER_TUNNEL, build
 from peerwall.compile.desired import gateway_state
-from peerwall.compile.nft import Chain, Hook, NftSet, Ruleset
+from peerwall.compile.nft import Chain, Hook, Match, NftSet, Ruleset
 from peerwall.compile.state import SetKind
 from peerwall.errors import UnknownName
 from peerwall.model import SecurityMode, Topology, load_topology, topology_from_data
@@ -93,15 +93,52 @@ def arrived(t: Topology, saddr: IPv4Address, dst: str, ct_state: str = "new") ->
     )
 
 
-def test_established_packets_are_accepted_first() -> None:
+def test_established_packets_are_accepted_only_on_their_own_tunnel() -> None:
     t = example("seed.yaml")
     rs = table(t, "C2", SEG)
     packet = arrived(t, from_c1(t, "P1"), "P5", ct_state="established")
-    verdict, out, rules = run_chain(rs, "filter-forward", packet)
-    assert (verdict, out) == ("accept", packet)
-    assert rules == ["filter-forward: ct state established,related accept"]
-    # The same packet opening a connection is segregated.
+    opened_by_c1 = replace(packet, ct_mark=ctmark.from_peer("C1"))
+    verdict, out, rules = run_chain(rs, "filter-forward", opened_by_c1)
+    assert (verdict, out) == ("accept", opened_by_c1)
+    marks = f"{{ {ctmark.to_peer('C1')}, {ctmark.from_peer('C1')} }}"
+    assert rules == [
+        "filter-forward: iifname vmap @peers-forward",
+        f"{names.peer_chain('C1')}: ct state established ct mark {marks} accept",
+    ]
+    # A reply to C2's own connection towards C1 is accepted too.
+    assert run_chain(rs, "filter-forward", replace(packet, ct_mark=ctmark.to_peer("C1")))[0] == (
+        "accept"
+    )
+    # Not a connection of C1's tunnel (none peerwall saw, or another peer's): dropped.
+    for mark in (0, ctmark.from_peer("C3"), ctmark.to_peer("C2")):
+        verdict, _, rules = run_chain(rs, "filter-forward", replace(packet, ct_mark=mark))
+        assert verdict == "drop"
+        assert rules[-1].endswith(f'counter drop comment "{OTHER_TUNNEL}"')
+    # The same packet opening a connection is segregated, and a mid-stream one is never picked up.
     assert run_chain(rs, "filter-forward", replace(packet, ct_state="new"))[0] == "drop"
+    full = table(t, "C2", FULL)
+    assert run_chain(full, "filter-forward", replace(packet, ct_state="new"))[0] == "accept"
+    verdict, _, rules = run_chain(
+        full, "filter-forward", replace(packet, ct_state="new", tcp_flags="ack")
+    )
+    assert verdict == "drop"
+    assert rules[-1].startswith(f"{names.peer_chain('C1')}: tcp flags & (fin|syn|rst|ack) != syn")
+
+
+def test_a_new_connection_leaving_by_a_tunnel_is_marked_and_must_be_a_syn() -> None:
+    t = example("seed.yaml")
+    rs = table(t, "C2", SEG)
+    leaving = Packet(
+        POD_IFNAME, names.tunnel_ifname("C1"), t.pod_by_name["P5"].ip, from_c1(t, "P1")
+    )
+    verdict, out, _ = run_chain(rs, "filter-forward", leaving)
+    assert (verdict, out.ct_mark) == ("accept", ctmark.to_peer("C1"))
+    assert run_chain(rs, "filter-forward", replace(leaving, tcp_flags="ack"))[0] == "drop"
+    assert run_hook(rs, "output", replace(leaving, iif=None, tcp_flags="ack"))[0] == "drop"
+    established = replace(leaving, ct_state="established", tcp_flags="ack")
+    for mark in (ctmark.to_peer("C1"), ctmark.from_peer("C1")):
+        assert run_chain(rs, "filter-forward", replace(established, ct_mark=mark))[0] == "accept"
+    assert run_chain(rs, "filter-forward", established)[0] == "drop"  # unmarked
 
 
 @pytest.mark.parametrize("mode", list(SecurityMode))
@@ -124,6 +161,7 @@ def test_a_segregated_destination_is_dropped_and_ipv6_too() -> None:
     assert verdict == "drop"
     assert rules == [
         "filter-forward: iifname vmap @peers-forward",
+        f"{names.peer_chain('C1')}: ct mark set {ctmark.from_peer('C1')}",
         f"{names.peer_chain('C1')}: counter drop",
     ]
     assert run_chain(table(t, "C2", FULL), "filter-forward", packet)[0] == "accept"
@@ -258,7 +296,7 @@ def test_transport_matches_need_their_protocol() -> None:
         "ip daddr 10.0.0.9-10.0.0.1 accept",
         "ip6 daddr ::1 accept",
         "ct state bogus accept",
-        "ct mark 1 accept",
+        "ct expiration 1 accept",
         "accept drop",
         "jump",
         "dnat ip to 10.0.0.1",
@@ -301,7 +339,8 @@ def test_trace_explains_the_rule_that_decided() -> None:
     allowed = trace(t, SEG, "P1", "P4")
     assert allowed.verdict is Verdict.YES
     assert "dnat ip prefix to 10.244.0.0/16" in allowed.explain()
-    assert "ct state established,related accept" in allowed.explain()  # the reply came back
+    # The reply came back, as a connection C1 opened through C2's tunnel.
+    assert f"ct state established ct mark {{ {ctmark.to_peer('C2')}," in allowed.explain()
     assert trace(t, SEG, "P5", "S1").verdict is Verdict.NO  # S1 is not reflected into C2
     assert "not present in C2" in trace(t, SEG, "P5", "S1").reason
     assert trace(t, SEG, "P5", "S2").verdict is Verdict.YES  # P2 backs S2, reflected to C2
@@ -379,12 +418,16 @@ def test_without_the_prefix_dnat_packets_go_nowhere() -> None:
 def test_without_the_established_rule_replies_die() -> None:
     t = example("seed.yaml")
     rs = table(t, "C1", SEG)
+    established = Match("ct state", frozenset({"established"}))
     mutated = replace(
         rs,
         chains=tuple(
-            replace(c, rules=c.rules[1:]) if c.name == "filter-forward" else c for c in rs.chains
+            replace(c, rules=tuple(r for r in c.rules if r.exprs[0] != established))
+            if c.name == names.peer_chain("C2")
+            else c
+            for c in rs.chains
         ),
     )
     # P1..P3 open connections to P4 in C2; P4's replies enter C1 from C2's tunnel and, no longer
-    # recognised as replies, are segregated (C2 may only open connections to P2).
-    assert changed_cells(t, SEG, {"C1": mutated}) == {("P1", "P4"), ("P3", "P4")}
+    # accepted as replies of the tunnel's connections, are dropped as state of another tunnel.
+    assert changed_cells(t, SEG, {"C1": mutated}) == {("P1", "P4"), ("P2", "P4"), ("P3", "P4")}

@@ -8,7 +8,8 @@
    transactions and an isolated event no wait.
 3. After a step that narrows what a peer may reach, the flows it forbids are cleared, in a
    worker thread so that events keep coming in.
-4. Every ``resync_interval`` seconds (and at once on SIGUSR1) the live table is read back and
+4. Every ``resync_interval`` seconds (and at once on SIGUSR1, or on nftables' notification that
+   another process changed the table, ``dataplane.nftevents``) the live table is read back and
    any drift repaired.
 5. ``/metrics``, ``/healthz``, ``/readyz`` and a status file (for the lab) tell what happened.
 
@@ -55,6 +56,14 @@ class AgentSettings:
     """Where to write a JSON status after every step (the lab waits on it)."""
 
 
+class TableWatch(Protocol):
+    """What the agent needs of nftables' notifications (``dataplane.nftevents.TableEvents``)."""
+
+    def fileno(self) -> int: ...
+
+    def foreign_changes(self) -> int: ...
+
+
 class Agent:
     def __init__(
         self,
@@ -63,8 +72,10 @@ class Agent:
         nft: Nft,
         flows: FlowTable | None,
         settings: AgentSettings = AgentSettings(),
+        events: TableWatch | None = None,
     ) -> None:
         self.source = source
+        self.events = events
         self.desired = desired
         self.settings = settings
         self.enforcer = Enforcer(nft, flows)
@@ -87,6 +98,8 @@ class Agent:
         self._check_now = asyncio.Event()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self._check_now.set)
+        if self.events is not None:
+            asyncio.get_running_loop().add_reader(self.events.fileno(), self._table_changed)
         self.enforcer.fail_closed(self.desired.snapshot())
         self._write_status()
         server = None
@@ -157,6 +170,19 @@ class Agent:
                     self.metrics.flows.inc(cleared)
                 self.metrics.last_sync.set(time.time())
                 self._write_status()
+
+    def _table_changed(self) -> None:
+        """Another process changed the table: read it back now, not at the next resync."""
+        assert self.events is not None
+        try:
+            changes = self.events.foreign_changes()
+        except OSError as e:
+            log.error("nftables notifications failed (%s): repairs wait for the resync", e)
+            asyncio.get_running_loop().remove_reader(self.events.fileno())
+            return
+        if changes:
+            log.warning("the table was changed by another process: reading it back now")
+            self._check_now.set()
 
     async def _heartbeat(self) -> None:
         while True:

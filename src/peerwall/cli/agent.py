@@ -104,6 +104,13 @@ def agent(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning, error.")
     ] = "info",
+    fail_closed_only: Annotated[
+        bool,
+        typer.Option(
+            "--fail-closed-only",
+            help="Install a fail-closed table (every tunnel dropped) if there is none, then exit: an init container, before any tunnel exists.",
+        ),
+    ] = False,
 ) -> None:
     """Keep this gateway's nftables table equal to the desired state, continuously.
 
@@ -135,6 +142,14 @@ def agent(
         metrics_address=metrics_address or None,
         status_file=str(status_file) if status_file else None,
     )
+    if fail_closed_only:
+        from peerwall.agent.enforcer import Enforcer
+        from peerwall.compile.state import GatewayState
+
+        pattern = tunnel_pattern or ("liqo-tunnel*" if source == "kubernetes" else "pwt-*")
+        with LibNft() as nft:
+            Enforcer(nft).fail_closed(GatewayState(cluster or "gateway", {}, pattern))
+        return
     built: tuple[Source, DesiredState]
     if source == "kubernetes":
         built = _kubernetes(
@@ -155,16 +170,28 @@ def agent(
             f"{source!r}: use 'kubernetes' or 'file:TOPOLOGY.yaml'", param_hint="--source"
         )
     src, desired = built
+    from peerwall.compile import names
+    from peerwall.dataplane.nftevents import TableEvents
+    from peerwall.errors import NftError
+
     nft = LibNft()
     flows = Conntrack()
+    events: TableEvents | None
+    try:
+        events = TableEvents(names.FAMILY, names.TABLE)
+    except NftError as e:
+        log.warning("%s: drift is repaired at the resync only", e)
+        events = None
     log.info("peerwall agent %d starting: source %s", os.getpid(), source)
     try:
-        asyncio.run(Agent(src, desired, nft, flows, settings).run())
+        asyncio.run(Agent(src, desired, nft, flows, settings, events).run())
     except KeyboardInterrupt:
         pass
     finally:
         flows.close()
         nft.close()
+        if events is not None:
+            events.close()
 
 
 def _forced_mode(sets: list[str] | None) -> str | None:

@@ -1,14 +1,23 @@
 """A gateway's desired state -> its ``inet peerwall`` table.
 
-Layout (DESIGN.md §3). Forward hook: established and related traffic first, so replies of allowed
-connections always flow back; then traffic entering from a peer's tunnel jumps, through the verdict
-map ``peers-forward`` keyed by interface, to that peer's chain, which drops sources the peer could
-not have sent (the chain is chosen by interface, never by source address), accepts destinations in
+Layout (DESIGN.md §3). Forward hook: traffic entering from a peer's tunnel jumps, through the
+verdict map ``peers-forward`` keyed by interface, to that peer's chain; traffic leaving by a
+tunnel jumps, through ``peers-egress``, to the peer's egress chain (the output hook too, for the
+gateway's own traffic). Every tunnel chain first checks the connection's state against the
+tunnel (``_state_rules``): invalid packets are dropped; an established or related packet is
+accepted only if its connection was opened through this very tunnel, in either direction (the
+connection's ``ct mark``, set on its first packet, see ``compile.ctmark``), so a peer can neither
+speak on another tunnel's connections nor send ICMP errors about them; a new TCP connection must
+start with a SYN, so a connection whose conntrack entry a change deleted never comes back by
+conntrack's loose pickup of a mid-stream segment, whichever side sends next (no sysctl needed).
+
+A new connection from a peer then meets the peer's chain, which drops sources the peer could not
+have sent (the chain is chosen by interface, never by source address), accepts destinations in
 the peer's sets, lets the peer's pods whose home is here reach the API server over TCP on its port,
 and counts and drops the rest. A tunnel whose peer is not known (yet) is dropped: a gateway fails
 closed. Input hook: the same dispatch through ``peers-input``; a peer may send the gateway itself
 only what the link needs (``link_needs``); everything else to the gateway's own addresses, IPv6
-included, is counted and dropped.
+included, is counted and dropped. Each drop says why in its comment (``DROP_REASONS``).
 
 Rules depend only on the shape of the state (peers, tunnels, CIDRs, the API server); modes and
 pods only fill sets. Under FullPodToPod ``cidrs-<peer>`` holds the local pod CIDR; under
@@ -21,10 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from peerwall.compile import names
+from peerwall.compile import ctmark, names
 from peerwall.compile.nft import (
+    TCP_FLAGS,
     Chain,
     Counter,
+    CtMarkSet,
     Element,
     Hook,
     Match,
@@ -63,10 +74,42 @@ SET_COMMENTS = {
 
 ACCEPT, DROP = Verdict("accept"), Verdict("drop")
 ESTABLISHED = Match("ct state", frozenset({"established", "related"}))
+RELATED = Match("ct state", frozenset({"related"}))
+
+SPOOFED = "spoofed source"
+INVALID = "invalid: conntrack cannot place it"
+OTHER_TUNNEL = "state of a connection that did not cross this tunnel"
+NOT_SYN = "new TCP must start with a SYN (no mid-stream pickup)"
+UNKNOWN_TUNNEL = "a tunnel whose peer is not known: fail closed"
+DROP_REASONS = (SPOOFED, INVALID, OTHER_TUNNEL, NOT_SYN, UNKNOWN_TUNNEL)
+"""The comments of the named drop rules (the per-peer chains' last rule drops what is not
+admitted, uncommented)."""
 
 
-def _rule(*exprs: Match | Counter | Verdict | VMap | Nat, comment: str | None = None) -> Rule:
+def _rule(
+    *exprs: Match | Counter | Verdict | VMap | Nat | CtMarkSet, comment: str | None = None
+) -> Rule:
     return Rule(tuple(exprs), comment)
+
+
+def tunnel_marks(peer: PeerState) -> Match:
+    """The connections of ``peer``'s tunnel, either way (``compile.ctmark``)."""
+    return Match("ct mark", frozenset({ctmark.from_peer(peer.name), ctmark.to_peer(peer.name)}))
+
+
+def _state_rules(peer: PeerState, before_related: tuple[Rule, ...] = ()) -> list[Rule]:
+    """What every packet crossing ``peer``'s tunnel meets first: its connection must be one of
+    this tunnel, and a new TCP connection must start with a SYN. ``before_related``: rules
+    between the established and the related check (an established packet's addresses are its
+    connection's, fixed by conntrack; an ICMP error's outer source is whatever the sender wrote)."""
+    return [
+        _rule(Match("ct state", frozenset({"invalid"})), Counter(), DROP, comment=INVALID),
+        _rule(Match("ct state", frozenset({"established"})), tunnel_marks(peer), ACCEPT),
+        *before_related,
+        _rule(RELATED, tunnel_marks(peer), ACCEPT),
+        _rule(ESTABLISHED, Counter(), DROP, comment=OTHER_TUNNEL),
+        _rule(Match(TCP_FLAGS, "syn", negate=True), Counter(), DROP, comment=NOT_SYN),
+    ]
 
 
 def cidrs_elements(peer: PeerState) -> frozenset[Element]:
@@ -114,13 +157,23 @@ def valid_sources(peer: PeerState) -> Value:
 
 def peer_chain(peer: PeerState) -> Chain:
     p = peer.name
+    checks: list[Rule] = []
+    if peer.gateways:
+        checks.append(
+            _rule(
+                Match("ip saddr", _one_or_set(peer.gateways)),
+                RELATED,
+                tunnel_marks(peer),
+                ACCEPT,
+                comment="an ICMP error from the peer's gateway about a connection of its tunnel",
+            )
+        )
+    checks.append(
+        _rule(Match("ip saddr", valid_sources(peer), negate=True), Counter(), DROP, comment=SPOOFED)
+    )
     rules = [
-        _rule(
-            Match("ip saddr", valid_sources(peer), negate=True),
-            Counter(),
-            DROP,
-            comment="spoofed source",
-        ),
+        *_state_rules(peer, tuple(checks)),
+        _rule(CtMarkSet(ctmark.from_peer(p))),
         _rule(Match("ip daddr", SetRef(names.peer_cidrs_set(p))), ACCEPT),
         _rule(Match("ip daddr", SetRef(names.peer_set(p, SetKind.OFFLOADED))), ACCEPT),
         _rule(Match("ip daddr", SetRef(names.peer_set(p, SetKind.BACKENDS))), ACCEPT),
@@ -142,7 +195,8 @@ def peer_chain(peer: PeerState) -> Chain:
 
 def peer_input_chain(peer: PeerState, conncheck_port: int | None) -> Chain:
     source = () if not peer.gateways else (Match("ip saddr", _one_or_set(peer.gateways)),)
-    rules = [_rule(*source, need, ACCEPT, comment=why) for need, why in link_needs(conncheck_port)]
+    rules = [*_state_rules(peer), _rule(CtMarkSet(ctmark.from_peer(peer.name)))]
+    rules += [_rule(*source, need, ACCEPT, comment=why) for need, why in link_needs(conncheck_port)]
     rules.append(_rule(Counter(), DROP))
     return Chain(
         names.peer_input_chain(peer.name),
@@ -151,21 +205,35 @@ def peer_input_chain(peer: PeerState, conncheck_port: int | None) -> Chain:
     )
 
 
+def peer_egress_chain(peer: PeerState) -> Chain:
+    """Traffic leaving by ``peer``'s tunnel (forwarded, or the gateway's own): its state is
+    checked as on the way in, and a new connection is marked as opened towards the peer. What a
+    local pod may send is not restricted: the peer enforces on what it receives."""
+    return Chain(
+        names.peer_egress_chain(peer.name),
+        (*_state_rules(peer), _rule(CtMarkSet(ctmark.to_peer(peer.name)), ACCEPT)),
+        comment=f"traffic to {peer.name} (tunnel {peer.tunnel})",
+    )
+
+
 def _base(name: str, hook: str, dispatch: str, pattern: str) -> Chain:
     return Chain(
         name,
         (
-            _rule(ESTABLISHED, ACCEPT),
             _rule(VMap("iifname", dispatch)),
-            _rule(
-                Match("iifname", pattern),
-                Counter(),
-                DROP,
-                comment="a tunnel whose peer is not known: fail closed",
-            ),
+            _rule(Match("iifname", pattern), Counter(), DROP, comment=UNKNOWN_TUNNEL),
+            *((_rule(VMap("oifname", names.MAP_EGRESS)),) if hook == "forward" else ()),
         ),
         Hook("filter", hook, 0),
     )
+
+
+def fail_closed(cluster: str, tunnel_pattern: str) -> Ruleset:
+    """The table of a gateway that knows no peer yet: every tunnel matching ``tunnel_pattern`` is
+    dropped, and nothing opened towards one is ever accepted back. Installed before a tunnel
+    exists (the lab's new gateways, the chart's init container), so a gateway never forwards
+    without a table."""
+    return build(GatewayState(cluster, {}, tunnel_pattern))
 
 
 def build(state: GatewayState) -> Ruleset:
@@ -175,18 +243,26 @@ def build(state: GatewayState) -> Ruleset:
     chains = [
         _base(names.CHAIN_FORWARD, "forward", names.MAP_FORWARD, state.tunnel_pattern),
         _base(names.CHAIN_INPUT, "input", names.MAP_INPUT, state.tunnel_pattern),
+        Chain(
+            names.CHAIN_OUTPUT,
+            (_rule(VMap("oifname", names.MAP_EGRESS)),),
+            Hook("filter", "output", 0),
+        ),
     ]
     forward: dict[str, Verdict] = {}
     inbound: dict[str, Verdict] = {}
+    egress: dict[str, Verdict] = {}
     dnat: list[Rule] = []
     snat: list[Rule] = []
     for peer in peers:
         sets += peer_sets(peer)
         chain, input_chain = peer_chain(peer), peer_input_chain(peer, state.conncheck_port)
-        chains += [chain, input_chain]
+        egress_chain = peer_egress_chain(peer)
+        chains += [chain, input_chain, egress_chain]
         for ifname in peer.tunnels:
             forward[ifname] = Verdict("jump", chain.name)
             inbound[ifname] = Verdict("jump", input_chain.name)
+            egress[ifname] = Verdict("jump", egress_chain.name)
         if peer.nat is not None:
             tunnel = peer.nat
             dnat.append(
@@ -214,6 +290,11 @@ def build(state: GatewayState) -> Ruleset:
             names.MAP_INPUT,
             comment="tunnel interface -> the input chain of its peer",
             elements=inbound,
+        ),
+        NftMap(
+            names.MAP_EGRESS,
+            comment="tunnel interface -> the chain of its peer for traffic leaving by it",
+            elements=egress,
         ),
     )
     return Ruleset(names.FAMILY, names.TABLE, tuple(sets), maps, tuple(chains), TABLE_COMMENT)

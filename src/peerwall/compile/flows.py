@@ -1,19 +1,26 @@
 """Which tracked connections the desired state would not have let through, or not this way.
 
-``ct state established,related accept`` comes first in the forward hook, so once a connection is
-tracked its packets no longer meet the per-peer rules. When a change narrows what a peer may
-reach (a switch to segregation, a pod leaving a set, a repair after the table was deleted), the
-agent asks ``stale`` of every tracked connection and deletes the entries it names: their next
-packet is then a new connection, and meets the rules. Flows that are still allowed are left
-alone, so they survive any change.
+Once a connection is tracked, its packets on a tunnel are accepted by their state (established,
+or related to it) as long as the connection is one of that tunnel (its ``ct mark``, see
+``compile.ctmark``), so they no longer meet the per-peer rules. When a change narrows what a peer
+may reach (a switch to segregation, a pod leaving a set, a repair after the table was deleted),
+the agent asks ``stale`` of every tracked connection and deletes the entries it names: their next
+packet is then a new connection and meets the rules (a mid-stream segment, from either side, is
+not a SYN and is dropped). Flows that are still allowed are left alone, so they survive any
+change.
 
-A connection is stale when:
-- it came from a peer (its original source is one of the peer's valid sources) to a local
-  destination the state does not admit for that peer (after the receiver's DNAT, the reply's
-  source is the real destination);
-- it came from a peer and its NAT binding is not the one the rules make (the entry was created
-  while the table, and its NAT, were missing);
-- it went from a local pod to a peer whose remapping we do, without the source NAT the rules make.
+Which peer a connection belongs to, and which way it was opened, is read from its mark, never
+guessed from addresses: with overlapping pod CIDRs our own connection to a peer's pod and the
+peer's connection to ours can carry the same addresses. A connection is stale when:
+- the peer opened it (``ctmark.from_peer``) to a local destination the state does not admit for
+  that peer (after the receiver's DNAT, the reply's source is the real destination), or with a
+  NAT binding that is not the one the rules make;
+- it was opened towards a peer whose remapping we do (``ctmark.to_peer``), without the source NAT
+  the rules make.
+An unmarked connection (made while the table was missing, or before peerwall ran) can no longer
+carry packets through any tunnel, whatever its addresses; it is classified by address as before,
+so that its entry goes when it came from a peer's valid sources (its pod CIDRs and its masquerade
+address).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from peerwall.compile import ctmark
 from peerwall.compile.build import cidrs_elements
 from peerwall.compile.state import GatewayState, PeerState, SetKind
 from peerwall.model.addressing import translate
@@ -44,6 +52,8 @@ class Flow:
     proto: str  # tcp | udp | icmp | other
     orig: Tuple
     reply: Tuple
+    mark: int = 0
+    """The connection's ``ct mark`` (``compile.ctmark``); 0: none."""
 
 
 def _in(a: IPv4Address, nets: tuple[IPv4Network, ...]) -> bool:
@@ -79,21 +89,38 @@ def _admitted(state: GatewayState, peer: PeerState, flow: Flow) -> bool:
 
 def stale(state: GatewayState, flow: Flow) -> str | None:
     """Why the entry must go, or None if the state would have let it be exactly as it is."""
+    if flow.mark:
+        for peer in state.peers.values():
+            if flow.mark == ctmark.from_peer(peer.name):
+                return _stale_from(state, peer, flow)
+            if flow.mark == ctmark.to_peer(peer.name):
+                return _stale_to(peer, flow)
+        return None
     for peer in state.peers.values():
         if _in(flow.orig.src, peer.valid_sources):
-            nat = peer.nat
-            if nat is not None and flow.orig.dst in nat.seen_by_peer:
-                want = translate(flow.orig.dst, nat.seen_by_peer, nat.local)
-                if flow.reply.src != want:
-                    return f"from {peer.name}: NAT binding {flow.reply.src}, the rules make {want}"
-            if not _admitted(state, peer, flow):
-                return f"from {peer.name} to {flow.reply.src}: not admitted for {peer.name}"
-            return None
-        if _in(flow.orig.dst, peer.sources) and peer.nat is not None:
-            nat = peer.nat
-            if flow.orig.src in nat.local:
-                want = translate(flow.orig.src, nat.local, nat.seen_by_peer)
-                if flow.reply.dst != want:
-                    return f"to {peer.name}: source NAT {flow.reply.dst}, the rules make {want}"
-            return None
+            return _stale_from(state, peer, flow)
+        if _in(flow.orig.dst, peer.sources):
+            return _stale_to(peer, flow)
+    return None
+
+
+def _stale_from(state: GatewayState, peer: PeerState, flow: Flow) -> str | None:
+    """A connection ``peer`` opened to this cluster."""
+    nat = peer.nat
+    if nat is not None and flow.orig.dst in nat.seen_by_peer:
+        want = translate(flow.orig.dst, nat.seen_by_peer, nat.local)
+        if flow.reply.src != want:
+            return f"from {peer.name}: NAT binding {flow.reply.src}, the rules make {want}"
+    if not _admitted(state, peer, flow):
+        return f"from {peer.name} to {flow.reply.src}: not admitted for {peer.name}"
+    return None
+
+
+def _stale_to(peer: PeerState, flow: Flow) -> str | None:
+    """A connection opened from this cluster to ``peer``: ours to make, only its NAT is checked."""
+    nat = peer.nat
+    if nat is not None and flow.orig.src in nat.local:
+        want = translate(flow.orig.src, nat.local, nat.seen_by_peer)
+        if flow.reply.dst != want:
+            return f"to {peer.name}: source NAT {flow.reply.dst}, the rules make {want}"
     return None

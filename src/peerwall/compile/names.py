@@ -16,6 +16,7 @@ TABLE = "peerwall"
 
 CHAIN_FORWARD = "filter-forward"
 CHAIN_INPUT = "filter-input"
+CHAIN_OUTPUT = "filter-output"
 CHAIN_NAT_PRE = "nat-prerouting"
 CHAIN_NAT_POST = "nat-postrouting"
 
@@ -23,6 +24,8 @@ MAP_FORWARD = "peers-forward"
 """Tunnel interface -> the forward chain of the peer behind it."""
 MAP_INPUT = "peers-input"
 """Tunnel interface -> the input chain of the peer behind it."""
+MAP_EGRESS = "peers-egress"
+"""Tunnel interface -> the chain of the peer behind it for traffic leaving by that tunnel."""
 
 LAB_TUNNEL_PATTERN = "pwt-*"
 
@@ -39,6 +42,11 @@ def peer_chain(peer: str) -> str:
 def peer_input_chain(peer: str) -> str:
     """Input-hook chain for traffic from ``peer`` to the gateway's own addresses."""
     return f"input-{hash8(peer)}-{peer}"
+
+
+def peer_egress_chain(peer: str) -> str:
+    """Forward- and output-hook chain for traffic leaving by ``peer``'s tunnel."""
+    return f"egress-{hash8(peer)}-{peer}"
 
 
 def peer_cidrs_set(peer: str) -> str:

@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 __all__ = [
     "FIELDS",
+    "TCP_FLAGS",
     "Chain",
     "Counter",
+    "CtMarkSet",
     "Element",
     "Expr",
     "Hook",
@@ -78,6 +80,10 @@ named set, or an anonymous set (``{ 53, 12345 }``; for ``ct state``, the flags).
 
 # --- expressions -------------------------------------------------------------------------------
 
+TCP_FLAGS = "tcp flags & (fin|syn|rst|ack)"
+"""The TCP flags that say what a segment is (ECN and PSH/URG masked off): ``syn`` for the first
+segment of a connection, whatever ECN it asks for."""
+
 FIELDS: Mapping[str, dict[str, Any]] = {
     "iifname": {"meta": {"key": "iifname"}},
     "oifname": {"meta": {"key": "oifname"}},
@@ -89,6 +95,10 @@ FIELDS: Mapping[str, dict[str, Any]] = {
     "udp dport": {"payload": {"protocol": "udp", "field": "dport"}},
     "icmp type": {"payload": {"protocol": "icmp", "field": "type"}},
     "ct state": {"ct": {"key": "state"}},
+    "ct mark": {"ct": {"key": "mark"}},
+    TCP_FLAGS: {
+        "&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["fin", "syn", "rst", "ack"]]
+    },
 }
 """Every packet field peerwall matches on, as nft writes it and as its JSON names it."""
 
@@ -131,13 +141,20 @@ class Nat:
 
 
 @dataclass(frozen=True)
+class CtMarkSet:
+    """``ct mark set <value>``: marks the packet's connection (see ``compile.ctmark``)."""
+
+    value: int
+
+
+@dataclass(frozen=True)
 class Opaque:
     """An expression of a live table that this model does not know (kept as its JSON)."""
 
     json: str
 
 
-Expr = Match | Counter | Verdict | VMap | Nat | Opaque
+Expr = Match | Counter | Verdict | VMap | Nat | CtMarkSet | Opaque
 
 
 @dataclass(frozen=True)
@@ -317,6 +334,8 @@ def render_expr(e: Expr) -> str:
         return f"{e.field} vmap {{ {inner} }}"
     if isinstance(e, Nat):
         return f"{e.kind} ip prefix to {e.prefix}"
+    if isinstance(e, CtMarkSet):
+        return f"ct mark set {e.value}"
     raise ValueError(f"cannot render an opaque expression {e.json}")
 
 
@@ -428,6 +447,8 @@ def expr_to_json(e: Expr) -> Any:
     if isinstance(e, Nat):
         addr = {"prefix": {"addr": str(e.prefix.network_address), "len": e.prefix.prefixlen}}
         return {e.kind: {"family": "ip", "addr": addr, "flags": "netmap", "type_flags": "prefix"}}
+    if isinstance(e, CtMarkSet):
+        return {"mangle": {"key": FIELDS["ct mark"], "value": e.value}}
     return json.loads(e.json)
 
 
@@ -541,6 +562,11 @@ def _expr_from_json(d: Any) -> Expr:
         if isinstance(data, dict) and "set" in data:
             return VMap(field, tuple((str(k), verdict_from_json(v)) for k, v in data["set"]))
         raise _Unknown
+    if kind == "mangle":
+        value = arg["value"]
+        if arg["key"] != FIELDS["ct mark"] or isinstance(value, bool) or not isinstance(value, int):
+            raise _Unknown
+        return CtMarkSet(value)
     if kind in ("dnat", "snat"):
         if arg.get("type_flags") != "prefix" or "prefix" not in arg.get("addr", {}):
             raise _Unknown

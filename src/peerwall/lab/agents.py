@@ -146,6 +146,11 @@ def _alive(plan: LabPlan, settings: LabSettings, cluster: str) -> bool:
         return False
 
 
+def running_pid(plan: LabPlan, settings: LabSettings, cluster: str) -> int | None:
+    """The pid of ``cluster``'s agent, if it runs."""
+    return _pid(plan, settings, cluster)
+
+
 def running(plan: LabPlan, settings: LabSettings, cluster: str) -> bool:
     return _pid(plan, settings, cluster) is not None
 

@@ -18,8 +18,10 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from peerwall.compile.nft import (
+    TCP_FLAGS,
     Chain,
     Counter,
+    CtMarkSet,
     Element,
     Hook,
     Match,
@@ -59,6 +61,10 @@ class Packet:
     dport: int | None = 8080
     icmp_type: str | None = None
     ct_state: str = "new"
+    ct_mark: int = 0
+    """The mark of the packet's connection (``compile.ctmark``); a ``ct mark set`` changes it."""
+    tcp_flags: str = "syn"
+    """A TCP packet's flags under ``fin|syn|rst|ack``, as nft names them (``syn``, ``ack``, ...)."""
 
 
 def _contains(e: Element, a: IPv4Address) -> bool:
@@ -123,6 +129,10 @@ class _Run:
                 return p.icmp_type if p.proto == "icmp" else None
             case "ct state":
                 return p.ct_state
+            case "ct mark":
+                return p.ct_mark
+            case _ if field == TCP_FLAGS:
+                return p.tcp_flags if p.proto == "tcp" else None
         raise TraceError(f"cannot trace a match on {field!r}")
 
     def holds(self, value: object, want: Value, field: str) -> bool:
@@ -190,6 +200,8 @@ class _Run:
                     return None, p, False
             elif isinstance(e, Counter):
                 continue
+            elif isinstance(e, CtMarkSet):
+                p = replace(p, ct_mark=e.value)
             elif isinstance(e, VMap):
                 key = self.field(e.field, p)
                 table = dict(e.map) if not isinstance(e.map, str) else self.map(e.map).elements

@@ -4,6 +4,8 @@ It reads the forms peerwall writes (and close neighbours), and refuses anything 
 ``UnknownRuleForm`` rather than guess what the kernel would do::
 
     ct state [!=] established,related          iifname|oifname [!=] "<name>" ("pwt-*" wildcards)
+    ct mark [!=] <n>|{ ... }                    ct mark set <n>
+    tcp flags & (fin|syn|rst|ack) [!=] syn
     ip saddr|daddr [!=] <addr>|<addr/len>|<a-b>|@<set>|{ ... }
     tcp|udp dport [!=] <port>|{ ... }          icmp type <type>     meta nfproto|l4proto <x>
     counter [packets N bytes M]                accept | drop | return | continue | jump|goto <c>
@@ -26,8 +28,10 @@ from typing import Any
 from peerwall.compile.nft import (
     FIELDS,
     PRIORITIES,
+    TCP_FLAGS,
     Chain,
     Counter,
+    CtMarkSet,
     Element,
     Expr,
     Hook,
@@ -46,6 +50,7 @@ from peerwall.compile.nft import (
 __all__ = ["Command", "NftSyntaxError", "UnknownRuleForm", "parse_rule", "parse_script"]
 
 CT_STATES = frozenset({"new", "established", "related", "invalid", "untracked"})
+TCP_FLAG_NAMES = frozenset({"fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"})
 VERDICTS = ("accept", "drop", "return", "continue", "jump", "goto")
 
 
@@ -179,6 +184,16 @@ class _RuleParser:
             if unknown := set(states) - CT_STATES:
                 raise self.t.fail(f"unknown conntrack state(s) {sorted(unknown)}")
             return frozenset(states)
+        if field == "ct mark":
+            try:
+                mark = int(tok, 0)
+            except ValueError:
+                raise self.t.fail(f"not a mark: {tok!r}") from None
+            if not 0 <= mark < 1 << 32:
+                raise self.t.fail(f"a mark is 32 bits, got {tok!r}")
+            return mark
+        if field == TCP_FLAGS and tok in TCP_FLAG_NAMES:
+            return tok
         if field == "meta nfproto" and tok in ("ipv4", "ipv6"):
             return tok
         if field == "meta l4proto" and tok in ("tcp", "udp", "icmp", "icmpv6"):
@@ -190,6 +205,13 @@ class _RuleParser:
     def field(self, tok: str) -> str:
         if tok in ("iifname", "oifname"):
             return tok
+        if tok == "tcp" and self.t.peek() == "flags" and self.t.peek(1) == "&":
+            words = ["tcp"]
+            while not words[-1].endswith(")"):
+                words.append(self.t.take("the closing ')' of the flag mask"))
+            if " ".join(words[:3]) + " " + "".join(words[3:]) != TCP_FLAGS:
+                raise self.t.fail(f"only {TCP_FLAGS!r} is known, got {' '.join(words)!r}")
+            return TCP_FLAGS
         nxt = self.t.peek()
         name = f"{tok} {nxt}"
         if name in FIELDS:
@@ -218,6 +240,9 @@ class _RuleParser:
             elif tok in VERDICTS:
                 exprs.append(self.verdict(tok))
                 terminal = True
+            elif tok == "ct" and self.t.peek() == "mark" and self.t.peek(1) == "set":
+                self.t.i += 2
+                exprs.append(CtMarkSet(int(self.value("ct mark"))))  # type: ignore[arg-type]
             elif tok in ("dnat", "snat"):
                 self.t.expect("ip")
                 self.t.expect("prefix")

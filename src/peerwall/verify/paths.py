@@ -2,8 +2,9 @@
 
 A pod's packet crosses its gateway's hooks (prerouting, routing, forward, postrouting), the tunnel
 the route picked, and the receiving gateway's hooks; a target is reached only if the packet comes
-out addressed to it in its cluster, and its reply (conntrack state ``established``, NAT undone)
-walks back through the same hooks to the source. Routing is by address: a gateway delivers its
+out addressed to it in its cluster, and its reply (conntrack state ``established``, NAT undone,
+each gateway's connection mark as the first packet left it there) walks back through the same
+hooks to the source. Routing is by address: a gateway delivers its
 own pod CIDR locally and sends ``view(K, R)`` into R's tunnel. Internet egress is routing (it
 leaves through the pod's own cluster) and services are kube-proxy's job: a service cell traces each
 backend. The tracer is a ``Runner``: the table it yields must equal ``policy.expect()``, which
@@ -176,7 +177,8 @@ class Tracer:
                     tuple(steps),
                 )
             # Across the tunnel: on the far side it is the interface named after the sender.
-            packet = replace(packet, iif=names.tunnel_ifname(here), oif=None)
+            # The far side's conntrack knows nothing of this gateway's mark.
+            packet = replace(packet, iif=names.tunnel_ifname(here), oif=None, ct_mark=0)
             here = nxt
         return failed(f"{here} would forward it further (no transit)")
 
@@ -191,9 +193,19 @@ class Tracer:
         reply) before routing, the DNAT (a source change) after the forward hook.
         """
         last = hops[-1][2]
-        packet = Packet(last.oif, None, last.daddr, last.saddr, "tcp", None, ct_state="established")
+        packet = Packet(
+            last.oif,
+            None,
+            last.daddr,
+            last.saddr,
+            "tcp",
+            None,
+            ct_state="established",
+            tcp_flags="ack",
+        )
         for gateway, came_in, went_out in reversed(hops):
-            packet = replace(packet, iif=went_out.oif, oif=None)
+            # Each gateway's connection carries the mark its first packet got there.
+            packet = replace(packet, iif=went_out.oif, oif=None, ct_mark=went_out.ct_mark)
             verdict, packet = hook(gateway, "prerouting", packet)
             if verdict == "drop":
                 return f"the reply was dropped by {gateway}'s gateway at prerouting"

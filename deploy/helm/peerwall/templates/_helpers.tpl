@@ -112,6 +112,10 @@ spec:
     spec:
       serviceAccount: "{{"{{ .Name }}"}}"
       serviceAccountName: "{{"{{ .Name }}"}}"
+      {{- /* Init containers finish before any container starts: the tunnel that the wireguard
+      container creates never exists without a table. */}}
+      initContainers:
+      {{- include "peerwall.failClosedContainer" .root | nindent 6 }}
       containers:
       - name: gateway
         image: {{ $liqo.images.gateway }}:{{ $liqo.version }}
@@ -280,6 +284,41 @@ spec:
 {{- end }}
 
 {{/*
+Before the gateway's containers start, in the pod's network namespace: a fail-closed peerwall table
+(every tunnel interface dropped), so the tunnel never forwards before the agent has the desired
+state. Same image and privileges as the agent; it exits at once.
+*/}}
+{{- define "peerwall.failClosedContainer" -}}
+- name: peerwall-fail-closed
+  image: {{ include "peerwall.agentImage" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+  - agent
+  - --source=kubernetes
+  - --tunnel-pattern={{ .Values.agent.tunnelPattern }}
+  - --fail-closed-only
+  {{- include "peerwall.agentSecurity" . | nindent 2 }}
+{{- end }}
+
+{{- define "peerwall.agentSecurity" -}}
+securityContext:
+  runAsUser: 0
+  privileged: false
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop:
+    - ALL
+    add:
+    - NET_ADMIN
+  seccompProfile:
+    type: RuntimeDefault
+volumeMounts:
+- name: peerwall-tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/*
 The peerwall agent. Its command line is the agent's contract; PEERWALL_PEER is the remote cluster
 ID that Liqo wrote into the pod's labels. Only NET_ADMIN (nftables, conntrack), everything else
 dropped, a read-only root filesystem (a small in-memory /tmp). It runs as uid 0 because Kubernetes
@@ -330,19 +369,5 @@ allowPrivilegeEscalation: false (no_new_privs) rules out.
   resources:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  securityContext:
-    runAsUser: 0
-    privileged: false
-    allowPrivilegeEscalation: false
-    readOnlyRootFilesystem: true
-    capabilities:
-      drop:
-      - ALL
-      add:
-      - NET_ADMIN
-    seccompProfile:
-      type: RuntimeDefault
-  volumeMounts:
-  - name: peerwall-tmp
-    mountPath: /tmp
+  {{- include "peerwall.agentSecurity" . | nindent 2 }}
 {{- end }}
