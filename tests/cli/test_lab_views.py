@@ -68,6 +68,12 @@ def test_probe_filters_yaml_and_junit_one_case_per_cell(state: Path, tmp_path: P
     doc = yaml.safe_load(only.stdout)
     assert doc["sources"] == ["P4"]
     assert doc["matrix"]["P4"]["P1"] == "NO" and doc["matrix"]["P4"]["P5"] == "YES"
+    # Only the cells kept are probed: P4's row takes a few probes, the whole table 40.
+    row = run("lab", "probe", "-n", name, "--timeout", "0.5", "--from", "P4")
+    assert row.exit_code == 0, row.output
+    probes = re.search(r"observed: (\d+) probes", row.stdout)
+    assert probes and 0 < int(probes[1]) < 10, row.stdout
+    assert "9 correct, 0 wrong" in row.stdout
     c2 = run("lab", "probe", "-n", name, "--timeout", "0.5", "--cluster", "C2", "-o", "json")
     assert c2.exit_code == 0
     assert yaml.safe_load(c2.stdout)["destinations"] == ["P4", "P5", "S3", "I2"]

@@ -7,7 +7,6 @@ diagnostics go to stderr.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
@@ -32,7 +31,7 @@ from peerwall.cli.selection import (
 )
 from peerwall.errors import LabError, ModeInvalid
 from peerwall.model import SecurityMode, Topology, load_topology
-from peerwall.policy import Comparison, Decider, TruthTable, expect
+from peerwall.policy import Comparison, Decider, expect
 from peerwall.settings import MAX_PROBE_TIMEOUT, LabSettings, ProbeSettings
 
 if TYPE_CHECKING:
@@ -453,13 +452,6 @@ def refuse_large_table(sources: int, destinations: int, hint: str) -> None:
         raise typer.Exit(1)
 
 
-def _selected(observed: Observed, table: TruthTable) -> Observed:
-    """The observation restricted to the cells of ``table`` (the selected ones)."""
-    keep_s, keep_d = set(table.sources), set(table.destinations)
-    cells = {k: v for k, v in observed.cells.items() if k[0] in keep_s and k[1] in keep_d}
-    return dataclasses.replace(observed, table=observed.table.restrict(keep_s, keep_d), cells=cells)
-
-
 @app.command()
 def probe(
     name: LabName = "lab",
@@ -476,7 +468,7 @@ def probe(
 ) -> None:
     """Probe every cell with real TCP connections; compare with the computed table (exit 1 if wrong).
 
-    --from, --to, --cluster and --namespace keep only some cells in what is shown and compared.
+    --from, --to, --cluster and --namespace probe, show and compare only some cells.
 
     Example: peerwall lab probe --output json > observed.json
     """
@@ -507,9 +499,8 @@ def probe(
             ProbeSettings(timeout=timeout),
             progress(f"probing lab {name}"),
             lab_folder(name, settings),
+            only=(expected.sources, expected.destinations) if selection else None,
         )
-    if selection:
-        observed = _selected(observed, expected)
     wrong = expected.compare(observed.table)
     if junit is not None:
         write_junit(junit, [Suite(f"lab probe {name} ({state.mode})", expected, observed)])

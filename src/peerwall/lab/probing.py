@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from peerwall.lab.plan import LabPlan
 from peerwall.lab.site import LabSite
@@ -22,20 +22,29 @@ def observe_lab(
     probe: ProbeSettings = ProbeSettings(),
     progress: Callable[[int, int], None] | None = None,
     state_dir: str | None = None,
+    *,
+    only: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> Observed:
-    """Probe every cell of ``plan``'s table. ``state_dir`` (default: the lab's own folder, if it
-    has one) keeps the rotating source-port window between runs, so a run never reuses the
-    5-tuples of the last ones (stale conntrack entries would answer for them)."""
+    """Probe every cell of ``plan``'s table, or with ``only=(sources, destinations)`` the cells of
+    those (in table order). ``state_dir`` (default: the lab's own folder, if it has one) keeps the
+    rotating source-port window between runs, so a run never reuses the 5-tuples of the last ones
+    (stale conntrack entries would answer for them)."""
     lab = lab or LabSettings()
     if state_dir is None and os.path.isdir(lab_folder(plan.name, lab)):
         state_dir = lab_folder(plan.name, lab)
     t = plan.topology
     how = Endpoints(plan.internet_ip, lab.pod_port, lab.api_port)
     cells = cell_specs(t, how)
+    sources, destinations = t.sources, t.destinations
+    if only is not None:
+        keep_s, keep_d = set(only[0]), set(only[1])
+        sources = tuple(s for s in sources if s in keep_s)
+        destinations = tuple(d for d in destinations if d in keep_d)
+        cells = [c for c in cells if c.source in keep_s and c.destination in keep_d]
     window = os.path.join(state_dir, "probe-ports") if state_dir else None
     runner = NetnsRunner(
         LabSite(plan, lab, window), {p.name: p.physical for p in t.pods}, probe, progress
     )
     started = time.perf_counter()
-    observed = observe(runner, mode, t.sources, t.destinations, cells)
+    observed = observe(runner, mode, sources, destinations, cells)
     return Observed(observed.table, observed.cells, time.perf_counter() - started, runner.attempts)
