@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -195,7 +196,14 @@ class Agent:
         path = self.settings.status_file
         if not path:
             return
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.status(), f)
-        os.replace(tmp, path)
+        # A new temporary file (O_EXCL | O_NOFOLLOW, as mkstemp opens it): no link followed.
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.status(), f)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise

@@ -35,6 +35,7 @@ Decisions on Liqo's semantics (citations in ``liqo``):
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from typing import Any
 
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import liqo
+from peerwall.compile import names
 from peerwall.compile.state import ApiServer, PeerState, SetKind
 from peerwall.model.addressing import translate
 from peerwall.model.spec import SecurityMode
@@ -134,6 +136,15 @@ def pod_ips(pod: Obj) -> frozenset[IPv4Address]:
         return frozenset()
     values = [p.get("ip") for p in status.get("podIPs") or ()] or [status.get("podIP")]
     return frozenset(a for a in map(_v4, values) if a is not None)
+
+
+CLUSTER_ID = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""Liqo's ForeignCluster ``clusterID`` pattern (``core.liqo.io_foreignclusters.yaml``), at most
+63 characters as a DNS label."""
+
+
+def valid_cluster_id(value: Any) -> bool:
+    return isinstance(value, str) and CLUSTER_ID.fullmatch(value) is not None
 
 
 def _is_true(value: str | None) -> bool:
@@ -254,6 +265,8 @@ class LiqoModel:
         self._slices: dict[str, Slice] = {}
         self._slices_by_ns: dict[str, set[str]] = defaultdict(set)
         self._declared: dict[str, PeerState] = {}
+        self._clashes: dict[str, str] = {}
+        """Peers refused because they share a tunnel or a hash with another (logged once)."""
 
     # --- dispatch --------------------------------------------------------------------------
 
@@ -330,6 +343,15 @@ class LiqoModel:
 
     def _on_foreign(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
         cid = None if deleted else (obj.get("spec") or {}).get("clusterID")
+        if cid and not valid_cluster_id(cid):
+            # It names nftables objects: never let the API's text into a script unchecked.
+            log.error(
+                "foreigncluster %s: clusterID %r is not a valid cluster ID (1 to 63 lowercase "
+                "letters, digits and '-', starting and ending with a letter or digit): ignored",
+                k,
+                cid if isinstance(cid, str) else type(cid).__name__,
+            )
+            cid = None
         if cid:
             self._foreign[k] = cid
         else:
@@ -461,6 +483,16 @@ class LiqoModel:
                 api=api,
                 gateway=self._gateway_of(peer),
             )
+        # Two peers on one tunnel (no --peer in a gateway pod of one tunnel), or with one hash:
+        # the last would win the tunnel or share the sets. Neither is enforced; the tunnel stays
+        # unknown, and so fails closed.
+        clash = names.clashes((p.name, p.tunnel) for p in wanted.values())
+        if clash != self._clashes:
+            for peer, why in sorted(clash.items()):
+                log.error("peer %s refused: %s (run one agent per peer: --peer)", peer, why)
+            self._clashes = clash
+        for name in clash:
+            del wanted[name]
         for name in [n for n in self._declared if n not in wanted]:
             log.info("peer %s removed", name)
             del self._declared[name]
