@@ -62,9 +62,8 @@ def test_lab_up_refuses_them_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyP
     out = CliRunner().invoke(app, ["lab", "up", "-f", str(f), "-n", name])
     assert out.exit_code == 2
     assert "same 8-hex hash" in out.stderr
-    assert ("Traceback" not in out.output and out.exception is None) or isinstance(
-        out.exception, SystemExit
-    )
+    assert "Traceback" not in out.output
+    assert out.exception is None or isinstance(out.exception, SystemExit)
     assert not (tmp_path / "labs" / name).exists()
 
 
