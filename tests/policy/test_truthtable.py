@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from hypothesis_profiles import budget
 from peerwall.model import SecurityMode, topology_from_data
 from peerwall.policy import TableIncomplete, TruthTable, Verdict, expect
 from strategies import topologies
@@ -31,7 +32,7 @@ def naive(a: TruthTable, b: TruthTable) -> set[tuple[str, str, Verdict | None, V
     }
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(60)
 @given(
     data=topologies(),
     modes=st.tuples(st.sampled_from(list(SecurityMode)), st.sampled_from(list(SecurityMode))),

@@ -44,7 +44,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import liqo
+from peerwall.agent.kube import liqo, shape
 from peerwall.compile import names
 from peerwall.compile.state import ApiServer, PeerState, SetKind
 from peerwall.model.addressing import translate
@@ -280,6 +280,17 @@ class LiqoModel:
         self._handle(kind, obj, True, role)
 
     def _handle(self, kind: liqo.Kind, obj: Obj, deleted: bool, role: PodRole | None) -> None:
+        bad = shape.problem(kind.kind, obj)
+        if bad is not None:
+            # Unreadable: refused in one line, and what it contributed goes (``shape``).
+            obj = shape.skeleton(obj)
+            log.error("%s %s refused: %s; handled as deleted", kind.kind, key_of(obj), bad)
+            deleted = True
+            if kind == liqo.POD and role is None:
+                k = key_of(obj)
+                self._on_shadow_pod(k, obj, True)
+                self._on_remote_pod(k, obj, True)
+                return
         k = key_of(obj)
         handler = {
             liqo.CONFIGMAP: self._on_configmap,
