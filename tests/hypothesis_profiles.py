@@ -32,12 +32,12 @@ if PROFILE not in SCALE:
 settings.load_profile(PROFILE)
 
 BUDGETS = {
-    "fuzz-topology-text": 7000,
+    "fuzz-topology-text": 7500,
     "fuzz-topology-data": 250,
-    "fuzz-kube-objects": 3000,
-    "fuzz-kernel": 25,
+    "fuzz-kube-objects": 2500,
+    "fuzz-kernel": 60,
 }
-"""Fuzzing budgets (examples per CI run): 10,250 in the pure core, 25 applied to a kernel. On a
+"""Fuzzing budgets (examples per CI run): 10,250 in the pure core, 60 applied to a kernel. On a
 2-core machine under load (load average 9), a text case costs ~1.5 ms, a sequence of up to 12
 Kubernetes objects ~14 ms, a mutated whole topology ~40 ms (drawn, loaded, every gateway
 compiled), hence fewer of those."""
