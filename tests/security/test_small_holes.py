@@ -135,7 +135,10 @@ def test_a_cluster_id_that_is_not_one_never_names_a_peer(
     m.apply(liqo.FOREIGN_CLUSTER, obj)
     m.apply(liqo.CONFIGURATION, L.configuration("c2", ["10.20.0.0/16"], None))
     assert m.desired.peers == ()
-    assert "is not a valid cluster ID" in caplog.text
+    if isinstance(cid, str):
+        assert f"clusterID {cid!r} is not a valid cluster ID" in caplog.text
+    else:  # not even a string: refused by its shape
+        assert f"spec.clusterID is {type(cid).__name__}, expected a string" in caplog.text
 
 
 # --- names with a newline -------------------------------------------------------------------------
