@@ -106,12 +106,18 @@ class LoopHarness:
 
 @contextlib.asynccontextmanager
 async def running_agent(
-    desired: DesiredState, nft: Nft, coalesce: float = AgentSettings.coalesce
+    desired: DesiredState,
+    nft: Nft,
+    coalesce: float = AgentSettings.coalesce,
+    metrics_address: str | None = None,
 ) -> Any:
     """Start ``Agent.run`` (fail-closed, then a whole-table write of ``desired``) and yield a
-    ``LoopHarness`` once the first table is in; stop the agent on exit."""
+    ``LoopHarness`` once the first table is in; stop the agent on exit. ``metrics_address``:
+    where its HTTP endpoint listens (none by default)."""
     source = HandSource()
-    settings = AgentSettings(resync_interval=3600.0, coalesce=coalesce, metrics_address=None)
+    settings = AgentSettings(
+        resync_interval=3600.0, coalesce=coalesce, metrics_address=metrics_address
+    )
     agent = Agent(source, desired, nft, None, settings)
     rec = Recorder()
     agent.metrics.event_latency = rec  # type: ignore[assignment]

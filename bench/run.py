@@ -36,6 +36,7 @@ BENCHES: dict[str, list[str]] = {
     "live": ["live_edits_bench.py"],
     "watch": ["watch_bench.py"],
     "repair": ["repair_bench.py"],
+    "endpoint": ["endpoint_bench.py"],
 }
 QUICK: dict[str, list[str]] = {
     "event": ["--sizes", "1000,10000", "--peerwall-only", "50000", "--events", "400",
@@ -52,6 +53,7 @@ QUICK: dict[str, list[str]] = {
     "watch": ["--peers", "1,10"],
     "live": [],  # already quick (about 30 s); fewer rounds would miss the 30 edits it checks
     "repair": ["--deletions", "10"],
+    "endpoint": ["--switches", "5", "--blocks", "1"],
 }  # fmt: skip
 
 

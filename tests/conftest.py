@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import hypothesis_profiles  # noqa: F401  (registers and loads the Hypothesis profile)
 from labkit import LabUp
 from peerwall.dataplane.nft import LibNft
 from peerwall.lab import build as labs

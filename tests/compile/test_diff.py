@@ -13,9 +13,10 @@ from ipaddress import IPv4Address
 from itertools import pairwise
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from hypothesis_profiles import budget
 from peerwall.compile import names
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
@@ -129,7 +130,7 @@ def test_a_changed_peer_rewrites_only_its_chain() -> None:
     lands(build(old), build(new))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(60)
 @given(
     a=topologies(),
     b=topologies(),

@@ -291,7 +291,7 @@ def test_agent_command_line_follows_the_contract() -> None:
             f"--set=networking.securityMode={MODES[0]}",
             "--tunnel-pattern=wg*",
             "--resync-interval=30",
-            "--metrics-address=0.0.0.0:9464",
+            "--metrics-address=$(POD_IP):9464",
             "--log-level=debug",
             "--liqo-namespace=liqo",
         ]
@@ -306,6 +306,7 @@ def test_agent_command_line_follows_the_contract() -> None:
                 "name": "POD_NAMESPACE",
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
             },
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         ]
         assert agent["ports"] == [{"containerPort": 9464, "name": "pw-metrics", "protocol": "TCP"}]
         assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "pw-metrics"}
@@ -316,7 +317,7 @@ def test_agent_defaults() -> None:
     for _, agent in agents():
         assert agent["image"] == "peerwall:0.1.0", "image.tag defaults to the chart's appVersion"
         assert "--resync-interval=10" in agent["args"]
-        assert "--metrics-address=0.0.0.0:9090" in agent["args"]
+        assert "--metrics-address=$(POD_IP):9090" in agent["args"]
         assert "--tunnel-pattern=liqo-tunnel*" in agent["args"]
         assert "--log-level=info" in agent["args"]
 
@@ -544,7 +545,10 @@ def test_the_rendered_agent_command_line_is_one_the_agent_accepts() -> None:
 
     command = typer.main.get_command(app)
     for _, agent in agents(f"networking.securityMode={SEG}"):
-        args = [a.replace("$(PEERWALL_PEER)", "cluster-b") for a in agent["args"]]
+        args = [
+            a.replace("$(PEERWALL_PEER)", "cluster-b").replace("$(POD_IP)", "10.0.0.7")
+            for a in agent["args"]
+        ]
         assert args[0] == "agent"
         sub = command.get_command(None, "agent")  # type: ignore[attr-defined]
         ctx = sub.make_context("agent", args[1:])
@@ -579,3 +583,76 @@ def test_an_init_container_installs_a_fail_closed_table_before_the_gateway_start
         ctx = sub.make_context("agent", init["args"][1:])
         assert ctx.params["fail_closed_only"] is True
         assert ctx.params["tunnel_pattern"] == "wg*"
+        assert ctx.params["metrics_address"] == "10.0.0.7:9090"
+
+
+# --- the agent's endpoint: bound to the pod IP, reachable by the scraper only ---------------------
+
+
+def test_the_endpoint_binds_to_the_pod_ip_and_the_agent_parses_it() -> None:
+    from peerwall.agent.endpoint import split_address
+
+    for _, agent in agents():
+        env = {e["name"]: e.get("valueFrom") for e in agent["env"]}
+        assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+        (address,) = [a for a in agent["args"] if a.startswith("--metrics-address=")]
+        value = address.split("=", 1)[1]
+        assert value == "$(POD_IP):9090"
+        assert split_address(value.replace("$(POD_IP)", "10.244.1.9")) == ("10.244.1.9", 9090)
+        assert split_address(value.replace("$(POD_IP)", "fd00:10::9")) == ("fd00:10::9", 9090)
+
+
+def network_policies(*sets: str) -> list[dict[str, Any]]:
+    return [o for o in render(*sets) if o["kind"] == "NetworkPolicy"]
+
+
+def test_no_namespace_no_policy_and_disabled_means_none() -> None:
+    assert network_policies() == []
+    assert (
+        network_policies("networkPolicy.namespaces={liqo-tenant-a}", "networkPolicy.enabled=false")
+        == []
+    )
+
+
+def test_the_network_policy_admits_only_the_scraper_to_the_agents_port() -> None:
+    sets = (
+        "networkPolicy.namespaces={liqo-tenant-a,liqo-tenant-b}",
+        "agent.metricsPort=9464",
+    )
+    policies = network_policies(*sets)
+    assert [p["metadata"]["namespace"] for p in policies] == ["liqo-tenant-a", "liqo-tenant-b"]
+    # It selects the gateway pods the templates make.
+    pod_labels = pod_of(one(render(*sets), "WgGatewayServerTemplate"))["metadata"]["labels"]
+    for policy in policies:
+        validate(policy)
+        spec = policy["spec"]
+        assert set(spec["podSelector"]["matchLabels"].items()) <= set(pod_labels.items())
+        assert spec["policyTypes"] == ["Ingress"]
+        scraper, rest = spec["ingress"]
+        assert scraper["from"] == [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }
+        ]
+        assert scraper["ports"] == [{"protocol": "TCP", "port": 9464}]
+        # Everyone else: every port but the agent's, so Liqo's ports stay as they were.
+        assert "from" not in rest
+        tcp = [(p["port"], p["endPort"]) for p in rest["ports"] if p["protocol"] == "TCP"]
+        assert tcp == [(1, 9463), (9465, 65535)]
+        assert {p["protocol"] for p in rest["ports"]} == {"TCP", "UDP", "SCTP"}
+        for p in rest["ports"]:
+            if p["protocol"] != "TCP":
+                assert (p["port"], p["endPort"]) == (1, 65535)
+
+
+def test_the_scraper_can_be_chosen_and_a_bad_namespace_fails() -> None:
+    (policy,) = network_policies(
+        "networkPolicy.namespaces={liqo-tenant-a}",
+        "networkPolicy.scraper.ipBlock.cidr=10.9.0.0/24",
+        "networkPolicy.scraper.namespaceSelector=null",
+        "networkPolicy.scraper.podSelector=null",
+    )
+    validate(policy)
+    assert policy["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "10.9.0.0/24"}}]
+    assert "namespaces" in render_error("networkPolicy.namespaces={Not_A_Name}")

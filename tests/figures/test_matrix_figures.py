@@ -16,8 +16,9 @@ from figkit import (
     self_contained,
     svg_cells,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
+from hypothesis_profiles import budget
 from peerwall.figures import MAX_LINES, matrix_html, matrix_svg, matrix_view
 from peerwall.figures.matrix import BIG_COLUMNS
 from peerwall.model import SecurityMode, Topology, load_topology, topology_from_data
@@ -213,7 +214,7 @@ def test_hostile_names_are_escaped_in_html():
 # Generated topologies
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(40)
 @given(data=topologies())
 def test_any_topology_highlight_is_exactly_differing(data):
     t = topology_from_data(data, "generated")
@@ -246,7 +247,7 @@ def check_class_view(
         assert {groups[s] for s in r.members} == {r.group}
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(30)
 @given(data=topologies())
 def test_any_topology_class_view_is_faithful(data):
     t = topology_from_data(data, "generated")

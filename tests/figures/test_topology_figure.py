@@ -8,8 +8,9 @@ from xml.etree import ElementTree
 
 import pytest
 from figkit import classes, parse_svg, scaled_topology
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
+from hypothesis_profiles import budget
 from peerwall.figures import topology_svg
 from peerwall.model import SecurityMode, Topology, load_topology, topology_from_data
 from peerwall.policy import effective_mode
@@ -115,7 +116,7 @@ def test_one_to_six_clusters_and_a_few_dozen_pods(clusters):
     assert width < 600 * clusters + 400  # one row, but no runaway width
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(40)
 @given(data=topologies())
 def test_any_topology(data):
     check(topology_from_data(data, "generated"), SecurityMode.FULL_POD_TO_POD)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -20,6 +20,7 @@ from kubeapi.fake import CORE, CRD_FILES, FakeApiServer, Resource, crd_resources
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import Backoff, KubeApi, KubeSource, Settings
 from peerwall.agent.kube import liqo as L
+from peerwall.compile.names import tunnel_ifname
 from peerwall.compile.state import CONNCHECK_PORT, GatewayState
 
 T = TypeVar("T")
@@ -230,6 +231,10 @@ async def running(
 ) -> AsyncIterator[Harness]:
     """Objects created, then a source started on them (and synced, unless told not to wait)."""
     settings = settings or Settings()
+    if settings.peer is None:
+        # One source for every peer, as in the lab's gateways: a tunnel each. (On Liqo's one
+        # liqo-tunnel per gateway pod, the source refuses two peers: one agent per peer, --peer.)
+        settings = replace(settings, tunnel=tunnel_ifname)
     fake = None
     if backend == "fake":
         fake = FakeApiServer(tls=True)  # as a real API server: HTTPS, a CA bundle, a token

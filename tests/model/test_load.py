@@ -6,8 +6,9 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import given
 
+from hypothesis_profiles import budget
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology, parse_mode, topology_from_data
 from peerwall.model.addressing import address_book
@@ -671,7 +672,7 @@ def test_disjoint_cidrs_are_not_remapped():
     check_views(t)
 
 
-@settings(max_examples=60, deadline=None)
+@budget(60)
 @given(topologies())
 def test_every_peered_pair_gets_a_non_overlapping_view(data):
     check_views(topology_from_data(data, "generated"))

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from typer.testing import CliRunner
 
 from gen import generate
+from hypothesis_profiles import budget
 from peerwall.cli.main import app
 from peerwall.model import SecurityMode, load_topology, topology_from_data
 from peerwall.policy import TruthTable, Verdict, expect
@@ -77,7 +78,7 @@ def test_generated_topologies_expand_to_the_dense_json(seed: int, mode: Security
     check_round_trip(expect(t, force=mode).table)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(60)
 @given(topologies())
 def test_any_valid_topology_expands_to_the_dense_json(data: dict[str, Any]) -> None:
     t = topology_from_data(data, "generated")

@@ -11,9 +11,10 @@ import io
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from hypothesis_profiles import budget
 from peerwall.model import SecurityMode, Topology, topology_from_data
 from peerwall.policy import EffectiveMode, Expected, ModeOrigin, Verdict, effective_mode, expect
 from strategies import small_topologies, topologies
@@ -22,7 +23,7 @@ FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 RANK = {Verdict.NO: 0, Verdict.PARTIAL: 1, Verdict.YES: 2}
 
-PROPERTY = settings(max_examples=70, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = budget(70)
 
 
 def load(data: dict[str, Any]) -> Topology:
@@ -137,7 +138,7 @@ def oracle(
 # --- the strategies themselves -------------------------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(100)
 @given(topologies())
 def test_generated_topologies_load(data):
     t = load(data)
@@ -146,7 +147,7 @@ def test_generated_topologies_load(data):
     assert len(t.services) <= 6
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(50)
 @given(small_topologies())
 def test_small_topologies_load_and_stay_small(data):
     t = load(data)
@@ -190,7 +191,8 @@ def features(t: Topology) -> set[str]:
 def test_strategy_covers_the_interesting_shapes():
     seen: set[str] = set()
 
-    @settings(max_examples=150, derandomize=True, database=None, deadline=None)
+    # Health checks on, as before: they shape the derandomized stream this coverage holds for.
+    @budget(150, derandomize=True, database=None, suppress_health_check=())
     @given(topologies())
     def collect(data: dict[str, Any]) -> None:
         seen.update(features(load(data)))

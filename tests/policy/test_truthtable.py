@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from hypothesis_profiles import budget
 from peerwall.model import SecurityMode, topology_from_data
 from peerwall.policy import TableIncomplete, TruthTable, Verdict, expect
 from strategies import topologies
@@ -31,7 +32,7 @@ def naive(a: TruthTable, b: TruthTable) -> set[tuple[str, str, Verdict | None, V
     }
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(60)
 @given(
     data=topologies(),
     modes=st.tuples(st.sampled_from(list(SecurityMode)), st.sampled_from(list(SecurityMode))),
@@ -52,7 +53,7 @@ def test_class_comparison_equals_the_cell_by_cell_one(data: dict[str, Any], mode
     }
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(40)
 @given(data=topologies(), mode=st.sampled_from(list(SecurityMode)), picks=st.data())
 def test_restrict_keeps_exactly_the_cells_of_the_names_kept(
     data: dict[str, Any], mode: SecurityMode, picks: st.DataObject

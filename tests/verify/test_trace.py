@@ -13,9 +13,10 @@ from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from hypothesis_profiles import budget
 from peerwall.compile import ctmark, names
 from peerwall.compile.build import OTHER_TUNNEL, build
 from peerwall.compile.desired import gateway_state
@@ -64,7 +65,7 @@ def test_traced_table_equals_expected_on_the_examples(name: str, mode: SecurityM
     assert not expect(t, mode).table.compare(traced)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(200)
 @given(data=topologies(), mode=st.sampled_from(list(SecurityMode)))
 def test_traced_table_equals_expected_on_generated_topologies(
     data: dict[str, Any], mode: SecurityMode

@@ -1,19 +1,19 @@
 """What the agent exposes: Prometheus metrics, health and readiness, over plain HTTP.
 
 ``/metrics`` (prometheus-client's text format): dropped packets and bytes per peer, read from
-the nft counters at scrape time; set sizes; event-to-kernel latency and reconcile durations;
+the nft counters (at most once a second, on an nft handle of the scrapes' own); set sizes; event-to-kernel latency and reconcile durations;
 transactions by kind; the last successful sync; drift repairs; failed transactions; flows
 cleared. ``/healthz``: the loop is alive. ``/readyz``: the desired state is known and enforced
-(until then the gateway is fail-closed).
+(until then the gateway is fail-closed). ``/status``: what the agent did, in counts only
+(``public_status``): no peer, address, name or process a peer could use. How the endpoint keeps
+clients from stalling enforcement: ``endpoint``.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -21,11 +21,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from peerwall.agent.desired import DesiredState
+from peerwall.agent.endpoint import Answer, Endpoint, EndpointSettings
 from peerwall.agent.enforcer import Counts
 from peerwall.compile import names
 from peerwall.compile.state import SetKind
-from peerwall.dataplane.nft import Nft
+from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.errors import NftError
+
+TEXT = "text/plain"
+PROMETHEUS = "text/plain; version=0.0.4"
 
 LATENCY_BUCKETS = (
     0.0001,
@@ -159,38 +163,47 @@ def serve(
     ready: Callable[[], bool],
     alive: Callable[[], bool],
     status: Callable[[], dict[str, Any]],
-) -> ThreadingHTTPServer:
-    """Start the HTTP endpoints on ``host:port`` in a daemon thread."""
-    host, _, port = address.rpartition(":")
+    settings: EndpointSettings = EndpointSettings(),
+) -> Endpoint:
+    """Start the HTTP endpoints on ``host:port`` (``endpoint.Endpoint``: a thread of its own,
+    bounded connections, ``/metrics`` computed off the request path)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                self._send(200, generate_latest(metrics.registry), "text/plain; version=0.0.4")
-            elif self.path == "/healthz":
-                ok = alive()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"loop stalled\n")
-            elif self.path == "/readyz":
-                ok = ready()
-                self._send(200 if ok else 503, b"ready\n" if ok else b"not synced: fail-closed\n")
-            elif self.path == "/status":
-                self._send(200, json.dumps(status()).encode(), "application/json")
-            else:
-                self._send(404, b"not found\n")
+    def healthz() -> Answer:
+        ok = alive()
+        return (200, b"ok\n", TEXT) if ok else (503, b"loop stalled\n", TEXT)
 
-        def _send(self, code: int, body: bytes, kind: str = "text/plain") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def readyz() -> Answer:
+        ok = ready()
+        return (200, b"ready\n", TEXT) if ok else (503, b"not synced: fail-closed\n", TEXT)
 
-        def log_message(self, *args: object) -> None:
-            pass  # scrapes every few seconds would drown the log
+    return Endpoint(
+        address,
+        fast={
+            "/healthz": healthz,
+            "/readyz": readyz,
+            "/status": lambda: (200, json.dumps(status()).encode(), "application/json"),
+        },
+        slow={"/metrics": lambda: (200, generate_latest(metrics.registry), PROMETHEUS)},
+        settings=settings,
+    ).start()
 
-    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    return server
+
+def scrape_handle(nft: Nft) -> Nft:
+    """The handle scrapes read counters on: a libnftables context of their own in the same
+    namespace, so that a scrape never waits on the enforcer's context lock, nor the enforcer on
+    a scrape (the kernel serves listings without the commit mutex). Other ``Nft``s (the
+    in-memory fake) are shared."""
+    if isinstance(nft, LibNft):
+        return LibNft(nft.netns)
+    return nft
+
+
+def public_status(status: dict[str, Any]) -> dict[str, Any]:
+    """The part of the agent's status ``/status`` serves: readiness and counts. The cluster,
+    the peers' names, the digest of the inputs and the PID stay in the lab's status file (root's
+    only): the endpoint may be reached by more than the scraper if a NetworkPolicy is missing."""
+    keep = ("ready", "last_sync", "transactions", "checks", "repairs", "apply_failures")
+    return {k: status[k] for k in keep if k in status} | {"peers": len(status.get("peers", ()))}
 
 
 def counts_json(counts: Counts) -> dict[str, Any]:

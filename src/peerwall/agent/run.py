@@ -11,7 +11,8 @@
 4. Every ``resync_interval`` seconds (and at once on SIGUSR1, or on nftables' notification that
    another process changed the table, ``dataplane.nftevents``) the live table is read back and
    any drift repaired.
-5. ``/metrics``, ``/healthz``, ``/readyz`` and a status file (for the lab) tell what happened.
+5. ``/metrics``, ``/healthz``, ``/readyz``, ``/status`` and a status file (for the lab) tell what
+   happened; the endpoint runs in a thread of its own and cannot stall the loop (``endpoint``).
 
 If the agent dies, the kernel keeps the last rules: nothing is removed on exit.
 """
@@ -24,14 +25,23 @@ import json
 import logging
 import os
 import signal
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from peerwall.agent.desired import DesiredState
+from peerwall.agent.endpoint import EndpointSettings
 from peerwall.agent.enforcer import Enforcer, FlowTable, Step
-from peerwall.agent.metrics import LiveCollector, Metrics, counts_json, serve
-from peerwall.dataplane.nft import Nft
+from peerwall.agent.metrics import (
+    LiveCollector,
+    Metrics,
+    counts_json,
+    public_status,
+    scrape_handle,
+    serve,
+)
+from peerwall.dataplane.nft import LibNft, Nft
 
 log = logging.getLogger("peerwall.agent")
 
@@ -51,7 +61,9 @@ class AgentSettings:
     """Seconds to wait after a first event for others to join its transaction. 0: none, beyond
     the events already queued (those that came during the previous transaction)."""
     metrics_address: str | None = "0.0.0.0:9090"
-    """``host:port`` of /metrics, /healthz, /readyz; None: no HTTP endpoint."""
+    """``host:port`` of /metrics, /healthz, /readyz, /status; None: no HTTP endpoint."""
+    endpoint: EndpointSettings = EndpointSettings()
+    """Limits of the HTTP endpoint (connections, timeouts, how long a scrape is reused)."""
     status_file: str | None = None
     """Where to write a JSON status after every step (the lab waits on it)."""
 
@@ -87,7 +99,7 @@ class Agent:
         self.address: tuple[Any, ...] | None = None
         """Where the HTTP endpoints listen, once running."""
         self._lock = asyncio.Lock()
-        self.collector = LiveCollector(nft)
+        self.collector = LiveCollector(scrape_handle(nft))
         self.metrics.registry.register(self.collector)
         for extra in getattr(source, "collectors", ()):
             self.metrics.registry.register(extra)
@@ -109,7 +121,8 @@ class Agent:
                 self.metrics,
                 lambda: self.ready,
                 self._alive,
-                self.status,
+                lambda: public_status(self.status()),
+                self.settings.endpoint,
             )
             self.address = server.server_address
         try:
@@ -121,6 +134,9 @@ class Agent:
         finally:
             if server is not None:
                 server.shutdown()
+            scrapes = self.collector.nft
+            if scrapes is not self.enforcer.nft and isinstance(scrapes, LibNft):
+                scrapes.close()
 
     async def _enforce(self) -> None:
         await self.source.synced.wait()
@@ -208,7 +224,14 @@ class Agent:
         path = self.settings.status_file
         if not path:
             return
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.status(), f)
-        os.replace(tmp, path)
+        # A new temporary file (O_EXCL | O_NOFOLLOW, as mkstemp opens it): no link followed.
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.status(), f)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise

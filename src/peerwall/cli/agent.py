@@ -87,7 +87,8 @@ def agent(
     metrics_address: Annotated[
         str,
         typer.Option(
-            "--metrics-address", help="host:port of /metrics, /healthz, /readyz ('' for none)."
+            "--metrics-address",
+            help="host:port of /metrics, /healthz, /readyz, /status ('' for none).",
         ),
     ] = "0.0.0.0:9090",
     status_file: Annotated[

@@ -115,7 +115,9 @@ def _state_rules(peer: PeerState, before_related: tuple[Rule, ...] = ()) -> list
 def cidrs_elements(peer: PeerState) -> frozenset[Element]:
     """The elements of ``cidrs-<peer>``: what FullPodToPod opens, or nothing."""
     if peer.mode is SecurityMode.FULL_POD_TO_POD:
-        return frozenset(peer.full_access)
+        # A /32 (an API server outside the pod CIDRs) is the address nft lists it back as:
+        # kept as a network, every read-back found it missing and extra at once (drift forever).
+        return frozenset(n.network_address if n.prefixlen == 32 else n for n in peer.full_access)
     return frozenset()
 
 

@@ -7,9 +7,10 @@ base chains are ``<type>-<hook>``, as in kube-proxy's nftables mode.
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Iterable
 
 from peerwall.compile.state import SetKind
+from peerwall.model.hashes import hash8 as hash8
 
 FAMILY = "inet"
 TABLE = "peerwall"
@@ -30,8 +31,23 @@ MAP_EGRESS = "peers-egress"
 LAB_TUNNEL_PATTERN = "pwt-*"
 
 
-def hash8(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:8]
+def clashes(peers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Of ``(peer, tunnel)`` pairs, the peers that cannot be told apart, each with why: two
+    peers on one tunnel interface (the tunnel picks the chain, so one would take the other's
+    traffic), or two names with one ``hash8`` (they would share sets)."""
+    out: dict[str, str] = {}
+    by_tunnel: dict[str, str] = {}
+    by_hash: dict[str, str] = {}
+    for peer, tunnel in peers:
+        for index, key, what in (
+            (by_tunnel, tunnel, f"tunnel {tunnel}"),
+            (by_hash, hash8(peer), f"the 8-hex hash {hash8(peer)} of their names"),
+        ):
+            other = index.setdefault(key, peer)
+            if other != peer:
+                out[peer] = f"{peer} and {other} share {what}"
+                out.setdefault(other, f"{other} and {peer} share {what}")
+    return out
 
 
 def peer_chain(peer: str) -> str:

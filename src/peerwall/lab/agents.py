@@ -24,7 +24,7 @@ from typing import Any
 from peerwall.agent.filesource import inputs_digest
 from peerwall.errors import LabError
 from peerwall.lab.plan import LabPlan
-from peerwall.lab.state import TOPOLOGY_FILE, lab_folder
+from peerwall.lab.state import TOPOLOGY_FILE, lab_folder, make_folder, write_file
 from peerwall.model import SecurityMode
 from peerwall.settings import LabSettings
 
@@ -50,13 +50,6 @@ def _paths(plan: LabPlan, settings: LabSettings, cluster: str) -> dict[str, str]
     }
 
 
-def _write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def values_text(mode: SecurityMode) -> str:
     return f"networking:\n  securityMode: {mode.value}\n"
 
@@ -72,15 +65,15 @@ def write_inputs(
     plan: LabPlan, settings: LabSettings, mode: SecurityMode, topology_text: str
 ) -> dict[str, str]:
     """Write every agent's inputs; returns the digest each agent must report."""
-    os.makedirs(_agents_dir(plan, settings), exist_ok=True)
+    make_folder(_agents_dir(plan, settings))
     folder = lab_folder(plan.name, settings)
-    _write(os.path.join(folder, TOPOLOGY_FILE), topology_text)
+    write_file(os.path.join(folder, TOPOLOGY_FILE), topology_text)
     values = values_text(mode)
-    _write(os.path.join(folder, VALUES_FILE), values)
+    write_file(os.path.join(folder, VALUES_FILE), values)
     out = {}
     for c in plan.topology.clusters:
         gateways = gateways_text(plan, c.name)
-        _write(_paths(plan, settings, c.name)["gateways"], gateways)
+        write_file(_paths(plan, settings, c.name)["gateways"], gateways)
         out[c.name] = inputs_digest([topology_text, values, gateways])
     return out
 
@@ -109,7 +102,7 @@ def start(plan: LabPlan, settings: LabSettings, clusters: Iterable[str] | None =
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
             )
-        _write(p["pid"], str(proc.pid))
+        write_file(p["pid"], str(proc.pid))
 
 
 def _pid(plan: LabPlan, settings: LabSettings, cluster: str) -> int | None:

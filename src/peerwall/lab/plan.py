@@ -19,7 +19,8 @@ from peerwall.compile.names import tunnel_ifname
 from peerwall.errors import LabError
 from peerwall.model.topology import Pod, Topology, link_key
 
-LAB_NAME = re.compile(r"^[a-z0-9]{1,12}$")
+LAB_NAME = re.compile(r"[a-z0-9]{1,12}")
+"""Matched whole (``fullmatch``): ``$`` would let a trailing newline through."""
 GATEWAY_LINK_IP = IPv4Address("169.254.1.1")
 UPLINK_GW = IPv4Interface("192.0.2.1/24")
 UPLINK_HOST = IPv4Interface("192.0.2.2/24")
@@ -37,7 +38,7 @@ LAB_RANGES = (
 
 
 def check_lab_name(name: str) -> str:
-    if not LAB_NAME.match(name):
+    if not isinstance(name, str) or not LAB_NAME.fullmatch(name):
         raise LabError(f"lab name {name!r}: use 1 to 12 lowercase letters or digits")
     return name
 

@@ -130,7 +130,9 @@ def test_kubernetes_objects_give_the_topologys_state(
 
     async def main() -> None:
         objects = cluster_objects(topology, cluster, api_cluster_ip(topology, cluster))
-        async with running(backend, tmp_path, objects, Settings(default_mode=mode)) as h:
+        peer = "c2" if cluster == "c1" else "c1"  # the gateway pod's peer, as the chart says
+        settings = Settings(default_mode=mode, peer=peer)
+        async with running(backend, tmp_path, objects, settings) as h:
             assert h.state() == expected(cluster, mode)
 
     run(main())
@@ -204,21 +206,23 @@ TOPOLOGIES = [
 def test_kubernetes_objects_give_gateway_state(
     backend: str, tmp_path: Path, path: Path, mode: SecurityMode
 ) -> None:
-    """Every cluster of each topology; the chart's default is the cluster's install-time mode,
-    else the global default."""
+    """Every cluster of each topology, one agent per peer as in a Liqo gateway pod (``--peer``:
+    without it, every peer would be on the one ``liqo-tunnel``, a state the source refuses);
+    the chart's default is the cluster's install-time mode, else the global default."""
     topology = load_topology(lowercase_ids(path.read_text()))
 
     async def main() -> None:
         for c in topology.clusters:
             want = liqo_expected(topology, c.name, mode)
             chart_default = c.security_mode or mode
-            async with running(
-                backend,
-                tmp_path,
-                cluster_objects(topology, c.name),
-                Settings(default_mode=chart_default),
-            ) as h:
-                assert h.state() == want, c.name
+            for peer in want.peers:
+                async with running(
+                    backend,
+                    tmp_path,
+                    cluster_objects(topology, c.name),
+                    Settings(default_mode=chart_default, peer=peer),
+                ) as h:
+                    assert h.state() == replace(want, peers={peer: want.peers[peer]}), c.name
 
     run(main())
 

@@ -337,7 +337,7 @@ allowPrivilegeEscalation: false (no_new_privs) rules out.
   - --set=networking.securityMode={{ .Values.networking.securityMode }}
   - --tunnel-pattern={{ $a.tunnelPattern }}
   - --resync-interval={{ $a.resyncInterval }}
-  - --metrics-address=0.0.0.0:{{ $a.metricsPort }}
+  - --metrics-address=$(POD_IP):{{ $a.metricsPort }}
   - --log-level={{ $a.logLevel }}
   - --liqo-namespace={{ .Values.liqo.namespace }}
   env:
@@ -349,6 +349,12 @@ allowPrivilegeEscalation: false (no_new_privs) rules out.
     valueFrom:
       fieldRef:
         fieldPath: metadata.namespace
+  # The endpoint listens on the pod's address only (not on the tunnel's, nor on every address of
+  # the gateway's network namespace); the kubelet's probes use that address.
+  - name: POD_IP
+    valueFrom:
+      fieldRef:
+        fieldPath: status.podIP
   ports:
   - containerPort: {{ $a.metricsPort }}
     name: pw-metrics

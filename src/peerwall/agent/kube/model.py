@@ -42,6 +42,7 @@ Decisions on Liqo's semantics (citations in ``liqo``):
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -50,7 +51,8 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import liqo
+from peerwall.agent.kube import liqo, shape
+from peerwall.compile import names
 from peerwall.compile.state import ApiServer, PeerState, SetKind
 from peerwall.model.addressing import translate
 from peerwall.model.spec import SecurityMode
@@ -145,6 +147,15 @@ def pod_ips(pod: Obj) -> frozenset[IPv4Address]:
         return frozenset()
     values = [p.get("ip") for p in status.get("podIPs") or ()] or [status.get("podIP")]
     return frozenset(a for a in map(_v4, values) if a is not None)
+
+
+CLUSTER_ID = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""Liqo's ForeignCluster ``clusterID`` pattern (``core.liqo.io_foreignclusters.yaml``), at most
+63 characters as a DNS label."""
+
+
+def valid_cluster_id(value: Any) -> bool:
+    return isinstance(value, str) and CLUSTER_ID.fullmatch(value) is not None
 
 
 def _is_true(value: str | None) -> bool:
@@ -324,6 +335,8 @@ class LiqoModel:
         self._slices: dict[str, Slice] = {}
         self._slices_by_ns: dict[str, set[str]] = defaultdict(set)
         self._declared: dict[str, PeerState] = {}
+        self._clashes: dict[str, str] = {}
+        """Peers refused because they share a tunnel or a hash with another (logged once)."""
 
     # --- dispatch --------------------------------------------------------------------------
 
@@ -337,6 +350,17 @@ class LiqoModel:
         self._handle(kind, obj, True, role)
 
     def _handle(self, kind: liqo.Kind, obj: Obj, deleted: bool, role: PodRole | None) -> None:
+        bad = shape.problem(kind.kind, obj)
+        if bad is not None:
+            # Unreadable: refused in one line, and what it contributed goes (``shape``).
+            obj = shape.skeleton(obj)
+            log.error("%s %s refused: %s; handled as deleted", kind.kind, key_of(obj), bad)
+            deleted = True
+            if kind == liqo.POD and role is None:
+                k = key_of(obj)
+                self._on_shadow_pod(k, obj, True)
+                self._on_remote_pod(k, obj, True)
+                return
         k = key_of(obj)
         handler = {
             liqo.CONFIGMAP: self._on_configmap,
@@ -404,6 +428,15 @@ class LiqoModel:
 
     def _on_foreign(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
         cid = None if deleted else (obj.get("spec") or {}).get("clusterID")
+        if cid and not valid_cluster_id(cid):
+            # It names nftables objects: never let the API's text into a script unchecked.
+            log.error(
+                "foreigncluster %s: clusterID %r is not a valid cluster ID (1 to 63 lowercase "
+                "letters, digits and '-', starting and ending with a letter or digit): ignored",
+                k,
+                cid if isinstance(cid, str) else type(cid).__name__,
+            )
+            cid = None
         if cid:
             self._foreign[k] = cid
         else:
@@ -553,6 +586,16 @@ class LiqoModel:
                 more_tunnels=tuple(liqo.tunnel_name(i) for i in range(1, more + 1)),
                 more_gateways=gateways[1 : more + 1],
             )
+        # Two peers on one tunnel (no --peer in a gateway pod of one tunnel), or with one hash:
+        # the last would win the tunnel or share the sets. Neither is enforced; the tunnel stays
+        # unknown, and so fails closed.
+        clash = names.clashes((p.name, p.tunnel) for p in wanted.values())
+        if clash != self._clashes:
+            for peer, why in sorted(clash.items()):
+                log.error("peer %s refused: %s (run one agent per peer: --peer)", peer, why)
+            self._clashes = clash
+        for name in clash:
+            del wanted[name]
         for name in [n for n in self._declared if n not in wanted]:
             log.info("peer %s removed", name)
             del self._declared[name]

@@ -1,10 +1,12 @@
-"""Names are table labels: unique across the file, whatever kind of thing they name."""
+"""Names are table labels: unique across the file, whatever kind of thing they name; cluster
+names are also unique by their short hash (``model.hashes``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from peerwall.errors import Problem
+from peerwall.model.hashes import hash8
 from peerwall.model.spec import TopologySpec
 
 
@@ -32,4 +34,16 @@ def check(spec: TopologySpec) -> list[Problem]:
             )
         else:
             first[name] = path
+    hashed: dict[str, tuple[str, str]] = {}
+    for i, c in enumerate(spec.clusters):
+        h = hash8(c.name)
+        other = hashed.setdefault(h, (c.name, f"clusters[{i}].name"))
+        if other[0] != c.name:
+            problems.append(
+                Problem(
+                    f"clusters[{i}].name",
+                    f"{c.name!r} and {other[0]!r} ({other[1]}) have the same 8-hex hash {h}, "
+                    "which names each peer's nftables sets and the lab's tunnel to it: rename one",
+                )
+            )
     return problems
