@@ -15,6 +15,8 @@ from peerwall.compile.desired import gateway_state
 from peerwall.compile.diff import diff
 from peerwall.compile.nft import (
     Counter,
+    Limit,
+    Log,
     Match,
     Rule,
     SetRef,
@@ -83,7 +85,8 @@ def test_api_clients_are_the_pods_whose_home_is_the_receiver() -> None:
     for mode in SecurityMode:
         rs = table(t, "C1", mode)
         assert rs.elements(names.peer_set("C2", SetKind.API_CLIENTS)) == {seen}
-    rule = table(t, "C1", SEG).chain(names.peer_chain("C2")).rules[-2]
+    chain = table(t, "C1", SEG).chain(names.peer_chain("C2"))
+    (rule,) = [r for r in chain.rules if Match("tcp dport", 6443) in r.exprs]
     # Only TCP to the API server's port, from the API clients: not UDP, not another port.
     assert rule == Rule(
         (
@@ -115,9 +118,13 @@ def test_peer_chain_and_base_chains() -> None:
     rs = table(t, "C1", SEG)
     chain = rs.chain(names.peer_chain("C2"))
     view = t.addresses.view("C1", "C2")
+    spoofed = Match("ip saddr", view, negate=True)
+    # Each drop rule is preceded by its report: the same matches, rate-limited, to NFLOG.
     assert chain.rules[0] == Rule(
-        (Match("ip saddr", view, negate=True), Counter(), Verdict("drop")), "spoofed source"
+        (spoofed, Limit(50, 100), Log("peerwall:dropped:forward:spoofed:C2", 19))
     )
+    assert chain.rules[1] == Rule((spoofed, Counter(), Verdict("drop")), "spoofed source")
+    assert chain.rules[-2] == Rule((Limit(50, 100), Log("peerwall:dropped:forward:denied:C2", 19)))
     assert chain.rules[-1] == Rule((Counter(), Verdict("drop")))
     assert chain.comment and "C2" in chain.comment
     for base, dispatch in (
@@ -143,6 +150,7 @@ def test_the_gateway_itself_accepts_only_what_the_link_needs() -> None:
     assert [r.exprs for r in rules] == [
         (src, Match("icmp type", "echo-request"), Verdict("accept")),
         (src, Match("udp dport", 12345), Verdict("accept")),
+        (Limit(50, 100), Log("peerwall:dropped:input:gateway:C2", 19)),
         (Counter(), Verdict("drop")),
     ]
 

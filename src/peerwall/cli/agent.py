@@ -18,7 +18,7 @@ from peerwall.compile.state import CONNCHECK_PORT
 from peerwall.dataplane.conntrack import Conntrack
 from peerwall.dataplane.nft import LibNft
 from peerwall.model import parse_mode
-from peerwall.values import MODE_KEY, parse_sets
+from peerwall.values import AUDIT_KEY, MODE_KEY, parse_sets, set_values
 
 log = logging.getLogger("peerwall.agent")
 
@@ -147,12 +147,14 @@ def _file(
     if not topology.is_file():
         raise typer.BadParameter(f"{topology}: no such file", param_hint="--source")
     forced = _forced_mode(sets)
+    audit = set_values(sets or ()).get(AUDIT_KEY)
     inputs = FileInputs(
         topology,
         cluster,
         values,
         gateways,
         forced_mode=parse_mode(forced, f"--set {MODE_KEY}") if forced else None,
+        forced_audit=audit if isinstance(audit, bool) else None,
         tunnel_pattern=pattern,
     )
     desired = DesiredState(cluster, pattern, CONNCHECK_PORT)

@@ -23,7 +23,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from peerwall.cli import render
-from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, read_source, resolve_mode
+from peerwall.cli.options import (
+    SetValues,
+    TopologyFile,
+    ValuesFile,
+    read_source,
+    resolve_audit,
+    resolve_mode,
+)
 from peerwall.errors import ModeInvalid
 from peerwall.figures import probe_html
 from peerwall.lab import agents
@@ -91,10 +98,14 @@ def up(
     # The lab records the text, so read it once (standard input cannot be read twice).
     source, text = read_source(file)
     topology = load_topology(text, source)
-    plan = labs.up(name, topology, text, source, choice.mode, LabSettings(), progress=_say)
+    audit = resolve_audit(set_, values)
+    plan = labs.up(
+        name, topology, text, source, choice.mode, LabSettings(), progress=_say, audit=audit
+    )
     err.print(
         f"lab [bold]{name}[/bold] is up: {len(plan.namespaces())} namespaces, "
-        f"{len(topology.clusters)} gateways, mode {choice.describe()}. "
+        f"{len(topology.clusters)} gateways, mode {choice.describe()}"
+        f"{' (audited: would-drop is allowed and reported)' if audit else ''}. "
         f"Next: peerwall lab probe --name {name}"
     )
 
@@ -219,7 +230,8 @@ def _lab_report(entry: Any, settings: LabSettings) -> dict[str, Any]:
             more = " …" if len(missing) > 5 else ""
             report.update(problem=f"broken: missing {', '.join(missing[:5])}{more}", failed=True)
             return report
-        for cluster, drifts in labs.gateway_drift(plan, SecurityMode(state.mode)).items():
+        gateways = labs.gateway_drift(plan, SecurityMode(state.mode), state.audit)
+        for cluster, drifts in gateways.items():
             report["gateways"][cluster] = [str(d) for d in drifts]
             report["failed"] = report["failed"] or bool(drifts)
         if settings.agents:
@@ -264,7 +276,7 @@ def set_mode(set_: SetValues = None, values: ValuesFile = None, name: LabName = 
             "--set networking.securityMode=FullPodToPod"
         )
     settings = LabSettings()
-    done = labs.set_mode(name, choice.mode, settings)
+    done = labs.set_mode(name, choice.mode, settings, audit=resolve_audit(set_, values))
     err.print(f"enforced in {done.seconds * 1000:.0f} ms")
     for cluster, status in sorted(done.statuses.items()):
         tx = ", ".join(f"{k} {n}" for k, n in status["transactions"].items() if n)

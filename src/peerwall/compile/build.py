@@ -15,6 +15,12 @@ pods only fill sets. Under FullPodToPod ``cidrs-<peer>`` holds the local pod CID
 segregation it is empty and the per-pod sets decide. So a mode switch is a one-element
 transaction, a pod event a one-element transaction on a plain hash set, and adding or removing a
 peer touches only that peer's chains, sets and map elements.
+
+Drops are reported (``FlowLog``): next to each drop rule of a peer's chains, a rule with the same
+matches hands a copy of the packet to NFLOG under a rate limit, with a prefix naming verdict, hook,
+reason and peer. Audit (``PeerState.audit``) is the set ``audit-<peer>``: under segregation with
+audit on it holds what FullPodToPod would open, and what would be dropped there is reported as
+would-drop and accepted; switching audit is one element, as a mode switch is.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from peerwall.compile.nft import (
     Counter,
     Element,
     Hook,
+    Limit,
+    Log,
     Match,
     Nat,
     NftMap,
@@ -36,7 +44,7 @@ from peerwall.compile.nft import (
     Verdict,
     VMap,
 )
-from peerwall.compile.state import GatewayState, PeerState, SetKind
+from peerwall.compile.state import FlowLog, GatewayState, PeerState, SetKind
 from peerwall.model.spec import SecurityMode
 
 TABLE_COMMENT = "peerwall: Liqo connectivity security modes, enforced on traffic from peers (managed by peerwall)"
@@ -63,7 +71,9 @@ ACCEPT, DROP = Verdict("accept"), Verdict("drop")
 ESTABLISHED = Match("ct state", frozenset({"established", "related"}))
 
 
-def _rule(*exprs: Match | Counter | Verdict | VMap | Nat, comment: str | None = None) -> Rule:
+def _rule(
+    *exprs: Match | Counter | Verdict | VMap | Nat | Limit | Log, comment: str | None = None
+) -> Rule:
     return Rule(tuple(exprs), comment)
 
 
@@ -74,6 +84,25 @@ def cidrs_elements(peer: PeerState) -> frozenset[Element]:
     return frozenset()
 
 
+def audit_elements(peer: PeerState) -> frozenset[Element]:
+    """The elements of ``audit-<peer>``: under segregation with audit on, what FullPodToPod
+    would open (so what segregation drops there is accepted and reported); else nothing."""
+    if peer.audit and peer.mode is SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION:
+        return frozenset(peer.full_access)
+    return frozenset()
+
+
+def log_rule(
+    log: FlowLog | None, *matches: Match, verdict: str, hook: str, reason: str, peer: str
+) -> list[Rule]:
+    """The rule that reports what the next rule (same matches) drops or audits; none if drops
+    are not reported."""
+    if log is None:
+        return []
+    prefix = names.flow_prefix(verdict, hook, reason, peer)
+    return [_rule(*matches, Limit(log.rate, log.burst), Log(prefix, log.group))]
+
+
 def peer_sets(peer: PeerState) -> list[NftSet]:
     p = peer.name
     out = [
@@ -82,7 +111,13 @@ def peer_sets(peer: PeerState) -> list[NftSet]:
             flags=("interval",),
             comment=f"local CIDRs {p} may reach (FullPodToPod: the pod CIDR; segregation: none)",
             elements=cidrs_elements(peer),
-        )
+        ),
+        NftSet(
+            names.peer_audit_set(p),
+            flags=("interval",),
+            comment=f"audit: local CIDRs where what segregation drops from {p} is accepted and reported",
+            elements=audit_elements(peer),
+        ),
     ]
     for kind in SetKind:
         if kind is SetKind.API_CLIENTS and peer.api is None:
@@ -97,11 +132,14 @@ def peer_sets(peer: PeerState) -> list[NftSet]:
     return out
 
 
-def peer_chain(peer: PeerState) -> Chain:
+def peer_chain(peer: PeerState, log: FlowLog | None = None) -> Chain:
     p = peer.name
     sources: Value = peer.sources[0] if len(peer.sources) == 1 else frozenset(peer.sources)
+    spoofed = Match("ip saddr", sources, negate=True)
+    audited = Match("ip daddr", SetRef(names.peer_audit_set(p)))
     rules = [
-        _rule(Match("ip saddr", sources, negate=True), Counter(), DROP, comment="spoofed source"),
+        *log_rule(log, spoofed, verdict="dropped", hook="forward", reason="spoofed", peer=p),
+        _rule(spoofed, Counter(), DROP, comment="spoofed source"),
         _rule(Match("ip daddr", SetRef(names.peer_cidrs_set(p))), ACCEPT),
         _rule(Match("ip daddr", SetRef(names.peer_set(p, SetKind.OFFLOADED))), ACCEPT),
         _rule(Match("ip daddr", SetRef(names.peer_set(p, SetKind.BACKENDS))), ACCEPT),
@@ -115,15 +153,21 @@ def peer_chain(peer: PeerState) -> Chain:
                 ACCEPT,
             )
         )
+    rules += log_rule(log, audited, verdict="would-drop", hook="forward", reason="denied", peer=p)
+    rules.append(_rule(audited, Counter(), ACCEPT, comment="audit: segregation would drop"))
+    rules += log_rule(log, verdict="dropped", hook="forward", reason="denied", peer=p)
     rules.append(_rule(Counter(), DROP))
     return Chain(
         names.peer_chain(p), tuple(rules), comment=f"traffic from {p} (tunnel {peer.tunnel})"
     )
 
 
-def peer_input_chain(peer: PeerState, conncheck_port: int | None) -> Chain:
+def peer_input_chain(
+    peer: PeerState, conncheck_port: int | None, log: FlowLog | None = None
+) -> Chain:
     source = () if peer.gateway is None else (Match("ip saddr", peer.gateway),)
     rules = [_rule(*source, need, ACCEPT, comment=why) for need, why in link_needs(conncheck_port)]
+    rules += log_rule(log, verdict="dropped", hook="input", reason="gateway", peer=peer.name)
     rules.append(_rule(Counter(), DROP))
     return Chain(
         names.peer_input_chain(peer.name),
@@ -163,7 +207,8 @@ def build(state: GatewayState) -> Ruleset:
     snat: list[Rule] = []
     for peer in peers:
         sets += peer_sets(peer)
-        chain, input_chain = peer_chain(peer), peer_input_chain(peer, state.conncheck_port)
+        chain = peer_chain(peer, state.flow_log)
+        input_chain = peer_input_chain(peer, state.conncheck_port, state.flow_log)
         chains += [chain, input_chain]
         forward[peer.tunnel] = Verdict("jump", chain.name)
         inbound[peer.tunnel] = Verdict("jump", input_chain.name)

@@ -57,8 +57,9 @@ def _write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def values_text(mode: SecurityMode) -> str:
-    return f"networking:\n  securityMode: {mode.value}\n"
+def values_text(mode: SecurityMode, audit: bool = False) -> str:
+    text = f"networking:\n  securityMode: {mode.value}\n"
+    return text + "  securityAudit: true\n" if audit else text
 
 
 def gateways_text(plan: LabPlan, cluster: str) -> str:
@@ -69,13 +70,17 @@ def gateways_text(plan: LabPlan, cluster: str) -> str:
 
 
 def write_inputs(
-    plan: LabPlan, settings: LabSettings, mode: SecurityMode, topology_text: str
+    plan: LabPlan,
+    settings: LabSettings,
+    mode: SecurityMode,
+    topology_text: str,
+    audit: bool = False,
 ) -> dict[str, str]:
     """Write every agent's inputs; returns the digest each agent must report."""
     os.makedirs(_agents_dir(plan, settings), exist_ok=True)
     folder = lab_folder(plan.name, settings)
     _write(os.path.join(folder, TOPOLOGY_FILE), topology_text)
-    values = values_text(mode)
+    values = values_text(mode, audit)
     _write(os.path.join(folder, VALUES_FILE), values)
     out = {}
     for c in plan.topology.clusters:

@@ -22,6 +22,8 @@ from peerwall.compile.nft import (
     Counter,
     Element,
     Hook,
+    Limit,
+    Log,
     Match,
     Nat,
     NftMap,
@@ -188,8 +190,8 @@ class _Run:
             if isinstance(e, Match):
                 if not self.matches(e, p):
                     return None, p, False
-            elif isinstance(e, Counter):
-                continue
+            elif isinstance(e, Counter | Limit | Log):
+                continue  # the tracer decides verdicts: a rate limit is taken as never reached
             elif isinstance(e, VMap):
                 key = self.field(e.field, p)
                 table = dict(e.map) if not isinstance(e.map, str) else self.map(e.map).elements
