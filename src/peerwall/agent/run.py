@@ -11,6 +11,9 @@
 4. Every ``resync_interval`` seconds (and at once on SIGUSR1) the live table is read back and
    any drift repaired.
 5. ``/metrics``, ``/healthz``, ``/readyz`` and a status file (for the lab) tell what happened.
+6. Drops the kernel reports (NFLOG) become explained events: JSON lines in the log, ``/flows``
+   (``agent.flowevents``, ``agent.flowsapi``). Reading them never holds up enforcement: the
+   kernel rate-limits them, and transactions run in worker threads.
 
 If the agent dies, the kernel keeps the last rules: nothing is removed on exit.
 """
@@ -23,13 +26,17 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.enforcer import Enforcer, FlowTable, Step
+from peerwall.agent.flowevents import RING_SIZE, FlowEvent, FlowNamer, FlowRecorder, FlowRing
+from peerwall.agent.flowsapi import flows_route
 from peerwall.agent.metrics import LiveCollector, Metrics, counts_json, serve
+from peerwall.dataplane.nflog import NflogReader
 from peerwall.dataplane.nft import Nft
 
 log = logging.getLogger("peerwall.agent")
@@ -53,6 +60,10 @@ class AgentSettings:
     """``host:port`` of /metrics, /healthz, /readyz; None: no HTTP endpoint."""
     status_file: str | None = None
     """Where to write a JSON status after every step (the lab waits on it)."""
+    flows_ring: int = RING_SIZE
+    """Explained drops ``/flows`` keeps (the newest)."""
+    flow_lines: bool = True
+    """Write each explained drop to the log (stderr) as a JSON line."""
 
 
 class Agent:
@@ -78,6 +89,10 @@ class Agent:
         self._lock = asyncio.Lock()
         self.collector = LiveCollector(nft)
         self.metrics.registry.register(self.collector)
+        self.flows = FlowRing(settings.flows_ring)
+        self.namer = FlowNamer(lambda: self.desired.cluster, self.desired.declarations)
+        self.recorder: FlowRecorder | None = None
+        self.metrics.flows_ring = self.flows
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -87,6 +102,7 @@ class Agent:
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self._check_now.set)
         self.enforcer.fail_closed(self.desired.snapshot())
         self._write_status()
+        self._listen_for_drops()
         server = None
         if self.settings.metrics_address:
             server = serve(
@@ -95,6 +111,11 @@ class Agent:
                 lambda: self.ready,
                 self._alive,
                 self.status,
+                {
+                    "/flows": flows_route(
+                        self.flows, lambda: f"peerwall: drops at {self.desired.cluster}"
+                    )
+                },
             )
             self.address = server.server_address
         try:
@@ -106,6 +127,34 @@ class Agent:
         finally:
             if server is not None:
                 server.shutdown()
+            if self.recorder is not None:
+                asyncio.get_running_loop().remove_reader(self.recorder.reader.fileno())
+                self.recorder.reader.close()
+
+    def _listen_for_drops(self) -> None:
+        """Bind the NFLOG group the drop rules log to; without it (another listener, no
+        nfnetlink_log), enforcement goes on and drops are only counted."""
+        flow_log = self.desired.flow_log
+        if flow_log is None:
+            return
+        try:
+            reader = NflogReader(flow_log.group)
+        except OSError as e:
+            log.error("cannot read drops from NFLOG group %d: %s", flow_log.group, e)
+            return
+        self.recorder = FlowRecorder(
+            reader,
+            self.namer,
+            self.flows,
+            sys.stderr if self.settings.flow_lines else None,
+            self._counted,
+        )
+        asyncio.get_running_loop().add_reader(reader.fileno(), self.recorder.readable)
+        self.metrics.flow_lost = lambda: reader.lost
+        log.info("reporting drops from NFLOG group %d", flow_log.group)
+
+    def _counted(self, event: FlowEvent) -> None:
+        self.metrics.flow_events.labels(event.peer, event.verdict, event.reason).inc()
 
     async def _enforce(self) -> None:
         await self.source.synced.wait()
@@ -128,6 +177,10 @@ class Agent:
         if step.kind == "failed":
             self.source.changed.set()  # the whole table, at once
         self.collector.publish(self.desired)
+        self.namer.use(
+            getattr(self.source, "topology", None),
+            getattr(self.source, "mode", self.namer.default_mode),
+        )
         if step.committed_at is not None and since is not None:
             self.metrics.event_latency.observe(step.committed_at - since)
         if step.narrowed is not None and self.enforcer.flows is not None:
@@ -174,6 +227,7 @@ class Agent:
             "digest": self.applied_digest,
             "peers": list(self.desired.peers),
             **counts_json(self.enforcer.counts),
+            "flow_events": self.flows.seq,
         }
 
     def _write_status(self) -> None:

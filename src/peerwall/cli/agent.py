@@ -12,9 +12,10 @@ import typer
 
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.filesource import FileInputs, FileSource
+from peerwall.agent.flowevents import RING_SIZE
 from peerwall.agent.run import Agent, AgentSettings, Source
 from peerwall.cli.options import SetValues, ValuesFile, resolve_mode
-from peerwall.compile.state import CONNCHECK_PORT
+from peerwall.compile.state import CONNCHECK_PORT, FLOW_LOG_GROUP, FLOW_LOG_RATE, FlowLog
 from peerwall.dataplane.conntrack import Conntrack
 from peerwall.dataplane.nft import LibNft
 from peerwall.model import parse_mode
@@ -83,6 +84,16 @@ def agent(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning, error.")
     ] = "info",
+    flow_log_rate: Annotated[
+        int,
+        typer.Option(
+            "--flow-log-rate",
+            help=f"Dropped packets per second each drop rule reports to the agent, limited in the kernel (burst: twice as many; 0: drops are not reported). Default {FLOW_LOG_RATE}.",
+        ),
+    ] = FLOW_LOG_RATE,
+    flows_ring: Annotated[
+        int, typer.Option("--flows-ring", help="Explained drops /flows keeps (the newest).")
+    ] = RING_SIZE,
 ) -> None:
     """Keep this gateway's nftables table equal to the desired state, continuously.
 
@@ -102,7 +113,14 @@ def agent(
         )
     if not 0 <= coalesce_ms <= 1000:
         raise typer.BadParameter("give milliseconds, 0 to 1000", param_hint="--coalesce-ms")
+    if not 0 <= flow_log_rate <= 100_000:
+        raise typer.BadParameter(
+            "give packets per second, 0 to 100000", param_hint="--flow-log-rate"
+        )
+    if not 1 <= flows_ring <= 1_000_000:
+        raise typer.BadParameter("give a number of events, 1 to 1000000", param_hint="--flows-ring")
     settings = AgentSettings(
+        flows_ring=flows_ring,
         resync_interval=resync_interval,
         coalesce=coalesce_ms / 1000,
         metrics_address=metrics_address or None,
@@ -122,6 +140,9 @@ def agent(
             f"{source!r}: use 'kubernetes' or 'file:TOPOLOGY.yaml'", param_hint="--source"
         )
     src, desired = built
+    desired.flow_log = (
+        FlowLog(FLOW_LOG_GROUP, flow_log_rate, 2 * flow_log_rate) if flow_log_rate else None
+    )
     log.info("peerwall agent %d starting: source %s", os.getpid(), source)
     try:
         asyncio.run(Agent(src, desired, nft, flows, settings).run())

@@ -33,9 +33,11 @@ from peerwall.cli.options import (
 )
 from peerwall.errors import ModeInvalid
 from peerwall.figures import probe_html
+from peerwall.figures.flows import drop_line, flows_page
 from peerwall.lab import agents
 from peerwall.lab import build as labs
 from peerwall.lab import demo as demos
+from peerwall.lab.drops import Follower, matches
 from peerwall.lab.netns import list_namespaces
 from peerwall.lab.probing import observe_lab
 from peerwall.lab.state import lab_folder, list_labs, load_state
@@ -376,7 +378,7 @@ def probe(
             progress(f"probing lab {name}"),
             lab_folder(name, settings),
         )
-    expected = expect(plan.topology, mode).table
+    expected = expect(plan.topology, mode, force=enforced_baseline(plan.topology, state)).table
     wrong = expected.compare(observed.table)
     json_out = output is not ProbeOutput.table  # stdout carries the document and nothing else
     if output is ProbeOutput.json:
@@ -418,6 +420,70 @@ def probe(
     report.print(f"{total - len(wrong)} correct, {len(wrong)} wrong", highlight=False)
     if wrong:
         raise typer.Exit(1)
+
+
+def enforced_baseline(topology: Topology, state: Any) -> SecurityMode | None:
+    """Under a global audit that no peering turns off, nothing segregation would drop is dropped:
+    the lab enforces FullPodToPod's table (and reports the rest as would-drop)."""
+    if state.audit and all(p.security_audit is not False for p in topology.peerings):
+        return SecurityMode.FULL_POD_TO_POD
+    return None
+
+
+class DropsOutput(str, Enum):
+    table = "table"
+    json = "json"
+    html = "html"
+
+
+@app.command()
+def drops(
+    name: LabName = "lab",
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new drops until interrupted.")
+    ] = False,
+    source: Annotated[
+        str | None,
+        typer.Option("--from", help="Only drops from this pod (name or address).", metavar="P"),
+    ] = None,
+    destination: Annotated[
+        str | None,
+        typer.Option("--to", help="Only drops to this pod, API server or address.", metavar="Q"),
+    ] = None,
+    output: Annotated[
+        DropsOutput,
+        typer.Option("--output", "-o", help="table, json (one event per line) or html."),
+    ] = DropsOutput.table,
+) -> None:
+    """The drops every gateway's agent saw, newest last: who, what, and why (from the policy).
+
+    Example: peerwall lab drops --name lab --from P1 --to P5 -o json
+    """
+    settings = LabSettings()
+    plan = load_state(name, settings).plan(settings)
+    follower = Follower(plan, [c.name for c in plan.topology.clusters])
+    if output is DropsOutput.html:
+        if follow:
+            raise typer.BadParameter("an HTML page cannot follow", param_hint="--follow")
+        events = [e for e in follower.poll() if matches(e, source, destination)]
+        sys.stdout.write(flows_page(events, f"lab {name}: recent drops"))
+        return
+    while True:
+        for event in follower.poll():
+            if not matches(event, source, destination):
+                continue
+            if output is DropsOutput.json:
+                sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+            else:
+                typer.echo(drop_line(event))
+        sys.stdout.flush()
+        if not follow:
+            return
+        time.sleep(FOLLOW_POLL)
+
+
+FOLLOW_POLL = 0.5
+"""Seconds between two reads of the agents' rings by ``lab drops --follow``."""
 
 
 def demo(

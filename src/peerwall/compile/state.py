@@ -44,7 +44,7 @@ FLOW_LOG_RATE = 50
 """Packets per second each drop rule hands to the agent, at most (``limit rate``): beyond it the
 packet is still dropped, just not reported. Per rule: per peer, hook and reason."""
 
-FLOW_LOG_BURST = 100
+FLOW_LOG_BURST = 2 * FLOW_LOG_RATE
 """Packets a drop rule may report at once above its rate (``limit ... burst``)."""
 
 
