@@ -78,6 +78,10 @@ def key_hint(parts: tuple[object, ...]) -> str:
     name = str(parts[-1]) if siblings else ".".join(str(p) for p in parts)
     candidates = siblings or {k.lower(): k for k in known}
     close = difflib.get_close_matches(name.lower(), list(candidates), n=3, cutoff=0.6)
+    # Only the suggestions about as close as the best one: securityMod is securityMode, not
+    # also securityAudit.
+    ratio = {c: difflib.SequenceMatcher(None, name.lower(), c).ratio() for c in close}
+    close = [c for c in close if ratio[c] >= max(ratio.values()) - 0.1]
     if close:
         return f" (did you mean {', '.join(candidates[c] for c in close)}?)"
     return f" (known keys: {', '.join(known)})"
