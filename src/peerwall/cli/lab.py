@@ -31,9 +31,9 @@ from peerwall.cli.options import (
     resolve_audit,
     resolve_mode,
 )
-from peerwall.errors import ModeInvalid
+from peerwall.errors import LabError, ModeInvalid
 from peerwall.figures import probe_html
-from peerwall.figures.flows import drop_line, flows_page
+from peerwall.figures.flows import cell_title, drop_line, drops_by_cell, flows_page
 from peerwall.lab import agents
 from peerwall.lab import build as labs
 from peerwall.lab import demo as demos
@@ -369,6 +369,7 @@ def probe(
     state = load_state(name, settings)
     plan = state.plan(settings)
     mode = SecurityMode(state.mode)
+    follower = _drops_follower(plan, settings) if output is ProbeOutput.html else None
     with _progress_bar() as progress:
         observed = observe_lab(
             plan,
@@ -399,6 +400,7 @@ def probe(
                 title=f"lab {name}: observed by {observed.attempts} probes vs computed ({state.mode})",
                 topology=plan.topology,
                 note=READING_REPRODUCERS,
+                drops=_recent_drops(follower),
             )
         )
     else:
@@ -420,6 +422,37 @@ def probe(
     report.print(f"{total - len(wrong)} correct, {len(wrong)} wrong", highlight=False)
     if wrong:
         raise typer.Exit(1)
+
+
+def _drops_follower(plan: Any, settings: LabSettings) -> Follower | None:
+    """A follower past every agent's current events, so that only the probes' drops show;
+    None if the agents do not answer (the page is drawn without drops)."""
+    if not settings.agents:
+        return None
+    follower = Follower(plan, [c.name for c in plan.topology.clusters])
+    try:
+        follower.poll()
+    except LabError as e:
+        err.print(f"drops not shown: {e}")
+        return None
+    return follower
+
+
+def _recent_drops(follower: Follower | None) -> dict[tuple[str, str], str]:
+    """The probes' drops by cell (reports arrive within milliseconds; give them a moment)."""
+    if follower is None:
+        return {}
+    time.sleep(DROPS_SETTLE)
+    try:
+        events = follower.poll()
+    except LabError as e:
+        err.print(f"drops not shown: {e}")
+        return {}
+    return {cell: cell_title(found) for cell, found in drops_by_cell(events).items()}
+
+
+DROPS_SETTLE = 0.3
+"""Seconds ``lab probe -o html`` waits after probing for the last drops to be reported."""
 
 
 def enforced_baseline(topology: Topology, state: Any) -> SecurityMode | None:

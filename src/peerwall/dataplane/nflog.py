@@ -218,3 +218,9 @@ class NflogReader:
 
     def close(self) -> None:
         self.sock.close()
+
+    def __enter__(self) -> NflogReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -14,7 +14,7 @@ from typing import Any
 from peerwall.figures.markup import esc
 from peerwall.figures.matrix import HTML_CSS, page
 
-__all__ = ["cell_of", "drop_line", "drops_by_cell", "flows_page"]
+__all__ = ["cell_of", "cell_title", "drop_line", "drops_by_cell", "flows_page"]
 
 _CSS = """
 table.flows { border-collapse: collapse; font-size: 14px; margin: 8px 0 16px; }
@@ -94,7 +94,7 @@ def flows_page(events: Sequence[Mapping[str, Any]], title: str) -> str:
             kind = "drop" if any(e["verdict"] == "dropped" for e in here) else "would"
             body.append(
                 f'<td class="{kind}" title="{esc(cell_title(here))}" '
-                f'data-src="{esc(s)}" data-dst="{esc(d)}">{len(here)}</td>'
+                f'data-source="{esc(s)}" data-destination="{esc(d)}">{len(here)}</td>'
             )
         body.append("</tr>")
     body.append("</table>")
