@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import struct
 import subprocess
@@ -20,9 +21,11 @@ from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from hostile import checksum, tcp_syn
 from labkit import LabUp, seed_topology
+from peerwall.cli.main import app
 from peerwall.compile.names import tunnel_ifname
 from peerwall.lab import build as labs
 from peerwall.lab.drops import Follower
@@ -125,6 +128,10 @@ def events_until_markers(follower: Follower) -> list[dict[str, Any]]:
     return [e for e in got if not is_marker(e)]
 
 
+def cli(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args), env={"NO_COLOR": "1", "COLUMNS": "200"})
+
+
 def fields(e: dict[str, Any]) -> tuple[object, ...]:
     return (
         e["cluster"],
@@ -199,6 +206,25 @@ def test_each_kind_of_forbidden_traffic_gives_exactly_its_explained_event(
     assert "192.0.2.19" in by[(str(forged), "P1")]["explanation"]
     assert "not an address of C2's pods" in by[(str(forged), "P1")]["explanation"]
     assert "only what the link needs" in by[("P5", "gateway")]["explanation"]
+
+    # The CLI shows the same: filtered JSON lines, and the probe page with each cell's drops.
+    result = cli("lab", "drops", "--name", plan.name, "--from", "P1", "--to", "P5", "-o", "json")
+    assert result.exit_code == 0, result.output
+    shown = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [fields(e) for e in shown] == [fields(by[("P1", "P5")])]
+    result = cli("lab", "probe", "--name", plan.name, "-o", "html", "--timeout", "0.5")
+    assert result.exit_code == 0, result.output
+    listed = set(
+        re.findall(r'<li data-source="([^"]+)" data-destination="([^"]+)">', result.stdout)
+    )
+    assert listed == {
+        (s, d)
+        for s, d, v in expected.cells()
+        if v is Verdict.NO
+        and d in topology.pod_by_name
+        and topology.pod_by_name[s].physical != topology.pod_by_name[d].physical
+    }
+    assert explain_cell(topology, "P1", "P5", SEG).reason in result.stdout
 
 
 def test_audit_lets_through_exactly_what_segregation_drops_and_reports_it(

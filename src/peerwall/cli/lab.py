@@ -278,13 +278,15 @@ def set_mode(set_: SetValues = None, values: ValuesFile = None, name: LabName = 
             "--set networking.securityMode=FullPodToPod"
         )
     settings = LabSettings()
-    done = labs.set_mode(name, choice.mode, settings, audit=resolve_audit(set_, values))
+    audit = resolve_audit(set_, values)
+    done = labs.set_mode(name, choice.mode, settings, audit=audit)
     err.print(f"enforced in {done.seconds * 1000:.0f} ms")
     for cluster, status in sorted(done.statuses.items()):
         tx = ", ".join(f"{k} {n}" for k, n in status["transactions"].items() if n)
         err.print(f"  agent {cluster}: transactions so far: {tx}")
     topology = load_state(name, settings).topology(settings)
-    typer.echo(f"lab {name}: global default mode {choice.describe()}")
+    audited = " (audited: what segregation would drop is let through and reported)"
+    typer.echo(f"lab {name}: global default mode {choice.describe()}{audited if audit else ''}")
     for line in describe_modes(topology, choice.mode):
         typer.echo(f"  {line}")
 
