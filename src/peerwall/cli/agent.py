@@ -14,7 +14,7 @@ from peerwall.agent.desired import DesiredState
 from peerwall.agent.filesource import FileInputs, FileSource
 from peerwall.agent.flowevents import RING_SIZE
 from peerwall.agent.run import Agent, AgentSettings, Source
-from peerwall.cli.options import SetValues, ValuesFile, resolve_mode
+from peerwall.cli.options import SetValues, ValuesFile, resolve_audit, resolve_mode
 from peerwall.compile.state import CONNCHECK_PORT, FLOW_LOG_GROUP, FLOW_LOG_RATE, FlowLog
 from peerwall.dataplane.conntrack import Conntrack
 from peerwall.dataplane.nft import LibNft
@@ -196,5 +196,10 @@ def _kubernetes(
     mode = resolve_mode(sets, values).mode
     desired = DesiredState("unknown", pattern, CONNCHECK_PORT)
     api = KubeApi.from_config()
-    settings = Settings(default_mode=mode, peer=peer or None, liqo_namespace=liqo_namespace)
+    settings = Settings(
+        default_mode=mode,
+        default_audit=resolve_audit(sets, values),
+        peer=peer or None,
+        liqo_namespace=liqo_namespace,
+    )
     return KubeSource(api, desired, settings), desired

@@ -296,6 +296,7 @@ allowPrivilegeEscalation: false (no_new_privs) rules out.
   - --source=kubernetes
   - --peer=$(PEERWALL_PEER)
   - --set=networking.securityMode={{ .Values.networking.securityMode }}
+  - --set=networking.securityAudit={{ .Values.networking.securityAudit | default false }}
   - --tunnel-pattern={{ $a.tunnelPattern }}
   - --resync-interval={{ $a.resyncInterval }}
   - --metrics-address=0.0.0.0:{{ $a.metricsPort }}
