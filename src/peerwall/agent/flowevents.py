@@ -20,7 +20,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, TextIO
@@ -99,6 +99,7 @@ class FlowNamer:
         self._key: tuple[int, SecurityMode] | None = None
         self._pods: dict[str, dict[str, tuple[str, str]]] = {}
         self._explained: dict[tuple[str, str], Explanation] = {}
+        self._modes: dict[str, str] = {}
 
     def use(self, topology: Topology | None, default_mode: SecurityMode) -> None:
         self.topology, self.default_mode = topology, default_mode
@@ -109,7 +110,7 @@ class FlowNamer:
         key = (id(t), self.default_mode)
         if key == self._key:
             return
-        self._key, self._pods, self._explained = key, {}, {}
+        self._key, self._pods, self._explained, self._modes = key, {}, {}, {}
         if t is None:
             return
         me = self.cluster()
@@ -141,6 +142,23 @@ class FlowNamer:
             ):
                 return Endpoint(text, cluster.api_server, "api-server", me)
         return Endpoint(text)
+
+    def mode(self, peer: str) -> str | None:
+        """The mode this gateway applies to ``peer`` and where it comes from (the topology's
+        words), or just the mode the state says; "audited" when it audits segregation."""
+        self._index()
+        declared = self.state().peers.get(peer)
+        t, me = self.topology, self.cluster()
+        if t is not None and peer in t.peers.get(me, ()):
+            if peer not in self._modes:
+                decider = Decider(t, self.default_mode)
+                self._modes[peer] = decider.mode(me, peer).describe(me, peer)
+            text: str | None = self._modes[peer]
+        else:
+            text = declared.mode.value if declared is not None else None
+        if text is not None and declared is not None and declared.audit:
+            text += "; audited: what segregation would drop is let through and reported"
+        return text
 
     def explain(self, src: str, dst: str) -> Explanation | None:
         t = self.topology
@@ -180,11 +198,7 @@ def event_of(packet: LoggedPacket, namer: FlowNamer) -> FlowEvent | None:
     declared = state.peers.get(peer)
     src = namer.endpoint(packet.src, local=False)
     dst = namer.endpoint(packet.dst, local=True)
-    mode = None
-    if namer.topology is not None and peer in namer.topology.peers.get(me, ()):
-        mode = Decider(namer.topology, namer.default_mode).mode(me, peer).describe(me, peer)
-    elif declared is not None:
-        mode = declared.mode.value
+    mode = namer.mode(peer)
     if kind == "spoofed":
         sources = ", ".join(str(s) for s in declared.sources) if declared else "its pod CIDR"
         what = f" (the address of {src.name} of {src.cluster})" if src.name else ""
@@ -248,7 +262,7 @@ class FlowRing:
     def add(self, event: FlowEvent) -> FlowEvent:
         with self._lock:
             self.seq += 1
-            numbered = FlowEvent(**{**event.__dict__, "seq": self.seq})
+            numbered = replace(event, seq=self.seq)
             if len(self._events) == self.size:
                 self.dropped += 1
             self._events.append(numbered)
