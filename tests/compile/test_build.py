@@ -29,6 +29,7 @@ from peerwall.compile.state import SetKind
 from peerwall.dataplane.apply import sync
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
+from peerwall.errors import TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology
 
 FULL = SecurityMode.FULL_POD_TO_POD
@@ -207,3 +208,39 @@ def test_the_rules_script_applies_twice_and_in_both_orders(netns: str) -> None:
             expected = table(t, "C1", want)
             assert live.chains == expected.chains  # exactly one copy of every rule
             assert live.sets == expected.sets
+
+
+def test_audit_is_one_element_and_only_under_segregation() -> None:
+    t = example("seed.yaml")
+    plain = build(gateway_state(t, "C1", SEG))
+    audited = build(gateway_state(t, "C1", SEG, audit=True))
+    pod_cidr = t.cluster_by_name["C1"].pod_cidr
+    assert audited.elements(names.peer_audit_set("C2")) == {pod_cidr}
+    assert plain.elements(names.peer_audit_set("C2")) == set()
+    # Switching audit changes exactly that element: the same rules, the same other sets.
+    tx = diff(plain, audited)
+    assert not tx.full and (tx.added, tx.removed) == (1, 0)
+    assert tx.script == f"add element inet peerwall {names.peer_audit_set('C2')} {{ {pod_cidr} }}\n"
+    # Under FullPodToPod audit has nothing to audit.
+    assert (
+        build(gateway_state(t, "C1", FULL, audit=True)).elements(names.peer_audit_set("C2"))
+        == set()
+    )
+
+
+def test_a_peerings_security_audit_wins_over_the_global_default() -> None:
+    text = (
+        resources.files("peerwall")
+        .joinpath("examples/seed.yaml")
+        .read_text()
+        .replace(
+            "  - consumer: C1\n    provider: C2\n",
+            "  - consumer: C1\n    provider: C2\n    securityAudit: true\n",
+        )
+    )
+    t = load_topology(text, "seed.yaml")
+    assert t.peering_audit("C2", "C1") is True
+    for cluster, peer in (("C1", "C2"), ("C2", "C1")):
+        assert gateway_state(t, cluster, SEG).peers[peer].audit
+    with pytest.raises(TopologyInvalid, match=r"peerings\[0\]\.securityAudit"):
+        load_topology(text.replace("securityAudit: true", "securityAudit: maybe"), "seed.yaml")
