@@ -16,6 +16,7 @@ import re
 import socket
 import struct
 import subprocess
+import sys
 import time
 from ipaddress import IPv4Address
 from typing import Any
@@ -225,6 +226,30 @@ def test_each_kind_of_forbidden_traffic_gives_exactly_its_explained_event(
         and topology.pod_by_name[s].physical != topology.pod_by_name[d].physical
     }
     assert explain_cell(topology, "P1", "P5", SEG).reason in result.stdout
+
+    # --follow prints what comes next, as it comes (the process is ended by its PID).
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "peerwall.cli", "lab", "drops", "--name", plan.name, "--follow",
+         "-o", "json", "--from", "P5", "--to", "P1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert follow.stdout is not None
+        old = follow.stdout.readline()  # the UDP datagram above, already in the ring
+        assert fields(json.loads(old)) == fields(by[("P5", "P1")])
+        one_datagram(plan, "P5", _address(plan, "P1", "C2"), 6000)
+        # After the ring's older P5 -> P1 events (the probe's above), the new one.
+        seen = [json.loads(follow.stdout.readline())]
+        while seen[-1]["port"] != 6000:
+            assert len(seen) < 20, seen
+            seen.append(json.loads(follow.stdout.readline()))
+        new = seen[-1]
+        assert (new["src"]["name"], new["dst"]["name"], new["protocol"]) == ("P5", "P1", "udp")
+        assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
+    finally:
+        follow.terminate()
+        follow.wait(10)
 
 
 def test_audit_lets_through_exactly_what_segregation_drops_and_reports_it(
