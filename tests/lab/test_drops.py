@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import re
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from ipaddress import IPv4Address
 from typing import Any
@@ -234,16 +236,28 @@ def test_each_kind_of_forbidden_traffic_gives_exactly_its_explained_event(
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    assert follow.stdout is not None
+    stream = follow.stdout
+
+    def pump() -> None:
+        for x in stream:
+            lines.put(x)
+
+    threading.Thread(target=pump, daemon=True).start()
+
+    def line() -> dict[str, Any]:
+        return dict(json.loads(lines.get(timeout=WAIT)))  # never hangs the run
+
     try:
-        assert follow.stdout is not None
-        old = follow.stdout.readline()  # the UDP datagram above, already in the ring
-        assert fields(json.loads(old)) == fields(by[("P5", "P1")])
+        old = line()  # the UDP datagram above, already in the ring
+        assert fields(old) == fields(by[("P5", "P1")])
         one_datagram(plan, "P5", _address(plan, "P1", "C2"), 6000)
         # After the ring's older P5 -> P1 events (the probe's above), the new one.
-        seen = [json.loads(follow.stdout.readline())]
+        seen = [line()]
         while seen[-1]["port"] != 6000:
             assert len(seen) < 20, seen
-            seen.append(json.loads(follow.stdout.readline()))
+            seen.append(line())
         new = seen[-1]
         assert (new["src"]["name"], new["dst"]["name"], new["protocol"]) == ("P5", "P1", "udp")
         assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
