@@ -92,6 +92,7 @@ class Agent:
         self.flows = FlowRing(settings.flows_ring)
         self.namer = FlowNamer(lambda: self.desired.cluster, self.desired.declarations)
         self.recorder: FlowRecorder | None = None
+        self._nflog_failed = False
         self.metrics.flows_ring = self.flows
 
     # --- the loop ----------------------------------------------------------------------------
@@ -140,7 +141,9 @@ class Agent:
         try:
             reader = NflogReader(flow_log.group)
         except OSError as e:
-            log.error("cannot read drops from NFLOG group %d: %s", flow_log.group, e)
+            if not self._nflog_failed:
+                log.error("cannot read drops from NFLOG group %d: %s", flow_log.group, e)
+            self._nflog_failed = True
             return
         self.recorder = FlowRecorder(
             reader,
@@ -197,6 +200,9 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._check_now.wait(), self.settings.resync_interval)
             self._check_now.clear()
+            if self.recorder is None:
+                # The group was busy (a previous agent not yet gone): try again.
+                self._listen_for_drops()
             async with self._lock:
                 if not self.ready:
                     continue
