@@ -17,8 +17,9 @@ UDP (``loadgen flood``: one core's worth), which every gateway drops.
    explain, ring, JSON line to /dev/null) on the flood, its thread's CPU time per event; and the
    naming and explaining alone on the seed's topology (packets as the reader yields them).
 3. **A mode change under the flood**: the agent switches its peer between the two modes
-   (``--switches`` times, one element each), event to committed transaction, with the flood
-   (logging on) and without; the ratio of medians.
+   (``--switches`` times, one element each), event to committed transaction: quiet, under the
+   flood with logging on, and under the flood with logging off (what the flood costs by itself,
+   on a 2-core machine); the ratios of medians.
 
 Writes bench/results/flowlog.json.
 """
@@ -314,7 +315,7 @@ def main() -> int:
     servers = Servers()
     rates: dict[str, list[float]] = {}
     floods: dict[str, list[float]] = {}
-    switch: dict[str, list[float]] = {"quiet": [], "flood": []}
+    switch: dict[str, list[float]] = {"quiet": [], "flood": [], "flood-off": []}
     agents: list[RunningAgent] = []
     load = os.getloadavg()[0]
     result: dict[str, Any] = {
@@ -355,21 +356,24 @@ def main() -> int:
                     log(
                         f"rep {rep} {name}: {quiet['rate']:.0f}/s quiet, {loud['rate']:.0f}/s under the flood"
                     )
-            _on_cfg, on_flooder, on_agent = configs["on"]
+            on_agent = configs["on"][2]
             events_before = on_agent.events()
             modes = [FULL, SEG]
-            for block in range(2 * max(1, args.switches // 5)):
-                loud = block % 2 == 1
-                flood = Flood(loadgen, on_flooder, 60) if loud else None
+            # Blocks of 5 switches, in turn: quiet, flood with logging on, flood with logging
+            # off (the flood's own cost, without the drop stream).
+            for block in range(3 * max(1, args.switches // 5)):
+                kind = ("quiet", "flood", "flood-off")[block % 3]
+                _cfg, flooder, agent = configs["off" if kind == "flood-off" else "on"]
+                flood = Flood(loadgen, flooder, 60) if kind != "quiet" else None
                 if flood is not None:
                     time.sleep(0.2)
                 for k in range(5):
-                    switch["flood" if loud else "quiet"].append(on_agent.switch(modes[k % 2]))
+                    switch[kind].append(agent.switch(modes[k % 2]))
                 if flood is not None:
                     flood.proc.terminate()
                     flood.proc.wait()
                 # end on segregation, so that the flood is dropped again
-                on_agent.switch(SEG)
+                agent.switch(SEG)
             result["switch_events_reported"] = on_agent.events() - events_before
             log("cpu per event")
             result["cpu_kernel_path"] = cpu_per_event(loadgen, nss, args.seconds)
@@ -383,11 +387,13 @@ def main() -> int:
     result["flood_datagrams_per_second"] = {k: summary(v) for k, v in floods.items()}
     result["mode_switch_seconds"] = {k: summary(v) for k, v in switch.items()}
     share = med["on-flood"] / med["off-flood"]
-    ratio = summary(switch["flood"])["median"] / summary(switch["quiet"])["median"]
+    sw = {k: summary(v)["median"] for k, v in switch.items()}
+    ratio = sw["flood"] / sw["quiet"]
     result["ratios"] = {
         "connections_on_over_off_under_flood": share,
         "connections_on_over_off_quiet": med["on-quiet"] / med["off-quiet"],
         "mode_switch_flood_over_quiet": ratio,
+        "mode_switch_flood_logging_on_over_off": sw["flood"] / sw["flood-off"],
     }
     result["targets"] = {
         "connection rate with logging >= 90% of without, under a flood": {

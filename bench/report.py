@@ -660,7 +660,13 @@ def flowlog_section(out: list[str], targets: list[tuple[str, str, str, str]]) ->
         f"found the socket full {k['kernel_overflows']} time(s)), "
         f"{e['cpu_ms_per_1000_events']:.1f} ms naming and explaining alone (seed). A mode change "
         f"(one element): {t(m['quiet']['median'])} quiet, {t(m['flood']['median'])} under the "
-        f"flood (median of {m['quiet']['n']} each).\n"
+        f"flood with logging on"
+        + (
+            f", {t(m['flood-off']['median'])} under the flood with logging off"
+            if "flood-off" in m
+            else ""
+        )
+        + f" (median of {m['quiet']['n']} each).\n"
     )
     for name, tg in fl["targets"].items():
         v = tg["value"]
