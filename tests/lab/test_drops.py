@@ -215,6 +215,11 @@ def test_each_kind_of_forbidden_traffic_gives_exactly_its_explained_event(
     assert result.exit_code == 0, result.output
     shown = [json.loads(line) for line in result.stdout.splitlines()]
     assert [fields(e) for e in shown] == [fields(by[("P1", "P5")])]
+    result = cli("lab", "drops", "--name", plan.name, "-o", "html")
+    assert result.exit_code == 0, result.output
+    cells = set(re.findall(r'<td class="drop" title="[^"]*" data-source="([^"]+)" '
+                           r'data-destination="([^"]+)"', result.stdout))  # fmt: skip
+    assert cells == set(by) | {("P1", "gateway")}  # and the markers': P1's and P5's to a gateway
     result = cli("lab", "probe", "--name", plan.name, "-o", "html", "--timeout", "0.5")
     assert result.exit_code == 0, result.output
     listed = set(
