@@ -4,6 +4,8 @@
  *
  *   loadgen serve PORT                      accept and close, forever (until killed)
  *   loadgen connect ADDR PORT SECONDS CONC  CONC connects in flight for SECONDS; prints JSON
+ *   loadgen flood ADDR PORT SECONDS         UDP datagrams as fast as one core sends them (a
+ *                                           flood of forbidden traffic); prints JSON
  *
  * Built by bench/dataplane_bench.py with `gcc -O2`. Only used inside the benchmark's own
  * network namespaces.
@@ -111,10 +113,34 @@ static int connect_load(const char *addr, int port, double seconds, int conc) {
     return 0;
 }
 
+static int flood(const char *addr, int port, double seconds) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, addr, &a.sin_addr);
+    long sent = 0, failed = 0;
+    double start = now(), end = start + seconds;
+    while (now() < end) {
+        for (int i = 0; i < 256; i++) {
+            /* one socket, one flow: dropped, it is never confirmed, so each datagram meets the
+             * gateway's rules again */
+            if (sendto(s, "peerwall", 8, 0, (struct sockaddr *)&a, sizeof a) < 0) failed++;
+            else sent++;
+        }
+    }
+    double took = now() - start;
+    printf("{\"sent\": %ld, \"failed\": %ld, \"seconds\": %.3f, \"rate\": %.1f}\n", sent,
+           failed, took, sent / took);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "serve")) return serve(atoi(argv[2]));
+    if (argc == 5 && !strcmp(argv[1], "flood"))
+        return flood(argv[2], atoi(argv[3]), atof(argv[4]));
     if (argc == 6 && !strcmp(argv[1], "connect"))
         return connect_load(argv[2], atoi(argv[3]), atof(argv[4]), atoi(argv[5]));
-    fprintf(stderr, "usage: loadgen serve PORT | loadgen connect ADDR PORT SECONDS CONC\n");
+    fprintf(stderr,
+            "usage: loadgen serve PORT | loadgen connect ADDR PORT SECONDS CONC | "
+            "loadgen flood ADDR PORT SECONDS\n");
     return 2;
 }

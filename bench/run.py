@@ -37,6 +37,7 @@ BENCHES: dict[str, list[str]] = {
     "watch": ["watch_bench.py"],
     "repair": ["repair_bench.py"],
     "endpoint": ["endpoint_bench.py"],
+    "flowlog": ["flowlog_bench.py"],
 }
 QUICK: dict[str, list[str]] = {
     "event": ["--sizes", "1000,10000", "--peerwall-only", "50000", "--events", "400",
@@ -54,6 +55,7 @@ QUICK: dict[str, list[str]] = {
     "live": [],  # already quick (about 30 s); fewer rounds would miss the 30 edits it checks
     "repair": ["--deletions", "10"],
     "endpoint": ["--switches", "5", "--blocks", "1"],
+    "flowlog": ["--reps", "1", "--seconds", "0.5", "--switches", "5", "--events", "5000"],
 }  # fmt: skip
 
 

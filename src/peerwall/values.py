@@ -18,6 +18,17 @@ from peerwall.model.load import mode_from
 from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, parse_document
 
 MODE_KEY = "networking.securityMode"
+AUDIT_KEY = "networking.securityAudit"
+"""Audit segregation instead of enforcing it: what it would drop is allowed and reported."""
+
+
+def bool_from(value: object) -> bool:
+    """``true``/``false`` (any case; or a YAML boolean) -> bool; else ``ValueError`` saying why."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"expected true or false, got {describe(value)}")
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,10 @@ class ValueKey:
     """A valid value, for messages."""
 
 
-VALUE_KEYS = (ValueKey(MODE_KEY, mode_from, SecurityMode.FULL_POD_TO_POD.value),)
+VALUE_KEYS = (
+    ValueKey(MODE_KEY, mode_from, SecurityMode.FULL_POD_TO_POD.value),
+    ValueKey(AUDIT_KEY, bool_from, "true"),
+)
 """The one place to register a value (e.g. ``image.repository``, ``agent.resyncInterval``)."""
 
 
@@ -64,6 +78,10 @@ def key_hint(parts: tuple[object, ...]) -> str:
     name = str(parts[-1]) if siblings else ".".join(str(p) for p in parts)
     candidates = siblings or {k.lower(): k for k in known}
     close = difflib.get_close_matches(name.lower(), list(candidates), n=3, cutoff=0.6)
+    # Only the suggestions about as close as the best one: securityMod is securityMode, not
+    # also securityAudit.
+    ratio = {c: difflib.SequenceMatcher(None, name.lower(), c).ratio() for c in close}
+    close = [c for c in close if ratio[c] >= max(ratio.values()) - 0.1]
     if close:
         return f" (did you mean {', '.join(candidates[c] for c in close)}?)"
     return f" (known keys: {', '.join(known)})"
@@ -157,6 +175,14 @@ def values_from_text(
 ) -> dict[str, object]:
     """The values a values file's text sets, by dotted key. An empty file sets none."""
     return values_from_data(parse_document(text, source, max_bytes=max_bytes).data, source)
+
+
+def audit_from_values(
+    text: str, source: str, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES
+) -> bool | None:
+    """The ``networking.securityAudit`` a values file's text sets, if any."""
+    audit = values_from_text(text, source, max_bytes=max_bytes).get(AUDIT_KEY)
+    return audit if isinstance(audit, bool) else None
 
 
 def mode_from_values(

@@ -327,7 +327,7 @@ def test_unknown_set_key(seed_path: str) -> None:
     result = run("matrix", "-f", seed_path, "--set", "networking.mode=FullPodToPod")
     assert _error(result) == (
         "--set networking.mode=FullPodToPod: unknown key 'networking.mode' "
-        "(known keys: networking.securityMode)\n"
+        "(known keys: networking.securityMode, networking.securityAudit)\n"
     )
 
 

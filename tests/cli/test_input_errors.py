@@ -332,8 +332,8 @@ def test_every_unknown_key_is_reported_in_file_order(tmp_path: Path):
         "'networking.securityMode': FullPodToPod\n"
     )
     assert values_errors(tmp_path, text) == [
-        "image: unknown key (known keys: networking.securityMode)",
-        "networking.mtu: unknown key (known keys: networking.securityMode)",
+        "image: unknown key (known keys: networking.securityMode, networking.securityAudit)",
+        "networking.mtu: unknown key (known keys: networking.securityMode, networking.securityAudit)",
         "Networking: unknown key (did you mean networking.securityMode?)",
         "['networking.securityMode']: unknown key (did you mean networking.securityMode?)",
     ]
@@ -356,7 +356,7 @@ def test_values_of_the_wrong_shape(tmp_path: Path):
     ]
     assert values_errors(tmp_path, "[networking]\n") == ["expected a mapping of values, got a list"]
     assert values_errors(tmp_path, "{1: x}\n") == [
-        "[1]: unknown key (known keys: networking.securityMode)"
+        "[1]: unknown key (known keys: networking.securityMode, networking.securityAudit)"
     ]
 
 

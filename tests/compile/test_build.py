@@ -16,6 +16,8 @@ from peerwall.compile.diff import diff
 from peerwall.compile.nft import (
     Counter,
     CtMarkSet,
+    Limit,
+    Log,
     Match,
     Rule,
     SetRef,
@@ -28,6 +30,7 @@ from peerwall.compile.state import SetKind
 from peerwall.dataplane.apply import sync
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
+from peerwall.errors import TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology
 
 FULL = SecurityMode.FULL_POD_TO_POD
@@ -86,7 +89,8 @@ def test_api_clients_are_the_pods_whose_home_is_the_receiver() -> None:
     for mode in SecurityMode:
         rs = table(t, "C1", mode)
         assert rs.elements(names.peer_set("C2", SetKind.API_CLIENTS)) == {seen}
-    rule = table(t, "C1", SEG).chain(names.peer_chain("C2")).rules[-2]
+    chain = table(t, "C1", SEG).chain(names.peer_chain("C2"))
+    (rule,) = [r for r in chain.rules if Match("tcp dport", 6443) in r.exprs]
     # Only TCP to the API server's port, from the API clients: not UDP, not another port.
     assert rule == Rule(
         (
@@ -118,16 +122,17 @@ def test_peer_chain_and_base_chains() -> None:
     rs = table(t, "C1", SEG)
     chain = rs.chain(names.peer_chain("C2"))
     view = t.addresses.view("C1", "C2")
-    spoofed = Rule(
-        (Match("ip saddr", view, negate=True), Counter(), Verdict("drop")), "spoofed source"
-    )
+    spoofed = Match("ip saddr", view, negate=True)
     marks = Match("ct mark", frozenset({ctmark.from_peer("C2"), ctmark.to_peer("C2")}))
-    # Only an established packet (its addresses fixed by conntrack) comes before the source check.
-    assert chain.rules[:3] == (
+    # Only an established packet (its addresses fixed by conntrack) comes before the source
+    # check; each drop rule is preceded by its report: the same matches, rate-limited, to NFLOG.
+    assert chain.rules[:4] == (
         Rule((Match("ct state", frozenset({"invalid"})), Counter(), Verdict("drop")), INVALID),
         Rule((Match("ct state", frozenset({"established"})), marks, Verdict("accept"))),
-        spoofed,
+        Rule((spoofed, Limit(50, 100), Log("peerwall:dropped:forward:spoofed:C2", 19))),
+        Rule((spoofed, Counter(), Verdict("drop")), "spoofed source"),
     )
+    assert chain.rules[-2] == Rule((Limit(50, 100), Log("peerwall:dropped:forward:denied:C2", 19)))
     assert chain.rules[-1] == Rule((Counter(), Verdict("drop")))
     assert chain.comment and "C2" in chain.comment
     for base, dispatch in (
@@ -159,6 +164,7 @@ def test_the_gateway_itself_accepts_only_what_the_link_needs() -> None:
         (CtMarkSet(ctmark.from_peer("C2")),),
         (src, Match("icmp type", "echo-request"), Verdict("accept")),
         (src, Match("udp dport", 12345), Verdict("accept")),
+        (Limit(50, 100), Log("peerwall:dropped:input:gateway:C2", 19)),
         (Counter(), Verdict("drop")),
     ]
 
@@ -215,3 +221,39 @@ def test_the_rules_script_applies_twice_and_in_both_orders(netns: str) -> None:
             expected = table(t, "C1", want)
             assert live.chains == expected.chains  # exactly one copy of every rule
             assert live.sets == expected.sets
+
+
+def test_audit_is_one_element_and_only_under_segregation() -> None:
+    t = example("seed.yaml")
+    plain = build(gateway_state(t, "C1", SEG))
+    audited = build(gateway_state(t, "C1", SEG, audit=True))
+    pod_cidr = t.cluster_by_name["C1"].pod_cidr
+    assert audited.elements(names.peer_audit_set("C2")) == {pod_cidr}
+    assert plain.elements(names.peer_audit_set("C2")) == set()
+    # Switching audit changes exactly that element: the same rules, the same other sets.
+    tx = diff(plain, audited)
+    assert not tx.full and (tx.added, tx.removed) == (1, 0)
+    assert tx.script == f"add element inet peerwall {names.peer_audit_set('C2')} {{ {pod_cidr} }}\n"
+    # Under FullPodToPod audit has nothing to audit.
+    assert (
+        build(gateway_state(t, "C1", FULL, audit=True)).elements(names.peer_audit_set("C2"))
+        == set()
+    )
+
+
+def test_a_peerings_security_audit_wins_over_the_global_default() -> None:
+    text = (
+        resources.files("peerwall")
+        .joinpath("examples/seed.yaml")
+        .read_text()
+        .replace(
+            "  - consumer: C1\n    provider: C2\n",
+            "  - consumer: C1\n    provider: C2\n    securityAudit: true\n",
+        )
+    )
+    t = load_topology(text, "seed.yaml")
+    assert t.peering_audit("C2", "C1") is True
+    for cluster, peer in (("C1", "C2"), ("C2", "C1")):
+        assert gateway_state(t, cluster, SEG).peers[peer].audit
+    with pytest.raises(TopologyInvalid, match=r"peerings\[0\]\.securityAudit"):
+        load_topology(text.replace("securityAudit: true", "securityAudit: maybe"), "seed.yaml")

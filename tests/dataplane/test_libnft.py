@@ -91,7 +91,7 @@ def test_list_json_and_list_text_switch_output_modes(nft: LibNft) -> None:
     assert text.startswith("table inet peerwall {")
     # Stateless: counters print without their values.
     assert "\t\tcounter drop\n" in text
-    assert "packets" not in text
+    assert "counter packets" not in text
     # A script run after a JSON listing is still read as nft syntax, and a listing after a
     # script returns text again.
     nft.run("add element inet peerwall backends-9685eb76 { 10.244.0.9 }\n")

@@ -273,6 +273,14 @@ def test_the_mode_reaches_the_agent_in_both_templates(sets: tuple[str, ...]) -> 
         assert sum("securityMode" in a for a in agent["args"]) == 1
 
 
+def test_audit_reaches_the_agent_and_must_be_a_boolean() -> None:
+    found = dict(agents("networking.securityAudit=true"))
+    assert set(found) == TEMPLATE_KINDS
+    for agent in found.values():
+        assert "--set=networking.securityAudit=true" in agent["args"]
+    assert "securityAudit" in render_error("networking.securityAudit=maybe")
+
+
 def test_agent_command_line_follows_the_contract() -> None:
     sets = (
         "agent.resyncInterval=30",
@@ -289,6 +297,7 @@ def test_agent_command_line_follows_the_contract() -> None:
             "--source=kubernetes",
             "--peer=$(PEERWALL_PEER)",
             f"--set=networking.securityMode={MODES[0]}",
+            "--set=networking.securityAudit=false",
             "--tunnel-pattern=wg*",
             "--resync-interval=30",
             "--metrics-address=$(POD_IP):9464",
@@ -554,7 +563,10 @@ def test_the_rendered_agent_command_line_is_one_the_agent_accepts() -> None:
         ctx = sub.make_context("agent", args[1:])
         assert ctx.params["source"] == "kubernetes"
         assert ctx.params["peer"] == "cluster-b"
-        assert ctx.params["set_"] == [f"networking.securityMode={SEG}"]
+        assert ctx.params["set_"] == [
+            f"networking.securityMode={SEG}",
+            "networking.securityAudit=false",
+        ]
         assert ctx.params["tunnel_pattern"] == "liqo-tunnel*"
         assert ctx.params["resync_interval"] == 10.0
         assert ctx.params["liqo_namespace"] == "liqo"

@@ -329,3 +329,88 @@ def test_html_cells_link_to_their_explanation(seed, shoot):
         assert f"{source} -> {destination}: {seg[source, destination].value}" in target["text"]
         assert rule in target["text"]
         assert target["inView"], target
+
+
+# --- explained drops (issue 19) ---------------------------------------------------------------
+
+
+def seed_drops(seed: Topology) -> list[dict[str, Any]]:
+    """The events an agent reports for the seed's seven cells, dropped (C2's side) or would-drop
+    (C1's side), explained as the decision procedure says."""
+    from peerwall.policy.explain import explain_cell
+
+    out = []
+    for k, (s, d) in enumerate(sorted(SEED_DIFFERING)):
+        here = seed.pod_by_name[d].physical
+        out.append(
+            {
+                "time": f"2026-12-07T03:00:0{k}.000000+00:00",
+                "cluster": here,
+                "peer": seed.pod_by_name[s].physical,
+                "hook": "forward",
+                "verdict": "dropped" if here == "C2" else "would-drop",
+                "reason": "segregation-denied",
+                "src": {"address": f"10.0.0.{k}", "name": s, "kind": "pod", "cluster": None},
+                "dst": {"address": f"10.244.0.{k}", "name": d, "kind": "pod", "cluster": here},
+                "protocol": "tcp",
+                "port": 8080,
+                "explanation": explain_cell(seed, s, d, SEG).reason,
+                "mode": SEG.value,
+                "seq": k + 1,
+            }
+        )
+    return out
+
+
+RED = (0xC6, 0x28, 0x28)
+
+
+def test_probe_page_outlines_the_cells_with_drops_and_explains_them_on_hover(seed, shoot):
+    from peerwall.figures.flows import cell_title, drops_by_cell
+
+    computed = expect(seed, SEG).table
+    events = seed_drops(seed)
+    drops = {cell: cell_title(found) for cell, found in drops_by_cell(events).items()}
+    shot = shoot("probe-drops.html", probe_html(computed, computed, {}, drops=drops))
+    assert shot.errors == []
+    shot.non_blank()
+    outlined = set()
+    for box in shot.boxes(".side.observed td.cell"):
+        if all(near(p, RED, 12) for p in shot.corners(box, 1)):
+            outlined.add((box["s"], box["d"]))
+    assert outlined == SEED_DIFFERING
+    titles = shot.page.evaluate(
+        """() => Object.fromEntries(Array.from(document.querySelectorAll('.side.observed td.noted'))
+               .map(e => [e.dataset.source + '>' + e.dataset.destination, e.title]))"""
+    )
+    assert set(titles) == {f"{s}>{d}" for s, d in SEED_DIFFERING}
+    for e in events:
+        assert e["explanation"] in titles[f"{e['src']['name']}>{e['dst']['name']}"]
+    # The computed side has no drops: nothing outlined there.
+    assert (
+        shot.page.evaluate("() => document.querySelectorAll('.side.computed td.noted').length") == 0
+    )
+
+
+def test_flows_page_shows_each_cell_red_dropped_or_yellow_would_drop(seed, shoot):
+    from peerwall.figures.flows import flows_page
+
+    events = seed_drops(seed)
+    shot = shoot("flows.html", flows_page(events, "drops"))
+    assert shot.errors == []
+    colours = {"drop": rgb("#fde0dc"), "would": rgb("#fff3cd")}
+    seen: dict[str, set[Cell]] = {"drop": set(), "would": set()}
+    for kind, colour in colours.items():
+        for box in shot.boxes(f"table.flows td.{kind}"):
+            assert all(near(p, colour, 8) for p in shot.corners(box, 3)), box
+            seen[kind].add((box["s"], box["d"]))
+    assert seen["drop"] == {
+        (e["src"]["name"], e["dst"]["name"]) for e in events if e["verdict"] == "dropped"
+    }
+    assert seen["would"] == {
+        (e["src"]["name"], e["dst"]["name"]) for e in events if e["verdict"] == "would-drop"
+    }
+    hover = shot.page.evaluate(
+        "() => Array.from(document.querySelectorAll('table.flows td[title]')).map(e => e.title)"
+    )
+    assert len(hover) == 7 and all("segregation-denied" in t for t in hover)

@@ -245,12 +245,17 @@ def virtual_node_object(
     }
 
 
-def peering_security(peer: str, mode: str, name: str | None = None) -> Obj:
+def peering_security(
+    peer: str, mode: str, name: str | None = None, audit: bool | None = None
+) -> Obj:
+    spec: dict[str, object] = {"clusterID": peer, "securityMode": mode}
+    if audit is not None:
+        spec["securityAudit"] = audit
     return {
         "apiVersion": "peerwall.io/v1alpha1",
         "kind": "PeeringSecurity",
         "metadata": _meta(name or peer),
-        "spec": {"clusterID": peer, "securityMode": mode},
+        "spec": spec,
     }
 
 

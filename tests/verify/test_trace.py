@@ -163,6 +163,8 @@ def test_a_segregated_destination_is_dropped_and_ipv6_too() -> None:
     assert rules == [
         "filter-forward: iifname vmap @peers-forward",
         f"{names.peer_chain('C1')}: ct mark set {ctmark.from_peer('C1')}",
+        f"{names.peer_chain('C1')}: limit rate 50/second burst 100 packets"
+        ' log prefix "peerwall:dropped:forward:denied:C1" group 19',
         f"{names.peer_chain('C1')}: counter drop",
     ]
     assert run_chain(table(t, "C2", FULL), "filter-forward", packet)[0] == "accept"

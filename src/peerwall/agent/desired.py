@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
-from peerwall.compile.state import GatewayState, PeerState, SetKind
+from peerwall.compile.state import FlowLog, GatewayState, PeerState, SetKind
 
 SetKey = tuple[str, SetKind]
 """(peer, kind): one per-peer address set."""
@@ -69,6 +69,8 @@ class DesiredState:
         self._new_peers: set[str] = set()
         self.pending_since: float | None = None
         """``time.perf_counter()`` of the oldest change not yet taken (event-to-kernel latency)."""
+        self.flow_log: FlowLog | None = FlowLog()
+        """How drops are reported (None: not at all); part of every snapshot."""
 
     def _pending(self) -> None:
         if self.pending_since is None:
@@ -192,12 +194,19 @@ class DesiredState:
         bare = self._peers[name]
         return replace(bare, members={k: self.members(name, k) for k in SetKind})
 
+    def declarations(self) -> GatewayState:
+        """The state's peers without their members (cheap: what naming a drop needs)."""
+        return GatewayState(
+            self.cluster, dict(self._peers), self.tunnel_pattern, self.conncheck_port, self.flow_log
+        )
+
     def snapshot(self) -> GatewayState:
         return GatewayState(
             self.cluster,
             {name: self.peer(name) for name in self._peers},
             self.tunnel_pattern,
             self.conncheck_port,
+            self.flow_log,
         )
 
     def take_changes(self) -> Changes:

@@ -115,10 +115,13 @@ class Endpoint:
         fast: Mapping[str, Callable[[], Answer]],
         slow: Mapping[str, Callable[[], Answer]],
         settings: EndpointSettings = EndpointSettings(),
+        queried: Mapping[str, Callable[[str], Answer]] | None = None,
     ) -> None:
         self.host, self.port = split_address(address)
         self.settings = settings
         self.fast = dict(fast)
+        self.queried = dict(queried or {})
+        """Fast routes that read the query string (``/flows?since=…``)."""
         self._slow = {path: _Slow(f, settings.max_age) for path, f in slow.items()}
         self._conns: dict[int, _Conn] = {}
         self._next = 0
@@ -229,10 +232,12 @@ class Endpoint:
         line = head.split(b"\r\n", 1)[0].split()
         if len(line) != 3 or not line[2].startswith(b"HTTP/"):
             return 400, b"bad request\n", "text/plain"
-        method, target = line[0], line[1].decode("latin-1").split("?", 1)[0]
+        method, (target, _, query) = line[0], line[1].decode("latin-1").partition("?")
         if method != b"GET":
             return 405, b"GET only\n", "text/plain"
         try:
+            if target in self.queried:
+                return self.queried[target](query)
             if target in self._slow:
                 return await self._slow[target].get()
             if target in self.fast:

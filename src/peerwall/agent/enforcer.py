@@ -4,7 +4,8 @@ Three paths, from cheapest:
 - elements: pod and endpoint events only add and delete elements of per-peer hash sets; the
   script names exactly those elements (O(change), whatever the set sizes), and nothing is read
   back;
-- mode: a peer whose declaration changed only in its mode gets one element of its ``cidrs`` set;
+- mode: a peer whose declaration changed only in its mode (or audit) gets one element of its
+  ``cidrs`` (or ``audit``) set;
 - peers: a peer added, removed or redeclared; the live table is read once and diffed object by
   object, so only that peer's chains, sets and map elements change and other peers' counters
   survive.
@@ -24,7 +25,7 @@ from typing import Protocol
 
 from peerwall.agent.desired import Changes, DesiredState
 from peerwall.compile import names
-from peerwall.compile.build import build, cidrs_elements
+from peerwall.compile.build import audit_elements, build, cidrs_elements
 from peerwall.compile.diff import diff, element_script
 from peerwall.compile.flows import Flow, stale
 from peerwall.compile.nft import render_replace
@@ -194,7 +195,7 @@ class Enforcer:
             n: p for n, p in changes.peers.items() if n in self.applied and n not in changes.removed
         }
         only_mode = all(
-            replace(self.applied[n], mode=p.mode) == replace(p, members={})
+            replace(self.applied[n], mode=p.mode, audit=p.audit) == replace(p, members={})
             for n, p in redeclared.items()
         )
         new_or_gone = bool(changes.removed) or any(n not in self.applied for n in changes.peers)
@@ -205,6 +206,11 @@ class Enforcer:
             after = cidrs_elements(declared)
             lines += element_script(
                 *prefix, names.peer_cidrs_set(name), after - before, before - after
+            )
+            before = audit_elements(self.applied[name])
+            after = audit_elements(declared)
+            lines += element_script(
+                *prefix, names.peer_audit_set(name), after - before, before - after
             )
         for (who, kind), addresses in changes.deleted.items():
             lines += element_script(*prefix, names.peer_set(who, kind), (), addresses)

@@ -23,8 +23,8 @@ from peerwall.agent.desired import DesiredState
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import API_PORT, CONNCHECK_PORT
 from peerwall.errors import PeerwallError
-from peerwall.model import SecurityMode, load_topology
-from peerwall.values import mode_from_values
+from peerwall.model import SecurityMode, Topology, load_topology
+from peerwall.values import audit_from_values, mode_from_values
 
 log = logging.getLogger("peerwall.agent.file")
 
@@ -41,6 +41,8 @@ class FileInputs:
     """The global default when the values file sets none (``--set`` wins over both)."""
     forced_mode: SecurityMode | None = None
     """From ``--set networking.securityMode``: wins over the values file."""
+    forced_audit: bool | None = None
+    """From ``--set networking.securityAudit``: wins over the values file (default: false)."""
     tunnel_pattern: str = "pwt-*"
     api_port: int = API_PORT
     conncheck_port: int | None = CONNCHECK_PORT
@@ -64,6 +66,10 @@ class FileSource:
         self.loaded_digest: str | None = None
         """Digest of the inputs the desired state now reflects."""
         self._stamps: tuple[object, ...] | None = None
+        self.topology: Topology | None = None
+        """The topology the desired state now reflects (names and explanations of drops)."""
+        self.mode = inputs.default_mode
+        """The global default mode it was read with."""
 
     def _paths(self) -> list[Path | None]:
         i = self.inputs
@@ -92,6 +98,7 @@ class FileSource:
         try:
             topology = load_topology(topology_text, str(self.inputs.topology))
             mode = self._mode(values_text)
+            audit = self._audit(values_text)
             gateways = {
                 peer: IPv4Address(a) for peer, a in json.loads(gateways_text or "{}").items()
             }
@@ -105,12 +112,14 @@ class FileSource:
                 tunnel_pattern=self.inputs.tunnel_pattern,
                 gateways=gateways,
                 conncheck_port=self.inputs.conncheck_port,
+                audit=audit,
             )
         except (PeerwallError, ValueError, TypeError, AttributeError) as e:
             log.error("inputs not loaded, keeping the last good state: %s", e)
             return False
         self.desired.cluster = state.cluster
         self.desired.load(state)
+        self.topology, self.mode = topology, mode
         self.loaded_digest = inputs_digest(texts)
         log.info(
             "loaded %s (cluster %s, default mode %s)",
@@ -126,6 +135,13 @@ class FileSource:
         if values_text is None or self.inputs.values is None:
             return self.inputs.default_mode
         return mode_from_values(values_text, str(self.inputs.values)) or self.inputs.default_mode
+
+    def _audit(self, values_text: str | None) -> bool:
+        if self.inputs.forced_audit is not None:
+            return self.inputs.forced_audit
+        if values_text is None or self.inputs.values is None:
+            return False
+        return audit_from_values(values_text, str(self.inputs.values)) or False
 
     async def run(self) -> None:
         while True:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -80,11 +80,49 @@ class Metrics:
         self.flows = Counter(
             "peerwall_flows_cleared", "Tracked connections deleted after a change.", registry=r
         )
+        self.flow_events = Counter(
+            "peerwall_flow_events",
+            "Explained drops reported by the kernel (NFLOG), by peer, verdict (dropped, "
+            "would-drop) and reason (the deciding rule).",
+            ["peer", "verdict", "reason"],
+            registry=r,
+        )
+        self.flows_ring: Any = None
+        """The ring of explained drops (``FlowRing``), whose losses are exported at scrape."""
+        self.flow_lost: Callable[[], int] = lambda: 0
+        """Reports the kernel could not deliver (``NflogReader.lost``)."""
+        r.register(_RingCollector(self))
 
     def committed(self, kind: str, seconds: float) -> None:
         self.transactions.labels(kind).inc()
         self.reconcile.labels(kind).observe(seconds)
         self.last_sync.set(time.time())
+
+
+AUDITED = "audited"
+
+
+class _RingCollector(Collector):
+    """Events the ring of explained drops pushed out before ``/flows`` was read, and reports the
+    kernel could not deliver to the agent (its socket buffer full)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        ring = self.metrics.flows_ring
+        dropped = CounterMetricFamily(
+            "peerwall_flow_ring_dropped",
+            "Explained drops pushed out of the /flows ring by newer ones.",
+        )
+        dropped.add_metric([], ring.dropped if ring is not None else 0)
+        yield dropped
+        lost = CounterMetricFamily(
+            "peerwall_flow_lost",
+            "Times the kernel found the agent's NFLOG socket full and dropped reports.",
+        )
+        lost.add_metric([], self.metrics.flow_lost())
+        yield lost
 
 
 class LiveCollector(Collector):
@@ -119,17 +157,26 @@ class LiveCollector(Collector):
             "Bytes from a peer dropped by its chains.",
             labels=["peer", "hook", "reason"],
         )
+        audited = CounterMetricFamily(
+            "peerwall_audited_packets",
+            "Packets from a peer that segregation would drop, let through by audit.",
+            labels=["peer"],
+        )
         published = self.sizes
         for (peer, kind), n in published.items():
             sizes.add_metric([peer, kind], n)
         counters = {p: self._counters(p) for p in {peer for peer, _ in published}}
         for peer, found in counters.items():
             for (hook, reason), (n, b) in found.items():
+                if reason == AUDITED:
+                    audited.add_metric([peer], n)
+                    continue
                 packets.add_metric([peer, hook, reason], n)
                 octets.add_metric([peer, hook, reason], b)
         yield sizes
         yield packets
         yield octets
+        yield audited
 
     def _counters(self, peer: str) -> dict[tuple[str, str], tuple[int, int]]:
         out: dict[tuple[str, str], tuple[int, int]] = {}
@@ -148,13 +195,24 @@ class LiveCollector(Collector):
                 for e in rule.get("expr", []):
                     c = e.get("counter") if isinstance(e, dict) else None
                     if isinstance(c, dict):
-                        reason = "spoofed" if rule.get("comment") == "spoofed source" else "denied"
+                        comment = str(rule.get("comment") or "")
+                        reason = (
+                            "spoofed"
+                            if comment == "spoofed source"
+                            else AUDITED
+                            if comment.startswith("audit:")
+                            else "denied"
+                        )
                         n, b = out.get((hook, reason), (0, 0))
                         out[(hook, reason)] = (
                             n + int(c.get("packets", 0)),
                             b + int(c.get("bytes", 0)),
                         )
         return out
+
+
+Route = Callable[[str], tuple[int, bytes, str]]
+"""Another endpoint: the query string -> (status, body, content type)."""
 
 
 def serve(
@@ -164,9 +222,11 @@ def serve(
     alive: Callable[[], bool],
     status: Callable[[], dict[str, Any]],
     settings: EndpointSettings = EndpointSettings(),
+    routes: Mapping[str, Route] | None = None,
 ) -> Endpoint:
     """Start the HTTP endpoints on ``host:port`` (``endpoint.Endpoint``: a thread of its own,
-    bounded connections, ``/metrics`` computed off the request path)."""
+    bounded connections, ``/metrics`` computed off the request path); ``routes``: more paths,
+    answered on the endpoint's loop from the query string (they must only read)."""
 
     def healthz() -> Answer:
         ok = alive()
@@ -185,6 +245,7 @@ def serve(
         },
         slow={"/metrics": lambda: (200, generate_latest(metrics.registry), PROMETHEUS)},
         settings=settings,
+        queried=routes or {},
     ).start()
 
 

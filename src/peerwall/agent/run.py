@@ -13,6 +13,9 @@
    any drift repaired.
 5. ``/metrics``, ``/healthz``, ``/readyz``, ``/status`` and a status file (for the lab) tell what
    happened; the endpoint runs in a thread of its own and cannot stall the loop (``endpoint``).
+6. Drops the kernel reports (NFLOG) become explained events: JSON lines in the log, ``/flows``
+   (``agent.flowevents``, ``agent.flowsapi``). Reading them never holds up enforcement: the
+   kernel rate-limits them, and transactions run in worker threads.
 
 If the agent dies, the kernel keeps the last rules: nothing is removed on exit.
 """
@@ -25,6 +28,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,6 +37,8 @@ from typing import Any, Protocol
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.endpoint import EndpointSettings
 from peerwall.agent.enforcer import Enforcer, FlowTable, Step
+from peerwall.agent.flowevents import FlowEvent, FlowNamer, FlowRecorder, FlowRing
+from peerwall.agent.flowsapi import flows_route
 from peerwall.agent.metrics import (
     LiveCollector,
     Metrics,
@@ -41,6 +47,8 @@ from peerwall.agent.metrics import (
     scrape_handle,
     serve,
 )
+from peerwall.compile.state import RING_SIZE
+from peerwall.dataplane.nflog import NflogReader
 from peerwall.dataplane.nft import LibNft, Nft
 
 log = logging.getLogger("peerwall.agent")
@@ -66,6 +74,10 @@ class AgentSettings:
     """Limits of the HTTP endpoint (connections, timeouts, how long a scrape is reused)."""
     status_file: str | None = None
     """Where to write a JSON status after every step (the lab waits on it)."""
+    flows_ring: int = RING_SIZE
+    """Explained drops ``/flows`` keeps (the newest)."""
+    flow_lines: bool = True
+    """Write each explained drop to the log (stderr) as a JSON line."""
 
 
 class TableWatch(Protocol):
@@ -103,6 +115,11 @@ class Agent:
         self.metrics.registry.register(self.collector)
         for extra in getattr(source, "collectors", ()):
             self.metrics.registry.register(extra)
+        self.flows = FlowRing(settings.flows_ring)
+        self.namer = FlowNamer(lambda: self.desired.cluster, self.desired.declarations)
+        self.recorder: FlowRecorder | None = None
+        self._nflog_failed = False
+        self.metrics.flows_ring = self.flows
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -114,6 +131,7 @@ class Agent:
             asyncio.get_running_loop().add_reader(self.events.fileno(), self._table_changed)
         self.enforcer.fail_closed(self.desired.snapshot())
         self._write_status()
+        self._listen_for_drops()
         server = None
         if self.settings.metrics_address:
             server = serve(
@@ -123,6 +141,11 @@ class Agent:
                 self._alive,
                 lambda: public_status(self.status()),
                 self.settings.endpoint,
+                routes={
+                    "/flows": flows_route(
+                        self.flows, lambda: f"peerwall: drops at {self.desired.cluster}"
+                    )
+                },
             )
             self.address = server.server_address
         try:
@@ -137,6 +160,36 @@ class Agent:
             scrapes = self.collector.nft
             if scrapes is not self.enforcer.nft and isinstance(scrapes, LibNft):
                 scrapes.close()
+            if self.recorder is not None:
+                asyncio.get_running_loop().remove_reader(self.recorder.reader.fileno())
+                self.recorder.reader.close()
+
+    def _listen_for_drops(self) -> None:
+        """Bind the NFLOG group the drop rules log to; without it (another listener, no
+        nfnetlink_log), enforcement goes on and drops are only counted."""
+        flow_log = self.desired.flow_log
+        if flow_log is None:
+            return
+        try:
+            reader = NflogReader(flow_log.group)
+        except OSError as e:
+            if not self._nflog_failed:
+                log.error("cannot read drops from NFLOG group %d: %s", flow_log.group, e)
+            self._nflog_failed = True
+            return
+        self.recorder = FlowRecorder(
+            reader,
+            self.namer,
+            self.flows,
+            sys.stderr if self.settings.flow_lines else None,
+            self._counted,
+        )
+        asyncio.get_running_loop().add_reader(reader.fileno(), self.recorder.readable)
+        self.metrics.flow_lost = lambda: reader.lost
+        log.info("reporting drops from NFLOG group %d", flow_log.group)
+
+    def _counted(self, event: FlowEvent) -> None:
+        self.metrics.flow_events.labels(event.peer, event.verdict, event.reason).inc()
 
     async def _enforce(self) -> None:
         await self.source.synced.wait()
@@ -159,6 +212,10 @@ class Agent:
         if step.kind == "failed":
             self.source.changed.set()  # the whole table, at once
         self.collector.publish(self.desired)
+        self.namer.use(
+            getattr(self.source, "topology", None),
+            getattr(self.source, "mode", self.namer.default_mode),
+        )
         if step.committed_at is not None and since is not None:
             self.metrics.event_latency.observe(step.committed_at - since)
         if step.narrowed is not None and self.enforcer.flows is not None:
@@ -175,6 +232,9 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._check_now.wait(), self.settings.resync_interval)
             self._check_now.clear()
+            if self.recorder is None:
+                # The group was busy (a previous agent not yet gone): try again.
+                self._listen_for_drops()
             async with self._lock:
                 if not self.ready:
                     continue
@@ -218,6 +278,7 @@ class Agent:
             "digest": self.applied_digest,
             "peers": list(self.desired.peers),
             **counts_json(self.enforcer.counts),
+            "flow_events": self.flows.seq,
         }
 
     def _write_status(self) -> None:

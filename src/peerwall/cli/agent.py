@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from peerwall.cli.options import SetValues, ValuesFile, resolve_mode
+from peerwall.cli.options import SetValues, ValuesFile, resolve_audit, resolve_mode
+from peerwall.compile.state import FLOW_LOG_GROUP, FLOW_LOG_RATE, RING_SIZE
 from peerwall.model import parse_mode
-from peerwall.values import MODE_KEY, parse_sets
+from peerwall.values import AUDIT_KEY, MODE_KEY, parse_sets, set_values
 
 if TYPE_CHECKING:
     from peerwall.agent.desired import DesiredState
@@ -112,6 +113,16 @@ def agent(
             help="Install a fail-closed table (every tunnel dropped) if there is none, then exit: an init container, before any tunnel exists.",
         ),
     ] = False,
+    flow_log_rate: Annotated[
+        int,
+        typer.Option(
+            "--flow-log-rate",
+            help=f"Dropped packets per second each drop rule reports to the agent, limited in the kernel (burst: twice as many; 0: drops are not reported). Default {FLOW_LOG_RATE}.",
+        ),
+    ] = FLOW_LOG_RATE,
+    flows_ring: Annotated[
+        int, typer.Option("--flows-ring", help="Explained drops /flows keeps (the newest).")
+    ] = RING_SIZE,
 ) -> None:
     """Keep this gateway's nftables table equal to the desired state, continuously.
 
@@ -131,6 +142,13 @@ def agent(
         )
     if not 0 <= coalesce_ms <= 1000:
         raise typer.BadParameter("give milliseconds, 0 to 1000", param_hint="--coalesce-ms")
+    if not 0 <= flow_log_rate <= 100_000:
+        raise typer.BadParameter(
+            "give packets per second, 0 to 100000", param_hint="--flow-log-rate"
+        )
+    if not 1 <= flows_ring <= 1_000_000:
+        raise typer.BadParameter("give a number of events, 1 to 1000000", param_hint="--flows-ring")
+
     import asyncio
 
     from peerwall.agent.run import Agent, AgentSettings
@@ -138,6 +156,7 @@ def agent(
     from peerwall.dataplane.nft import LibNft
 
     settings = AgentSettings(
+        flows_ring=flows_ring,
         resync_interval=resync_interval,
         coalesce=coalesce_ms / 1000,
         metrics_address=metrics_address or None,
@@ -171,6 +190,11 @@ def agent(
             f"{source!r}: use 'kubernetes' or 'file:TOPOLOGY.yaml'", param_hint="--source"
         )
     src, desired = built
+    from peerwall.compile.state import FlowLog
+
+    desired.flow_log = (
+        FlowLog(FLOW_LOG_GROUP, flow_log_rate, 2 * flow_log_rate) if flow_log_rate else None
+    )
     from peerwall.compile import names
     from peerwall.dataplane.nftevents import TableEvents
     from peerwall.errors import NftError
@@ -214,12 +238,14 @@ def _file(
     if not topology.is_file():
         raise typer.BadParameter(f"{topology}: no such file", param_hint="--source")
     forced = _forced_mode(sets)
+    audit = set_values(sets or ()).get(AUDIT_KEY)
     inputs = FileInputs(
         topology,
         cluster,
         values,
         gateways,
         forced_mode=parse_mode(forced, f"--set {MODE_KEY}") if forced else None,
+        forced_audit=audit if isinstance(audit, bool) else None,
         tunnel_pattern=pattern,
     )
     desired = DesiredState(cluster, pattern, CONNCHECK_PORT)
@@ -244,7 +270,12 @@ def _kubernetes(
 
     desired = DesiredState("unknown", pattern, CONNCHECK_PORT)
     api = _kube_api(kubeconfig, context)
-    settings = Settings(default_mode=mode, peer=peer or None, liqo_namespace=liqo_namespace)
+    settings = Settings(
+        default_mode=mode,
+        default_audit=resolve_audit(sets, values),
+        peer=peer or None,
+        liqo_namespace=liqo_namespace,
+    )
     return KubeSource(api, desired, settings), desired
 
 

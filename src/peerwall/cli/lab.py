@@ -7,6 +7,7 @@ diagnostics go to stderr.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -21,13 +22,21 @@ import typer
 from rich.console import Console
 
 from peerwall.cli import complete, render
-from peerwall.cli.options import SetValues, TopologyFile, ValuesFile, read_source, resolve_mode
+from peerwall.cli.options import (
+    SetValues,
+    TopologyFile,
+    ValuesFile,
+    read_source,
+    resolve_audit,
+    resolve_mode,
+)
 from peerwall.cli.selection import (
     ClusterFilter,
     FromFilter,
     NamespaceFilter,
     Selection,
     ToFilter,
+    event_filter,
 )
 from peerwall.errors import LabError, ModeInvalid
 from peerwall.model import SecurityMode, Topology, load_topology
@@ -37,6 +46,7 @@ from peerwall.settings import MAX_PROBE_TIMEOUT, LabSettings, ProbeSettings
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from peerwall.lab.drops import Follower
     from peerwall.verify.observe import Observed
 
 # The lab, the prober and the figures are imported by the commands that use them: `peerwall
@@ -118,12 +128,22 @@ def up(
     # The lab records the text, so read it once (standard input cannot be read twice).
     source, text = read_source(file)
     topology = load_topology(text, source)
+    audit = resolve_audit(set_, values)
     plan = labs.up(
-        name, topology, text, source, choice.mode, LabSettings(), progress=_say, replace=replace
+        name,
+        topology,
+        text,
+        source,
+        choice.mode,
+        LabSettings(),
+        progress=_say,
+        replace=replace,
+        audit=audit,
     )
     err.print(
         f"lab [bold]{name}[/bold] is up: {len(plan.namespaces())} namespaces, "
-        f"{len(topology.clusters)} gateways, mode {choice.describe()}. "
+        f"{len(topology.clusters)} gateways, mode {choice.describe()}"
+        f"{' (audited: would-drop is allowed and reported)' if audit else ''}. "
         f"Next: peerwall lab probe --name {name}"
     )
 
@@ -272,7 +292,8 @@ def _lab_report(entry: Any, settings: LabSettings) -> dict[str, Any]:
             more = " …" if len(missing) > 5 else ""
             report.update(problem=f"broken: missing {', '.join(missing[:5])}{more}", failed=True)
             return report
-        for cluster, drifts in labs.gateway_drift(plan, SecurityMode(state.mode)).items():
+        gateways = labs.gateway_drift(plan, SecurityMode(state.mode), state.audit)
+        for cluster, drifts in gateways.items():
             report["gateways"][cluster] = [str(d) for d in drifts]
             report["failed"] = report["failed"] or bool(drifts)
         if settings.agents:
@@ -321,13 +342,15 @@ def set_mode(set_: SetValues = None, values: ValuesFile = None, name: LabName = 
             "--set networking.securityMode=FullPodToPod"
         )
     settings = LabSettings()
-    done = labs.set_mode(name, choice.mode, settings)
+    audit = resolve_audit(set_, values)
+    done = labs.set_mode(name, choice.mode, settings, audit=audit)
     err.print(f"enforced in {done.seconds * 1000:.0f} ms")
     for cluster, status in sorted(done.statuses.items()):
         tx = ", ".join(f"{k} {n}" for k, n in status["transactions"].items() if n)
         err.print(f"  agent {cluster}: transactions so far: {tx}")
     topology = load_state(name, settings).topology(settings)
-    typer.echo(f"lab {name}: global default mode {choice.describe()}")
+    audited = " (audited: what segregation would drop is let through and reported)"
+    typer.echo(f"lab {name}: global default mode {choice.describe()}{audited if audit else ''}")
     for line in describe_modes(topology, choice.mode):
         typer.echo(f"  {line}")
 
@@ -483,7 +506,10 @@ def probe(
     plan = state.plan(settings)
     mode = SecurityMode(state.mode)
     selection = Selection.of(sources, destinations, clusters, namespaces)
-    expected = selection.apply(plan.topology, expect(plan.topology, mode).table)
+    expected = selection.apply(
+        plan.topology,
+        expect(plan.topology, mode, force=enforced_baseline(plan.topology, state)).table,
+    )
     if output is ProbeOutput.table and not force_table:
         refuse_large_table(
             len(expected.sources),
@@ -491,6 +517,7 @@ def probe(
             "use --output json or --junit FILE, narrow it with --from/--to/--cluster/--namespace, "
             "or --force-table",
         )
+    follower = _drops_follower(plan, settings) if output is ProbeOutput.html else None
     with _progress_bar() as progress:
         observed = observe_lab(
             plan,
@@ -525,6 +552,7 @@ def probe(
                 title=f"lab {name}: observed by {observed.attempts} probes vs computed ({state.mode})",
                 topology=plan.topology,
                 note=READING_REPRODUCERS,
+                drops=_recent_drops(follower),
             )
         )
     else:
@@ -548,6 +576,118 @@ def probe(
     report.print(f"{total - len(wrong)} correct, {len(wrong)} wrong", highlight=False)
     if wrong:
         raise typer.Exit(1)
+
+
+def _drops_follower(plan: Any, settings: LabSettings) -> Follower | None:
+    """A follower past every agent's current events, so that only the probes' drops show;
+    None if the agents do not answer (the page is drawn without drops)."""
+    if not settings.agents:
+        return None
+    from peerwall.lab.drops import Follower
+
+    follower = Follower(plan, [c.name for c in plan.topology.clusters])
+    try:
+        follower.poll()
+    except LabError as e:
+        err.print(f"drops not shown: {e}")
+        return None
+    return follower
+
+
+def _recent_drops(follower: Follower | None) -> dict[tuple[str, str], str]:
+    """The probes' drops by cell (reports arrive within milliseconds; give them a moment)."""
+    if follower is None:
+        return {}
+    from peerwall.figures.flows import cell_title, drops_by_cell
+
+    time.sleep(DROPS_SETTLE)
+    try:
+        events = follower.poll()
+    except LabError as e:
+        err.print(f"drops not shown: {e}")
+        return {}
+    return {cell: cell_title(found) for cell, found in drops_by_cell(events).items()}
+
+
+DROPS_SETTLE = 0.3
+"""Seconds ``lab probe -o html`` waits after probing for the last drops to be reported."""
+
+
+def enforced_baseline(topology: Topology, state: Any) -> SecurityMode | None:
+    """Under a global audit that no peering turns off, nothing segregation would drop is dropped:
+    the lab enforces FullPodToPod's table (and reports the rest as would-drop)."""
+    if state.audit and all(p.security_audit is not False for p in topology.peerings):
+        return SecurityMode.FULL_POD_TO_POD
+    return None
+
+
+class DropsOutput(str, Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+    html = "html"
+
+
+@app.command()
+def drops(
+    name: LabName = "lab",
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new drops until interrupted.")
+    ] = False,
+    sources: FromFilter = None,
+    destinations: ToFilter = None,
+    clusters: ClusterFilter = None,
+    namespaces: NamespaceFilter = None,
+    output: Annotated[
+        DropsOutput,
+        typer.Option(
+            "--output",
+            "-o",
+            help="table, json (one event per line), yaml (one document per event) or html.",
+        ),
+    ] = DropsOutput.table,
+) -> None:
+    """The drops every gateway's agent saw, newest last: who, what, and why (from the policy).
+
+    --from and --to take names, patterns or addresses (a spoofed source has no name);
+    --cluster and --namespace keep the events whose ends are in them.
+
+    Example: peerwall lab drops --name lab --from P1 --to P5 -o json
+    """
+    need_root("lab drops")
+    from peerwall.figures.flows import drop_line, flows_page
+    from peerwall.lab.drops import Follower
+    from peerwall.lab.state import load_state
+
+    settings = LabSettings()
+    plan = load_state(name, settings).plan(settings)
+    keep = event_filter(plan.topology, Selection.of(sources, destinations, clusters, namespaces))
+    follower = Follower(plan, [c.name for c in plan.topology.clusters])
+    if output is DropsOutput.html:
+        if follow:
+            raise typer.BadParameter("an HTML page cannot follow", param_hint="--follow")
+        events = [e for e in follower.poll() if keep(e)]
+        sys.stdout.write(flows_page(events, f"lab {name}: recent drops"))
+        return
+    while True:
+        for event in follower.poll():
+            if not keep(event):
+                continue
+            if output is DropsOutput.json:
+                sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+            elif output is DropsOutput.yaml:
+                sys.stdout.write("---\n")
+                render.write_yaml(event, sys.stdout)
+            else:
+                typer.echo(drop_line(event))
+        sys.stdout.flush()
+        if not follow:
+            return
+        time.sleep(FOLLOW_POLL)
+
+
+FOLLOW_POLL = 0.5
+"""Seconds between two reads of the agents' rings by ``lab drops --follow``."""
 
 
 def demo(

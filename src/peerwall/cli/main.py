@@ -26,6 +26,7 @@ from peerwall.cli.options import (
     TopologyFile,
     ValuesFile,
     load,
+    resolve_audit,
 )
 from peerwall.cli.selection import (
     ClusterFilter,
@@ -541,7 +542,9 @@ def rules(
     topology, choice = load(file, set_, values)
     if cluster not in topology.cluster_by_name:
         raise unknown("cluster", cluster, [c.name for c in topology.clusters])
-    sys.stdout.write(render_replace(build(gateway_state(topology, cluster, choice.mode))))
+    audit = resolve_audit(set_, values)
+    state = gateway_state(topology, cluster, choice.mode, audit=audit)
+    sys.stdout.write(render_replace(build(state)))
 
 
 # ---------------------------------------------------------------------------------------------

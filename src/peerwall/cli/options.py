@@ -31,6 +31,7 @@ from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.model.describe import byte_size, quote
 from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES
 from peerwall.values import (
+    AUDIT_KEY,
     MODE_KEY,
     known_keys,
     set_values,
@@ -185,6 +186,15 @@ def resolve_mode(sets: Iterable[str] | None = None, values: Path | None = None) 
     if MODE_KEY in in_file:
         return ModeChoice(_mode(in_file[MODE_KEY]), f"values file {values}")
     return ModeChoice(DEFAULT_MODE, "built-in default")
+
+
+def resolve_audit(sets: Iterable[str] | None = None, values: Path | None = None) -> bool:
+    """The global default of ``networking.securityAudit``: ``--set`` over the values file over
+    false."""
+    on_command_line = set_values(sets or ())
+    in_file = read_values(values) if values is not None else {}
+    value = on_command_line.get(AUDIT_KEY, in_file.get(AUDIT_KEY, False))
+    return value is True
 
 
 def _mode(value: object) -> SecurityMode:

@@ -15,9 +15,9 @@ that says so (a typo must not look like an empty answer).
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -174,3 +174,33 @@ def _membership(topology: Topology) -> dict[str, tuple[frozenset[str], str | Non
         if c.api_server:
             out[c.api_server] = (frozenset({c.name}), None)
     return out
+
+
+def event_filter(topology: Topology, selection: Selection) -> Callable[[Mapping[str, Any]], bool]:
+    """Which explained drops (``lab drops``) the filters keep. An event's ends may be what no
+    table has (a gateway, a spoofed address), so ``--from``/``--to`` match an end's name or its
+    address; ``--cluster C`` keeps what C's gateway saw or what has an end in C; ``--namespace NS``
+    what has an end in NS."""
+    if not selection:
+        return lambda event: True
+    member = _membership(topology)
+
+    def end_matches(end: Mapping[str, Any], patterns: tuple[str, ...]) -> bool:
+        names = [x for x in (end.get("name"), end.get("address")) if x]
+        return not patterns or any(fnmatch.fnmatchcase(x, p) for p in patterns for x in names)
+
+    def where(end: Mapping[str, Any]) -> tuple[frozenset[str], str | None]:
+        return member.get(end.get("name") or "", (frozenset(), None))
+
+    def keep(event: Mapping[str, Any]) -> bool:
+        src, dst = event["src"], event["dst"]
+        if not (end_matches(src, selection.sources) and end_matches(dst, selection.destinations)):
+            return False
+        ends = (where(src), where(dst))
+        if selection.clusters:
+            seen_by = {event.get("cluster")} if event.get("cluster") else set()
+            if not set(selection.clusters) & (seen_by | {c for cs, _ in ends for c in cs}):
+                return False
+        return not selection.namespaces or any(ns in selection.namespaces for _, ns in ends)
+
+    return keep

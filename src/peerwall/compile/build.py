@@ -24,6 +24,12 @@ pods only fill sets. Under FullPodToPod ``cidrs-<peer>`` holds the local pod CID
 segregation it is empty and the per-pod sets decide. So a mode switch is a one-element
 transaction, a pod event a one-element transaction on a plain hash set, and adding or removing a
 peer touches only that peer's chains, sets and map elements.
+
+Drops are reported (``FlowLog``): next to each drop rule of a peer's chains, a rule with the same
+matches hands a copy of the packet to NFLOG under a rate limit, with a prefix naming verdict, hook,
+reason and peer. Audit (``PeerState.audit``) is the set ``audit-<peer>``: under segregation with
+audit on it holds what FullPodToPod would open, and what would be dropped there is reported as
+would-drop and accepted; switching audit is one element, as a mode switch is.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from peerwall.compile.nft import (
     CtMarkSet,
     Element,
     Hook,
+    Limit,
+    Log,
     Match,
     Nat,
     NftMap,
@@ -49,7 +57,7 @@ from peerwall.compile.nft import (
     Verdict,
     VMap,
 )
-from peerwall.compile.state import GatewayState, PeerState, SetKind
+from peerwall.compile.state import FlowLog, GatewayState, PeerState, SetKind
 from peerwall.model.spec import SecurityMode
 
 TABLE_COMMENT = "peerwall: Liqo connectivity security modes, enforced on traffic from peers (managed by peerwall)"
@@ -87,7 +95,8 @@ admitted, uncommented)."""
 
 
 def _rule(
-    *exprs: Match | Counter | Verdict | VMap | Nat | CtMarkSet, comment: str | None = None
+    *exprs: Match | Counter | Verdict | VMap | Nat | CtMarkSet | Limit | Log,
+    comment: str | None = None,
 ) -> Rule:
     return Rule(tuple(exprs), comment)
 
@@ -121,6 +130,25 @@ def cidrs_elements(peer: PeerState) -> frozenset[Element]:
     return frozenset()
 
 
+def audit_elements(peer: PeerState) -> frozenset[Element]:
+    """The elements of ``audit-<peer>``: under segregation with audit on, what FullPodToPod
+    would open (so what segregation drops there is accepted and reported); else nothing."""
+    if peer.audit and peer.mode is SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION:
+        return frozenset(peer.full_access)
+    return frozenset()
+
+
+def log_rule(
+    log: FlowLog | None, *matches: Match, verdict: str, hook: str, reason: str, peer: str
+) -> list[Rule]:
+    """The rule that reports what the next rule (same matches) drops or audits; none if drops
+    are not reported."""
+    if log is None:
+        return []
+    prefix = names.flow_prefix(verdict, hook, reason, peer)
+    return [_rule(*matches, Limit(log.rate, log.burst), Log(prefix, log.group))]
+
+
 def peer_sets(peer: PeerState) -> list[NftSet]:
     p = peer.name
     out = [
@@ -129,7 +157,13 @@ def peer_sets(peer: PeerState) -> list[NftSet]:
             flags=("interval",),
             comment=f"local CIDRs {p} may reach (FullPodToPod: the pod CIDR; segregation: none)",
             elements=cidrs_elements(peer),
-        )
+        ),
+        NftSet(
+            names.peer_audit_set(p),
+            flags=("interval",),
+            comment=f"audit: local CIDRs where what segregation drops from {p} is accepted and reported",
+            elements=audit_elements(peer),
+        ),
     ]
     for kind in SetKind:
         if kind is SetKind.API_CLIENTS and peer.api is None:
@@ -157,8 +191,10 @@ def valid_sources(peer: PeerState) -> Value:
     return _one_or_set((*peer.sources, *masquerade))
 
 
-def peer_chain(peer: PeerState) -> Chain:
+def peer_chain(peer: PeerState, log: FlowLog | None = None) -> Chain:
     p = peer.name
+    spoofed = Match("ip saddr", valid_sources(peer), negate=True)
+    audited = Match("ip daddr", SetRef(names.peer_audit_set(p)))
     checks: list[Rule] = []
     if peer.gateways:
         checks.append(
@@ -170,9 +206,8 @@ def peer_chain(peer: PeerState) -> Chain:
                 comment="an ICMP error from the peer's gateway about a connection of its tunnel",
             )
         )
-    checks.append(
-        _rule(Match("ip saddr", valid_sources(peer), negate=True), Counter(), DROP, comment=SPOOFED)
-    )
+    checks += log_rule(log, spoofed, verdict="dropped", hook="forward", reason="spoofed", peer=p)
+    checks.append(_rule(spoofed, Counter(), DROP, comment=SPOOFED))
     rules = [
         *_state_rules(peer, tuple(checks)),
         _rule(CtMarkSet(ctmark.from_peer(p))),
@@ -189,16 +224,22 @@ def peer_chain(peer: PeerState) -> Chain:
                 ACCEPT,
             )
         )
+    rules += log_rule(log, audited, verdict="would-drop", hook="forward", reason="denied", peer=p)
+    rules.append(_rule(audited, Counter(), ACCEPT, comment="audit: segregation would drop"))
+    rules += log_rule(log, verdict="dropped", hook="forward", reason="denied", peer=p)
     rules.append(_rule(Counter(), DROP))
     return Chain(
         names.peer_chain(p), tuple(rules), comment=f"traffic from {p} (tunnel {peer.tunnel})"
     )
 
 
-def peer_input_chain(peer: PeerState, conncheck_port: int | None) -> Chain:
+def peer_input_chain(
+    peer: PeerState, conncheck_port: int | None, log: FlowLog | None = None
+) -> Chain:
     source = () if not peer.gateways else (Match("ip saddr", _one_or_set(peer.gateways)),)
     rules = [*_state_rules(peer), _rule(CtMarkSet(ctmark.from_peer(peer.name)))]
     rules += [_rule(*source, need, ACCEPT, comment=why) for need, why in link_needs(conncheck_port)]
+    rules += log_rule(log, verdict="dropped", hook="input", reason="gateway", peer=peer.name)
     rules.append(_rule(Counter(), DROP))
     return Chain(
         names.peer_input_chain(peer.name),
@@ -258,7 +299,8 @@ def build(state: GatewayState) -> Ruleset:
     snat: list[Rule] = []
     for peer in peers:
         sets += peer_sets(peer)
-        chain, input_chain = peer_chain(peer), peer_input_chain(peer, state.conncheck_port)
+        chain = peer_chain(peer, state.flow_log)
+        input_chain = peer_input_chain(peer, state.conncheck_port, state.flow_log)
         egress_chain = peer_egress_chain(peer)
         chains += [chain, input_chain, egress_chain]
         for ifname in peer.tunnels:

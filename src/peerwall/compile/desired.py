@@ -38,10 +38,12 @@ def gateway_state(
     tunnel_pattern: str = names.LAB_TUNNEL_PATTERN,
     gateways: Mapping[str, IPv4Address] | None = None,
     nat: bool = True,
+    audit: bool = False,
 ) -> GatewayState:
     """The state ``cluster``'s gateway enforces. ``tunnel(peer)`` names the interface of each
     peer; ``gateways`` gives each peer gateway's tunnel address where known; ``nat`` makes this
-    gateway do the CIDR remapping itself (the lab; Liqo v1 remaps on its own)."""
+    gateway do the CIDR remapping itself (the lab; Liqo v1 remaps on its own); ``audit`` is the
+    global default of auditing segregation (a peering's ``securityAudit`` wins)."""
     decider = Decider(topology, default_mode, force)
     addresses = topology.addresses
     me = topology.cluster_by_name[cluster]
@@ -85,5 +87,6 @@ def gateway_state(
             nat=PrefixNat(seen_by_peer, me.pod_cidr)
             if nat and seen_by_peer != me.pod_cidr
             else None,
+            audit=audit if (said := topology.peering_audit(cluster, peer)) is None else said,
         )
     return GatewayState(cluster, peers, tunnel_pattern, conncheck_port)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from peerwall.compile import ctmark
-from peerwall.compile.build import cidrs_elements
+from peerwall.compile.build import audit_elements, cidrs_elements
 from peerwall.compile.state import GatewayState, PeerState, SetKind
 from peerwall.model.addressing import translate
 
@@ -62,7 +62,10 @@ def _in(a: IPv4Address, nets: tuple[IPv4Network, ...]) -> bool:
 
 def _admitted(state: GatewayState, peer: PeerState, flow: Flow) -> bool:
     dst = flow.reply.src  # the real destination, after any DNAT of ours
-    if any(dst in e if isinstance(e, IPv4Network) else dst == e for e in cidrs_elements(peer)):
+    if any(
+        dst in e if isinstance(e, IPv4Network) else dst == e
+        for e in cidrs_elements(peer) | audit_elements(peer)
+    ):
         return True
     if dst in peer.addresses(SetKind.OFFLOADED) or dst in peer.addresses(SetKind.BACKENDS):
         return True

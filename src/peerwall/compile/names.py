@@ -70,6 +70,21 @@ def peer_cidrs_set(peer: str) -> str:
     return f"cidrs-{hash8(peer)}"
 
 
+def peer_audit_set(peer: str) -> str:
+    """Local CIDRs where ``peer``'s traffic that segregation would drop is accepted and reported
+    (audit on: the pod CIDR; off: none)."""
+    return f"audit-{hash8(peer)}"
+
+
+FLOW_PREFIX = "peerwall"
+"""First field of every drop rule's log prefix: ``peerwall:<verdict>:<hook>:<reason>:<peer>``."""
+
+
+def flow_prefix(verdict: str, hook: str, reason: str, peer: str) -> str:
+    """The log prefix of a drop rule: what the agent reads back from each NFLOG message."""
+    return f"{FLOW_PREFIX}:{verdict}:{hook}:{reason}:{peer}"
+
+
 def peer_set(peer: str, kind: SetKind) -> str:
     """One of the per-peer address sets (plain hash sets: O(1) per element update)."""
     return f"{kind.value}-{hash8(peer)}"

@@ -27,6 +27,8 @@ __all__ = [
     "Element",
     "Expr",
     "Hook",
+    "Limit",
+    "Log",
     "Match",
     "Nat",
     "NftMap",
@@ -148,13 +150,32 @@ class CtMarkSet:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """``limit rate N/second burst B packets``: matches while under the rate (a token bucket in
+    the kernel), so the rest of its rule runs at most that often."""
+
+    rate: int
+    burst: int
+    per: str = "second"
+
+
+@dataclass(frozen=True)
+class Log:
+    """``log prefix "..." group N``: a copy of the packet to NFLOG group N (nfnetlink_log); no
+    verdict, the rule goes on."""
+
+    prefix: str
+    group: int
+
+
+@dataclass(frozen=True)
 class Opaque:
     """An expression of a live table that this model does not know (kept as its JSON)."""
 
     json: str
 
 
-Expr = Match | Counter | Verdict | VMap | Nat | CtMarkSet | Opaque
+Expr = Match | Counter | Verdict | VMap | Nat | CtMarkSet | Limit | Log | Opaque
 
 
 @dataclass(frozen=True)
@@ -336,6 +357,10 @@ def render_expr(e: Expr) -> str:
         return f"{e.kind} ip prefix to {e.prefix}"
     if isinstance(e, CtMarkSet):
         return f"ct mark set {e.value}"
+    if isinstance(e, Limit):
+        return f"limit rate {e.rate}/{e.per} burst {e.burst} packets"
+    if isinstance(e, Log):
+        return f"log prefix {_quote(e.prefix)} group {e.group}"
     raise ValueError(f"cannot render an opaque expression {e.json}")
 
 
@@ -449,6 +474,10 @@ def expr_to_json(e: Expr) -> Any:
         return {e.kind: {"family": "ip", "addr": addr, "flags": "netmap", "type_flags": "prefix"}}
     if isinstance(e, CtMarkSet):
         return {"mangle": {"key": FIELDS["ct mark"], "value": e.value}}
+    if isinstance(e, Limit):
+        return {"limit": {"rate": e.rate, "burst": e.burst, "per": e.per}}
+    if isinstance(e, Log):
+        return {"log": {"prefix": e.prefix, "group": e.group}}
     return json.loads(e.json)
 
 
@@ -567,6 +596,15 @@ def _expr_from_json(d: Any) -> Expr:
         if arg["key"] != FIELDS["ct mark"] or isinstance(value, bool) or not isinstance(value, int):
             raise _Unknown
         return CtMarkSet(value)
+    if kind == "limit":
+        extra = set(arg) - {"rate", "burst", "per", "rate_unit", "inv"}
+        if extra or arg.get("inv") or arg.get("rate_unit", "packets") != "packets":
+            raise _Unknown
+        return Limit(int(arg["rate"]), int(arg.get("burst", 5)), str(arg.get("per", "second")))
+    if kind == "log":
+        if set(arg) != {"prefix", "group"}:
+            raise _Unknown
+        return Log(str(arg["prefix"]), int(arg["group"]))
     if kind in ("dnat", "snat"):
         if arg.get("type_flags") != "prefix" or "prefix" not in arg.get("addr", {}):
             raise _Unknown

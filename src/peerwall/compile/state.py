@@ -37,6 +37,32 @@ class SetKind(str, Enum):
     """Sources of the peer that may reach the local API server: pods whose home is here."""
 
 
+RING_SIZE = 1024
+"""Events ``/flows`` keeps, newest first out; older ones are counted as ring drops."""
+
+FLOW_LOG_GROUP = 19
+"""NFLOG group the drop rules log to (``log group``), read by the agent (nfnetlink_log)."""
+
+FLOW_LOG_RATE = 50
+"""Packets per second each drop rule hands to the agent, at most (``limit rate``): beyond it the
+packet is still dropped, just not reported. Per rule: per peer, hook and reason."""
+
+FLOW_LOG_BURST = 2 * FLOW_LOG_RATE
+"""Packets a drop rule may report at once above its rate (``limit ... burst``)."""
+
+
+@dataclass(frozen=True)
+class FlowLog:
+    """How drop rules report to the agent: a copy of each dropped packet's headers goes to NFLOG
+    group ``group``, at most ``rate`` per second (and ``burst`` at once) per rule, limited in the
+    kernel. Nothing waits on it: without a listener, or with its buffer full, the kernel discards
+    the copy, never the verdict."""
+
+    group: int = FLOW_LOG_GROUP
+    rate: int = FLOW_LOG_RATE
+    burst: int = FLOW_LOG_BURST
+
+
 @dataclass(frozen=True)
 class ApiServer:
     """The local API server as a peer reaches it (at the forward hook: its real address)."""
@@ -93,6 +119,9 @@ class PeerState:
     ``liqo-tunnel``, ``liqo-tunnel1``, ... (``pkg/gateway/tunnel/netlink.go`` ``GetTunnelName``)."""
     more_gateways: tuple[IPv4Address, ...] = ()
     """The peer gateway's addresses on ``more_tunnels``."""
+    audit: bool = False
+    """Audit segregation: what segregation would drop is accepted and reported as would-drop
+    (only under IntraClusterTrafficSegregation, only within ``full_access``)."""
 
     def addresses(self, kind: SetKind) -> frozenset[IPv4Address]:
         return self.members.get(kind, frozenset())
@@ -124,3 +153,5 @@ class GatewayState:
     tunnel whose peer is not (yet) known is dropped, so a new or restarting gateway fails closed."""
     conncheck_port: int | None = CONNCHECK_PORT
     """UDP port of the gateways' connection check, accepted from a peer's gateway; None: none."""
+    flow_log: FlowLog | None = FlowLog()
+    """How drops are reported to the agent; None: they are not (no log rules)."""

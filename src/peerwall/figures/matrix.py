@@ -14,7 +14,7 @@ In the class view ``data-source``/``data-destination`` name the first member of 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from peerwall.figures import style
@@ -583,9 +583,11 @@ def table_html(
     baseline: str | None = None,
     links: dict[Cell, str] | None = None,
     link_class: str | None = None,
+    notes: Mapping[Cell, str] | None = None,
 ) -> str:
     """A view as an HTML ``<table>`` (no page around it). Highlighted cells get class ``mark``;
-    ``links`` makes a cell a link (e.g. to its entry further down the page)."""
+    ``links`` makes a cell a link (e.g. to its entry further down the page); a cell with a note
+    (e.g. its recent drops and why) gets class ``noted`` and the note as its hover text."""
     small = len(view.cols) > BIG_COLUMNS
     grouped = view.grouped
     out = [f'<table class="matrix{" small" if small else ""}"><thead>']
@@ -644,9 +646,11 @@ def table_html(
         )
         for c, shown in zip(view.cols, row, strict=True):
             cls = _cell_classes(shown, mark)
-            data = attrs(
-                {**_cell_data(view, r, c, shown), "title": _cell_title(view, shown, baseline)}
-            )
+            note = (notes or {}).get((r.name, c.name))
+            if note is not None:
+                cls += " noted"
+            title = note if note is not None else _cell_title(view, shown, baseline)
+            data = attrs({**_cell_data(view, r, c, shown), "title": title})
             word = ""
             if shown.verdict is not None:
                 word = esc(style.VERDICT_MARKS[shown.verdict] if small else shown.verdict.value)

@@ -31,6 +31,9 @@ ol.wrong .detail { margin: 4px 0; font-size: 14px; }
 pre.reproduce { background: #f4f6f8; border: 1px solid #d8dee4; border-radius: 4px; padding: 6px 8px;
   margin: 3px 0; font-size: 13px; white-space: pre-wrap; word-break: break-all; }
 p.note { font-size: 13px; color: #5f6b7a; }
+table.matrix td.noted { box-shadow: inset 0 0 0 3px #c62828; cursor: help; }
+ul.drops { font-size: 13px; padding-left: 18px; }
+ul.drops li { margin-bottom: 6px; white-space: pre-wrap; }
 """
 
 
@@ -47,10 +50,13 @@ def probe_html(
     title: str | None = None,
     topology: Topology | None = None,
     note: str | None = None,
+    drops: Mapping[tuple[str, str], str] | None = None,
 ) -> str:
     """The page. ``wrong`` maps each wrong (source, destination) to (detail, reproducers): what
     the probes saw, and shell commands that repeat them. ``note`` (e.g. how to read a
-    reproducer's outcome) is printed under the list."""
+    reproducer's outcome) is printed under the list. ``drops`` maps a cell to its recent drops
+    and their explanation (``figures.flows.cell_title``): the observed table outlines those
+    cells in red with that text on hover, and lists them at the end."""
     title = title or "peerwall probe: observed vs computed"
     src_rank = {s: i for i, s in enumerate(computed.sources)}
     dst_rank = {d: j for j, d in enumerate(computed.destinations)}
@@ -72,7 +78,9 @@ def probe_html(
     for name, table in (("computed", computed), ("observed", observed)):
         view = matrix_view(table, cells, topology=topology)
         body.append(f'<div class="side {name}"><h2>{esc(name)}: {esc(table.security_mode)}</h2>')
-        body.append(f'<div class="scroll">{table_html(view, mark="wrong", links=anchors)}</div>')
+        notes = drops if name == "observed" else None
+        html = table_html(view, mark="wrong", links=anchors, notes=notes)
+        body.append(f'<div class="scroll">{html}</div>')
         items = [("wrong", "observed differs from computed (wrong)")] if cells else []
         body.append(legend_html(view, items) + "</div>")
     body.append("</div>")
@@ -92,4 +100,16 @@ def probe_html(
         body.append("</ol>")
         if note:
             body.append(f'<p class="note">{esc(note)}</p>')
+    if drops:
+        body.append(
+            '<h2>Recent drops</h2><p class="note">Outlined in red in the observed table; '
+            "hover a cell for its drops and why.</p>"
+        )
+        body.append('<ul class="drops">')
+        for (s, d), text in sorted(drops.items()):
+            body.append(
+                f'<li data-source="{esc(s)}" data-destination="{esc(d)}">'
+                f"<b>{esc(s)} → {esc(d)}</b>: {esc(text)}</li>"
+            )
+        body.append("</ul>")
     return page(title, body, HTML_CSS + _CSS_EXTRA)

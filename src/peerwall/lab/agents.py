@@ -50,8 +50,9 @@ def _paths(plan: LabPlan, settings: LabSettings, cluster: str) -> dict[str, str]
     }
 
 
-def values_text(mode: SecurityMode) -> str:
-    return f"networking:\n  securityMode: {mode.value}\n"
+def values_text(mode: SecurityMode, audit: bool = False) -> str:
+    text = f"networking:\n  securityMode: {mode.value}\n"
+    return text + "  securityAudit: true\n" if audit else text
 
 
 def gateways_text(plan: LabPlan, cluster: str) -> str:
@@ -62,13 +63,17 @@ def gateways_text(plan: LabPlan, cluster: str) -> str:
 
 
 def write_inputs(
-    plan: LabPlan, settings: LabSettings, mode: SecurityMode, topology_text: str
+    plan: LabPlan,
+    settings: LabSettings,
+    mode: SecurityMode,
+    topology_text: str,
+    audit: bool = False,
 ) -> dict[str, str]:
     """Write every agent's inputs; returns the digest each agent must report."""
     make_folder(_agents_dir(plan, settings))
     folder = lab_folder(plan.name, settings)
     write_file(os.path.join(folder, TOPOLOGY_FILE), topology_text)
-    values = values_text(mode)
+    values = values_text(mode, audit)
     write_file(os.path.join(folder, VALUES_FILE), values)
     out = {}
     for c in plan.topology.clusters:

@@ -54,11 +54,13 @@ def _require_root() -> None:
         raise LabError("the lab creates network namespaces and nftables rules: run it as root")
 
 
-def desired_state(plan: LabPlan, cluster: str, mode: SecurityMode) -> GatewayState:
+def desired_state(
+    plan: LabPlan, cluster: str, mode: SecurityMode, audit: bool = False
+) -> GatewayState:
     """What ``cluster``'s gateway enforces in the lab: its tunnels are ``pwt-<hash8(peer)>``, the
     peer gateways are known by their tunnel addresses, and the gateways do the remapping."""
     gateways = {peer: plan.tunnel(cluster, peer)[2] for peer in plan.topology.peers[cluster]}
-    return gateway_state(plan.topology, cluster, mode, gateways=gateways)
+    return gateway_state(plan.topology, cluster, mode, gateways=gateways, audit=audit)
 
 
 def clear_stale_flows(netns: str, state: GatewayState) -> int:
@@ -68,13 +70,13 @@ def clear_stale_flows(netns: str, state: GatewayState) -> int:
 
 
 def apply_modes(
-    plan: LabPlan, mode: SecurityMode, progress: Progress | None = None
+    plan: LabPlan, mode: SecurityMode, progress: Progress | None = None, audit: bool = False
 ) -> dict[str, SyncResult]:
     """Bring every gateway's ``inet peerwall`` table to the desired state for ``mode``, and clear
     the tracked connections that state forbids."""
     out = {}
     for c in plan.topology.clusters:
-        state = desired_state(plan, c.name, mode)
+        state = desired_state(plan, c.name, mode, audit)
         with LibNft(plan.gateway_ns(c.name)) as nft:
             out[c.name] = sync(nft, build(state))
         if out[c.name].changed:
@@ -98,6 +100,7 @@ def up(
     progress: Progress | None = None,
     *,
     replace: bool = True,
+    audit: bool = False,
 ) -> LabPlan:
     """Build the lab and start its agents; on any failure, remove what was built.
 
@@ -116,17 +119,17 @@ def up(
         _down(name, settings)
         try:
             _build(plan, settings, mode, say)
-            save_state(LabState(name, source, mode.value), settings, topology_text)
+            save_state(LabState(name, source, mode.value, audit=audit), settings, topology_text)
             if settings.agents:
                 started = time.perf_counter()
-                digests = agents.write_inputs(plan, settings, mode, topology_text)
+                digests = agents.write_inputs(plan, settings, mode, topology_text, audit)
                 agents.start(plan, settings)
                 agents.wait(plan, settings, digests)
                 say(
                     f"{len(digests)} agents enforcing {mode.value} in {time.perf_counter() - started:.1f} s"
                 )
             else:
-                apply_modes(plan, mode)
+                apply_modes(plan, mode, audit=audit)
         except BaseException:
             _down(name, settings)
             raise
@@ -203,13 +206,15 @@ def apply(
             agents.stop(old, settings, gone)  # before their namespaces go
         changes = rewire_lab(old, new, settings)
         save_state(
-            LabState(name, source, state.mode, state.generation + 1), settings, topology_text
+            LabState(name, source, state.mode, state.generation + 1, state.audit),
+            settings,
+            topology_text,
         )
         if not settings.agents:
             started = time.perf_counter()
-            apply_modes(new, mode)
+            apply_modes(new, mode, audit=state.audit)
             return changes, agents.Converged(time.perf_counter() - started, {})
-        digests = agents.write_inputs(new, settings, mode, topology_text)
+        digests = agents.write_inputs(new, settings, mode, topology_text, state.audit)
         agents.start(new, settings)
         return changes, agents.wait(new, settings, digests)
 
@@ -219,19 +224,24 @@ def set_mode(
     mode: SecurityMode,
     settings: LabSettings | None = None,
     progress: Progress | None = None,
+    audit: bool | None = None,
 ) -> agents.Converged:
-    """Change a running lab's global default mode at run time (through its agents: element
-    transactions, and the flows the new mode forbids are cleared); returns when enforced."""
+    """Change a running lab's global default mode (and audit, unless None: kept) at run time
+    (through its agents: element transactions, and the flows the new mode forbids are cleared);
+    returns when enforced."""
     settings = settings or LabSettings()
     with locked(name, settings):
         state = load_state(name, settings)
         plan = state.plan(settings)
-        save_state(LabState(state.name, state.source, mode.value, state.generation + 1), settings)
+        audit = state.audit if audit is None else audit
+        save_state(
+            LabState(state.name, state.source, mode.value, state.generation + 1, audit), settings
+        )
         if not settings.agents:
             started = time.perf_counter()
-            apply_modes(plan, mode, progress)
+            apply_modes(plan, mode, progress, audit)
             return agents.Converged(time.perf_counter() - started, {})
-        digests = agents.write_inputs(plan, settings, mode, state.topology_text(settings))
+        digests = agents.write_inputs(plan, settings, mode, state.topology_text(settings), audit)
         return agents.wait(plan, settings, digests)
 
 
@@ -243,7 +253,7 @@ def repair(name: str, settings: LabSettings | None = None) -> dict[str, int]:
     state = load_state(name, settings)
     plan = state.plan(settings)
     if not settings.agents:
-        apply_modes(plan, SecurityMode(state.mode))
+        apply_modes(plan, SecurityMode(state.mode), audit=state.audit)
         return {}
     return agents.check_now(plan, settings)
 
@@ -266,11 +276,11 @@ def _down(name: str, settings: LabSettings) -> list[str]:
     return gone
 
 
-def gateway_drift(plan: LabPlan, mode: SecurityMode) -> dict[str, list[Drift]]:
+def gateway_drift(plan: LabPlan, mode: SecurityMode, audit: bool = False) -> dict[str, list[Drift]]:
     """For each gateway, how its live ``inet peerwall`` table differs from the desired one."""
     out = {}
     for c in plan.topology.clusters:
         with LibNft(plan.gateway_ns(c.name)) as nft:
             live = read_table(nft, FAMILY, TABLE)
-        out[c.name] = drift(live, build(desired_state(plan, c.name, mode)))
+        out[c.name] = drift(live, build(desired_state(plan, c.name, mode, audit)))
     return out

@@ -51,6 +51,8 @@ class LabState:
     """The global default mode (``networking.securityMode``)."""
     generation: int = 1
     """Bumped by every change of topology or mode; agents report the generation they applied."""
+    audit: bool = False
+    """The global default of auditing segregation (``networking.securityAudit``)."""
 
     def folder(self, settings: LabSettings) -> str:
         return lab_folder(self.name, settings)

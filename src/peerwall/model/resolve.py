@@ -47,7 +47,9 @@ def resolve(spec: TopologySpec, source: str) -> Topology:
     )
     pods = _place(spec.pods, clusters, source)
     services = _services(spec.services, pods, namespaces)
-    peerings = tuple(Peering(p.consumer, p.provider, p.security_mode) for p in spec.peerings)
+    peerings = tuple(
+        Peering(p.consumer, p.provider, p.security_mode, p.security_audit) for p in spec.peerings
+    )
     topology = Topology(clusters, peerings, namespaces, pods, services)
     try:
         _ = topology.addresses  # computed once here, then shared by compile, trace and the lab

@@ -75,6 +75,7 @@ class PeeringSpec(_Item):
     consumer: Name
     provider: Name
     security_mode: Mode | None = Field(default=None, alias="securityMode")
+    security_audit: bool | None = Field(default=None, alias="securityAudit")
 
 
 class NamespaceSpec(_Item):

@@ -56,6 +56,8 @@ class Peering:
     consumer: str
     provider: str
     security_mode: SecurityMode | None
+    security_audit: bool | None = None
+    """Audit segregation on this connection (None: the global default, ``networking.securityAudit``)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,15 @@ class Topology:
 
     def peering_mode(self, a: str, b: str) -> SecurityMode | None:
         return self.links.get(link_key(a, b))
+
+    def peering_audit(self, a: str, b: str) -> bool | None:
+        """Whether the connection between ``a`` and ``b`` audits segregation, if a peering says."""
+        said = [
+            p.security_audit
+            for p in self.peerings
+            if link_key(p.consumer, p.provider) == link_key(a, b) and p.security_audit is not None
+        ]
+        return any(said) if said else None
 
     @cached_property
     def peers(self) -> Mapping[str, tuple[str, ...]]:

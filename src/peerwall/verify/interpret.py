@@ -24,6 +24,8 @@ from peerwall.compile.nft import (
     CtMarkSet,
     Element,
     Hook,
+    Limit,
+    Log,
     Match,
     Nat,
     NftMap,
@@ -198,8 +200,8 @@ class _Run:
             if isinstance(e, Match):
                 if not self.matches(e, p):
                     return None, p, False
-            elif isinstance(e, Counter):
-                continue
+            elif isinstance(e, Counter | Limit | Log):
+                continue  # the tracer decides verdicts: a rate limit is taken as never reached
             elif isinstance(e, CtMarkSet):
                 p = replace(p, ct_mark=e.value)
             elif isinstance(e, VMap):

@@ -9,6 +9,7 @@ It reads the forms peerwall writes (and close neighbours), and refuses anything 
     ip saddr|daddr [!=] <addr>|<addr/len>|<a-b>|@<set>|{ ... }
     tcp|udp dport [!=] <port>|{ ... }          icmp type <type>     meta nfproto|l4proto <x>
     counter [packets N bytes M]                accept | drop | return | continue | jump|goto <c>
+    limit rate <n>/second burst <b> packets    log prefix "<text>" group <n>
     dnat|snat ip prefix to <addr/len>          iifname|oifname vmap @<map> | { "<if>" : <verdict> }
     comment "<text>"
 
@@ -35,6 +36,8 @@ from peerwall.compile.nft import (
     Element,
     Expr,
     Hook,
+    Limit,
+    Log,
     Match,
     Nat,
     NftMap,
@@ -237,6 +240,10 @@ class _RuleParser:
                     if not (packets.isdigit() and self.t.take("a byte count").isdigit()):
                         raise self.t.fail("counter values must be numbers")
                 exprs.append(Counter())
+            elif tok == "limit":
+                exprs.append(self.limit())
+            elif tok == "log":
+                exprs.append(self.log())
             elif tok in VERDICTS:
                 exprs.append(self.verdict(tok))
                 terminal = True
@@ -264,6 +271,29 @@ class _RuleParser:
                 self.t.skip("==")
                 exprs.append(Match(field, self.value(field), negate))
         return Rule(tuple(exprs), comment)
+
+    def limit(self) -> Limit:
+        self.t.expect("rate")
+        rate, _, per = self.t.take("a rate").partition("/")
+        if not rate.isdigit() or per not in ("second", "minute", "hour", "day"):
+            raise self.t.fail(f"not a packet rate: {rate}/{per}")
+        burst = 5
+        if self.t.skip("burst"):
+            text = self.t.take("a burst")
+            if not text.isdigit():
+                raise self.t.fail(f"not a burst: {text!r}")
+            burst = int(text)
+            self.t.expect("packets")
+        return Limit(int(rate), burst, per)
+
+    def log(self) -> Log:
+        self.t.expect("prefix")
+        prefix = _unquote(self.t.take("a prefix"))
+        self.t.expect("group")
+        group = self.t.take("a group")
+        if not group.isdigit():
+            raise self.t.fail(f"not a log group: {group!r}")
+        return Log(prefix, int(group))
 
     def vmap(self, field: str) -> VMap:
         tok = self.t.take("@map or '{'")

@@ -142,6 +142,20 @@ def test_unknown_mode_in_a_peeringsecurity_segregates() -> None:
     assert m.desired.snapshot().peers["c2"].mode is SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 
 
+def test_a_peeringsecurity_audits_segregation_over_the_chart_default() -> None:
+    seg = "IntraClusterTrafficSegregation"
+    m = model(default_mode=SecurityMode.FULL_POD_TO_POD, default_audit=True)
+    assert m.desired.snapshot().peers["c2"].audit  # the chart's default
+    m.apply(liqo.PEERING_SECURITY, L.peering_security("c2", seg, audit=False))
+    assert not m.desired.snapshot().peers["c2"].audit  # the peering's own say wins
+    m.apply(liqo.PEERING_SECURITY, L.peering_security("c2", seg, audit=True))
+    peer = m.desired.snapshot().peers["c2"]
+    assert peer.audit and peer.mode is SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    # Two that disagree (an older CRD allows it): enforce, the fail-closed side.
+    m.apply(liqo.PEERING_SECURITY, L.peering_security("c2", seg, name="other", audit=False))
+    assert not m.desired.snapshot().peers["c2"].audit
+
+
 def test_several_api_server_ips_are_one_api_server() -> None:
     m = model()
     m.apply(liqo.IP, L.api_server_ip("10.96.0.3", "10.70.0.2", name="api-server-2"))

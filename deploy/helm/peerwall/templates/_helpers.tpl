@@ -335,6 +335,7 @@ allowPrivilegeEscalation: false (no_new_privs) rules out.
   - --source=kubernetes
   - --peer=$(PEERWALL_PEER)
   - --set=networking.securityMode={{ .Values.networking.securityMode }}
+  - --set=networking.securityAudit={{ .Values.networking.securityAudit | default false }}
   - --tunnel-pattern={{ $a.tunnelPattern }}
   - --resync-interval={{ $a.resyncInterval }}
   - --metrics-address=$(POD_IP):{{ $a.metricsPort }}

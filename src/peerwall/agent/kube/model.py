@@ -36,7 +36,9 @@ Decisions on Liqo's semantics (citations in ``liqo``):
 * Terminal pods (Succeeded/Failed) contribute nothing: their IPs may already belong to others.
 * A peer exists when a ForeignCluster names it and its Configuration gives its pod CIDRs. Its mode
   is its PeeringSecurity's, else the chart default; two PeeringSecurities that disagree, or one
-  with an unknown mode, give IntraClusterTrafficSegregation (the stricter, fail-closed).
+  with an unknown mode, give IntraClusterTrafficSegregation (the stricter, fail-closed). It audits
+  segregation if its PeeringSecurity's ``securityAudit`` says so, else as the chart's default;
+  PeeringSecurities that disagree audit nothing (enforcing is the fail-closed side).
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class ReflectionPolicy(str, Enum):
 class Settings:
     default_mode: SecurityMode = SecurityMode.FULL_POD_TO_POD
     """The chart's ``networking.securityMode``: the mode of a peering without PeeringSecurity."""
+    default_audit: bool = False
+    """The chart's ``networking.securityAudit``: for a peering whose PeeringSecurity does not say."""
     peer: str | None = None
     """Sidecar mode: the one peer this gateway serves (its cluster ID); None: every peer."""
     liqo_namespace: str = "liqo"
@@ -324,6 +328,8 @@ class LiqoModel:
         self.ignored_endpoints_total = 0
         """How many times an endpoint was found so (for the metric)."""
         self._security: dict[str, tuple[str, SecurityMode | None]] = {}
+        self._audits: dict[str, tuple[str, bool]] = {}
+        """PeeringSecurity key -> (peer, its securityAudit), for those that set it."""
         self._virtual_nodes: dict[str, str] = {}
         self._origin_ns: dict[str, str] = {}
         self._offloading: dict[str, frozenset[str]] = {}
@@ -479,9 +485,12 @@ class LiqoModel:
     def _on_security(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
         spec = obj.get("spec") or {}
         peer = spec.get("clusterID")
+        self._audits.pop(k, None)
         if deleted or not peer:
             self._security.pop(k, None)
         else:
+            if isinstance(spec.get("securityAudit"), bool):
+                self._audits[k] = (peer, spec["securityAudit"])
             try:
                 mode: SecurityMode | None = SecurityMode(spec.get("securityMode"))
             except ValueError:
@@ -526,6 +535,12 @@ class LiqoModel:
                 SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION.value,
             )
         return SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+
+    def _audit(self, peer: str) -> bool:
+        said = {audit for p, audit in self._audits.values() if p == peer}
+        if not said:
+            return self.settings.default_audit
+        return said == {True}
 
     def _config_of(self, peer: str) -> Remap | None:
         found = sorted((k, r) for k, (p, r) in self._configs.items() if p == peer)
@@ -578,6 +593,7 @@ class LiqoModel:
                 name=peer,
                 tunnel=tunnel,
                 mode=self._mode(peer),
+                audit=self._audit(peer),
                 sources=remap.original,
                 full_access=tuple(full),
                 api=api,
@@ -866,6 +882,7 @@ def _diff(old: PeerState, new: PeerState) -> str:
     changed = []
     for name in (
         "mode",
+        "audit",
         "tunnel",
         "sources",
         "full_access",
