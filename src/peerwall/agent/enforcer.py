@@ -1,9 +1,9 @@
 """The kernel side of the agent: turns netted changes into one transaction each, cheaply.
 
 Three paths, from cheapest:
-- elements: pod and endpoint events only add and delete elements of per-peer hash sets; the
-  script names exactly those elements (O(change), whatever the set sizes), and nothing is read
-  back;
+- elements: pod and endpoint events only add and delete elements of per-peer hash sets; one
+  netlink batch names exactly those elements (O(change), whatever the set sizes: no script, no
+  libnftables, no ruleset fetched), and nothing is read back;
 - mode: a peer whose declaration changed only in its mode gets one element of its ``cidrs`` set;
 - peers: a peer added, removed or redeclared; the live table is read once and diffed object by
   object, so only that peer's chains, sets and map elements change and other peers' counters
@@ -27,6 +27,7 @@ from peerwall.compile import names
 from peerwall.compile.build import build, cidrs_elements
 from peerwall.compile.diff import diff, element_script
 from peerwall.compile.flows import Flow, stale
+from peerwall.compile.netlink import SetEdit
 from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, PeerState
 from peerwall.dataplane.apply import apply
@@ -53,6 +54,8 @@ class Prepared:
     script: str
     snapshot: GatewayState | None = None
     narrowed: GatewayState | None = None
+    edits: tuple[SetEdit, ...] = ()
+    """An elements step's element edits (netlink, not a script)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,19 @@ class Counts:
     flows_cleared: int = 0
     last_sync: float = 0.0
     """``time.time()`` of the last successful transaction or check."""
+
+
+def _edits(changes: Changes) -> tuple[SetEdit, ...]:
+    """The element edits of ``changes``, one per set."""
+    keys = changes.deleted.keys() | changes.added.keys()
+    return tuple(
+        SetEdit(
+            names.peer_set(*key),
+            tuple(changes.added.get(key, ())),
+            tuple(changes.deleted.get(key, ())),
+        )
+        for key in sorted(keys, key=lambda k: (k[0], k[1].value))
+    )
 
 
 class Enforcer:
@@ -131,8 +147,10 @@ class Enforcer:
             return Prepared(changes, "full", "", state, state)
         if not changes:
             return Prepared(changes, "", "")
-        kind, script, snapshot = self._script(desired, changes)
         narrowed = self._narrowed(desired, changes) if changes.narrows else None
+        if self._elements_only(changes):
+            return Prepared(changes, "elements", "", None, narrowed, _edits(changes))
+        kind, script, snapshot = self._script(desired, changes)
         return Prepared(changes, kind, script, snapshot, narrowed)
 
     def commit(self, p: Prepared) -> Step:
@@ -151,7 +169,9 @@ class Enforcer:
                 assert p.snapshot is not None
                 tx = diff(read_table(self.nft, names.FAMILY, names.TABLE), build(p.snapshot))
                 kind, script = ("full" if tx.full else "peers"), tx.script
-            if script:
+            if p.edits:
+                self.nft.edit_elements(names.FAMILY, names.TABLE, p.edits)
+            elif script:
                 self.nft.run(script)
             committed = time.perf_counter()
         except NftError as e:
@@ -182,6 +202,13 @@ class Enforcer:
             if n in self.applied:
                 peers[n] = replace(self.applied[n], members={}, full_access=(), api=None)
         return GatewayState(desired.cluster, peers, desired.tunnel_pattern, desired.conncheck_port)
+
+    def _elements_only(self, changes: Changes) -> bool:
+        """Whether the changes are only elements of peers the kernel has as declared."""
+        return not changes.removed and all(
+            n in self.applied and self.applied[n] == replace(p, members={})
+            for n, p in changes.peers.items()
+        )
 
     def _script(
         self, desired: DesiredState, changes: Changes
