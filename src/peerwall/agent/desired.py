@@ -67,6 +67,8 @@ class DesiredState:
         self._count: dict[SetKey, dict[IPv4Address, int]] = defaultdict(dict)
         self._changes = Changes()
         self._new_peers: set[str] = set()
+        self._views: dict[str, PeerState] = {}
+        """``peer_view``'s answers, kept until the peer's declaration changes."""
         self.pending_since: float | None = None
         """``time.perf_counter()`` of the oldest change not yet taken (event-to-kernel latency)."""
 
@@ -84,6 +86,7 @@ class DesiredState:
         if peer.name not in self._peers:
             self._new_peers.add(peer.name)
         self._peers[peer.name] = bare
+        self._views.pop(peer.name, None)
         self._changes.peers[peer.name] = bare
         self._pending()
 
@@ -91,6 +94,7 @@ class DesiredState:
         """Forget a peer; contributions to its sets are kept, should it come back."""
         if self._peers.pop(name, None) is None:
             return
+        self._views.pop(name, None)
         self._changes.peers.pop(name, None)
         if name in self._new_peers:
             self._new_peers.discard(name)  # came and went between two takes: nothing to do
@@ -105,6 +109,9 @@ class DesiredState:
     @property
     def peers(self) -> tuple[str, ...]:
         return tuple(self._peers)
+
+    def declares(self, name: str) -> bool:
+        return name in self._peers
 
     # --- contributions -----------------------------------------------------------------------
 
@@ -182,10 +189,15 @@ class DesiredState:
 
     def peer_view(self, name: str) -> PeerState:
         """A peer's declaration with *live* views of its members (no copy: O(1)), for checks
-        that only ask whether an address is a member (``compile.flows.stale``)."""
-        bare = self._peers[name]
-        views = {k: self._count.get((name, k), {}).keys() for k in SetKind}
-        return replace(bare, members=views)  # type: ignore[arg-type]
+        that only ask whether an address is a member (``compile.flows.stale``). Made once per
+        declaration (every event that deletes asks for one): the views stay live because the
+        per-set counts are never replaced, only emptied."""
+        view = self._views.get(name)
+        if view is None:
+            views = {k: self._count[(name, k)].keys() for k in SetKind}
+            view = replace(self._peers[name], members=views)  # type: ignore[arg-type]
+            self._views[name] = view
+        return view
 
     def peer(self, name: str) -> PeerState:
         """A peer's declaration with its current members."""

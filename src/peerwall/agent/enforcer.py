@@ -95,7 +95,13 @@ class Counts:
 
 def _edits(changes: Changes) -> tuple[SetEdit, ...]:
     """The element edits of ``changes``, one per set."""
-    keys = changes.deleted.keys() | changes.added.keys()
+    added, deleted = changes.added, changes.deleted
+    if len(added) + len(deleted) == 1:  # one event: one address in one set
+        for key, a in added.items():
+            return (SetEdit(names.peer_set(*key), tuple(a)),)
+        for key, a in deleted.items():
+            return (SetEdit(names.peer_set(*key), (), tuple(a)),)
+    keys = deleted.keys() | added.keys()
     return tuple(
         SetEdit(
             names.peer_set(*key),
@@ -195,17 +201,20 @@ class Enforcer:
         declaration the kernel had) with nothing it may reach. Live views of those peers' sets,
         not copies: it costs nothing on the event path, and the flow check that reads it later
         sees the state as it is then."""
-        present = set(desired.peers)
-        names = {peer for peer, _ in changes.deleted} | (changes.peers.keys() & present)
-        peers = {n: desired.peer_view(n) for n in names if n in present}
-        for n in changes.removed - present:
-            if n in self.applied:
+        names = {peer for peer, _ in changes.deleted}
+        if changes.peers:
+            names |= changes.peers.keys()
+        peers = {n: desired.peer_view(n) for n in names if desired.declares(n)}
+        for n in changes.removed:
+            if not desired.declares(n) and n in self.applied:
                 peers[n] = replace(self.applied[n], members={}, full_access=(), api=None)
         return GatewayState(desired.cluster, peers, desired.tunnel_pattern, desired.conncheck_port)
 
     def _elements_only(self, changes: Changes) -> bool:
         """Whether the changes are only elements of peers the kernel has as declared."""
-        return not changes.removed and all(
+        if changes.removed:
+            return False
+        return not changes.peers or all(
             n in self.applied and self.applied[n] == replace(p, members={})
             for n, p in changes.peers.items()
         )
@@ -261,6 +270,8 @@ class Enforcer:
             self.on_commit(kind, seconds)
 
     def _log(self, changes: Changes, kind: str) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
         for name in sorted(changes.removed - changes.peers.keys()):
             log.info("peer %s: removed", name)
         for name, peer in changes.peers.items():

@@ -8,6 +8,7 @@ base chains are ``<type>-<hook>``, as in kube-proxy's nftables mode.
 from __future__ import annotations
 
 import hashlib
+from functools import cache
 
 from peerwall.compile.state import SetKind
 
@@ -27,7 +28,9 @@ MAP_INPUT = "peers-input"
 LAB_TUNNEL_PATTERN = "pwt-*"
 
 
+@cache
 def hash8(name: str) -> str:
+    """Cached: per-peer names are computed on every element event."""
     return hashlib.sha256(name.encode()).hexdigest()[:8]
 
 

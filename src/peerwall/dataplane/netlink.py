@@ -9,6 +9,7 @@ waiting, and one that is missing is an error, not a hang.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterable
@@ -48,26 +49,30 @@ class NetlinkSets:
     def edit(self, family: str, table: str, edits: Iterable[SetEdit]) -> None:
         """Make ``edits`` in one transaction; raise ``NftError`` (and change nothing) if the
         kernel refuses any of them (a set that does not exist, an element to delete that is not
-        there) or does not acknowledge every message."""
+        there) or does not answer."""
         with self._lock:
-            batch, sent = netlink.element_batch(family, table, edits, self._seq + 1)
+            first = self._seq + 1
+            batch, sent = netlink.element_batch(family, table, edits, first)
             if not sent:
                 return
-            self._seq += len(sent) + 2
+            last = sent[-1].seq
+            self._seq = last + 1
             try:
-                self._room(len(batch))
+                if len(batch) + 1024 > self._sndbuf:
+                    self._room(len(batch))
                 self._sock.send(batch)
-                answers = self._answers(len(sent))
+                errors = self._answers(first, last)
             except OSError as e:
                 self._drain()
                 raise NftError(f"nf_tables netlink: {e}") from None
-        by_seq = {s.seq: s for s in sent}
-        for seq, code in answers.items():
-            if code and seq in by_seq:
-                raise NftError(netlink.refusal(family, table, by_seq[seq], code))
-        missing = by_seq.keys() - answers.keys()
-        if missing:
-            raise NftError(f"nf_tables netlink: {len(missing)} message(s) not acknowledged")
+        if errors is None:
+            raise NftError("nf_tables netlink: the kernel did not answer the element batch")
+        if errors:
+            seq, code = errors[0]
+            refused = next((s for s in sent if s.seq == seq), None)
+            if refused is not None:
+                raise NftError(netlink.refusal(family, table, refused, code))
+            raise NftError(f"Error: Could not process rule: {os.strerror(code)}: element batch")
 
     def _room(self, size: int) -> None:
         """A datagram larger than the send buffer is refused: grow it (as root, past the
@@ -83,12 +88,14 @@ class NetlinkSets:
             break
         self._sndbuf = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
 
-    def _answers(self, expected: int) -> dict[int, int]:
-        """seq -> errno of what is queued now; blocks (1 s at most) only if answers are still
-        missing after the queue is empty, which the kernel does not do."""
-        got: dict[int, int] = {}
+    def _answers(self, first: int, last: int) -> list[tuple[int, int]] | None:
+        """The errors (seq, errno) answered to this batch (seq ``first`` to ``last + 1``), read
+        up to the answer to ``last``, its closing acknowledgement; None if that never comes. The
+        queue holds every answer when ``send`` returns, so this waits (1 s at most) only if the
+        kernel did not answer, which it does not do; answers to older batches are skipped."""
+        errors: list[tuple[int, int]] = []
         view = memoryview(self._buf)
-        while len(got) < expected:
+        while True:
             try:
                 n = self._sock.recv_into(self._buf, _RECV, socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -96,11 +103,16 @@ class NetlinkSets:
                 try:
                     n = self._sock.recv_into(self._buf, _RECV)
                 except TimeoutError:
-                    break
+                    return None
                 finally:
                     self._sock.settimeout(None)
-            got.update(netlink.replies(view[:n]))
-        return got
+            if n == netlink.ACK_SIZE and netlink.acknowledges(self._buf, last):
+                return errors  # the usual answer: one acknowledgement, of the last message
+            for seq, code in netlink.replies(view[:n]):
+                if code and first <= seq <= last + 1:
+                    errors.append((seq, code))
+                if seq == last:
+                    return errors
 
     def _drain(self) -> None:
         """Drop answers left queued by a failed exchange, so the next one reads its own."""

@@ -45,13 +45,14 @@ def test_a_batch_is_begin_deletes_adds_end_numbered_in_order() -> None:
         netlink.NFNL_MSG_BATCH_END,
     ]
     assert [seq for _, _, seq, _ in msgs] == [100, 101, 102, 103, 104]
-    assert [(s.seq, s.verb, s.set, s.count) for s in sent] == [
+    assert [(s.seq, s.verb, s.set, s.elements) for s in sent] == [
         (101, "delete", "a", 1),
         (102, "delete", "b", 3),
         (103, "add", "a", 2),
     ]
-    # Element messages ask for an acknowledgement; the add may create, never must.
-    assert all(flags & netlink.NLM_F_ACK for _, flags, _, _ in msgs[1:-1])
+    # Only the last element message asks for an acknowledgement (errors come whatever the
+    # flags, before it); the add may create, never must.
+    assert [bool(flags & netlink.NLM_F_ACK) for _, flags, _, _ in msgs] == [0, 0, 0, 1, 0]
     assert msgs[3][1] & netlink.NLM_F_CREATE and not msgs[1][1] & netlink.NLM_F_CREATE
     # nfgenmsg: the table's family on element messages, the nftables subsystem on the frame.
     assert msgs[1][3][:4] == bytes([netlink.FAMILIES["inet"], 0, 0, 0])
@@ -69,13 +70,23 @@ def test_the_message_names_table_set_and_each_address() -> None:
 def test_a_large_edit_is_split_into_messages_of_one_batch() -> None:
     n = 2 * netlink.MAX_PER_MESSAGE + 5
     batch, sent = element_batch("inet", "t", [SetEdit("s", add=addrs(n))], 1)
-    assert [s.count for s in sent] == [netlink.MAX_PER_MESSAGE, netlink.MAX_PER_MESSAGE, 5]
+    assert [s.elements for s in sent] == [netlink.MAX_PER_MESSAGE, netlink.MAX_PER_MESSAGE, 5]
     msgs = messages(batch)
     assert len(msgs) == len(sent) + 2
     # The element list is one attribute of 16-bit length: each message stays under it.
     assert max(len(p) for _, _, _, p in msgs) < 1 << 16
     packed = b"".join(p for _, _, _, p in msgs[1:-1])
     assert all(a.packed in packed for a in addrs(n)[:: n // 50])
+
+
+def test_one_address_batch_is_the_general_encoding() -> None:
+    # One address in one set takes a shortcut through cached parts: the same bytes.
+    a = [IPv4Address("192.0.2.9")]
+    for edit in (SetEdit("s", add=a), SetEdit("s", delete=a)):
+        short = element_batch("inet", "peerwall", [edit], 40)
+        general = element_batch("inet", "peerwall", [edit, SetEdit("other")], 40)
+        assert short == general
+        assert len(messages(short[0])) == 3
 
 
 def test_nothing_to_do_is_no_batch() -> None:
@@ -91,6 +102,10 @@ def test_answers_are_read_as_seq_and_errno() -> None:
     data = answer(5, 0) + other + answer(6, -2)
     assert list(replies(data)) == [(5, 0), (6, 2)]
     assert list(replies(data[:-3])) == [(5, 0)]  # a truncated answer is not read
+    assert len(answer(5, 0)) == netlink.ACK_SIZE
+    assert netlink.acknowledges(answer(5, 0), 5)
+    assert not netlink.acknowledges(answer(5, 0), 6)
+    assert not netlink.acknowledges(answer(6, -2), 6)
 
 
 def test_a_refusal_names_the_set_and_what_was_refused() -> None:
