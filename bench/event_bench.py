@@ -19,9 +19,9 @@ three contenders, each in a ``pw-bench-…`` namespace of its own, alternate wit
 - ``ipset restore`` (``liqo_v010.IpsetRestore``): the best that approach could do, the changed set
   rebuilt and swapped in by one process.
 
-And the floor: the same one-element add and delete in peerwall's table, as batches encoded before
-the clock starts, each timed from its ``send`` to its acknowledgement read (``Floor``): the
-kernel's commit and two system calls, nothing else. Then peerwall's events again, with the bench
+And the floor (``Floor``): the same one-element add and delete in peerwall's table as a batch
+built by hand, sent, its acknowledgement read; and the same bytes encoded before the clock starts
+(the kernel's commit and two system calls, nothing else). Then peerwall's events again, with the bench
 pinned to one CPU and a busy loop (``python -c 'while True: pass'``, our child, ended by PID)
 pinned to the other (``cpu_hog``): p99 under a CPU hog on the other core.
 
@@ -39,6 +39,7 @@ import io
 import os
 import pstats
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -187,9 +188,14 @@ class Peerwall:
 
 
 class Floor:
-    """A one-element add or delete in peerwall's table at its floor: the batch encoded before the
-    clock starts, then ``send`` and the acknowledgement read. What an event costs the kernel and
-    two system calls, with nothing of peerwall's around it."""
+    """A one-element add or delete in peerwall's table at its floor, two ways:
+
+    - ``hand``: the batch built by hand for this one address (``struct`` calls written out for
+      exactly this message, the table and set attributes made once), sent, its acknowledgement
+      read: what issue 21 calls "a hand-built one-element netlink batch";
+    - ``kernel``: the same bytes encoded before the clock starts: only ``send`` (the kernel's
+      commit) and the ``recv`` of the acknowledgement.
+    """
 
     def __init__(self, netns: str, shape: Shape) -> None:
         self.shape = shape
@@ -198,37 +204,72 @@ class Floor:
         self.sock.bind((0, 0))
         self.sock.connect((0, 0))
         self.set = names.peer_set("A", SetKind.OFFLOADED)
+        self.head = _attr(1, "peerwall") + _attr(2, self.set)
         self.seq = 1 << 20
         self.k = 0
-        self.latencies: list[float] = []
+        self.hand: list[float] = []
+        self.kernel: list[float] = []
         self.refused = 0
 
-    def _batch(self, edit: SetEdit) -> bytes:
-        data, sent = netlink.element_batch("inet", "peerwall", [edit], self.seq)
-        self.seq += len(sent) + 2
-        return data
+    def _hand(self, ip: Any, kind: int) -> bytes:
+        """BATCH_BEGIN, one NEWSETELEM/DELSETELEM with one address (ACK), BATCH_END."""
+        seq = self.seq
+        self.seq += 3
+        elem = struct.pack("=HHHHHHHH4s", 20, 0x8003, 16, 0x8001, 12, 0x8001, 8, 1, ip.packed)
+        body = self.head + elem
+        flags = 0x405 if kind == netlink.NFT_MSG_NEWSETELEM else 0x005
+        return b"".join(
+            (
+                struct.pack("=IHHIIBBH", 20, 0x10, 1, seq, 0, 0, 0, _RES),
+                struct.pack("=IHHIIBBH", 20 + len(body), 0xA00 | kind, flags, seq + 1, 0, 1, 0, 0),
+                body,
+                struct.pack("=IHHIIBBH", 20, 0x11, 1, seq + 2, 0, 0, 0, _RES),
+            )
+        )
+
+    def _check(self, buf: bytearray, n: int) -> None:
+        codes = [code for _, code in netlink.replies(bytes(buf[:n]))]
+        self.refused += sum(1 for code in codes if code) + (1 - len(codes))
 
     def events(self, count: int) -> None:
         buf = bytearray(4096)
+        add, delete = netlink.NFT_MSG_NEWSETELEM, netlink.NFT_MSG_DELSETELEM
         for _ in range(count // 2):
             ip = address(self.shape.n + 2 * 10**6 + self.k)
             self.k += 1
-            add = self._batch(SetEdit(self.set, add=(ip,)))
-            delete = self._batch(SetEdit(self.set, delete=(ip,)))
             t0 = time.perf_counter()
-            self.sock.send(add)
+            self.sock.send(self._hand(ip, add))
             n1 = self.sock.recv_into(buf)
             t1 = time.perf_counter()
-            acked = [code for _, code in netlink.replies(bytes(buf[:n1]))]
-            self.sock.send(delete)
+            self._check(buf, n1)
+            self.sock.send(self._hand(ip, delete))
             n2 = self.sock.recv_into(buf)
             t2 = time.perf_counter()
-            acked += [code for _, code in netlink.replies(bytes(buf[:n2]))]
-            self.refused += sum(1 for code in acked if code) + (2 - len(acked))
-            self.latencies += [t1 - t0, t2 - t1]
+            self._check(buf, n2)
+            self.hand += [t1 - t0, t2 - t1]
+            ip = address(self.shape.n + 3 * 10**6 + self.k)
+            a, d = self._hand(ip, add), self._hand(ip, delete)
+            t0 = time.perf_counter()
+            self.sock.send(a)
+            n1 = self.sock.recv_into(buf)
+            t1 = time.perf_counter()
+            self.sock.send(d)
+            n2 = self.sock.recv_into(buf)
+            t2 = time.perf_counter()
+            self._check(buf, n1)
+            self._check(buf, n2)
+            self.kernel += [t1 - t0, t2 - t1]
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _attr(kind: int, text: str) -> bytes:
+    data = text.encode() + b"\0"
+    return struct.pack("=HH", 4 + len(data), kind) + data + b"\0" * (-len(data) % 4)
+
+
+_RES = struct.unpack("=H", struct.pack("!H", netlink.NFNL_SUBSYS_NFTABLES))[0]
 
 
 @contextlib.contextmanager
@@ -375,7 +416,7 @@ def measure_size(
     pw.nft.seconds, pw.nft.calls = 0.0, 0
     floor = Floor(pw_ns, shape)
     floor.events(40)
-    floor.latencies = []
+    floor.hand, floor.kernel = [], []
     base = Baseline(base_ns, shape) if baseline_reps else None
     rst = Restore(restore_ns, shape) if restore_events else None
     rounds = max(baseline_reps, 3)
@@ -397,7 +438,8 @@ def measure_size(
             "full_table_write_s": pw.full_s,
             "kernel_state_ok": pw.check(),
         },
-        "floor": {**latency_summary(floor.latencies), "refused": floor.refused},
+        "floor": {**latency_summary(floor.hand), "refused": floor.refused},
+        "floor_pre_encoded": latency_summary(floor.kernel),
     }
     # Time inside the Nft call (encoding the batch, the send, the kernel's commit, the answers).
     per_call = pw.nft.seconds / max(1, pw.nft.calls)

@@ -25,7 +25,7 @@ SetKey = tuple[str, SetKind]
 """(peer, kind): one per-peer address set."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Changes:
     """What changed since the last ``take_changes``, netted.
 
@@ -130,10 +130,12 @@ class DesiredState:
             mine.pop((peer, kind), None)
             if not mine:
                 del self._by_key[key]
-        for a in new - old:
-            self._inc((peer, kind), a)
-        for a in old - new:
-            self._dec((peer, kind), a)
+        sk = (peer, kind)
+        for a in new - old if old else new:
+            self._inc(sk, a)
+        if old:
+            for a in old - new:
+                self._dec(sk, a)
 
     def withdraw(self, key: str, peer: str | None = None, kind: SetKind | None = None) -> None:
         """Object ``key`` contributes nothing any more (to ``peer``/``kind`` only, if given)."""
@@ -176,8 +178,13 @@ class DesiredState:
             if not pending:
                 del undo[sk]
             return
-        into.setdefault(sk, set()).add(a)
-        self._pending()
+        bucket = into.get(sk)
+        if bucket is None:
+            into[sk] = {a}
+        else:
+            bucket.add(a)
+        if self.pending_since is None:
+            self.pending_since = time.perf_counter()
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -215,7 +222,8 @@ class DesiredState:
     def take_changes(self) -> Changes:
         """The changes since the last call; new peers come with their current members."""
         out = self._changes
-        out.peers = {name: self.peer(name) for name in out.peers}
+        if out.peers:
+            out.peers = {name: self.peer(name) for name in out.peers}
         self._changes = Changes()
         self._new_peers = set()
         self.pending_since = None

@@ -45,9 +45,11 @@ class FlowTable(Protocol):
     def delete_where(self, reason: Callable[[Flow], str | None]) -> list[tuple[Flow, str]]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Prepared:
-    """A step read from the desired state, not yet committed."""
+    """A step read from the desired state, not yet committed. Not frozen, like ``Step``: one of
+    each is made per event, and a frozen dataclass takes 7x longer to make (~1-2 us, a tenth of
+    an event); neither is changed once made."""
 
     changes: Changes
     kind: str
@@ -58,7 +60,7 @@ class Prepared:
     """An elements step's element edits (netlink, not a script)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Step:
     """One ``sync``: the changes it applied and how (elements, mode, peers, full; "" if none),
     and, when it narrowed what some peer may reach, the state of just those peers (a peer that
@@ -189,8 +191,9 @@ class Enforcer:
         added, deleted = p.changes.count()
         self.counts.elements_added += added
         self.counts.elements_deleted += deleted
-        for name in p.changes.removed - p.changes.peers.keys():
-            self.applied.pop(name, None)
+        if p.changes.removed:
+            for name in p.changes.removed - p.changes.peers.keys():
+                self.applied.pop(name, None)
         for name, peer in p.changes.peers.items():
             self.applied[name] = replace(peer, members={})
         self._log(p.changes, kind)
