@@ -32,7 +32,7 @@ from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, PeerState
 from peerwall.dataplane.apply import apply
 from peerwall.dataplane.drift import Drift, drift
-from peerwall.dataplane.nft import Nft
+from peerwall.dataplane.nft import Nft, release_memory
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import NftError
 
@@ -257,13 +257,15 @@ class Enforcer:
         started = time.perf_counter()
         table = build(state)
         self.nft.run(render_replace(table))
+        del table
         self.needs_full = False
         self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
         self._committed("full", time.perf_counter() - started)
+        release_memory()
         log.info(
             "whole table written: %d peer(s), %d set elements",
             len(state.peers),
-            sum(len(s.elements) for s in table.sets),
+            sum(len(m) for p in state.peers.values() for m in p.members.values()),
         )
 
     def _committed(self, kind: str, seconds: float) -> None:
@@ -318,6 +320,8 @@ class Enforcer:
         found = drift(live, desired)
         self.counts.checks += 1
         if not found:
+            del live, desired
+            release_memory()
             self.counts.last_sync = time.time()
             return found
         for d in found[:20]:
@@ -333,5 +337,7 @@ class Enforcer:
             self._committed("full" if result.full else "peers", time.perf_counter() - started)
         self.counts.repairs += 1
         self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
+        del live, desired
+        release_memory()
         log.warning("repaired %d difference(s)", len(found))
         return found

@@ -87,10 +87,13 @@ class FileSource:
         texts: list[str | None] = []
         for p in self._paths():
             texts.append(None if p is None else p.read_text(encoding="utf-8"))
+        digest = inputs_digest(texts)
         topology_text, values_text, gateways_text = texts
+        del texts  # the topology's text is tens of MB at 100,000s of pods: not kept past parsing
         assert topology_text is not None
         try:
             topology = load_topology(topology_text, str(self.inputs.topology))
+            del topology_text
             mode = self._mode(values_text)
             gateways = {
                 peer: IPv4Address(a) for peer, a in json.loads(gateways_text or "{}").items()
@@ -111,7 +114,7 @@ class FileSource:
             return False
         self.desired.cluster = state.cluster
         self.desired.load(state)
-        self.loaded_digest = inputs_digest(texts)
+        self.loaded_digest = digest
         log.info(
             "loaded %s (cluster %s, default mode %s)",
             self.inputs.topology,
