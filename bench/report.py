@@ -57,6 +57,18 @@ def mib(b: float) -> str:
     return f"{b / MiB:.0f} MiB"
 
 
+BENCH_ORDER = (
+    "event", "churn", "dataplane", "verify", "truthtable", "memory", "policy", "probe", "lab",
+    "live",
+)  # fmt: skip
+
+
+def under_load(name: str) -> str:
+    """ " (figures under load)" after a target of a benchmark flagged under load."""
+    d = load(name)
+    return " (under load)" if d and d.get("loadavg", {}).get("under_load") else ""
+
+
 def met(target: dict[str, Any]) -> str:
     return "**met**" if target["met"] else "**NOT met**"
 
@@ -102,6 +114,23 @@ def section_machine(out: list[str]) -> None:
         "run. Every ratio here is between contenders measured side by side, alternating, in this "
         "one run; compare ratios, not absolute figures across runs.\n"
     )
+    rows = [(name, d["loadavg"]) for name in BENCH_ORDER if (d := load(name)) and "loadavg" in d]
+    if rows:
+        out.append(
+            "Load average (1, 5, 15 min) during each benchmark, sampled every 2 s; **under load** "
+            "flags a benchmark during which something else competed for the CPUs (the 1-minute "
+            "load already ≥ 1 at its start, or above cores + 1 at some point): its absolute "
+            "figures, and its timing targets, are not the machine's.\n"
+        )
+        out.append("| benchmark | at start | highest 1-min | at end | figures |")
+        out.append("|---|---|---|---|---|")
+        for name, ld in rows:
+            flag = "**under load**" if ld["under_load"] else "quiet"
+            out.append(
+                f"| {name} | {', '.join(map(str, ld['start']))} | {ld['max_1min']} | "
+                f"{', '.join(map(str, ld['end']))} | {flag} |"
+            )
+        out.append("")
 
 
 def section_targets(out: list[str], rows: list[tuple[str, str, str, str]]) -> None:
@@ -802,13 +831,19 @@ def write_report() -> Path:
     section_machine(out)
     targets: list[tuple[str, str, str, str]] = []
     body: list[str] = []
-    event_section(body, targets)
-    churn_section(body, targets)
-    dataplane_section(body, targets)
-    verify_section(body, targets)
-    truthtable_section(body, targets)
-    memory_section(body, targets)
-    live_section(body, targets)
+    for name, section in (
+        ("event", event_section),
+        ("churn", churn_section),
+        ("dataplane", dataplane_section),
+        ("verify", verify_section),
+        ("truthtable", truthtable_section),
+        ("memory", memory_section),
+        ("live", live_section),
+    ):
+        first = len(targets)
+        section(body, targets)
+        # A target measured under load says so where it is read.
+        targets[first:] = [(a, b + under_load(name), c, d) for a, b, c, d in targets[first:]]
     run = load("run") or {}
     if run and not run.get("quick"):
         s = run["seconds"]

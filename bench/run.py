@@ -62,6 +62,7 @@ def main() -> int:
     failed = []
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    from common import LoadWatch
     from report import commit_line
 
     measured = commit_line()  # the code measured: taken before anything runs
@@ -73,6 +74,7 @@ def main() -> int:
         path = RESULTS / f"{name}.json"
         before = path.stat().st_mtime if path.exists() else None
         t = time.perf_counter()
+        watch = LoadWatch()
         # stderr (progress lines) goes straight through; stdout is kept for the result line.
         done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
         timings[name] = time.perf_counter() - t
@@ -87,6 +89,10 @@ def main() -> int:
         wrote = path.exists() and path.stat().st_mtime != before
         if not wrote:
             path.write_text(json.dumps(last, indent=1) + "\n")
+        stored = json.loads(path.read_text())
+        if isinstance(stored, dict) and "loadavg" not in stored:
+            stored["loadavg"] = watch.summary()
+            path.write_text(json.dumps(stored, indent=1) + "\n")
         if done.returncode != 0 or last.get("ok") is False:
             failed.append(name)
         print(f"   {name}: {timings[name]:.0f} s", flush=True)
