@@ -45,6 +45,10 @@ class FlowTable(Protocol):
     def delete_where(self, reason: Callable[[Flow], str | None]) -> list[tuple[Flow, str]]: ...
 
 
+Narrowed = GatewayState | Callable[[], GatewayState] | None
+"""The peers a step narrowed, or how to find them (``Step.narrowed``)."""
+
+
 @dataclass(slots=True)
 class Prepared:
     """A step read from the desired state, not yet committed. Not frozen, like ``Step``: one of
@@ -55,7 +59,7 @@ class Prepared:
     kind: str
     script: str
     snapshot: GatewayState | None = None
-    narrowed: GatewayState | None = None
+    narrowed: Narrowed = None
     edits: tuple[SetEdit, ...] = ()
     """An elements step's element edits (netlink, not a script)."""
 
@@ -68,13 +72,20 @@ class Step:
 
     changes: Changes
     kind: str
-    narrowed: GatewayState | None = None
+    _narrowed: Narrowed = None
     committed_at: float | None = None
     """``time.perf_counter()`` when the kernel had the transaction."""
 
     @property
+    def narrowed(self) -> GatewayState | None:
+        """Made on first use (an element step's: after the commit, off the event's path)."""
+        if callable(self._narrowed):
+            self._narrowed = self._narrowed()
+        return self._narrowed
+
+    @property
     def narrows(self) -> bool:
-        return self.narrowed is not None
+        return self._narrowed is not None
 
 
 @dataclass
@@ -155,9 +166,12 @@ class Enforcer:
             return Prepared(changes, "full", "", state, state)
         if not changes:
             return Prepared(changes, "", "")
-        narrowed = self._narrowed(desired, changes) if changes.narrows else None
         if self._elements_only(changes):
-            return Prepared(changes, "elements", "", None, narrowed, _edits(changes))
+            # Which peers lost elements is known now; their (live) views are looked up when
+            # the flows are checked, after the commit: the event's kernel change does not wait.
+            later = (lambda: self._narrowed(desired, changes)) if changes.narrows else None
+            return Prepared(changes, "elements", "", None, later, _edits(changes))
+        narrowed = self._narrowed(desired, changes) if changes.narrows else None
         kind, script, snapshot = self._script(desired, changes)
         return Prepared(changes, kind, script, snapshot, narrowed)
 

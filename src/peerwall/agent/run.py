@@ -154,8 +154,10 @@ class Agent:
         self.collector.publish(self.desired)
         if step.committed_at is not None and since is not None:
             self.metrics.event_latency.observe(step.committed_at - since)
-        if step.narrowed is not None and self.enforcer.flows is not None:
-            cleared = await asyncio.to_thread(self.enforcer.clear_flows, step.narrowed)
+        if step.narrows and self.enforcer.flows is not None:
+            narrowed = step.narrowed  # made here, in the loop that owns the desired state
+            assert narrowed is not None
+            cleared = await asyncio.to_thread(self.enforcer.clear_flows, narrowed)
             self.metrics.flows.inc(cleared)
         self.ready = True
         self.applied_digest = digest
