@@ -49,6 +49,7 @@ def peer_cidrs_set(peer: str) -> str:
     return f"cidrs-{hash8(peer)}"
 
 
+@cache
 def peer_set(peer: str, kind: SetKind) -> str:
     """One of the per-peer address sets (plain hash sets: O(1) per element update)."""
     return f"{kind.value}-{hash8(peer)}"

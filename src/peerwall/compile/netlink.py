@@ -168,34 +168,40 @@ def acknowledges(data: bytes | bytearray, seq: int) -> bool:
     return bool(kind == NLMSG_ERROR and got == seq and error == 0)
 
 
-@cache
-def _one_body(family: str, table: str, name: str) -> bytes:
-    """A one-element message's attributes up to the address: the same for every event."""
-    head = _attr_str(NFTA_SET_ELEM_LIST_TABLE, table) + _attr_str(NFTA_SET_ELEM_LIST_SET, name)
-    return head + _ATTR.pack(20, _ELEMENTS) + _ELEM_HEAD
-
-
 _ELEM_HEAD = struct.pack(
     "=HHHHHH", 16, NFTA_LIST_ELEM | NLA_F_NESTED, 12, NFTA_SET_ELEM_KEY | NLA_F_NESTED, 8,
     NFTA_DATA_VALUE,
 )  # fmt: skip
 
 
-def _one_element(family: str, table: str, edit: SetEdit, seq: int) -> tuple[bytes, list[Sent]]:
-    """``element_batch`` of one address (the usual event), from cached parts."""
-    verb, kind, flags = _VERBS[0] if edit.delete else _VERBS[1]
-    address = edit.delete[0] if edit.delete else edit.add[0]
-    body = _one_body(family, table, edit.set)
-    batch = b"".join(
-        (
-            _MSG.pack(20, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, 0, 0, _RES_NFTABLES),
-            _MSG.pack(24 + len(body), kind, flags | NLM_F_ACK, seq + 1, 0, FAMILIES[family], 0, 0),
-            body,
-            address.packed,
-            _MSG.pack(20, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 2, 0, 0, 0, _RES_NFTABLES),
-        )
+@cache
+def _one_layout(
+    family: str, table: str, name: str, verb: int
+) -> tuple[struct.Struct, tuple[int, ...], bytes]:
+    """A one-element batch as one ``Struct`` (begin, the message, its address, end), the header
+    fields that do not change, and the attributes up to the address: the same on every event."""
+    body = (
+        _attr_str(NFTA_SET_ELEM_LIST_TABLE, table)
+        + _attr_str(NFTA_SET_ELEM_LIST_SET, name)
+        + _ATTR.pack(20, _ELEMENTS)
+        + _ELEM_HEAD
     )
-    return batch, [Sent(seq + 1, verb, edit.set, 1)]
+    layout = struct.Struct(f"=IHHIIBBHIHHIIBBH{len(body)}s4sIHHIIBBH")
+    _verb, kind, flags = _VERBS[verb]
+    return layout, (24 + len(body), kind, flags | NLM_F_ACK, FAMILIES[family]), body
+
+
+def _one_element(family: str, table: str, edit: SetEdit, seq: int) -> tuple[bytes, list[Sent]]:
+    """``element_batch`` of one address (the usual event), in one ``pack`` of a cached layout."""
+    verb = 0 if edit.delete else 1
+    address = edit.delete[0] if edit.delete else edit.add[0]
+    layout, (size, kind, flags, nfproto), body = _one_layout(family, table, edit.set, verb)
+    batch = layout.pack(
+        20, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, 0, 0, _RES_NFTABLES,
+        size, kind, flags, seq + 1, 0, nfproto, 0, 0, body, address.packed,
+        20, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 2, 0, 0, 0, _RES_NFTABLES,
+    )  # fmt: skip
+    return batch, [Sent(seq + 1, _VERBS[verb][0], edit.set, 1)]
 
 
 def replies(data: bytes | memoryview) -> Iterator[tuple[int, int]]:

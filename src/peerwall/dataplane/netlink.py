@@ -94,7 +94,6 @@ class NetlinkSets:
         queue holds every answer when ``send`` returns, so this waits (1 s at most) only if the
         kernel did not answer, which it does not do; answers to older batches are skipped."""
         errors: list[tuple[int, int]] = []
-        view = memoryview(self._buf)
         while True:
             try:
                 n = self._sock.recv_into(self._buf, _RECV, socket.MSG_DONTWAIT)
@@ -108,7 +107,7 @@ class NetlinkSets:
                     self._sock.settimeout(None)
             if n == netlink.ACK_SIZE and netlink.acknowledges(self._buf, last):
                 return errors  # the usual answer: one acknowledgement, of the last message
-            for seq, code in netlink.replies(view[:n]):
+            for seq, code in netlink.replies(memoryview(self._buf)[:n]):
                 if code and first <= seq <= last + 1:
                     errors.append((seq, code))
                 if seq == last:
