@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address
 from typing import Protocol
 
 from peerwall.agent.desired import Changes, DesiredState
@@ -260,9 +261,11 @@ class Enforcer:
                 *prefix, names.peer_cidrs_set(name), after - before, before - after
             )
         for (who, kind), addresses in changes.deleted.items():
-            lines += element_script(*prefix, names.peer_set(who, kind), (), addresses)
+            lines += element_script(
+                *prefix, names.peer_set(who, kind), (), map(IPv4Address, addresses)
+            )
         for (who, kind), addresses in changes.added.items():
-            lines += element_script(*prefix, names.peer_set(who, kind), addresses)
+            lines += element_script(*prefix, names.peer_set(who, kind), map(IPv4Address, addresses))
         script = "\n".join(lines) + "\n" if lines else ""
         return ("mode" if redeclared else "elements"), script, None
 

@@ -70,13 +70,25 @@ _VERBS = (
 )
 
 
+Address = IPv4Address | int
+"""An IPv4 address, or the same as an int (how the agent keeps them)."""
+
+
+def packed(address: Address) -> bytes:
+    """The address's 4 bytes, network order."""
+    if type(address) is int:
+        return address.to_bytes(4, "big")
+    assert isinstance(address, IPv4Address)
+    return address.packed
+
+
 class SetEdit(NamedTuple):
     """Addresses to delete from and add to one set (deletes go first, as in ``element_script``).
     A tuple, not a dataclass: one is made per set per event, and a tuple is made 3x faster."""
 
     set: str
-    add: Sequence[IPv4Address] = ()
-    delete: Sequence[IPv4Address] = ()
+    add: Sequence[Address] = ()
+    delete: Sequence[Address] = ()
 
 
 class Sent(NamedTuple):
@@ -95,14 +107,14 @@ def _attr_str(kind: int, text: str) -> bytes:
     return _ATTR.pack(4 + len(data), kind) + data + b"\0" * ((-len(data)) % 4)
 
 
-def _elements(addresses: Sequence[IPv4Address]) -> bytes:
+def _elements(addresses: Sequence[Address]) -> bytes:
     pack = _ELEM.pack
     if len(addresses) == 1:  # an event's usual case, without the generator
         return pack(16, NFTA_LIST_ELEM | NLA_F_NESTED, 12, NFTA_SET_ELEM_KEY | NLA_F_NESTED, 8,
-                    NFTA_DATA_VALUE, addresses[0].packed)  # fmt: skip
+                    NFTA_DATA_VALUE, packed(addresses[0]))  # fmt: skip
     return b"".join(
         pack(16, NFTA_LIST_ELEM | NLA_F_NESTED, 12, NFTA_SET_ELEM_KEY | NLA_F_NESTED, 8,
-             NFTA_DATA_VALUE, a.packed)
+             NFTA_DATA_VALUE, packed(a))
         for a in addresses
     )  # fmt: skip
 
@@ -198,7 +210,7 @@ def _one_element(family: str, table: str, edit: SetEdit, seq: int) -> tuple[byte
     layout, (size, kind, flags, nfproto), body = _one_layout(family, table, edit.set, verb)
     batch = layout.pack(
         20, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, 0, 0, _RES_NFTABLES,
-        size, kind, flags, seq + 1, 0, nfproto, 0, 0, body, address.packed,
+        size, kind, flags, seq + 1, 0, nfproto, 0, 0, body, packed(address),
         20, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 2, 0, 0, 0, _RES_NFTABLES,
     )  # fmt: skip
     return batch, [Sent(seq + 1, _VERBS[verb][0], edit.set, 1)]
