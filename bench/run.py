@@ -37,13 +37,13 @@ BENCHES: dict[str, list[str]] = {
 }
 QUICK: dict[str, list[str]] = {
     "event": ["--sizes", "1000,10000", "--peerwall-only", "50000", "--events", "400",
-              "--baseline-reps", "2,1", "--restore-events", "10"],
+              "--baseline-reps", "2,1", "--restore-events", "10", "--hog-events", "400"],
     "churn": ["--events", "2000", "--base", "2000", "--reps", "1", "--baseline-events", "1",
               "--restore-events", "10"],
     "dataplane": ["--sizes", "0,10000", "--reps", "2", "--seconds", "0.3", "--iperf-reps", "1"],
     "verify": ["--reps", "1", "--sequential", "5", "--connect-only", "20", "--parallel", "20"],
     "truthtable": ["--sizes", "2000,10000", "--reps", "1"],
-    "memory": ["--pods", "5000", "--services", "500", "--reps", "1"],
+    "memory": ["--pods", "5000", "--services", "500", "--reps", "1", "--process-sizes", "5000"],
     "policy": ["--pods", "2000", "--services", "200", "--repeat", "1"],
     "probe": ["--probes", "5000"],
     "lab": ["--pods", "50"],
