@@ -24,6 +24,7 @@ from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import API_PORT, CONNCHECK_PORT
 from peerwall.errors import PeerwallError
 from peerwall.model import SecurityMode, load_topology
+from peerwall.settings import max_input_bytes
 from peerwall.values import mode_from_values
 
 log = logging.getLogger("peerwall.agent.file")
@@ -92,7 +93,9 @@ class FileSource:
         del texts  # the topology's text is tens of MB at 100,000s of pods: not kept past parsing
         assert topology_text is not None
         try:
-            topology = load_topology(topology_text, str(self.inputs.topology))
+            topology = load_topology(
+                topology_text, str(self.inputs.topology), max_bytes=max_input_bytes()
+            )
             del topology_text
             mode = self._mode(values_text)
             gateways = {

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from peerwall import settings
 from peerwall.cli import agent, diff, lab, render
 from peerwall.cli.options import (
     DEFAULT_MODE,
@@ -83,8 +84,18 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    max_input_size: Annotated[
+        int | None,
+        typer.Option(
+            "--max-input-size",
+            min=1,
+            help="Bytes: the largest input read (topology, values, standard input, the agent's "
+            "file); default $PEERWALL_MAX_INPUT_BYTES, else 128 MiB.",
+        ),
+    ] = None,
 ) -> None:
     """Liqo's connectivity security modes: decide, enforce with nftables, explain, verify."""
+    settings.set_max_input_bytes(max_input_size)
 
 
 # ---------------------------------------------------------------------------------------------
