@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, KeysView
+from collections.abc import Iterable, Iterator, KeysView, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
@@ -142,7 +142,7 @@ class DesiredState:
     # --- contributions -----------------------------------------------------------------------
 
     def contribute(
-        self, key: str, peer: str, kind: SetKind, addresses: Iterable[IPv4Address]
+        self, key: str, peer: str, kind: SetKind, addresses: Iterable[IPv4Address | int]
     ) -> None:
         """Object ``key`` now contributes exactly ``addresses`` to ``peer``'s ``kind`` set."""
         new = frozenset([int(a) for a in addresses])
@@ -261,15 +261,24 @@ class DesiredState:
         self._new_peers = set()
         self.pending_since = None
 
-    def load(self, state: GatewayState, key: str = "file") -> None:
+    def load(
+        self,
+        state: GatewayState,
+        key: str = "file",
+        members: Mapping[str, Mapping[SetKind, Iterable[int]]] | None = None,
+    ) -> None:
         """Make the state equal ``state`` (a whole-state source such as a topology file): each
-        peer's sets become the contributions of ``key``; the changes are the difference."""
+        peer's sets become the contributions of ``key``; the changes are the difference.
+        ``members``, if given, holds the peers' sets as ints instead of ``state``'s."""
         for name in [n for n in self._peers if n not in state.peers]:
             self.remove_peer(name)
         for name, peer in state.peers.items():
             self.upsert_peer(peer)
             for kind in SetKind:
-                self.contribute(f"{key}/{name}", name, kind, peer.addresses(kind))
+                addresses: Iterable[IPv4Address | int] = (
+                    members[name][kind] if members is not None else peer.addresses(kind)
+                )
+                self.contribute(f"{key}/{name}", name, kind, addresses)
         for k in list(self._by_key):
             if k.startswith(f"{key}/") and k.removeprefix(f"{key}/") not in state.peers:
                 self.withdraw(k)
