@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from importlib import resources
@@ -213,3 +214,28 @@ def test_a_kernel_that_lost_an_element_makes_the_event_fall_back_to_a_whole_tabl
     assert enforcer.sync(desired).kind == "full"
     assert same(read_table(any_nft, "inet", "peerwall"), build(desired.snapshot()))
     assert isinstance(any_nft, FakeNft | LibNft)
+
+
+DROPPED = """
+from ipaddress import IPv4Address
+from peerwall.compile.netlink import SetEdit
+from peerwall.dataplane.netlink import NetlinkSets
+from peerwall.errors import NftError
+try:
+    NetlinkSets().edit("inet", "peerwall", [SetEdit("s", add=[IPv4Address("10.9.9.9")])])
+except NftError as e:
+    print(f"refused: {e}")
+"""
+
+
+@pytest.mark.lab
+def test_without_cap_net_admin_the_batch_is_refused_at_once_with_the_reason(netns: str) -> None:
+    # The kernel refuses the whole batch at its header (EPERM) and answers nothing else: the
+    # refusal is read and reported as such, not as an acknowledgement that never came.
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, "capsh", "--drop=cap_net_admin", "--",
+         "-c", f"exec {sys.executable} -c '{DROPPED}'"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "refused: " in done.stdout, done.stderr
+    assert "Operation not permitted" in done.stdout

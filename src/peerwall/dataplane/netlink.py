@@ -110,7 +110,9 @@ class NetlinkSets:
             for seq, code in netlink.replies(memoryview(self._buf)[:n]):
                 if code and first <= seq <= last + 1:
                     errors.append((seq, code))
-                if seq == last:
+                # The batch's header refused (no CAP_NET_ADMIN, a failed commit): whatever
+                # follows is moot, and may never come; later reads skip what does.
+                if seq == last or (code and seq == first):
                     return errors
 
     def _drain(self) -> None:
