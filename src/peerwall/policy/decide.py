@@ -79,6 +79,17 @@ class ServiceClass:
 
 
 @dataclass(frozen=True)
+class ServiceVerdictClass:
+    """A service as the truth table needs it: where it exists and the *distinct* classes of its
+    backends. Its verdict (all backends reached, some, none) depends on which classes its
+    backends fall in, not on how many there are: services selecting a whole tier share one
+    class, and each backend class is decided once per row class, not each backend."""
+
+    present_in: frozenset[str]
+    backends: frozenset[PodClass]
+
+
+@dataclass(frozen=True)
 class InternetClass:
     cluster: str
 
@@ -88,7 +99,7 @@ class ApiClass:
     cluster: str
 
 
-DestinationClass = PodClass | ServiceClass | InternetClass | ApiClass
+DestinationClass = PodClass | ServiceClass | ServiceVerdictClass | InternetClass | ApiClass
 
 
 @dataclass(frozen=True)
@@ -171,11 +182,19 @@ class Decider:
             return ApiClass(self.apis[name])
         raise KeyError(name)
 
+    def service_verdict_class(self, service: Service) -> ServiceVerdictClass:
+        pods = self.topology.pod_by_name
+        return ServiceVerdictClass(
+            frozenset(service.present_in),
+            frozenset(self.pod_class(pods[b]) for b in service.backends),
+        )
+
     def destination_classes(self) -> list[DestinationClass]:
-        """The class of every destination, in table order."""
+        """The class of every destination, in table order (services by ``ServiceVerdictClass``:
+        the table needs verdicts only; ``destination_class`` keeps every backend, to explain)."""
         t = self.topology
         out: list[DestinationClass] = [self.pod_class(p) for p in t.pods]
-        out += [self.service_class(s) for s in t.services]
+        out += [self.service_verdict_class(s) for s in t.services]
         out += [InternetClass(c.name) for c in t.clusters]
         out += [ApiClass(c.name) for c in t.clusters if c.api_server]
         return out
@@ -197,6 +216,8 @@ class Decider:
             return self.pod(src, dst)
         if isinstance(dst, ServiceClass):
             return self.service(src, dst)
+        if isinstance(dst, ServiceVerdictClass):
+            return self.service_verdict(src, dst)
         if isinstance(dst, InternetClass):
             own = src.physical == dst.cluster
             return Decision(
@@ -230,6 +251,15 @@ class Decider:
         parts = tuple(self.pod(src, b) for b in dst.backends)
         verdict = aggregate(p.verdict for p in parts)
         return Decision(verdict, Rule.SERVICE_BACKENDS, backends=parts)
+
+    def service_verdict(self, src: SourceClass, dst: ServiceVerdictClass) -> Decision:
+        """``service``'s verdict, from the distinct backend classes (no per-backend parts)."""
+        if src.physical not in dst.present_in:
+            return Decision(Verdict.NO, Rule.SERVICE_ABSENT)
+        if not dst.backends:
+            return Decision(Verdict.NO, Rule.SERVICE_NO_BACKENDS)
+        verdict = aggregate(self.pod(src, b).verdict for b in dst.backends)
+        return Decision(verdict, Rule.SERVICE_BACKENDS)
 
     def api(self, src: SourceClass, dst: ApiClass) -> Decision:
         a, k = src.physical, dst.cluster
