@@ -152,6 +152,9 @@ class Decider:
         self.force = force
         self._reflecting = _reflecting(topology)
         self._modes: dict[tuple[str, str], EffectiveMode] = {}
+        self._interned: dict[PodClass, PodClass] = {}
+        self._class_of: dict[str, PodClass] = {}
+        """Pod name -> its class, one object per distinct class (``service_verdict_class``)."""
         self.internets = {c.internet: c.name for c in topology.clusters}
         self.apis = {c.api_server: c.name for c in topology.clusters if c.api_server}
 
@@ -182,12 +185,18 @@ class Decider:
             return ApiClass(self.apis[name])
         raise KeyError(name)
 
+    def _interned_class(self, name: str) -> PodClass:
+        found = self._class_of.get(name)
+        if found is None:
+            c = self.pod_class(self.topology.pod_by_name[name])
+            found = self._class_of[name] = self._interned.setdefault(c, c)
+        return found
+
     def service_verdict_class(self, service: Service) -> ServiceVerdictClass:
-        pods = self.topology.pod_by_name
-        return ServiceVerdictClass(
-            frozenset(service.present_in),
-            frozenset(self.pod_class(pods[b]) for b in service.backends),
-        )
+        # Equal classes are one object (interned): distinct ones are found by identity, and
+        # only those are hashed, whatever the number of backends.
+        distinct = {id(c): c for c in map(self._interned_class, service.backends)}
+        return ServiceVerdictClass(frozenset(service.present_in), frozenset(distinct.values()))
 
     def destination_classes(self) -> list[DestinationClass]:
         """The class of every destination, in table order (services by ``ServiceVerdictClass``:
