@@ -18,6 +18,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,6 +27,42 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PREFIX = "pw-bench-"
+
+
+# --- the load on the machine while a benchmark runs ----------------------------------------------
+
+
+class LoadWatch:
+    """The load average from when this module is imported (a benchmark's start) to its result:
+    sampled every 2 s by a daemon thread. ``under_load``: something else competed for the CPUs —
+    the 1-minute load was already >= 1 at the start, or rose above cores + 1 (the benchmark
+    itself accounts for about one)."""
+
+    def __init__(self) -> None:
+        self.start = os.getloadavg()
+        self.max_1min = self.start[0]
+        thread = threading.Thread(target=self._sample, name="loadwatch", daemon=True)
+        thread.start()
+
+    def _sample(self) -> None:
+        while True:
+            time.sleep(2.0)
+            self.max_1min = max(self.max_1min, os.getloadavg()[0])
+
+    def summary(self) -> dict[str, Any]:
+        end = os.getloadavg()
+        peak = max(self.max_1min, end[0])
+        cores = os.cpu_count() or 1
+        return {
+            "start": [round(x, 2) for x in self.start],
+            "end": [round(x, 2) for x in end],
+            "max_1min": round(peak, 2),
+            "cores": cores,
+            "under_load": self.start[0] >= 1.0 or peak > cores + 1,
+        }
+
+
+LOAD = LoadWatch()
 
 
 # --- namespaces ----------------------------------------------------------------------------------
@@ -207,6 +244,7 @@ def result_path(name: str) -> Path:
 def emit(name: str, result: dict[str, Any]) -> None:
     """Store ``result`` as bench/results/<name>.json and print it as the last line."""
     RESULTS.mkdir(exist_ok=True)
+    result.setdefault("loadavg", LOAD.summary())
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({"bench": name, "ok": result.get("ok", True)}))
     sys.stdout.flush()

@@ -1,6 +1,7 @@
 """Memory: peak RSS of the agent enforcing 50,000 offloaded pods and 5,000 services.
 
 Usage: python bench/memory_bench.py [--pods 50000] [--services 5000] [--reps 3]
+                                    [--process-sizes 50000,200000] [--read-backs 2]
 
 Needs root. Each repetition is a fresh interpreter that runs the real agent loop
 (``peerwall.agent.run.Agent``, hand-driven source, libnftables in a ``pw-bench-…`` namespace):
@@ -10,6 +11,14 @@ Needs root. Each repetition is a fresh interpreter that runs the real agent loop
 pod events; the process's peak RSS (``ru_maxrss``: Python, the desired state, the rendered
 table and libnftables' own buffers) is read at each step. The truth table's memory at 100,000
 pods is measured by ``truthtable_bench.py``.
+
+Then the real thing (issue 21): the ``peerwall agent`` process itself, file source, in a
+``pw-bench-`` namespace, on a generated topology (``agent_topology``: N pods of 3 peers offloaded
+here, N/10 local services of one backend each, reflected to the 3 peers), for each size of
+``--process-sizes``; once it is ready and has read its table back ``--read-backs`` times
+(``--resync-interval 1``), its VmRSS (steady) and VmHWM (peak, the start included) from
+/proc/<pid>/status, and the distinct addresses its sets hold (read from the kernel). Target: steady
+at most 100 MiB + 1 KiB per enforced address; peak at most 1.5x steady.
 
 Writes bench/results/memory.json.
 """
@@ -22,13 +31,19 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from common import Namespaces, finish, machine, maxrss_bytes, need_root, summary
 
 TARGET_BYTES = 300 << 20
 MiB = 1 << 20
+KiB = 1 << 10
+TARGET_BASE = 100 * MiB
+TARGET_PER_ADDRESS = 1 * KiB
+TARGET_PEAK_X = 1.5
 
 
 def current_rss() -> int:
@@ -86,11 +101,113 @@ def child(netns: str, pods: int, services: int) -> dict[str, Any]:
     return out
 
 
+def agent_topology(n: int) -> dict[str, Any]:
+    """Cluster H's gateway enforces n pods offloaded here by 3 peers, and n/10 local backends
+    (one per service, in a namespace offloaded to the peers: reflected to each)."""
+    peers = ["P1", "P2", "P3"]
+    clusters = [{"name": "H", "podCIDR": "10.0.0.0/11", "serviceCIDR": "172.16.0.0/16"}]
+    clusters += [
+        {
+            "name": p,
+            "podCIDR": f"10.{32 + 32 * i}.0.0/11",
+            "serviceCIDR": f"172.{17 + i}.0.0/16",
+            "securityMode": "IntraClusterTrafficSegregation",
+        }
+        for i, p in enumerate(peers)
+    ]
+    pods: list[dict[str, Any]] = [
+        {"name": f"o{i}", "cluster": peers[i % 3], "namespace": f"ns{peers[i % 3]}",
+         "runsOn": "H", "labels": {"app": f"a{i % 1000}"}}
+        for i in range(n)
+    ]  # fmt: skip
+    services = []
+    for s in range(n // 10):
+        pods.append(
+            {"name": f"b{s}", "cluster": "H", "namespace": "hns", "labels": {"app": f"b{s}"}}
+        )
+        services.append(
+            {"name": f"s{s}", "cluster": "H", "namespace": "hns", "selector": {"app": f"b{s}"}}
+        )
+    return {
+        "clusters": clusters,
+        "peerings": [{"consumer": p, "provider": "H"} for p in peers]
+        + [{"consumer": "H", "provider": p} for p in peers],
+        "namespaces": [{"name": f"ns{p}", "cluster": p, "offloadedTo": ["H"]} for p in peers]
+        + [{"name": "hns", "cluster": "H", "offloadedTo": peers}],
+        "pods": pods,
+        "services": services,
+    }
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * KiB
+    return out
+
+
+def kernel_addresses(netns: str) -> int:
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "-j", "list", "table", "inet", "peerwall"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    seen: set[str] = set()
+    for obj in json.loads(done.stdout)["nftables"]:
+        s = obj.get("set")
+        if s and s["name"].split("-")[0] in ("offloaded", "backends", "api"):
+            seen.update(e for e in s.get("elem", []) if isinstance(e, str))
+    return len(seen)
+
+
+def agent_process(netns: str, n: int, read_backs: int, tmp: Path) -> dict[str, Any]:
+    """The real ``peerwall agent`` on a file: RSS once ready and after ``read_backs`` checks."""
+    topo, status = tmp / f"topology-{n}.json", tmp / f"status-{n}.json"
+    topo.write_text(json.dumps(agent_topology(n)))
+    exe = Path(sys.executable).with_name("peerwall")
+    argv = ["ip", "netns", "exec", netns, str(exe), "agent", f"--source=file:{topo}",
+            "--cluster=H", "--resync-interval=1", "--metrics-address=", f"--status-file={status}",
+            "--log-level=warning"]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv)  # ip netns exec execs the agent: the same PID
+    out: dict[str, Any] = {"pods": n}
+    try:
+        deadline = time.monotonic() + 600
+        checks = -1
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            try:
+                st = json.loads(status.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if st.get("ready") and "ready_s" not in out:
+                out["ready_s"] = time.perf_counter() - t0
+                out["rss_ready"] = proc_status(proc.pid)["VmRSS"]
+            checks = st.get("checks", 0)
+            if st.get("ready") and checks >= read_backs:
+                break
+        if checks < read_backs:
+            raise RuntimeError(f"agent at {n:,} pods: not ready with {read_backs} read-backs")
+        mem = proc_status(proc.pid)
+        out.update(read_backs=checks, rss=mem["VmRSS"], peak=mem["VmHWM"])
+        out["addresses"] = kernel_addresses(netns)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out["budget"] = TARGET_BASE + TARGET_PER_ADDRESS * out["addresses"]
+    out["per_address"] = out["rss"] / out["addresses"]
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--pods", type=int, default=50_000)
     ap.add_argument("--services", type=int, default=5_000)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--process-sizes", default="50000,200000", help="'' for none")
+    ap.add_argument("--read-backs", type=int, default=2)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -111,6 +228,18 @@ def main() -> int:
                 raise RuntimeError(done.stderr[-2000:])
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"rep {r + 1}: peak {runs[-1]['peak'] / MiB:.0f} MiB", file=sys.stderr)
+    processes = []
+    with Namespaces("mem") as nss, tempfile.TemporaryDirectory() as tmp:
+        for n in [int(x) for x in args.process_sizes.split(",") if x]:
+            (ns,) = nss.add(f"p{n}")
+            processes.append(agent_process(ns, n, args.read_backs, Path(tmp)))
+            nss.remove([ns])
+            p = processes[-1]
+            print(
+                f"agent process, {n:,} pods: {p['rss'] / MiB:.0f} MiB after {p['read_backs']} "
+                f"read-backs (budget {p['budget'] / MiB:.0f} MiB), peak {p['peak'] / MiB:.0f} MiB",
+                file=sys.stderr,
+            )
     keys = [
         "after_imports",
         "after_desired_state",
@@ -136,6 +265,19 @@ def main() -> int:
             "met": peak < TARGET_BYTES,
         }
     }
+    result["processes"] = processes
+    for p in processes:
+        n = p["pods"]
+        result["targets"][f"process_{n}_steady"] = {
+            "target": p["budget"],
+            "value": p["rss"],
+            "met": p["rss"] <= p["budget"],
+        }
+        result["targets"][f"process_{n}_peak"] = {
+            "target": TARGET_PEAK_X,
+            "value": p["peak"] / p["rss"],
+            "met": p["peak"] <= TARGET_PEAK_X * p["rss"],
+        }
     return finish("memory", result, started)
 
 

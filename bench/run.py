@@ -41,13 +41,13 @@ BENCHES: dict[str, list[str]] = {
 }
 QUICK: dict[str, list[str]] = {
     "event": ["--sizes", "1000,10000", "--peerwall-only", "50000", "--events", "400",
-              "--baseline-reps", "2,1", "--restore-events", "10"],
+              "--baseline-reps", "2,1", "--restore-events", "10", "--hog-events", "400"],
     "churn": ["--events", "2000", "--base", "2000", "--reps", "1", "--baseline-events", "1",
               "--restore-events", "10"],
     "dataplane": ["--sizes", "0,10000", "--reps", "2", "--seconds", "0.3", "--iperf-reps", "1"],
     "verify": ["--reps", "1", "--sequential", "5", "--connect-only", "20", "--parallel", "20"],
     "truthtable": ["--sizes", "2000,10000", "--reps", "1"],
-    "memory": ["--pods", "5000", "--services", "500", "--reps", "1"],
+    "memory": ["--pods", "5000", "--services", "500", "--reps", "1", "--process-sizes", "5000"],
     "policy": ["--pods", "2000", "--services", "200", "--repeat", "1"],
     "probe": ["--probes", "5000"],
     "lab": ["--pods", "50"],
@@ -70,6 +70,7 @@ def main() -> int:
     failed = []
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    from common import LoadWatch
     from report import commit_line
 
     measured = commit_line()  # the code measured: taken before anything runs
@@ -81,6 +82,7 @@ def main() -> int:
         path = RESULTS / f"{name}.json"
         before = path.stat().st_mtime if path.exists() else None
         t = time.perf_counter()
+        watch = LoadWatch()
         # stderr (progress lines) goes straight through; stdout is kept for the result line.
         done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
         timings[name] = time.perf_counter() - t
@@ -95,6 +97,10 @@ def main() -> int:
         wrote = path.exists() and path.stat().st_mtime != before
         if not wrote:
             path.write_text(json.dumps(last, indent=1) + "\n")
+        stored = json.loads(path.read_text())
+        if isinstance(stored, dict) and "loadavg" not in stored:
+            stored["loadavg"] = watch.summary()
+            path.write_text(json.dumps(stored, indent=1) + "\n")
         if done.returncode != 0 or last.get("ok") is False:
             failed.append(name)
         print(f"   {name}: {timings[name]:.0f} s", flush=True)

@@ -7,6 +7,39 @@ import os
 from dataclasses import dataclass, field
 
 from peerwall.compile.state import API_PORT
+from peerwall.errors import Problem, TopologyInvalid
+from peerwall.model.describe import quote
+from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES
+
+MAX_INPUT_ENV = "PEERWALL_MAX_INPUT_BYTES"
+_max_input_option: int | None = None
+
+
+def set_max_input_bytes(limit: int | None) -> None:
+    """The limit given on the command line (``--max-input-size``; None: not given)."""
+    global _max_input_option
+    _max_input_option = limit
+
+
+def max_input_bytes() -> int:
+    """The input size limit: ``--max-input-size`` if given, else ``PEERWALL_MAX_INPUT_BYTES`` if
+    set, else 128 MiB. Every input is read up to it: topology and values files, standard input,
+    and the agent's file source."""
+    if _max_input_option is not None:
+        return _max_input_option
+    raw = os.environ.get(MAX_INPUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_INPUT_BYTES
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise TopologyInvalid(
+            MAX_INPUT_ENV, [Problem("", f"expected a positive number of bytes, got {quote(raw)}")]
+        )
+    return limit
+
 
 MAX_PROBE_TIMEOUT = 60.0
 """Seconds: a longer connection timeout only hides a broken lab."""

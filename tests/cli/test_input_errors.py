@@ -233,13 +233,13 @@ def test_special_ranges_are_refused(tmp_path: Path):
 def test_an_endless_file_is_refused_at_the_default_limit():
     # BUG: the whole of /dev/zero was read: MemoryError. Now 128 MiB and one byte at most.
     assert error_lines(run("matrix", "-f", "/dev/zero")) == [
-        "/dev/zero: larger than 128 MiB, the input limit (set PEERWALL_MAX_INPUT_BYTES to change it)"
+        "/dev/zero: larger than 128 MiB, the input limit (--max-input-size or PEERWALL_MAX_INPUT_BYTES to change it)"
     ]
 
 
 def test_the_limit_is_configurable_for_topology_values_and_stdin(tmp_path: Path):
     small = {"PEERWALL_MAX_INPUT_BYTES": "4096"}
-    limit = "larger than 4096 bytes, the input limit (set PEERWALL_MAX_INPUT_BYTES to change it)"
+    limit = "larger than 4096 bytes, the input limit (--max-input-size or PEERWALL_MAX_INPUT_BYTES to change it)"
     assert error_lines(run("matrix", "-f", "/dev/zero", env=small)) == [f"/dev/zero: {limit}"]
     topo = write(tmp_path, "t.yaml", TOPOLOGY)
     values = write(tmp_path, "v.yaml", "networking: {securityMode: FullPodToPod}\n" + "#" * 5000)
@@ -251,6 +251,19 @@ def test_the_limit_is_configurable_for_topology_values_and_stdin(tmp_path: Path)
     ]
     exact = {"PEERWALL_MAX_INPUT_BYTES": str(len(TOPOLOGY.encode()))}
     assert run("matrix", "-f", topo, "-o", "json", env=exact).exit_code == 0
+
+
+def test_the_limit_is_an_option_too_and_wins_over_the_environment(tmp_path: Path):
+    topo = write(tmp_path, "t.yaml", TOPOLOGY + "#" * 5000)
+    limit = "larger than 4096 bytes, the input limit (--max-input-size or PEERWALL_MAX_INPUT_BYTES to change it)"
+    assert error_lines(run("--max-input-size", "4096", "matrix", "-f", topo)) == [
+        f"{topo}: {limit}"
+    ]
+    big = {"PEERWALL_MAX_INPUT_BYTES": "100"}
+    assert run("--max-input-size", "100000", "matrix", "-f", topo, env=big).exit_code == 0
+    # Given once, not kept: the next command (same process) is back to the environment's.
+    assert run("matrix", "-f", topo, env=big).exit_code == 2
+    assert run("--max-input-size", "0", "matrix", "-f", topo).exit_code == 2
 
 
 @pytest.mark.parametrize("value", ["lots", "0", "-5", "1.5"])

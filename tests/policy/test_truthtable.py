@@ -73,3 +73,44 @@ def test_restrict_keeps_exactly_the_cells_of_the_names_kept(
     ]
     assert set(sub.row_class) == set(range(len(sub.blocks)))
     assert all(set(sub.col_class) == set(range(len(row))) for row in sub.blocks)
+
+
+def test_services_are_classed_by_their_distinct_backend_classes_not_by_count() -> None:
+    # "big" selects 6 pods of one class, "small" 1 of the same class: one column class (it was
+    # one per backend count), and the same verdicts as the explainer, which keeps every
+    # backend. The offloaded "guest" and C2's own pod make the verdicts differ by source.
+    pods = [
+        {"name": f"w{i}", "cluster": "C1", "namespace": "shop", "labels": {"tier": "web"}}
+        for i in range(6)
+    ]
+    pods += [
+        {"name": "one", "cluster": "C1", "namespace": "shop", "labels": {"app": "one"}},
+        {"name": "guest", "cluster": "C2", "namespace": "batch", "runsOn": "C1",
+         "labels": {"app": "one"}},
+        {"name": "c2", "cluster": "C2"},
+    ]  # fmt: skip
+    data = {
+        "clusters": [
+            {"name": "C1", "podCIDR": "10.244.0.0/16"},
+            {"name": "C2", "podCIDR": "10.245.0.0/16"},
+        ],
+        "peerings": [{"consumer": "C2", "provider": "C1"}],
+        "namespaces": [
+            {"name": "shop", "cluster": "C1"},
+            {"name": "batch", "cluster": "C2", "offloadedTo": ["C1"]},
+        ],
+        "pods": pods,
+        "services": [
+            {"name": "big", "cluster": "C1", "namespace": "shop", "selector": {"tier": "web"}},
+            {"name": "small", "cluster": "C1", "namespace": "shop", "selector": {"app": "one"}},
+        ],
+    }
+    topology = topology_from_data(data)
+    expected = expect(topology, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
+    table = expected.table
+    col = dict(zip(table.destinations, table.col_class, strict=True))
+    assert col["big"] == col["small"]
+    for s in table.sources:
+        for d in table.destinations:
+            if s != d:
+                assert table[s, d] is expected.explain(s, d).verdict, (s, d)

@@ -9,13 +9,19 @@ reflected to the same peer), and leaves with the last one.
 
 ``take_changes`` hands the accumulated, netted changes to the agent, which turns them into one
 nftables transaction; a burst of events that cancel out costs nothing.
+
+Addresses are kept as ints (32-bit), not ``IPv4Address`` objects: an ``IPv4Address`` hashes in
+Python (``hash(hex(...))``, ~1 us, several times per event in these dicts and sets) and costs
+56 bytes more per address and reference; an int hashes in C. They become ``IPv4Address`` again
+only where the state is read whole (``members``, ``snapshot``) or by key (``contributions``).
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, KeysView, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
@@ -25,7 +31,7 @@ SetKey = tuple[str, SetKind]
 """(peer, kind): one per-peer address set."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Changes:
     """What changed since the last ``take_changes``, netted.
 
@@ -38,8 +44,9 @@ class Changes:
 
     peers: dict[str, PeerState] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
-    added: dict[SetKey, set[IPv4Address]] = field(default_factory=dict)
-    deleted: dict[SetKey, set[IPv4Address]] = field(default_factory=dict)
+    added: dict[SetKey, set[int]] = field(default_factory=dict)
+    deleted: dict[SetKey, set[int]] = field(default_factory=dict)
+    """Addresses as ints (``int(IPv4Address)``)."""
 
     def __bool__(self) -> bool:
         return bool(self.peers or self.removed or self.added or self.deleted)
@@ -54,6 +61,25 @@ class Changes:
         return sum(map(len, self.added.values())), sum(map(len, self.deleted.values()))
 
 
+class AddressView(AbstractSet[IPv4Address]):
+    """A live, read-only view of a set of addresses kept as ints, answering for
+    ``IPv4Address``es (``DesiredState.peer_view``)."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: KeysView[int]) -> None:
+        self._keys = keys
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, IPv4Address) and int(address) in self._keys
+
+    def __iter__(self) -> Iterator[IPv4Address]:
+        return map(IPv4Address, self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 class DesiredState:
     """A ``GatewayState`` kept up to date by contributions, with the changes since last taken."""
 
@@ -63,10 +89,12 @@ class DesiredState:
         self.conncheck_port = conncheck_port
         self._peers: dict[str, PeerState] = {}
         """Declarations without members; members live in ``_count``."""
-        self._by_key: dict[str, dict[SetKey, frozenset[IPv4Address]]] = {}
-        self._count: dict[SetKey, dict[IPv4Address, int]] = defaultdict(dict)
+        self._by_key: dict[str, dict[SetKey, frozenset[int]]] = {}
+        self._count: dict[SetKey, dict[int, int]] = defaultdict(dict)
         self._changes = Changes()
         self._new_peers: set[str] = set()
+        self._views: dict[str, PeerState] = {}
+        """``peer_view``'s answers, kept until the peer's declaration changes."""
         self.pending_since: float | None = None
         """``time.perf_counter()`` of the oldest change not yet taken (event-to-kernel latency)."""
         self.flow_log: FlowLog | None = FlowLog()
@@ -86,6 +114,7 @@ class DesiredState:
         if peer.name not in self._peers:
             self._new_peers.add(peer.name)
         self._peers[peer.name] = bare
+        self._views.pop(peer.name, None)
         self._changes.peers[peer.name] = bare
         self._pending()
 
@@ -93,6 +122,7 @@ class DesiredState:
         """Forget a peer; contributions to its sets are kept, should it come back."""
         if self._peers.pop(name, None) is None:
             return
+        self._views.pop(name, None)
         self._changes.peers.pop(name, None)
         if name in self._new_peers:
             self._new_peers.discard(name)  # came and went between two takes: nothing to do
@@ -108,13 +138,16 @@ class DesiredState:
     def peers(self) -> tuple[str, ...]:
         return tuple(self._peers)
 
+    def declares(self, name: str) -> bool:
+        return name in self._peers
+
     # --- contributions -----------------------------------------------------------------------
 
     def contribute(
-        self, key: str, peer: str, kind: SetKind, addresses: Iterable[IPv4Address]
+        self, key: str, peer: str, kind: SetKind, addresses: Iterable[IPv4Address | int]
     ) -> None:
         """Object ``key`` now contributes exactly ``addresses`` to ``peer``'s ``kind`` set."""
-        new = frozenset(addresses)
+        new = frozenset([int(a) for a in addresses])
         mine = self._by_key.setdefault(key, {})
         old = mine.get((peer, kind), frozenset())
         if new == old:
@@ -125,10 +158,12 @@ class DesiredState:
             mine.pop((peer, kind), None)
             if not mine:
                 del self._by_key[key]
-        for a in new - old:
-            self._inc((peer, kind), a)
-        for a in old - new:
-            self._dec((peer, kind), a)
+        sk = (peer, kind)
+        for a in new - old if old else new:
+            self._inc(sk, a)
+        if old:
+            for a in old - new:
+                self._dec(sk, a)
 
     def withdraw(self, key: str, peer: str | None = None, kind: SetKind | None = None) -> None:
         """Object ``key`` contributes nothing any more (to ``peer``/``kind`` only, if given)."""
@@ -137,16 +172,16 @@ class DesiredState:
                 self.contribute(key, p, k, ())
 
     def contributions(self, key: str) -> dict[SetKey, frozenset[IPv4Address]]:
-        return dict(self._by_key.get(key, {}))
+        return {sk: frozenset(map(IPv4Address, a)) for sk, a in self._by_key.get(key, {}).items()}
 
-    def _inc(self, sk: SetKey, a: IPv4Address) -> None:
+    def _inc(self, sk: SetKey, a: int) -> None:
         counts = self._count[sk]
         n = counts.get(a, 0)
         counts[a] = n + 1
         if n == 0:
             self._note(sk, a, self._changes.added, self._changes.deleted)
 
-    def _dec(self, sk: SetKey, a: IPv4Address) -> None:
+    def _dec(self, sk: SetKey, a: int) -> None:
         counts = self._count[sk]
         n = counts[a]
         if n > 1:
@@ -158,9 +193,9 @@ class DesiredState:
     def _note(
         self,
         sk: SetKey,
-        a: IPv4Address,
-        into: dict[SetKey, set[IPv4Address]],
-        undo: dict[SetKey, set[IPv4Address]],
+        a: int,
+        into: dict[SetKey, set[int]],
+        undo: dict[SetKey, set[int]],
     ) -> None:
         peer = sk[0]
         if peer not in self._peers or peer in self._new_peers:
@@ -171,8 +206,13 @@ class DesiredState:
             if not pending:
                 del undo[sk]
             return
-        into.setdefault(sk, set()).add(a)
-        self._pending()
+        bucket = into.get(sk)
+        if bucket is None:
+            into[sk] = {a}
+        else:
+            bucket.add(a)
+        if self.pending_since is None:
+            self.pending_since = time.perf_counter()
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -180,14 +220,19 @@ class DesiredState:
         return len(self._count.get((peer, kind), ()))
 
     def members(self, peer: str, kind: SetKind) -> frozenset[IPv4Address]:
-        return frozenset(self._count.get((peer, kind), ()))
+        return frozenset(map(IPv4Address, self._count.get((peer, kind), ())))
 
     def peer_view(self, name: str) -> PeerState:
         """A peer's declaration with *live* views of its members (no copy: O(1)), for checks
-        that only ask whether an address is a member (``compile.flows.stale``)."""
-        bare = self._peers[name]
-        views = {k: self._count.get((name, k), {}).keys() for k in SetKind}
-        return replace(bare, members=views)  # type: ignore[arg-type]
+        that only ask whether an address is a member (``compile.flows.stale``). Made once per
+        declaration (every event that deletes asks for one): the views stay live because the
+        per-set counts are never replaced, only emptied."""
+        view = self._views.get(name)
+        if view is None:
+            views = {k: AddressView(self._count[(name, k)].keys()) for k in SetKind}
+            view = replace(self._peers[name], members=views)  # type: ignore[arg-type]
+            self._views[name] = view
+        return view
 
     def peer(self, name: str) -> PeerState:
         """A peer's declaration with its current members."""
@@ -212,7 +257,8 @@ class DesiredState:
     def take_changes(self) -> Changes:
         """The changes since the last call; new peers come with their current members."""
         out = self._changes
-        out.peers = {name: self.peer(name) for name in out.peers}
+        if out.peers:
+            out.peers = {name: self.peer(name) for name in out.peers}
         self._changes = Changes()
         self._new_peers = set()
         self.pending_since = None
@@ -224,15 +270,24 @@ class DesiredState:
         self._new_peers = set()
         self.pending_since = None
 
-    def load(self, state: GatewayState, key: str = "file") -> None:
+    def load(
+        self,
+        state: GatewayState,
+        key: str = "file",
+        members: Mapping[str, Mapping[SetKind, Iterable[int]]] | None = None,
+    ) -> None:
         """Make the state equal ``state`` (a whole-state source such as a topology file): each
-        peer's sets become the contributions of ``key``; the changes are the difference."""
+        peer's sets become the contributions of ``key``; the changes are the difference.
+        ``members``, if given, holds the peers' sets as ints instead of ``state``'s."""
         for name in [n for n in self._peers if n not in state.peers]:
             self.remove_peer(name)
         for name, peer in state.peers.items():
             self.upsert_peer(peer)
             for kind in SetKind:
-                self.contribute(f"{key}/{name}", name, kind, peer.addresses(kind))
+                addresses: Iterable[IPv4Address | int] = (
+                    members[name][kind] if members is not None else peer.addresses(kind)
+                )
+                self.contribute(f"{key}/{name}", name, kind, addresses)
         for k in list(self._by_key):
             if k.startswith(f"{key}/") and k.removeprefix(f"{key}/") not in state.peers:
                 self.withdraw(k)

@@ -14,16 +14,21 @@ import hashlib
 import json
 import logging
 import os
+import pickle
+import subprocess
+import sys
+from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from peerwall.agent.desired import DesiredState
 from peerwall.compile.desired import gateway_state
-from peerwall.compile.state import API_PORT, CONNCHECK_PORT
+from peerwall.compile.state import API_PORT, CONNCHECK_PORT, GatewayState, SetKind
 from peerwall.errors import PeerwallError
 from peerwall.model import SecurityMode, Topology, load_topology
+from peerwall.settings import max_input_bytes
 from peerwall.values import audit_from_values, mode_from_values
 
 log = logging.getLogger("peerwall.agent.file")
@@ -93,55 +98,33 @@ class FileSource:
         texts: list[str | None] = []
         for p in self._paths():
             texts.append(None if p is None else p.read_text(encoding="utf-8"))
-        topology_text, values_text, gateways_text = texts
-        assert topology_text is not None
-        try:
-            topology = load_topology(topology_text, str(self.inputs.topology))
-            mode = self._mode(values_text)
-            audit = self._audit(values_text)
-            gateways = {
-                peer: IPv4Address(a) for peer, a in json.loads(gateways_text or "{}").items()
-            }
-            if self.inputs.cluster not in topology.cluster_by_name:
-                raise PeerwallError(f"{self.inputs.topology}: no cluster {self.inputs.cluster!r}")
-            state = gateway_state(
-                topology,
-                self.inputs.cluster,
-                mode,
-                api_port=self.inputs.api_port,
-                tunnel_pattern=self.inputs.tunnel_pattern,
-                gateways=gateways,
-                conncheck_port=self.inputs.conncheck_port,
-                audit=audit,
-            )
-        except (PeerwallError, ValueError, TypeError, AttributeError) as e:
-            log.error("inputs not loaded, keeping the last good state: %s", e)
+        digest = inputs_digest(texts)
+        big = len(texts[0] or "") > CHILD_PARSE_CHARS
+        # Parsing a big topology peaks at ~3 KiB per pod (the parsed data, the schema's objects
+        # and the resolved topology together), 3x what the agent then keeps: in a process of
+        # its own, the agent never holds that peak, nor the scattered heap it leaves behind.
+        # A small topology is kept (drops are named and explained with it); a big one is not:
+        # its drops carry addresses only.
+        outcome = (
+            _in_child(self.inputs, texts) if big else _compact_state(self.inputs, texts, keep=True)
+        )
+        del texts
+        if isinstance(outcome, str):
+            log.error("inputs not loaded, keeping the last good state: %s", outcome)
             return False
+        state, mode, members, topology = outcome
         self.desired.cluster = state.cluster
-        self.desired.load(state)
+        self.desired.load(state, members=members)
         self.topology, self.mode = topology, mode
-        self.loaded_digest = inputs_digest(texts)
+        self.loaded_digest = digest
         log.info(
-            "loaded %s (cluster %s, default mode %s)",
+            "loaded %s (cluster %s, default mode %s%s)",
             self.inputs.topology,
             state.cluster,
             mode.value,
+            ", parsed in a child process" if big else "",
         )
         return True
-
-    def _mode(self, values_text: str | None) -> SecurityMode:
-        if self.inputs.forced_mode is not None:
-            return self.inputs.forced_mode
-        if values_text is None or self.inputs.values is None:
-            return self.inputs.default_mode
-        return mode_from_values(values_text, str(self.inputs.values)) or self.inputs.default_mode
-
-    def _audit(self, values_text: str | None) -> bool:
-        if self.inputs.forced_audit is not None:
-            return self.inputs.forced_audit
-        if values_text is None or self.inputs.values is None:
-            return False
-        return audit_from_values(values_text, str(self.inputs.values)) or False
 
     async def run(self) -> None:
         while True:
@@ -157,3 +140,86 @@ class FileSource:
                     self.synced.set()
                     self.changed.set()
             await asyncio.sleep(self.poll)
+
+
+CHILD_PARSE_CHARS = 1 << 20
+"""A topology text longer than this (~9,000 pods) is parsed in a child process: its start
+(~0.5 s) is paid only where the parse's peak would outweigh the agent's own memory."""
+
+Members = dict[str, dict[SetKind, "array[int]"]]
+"""Peer -> set -> its addresses as ints: what a child hands back (compact to send)."""
+
+
+CompactState = tuple[GatewayState, SecurityMode, Members, Topology | None]
+
+
+def _compact_state(
+    inputs: FileInputs, texts: list[str | None], keep: bool = False
+) -> CompactState | str:
+    """The gateway's state from the files' texts: its declarations, its mode, its sets as int
+    arrays, and (``keep``) the topology; or the error text. Runs in the agent or in a child
+    process (``FileSource.load``)."""
+    topology_text, values_text, gateways_text = texts
+    assert topology_text is not None
+    try:
+        topology = load_topology(topology_text, str(inputs.topology), max_bytes=max_input_bytes())
+        del topology_text, texts  # tens of MB at 100,000s of pods: not kept past parsing
+        mode = _mode(inputs, values_text)
+        audit = _audit(inputs, values_text)
+        gateways = {peer: IPv4Address(a) for peer, a in json.loads(gateways_text or "{}").items()}
+        if inputs.cluster not in topology.cluster_by_name:
+            raise PeerwallError(f"{inputs.topology}: no cluster {inputs.cluster!r}")
+        state = gateway_state(
+            topology,
+            inputs.cluster,
+            mode,
+            api_port=inputs.api_port,
+            tunnel_pattern=inputs.tunnel_pattern,
+            gateways=gateways,
+            conncheck_port=inputs.conncheck_port,
+            audit=audit,
+        )
+    except (PeerwallError, ValueError, TypeError, AttributeError) as e:
+        return str(e)
+    members = {
+        name: {k: array("I", sorted(map(int, peer.addresses(k)))) for k in SetKind}
+        for name, peer in state.peers.items()
+    }
+    bare = {name: replace(peer, members={}) for name, peer in state.peers.items()}
+    return replace(state, peers=bare), mode, members, topology if keep else None
+
+
+def _in_child(inputs: FileInputs, texts: list[str | None]) -> CompactState | str:
+    """``_compact_state`` in a child process (``python -m peerwall.agent.filesource``), waited
+    for; its input and answer are pickles on its standard input and output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "peerwall.agent.filesource"],
+        input=pickle.dumps((inputs, texts)),
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        return f"{inputs.topology}: parsing in a child process failed: {why[0]}"
+    outcome: CompactState | str = pickle.loads(done.stdout)
+    return outcome
+
+
+def _mode(inputs: FileInputs, values_text: str | None) -> SecurityMode:
+    if inputs.forced_mode is not None:
+        return inputs.forced_mode
+    if values_text is None or inputs.values is None:
+        return inputs.default_mode
+    return mode_from_values(values_text, str(inputs.values)) or inputs.default_mode
+
+
+def _audit(inputs: FileInputs, values_text: str | None) -> bool:
+    if inputs.forced_audit is not None:
+        return inputs.forced_audit
+    if values_text is None or inputs.values is None:
+        return False
+    return audit_from_values(values_text, str(inputs.values)) or False
+
+
+if __name__ == "__main__":  # the child of ``_in_child``
+    sys.stdout.buffer.write(pickle.dumps(_compact_state(*pickle.loads(sys.stdin.buffer.read()))))

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup, TyperOption
 
+from peerwall import settings
 from peerwall.cli import agent, complete, diff, lab, liqo, render
 from peerwall.cli.options import (
     DEFAULT_MODE,
@@ -196,8 +197,18 @@ def _root(
             show_default=False,
         ),
     ] = None,
+    max_input_size: Annotated[
+        int | None,
+        typer.Option(
+            "--max-input-size",
+            min=1,
+            help="Bytes: the largest input read (topology, values, standard input, the agent's "
+            "file); default $PEERWALL_MAX_INPUT_BYTES, else 128 MiB.",
+        ),
+    ] = None,
 ) -> None:
     """Liqo's connectivity security modes: decide, enforce with nftables, explain, verify."""
+    settings.set_max_input_bytes(max_input_size)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ Both sources of values go through one registry, ``VALUE_KEYS``: a key it does no
 error naming the key, with a near match if there is one (a misspelt key must not silently mean
 the default).
 
-Every input is read up to a size limit (``PEERWALL_MAX_INPUT_BYTES``, default 128 MiB), never
+Every input is read up to a size limit (``--max-input-size``, ``PEERWALL_MAX_INPUT_BYTES``, default 128 MiB), never
 whole: ``-f /dev/zero`` is an error, not a ``MemoryError``.
 
 Every problem is raised as a ``PeerwallError`` (the CLI prints it and exits with status 2).
@@ -17,7 +17,6 @@ Every problem is raised as a ``PeerwallError`` (the CLI prints it and exits with
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,8 +27,8 @@ import typer
 
 from peerwall.errors import Problem, TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology
-from peerwall.model.describe import byte_size, quote
-from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES
+from peerwall.model.describe import byte_size
+from peerwall.settings import MAX_INPUT_ENV, max_input_bytes
 from peerwall.values import (
     AUDIT_KEY,
     MODE_KEY,
@@ -39,7 +38,6 @@ from peerwall.values import (
 )
 
 DEFAULT_MODE = SecurityMode.FULL_POD_TO_POD
-MAX_INPUT_ENV = "PEERWALL_MAX_INPUT_BYTES"
 
 
 # Typer parameter types, to share one spelling and help text across commands.
@@ -94,22 +92,6 @@ def read_values(path: Path) -> dict[str, object]:
 # --- reading inputs --------------------------------------------------------------------------
 
 
-def max_input_bytes() -> int:
-    """The input size limit: ``PEERWALL_MAX_INPUT_BYTES`` if set, else 128 MiB."""
-    raw = os.environ.get(MAX_INPUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_INPUT_BYTES
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if limit <= 0:
-        raise TopologyInvalid(
-            MAX_INPUT_ENV, [Problem("", f"expected a positive number of bytes, got {quote(raw)}")]
-        )
-    return limit
-
-
 def _source(path: Path) -> str:
     return "<stdin>" if str(path) == "-" else str(path)
 
@@ -128,9 +110,7 @@ def read_text(path: Path) -> str:
                 data = _read_capped(f, limit)
         if len(data) <= limit:
             return data.decode("utf-8")
-        problem = (
-            f"larger than {byte_size(limit)}, the input limit (set {MAX_INPUT_ENV} to change it)"
-        )
+        problem = f"larger than {byte_size(limit)}, the input limit (--max-input-size or {MAX_INPUT_ENV} to change it)"
     except FileNotFoundError:
         problem = "no such file"
     except IsADirectoryError:

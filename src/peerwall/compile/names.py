@@ -8,6 +8,7 @@ base chains are ``<type>-<hook>``, as in kube-proxy's nftables mode.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
 from peerwall.compile.state import SetKind
 from peerwall.model.hashes import hash8 as hash8
@@ -85,6 +86,7 @@ def flow_prefix(verdict: str, hook: str, reason: str, peer: str) -> str:
     return f"{FLOW_PREFIX}:{verdict}:{hook}:{reason}:{peer}"
 
 
+@cache
 def peer_set(peer: str, kind: SetKind) -> str:
     """One of the per-peer address sets (plain hash sets: O(1) per element update)."""
     return f"{kind.value}-{hash8(peer)}"

@@ -12,10 +12,13 @@ set still referenced, is an error. The kernel tests stay for what only the kerne
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from peerwall.compile.diff import element_script
+from peerwall.compile.netlink import Address, SetEdit
 from peerwall.compile.nft import (
     Chain,
     Element,
@@ -90,6 +93,19 @@ class FakeNft:
             self._apply(staged, c)
         self.tables = staged
         self.scripts.append(script)
+
+    def edit_elements(self, family: str, table: str, edits: Sequence[SetEdit]) -> None:
+        """As the kernel takes a netlink element batch: all deletes, then all adds, in one
+        transaction (recorded in ``scripts`` as the equivalent script)."""
+
+        def ips(addresses: Sequence[Address]) -> list[IPv4Address]:
+            return [IPv4Address(a) for a in addresses]
+
+        lines = [
+            line for e in edits for line in element_script(family, table, e.set, (), ips(e.delete))
+        ] + [line for e in edits for line in element_script(family, table, e.set, ips(e.add))]
+        if lines:
+            self.run("\n".join(lines) + "\n")
 
     def list_json(self, command: str) -> dict[str, Any]:
         words = command.split()

@@ -5,8 +5,11 @@ share those, so validation refuses them (``validate.names``)."""
 from __future__ import annotations
 
 import hashlib
+from functools import cache
 
 
+@cache
 def hash8(name: str) -> str:
-    """The first 8 hex digits of the SHA-256 of ``name``."""
+    """The first 8 hex digits of the SHA-256 of ``name`` (cached: per-peer names are computed on
+    every element event)."""
     return hashlib.sha256(name.encode()).hexdigest()[:8]

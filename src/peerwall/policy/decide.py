@@ -80,6 +80,17 @@ class ServiceClass:
 
 
 @dataclass(frozen=True)
+class ServiceVerdictClass:
+    """A service as the truth table needs it: where it exists and the *distinct* classes of its
+    backends. Its verdict (all backends reached, some, none) depends on which classes its
+    backends fall in, not on how many there are: services selecting a whole tier share one
+    class, and each backend class is decided once per row class, not each backend."""
+
+    present_in: frozenset[str]
+    backends: frozenset[PodClass]
+
+
+@dataclass(frozen=True)
 class InternetClass:
     cluster: str
 
@@ -89,7 +100,7 @@ class ApiClass:
     cluster: str
 
 
-DestinationClass = PodClass | ServiceClass | InternetClass | ApiClass
+DestinationClass = PodClass | ServiceClass | ServiceVerdictClass | InternetClass | ApiClass
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,9 @@ class Decider:
         self.force = force
         self._reflecting = _reflecting(topology)
         self._modes: dict[tuple[str, str], EffectiveMode] = {}
+        self._interned: dict[PodClass, PodClass] = {}
+        self._class_of: dict[str, PodClass] = {}
+        """Pod name -> its class, one object per distinct class (``service_verdict_class``)."""
         self.internets = {c.internet: c.name for c in topology.clusters}
         self.apis = {c.api_server: c.name for c in topology.clusters if c.api_server}
 
@@ -172,11 +186,25 @@ class Decider:
             return ApiClass(self.apis[name])
         raise KeyError(name)
 
+    def _interned_class(self, name: str) -> PodClass:
+        found = self._class_of.get(name)
+        if found is None:
+            c = self.pod_class(self.topology.pod_by_name[name])
+            found = self._class_of[name] = self._interned.setdefault(c, c)
+        return found
+
+    def service_verdict_class(self, service: Service) -> ServiceVerdictClass:
+        # Equal classes are one object (interned): distinct ones are found by identity, and
+        # only those are hashed, whatever the number of backends.
+        distinct = {id(c): c for c in map(self._interned_class, service.backends)}
+        return ServiceVerdictClass(frozenset(service.present_in), frozenset(distinct.values()))
+
     def destination_classes(self) -> list[DestinationClass]:
-        """The class of every destination, in table order."""
+        """The class of every destination, in table order (services by ``ServiceVerdictClass``:
+        the table needs verdicts only; ``destination_class`` keeps every backend, to explain)."""
         t = self.topology
         out: list[DestinationClass] = [self.pod_class(p) for p in t.pods]
-        out += [self.service_class(s) for s in t.services]
+        out += [self.service_verdict_class(s) for s in t.services]
         out += [InternetClass(c.name) for c in t.clusters]
         out += [ApiClass(c.name) for c in t.clusters if c.api_server]
         return out
@@ -198,6 +226,8 @@ class Decider:
             return self.pod(src, dst)
         if isinstance(dst, ServiceClass):
             return self.service(src, dst)
+        if isinstance(dst, ServiceVerdictClass):
+            return self.service_verdict(src, dst)
         if isinstance(dst, InternetClass):
             own = src.physical == dst.cluster
             return Decision(
@@ -231,6 +261,15 @@ class Decider:
         parts = tuple(self.pod(src, b) for b in dst.backends)
         verdict = aggregate(p.verdict for p in parts)
         return Decision(verdict, Rule.SERVICE_BACKENDS, backends=parts)
+
+    def service_verdict(self, src: SourceClass, dst: ServiceVerdictClass) -> Decision:
+        """``service``'s verdict, from the distinct backend classes (no per-backend parts)."""
+        if src.physical not in dst.present_in:
+            return Decision(Verdict.NO, Rule.SERVICE_ABSENT)
+        if not dst.backends:
+            return Decision(Verdict.NO, Rule.SERVICE_NO_BACKENDS)
+        verdict = aggregate(self.pod(src, b).verdict for b in dst.backends)
+        return Decision(verdict, Rule.SERVICE_BACKENDS)
 
     def api(self, src: SourceClass, dst: ApiClass) -> Decision:
         a, k = src.physical, dst.cluster

@@ -1,0 +1,124 @@
+"""Set element edits straight to nf_tables over netlink: one datagram, one transaction.
+
+The batch is encoded by ``compile.netlink``; this is the socket. Like a libnftables context, the
+socket acts on the network namespace that was current when it was made, whatever thread uses it
+later, so it is made inside the namespace and kept. The kernel runs the whole batch inside
+``send`` and queues every answer before ``send`` returns: the answers are read at once, without
+waiting, and one that is missing is an error, not a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterable
+
+from peerwall import nsenter
+from peerwall.compile import netlink
+from peerwall.compile.netlink import SetEdit
+from peerwall.errors import NftError
+
+SO_SNDBUFFORCE = 32
+_RECV = 1 << 16
+
+
+class NetlinkSets:
+    """An nf_tables netlink socket in namespace ``netns`` (``None``: the current one)."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        with nsenter.entered(netns):
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, netlink.NETLINK_NETFILTER)
+        try:
+            sock.bind((0, 0))
+            sock.connect((0, 0))
+            sock.setsockopt(netlink.SOL_NETLINK, netlink.NETLINK_CAP_ACK, 1)
+        except OSError as e:
+            sock.close()
+            raise NftError(f"nf_tables netlink socket: {e}") from None
+        self._sock = sock
+        self._sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self._buf = bytearray(_RECV)
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def edit(self, family: str, table: str, edits: Iterable[SetEdit]) -> None:
+        """Make ``edits`` in one transaction; raise ``NftError`` (and change nothing) if the
+        kernel refuses any of them (a set that does not exist, an element to delete that is not
+        there) or does not answer."""
+        with self._lock:
+            first = self._seq + 1
+            batch, sent = netlink.element_batch(family, table, edits, first)
+            if not sent:
+                return
+            last = sent[-1].seq
+            self._seq = last + 1
+            try:
+                if len(batch) + 1024 > self._sndbuf:
+                    self._room(len(batch))
+                self._sock.send(batch)
+                errors = self._answers(first, last)
+            except OSError as e:
+                self._drain()
+                raise NftError(f"nf_tables netlink: {e}") from None
+        if errors is None:
+            raise NftError("nf_tables netlink: the kernel did not answer the element batch")
+        if errors:
+            seq, code = errors[0]
+            refused = next((s for s in sent if s.seq == seq), None)
+            if refused is not None:
+                raise NftError(netlink.refusal(family, table, refused, code))
+            raise NftError(f"Error: Could not process rule: {os.strerror(code)}: element batch")
+
+    def _room(self, size: int) -> None:
+        """A datagram larger than the send buffer is refused: grow it (as root, past the
+        system's maximum, as libnftables does)."""
+        if size + 1024 <= self._sndbuf:
+            return
+        want = max(size + 4096, 2 * self._sndbuf)
+        for option in (SO_SNDBUFFORCE, socket.SO_SNDBUF):
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, option, want)
+            except OSError:
+                continue
+            break
+        self._sndbuf = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+    def _answers(self, first: int, last: int) -> list[tuple[int, int]] | None:
+        """The errors (seq, errno) answered to this batch (seq ``first`` to ``last + 1``), read
+        up to the answer to ``last``, its closing acknowledgement; None if that never comes. The
+        queue holds every answer when ``send`` returns, so this waits (1 s at most) only if the
+        kernel did not answer, which it does not do; answers to older batches are skipped."""
+        errors: list[tuple[int, int]] = []
+        while True:
+            try:
+                n = self._sock.recv_into(self._buf, _RECV, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                self._sock.settimeout(1.0)
+                try:
+                    n = self._sock.recv_into(self._buf, _RECV)
+                except TimeoutError:
+                    return None
+                finally:
+                    self._sock.settimeout(None)
+            if n == netlink.ACK_SIZE and netlink.acknowledges(self._buf, last):
+                return errors  # the usual answer: one acknowledgement, of the last message
+            for seq, code in netlink.replies(memoryview(self._buf)[:n]):
+                if code and first <= seq <= last + 1:
+                    errors.append((seq, code))
+                # The batch's header refused (no CAP_NET_ADMIN, a failed commit): whatever
+                # follows is moot, and may never come; later reads skip what does.
+                if seq == last or (code and seq == first):
+                    return errors
+
+    def _drain(self) -> None:
+        """Drop answers left queued by a failed exchange, so the next one reads its own."""
+        while True:
+            try:
+                self._sock.recv_into(self._buf, _RECV, socket.MSG_DONTWAIT)
+            except OSError:
+                return
