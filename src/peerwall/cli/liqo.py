@@ -24,7 +24,7 @@ from peerwall.agent.kube.gateway_templates import (
     TemplateError,
     with_agent,
 )
-from peerwall.cli.options import SetValues, ValuesFile, resolve_mode
+from peerwall.cli.options import SetValues, ValuesFile, resolve_audit, resolve_mode
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -94,15 +94,19 @@ def templates(
     """Copy the installed Liqo's gateway templates with the peerwall agent added.
 
     Everything of Liqo's stays as the cluster has it (containers, arguments, images, scheduling,
-    resources); only the agent container and its /tmp volume are added. The copies are named
+    resources); only the agent container, its fail-closed init container and their /tmp volume are added. The copies are named
     <name>-peerwall; --set networking.securityMode is the mode of every peering that no
-    PeeringSecurity names. Exit 1 if a template is missing or not a Liqo gateway template.
+    PeeringSecurity names (networking.securityAudit its audit). Exit 1 if a template is missing or not a Liqo gateway template.
 
     Example: peerwall liqo templates --kubeconfig kc --image registry.example.com/peerwall:0.1.0 -o out/
     """
     mode = resolve_mode(set_, values).mode
     agent = AgentContainer(
-        image=image, pull_policy=pull_policy, security_mode=mode.value, liqo_namespace=namespace
+        image=image,
+        pull_policy=pull_policy,
+        security_mode=mode.value,
+        security_audit=resolve_audit(set_, values),
+        liqo_namespace=namespace,
     )
     names = {SERVER_TEMPLATE: server_template, CLIENT_TEMPLATE: client_template}
     try:

@@ -20,6 +20,7 @@ from kubeapi.fake import FakeApiServer
 from kubeapi.harness import TIMEOUT, run
 from peerwall.agent.kube.gateway_templates import (
     AGENT,
+    INIT,
     POD_SPEC,
     TMP_VOLUME,
     AgentContainer,
@@ -48,6 +49,9 @@ def without_agent(spec: dict[str, Any]) -> dict[str, Any]:
     spec = copy.deepcopy(spec)
     pod = pod_spec({"spec": spec})
     pod["containers"] = [c for c in pod["containers"] if c["name"] != AGENT]
+    inits = [c for c in pod.pop("initContainers", []) if c["name"] != INIT]
+    if inits:
+        pod["initContainers"] = inits
     pod["volumes"] = [v for v in pod["volumes"] if v["name"] != TMP_VOLUME]
     return spec
 
@@ -99,6 +103,8 @@ def test_the_agent_container_is_the_charts() -> None:
         "env": [e for e in c["env"] if e["name"] != "PEERWALL_PEER"],
     }
     assert strip(ours) == strip(charts)
+    (chart_init,) = pod_spec(chart_template)["initContainers"]
+    assert AgentContainer(charts["image"]).init_container() == chart_init
 
 
 def test_the_agent_container_is_a_valid_container_once_liqo_renders_it() -> None:

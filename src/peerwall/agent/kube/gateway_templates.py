@@ -7,8 +7,9 @@ containers, arguments, images, scheduling (nodeSelector, affinity, tolerations, 
 imagePullSecrets, resources and replicas, all of which change between Liqo releases (v1.2.0's
 wireguard container takes ``--listen-port``, master's ``--listen-ports``). So the agent is added to
 a copy of the cluster's own template rather than to one of ours: the copy's ``spec`` is the
-original's with one more container in the gateway pod (``peerwall``) and the in-memory volume its
-read-only root filesystem needs (``peerwall-tmp``); its metadata is a new name beside the original.
+original's with one more container in the gateway pod (``peerwall``), an init container that
+installs a fail-closed table before any other starts (``peerwall-fail-closed``), and the in-memory
+volume their read-only root filesystems need (``peerwall-tmp``); its metadata is a new name beside the original.
 
 The agent's container is the chart's (``deploy/helm/peerwall/templates/_helpers.tpl``
 ``peerwall.agentContainer``; a test keeps the two equal), except that the peer's cluster ID comes
@@ -48,6 +49,7 @@ and the defaults of ``pkg/liqo-controller-manager/networking/forge/gateway{serve
 ``DefaultGw{Server,Client}TemplateName``, at v1.2.0 and 557c199c)."""
 
 AGENT = "peerwall"
+INIT = "peerwall-fail-closed"
 TMP_VOLUME = "peerwall-tmp"
 DERIVED_FROM = "peerwall.io/derived-from"
 
@@ -63,6 +65,7 @@ class AgentContainer:
     image: str
     pull_policy: str = "IfNotPresent"
     security_mode: str = "FullPodToPod"
+    security_audit: bool = False
     liqo_namespace: str = "liqo"
     tunnel_pattern: str = "liqo-tunnel*"
     resync_interval: int = 10
@@ -86,9 +89,11 @@ class AgentContainer:
                 "--source=kubernetes",
                 "--peer={{ .ClusterID }}",
                 f"--set=networking.securityMode={self.security_mode}",
+                f"--set=networking.securityAudit={str(self.security_audit).lower()}",
                 f"--tunnel-pattern={self.tunnel_pattern}",
                 f"--resync-interval={self.resync_interval}",
-                f"--metrics-address=0.0.0.0:{self.metrics_port}",
+                # The endpoint listens on the pod's address only (issue 14: not on every address).
+                f"--metrics-address=$(POD_IP):{self.metrics_port}",
                 f"--log-level={self.log_level}",
                 f"--liqo-namespace={self.liqo_namespace}",
             ],
@@ -96,7 +101,8 @@ class AgentContainer:
                 {
                     "name": "POD_NAMESPACE",
                     "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-                }
+                },
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             ],
             "ports": [
                 {"containerPort": self.metrics_port, "name": "pw-metrics", "protocol": "TCP"}
@@ -112,16 +118,36 @@ class AgentContainer:
                 "failureThreshold": 2,
             },
             "resources": copy.deepcopy(self.resources),
-            "securityContext": {
-                "runAsUser": 0,
-                "privileged": False,
-                "allowPrivilegeEscalation": False,
-                "readOnlyRootFilesystem": True,
-                "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": copy.deepcopy(_SECURITY_CONTEXT),
             "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],
         }
+
+    def init_container(self) -> Obj:
+        """Installs a fail-closed table before the gateway's containers start, so that the
+        gateway never forwards before the agent's table is there."""
+        return {
+            "name": INIT,
+            "image": self.image,
+            "imagePullPolicy": self.pull_policy,
+            "args": [
+                "agent",
+                "--source=kubernetes",
+                f"--tunnel-pattern={self.tunnel_pattern}",
+                "--fail-closed-only",
+            ],
+            "securityContext": copy.deepcopy(_SECURITY_CONTEXT),
+            "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],
+        }
+
+
+_SECURITY_CONTEXT: Obj = {
+    "runAsUser": 0,
+    "privileged": False,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 def _at(obj: Any, path: tuple[str, ...], where: str) -> Any:
@@ -150,12 +176,13 @@ def with_agent(template: Obj, agent: AgentContainer, suffix: str = "-peerwall") 
     names = {c.get("name") for c in containers} | {
         c.get("name") for c in pod.get("initContainers") or []
     }
-    if AGENT in names:
+    if AGENT in names or INIT in names:
         raise TemplateError(f"{where}: already has a {AGENT} container")
     volumes = pod.setdefault("volumes", [])
     if any(v.get("name") == TMP_VOLUME for v in volumes):
         raise TemplateError(f"{where}: already has a volume {TMP_VOLUME}")
     containers.append(agent.container())
+    pod.setdefault("initContainers", []).insert(0, agent.init_container())
     volumes.append({"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}})
     return {
         "apiVersion": template["apiVersion"],
