@@ -24,15 +24,21 @@ from typing import Protocol
 
 from peerwall.agent.desired import Changes, DesiredState
 from peerwall.compile import names
-from peerwall.compile.build import build, cidrs_elements
+from peerwall.compile.build import build, build_guard, cidrs_elements
 from peerwall.compile.diff import diff, element_script
 from peerwall.compile.flows import Flow, stale
 from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, PeerState
 from peerwall.dataplane.apply import apply
-from peerwall.dataplane.drift import Drift, drift
+from peerwall.dataplane.drift import (
+    TABLE_MISSING,
+    TABLE_UNREADABLE,
+    WHOLE_TABLE_KINDS,
+    Drift,
+    read_drift,
+)
 from peerwall.dataplane.nft import Nft
-from peerwall.dataplane.readback import read_table
+from peerwall.dataplane.readback import read_table, table_exists
 from peerwall.errors import NftError
 
 log = logging.getLogger("peerwall.agent")
@@ -88,6 +94,10 @@ class Counts:
     flows_cleared: int = 0
     last_sync: float = 0.0
     """``time.time()`` of the last successful transaction or check."""
+    readback_failures: int = 0
+    """Read-backs that could not read the live table (counted as drift, and repaired)."""
+    guard: str | None = None
+    """Why the fail-closed guard table is up (``inet peerwall`` cannot be taken back); None: down."""
 
 
 class Enforcer:
@@ -107,13 +117,60 @@ class Enforcer:
         """Before the desired state is known: if there is no table, install one with no peers,
         which drops every tunnel's traffic but established and related. A table left by a
         previous run is kept: it is the last known state, and replacing it now would cut
-        allowed connections. Returns whether a table was installed."""
-        if read_table(self.nft, names.FAMILY, names.TABLE) is not None:
+        allowed connections; but not one with flags (``dormant`` enforces nothing) or one that
+        cannot be read back. If the kernel refuses the fail-closed table, the guard table fails
+        the gateway closed instead. Returns whether a table was installed."""
+        if table_exists(self.nft, names.FAMILY, names.GUARD_TABLE):
+            # A previous run died while guarded: keep the guard until a whole table is written.
+            self.counts.guard = "left up by a previous run"
+        fail_closed = build(replace(state, peers={}))
+        live, found = read_drift(self.nft, fail_closed)
+        if live is not None and not live.flags:
             log.info("kept the table of a previous run until the desired state is known")
             return False
-        self.nft.run(render_replace(build(replace(state, peers={}))))
-        log.info("no table: installed a fail-closed one (every tunnel dropped)")
+        if found and found[0].kind != TABLE_MISSING:
+            self.counts.readback_failures += live is None
+            log.error("the table left by a previous run is not usable: %s", found[0])
+        try:
+            self.nft.run(render_replace(fail_closed))
+        except NftError as e:
+            self._raise_guard(state.tunnel_pattern, f"the fail-closed table was refused: {e}")
+            return False
+        log.info("installed a fail-closed table (every tunnel dropped)")
         return True
+
+    # --- the guard ---------------------------------------------------------------------------
+
+    def _raise_guard(self, tunnel_pattern: str, why: str) -> None:
+        """Fail the gateway closed by a table of its own, since ``inet peerwall`` cannot be
+        written (say, another process holds it with ``flags owner``). Never raises: if even the
+        guard is refused, that is logged, and the next step or check tries again."""
+        try:
+            self.nft.run(render_replace(build_guard(tunnel_pattern)))
+        except NftError as e:
+            log.critical("%s; the fail-closed guard table was refused too: %s", why, e)
+            return
+        if self.counts.guard is None:
+            log.critical(
+                "%s: fail-closed guard table %s %s installed (every tunnel's new traffic dropped)",
+                why,
+                names.FAMILY,
+                names.GUARD_TABLE,
+            )
+        self.counts.guard = why
+
+    def _lower_guard(self) -> None:
+        """The whole table was written: the guard is not needed any more."""
+        if self.counts.guard is None:
+            return
+        try:
+            self.nft.run(f"delete table {names.FAMILY} {names.GUARD_TABLE}\n")
+        except NftError as e:
+            if table_exists(self.nft, names.FAMILY, names.GUARD_TABLE):
+                log.error("could not remove the guard table (kept, fail closed): %s", e)
+                return
+        log.warning("table %s %s is back: guard table removed", names.FAMILY, names.TABLE)
+        self.counts.guard = None
 
     # --- applying ----------------------------------------------------------------------------
 
@@ -149,7 +206,11 @@ class Enforcer:
             kind, script = p.kind, p.script
             if kind == "peers":
                 assert p.snapshot is not None
-                tx = diff(read_table(self.nft, names.FAMILY, names.TABLE), build(p.snapshot))
+                try:
+                    live = read_table(self.nft, names.FAMILY, names.TABLE)
+                except NftError:  # unreadable (the check will say why): replace it whole
+                    live = None
+                tx = diff(live, build(p.snapshot))
                 kind, script = ("full" if tx.full else "peers"), tx.script
             if script:
                 self.nft.run(script)
@@ -157,6 +218,9 @@ class Enforcer:
         except NftError as e:
             self.counts.apply_failures += 1
             self.needs_full = True
+            if p.kind == "full" or kind == "full":
+                assert p.snapshot is not None
+                self._raise_guard(p.snapshot.tunnel_pattern, f"whole-table replace refused: {e}")
             log.error("transaction refused (%s): the next step replaces the whole table", e)
             return Step(p.changes, "failed")
         self._committed(kind, committed - started)
@@ -221,6 +285,7 @@ class Enforcer:
         self.needs_full = False
         self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
         self._committed("full", time.perf_counter() - started)
+        self._lower_guard()
         log.info(
             "whole table written: %d peer(s), %d set elements",
             len(state.peers),
@@ -271,25 +336,37 @@ class Enforcer:
 
     def repair(self, state: GatewayState) -> list[Drift]:
         """Read the live table back and repair any difference (logged and counted); the caller
-        clears the flows the repaired table forbids."""
+        clears the flows the repaired table forbids. A table that cannot be read back is drift
+        (replaced whole); one that cannot be replaced either raises the guard. Never raises
+        ``NftError``: the kernel keeps the last rules, and the next check tries again."""
         desired = build(state)
-        live = read_table(self.nft, names.FAMILY, names.TABLE)
-        found = drift(live, desired)
+        live, found = read_drift(self.nft, desired)
         self.counts.checks += 1
         if not found:
             self.counts.last_sync = time.time()
+            self._lower_guard()
             return found
+        if any(d.kind == TABLE_UNREADABLE for d in found):
+            self.counts.readback_failures += 1
         for d in found[:20]:
             log.warning("drift: %s", d)
         started = time.perf_counter()
+        whole = any(d.kind in WHOLE_TABLE_KINDS for d in found)
         try:
-            result = apply(self.nft, live, desired)
+            result = apply(self.nft, live, desired, force_full=whole)
         except NftError as e:
             self.counts.apply_failures += 1
             log.error("repair refused (%s): replacing the whole table", e)
-            self.full(state)
+            try:
+                self.full(state)
+            except NftError as again:
+                self.counts.apply_failures += 1
+                self.needs_full = True
+                self._raise_guard(state.tunnel_pattern, f"whole-table replace refused: {again}")
+                return found
         else:
             self._committed("full" if result.full else "peers", time.perf_counter() - started)
+            self._lower_guard()
         self.counts.repairs += 1
         self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
         log.warning("repaired %d difference(s)", len(found))

@@ -153,6 +153,27 @@ class LiveCollector(Collector):
         return out
 
 
+class CountsCollector(Collector):
+    """What the enforcer counts that is not a transaction: read-backs that failed, and whether
+    the fail-closed guard is up (``inet peerwall`` cannot be taken back)."""
+
+    def __init__(self, counts: Counts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Any]:
+        yield CounterMetricFamily(
+            "peerwall_readback_failures",
+            "Read-backs of the live table that failed (counted as drift, and repaired).",
+            value=self.counts.readback_failures,
+        )
+        yield GaugeMetricFamily(
+            "peerwall_fail_closed_guard",
+            "1 while the guard table fails the gateway closed because inet peerwall cannot be "
+            "taken back (see the log and /status for why).",
+            value=0 if self.counts.guard is None else 1,
+        )
+
+
 def serve(
     address: str,
     metrics: Metrics,
@@ -202,5 +223,6 @@ def counts_json(counts: Counts) -> dict[str, Any]:
         "repairs": counts.repairs,
         "apply_failures": counts.apply_failures,
         "flows_cleared": counts.flows_cleared,
+        "readback_failures": counts.readback_failures,
         "last_sync": counts.last_sync,
     }

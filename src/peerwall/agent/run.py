@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.enforcer import Enforcer, FlowTable, Step
-from peerwall.agent.metrics import LiveCollector, Metrics, counts_json, serve
+from peerwall.agent.metrics import CountsCollector, LiveCollector, Metrics, counts_json, serve
 from peerwall.dataplane.nft import Nft
 
 log = logging.getLogger("peerwall.agent")
@@ -78,6 +78,7 @@ class Agent:
         self._lock = asyncio.Lock()
         self.collector = LiveCollector(nft)
         self.metrics.registry.register(self.collector)
+        self.metrics.registry.register(CountsCollector(self.enforcer.counts))
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -92,7 +93,7 @@ class Agent:
             server = serve(
                 self.settings.metrics_address,
                 self.metrics,
-                lambda: self.ready,
+                lambda: self.ready and self.enforcer.counts.guard is None,
                 self._alive,
                 self.status,
             )
@@ -110,12 +111,18 @@ class Agent:
     async def _enforce(self) -> None:
         await self.source.synced.wait()
         log.info("state synced: enforcing")
+        refused = 0
         while True:
             await self.source.changed.wait()
             await asyncio.sleep(self.settings.coalesce)
             self.source.changed.clear()
             async with self._lock:
-                await self.step()
+                step = await self.step()
+            # A refused step is retried whole; back off so that a table the kernel keeps
+            # refusing (another process holds it) costs a retry now and then, not a busy loop.
+            refused = refused + 1 if step.kind == "failed" else 0
+            if refused:
+                await asyncio.sleep(min(0.05 * 2 ** (refused - 1), 5.0))
 
     async def step(self) -> Step:
         """One transaction for what changed (all of it, the first time), then the flows."""
@@ -148,12 +155,17 @@ class Agent:
                 if not self.ready:
                     continue
                 state = self.desired.snapshot()
-                found = await asyncio.to_thread(self.enforcer.repair, state)
-                if found:
-                    self.metrics.repairs.inc()
-                    cleared = await asyncio.to_thread(self.enforcer.clear_flows, state)
-                    self.metrics.flows.inc(cleared)
-                self.metrics.last_sync.set(time.time())
+                try:
+                    found = await asyncio.to_thread(self.enforcer.repair, state)
+                    if found:
+                        self.metrics.repairs.inc()
+                        cleared = await asyncio.to_thread(self.enforcer.clear_flows, state)
+                        self.metrics.flows.inc(cleared)
+                except Exception:  # a check must never stop enforcement: the next one retries
+                    log.exception("the check of the live table failed; retrying at the next one")
+                    continue
+                if self.enforcer.counts.guard is None:
+                    self.metrics.last_sync.set(time.time())
                 self._write_status()
 
     async def _heartbeat(self) -> None:
@@ -173,6 +185,7 @@ class Agent:
             "ready": self.ready,
             "digest": self.applied_digest,
             "peers": list(self.desired.peers),
+            "guard": self.enforcer.counts.guard,
             **counts_json(self.enforcer.counts),
         }
 

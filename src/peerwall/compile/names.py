@@ -13,6 +13,9 @@ from peerwall.compile.state import SetKind
 
 FAMILY = "inet"
 TABLE = "peerwall"
+GUARD_TABLE = "peerwall-guard"
+"""Installed only while ``TABLE`` cannot be taken back (an intruder holds it, ``flags owner``):
+it drops every tunnel's new traffic by itself, whatever ``TABLE`` holds."""
 
 CHAIN_FORWARD = "filter-forward"
 CHAIN_INPUT = "filter-input"

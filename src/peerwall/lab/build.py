@@ -20,13 +20,13 @@ from collections.abc import Callable
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.flows import stale
-from peerwall.compile.names import FAMILY, TABLE
+from peerwall.compile.names import FAMILY, GUARD_TABLE, TABLE
 from peerwall.compile.state import GatewayState
 from peerwall.dataplane.apply import SyncResult, sync
 from peerwall.dataplane.conntrack import Conntrack
-from peerwall.dataplane.drift import Drift, drift
+from peerwall.dataplane.drift import GUARD_UP, Drift, read_drift
 from peerwall.dataplane.nft import LibNft
-from peerwall.dataplane.readback import read_table
+from peerwall.dataplane.readback import table_exists
 from peerwall.errors import LabError, PeerwallError
 from peerwall.lab import agents
 from peerwall.lab.netns import delete_namespaces, list_namespaces
@@ -243,6 +243,15 @@ def gateway_drift(plan: LabPlan, mode: SecurityMode) -> dict[str, list[Drift]]:
     out = {}
     for c in plan.topology.clusters:
         with LibNft(plan.gateway_ns(c.name)) as nft:
-            live = read_table(nft, FAMILY, TABLE)
-        out[c.name] = drift(live, build(desired_state(plan, c.name, mode)))
+            _, found = read_drift(nft, build(desired_state(plan, c.name, mode)))
+            if table_exists(nft, FAMILY, GUARD_TABLE):
+                found.append(
+                    Drift(
+                        GUARD_UP,
+                        f"table {FAMILY} {GUARD_TABLE}",
+                        f"the gateway is failed closed: {FAMILY} {TABLE} cannot be taken back "
+                        "(see the agent's log)",
+                    )
+                )
+        out[c.name] = found
     return out
