@@ -2,7 +2,7 @@
 C1, and witnesses that do not trust the agent (real packets, the kernel's own listing).
 
 Under IntraClusterTrafficSegregation, local3 (in C3) may reach web1 (C1's shop pod, offloaded to
-C3) but not tool: ``denied_passes`` is the one question a fault must never answer yes to after
+C3) but not tool, whatever the global mode; cache (in C2) reaches tool only under FullPodToPod: ``denied_passes`` is the one question a fault must never answer yes to after
 its window, and the allowed flow, opened before the fault, must keep echoing through it.
 """
 
@@ -28,6 +28,9 @@ FULL = SecurityMode.FULL_POD_TO_POD
 GATEWAY = "C1"
 DENIED = ("local3", "tool")
 ALLOWED = ("local3", "web1")
+BY_MODE = ("cache", "tool")
+"""Open under the global FullPodToPod, closed under segregation (C2 -> C1 follows the global
+mode; C1 <-> C3 declares segregation itself)."""
 
 
 def three_clusters(lab_up: LabUp, mode: SecurityMode = SEG, **overrides: object) -> LabPlan:
@@ -45,6 +48,10 @@ def passes(plan: LabPlan, src: str, dst: str, timeout: float = 0.3) -> bool:
 
 def denied_passes(plan: LabPlan) -> bool:
     return passes(plan, *DENIED)
+
+
+def by_mode_passes(plan: LabPlan) -> bool:
+    return passes(plan, *BY_MODE)
 
 
 def echoes(sock: socket.socket, payload: bytes) -> bool:

@@ -76,6 +76,11 @@ class Metrics:
         self.flows = Counter(
             "peerwall_flows_cleared", "Tracked connections deleted after a change.", registry=r
         )
+        self.side_file_failures = Counter(
+            "peerwall_side_file_failures",
+            "Writes of the status file that failed (retried; enforcement goes on).",
+            registry=r,
+        )
 
     def committed(self, kind: str, seconds: float) -> None:
         self.transactions.labels(kind).inc()

@@ -76,6 +76,8 @@ class Agent:
         self.address: tuple[Any, ...] | None = None
         """Where the HTTP endpoints listen, once running."""
         self._lock = asyncio.Lock()
+        self._status_error: str | None = None
+        """Why the last status-file write failed (retried every heartbeat); None: written."""
         self.collector = LiveCollector(nft)
         self.metrics.registry.register(self.collector)
         self.metrics.registry.register(CountsCollector(self.enforcer.counts))
@@ -171,6 +173,8 @@ class Agent:
     async def _heartbeat(self) -> None:
         while True:
             self.beat = time.monotonic()
+            if self._status_error is not None:
+                self._write_status()  # a side file that failed: retried until it is written
             await asyncio.sleep(1.0)
 
     def _alive(self) -> bool:
@@ -190,10 +194,24 @@ class Agent:
         }
 
     def _write_status(self) -> None:
+        """Write the status file. It is a side file: a failure (no file descriptor left, a full
+        disk) is logged once, counted and retried every heartbeat, and never stops enforcement."""
         path = self.settings.status_file
         if not path:
             return
         tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.status(), f)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.status(), f)
+            os.replace(tmp, path)
+        except OSError as e:
+            self.metrics.side_file_failures.inc()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if str(e) != self._status_error:
+                log.error("status file %s not written (%s): enforcing anyway, retrying", path, e)
+            self._status_error = str(e)
+            return
+        if self._status_error is not None:
+            log.warning("status file %s written again", path)
+        self._status_error = None

@@ -85,6 +85,24 @@ def write_inputs(
     return out
 
 
+def agent_command(
+    plan: LabPlan, settings: LabSettings, cluster: str, status_file: str | None = None
+) -> list[str]:
+    """The command line of ``cluster``'s agent, to run inside its gateway namespace."""
+    p = _paths(plan, settings, cluster)
+    return [
+        sys.executable, "-m", "peerwall.cli", "agent",
+        f"--source=file:{p['topology']}",
+        f"--cluster={cluster}",
+        f"--values={p['values']}",
+        f"--gateways={p['gateways']}",
+        "--tunnel-pattern=pwt-*",
+        "--metrics-address=127.0.0.1:9090",
+        f"--status-file={status_file or p['status']}",
+        f"--resync-interval={settings.agent_resync_interval:g}",
+    ]  # fmt: skip
+
+
 def start(plan: LabPlan, settings: LabSettings, clusters: Iterable[str] | None = None) -> None:
     """Start the agents of ``clusters`` (default: every cluster) that are not running."""
     for cluster in clusters if clusters is not None else [c.name for c in plan.topology.clusters]:
@@ -94,17 +112,12 @@ def start(plan: LabPlan, settings: LabSettings, clusters: Iterable[str] | None =
         with contextlib.suppress(FileNotFoundError):
             os.unlink(p["status"])
         cmd = [
-            "ip", "netns", "exec", plan.gateway_ns(cluster),
-            sys.executable, "-m", "peerwall.cli", "agent",
-            f"--source=file:{p['topology']}",
-            f"--cluster={cluster}",
-            f"--values={p['values']}",
-            f"--gateways={p['gateways']}",
-            "--tunnel-pattern=pwt-*",
-            "--metrics-address=127.0.0.1:9090",
-            f"--status-file={p['status']}",
-            f"--resync-interval={settings.agent_resync_interval:g}",
-        ]  # fmt: skip
+            "ip",
+            "netns",
+            "exec",
+            plan.gateway_ns(cluster),
+            *agent_command(plan, settings, cluster),
+        ]
         with open(p["log"], "ab") as log:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
