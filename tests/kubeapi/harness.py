@@ -227,12 +227,15 @@ async def running(
     *,
     synced: bool = True,
     timeout_seconds: int = 300,
+    quiet_timeout: float = 90.0,
+    server: FakeApiServer | None = None,
 ) -> AsyncIterator[Harness]:
-    """Objects created, then a source started on them (and synced, unless told not to wait)."""
+    """Objects created, then a source started on them (and synced, unless told not to wait).
+    ``server``: the fake to run (a subclass that injects faults), for the fake backend."""
     settings = settings or Settings()
     fake = None
     if backend == "fake":
-        fake = FakeApiServer()
+        fake = server or FakeApiServer()
         await fake.start()
         kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig")
         api = KubeApi.from_config(kubeconfig)
@@ -247,7 +250,12 @@ async def running(
             await cluster.apply(obj)
         desired = DesiredState("unknown", L.TUNNEL_PATTERN, CONNCHECK_PORT)
         source = KubeSource(
-            api, desired, settings, backoff=fast_backoff(), timeout_seconds=timeout_seconds
+            api,
+            desired,
+            settings,
+            backoff=fast_backoff(),
+            timeout_seconds=timeout_seconds,
+            quiet_timeout=quiet_timeout,
         )
         h = Harness(cluster, source, desired, fake)
         task = asyncio.create_task(source.run())

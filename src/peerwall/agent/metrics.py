@@ -179,6 +179,31 @@ class CountsCollector(Collector):
         )
 
 
+class SourceCollector(Collector):
+    """How well the source sees the truth, when it can say (the Kubernetes source): how long it
+    has been blind, and how many of the API server's answers it did not take."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Any]:
+        blind = getattr(self.source, "blind_seconds", None)
+        if blind is not None:
+            yield GaugeMetricFamily(
+                "peerwall_source_blind_seconds",
+                "Seconds since some watched selection was last followed (0: all are); the last "
+                "good state is enforced meanwhile.",
+                value=blind(),
+            )
+        malformed = getattr(self.source, "malformed", None)
+        if malformed is not None:
+            yield CounterMetricFamily(
+                "peerwall_kube_malformed_answers",
+                "API server answers not taken: malformed list pages and watch events.",
+                value=malformed,
+            )
+
+
 def serve(
     address: str,
     metrics: Metrics,

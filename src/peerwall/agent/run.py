@@ -29,7 +29,14 @@ from typing import Any, Protocol
 
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.enforcer import Enforcer, FlowTable, Step
-from peerwall.agent.metrics import CountsCollector, LiveCollector, Metrics, counts_json, serve
+from peerwall.agent.metrics import (
+    CountsCollector,
+    LiveCollector,
+    Metrics,
+    SourceCollector,
+    counts_json,
+    serve,
+)
 from peerwall.dataplane.nft import Nft
 
 log = logging.getLogger("peerwall.agent")
@@ -81,6 +88,7 @@ class Agent:
         self.collector = LiveCollector(nft)
         self.metrics.registry.register(self.collector)
         self.metrics.registry.register(CountsCollector(self.enforcer.counts))
+        self.metrics.registry.register(SourceCollector(source))
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -183,7 +191,9 @@ class Agent:
     # --- reporting ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        blind = getattr(self.source, "blind_seconds", None)
         return {
+            **({"source_blind_seconds": round(blind(), 3)} if blind is not None else {}),
             "pid": os.getpid(),
             "cluster": self.desired.cluster,
             "ready": self.ready,
