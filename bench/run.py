@@ -34,6 +34,7 @@ BENCHES: dict[str, list[str]] = {
     "probe": ["probe_throughput.py", "--pods", "50", "--probes", "20000"],
     "lab": ["lab_bench.py", "--pods", "200"],
     "live": ["live_edits_bench.py"],
+    "supervised": ["supervised_bench.py", "--kills", "20"],
 }
 QUICK: dict[str, list[str]] = {
     "event": ["--sizes", "1000,10000", "--peerwall-only", "50000", "--events", "400",
@@ -48,6 +49,7 @@ QUICK: dict[str, list[str]] = {
     "probe": ["--probes", "5000"],
     "lab": ["--pods", "50"],
     "live": [],  # already quick (about 30 s); fewer rounds would miss the 30 edits it checks
+    "supervised": ["--kills", "3"],
 }  # fmt: skip
 
 

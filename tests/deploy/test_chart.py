@@ -518,3 +518,18 @@ def test_the_rendered_agent_command_line_is_one_the_agent_accepts() -> None:
         assert ctx.params["tunnel_pattern"] == "liqo-tunnel*"
         assert ctx.params["resync_interval"] == 10.0
         assert ctx.params["liqo_namespace"] == "liqo"
+
+
+def test_a_dead_or_stopped_agent_is_restarted_by_the_kubelet() -> None:
+    """Issue 18.1 in a pod: the pod restarts containers, and the liveness probe catches a loop
+    that no longer runs (``/healthz`` fails 5 s after the loop's last beat) within seconds."""
+    for o in render():
+        if o["kind"] not in TEMPLATE_KINDS:
+            continue
+        assert pod_of(o)["spec"]["restartPolicy"] == "Always"
+        agent = container(o, "peerwall")
+        live = agent["livenessProbe"]
+        assert live["httpGet"]["path"] == "/healthz"
+        assert live["periodSeconds"] * live["failureThreshold"] <= 10
+        assert agent["startupProbe"]["httpGet"]["path"] == "/healthz"
+        assert agent["readinessProbe"]["httpGet"]["path"] == "/readyz"

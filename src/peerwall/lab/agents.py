@@ -1,7 +1,8 @@
 """One peerwall agent per emulated gateway, inside its namespace, fed by files in the lab folder.
 
-Each agent runs ``peerwall agent --source file:<folder>/topology.yaml`` under ``ip netns exec``
-(which execs, so the PID recorded is the agent's), logs to ``agents/<cluster>.log`` and reports in
+Each agent runs ``peerwall agent --source file:<folder>/topology.yaml`` under a supervisor
+(``lab.supervise``: restarts with backoff, a liveness probe) under ``ip netns exec`` (which execs,
+so the PID recorded is the supervisor's; the agent's own is in its status), logs to ``agents/<cluster>.log`` and reports in
 ``agents/<cluster>.status.json`` the digest of the inputs it has enforced. A change to the lab
 (``set-mode``, ``apply``) rewrites the input files atomically and waits until every agent reports
 their new digest: the lab has then converged. ``stop`` ends only processes this module started,
@@ -111,13 +112,11 @@ def start(plan: LabPlan, settings: LabSettings, clusters: Iterable[str] | None =
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(p["status"])
-        cmd = [
-            "ip",
-            "netns",
-            "exec",
-            plan.gateway_ns(cluster),
-            *agent_command(plan, settings, cluster),
-        ]
+        # The recorded process is the agent's supervisor (``lab.supervise``): it restarts an
+        # agent that dies or hangs, as the kubelet would, and takes the agent down with it.
+        supervisor = [sys.executable, "-m", "peerwall.lab.supervise", "--"]
+        agent = agent_command(plan, settings, cluster)
+        cmd = ["ip", "netns", "exec", plan.gateway_ns(cluster), *supervisor, *agent]
         with open(p["log"], "ab") as log:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
