@@ -18,6 +18,7 @@ from peerwall.compile.desired import gateway_state
 from peerwall.compile.flows import Flow, Tuple
 from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, SetKind
+from peerwall.dataplane.conntrack import Cleared
 from peerwall.dataplane.drift import TABLE_UNREADABLE
 from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.readback import read_table
@@ -40,11 +41,11 @@ class Flows:
         self.flows = flows
         self.deleted: list[tuple[Flow, str]] = []
 
-    def delete_where(self, reason):  # type: ignore[no-untyped-def]
+    def delete_where(self, reason, about=None):  # type: ignore[no-untyped-def]
         gone = [(f, why) for f in self.flows if (why := reason(f)) is not None]
         self.flows = [f for f in self.flows if reason(f) is None]
         self.deleted += gone
-        return gone
+        return Cleared(len(gone), gone[:20])
 
 
 def started(state: GatewayState) -> tuple[FakeNft, Enforcer, DesiredState]:

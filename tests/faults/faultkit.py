@@ -13,6 +13,7 @@ import socket
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
 
 from hostile import ECHO_PORT, connect, roundtrip, tcp_connects
@@ -105,3 +106,22 @@ def status_json(plan: LabPlan, cluster: str = GATEWAY) -> dict[str, object]:
     assert code == 200, body
     out: dict[str, object] = json.loads(body)
     return out
+
+
+@dataclass
+class FaultRecord:
+    fault: str
+    test: str
+    seconds: list[float] = field(default_factory=list)
+    tries: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+    """Figures a fault reports beyond its recovery (the soak's slopes)."""
+
+    def recovered(self, seconds: float) -> None:
+        """One try of the fault, recovered (no operator) after ``seconds``."""
+        self.tries += 1
+        self.seconds.append(seconds)
+
+    def tried(self) -> None:
+        """One try of the fault whose recovery has no time of its own (it never opened)."""
+        self.tries += 1

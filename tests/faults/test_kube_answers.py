@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
+from faultkit import FaultRecord
 
 from kubeapi import liqo_objects as L
 from kubeapi.faulty import FaultyApiServer
@@ -71,8 +73,10 @@ def mode(h: Harness) -> SecurityMode:
     ids=["string", "null", "no-name", "error-string"],
 )
 def test_a_malformed_watch_event_is_skipped_and_the_watch_goes_on(
-    tmp_path: Path, event: object, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, event: object, caplog: pytest.LogCaptureFixture, fault: FaultRecord
 ) -> None:
+    """a malformed Kubernetes watch event"""
+
     async def main() -> None:
         server = FaultyApiServer()
         async with running("fake", tmp_path, narrowed(), server=server) as h:
@@ -80,7 +84,7 @@ def test_a_malformed_watch_event_is_skipped_and_the_watch_goes_on(
             before = offloaded(h)
             assert server.inject("pods", event) > 0
             server.create(shadow("p30", "10.244.0.30"))
-            await h.until(lambda: ip("10.244.0.30") in offloaded(h), "later event applied")
+            fault.recovered(await timed(h, lambda: ip("10.244.0.30") in offloaded(h)))
             assert offloaded(h) == before | {ip("10.244.0.30")}
             assert not any(t.done() for t in h.tasks), "the source stopped"
             assert h.source.malformed >= 1
@@ -95,8 +99,10 @@ def test_a_malformed_watch_event_is_skipped_and_the_watch_goes_on(
     ids=["list", "null-item", "metadata-list", "no-version"],
 )
 def test_a_malformed_list_keeps_the_last_good_state_and_is_retried(
-    tmp_path: Path, answer: object
+    tmp_path: Path, answer: object, fault: FaultRecord
 ) -> None:
+    """a malformed Kubernetes list answer"""
+
     async def main() -> None:
         server = FaultyApiServer()
         async with running(
@@ -110,10 +116,12 @@ def test_a_malformed_list_keeps_the_last_good_state_and_is_retried(
             server.compact()  # ...then compacted: every watch relists, PeeringSecurity's gets `answer`
             server.drop_watches(partial=False)
             seen: set[SecurityMode] = set()
+            started = asyncio.get_running_loop().time()
             while security.lists < 2:  # watched at every step the loop takes
                 seen.add(mode(h))
                 await asyncio.sleep(0)
             seen.add(mode(h))
+            fault.recovered(asyncio.get_running_loop().time() - started)
             assert seen == {SEG}, "a broken list was taken as an empty truth"
             assert h.source.malformed == 1
             assert not server.list_answers["peeringsecurities"], "the bad answer was served"
@@ -121,7 +129,11 @@ def test_a_malformed_list_keeps_the_last_good_state_and_is_retried(
     run(main())
 
 
-def test_a_restarted_api_server_with_lower_versions_forces_a_relist(tmp_path: Path) -> None:
+def test_a_restarted_api_server_with_lower_versions_forces_a_relist(
+    tmp_path: Path, fault: FaultRecord
+) -> None:
+    """an API server restarted with a new history (504 ResourceVersionTooLarge)"""
+
     async def main() -> None:
         server = FaultyApiServer()
         async with running("fake", tmp_path, L.cluster_objects(seed(), "c2"), server=server) as h:
@@ -133,14 +145,16 @@ def test_a_restarted_api_server_with_lower_versions_forces_a_relist(tmp_path: Pa
             # Restarted from a backup, p40 deleted in the downtime: every watch asks for a
             # version the server does not have (504 ResourceVersionTooLarge).
             server.restart(deleted_meanwhile=[shadow("p40", "10.244.0.40")])
-            await h.until(lambda: ip("10.244.0.40") not in offloaded(h), "relisted")
+            fault.recovered(await timed(h, lambda: ip("10.244.0.40") not in offloaded(h)))
             assert pods.lists >= 2
             assert len(offloaded(h)) == 5
 
     run(main())
 
 
-def test_versions_going_backwards_force_a_relist(tmp_path: Path) -> None:
+def test_versions_going_backwards_force_a_relist(tmp_path: Path, fault: FaultRecord) -> None:
+    """an API server restarted with a new history that reuses versions"""
+
     async def main() -> None:
         server = FaultyApiServer()
         async with running("fake", tmp_path, L.cluster_objects(seed(), "c2"), server=server) as h:
@@ -163,14 +177,16 @@ def test_versions_going_backwards_force_a_relist(tmp_path: Path) -> None:
                 "the pod watches back, at their old versions",
             )
             server.create(shadow("p59", "10.244.0.59"))
-            await h.until(lambda: ip("10.244.0.50") not in offloaded(h), "relisted")
+            fault.recovered(await timed(h, lambda: ip("10.244.0.50") not in offloaded(h)))
             await h.until(lambda: ip("10.244.0.59") in offloaded(h), "the new pod too")
             assert pods.lists >= 2
 
     run(main())
 
 
-def test_a_silent_watch_is_restarted_and_misses_nothing(tmp_path: Path) -> None:
+def test_a_silent_watch_is_restarted_and_misses_nothing(tmp_path: Path, fault: FaultRecord) -> None:
+    """a hung watch (no event, no bookmark)"""
+
     async def main() -> None:
         server = FaultyApiServer()
         # The quiet timeout stands for the bookmark interval (a minute in a real cluster).
@@ -181,14 +197,16 @@ def test_a_silent_watch_is_restarted_and_misses_nothing(tmp_path: Path) -> None:
             pods = h.reflector("pods", SHADOW)
             assert server.hang_watches() > 0
             server.delete(shadow("p4", "10.244.0.1"))
-            await h.until(lambda: ip("10.244.0.1") not in offloaded(h), "deletion seen")
+            fault.recovered(await timed(h, lambda: ip("10.244.0.1") not in offloaded(h)))
             assert pods.silent_restarts >= 1
             assert pods.lists == 1, "resumed from its version: nothing to relist"
 
     run(main())
 
 
-def test_blind_time_is_in_status_and_metrics(tmp_path: Path) -> None:
+def test_blind_time_is_in_status_and_metrics(tmp_path: Path, fault: FaultRecord) -> None:
+    """an API server refusing every request (500)"""
+
     async def main() -> None:
         server = FaultyApiServer()
         async with running("fake", tmp_path, L.cluster_objects(seed(), "c2"), server=server) as h:
@@ -205,10 +223,18 @@ def test_blind_time_is_in_status_and_metrics(tmp_path: Path) -> None:
             text = _metrics(agent)
             assert _value(text, "peerwall_source_blind_seconds") > 0.2
             server.refuse = None
-            await h.until(lambda: h.source.blind_seconds() == 0, "seeing again")
+            fault.recovered(await timed(h, lambda: h.source.blind_seconds() == 0))
             assert json.loads(json.dumps(agent.status()))["source_blind_seconds"] == 0
 
     run(main())
+
+
+async def timed(h: Harness, condition: Callable[[], bool]) -> float:
+    """``h.until(condition)``, and how long it took (for the fault suite's record)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await h.until(condition, "recovery")
+    return loop.time() - started
 
 
 def _metrics(agent: Agent) -> str:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from faultkit import GATEWAY, agent_status, three_clusters, until
+from faultkit import GATEWAY, FaultRecord, agent_status, three_clusters, until
 
 from labkit import LabUp
 from peerwall.errors import PeerwallError
@@ -27,7 +27,11 @@ from peerwall.settings import LabSettings
 pytestmark = pytest.mark.lab
 
 
-def test_an_agent_whose_pid_file_is_gone_is_neither_lost_nor_duplicated(lab_up: LabUp) -> None:
+def test_an_agent_whose_pid_file_is_gone_is_neither_lost_nor_duplicated(
+    lab_up: LabUp, fault: FaultRecord
+) -> None:
+    """an agent's PID file deleted (status, apply, down)"""
+    fault.tried()
     settings = LabSettings()
     plan = three_clusters(lab_up)
     folder = str(Path(settings.state_dir, plan.name))
@@ -59,7 +63,9 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_sigterm_during_lab_up_rolls_back(tmp_path: Path) -> None:
+def test_sigterm_during_lab_up_rolls_back(tmp_path: Path, fault: FaultRecord) -> None:
+    """SIGTERM during `lab up`"""
+    fault.tried()
     name = f"t{os.urandom(3).hex()}"
     text = (Path(__file__).parents[1] / "reference" / "seed-topology.yaml").read_text()
     topology = tmp_path / "seed.yaml"
@@ -92,7 +98,9 @@ def test_sigterm_during_lab_up_rolls_back(tmp_path: Path) -> None:
         )
 
 
-def test_a_corrupt_lab_copy_of_the_topology_is_named(lab_up: LabUp) -> None:
+def test_a_corrupt_lab_copy_of_the_topology_is_named(lab_up: LabUp, fault: FaultRecord) -> None:
+    """a corrupt lab copy of the topology"""
+    fault.tried()
     settings = LabSettings()
     plan = three_clusters(lab_up)
     copy = Path(settings.state_dir, plan.name, "topology.yaml")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from faultkit import (
     GATEWAY,
+    FaultRecord,
     agent_http,
     agent_status,
     allowed_flow,
@@ -44,8 +45,9 @@ def log_of(settings: LabSettings, plan: object) -> str:
 
 
 def test_no_file_descriptor_left_the_agent_keeps_enforcing_and_catches_up(
-    lab_up: LabUp,
+    lab_up: LabUp, fault: FaultRecord
 ) -> None:
+    """no file descriptor left for the agent (`prlimit --nofile`)"""
     settings = LabSettings(agent_resync_interval=0.3)
     plan = three_clusters(lab_up, SEG, agent_resync_interval=0.3)
     pid = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
@@ -60,7 +62,7 @@ def test_no_file_descriptor_left_the_agent_keeps_enforcing_and_catches_up(
                 until(lambda: "not written (" in log_of(settings, plan))
                 # Still enforcing: a deleted table is repaired with no descriptor to spare.
                 nft(gw, "delete", "table", "inet", "peerwall")
-                until(lambda: not denied_passes(plan))
+                fault.recovered(until(lambda: not denied_passes(plan)))
                 assert nft(gw, "list", "table", "inet", "peerwall")
                 assert echoes(flow, b"starved"), "the allowed established flow was cut"
             finally:
@@ -82,8 +84,9 @@ def plan_text(plan: object, settings: LabSettings) -> str:
 
 
 def test_a_full_disk_under_the_status_file_never_stops_enforcement(
-    lab_up: LabUp, tmp_path: Path
+    lab_up: LabUp, tmp_path: Path, fault: FaultRecord
 ) -> None:
+    """a full disk under the agent's status file (ENOSPC)"""
     settings = LabSettings(agent_resync_interval=0.3)
     plan = three_clusters(lab_up, SEG, agent_resync_interval=0.3)
     agents.stop(plan, settings, [GATEWAY])
@@ -115,7 +118,9 @@ def test_a_full_disk_under_the_status_file_never_stops_enforcement(
                 text = plan_text(plan, settings)
                 for mode in (FULL, SEG):  # a widening, then a narrowing change
                     digest = agents.write_inputs(plan, settings, mode, text)[GATEWAY]
-                    until(lambda d=digest: status_json(plan).get("digest") == d)  # type: ignore[misc]
+                    fault.recovered(
+                        until(lambda d=digest: status_json(plan).get("digest") == d)  # type: ignore[misc]
+                    )
                     assert by_mode_passes(plan) is (mode is FULL)
                     assert not denied_passes(plan)
                     assert proc.poll() is None, "the agent died"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from faultkit import (
     GATEWAY,
+    FaultRecord,
     agent_status,
     allowed_flow,
     by_mode_passes,
@@ -43,8 +44,9 @@ def supervisor_pid(plan: object, settings: LabSettings) -> int:
 
 
 def test_an_agent_killed_during_a_narrowing_change_is_back_and_enforces_it(
-    lab_up: LabUp,
+    lab_up: LabUp, fault: FaultRecord
 ) -> None:
+    """SIGKILL of the agent right after a narrowing input"""
     settings = LabSettings()
     plan = three_clusters(lab_up, FULL)
     text = Path(settings.state_dir, plan.name, "topology.yaml").read_text()
@@ -58,7 +60,7 @@ def test_an_agent_killed_during_a_narrowing_change_is_back_and_enforces_it(
                 digests = agents.write_inputs(plan, settings, SEG, text)  # narrowing
                 os.kill(killed, signal.SIGKILL)
                 # Nobody acts: the supervisor restarts the agent, which enforces the change.
-                until(lambda: not by_mode_passes(plan), timeout=30)
+                fault.recovered(until(lambda: not by_mode_passes(plan), timeout=30))
                 agents.wait(plan, settings, digests)
                 assert agent_status(plan)["pid"] != killed, f"run {i}: not restarted"
                 assert supervisor_pid(plan, settings) == supervisor
@@ -70,8 +72,9 @@ def test_an_agent_killed_during_a_narrowing_change_is_back_and_enforces_it(
 
 
 def test_a_stopped_agent_is_killed_and_restarted_and_the_change_converges(
-    lab_up: LabUp,
+    lab_up: LabUp, fault: FaultRecord
 ) -> None:
+    """SIGSTOP of the agent during a narrowing change"""
     settings = LabSettings()
     plan = three_clusters(lab_up, FULL)
     text = Path(settings.state_dir, plan.name, "topology.yaml").read_text()
@@ -80,7 +83,7 @@ def test_a_stopped_agent_is_killed_and_restarted_and_the_change_converges(
         os.kill(stopped, signal.SIGSTOP)
         try:
             digests = agents.write_inputs(plan, settings, SEG, text)
-            agents.wait(plan, settings, digests)  # set-mode's wait: converges, no exit 2
+            fault.recovered(agents.wait(plan, settings, digests).seconds)  # converges: no exit 2
         finally:
             if os.path.exists(f"/proc/{stopped}"):
                 os.kill(stopped, signal.SIGCONT)

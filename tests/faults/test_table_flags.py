@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from faultkit import (
     GATEWAY,
+    FaultRecord,
     agent_http,
     agent_status,
     allowed_flow,
@@ -70,7 +72,8 @@ def intruder_owns_the_table(netns: str) -> Iterator[subprocess.Popen[str]]:
         proc.wait(timeout=10)
 
 
-def test_a_dormant_table_is_drift_and_is_repaired(lab_up: LabUp) -> None:
+def test_a_dormant_table_is_drift_and_is_repaired(lab_up: LabUp, fault: FaultRecord) -> None:
+    """`nft add table inet peerwall { flags dormant; }` on a gateway"""
     # No periodic read-back: the repair is the one the test asks for.
     plan = three_clusters(lab_up, agent_resync_interval=3600)
     gw = plan.gateway_ns(GATEWAY)
@@ -81,7 +84,9 @@ def test_a_dormant_table_is_drift_and_is_repaired(lab_up: LabUp) -> None:
             nft(gw, "add", "table", "inet", "peerwall", "{ flags dormant; }")
             assert denied_passes(plan), "control: a dormant table enforces nothing"
             assert TABLE_FLAGS in kinds(plan), "lab status must not say 'in sync'"
+            started = time.monotonic()
             repair(plan)
+            fault.recovered(time.monotonic() - started)
             assert "flags" not in nft(gw, "list", "table", "inet", "peerwall").splitlines()[1]
             assert kinds(plan) == []
             assert not denied_passes(plan)
@@ -90,8 +95,9 @@ def test_a_dormant_table_is_drift_and_is_repaired(lab_up: LabUp) -> None:
 
 
 def test_a_table_held_by_another_process_fails_the_gateway_closed_then_is_taken_back(
-    lab_up: LabUp,
+    lab_up: LabUp, fault: FaultRecord
 ) -> None:
+    """an intruder holds an empty `inet peerwall` with `flags owner`"""
     plan = three_clusters(lab_up, agent_resync_interval=3600)
     gw = plan.gateway_ns(GATEWAY)
     settings = LabSettings(agent_resync_interval=3600)
@@ -99,7 +105,9 @@ def test_a_table_held_by_another_process_fails_the_gateway_closed_then_is_taken_
         flow = allowed_flow(plan)
         with flow, intruder_owns_the_table(gw):
             assert denied_passes(plan), "control: the intruder's table enforces nothing"
+            started = time.monotonic()
             repair(plan)  # the agent reads back what it cannot read, nor replace
+            fault.recovered(time.monotonic() - started)
             pid = agent_status(plan)["pid"]
             assert agents.running(plan, settings, GATEWAY), "the agent died"
             assert not denied_passes(plan), "the guard must fail the gateway closed"

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Network
 from typing import Protocol
 
 from peerwall.agent.desired import Changes, DesiredState
@@ -30,6 +31,7 @@ from peerwall.compile.flows import Flow, stale
 from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, PeerState
 from peerwall.dataplane.apply import apply
+from peerwall.dataplane.conntrack import Cleared
 from peerwall.dataplane.drift import (
     TABLE_MISSING,
     TABLE_UNREADABLE,
@@ -47,7 +49,9 @@ log = logging.getLogger("peerwall.agent")
 class FlowTable(Protocol):
     """What the enforcer needs of conntrack (``dataplane.conntrack.Conntrack``)."""
 
-    def delete_where(self, reason: Callable[[Flow], str | None]) -> list[tuple[Flow, str]]: ...
+    def delete_where(
+        self, reason: Callable[[Flow], str | None], about: Iterable[IPv4Network] | None = None
+    ) -> Cleared: ...
 
 
 @dataclass(frozen=True)
@@ -318,8 +322,10 @@ class Enforcer:
     def clear_flows(self, state: GatewayState) -> int:
         if self.flows is None:
             return 0
-        gone = self.flows.delete_where(lambda flow: stale(state, flow))
-        for flow, why in gone[:20]:
+        # ``stale`` names only flows from or to a peer's sources: the others are skipped unread.
+        about = {net for peer in state.peers.values() for net in peer.sources}
+        cleared = self.flows.delete_where(lambda flow: stale(state, flow), about)
+        for flow, why in cleared.sample:
             log.info(
                 "flow %s %s:%s -> %s:%s cleared: %s",
                 flow.proto,
@@ -329,10 +335,10 @@ class Enforcer:
                 flow.orig.dport,
                 why,
             )
-        if len(gone) > 20:
-            log.info("... and %d more flows cleared", len(gone) - 20)
-        self.counts.flows_cleared += len(gone)
-        return len(gone)
+        if cleared.count > len(cleared.sample):
+            log.info("... and %d more flows cleared", cleared.count - len(cleared.sample))
+        self.counts.flows_cleared += cleared.count
+        return cleared.count
 
     def repair(self, state: GatewayState) -> list[Drift]:
         """Read the live table back and repair any difference (logged and counted); the caller

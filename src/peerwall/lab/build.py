@@ -59,7 +59,8 @@ def desired_state(plan: LabPlan, cluster: str, mode: SecurityMode) -> GatewaySta
 def clear_stale_flows(netns: str, state: GatewayState) -> int:
     """Delete the tracked connections ``state`` would not have let through (``compile.flows``)."""
     with Conntrack(netns) as ct:
-        return len(ct.delete_where(functools.partial(stale, state)))
+        about = {net for peer in state.peers.values() for net in peer.sources}
+        return ct.delete_where(functools.partial(stale, state), about).count
 
 
 def apply_modes(
