@@ -2,8 +2,9 @@
 in ``make faults`` only (marked ``heavy``). The lab's mode flips back and forth through its agents
 while a prober checks the denied cell after every switch and an allowed flow echoes throughout;
 the agents' resident memory and open descriptors are sampled, and their slopes (per hour, least
-squares) reported in docs/RELIABILITY.md. Bounded: no descriptor leak (a handful at most over the
-run), and the memory slope under 32 MiB an hour.
+squares, after the first tenth of the run) reported in docs/RELIABILITY.md. Bounded: no descriptor
+leak (a handful at most over the run), and, for a run of 10 minutes or more, the memory slope
+under 32 MiB an hour.
 """
 
 from __future__ import annotations
@@ -81,10 +82,16 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
         {
             "duration": f"{seconds:g} s, {i} mode switches",
             "agent RSS": f"{rss[0][1] / 2**20:.1f} → {rss[-1][1] / 2**20:.1f} MiB, "
-            f"slope {slope(rss) / 2**20:+.2f} MiB/h",
+            f"slope {slope(settled(rss)) / 2**20:+.2f} MiB/h after the first tenth",
             "agent open descriptors": f"{fds[0][1]:.0f} → {fds[-1][1]:.0f}, "
             f"slope {slope(fds):+.2f}/h",
         }
     )
     assert fds[-1][1] <= fds[0][1] + 5, "descriptors leak"
-    assert len(rss) < 3 or slope(rss) < 32 * 2**20, "memory grows"
+    if seconds >= 600:  # a slope over a short run is the warm-up's, extrapolated to an hour
+        assert slope(settled(rss)) < 32 * 2**20, "memory grows"
+
+
+def settled(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The samples after the first tenth of the run (imports, caches and pools warming up)."""
+    return [p for p in points if p[0] >= points[-1][0] / 10]

@@ -34,8 +34,9 @@ PROBE_PERIOD = 1.0
 PROBE_TIMEOUT = 1.0
 PROBE_FAILURES = 3
 STARTUP_PERIOD = 0.2
-STARTUP_FAILURES = 150
-"""Probes (``STARTUP_PERIOD`` apart, 30 s) an agent has to answer a first time."""
+STARTUP_FAILURES = 75
+"""Probes (``STARTUP_PERIOD`` apart: 15 s; an agent answers within 1-2 s) an agent has to
+answer a first time."""
 PR_SET_PDEATHSIG = 1
 
 
