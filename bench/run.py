@@ -35,6 +35,7 @@ BENCHES: dict[str, list[str]] = {
     "lab": ["lab_bench.py", "--pods", "200"],
     "live": ["live_edits_bench.py"],
     "supervised": ["supervised_bench.py", "--kills", "20"],
+    "conntrack": ["conntrack_bench.py"],
 }
 QUICK: dict[str, list[str]] = {
     "event": ["--sizes", "1000,10000", "--peerwall-only", "50000", "--events", "400",
@@ -50,6 +51,7 @@ QUICK: dict[str, list[str]] = {
     "lab": ["--pods", "50"],
     "live": [],  # already quick (about 30 s); fewer rounds would miss the 30 edits it checks
     "supervised": ["--kills", "3"],
+    "conntrack": ["--entries", "20000"],
 }  # fmt: skip
 
 
