@@ -10,9 +10,10 @@ sockets are), like a libnftables context.
 
 Memory stays bounded whatever the table holds (issue 18.3: 262,143 entries OOM-killed an agent
 that listed them all): ``delete_where`` streams the dump, skips from the raw bytes every entry
-whose addresses lie outside the networks it is asked about (no objects built for them), and
-deletes through a second socket as it goes (as conntrack-tools does), acknowledgements read in
-batches. What it returns is a count and a bounded sample.
+whose addresses lie outside the networks it is asked about (no objects built for them), keeps
+only the delete requests of the entries to delete (some 60 bytes each), and sends them once the
+dump is over, through a second socket, in batches. What it returns is a count and a bounded
+sample.
 """
 
 from __future__ import annotations
@@ -174,6 +175,14 @@ class Entry:
     zone: bytes | None = None
 
 
+def _delete_body(entry: Entry) -> bytes:
+    """The body of the request that deletes ``entry`` (by its original tuple, and zone)."""
+    body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + _attr(CTA_TUPLE_ORIG, entry.orig, nested=True)
+    if entry.zone is not None:
+        body += _attr(CTA_ZONE, entry.zone)
+    return body
+
+
 def _entry(attrs: bytes) -> Entry:
     orig_raw = reply_raw = b""
     zone = None
@@ -294,8 +303,12 @@ class Conntrack:
                 NLM_F_REQUEST | NLM_F_DUMP,
                 _NFGENMSG.pack(socket.AF_INET, 0, 0),
             )
-            pending: dict[int, tuple[Flow, str]] = {}
-            batch: list[bytes] = []
+            # Deleted after the dump, not during it: an entry deleted while the kernel holds it
+            # as the place to resume its dump from can make the dump skip what follows. What is
+            # kept meanwhile is small: each doomed entry's delete request, some 60 bytes.
+            bodies: list[bytes] = []
+            whys: list[str] = []
+            sample: dict[int, Flow] = {}
             judged: dict[bytes, str | None] = {}
             for _kind, payload in self._messages(seq):
                 attrs = payload[_NFGENMSG.size :]
@@ -318,24 +331,29 @@ class Conntrack:
                         judged[key] = why
                     if why is None:
                         continue
-                number, message = self._delete_message(entry)
-                pending[number] = (entry.flow, why)
+                if len(sample) < SAMPLE:
+                    sample[len(bodies)] = entry.flow
+                bodies.append(_delete_body(entry))
+                whys.append(why)
+        with self._lock:
+            pending: dict[int, int] = {}
+            batch: list[bytes] = []
+            for i, body in enumerate(bodies):
+                number, message = self._delete_message(body)
+                pending[number] = i
                 batch.append(message)
                 if len(batch) >= SEND_BATCH:
                     self._del.send(b"".join(batch))
                     batch.clear()
                     if len(pending) >= ACK_BATCH:
-                        self._acks(pending, out)
+                        self._acks(pending, out, sample, whys)
             if batch:
                 self._del.send(b"".join(batch))
-            self._acks(pending, out)
+            self._acks(pending, out, sample, whys)
         return out
 
-    def _delete_message(self, entry: Entry) -> tuple[int, bytes]:
-        """(its sequence number, the netlink message that deletes ``entry``)."""
-        body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + _attr(CTA_TUPLE_ORIG, entry.orig, nested=True)
-        if entry.zone is not None:
-            body += _attr(CTA_ZONE, entry.zone)
+    def _delete_message(self, body: bytes) -> tuple[int, bytes]:
+        """(its sequence number, the netlink message of a delete request ``body``)."""
         self._seq += 1
         kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
         head = _NLMSGHDR.pack(
@@ -343,7 +361,9 @@ class Conntrack:
         )
         return self._seq, head + body
 
-    def _acks(self, pending: dict[int, tuple[Flow, str]], out: Cleared) -> None:
+    def _acks(
+        self, pending: dict[int, int], out: Cleared, sample: dict[int, Flow], whys: list[str]
+    ) -> None:
         """Read the acknowledgement of every pending deletion; count those that deleted."""
         while pending:
             data = self._del.recv(1 << 20)
@@ -354,11 +374,11 @@ class Conntrack:
                 pos += (length + 3) & ~3
                 if kind != NLMSG_ERROR or mseq not in pending:
                     continue
-                gone = pending.pop(mseq)
+                i = pending.pop(mseq)
                 code = -struct.unpack_from("=i", payload)[0]
                 if code == 0:
                     out.count += 1
-                    if len(out.sample) < SAMPLE:
-                        out.sample.append(gone)
+                    if i in sample:
+                        out.sample.append((sample[i], whys[i]))
                 elif code != errno.ENOENT:  # ENOENT: it went by itself meanwhile
                     raise OSError(code, os.strerror(code))
