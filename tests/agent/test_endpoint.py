@@ -313,7 +313,9 @@ def test_status_tells_a_peer_nothing_it_could_use() -> None:
                 "checks",
                 "repairs",
                 "apply_failures",
+                "readback_failures",
                 "peers",
+                "guard",
             }
             assert status["ready"] is True and status["peers"] == 2
             assert status["transactions"]["full"] == 1

@@ -13,13 +13,16 @@ import pytest
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.enforcer import Enforcer
 from peerwall.compile import names
-from peerwall.compile.build import build
+from peerwall.compile.build import build, build_guard
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.flows import Flow, Tuple
 from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, SetKind
+from peerwall.dataplane.conntrack import Cleared
+from peerwall.dataplane.drift import TABLE_UNREADABLE
 from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.readback import read_table
+from peerwall.errors import NftError
 from peerwall.model import SecurityMode, load_topology
 
 FULL = SecurityMode.FULL_POD_TO_POD
@@ -38,11 +41,11 @@ class Flows:
         self.flows = flows
         self.deleted: list[tuple[Flow, str]] = []
 
-    def delete_where(self, reason):  # type: ignore[no-untyped-def]
+    def delete_where(self, reason, about=None):  # type: ignore[no-untyped-def]
         gone = [(f, why) for f in self.flows if (why := reason(f)) is not None]
         self.flows = [f for f in self.flows if reason(f) is None]
         self.deleted += gone
-        return gone
+        return Cleared(len(gone), gone[:20])
 
 
 def started(state: GatewayState) -> tuple[FakeNft, Enforcer, DesiredState]:
@@ -226,3 +229,57 @@ def test_a_step_narrows_only_the_peers_it_touched_and_a_removed_peer_admits_noth
     dst = next(iter(state.peers["C3"].addresses(SetKind.OFFLOADED) or {IPv4Address("10.244.0.1")}))
     flows = Flows([Flow("tcp", Tuple(src, dst, 1, 8080), Tuple(dst, src, 8080, 1))])
     assert Enforcer(FakeNft(), flows).clear_flows(narrowed) == 1  # its flows are cut
+
+
+class GarbledListing(FakeNft):
+    """Lists ``inet peerwall`` as libnftables 1.0.6 does a table it cannot print: invalid JSON."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.garbled = False
+
+    def list_json(self, command: str):  # type: ignore[no-untyped-def]
+        if self.garbled and command == "list table inet peerwall":
+            raise NftError("libnftables returned invalid JSON for 'list table inet peerwall'")
+        return super().list_json(command)
+
+
+def test_a_table_that_cannot_be_read_back_is_drift_replaced_whole_never_a_crash() -> None:
+    nft = GarbledListing()
+    enforcer = Enforcer(nft)
+    desired = DesiredState("C1", three().tunnel_pattern, three().conncheck_port)
+    desired.load(three())
+    enforcer.sync(desired)
+    nft.garbled = True
+    found = enforcer.repair(desired.snapshot())
+    assert [d.kind for d in found] == [TABLE_UNREADABLE]
+    assert nft.scripts[-1] == render_replace(build(desired.snapshot()))
+    assert enforcer.counts.readback_failures == 1 and enforcer.counts.repairs == 1
+    # A peer step that must read the table back replaces it whole instead of raising.
+    desired.remove_peer("C3")
+    assert enforcer.sync(desired).kind == "full"
+    # At start, too: an unreadable table of a previous run is replaced by a fail-closed one.
+    assert Enforcer(nft).fail_closed(three())
+
+
+def test_a_refused_whole_table_raises_the_guard_which_goes_once_the_table_is_back() -> None:
+    nft, enforcer, desired = started(three())
+    refusing = True
+    run = nft.run
+
+    def refuse_peerwall(script: str) -> None:
+        """As the kernel does while another process holds ``inet peerwall`` (flags owner)."""
+        if refusing and "delete table inet peerwall\n" in script:
+            raise NftError("Error: Could not process rule: Operation not permitted")
+        run(script)
+
+    nft.run = refuse_peerwall  # type: ignore[method-assign]
+    run("delete table inet peerwall\n")  # gone: only a whole-table write repairs that
+    enforcer.repair(desired.snapshot())
+    assert enforcer.counts.guard is not None
+    assert nft.ruleset("inet", names.GUARD_TABLE) == build_guard(three().tunnel_pattern)
+    refusing = False
+    assert enforcer.repair(desired.snapshot())  # still missing: written whole now
+    assert enforcer.counts.guard is None
+    assert nft.ruleset("inet", names.GUARD_TABLE) is None
+    assert equal(nft, desired)

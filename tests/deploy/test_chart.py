@@ -668,3 +668,18 @@ def test_the_scraper_can_be_chosen_and_a_bad_namespace_fails() -> None:
     validate(policy)
     assert policy["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "10.9.0.0/24"}}]
     assert "namespaces" in render_error("networkPolicy.namespaces={Not_A_Name}")
+
+
+def test_a_dead_or_stopped_agent_is_restarted_by_the_kubelet() -> None:
+    """Issue 18.1 in a pod: the pod restarts containers, and the liveness probe catches a loop
+    that no longer runs (``/healthz`` fails 5 s after the loop's last beat) within seconds."""
+    for o in render():
+        if o["kind"] not in TEMPLATE_KINDS:
+            continue
+        assert pod_of(o)["spec"]["restartPolicy"] == "Always"
+        agent = container(o, "peerwall")
+        live = agent["livenessProbe"]
+        assert live["httpGet"]["path"] == "/healthz"
+        assert live["periodSeconds"] * live["failureThreshold"] <= 10
+        assert agent["startupProbe"]["httpGet"]["path"] == "/healthz"
+        assert agent["readinessProbe"]["httpGet"]["path"] == "/readyz"

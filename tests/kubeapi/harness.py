@@ -228,8 +228,11 @@ async def running(
     *,
     synced: bool = True,
     timeout_seconds: int = 300,
+    quiet_timeout: float = 90.0,
+    server: FakeApiServer | None = None,
 ) -> AsyncIterator[Harness]:
-    """Objects created, then a source started on them (and synced, unless told not to wait)."""
+    """Objects created, then a source started on them (and synced, unless told not to wait).
+    ``server``: the fake to run (a subclass that injects faults), for the fake backend."""
     settings = settings or Settings()
     if settings.peer is None:
         # One source for every peer, as in the lab's gateways: a tunnel each. (On Liqo's one
@@ -237,7 +240,8 @@ async def running(
         settings = replace(settings, tunnel=tunnel_ifname)
     fake = None
     if backend == "fake":
-        fake = FakeApiServer(tls=True)  # as a real API server: HTTPS, a CA bundle, a token
+        # As a real API server: HTTPS, a CA bundle, a token.
+        fake = server or FakeApiServer(tls=True)
         await fake.start()
         kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig")
         api = KubeApi.from_config(kubeconfig)
@@ -252,7 +256,12 @@ async def running(
             await cluster.apply(obj)
         desired = DesiredState("unknown", L.TUNNEL_PATTERN, CONNCHECK_PORT)
         source = KubeSource(
-            api, desired, settings, backoff=fast_backoff(), timeout_seconds=timeout_seconds
+            api,
+            desired,
+            settings,
+            backoff=fast_backoff(),
+            timeout_seconds=timeout_seconds,
+            quiet_timeout=quiet_timeout,
         )
         h = Harness(cluster, source, desired, fake)
         task = asyncio.create_task(source.run())

@@ -19,23 +19,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
 from peerwall.agent.desired import Changes, DesiredState
 from peerwall.compile import names
-from peerwall.compile.build import audit_elements, build, cidrs_elements
+from peerwall.compile.build import audit_elements, build, build_guard, cidrs_elements
 from peerwall.compile.diff import diff, element_script
 from peerwall.compile.flows import Flow, stale
 from peerwall.compile.netlink import SetEdit
 from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, PeerState
 from peerwall.dataplane.apply import apply
-from peerwall.dataplane.drift import Drift, drift
+from peerwall.dataplane.conntrack import Cleared
+from peerwall.dataplane.drift import (
+    TABLE_MISSING,
+    TABLE_UNREADABLE,
+    WHOLE_TABLE_KINDS,
+    Drift,
+    read_drift,
+)
 from peerwall.dataplane.nft import Nft, release_memory
-from peerwall.dataplane.readback import read_table
+from peerwall.dataplane.readback import read_table, table_exists
 from peerwall.errors import NftError
 
 log = logging.getLogger("peerwall.agent")
@@ -44,7 +51,9 @@ log = logging.getLogger("peerwall.agent")
 class FlowTable(Protocol):
     """What the enforcer needs of conntrack (``dataplane.conntrack.Conntrack``)."""
 
-    def delete_where(self, reason: Callable[[Flow], str | None]) -> list[tuple[Flow, str]]: ...
+    def delete_where(
+        self, reason: Callable[[Flow], str | None], about: Iterable[IPv4Network] | None = None
+    ) -> Cleared: ...
 
 
 Narrowed = GatewayState | Callable[[], GatewayState] | None
@@ -106,6 +115,10 @@ class Counts:
     flows_cleared: int = 0
     last_sync: float = 0.0
     """``time.time()`` of the last successful transaction or check."""
+    readback_failures: int = 0
+    """Read-backs that could not read the live table (counted as drift, and repaired)."""
+    guard: str | None = None
+    """Why the fail-closed guard table is up (``inet peerwall`` cannot be taken back); None: down."""
 
 
 def _edits(changes: Changes) -> tuple[SetEdit, ...]:
@@ -144,13 +157,60 @@ class Enforcer:
         """Before the desired state is known: if there is no table, install one with no peers,
         which drops every tunnel's traffic but established and related. A table left by a
         previous run is kept: it is the last known state, and replacing it now would cut
-        allowed connections. Returns whether a table was installed."""
-        if read_table(self.nft, names.FAMILY, names.TABLE) is not None:
+        allowed connections; but not one with flags (``dormant`` enforces nothing) or one that
+        cannot be read back. If the kernel refuses the fail-closed table, the guard table fails
+        the gateway closed instead. Returns whether a table was installed."""
+        if table_exists(self.nft, names.FAMILY, names.GUARD_TABLE):
+            # A previous run died while guarded: keep the guard until a whole table is written.
+            self.counts.guard = "left up by a previous run"
+        fail_closed = build(replace(state, peers={}))
+        live, found = read_drift(self.nft, fail_closed)
+        if live is not None and not live.flags:
             log.info("kept the table of a previous run until the desired state is known")
             return False
-        self.nft.run(render_replace(build(replace(state, peers={}))))
-        log.info("no table: installed a fail-closed one (every tunnel dropped)")
+        if found and found[0].kind != TABLE_MISSING:
+            self.counts.readback_failures += live is None
+            log.error("the table left by a previous run is not usable: %s", found[0])
+        try:
+            self.nft.run(render_replace(fail_closed))
+        except NftError as e:
+            self._raise_guard(state.tunnel_pattern, f"the fail-closed table was refused: {e}")
+            return False
+        log.info("installed a fail-closed table (every tunnel dropped)")
         return True
+
+    # --- the guard ---------------------------------------------------------------------------
+
+    def _raise_guard(self, tunnel_pattern: str, why: str) -> None:
+        """Fail the gateway closed by a table of its own, since ``inet peerwall`` cannot be
+        written (say, another process holds it with ``flags owner``). Never raises: if even the
+        guard is refused, that is logged, and the next step or check tries again."""
+        try:
+            self.nft.run(render_replace(build_guard(tunnel_pattern)))
+        except NftError as e:
+            log.critical("%s; the fail-closed guard table was refused too: %s", why, e)
+            return
+        if self.counts.guard is None:
+            log.critical(
+                "%s: fail-closed guard table %s %s installed (every tunnel's new traffic dropped)",
+                why,
+                names.FAMILY,
+                names.GUARD_TABLE,
+            )
+        self.counts.guard = why
+
+    def _lower_guard(self) -> None:
+        """The whole table was written: the guard is not needed any more."""
+        if self.counts.guard is None:
+            return
+        try:
+            self.nft.run(f"delete table {names.FAMILY} {names.GUARD_TABLE}\n")
+        except NftError as e:
+            if table_exists(self.nft, names.FAMILY, names.GUARD_TABLE):
+                log.error("could not remove the guard table (kept, fail closed): %s", e)
+                return
+        log.warning("table %s %s is back: guard table removed", names.FAMILY, names.TABLE)
+        self.counts.guard = None
 
     # --- applying ----------------------------------------------------------------------------
 
@@ -191,7 +251,11 @@ class Enforcer:
             kind, script = p.kind, p.script
             if kind == "peers":
                 assert p.snapshot is not None
-                tx = diff(read_table(self.nft, names.FAMILY, names.TABLE), build(p.snapshot))
+                try:
+                    live = read_table(self.nft, names.FAMILY, names.TABLE)
+                except NftError:  # unreadable (the check will say why): replace it whole
+                    live = None
+                tx = diff(live, build(p.snapshot))
                 kind, script = ("full" if tx.full else "peers"), tx.script
             if p.edits:
                 self.nft.edit_elements(names.FAMILY, names.TABLE, p.edits)
@@ -201,6 +265,9 @@ class Enforcer:
         except NftError as e:
             self.counts.apply_failures += 1
             self.needs_full = True
+            if p.kind == "full" or kind == "full":
+                assert p.snapshot is not None
+                self._raise_guard(p.snapshot.tunnel_pattern, f"whole-table replace refused: {e}")
             log.error("transaction refused (%s): the next step replaces the whole table", e)
             return Step(p.changes, "failed")
         self._committed(kind, committed - started)
@@ -285,6 +352,7 @@ class Enforcer:
         self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
         self._committed("full", time.perf_counter() - started)
         release_memory()
+        self._lower_guard()
         log.info(
             "whole table written: %d peer(s), %d set elements",
             len(state.peers),
@@ -319,8 +387,11 @@ class Enforcer:
     def clear_flows(self, state: GatewayState) -> int:
         if self.flows is None:
             return 0
-        gone = self.flows.delete_where(lambda flow: stale(state, flow))
-        for flow, why in gone[:20]:
+        # ``stale`` names only flows from or to a peer's valid sources (its pods, its masquerade
+        # address): the others are skipped unread.
+        about = {net for peer in state.peers.values() for net in peer.valid_sources}
+        cleared = self.flows.delete_where(lambda flow: stale(state, flow), about)
+        for flow, why in cleared.sample:
             log.info(
                 "flow %s %s:%s -> %s:%s cleared: %s",
                 flow.proto,
@@ -330,34 +401,46 @@ class Enforcer:
                 flow.orig.dport,
                 why,
             )
-        if len(gone) > 20:
-            log.info("... and %d more flows cleared", len(gone) - 20)
-        self.counts.flows_cleared += len(gone)
-        return len(gone)
+        if cleared.count > len(cleared.sample):
+            log.info("... and %d more flows cleared", cleared.count - len(cleared.sample))
+        self.counts.flows_cleared += cleared.count
+        return cleared.count
 
     def repair(self, state: GatewayState) -> list[Drift]:
         """Read the live table back and repair any difference (logged and counted); the caller
-        clears the flows the repaired table forbids."""
+        clears the flows the repaired table forbids. A table that cannot be read back is drift
+        (replaced whole); one that cannot be replaced either raises the guard. Never raises
+        ``NftError``: the kernel keeps the last rules, and the next check tries again."""
         desired = build(state)
-        live = read_table(self.nft, names.FAMILY, names.TABLE)
-        found = drift(live, desired)
+        live, found = read_drift(self.nft, desired)
         self.counts.checks += 1
         if not found:
             del live, desired
             release_memory()
             self.counts.last_sync = time.time()
+            self._lower_guard()
             return found
+        if any(d.kind == TABLE_UNREADABLE for d in found):
+            self.counts.readback_failures += 1
         for d in found[:20]:
             log.warning("drift: %s", d)
         started = time.perf_counter()
+        whole = any(d.kind in WHOLE_TABLE_KINDS for d in found)
         try:
-            result = apply(self.nft, live, desired)
+            result = apply(self.nft, live, desired, force_full=whole)
         except NftError as e:
             self.counts.apply_failures += 1
             log.error("repair refused (%s): replacing the whole table", e)
-            self.full(state)
+            try:
+                self.full(state)
+            except NftError as again:
+                self.counts.apply_failures += 1
+                self.needs_full = True
+                self._raise_guard(state.tunnel_pattern, f"whole-table replace refused: {again}")
+                return found
         else:
             self._committed("full" if result.full else "peers", time.perf_counter() - started)
+            self._lower_guard()
         self.counts.repairs += 1
         self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
         del live, desired

@@ -75,6 +75,7 @@ class FileSource:
         """The topology the desired state now reflects (names and explanations of drops)."""
         self.mode = inputs.default_mode
         """The global default mode it was read with."""
+        self._read_error: str | None = None
 
     def _paths(self) -> list[Path | None]:
         i = self.inputs
@@ -134,8 +135,13 @@ class FileSource:
                 try:
                     ok = self.load()
                 except OSError as e:
-                    log.error("cannot read the inputs: %s", e)
+                    # Not the files' fault (no descriptor left, say): read them again next poll.
+                    if str(e) != self._read_error:
+                        log.error("cannot read the inputs (retrying): %s", e)
+                    self._read_error, self._stamps = str(e), None
                     ok = False
+                else:
+                    self._read_error = None
                 if ok:
                     self.synced.set()
                     self.changed.set()

@@ -92,6 +92,11 @@ class Metrics:
         self.flow_lost: Callable[[], int] = lambda: 0
         """Reports the kernel could not deliver (``NflogReader.lost``)."""
         r.register(_RingCollector(self))
+        self.side_file_failures = Counter(
+            "peerwall_side_file_failures",
+            "Writes of the status file that failed (retried; enforcement goes on).",
+            registry=r,
+        )
 
     def committed(self, kind: str, seconds: float) -> None:
         self.transactions.labels(kind).inc()
@@ -215,6 +220,52 @@ Route = Callable[[str], tuple[int, bytes, str]]
 """Another endpoint: the query string -> (status, body, content type)."""
 
 
+class CountsCollector(Collector):
+    """What the enforcer counts that is not a transaction: read-backs that failed, and whether
+    the fail-closed guard is up (``inet peerwall`` cannot be taken back)."""
+
+    def __init__(self, counts: Counts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Any]:
+        yield CounterMetricFamily(
+            "peerwall_readback_failures",
+            "Read-backs of the live table that failed (counted as drift, and repaired).",
+            value=self.counts.readback_failures,
+        )
+        yield GaugeMetricFamily(
+            "peerwall_fail_closed_guard",
+            "1 while the guard table fails the gateway closed because inet peerwall cannot be "
+            "taken back (see the log and /status for why).",
+            value=0 if self.counts.guard is None else 1,
+        )
+
+
+class SourceCollector(Collector):
+    """How well the source sees the truth, when it can say (the Kubernetes source): how long it
+    has been blind, and how many of the API server's answers it did not take."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Any]:
+        blind = getattr(self.source, "blind_seconds", None)
+        if blind is not None:
+            yield GaugeMetricFamily(
+                "peerwall_source_blind_seconds",
+                "Seconds since some watched selection was last followed (0: all are); the last "
+                "good state is enforced meanwhile.",
+                value=blind(),
+            )
+        malformed = getattr(self.source, "malformed", None)
+        if malformed is not None:
+            yield CounterMetricFamily(
+                "peerwall_kube_malformed_answers",
+                "API server answers not taken: malformed list pages and watch events.",
+                value=malformed,
+            )
+
+
 def serve(
     address: str,
     metrics: Metrics,
@@ -263,8 +314,21 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
     """The part of the agent's status ``/status`` serves: readiness and counts. The cluster,
     the peers' names, the digest of the inputs and the PID stay in the lab's status file (root's
     only): the endpoint may be reached by more than the scraper if a NetworkPolicy is missing."""
-    keep = ("ready", "last_sync", "transactions", "checks", "repairs", "apply_failures")
-    return {k: status[k] for k in keep if k in status} | {"peers": len(status.get("peers", ()))}
+    keep = (
+        "ready",
+        "last_sync",
+        "transactions",
+        "checks",
+        "repairs",
+        "apply_failures",
+        "readback_failures",
+        "source_blind_seconds",
+    )
+    return {k: status[k] for k in keep if k in status} | {
+        "peers": len(status.get("peers", ())),
+        # Whether the fail-closed guard is up; why (an nft error's text) stays in the log.
+        "guard": status.get("guard") is not None,
+    }
 
 
 def counts_json(counts: Counts) -> dict[str, Any]:
@@ -276,5 +340,6 @@ def counts_json(counts: Counts) -> dict[str, Any]:
         "repairs": counts.repairs,
         "apply_failures": counts.apply_failures,
         "flows_cleared": counts.flows_cleared,
+        "readback_failures": counts.readback_failures,
         "last_sync": counts.last_sync,
     }

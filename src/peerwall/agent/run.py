@@ -41,8 +41,10 @@ from peerwall.agent.enforcer import Enforcer, FlowTable, Step
 from peerwall.agent.flowevents import FlowEvent, FlowNamer, FlowRecorder, FlowRing
 from peerwall.agent.flowsapi import flows_route
 from peerwall.agent.metrics import (
+    CountsCollector,
     LiveCollector,
     Metrics,
+    SourceCollector,
     counts_json,
     public_status,
     scrape_handle,
@@ -119,8 +121,12 @@ class Agent:
         self.address: tuple[Any, ...] | None = None
         """Where the HTTP endpoints listen, once running."""
         self._lock = asyncio.Lock()
+        self._status_error: str | None = None
+        """Why the last status-file write failed (retried every heartbeat); None: written."""
         self.collector = LiveCollector(scrape_handle(nft))
         self.metrics.registry.register(self.collector)
+        self.metrics.registry.register(CountsCollector(self.enforcer.counts))
+        self.metrics.registry.register(SourceCollector(source))
         for extra in getattr(source, "collectors", ()):
             self.metrics.registry.register(extra)
         self.flows = FlowRing(settings.flows_ring)
@@ -145,7 +151,7 @@ class Agent:
             server = serve(
                 self.settings.metrics_address,
                 self.metrics,
-                lambda: self.ready,
+                lambda: self.ready and self.enforcer.counts.guard is None,
                 self._alive,
                 lambda: public_status(self.status()),
                 self.settings.endpoint,
@@ -202,13 +208,19 @@ class Agent:
     async def _enforce(self) -> None:
         await self.source.synced.wait()
         log.info("state synced: enforcing")
+        refused = 0
         while True:
             await self.source.changed.wait()
             await asyncio.sleep(self.settings.coalesce)
             self.source.changed.clear()
             await self._drain()
             async with self._lock:
-                await self.step()
+                step = await self.step()
+            # A refused step is retried whole; back off so that a table the kernel keeps
+            # refusing (another process holds it) costs a retry now and then, not a busy loop.
+            refused = refused + 1 if step.kind == "failed" else 0
+            if refused:
+                await asyncio.sleep(min(0.05 * 2 ** (refused - 1), 5.0))
 
     async def _drain(self) -> None:
         """If the source delivered another change in the loop's next turn (a burst), wait
@@ -265,12 +277,17 @@ class Agent:
                 if not self.ready:
                     continue
                 state = self.desired.snapshot()
-                found = await asyncio.to_thread(self.enforcer.repair, state)
-                if found:
-                    self.metrics.repairs.inc()
-                    cleared = await asyncio.to_thread(self.enforcer.clear_flows, state)
-                    self.metrics.flows.inc(cleared)
-                self.metrics.last_sync.set(time.time())
+                try:
+                    found = await asyncio.to_thread(self.enforcer.repair, state)
+                    if found:
+                        self.metrics.repairs.inc()
+                        cleared = await asyncio.to_thread(self.enforcer.clear_flows, state)
+                        self.metrics.flows.inc(cleared)
+                except Exception:  # a check must never stop enforcement: the next one retries
+                    log.exception("the check of the live table failed; retrying at the next one")
+                    continue
+                if self.enforcer.counts.guard is None:
+                    self.metrics.last_sync.set(time.time())
                 self._write_status()
 
     def _table_changed(self) -> None:
@@ -289,6 +306,8 @@ class Agent:
     async def _heartbeat(self) -> None:
         while True:
             self.beat = time.monotonic()
+            if self._status_error is not None:
+                self._write_status()  # a side file that failed: retried until it is written
             await asyncio.sleep(1.0)
 
     def _alive(self) -> bool:
@@ -297,28 +316,42 @@ class Agent:
     # --- reporting ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        blind = getattr(self.source, "blind_seconds", None)
         return {
+            **({"source_blind_seconds": round(blind(), 3)} if blind is not None else {}),
             "pid": os.getpid(),
             "cluster": self.desired.cluster,
             "ready": self.ready,
             "digest": self.applied_digest,
             "peers": list(self.desired.peers),
+            "guard": self.enforcer.counts.guard,
             **counts_json(self.enforcer.counts),
             "flow_events": self.flows.seq,
         }
 
     def _write_status(self) -> None:
+        """Write the status file. It is a side file: a failure (no file descriptor left, a full
+        disk) is logged once, counted and retried every heartbeat, and never stops enforcement."""
         path = self.settings.status_file
         if not path:
             return
-        # A new temporary file (O_EXCL | O_NOFOLLOW, as mkstemp opens it): no link followed.
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+        tmp = None
         try:
+            # A new temporary file (O_EXCL | O_NOFOLLOW, as mkstemp opens it): no link followed.
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
             os.fchmod(fd, 0o644)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(self.status(), f)
             os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        except OSError as e:
+            self.metrics.side_file_failures.inc()
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            if str(e) != self._status_error:
+                log.error("status file %s not written (%s): enforcing anyway, retrying", path, e)
+            self._status_error = str(e)
+            return
+        if self._status_error is not None:
+            log.warning("status file %s written again", path)
+        self._status_error = None

@@ -342,3 +342,28 @@ def build(state: GatewayState) -> Ruleset:
         ),
     )
     return Ruleset(names.FAMILY, names.TABLE, tuple(sets), maps, tuple(chains), TABLE_COMMENT)
+
+
+def build_guard(tunnel_pattern: str) -> Ruleset:
+    """The table that fails a gateway closed when its own table cannot be taken back (another
+    process holds ``inet peerwall`` with ``flags owner``, or the kernel refuses every replace):
+    in its own table, so it works whatever ``inet peerwall`` holds, it drops every tunnel's new
+    traffic to pods and to the gateway. Established and related traffic still passes, as in the
+    fail-closed table an agent starts with: allowed connections survive."""
+    chains = tuple(
+        Chain(
+            f"guard-{hook}",
+            (
+                _rule(ESTABLISHED, ACCEPT),
+                _rule(
+                    Match("iifname", tunnel_pattern),
+                    Counter(),
+                    DROP,
+                    comment="inet peerwall cannot be taken back: fail closed",
+                ),
+            ),
+            Hook("filter", hook, -10),
+        )
+        for hook in ("forward", "input")
+    )
+    return Ruleset(names.FAMILY, names.GUARD_TABLE, chains=chains)

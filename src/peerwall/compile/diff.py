@@ -133,6 +133,8 @@ def diff(old: Ruleset | None, new: Ruleset, *, force_full: bool = False) -> Tran
     """
     if force_full or old is None or (old.family, old.table) != (new.family, new.table):
         return _replace(old, new)
+    if old.flags != new.flags:  # only a new table drops flags such as ``dormant``
+        return _replace(old, new)
     prefix = f"{new.family} {new.table}"
     old_sets, new_sets = {s.name: s for s in old.sets}, {s.name: s for s in new.sets}
     old_maps, new_maps = {m.name: m for m in old.maps}, {m.name: m for m in new.maps}

@@ -15,6 +15,9 @@ from peerwall.model.hashes import hash8 as hash8
 
 FAMILY = "inet"
 TABLE = "peerwall"
+GUARD_TABLE = "peerwall-guard"
+"""Installed only while ``TABLE`` cannot be taken back (an intruder holds it, ``flags owner``):
+it drops every tunnel's new traffic by itself, whatever ``TABLE`` holds."""
 
 CHAIN_FORWARD = "filter-forward"
 CHAIN_INPUT = "filter-input"

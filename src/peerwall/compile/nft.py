@@ -267,6 +267,8 @@ class Ruleset:
     chains: tuple[Chain, ...] = ()
     comment: str | None = None
     """Shown by ``nft list``; not compared (libnftables 1.0.6 leaves it out of JSON)."""
+    flags: tuple[str, ...] = ()
+    """Table flags as read back (``dormant`` unhooks every chain); peerwall writes none."""
 
     def set(self, name: str) -> NftSet:
         for s in self.sets:

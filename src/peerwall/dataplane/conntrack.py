@@ -6,7 +6,14 @@ dump of 3; conntrack-tools would mean a process per call. Only the attributes pe
 decoded (the tuples, the mark, the zone); a deletion sends the original tuple back as the kernel gave it.
 
 A ``Conntrack`` is bound to the network namespace that was current when it was created (its
-socket is), like a libnftables context.
+sockets are), like a libnftables context.
+
+Memory stays bounded whatever the table holds (issue 18.3: 262,143 entries OOM-killed an agent
+that listed them all): ``delete_where`` streams the dump, skips from the raw bytes every entry
+whose addresses lie outside the networks it is asked about (no objects built for them), keeps
+only the delete requests of the entries to delete (some 60 bytes each), and sends them once the
+dump is over, through a second socket, in batches. What it returns is a count and a bounded
+sample.
 """
 
 from __future__ import annotations
@@ -16,9 +23,9 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from ipaddress import IPv4Address
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
 
 from peerwall import nsenter
 from peerwall.compile.flows import Flow, Tuple
@@ -36,6 +43,14 @@ CTA_IP_V4_SRC, CTA_IP_V4_DST = 1, 2
 CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
 CTA_PROTO_ICMP_ID, CTA_PROTO_ICMP_TYPE = 4, 5
 PROTOS = {6: "tcp", 17: "udp", 1: "icmp"}
+ACK_BATCH = 256
+"""Deletions sent before their acknowledgements are read."""
+SAMPLE = 20
+"""Deleted flows kept (for the log) of however many went."""
+SEND_BATCH = 64
+"""Deletions sent in one datagram (nfnetlink takes several messages at once)."""
+JUDGED = 65536
+"""Verdicts remembered by what they depend on (forgotten all at once when full)."""
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _NFGENMSG = struct.Struct("=BBH")
@@ -81,12 +96,118 @@ def _tuple(data: bytes) -> tuple[str, Tuple]:
     return proto, Tuple(src, dst, sport, dport)
 
 
+# The layout the kernel writes a tuple in (ctnetlink_dump_tuples): IP (source, destination), then
+# protocol (number, then ports). Read at fixed offsets; anything else takes the generic walk.
+_FIXED = struct.Struct("=HHHHHH4sHH4sHHHHB3x")
+_PORTS = struct.Struct("=HH2s2xHH2s2x")
+_NESTED_ORIG = CTA_TUPLE_ORIG | NLA_F_NESTED
+_NESTED_REPLY = CTA_TUPLE_REPLY | NLA_F_NESTED
+_LAYOUT = (CTA_TUPLE_IP | NLA_F_NESTED, CTA_IP_V4_SRC, CTA_IP_V4_DST)
+_PROTO = (CTA_TUPLE_PROTO | NLA_F_NESTED, CTA_PROTO_NUM)
+
+
+@dataclass
+class Cleared:
+    """What ``delete_where`` deleted: how many, and the first ``SAMPLE`` with their reasons."""
+
+    count: int = 0
+    sample: list[tuple[Flow, str]] = field(default_factory=list)
+
+
+def _addresses(payload: bytes) -> tuple[int, int] | None:
+    """The original tuple's IPv4 source and destination as integers, read from the raw message
+    without building anything (None if it has none)."""
+    if len(payload) >= _FIXED.size:
+        _, k, _, ki, _, ks, src, _, kd, dst, *_ = _FIXED.unpack_from(payload, 0)
+        if k == _NESTED_ORIG and (ki, ks, kd) == _LAYOUT:
+            return int.from_bytes(src, "big"), int.from_bytes(dst, "big")
+    for kind, tup in _attrs(payload):
+        if kind != CTA_TUPLE_ORIG:
+            continue
+        for k, ip in _attrs(tup):
+            if k != CTA_TUPLE_IP:
+                continue
+            src = dst = None
+            for a, v in _attrs(ip):
+                if a == CTA_IP_V4_SRC:
+                    src = int.from_bytes(v[:4], "big")
+                elif a == CTA_IP_V4_DST:
+                    dst = int.from_bytes(v[:4], "big")
+            return None if src is None or dst is None else (src, dst)
+    return None
+
+
+def _fixed_tuple(data: bytes, pos: int, kind: int) -> tuple[int, bytes] | None:
+    """(the tuple attribute's aligned length, a key of what ``stale`` reads in it: addresses,
+    protocol, the original destination port and the reply's source port), or None if laid
+    out otherwise."""
+    if len(data) < pos + _FIXED.size + _PORTS.size:
+        return None
+    length, k, _, ki, _, ks, src, _, kd, dst, _, kp, _, kn, proto = _FIXED.unpack_from(data, pos)
+    if k != kind or (ki, ks, kd) != _LAYOUT or (kp, kn) != _PROTO or proto not in (6, 17):
+        return None  # ICMP and the rest: the generic walk
+    _, k1, sport, _, k2, dport = _PORTS.unpack_from(data, pos + _FIXED.size)
+    if (k1, k2) != (CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT):
+        return None
+    ports = sport if kind == _NESTED_REPLY else dport  # the reply's sport: an API port
+    return (length + 3) & ~3, src + dst + bytes([proto]) + ports
+
+
+def _judge_key(attrs: bytes) -> bytes | None:
+    """What ``stale`` depends on in an entry, as bytes (so that entries alike in it, which
+    differ only in their source ports, are judged once), or None if not read at fixed offsets."""
+    orig = _fixed_tuple(attrs, 0, _NESTED_ORIG)
+    if orig is None:
+        return None
+    reply = _fixed_tuple(attrs, orig[0], _NESTED_REPLY)
+    return None if reply is None else orig[1] + b"|" + reply[1] + b"|" + _mark_bytes(attrs)
+
+
+def _ranges(nets: Iterable[IPv4Network]) -> list[tuple[int, int]]:
+    return [(int(n.network_address), int(n.broadcast_address)) for n in nets]
+
+
 @dataclass(frozen=True)
 class Entry:
     flow: Flow
     orig: bytes
     """The original tuple attribute as the kernel sent it (nested payload), to delete by."""
     zone: bytes | None = None
+
+
+def _delete_body(entry: Entry) -> bytes:
+    """The body of the request that deletes ``entry`` (by its original tuple, and zone)."""
+    body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + _attr(CTA_TUPLE_ORIG, entry.orig, nested=True)
+    if entry.zone is not None:
+        body += _attr(CTA_ZONE, entry.zone)
+    return body
+
+
+def _entry(attrs: bytes) -> Entry:
+    orig_raw = reply_raw = b""
+    zone = None
+    mark = 0
+    for k, v in _attrs(attrs):
+        if k == CTA_TUPLE_ORIG:
+            orig_raw = v
+        elif k == CTA_TUPLE_REPLY:
+            reply_raw = v
+        elif k == CTA_ZONE:
+            zone = v
+        elif k == CTA_MARK:
+            mark = struct.unpack("!I", v[:4])[0]
+    proto, orig = _tuple(orig_raw)
+    _, reply = _tuple(reply_raw)
+    return Entry(Flow(proto, orig, reply, mark), orig_raw, zone)
+
+
+def _mark_bytes(attrs: bytes) -> bytes:
+    """The entry's connection mark as the kernel sent it (``stale`` reads it: which tunnel, which
+    way), or nothing if it has none."""
+    for k, v in _attrs(attrs):
+        if k == CTA_MARK:
+            return v[:4]
+    return b""
 
 
 class Conntrack:
@@ -102,11 +223,17 @@ class Conntrack:
             ) from None
         self._sock.bind((0, 0))
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        # Deletions go through a socket of their own while the first one streams a dump.
+        with nsenter.entered(netns):
+            self._del = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self._del.bind((0, 0))
+        self._del.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
         self._seq = 0
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self._sock.close()
+        self._del.close()
 
     def __enter__(self) -> Conntrack:
         return self
@@ -114,10 +241,12 @@ class Conntrack:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, msg_type: int, flags: int, body: bytes) -> int:
+    def _send(
+        self, msg_type: int, flags: int, body: bytes, sock: socket.socket | None = None
+    ) -> int:
         self._seq += 1
         header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, self._seq, 0)
-        self._sock.send(header + body)
+        (sock or self._sock).send(header + body)
         return self._seq
 
     def _messages(self, seq: int) -> Iterator[tuple[int, bytes]]:
@@ -143,31 +272,14 @@ class Conntrack:
                     return
 
     def entries(self) -> list[Entry]:
-        """Every IPv4 entry of the table."""
+        """Every IPv4 entry of the table (a list: for tests and small tables only)."""
         with self._lock:
             seq = self._send(
                 (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
                 NLM_F_REQUEST | NLM_F_DUMP,
                 _NFGENMSG.pack(socket.AF_INET, 0, 0),
             )
-            out = []
-            for _kind, payload in self._messages(seq):
-                orig_raw = reply_raw = b""
-                zone = None
-                mark = 0
-                for k, v in _attrs(payload[_NFGENMSG.size :]):
-                    if k == CTA_TUPLE_ORIG:
-                        orig_raw = v
-                    elif k == CTA_TUPLE_REPLY:
-                        reply_raw = v
-                    elif k == CTA_ZONE:
-                        zone = v
-                    elif k == CTA_MARK:
-                        mark = struct.unpack("!I", v[:4])[0]
-                proto, orig = _tuple(orig_raw)
-                _, reply = _tuple(reply_raw)
-                out.append(Entry(Flow(proto, orig, reply, mark), orig_raw, zone))
-            return out
+            return [_entry(payload[_NFGENMSG.size :]) for _kind, payload in self._messages(seq)]
 
     def delete(self, entry: Entry) -> bool:
         """Delete one entry; False if it was gone already."""
@@ -187,11 +299,98 @@ class Conntrack:
                 raise
             return True
 
-    def delete_where(self, reason: Callable[[Flow], str | None]) -> list[tuple[Flow, str]]:
-        """Delete every entry for which ``reason(flow)`` names a reason; returns what went."""
-        gone = []
-        for entry in self.entries():
-            why = reason(entry.flow)
-            if why is not None and self.delete(entry):
-                gone.append((entry.flow, why))
-        return gone
+    def delete_where(
+        self,
+        reason: Callable[[Flow], str | None],
+        about: Iterable[IPv4Network] | None = None,
+    ) -> Cleared:
+        """Delete every entry for which ``reason(flow)`` names a reason, streaming the table.
+        ``about``: only entries whose original source or destination lies in these networks
+        can have one (the others are skipped unread); None: every entry is asked."""
+        ranges = None if about is None else _ranges(about)
+        out = Cleared()
+        with self._lock:
+            seq = self._send(
+                (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
+                NLM_F_REQUEST | NLM_F_DUMP,
+                _NFGENMSG.pack(socket.AF_INET, 0, 0),
+            )
+            # Deleted after the dump, not during it: an entry deleted while the kernel holds it
+            # as the place to resume its dump from can make the dump skip what follows. What is
+            # kept meanwhile is small: each doomed entry's delete request, some 60 bytes.
+            bodies: list[bytes] = []
+            whys: list[str] = []
+            sample: dict[int, Flow] = {}
+            judged: dict[bytes, str | None] = {}
+            for _kind, payload in self._messages(seq):
+                attrs = payload[_NFGENMSG.size :]
+                if ranges is not None:
+                    found = _addresses(attrs)
+                    if found is None or not any(lo <= a <= hi for a in found for lo, hi in ranges):
+                        continue
+                key = _judge_key(attrs)
+                if key is not None and key in judged:
+                    why = judged[key]
+                    if why is None:
+                        continue
+                    entry = _entry(attrs)
+                else:
+                    entry = _entry(attrs)
+                    why = reason(entry.flow)
+                    if key is not None:
+                        if len(judged) >= JUDGED:
+                            judged.clear()
+                        judged[key] = why
+                    if why is None:
+                        continue
+                if len(sample) < SAMPLE:
+                    sample[len(bodies)] = entry.flow
+                bodies.append(_delete_body(entry))
+                whys.append(why)
+        with self._lock:
+            pending: dict[int, int] = {}
+            batch: list[bytes] = []
+            for i, body in enumerate(bodies):
+                number, message = self._delete_message(body)
+                pending[number] = i
+                batch.append(message)
+                if len(batch) >= SEND_BATCH:
+                    self._del.send(b"".join(batch))
+                    batch.clear()
+                    if len(pending) >= ACK_BATCH:
+                        self._acks(pending, out, sample, whys)
+            if batch:
+                self._del.send(b"".join(batch))
+            self._acks(pending, out, sample, whys)
+        return out
+
+    def _delete_message(self, body: bytes) -> tuple[int, bytes]:
+        """(its sequence number, the netlink message of a delete request ``body``)."""
+        self._seq += 1
+        kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
+        head = _NLMSGHDR.pack(
+            _NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK, self._seq, 0
+        )
+        return self._seq, head + body
+
+    def _acks(
+        self, pending: dict[int, int], out: Cleared, sample: dict[int, Flow], whys: list[str]
+    ) -> None:
+        """Read the acknowledgement of every pending deletion; count those that deleted."""
+        while pending:
+            data = self._del.recv(1 << 20)
+            pos = 0
+            while pos + _NLMSGHDR.size <= len(data):
+                length, kind, _flags, mseq, _ = _NLMSGHDR.unpack_from(data, pos)
+                payload = data[pos + _NLMSGHDR.size : pos + length]
+                pos += (length + 3) & ~3
+                if kind != NLMSG_ERROR or mseq not in pending:
+                    continue
+                i = pending.pop(mseq)
+                code = -struct.unpack_from("=i", payload)[0]
+                if code == 0:
+                    out.count += 1
+                    if i in sample:
+                        out.sample.append((sample[i], whys[i]))
+                elif code != errno.ENOENT:  # ENOENT: it went by itself meanwhile
+                    raise OSError(code, os.strerror(code))

@@ -22,8 +22,15 @@ from peerwall.compile.nft import (
     render_expr,
     render_rule,
 )
+from peerwall.dataplane.nft import Nft
+from peerwall.dataplane.readback import read_table
+from peerwall.errors import NftError
 
 TABLE_MISSING = "table-missing"
+TABLE_FLAGS = "table-flags"
+TABLE_UNREADABLE = "table-unreadable"
+GUARD_UP = "guard-up"
+"""Not a difference of the table: the agent's guard table fails the gateway closed."""
 CHAIN_MISSING = "chain-missing"
 CHAIN_EXTRA = "chain-extra"
 CHAIN_HOOK = "chain-hook"
@@ -36,6 +43,8 @@ ELEMENTS_EXTRA = "elements-extra"
 
 ELEMENT_KINDS = frozenset({ELEMENTS_MISSING, ELEMENTS_EXTRA})
 """Drift that an element-only transaction repairs."""
+WHOLE_TABLE_KINDS = frozenset({TABLE_MISSING, TABLE_FLAGS, TABLE_UNREADABLE})
+"""Drift that only a whole-table replace repairs."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,13 @@ def drift(live: Ruleset | None, desired: Ruleset) -> list[Drift]:
             )
         ]
     out: list[Drift] = []
+    if live.flags != desired.flags:
+        have_flags = ", ".join(live.flags) or "none"
+        want_flags = ", ".join(desired.flags) or "none"
+        detail = f"flags {have_flags}, expected {want_flags}"
+        if "dormant" in live.flags:
+            detail += " (a dormant table hooks none of its chains: nothing is enforced)"
+        out.append(Drift(TABLE_FLAGS, f"table {desired.family} {desired.table}", detail))
     for kind, have, want in (
         ("set", {s.name: s for s in live.sets}, {s.name: s for s in desired.sets}),
         ("map", {m.name: m for m in live.maps}, {m.name: m for m in desired.maps}),
@@ -98,6 +114,18 @@ def drift(live: Ruleset | None, desired: Ruleset) -> list[Drift]:
         for n in sorted(live_chains.keys() - want_chains)
     )
     return out
+
+
+def read_drift(nft: Nft, desired: Ruleset) -> tuple[Ruleset | None, list[Drift]]:
+    """Read the live table back and compare it with ``desired``. A table that cannot be read
+    back is drift of its own (``TABLE_UNREADABLE``, with the live side ``None``), never an
+    error: a reader that raises would stop whoever checks, while the table stays as it is."""
+    try:
+        live = read_table(nft, desired.family, desired.table)
+        return live, drift(live, desired)
+    except (NftError, KeyError, TypeError, ValueError, AttributeError) as e:
+        what = f"table {desired.family} {desired.table}"
+        return None, [Drift(TABLE_UNREADABLE, what, f"cannot be read back: {e}")]
 
 
 def _element_delta(have: NftSet | NftMap, want: NftSet | NftMap) -> tuple[str, str]:

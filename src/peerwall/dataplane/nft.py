@@ -149,7 +149,12 @@ class LibNft:
         if script.count("\n") <= 1:
             self._command(script, 0)
             return
-        fd = os.memfd_create("peerwall-nft", os.MFD_CLOEXEC)
+        try:
+            fd = os.memfd_create("peerwall-nft", os.MFD_CLOEXEC)
+        except OSError:
+            # No descriptor left (EMFILE): the buffer needs none; only its errors say less.
+            self._command(script, 0)
+            return
         try:
             data = memoryview(script.encode())
             while data:

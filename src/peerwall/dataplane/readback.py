@@ -9,6 +9,8 @@ name when order must not matter.
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
 from typing import Any
 
 from peerwall.compile.nft import (
@@ -27,22 +29,57 @@ from peerwall.errors import NftError
 
 
 def read_table(nft: Nft, family: str, table: str) -> Ruleset | None:
-    """The live table ``family table``, or ``None`` if it does not exist."""
+    """The live table ``family table``, or ``None`` if it does not exist.
+
+    A table with flags (``dormant``, ``owner``) makes libnftables 1.0.6 print invalid JSON for
+    its listing (and garbage for the flags in ``list tables``): such a table reads as its flags
+    alone, with no objects, so that it shows as drift and is replaced. Any other failure to read
+    raises ``NftError``."""
     try:
         doc = nft.list_json(f"list table {family} {table}")
     except NftError:
-        if not table_exists(nft, family, table):
+        found = _table_entry(nft, family, table)
+        if found is None:
             return None
-        raise
-    return parse_table(doc, family, table)
+        if "flags" not in found:
+            raise
+        return Ruleset(family, table, flags=_flags(nft, family, table, found["flags"]))
+    rs = parse_table(doc, family, table)
+    for obj in doc.get("nftables", []):
+        if (t := obj.get("table")) and t.get("name") == table and "flags" in t:
+            return replace(rs, flags=_flags(nft, family, table, t["flags"]))
+    return rs
 
 
 def table_exists(nft: Nft, family: str, table: str) -> bool:
+    return _table_entry(nft, family, table) is not None
+
+
+def _table_entry(nft: Nft, family: str, table: str) -> dict[str, Any] | None:
     for obj in nft.list_json("list tables").get("nftables", []):
         t = obj.get("table")
         if t and t.get("family") == family and t.get("name") == table:
-            return True
-    return False
+            return dict(t)
+    return None
+
+
+TABLE_FLAGS = frozenset({"dormant", "owner", "persist"})
+
+
+def _flags(nft: Nft, family: str, table: str, said: Any) -> tuple[str, ...]:
+    """The table's flags: JSON's when they make sense, else the text listing's header (1.0.6
+    prints some unrelated string as JSON), else ``unreadable``: flags there are, of some kind."""
+    names = [said] if isinstance(said, str) else said if isinstance(said, list) else []
+    if names and all(isinstance(n, str) and n in TABLE_FLAGS for n in names):
+        return tuple(names)
+    list_text = getattr(nft, "list_text", None)
+    if list_text is not None:
+        with contextlib.suppress(NftError):
+            for line in list_text(f"list table {family} {table}").splitlines()[1:3]:
+                words = line.split()
+                if words[:1] == ["flags"] and len(words) == 2:
+                    return tuple(words[1].split(","))
+    return ("unreadable",)
 
 
 def _mine(o: dict[str, Any], family: str, table: str, key: str = "table") -> bool:

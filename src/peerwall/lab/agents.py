@@ -1,7 +1,8 @@
 """One peerwall agent per emulated gateway, inside its namespace, fed by files in the lab folder.
 
-Each agent runs ``peerwall agent --source file:<folder>/topology.yaml`` under ``ip netns exec``
-(which execs, so the PID recorded is the agent's), logs to ``agents/<cluster>.log`` and reports in
+Each agent runs ``peerwall agent --source file:<folder>/topology.yaml`` under a supervisor
+(``lab.supervise``: restarts with backoff, a liveness probe) under ``ip netns exec`` (which execs,
+so the PID recorded is the supervisor's; the agent's own is in its status), logs to ``agents/<cluster>.log`` and reports in
 ``agents/<cluster>.status.json`` the digest of the inputs it has enforced. A change to the lab
 (``set-mode``, ``apply``) rewrites the input files atomically and waits until every agent reports
 their new digest: the lab has then converged. ``stop`` ends only processes this module started,
@@ -83,6 +84,24 @@ def write_inputs(
     return out
 
 
+def agent_command(
+    plan: LabPlan, settings: LabSettings, cluster: str, status_file: str | None = None
+) -> list[str]:
+    """The command line of ``cluster``'s agent, to run inside its gateway namespace."""
+    p = _paths(plan, settings, cluster)
+    return [
+        sys.executable, "-m", "peerwall.cli", "agent",
+        f"--source=file:{p['topology']}",
+        f"--cluster={cluster}",
+        f"--values={p['values']}",
+        f"--gateways={p['gateways']}",
+        "--tunnel-pattern=pwt-*",
+        "--metrics-address=127.0.0.1:9090",
+        f"--status-file={status_file or p['status']}",
+        f"--resync-interval={settings.agent_resync_interval:g}",
+    ]  # fmt: skip
+
+
 def start(plan: LabPlan, settings: LabSettings, clusters: Iterable[str] | None = None) -> None:
     """Start the agents of ``clusters`` (default: every cluster) that are not running."""
     for cluster in clusters if clusters is not None else [c.name for c in plan.topology.clusters]:
@@ -91,18 +110,11 @@ def start(plan: LabPlan, settings: LabSettings, clusters: Iterable[str] | None =
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(p["status"])
-        cmd = [
-            "ip", "netns", "exec", plan.gateway_ns(cluster),
-            sys.executable, "-m", "peerwall.cli", "agent",
-            f"--source=file:{p['topology']}",
-            f"--cluster={cluster}",
-            f"--values={p['values']}",
-            f"--gateways={p['gateways']}",
-            "--tunnel-pattern=pwt-*",
-            "--metrics-address=127.0.0.1:9090",
-            f"--status-file={p['status']}",
-            f"--resync-interval={settings.agent_resync_interval:g}",
-        ]  # fmt: skip
+        # The recorded process is the agent's supervisor (``lab.supervise``): it restarts an
+        # agent that dies or hangs, as the kubelet would, and takes the agent down with it.
+        supervisor = [sys.executable, "-m", "peerwall.lab.supervise", "--"]
+        agent = agent_command(plan, settings, cluster)
+        cmd = ["ip", "netns", "exec", plan.gateway_ns(cluster), *supervisor, *agent]
         with open(p["log"], "ab") as log:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
@@ -111,12 +123,49 @@ def start(plan: LabPlan, settings: LabSettings, clusters: Iterable[str] | None =
 
 
 def _pid(plan: LabPlan, settings: LabSettings, cluster: str) -> int | None:
+    """The running supervisor of ``cluster``'s agent: the recorded one, else one found among the
+    machine's processes (a deleted or stale PID file must not make a running agent look down, nor
+    have a second one started), which is then recorded again."""
+    path = _paths(plan, settings, cluster)["pid"]
     try:
-        with open(_paths(plan, settings, cluster)["pid"]) as f:
+        with open(path) as f:
             pid = int(f.read().strip())
+        if _is_our_agent(pid, plan, settings):
+            return pid
     except (FileNotFoundError, ValueError):
+        pass
+    found = scan(lab_folder(plan.name, settings), cluster)
+    if not found:
         return None
-    return pid if _is_our_agent(pid, plan, settings) else None
+    with contextlib.suppress(OSError):
+        write_file(path, str(found[0]))
+    return found[0]
+
+
+SUPERVISOR = b"peerwall.lab.supervise"
+
+
+def scan(folder: str, cluster: str | None = None, *, supervisors: bool = True) -> list[int]:
+    """PIDs of the live processes that are agents of the lab in ``folder`` (of ``cluster`` only,
+    if given): their supervisors, or every agent process if not ``supervisors``."""
+    mine = (folder.rstrip("/") + "/").encode()
+    who = f"--cluster={cluster}".encode() if cluster is not None else None
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state == "Z" or b"agent" not in argv or not any(mine in a for a in argv):
+            continue
+        if (who is None or who in argv) and (not supervisors or SUPERVISOR in argv):
+            out.append(int(entry))
+    return sorted(out)
 
 
 def _is_our_agent(pid: int, plan: LabPlan, settings: LabSettings) -> bool:
@@ -128,7 +177,7 @@ def _is_our_agent(pid: int, plan: LabPlan, settings: LabSettings) -> bool:
             state = f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
-    folder = lab_folder(plan.name, settings).encode()
+    folder = (lab_folder(plan.name, settings) + "/").encode()
     return state != "Z" and b"agent" in argv and any(folder in a for a in argv)
 
 
@@ -141,7 +190,7 @@ def _alive(plan: LabPlan, settings: LabSettings, cluster: str) -> bool:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, ValueError):
-        return False
+        return _pid(plan, settings, cluster) is not None
 
 
 def running_pid(plan: LabPlan, settings: LabSettings, cluster: str) -> int | None:
@@ -163,19 +212,23 @@ def stop(
     """Stop agents by their recorded PID (SIGTERM, then SIGKILL after 5 s; at once if ``kill``)."""
     names = clusters if clusters is not None else [c.name for c in plan.topology.clusters]
     for cluster in names:
-        pid = _pid(plan, settings, cluster)
-        if pid is None:
-            continue
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while _is_our_agent(pid, plan, settings) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.02)
-        if _is_our_agent(pid, plan, settings):
+        recorded = _pid(plan, settings, cluster)
+        # Every supervisor of this agent, recorded or not: none may be left behind.
+        pids = sorted(
+            {*scan(lab_folder(plan.name, settings), cluster), *([recorded] if recorded else [])}
+        )
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        _reap(pid)
+                os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for pid in pids:
+            while _is_our_agent(pid, plan, settings) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.02)
+            if _is_our_agent(pid, plan, settings):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            _reap(pid)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(_paths(plan, settings, cluster)["pid"])
 
@@ -183,22 +236,12 @@ def stop(
 def stop_all_in(folder: str) -> None:
     """Stop every agent recorded in a lab folder, without its plan (``lab down`` of a lab whose
     topology no longer loads)."""
-    agents = os.path.join(folder, "agents")
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.listdir(agents):
-            if not entry.endswith(".pid"):
-                continue
-            try:
-                with open(os.path.join(agents, entry)) as f:
-                    pid = int(f.read().strip())
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    argv = f.read()
-            except (OSError, ValueError):
-                continue
-            if b"agent" in argv and folder.encode() in argv:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                _reap(pid)
+    # Found by their command lines, not by PID files (which may be gone): supervisors and agents.
+    # Supervisors first, so that none restarts an agent killed before it.
+    for pid in [*scan(folder), *scan(folder, supervisors=False)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _reap(pid)
 
 
 def check_now(

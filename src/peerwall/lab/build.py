@@ -12,21 +12,24 @@ running lab was built for.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.flows import stale
-from peerwall.compile.names import FAMILY, TABLE
+from peerwall.compile.names import FAMILY, GUARD_TABLE, TABLE
 from peerwall.compile.state import GatewayState
 from peerwall.dataplane.apply import SyncResult, sync
 from peerwall.dataplane.conntrack import Conntrack
-from peerwall.dataplane.drift import Drift, drift
+from peerwall.dataplane.drift import GUARD_UP, Drift, read_drift
 from peerwall.dataplane.nft import LibNft
-from peerwall.dataplane.readback import read_table
+from peerwall.dataplane.readback import table_exists
 from peerwall.errors import LabError, PeerwallError
 from peerwall.lab import agents
 from peerwall.lab.netns import delete_namespaces, list_namespaces
@@ -66,7 +69,8 @@ def desired_state(
 def clear_stale_flows(netns: str, state: GatewayState) -> int:
     """Delete the tracked connections ``state`` would not have let through (``compile.flows``)."""
     with Conntrack(netns) as ct:
-        return len(ct.delete_where(functools.partial(stale, state)))
+        about = {net for peer in state.peers.values() for net in peer.sources}
+        return ct.delete_where(functools.partial(stale, state), about).count
 
 
 def apply_modes(
@@ -110,7 +114,7 @@ def up(
     _require_root()
     say = progress or (lambda _msg: None)
     plan = LabPlan(name, topology)
-    with locked(name, settings):
+    with locked(name, settings), _sigterm_interrupts():
         if not replace and (found := existing(name, settings)):
             raise LabError(
                 f"lab {name} already exists ({found}): give --replace to rebuild it, or pick "
@@ -145,6 +149,25 @@ def existing(name: str, settings: LabSettings) -> str | None:
     if found := list_namespaces(f"pw-{name}-"):
         return f"{len(found)} namespaces pw-{name}-…"
     return None
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (kill, a service manager, a CI timeout) interrupts like Ctrl-C: what was built is
+    removed, instead of the process dying with namespaces and no state. Exits 143, as SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the rollback
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _build(plan: LabPlan, settings: LabSettings, mode: SecurityMode, say: Progress) -> None:
@@ -281,6 +304,15 @@ def gateway_drift(plan: LabPlan, mode: SecurityMode, audit: bool = False) -> dic
     out = {}
     for c in plan.topology.clusters:
         with LibNft(plan.gateway_ns(c.name)) as nft:
-            live = read_table(nft, FAMILY, TABLE)
-        out[c.name] = drift(live, build(desired_state(plan, c.name, mode, audit)))
+            _, found = read_drift(nft, build(desired_state(plan, c.name, mode, audit)))
+            if table_exists(nft, FAMILY, GUARD_TABLE):
+                found.append(
+                    Drift(
+                        GUARD_UP,
+                        f"table {FAMILY} {GUARD_TABLE}",
+                        f"the gateway is failed closed: {FAMILY} {TABLE} cannot be taken back "
+                        "(see the agent's log)",
+                    )
+                )
+        out[c.name] = found
     return out

@@ -64,7 +64,11 @@ class LabState:
             raise LabError(f"lab {self.name}: its topology file is missing") from None
 
     def topology(self, settings: LabSettings) -> Topology:
-        return load_topology(self.topology_text(settings), self.source)
+        # Errors name the file that is wrong: the lab's copy, not the file it was copied from.
+        copy = os.path.join(self.folder(settings), TOPOLOGY_FILE)
+        return load_topology(
+            self.topology_text(settings), f"{copy} (lab {self.name}'s copy of {self.source})"
+        )
 
     def plan(self, settings: LabSettings) -> LabPlan:
         return LabPlan(self.name, self.topology(settings))

@@ -110,6 +110,9 @@ spec:
     metadata:
       {{- include "peerwall.gatewayMetadata" (dict "root" .root "remoteClusterID" true) | nindent 6 }}
     spec:
+      {{- /* Said, though a Deployment allows nothing else: a dead agent is restarted by the
+      kubelet (the kernel keeps its last rules meanwhile), with the kubelet's backoff. */}}
+      restartPolicy: Always
       serviceAccount: "{{"{{ .Name }}"}}"
       serviceAccountName: "{{"{{ .Name }}"}}"
       {{- /* Init containers finish before any container starts: the tunnel that the wireguard
@@ -360,12 +363,22 @@ allowPrivilegeEscalation: false (no_new_privs) rules out.
   - containerPort: {{ $a.metricsPort }}
     name: pw-metrics
     protocol: TCP
+  {{- /* /healthz fails once the loop has not run for 5 s (a stopped or hung agent): the
+  kubelet restarts it after 2 failed probes 5 s apart. The startup probe gives the first list
+  of a large cluster time, without loosening the liveness probe afterwards. */}}
+  startupProbe:
+    httpGet:
+      path: /healthz
+      port: pw-metrics
+    periodSeconds: 1
+    failureThreshold: 60
   livenessProbe:
     httpGet:
       path: /healthz
       port: pw-metrics
-    periodSeconds: 10
-    failureThreshold: 3
+    periodSeconds: 5
+    timeoutSeconds: 2
+    failureThreshold: 2
   readinessProbe:
     httpGet:
       path: /readyz

@@ -11,7 +11,8 @@ custom resources, and a dict is what both core and custom kinds have in common.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,18 @@ from lightkube.config.client_adapter import AsyncClient, ConnectionParams
 
 from peerwall.agent.kube.liqo import Kind
 
-__all__ = ["ApiError", "Gone", "KubeApi", "StreamBroken", "WatchEvent"]
+__all__ = [
+    "ApiError",
+    "Gone",
+    "KubeApi",
+    "Malformed",
+    "NewHistory",
+    "StreamBroken",
+    "TooLarge",
+    "WatchEvent",
+]
+
+log = logging.getLogger("peerwall.agent.kube")
 
 
 class ApiError(Exception):
@@ -38,14 +50,66 @@ class Gone(ApiError):
     """410: the resourceVersion asked for was compacted; only a new list can resume."""
 
 
+class TooLarge(Gone):
+    """504 ``ResourceVersionTooLarge``: the server is behind the version asked for, which after
+    a restart with a new history it may never reach; only a new list (of the latest) resumes."""
+
+
+class NewHistory(Gone):
+    """Versions went backwards (or an object changed identity without a deletion): the server
+    has a new history, where our resourceVersion means nothing; only a new list resumes."""
+
+
 class StreamBroken(Exception):
     """The watch stream ended in the middle of an event (a dropped connection)."""
 
 
+class Malformed(ValueError):
+    """An answer that is not what the protocol says (a list that is not a list, an ERROR event
+    without a Status): never taken as the truth."""
+
+
+def _too_large(status: Mapping[str, Any]) -> bool:
+    details = status.get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    reasons = {c.get("reason") for c in causes or () if isinstance(c, dict)}
+    return "ResourceVersionTooLarge" in reasons or "Too large resource version" in str(
+        status.get("message", "")
+    )
+
+
 def _status_error(status: Mapping[str, Any]) -> ApiError:
     code = int(status.get("code") or 500)
-    cls = Gone if code == 410 else ApiError
+    cls = Gone if code == 410 else TooLarge if code == 504 and _too_large(status) else ApiError
     return cls(code, str(status.get("reason", "")), str(status.get("message", "")))
+
+
+def _named(obj: Any) -> bool:
+    """An object the source can key: a mapping with a ``metadata`` mapping holding a name."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    return isinstance(meta, dict) and isinstance(meta.get("name"), str) and bool(meta["name"])
+
+
+def check_list(body: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The items and metadata of one list page, or ``Malformed``: a page that is not an object,
+    whose metadata has no resourceVersion, whose items are not a list, or hold something other
+    than named objects. Never an empty truth made of a broken answer."""
+    if not isinstance(body, dict):
+        raise Malformed(f"list answer is {type(body).__name__}, not an object")
+    meta = body.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("resourceVersion"), str):
+        raise Malformed(f"list answer without metadata.resourceVersion: {str(body)[:80]}")
+    if not meta["resourceVersion"]:
+        raise Malformed("list answer with an empty metadata.resourceVersion")
+    items = body.get("items", [])
+    if items is None:  # Go's nil slice: an empty list, from a well-formed answer
+        items = []
+    if not isinstance(items, list):
+        raise Malformed(f"list answer whose items are {type(items).__name__}, not a list")
+    bad = [i for i, o in enumerate(items) if not _named(o)]
+    if bad:
+        raise Malformed(f"list answer with {len(bad)} item(s) that are not objects (#{bad[0]})")
+    return items, meta
 
 
 @dataclass(frozen=True)
@@ -55,11 +119,19 @@ class WatchEvent:
     object: dict[str, Any]
 
 
+def _version(rv: Any) -> int | None:
+    """A resourceVersion as a number, to see it go backwards; None if it is not one (they are
+    opaque to clients: only etcd's, which are revisions, are compared)."""
+    return int(rv) if isinstance(rv, str) and rv.isdigit() else None
+
+
 class KubeApi:
     """List and watch any resource, given as a ``Kind``."""
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
+        self.malformed = 0
+        """Answers not taken (malformed list pages and watch events), for a metric."""
 
     @classmethod
     def from_config(
@@ -120,10 +192,13 @@ class KubeApi:
         while True:
             resp = await self.http.get(kind.path(namespace), params=params)
             await self._check(resp)
-            body = resp.json()
-            items.extend(body.get("items") or [])
-            meta = body.get("metadata") or {}
-            rv = rv or str(meta.get("resourceVersion", ""))
+            try:
+                page, meta = check_list(resp.json())
+            except ValueError as e:  # JSON that does not decode, or Malformed
+                self.malformed += 1
+                raise Malformed(f"{kind.plural}: {e}") from None
+            items.extend(page)
+            rv = rv or meta["resourceVersion"]
             cont = meta.get("continue")
             if not cont:
                 return items, rv
@@ -138,10 +213,15 @@ class KubeApi:
         labels: str | None = None,
         fields: str | None = None,
         timeout_seconds: int = 300,
-    ) -> AsyncIterator[WatchEvent]:
+        on_open: Callable[[], None] | None = None,
+    ) -> AsyncGenerator[WatchEvent, None]:
         """Events after ``resource_version``, bookmarks included, until the server ends the
         stream (after about ``timeout_seconds``). A 410 (as status or as ERROR event) raises
-        ``Gone``; a stream cut in the middle of a line raises ``StreamBroken``."""
+        ``Gone``, a 504 ``ResourceVersionTooLarge`` ``TooLarge``, versions going backwards
+        ``NewHistory``; a stream cut in the middle of a line raises ``StreamBroken``. An event
+        whose object is not a named object is skipped (logged, counted in ``malformed``); an
+        ERROR event without a Status ends the stream. ``on_open`` is called once the server has
+        accepted the watch."""
         params = self._params(labels, fields)
         params.update(
             watch="1",
@@ -156,6 +236,9 @@ class KubeApi:
             "GET", kind.path(namespace), params=params, timeout=timeout
         ) as resp:
             await self._check(resp)
+            if on_open is not None:
+                on_open()
+            last = _version(resource_version)
             async for line in resp.aiter_lines():
                 if not line.strip():
                     continue
@@ -165,5 +248,21 @@ class KubeApi:
                 except (ValueError, KeyError, TypeError) as exc:
                     raise StreamBroken(f"undecodable watch line {line[:80]!r}") from exc
                 if etype == "ERROR":
+                    if not isinstance(obj, dict):
+                        self.malformed += 1
+                        raise StreamBroken(f"ERROR event without a Status: {line[:80]!r}")
                     raise _status_error(obj)
+                meta = obj.get("metadata") if isinstance(obj, dict) else None
+                if not isinstance(meta, dict) or (etype != "BOOKMARK" and not _named(obj)):
+                    self.malformed += 1
+                    log.warning(
+                        "%s: skipped a malformed %s event: %s", kind.plural, etype, line[:120]
+                    )
+                    continue
+                now = _version(meta.get("resourceVersion"))
+                if last is not None and now is not None and now < last:
+                    raise NewHistory(
+                        410, "NewHistory", f"resourceVersion went back from {last} to {now}"
+                    )
+                last = now if now is not None else last
                 yield WatchEvent(etype, obj)

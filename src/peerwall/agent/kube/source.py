@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +25,7 @@ from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import liqo
 from peerwall.agent.kube.client import KubeApi
 from peerwall.agent.kube.model import LiqoModel, PodRole, Settings
-from peerwall.agent.kube.watch import Backoff, Reflector, WatchSpec
+from peerwall.agent.kube.watch import QUIET_TIMEOUT, Backoff, Reflector, WatchSpec
 
 __all__ = ["IgnoredEndpoints", "KubeSource", "watch_specs"]
 
@@ -111,6 +112,7 @@ class KubeSource:
         *,
         backoff: Backoff | None = None,
         timeout_seconds: int = 300,
+        quiet_timeout: float = QUIET_TIMEOUT,
     ) -> None:
         self.api = api
         self.model = LiqoModel(desired, settings)
@@ -126,9 +128,23 @@ class KubeSource:
                 self._handler(spec.kind, role, deleted=True),
                 backoff=backoff,
                 timeout_seconds=timeout_seconds,
+                quiet_timeout=quiet_timeout,
             )
             for spec, role in watch_specs(settings)
         ]
+
+    def blind_seconds(self) -> float:
+        """How long the source has been blind: since the oldest moment at which some selection
+        was neither listed nor watched (a failed list, a broken or silent watch), 0 if every
+        one is followed now. While blind, the last good state stays enforced."""
+        now = time.monotonic()
+        since = [r.blind_since for r in self.reflectors if r.blind_since is not None]
+        return now - min(since) if since else 0.0
+
+    @property
+    def malformed(self) -> int:
+        """Answers of the API server not taken (malformed list pages and watch events)."""
+        return self.api.malformed
 
     def _handler(self, kind: liqo.Kind, role: PodRole | None, deleted: bool) -> Any:
         def handle(obj: dict[str, Any]) -> None:

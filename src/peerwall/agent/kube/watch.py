@@ -15,20 +15,36 @@ server ends in under a second without a single event counts as a failure and bac
 hundreds of times a second; and a relist after 410 first lists at the last version seen
 (``relistResourceVersion``: "no older than", which the API server can serve from its watch cache)
 and only if that version is gone too lists the latest (a quorum read from etcd).
+
+No broken answer is trusted (issue 18): a malformed list is an error that keeps the last good
+state (``client.check_list``); a malformed watch event is skipped, counted; a 504
+``ResourceVersionTooLarge`` or any sign of a new history (versions going backwards, an object
+older than the copy held, or the same name with another uid without a deletion) forces a relist;
+a watch silent for longer than ``quiet_timeout`` (the API server sends a bookmark about every
+minute) is restarted. ``blind_since`` says since when this selection has not been followed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2 as httpx
 
-from peerwall.agent.kube.client import ApiError, Gone, KubeApi, StreamBroken
+from peerwall.agent.kube.client import (
+    ApiError,
+    Gone,
+    KubeApi,
+    NewHistory,
+    StreamBroken,
+    TooLarge,
+)
 from peerwall.agent.kube.liqo import Kind
 from peerwall.agent.kube.model import key_of
 
@@ -73,6 +89,26 @@ def _rv(obj: dict[str, Any]) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
 
 
+QUIET_TIMEOUT = 90.0
+"""Seconds a watch may stay silent: the API server sends a bookmark about every minute
+(``allowWatchBookmarks``), so a longer silence is a hung connection, not a quiet cluster."""
+
+
+class Silent(StreamBroken):
+    """No event nor bookmark for longer than the quiet timeout: the stream hangs."""
+
+
+def _newer_history(held: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """Why ``now`` cannot follow ``held`` in one history (None if it can)."""
+    a, b = _rv(held), _rv(now)
+    if a.isdigit() and b.isdigit() and int(b) < int(a):
+        return f"{key_of(now)} went back from resourceVersion {a} to {b}"
+    uid_a, uid_b = held.get("metadata", {}).get("uid"), now.get("metadata", {}).get("uid")
+    if uid_a and uid_b and uid_a != uid_b:
+        return f"{key_of(now)} changed uid without a deletion"
+    return None
+
+
 class Reflector:
     """Keeps ``store`` equal to the selection on the server, calling ``on_apply`` for each object
     added or changed and ``on_remove`` for each one deleted (with its last known state)."""
@@ -87,6 +123,7 @@ class Reflector:
         backoff: Backoff | None = None,
         timeout_seconds: int = 300,
         rng: random.Random | None = None,
+        quiet_timeout: float = QUIET_TIMEOUT,
     ) -> None:
         self.api = api
         self.spec = spec
@@ -104,9 +141,16 @@ class Reflector:
         self.watches = 0
         self.bookmarks = 0
         self.short_watches = 0
+        self.quiet_timeout = quiet_timeout
+        self.silent_restarts = 0
+        self.blind_since: float | None = time.monotonic()
+        """``time.monotonic()`` since when no list or open watch has followed the selection
+        (None: followed now). Blind from the start until the first list."""
         self._delivered = 0
         self._relist = True
         """The next pass lists first (at ``resource_version``, if any is known)."""
+        self._new_history = False
+        """The next list is of a new history: every object in it is applied again."""
 
     async def run(self) -> None:
         failures = 0
@@ -130,12 +174,25 @@ class Reflector:
                     await self._sleep(failures, "watch again")
                     continue
                 failures = 0  # the server ended the stream (its timeout): just watch again
-            except Gone:
-                log.info(
-                    "%s: resourceVersion %s expired (410 Gone): relisting",
-                    self.spec,
-                    self.resource_version,
-                )
+            except Gone as exc:
+                self._blind()
+                if isinstance(exc, TooLarge | NewHistory):
+                    # A new history: our resourceVersion means nothing there, and an object's
+                    # version may be reused for other content. List the latest, take it whole.
+                    log.warning(
+                        "%s: %s at resourceVersion %s: relisting the latest",
+                        self.spec,
+                        exc,
+                        self.resource_version,
+                    )
+                    self.resource_version = None
+                    self._new_history = True
+                else:
+                    log.info(
+                        "%s: resourceVersion %s expired (410 Gone): relisting",
+                        self.spec,
+                        self.resource_version,
+                    )
                 self._relist = True
                 # Relist at once; but a 410 again before any event means the server compacts
                 # faster than we list: back off rather than hammer it.
@@ -143,6 +200,7 @@ class Reflector:
                 if failures > 1:
                     await self._sleep(failures - 1, "relist")
             except (httpx.HTTPError, ApiError, StreamBroken, OSError, ValueError) as exc:
+                self._blind()
                 # A stream that delivered events before breaking was healthy: retry soon.
                 failures = 1 if self._delivered else failures + 1
                 denied = isinstance(exc, ApiError) and exc.code in (401, 403)
@@ -154,6 +212,13 @@ class Reflector:
                     exc or "connection lost",
                 )
                 await self._sleep(failures, "retry")
+
+    def _blind(self) -> None:
+        if self.blind_since is None:
+            self.blind_since = time.monotonic()
+
+    def _seeing(self) -> None:
+        self.blind_since = None
 
     async def _sleep(self, failures: int, what: str) -> None:
         delay = self.backoff.delay(failures, self.rng)
@@ -195,10 +260,14 @@ class Reflector:
         fresh = {key_of(o): o for o in items}
         gone = [o for k, o in self.store.items() if k not in fresh]
         changed = [
-            o for k, o in fresh.items() if k not in self.store or _rv(self.store[k]) != _rv(o)
+            o
+            for k, o in fresh.items()
+            if self._new_history or k not in self.store or _rv(self.store[k]) != _rv(o)
         ]
+        self._new_history = False
         self.store = fresh
         self.resource_version = rv
+        self._seeing()
         for o in gone:
             self._call(self.on_remove, o)
         for o in changed:
@@ -218,27 +287,48 @@ class Reflector:
         assert self.resource_version is not None
         self.watches += 1
         timeout = self.timeout_seconds + int(self.rng.random() * self.timeout_seconds)
-        async for event in self.api.watch(
+        stream = self.api.watch(
             s.kind,
             self.resource_version,
             namespace=s.namespace,
             labels=s.labels,
             fields=s.fields,
             timeout_seconds=timeout,
-        ):
-            self._delivered += 1
-            obj = event.object
-            if event.type == "BOOKMARK":
-                self.bookmarks += 1
-            elif event.type in ("ADDED", "MODIFIED"):
-                self.store[key_of(obj)] = obj
-                self._call(self.on_apply, obj)
-            elif event.type == "DELETED":
-                # Also for an object never seen (created and deleted while not watching): the
-                # model forgets what it does not know without complaint.
-                self.store.pop(key_of(obj), None)
-                self._call(self.on_remove, obj)
-            else:
-                log.warning("%s: unknown watch event type %r", s, event.type)
-                continue
-            self.resource_version = _rv(obj) or self.resource_version
+            on_open=self._seeing,
+        )
+        async with contextlib.aclosing(stream):
+            while True:
+                heard = time.monotonic()
+                try:
+                    async with asyncio.timeout(self.quiet_timeout):
+                        event = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    self.silent_restarts += 1
+                    self.blind_since = heard  # blind since the last word, not since now
+                    raise Silent(
+                        f"silent for {self.quiet_timeout:g}s (no event, no bookmark): restarting"
+                    ) from None
+                self._handle(event.type, event.object)
+
+    def _handle(self, etype: str, obj: dict[str, Any]) -> None:
+        self._delivered += 1
+        if etype in ("ADDED", "MODIFIED") and (held := self.store.get(key_of(obj))):
+            why = _newer_history(held, obj)
+            if why is not None:
+                raise NewHistory(410, "NewHistory", why)
+        if etype == "BOOKMARK":
+            self.bookmarks += 1
+        elif etype in ("ADDED", "MODIFIED"):
+            self.store[key_of(obj)] = obj
+            self._call(self.on_apply, obj)
+        elif etype == "DELETED":
+            # Also for an object never seen (created and deleted while not watching): the
+            # model forgets what it does not know without complaint.
+            self.store.pop(key_of(obj), None)
+            self._call(self.on_remove, obj)
+        else:
+            log.warning("%s: unknown watch event type %r", self.spec, etype)
+            return
+        self.resource_version = _rv(obj) or self.resource_version

@@ -1,0 +1,112 @@
+"""The flow cleanup of a narrowing change against a full conntrack table (issue 18.3).
+
+Usage: python bench/conntrack_bench.py [--entries 262143]
+
+Needs root. A scratch namespace's conntrack table is filled through ctnetlink (``tests/ctfill.py``)
+with ``--entries`` UDP entries, in one of three mixes, and the agent's cleanup after C1's switch to
+IntraClusterTrafficSegregation (three-cluster example) runs in a fresh process, as the agent's
+would: ``Enforcer.clear_flows`` over the streamed dump. For each mix: the seconds it takes (the
+narrowing step is reported once it is done) and the process's peak RSS (``ru_maxrss``), against
+issue 18.3's 2 s and 128 MiB.
+
+- ``unrelated``: no entry from or to a peer's sources (skipped unread);
+- ``peer-allowed``: every entry from C3's pods to a backend C3 may reach (each one decoded and
+  judged, none deleted);
+- ``peer-denied``: every entry from C3's pods to an address segregation forbids (each one
+  decoded, judged and deleted).
+
+Writes bench/results/conntrack.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from common import finish, machine, need_root
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ctfill import fill
+
+TARGET_S = 2.0
+TARGET_RSS = 128 * 2**20
+MIXES = {
+    "unrelated": ("192.168.1.1", "192.168.200.1"),
+    "peer-allowed": ("10.50.1.1", "10.244.0.1"),
+    "peer-denied": ("10.50.1.1", "10.244.0.99"),
+}
+
+CLEANUP = """
+import json, resource, sys, time
+from importlib import resources
+from peerwall.agent.enforcer import Enforcer
+from peerwall.compile.desired import gateway_state
+from peerwall.dataplane.conntrack import Conntrack
+from peerwall.dataplane.fake import FakeNft
+from peerwall.model import SecurityMode, load_topology
+text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+state = gateway_state(
+    load_topology(text, "three"), "C1", SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+)
+with Conntrack(sys.argv[1]) as table:
+    start = time.perf_counter()
+    cleared = Enforcer(FakeNft(), table).clear_flows(state)
+    seconds = time.perf_counter() - start
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"cleared": cleared, "seconds": seconds, "maxrss": rss}))
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--entries", type=int, default=262_143)
+    args = ap.parse_args()
+    if not need_root("conntrack"):
+        return 0
+    started = time.perf_counter()
+    out: dict[str, dict[str, float]] = {}
+    for mix, (src, dst) in MIXES.items():
+        ns = f"pw-bench-ct-{mix}"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        try:
+            t = time.perf_counter()
+            made = fill(ns, args.entries, IPv4Address(src), IPv4Address(dst))
+            print(f"{mix}: {made} entries in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+            done = subprocess.run(
+                ["ip", "netns", "exec", ns, sys.executable, "-c", CLEANUP, ns],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            out[mix] = {"entries": made, **result}
+            print(
+                f"{mix}: cleared {result['cleared']} in {result['seconds']:.2f} s, "
+                f"peak RSS {result['maxrss'] / 2**20:.0f} MiB",
+                file=sys.stderr,
+            )
+        finally:
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+    result = {
+        "machine": machine(),
+        "mixes": out,
+        "note": "shared machine: other work ran meanwhile",
+        "targets": {
+            f"{mix}: under {TARGET_S:g} s and {TARGET_RSS // 2**20} MiB": {
+                "met": r["seconds"] < TARGET_S and r["maxrss"] < TARGET_RSS,
+                "seconds": r["seconds"],
+                "maxrss": r["maxrss"],
+            }
+            for mix, r in out.items()
+        },
+    }
+    return finish("conntrack", result, started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

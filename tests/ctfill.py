@@ -1,0 +1,80 @@
+"""Fill a namespace's conntrack table through ctnetlink (as ``conntrack -I`` does): many UDP
+entries at once, without sending a packet, to see what the agent does with a full table."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from ipaddress import IPv4Address
+
+from peerwall.dataplane import conntrack as ct
+from peerwall.nsenter import entered
+
+IPCTNL_MSG_CT_NEW = 0
+NLM_F_CREATE = 0x400
+CTA_TIMEOUT = 7
+CTA_STATUS = 3
+IPS_CONFIRMED = 1 << 3
+
+
+def _tuple(src: IPv4Address, dst: IPv4Address, sport: int, dport: int) -> bytes:
+    ip = ct._attr(ct.CTA_IP_V4_SRC, src.packed) + ct._attr(ct.CTA_IP_V4_DST, dst.packed)
+    proto = (
+        ct._attr(ct.CTA_PROTO_NUM, bytes([socket.IPPROTO_UDP]))
+        + ct._attr(ct.CTA_PROTO_SRC_PORT, struct.pack("!H", sport))
+        + ct._attr(ct.CTA_PROTO_DST_PORT, struct.pack("!H", dport))
+    )
+    return ct._attr(ct.CTA_TUPLE_IP, ip, nested=True) + ct._attr(
+        ct.CTA_TUPLE_PROTO, proto, nested=True
+    )
+
+
+def fill(netns: str, count: int, src: IPv4Address, dst: IPv4Address, first: int = 0) -> int:
+    """Create ``count`` UDP entries ``src+i/65536 : port -> dst:53`` in ``netns``; returns how
+    many the kernel accepted (it refuses beyond ``nf_conntrack_max``)."""
+    with entered(netns):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, ct.NETLINK_NETFILTER)
+    with sock:
+        sock.bind((0, 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        created, pending = 0, 0
+        for seq, i in enumerate(range(first, first + count), start=1):
+            s = IPv4Address(int(src) + i // 60000)
+            sport = 1024 + i % 60000
+            body = (
+                ct._NFGENMSG.pack(socket.AF_INET, 0, 0)
+                + ct._attr(ct.CTA_TUPLE_ORIG, _tuple(s, dst, sport, 53), nested=True)
+                + ct._attr(ct.CTA_TUPLE_REPLY, _tuple(dst, s, 53, sport), nested=True)
+                + ct._attr(CTA_TIMEOUT, struct.pack("!I", 3600))
+            )
+            flags = ct.NLM_F_REQUEST | NLM_F_CREATE | ct.NLM_F_ACK
+            msg_type = (ct.NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW
+            sock.send(
+                ct._NLMSGHDR.pack(ct._NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body
+            )
+            pending += 1
+            if pending >= 256:
+                created += _acks(sock, pending)
+                pending = 0
+        created += _acks(sock, pending)
+    return created
+
+
+def _acks(sock: socket.socket, n: int) -> int:
+    ok = 0
+    while n:
+        data = sock.recv(1 << 20)
+        pos = 0
+        while pos + ct._NLMSGHDR.size <= len(data):
+            length, kind, _, _, _ = ct._NLMSGHDR.unpack_from(data, pos)
+            if kind == ct.NLMSG_ERROR:
+                n -= 1
+                code = struct.unpack_from("=i", data, pos + ct._NLMSGHDR.size)[0]
+                ok += code == 0
+            pos += (length + 3) & ~3
+    return ok
+
+
+def count(netns: str) -> int:
+    with ct.Conntrack(netns) as table:
+        return len(table.entries())

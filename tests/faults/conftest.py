@@ -1,0 +1,56 @@
+"""The fault suite's bookkeeping: each test says which fault it drove and how long recovery took
+(``fault.recovered(seconds)``), and, when ``PEERWALL_FAULTS_RESULTS`` names a file, the session
+writes every record there; ``tests/faults/report.py`` turns it into docs/RELIABILITY.md.
+
+A test passes only if nothing denied passed after the fault's window and no allowed established
+flow was cut (its assertions), so a record's "opened" and "lost" are 0 by construction: the
+record exists only for passing tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import pytest
+from faultkit import FaultRecord
+
+RESULTS_ENV = "PEERWALL_FAULTS_RESULTS"
+
+
+_records: list[FaultRecord] = []
+
+
+@pytest.fixture
+def fault(request: pytest.FixtureRequest) -> Iterator[FaultRecord]:
+    doc = (request.function.__doc__ or "").strip().splitlines()
+    name = doc[0] if doc else request.node.name.removeprefix("test_").replace("_", " ")
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None:
+        name += f" ({callspec.id})"
+    record = FaultRecord(name, request.node.nodeid)
+    yield record
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.passed:
+        _records.append(record)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item.rep_call = rep  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = os.environ.get(RESULTS_ENV)
+    if not path or not _records:
+        return
+    previous = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(previous + [r.__dict__ for r in _records], f, indent=1)

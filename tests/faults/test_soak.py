@@ -1,0 +1,97 @@
+"""The soak (issue 18.7): events and probes for ``PEERWALL_SOAK_SECONDS`` (1800 by default),
+in ``make faults`` only (marked ``heavy``). The lab's mode flips back and forth through its agents
+while a prober checks the denied cell after every switch and an allowed flow echoes throughout;
+the agents' resident memory and open descriptors are sampled, and their slopes (per hour, least
+squares, after the first tenth of the run) reported in docs/RELIABILITY.md. Bounded: no descriptor
+leak (a handful at most over the run), and, for a run of 10 minutes or more, the memory slope
+under 32 MiB an hour.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from faultkit import (
+    FaultRecord,
+    agent_status,
+    allowed_flow,
+    by_mode_passes,
+    denied_passes,
+    echoes,
+    three_clusters,
+)
+
+from hostile import echo_server
+from labkit import LabUp
+from peerwall.lab import agents
+from peerwall.model import SecurityMode
+from peerwall.settings import LabSettings
+
+pytestmark = [pytest.mark.lab, pytest.mark.heavy]
+SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+FULL = SecurityMode.FULL_POD_TO_POD
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value), per hour."""
+    n = len(points)
+    mx = sum(t for t, _ in points) / n
+    my = sum(v for _, v in points) / n
+    den = sum((t - mx) ** 2 for t, _ in points) or 1.0
+    return sum((t - mx) * (v - my) for t, v in points) / den * 3600
+
+
+def sample(pid: int) -> tuple[float, float]:
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) * 1024
+    return float(rss), float(len(os.listdir(f"/proc/{pid}/fd")))
+
+
+def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
+    """soak: mode flips and probes, agents' memory and descriptors"""
+    seconds = float(os.environ.get("PEERWALL_SOAK_SECONDS", "1800"))
+    settings = LabSettings()
+    plan = three_clusters(lab_up, FULL, agent_resync_interval=2)
+    text = Path(settings.state_dir, plan.name, "topology.yaml").read_text()
+    pid = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
+    rss: list[tuple[float, float]] = []
+    fds: list[tuple[float, float]] = []
+    started = time.monotonic()
+    with echo_server(plan.pod_ns("tool")), echo_server(plan.pod_ns("web1")):
+        flow = allowed_flow(plan)
+        with flow:
+            i = 0
+            while time.monotonic() - started < seconds:
+                mode = SEG if i % 2 == 0 else FULL
+                switched = time.monotonic()
+                agents.wait(plan, settings, agents.write_inputs(plan, settings, mode, text))
+                fault.recovered(time.monotonic() - switched)
+                assert by_mode_passes(plan) is (mode is FULL), f"switch {i}"
+                assert not denied_passes(plan), f"switch {i}"
+                assert echoes(flow, b"%d" % (i % 100)), f"switch {i}: allowed flow cut"
+                now = time.monotonic() - started
+                r, n = sample(pid)
+                rss.append((now, r))
+                fds.append((now, n))
+                i += 1
+    assert agent_status(plan)["pid"] == pid, "the agent restarted during the soak"
+    fault.extra.update(
+        {
+            "duration": f"{seconds:g} s, {i} mode switches",
+            "agent RSS": f"{rss[0][1] / 2**20:.1f} → {rss[-1][1] / 2**20:.1f} MiB, "
+            f"slope {slope(settled(rss)) / 2**20:+.2f} MiB/h after the first tenth",
+            "agent open descriptors": f"{fds[0][1]:.0f} → {fds[-1][1]:.0f}, "
+            f"slope {slope(fds):+.2f}/h",
+        }
+    )
+    assert fds[-1][1] <= fds[0][1] + 5, "descriptors leak"
+    if seconds >= 600:  # a slope over a short run is the warm-up's, extrapolated to an hour
+        assert slope(settled(rss)) < 32 * 2**20, "memory grows"
+
+
+def settled(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The samples after the first tenth of the run (imports, caches and pools warming up)."""
+    return [p for p in points if p[0] >= points[-1][0] / 10]

@@ -1,0 +1,94 @@
+"""A dead agent is back without anyone (issue 18.1), and a stopped one too (18.6).
+
+Each lab agent runs under a supervisor (``lab.supervise``) that restarts it with backoff and kills
+it when it stops answering its liveness probe. Killed in the middle of a narrowing change, the
+gateway enforces the change once the agent is back (restart plus one step), with nobody running
+``lab apply``; stopped (SIGSTOP) during one, the change is enforced and ``set-mode`` converges.
+The window is measured in the bench (``bench/supervised.py``), not asserted here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from faultkit import (
+    GATEWAY,
+    FaultRecord,
+    agent_status,
+    allowed_flow,
+    by_mode_passes,
+    denied_passes,
+    echoes,
+    three_clusters,
+    until,
+)
+
+from hostile import echo_server
+from labkit import LabUp
+from peerwall.lab import agents
+from peerwall.lab import build as labs
+from peerwall.model import SecurityMode
+from peerwall.settings import LabSettings
+
+pytestmark = pytest.mark.lab
+SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+FULL = SecurityMode.FULL_POD_TO_POD
+
+
+def supervisor_pid(plan: object, settings: LabSettings) -> int:
+    path = Path(settings.state_dir, plan.name, "agents", f"{GATEWAY}.pid")  # type: ignore[attr-defined]
+    return int(path.read_text())
+
+
+def test_an_agent_killed_during_a_narrowing_change_is_back_and_enforces_it(
+    lab_up: LabUp, fault: FaultRecord
+) -> None:
+    """SIGKILL of the agent right after a narrowing input"""
+    settings = LabSettings()
+    plan = three_clusters(lab_up, FULL)
+    text = Path(settings.state_dir, plan.name, "topology.yaml").read_text()
+    supervisor = supervisor_pid(plan, settings)
+    with echo_server(plan.pod_ns("tool")), echo_server(plan.pod_ns("web1")):
+        flow = allowed_flow(plan)
+        with flow:
+            for i in range(3):
+                assert by_mode_passes(plan), "FullPodToPod lets cache reach tool"
+                killed = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
+                digests = agents.write_inputs(plan, settings, SEG, text)  # narrowing
+                os.kill(killed, signal.SIGKILL)
+                # Nobody acts: the supervisor restarts the agent, which enforces the change.
+                fault.recovered(until(lambda: not by_mode_passes(plan), timeout=30))
+                agents.wait(plan, settings, digests)
+                assert agent_status(plan)["pid"] != killed, f"run {i}: not restarted"
+                assert supervisor_pid(plan, settings) == supervisor
+                assert not denied_passes(plan)
+                assert echoes(flow, b"%d" % i), "the allowed established flow was cut"
+                agents.wait(plan, settings, agents.write_inputs(plan, settings, FULL, text))
+            log = Path(settings.state_dir, plan.name, "agents", f"{GATEWAY}.log").read_text()
+            assert "killed by SIGKILL" in log and "restart 1 in 0.20 s" in log
+
+
+def test_a_stopped_agent_is_killed_and_restarted_and_the_change_converges(
+    lab_up: LabUp, fault: FaultRecord
+) -> None:
+    """SIGSTOP of the agent during a narrowing change"""
+    settings = LabSettings()
+    plan = three_clusters(lab_up, FULL)
+    text = Path(settings.state_dir, plan.name, "topology.yaml").read_text()
+    with echo_server(plan.pod_ns("tool")):
+        stopped = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            digests = agents.write_inputs(plan, settings, SEG, text)
+            fault.recovered(agents.wait(plan, settings, digests).seconds)  # converges: no exit 2
+        finally:
+            if os.path.exists(f"/proc/{stopped}"):
+                os.kill(stopped, signal.SIGCONT)
+        assert agent_status(plan)["pid"] != stopped
+        assert not by_mode_passes(plan)
+        log = Path(settings.state_dir, plan.name, "agents", f"{GATEWAY}.log").read_text()
+        assert "liveness probes: killing it" in log
+        assert labs.gateway_drift(plan, SEG)[GATEWAY] == []
