@@ -570,6 +570,7 @@ def test_the_rendered_agent_command_line_is_one_the_agent_accepts() -> None:
         assert ctx.params["tunnel_pattern"] == "liqo-tunnel*"
         assert ctx.params["resync_interval"] == 10.0
         assert ctx.params["liqo_namespace"] == "liqo"
+        assert ctx.params["metrics_address"] == "10.0.0.7:9090"
 
 
 def test_an_init_container_installs_a_fail_closed_table_before_the_gateway_starts() -> None:
@@ -595,7 +596,6 @@ def test_an_init_container_installs_a_fail_closed_table_before_the_gateway_start
         ctx = sub.make_context("agent", init["args"][1:])
         assert ctx.params["fail_closed_only"] is True
         assert ctx.params["tunnel_pattern"] == "wg*"
-        assert ctx.params["metrics_address"] == "10.0.0.7:9090"
 
 
 # --- the agent's endpoint: bound to the pod IP, reachable by the scraper only ---------------------

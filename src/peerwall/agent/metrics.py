@@ -24,6 +24,7 @@ from peerwall.agent.desired import DesiredState
 from peerwall.agent.endpoint import Answer, Endpoint, EndpointSettings
 from peerwall.agent.enforcer import Counts
 from peerwall.compile import names
+from peerwall.compile.build import INVALID, NOT_SYN, OTHER_TUNNEL, SPOOFED
 from peerwall.compile.state import SetKind
 from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.errors import NftError
@@ -130,6 +131,16 @@ class _RingCollector(Collector):
         yield lost
 
 
+DROP_REASON_LABELS = {
+    SPOOFED: "spoofed",
+    INVALID: "invalid",
+    OTHER_TUNNEL: "other-tunnel",
+    NOT_SYN: "not-syn",
+}
+"""The ``reason`` label of each named drop rule (by its comment); the chains' last rule, which
+drops what the state does not admit, is ``denied``."""
+
+
 class LiveCollector(Collector):
     """Per-peer set sizes and drop counters (read from the kernel at scrape time).
 
@@ -202,11 +213,9 @@ class LiveCollector(Collector):
                     if isinstance(c, dict):
                         comment = str(rule.get("comment") or "")
                         reason = (
-                            "spoofed"
-                            if comment == "spoofed source"
-                            else AUDITED
+                            AUDITED
                             if comment.startswith("audit:")
-                            else "denied"
+                            else DROP_REASON_LABELS.get(comment, "denied")
                         )
                         n, b = out.get((hook, reason), (0, 0))
                         out[(hook, reason)] = (

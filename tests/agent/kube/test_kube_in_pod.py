@@ -37,6 +37,7 @@ PEER = "c1"
 TENANT = L.tenant(PEER)
 GATEWAY = f"gw-{PEER}"
 METRICS_PORT = 9090
+POD_IP = "127.0.0.1"
 
 pytestmark = pytest.mark.lab
 
@@ -63,13 +64,14 @@ def gateway_binding() -> dict[str, object]:
 
 
 def agent_args() -> list[str]:
-    """The agent's command line from the chart's server template, ``$(PEERWALL_PEER)`` filled in
-    as the Downward API would."""
+    """The agent's command line from the chart's server template, ``$(PEERWALL_PEER)`` and
+    ``$(POD_IP)`` filled in as the Downward API would (this pod's namespace has only loopback, so
+    its address is 127.0.0.1)."""
     (template,) = [o for o in chart_objects() if o["kind"] == "WgGatewayServerTemplate"]
     pod = template["spec"]["template"]["spec"]["deployment"]["spec"]["template"]["spec"]
     (agent,) = [c for c in pod["containers"] if c["name"] == "peerwall"]
-    args = [a.replace("$(PEERWALL_PEER)", PEER) for a in agent["args"]]
-    assert f"--metrics-address=0.0.0.0:{METRICS_PORT}" in args
+    assert f"--metrics-address=$(POD_IP):{METRICS_PORT}" in agent["args"]
+    args = [a.replace("$(PEERWALL_PEER)", PEER).replace("$(POD_IP)", POD_IP) for a in agent["args"]]
     return args
 
 
@@ -79,7 +81,7 @@ def readyz(netns: str) -> int:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     with sock:
         sock.settimeout(TIMEOUT)
-        sock.connect(("127.0.0.1", METRICS_PORT))
+        sock.connect((POD_IP, METRICS_PORT))
         sock.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
         head = sock.recv(64).decode()
     return int(head.split()[1])

@@ -30,7 +30,13 @@ COMMON: dict[str, type] = {
     "status": dict,
 }
 
-_CIDRS = {"cidr": dict, "cidr.pod": list, "cidr.pod[]": str}
+_CIDRS = {
+    "cidr": dict,
+    "cidr.pod": list,
+    "cidr.pod[]": str,
+    "cidr.external": list,
+    "cidr.external[]": str,
+}
 
 BY_KIND: dict[str, dict[str, type]] = {
     "ConfigMap": {"data": dict, "data.*": str},
@@ -43,7 +49,11 @@ BY_KIND: dict[str, dict[str, type]] = {
         **{f"spec.remote.{k}": t for k, t in _CIDRS.items()},
         **{f"status.remote.{k}": t for k, t in _CIDRS.items()},
     },
-    "PeeringSecurity": {"spec.clusterID": str, "spec.securityMode": str},
+    "PeeringSecurity": {
+        "spec.clusterID": str,
+        "spec.securityMode": str,
+        "spec.securityAudit": bool,
+    },
     "Pod": {
         "spec.nodeName": str,
         "status.phase": str,
@@ -69,7 +79,7 @@ BY_KIND: dict[str, dict[str, type]] = {
     },
 }
 
-_NAMES: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
+_NAMES: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
 NOT_NULL = ("metadata", "spec", "status")
 """Present but null: refused too (the model reads ``obj.get("spec", {})``)."""
 
