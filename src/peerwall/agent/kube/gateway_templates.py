@@ -107,10 +107,18 @@ class AgentContainer:
             "ports": [
                 {"containerPort": self.metrics_port, "name": "pw-metrics", "protocol": "TCP"}
             ],
+            # A stopped or hung agent is restarted within 10 s; the startup probe gives its first
+            # sync a minute before the liveness probe counts (issue 18).
+            "startupProbe": {
+                "httpGet": {"path": "/healthz", "port": "pw-metrics"},
+                "periodSeconds": 1,
+                "failureThreshold": 60,
+            },
             "livenessProbe": {
                 "httpGet": {"path": "/healthz", "port": "pw-metrics"},
-                "periodSeconds": 10,
-                "failureThreshold": 3,
+                "periodSeconds": 5,
+                "timeoutSeconds": 2,
+                "failureThreshold": 2,
             },
             "readinessProbe": {
                 "httpGet": {"path": "/readyz", "port": "pw-metrics"},

@@ -69,6 +69,19 @@ BY_KIND: dict[str, dict[str, type]] = {
         "status.remoteNamespacesConditions.*[].type": str,
         "status.remoteNamespacesConditions.*[].status": str,
     },
+    "GatewayServer": {"spec.endpoint": dict, "spec.endpoint.ports": list},
+    "GatewayClient": {"spec.endpoint": dict, "spec.endpoint.ports": list},
+    "VirtualNode": {
+        "spec.clusterID": str,
+        "spec.vkOptionsTemplateRef": dict,
+        "spec.vkOptionsTemplateRef.name": str,
+        "spec.vkOptionsTemplateRef.namespace": str,
+    },
+    "VkOptionsTemplate": {
+        "spec.reflectorsConfig": dict,
+        "spec.reflectorsConfig.*": dict,
+        "spec.extraArgs": list,
+    },
     "EndpointSlice": {
         "addressType": str,
         "endpoints": list,
