@@ -367,10 +367,13 @@ def service(
     ns: str,
     selector: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
+    cluster_ip: IPv4Address | None = None,
 ) -> Obj:
     spec: Obj = {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}
     if selector:
         spec["selector"] = dict(selector)
+    if cluster_ip is not None:
+        spec["clusterIP"] = str(cluster_ip)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -490,7 +493,7 @@ def cluster_objects(
             )
 
     out += [
-        service("kubernetes", "default"),
+        service("kubernetes", "default", cluster_ip=api_cluster_ip(t, cluster)),
         endpoint_slice("kubernetes", "default", "kubernetes", [(api_cluster_ip(t, cluster), None)]),
     ]
     for s in t.services:
