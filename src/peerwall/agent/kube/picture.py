@@ -1,6 +1,6 @@
 """The topology that Liqo v1 clusters hold: their objects joined into a topology file's document.
 
-The inverse of what Liqo does for a topology (``tests/kubeapi/liqo_objects.py`` writes those
+The inverse of what Liqo does for a topology (``peerwall.lab.apiserver.liqo_objects`` writes those
 objects): each cluster's objects, as the Kubernetes source lists them (``snapshot``), are read with
 the source's own readers (``model.pod_ips``, ``offloaded_to``, ``Remap``, the labels of ``liqo``),
 and joined across clusters into the document ``docs/topology-format.md`` fixes, which the views
