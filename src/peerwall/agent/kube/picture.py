@@ -263,10 +263,14 @@ def _pods(clusters: Mapping[str, _Cluster]) -> list[_Pod]:
             provider = c.virtual_nodes.get(node)
             ips = sorted(pod_ips(p))
             if provider is not None:
-                # Ours, running at the provider: its address there, as the source reads it.
+                # Ours, running at the provider: it runs there only while the provider holds its
+                # shadow pod (Liqo recreates a deleted one); its address is the shadow pod's, or
+                # the status IP here translated back, as the source reads it.
+                if provider in clusters and (c.id, provider, name) not in shadows:
+                    continue
                 remap = c.remaps.get(provider)
                 seen = [a for ip in ips if remap and (a := remap.to_original(ip)) is not None]
-                there = seen[0] if seen else shadows.get((c.id, provider, name))
+                there = shadows.get((c.id, provider, name)) or (seen[0] if seen else None)
                 if there is None:
                     continue
                 out.append(_Pod(name, c.id, ns, provider, _user_labels(p), there))
