@@ -63,12 +63,16 @@ def gateway_binding() -> dict[str, object]:
 
 
 def agent_args() -> list[str]:
+    return agent_args_for(PEER)
+
+
+def agent_args_for(peer: str) -> list[str]:
     """The agent's command line from the chart's server template, ``$(PEERWALL_PEER)`` filled in
     as the Downward API would."""
     (template,) = [o for o in chart_objects() if o["kind"] == "WgGatewayServerTemplate"]
     pod = template["spec"]["template"]["spec"]["deployment"]["spec"]["template"]["spec"]
     (agent,) = [c for c in pod["containers"] if c["name"] == "peerwall"]
-    args = [a.replace("$(PEERWALL_PEER)", PEER) for a in agent["args"]]
+    args = [a.replace("$(PEERWALL_PEER)", peer) for a in agent["args"]]
     assert f"--metrics-address=0.0.0.0:{METRICS_PORT}" in args
     return args
 
