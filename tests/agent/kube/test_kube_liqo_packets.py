@@ -10,8 +10,9 @@ the peer its source rewritten to our view at postrouting, so the forward hook in
 peer's own addresses. Each gateway's agent runs the chart's command line against an emulated API
 server (TLS, RBAC as Liqo and the chart install it) bound in the gateway's namespace, in the pod's
 shape (ServiceAccount volume, KUBERNETES_SERVICE_HOST/PORT). Every cross-cluster pod-to-pod cell
-of the seed's table is probed with a TCP connection, under FullPodToPod, then after a
-PeeringSecurity sets segregation in both clusters (what ``kubectl apply`` writes).
+of the seed's table is probed with a TCP connection, under FullPodToPod, then after real
+``kubectl`` edits: a PeeringSecurity applied in both clusters (segregation), a service's backends
+scaled to none (its EndpointSlice emptied), a shadow pod deleted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import shutil
 import socket
 import subprocess
 import threading
@@ -26,6 +28,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from test_kube_in_pod import POD_SHELL, SA_MOUNT, agent_args_for
 
 from kubeapi import liqo_objects as L
@@ -39,10 +42,16 @@ from peerwall.policy import Verdict, expect
 
 HERE = Path(__file__).parent
 PORT = 8080
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 
-pytestmark = pytest.mark.lab
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(
+        shutil.which("kubectl") is None, reason="no kubectl (Debian: kubernetes-client)"
+    ),
+]
 
 
 def ip(*args: str) -> None:
@@ -276,6 +285,21 @@ async def gateway_pod(
             log.close()
 
 
+async def kubectl(
+    s: Shape, fake: FakeApiServer, cluster: str, tmp_path: Path, *args: str, stdin: str = ""
+) -> str:
+    """``/usr/bin/kubectl`` as an admin of ``cluster``, from its gateway's namespace."""
+    config = fake.kubeconfig(tmp_path / cluster / "kubeconfig")
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", s.gateway(cluster), KUBECTL, "--kubeconfig", str(config), *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), TIMEOUT)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
 async def until_table(s: Shape, want: dict[tuple[str, str], Verdict], what: str) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TIMEOUT * 2
@@ -303,10 +327,32 @@ def test_the_seeds_cells_across_liqo_shaped_gateways_follow_the_kubernetes_objec
                         gateway_pod(shape, c.name, tmp_path)
                     )
                 await until_table(shape, full, "FullPodToPod from the chart's default")
+                # Real kubectl, from the gateway's namespace where its cluster's API server is.
                 for c in t.clusters:
                     (peer,) = t.peers[c.name]
-                    fakes[c.name].create(L.peering_security(peer, SEG.value))
+                    ps = yaml.safe_dump(L.peering_security(peer, SEG.value))
+                    out = await kubectl(shape, fakes[c.name], c.name, tmp_path, "apply",
+                                        "--validate=false", "-f", "-", stdin=ps)  # fmt: skip
+                    assert out == f"peeringsecurity.peerwall.io/{peer} created\n"
                 await until_table(shape, seg, "segregation from the PeeringSecurities")
+
+                # s2 scaled to no backend (its slice emptied, as the endpoint controller does):
+                # c1 no longer admits c2's pods to P2.
+                now = dict(seg)
+                assert now["P5", "P2"] is Verdict.YES
+                await kubectl(shape, fakes["c1"], "c1", tmp_path, "patch", "endpointslice",
+                              "s2-abcde", "-n", "offloaded", "--type=merge",
+                              "-p", '{"endpoints": []}')  # fmt: skip
+                now["P5", "P2"] = now["P4", "P2"] = Verdict.NO
+                await until_table(shape, now, "s2 without backends")
+
+                # P4's shadow pod deleted in c2: c2 no longer admits c1's pods to it.
+                assert now["P1", "P4"] is Verdict.YES
+                await kubectl(shape, fakes["c2"], "c2", tmp_path, "delete", "pod", "p4",
+                              "-n", "offloaded-c1")  # fmt: skip
+                for src in ("P1", "P2", "P3"):
+                    now[src, "P4"] = Verdict.NO
+                await until_table(shape, now, "P4's shadow pod deleted")
                 for c in t.clusters:
                     assert fakes[c.name].denied == []
 
