@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_kube_equivalence import EXAMPLES, lowercase_ids
 from test_kube_in_pod import POD_SHELL, SA_MOUNT, agent_args_for
 
 from kubeapi import liqo_objects as L
@@ -59,7 +60,7 @@ def ip(*args: str) -> None:
 
 
 class Shape:
-    """The namespaces of the seed in Liqo's shape."""
+    """A topology's clusters in Liqo's shape: one gateway namespace per (cluster, peer)."""
 
     def __init__(self, t: Topology) -> None:
         self.t = t
@@ -83,8 +84,9 @@ class Shape:
             capture_output=True,
         )
 
-    def gateway(self, cluster: str) -> str:
-        (peer,) = self.t.peers[cluster]
+    def gateway(self, cluster: str, peer: str | None = None) -> str:
+        if peer is None:
+            (peer,) = self.t.peers[cluster]
         return self.ns(f"gw-{cluster}-{peer}")
 
     def build(self) -> None:
@@ -92,18 +94,20 @@ class Shape:
         for c in t.clusters:
             node = self.add(f"node-{c.name}")
             self.sysctl(node, "net.ipv4.ip_forward", "1")
-            (peer,) = t.peers[c.name]
-            gw = self.add(f"gw-{c.name}-{peer}")
-            self.sysctl(gw, "net.ipv4.ip_forward", "1")
-            ip("-n", node, "link", "add", "to-gw", "type", "veth", "peer", "eth0", "netns", gw)
-            ip("-n", node, "addr", "add", "198.51.100.1/30", "dev", "to-gw")
-            ip("-n", gw, "addr", "add", "198.51.100.2/30", "dev", "eth0")
-            ip("-n", node, "link", "set", "to-gw", "up")
-            ip("-n", gw, "link", "set", "eth0", "up")
-            # Our view of the peer's pods goes to the gateway; our own pods are behind the node.
-            view = t.addresses.view(c.name, peer)
-            ip("-n", node, "route", "add", str(view), "via", "198.51.100.2")
-            ip("-n", gw, "route", "add", str(c.pod_cidr), "via", "198.51.100.1")
+            for k, peer in enumerate(t.peers[c.name]):
+                gw = self.add(f"gw-{c.name}-{peer}")
+                self.sysctl(gw, "net.ipv4.ip_forward", "1")
+                here, there = f"198.51.100.{4 * k + 1}", f"198.51.100.{4 * k + 2}"
+                ip("-n", node, "link", "add", f"to-{peer}", "type", "veth", "peer", "eth0",
+                   "netns", gw)  # fmt: skip
+                ip("-n", node, "addr", "add", f"{here}/30", "dev", f"to-{peer}")
+                ip("-n", gw, "addr", "add", f"{there}/30", "dev", "eth0")
+                ip("-n", node, "link", "set", f"to-{peer}", "up")
+                ip("-n", gw, "link", "set", "eth0", "up")
+                # Our view of each peer's pods goes to its gateway; our pods are behind the node.
+                view = t.addresses.view(c.name, peer)
+                ip("-n", node, "route", "add", str(view), "via", there)
+                ip("-n", gw, "route", "add", str(c.pod_cidr), "via", here)
         for i, p in enumerate(t.pods):
             node = self.ns(f"node-{p.physical}")
             pod = self.add(f"pod-{p.name.lower()}")
@@ -114,23 +118,31 @@ class Shape:
             ip("-n", node, "link", "set", f"p{i}", "up")
             ip("-n", node, "route", "add", f"{p.ip}/32", "dev", f"p{i}")
             self.sysctl(node, f"net.ipv4.conf.p{i}.proxy_arp", "1")
-        # The tunnel: the provider's gateway is the server.
-        (peering,) = t.peerings
-        server, client = self.gateway(peering.provider), self.gateway(peering.consumer)
-        ip("-n", server, "link", "add", "liqo-tunnel", "type", "veth", "peer", "liqo-tunnel",
-           "netns", client)  # fmt: skip
-        for gw, mine, theirs in ((server, "169.254.18.1", "169.254.18.2"),
-                                 (client, "169.254.18.2", "169.254.18.1")):  # fmt: skip
-            ip("-n", gw, "addr", "add", f"{mine}/30", "dev", "liqo-tunnel")
-            ip("-n", gw, "link", "set", "liqo-tunnel", "up")
-            # What comes from our side goes to the peer, whatever its (original) destination.
-            ip("-n", gw, "rule", "add", "iif", "eth0", "lookup", "100")
-            ip("-n", gw, "route", "add", "default", "via", theirs, "dev", "liqo-tunnel",
-               "table", "100")  # fmt: skip
+        # One tunnel per connection; the provider's gateway is the server.
+        done: set[frozenset[str]] = set()
+        for peering in t.peerings:
+            pair = frozenset((peering.consumer, peering.provider))
+            if pair in done:
+                continue
+            done.add(pair)
+            server = self.gateway(peering.provider, peering.consumer)
+            client = self.gateway(peering.consumer, peering.provider)
+            ip("-n", server, "link", "add", "liqo-tunnel", "type", "veth", "peer", "liqo-tunnel",
+               "netns", client)  # fmt: skip
+            for gw, mine, theirs in ((server, "169.254.18.1", "169.254.18.2"),
+                                     (client, "169.254.18.2", "169.254.18.1")):  # fmt: skip
+                ip("-n", gw, "addr", "add", f"{mine}/30", "dev", "liqo-tunnel")
+                ip("-n", gw, "link", "set", "liqo-tunnel", "up")
+                # What comes from our side goes to the peer, whatever its original destination.
+                ip("-n", gw, "rule", "add", "iif", "eth0", "lookup", "100")
+                ip("-n", gw, "route", "add", "default", "via", theirs, "dev", "liqo-tunnel",
+                   "table", "100")  # fmt: skip
         for c in t.clusters:
-            (peer,) = t.peers[c.name]
-            view, original = t.addresses.view(c.name, peer), t.cluster_by_name[peer].pod_cidr
-            script = f"""
+            for peer in t.peers[c.name]:
+                view, original = t.addresses.view(c.name, peer), t.cluster_by_name[peer].pod_cidr
+                if view == original:
+                    continue  # no overlap: Liqo remaps nothing
+                script = f"""
 table ip liqo-remap {{
   chain pre {{ type nat hook prerouting priority dstnat; policy accept;
     iifname "eth0" ip daddr {view} dnat ip prefix to {original}
@@ -140,24 +152,30 @@ table ip liqo-remap {{
   }}
 }}
 """
-            subprocess.run(
-                ["ip", "netns", "exec", self.gateway(c.name), "nft", "-f", "-"],
-                input=script, text=True, check=True, capture_output=True,
-            )  # fmt: skip
+                subprocess.run(
+                    ["ip", "netns", "exec", self.gateway(c.name, peer), "nft", "-f", "-"],
+                    input=script, text=True, check=True, capture_output=True,
+                )  # fmt: skip
 
     def remove(self) -> None:
         for name in reversed(self.made):
             subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-@pytest.fixture
-def shape() -> Iterator[Shape]:
-    s = Shape(load_topology((HERE / "seed-topology.yaml").read_text()))
+@contextlib.contextmanager
+def built(path: Path) -> Iterator[Shape]:
+    s = Shape(load_topology(path.read_text()))
     try:
         s.build()
         yield s
     finally:
         s.remove()
+
+
+@pytest.fixture
+def shape() -> Iterator[Shape]:
+    with built(HERE / "seed-topology.yaml") as s:
+        yield s
 
 
 @contextlib.contextmanager
@@ -203,11 +221,12 @@ def connects(s: Shape, src: str, address: str) -> bool:
 
 
 def cross_cells(t: Topology) -> list[tuple[str, str, str]]:
-    """(source, destination, the address the source uses) for pods in different clusters."""
+    """(source, destination, the address the source uses) for pods in peered clusters (pods of
+    clusters that are not peered have no path to each other)."""
     out = []
     for a in t.pods:
         for b in t.pods:
-            if a.physical != b.physical:
+            if a.physical != b.physical and t.peered(a.physical, b.physical):
                 seen = t.addresses.pod_seen_from(b, a.physical)
                 assert seen is not None
                 out.append((a.name, b.name, str(seen)))
@@ -243,12 +262,13 @@ def gateway_binding(peer: str) -> dict[str, object]:
 
 @contextlib.asynccontextmanager
 async def gateway_pod(
-    s: Shape, cluster: str, tmp_path: Path
+    s: Shape, cluster: str, peer: str, tmp_path: Path, mode: SecurityMode | None = None
 ) -> AsyncIterator[tuple[FakeApiServer, asyncio.subprocess.Process]]:
-    """The cluster's API server and its gateway's agent, in the gateway's namespace."""
-    (peer,) = s.t.peers[cluster]
-    netns = s.gateway(cluster)
-    folder = tmp_path / cluster
+    """The gateway of ``cluster`` for ``peer``: its agent, and an API server holding the
+    cluster's objects in the gateway's namespace (one per gateway: the fake's certificate names
+    127.0.0.1 only, so each gateway reaches its own copy of the cluster's API)."""
+    netns = s.gateway(cluster, peer)
+    folder = tmp_path / f"{cluster}-{peer}"
     folder.mkdir()
     async with FakeApiServer(tls=True, netns=netns) as fake:
         for obj in rbac_objects(liqo_objects("master", "rbac")) + rbac_objects(chart_objects()):
@@ -267,7 +287,7 @@ async def gateway_pod(
             "ip", "netns", "exec", netns,
             "unshare", "--mount", "--propagation", "private",
             "sh", "-c", POD_SHELL, SA_MOUNT, str(volume),
-            str(Path(__import__("sys").executable).parent / "peerwall"), *agent_args_for(peer),
+            str(Path(__import__("sys").executable).parent / "peerwall"), *installed(agent_args_for(peer), mode),
             "--status-file", str(folder / "status.json"),
         ]  # fmt: skip
         log = (folder / "agent.log").open("wb")
@@ -285,11 +305,21 @@ async def gateway_pod(
             log.close()
 
 
+def installed(args: list[str], mode: SecurityMode | None) -> list[str]:
+    """The chart's arguments with ``--set networking.securityMode`` as the cluster installed it."""
+    if mode is None:
+        return args
+    flag = "--set=networking.securityMode="
+    assert any(a.startswith(flag) for a in args), args
+    return [f"{flag}{mode.value}" if a.startswith(flag) else a for a in args]
+
+
 async def kubectl(
     s: Shape, fake: FakeApiServer, cluster: str, tmp_path: Path, *args: str, stdin: str = ""
 ) -> str:
     """``/usr/bin/kubectl`` as an admin of ``cluster``, from its gateway's namespace."""
-    config = fake.kubeconfig(tmp_path / cluster / "kubeconfig")
+    (peer,) = s.t.peers[cluster]
+    config = fake.kubeconfig(tmp_path / f"{cluster}-{peer}" / "kubeconfig")
     proc = await asyncio.create_subprocess_exec(
         "ip", "netns", "exec", s.gateway(cluster), KUBECTL, "--kubeconfig", str(config), *args,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -323,8 +353,9 @@ def test_the_seeds_cells_across_liqo_shaped_gateways_follow_the_kubernetes_objec
             async with contextlib.AsyncExitStack() as stack:
                 fakes = {}
                 for c in t.clusters:
+                    (peer,) = t.peers[c.name]
                     fakes[c.name], _ = await stack.enter_async_context(
-                        gateway_pod(shape, c.name, tmp_path)
+                        gateway_pod(shape, c.name, peer, tmp_path)
                     )
                 await until_table(shape, full, "FullPodToPod from the chart's default")
                 # Real kubectl, from the gateway's namespace where its cluster's API server is.
@@ -357,3 +388,38 @@ def test_the_seeds_cells_across_liqo_shaped_gateways_follow_the_kubernetes_objec
                     assert fakes[c.name].denied == []
 
     run(main(), timeout=600)
+
+
+def test_three_clusters_two_way_peering_and_modes_from_the_install_and_the_api(
+    tmp_path: Path,
+) -> None:
+    """The package's three-clusters example: c1 has a gateway for c2 and one for c3, each with
+    its own liqo-tunnel and agent; c1 and c2 peer both ways and overlap (remapped), c3 does not;
+    c2's agents run with c2's install-time mode (the chart's --set), the c1-c3 peering's mode is
+    a PeeringSecurity. Then segregation set on every peering by PeeringSecurities."""
+    text = lowercase_ids((EXAMPLES / "three-clusters.yaml").read_text())
+    path = tmp_path / "three-clusters.yaml"
+    path.write_text(text)
+    with built(path) as s:
+        t = s.t
+        assert sorted(t.peers["c1"]) == ["c2", "c3"]
+        as_installed, seg = expected(t, FULL), expected(t, SEG)
+        assert as_installed != seg and len(set(as_installed.values())) == 2
+
+        async def main() -> None:
+            with listeners(s):
+                async with contextlib.AsyncExitStack() as stack:
+                    fakes = []
+                    for c in t.clusters:
+                        for peer in t.peers[c.name]:
+                            fake, _ = await stack.enter_async_context(
+                                gateway_pod(s, c.name, peer, tmp_path, c.security_mode)
+                            )
+                            fakes.append((fake, peer))
+                    await until_table(s, as_installed, "the modes as installed")
+                    for fake, peer in fakes:
+                        fake.apply(L.peering_security(peer, SEG.value))
+                    await until_table(s, seg, "segregation from the PeeringSecurities")
+                    assert all(fake.denied == [] for fake, _ in fakes)
+
+        run(main(), timeout=600)
