@@ -5,7 +5,7 @@ Usage: python bench/watch_bench.py [--peers 1,10,50]
 
 One cluster, ``hub``, provides to N consumers ``c1..cN``; each offloads a namespace to it with
 4 pods running here and a service of 2 of them, and the hub has 20 pods and 10 services of its own.
-The fake API server of the tests (``tests/kubeapi/fake.py``, in this process) holds every object
+The fake API server of the tests (``peerwall.lab.apiserver.server``, in this process) holds every object
 the hub would hold (``cluster_objects``). On Liqo v1 each peer has its own gateway pod, and so its
 own agent, watching in sidecar mode (``--peer``):
 

@@ -8,6 +8,7 @@ Our exception hierarchy::
     ├── UnknownName          a pod, service or destination named on the command line does not exist
     ├── NftError             libnftables refused a transaction (nothing was applied)
     ├── LabError             the emulated virtual cluster could not be built, changed or removed
+    ├── ClustersUnreadable   live clusters (``--kubeconfig``) do not give one topology
     └── TableIncomplete      an observed truth table lacks cells (``peerwall.policy``)
 
 The CLI prints any of them as one line per problem on stderr and exits with status 2. The agent
@@ -58,3 +59,7 @@ class NftError(PeerwallError):
 
 class LabError(PeerwallError):
     """The emulated virtual cluster could not be built, probed or removed."""
+
+
+class ClustersUnreadable(PeerwallError):
+    """Live clusters could not be read, or their Liqo objects do not make one topology."""

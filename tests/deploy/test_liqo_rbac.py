@@ -6,7 +6,7 @@ ServiceAccount and a ClusterRoleBinding ``<role>-<namespace>-<name>`` to the Clu
 ``pkg/liqo-controller-manager/networking/external-network/utils/rbac.go``
 ``EnsureServiceAccountAndClusterRoleBinding``, at 557c199c and v1.2.0). It has no ``bind`` on that
 role, so Kubernetes' escalation check applies: it must hold every rule of the role. These tests
-evaluate that check (``kubeapi.rbac``) on Liqo's own RBAC, rendered from its chart at each release
+evaluate that check (``peerwall.lab.apiserver.rbac``) on Liqo's own RBAC, rendered from its chart at each release
 (``tests/kubeapi/liqo/``), plus what peerwall's chart adds.
 """
 

@@ -18,9 +18,12 @@ import typer
 import yaml
 
 from peerwall.cli.options import (
+    Contexts,
+    InputFile,
+    Kubeconfigs,
     SetValues,
-    TopologyFile,
     ValuesFile,
+    read_input,
     read_text,
     read_topology,
     resolve_mode,
@@ -84,7 +87,9 @@ def _json(e: Explanation | None) -> dict[str, Any] | None:
 
 
 def diff(
-    file: TopologyFile,
+    file: InputFile = None,
+    kubeconfig: Kubeconfigs = None,
+    context: Contexts = None,
     after_file: Annotated[
         Path | None,
         typer.Option(
@@ -130,6 +135,9 @@ def diff(
     the cells lost are exactly those FILE lists, 1 otherwise. --from, --to, --cluster and
     --namespace keep only some cells.
 
+    With --kubeconfig (instead of -f), before is the live clusters' topology: --after FILE2
+    says what changing them to FILE2 would alter.
+
     Example: peerwall diff -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation
     """
     before_choice = resolve_mode(None, values)
@@ -140,7 +148,7 @@ def diff(
             "is --after FILE2"
         )
     accepted = read_accepted(accept) if accept is not None else None
-    before_topology = read_topology(file)
+    file_name, before_topology = read_input(file, kubeconfig, context)
     after_topology = read_topology(after_file) if after_file is not None else before_topology
     for spec in peering or ():
         a, b, mode_text = _peering(spec)
@@ -158,8 +166,8 @@ def diff(
     lost = sum(c.cells for c in found if c.loses)
     total = sum(c.cells for c in found)
     described = (
-        f"{file}, default mode {before_choice.describe()}",
-        f"{after_file or file}, default mode {after_choice.describe()}"
+        f"{file_name}, default mode {before_choice.describe()}",
+        f"{after_file or file_name}, default mode {after_choice.describe()}"
         + (f", peerings {', '.join(peering)}" if peering else ""),
     )
     if selection:

@@ -24,7 +24,15 @@ from peerwall.agent.kube.gateway_templates import (
     TemplateError,
     with_agent,
 )
-from peerwall.cli.options import SetValues, ValuesFile, resolve_audit, resolve_mode
+from peerwall.cli.options import (
+    SetValues,
+    TopologyFile,
+    ValuesFile,
+    read_source,
+    resolve_audit,
+    resolve_mode,
+)
+from peerwall.model import load_topology
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -124,3 +132,39 @@ def templates(
         path.write_text(yaml.safe_dump(c, sort_keys=False, width=1000))
         origin = c["metadata"]["labels"][DERIVED_FROM]
         typer.echo(f"wrote {path}: {c['kind']} {c['metadata']['name']}, from {origin}")
+
+
+@app.command("emulate")
+def emulate(
+    file: TopologyFile,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="DIR",
+            help="Folder for the kubeconfigs (<cluster>.kubeconfig).",
+        ),
+    ],
+) -> None:
+    """Serve each cluster of FILE as Liqo v1 would leave it: one emulated API server per cluster.
+
+    Each holds the objects Liqo and Kubernetes would hold once the topology is peered (foreign
+    clusters, configurations, gateways, virtual nodes, namespace offloadings, shadow and offloaded
+    pods, services, reflected slices), over TLS; real kubectl and peerwall's --kubeconfig views
+    work against them. Only the API: no packets flow. Cluster names must be Liqo cluster IDs
+    (lowercase). Runs until Ctrl-C; the kubeconfigs are removed then.
+
+    Example: peerwall liqo emulate -f clusters.yaml -o kube/
+    """
+    from peerwall.lab.apiserver.emulate import check_cluster_ids, serve
+
+    source, text = read_source(file)
+    topology = load_topology(text, source)
+    check_cluster_ids(topology, source)
+
+    def say(line: str) -> None:
+        typer.echo(line)
+        sys.stdout.flush()
+
+    asyncio.run(serve(topology, output, say))

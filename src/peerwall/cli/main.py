@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -22,11 +23,15 @@ from peerwall import settings
 from peerwall.cli import agent, complete, diff, lab, liqo, render
 from peerwall.cli.options import (
     DEFAULT_MODE,
+    Contexts,
+    InputFile,
+    Kubeconfigs,
     ModeChoice,
     SetValues,
     TopologyFile,
     ValuesFile,
     load,
+    load_input,
     resolve_audit,
 )
 from peerwall.cli.selection import (
@@ -274,7 +279,9 @@ class Output(str, Enum):
 
 @app.command()
 def matrix(
-    file: TopologyFile,
+    file: InputFile = None,
+    kubeconfig: Kubeconfigs = None,
+    context: Contexts = None,
     set_: SetValues = None,
     values: ValuesFile = None,
     output: Annotated[
@@ -305,9 +312,11 @@ def matrix(
 
     --from, --to, --cluster and --namespace keep only some sources and destinations.
 
+    --kubeconfig reads the topology from live Liqo clusters (docs/kubernetes.md).
+
     Example: peerwall matrix -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation
     """
-    topology, choice = load(file, set_, values)
+    topology, choice = load_input(file, kubeconfig, context, set_, values)
     selection = Selection.of(sources, destinations, clusters, namespaces)
     table = selection.apply(topology, expect(topology, choice.mode).table)
     if output is Output.json:
@@ -366,7 +375,9 @@ class FigureOutput(str, Enum):
 
 @app.command("topology")
 def topology_cmd(
-    file: TopologyFile,
+    file: InputFile = None,
+    kubeconfig: Kubeconfigs = None,
+    context: Contexts = None,
     set_: SetValues = None,
     values: ValuesFile = None,
     output: Annotated[
@@ -384,8 +395,8 @@ def topology_cmd(
     from peerwall.figures.topology import MAX_PODS as TOPOLOGY_MAX_PODS
 
     err = Console(stderr=True)
-    with working(err, f"reading {file}"):
-        topology, choice = load(file, set_, values)
+    with working(err, f"reading {file or 'the clusters'}"):
+        topology, choice = load_input(file, kubeconfig, context, set_, values)
     n = len(topology.pods)
     merged = " (pods alike merged)" if n > TOPOLOGY_MAX_PODS else ""
     with working(err, f"drawing {n:,} pods{merged}"):
@@ -441,7 +452,9 @@ def _default_mode_used(e: Explanation) -> bool:
 def explain(
     source: SourceArg,
     destination: DestinationArg,
-    file: TopologyFile,
+    file: InputFile = None,
+    kubeconfig: Kubeconfigs = None,
+    context: Contexts = None,
     set_: SetValues = None,
     values: ValuesFile = None,
     output: Annotated[
@@ -460,7 +473,7 @@ def explain(
 
     Example: peerwall explain -f seed.yaml P4 P1 --set networking.securityMode=IntraClusterTrafficSegregation
     """
-    topology, choice = load(file, set_, values)
+    topology, choice = load_input(file, kubeconfig, context, set_, values)
     check_cell(topology, source, destination)
     e = explain_cell(topology, source, destination, choice.mode)
     if output is not TextOrJson.text:
@@ -521,6 +534,52 @@ def modes(
         description = DESCRIPTIONS[m].removeprefix("default: ")
         typer.echo(f"{mark} {m.value:<{width}}  {description}")
     typer.echo(f"(* default; select with --set {MODE_KEY}=MODE)")
+
+
+@app.command("export")
+def export_cmd(
+    kubeconfig: Kubeconfigs = None,
+    context: Contexts = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write the topology file there (default: standard output).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """The topology of live Liqo clusters, as a topology file (docs/topology-format.md).
+
+    Give one --kubeconfig per cluster (or one kubeconfig and one --context per cluster), every
+    peer of every cluster included. The file is validated before it is written.
+
+    Example: peerwall export --kubeconfig c1.yaml --kubeconfig c2.yaml -o clusters.yaml
+    """
+    import yaml
+
+    from peerwall.agent.kube.snapshot import read_topology_document
+    from peerwall.cli.options import cluster_refs
+    from peerwall.model.load import topology_from_data
+
+    if not kubeconfig:
+        raise typer.BadParameter("give --kubeconfig FILE (one per cluster)")
+    refs = cluster_refs(kubeconfig, context)
+    doc = read_topology_document(refs)
+    topology_from_data(doc, "clusters of " + "; ".join(map(str, refs)))
+    header = "# Exported by peerwall from " + "; ".join(map(str, refs)) + "\n"
+    text = header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        typer.echo(
+            f"wrote {output}: {len(doc['clusters'])} clusters, {len(doc['pods'])} pods, "
+            f"{len(doc['services'])} services",
+            err=True,
+        )
 
 
 @app.command()

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -37,6 +37,9 @@ from peerwall.values import (
     values_from_text,
 )
 
+if TYPE_CHECKING:
+    from peerwall.agent.kube.snapshot import ClusterRef
+
 DEFAULT_MODE = SecurityMode.FULL_POD_TO_POD
 
 
@@ -48,6 +51,36 @@ TopologyFile = Annotated[
         "-f",
         metavar="FILE",
         help="Topology file (YAML or JSON); '-' reads standard input.",
+        show_default=False,
+    ),
+]
+InputFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        "-f",
+        metavar="FILE",
+        help="Topology file (YAML or JSON); '-' reads standard input. Or --kubeconfig.",
+        show_default=False,
+    ),
+]
+Kubeconfigs = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--kubeconfig",
+        metavar="FILE",
+        help="Read the topology from live Liqo clusters instead of -f: one kubeconfig per "
+        "cluster (repeatable), every peer included.",
+        show_default=False,
+    ),
+]
+Contexts = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--context",
+        metavar="NAME",
+        help="kubeconfig context (repeatable): with one --kubeconfig, one cluster per context; "
+        "with several, one per --kubeconfig in order (default: each file's current context).",
         show_default=False,
     ),
 ]
@@ -153,6 +186,42 @@ def read_topology(path: Path) -> Topology:
     return load_topology(text, source, max_bytes=max_input_bytes())
 
 
+def cluster_refs(kubeconfigs: list[Path], contexts: list[str] | None) -> list[ClusterRef]:
+    """One reference per cluster from ``--kubeconfig`` and ``--context``."""
+    from peerwall.agent.kube.snapshot import ClusterRef
+
+    contexts = contexts or []
+    if len(kubeconfigs) == 1 and contexts:
+        return [ClusterRef(kubeconfigs[0], c) for c in contexts]
+    if contexts and len(contexts) != len(kubeconfigs):
+        raise typer.BadParameter(
+            f"--context given {len(contexts)} times for {len(kubeconfigs)} --kubeconfig: give "
+            "one context per kubeconfig, or several contexts of one kubeconfig"
+        )
+    return [ClusterRef(k, contexts[i] if contexts else None) for i, k in enumerate(kubeconfigs)]
+
+
+def read_input(
+    file: Path | None, kubeconfigs: list[Path] | None, contexts: list[str] | None
+) -> tuple[str, Topology]:
+    """(what was read, the topology): ``-f FILE``, or the live clusters of ``--kubeconfig``."""
+    if file is not None and kubeconfigs:
+        raise typer.BadParameter("give either -f FILE or --kubeconfig, not both")
+    if file is not None:
+        return str(file), read_topology(file)
+    if not kubeconfigs:
+        raise typer.BadParameter(
+            "missing: give a topology file, or --kubeconfig FILE for live clusters",
+            param_hint="'--file' / '-f'",
+        )
+    from peerwall.agent.kube.snapshot import read_topology_document
+    from peerwall.model.load import topology_from_data
+
+    refs = cluster_refs(kubeconfigs, contexts)
+    source = "clusters of " + "; ".join(map(str, refs))
+    return source, topology_from_data(read_topology_document(refs), source)
+
+
 # --- the mode --------------------------------------------------------------------------------
 
 
@@ -188,3 +257,15 @@ def load(
     """What most commands start with. Options are checked before the topology is read."""
     choice = resolve_mode(sets, values)
     return read_topology(file), choice
+
+
+def load_input(
+    file: Path | None,
+    kubeconfigs: list[Path] | None,
+    contexts: list[str] | None,
+    sets: Iterable[str] | None = None,
+    values: Path | None = None,
+) -> tuple[Topology, ModeChoice]:
+    """``load`` for the views that also read live clusters (``--kubeconfig``)."""
+    choice = resolve_mode(sets, values)
+    return read_input(file, kubeconfigs, contexts)[1], choice

@@ -129,9 +129,12 @@ def test_list_pages_selectors_and_watch(tmp_path: Path) -> None:
 
 
 def test_the_charts_crd_is_this_one() -> None:
-    """The chart ships the CRD it copied from deploy/crds: they must not drift apart."""
+    """The chart ships the CRD it copied from deploy/crds, and so does the emulated API server
+    (package data): they must not drift apart."""
     ours = yaml.safe_load((REPO / "deploy" / "crds" / "peeringsecurity.yaml").read_text())
     chart = yaml.safe_load(
         (REPO / "deploy" / "helm" / "peerwall" / "crds" / "peeringsecurity.yaml").read_text()
     )
-    assert ours == chart
+    served = REPO / "src" / "peerwall" / "lab" / "apiserver" / "crds"
+    emulated = yaml.safe_load((served / "peerwall.io_peeringsecurities.yaml").read_text())
+    assert ours == chart == emulated

@@ -64,6 +64,10 @@ def gateway_binding() -> dict[str, object]:
 
 
 def agent_args() -> list[str]:
+    return agent_args_for(PEER)
+
+
+def agent_args_for(peer: str) -> list[str]:
     """The agent's command line from the chart's server template, ``$(PEERWALL_PEER)`` and
     ``$(POD_IP)`` filled in as the Downward API would (this pod's namespace has only loopback, so
     its address is 127.0.0.1)."""
@@ -71,7 +75,7 @@ def agent_args() -> list[str]:
     pod = template["spec"]["template"]["spec"]["deployment"]["spec"]["template"]["spec"]
     (agent,) = [c for c in pod["containers"] if c["name"] == "peerwall"]
     assert f"--metrics-address=$(POD_IP):{METRICS_PORT}" in agent["args"]
-    args = [a.replace("$(PEERWALL_PEER)", PEER).replace("$(POD_IP)", POD_IP) for a in agent["args"]]
+    args = [a.replace("$(PEERWALL_PEER)", peer).replace("$(POD_IP)", POD_IP) for a in agent["args"]]
     return args
 
 
