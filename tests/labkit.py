@@ -40,17 +40,26 @@ def repair(plan: LabPlan) -> None:
 def frozen_agent(plan: LabPlan, cluster: str, settings: Any = None) -> Iterator[None]:
     """``cluster``'s agent stopped (SIGSTOP) for the block, so that a test can keep its table
     damaged for as long as it likes: nftables' notifications of the damage wait in the agent's
-    socket, and it repairs at once when it runs again (SIGCONT)."""
+    socket, and it repairs at once when it runs again (SIGCONT). Its supervisor is stopped first
+    (else its liveness probe would kill and restart the stopped agent) and resumed last."""
     from peerwall.lab import agents
+    from peerwall.lab.state import lab_folder
     from peerwall.settings import LabSettings
 
-    pid = agents.running_pid(plan, settings or LabSettings(), cluster)
-    assert pid is not None, f"the agent of {cluster} is not running"
-    os.kill(pid, signal.SIGSTOP)
+    folder = lab_folder(plan.name, settings or LabSettings())
+    supervisors = agents.scan(folder, cluster)
+    assert supervisors, f"the agent of {cluster} is not running"
+    everyone = agents.scan(folder, cluster, supervisors=False)
+    order = supervisors + [p for p in everyone if p not in supervisors]
+    assert len(order) > len(supervisors), f"the agent of {cluster} is between restarts"
+    for pid in order:
+        os.kill(pid, signal.SIGSTOP)
     try:
         yield
     finally:
-        os.kill(pid, signal.SIGCONT)
+        for pid in reversed(order):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 def table_back(plan: LabPlan, cluster: str, patience: float = 60.0) -> None:

@@ -10,6 +10,7 @@ gateway closed with a guard table of its own, says so in a metric, its log, /sta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -31,7 +32,7 @@ from faultkit import (
 )
 
 from hostile import echo_server, nft
-from labkit import LabUp, repair
+from labkit import LabUp, frozen_agent, repair
 from peerwall.dataplane.drift import GUARD_UP, TABLE_FLAGS
 from peerwall.lab import agents
 from peerwall.lab import build as labs
@@ -103,8 +104,12 @@ def test_a_table_held_by_another_process_fails_the_gateway_closed_then_is_taken_
     settings = LabSettings(agent_resync_interval=3600)
     with echo_server(plan.pod_ns("tool")), echo_server(plan.pod_ns("web1")):
         flow = allowed_flow(plan)
-        with flow, intruder_owns_the_table(gw):
-            assert denied_passes(plan), "control: the intruder's table enforces nothing"
+        with flow, contextlib.ExitStack() as intruder:
+            # The agent repairs on nftables' notifications: frozen, it lets the intruder take
+            # the table (else it puts its own back between the intruder's delete and add).
+            with frozen_agent(plan, GATEWAY, settings):
+                intruder.enter_context(intruder_owns_the_table(gw))
+                assert denied_passes(plan), "control: the intruder's table enforces nothing"
             started = time.monotonic()
             repair(plan)  # the agent reads back what it cannot read, nor replace
             fault.recovered(time.monotonic() - started)
