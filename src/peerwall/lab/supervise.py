@@ -36,7 +36,7 @@ PROBE_FAILURES = 3
 STARTUP_PERIOD = 0.2
 STARTUP_FAILURES = 75
 """Probes (``STARTUP_PERIOD`` apart: 15 s; an agent answers within 1-2 s) an agent has to
-answer a first time."""
+answer a first time; the budget is those 15 s, however long each failed probe waited."""
 PR_SET_PDEATHSIG = 1
 
 
@@ -121,6 +121,7 @@ class Supervisor:
         """Until the child exits (its status), killing it if it stops answering its probe."""
         answered, failures = False, 0
         self.was_ready = False
+        born = time.monotonic()
         while True:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 return child.wait(timeout=PROBE_PERIOD if answered else STARTUP_PERIOD)
@@ -132,7 +133,11 @@ class Supervisor:
                     self.was_ready = healthy(self.url.replace("/healthz", "/readyz"))
             else:
                 failures += 1
-                if failures >= (PROBE_FAILURES if answered else STARTUP_FAILURES):
+                # The startup budget is time, as the kubelet's (threshold x period): a probe of a
+                # stopped agent waits out its own timeout, so counting probes alone would stretch
+                # 15 s to 90 s for an agent stopped before its first answer.
+                late = not answered and time.monotonic() - born >= STARTUP_FAILURES * STARTUP_PERIOD
+                if late or failures >= (PROBE_FAILURES if answered else STARTUP_FAILURES):
                     say(f"agent {child.pid} failed {failures} liveness probes: killing it")
                     with contextlib.suppress(ProcessLookupError):
                         child.kill()
