@@ -31,7 +31,7 @@ from peerwall.compile.diff import diff, element_script
 from peerwall.compile.flows import Flow, stale
 from peerwall.compile.netlink import SetEdit
 from peerwall.compile.nft import render_replace
-from peerwall.compile.state import GatewayState, PeerState
+from peerwall.compile.state import GatewayState, PeerState, SetKind
 from peerwall.dataplane.apply import apply
 from peerwall.dataplane.conntrack import Cleared
 from peerwall.dataplane.drift import (
@@ -229,6 +229,7 @@ class Enforcer:
         if not changes:
             return Prepared(changes, "", "")
         if self._elements_only(changes):
+            changes = self._without_absent_sets(changes)
             # Which peers lost elements is known now; their (live) views are looked up when
             # the flows are checked, after the commit: the event's kernel change does not wait.
             later = (lambda: self._narrowed(desired, changes)) if changes.narrows else None
@@ -295,6 +296,22 @@ class Enforcer:
             if not desired.declares(n) and n in self.applied:
                 peers[n] = replace(self.applied[n], members={}, full_access=(), api=None)
         return GatewayState(desired.cluster, peers, desired.tunnel_pattern, desired.conncheck_port)
+
+    def _without_absent_sets(self, changes: Changes) -> Changes:
+        """``changes`` less the edits of sets the table does not have: a peer without an API
+        server has no ``api-clients`` set (its members are kept, and written whole when the set
+        comes back with the API server)."""
+
+        def present(key: tuple[str, SetKind]) -> bool:
+            peer, kind = key
+            applied = self.applied.get(peer)
+            return kind is not SetKind.API_CLIENTS or applied is None or applied.api is not None
+
+        added = {k: a for k, a in changes.added.items() if present(k)}
+        deleted = {k: a for k, a in changes.deleted.items() if present(k)}
+        if len(added) == len(changes.added) and len(deleted) == len(changes.deleted):
+            return changes
+        return replace(changes, added=added, deleted=deleted)
 
     def _elements_only(self, changes: Changes) -> bool:
         """Whether the changes are only elements of peers the kernel has as declared."""
