@@ -9,7 +9,8 @@ Our exception hierarchy::
     ├── NftError             libnftables refused a transaction (nothing was applied)
     ├── LabError             the emulated virtual cluster could not be built, changed or removed
     ├── ClustersUnreadable   live clusters (``--kubeconfig``) do not give one topology
-    └── TableIncomplete      an observed truth table lacks cells (``peerwall.policy``)
+    ├── RemapExhausted       no free CIDR is left to remap a peer's overlapping pod CIDR
+    └── TableIncomplete      an observed truth table lacks cells
 
 The CLI prints any of them as one line per problem on stderr and exits with status 2. The agent
 never dies of a refused transaction: it replaces the whole table instead (``agent.enforcer``).
@@ -17,6 +18,7 @@ never dies of a refused transaction: it replaces the whole table instead (``agen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -63,3 +65,23 @@ class LabError(PeerwallError):
 
 class ClustersUnreadable(PeerwallError):
     """Live clusters could not be read, or their Liqo objects do not make one topology."""
+
+
+class RemapExhausted(PeerwallError, ValueError):
+    """No free CIDR is left to remap a peer's overlapping pod CIDR. ``path`` is the pod CIDR's
+    field in the topology file; loading turns this into a ``TopologyInvalid`` naming it. (Still a
+    ``ValueError`` too, as it was before it joined this tree, for callers that catch bad values.)"""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class TableIncomplete(PeerwallError):
+    """Cells of an observed table that were never observed."""
+
+    def __init__(self, missing: Sequence[tuple[str, str]]) -> None:
+        self.missing = tuple(missing)
+        shown = ", ".join(f"{s} -> {d}" for s, d in self.missing[:5])
+        more = f" and {len(self.missing) - 5} more" if len(self.missing) > 5 else ""
+        super().__init__(f"incomplete table: no verdict for {shown}{more}")

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from peerwall.errors import RemapExhausted
 from peerwall.model.topology import Pod, Topology
 
-__all__ = ["AddressBook", "RemapExhausted", "address_book", "api_address", "translate"]
+__all__ = ["AddressBook", "address_book", "api_address", "translate"]
 
 # Remapped CIDRs are taken from these, avoiding every CIDR the topology mentions.
 REMAP_POOLS = (
@@ -64,14 +65,6 @@ class AddressBook:
 
     def api_ip(self, cluster: str) -> IPv4Address:
         return api_address(self.topology.cluster_by_name[cluster].pod_cidr)
-
-
-class RemapExhausted(ValueError):
-    """No free CIDR is left to remap a peer's overlapping pod CIDR."""
-
-    def __init__(self, message: str, path: str) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 def _allocate(size: int, avoid: list[IPv4Network]) -> IPv4Network | None:

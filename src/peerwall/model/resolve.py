@@ -8,8 +8,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address
 
-from peerwall.errors import Problem, TopologyInvalid
-from peerwall.model.addressing import RemapExhausted, api_address
+from peerwall.errors import Problem, RemapExhausted, TopologyInvalid
+from peerwall.model.addressing import api_address
 from peerwall.model.spec import PodSpec, ServiceSpec, TopologySpec
 from peerwall.model.topology import (
     DEFAULT_NAMESPACE,

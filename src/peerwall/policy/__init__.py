@@ -1,5 +1,6 @@
 """The semantics of DESIGN.md §1 as pure functions: decisions, truth tables and explanations."""
 
+from peerwall.errors import TableIncomplete  # re-exported: the error of an incomplete table
 from peerwall.policy.decide import Decider, Decision, Rule, aggregate
 from peerwall.policy.expect import Expected, expect
 from peerwall.policy.explain import Explanation, explain_cell
@@ -8,7 +9,6 @@ from peerwall.policy.truthtable import (
     Comparison,
     DiffBlock,
     Mismatch,
-    TableIncomplete,
     TruthTable,
 )
 from peerwall.policy.verdict import Verdict

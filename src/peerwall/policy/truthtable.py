@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from peerwall.errors import PeerwallError
+from peerwall.errors import TableIncomplete
 from peerwall.policy.verdict import Verdict
 
 JSON_CLASSES_FORMAT = "peerwall/json-classes/v1"
@@ -303,16 +303,6 @@ class TruthTable:
     def differing(self, baseline: TruthTable) -> set[tuple[str, str]]:
         """Cells whose verdict differs from ``baseline`` (the seed highlights them in yellow)."""
         return {(m.source, m.destination) for m in baseline.compare(self).mismatches()}
-
-
-class TableIncomplete(PeerwallError):
-    """Cells of an observed table that were never observed."""
-
-    def __init__(self, missing: Sequence[tuple[str, str]]) -> None:
-        self.missing = tuple(missing)
-        shown = ", ".join(f"{s} -> {d}" for s, d in self.missing[:5])
-        more = f" and {len(self.missing) - 5} more" if len(self.missing) > 5 else ""
-        super().__init__(f"incomplete table: no verdict for {shown}{more}")
 
 
 @dataclass(frozen=True)
