@@ -38,12 +38,6 @@ STYLES = {
     Verdict.PARTIAL: "bold dark_orange",
     Verdict.ERROR: "bold magenta",
 }
-MEANINGS = {
-    Verdict.YES: "allowed",
-    Verdict.NO: "blocked",
-    Verdict.PARTIAL: "some backends only",
-    Verdict.ERROR: "probe failed",
-}
 HIGHLIGHT = "on #fff2cc"  # the figures' yellow
 HIGHLIGHT_16 = "on yellow"  # #fff2cc would fall to white on a 16-colour terminal
 HEADER = "bold white on #0e58c4"  # the figures' blue headers
@@ -177,7 +171,7 @@ def legend(
     out = Text()
     for v in verdicts_in(table):
         out.append(v.mark if compact else v.value, style=STYLES[v] if colors else "")
-        out.append(f" {MEANINGS[v]}   ")
+        out.append(f" {v.meaning}   ")
     if baseline:
         if colors:
             out.append(" yellow ", style=f"black {highlight_bg}")
@@ -302,7 +296,7 @@ def print_side_by_side(
     verdicts = dict.fromkeys([*verdicts_in(left), *verdicts_in(right)])
     for v in verdicts:
         used.append(v.value, style=STYLES[v] if colors else "")
-        used.append(f" {MEANINGS[v]}   ")
+        used.append(f" {v.meaning}   ")
     if highlight:
         used.append(" yellow " if colors else MARK, style=f"black {bg}" if colors else "")
         used.append(f" {marked}")

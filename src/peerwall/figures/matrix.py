@@ -230,7 +230,7 @@ def _corner_arrow(x: float, y: float, w: float, h: float) -> str:
 
 def _legend_items(view: MatrixView, mark_text: str | None) -> list[tuple[str, str]]:
     """(kind of sample, text) pairs; the sample is drawn by the caller."""
-    items = [(f"verdict:{v.value}", style.MEANINGS[v]) for v in view.verdicts()]
+    items = [(f"verdict:{v.value}", v.meaning) for v in view.verdicts()]
     if mark_text:
         items.append(("swatch", mark_text))
     if any(c.state == "some" for row in view.grid for c in row):
@@ -671,7 +671,7 @@ def legend_html(view: MatrixView, items: Sequence[tuple[str, str]]) -> str:
         sample = f"{style.VERDICT_MARKS[v]} {v.value}" if small else v.value
         colour = style.VERDICT_COLOURS[v]
         parts.append(
-            f'<span><span class="word" style="color: {colour}">{esc(sample)}</span> {esc(style.MEANINGS[v])}</span>'
+            f'<span><span class="word" style="color: {colour}">{esc(sample)}</span> {esc(v.meaning)}</span>'
         )
     for cls, text in items:
         parts.append(f'<span><span class="swatch {cls}"></span>{esc(text)}</span>')

@@ -32,12 +32,6 @@ VERDICT_COLOURS = {
 }
 VERDICT_MARKS = {Verdict.YES: "Y", Verdict.NO: "N", Verdict.PARTIAL: "P", Verdict.ERROR: "E"}
 """One-letter marks for small cells (the terminal's ``.`` for YES would vanish in a figure)."""
-MEANINGS = {
-    Verdict.YES: "allowed",
-    Verdict.NO: "blocked",
-    Verdict.PARTIAL: "some backends only",
-    Verdict.ERROR: "probe failed (observed only)",
-}
 
 KUBE_BLUE = "#326ce5"
 VIRTUAL = "#19d1ff"
