@@ -209,10 +209,9 @@ def _highlight_index(table: TruthTable, highlight: Collection[Cell]) -> set[tupl
 
 
 class _Marks:
-    """Which cells are highlighted: a given set, or those whose verdict differs from a baseline's.
-
-    For a baseline, every source and destination also has the baseline's class (-1 where the
-    baseline lacks the name: ``TruthTable.compare`` counts such a cell as differing)."""
+    """Which cells are highlighted: a given set, or those the truth table marks as differing from
+    a baseline's (``TruthTable.differences``). Without a baseline every name's baseline class is 0,
+    so the class view's units are the table's own classes."""
 
     def __init__(
         self,
@@ -223,30 +222,17 @@ class _Marks:
     ) -> None:
         self.table = table
         self.cells = cells or set()
-        self.baseline = baseline
+        self.differences = table.differences(baseline) if baseline is not None else None
         self.row_class: tuple[int, ...] = (0,) * len(table.sources)
         self.col_class: tuple[int, ...] = (0,) * len(table.destinations)
-        if baseline is not None:
-            src = {s: i for i, s in enumerate(baseline.sources)}
-            dst = {d: j for j, d in enumerate(baseline.destinations)}
-            self.row_class = tuple(
-                baseline.row_class[src[s]] if s in src else -1 for s in table.sources
-            )
-            self.col_class = tuple(
-                baseline.col_class[dst[d]] if d in dst else -1 for d in table.destinations
-            )
-
-    def differs(self, verdict: Verdict, brc: int, bcc: int) -> bool:
-        """For a baseline: does a cell of these baseline classes differ from ``verdict``?"""
-        assert self.baseline is not None
-        if brc < 0 or bcc < 0:
-            return True
-        return self.baseline.blocks[brc][bcc] is not verdict
+        if self.differences is not None:
+            self.row_class = self.differences.row_class
+            self.col_class = self.differences.col_class
 
     def cell(self, i: int, j: int, verdict: Verdict) -> bool:
-        if self.baseline is None:
+        if self.differences is None:
             return (i, j) in self.cells
-        return self.differs(verdict, self.row_class[i], self.col_class[j])
+        return self.differences.cell(i, j, verdict)
 
 
 def _full_view(
@@ -328,10 +314,12 @@ def _class_view(
     def verdict(a: int, b: int) -> Verdict:
         return table.blocks[r_units[a][1]][c_units[b][1]]
 
-    if marks.baseline is not None:
+    if (differences := marks.differences) is not None:
         hits = [
             [
-                size[a][b] if marks.differs(verdict(a, b), r_units[a][2], c_units[b][2]) else 0
+                size[a][b]
+                if differences.differs(verdict(a, b), r_units[a][2], c_units[b][2])
+                else 0
                 for b in range(nc)
             ]
             for a in range(nr)

@@ -8,6 +8,7 @@ from peerwall.policy.modes import DESCRIPTIONS, EffectiveMode, ModeOrigin, effec
 from peerwall.policy.truthtable import (
     Comparison,
     DiffBlock,
+    Differences,
     Mismatch,
     TruthTable,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "Decider",
     "Decision",
     "DiffBlock",
+    "Differences",
     "EffectiveMode",
     "Expected",
     "Explanation",

@@ -301,8 +301,43 @@ class TruthTable:
         return Comparison(tuple(blocks))
 
     def differing(self, baseline: TruthTable) -> set[tuple[str, str]]:
-        """Cells whose verdict differs from ``baseline`` (the seed highlights them in yellow)."""
+        """Cells whose verdict differs from ``baseline`` (the seed highlights them in yellow).
+        ``differences`` answers the same per class, for views of tables too large to list."""
         return {(m.source, m.destination) for m in baseline.compare(self).mismatches()}
+
+    def differences(self, baseline: TruthTable) -> Differences:
+        """Which of this table's cells differ from ``baseline``, answered per pair of classes."""
+        src = baseline._src_index
+        dst = baseline._dst_index
+        return Differences(
+            baseline,
+            tuple(baseline.row_class[src[s]] if s in src else -1 for s in self.sources),
+            tuple(baseline.col_class[dst[d]] if d in dst else -1 for d in self.destinations),
+        )
+
+
+@dataclass(frozen=True)
+class Differences:
+    """The "differs from the baseline" mark of a table's cells (the seed's yellow cells against
+    FullPodToPod), decided per class: every source and destination of the table is given its
+    class in ``baseline``, -1 where the baseline lacks the name (``compare`` counts such a cell as
+    differing). The same cells as ``TruthTable.differing``, without listing them."""
+
+    baseline: TruthTable
+    row_class: tuple[int, ...]
+    """For each of the table's sources: its row class in the baseline, or -1."""
+    col_class: tuple[int, ...]
+    """For each of the table's destinations: its column class in the baseline, or -1."""
+
+    def differs(self, verdict: Verdict, row_class: int, col_class: int) -> bool:
+        """Does a cell of these baseline classes differ from ``verdict``?"""
+        if row_class < 0 or col_class < 0:
+            return True
+        return self.baseline.blocks[row_class][col_class] is not verdict
+
+    def cell(self, i: int, j: int, verdict: Verdict) -> bool:
+        """Does the table's cell (source ``i``, destination ``j``), of ``verdict``, differ?"""
+        return self.differs(verdict, self.row_class[i], self.col_class[j])
 
 
 @dataclass(frozen=True)
