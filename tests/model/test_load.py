@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis_profiles import budget
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology, parse_mode, topology_from_data
-from peerwall.model.addressing import address_book
 from strategies import topologies
 from support import REFERENCE
 
@@ -625,7 +624,7 @@ def test_topology_from_data_accepts_the_yaml_dict():
 
 
 def check_views(t: Topology) -> None:
-    plan = address_book(t)
+    plan = t.addresses
     for (service, cluster), ip in plan.service_ips.items():
         cidr = t.cluster_by_name[cluster].service_cidr
         assert ip in cidr, (service, cluster, ip, cidr)
@@ -655,7 +654,7 @@ def test_seed_views_are_remapped_because_the_pod_cidrs_overlap():
     t = load_topology(seed_text())
     assert t.cluster_by_name["C1"].pod_cidr == t.cluster_by_name["C2"].pod_cidr
     check_views(t)
-    plan = address_book(t)
+    plan = t.addresses
     assert plan.view("C1", "C2") != IPv4Network("10.244.0.0/16")
     assert plan.view("C2", "C1") != IPv4Network("10.244.0.0/16")
     # Seen from C1, P4 (running in C2) is translated into C1's view of C2.
@@ -666,7 +665,7 @@ def test_seed_views_are_remapped_because_the_pod_cidrs_overlap():
 
 def test_disjoint_cidrs_are_not_remapped():
     t = load_topology(BASE)
-    plan = address_book(t)
+    plan = t.addresses
     assert plan.view("C2", "C3") == IPv4Network("10.245.0.0/16")
     assert plan.view("C3", "C2") == IPv4Network("10.244.0.0/16")
     check_views(t)

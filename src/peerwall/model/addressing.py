@@ -5,16 +5,19 @@ peer R's pods through ``view(K, R)``: R's own pod CIDR when that clashes with no
 uses, else a remapped CIDR of the same size. The sender source-NATs its pods into the receiver's
 view of it; the receiver destination-NATs its own view back to real addresses. Every agent
 computes the same book from the same topology, so no negotiation is needed.
+
+The book is built from the clusters' CIDRs and the peerings (``Topology.addresses`` hands them
+over) and holds pod CIDRs, not the topology: this module sits below ``model.topology``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from typing import Protocol
 
 from peerwall.errors import RemapExhausted
-from peerwall.model.topology import Pod, Topology
 
 __all__ = ["AddressBook", "address_book", "api_address", "translate"]
 
@@ -40,13 +43,38 @@ def translate(ip: IPv4Address, src: IPv4Network, dst: IPv4Network) -> IPv4Addres
     return IPv4Address(int(dst.network_address) + (int(ip) - int(src.network_address)))
 
 
+class ClusterCidrs(Protocol):
+    """What the book reads of a cluster (``model.topology.Cluster`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def pod_cidr(self) -> IPv4Network: ...
+    @property
+    def service_cidr(self) -> IPv4Network: ...
+    @property
+    def external_cidr(self) -> IPv4Network | None: ...
+
+
+class Placed(Protocol):
+    """A pod's address and the cluster it runs in (``model.topology.Pod`` has them)."""
+
+    @property
+    def ip(self) -> IPv4Address: ...
+    @property
+    def physical(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class AddressBook:
     views: Mapping[tuple[str, str], IPv4Network]
     """(K, R) -> the CIDR through which cluster K reaches the pods of its peer R."""
     service_ips: Mapping[tuple[str, str], IPv4Address]
     """(service, cluster) -> ClusterIP of the service (home or reflected copy) in that cluster."""
-    topology: Topology
+    pod_cidrs: Mapping[str, IPv4Network]
+    """cluster -> its own pod CIDR."""
 
     def view(self, local: str, peer: str) -> IPv4Network:
         return self.views[(local, peer)]
@@ -58,13 +86,13 @@ class AddressBook:
         view = self.views.get((viewer, owner))
         if view is None:
             return None
-        return translate(ip, self.topology.cluster_by_name[owner].pod_cidr, view)
+        return translate(ip, self.pod_cidrs[owner], view)
 
-    def pod_seen_from(self, pod: Pod, viewer: str) -> IPv4Address | None:
+    def pod_seen_from(self, pod: Placed, viewer: str) -> IPv4Address | None:
         return self.seen_from(pod.ip, pod.physical, viewer)
 
     def api_ip(self, cluster: str) -> IPv4Address:
-        return api_address(self.topology.cluster_by_name[cluster].pod_cidr)
+        return api_address(self.pod_cidrs[cluster])
 
 
 def _allocate(size: int, avoid: list[IPv4Network]) -> IPv4Network | None:
@@ -77,26 +105,31 @@ def _allocate(size: int, avoid: list[IPv4Network]) -> IPv4Network | None:
     return None
 
 
-def address_book(topology: Topology) -> AddressBook:
-    everything = [c.pod_cidr for c in topology.clusters] + [
-        c.service_cidr for c in topology.clusters
-    ]
-    everything += [c.external_cidr for c in topology.clusters if c.external_cidr is not None]
+def address_book(
+    clusters: Sequence[ClusterCidrs],
+    peers: Mapping[str, Sequence[str]],
+    services: Iterable[tuple[str, Iterable[str]]],
+) -> AddressBook:
+    """The book of ``clusters`` (in file order), each reaching the ``peers`` it has a connection
+    with, and of the ``services`` (name, the clusters it is present in)."""
+    by_name = {c.name: c for c in clusters}
+    everything = [c.pod_cidr for c in clusters] + [c.service_cidr for c in clusters]
+    everything += [c.external_cidr for c in clusters if c.external_cidr is not None]
     views: dict[tuple[str, str], IPv4Network] = {}
     # Remaps are unique across the whole virtual cluster, so that an address on a tunnel names one
     # thing: the two directions of a connection never share a remapped CIDR.
     remaps: list[IPv4Network] = []
-    for k in topology.clusters:
+    for k in clusters:
         used = [k.pod_cidr, k.service_cidr]
-        for peer in topology.peers[k.name]:
-            cidr = topology.cluster_by_name[peer].pod_cidr
+        for peer in peers[k.name]:
+            cidr = by_name[peer].pod_cidr
             if any(cidr.overlaps(u) for u in used):
                 remap = _allocate(cidr.prefixlen, everything + used + remaps)
                 if remap is None:
                     raise RemapExhausted(
                         f"{peer}'s pod CIDR {cidr} overlaps what {k.name} uses, and no free "
                         f"/{cidr.prefixlen} is left to remap it (use smaller or disjoint pod CIDRs)",
-                        f"clusters[{topology.cluster_by_name[peer].index}].podCIDR",
+                        f"clusters[{by_name[peer].index}].podCIDR",
                     )
                 remaps.append(remap)
                 cidr = remap
@@ -104,9 +137,9 @@ def address_book(topology: Topology) -> AddressBook:
             used.append(cidr)
 
     service_ips: dict[tuple[str, str], IPv4Address] = {}
-    cursor = {c.name: int(c.service_cidr.network_address) + 1 for c in topology.clusters}
-    for s in topology.services:
-        for cluster in s.present_in:
-            service_ips[(s.name, cluster)] = IPv4Address(cursor[cluster])
+    cursor = {c.name: int(c.service_cidr.network_address) + 1 for c in clusters}
+    for name, present_in in services:
+        for cluster in present_in:
+            service_ips[(name, cluster)] = IPv4Address(cursor[cluster])
             cursor[cluster] += 1
-    return AddressBook(views, service_ips, topology)
+    return AddressBook(views, service_ips, {c.name: c.pod_cidr for c in clusters})

@@ -10,12 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
-from typing import TYPE_CHECKING
 
+from peerwall.model.addressing import AddressBook, address_book
 from peerwall.model.spec import SecurityMode
-
-if TYPE_CHECKING:
-    from peerwall.model.addressing import AddressBook
 
 __all__ = ["Cluster", "Namespace", "Peering", "Pod", "SecurityMode", "Service", "Topology"]
 
@@ -129,9 +126,9 @@ class Topology:
     def addresses(self) -> AddressBook:
         """How each cluster addresses the others, and every ClusterIP. Computed once, at load
         (where it is validated), and shared by everything that needs it."""
-        from peerwall.model.addressing import address_book  # addressing builds on this module
-
-        return address_book(self)
+        return address_book(
+            self.clusters, self.peers, ((s.name, s.present_in) for s in self.services)
+        )
 
     @cached_property
     def links(self) -> Mapping[tuple[str, str], SecurityMode | None]:
