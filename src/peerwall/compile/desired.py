@@ -1,9 +1,9 @@
 """Topology + modes -> the desired state of one cluster's gateway (``compile.state``).
 
-The per-peer sets are where the decision procedure's segregation rules become addresses: a pod
-running here whose home is peer A (offloaded by A) goes in A's ``offloaded`` set; a pod backing a
-service reflected to A goes in A's ``backends`` set (``PodClass`` carries both facts, so the sets
-and the truth tables come from the same classes).
+The per-peer sets are where the decision procedure's segregation rules become addresses, by the
+rule of ``compile.membership`` (which the Kubernetes source follows too): ``PodClass`` gives a
+pod's home and the peers its services are reflected to, so the sets and the truth tables come
+from the same classes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from ipaddress import IPv4Address
 
 from peerwall.compile import names
+from peerwall.compile.membership import memberships
 from peerwall.compile.state import (
     API_PORT,
     CONNCHECK_PORT,
@@ -53,11 +54,12 @@ def gateway_state(
     for pod in topology.pods:
         if pod.physical == cluster:
             cls = decider.pod_class(pod)
-            if cls.home != cluster and cls.home in members:
-                members[cls.home][SetKind.OFFLOADED].add(pod.ip)
-            for peer in cls.backs_for:
+            joins = memberships(
+                offloaded_by=cls.home if cls.home != cluster else None, reflected_to=cls.backs_for
+            )
+            for peer, kind in joins:
                 if peer in members:
-                    members[peer][SetKind.BACKENDS].add(pod.ip)
+                    members[peer][kind].add(pod.ip)
         elif (
             pod.home == cluster
             and pod.physical in members
@@ -67,7 +69,8 @@ def gateway_state(
         ):
             seen = addresses.pod_seen_from(pod, cluster)
             if seen is not None:
-                members[pod.physical][SetKind.API_CLIENTS].add(seen)
+                for peer, kind in memberships(offloaded_to=pod.physical):
+                    members[peer][kind].add(seen)
 
     api = ApiServer(addresses.api_ip(cluster), api_port) if me.api_server else None
     peers = {}

@@ -7,7 +7,8 @@ provider's CIDR remapping; an EndpointSlice needs its namespace's offloading and
 annotations) are recomputed for the objects a change touches, so the result does not depend on
 the order of arrival.
 
-Decisions on Liqo's semantics (citations in ``liqo``):
+Decisions on Liqo's semantics (citations in ``liqo``); which set a pod's address joins is the rule
+of ``compile.membership``, shared with the file source:
 
 * ``sources`` of a peer: its *original* pod CIDRs, ``Configuration.spec.remote.cidr.pod``: Liqo
   source-NATs the peer's traffic into the remapped CIDR only at postrouting, after our forward hook.
@@ -55,6 +56,7 @@ from typing import Any
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import liqo, shape
 from peerwall.compile import names
+from peerwall.compile.membership import memberships
 from peerwall.compile.state import ApiServer, PeerState, SetKind
 from peerwall.model.addressing import translate
 from peerwall.model.spec import SecurityMode
@@ -667,7 +669,8 @@ class LiqoModel:
             origin = _labels(pod).get(liqo.ORIGIN)
             ns = pod.get("metadata", {}).get("namespace", "")
             if self._wanted(origin) and self._origin_ns.get(ns) == origin:
-                new[str(origin)] = self._local(pod_ips(pod))
+                addrs = self._local(pod_ips(pod))
+                new = {peer: addrs for peer, _ in memberships(offloaded_by=str(origin))}
         self._replace(f"pod/{k}", SetKind.OFFLOADED, new)
 
     def _on_namespace(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
@@ -702,7 +705,8 @@ class LiqoModel:
             remap = self._config_of(provider) if provider and self._wanted(provider) else None
             if provider and remap is not None:
                 seen = {remap.to_original(a) for a in pod_ips(pod)}
-                new[provider] = frozenset(a for a in seen if a is not None)
+                addrs = frozenset(a for a in seen if a is not None)
+                new = {peer: addrs for peer, _ in memberships(offloaded_to=provider)}
         self._replace(f"pod/{k}", SetKind.API_CLIENTS, new)
 
     def _recontribute_remote_of(self, provider: str) -> None:
@@ -783,7 +787,7 @@ class LiqoModel:
                 here = {e.address for e in s.endpoints if e.node not in self._virtual_nodes}
                 gateways = frozenset().union(*self._gateway_pods.values())
                 addrs = self._local(here) - gateways
-                new = {p: addrs for p in peers}
+                new = {peer: addrs for peer, _ in memberships(reflected_to=peers)}
                 if self.local_pod_cidrs():
                     ignored = frozenset(here - addrs)
         self._ignore(k, ignored)
