@@ -21,7 +21,8 @@ from hypothesis_profiles import budget
 from kubeapi import liqo_objects as L
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import LiqoModel, Settings, liqo
-from peerwall.agent.kube.model import PodRole, valid_cluster_id
+from peerwall.agent.kube.model import PodRole
+from peerwall.agent.kube.objects import valid_cluster_id
 from peerwall.compile.build import build
 from peerwall.compile.names import clashes, tunnel_ifname
 from peerwall.compile.nft import render_replace

@@ -26,7 +26,7 @@ from kubeapi import liqo_objects as L
 from kubeapi.harness import Harness, run, running
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import LiqoModel, ReflectionPolicy, Settings, liqo
-from peerwall.agent.kube.model import VkOptions, vk_options
+from peerwall.agent.kube.objects import VkOptions, vk_options
 from peerwall.agent.kube.source import IgnoredEndpoints
 from peerwall.compile.state import SetKind
 from peerwall.model.load import load_topology

@@ -10,7 +10,8 @@ import pytest
 from kubeapi import liqo_objects as L
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import Backoff, LiqoModel, ReflectionPolicy, Settings, liqo
-from peerwall.agent.kube.model import PodRole, Remap, offloaded_to, reflected
+from peerwall.agent.kube.model import PodRole
+from peerwall.agent.kube.objects import Remap, offloaded_to, reflected
 from peerwall.compile.state import ApiServer, SetKind
 from peerwall.model.spec import SecurityMode
 

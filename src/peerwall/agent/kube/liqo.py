@@ -95,7 +95,7 @@ SERVICE_NAME = "kubernetes.io/service-name"
 (its informer is scoped by namespace, with no label selector:
 ``pkg/virtualKubelet/reflection/exposition/endpointslice.go`` ``NewNamespacedEndpointSliceReflector``),
 whoever manages it, except ``default/kubernetes``; which slices are reflected is decided by the
-annotations and the reflection policy (``model.reflected``)."""
+annotations and the reflection policy (``objects.reflected``)."""
 
 GATEWAY_COMPONENT = "networking.liqo.io/component"
 GATEWAY_POD = "gateway"

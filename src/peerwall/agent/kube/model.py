@@ -1,4 +1,6 @@
-"""Liqo's objects -> contributions to a ``DesiredState``: the Kubernetes source's logic, no I/O.
+"""Liqo's objects -> contributions to a ``DesiredState``: the Kubernetes source's join, no I/O.
+
+What each object says is read by ``objects``; this module joins those facts across kinds.
 
 ``LiqoModel.apply``/``remove`` take one watched object at a time, in whatever order the watches
 deliver them, and keep the desired state equal to what the objects seen so far imply. Facts that
@@ -45,25 +47,39 @@ of ``compile.membership``, shared with the file source:
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
-from typing import Any
+from ipaddress import IPv4Address, IPv4Network
 
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import liqo, shape
+from peerwall.agent.kube.objects import (
+    Obj,
+    ReflectionPolicy,
+    Remap,
+    Slice,
+    VkOptions,
+    annotations_of,
+    key_of,
+    labels_of,
+    offloaded_to,
+    pod_ips,
+    read_configuration,
+    read_slice,
+    tunnel_count,
+    v4,
+    v4_networks,
+    valid_cluster_id,
+    vk_options,
+)
 from peerwall.compile import names
 from peerwall.compile.membership import memberships
 from peerwall.compile.state import ApiServer, PeerState, SetKind
-from peerwall.model.addressing import translate
 from peerwall.model.spec import SecurityMode
 
 log = logging.getLogger("peerwall.agent.kube")
-
-Obj = Mapping[str, Any]
 
 
 class PodRole(Enum):
@@ -75,14 +91,6 @@ class PodRole(Enum):
     """Our pods offloaded to a provider (consumer side)."""
     GATEWAY = "gateway"
     """Liqo's gateway pods here: never opened as backends."""
-
-
-class ReflectionPolicy(str, Enum):
-    """The virtual kubelet's reflection type for Services, which EndpointSlices inherit
-    (``cmd/virtual-kubelet/root/root.go`` ``getReflectorsConfigs``; chart default DenyList)."""
-
-    DENY_LIST = "DenyList"
-    ALLOW_LIST = "AllowList"
 
 
 @dataclass(frozen=True)
@@ -106,195 +114,6 @@ class Settings:
     reflection: ReflectionPolicy = ReflectionPolicy.DENY_LIST
     """The policy of a provider whose VkOptionsTemplate is not found (the virtual kubelet's own
     default); where the template exists, its policy is used."""
-
-
-# --- reading objects ---------------------------------------------------------------------------
-
-
-def key_of(obj: Obj) -> str:
-    meta = obj.get("metadata", {})
-    ns = meta.get("namespace")
-    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
-
-
-def _labels(obj: Obj) -> Mapping[str, str]:
-    return obj.get("metadata", {}).get("labels") or {}
-
-
-def _annotations(obj: Obj) -> Mapping[str, str]:
-    return obj.get("metadata", {}).get("annotations") or {}
-
-
-def _v4_networks(values: Iterable[Any], where: str) -> tuple[IPv4Network, ...]:
-    out = []
-    for v in values or ():
-        try:
-            net = ip_network(str(v), strict=False)
-        except ValueError:
-            log.warning("%s: ignoring invalid CIDR %r", where, v)
-            continue
-        if isinstance(net, IPv4Network):
-            out.append(net)
-    return tuple(out)
-
-
-def _v4(value: Any) -> IPv4Address | None:
-    try:
-        a = ip_address(str(value))
-    except ValueError:
-        return None
-    return a if isinstance(a, IPv4Address) else None
-
-
-def pod_ips(pod: Obj) -> frozenset[IPv4Address]:
-    """A running pod's IPv4 addresses; none once it is terminal (its IP may be reused)."""
-    status = pod.get("status") or {}
-    if status.get("phase") in ("Succeeded", "Failed"):
-        return frozenset()
-    values = [p.get("ip") for p in status.get("podIPs") or ()] or [status.get("podIP")]
-    return frozenset(a for a in map(_v4, values) if a is not None)
-
-
-CLUSTER_ID = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-"""Liqo's ForeignCluster ``clusterID`` pattern (``core.liqo.io_foreignclusters.yaml``), at most
-63 characters as a DNS label."""
-
-
-def valid_cluster_id(value: Any) -> bool:
-    return isinstance(value, str) and CLUSTER_ID.fullmatch(value) is not None
-
-
-def _is_true(value: str | None) -> bool:
-    """Liqo's reading of an annotation: set to anything but (case-insensitive) "false"."""
-    return value is not None and value.lower() != "false"
-
-
-def reflected(
-    slice_annotations: Mapping[str, str],
-    service_annotations: Mapping[str, str] | None,
-    policy: ReflectionPolicy,
-) -> bool:
-    """Whether the virtual kubelet reflects an EndpointSlice (``exposition/endpointslice.go``
-    ``ShouldSkipReflection`` and ``generic/namespaced.go``): an explicit annotation on the slice
-    wins (both at once is an error there: not reflected); else the policy applies to the slice's
-    Service when known, else to the slice itself."""
-    allow = _is_true(slice_annotations.get(liqo.ALLOW_REFLECTION))
-    skip = _is_true(slice_annotations.get(liqo.SKIP_REFLECTION))
-    if allow or skip:
-        return allow and not skip
-    ann = service_annotations if service_annotations is not None else slice_annotations
-    if policy is ReflectionPolicy.ALLOW_LIST:
-        return _is_true(ann.get(liqo.ALLOW_REFLECTION))
-    return not _is_true(ann.get(liqo.SKIP_REFLECTION))
-
-
-def offloaded_to(offloading: Obj) -> frozenset[str]:
-    """The providers a NamespaceOffloading selects (``OffloadingRequired`` True)."""
-    conditions = (offloading.get("status") or {}).get("remoteNamespacesConditions") or {}
-    return frozenset(
-        cluster
-        for cluster, conds in conditions.items()
-        if any(
-            c.get("type") == liqo.OFFLOADING_REQUIRED and c.get("status") == "True"
-            for c in conds or ()
-        )
-    )
-
-
-@dataclass(frozen=True)
-class VkOptions:
-    """What a VkOptionsTemplate tells about EndpointSlice reflection. ``policy`` None: the virtual
-    kubelet refuses to start (an unknown reflection type), so it reflects nothing."""
-
-    policy: ReflectionPolicy | None
-    ip_reflection: bool = True
-
-    def reflects(
-        self, slice_annotations: Mapping[str, str], service: Mapping[str, str] | None
-    ) -> bool:
-        return (
-            self.ip_reflection
-            and self.policy is not None
-            and reflected(slice_annotations, service, self.policy)
-        )
-
-
-_PFLAG_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_PFLAG_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-
-
-def vk_options(template: Obj, fallback: ReflectionPolicy) -> VkOptions:
-    """The reflection a VkOptionsTemplate gives: ``reflectorsConfig.service.type``, then the
-    template's ``extraArgs`` (appended after it on the virtual kubelet's command line, so the last
-    ``--service-reflection-type`` wins, as in pflag), and ``--disable-ip-reflection``."""
-    spec = template.get("spec") or {}
-    configs = spec.get("reflectorsConfig") or {}
-    value: Any = (configs.get(liqo.SERVICE_REFLECTOR) or {}).get("type") or fallback.value
-    ip_reflection = True
-    args = [str(a) for a in spec.get("extraArgs") or ()]
-    for i, arg in enumerate(args):
-        flag, eq, given = arg.partition("=")
-        if flag == liqo.SERVICE_REFLECTION_FLAG:
-            value = given if eq else (args[i + 1] if i + 1 < len(args) else None)
-        elif flag == liqo.DISABLE_IP_REFLECTION_FLAG:
-            if not eq or given in _PFLAG_TRUE:
-                ip_reflection = False
-            elif given in _PFLAG_FALSE:
-                ip_reflection = True
-    try:
-        policy: ReflectionPolicy | None = ReflectionPolicy(value)
-    except ValueError:
-        policy = None
-    return VkOptions(policy, ip_reflection)
-
-
-@dataclass(frozen=True)
-class Remap:
-    """A peer's pod CIDRs: as it uses them (``spec``) and as we address them (``status``)."""
-
-    original: tuple[IPv4Network, ...]
-    remapped: tuple[IPv4Network, ...] | None
-
-    def to_original(self, ip: IPv4Address) -> IPv4Address | None:
-        """The inverse of Liqo's ``remapWithin``: a remapped address -> the peer's own."""
-        if self.remapped is not None and len(self.remapped) == len(self.original):
-            for spec, status in zip(self.original, self.remapped, strict=True):
-                if ip in status:
-                    return translate(ip, status, spec)
-        if any(ip in spec for spec in self.original):
-            return ip  # not remapped (no clash), or no status yet: the same address
-        return None
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    address: IPv4Address
-    node: str | None
-
-
-@dataclass(frozen=True)
-class Slice:
-    namespace: str
-    service: str | None
-    annotations: Mapping[str, str]
-    endpoints: tuple[Endpoint, ...]
-
-
-def _slice(obj: Obj) -> Slice:
-    meta = obj.get("metadata", {})
-    endpoints: list[Endpoint] = []
-    if obj.get("addressType") == "IPv4":
-        for ep in obj.get("endpoints") or ():
-            for a in ep.get("addresses") or ():
-                addr = _v4(a)
-                if addr is not None:
-                    endpoints.append(Endpoint(addr, ep.get("nodeName")))
-    return Slice(
-        meta.get("namespace", ""),
-        _labels(obj).get(liqo.SERVICE_NAME),
-        dict(_annotations(obj)),
-        tuple(endpoints),
-    )
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -390,7 +209,7 @@ class LiqoModel:
         if handler is not None:
             handler(kind, k, obj, deleted)
         elif kind == liqo.POD:
-            labels = _labels(obj)
+            labels = labels_of(obj)
             if role is PodRole.SHADOW or (role is None and liqo.MANAGED_BY in labels):
                 self._on_shadow_pod(k, obj, deleted)
             if role is PodRole.REMOTE or (role is None and liqo.LOCAL_OFFLOADED_POD in labels):
@@ -415,7 +234,7 @@ class LiqoModel:
             self._networks.pop(k, None)
         else:
             spec = obj.get("spec") or {}
-            self._networks[k] = _v4_networks([spec.get("cidr")], f"network {k}")
+            self._networks[k] = v4_networks([spec.get("cidr")], f"network {k}")
         if self.local_pod_cidrs() == before:
             return
         log.info("local pod CIDRs: %s", ", ".join(map(str, self.local_pod_cidrs())) or "(none)")
@@ -427,7 +246,7 @@ class LiqoModel:
             self._contribute_shadow(p)
 
     def _on_ip(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
-        ip = None if deleted else _v4((obj.get("spec") or {}).get("ip"))
+        ip = None if deleted else v4((obj.get("spec") or {}).get("ip"))
         if ip is None:
             self._api_ips.pop(k, None)
         else:
@@ -452,36 +271,24 @@ class LiqoModel:
         self._declare_peers()
 
     def _on_configuration(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
-        peer = _labels(obj).get(liqo.REMOTE_CLUSTER_ID)
+        peer = labels_of(obj).get(liqo.REMOTE_CLUSTER_ID)
         old = self._configs.pop(k, None)
         self._masquerade.pop(k, None)
         if not deleted and peer:
-            spec_cidr = ((obj.get("spec") or {}).get("remote") or {}).get("cidr") or {}
-            spec_pods = spec_cidr.get("pod") or ()
-            external = _v4_networks((spec_cidr.get("external") or ())[:1], f"configuration {k}")
-            if external:
-                self._masquerade[k] = external[0].network_address
-            status_remote = (obj.get("status") or {}).get("remote")
-            remapped = None
-            if status_remote and (status_remote.get("cidr") or {}).get("pod"):
-                remapped = _v4_networks(status_remote["cidr"]["pod"], f"configuration {k}")
-            self._configs[k] = (
-                peer,
-                Remap(_v4_networks(spec_pods, f"configuration {k}"), remapped),
-            )
+            remap, masquerade = read_configuration(obj, f"configuration {k}")
+            if masquerade is not None:
+                self._masquerade[k] = masquerade
+            self._configs[k] = (peer, remap)
         self._declare_peers()
         for p in {peer, old[0] if old else None} - {None}:
             self._recontribute_remote_of(str(p))
 
     def _on_gateway(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
-        peer = _labels(obj).get(liqo.REMOTE_CLUSTER_ID)
+        peer = labels_of(obj).get(liqo.REMOTE_CLUSTER_ID)
         if deleted or not peer:
             self._gateways.pop((kind.kind, k), None)
         else:
-            endpoint = (obj.get("spec") or {}).get("endpoint") or {}
-            ports = endpoint.get("ports")
-            count = len(ports) if isinstance(ports, list) and ports else 1
-            self._gateways[(kind.kind, k)] = (peer, min(count, liqo.MAX_TUNNELS))
+            self._gateways[(kind.kind, k)] = (peer, tunnel_count(obj))
         self._declare_peers()
 
     def _on_security(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
@@ -654,7 +461,7 @@ class LiqoModel:
 
     def _on_shadow_pod(self, k: str, obj: Obj, deleted: bool) -> None:
         ns = obj.get("metadata", {}).get("namespace", "")
-        if deleted or _labels(obj).get(liqo.MANAGED_BY) != liqo.MANAGED_BY_SHADOWPOD:
+        if deleted or labels_of(obj).get(liqo.MANAGED_BY) != liqo.MANAGED_BY_SHADOWPOD:
             self._shadow.pop(k, None)
             self._shadow_by_ns[ns].discard(k)
         else:
@@ -666,7 +473,7 @@ class LiqoModel:
         pod = self._shadow.get(k)
         new: dict[str, frozenset[IPv4Address]] = {}
         if pod is not None:
-            origin = _labels(pod).get(liqo.ORIGIN)
+            origin = labels_of(pod).get(liqo.ORIGIN)
             ns = pod.get("metadata", {}).get("namespace", "")
             if self._wanted(origin) and self._origin_ns.get(ns) == origin:
                 addrs = self._local(pod_ips(pod))
@@ -674,7 +481,7 @@ class LiqoModel:
         self._replace(f"pod/{k}", SetKind.OFFLOADED, new)
 
     def _on_namespace(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
-        origin = None if deleted else _labels(obj).get(liqo.REMOTE_CLUSTER_ID)
+        origin = None if deleted else labels_of(obj).get(liqo.REMOTE_CLUSTER_ID)
         if origin == self._origin_ns.get(k):
             return
         if origin:
@@ -690,7 +497,7 @@ class LiqoModel:
         old = self._remote.get(k)
         if old is not None:
             self._remote_by_node[old.get("spec", {}).get("nodeName", "")].discard(k)
-        if deleted or _labels(obj).get(liqo.LOCAL_OFFLOADED_POD) != "true":
+        if deleted or labels_of(obj).get(liqo.LOCAL_OFFLOADED_POD) != "true":
             self._remote.pop(k, None)
         else:
             self._remote[k] = obj
@@ -716,7 +523,7 @@ class LiqoModel:
                     self._contribute_remote(k)
 
     def _on_node(self, kind: liqo.Kind, k: str, obj: Obj, deleted: bool) -> None:
-        labels = _labels(obj)
+        labels = labels_of(obj)
         provider = labels.get(liqo.REMOTE_CLUSTER_ID)
         if deleted or labels.get(liqo.TYPE_LABEL) != liqo.VIRTUAL_NODE:
             provider = None
@@ -755,7 +562,7 @@ class LiqoModel:
         if deleted:
             self._services.pop(k, None)
         else:
-            self._services[k] = dict(_annotations(obj))
+            self._services[k] = dict(annotations_of(obj))
         if self._services.get(k) == old:
             return
         ns, _, name = k.partition("/")
@@ -769,7 +576,7 @@ class LiqoModel:
             self._slices.pop(k, None)
             self._slices_by_ns[ns].discard(k)
         else:
-            self._slices[k] = _slice(obj)
+            self._slices[k] = read_slice(obj)
             self._slices_by_ns[ns].add(k)
         self._contribute_slice(k)
 
@@ -811,13 +618,13 @@ class LiqoModel:
             self.ignored_endpoints.pop(k, None)
 
     def _on_gateway_pod(self, k: str, obj: Obj, deleted: bool) -> None:
-        is_gateway = _labels(obj).get(liqo.GATEWAY_COMPONENT) == liqo.GATEWAY_POD
+        is_gateway = labels_of(obj).get(liqo.GATEWAY_COMPONENT) == liqo.GATEWAY_POD
         before = self._gateway_pods.get(k, frozenset())
         # Its addresses whatever its phase (unlike pod_ips): a gateway that failed still holds
         # its address until it is deleted.
         status = obj.get("status") or {}
         values = [p.get("ip") for p in status.get("podIPs") or ()] + [status.get("podIP")]
-        now = frozenset(a for a in map(_v4, values) if a is not None)
+        now = frozenset(a for a in map(v4, values) if a is not None)
         after = frozenset() if deleted or not is_gateway else now
         if after == before:
             return
@@ -903,14 +710,4 @@ def _diff(old: PeerState, new: PeerState) -> str:
     return "; ".join(changed)
 
 
-__all__ = [
-    "LiqoModel",
-    "PodRole",
-    "ReflectionPolicy",
-    "Remap",
-    "Settings",
-    "VkOptions",
-    "offloaded_to",
-    "reflected",
-    "vk_options",
-]
+__all__ = ["LiqoModel", "PodRole", "Settings"]

@@ -2,7 +2,7 @@
 
 The inverse of what Liqo does for a topology (``peerwall.lab.apiserver.liqo_objects`` writes those
 objects): each cluster's objects, as the Kubernetes source lists them (``snapshot``), are read with
-the source's own readers (``model.pod_ips``, ``offloaded_to``, ``Remap``, the labels of ``liqo``),
+the source's own readers (``objects.pod_ips``, ``offloaded_to``, ``Remap``, the labels of ``liqo``),
 and joined across clusters into the document ``docs/topology-format.md`` fixes, which the views
 then load and validate like any file. Pure: no I/O.
 
@@ -30,7 +30,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from peerwall.agent.kube import liqo
-from peerwall.agent.kube.model import Remap, offloaded_to, pod_ips
+from peerwall.agent.kube.objects import Remap, offloaded_to, pod_ips
 from peerwall.errors import ClustersUnreadable
 from peerwall.model.spec import SecurityMode
 

@@ -46,7 +46,7 @@ from peerwall.agent.kube.client import (
     TooLarge,
 )
 from peerwall.agent.kube.liqo import Kind
-from peerwall.agent.kube.model import key_of
+from peerwall.agent.kube.objects import key_of
 
 log = logging.getLogger("peerwall.agent.kube")
 
