@@ -1,4 +1,10 @@
-"""Typed settings for the shell (lab, probe, agent). Every field says its unit and default."""
+"""Typed settings for the shell (lab, probe, agent), in one place. Every field says its unit and
+default.
+
+One set lives elsewhere: the Kubernetes source's ``KubeSettings`` (``agent.kube.model``), whose
+defaults are Liqo's (its tunnel name, the reflection policy) from ``agent.kube.liqo``: this module
+is imported by the prober, which sits below the agent, so it may not import the agent's modules.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from peerwall.compile.state import API_PORT
+from peerwall.compile.state import API_PORT, RING_SIZE
 from peerwall.errors import Problem, TopologyInvalid
 from peerwall.model.describe import quote
 from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES
@@ -80,3 +86,42 @@ class ProbeSettings:
             )
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    max_connections: int = 4096
+    """Connections held at once; the oldest one still sending its request makes room."""
+    evict_after: float = 1.0
+    """Seconds a connection may send its request before it can be closed to make room."""
+    request_timeout: float = 5.0
+    """Seconds a connection has to send its whole request head."""
+    write_timeout: float = 5.0
+    """Seconds a connection has to take its answer."""
+    max_request_bytes: int = 8192
+    """Size of a request head beyond which the request is refused."""
+    max_age: float = 1.0
+    """Seconds a slow route's answer is served again before it is computed anew."""
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    resync_interval: float = 10.0
+    """Seconds between read-backs of the live table (drift repair)."""
+    coalesce: float = 0.0
+    """Seconds to wait after a first event for others to join its transaction. 0: none, beyond
+    the events already queued (those that came during the previous transaction) and a burst
+    (``burst_window``)."""
+    burst_window: float = 0.002
+    """When another event comes in the loop's next turn (a burst), the transaction waits this
+    many seconds for the rest of the burst; a lone event does not wait."""
+    metrics_address: str | None = "0.0.0.0:9090"
+    """``host:port`` of /metrics, /healthz, /readyz, /status; None: no HTTP endpoint."""
+    endpoint: EndpointSettings = EndpointSettings()
+    """Limits of the HTTP endpoint (connections, timeouts, how long a scrape is reused)."""
+    status_file: str | None = None
+    """Where to write a JSON status after every step (the lab waits on it)."""
+    flows_ring: int = RING_SIZE
+    """Explained drops ``/flows`` keeps (the newest)."""
+    flow_lines: bool = True
+    """Write each explained drop to the log (stderr) as a JSON line."""

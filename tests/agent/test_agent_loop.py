@@ -10,12 +10,13 @@ from importlib import resources
 from ipaddress import IPv4Address
 
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.run import Agent, AgentSettings
+from peerwall.agent.run import Agent
 from peerwall.compile import names
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
 from peerwall.dataplane.fake import FakeNft
 from peerwall.model import SecurityMode, load_topology
+from peerwall.settings import AgentSettings
 
 
 class HandSource:

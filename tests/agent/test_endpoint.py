@@ -23,13 +23,14 @@ from ipaddress import IPv4Address
 import pytest
 
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.endpoint import Endpoint, EndpointSettings, split_address
-from peerwall.agent.run import Agent, AgentSettings
+from peerwall.agent.endpoint import Endpoint, split_address
+from peerwall.agent.run import Agent
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
 from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.model import SecurityMode, load_topology
+from peerwall.settings import AgentSettings, EndpointSettings
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n"
 """A request head without its final empty line: the slow sender never finishes it."""

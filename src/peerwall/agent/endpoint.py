@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from peerwall.settings import EndpointSettings
+
 log = logging.getLogger("peerwall.agent.http")
 
 Answer = tuple[int, bytes, str]
@@ -44,22 +46,6 @@ REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
-
-
-@dataclass(frozen=True)
-class EndpointSettings:
-    max_connections: int = 4096
-    """Connections held at once; the oldest one still sending its request makes room."""
-    evict_after: float = 1.0
-    """Seconds a connection may send its request before it can be closed to make room."""
-    request_timeout: float = 5.0
-    """Seconds a connection has to send its whole request head."""
-    write_timeout: float = 5.0
-    """Seconds a connection has to take its answer."""
-    max_request_bytes: int = 8192
-    """Size of a request head beyond which the request is refused."""
-    max_age: float = 1.0
-    """Seconds a slow route's answer is served again before it is computed anew."""
 
 
 def split_address(address: str) -> tuple[str, int]:

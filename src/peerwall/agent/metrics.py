@@ -21,13 +21,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.endpoint import Answer, Endpoint, EndpointSettings
+from peerwall.agent.endpoint import Answer, Endpoint
 from peerwall.agent.enforcer import Counts
 from peerwall.compile import names
 from peerwall.compile.build import INVALID, NOT_SYN, OTHER_TUNNEL, SPOOFED
 from peerwall.compile.state import SetKind
 from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.errors import NftError
+from peerwall.settings import EndpointSettings
 
 TEXT = "text/plain"
 PROMETHEUS = "text/plain; version=0.0.4"

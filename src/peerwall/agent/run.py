@@ -32,11 +32,9 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.endpoint import EndpointSettings
 from peerwall.agent.enforcer import Enforcer, FlowTable, Step
 from peerwall.agent.flowevents import FlowEvent, FlowNamer, FlowRecorder, FlowRing
 from peerwall.agent.flowsapi import flows_route
@@ -50,9 +48,9 @@ from peerwall.agent.metrics import (
     scrape_handle,
     serve,
 )
-from peerwall.compile.state import RING_SIZE
 from peerwall.dataplane.nflog import NflogReader
 from peerwall.dataplane.nft import LibNft, Nft
+from peerwall.settings import AgentSettings
 
 log = logging.getLogger("peerwall.agent")
 
@@ -65,29 +63,6 @@ class Source(Protocol):
     changed: asyncio.Event
 
     async def run(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class AgentSettings:
-    resync_interval: float = 10.0
-    """Seconds between read-backs of the live table (drift repair)."""
-    coalesce: float = 0.0
-    """Seconds to wait after a first event for others to join its transaction. 0: none, beyond
-    the events already queued (those that came during the previous transaction) and a burst
-    (``burst_window``)."""
-    burst_window: float = 0.002
-    """When another event comes in the loop's next turn (a burst), the transaction waits this
-    many seconds for the rest of the burst; a lone event does not wait."""
-    metrics_address: str | None = "0.0.0.0:9090"
-    """``host:port`` of /metrics, /healthz, /readyz, /status; None: no HTTP endpoint."""
-    endpoint: EndpointSettings = EndpointSettings()
-    """Limits of the HTTP endpoint (connections, timeouts, how long a scrape is reused)."""
-    status_file: str | None = None
-    """Where to write a JSON status after every step (the lab waits on it)."""
-    flows_ring: int = RING_SIZE
-    """Explained drops ``/flows`` keeps (the newest)."""
-    flow_lines: bool = True
-    """Write each explained drop to the log (stderr) as a JSON line."""
 
 
 class TableWatch(Protocol):
