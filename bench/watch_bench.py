@@ -94,7 +94,7 @@ def topology(n: int) -> Any:
 CHILD = """
 import asyncio, json, resource, sys
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeApi, KubeSource, Settings
+from peerwall.agent.kube import KubeApi, KubeSource, KubeSettings
 from peerwall.agent.kube import liqo
 from peerwall.compile.state import CONNCHECK_PORT
 
@@ -109,7 +109,7 @@ async def main(kubeconfig, peers):
         # A client each, as each gateway's agent has (one client's pool holds 100 connections).
         apis.append(KubeApi.from_config(kubeconfig))
         d = DesiredState("unknown", liqo.TUNNEL_PATTERN, CONNCHECK_PORT)
-        sources.append(KubeSource(apis[-1], d, Settings(peer=p)))
+        sources.append(KubeSource(apis[-1], d, KubeSettings(peer=p)))
     tasks = [asyncio.create_task(s.run()) for s in sources]
     await asyncio.wait_for(asyncio.gather(*(s.synced.wait() for s in sources)), 300)
     out = {"after_imports": base, "synced": rss(),

@@ -24,7 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from peerwall.agent.kube.model import Settings
+from peerwall.agent.kube.model import KubeSettings
 from peerwall.agent.kube.source import watch_specs
 from peerwall.model import SecurityMode
 
@@ -432,13 +432,13 @@ def test_rbac_is_read_only_and_limited_to_the_watched_kinds() -> None:
     watched = {
         (spec.kind.group, spec.kind.plural)
         for peer in (None, "peer-1")
-        for spec, _role in watch_specs(Settings(peer=peer))
+        for spec, _role in watch_specs(KubeSettings(peer=peer))
     }
     assert granted == watched
     # What is read only in Liqo's namespace is granted there only (to the agent's own account).
     in_liqo_ns = {
         (spec.kind.group, spec.kind.plural)
-        for spec, _role in watch_specs(Settings())
+        for spec, _role in watch_specs(KubeSettings())
         if spec.namespace is not None
     }
     namespaced = one(objs, "ClusterRole", "peerwall-agent-liqo-namespace")["rules"]

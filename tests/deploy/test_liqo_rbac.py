@@ -16,7 +16,7 @@ import pytest
 
 from kubeapi.chart import LIQO_VERSIONS, chart_objects, liqo_objects, rbac_objects
 from kubeapi.rbac import RBAC_GROUP, Policy, Request, User
-from peerwall.agent.kube.model import Settings
+from peerwall.agent.kube.model import KubeSettings
 from peerwall.agent.kube.source import watch_specs
 
 LIQO_NS = "liqo"
@@ -87,7 +87,7 @@ def test_the_gateways_serviceaccount_gets_liqos_rules_and_every_watch_of_the_age
     # Liqo's own gateway keeps what liqo-gateway gives it.
     for rule in p.cluster_role_rules(LIQO_ROLE):
         assert rule in p.cluster_role_rules(PEERWALL_ROLE)
-    for spec, _ in [*watch_specs(Settings(peer="cluster-b")), *watch_specs(Settings())]:
+    for spec, _ in [*watch_specs(KubeSettings(peer="cluster-b")), *watch_specs(KubeSettings())]:
         name = None
         if spec.fields and spec.fields.startswith("metadata.name="):
             name = spec.fields.removeprefix("metadata.name=")
@@ -101,7 +101,7 @@ def test_the_agents_roles_give_nothing_beyond_its_watches() -> None:
     watched = {
         (spec.kind.group, spec.kind.plural)
         for peer in (None, "cluster-b")
-        for spec, _ in watch_specs(Settings(peer=peer))
+        for spec, _ in watch_specs(KubeSettings(peer=peer))
     }
     roles = [
         o

@@ -22,13 +22,14 @@ from faultkit import FaultRecord
 from kubeapi import liqo_objects as L
 from kubeapi.faulty import FaultyApiServer
 from kubeapi.harness import Harness, run, running
-from peerwall.agent.kube import Settings
-from peerwall.agent.run import Agent, AgentSettings
+from peerwall.agent.kube import KubeSettings
+from peerwall.agent.run import Agent
 from peerwall.compile.state import SetKind
 from peerwall.dataplane.fake import FakeNft
 from peerwall.model.load import load_topology
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
+from peerwall.settings import AgentSettings
 
 SEED = Path(__file__).parent.parent / "agent" / "kube" / "seed-topology.yaml"
 SHADOW = "liqo.io/managed-by"
@@ -106,7 +107,7 @@ def test_a_malformed_list_keeps_the_last_good_state_and_is_retried(
     async def main() -> None:
         server = FaultyApiServer()
         async with running(
-            "fake", tmp_path, narrowed(), Settings(default_mode=FULL), server=server
+            "fake", tmp_path, narrowed(), KubeSettings(default_mode=FULL), server=server
         ) as h:
             await h.all_watching()
             security = h.reflector("peeringsecurities")

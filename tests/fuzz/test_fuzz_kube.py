@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis_profiles import budget
 from kubeapi import liqo_objects as L
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import LiqoModel, Settings, liqo
+from peerwall.agent.kube import KubeSettings, LiqoModel, liqo
 from peerwall.agent.kube.model import PodRole
 from peerwall.agent.kube.objects import valid_cluster_id
 from peerwall.compile.build import build
@@ -188,7 +188,7 @@ def quiet() -> Iterator[None]:
 
 
 def new_model(per_peer_tunnels: bool) -> LiqoModel:
-    settings = Settings(tunnel=tunnel_ifname) if per_peer_tunnels else Settings()
+    settings = KubeSettings(tunnel=tunnel_ifname) if per_peer_tunnels else KubeSettings()
     m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, 12345), settings)
     for kind, obj, role in BASE:
         m.apply(kind, copy.deepcopy(obj), role)

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from kubeapi.fake import CORE, CRD_FILES, FakeApiServer, Resource, crd_resources
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import Backoff, KubeApi, KubeSource, Settings
+from peerwall.agent.kube import Backoff, KubeApi, KubeSettings, KubeSource
 from peerwall.agent.kube import liqo as L
 from peerwall.compile.names import tunnel_ifname
 from peerwall.compile.state import CONNCHECK_PORT, GatewayState
@@ -224,7 +224,7 @@ async def running(
     backend: str,
     tmp_path: Path,
     objects: Iterable[Obj] = (),
-    settings: Settings | None = None,
+    settings: KubeSettings | None = None,
     *,
     synced: bool = True,
     timeout_seconds: int = 300,
@@ -233,7 +233,7 @@ async def running(
 ) -> AsyncIterator[Harness]:
     """Objects created, then a source started on them (and synced, unless told not to wait).
     ``server``: the fake to run (a subclass that injects faults), for the fake backend."""
-    settings = settings or Settings()
+    settings = settings or KubeSettings()
     if settings.peer is None:
         # One source for every peer, as in the lab's gateways: a tunnel each. (On Liqo's one
         # liqo-tunnel per gateway pod, the source refuses two peers: one agent per peer, --peer.)

@@ -151,9 +151,10 @@ def agent(
 
     import asyncio
 
-    from peerwall.agent.run import Agent, AgentSettings
+    from peerwall.agent.run import Agent
     from peerwall.dataplane.conntrack import Conntrack
     from peerwall.dataplane.nft import LibNft
+    from peerwall.settings import AgentSettings
 
     settings = AgentSettings(
         flows_ring=flows_ring,
@@ -262,7 +263,7 @@ def _kubernetes(
     context: str | None = None,
 ) -> tuple[Source, DesiredState]:
     from peerwall.agent.desired import DesiredState
-    from peerwall.agent.kube.model import Settings
+    from peerwall.agent.kube.model import KubeSettings
     from peerwall.agent.kube.source import KubeSource
 
     mode = resolve_mode(sets, values).mode
@@ -270,7 +271,7 @@ def _kubernetes(
 
     desired = DesiredState("unknown", pattern, CONNCHECK_PORT)
     api = _kube_api(kubeconfig, context)
-    settings = Settings(
+    settings = KubeSettings(
         default_mode=mode,
         default_audit=resolve_audit(sets, values),
         peer=peer or None,

@@ -27,7 +27,7 @@ from kubeapi.liqo_objects import (
     cluster_objects,
     is_gateway_server,
 )
-from peerwall.agent.kube import Settings, liqo
+from peerwall.agent.kube import KubeSettings, liqo
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import CONNCHECK_PORT, ApiServer, GatewayState, PeerState, SetKind
 from peerwall.model.addressing import translate
@@ -131,7 +131,7 @@ def test_kubernetes_objects_give_the_topologys_state(
     async def main() -> None:
         objects = cluster_objects(topology, cluster, api_cluster_ip(topology, cluster))
         peer = "c2" if cluster == "c1" else "c1"  # the gateway pod's peer, as the chart says
-        settings = Settings(default_mode=mode, peer=peer)
+        settings = KubeSettings(default_mode=mode, peer=peer)
         async with running(backend, tmp_path, objects, settings) as h:
             assert h.state() == expected(cluster, mode)
 
@@ -220,7 +220,7 @@ def test_kubernetes_objects_give_gateway_state(
                     backend,
                     tmp_path,
                     cluster_objects(topology, c.name),
-                    Settings(default_mode=chart_default, peer=peer),
+                    KubeSettings(default_mode=chart_default, peer=peer),
                 ) as h:
                     assert h.state() == replace(want, peers={peer: want.peers[peer]}), c.name
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kubeapi import liqo_objects as L
 from kubeapi.harness import Harness, run, running
-from peerwall.agent.kube import Settings
+from peerwall.agent.kube import KubeSettings
 from peerwall.compile.state import SetKind
 from peerwall.model.load import load_topology
 from peerwall.model.spec import SecurityMode
@@ -143,7 +143,7 @@ def test_namespace_offloaded_to_one_more_provider(backend: str, tmp_path: Path) 
 def test_peering_security_switches_a_peers_mode(backend: str, tmp_path: Path) -> None:
     async def main() -> None:
         async with running(
-            backend, tmp_path, L.cluster_objects(three(), "c1"), Settings(default_mode=FULL)
+            backend, tmp_path, L.cluster_objects(three(), "c1"), KubeSettings(default_mode=FULL)
         ) as h:
             mode = lambda peer: h.state().peers[peer].mode  # noqa: E731
             assert mode("c2") is mode("c3") is FULL
@@ -219,7 +219,7 @@ def test_api_server_address_follows_its_ip_resource(backend: str, tmp_path: Path
 
 def test_sidecar_serves_only_its_peer(backend: str, tmp_path: Path) -> None:
     async def main() -> None:
-        settings = Settings(peer="c3")
+        settings = KubeSettings(peer="c3")
         objects = [*L.cluster_objects(three(), "c1"), L.namespace_offloading("shop", ["c2", "c3"])]
         async with running(backend, tmp_path, objects, settings) as h:
             assert list(h.state().peers) == ["c3"]

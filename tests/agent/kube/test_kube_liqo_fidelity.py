@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from kubeapi import liqo_objects as L
 from kubeapi.harness import Harness, run, running
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import LiqoModel, ReflectionPolicy, Settings, liqo
+from peerwall.agent.kube import KubeSettings, LiqoModel, ReflectionPolicy, liqo
 from peerwall.agent.kube.objects import VkOptions, vk_options
 from peerwall.agent.kube.source import IgnoredEndpoints
 from peerwall.compile.state import SetKind
@@ -269,7 +269,7 @@ def test_endpoints_outside_the_local_pod_cidrs_are_ignored_logged_and_counted(
 def test_ignored_endpoints_are_never_opened_under_any_reflection() -> None:
     """Whatever the policy, the pod-CIDR filter holds (the model alone, every policy)."""
     for policy in ReflectionPolicy:
-        m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, None), Settings(reflection=policy))
+        m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings(reflection=policy))
         for obj, kind in (
             (L.pod_cidr_network("10.10.0.0/16"), liqo.NETWORK),
             (L.foreign_cluster("c2"), liqo.FOREIGN_CLUSTER),
@@ -339,7 +339,7 @@ def test_several_tunnels_per_gateway(
             if o["kind"] not in ("GatewayServer", "GatewayClient") or o["metadata"]["name"] != "c2"  # type: ignore[index]
         ]
         objects.append(L.gateway("c2", we_serve, ports=[51840, 51841, 51842]))
-        async with running(backend, tmp_path, objects, Settings(peer="c2")) as h:
+        async with running(backend, tmp_path, objects, KubeSettings(peer="c2")) as h:
             peer = h.state().peers["c2"]
             assert peer.tunnels == ("liqo-tunnel", "liqo-tunnel1", "liqo-tunnel2")
             assert peer.gateways == tuple(map(ip, peer_addresses))
@@ -350,7 +350,7 @@ def test_several_tunnels_per_gateway(
 
 
 def test_ignored_endpoints_collector_reads_a_fresh_model() -> None:
-    m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, None), Settings())
+    m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings())
     registry = CollectorRegistry()
     registry.register(IgnoredEndpoints(m))
     text = generate_latest(registry).decode()

@@ -9,7 +9,7 @@ import pytest
 
 from kubeapi import liqo_objects as L
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import Backoff, LiqoModel, ReflectionPolicy, Settings, liqo
+from peerwall.agent.kube import Backoff, KubeSettings, LiqoModel, ReflectionPolicy, liqo
 from peerwall.agent.kube.model import PodRole
 from peerwall.agent.kube.objects import Remap, offloaded_to, reflected
 from peerwall.compile.state import ApiServer, SetKind
@@ -75,7 +75,7 @@ def test_backoff_is_bounded_and_jittered() -> None:
 
 
 def model(**settings: object) -> LiqoModel:
-    m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, None), Settings(**settings))  # type: ignore[arg-type]
+    m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings(**settings))  # type: ignore[arg-type]
     for obj in (
         L.pod_cidr_network("10.10.0.0/16"),
         L.api_server_ip("10.96.0.1", "10.70.0.1"),

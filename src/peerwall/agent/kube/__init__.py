@@ -5,9 +5,9 @@ list/watch protocol and ``docs/kubernetes.md`` for the whole picture.
 """
 
 from peerwall.agent.kube.client import KubeApi
-from peerwall.agent.kube.model import LiqoModel, Settings
+from peerwall.agent.kube.model import KubeSettings, LiqoModel
 from peerwall.agent.kube.objects import ReflectionPolicy
 from peerwall.agent.kube.source import KubeSource
 from peerwall.agent.kube.watch import Backoff
 
-__all__ = ["Backoff", "KubeApi", "KubeSource", "LiqoModel", "ReflectionPolicy", "Settings"]
+__all__ = ["Backoff", "KubeApi", "KubeSettings", "KubeSource", "LiqoModel", "ReflectionPolicy"]

@@ -94,7 +94,11 @@ class PodRole(Enum):
 
 
 @dataclass(frozen=True)
-class Settings:
+class KubeSettings:
+    """The Kubernetes source's settings. Every other set is in ``peerwall.settings``; this one
+    stays with the source because its defaults are Liqo's (``liqo``), which that module, below the
+    agent in the layers, may not import."""
+
     default_mode: SecurityMode = SecurityMode.FULL_POD_TO_POD
     """The chart's ``networking.securityMode``: the mode of a peering without PeeringSecurity."""
     default_audit: bool = False
@@ -126,7 +130,7 @@ def _fmt(addrs: Iterable[IPv4Address]) -> str:
 class LiqoModel:
     """What the watched objects imply for one gateway, kept in a ``DesiredState``."""
 
-    def __init__(self, desired: DesiredState, settings: Settings) -> None:
+    def __init__(self, desired: DesiredState, settings: KubeSettings) -> None:
         self.desired = desired
         self.settings = settings
         self.cluster_id: str | None = None
@@ -638,7 +642,7 @@ class LiqoModel:
 
     def _vk(self, provider: str) -> list[VkOptions]:
         """The reflection of each virtual kubelet serving ``provider`` (the default template's
-        when no VirtualNode is known); a template not found: ``Settings.reflection``."""
+        when no VirtualNode is known); a template not found: ``KubeSettings.reflection``."""
         refs = {t for p, t in self._vnodes.values() if p == provider}
         if not refs:
             refs = {f"{self.settings.liqo_namespace}/{liqo.VK_OPTIONS_DEFAULT}"}
@@ -710,4 +714,4 @@ def _diff(old: PeerState, new: PeerState) -> str:
     return "; ".join(changed)
 
 
-__all__ = ["LiqoModel", "PodRole", "Settings"]
+__all__ = ["KubeSettings", "LiqoModel", "PodRole"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from peerwall.agent.kube import liqo
 from peerwall.agent.kube.client import ApiError, KubeApi
-from peerwall.agent.kube.model import Settings
+from peerwall.agent.kube.model import KubeSettings
 from peerwall.agent.kube.picture import ClusterObjects, PictureError, topology_document
 from peerwall.agent.kube.source import watch_specs
 from peerwall.agent.kube.watch import WatchSpec
@@ -36,10 +36,10 @@ class ClusterRef:
         )
 
 
-def selections(settings: Settings | None = None) -> list[WatchSpec]:
+def selections(settings: KubeSettings | None = None) -> list[WatchSpec]:
     """The source's selections, pods and namespaces widened to all; each listed once."""
     out: list[WatchSpec] = [WatchSpec(liqo.POD), WatchSpec(liqo.NAMESPACE)]
-    for spec, _role in watch_specs(settings or Settings()):
+    for spec, _role in watch_specs(settings or KubeSettings()):
         if spec.kind not in (liqo.POD, liqo.NAMESPACE) and spec not in out:
             out.append(spec)
     return out

@@ -5,7 +5,7 @@ initial list has been handed over: until then the agent stays fail-closed, since
 cluster would allow less (or, for a mode not yet read, more) than it should. ``changed`` is set
 after every event; the agent clears it and takes the desired state's netted changes.
 
-In sidecar mode (``Settings.peer``) the selections that can be narrowed to the one peer are
+In sidecar mode (``KubeSettings.peer``) the selections that can be narrowed to the one peer are
 filtered by the API server; virtual nodes never are (a backend on *any* provider's virtual node is
 not a local backend), nor the cluster-wide kinds that are few (ForeignCluster, PeeringSecurity).
 """
@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import liqo
 from peerwall.agent.kube.client import KubeApi
-from peerwall.agent.kube.model import LiqoModel, PodRole, Settings
+from peerwall.agent.kube.model import KubeSettings, LiqoModel, PodRole
 from peerwall.agent.kube.watch import QUIET_TIMEOUT, Backoff, Reflector, WatchSpec
 
 __all__ = ["IgnoredEndpoints", "KubeSource", "watch_specs"]
@@ -32,7 +32,7 @@ __all__ = ["IgnoredEndpoints", "KubeSource", "watch_specs"]
 log = logging.getLogger("peerwall.agent.kube")
 
 
-def watch_specs(settings: Settings) -> list[tuple[WatchSpec, PodRole | None]]:
+def watch_specs(settings: KubeSettings) -> list[tuple[WatchSpec, PodRole | None]]:
     """Every selection the source watches (with, for pods, which of the two it is)."""
     ns = settings.liqo_namespace
     peer = settings.peer
@@ -108,7 +108,7 @@ class KubeSource:
         self,
         api: KubeApi,
         desired: DesiredState,
-        settings: Settings,
+        settings: KubeSettings,
         *,
         backoff: Backoff | None = None,
         timeout_seconds: int = 300,
