@@ -162,7 +162,7 @@ def test_only_flows_the_state_forbids_are_cleared() -> None:
                 f.proto,
                 Tuple(
                     f.orig.src,
-                    nat.seen_by_peer.network_address
+                    nat.remapped.network_address
                     + (int(f.orig.dst) - int(nat.local.network_address)),
                     f.orig.sport,
                     f.orig.dport,

@@ -121,8 +121,8 @@ def test_peer_chain_and_base_chains() -> None:
     t = example("seed.yaml")
     rs = table(t, "C1", SEG)
     chain = rs.chain(names.peer_chain("C2"))
-    view = t.addresses.view("C1", "C2")
-    spoofed = Match("ip saddr", view, negate=True)
+    remapped = t.addresses.remapped("C1", "C2")
+    spoofed = Match("ip saddr", remapped, negate=True)
     marks = Match("ct mark", frozenset({ctmark.from_peer("C2"), ctmark.to_peer("C2")}))
     # Only an established packet (its addresses fixed by conntrack) comes before the source
     # check; each drop rule is preceded by its report: the same matches, rate-limited, to NFLOG.

@@ -623,58 +623,58 @@ def test_topology_from_data_accepts_the_yaml_dict():
 # --- address plan ------------------------------------------------------------------------------
 
 
-def check_views(t: Topology) -> None:
+def check_remapped(t: Topology) -> None:
     plan = t.addresses
     for (service, cluster), ip in plan.service_ips.items():
         cidr = t.cluster_by_name[cluster].service_cidr
         assert ip in cidr, (service, cluster, ip, cidr)
         assert ip not in (cidr.network_address, cidr.broadcast_address), (service, cluster, ip)
     for k in t.clusters:
-        views = []
+        cidrs = []
         for peer in t.peers[k.name]:
-            view = plan.view(k.name, peer)
+            remapped = plan.remapped(k.name, peer)
             peer_cidr = t.cluster_by_name[peer].pod_cidr
-            assert view.prefixlen == peer_cidr.prefixlen, (k.name, peer, view)
-            assert not view.overlaps(k.pod_cidr), (k.name, peer, view)
-            assert not view.overlaps(k.service_cidr), (k.name, peer, view)
-            views.append(view)
-        for i, a in enumerate(views):
-            for b in views[i + 1 :]:
+            assert remapped.prefixlen == peer_cidr.prefixlen, (k.name, peer, remapped)
+            assert not remapped.overlaps(k.pod_cidr), (k.name, peer, remapped)
+            assert not remapped.overlaps(k.service_cidr), (k.name, peer, remapped)
+            cidrs.append(remapped)
+        for i, a in enumerate(cidrs):
+            for b in cidrs[i + 1 :]:
                 assert not a.overlaps(b), (k.name, a, b)
-    assert set(plan.views) == {(k, p) for k in t.peers for p in t.peers[k]}
+    assert set(plan.remapped_cidrs) == {(k, p) for k in t.peers for p in t.peers[k]}
     # Remapped CIDRs are unique across the virtual cluster: an address on a tunnel names one thing.
-    remaps = [v for (k, r), v in plan.views.items() if v != t.cluster_by_name[r].pod_cidr]
+    remaps = [v for (k, r), v in plan.remapped_cidrs.items() if v != t.cluster_by_name[r].pod_cidr]
     for i, a in enumerate(remaps):
         for b in remaps[i + 1 :]:
             assert not a.overlaps(b), (a, b)
         assert not any(a.overlaps(c.pod_cidr) or a.overlaps(c.service_cidr) for c in t.clusters)
 
 
-def test_seed_views_are_remapped_because_the_pod_cidrs_overlap():
+def test_seed_cidrs_are_remapped_because_the_pod_cidrs_overlap():
     t = load_topology(seed_text())
     assert t.cluster_by_name["C1"].pod_cidr == t.cluster_by_name["C2"].pod_cidr
-    check_views(t)
+    check_remapped(t)
     plan = t.addresses
-    assert plan.view("C1", "C2") != IPv4Network("10.244.0.0/16")
-    assert plan.view("C2", "C1") != IPv4Network("10.244.0.0/16")
-    # Seen from C1, P4 (running in C2) is translated into C1's view of C2.
+    assert plan.remapped("C1", "C2") != IPv4Network("10.244.0.0/16")
+    assert plan.remapped("C2", "C1") != IPv4Network("10.244.0.0/16")
+    # Seen from C1, P4 (running in C2) is translated into C2's remapped CIDR in C1.
     p4 = t.pod_by_name["P4"]
     assert plan.pod_seen_from(p4, "C2") == p4.ip
-    assert plan.pod_seen_from(p4, "C1") in plan.view("C1", "C2")
+    assert plan.pod_seen_from(p4, "C1") in plan.remapped("C1", "C2")
 
 
 def test_disjoint_cidrs_are_not_remapped():
     t = load_topology(BASE)
     plan = t.addresses
-    assert plan.view("C2", "C3") == IPv4Network("10.245.0.0/16")
-    assert plan.view("C3", "C2") == IPv4Network("10.244.0.0/16")
-    check_views(t)
+    assert plan.remapped("C2", "C3") == IPv4Network("10.245.0.0/16")
+    assert plan.remapped("C3", "C2") == IPv4Network("10.244.0.0/16")
+    check_remapped(t)
 
 
 @budget(60)
 @given(topologies())
-def test_every_peered_pair_gets_a_non_overlapping_view(data):
-    check_views(topology_from_data(data, "generated"))
+def test_every_peered_pair_gets_a_non_overlapping_remapped_cidr(data):
+    check_remapped(topology_from_data(data, "generated"))
 
 
 def test_service_ips_stay_inside_a_small_service_cidr():
@@ -690,7 +690,7 @@ def test_service_ips_stay_inside_a_small_service_cidr():
     except TopologyInvalid as exc:
         assert [p.path for p in exc.problems] == ["clusters[0].serviceCIDR"]
         return
-    check_views(t)
+    check_remapped(t)
 
 
 def test_a_valid_topology_always_gets_an_address_plan():
@@ -708,7 +708,7 @@ def test_a_valid_topology_always_gets_an_address_plan():
     except TopologyInvalid as exc:
         assert any(p.path.endswith(".podCIDR") for p in exc.problems), exc.problems
         return
-    check_views(t)
+    check_remapped(t)
 
 
 def test_repeated_key_is_an_error_not_a_silent_overwrite():

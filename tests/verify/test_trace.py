@@ -83,7 +83,7 @@ def test_traced_table_equals_expected_on_generated_topologies(
 def from_c1(t: Topology, pod: str) -> IPv4Address:
     """``pod`` of C1 as C2 sees it (after C1's SNAT)."""
     return translate(
-        t.pod_by_name[pod].ip, t.cluster_by_name["C1"].pod_cidr, t.addresses.view("C2", "C1")
+        t.pod_by_name[pod].ip, t.cluster_by_name["C1"].pod_cidr, t.addresses.remapped("C2", "C1")
     )
 
 
@@ -200,8 +200,8 @@ def test_the_gateway_input_hook_lets_in_only_the_link_needs() -> None:
 def test_nat_chains_translate_by_prefix() -> None:
     t = example("seed.yaml")
     rs = table(t, "C2", SEG)
-    view = t.addresses.view("C1", "C2")  # how C1 addresses C2's pods
-    arriving = Packet(names.tunnel_ifname("C1"), None, from_c1(t, "P1"), view[1])
+    remapped = t.addresses.remapped("C1", "C2")  # how C1 addresses C2's pods
+    arriving = Packet(names.tunnel_ifname("C1"), None, from_c1(t, "P1"), remapped[1])
     verdict, out, rules = run_hook(rs, "prerouting", arriving)
     assert (verdict, out.daddr, out.saddr) == ("accept", t.pod_by_name["P4"].ip, arriving.saddr)
     assert len(rules) == 1
@@ -210,7 +210,7 @@ def test_nat_chains_translate_by_prefix() -> None:
     leaving = Packet(
         POD_IFNAME, names.tunnel_ifname("C1"), t.pod_by_name["P5"].ip, from_c1(t, "P1")
     )
-    assert run_hook(rs, "postrouting", leaving)[1].saddr in view
+    assert run_hook(rs, "postrouting", leaving)[1].saddr in remapped
     # Before routing there is no output interface: an oifname match never matches.
     assert run_hook(rs, "postrouting", replace(leaving, oif=None))[1] == replace(leaving, oif=None)
 

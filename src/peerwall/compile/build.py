@@ -312,7 +312,7 @@ def build(state: GatewayState) -> Ruleset:
             dnat.append(
                 _rule(
                     Match("iifname", peer.tunnel),
-                    Match("ip daddr", tunnel.seen_by_peer),
+                    Match("ip daddr", tunnel.remapped),
                     Nat("dnat", tunnel.local),
                 )
             )
@@ -320,7 +320,7 @@ def build(state: GatewayState) -> Ruleset:
                 _rule(
                     Match("oifname", peer.tunnel),
                     Match("ip saddr", tunnel.local),
-                    Nat("snat", tunnel.seen_by_peer),
+                    Nat("snat", tunnel.remapped),
                 )
             )
     if dnat:

@@ -75,20 +75,20 @@ def gateway_state(
     api = ApiServer(addresses.api_ip(cluster), api_port) if me.api_server else None
     peers = {}
     for peer in topology.peers[cluster]:
-        seen_by_peer = addresses.view(peer, cluster)
+        remapped_here = addresses.remapped(peer, cluster)  # our pod CIDR as the peer reaches it
         peers[peer] = PeerState(
             name=peer,
             tunnel=tunnel(peer),
             mode=decider.mode(cluster, peer).mode,
-            sources=(addresses.view(cluster, peer),),
+            sources=(addresses.remapped(cluster, peer),),
             # The API server sits inside the pod CIDR: FullPodToPod opens it with the CIDR.
             full_access=(me.pod_cidr,),
             members={k: frozenset(v) for k, v in members[peer].items()},
             api=api,
             gateway=(gateways or {}).get(peer),
             masquerade=topology.cluster_by_name[peer].masquerade_source,
-            nat=PrefixNat(seen_by_peer, me.pod_cidr)
-            if nat and seen_by_peer != me.pod_cidr
+            nat=PrefixNat(remapped_here, me.pod_cidr)
+            if nat and remapped_here != me.pod_cidr
             else None,
             audit=audit if (said := topology.peering_audit(cluster, peer)) is None else said,
         )

@@ -110,8 +110,8 @@ def stale(state: GatewayState, flow: Flow) -> str | None:
 def _stale_from(state: GatewayState, peer: PeerState, flow: Flow) -> str | None:
     """A connection ``peer`` opened to this cluster."""
     nat = peer.nat
-    if nat is not None and flow.orig.dst in nat.seen_by_peer:
-        want = translate(flow.orig.dst, nat.seen_by_peer, nat.local)
+    if nat is not None and flow.orig.dst in nat.remapped:
+        want = translate(flow.orig.dst, nat.remapped, nat.local)
         if flow.reply.src != want:
             return f"from {peer.name}: NAT binding {flow.reply.src}, the rules make {want}"
     if not _admitted(state, peer, flow):
@@ -123,7 +123,7 @@ def _stale_to(peer: PeerState, flow: Flow) -> str | None:
     """A connection opened from this cluster to ``peer``: ours to make, only its NAT is checked."""
     nat = peer.nat
     if nat is not None and flow.orig.src in nat.local:
-        want = translate(flow.orig.src, nat.local, nat.seen_by_peer)
+        want = translate(flow.orig.src, nat.local, nat.remapped)
         if flow.reply.dst != want:
             return f"to {peer.name}: source NAT {flow.reply.dst}, the rules make {want}"
     return None

@@ -87,11 +87,12 @@ class ApiServer:
 class PrefixNat:
     """Remapping done by this gateway for one peer (the lab's job; Liqo v1 does its own).
 
-    The peer addresses our pods through ``seen_by_peer``: traffic from the peer to it is
-    destination-NATed to ``local``, and our traffic to the peer source-NATed into it.
+    The peer addresses our pods through ``remapped`` (our pod CIDR remapped in the peer): traffic
+    from the peer to it is destination-NATed to ``local``, and our traffic to the peer
+    source-NATed into it.
     """
 
-    seen_by_peer: IPv4Network
+    remapped: IPv4Network
     local: IPv4Network
 
 

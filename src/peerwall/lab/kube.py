@@ -113,7 +113,7 @@ def liqo_masquerade(plan: LabPlan, cluster: str) -> list[str]:
         ifname, _, _ = plan.tunnel(cluster, peer)
         only = "" if me.full_masquerade else f" ip saddr != {me.pod_cidr}"
         rules.append(
-            f'oifname "{ifname}" ip daddr {t.addresses.view(cluster, peer)}{only}'
+            f'oifname "{ifname}" ip daddr {t.addresses.remapped(cluster, peer)}{only}'
             f" snat ip to {me.masquerade_source}"
         )
     return rules

@@ -232,7 +232,9 @@ def wiring(plan: LabPlan) -> Wiring:
         gw = plan.gateway_ns(c.name)
         for peer in t.peers[c.name]:
             ifname, _, peer_ip = plan.tunnel(c.name, peer)
-            routes.append(Route(gw, f"{t.addresses.view(c.name, peer)} via {peer_ip} dev {ifname}"))
+            routes.append(
+                Route(gw, f"{t.addresses.remapped(c.name, peer)} via {peer_ip} dev {ifname}")
+            )
             external = t.cluster_by_name[peer].external_cidr
             if external is not None:
                 # Replies to the peer's masquerade source (Liqo routes its external CIDR so too).

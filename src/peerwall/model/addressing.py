@@ -1,10 +1,13 @@
 """The address book of a virtual cluster: how each cluster addresses the others, and service IPs.
 
 Pod CIDRs of different clusters may overlap (the seed's do). Like Liqo, each cluster K addresses a
-peer R's pods through ``view(K, R)``: R's own pod CIDR when that clashes with nothing K already
-uses, else a remapped CIDR of the same size. The sender source-NATs its pods into the receiver's
-view of it; the receiver destination-NATs its own view back to real addresses. Every agent
-computes the same book from the same topology, so no negotiation is needed.
+peer R's pods through R's *remapped* CIDR in K, ``remapped(K, R)``: R's own pod CIDR when that
+clashes with nothing K already uses, else a free CIDR of the same size. (The one name for it, as
+Liqo's Configuration has it: ``status.remote.cidr.pod``, "Remapped Pod CIDR", is how the local
+cluster sees the remote one, equal to the original when nothing clashes.) The sender source-NATs
+its pods into the receiver's remapped CIDR of it; the receiver destination-NATs its own remapped
+CIDR back to real addresses. Every agent computes the same book from the same topology, so no
+negotiation is needed.
 
 The book is built from the clusters' CIDRs and the peerings (``Topology.addresses`` hands them
 over) and holds pod CIDRs, not the topology: this module sits below ``model.topology``.
@@ -69,24 +72,25 @@ class Placed(Protocol):
 
 @dataclass(frozen=True)
 class AddressBook:
-    views: Mapping[tuple[str, str], IPv4Network]
-    """(K, R) -> the CIDR through which cluster K reaches the pods of its peer R."""
+    remapped_cidrs: Mapping[tuple[str, str], IPv4Network]
+    """(K, R) -> R's remapped CIDR in K: the CIDR through which cluster K reaches R's pods."""
     service_ips: Mapping[tuple[str, str], IPv4Address]
     """(service, cluster) -> ClusterIP of the service (home or reflected copy) in that cluster."""
     pod_cidrs: Mapping[str, IPv4Network]
     """cluster -> its own pod CIDR."""
 
-    def view(self, local: str, peer: str) -> IPv4Network:
-        return self.views[(local, peer)]
+    def remapped(self, local: str, peer: str) -> IPv4Network:
+        """``peer``'s remapped CIDR in ``local``."""
+        return self.remapped_cidrs[(local, peer)]
 
     def seen_from(self, ip: IPv4Address, owner: str, viewer: str) -> IPv4Address | None:
         """The address ``viewer`` uses for ``ip`` of cluster ``owner``; None when not peered."""
         if owner == viewer:
             return ip
-        view = self.views.get((viewer, owner))
-        if view is None:
+        remapped = self.remapped_cidrs.get((viewer, owner))
+        if remapped is None:
             return None
-        return translate(ip, self.pod_cidrs[owner], view)
+        return translate(ip, self.pod_cidrs[owner], remapped)
 
     def pod_seen_from(self, pod: Placed, viewer: str) -> IPv4Address | None:
         return self.seen_from(pod.ip, pod.physical, viewer)
@@ -115,7 +119,7 @@ def address_book(
     by_name = {c.name: c for c in clusters}
     everything = [c.pod_cidr for c in clusters] + [c.service_cidr for c in clusters]
     everything += [c.external_cidr for c in clusters if c.external_cidr is not None]
-    views: dict[tuple[str, str], IPv4Network] = {}
+    remapped: dict[tuple[str, str], IPv4Network] = {}
     # Remaps are unique across the whole virtual cluster, so that an address on a tunnel names one
     # thing: the two directions of a connection never share a remapped CIDR.
     remaps: list[IPv4Network] = []
@@ -133,7 +137,7 @@ def address_book(
                     )
                 remaps.append(remap)
                 cidr = remap
-            views[(k.name, peer)] = cidr
+            remapped[(k.name, peer)] = cidr
             used.append(cidr)
 
     service_ips: dict[tuple[str, str], IPv4Address] = {}
@@ -142,4 +146,4 @@ def address_book(
         for cluster in present_in:
             service_ips[(name, cluster)] = IPv4Address(cursor[cluster])
             cursor[cluster] += 1
-    return AddressBook(views, service_ips, {c.name: c.pod_cidr for c in clusters})
+    return AddressBook(remapped, service_ips, {c.name: c.pod_cidr for c in clusters})

@@ -2,8 +2,8 @@
 
 Both ways of observing a table — the packet tracer over compiled rulesets and the prober over a
 real data plane — verify the same ``CellSpec``s, so they cannot disagree about what a cell asks.
-A destination is addressed as a pod would address it: a peer's pod through this cluster's view of
-the peer (remapped or not), a service by its name, which resolves only where the service exists
+A destination is addressed as a pod would address it: a peer's pod through the peer's remapped
+CIDR in this cluster (its own pod CIDR when nothing clashes), a service by its name, which resolves only where the service exists
 (at home, or reflected), the API server through the remapped cluster address. When a pod has no
 address for the destination at all (a service absent from its cluster, a cluster it is not
 peered with), the cell is NO with that reason and nothing is dialled: dialling someone else's

@@ -5,7 +5,7 @@ the route picked, and the receiving gateway's hooks; a target is reached only if
 out addressed to it in its cluster, and its reply (conntrack state ``established``, NAT undone,
 each gateway's connection mark as the first packet left it there) walks back through the same
 hooks to the source. Routing is by address: a gateway delivers its
-own pod CIDR locally and sends ``view(K, R)`` into R's tunnel. Internet egress is routing (it
+own pod CIDR locally and sends ``remapped(K, R)`` into R's tunnel. Internet egress is routing (it
 leaves through the pod's own cluster) and services are kube-proxy's job: a service cell traces each
 backend. The tracer is a ``Runner``: the table it yields must equal ``policy.expect()``, which
 shows the compiler and the semantics agree without a kernel.
@@ -114,7 +114,7 @@ class Tracer:
         if daddr in self.topology.cluster_by_name[gateway].pod_cidr:
             return gateway
         for peer in self.topology.peers[gateway]:
-            if daddr in self.addresses.view(gateway, peer):
+            if daddr in self.addresses.remapped(gateway, peer):
                 return peer
         return None
 

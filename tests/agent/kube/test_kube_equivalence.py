@@ -117,8 +117,8 @@ def test_the_seed_copy_is_the_seed() -> None:
         "P4": ip("10.244.0.1"),
         "P5": ip("10.244.0.2"),
     }
-    assert ours.addresses.view("c1", "c2") == net("10.0.0.0/16")
-    assert ours.addresses.view("c2", "c1") == net("10.1.0.0/16")
+    assert ours.addresses.remapped("c1", "c2") == net("10.0.0.0/16")
+    assert ours.addresses.remapped("c2", "c1") == net("10.1.0.0/16")
 
 
 @pytest.mark.parametrize("cluster", ["c1", "c2"])
@@ -176,10 +176,10 @@ def liqo_expected(topology: Topology, cluster: str, global_default: SecurityMode
     )
     peers = {}
     for name, peer in state.peers.items():
-        view = topology.addresses.view(cluster, name)
+        remapped = topology.addresses.remapped(cluster, name)
         original = topology.cluster_by_name[name].pod_cidr
         clients = frozenset(
-            translate(a, view, original) for a in peer.addresses(SetKind.API_CLIENTS)
+            translate(a, remapped, original) for a in peer.addresses(SetKind.API_CLIENTS)
         )
         # Every Liqo cluster has an external CIDR (by default Liqo's): its first address is the
         # peer's masquerade source, as the peer uses it.

@@ -5,9 +5,9 @@ The seed (both pod CIDRs 10.244.0.0/16) in network namespaces ``pw-t<hex>-…``:
 (router; pods on /32 veths, proxy ARP), one gateway namespace per peer, joined to the peer's by a
 veth named ``liqo-tunnel`` with Liqo's tunnel addresses (the provider serves: 169.254.18.1), and
 CIDR remapping as Liqo's gateways do it (``remapping/cidr.go``): traffic towards the peer has its
-destination rewritten from our view of the peer to its own addresses at prerouting, traffic from
-the peer its source rewritten to our view at postrouting, so the forward hook in between sees the
-peer's own addresses. Each gateway's agent runs the chart's command line against an emulated API
+destination rewritten from the peer's remapped CIDR to its own addresses at prerouting, traffic
+from the peer its source rewritten into our remapped CIDR at postrouting, so the forward hook in
+between sees the peer's own addresses. Each gateway's agent runs the chart's command line against an emulated API
 server (TLS, RBAC as Liqo and the chart install it) bound in the gateway's namespace, in the pod's
 shape (ServiceAccount volume, KUBERNETES_SERVICE_HOST/PORT). Every cross-cluster pod-to-pod cell
 of the seed's table is probed with a TCP connection, under FullPodToPod, then after real
@@ -104,9 +104,9 @@ class Shape:
                 ip("-n", gw, "addr", "add", f"{there}/30", "dev", "eth0")
                 ip("-n", node, "link", "set", f"to-{peer}", "up")
                 ip("-n", gw, "link", "set", "eth0", "up")
-                # Our view of each peer's pods goes to its gateway; our pods are behind the node.
-                view = t.addresses.view(c.name, peer)
-                ip("-n", node, "route", "add", str(view), "via", there)
+                # Our remapped of each peer's pods goes to its gateway; our pods are behind the node.
+                remapped = t.addresses.remapped(c.name, peer)
+                ip("-n", node, "route", "add", str(remapped), "via", there)
                 ip("-n", gw, "route", "add", str(c.pod_cidr), "via", here)
         for i, p in enumerate(t.pods):
             node = self.ns(f"node-{p.physical}")
@@ -139,16 +139,19 @@ class Shape:
                    "table", "100")  # fmt: skip
         for c in t.clusters:
             for peer in t.peers[c.name]:
-                view, original = t.addresses.view(c.name, peer), t.cluster_by_name[peer].pod_cidr
-                if view == original:
+                remapped, original = (
+                    t.addresses.remapped(c.name, peer),
+                    t.cluster_by_name[peer].pod_cidr,
+                )
+                if remapped == original:
                     continue  # no overlap: Liqo remaps nothing
                 script = f"""
 table ip liqo-remap {{
   chain pre {{ type nat hook prerouting priority dstnat; policy accept;
-    iifname "eth0" ip daddr {view} dnat ip prefix to {original}
+    iifname "eth0" ip daddr {remapped} dnat ip prefix to {original}
   }}
   chain post {{ type nat hook postrouting priority srcnat; policy accept;
-    iifname "liqo-tunnel" ip saddr {original} snat ip prefix to {view}
+    iifname "liqo-tunnel" ip saddr {original} snat ip prefix to {remapped}
   }}
 }}
 """

@@ -460,7 +460,7 @@ def cluster_objects(
             configuration(
                 peer,
                 [t.cluster_by_name[peer].pod_cidr],
-                [plan.view(cluster, peer)],
+                [plan.remapped(cluster, peer)],
                 external=[t.cluster_by_name[peer].external_cidr or EXTERNAL_CIDR],
             ),
             gateway(peer, is_gateway_server(t, cluster, peer)),
