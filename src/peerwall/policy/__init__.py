@@ -1,7 +1,7 @@
 """The semantics of DESIGN.md §1 as pure functions: decisions, truth tables and explanations."""
 
 from peerwall.errors import TableIncomplete  # re-exported: the error of an incomplete table
-from peerwall.policy.decide import Decider, Decision, Rule, aggregate
+from peerwall.policy.decide import Decider, Decision, DecisionRule, aggregate
 from peerwall.policy.expect import Expected, expect
 from peerwall.policy.explain import Explanation, explain_cell
 from peerwall.policy.modes import DESCRIPTIONS, EffectiveMode, ModeOrigin, effective_mode
@@ -19,6 +19,7 @@ __all__ = [
     "Comparison",
     "Decider",
     "Decision",
+    "DecisionRule",
     "DiffBlock",
     "Differences",
     "EffectiveMode",
@@ -26,7 +27,6 @@ __all__ = [
     "Explanation",
     "Mismatch",
     "ModeOrigin",
-    "Rule",
     "TableIncomplete",
     "TruthTable",
     "Verdict",

@@ -26,17 +26,17 @@ __all__ = [
     "ApiClass",
     "Decider",
     "Decision",
+    "DecisionRule",
     "DestinationClass",
     "InternetClass",
     "PodClass",
-    "Rule",
     "ServiceClass",
     "SourceClass",
     "aggregate",
 ]
 
 
-class Rule(str, Enum):
+class DecisionRule(str, Enum):
     """The rules of DESIGN.md §1; the values are what explanations and JSON call them."""
 
     INTRA_CLUSTER = "intra-cluster"
@@ -109,7 +109,7 @@ class Decision:
     ``mode``; a service's decision carries one decision per backend, in order."""
 
     verdict: Verdict
-    rule: Rule
+    rule: DecisionRule
     receiver: str | None = None
     sender: str | None = None
     mode: EffectiveMode | None = None
@@ -232,60 +232,60 @@ class Decider:
             own = src.physical == dst.cluster
             return Decision(
                 Verdict.YES if own else Verdict.NO,
-                Rule.INTERNET_OWN if own else Rule.INTERNET_OTHER,
+                DecisionRule.INTERNET_OWN if own else DecisionRule.INTERNET_OTHER,
             )
         return self.api(src, dst)
 
     def pod(self, src: SourceClass, dst: PodClass) -> Decision:
         a, r = src.physical, dst.physical
         if a == r:
-            return Decision(Verdict.YES, Rule.INTRA_CLUSTER)
+            return Decision(Verdict.YES, DecisionRule.INTRA_CLUSTER)
         if not self.topology.peered(a, r):
-            return Decision(Verdict.NO, Rule.NO_PEERING)
+            return Decision(Verdict.NO, DecisionRule.NO_PEERING)
         mode = self.mode(r, a)
         if mode.mode is SecurityMode.FULL_POD_TO_POD:
-            rule, verdict = Rule.FULL_POD_TO_POD, Verdict.YES
+            rule, verdict = DecisionRule.FULL_POD_TO_POD, Verdict.YES
         elif dst.home == a:
-            rule, verdict = Rule.SEGREGATION_OFFLOADED_HERE, Verdict.YES
+            rule, verdict = DecisionRule.SEGREGATION_OFFLOADED_HERE, Verdict.YES
         elif a in dst.backs_for:
-            rule, verdict = Rule.SEGREGATION_REFLECTED_BACKEND, Verdict.YES
+            rule, verdict = DecisionRule.SEGREGATION_REFLECTED_BACKEND, Verdict.YES
         else:
-            rule, verdict = Rule.SEGREGATION_DENIED, Verdict.NO
+            rule, verdict = DecisionRule.SEGREGATION_DENIED, Verdict.NO
         return Decision(verdict, rule, r, a, mode)
 
     def service(self, src: SourceClass, dst: ServiceClass) -> Decision:
         if src.physical not in dst.present_in:
-            return Decision(Verdict.NO, Rule.SERVICE_ABSENT)
+            return Decision(Verdict.NO, DecisionRule.SERVICE_ABSENT)
         if not dst.backends:
-            return Decision(Verdict.NO, Rule.SERVICE_NO_BACKENDS)
+            return Decision(Verdict.NO, DecisionRule.SERVICE_NO_BACKENDS)
         parts = tuple(self.pod(src, b) for b in dst.backends)
         verdict = aggregate(p.verdict for p in parts)
-        return Decision(verdict, Rule.SERVICE_BACKENDS, backends=parts)
+        return Decision(verdict, DecisionRule.SERVICE_BACKENDS, backends=parts)
 
     def service_verdict(self, src: SourceClass, dst: ServiceVerdictClass) -> Decision:
         """``service``'s verdict, from the distinct backend classes (no per-backend parts)."""
         if src.physical not in dst.present_in:
-            return Decision(Verdict.NO, Rule.SERVICE_ABSENT)
+            return Decision(Verdict.NO, DecisionRule.SERVICE_ABSENT)
         if not dst.backends:
-            return Decision(Verdict.NO, Rule.SERVICE_NO_BACKENDS)
+            return Decision(Verdict.NO, DecisionRule.SERVICE_NO_BACKENDS)
         verdict = aggregate(self.pod(src, b).verdict for b in dst.backends)
-        return Decision(verdict, Rule.SERVICE_BACKENDS)
+        return Decision(verdict, DecisionRule.SERVICE_BACKENDS)
 
     def api(self, src: SourceClass, dst: ApiClass) -> Decision:
         a, k = src.physical, dst.cluster
         if a == k:
-            return Decision(Verdict.YES, Rule.API_LOCAL)
+            return Decision(Verdict.YES, DecisionRule.API_LOCAL)
         if not self.topology.peered(a, k):
-            return Decision(Verdict.NO, Rule.NO_PEERING)
+            return Decision(Verdict.NO, DecisionRule.NO_PEERING)
         mode = self.mode(k, a)
         if mode.mode is SecurityMode.FULL_POD_TO_POD:
-            return Decision(Verdict.YES, Rule.API_FULL_POD_TO_POD, k, a, mode)
+            return Decision(Verdict.YES, DecisionRule.API_FULL_POD_TO_POD, k, a, mode)
         if src.home == k and self.topology.cluster_by_name[a].full_masquerade:
             # Its packets carry a's masquerade source, never an API client's address.
-            return Decision(Verdict.NO, Rule.API_MASQUERADED, k, a, mode)
+            return Decision(Verdict.NO, DecisionRule.API_MASQUERADED, k, a, mode)
         if src.home == k:
-            return Decision(Verdict.YES, Rule.API_HOME_CLUSTER, k, a, mode)
-        return Decision(Verdict.NO, Rule.API_SEGREGATED, k, a, mode)
+            return Decision(Verdict.YES, DecisionRule.API_HOME_CLUSTER, k, a, mode)
+        return Decision(Verdict.NO, DecisionRule.API_SEGREGATED, k, a, mode)
 
     def cell(self, source: str, destination: str) -> Decision:
         """The decision for one cell, by names."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from peerwall.errors import UnknownName
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Pod, Topology
-from peerwall.policy.decide import Decider, Decision, Rule
+from peerwall.policy.decide import Decider, Decision, DecisionRule
 from peerwall.policy.modes import EffectiveMode
 from peerwall.policy.verdict import Verdict
 
@@ -93,18 +93,18 @@ class _Prose:
         a, s = src.physical, src.name
         r = d.receiver
         match d.rule:
-            case Rule.INTRA_CLUSTER:
+            case DecisionRule.INTRA_CLUSTER:
                 return f"both run in {a}; traffic inside a physical cluster is never filtered"
-            case Rule.NO_PEERING:
+            case DecisionRule.NO_PEERING:
                 if dst in t.pod_by_name:
                     there = t.pod_by_name[dst].physical
                     return f"{s} runs in {a}, {dst} in {there}, and {a} and {there} are not peered: no route"
                 return f"{a} and {self.decider.apis[dst]} are not peered: no route"
-            case Rule.FULL_POD_TO_POD | Rule.API_FULL_POD_TO_POD:
+            case DecisionRule.FULL_POD_TO_POD | DecisionRule.API_FULL_POD_TO_POD:
                 return f"{r} admits every pod of {a}"
-            case Rule.SEGREGATION_OFFLOADED_HERE:
+            case DecisionRule.SEGREGATION_OFFLOADED_HERE:
                 return f"{dst} was offloaded by {a} into {r}"
-            case Rule.SEGREGATION_REFLECTED_BACKEND:
+            case DecisionRule.SEGREGATION_REFLECTED_BACKEND:
                 svc = next(
                     v
                     for v in t.services
@@ -114,30 +114,30 @@ class _Prose:
                     f"{dst} backs service {svc.name} of {r}, whose namespace "
                     f"{svc.namespace!r} is offloaded to {a}"
                 )
-            case Rule.SEGREGATION_DENIED:
+            case DecisionRule.SEGREGATION_DENIED:
                 return (
                     f"{dst} was not offloaded by {a} and backs no service of {r} reflected to {a}"
                 )
-            case Rule.SERVICE_ABSENT:
+            case DecisionRule.SERVICE_ABSENT:
                 where = ", ".join(t.service_by_name[dst].present_in)
                 return f"{dst} exists only in {where}, not in {a} where {s} runs"
-            case Rule.SERVICE_NO_BACKENDS:
+            case DecisionRule.SERVICE_NO_BACKENDS:
                 return f"{dst} selects no pod"
-            case Rule.SERVICE_BACKENDS:
+            case DecisionRule.SERVICE_BACKENDS:
                 ok = sum(b.verdict is Verdict.YES for b in d.backends)
                 return f"{dst} exists in {a}; {ok} of {len(d.backends)} backends reachable"
-            case Rule.INTERNET_OWN:
+            case DecisionRule.INTERNET_OWN:
                 return f"egress leaves through {a}, where {s} runs"
-            case Rule.INTERNET_OTHER:
+            case DecisionRule.INTERNET_OTHER:
                 k = self.decider.internets[dst]
                 return f"{s} runs in {a}; only {k}'s pods leave through {k}"
-            case Rule.API_LOCAL:
+            case DecisionRule.API_LOCAL:
                 return f"{s} runs in {a}, next to its API server"
-            case Rule.API_HOME_CLUSTER:
+            case DecisionRule.API_HOME_CLUSTER:
                 return f"{s} was offloaded by {r}: it may reach its home API server"
-            case Rule.API_SEGREGATED:
+            case DecisionRule.API_SEGREGATED:
                 return f"{s}'s home is {src.home}, not {r}"
-            case Rule.API_MASQUERADED:
+            case DecisionRule.API_MASQUERADED:
                 return (
                     f"{s} was offloaded by {r}, but {a} masquerades all its traffic to peers "
                     f"(fullMasquerade): it arrives from {a}'s external address, never an API client"
