@@ -30,15 +30,15 @@ from peerwall.verify.cells import CellSpec, Target, cell_spec, cell_specs
 from peerwall.verify.interpret import Packet, check_ruleset, run_hook
 from peerwall.verify.observe import CellObservation, Reach, TargetResult, cell_verdict, observe
 
-__all__ = ["POD_IFNAME", "PathTrace", "Step", "TraceResult", "Tracer", "trace", "traced_table"]
+__all__ = ["POD_IFNAME", "HookPass", "PathTrace", "TraceResult", "Tracer", "trace", "traced_table"]
 
 POD_IFNAME = "pod-veth"
 """The gateway side of a local pod's link: any name that is not a tunnel (``pwt-…``)."""
 
 
 @dataclass(frozen=True)
-class Step:
-    """One netfilter hook of one gateway."""
+class HookPass:
+    """A packet's pass through one netfilter hook of one gateway."""
 
     gateway: str
     hook: str
@@ -66,7 +66,7 @@ class PathTrace:
     target: str
     delivered: bool
     note: str
-    steps: tuple[Step, ...] = ()
+    passes: tuple[HookPass, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class TraceResult:
         lines = [f"{self.source} -> {self.destination}: {self.verdict.value} ({self.reason})"]
         for path in self.paths:
             lines.append(f"  to {path.target}: {path.note}")
-            lines += [f"    {s.describe()}" for s in path.steps]
+            lines += [f"    {s.describe()}" for s in path.passes]
         return "\n".join(lines)
 
 
@@ -137,16 +137,16 @@ class Tracer:
         here = source.physical
         want = self._real_address(target)
         packet = Packet(POD_IFNAME, None, source.ip, target.address, "tcp", target.port)
-        steps: list[Step] = []
+        passes: list[HookPass] = []
         hops: list[tuple[str, Packet, Packet]] = []  # (gateway, as it came in, as it went out)
 
         def hook(gateway: str, name: str, p: Packet) -> tuple[str, Packet]:
             verdict, after, rules = run_hook(self.ruleset(gateway), name, p)
-            steps.append(Step(gateway, name, p, verdict, after, tuple(rules)))
+            passes.append(HookPass(gateway, name, p, verdict, after, tuple(rules)))
             return verdict, after
 
         def failed(note: str) -> PathTrace:
-            return PathTrace(target.identity, False, note, tuple(steps))
+            return PathTrace(target.identity, False, note, tuple(passes))
 
         for _ in range(2):  # the source's gateway, then at most one peer: Liqo has no transit
             came_in = packet
@@ -174,7 +174,7 @@ class Tracer:
                     target.identity,
                     True,
                     f"delivered to {want} in {here}, reply returned",
-                    tuple(steps),
+                    tuple(passes),
                 )
             # Across the tunnel: on the far side it is the interface named after the sender.
             # The far side's conntrack knows nothing of this gateway's mark.
