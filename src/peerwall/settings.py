@@ -1,7 +1,7 @@
 """Typed settings for the shell (lab, probe, agent), in one place. Every field says its unit and
 default.
 
-One set lives elsewhere: the Kubernetes source's ``KubeSettings`` (``agent.kube.model``), whose
+One set lives elsewhere: the Kubernetes source's ``KubeSettings`` (``agent.kube.join``), whose
 defaults are Liqo's (its tunnel name, the reflection policy) from ``agent.kube.liqo``: this module
 is imported by the prober, which sits below the agent, so it may not import the agent's modules.
 """

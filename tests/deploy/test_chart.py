@@ -24,7 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from peerwall.agent.kube.model import KubeSettings
+from peerwall.agent.kube.join import KubeSettings
 from peerwall.agent.kube.source import watch_specs
 from peerwall.model import SecurityMode
 

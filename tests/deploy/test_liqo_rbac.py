@@ -16,7 +16,7 @@ import pytest
 
 from kubeapi.chart import LIQO_VERSIONS, chart_objects, liqo_objects, rbac_objects
 from kubeapi.rbac import RBAC_GROUP, Policy, Request, User
-from peerwall.agent.kube.model import KubeSettings
+from peerwall.agent.kube.join import KubeSettings
 from peerwall.agent.kube.source import watch_specs
 
 LIQO_NS = "liqo"

@@ -21,7 +21,7 @@ from hypothesis_profiles import budget
 from kubeapi import liqo_objects as L
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import KubeSettings, LiqoModel, liqo
-from peerwall.agent.kube.model import PodRole
+from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import valid_cluster_id
 from peerwall.compile.build import build
 from peerwall.compile.names import clashes, tunnel_ifname

@@ -2,7 +2,7 @@
 (issue 14.3).
 
 Where pod CIDRs overlap, a peer's sources (in Liqo's shape: its original pod CIDR, see
-``agent.kube.model``) contain our own pods' addresses, so an address cannot tell our connection
+``agent.kube.join``) contain our own pods' addresses, so an address cannot tell our connection
 to the peer from the peer's connection to us. Here a gateway namespace stands between a local pod
 and a peer's pod behind a tunnel, both clusters on 10.244.0.0/16; the agent's enforcer (real
 libnftables, real conntrack) narrows the peer 50 times. Our connection to the peer survives every

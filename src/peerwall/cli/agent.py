@@ -263,7 +263,7 @@ def _kubernetes(
     context: str | None = None,
 ) -> tuple[Source, DesiredState]:
     from peerwall.agent.desired import DesiredState
-    from peerwall.agent.kube.model import KubeSettings
+    from peerwall.agent.kube.join import KubeSettings
     from peerwall.agent.kube.source import KubeSource
 
     mode = resolve_mode(sets, values).mode

@@ -10,7 +10,7 @@ import pytest
 from kubeapi import liqo_objects as L
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import Backoff, KubeSettings, LiqoModel, ReflectionPolicy, liqo
-from peerwall.agent.kube.model import PodRole
+from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import Remap, offloaded_to, reflected
 from peerwall.compile.state import ApiServer, SetKind
 from peerwall.model.spec import SecurityMode

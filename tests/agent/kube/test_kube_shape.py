@@ -10,7 +10,7 @@ import pytest
 from kubeapi import liqo_objects as L
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import KubeSettings, LiqoModel, liqo
-from peerwall.agent.kube.model import PodRole
+from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.shape import problem
 from peerwall.compile.state import SetKind
 

@@ -5,7 +5,7 @@ list/watch protocol and ``docs/kubernetes.md`` for the whole picture.
 """
 
 from peerwall.agent.kube.client import KubeApi
-from peerwall.agent.kube.model import KubeSettings, LiqoModel
+from peerwall.agent.kube.join import KubeSettings, LiqoModel
 from peerwall.agent.kube.objects import ReflectionPolicy
 from peerwall.agent.kube.source import KubeSource
 from peerwall.agent.kube.watch import Backoff

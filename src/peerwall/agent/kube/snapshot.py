@@ -15,7 +15,7 @@ from typing import Any
 
 from peerwall.agent.kube import liqo
 from peerwall.agent.kube.client import ApiError, KubeApi
-from peerwall.agent.kube.model import KubeSettings
+from peerwall.agent.kube.join import KubeSettings
 from peerwall.agent.kube.picture import ClusterObjects, PictureError, topology_document
 from peerwall.agent.kube.source import watch_specs
 from peerwall.agent.kube.watch import WatchSpec

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import liqo
 from peerwall.agent.kube.client import KubeApi
-from peerwall.agent.kube.model import KubeSettings, LiqoModel, PodRole
+from peerwall.agent.kube.join import KubeSettings, LiqoModel, PodRole
 from peerwall.agent.kube.watch import QUIET_TIMEOUT, Backoff, Reflector, WatchSpec
 
 __all__ = ["IgnoredEndpoints", "KubeSource", "watch_specs"]
