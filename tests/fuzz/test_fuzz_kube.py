@@ -1,6 +1,6 @@
 """Fuzzing the Kubernetes source (issue 14, item 9): sequences of Liqo objects, valid and
 damaged (missing IPs, garbage labels, huge values, IPv6, wrong types), listed, modified and
-deleted in any order (deleted before they were seen, too), go through ``LiqoModel`` without an
+deleted in any order (deleted before they were seen, too), go through ``LiqoJoin`` without an
 exception, and the desired state they leave compiles into a table whose names and addresses are
 sound; deleting every object leaves no peer. The same sequences are applied to a real kernel by
 ``test_fuzz_kernel.py``."""
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis_profiles import budget
 from kubeapi import liqo_objects as L
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoModel, liqo
+from peerwall.agent.kube import KubeSettings, LiqoJoin, liqo
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import valid_cluster_id
 from peerwall.compile.build import build
@@ -187,16 +187,16 @@ def quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def new_model(per_peer_tunnels: bool) -> LiqoModel:
+def new_model(per_peer_tunnels: bool) -> LiqoJoin:
     settings = KubeSettings(tunnel=tunnel_ifname) if per_peer_tunnels else KubeSettings()
-    m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, 12345), settings)
+    m = LiqoJoin(DesiredState("x", liqo.TUNNEL_PATTERN, 12345), settings)
     for kind, obj, role in BASE:
         m.apply(kind, copy.deepcopy(obj), role)
     return m
 
 
 def run_operations(
-    m: LiqoModel, ops: list[tuple[str, tuple[liqo.Kind, dict[str, Any], PodRole | None]]]
+    m: LiqoJoin, ops: list[tuple[str, tuple[liqo.Kind, dict[str, Any], PodRole | None]]]
 ) -> dict[tuple[str, str, PodRole | None], tuple[liqo.Kind, dict[str, Any], PodRole | None]]:
     """Apply or remove each object; returns the last applied state of every object still there."""
     live: dict[
@@ -215,7 +215,7 @@ def run_operations(
     return live
 
 
-def check_sound(m: LiqoModel) -> GatewayState:
+def check_sound(m: LiqoJoin) -> GatewayState:
     """The desired state compiles, names only valid peers, each on its own tunnel, with IPv4
     members, and local sets hold only local pod addresses."""
     state = m.desired.snapshot()

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from kubeapi import liqo_objects as L
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoModel, liqo
+from peerwall.agent.kube import KubeSettings, LiqoJoin, liqo
 from peerwall.cli.main import app
 from peerwall.compile.names import clashes, hash8, tunnel_ifname
 from peerwall.errors import LabError, TopologyInvalid
@@ -79,8 +79,8 @@ def test_clashes_names_peers_on_one_tunnel_and_peers_with_one_hash() -> None:
 # --- the Kubernetes source: peers on one tunnel, odd cluster IDs --------------------------------
 
 
-def kube_model(peers: list[str], **settings: object) -> LiqoModel:
-    m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings(**settings))  # type: ignore[arg-type]
+def kube_model(peers: list[str], **settings: object) -> LiqoJoin:
+    m = LiqoJoin(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings(**settings))  # type: ignore[arg-type]
     objs = [L.pod_cidr_network("10.10.0.0/16"), L.api_server_ip("10.96.0.1", "10.70.0.1")]
     for i, p in enumerate(peers):
         objs += [L.foreign_cluster(p), L.configuration(p, [f"10.{20 + i}.0.0/16"], None)]

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from kubeapi import liqo_objects as L
 from kubeapi.harness import Harness, run, running
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoModel, ReflectionPolicy, liqo
+from peerwall.agent.kube import KubeSettings, LiqoJoin, ReflectionPolicy, liqo
 from peerwall.agent.kube.objects import VkOptions, vk_options
 from peerwall.agent.kube.source import IgnoredEndpoints
 from peerwall.compile.state import SetKind
@@ -238,7 +238,7 @@ def test_endpoints_outside_the_local_pod_cidrs_are_ignored_logged_and_counted(
             await h.cluster.create(L.endpoint_slice("front-evil", "shop", "front", eps))
             await h.until(lambda: ip("10.10.0.5") in backends(h, "c2"), "local pod opened")
             assert backends(h, "c2") == {ip("10.10.0.1"), ip("10.10.0.5")}
-            model = h.source.model
+            model = h.source.join
             assert model.ignored_endpoints == {"shop/front-evil": frozenset(map(ip, hostile))}
             assert model.ignored_endpoints_total == 5
             lines = [r.getMessage() for r in caplog.records if "front-evil" in r.getMessage()]
@@ -269,7 +269,7 @@ def test_endpoints_outside_the_local_pod_cidrs_are_ignored_logged_and_counted(
 def test_ignored_endpoints_are_never_opened_under_any_reflection() -> None:
     """Whatever the policy, the pod-CIDR filter holds (the model alone, every policy)."""
     for policy in ReflectionPolicy:
-        m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings(reflection=policy))
+        m = LiqoJoin(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings(reflection=policy))
         for obj, kind in (
             (L.pod_cidr_network("10.10.0.0/16"), liqo.NETWORK),
             (L.foreign_cluster("c2"), liqo.FOREIGN_CLUSTER),
@@ -350,7 +350,7 @@ def test_several_tunnels_per_gateway(
 
 
 def test_ignored_endpoints_collector_reads_a_fresh_model() -> None:
-    m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings())
+    m = LiqoJoin(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings())
     registry = CollectorRegistry()
     registry.register(IgnoredEndpoints(m))
     text = generate_latest(registry).decode()

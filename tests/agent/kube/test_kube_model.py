@@ -9,7 +9,7 @@ import pytest
 
 from kubeapi import liqo_objects as L
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import Backoff, KubeSettings, LiqoModel, ReflectionPolicy, liqo
+from peerwall.agent.kube import Backoff, KubeSettings, LiqoJoin, ReflectionPolicy, liqo
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import Remap, offloaded_to, reflected
 from peerwall.compile.state import ApiServer, SetKind
@@ -74,8 +74,8 @@ def test_backoff_is_bounded_and_jittered() -> None:
     assert len({round(d, 6) for d in delays[10:]}) > 1  # jittered, not one fixed cap
 
 
-def model(**settings: object) -> LiqoModel:
-    m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings(**settings))  # type: ignore[arg-type]
+def model(**settings: object) -> LiqoJoin:
+    m = LiqoJoin(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings(**settings))  # type: ignore[arg-type]
     for obj in (
         L.pod_cidr_network("10.10.0.0/16"),
         L.api_server_ip("10.96.0.1", "10.70.0.1"),

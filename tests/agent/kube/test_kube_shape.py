@@ -9,7 +9,7 @@ import pytest
 
 from kubeapi import liqo_objects as L
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoModel, liqo
+from peerwall.agent.kube import KubeSettings, LiqoJoin, liqo
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.shape import problem
 from peerwall.compile.state import SetKind
@@ -48,7 +48,7 @@ def test_a_field_of_the_wrong_type_is_named(kind, change, message) -> None:  # t
 def test_an_object_that_turns_unreadable_is_handled_as_deleted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    m = LiqoModel(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings())
+    m = LiqoJoin(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings())
     for kind, obj in (
         (liqo.NETWORK, L.pod_cidr_network("10.10.0.0/16")),
         (liqo.FOREIGN_CLUSTER, L.foreign_cluster("c2")),

@@ -2,7 +2,7 @@
 
 What each object says is read by ``objects``; this module joins those facts across kinds.
 
-``LiqoModel.apply``/``remove`` take one watched object at a time, in whatever order the watches
+``LiqoJoin.apply``/``remove`` take one watched object at a time, in whatever order the watches
 deliver them, and keep the desired state equal to what the objects seen so far imply. Facts that
 join several kinds (a consumer's pod on a virtual node needs the node's provider and that
 provider's CIDR remapping; an EndpointSlice needs its namespace's offloading and its Service's
@@ -127,7 +127,7 @@ def _fmt(addrs: Iterable[IPv4Address]) -> str:
     return ",".join(sorted(map(str, addrs), key=lambda s: tuple(map(int, s.split(".")))))
 
 
-class LiqoModel:
+class LiqoJoin:
     """What the watched objects imply for one gateway, kept in a ``DesiredState``."""
 
     def __init__(self, desired: DesiredState, settings: KubeSettings) -> None:
@@ -714,4 +714,4 @@ def _diff(old: PeerState, new: PeerState) -> str:
     return "; ".join(changed)
 
 
-__all__ = ["KubeSettings", "LiqoModel", "PodRole"]
+__all__ = ["KubeSettings", "LiqoJoin", "PodRole"]

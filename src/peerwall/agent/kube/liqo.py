@@ -88,7 +88,7 @@ LOCAL_OFFLOADED_POD = "liqo.io/shadowPod"
 
 SKIP_REFLECTION = "liqo.io/skip-reflection"
 ALLOW_REFLECTION = "liqo.io/allow-reflection"
-"""Reflection annotations (``pkg/consts/replication.go``); their semantics are in ``model``."""
+"""Reflection annotations (``pkg/consts/replication.go``); their semantics are in ``objects``."""
 
 SERVICE_NAME = "kubernetes.io/service-name"
 """The virtual kubelet's EndpointSlice reflector reflects *every* slice of an offloaded namespace

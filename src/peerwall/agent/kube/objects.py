@@ -1,9 +1,9 @@
-"""Liqo's objects, read one at a time: what the Kubernetes model needs of each (no I/O, no join).
+"""Liqo's objects, read one at a time: what the Kubernetes source needs of each (no I/O, no join).
 
 Each reader takes one object as the API server gives it (a JSON mapping) and returns the facts it
 states, tolerating what Liqo or a user may leave out (missing fields read as absent, invalid
 addresses are skipped and logged). Joining the facts of several objects into the gateway's
-desired state is ``model``'s work; the citations of Liqo's source are in ``liqo``.
+desired state is ``join``'s work; the citations of Liqo's source are in ``liqo``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The shape of a watched object, checked before ``LiqoModel`` reads it.
+"""The shape of a watched object, checked before ``LiqoJoin`` reads it.
 
 The API server validates what it stores, but a CRD without a schema, an old CRD, a proxy or a
 bug can hand the agent anything: a ``spec`` that is a string, labels that are a list, an IP that

@@ -1,6 +1,6 @@
 """The Kubernetes source: watches a Liqo v1 cluster and feeds a ``DesiredState``.
 
-One reflector per selection below, all into one ``LiqoModel``. ``synced`` is set once every
+One reflector per selection below, all into one ``LiqoJoin``. ``synced`` is set once every
 initial list has been handed over: until then the agent stays fail-closed, since a half-listed
 cluster would allow less (or, for a mode not yet read, more) than it should. ``changed`` is set
 after every event; the agent clears it and takes the desired state's netted changes.
@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import liqo
 from peerwall.agent.kube.client import KubeApi
-from peerwall.agent.kube.join import KubeSettings, LiqoModel, PodRole
+from peerwall.agent.kube.join import KubeSettings, LiqoJoin, PodRole
 from peerwall.agent.kube.watch import QUIET_TIMEOUT, Backoff, Reflector, WatchSpec
 
 __all__ = ["IgnoredEndpoints", "KubeSource", "watch_specs"]
@@ -82,8 +82,8 @@ class IgnoredEndpoints(Collector):
     """EndpointSlice endpoints a peer would have reached that are not local pods (outside the
     local pod CIDRs: a node, a ClusterIP, a gateway, a foreign address): never opened."""
 
-    def __init__(self, model: LiqoModel) -> None:
-        self.model = model
+    def __init__(self, join: LiqoJoin) -> None:
+        self.join = join
 
     def collect(self) -> Iterator[Any]:
         # Scrapes run in the HTTP thread while the loop may change the dict: list() copies its
@@ -92,11 +92,11 @@ class IgnoredEndpoints(Collector):
             "peerwall_endpoints_ignored",
             "Endpoints found outside the local pod CIDRs in slices reflected to a peer.",
         )
-        total.add_metric([], self.model.ignored_endpoints_total)
+        total.add_metric([], self.join.ignored_endpoints_total)
         now = GaugeMetricFamily(
             "peerwall_endpoints_ignored_now", "Such endpoints in the slices as they are now."
         )
-        now.add_metric([], sum(map(len, list(self.model.ignored_endpoints.values()))))
+        now.add_metric([], sum(map(len, list(self.join.ignored_endpoints.values()))))
         yield total
         yield now
 
@@ -115,8 +115,8 @@ class KubeSource:
         quiet_timeout: float = QUIET_TIMEOUT,
     ) -> None:
         self.api = api
-        self.model = LiqoModel(desired, settings)
-        self.collectors: tuple[Collector, ...] = (IgnoredEndpoints(self.model),)
+        self.join = LiqoJoin(desired, settings)
+        self.collectors: tuple[Collector, ...] = (IgnoredEndpoints(self.join),)
         """Metrics of the source, registered by the agent."""
         self.synced = asyncio.Event()
         self.changed = asyncio.Event()
@@ -149,9 +149,9 @@ class KubeSource:
     def _handler(self, kind: liqo.Kind, role: PodRole | None, deleted: bool) -> Any:
         def handle(obj: dict[str, Any]) -> None:
             if deleted:
-                self.model.remove(kind, obj, role)
+                self.join.remove(kind, obj, role)
             else:
-                self.model.apply(kind, obj, role)
+                self.join.apply(kind, obj, role)
             self.changed.set()
 
         return handle
@@ -164,7 +164,7 @@ class KubeSource:
 
     async def _wait_synced(self) -> None:
         await asyncio.gather(*(r.synced.wait() for r in self.reflectors))
-        m = self.model
+        m = self.join
         log.info(
             "synced: cluster %s, %d peer(s) %s",
             m.cluster_id or "(unknown)",
