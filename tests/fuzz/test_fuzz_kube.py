@@ -187,7 +187,7 @@ def quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def new_model(per_peer_tunnels: bool) -> LiqoJoin:
+def new_join(per_peer_tunnels: bool) -> LiqoJoin:
     settings = KubeSettings(tunnel=tunnel_ifname) if per_peer_tunnels else KubeSettings()
     m = LiqoJoin(DesiredState("x", liqo.TUNNEL_PATTERN, 12345), settings)
     for kind, obj, role in BASE:
@@ -240,7 +240,7 @@ def test_any_sequence_of_objects_is_digested_and_compiles(
     per_peer_tunnels: bool,
 ) -> None:
     with quiet():
-        m = new_model(per_peer_tunnels)
+        m = new_join(per_peer_tunnels)
         live = run_operations(m, ops)
         check_sound(m)
         # Everything deleted (as the watch reports it: the last known state): no peer is left.

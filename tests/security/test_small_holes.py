@@ -79,7 +79,7 @@ def test_clashes_names_peers_on_one_tunnel_and_peers_with_one_hash() -> None:
 # --- the Kubernetes source: peers on one tunnel, odd cluster IDs --------------------------------
 
 
-def kube_model(peers: list[str], **settings: object) -> LiqoJoin:
+def kube_join(peers: list[str], **settings: object) -> LiqoJoin:
     m = LiqoJoin(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings(**settings))  # type: ignore[arg-type]
     objs = [L.pod_cidr_network("10.10.0.0/16"), L.api_server_ip("10.96.0.1", "10.70.0.1")]
     for i, p in enumerate(peers):
@@ -98,28 +98,28 @@ def test_without_peer_two_peers_on_one_tunnel_are_refused_not_last_wins(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.ERROR, logger="peerwall")
-    m = kube_model(["c2", "c3"])  # no --peer: every peer on liqo-tunnel
+    m = kube_join(["c2", "c3"])  # no --peer: every peer on liqo-tunnel
     assert m.desired.peers == ()  # the tunnel stays unknown: it fails closed
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(refused) == 2, refused  # once per peer, not once per event
     assert all("share tunnel liqo-tunnel" in r and "--peer" in r for r in refused)
     # With --peer, the agent serves that one peer on that tunnel.
-    one = kube_model(["c2", "c3"], peer="c3")
+    one = kube_join(["c2", "c3"], peer="c3")
     assert one.desired.peers == ("c3",)
     # With a tunnel per peer (the lab's shape), both are enforced.
-    both = kube_model(["c2", "c3"], tunnel=tunnel_ifname)
+    both = kube_join(["c2", "c3"], tunnel=tunnel_ifname)
     assert set(both.desired.peers) == {"c2", "c3"}
 
 
 def test_a_peer_that_goes_away_lifts_the_refusal() -> None:
-    m = kube_model(["c2", "c3"])
+    m = kube_join(["c2", "c3"])
     gone = L.foreign_cluster("c3")
     m.remove(liqo.FOREIGN_CLUSTER, gone)
     assert m.desired.peers == ("c2",)
 
 
 def test_peer_ids_with_one_hash_are_refused_even_on_their_own_tunnels() -> None:
-    m = kube_model(list(CLASH), tunnel=tunnel_ifname)
+    m = kube_join(list(CLASH), tunnel=tunnel_ifname)
     assert m.desired.peers == ()
 
 
@@ -129,7 +129,7 @@ def test_peer_ids_with_one_hash_are_refused_even_on_their_own_tunnels() -> None:
 def test_a_cluster_id_that_is_not_one_never_names_a_peer(
     cid: object, caplog: pytest.LogCaptureFixture
 ) -> None:
-    m = kube_model([])
+    m = kube_join([])
     obj = L.foreign_cluster("c2")
     obj["spec"]["clusterID"] = cid
     m.apply(liqo.FOREIGN_CLUSTER, obj)

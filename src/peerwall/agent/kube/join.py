@@ -120,7 +120,7 @@ class KubeSettings:
     default); where the template exists, its policy is used."""
 
 
-# --- the model ---------------------------------------------------------------------------------
+# --- the join ------------------------------------------------------------------------------------
 
 
 def _fmt(addrs: Iterable[IPv4Address]) -> str:

@@ -2,11 +2,11 @@
 
 The API server validates what it stores, but a CRD without a schema, an old CRD, a proxy or a
 bug can hand the agent anything: a ``spec`` that is a string, labels that are a list, an IP that
-is a number. The model reads objects with plain ``dict.get`` chains, so each field it reads is
-listed here with its type; an object with a field of the wrong type is refused with one line
-naming the object and the field, and handled as if it had been deleted (what it contributed
-goes: an object we cannot read opens nothing). Values of the right type that mean nothing (an
-IPv6 address, ``10.0.0.0/33``) are the model's to ignore, with a log line of its own.
+is a number. The join and its readers (``objects``) read objects with plain ``dict.get`` chains,
+so each field they read is listed here with its type; an object with a field of the wrong type is
+refused with one line naming the object and the field, and handled as if it had been deleted (what
+it contributed goes: an object we cannot read opens nothing). Values of the right type that mean nothing (an
+IPv6 address, ``10.0.0.0/33``) are the join's to ignore, with a log line of its own.
 
 Paths: ``a.b`` a key of a mapping, ``a[]`` every element of a list, ``a.*`` every value of a
 mapping. A field that is absent or null passes, but for ``metadata`` (required) and ``spec`` and
@@ -94,11 +94,11 @@ BY_KIND: dict[str, dict[str, type]] = {
 
 _NAMES: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
 NOT_NULL = ("metadata", "spec", "status")
-"""Present but null: refused too (the model reads ``obj.get("spec", {})``)."""
+"""Present but null: refused too (the join reads ``obj.get("spec", {})``)."""
 
 
 def problem(kind: str, obj: Any) -> str | None:
-    """The first field of ``obj`` (of kind ``kind``) that is not of the type the model reads,
+    """The first field of ``obj`` (of kind ``kind``) that is not of the type the join reads,
     as ``"<path> is <type>, expected <type>"``; None if the object can be read."""
     if not isinstance(obj, Mapping):
         return f"the object is {type(obj).__name__}, expected a mapping"

@@ -229,7 +229,7 @@ class Reflector:
         try:
             handler(obj)
         except Exception:
-            # One object the model cannot digest must not stop the watch of every other one.
+            # One object the join cannot digest must not stop the watch of every other one.
             log.exception("%s: handling %s failed", self.spec, key_of(obj))
 
     async def _list(self) -> None:
@@ -325,7 +325,7 @@ class Reflector:
             self._call(self.on_apply, obj)
         elif etype == "DELETED":
             # Also for an object never seen (created and deleted while not watching): the
-            # model forgets what it does not know without complaint.
+            # join forgets what it does not know without complaint.
             self.store.pop(key_of(obj), None)
             self._call(self.on_remove, obj)
         else:
