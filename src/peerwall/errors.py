@@ -9,10 +9,13 @@ Our exception hierarchy::
     ├── NftError             libnftables refused a transaction (nothing was applied)
     ├── LabError             the emulated virtual cluster could not be built, changed or removed
     ├── ClustersUnreadable   live clusters (``--kubeconfig``) do not give one topology
+    │   └── PictureError     their objects do not make one topology (a peer not read, no Liqo)
+    ├── TemplateError        a Liqo gateway template ``peerwall liqo templates`` cannot extend
     ├── RemapExhausted       no free CIDR is left to remap a peer's overlapping pod CIDR
     └── TableIncomplete      an observed truth table lacks cells
 
-The CLI prints any of them as one line per problem on stderr and exits with status 2. The agent
+The CLI prints any of them as one line per problem on stderr and exits with status 2 (but
+``peerwall liqo templates``, which prints its ``TemplateError`` itself and exits with 1). The agent
 never dies of a refused transaction: it replaces the whole table instead (``agent.enforcer``).
 """
 
@@ -65,6 +68,15 @@ class LabError(PeerwallError):
 
 class ClustersUnreadable(PeerwallError):
     """Live clusters could not be read, or their Liqo objects do not make one topology."""
+
+
+class PictureError(ClustersUnreadable):
+    """The clusters' objects do not make one topology (a peer not read, a cluster without Liqo)."""
+
+
+class TemplateError(PeerwallError, ValueError):
+    """A template that is not shaped as a Liqo gateway template. (Still a ``ValueError`` too, as
+    it was before it joined this tree.)"""
 
 
 class RemapExhausted(PeerwallError, ValueError):

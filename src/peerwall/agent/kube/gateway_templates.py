@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peerwall.agent.kube.liqo import Kind
+from peerwall.errors import TemplateError
 
 __all__ = [
     "CLIENT_TEMPLATE",
@@ -52,10 +53,6 @@ AGENT = "peerwall"
 INIT = "peerwall-fail-closed"
 TMP_VOLUME = "peerwall-tmp"
 DERIVED_FROM = "peerwall.io/derived-from"
-
-
-class TemplateError(ValueError):
-    """A template that is not shaped as a Liqo gateway template."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Any
 
 from peerwall.agent.kube import liqo
 from peerwall.agent.kube.objects import Remap, offloaded_to, pod_ips
-from peerwall.errors import ClustersUnreadable
+from peerwall.errors import PictureError
 from peerwall.model.spec import SecurityMode
 
 __all__ = ["ClusterObjects", "PictureError", "topology_document"]
@@ -41,10 +41,6 @@ Obj = Mapping[str, Any]
 LIQO_POD_LABELS = frozenset({liqo.LOCAL_OFFLOADED_POD, liqo.MANAGED_BY, liqo.ORIGIN})
 """Labels Liqo adds to pods: not the user's, so not matched by selectors in the topology."""
 DESTINATION_LABEL = "offloading.liqo.io/destination"
-
-
-class PictureError(ClustersUnreadable):
-    """The clusters' objects do not make one topology (a peer not read, a cluster without Liqo)."""
 
 
 @dataclass
