@@ -22,6 +22,7 @@ class HandSource:
     def __init__(self) -> None:
         self.synced = asyncio.Event()
         self.changed = asyncio.Event()
+        self.loaded_digest: str | None = None
 
     async def run(self) -> None:
         await asyncio.Event().wait()  # events come from the test
