@@ -68,10 +68,11 @@ from liqo_v010 import (
 from peerwall import nsenter
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.enforcer import Enforcer
-from peerwall.compile import names, netlink
-from peerwall.compile.netlink import SetEdit
+from peerwall.compile import names
 from peerwall.compile.state import SetKind
 from peerwall.dataplane.nft import LibNft
+from peerwall.nft import netlink
+from peerwall.nft.netlink import SetEdit
 
 PEERS = {"A": "aaaa1111-0000-4000-8000-000000000001", "B": "bbbb2222-0000-4000-8000-000000000002"}
 """peerwall peer name -> Liqo cluster ID."""

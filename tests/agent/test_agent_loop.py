@@ -14,8 +14,8 @@ from peerwall.agent.run import Agent, AgentSettings
 from peerwall.compile import names
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
-from peerwall.dataplane.fake import FakeNft
 from peerwall.model import SecurityMode, load_topology
+from peerwall.nft.fake import FakeNft
 
 
 class HandSource:

@@ -27,9 +27,9 @@ from peerwall.agent.endpoint import Endpoint, EndpointSettings, split_address
 from peerwall.agent.run import Agent, AgentSettings
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
-from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.model import SecurityMode, load_topology
+from peerwall.nft.fake import FakeNft
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n"
 """A request head without its final empty line: the slow sender never finishes it."""

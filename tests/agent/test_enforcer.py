@@ -16,14 +16,14 @@ from peerwall.compile import names
 from peerwall.compile.build import build, build_guard
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.flows import Flow, Tuple
-from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, SetKind
 from peerwall.dataplane.conntrack import Cleared
 from peerwall.dataplane.drift import TABLE_UNREADABLE
-from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import NftError
 from peerwall.model import SecurityMode, load_topology
+from peerwall.nft.fake import FakeNft
+from peerwall.nft.objects import render_replace
 
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION

@@ -7,13 +7,13 @@ import pytest
 from nftlab import FULL, same, seed_table, three_table
 
 from peerwall.compile import names
-from peerwall.compile.diff import diff
-from peerwall.compile.nft import render_replace, render_table
 from peerwall.compile.state import SetKind
-from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import NftError
+from peerwall.nft.fake import FakeNft
+from peerwall.nft.objects import render_replace, render_table
+from peerwall.nft.transaction import diff
 
 BACKENDS = names.peer_set("C2", SetKind.BACKENDS)
 SCRIPTS = [

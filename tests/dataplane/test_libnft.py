@@ -8,10 +8,10 @@ import threading
 import pytest
 from nftlab import nft_in, seed_table, sh
 
-from peerwall.compile.nft import render_replace
 from peerwall.dataplane import nft as nft_module
 from peerwall.dataplane.nft import LibNft
 from peerwall.errors import LabError, NftError
+from peerwall.nft.objects import render_replace
 
 pytestmark = pytest.mark.lab
 

@@ -6,10 +6,10 @@ fallback policy: a refused partial transaction is followed at once by a whole re
 
 from __future__ import annotations
 
-from peerwall.compile.nft import Ruleset
 from peerwall.dataplane.nft import Nft
 from peerwall.dataplane.readback import read_table
 from peerwall.dataplane.table import GatewayTable, SyncResult
+from peerwall.nft.objects import Ruleset
 
 __all__ = ["SyncResult", "apply", "sync"]
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from peerwall.compile.nft import (
+from peerwall.dataplane.nft import Nft
+from peerwall.dataplane.readback import read_table
+from peerwall.errors import NftError
+from peerwall.nft.objects import (
     Chain,
     Hook,
     NftMap,
@@ -22,9 +25,6 @@ from peerwall.compile.nft import (
     render_expr,
     render_rule,
 )
-from peerwall.dataplane.nft import Nft
-from peerwall.dataplane.readback import read_table
-from peerwall.errors import NftError
 
 TABLE_MISSING = "table-missing"
 TABLE_FLAGS = "table-flags"

@@ -15,9 +15,9 @@ import threading
 from collections.abc import Iterable
 
 from peerwall import nsenter
-from peerwall.compile import netlink
-from peerwall.compile.netlink import SetEdit
 from peerwall.errors import NftError
+from peerwall.nft import netlink
+from peerwall.nft.netlink import SetEdit
 
 SO_SNDBUFFORCE = 32
 _RECV = 1 << 16

@@ -19,9 +19,9 @@ from functools import cache
 from typing import Any, Protocol
 
 from peerwall import nsenter
-from peerwall.compile.netlink import SetEdit
 from peerwall.dataplane.netlink import NetlinkSets
 from peerwall.errors import NftError
+from peerwall.nft.netlink import SetEdit
 
 LIBRARY = "libnftables.so.1"
 

@@ -13,7 +13,9 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
-from peerwall.compile.nft import (
+from peerwall.dataplane.nft import Nft
+from peerwall.errors import NftError
+from peerwall.nft.objects import (
     Chain,
     Hook,
     NftMap,
@@ -24,8 +26,6 @@ from peerwall.compile.nft import (
     map_verdict_from_json,
     rule_from_json,
 )
-from peerwall.dataplane.nft import Nft
-from peerwall.errors import NftError
 
 
 def read_table(nft: Nft, family: str, table: str) -> Ruleset | None:

@@ -35,9 +35,6 @@ from ipaddress import IPv4Address
 from peerwall.compile import names
 from peerwall.compile.build import audit_elements, build, build_guard, cidrs_elements
 from peerwall.compile.changes import Changes
-from peerwall.compile.diff import Transaction, diff, element_script
-from peerwall.compile.netlink import SetEdit
-from peerwall.compile.nft import Ruleset, render_replace
 from peerwall.compile.state import GatewayState, PeerState, SetKind
 from peerwall.dataplane.drift import (
     TABLE_MISSING,
@@ -49,6 +46,9 @@ from peerwall.dataplane.drift import (
 from peerwall.dataplane.nft import Nft, release_memory
 from peerwall.dataplane.readback import read_table, table_exists
 from peerwall.errors import NftError
+from peerwall.nft.netlink import SetEdit
+from peerwall.nft.objects import Ruleset, render_replace
+from peerwall.nft.transaction import Transaction, diff, element_script
 
 log = logging.getLogger("peerwall.agent")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from peerwall.compile.nft import (
+from peerwall.nft.objects import (
     Chain,
     Element,
     NftMap,

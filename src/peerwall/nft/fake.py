@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from peerwall.compile.diff import element_script
-from peerwall.compile.netlink import Address, SetEdit
-from peerwall.compile.nft import (
+from peerwall.errors import NftError
+from peerwall.nft.netlink import Address, SetEdit
+from peerwall.nft.objects import (
     Chain,
     Element,
     Match,
@@ -33,8 +33,8 @@ from peerwall.compile.nft import (
     expr_to_json,
     rule_to_json,
 )
-from peerwall.errors import NftError
-from peerwall.verify.nftparse import Command, NftSyntaxError, element_values, parse_script
+from peerwall.nft.parse import Command, NftSyntaxError, element_values, parse_script
+from peerwall.nft.transaction import element_script
 
 
 @dataclass

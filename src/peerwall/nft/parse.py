@@ -26,7 +26,7 @@ from functools import lru_cache
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from typing import Any
 
-from peerwall.compile.nft import (
+from peerwall.nft.objects import (
     FIELDS,
     PRIORITIES,
     TCP_FLAGS,
