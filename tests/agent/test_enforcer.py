@@ -83,15 +83,18 @@ def test_fail_closed_installs_a_table_without_peers_only_if_there_is_none() -> N
 def test_a_pod_event_is_one_element_and_nothing_is_read_back() -> None:
     nft, enforcer, desired = started(three())
     desired.contribute("pod/shop/new", "C2", SetKind.BACKENDS, [IPv4Address("10.244.7.7")])
-    before = len(nft.scripts)
+    before, listed = len(nft.scripts), len(nft.listings)
     step = enforcer.sync(desired)
     assert step.kind == "elements"
     assert nft.scripts[before:] == [
         f"add element inet peerwall {names.peer_set('C2', SetKind.BACKENDS)} {{ 10.244.7.7 }}\n"
     ]
+    assert nft.listings[listed:] == []  # nothing was read back
     assert equal(nft, desired)
     desired.withdraw("pod/shop/new")
+    listed = len(nft.listings)
     assert enforcer.sync(desired).narrows
+    assert nft.listings[listed:] == []
     assert equal(nft, desired)
 
 

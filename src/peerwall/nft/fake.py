@@ -73,22 +73,18 @@ class FakeNft:
         self.scripts: list[str] = []
         self.fail_next: str | None = None
         """Set to an error text to make the next ``run`` fail as the kernel would."""
+        self.listings: list[str] = []
+        """Every ``list_json`` command, in order: what was read back (tests assert none)."""
 
     # --- Nft ---------------------------------------------------------------------------------
 
     def run(self, script: str) -> None:
-        if self.fail_next is not None:
-            message, self.fail_next = self.fail_next, None
-            raise NftError(message)
+        self._fail_if_asked()
         try:
             commands = parse_script(script)
         except NftSyntaxError as e:
             raise NftError(f"Error: syntax error: {e}") from None
-        # Objects are immutable values replaced, never mutated: copying the dicts is enough.
-        staged = {
-            k: _Table(t.family, t.name, t.comment, dict(t.sets), dict(t.maps), dict(t.chains))
-            for k, t in self.tables.items()
-        }
+        staged = self._staged()
         for c in commands:
             self._apply(staged, c)
         self.tables = staged
@@ -96,18 +92,49 @@ class FakeNft:
 
     def edit_elements(self, family: str, table: str, edits: Sequence[SetEdit]) -> None:
         """As the kernel takes a netlink element batch: all deletes, then all adds, in one
-        transaction (recorded in ``scripts`` as the equivalent script)."""
+        transaction, applied as operations (no text parsed); recorded in ``scripts`` as the
+        equivalent script."""
 
-        def ips(addresses: Sequence[Address]) -> list[IPv4Address]:
-            return [IPv4Address(a) for a in addresses]
+        def ips(addresses: Sequence[Address]) -> tuple[IPv4Address, ...]:
+            return tuple(IPv4Address(a) for a in addresses)
 
+        if not any(e.add or e.delete for e in edits):
+            return
+        self._fail_if_asked()
+        staged = self._staged()
+        t = staged.get((family, table))
+        if t is None:
+            raise NftError(f"Error: No such file or directory: table {family} {table}")
+        for e in edits:
+            if e.set not in t.sets:
+                raise NftError(f"Error: No such file or directory: set {e.set}")
+        for e in edits:
+            if e.delete:
+                self._delete_elements(t, e.set, ips(e.delete))
+        for e in edits:
+            if e.add:
+                self._add_elements(t, e.set, ips(e.add))
+        self.tables = staged
         lines = [
             line for e in edits for line in element_script(family, table, e.set, (), ips(e.delete))
         ] + [line for e in edits for line in element_script(family, table, e.set, ips(e.add))]
-        if lines:
-            self.run("\n".join(lines) + "\n")
+        self.scripts.append("\n".join(lines) + "\n")
+
+    def _fail_if_asked(self) -> None:
+        if self.fail_next is not None:
+            message, self.fail_next = self.fail_next, None
+            raise NftError(message)
+
+    def _staged(self) -> dict[tuple[str, str], _Table]:
+        """A copy to change: objects are immutable values replaced, never mutated, so copying
+        the dicts is enough; it replaces ``tables`` only if the whole transaction succeeds."""
+        return {
+            k: _Table(t.family, t.name, t.comment, dict(t.sets), dict(t.maps), dict(t.chains))
+            for k, t in self.tables.items()
+        }
 
     def list_json(self, command: str) -> dict[str, Any]:
+        self.listings.append(command)
         words = command.split()
         items: list[dict[str, Any]] = [{"metainfo": {"json_schema_version": 1}}]
         if words == ["list", "tables"]:
