@@ -1,7 +1,7 @@
 """What differs between the live table and the desired one, object by object.
 
 Objects are matched by name, so the order in which nft lists them never counts as drift; rules
-are compared as values (``compile.nft``), counters without their counts.
+are compared as values (``nft.objects``), counters without their counts.
 """
 
 from __future__ import annotations

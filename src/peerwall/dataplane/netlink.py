@@ -1,6 +1,6 @@
 """Set element edits straight to nf_tables over netlink: one datagram, one transaction.
 
-The batch is encoded by ``compile.netlink``; this is the socket. Like a libnftables context, the
+The batch is encoded by ``nft.netlink``; this is the socket. Like a libnftables context, the
 socket acts on the network namespace that was current when it was made, whatever thread uses it
 later, so it is made inside the namespace and kept. The kernel runs the whole batch inside
 ``send`` and queues every answer before ``send`` returns: the answers are read at once, without

@@ -1,7 +1,7 @@
 """Read a live nftables table back into a ``Ruleset``, structurally.
 
 One JSON listing (libnftables-json(5)) gives sets with their elements, maps, chains and rules;
-``compile.nft`` turns each rule's expressions back into the values the compiler writes, so a live
+``nft.objects`` turns each rule's expressions back into the values the compiler writes, so a live
 table compares equal to the desired one whatever spelling a given nft version prints for it.
 Anything unknown reads as ``Opaque`` and shows as drift. The result keeps nft's order; compare by
 name when order must not matter.

@@ -1,7 +1,7 @@
 """An in-memory ``Nft``: runs peerwall's scripts and lists tables as libnftables' JSON.
 
 As knftables ships ``Fake``, this lets the sync, element-diff, fallback and drift logic (and the
-agent) be tested without root or a kernel. It is built on ``verify.nftparse``, so it understands
+agent) be tested without root or a kernel. It is built on ``nft.parse``, so it understands
 exactly the script forms peerwall writes, and it keeps nft's semantics where they matter to
 peerwall: a script is one transaction (any error leaves everything as it was); ``add`` of an
 existing object with the same declaration does nothing, a different declaration is an error;

@@ -1,4 +1,4 @@
-"""nft script text -> the values of ``compile.nft``: rules, and the commands of a script.
+"""nft script text -> the values of ``nft.objects``: rules, and the commands of a script.
 
 It reads the forms peerwall writes (and close neighbours), and refuses anything else with
 ``UnknownRuleForm`` rather than guess what the kernel would do::
