@@ -53,6 +53,7 @@ from peerwall.agent.metrics import (
 from peerwall.compile.state import RING_SIZE
 from peerwall.dataplane.nflog import NflogReader
 from peerwall.dataplane.nft import LibNft, Nft
+from peerwall.errors import NftError
 
 log = logging.getLogger("peerwall.agent")
 
@@ -189,7 +190,7 @@ class Agent:
             return
         try:
             reader = NflogReader(flow_log.group)
-        except OSError as e:
+        except (OSError, NftError) as e:
             if not self._nflog_failed:
                 log.error("cannot read drops from NFLOG group %d: %s", flow_log.group, e)
             self._nflog_failed = True

@@ -23,15 +23,32 @@ SO_SNDBUFFORCE = 32
 _RECV = 1 << 16
 
 
+def open_netfilter_socket(netns: str | None, what: str) -> socket.socket:
+    """A ``NETLINK_NETFILTER`` socket made in network namespace ``netns`` (``None``: the current
+    one) and bound; it stays in that namespace for life, whatever thread uses it later. Every
+    netfilter socket of the dataplane comes from here (nf_tables, notifications, NFLOG,
+    conntrack). A socket the kernel refuses raises ``NftError`` naming ``what`` it was for; a
+    missing namespace raises ``LabError``."""
+    try:
+        with nsenter.entered(netns):
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, netlink.NETLINK_NETFILTER)
+    except OSError as e:
+        raise NftError(f"{what}: cannot open a netfilter netlink socket: {e}") from None
+    try:
+        sock.bind((0, 0))
+    except OSError as e:
+        sock.close()
+        raise NftError(f"{what}: cannot bind a netfilter netlink socket: {e}") from None
+    return sock
+
+
 class NetlinkSets:
     """An nf_tables netlink socket in namespace ``netns`` (``None``: the current one)."""
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
-        with nsenter.entered(netns):
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, netlink.NETLINK_NETFILTER)
+        sock = open_netfilter_socket(netns, "nf_tables element batches")
         try:
-            sock.bind((0, 0))
             sock.connect((0, 0))
             sock.setsockopt(netlink.SOL_NETLINK, netlink.NETLINK_CAP_ACK, 1)
         except OSError as e:
