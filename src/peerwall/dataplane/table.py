@@ -48,7 +48,14 @@ from peerwall.dataplane.readback import read_table, table_exists
 from peerwall.errors import NftError
 from peerwall.nft.netlink import SetEdit
 from peerwall.nft.objects import Ruleset, render_replace
-from peerwall.nft.transaction import Transaction, diff, element_script
+from peerwall.nft.transaction import (
+    Operation,
+    Transaction,
+    delete_table,
+    diff,
+    element_operations,
+    render_operations,
+)
 
 log = logging.getLogger("peerwall.agent")
 
@@ -217,7 +224,7 @@ class GatewayTable:
         if self.counts.guard is None:
             return
         try:
-            self.nft.run(f"delete table {names.FAMILY} {names.GUARD_TABLE}\n")
+            self.nft.run(delete_table(names.FAMILY, names.GUARD_TABLE).script)
         except NftError as e:
             if table_exists(self.nft, names.FAMILY, names.GUARD_TABLE):
                 log.error("could not remove the guard table (kept, fail closed): %s", e)
@@ -289,22 +296,19 @@ class GatewayTable:
     def _mode_script(self, changes: Changes) -> str:
         """The element script of a mode step: each redeclared peer's ``cidrs`` and ``audit``
         elements, then the element changes that came with it."""
-        prefix = (names.FAMILY, names.TABLE)
-        lines: list[str] = []
+        ops: list[Operation] = []
         for name, declared in changes.peers.items():
             for set_name, elements in (
                 (names.peer_cidrs_set(name), cidrs_elements),
                 (names.peer_audit_set(name), audit_elements),
             ):
                 before, after = elements(self.applied[name]), elements(declared)
-                lines += element_script(*prefix, set_name, after - before, before - after)
+                ops += element_operations(set_name, after - before, before - after)
         for (who, kind), addresses in changes.deleted.items():
-            lines += element_script(
-                *prefix, names.peer_set(who, kind), (), map(IPv4Address, addresses)
-            )
+            ops += element_operations(names.peer_set(who, kind), (), map(IPv4Address, addresses))
         for (who, kind), addresses in changes.added.items():
-            lines += element_script(*prefix, names.peer_set(who, kind), map(IPv4Address, addresses))
-        return "\n".join(lines) + "\n" if lines else ""
+            ops += element_operations(names.peer_set(who, kind), map(IPv4Address, addresses))
+        return render_operations(names.FAMILY, names.TABLE, ops)
 
     # --- committing ----------------------------------------------------------------------------
 

@@ -34,7 +34,25 @@ from peerwall.nft.objects import (
     rule_to_json,
 )
 from peerwall.nft.parse import Command, NftSyntaxError, element_values, parse_script
-from peerwall.nft.transaction import element_script
+from peerwall.nft.transaction import (
+    AddChain,
+    AddElements,
+    AddMap,
+    AddMapElements,
+    AddRule,
+    AddSet,
+    DeleteChain,
+    DeleteElements,
+    DeleteMap,
+    DeleteMapElements,
+    DeleteSet,
+    DeleteTable,
+    FlushChain,
+    Operation,
+    ReplaceTable,
+    Transaction,
+    element_script,
+)
 
 
 @dataclass
@@ -119,6 +137,32 @@ class FakeNft:
             line for e in edits for line in element_script(family, table, e.set, (), ips(e.delete))
         ] + [line for e in edits for line in element_script(family, table, e.set, ips(e.add))]
         self.scripts.append("\n".join(lines) + "\n")
+
+    def apply(self, tx: Transaction) -> None:
+        """Apply ``tx``'s operations as one transaction, as the kernel runs their script: no
+        text is written or parsed (recorded in ``scripts`` as the script all the same)."""
+        self._fail_if_asked()
+        staged = self._staged()
+        for op in tx.operations:
+            for c in _commands(tx.family, tx.table, op):
+                self._apply(staged, c)
+            if isinstance(op, AddElements | DeleteElements | AddMapElements | DeleteMapElements):
+                self._edit(self._table(staged, Command("", "", tx.family, tx.table)), op)
+        self.tables = staged
+        self.scripts.append(tx.script)
+
+    def _edit(
+        self, t: _Table, op: AddElements | DeleteElements | AddMapElements | DeleteMapElements
+    ) -> None:
+        name = op.map if isinstance(op, AddMapElements | DeleteMapElements) else op.set
+        if name not in t.sets and name not in t.maps:
+            raise NftError(f"Error: No such file or directory: set {name}")
+        if isinstance(op, AddElements | AddMapElements):
+            self._add_elements(t, name, tuple(op.elements))
+        elif isinstance(op, DeleteElements):
+            self._delete_elements(t, name, op.elements)
+        else:
+            self._delete_elements(t, name, op.keys)
 
     def _fail_if_asked(self) -> None:
         if self.fail_next is not None:
@@ -413,3 +457,39 @@ def _single(e: Element) -> bool:
 
 def _element_json(e: Element) -> Any:
     return expr_to_json(Match("ip daddr", e))["match"]["right"]
+
+
+def _commands(family: str, table: str, op: Operation) -> list[Command]:
+    """The fake's commands for an operation on objects (element edits are applied as values,
+    ``FakeNft._edit``): the same as its script would parse into."""
+    if isinstance(op, ReplaceTable):
+        # As nft runs the table block: chains declared first (a verdict map may jump to one
+        # defined further down), then maps and sets with their elements, rules last.
+        rs = op.ruleset
+        return [
+            Command("add", "table", family, table),
+            Command("delete", "table", family, table),
+            Command("add", "table", family, table, comment=rs.comment),
+            *(
+                Command("add", "chain", family, table, c.name, replace(c, rules=()))
+                for c in rs.chains
+            ),
+            *(Command("add", "map", family, table, m.name, m) for m in rs.maps),
+            *(Command("add", "set", family, table, s.name, s) for s in rs.sets),
+            *(Command("add", "chain", family, table, c.name, c) for c in rs.chains),
+        ]
+    if isinstance(op, DeleteTable):
+        return [Command("delete", "table", family, table)]
+    if isinstance(op, AddSet):
+        return [Command("add", "set", family, table, op.set.name, op.set)]
+    if isinstance(op, AddMap):
+        return [Command("add", "map", family, table, op.map.name, op.map)]
+    if isinstance(op, AddChain):
+        return [Command("add", "chain", family, table, op.chain.name, op.chain)]
+    if isinstance(op, DeleteSet | DeleteMap | DeleteChain | FlushChain):
+        verb = "flush" if isinstance(op, FlushChain) else "delete"
+        kind = {DeleteSet: "set", DeleteMap: "map"}.get(type(op), "chain")
+        return [Command(verb, kind, family, table, op.name)]
+    if isinstance(op, AddRule):
+        return [Command("add", "rule", family, table, op.chain, rule=op.rule)]
+    return []

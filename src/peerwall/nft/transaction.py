@@ -1,4 +1,8 @@
-"""The smallest nft transaction that turns one table into the next, object by object.
+"""Typed operations on one table, transactions of them, and the smallest transaction that turns
+one table into the next, object by object.
+
+As knftables' ``Transaction`` holds typed operations, a ``Transaction`` here is a tuple of
+``Operation`` values; ``render_operations`` is the one place that writes them as nft text.
 
 Set and map elements are edited in place; a chain whose rules changed is flushed and refilled;
 chains, sets and maps that appear or disappear are added or deleted; everything else, and the
@@ -12,8 +16,9 @@ flushed rules), then objects are deleted, created, filled.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 from peerwall.nft.objects import (
     Chain,
@@ -29,51 +34,112 @@ from peerwall.nft.objects import (
     render_rule,
 )
 
+# --- operations --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
-class Transaction:
-    """One nft script, applied as one atomic kernel transaction.
+class ReplaceTable:
+    """The whole table, replaced exactly whether or not it exists (``render_replace``)."""
 
-    ``added``/``removed`` count set and map elements that enter/leave the table; ``chains`` names
-    the chains (re)written; a full replace reports the net change all the same.
-    """
-
-    script: str
-    full: bool
-    added: int
-    removed: int
-    chains: tuple[str, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return self.script == ""
+    ruleset: Ruleset
 
 
-EMPTY = Transaction("", full=False, added=0, removed=0)
+@dataclass(frozen=True)
+class DeleteTable:
+    pass
 
 
-def element_script(
-    family: str,
-    table: str,
-    name: str,
-    add: Iterable[Element] = (),
-    delete: Iterable[Element] = (),
-) -> list[str]:
-    """Commands that edit one set's elements (deletes first: an interval set refuses an element
-    that overlaps one still present)."""
-    out = []
-    if delete := list(delete):
-        out.append(f"delete element {family} {table} {name} {render_elements(delete)}")
-    if add := list(add):
-        out.append(f"add element {family} {table} {name} {render_elements(add)}")
-    return out
+@dataclass(frozen=True)
+class AddSet:
+    """A set's declaration (its elements come as ``AddElements``)."""
+
+    set: NftSet
 
 
-def _map_script(prefix: str, name: str, elements: Mapping[str, Verdict], verb: str) -> str:
-    if verb == "delete":
-        keys = ", ".join(f'"{k}"' for k in sorted(elements))
-        return f"delete element {prefix} {name} {{ {keys} }}"
-    return f"add element {prefix} {name} {render_map_elements(elements)}"
+@dataclass(frozen=True)
+class DeleteSet:
+    name: str
+
+
+@dataclass(frozen=True)
+class AddMap:
+    """A verdict map's declaration (its elements come as ``AddMapElements``)."""
+
+    map: NftMap
+
+
+@dataclass(frozen=True)
+class DeleteMap:
+    name: str
+
+
+@dataclass(frozen=True)
+class AddChain:
+    """A chain's declaration, without rules (they come as ``AddRule``)."""
+
+    chain: Chain
+
+
+@dataclass(frozen=True)
+class FlushChain:
+    name: str
+
+
+@dataclass(frozen=True)
+class DeleteChain:
+    name: str
+
+
+@dataclass(frozen=True)
+class AddRule:
+    chain: str
+    rule: Rule
+
+
+@dataclass(frozen=True)
+class AddElements:
+    set: str
+    elements: tuple[Element, ...]
+
+
+@dataclass(frozen=True)
+class DeleteElements:
+    set: str
+    elements: tuple[Element, ...]
+
+
+@dataclass(frozen=True)
+class AddMapElements:
+    map: str
+    elements: tuple[tuple[str, Verdict], ...]
+
+
+@dataclass(frozen=True)
+class DeleteMapElements:
+    map: str
+    keys: tuple[str, ...]
+
+
+Operation = (
+    ReplaceTable
+    | DeleteTable
+    | AddSet
+    | DeleteSet
+    | AddMap
+    | DeleteMap
+    | AddChain
+    | FlushChain
+    | DeleteChain
+    | AddRule
+    | AddElements
+    | DeleteElements
+    | AddMapElements
+    | DeleteMapElements
+)
+"""One step of a transaction, on the transaction's table; nft runs them in order."""
+
+
+# --- text ----------------------------------------------------------------------------------------
 
 
 def _set_decl(prefix: str, s: NftSet) -> str:
@@ -103,8 +169,96 @@ def _chain_decl(prefix: str, c: Chain) -> str:
     )
 
 
-def _rules(prefix: str, chain: str, rules: tuple[Rule, ...]) -> list[str]:
-    return [f"add rule {prefix} {chain} {render_rule(r)}" for r in rules]
+def render_operation(family: str, table: str, op: Operation) -> str:
+    """One operation as one nft command (a table block for ``ReplaceTable``), no newline."""
+    prefix = f"{family} {table}"
+    if isinstance(op, ReplaceTable):
+        return render_replace(op.ruleset).rstrip("\n")
+    if isinstance(op, DeleteTable):
+        return f"delete table {prefix}"
+    if isinstance(op, AddSet):
+        return _set_decl(prefix, op.set)
+    if isinstance(op, DeleteSet):
+        return f"delete set {prefix} {op.name}"
+    if isinstance(op, AddMap):
+        return _map_decl(prefix, op.map)
+    if isinstance(op, DeleteMap):
+        return f"delete map {prefix} {op.name}"
+    if isinstance(op, AddChain):
+        return _chain_decl(prefix, op.chain)
+    if isinstance(op, FlushChain):
+        return f"flush chain {prefix} {op.name}"
+    if isinstance(op, DeleteChain):
+        return f"delete chain {prefix} {op.name}"
+    if isinstance(op, AddRule):
+        return f"add rule {prefix} {op.chain} {render_rule(op.rule)}"
+    if isinstance(op, AddElements):
+        return f"add element {prefix} {op.set} {render_elements(op.elements)}"
+    if isinstance(op, DeleteElements):
+        return f"delete element {prefix} {op.set} {render_elements(op.elements)}"
+    if isinstance(op, AddMapElements):
+        return f"add element {prefix} {op.map} {render_map_elements(dict(op.elements))}"
+    keys = ", ".join(f'"{k}"' for k in sorted(op.keys))
+    return f"delete element {prefix} {op.map} {{ {keys} }}"
+
+
+def render_operations(family: str, table: str, ops: Iterable[Operation]) -> str:
+    """A script of ``ops``, one command a line; empty if there are none."""
+    lines = [render_operation(family, table, op) for op in ops]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+# --- transactions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """Operations on table ``family table``, applied as one atomic kernel transaction.
+
+    ``added``/``removed`` count set and map elements that enter/leave the table; ``chains`` names
+    the chains (re)written; a full replace reports the net change all the same.
+    """
+
+    family: str
+    table: str
+    operations: tuple[Operation, ...]
+    full: bool = False
+    added: int = 0
+    removed: int = 0
+    chains: tuple[str, ...] = ()
+
+    @cached_property
+    def script(self) -> str:
+        """The operations as one nft script (what libnftables runs)."""
+        return render_operations(self.family, self.table, self.operations)
+
+    @property
+    def empty(self) -> bool:
+        return not self.operations
+
+
+def element_operations(
+    name: str, add: Iterable[Element] = (), delete: Iterable[Element] = ()
+) -> list[Operation]:
+    """The operations that edit one set's elements (deletes first: an interval set refuses an
+    element that overlaps one still present)."""
+    out: list[Operation] = []
+    if delete := tuple(delete):
+        out.append(DeleteElements(name, delete))
+    if add := tuple(add):
+        out.append(AddElements(name, add))
+    return out
+
+
+def element_script(
+    family: str,
+    table: str,
+    name: str,
+    add: Iterable[Element] = (),
+    delete: Iterable[Element] = (),
+) -> list[str]:
+    """``element_operations`` as nft commands."""
+    return [render_operation(family, table, op) for op in element_operations(name, add, delete)]
 
 
 def _element_delta(old: Ruleset | None, new: Ruleset) -> tuple[int, int]:
@@ -121,9 +275,15 @@ def _element_delta(old: Ruleset | None, new: Ruleset) -> tuple[int, int]:
     return added, removed
 
 
-def _replace(old: Ruleset | None, new: Ruleset) -> Transaction:
+def replace_table(new: Ruleset, old: Ruleset | None = None) -> Transaction:
+    """The transaction that replaces the table with ``new`` (``old``: what it held, to count)."""
     added, removed = _element_delta(old, new)
-    return Transaction(render_replace(new), True, added, removed, tuple(c.name for c in new.chains))
+    chains = tuple(c.name for c in new.chains)
+    return Transaction(new.family, new.table, (ReplaceTable(new),), True, added, removed, chains)
+
+
+def delete_table(family: str, table: str) -> Transaction:
+    return Transaction(family, table, (DeleteTable(),))
 
 
 def diff(old: Ruleset | None, new: Ruleset, *, force_full: bool = False) -> Transaction:
@@ -132,28 +292,27 @@ def diff(old: Ruleset | None, new: Ruleset, *, force_full: bool = False) -> Tran
     ``force_full`` asks for a full replace even when edits would do (after a failure).
     """
     if force_full or old is None or (old.family, old.table) != (new.family, new.table):
-        return _replace(old, new)
+        return replace_table(new, old)
     if old.flags != new.flags:  # only a new table drops flags such as ``dormant``
-        return _replace(old, new)
-    prefix = f"{new.family} {new.table}"
+        return replace_table(new, old)
     old_sets, new_sets = {s.name: s for s in old.sets}, {s.name: s for s in new.sets}
     old_maps, new_maps = {m.name: m for m in old.maps}, {m.name: m for m in new.maps}
     old_chains, new_chains = {c.name: c for c in old.chains}, {c.name: c for c in new.chains}
     for name in old_sets.keys() & new_sets.keys():
         if old_sets[name].declaration() != new_sets[name].declaration():
-            return _replace(old, new)
+            return replace_table(new, old)
     for name in old_maps.keys() & new_maps.keys():
         if old_maps[name].declaration() != new_maps[name].declaration():
-            return _replace(old, new)
+            return replace_table(new, old)
     for name in old_chains.keys() & new_chains.keys():
         o, n = old_chains[name], new_chains[name]
         if o.hook != n.hook:
-            return _replace(old, new)
+            return replace_table(new, old)
 
-    unref: list[str] = []  # 1. references to what goes away: map elements, rules
-    deletes: list[str] = []  # 2. objects that go away
-    creates: list[str] = []  # 3. new objects
-    fills: list[str] = []  # 4. rules and elements
+    unref: list[Operation] = []  # 1. references to what goes away: map elements, rules
+    deletes: list[Operation] = []  # 2. objects that go away
+    creates: list[Operation] = []  # 3. new objects
+    fills: list[Operation] = []  # 4. rules and elements
     touched: list[str] = []
 
     for name, m in new_maps.items():
@@ -161,47 +320,45 @@ def diff(old: Ruleset | None, new: Ruleset, *, force_full: bool = False) -> Tran
         gone = {k: v for k, v in before.items() if m.elements.get(k) != v}
         came = {k: v for k, v in m.elements.items() if before.get(k) != v}
         if name not in old_maps:
-            creates.append(_map_decl(prefix, m))
+            creates.append(AddMap(m.declaration()))
         if gone:
-            unref.append(_map_script(prefix, name, gone, "delete"))
+            unref.append(DeleteMapElements(name, tuple(sorted(gone))))
         if came:
-            fills.append(_map_script(prefix, name, came, "add"))
+            fills.append(AddMapElements(name, tuple(sorted(came.items()))))
     for name, m in old_maps.items():
         if name not in new_maps:
             if m.elements:
-                unref.append(_map_script(prefix, name, m.elements, "delete"))
-            deletes.append(f"delete map {prefix} {name}")
+                unref.append(DeleteMapElements(name, tuple(sorted(m.elements))))
+            deletes.append(DeleteMap(name))
 
     for name, c in new_chains.items():
         if name not in old_chains:
-            creates.append(_chain_decl(prefix, c))
-            fills += _rules(prefix, name, c.rules)
+            creates.append(AddChain(replace(c, rules=())))
+            fills += [AddRule(name, r) for r in c.rules]
             touched.append(name)
         elif old_chains[name].rules != c.rules:
-            unref.append(f"flush chain {prefix} {name}")
-            fills += _rules(prefix, name, c.rules)
+            unref.append(FlushChain(name))
+            fills += [AddRule(name, r) for r in c.rules]
             touched.append(name)
     for name in old_chains:
         if name not in new_chains:
-            unref.append(f"flush chain {prefix} {name}")
-            deletes.append(f"delete chain {prefix} {name}")
+            unref.append(FlushChain(name))
+            deletes.append(DeleteChain(name))
             touched.append(name)
 
     for name, s in new_sets.items():
         if name not in old_sets:
-            creates.append(_set_decl(prefix, s))
-            fills += element_script(new.family, new.table, name, s.elements)
+            creates.append(AddSet(s.declaration()))
+            fills += element_operations(name, s.elements)
         else:
             had = old_sets[name].elements
-            fills[:0] = element_script(
-                new.family, new.table, name, s.elements - had, had - s.elements
-            )
+            fills[:0] = element_operations(name, s.elements - had, had - s.elements)
     for name in old_sets:
         if name not in new_sets:
-            deletes.append(f"delete set {prefix} {name}")
+            deletes.append(DeleteSet(name))
 
-    script = unref + deletes + creates + fills
-    if not script:
-        return EMPTY
+    ops = (*unref, *deletes, *creates, *fills)
+    if not ops:
+        return Transaction(new.family, new.table, ())
     added, removed = _element_delta(old, new)
-    return Transaction("\n".join(script) + "\n", False, added, removed, tuple(touched))
+    return Transaction(new.family, new.table, ops, False, added, removed, tuple(touched))
