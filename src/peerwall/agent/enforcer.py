@@ -120,6 +120,10 @@ class Enforcer:
         """``GatewayTable.fail_closed``: a table with no peers until the state is known."""
         return self.table.fail_closed(state)
 
+    def full(self, state: GatewayState) -> None:
+        """``GatewayTable.write_whole``: the whole table at once (raises ``NftError``)."""
+        self.table.write_whole(state)
+
     # --- applying ----------------------------------------------------------------------------
 
     def sync(self, desired: DesiredState) -> Step:

@@ -320,7 +320,7 @@ class GatewayTable:
         if plan.kind is StepKind.FULL:
             assert plan.snapshot is not None
             try:
-                self._write_whole(plan.snapshot)
+                self.write_whole(plan.snapshot)
             except NftError as e:
                 self._refused(e, plan.snapshot.tunnel_pattern, whole=True)
                 return StepKind.FAILED, None
@@ -371,8 +371,9 @@ class GatewayTable:
             self._raise_guard(tunnel_pattern, f"whole-table replace refused: {e}")
         log.error("transaction refused (%s): the table is to be replaced whole", e)
 
-    def _write_whole(self, state: GatewayState) -> None:
-        """Replace the whole table (one transaction)."""
+    def write_whole(self, state: GatewayState) -> None:
+        """Replace the whole table (one transaction); a refusal raises ``NftError`` (the caller's
+        to handle: ``commit`` and ``repair`` apply the fallback policy)."""
         started = time.perf_counter()
         table = build(state)
         self.nft.run(render_replace(table))
