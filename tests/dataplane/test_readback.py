@@ -9,7 +9,8 @@ import pytest
 from nftlab import nft_in, same, seed_table, three_table
 
 from peerwall.dataplane.nft import LibNft, Nft
-from peerwall.dataplane.readback import parse_table, read_table
+from peerwall.dataplane.readback import read_table
+from peerwall.nft.listing import parse_table
 from peerwall.nft.objects import (
     Match,
     Opaque,

@@ -6,6 +6,8 @@
   transactions of them: the one from one table to the next (``diff``), element edits, a whole
   replace; ``render_operations`` writes them as a script. Together with ``objects``' renderers,
   the only writer of nft text;
+- ``listing``: libnftables' JSON listing of a table back into a ``Ruleset`` (the pure part of
+  the read-back);
 - ``netlink``: nf_tables netlink messages for element edits, as bytes; ``tlv``: netlink's
   framing (messages, attributes), the one codec of every netfilter socket;
 - ``parse``: nft script text back into the same values (for the fake's scripts and the tests);
