@@ -24,6 +24,7 @@ from peerwall.errors import NftError
 from peerwall.model import SecurityMode, load_topology
 from peerwall.nft.fake import FakeNft
 from peerwall.nft.objects import render_replace
+from peerwall.nft.transaction import Transaction
 
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
@@ -268,15 +269,15 @@ def test_a_table_that_cannot_be_read_back_is_drift_replaced_whole_never_a_crash(
 def test_a_refused_whole_table_raises_the_guard_which_goes_once_the_table_is_back() -> None:
     nft, enforcer, desired = started(three())
     refusing = True
-    run = nft.run
+    run, apply = nft.run, nft.apply
 
-    def refuse_peerwall(script: str) -> None:
+    def refuse_peerwall(tx: Transaction) -> None:
         """As the kernel does while another process holds ``inet peerwall`` (flags owner)."""
-        if refusing and "delete table inet peerwall\n" in script:
+        if refusing and "delete table inet peerwall\n" in tx.script:
             raise NftError("Error: Could not process rule: Operation not permitted")
-        run(script)
+        apply(tx)
 
-    nft.run = refuse_peerwall  # type: ignore[method-assign]
+    nft.apply = refuse_peerwall  # type: ignore[method-assign]
     run("delete table inet peerwall\n")  # gone: only a whole-table write repairs that
     enforcer.repair(desired.snapshot())
     assert enforcer.counts.guard is not None

@@ -149,6 +149,10 @@ class Recording:
         self.scripts += 1
         self.inner.run(script)
 
+    def apply(self, tx) -> None:  # type: ignore[no-untyped-def]
+        self.scripts += 1
+        self.inner.apply(tx)
+
     def list_json(self, command: str):  # type: ignore[no-untyped-def]
         return self.inner.list_json(command)
 

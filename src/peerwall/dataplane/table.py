@@ -47,14 +47,14 @@ from peerwall.dataplane.nft import Nft, release_memory
 from peerwall.dataplane.readback import read_table, table_exists
 from peerwall.errors import NftError
 from peerwall.nft.netlink import SetEdit
-from peerwall.nft.objects import Ruleset, render_replace
+from peerwall.nft.objects import Ruleset
 from peerwall.nft.transaction import (
     Operation,
     Transaction,
     delete_table,
     diff,
     element_operations,
-    render_operations,
+    replace_table,
 )
 
 log = logging.getLogger("peerwall.agent")
@@ -110,8 +110,8 @@ class Plan:
     """The whole desired state (``PEERS`` and ``FULL`` steps)."""
     edits: tuple[SetEdit, ...] = ()
     """An ``ELEMENTS`` step's element edits (one netlink batch, not a script)."""
-    script: str = ""
-    """A ``MODE`` step's element script."""
+    transaction: Transaction | None = None
+    """A ``MODE`` step's element operations."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ class GatewayTable:
             self.counts.readback_failures += live is None
             log.error("the table left by a previous run is not usable: %s", found[0])
         try:
-            self.nft.run(render_replace(fail_closed))
+            self.nft.apply(replace_table(fail_closed))
         except NftError as e:
             self._raise_guard(state.tunnel_pattern, f"the fail-closed table was refused: {e}")
             return False
@@ -206,7 +206,7 @@ class GatewayTable:
         written (say, another process holds it with ``flags owner``). Never raises: if even the
         guard is refused, that is logged, and the next step or check tries again."""
         try:
-            self.nft.run(render_replace(build_guard(tunnel_pattern)))
+            self.nft.apply(replace_table(build_guard(tunnel_pattern)))
         except NftError as e:
             log.critical("%s; the fail-closed guard table was refused too: %s", why, e)
             return
@@ -224,7 +224,7 @@ class GatewayTable:
         if self.counts.guard is None:
             return
         try:
-            self.nft.run(delete_table(names.FAMILY, names.GUARD_TABLE).script)
+            self.nft.apply(delete_table(names.FAMILY, names.GUARD_TABLE))
         except NftError as e:
             if table_exists(self.nft, names.FAMILY, names.GUARD_TABLE):
                 log.error("could not remove the guard table (kept, fail closed): %s", e)
@@ -257,7 +257,7 @@ class GatewayTable:
         if not self._only_mode(changes):
             assert snapshot is not None, "a peers step needs the desired state"
             return Plan(changes, StepKind.PEERS, snapshot)
-        return Plan(changes, StepKind.MODE, script=self._mode_script(changes))
+        return Plan(changes, StepKind.MODE, transaction=self._mode_transaction(changes))
 
     def _elements_only(self, changes: Changes) -> bool:
         """Whether the changes are only elements of peers the kernel has as declared."""
@@ -293,8 +293,8 @@ class GatewayTable:
             return changes
         return replace(changes, added=added, deleted=deleted)
 
-    def _mode_script(self, changes: Changes) -> str:
-        """The element script of a mode step: each redeclared peer's ``cidrs`` and ``audit``
+    def _mode_transaction(self, changes: Changes) -> Transaction:
+        """The element operations of a mode step: each redeclared peer's ``cidrs`` and ``audit``
         elements, then the element changes that came with it."""
         ops: list[Operation] = []
         for name, declared in changes.peers.items():
@@ -308,7 +308,7 @@ class GatewayTable:
             ops += element_operations(names.peer_set(who, kind), (), map(IPv4Address, addresses))
         for (who, kind), addresses in changes.added.items():
             ops += element_operations(names.peer_set(who, kind), map(IPv4Address, addresses))
-        return render_operations(names.FAMILY, names.TABLE, ops)
+        return Transaction(names.FAMILY, names.TABLE, tuple(ops))
 
     # --- committing ----------------------------------------------------------------------------
 
@@ -331,13 +331,15 @@ class GatewayTable:
             if kind is StepKind.ELEMENTS:
                 self.nft.edit_elements(names.FAMILY, names.TABLE, plan.edits)
             elif kind is StepKind.MODE:
-                self.nft.run(plan.script)
+                assert plan.transaction is not None
+                if not plan.transaction.empty:
+                    self.nft.apply(plan.transaction)
             else:
                 assert plan.snapshot is not None
                 tx = diff(self._read_live(), build(plan.snapshot))
                 kind = StepKind.FULL if tx.full else StepKind.PEERS
-                if tx.script:
-                    self.nft.run(tx.script)
+                if not tx.empty:
+                    self.nft.apply(tx)
         except NftError as e:
             pattern = plan.snapshot.tunnel_pattern if plan.snapshot is not None else ""
             self._refused(e, pattern, whole=kind is StepKind.FULL)
@@ -376,7 +378,7 @@ class GatewayTable:
         to handle: ``commit`` and ``repair`` apply the fallback policy)."""
         started = time.perf_counter()
         table = build(state)
-        self.nft.run(render_replace(table))
+        self.nft.apply(replace_table(table))
         del table
         self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
         self._committed(StepKind.FULL, time.perf_counter() - started)
@@ -412,14 +414,14 @@ class GatewayTable:
         if tx.empty:
             return SyncResult(tx, time.perf_counter() - start)
         try:
-            self.nft.run(tx.script)
+            self.nft.apply(tx)
         except NftError as first:
             if tx.full:
                 raise
             self.counts.apply_failures += 1
             tx = diff(live, desired, force_full=True)
             try:
-                self.nft.run(tx.script)
+                self.nft.apply(tx)
             except NftError as second:
                 raise NftError(
                     f"partial update refused ({first}); full replace refused too: {second}"
