@@ -47,7 +47,7 @@ from importlib import resources
 from peerwall.agent.enforcer import Enforcer
 from peerwall.compile.desired import gateway_state
 from peerwall.dataplane.conntrack import Conntrack
-from peerwall.dataplane.fake import FakeNft
+from peerwall.nft.fake import FakeNft
 from peerwall.model import SecurityMode, load_topology
 text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
 state = gateway_state(

@@ -56,10 +56,10 @@ from common import (
 )
 from peerwall.compile import names
 from peerwall.compile.build import build
-from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, PeerState, SetKind
 from peerwall.dataplane.nft import LibNft
 from peerwall.model.spec import SecurityMode
+from peerwall.nft.objects import render_replace
 
 PORT = 8080
 CLIENT_NET = "10.10.0"  # the peer's pods, as the gateway sees them

@@ -68,10 +68,12 @@ from liqo_v010 import (
 from peerwall import nsenter
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.enforcer import Enforcer
-from peerwall.compile import names, netlink
-from peerwall.compile.netlink import SetEdit
+from peerwall.compile import names
 from peerwall.compile.state import SetKind
 from peerwall.dataplane.nft import LibNft
+from peerwall.nft import netlink
+from peerwall.nft.netlink import SetEdit
+from peerwall.nft.transaction import Transaction
 
 PEERS = {"A": "aaaa1111-0000-4000-8000-000000000001", "B": "bbbb2222-0000-4000-8000-000000000002"}
 """peerwall peer name -> Liqo cluster ID."""
@@ -130,6 +132,14 @@ class TimedNft:
         t = time.perf_counter()
         try:
             self.inner.run(script)
+        finally:
+            self.seconds += time.perf_counter() - t
+            self.calls += 1
+
+    def apply(self, tx: Transaction) -> None:
+        t = time.perf_counter()
+        try:
+            self.inner.apply(tx)
         finally:
             self.seconds += time.perf_counter() - t
             self.calls += 1

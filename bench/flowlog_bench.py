@@ -226,7 +226,7 @@ def cpu_per_event(loadgen: str, nss: Namespaces, seconds: float) -> dict[str, An
     flooder = add_flooder(nss, gw, "cpu")
     state = replace(gateway_state_for_bench(), flow_log=FlowLog(rate=100_000, burst=100_000))
     from peerwall.compile.build import build
-    from peerwall.compile.nft import render_replace
+    from peerwall.nft.objects import render_replace
 
     with LibNft(gw) as nft:
         nft.run(render_replace(build(state)))

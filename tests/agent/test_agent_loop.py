@@ -14,8 +14,8 @@ from peerwall.agent.run import Agent
 from peerwall.compile import names
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
-from peerwall.dataplane.fake import FakeNft
 from peerwall.model import SecurityMode, load_topology
+from peerwall.nft.fake import FakeNft
 from peerwall.settings import AgentSettings
 
 
@@ -23,6 +23,7 @@ class HandSource:
     def __init__(self) -> None:
         self.synced = asyncio.Event()
         self.changed = asyncio.Event()
+        self.loaded_digest: str | None = None
 
     async def run(self) -> None:
         await asyncio.Event().wait()  # events come from the test

@@ -27,9 +27,9 @@ from peerwall.agent.endpoint import Endpoint, split_address
 from peerwall.agent.run import Agent
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
-from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.model import SecurityMode, load_topology
+from peerwall.nft.fake import FakeNft
 from peerwall.settings import AgentSettings, EndpointSettings
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n"
@@ -49,6 +49,7 @@ class HandSource:
     def __init__(self) -> None:
         self.synced = asyncio.Event()
         self.changed = asyncio.Event()
+        self.loaded_digest: str | None = None
 
     async def run(self) -> None:
         await asyncio.Event().wait()

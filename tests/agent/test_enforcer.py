@@ -16,14 +16,15 @@ from peerwall.compile import names
 from peerwall.compile.build import build, build_guard
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.flows import Flow, Tuple
-from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, SetKind
 from peerwall.dataplane.conntrack import Cleared
 from peerwall.dataplane.drift import TABLE_UNREADABLE
-from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import NftError
 from peerwall.model import SecurityMode, load_topology
+from peerwall.nft.fake import FakeNft
+from peerwall.nft.objects import render_replace
+from peerwall.nft.transaction import Transaction
 
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
@@ -83,15 +84,18 @@ def test_fail_closed_installs_a_table_without_peers_only_if_there_is_none() -> N
 def test_a_pod_event_is_one_element_and_nothing_is_read_back() -> None:
     nft, enforcer, desired = started(three())
     desired.contribute("pod/shop/new", "C2", SetKind.BACKENDS, [IPv4Address("10.244.7.7")])
-    before = len(nft.scripts)
+    before, listed = len(nft.scripts), len(nft.listings)
     step = enforcer.sync(desired)
     assert step.kind == "elements"
     assert nft.scripts[before:] == [
         f"add element inet peerwall {names.peer_set('C2', SetKind.BACKENDS)} {{ 10.244.7.7 }}\n"
     ]
+    assert nft.listings[listed:] == []  # nothing was read back
     assert equal(nft, desired)
     desired.withdraw("pod/shop/new")
+    listed = len(nft.listings)
     assert enforcer.sync(desired).narrows
+    assert nft.listings[listed:] == []
     assert equal(nft, desired)
 
 
@@ -265,15 +269,15 @@ def test_a_table_that_cannot_be_read_back_is_drift_replaced_whole_never_a_crash(
 def test_a_refused_whole_table_raises_the_guard_which_goes_once_the_table_is_back() -> None:
     nft, enforcer, desired = started(three())
     refusing = True
-    run = nft.run
+    run, apply = nft.run, nft.apply
 
-    def refuse_peerwall(script: str) -> None:
+    def refuse_peerwall(tx: Transaction) -> None:
         """As the kernel does while another process holds ``inet peerwall`` (flags owner)."""
-        if refusing and "delete table inet peerwall\n" in script:
+        if refusing and "delete table inet peerwall\n" in tx.script:
             raise NftError("Error: Could not process rule: Operation not permitted")
-        run(script)
+        apply(tx)
 
-    nft.run = refuse_peerwall  # type: ignore[method-assign]
+    nft.apply = refuse_peerwall  # type: ignore[method-assign]
     run("delete table inet peerwall\n")  # gone: only a whole-table write repairs that
     enforcer.repair(desired.snapshot())
     assert enforcer.counts.guard is not None

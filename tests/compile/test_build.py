@@ -12,8 +12,13 @@ import pytest
 from peerwall.compile import ctmark, names
 from peerwall.compile.build import INVALID, NOT_SYN, build
 from peerwall.compile.desired import gateway_state
-from peerwall.compile.diff import diff
-from peerwall.compile.nft import (
+from peerwall.compile.state import SetKind
+from peerwall.dataplane.apply import sync
+from peerwall.dataplane.nft import LibNft
+from peerwall.dataplane.readback import read_table
+from peerwall.errors import TopologyInvalid
+from peerwall.model import SecurityMode, Topology, load_topology
+from peerwall.nft.objects import (
     Counter,
     CtMarkSet,
     Limit,
@@ -26,12 +31,7 @@ from peerwall.compile.nft import (
     render_replace,
     render_table,
 )
-from peerwall.compile.state import SetKind
-from peerwall.dataplane.apply import sync
-from peerwall.dataplane.nft import LibNft
-from peerwall.dataplane.readback import read_table
-from peerwall.errors import TopologyInvalid
-from peerwall.model import SecurityMode, Topology, load_topology
+from peerwall.nft.transaction import diff
 
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.nft import LibNft, Nft
+from peerwall.nft.fake import FakeNft
 from support import require_lab
 
 

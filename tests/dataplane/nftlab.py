@@ -9,8 +9,8 @@ import pytest
 
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
-from peerwall.compile.nft import Ruleset
 from peerwall.model import SecurityMode, load_topology
+from peerwall.nft.objects import Ruleset
 
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION

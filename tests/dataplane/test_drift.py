@@ -7,7 +7,6 @@ from dataclasses import replace
 from nftlab import seed_table
 
 from peerwall.compile import names
-from peerwall.compile.nft import render_replace
 from peerwall.compile.state import SetKind
 from peerwall.dataplane.drift import (
     CHAIN_EXTRA,
@@ -25,6 +24,7 @@ from peerwall.dataplane.drift import (
 )
 from peerwall.dataplane.nft import Nft
 from peerwall.dataplane.readback import read_table
+from peerwall.nft.objects import render_replace
 
 BACKENDS = names.peer_set("C2", SetKind.BACKENDS)
 

@@ -22,14 +22,14 @@ from peerwall.agent.enforcer import Enforcer
 from peerwall.compile import names
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
-from peerwall.compile.netlink import MAX_PER_MESSAGE, SetEdit
-from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, SetKind
-from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import NftError
 from peerwall.model import SecurityMode, load_topology
+from peerwall.nft.fake import FakeNft
+from peerwall.nft.netlink import MAX_PER_MESSAGE, SetEdit
+from peerwall.nft.objects import render_replace
 from support import require_lab
 
 SET = names.peer_set("C2", SetKind.OFFLOADED)
@@ -149,6 +149,10 @@ class Recording:
         self.scripts += 1
         self.inner.run(script)
 
+    def apply(self, tx) -> None:  # type: ignore[no-untyped-def]
+        self.scripts += 1
+        self.inner.apply(tx)
+
     def list_json(self, command: str):  # type: ignore[no-untyped-def]
         return self.inner.list_json(command)
 
@@ -218,7 +222,7 @@ def test_a_kernel_that_lost_an_element_makes_the_event_fall_back_to_a_whole_tabl
 
 DROPPED = """
 from ipaddress import IPv4Address
-from peerwall.compile.netlink import SetEdit
+from peerwall.nft.netlink import SetEdit
 from peerwall.dataplane.netlink import NetlinkSets
 from peerwall.errors import NftError
 try:

@@ -3,17 +3,29 @@ test: the same scripts, failures included, on both, read back the same)."""
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
+
 import pytest
 from nftlab import FULL, same, seed_table, three_table
 
 from peerwall.compile import names
-from peerwall.compile.diff import diff
-from peerwall.compile.nft import render_replace, render_table
 from peerwall.compile.state import SetKind
-from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import NftError
+from peerwall.nft.fake import FakeNft
+from peerwall.nft.objects import render_replace, render_table
+from peerwall.nft.transaction import (
+    AddElements,
+    DeleteChain,
+    DeleteElements,
+    DeleteSet,
+    Operation,
+    Transaction,
+    delete_table,
+    diff,
+    replace_table,
+)
 
 BACKENDS = names.peer_set("C2", SetKind.BACKENDS)
 SCRIPTS = [
@@ -50,4 +62,49 @@ def test_the_fake_and_the_kernel_agree_script_by_script(nft: LibNft) -> None:
         assert same(read_table(fake, "inet", "peerwall"), read_table(nft, "inet", "peerwall")), (
             i,
             script,
+        )
+
+
+def _on_peerwall(*ops: Operation) -> Transaction:
+    return Transaction("inet", "peerwall", ops)
+
+
+TRANSACTIONS = [
+    replace_table(seed_table()),
+    _on_peerwall(AddElements(BACKENDS, (IPv4Address("10.244.3.3"),))),
+    _on_peerwall(AddElements(BACKENDS, (IPv4Address("10.244.3.3"),))),  # adding twice is fine
+    _on_peerwall(DeleteElements(BACKENDS, (IPv4Address("10.244.9.9"),))),  # missing: refused
+    _on_peerwall(DeleteChain(names.peer_chain("C2"))),  # still referenced: refused
+    _on_peerwall(DeleteSet(BACKENDS)),  # still referenced: refused
+    _on_peerwall(AddElements("no-such-set", (IPv4Address("10.0.0.1"),))),  # refused
+    diff(seed_table(), seed_table(mode=FULL)),
+    diff(seed_table(mode=FULL), three_table()),
+    diff(three_table(), seed_table()),
+    replace_table(three_table()),
+    delete_table("inet", "peerwall"),
+    delete_table("inet", "peerwall"),  # missing: refused
+]
+
+
+@pytest.mark.lab
+def test_the_fake_applies_operations_as_the_kernel_runs_their_script(nft: LibNft) -> None:
+    """The fake applies a transaction's typed operations without writing or parsing text; the
+    kernel runs the same transaction's script: refused or not, both read back the same."""
+    fake = FakeNft()
+    for i, tx in enumerate(TRANSACTIONS):
+        outcomes = []
+        try:
+            fake.apply(tx)
+            outcomes.append("ok")
+        except NftError:
+            outcomes.append("refused")
+        try:
+            nft.run(tx.script)
+            outcomes.append("ok")
+        except NftError:
+            outcomes.append("refused")
+        assert outcomes[0] == outcomes[1], (i, tx.script, outcomes)
+        assert same(read_table(fake, "inet", "peerwall"), read_table(nft, "inet", "peerwall")), (
+            i,
+            tx.script,
         )

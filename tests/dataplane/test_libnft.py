@@ -8,10 +8,12 @@ import threading
 import pytest
 from nftlab import nft_in, seed_table, sh
 
-from peerwall.compile.nft import render_replace
+from peerwall.compile import names
+from peerwall.compile.state import SetKind
 from peerwall.dataplane import nft as nft_module
 from peerwall.dataplane.nft import LibNft
 from peerwall.errors import LabError, NftError
+from peerwall.nft.objects import render_replace
 
 pytestmark = pytest.mark.lab
 
@@ -64,8 +66,8 @@ def test_bad_script_raises_with_the_error_text_and_changes_nothing(nft: LibNft, 
     before = nft_in(netns, "-s", "list", "ruleset")
     # The first lines are valid; the last one is not, so nothing of the buffer may be applied.
     bad = (
-        "add element inet peerwall backends-9685eb76 { 10.244.9.9 }\n"
-        "flush chain inet peerwall peer-9685eb76-C2\n"
+        f"add element inet peerwall {names.peer_set('C2', SetKind.BACKENDS)} {{ 10.244.9.9 }}\n"
+        f"flush chain inet peerwall {names.peer_chain('C2')}\n"
         "add rule inet peerwall no-such-chain accept\n"
     )
     with pytest.raises(NftError) as info:
@@ -94,8 +96,9 @@ def test_list_json_and_list_text_switch_output_modes(nft: LibNft) -> None:
     assert "counter packets" not in text
     # A script run after a JSON listing is still read as nft syntax, and a listing after a
     # script returns text again.
-    nft.run("add element inet peerwall backends-9685eb76 { 10.244.0.9 }\n")
-    assert "10.244.0.9" in nft.list_text("list set inet peerwall backends-9685eb76")
+    backends = names.peer_set("C2", SetKind.BACKENDS)
+    nft.run(f"add element inet peerwall {backends} {{ 10.244.0.9 }}\n")
+    assert "10.244.0.9" in nft.list_text(f"list set inet peerwall {backends}")
     assert nft.list_json("list tables")["nftables"][0]["metainfo"]
 
 

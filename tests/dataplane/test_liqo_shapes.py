@@ -10,12 +10,12 @@ from ipaddress import IPv4Address, IPv4Network
 from nftlab import same
 
 from peerwall.compile.build import build
-from peerwall.compile.diff import diff
-from peerwall.compile.nft import render_replace
 from peerwall.compile.state import ApiServer, GatewayState, PeerState, SetKind
 from peerwall.dataplane.nft import Nft
 from peerwall.dataplane.readback import read_table
 from peerwall.model import SecurityMode
+from peerwall.nft.objects import render_replace
+from peerwall.nft.transaction import diff
 
 
 def liqo_state(**changes: object) -> GatewayState:

@@ -8,7 +8,10 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 from nftlab import nft_in, same, seed_table, three_table
 
-from peerwall.compile.nft import (
+from peerwall.dataplane.nft import LibNft, Nft
+from peerwall.dataplane.readback import read_table
+from peerwall.nft.listing import parse_table
+from peerwall.nft.objects import (
     Match,
     Opaque,
     Range,
@@ -19,8 +22,6 @@ from peerwall.compile.nft import (
     render_replace,
     rule_from_json,
 )
-from peerwall.dataplane.nft import LibNft, Nft
-from peerwall.dataplane.readback import parse_table, read_table
 
 
 @pytest.mark.parametrize("make", [seed_table, three_table])

@@ -9,12 +9,12 @@ import pytest
 from nftlab import FULL, SEG, nft_in, same, seed_table, three_table
 
 from peerwall.compile import names
-from peerwall.compile.nft import Match, Rule, SetRef, Verdict
 from peerwall.dataplane.apply import sync
-from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import NftError
+from peerwall.nft.fake import FakeNft
+from peerwall.nft.objects import Match, Rule, SetRef, Verdict
 
 
 def live(nft: Nft):  # type: ignore[no-untyped-def]

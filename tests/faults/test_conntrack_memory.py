@@ -21,8 +21,8 @@ from ctfill import count, fill
 from peerwall.agent.enforcer import Enforcer
 from peerwall.compile.desired import gateway_state
 from peerwall.dataplane.conntrack import Conntrack
-from peerwall.dataplane.fake import FakeNft
 from peerwall.model import SecurityMode, load_topology
+from peerwall.nft.fake import FakeNft
 
 pytestmark = pytest.mark.lab
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION

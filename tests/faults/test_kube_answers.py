@@ -25,10 +25,10 @@ from kubeapi.harness import Harness, run, running
 from peerwall.agent.kube import KubeSettings
 from peerwall.agent.run import Agent
 from peerwall.compile.state import SetKind
-from peerwall.dataplane.fake import FakeNft
 from peerwall.model.load import load_topology
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
+from peerwall.nft.fake import FakeNft
 from peerwall.settings import AgentSettings
 
 SEED = Path(__file__).parent.parent / "agent" / "kube" / "seed-topology.yaml"

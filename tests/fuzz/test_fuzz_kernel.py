@@ -17,11 +17,11 @@ from hypothesis_profiles import budget
 from peerwall.agent.enforcer import Enforcer
 from peerwall.compile import names
 from peerwall.compile.build import build
-from peerwall.compile.nft import render_replace
 from peerwall.dataplane.drift import drift
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import NftError
+from peerwall.nft.objects import render_replace
 
 pytestmark = pytest.mark.lab
 

@@ -25,8 +25,8 @@ from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import valid_cluster_id
 from peerwall.compile.build import build
 from peerwall.compile.names import clashes, tunnel_ifname
-from peerwall.compile.nft import render_replace
 from peerwall.compile.state import GatewayState, SetKind
+from peerwall.nft.objects import render_replace
 
 PEERS = ["c2", "c3", "c2", "c3", "c17439", "c24164", "C4", "c5\n", "", "x" * 70]
 """Cluster IDs: the base's peers (more often), two IDs with one hash, invalid ones."""

@@ -19,10 +19,10 @@ from hypothesis_profiles import budget
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.names import peer_chain
-from peerwall.compile.nft import render_replace
 from peerwall.errors import TopologyInvalid
 from peerwall.model import SecurityMode, load_topology
 from peerwall.model.topology import Topology
+from peerwall.nft.objects import render_replace
 from strategies import topologies
 
 SOURCE = "fuzz.yaml"

@@ -11,12 +11,16 @@ import time
 import pytest
 
 from labkit import LabUp, seed_topology
+from peerwall.compile import names
+from peerwall.compile.state import SetKind
 from peerwall.lab import agents
 from peerwall.lab import build as labs
 from peerwall.lab.probing import observe_lab
 from peerwall.model import SecurityMode
 from peerwall.policy import Verdict, expect
 from peerwall.settings import LabSettings, ProbeSettings
+
+BACKENDS = SetKind.BACKENDS
 
 pytestmark = pytest.mark.lab
 FULL = SecurityMode.FULL_POD_TO_POD
@@ -82,7 +86,7 @@ def test_drift_is_repaired_within_the_resync_interval(lab_up: LabUp, seed_text: 
     gw = plan.gateway_ns("C1")
     for damage in (
         ["flush", "table", "inet", "peerwall"],
-        ["delete", "element", "inet", "peerwall", "backends-9685eb76", "{ 10.244.0.2 }"],
+        ["delete", "element", "inet", "peerwall", names.peer_set("C2", BACKENDS), "{ 10.244.0.2 }"],
     ):
         before = agents.status(plan, settings, "C1") or {}
         subprocess.run(["ip", "netns", "exec", gw, "nft", *damage], check=True)

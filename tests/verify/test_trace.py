@@ -20,14 +20,14 @@ from hypothesis_profiles import budget
 from peerwall.compile import ctmark, names
 from peerwall.compile.build import OTHER_TUNNEL, build
 from peerwall.compile.desired import gateway_state
-from peerwall.compile.nft import Chain, Hook, Match, NftSet, Ruleset
 from peerwall.compile.state import SetKind
 from peerwall.errors import UnknownName
 from peerwall.model import SecurityMode, Topology, load_topology, topology_from_data
 from peerwall.model.addressing import translate
+from peerwall.nft.interpret import Packet, TraceError, run_chain, run_hook
+from peerwall.nft.objects import Chain, Hook, Match, NftSet, Ruleset
+from peerwall.nft.parse import parse_address, parse_rule
 from peerwall.policy import Verdict, expect
-from peerwall.verify.interpret import Packet, TraceError, run_chain, run_hook
-from peerwall.verify.nftparse import parse_address, parse_rule
 from peerwall.verify.paths import POD_IFNAME, trace, traced_table
 from strategies import topologies
 

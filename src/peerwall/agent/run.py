@@ -35,7 +35,7 @@ import time
 from typing import Any, Protocol
 
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.enforcer import Enforcer, FlowTable, Step
+from peerwall.agent.enforcer import Enforcer, FlowTable, Step, StepKind
 from peerwall.agent.flowevents import FlowEvent, FlowNamer, FlowRecorder, FlowRing
 from peerwall.agent.flowsapi import flows_route
 from peerwall.agent.metrics import (
@@ -50,6 +50,7 @@ from peerwall.agent.metrics import (
 )
 from peerwall.dataplane.nflog import NflogReader
 from peerwall.dataplane.nft import LibNft, Nft
+from peerwall.errors import NftError
 from peerwall.settings import AgentSettings
 
 log = logging.getLogger("peerwall.agent")
@@ -61,6 +62,9 @@ INLINE_ELEMENTS = 512
 class Source(Protocol):
     synced: asyncio.Event
     changed: asyncio.Event
+    loaded_digest: str | None
+    """A digest of the state last loaded (a topology file's), shown in the status; None if the
+    source has none (the Kubernetes API)."""
 
     async def run(self) -> None: ...
 
@@ -161,7 +165,7 @@ class Agent:
             return
         try:
             reader = NflogReader(flow_log.group)
-        except OSError as e:
+        except (OSError, NftError) as e:
             if not self._nflog_failed:
                 log.error("cannot read drops from NFLOG group %d: %s", flow_log.group, e)
             self._nflog_failed = True
@@ -193,7 +197,7 @@ class Agent:
                 step = await self.step()
             # A refused step is retried whole; back off so that a table the kernel keeps
             # refusing (another process holds it) costs a retry now and then, not a busy loop.
-            refused = refused + 1 if step.kind == "failed" else 0
+            refused = refused + 1 if step.kind is StepKind.FAILED else 0
             if refused:
                 await asyncio.sleep(min(0.05 * 2 ** (refused - 1), 5.0))
 
@@ -209,18 +213,18 @@ class Agent:
     async def step(self) -> Step:
         """One transaction for what changed (all of it, the first time), then the flows."""
         since = self.desired.pending_since
-        digest = getattr(self.source, "loaded_digest", None)
+        digest = self.source.loaded_digest
         # The kernel's part of a big step runs in a worker thread: events that come in meanwhile
         # gather for the next step, so a burst costs a few transactions and a lone event no
         # wait. A small element step (one netlink batch: ~10 us) runs here: handing it to a
         # thread would cost more than the step, and the thread's turn for the interpreter lock
         # can come milliseconds later on a busy machine.
         prepared = self.enforcer.prepare(self.desired)
-        if prepared.kind == "elements" and sum(prepared.changes.count()) <= INLINE_ELEMENTS:
+        if prepared.kind is StepKind.ELEMENTS and sum(prepared.changes.count()) <= INLINE_ELEMENTS:
             step = self.enforcer.commit(prepared)
         else:
             step = await asyncio.to_thread(self.enforcer.commit, prepared)
-        if step.kind == "failed":
+        if step.kind is StepKind.FAILED:
             self.source.changed.set()  # the whole table, at once
         self.collector.publish(self.desired)
         self.namer.use(

@@ -607,7 +607,7 @@ def rules(
     """
     from peerwall.compile.build import build
     from peerwall.compile.desired import gateway_state
-    from peerwall.compile.nft import render_replace
+    from peerwall.nft.objects import render_replace
 
     topology, choice = load(file, set_, values)
     if cluster not in topology.cluster_by_name:

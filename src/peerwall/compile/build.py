@@ -37,7 +37,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from peerwall.compile import ctmark, names
-from peerwall.compile.nft import (
+from peerwall.compile.state import FlowLog, GatewayState, PeerState, SetKind
+from peerwall.model.spec import SecurityMode
+from peerwall.nft.objects import (
     TCP_FLAGS,
     Chain,
     Counter,
@@ -57,8 +59,6 @@ from peerwall.compile.nft import (
     Verdict,
     VMap,
 )
-from peerwall.compile.state import FlowLog, GatewayState, PeerState, SetKind
-from peerwall.model.spec import SecurityMode
 
 TABLE_COMMENT = "peerwall: Liqo connectivity security modes, enforced on traffic from peers (managed by peerwall)"
 

@@ -1,7 +1,7 @@
 """What differs between the live table and the desired one, object by object.
 
 Objects are matched by name, so the order in which nft lists them never counts as drift; rules
-are compared as values (``compile.nft``), counters without their counts.
+are compared as values (``nft.objects``), counters without their counts.
 """
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from peerwall.compile.nft import (
+from peerwall.dataplane.nft import Nft
+from peerwall.dataplane.readback import read_table
+from peerwall.errors import NftError
+from peerwall.nft.objects import (
     Chain,
     Hook,
     NftMap,
@@ -22,9 +25,6 @@ from peerwall.compile.nft import (
     render_expr,
     render_rule,
 )
-from peerwall.dataplane.nft import Nft
-from peerwall.dataplane.readback import read_table
-from peerwall.errors import NftError
 
 TABLE_MISSING = "table-missing"
 TABLE_FLAGS = "table-flags"

@@ -1,6 +1,6 @@
 """Set element edits straight to nf_tables over netlink: one datagram, one transaction.
 
-The batch is encoded by ``compile.netlink``; this is the socket. Like a libnftables context, the
+The batch is encoded by ``nft.netlink``; this is the socket. Like a libnftables context, the
 socket acts on the network namespace that was current when it was made, whatever thread uses it
 later, so it is made inside the namespace and kept. The kernel runs the whole batch inside
 ``send`` and queues every answer before ``send`` returns: the answers are read at once, without
@@ -15,12 +15,31 @@ import threading
 from collections.abc import Iterable
 
 from peerwall import nsenter
-from peerwall.compile import netlink
-from peerwall.compile.netlink import SetEdit
 from peerwall.errors import NftError
+from peerwall.nft import netlink
+from peerwall.nft.netlink import SetEdit
 
 SO_SNDBUFFORCE = 32
 _RECV = 1 << 16
+
+
+def open_netfilter_socket(netns: str | None, what: str) -> socket.socket:
+    """A ``NETLINK_NETFILTER`` socket made in network namespace ``netns`` (``None``: the current
+    one) and bound; it stays in that namespace for life, whatever thread uses it later. Every
+    netfilter socket of the dataplane comes from here (nf_tables, notifications, NFLOG,
+    conntrack). A socket the kernel refuses raises ``NftError`` naming ``what`` it was for; a
+    missing namespace raises ``LabError``."""
+    try:
+        with nsenter.entered(netns):
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, netlink.NETLINK_NETFILTER)
+    except OSError as e:
+        raise NftError(f"{what}: cannot open a netfilter netlink socket: {e}") from None
+    try:
+        sock.bind((0, 0))
+    except OSError as e:
+        sock.close()
+        raise NftError(f"{what}: cannot bind a netfilter netlink socket: {e}") from None
+    return sock
 
 
 class NetlinkSets:
@@ -28,10 +47,8 @@ class NetlinkSets:
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
-        with nsenter.entered(netns):
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, netlink.NETLINK_NETFILTER)
+        sock = open_netfilter_socket(netns, "nf_tables element batches")
         try:
-            sock.bind((0, 0))
             sock.connect((0, 0))
             sock.setsockopt(netlink.SOL_NETLINK, netlink.NETLINK_CAP_ACK, 1)
         except OSError as e:

@@ -21,9 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from peerwall.dataplane.netlink import open_netfilter_socket
+from peerwall.nft import tlv
+from peerwall.nft.tlv import attr
+
 __all__ = ["HOOKS", "LoggedPacket", "NflogReader", "parse_messages", "parse_packet"]
 
-NETLINK_NETFILTER = 12
 NFNL_SUBSYS_ULOG = 4
 NFULNL_MSG_PACKET = 0
 NFULNL_MSG_CONFIG = 1
@@ -72,18 +75,6 @@ class LoggedPacket:
     """Destination port (TCP, UDP); for ICMP, the type."""
 
 
-def _attributes(data: bytes) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    pos = 0
-    while pos + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, pos)
-        if length < 4:
-            break
-        out[kind & 0x3FFF] = data[pos + 4 : pos + length]
-        pos += (length + 3) & ~3
-    return out
-
-
 def _l3(data: bytes) -> tuple[object, object, str, int | None]:
     """(src, dst, protocol, port) of an IP packet's first bytes."""
     if len(data) >= 20 and data[0] >> 4 == 4:
@@ -108,7 +99,7 @@ def _l3(data: bytes) -> tuple[object, object, str, int | None]:
 
 def parse_packet(body: bytes, received: float | None = None) -> LoggedPacket:
     """One ``NFULNL_MSG_PACKET`` body (after the netlink header): nfgenmsg, then attributes."""
-    attrs = _attributes(body[4:])
+    attrs = tlv.attrs(body[4:])
     hook = "unknown"
     if (hdr := attrs.get(NFULA_PACKET_HDR)) is not None and len(hdr) >= 3:
         hook = HOOKS.get(hdr[2], str(hdr[2]))
@@ -138,40 +129,30 @@ def parse_packet(body: bytes, received: float | None = None) -> LoggedPacket:
 
 def parse_messages(data: bytes, received: float | None = None) -> Iterator[LoggedPacket]:
     """Every logged packet in one datagram read from the socket (other messages skipped)."""
-    pos = 0
-    while pos + 16 <= len(data):
-        length, kind, _flags, _seq, _pid = struct.unpack_from("=IHHII", data, pos)
-        if length < 16:
-            break
+    for kind, _flags, _seq, body in tlv.messages(data):
         if kind == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET:
-            yield parse_packet(data[pos + 16 : pos + length], received)
-        pos += (length + 3) & ~3
-
-
-def _attr(kind: int, value: bytes) -> bytes:
-    raw = struct.pack("=HH", 4 + len(value), kind) + value
-    return raw + b"\0" * (-len(raw) % 4)
+            yield parse_packet(bytes(body), received)
 
 
 class NflogReader:
-    """Bound to one NFLOG group of the current network namespace (create it inside the gateway's
-    namespace). Non-blocking: ``fileno`` for an event loop, ``read`` for what is waiting."""
+    """Bound to one NFLOG group of network namespace ``netns`` (``None``: the current one).
+    Non-blocking: ``fileno`` for an event loop, ``read`` for what is waiting. A socket the kernel
+    refuses raises ``NftError``; a group it will not bind (another listener) ``OSError``."""
 
-    def __init__(self, group: int, buffer: int = 1 << 20) -> None:
+    def __init__(self, group: int, buffer: int = 1 << 20, netns: str | None = None) -> None:
         self.group = group
         self.lost = 0
         """Times the kernel found this socket's buffer full (ENOBUFS) and dropped messages."""
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self.sock = open_netfilter_socket(netns, f"NFLOG group {group}")
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
-            self.sock.bind((0, 0))
             self._seq = 0
-            self._config(_attr(NFULA_CFG_CMD, bytes([NFULNL_CFG_CMD_BIND])))
+            self._config(attr(NFULA_CFG_CMD, bytes([NFULNL_CFG_CMD_BIND])))
             mode = struct.pack("!IBB", COPY_RANGE, NFULNL_COPY_PACKET, 0)
             self._config(
-                _attr(NFULA_CFG_MODE, mode)
+                attr(NFULA_CFG_MODE, mode)
                 # One message per packet, at once: no batching delay in the kernel.
-                + _attr(NFULA_CFG_QTHRESH, struct.pack("!I", 1))
+                + attr(NFULA_CFG_QTHRESH, struct.pack("!I", 1))
             )
         except OSError:
             self.sock.close()
@@ -181,8 +162,7 @@ class NflogReader:
     def _config(self, attrs: bytes) -> None:
         self._seq += 1
         body = struct.pack("!BBH", socket.AF_UNSPEC, 0, self.group) + attrs
-        header = struct.pack(
-            "=IHHII",
+        header = tlv.HEADER.pack(
             16 + len(body),
             (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG,
             NLM_F_REQUEST | NLM_F_ACK,

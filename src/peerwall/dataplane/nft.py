@@ -19,9 +19,10 @@ from functools import cache
 from typing import Any, Protocol
 
 from peerwall import nsenter
-from peerwall.compile.netlink import SetEdit
 from peerwall.dataplane.netlink import NetlinkSets
 from peerwall.errors import NftError
+from peerwall.nft.netlink import SetEdit
+from peerwall.nft.transaction import Transaction
 
 LIBRARY = "libnftables.so.1"
 
@@ -37,6 +38,11 @@ class Nft(Protocol):
 
     def run(self, script: str) -> None:
         """Run ``script`` as one atomic transaction; raise ``NftError`` if anything is refused."""
+        ...
+
+    def apply(self, tx: Transaction) -> None:
+        """Apply a transaction's operations atomically; raise ``NftError`` (changing nothing)
+        if anything is refused."""
         ...
 
     def list_json(self, command: str) -> dict[str, Any]:
@@ -166,6 +172,11 @@ class LibNft:
                 raise NftError(str(e).replace(path, "script")) from None
         finally:
             os.close(fd)
+
+    def apply(self, tx: Transaction) -> None:
+        """libnftables takes text: the transaction's script, rendered by ``nft.transaction``."""
+        if not tx.empty:
+            self.run(tx.script)
 
     def list_json(self, command: str) -> dict[str, Any]:
         out = self._command(command, OUTPUT_JSON)

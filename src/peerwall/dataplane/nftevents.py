@@ -27,13 +27,12 @@ import socket
 import struct
 from pathlib import Path
 
-from peerwall import nsenter
-from peerwall.errors import NftError
+from peerwall.dataplane.netlink import open_netfilter_socket
+from peerwall.nft import tlv
+from peerwall.nft.netlink import FAMILIES, SOL_NETLINK
 
 __all__ = ["TableEvents"]
 
-NETLINK_NETFILTER = 12
-SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 NFNLGRP_NFTABLES = 7
 NFNL_SUBSYS_NFTABLES = 10
@@ -42,23 +41,8 @@ TABLE_NAME = 1
 """``NFTA_TABLE_NAME``, ``NFTA_CHAIN_TABLE``, ``NFTA_RULE_TABLE``, ``NFTA_SET_TABLE``, ... all 1."""
 NFTA_GEN_PROC_PID, NFTA_GEN_PROC_NAME = 2, 3
 NFPROTO_INET = 1
-FAMILIES = {"inet": 1, "ip": 2, "ip6": 10, "arp": 3, "bridge": 7, "netdev": 5}
 
-_NLMSGHDR = struct.Struct("=IHHII")
 _NFGENMSG = struct.Struct("=BBH")
-_NLATTR = struct.Struct("=HH")
-
-
-def _attrs(data: bytes) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    pos = 0
-    while pos + 4 <= len(data):
-        length, kind = _NLATTR.unpack_from(data, pos)
-        if length < 4:
-            break
-        out.setdefault(kind & 0x3FFF, data[pos + 4 : pos + length])
-        pos += (length + 3) & ~3
-    return out
 
 
 def _comm() -> bytes:
@@ -76,14 +60,7 @@ class TableEvents:
         self.family = FAMILIES[family]
         self.table = table.encode()
         self.comm = _comm()
-        try:
-            with nsenter.entered(netns):
-                self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        except OSError as e:
-            raise NftError(
-                f"cannot open an nftables netlink socket: {os.strerror(e.errno or 0)}"
-            ) from None
-        self._sock.bind((0, 0))
+        self._sock = open_netfilter_socket(netns, "nftables notifications")
         self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NFNLGRP_NFTABLES)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self._sock.setblocking(False)
@@ -128,17 +105,11 @@ class TableEvents:
                     self._touched = False
                     continue
                 raise
-            pos = 0
-            while pos + _NLMSGHDR.size <= len(data):
-                length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, pos)
-                if length < _NLMSGHDR.size:
-                    break
-                body = data[pos + _NLMSGHDR.size : pos + length]
-                pos += (length + 3) & ~3
+            for kind, _flags, _seq, body in tlv.messages(data):
                 if kind >> 8 != NFNL_SUBSYS_NFTABLES or len(body) < _NFGENMSG.size:
                     continue
                 family = body[0]
-                attrs = _attrs(body[_NFGENMSG.size :])
+                attrs = tlv.attrs(body[_NFGENMSG.size :])
                 if kind & 0xFF == NFT_MSG_NEWGEN:
                     if self._touched and not self._ours(attrs):
                         found += 1

@@ -1,7 +1,7 @@
 """Read a live nftables table back into a ``Ruleset``, structurally.
 
 One JSON listing (libnftables-json(5)) gives sets with their elements, maps, chains and rules;
-``compile.nft`` turns each rule's expressions back into the values the compiler writes, so a live
+``nft.listing`` turns it back into the values the compiler writes (the pure part), so a live
 table compares equal to the desired one whatever spelling a given nft version prints for it.
 Anything unknown reads as ``Opaque`` and shows as drift. The result keeps nft's order; compare by
 name when order must not matter.
@@ -13,19 +13,10 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
-from peerwall.compile.nft import (
-    Chain,
-    Hook,
-    NftMap,
-    NftSet,
-    Rule,
-    Ruleset,
-    elements_from_json,
-    map_verdict_from_json,
-    rule_from_json,
-)
 from peerwall.dataplane.nft import Nft
 from peerwall.errors import NftError
+from peerwall.nft.listing import parse_table
+from peerwall.nft.objects import Ruleset
 
 
 def read_table(nft: Nft, family: str, table: str) -> Ruleset | None:
@@ -80,49 +71,3 @@ def _flags(nft: Nft, family: str, table: str, said: Any) -> tuple[str, ...]:
                 if words[:1] == ["flags"] and len(words) == 2:
                     return tuple(words[1].split(","))
     return ("unreadable",)
-
-
-def _mine(o: dict[str, Any], family: str, table: str, key: str = "table") -> bool:
-    return bool(o.get("family") == family and o.get(key) == table)
-
-
-def parse_table(doc: dict[str, Any], family: str, table: str) -> Ruleset:
-    """A JSON listing -> the ``Ruleset`` of one table (other tables in it are ignored)."""
-    sets: list[NftSet] = []
-    maps: list[NftMap] = []
-    chains: dict[str, tuple[Hook | None, str | None]] = {}
-    rules: dict[str, list[Rule]] = {}
-    for obj in doc.get("nftables", []):
-        if (s := obj.get("set")) and _mine(s, family, table):
-            flags = s.get("flags", ())
-            type_ = " . ".join(s["type"]) if isinstance(s["type"], list) else str(s["type"])
-            elements = elements_from_json(s.get("elem", ()))
-            if elements is None:  # not addresses: the declaration cannot be what we wrote
-                type_, elements = f"unreadable {type_}", frozenset()
-            sets.append(
-                NftSet(
-                    s["name"],
-                    type_,
-                    (flags,) if isinstance(flags, str) else tuple(flags),
-                    s.get("comment"),
-                    elements,
-                )
-            )
-        elif (m := obj.get("map")) and _mine(m, family, table):
-            verdicts = {str(k): map_verdict_from_json(v) for k, v in m.get("elem", ())}
-            maps.append(NftMap(m["name"], str(m["type"]), m.get("comment"), verdicts))
-        elif (c := obj.get("chain")) and _mine(c, family, table):
-            hook = None
-            if "hook" in c:
-                hook = Hook(c["type"], c["hook"], int(c["prio"]), c.get("policy", "accept"))
-            chains[c["name"]] = (hook, c.get("comment"))
-            rules.setdefault(c["name"], [])
-        elif (r := obj.get("rule")) and _mine(r, family, table):
-            rules.setdefault(r["chain"], []).append(rule_from_json(r))
-    return Ruleset(
-        family,
-        table,
-        tuple(sets),
-        tuple(maps),
-        tuple(Chain(n, tuple(rules.get(n, ())), h, cm) for n, (h, cm) in chains.items()),
-    )

@@ -17,12 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from peerwall.compile.build import fail_closed
 from peerwall.compile.names import LAB_TUNNEL_PATTERN
-from peerwall.compile.nft import render_replace
 from peerwall.dataplane.nft import LibNft
 from peerwall.lab.kube import cni_script, kube_script
 from peerwall.lab.netns import delete_namespaces, ip_batch, write_sysctl
 from peerwall.lab.plan import LabPlan
 from peerwall.lab.wiring import Changes, Role, Steps, rewire_steps, wiring
+from peerwall.nft.objects import render_replace
 from peerwall.nsenter import entered
 from peerwall.settings import LabSettings
 

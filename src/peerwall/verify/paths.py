@@ -20,14 +20,14 @@ from ipaddress import IPv4Address
 from peerwall.compile import names
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
-from peerwall.compile.nft import Ruleset
 from peerwall.errors import UnknownName
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Pod, Topology
+from peerwall.nft.interpret import Packet, check_ruleset, run_hook
+from peerwall.nft.objects import Ruleset
 from peerwall.policy.truthtable import TruthTable
 from peerwall.policy.verdict import Verdict
 from peerwall.verify.cells import CellSpec, Target, cell_spec, cell_specs
-from peerwall.verify.interpret import Packet, check_ruleset, run_hook
 from peerwall.verify.observe import CellObservation, Reach, TargetResult, cell_verdict, observe
 
 __all__ = ["POD_IFNAME", "HookPass", "PathTrace", "TraceResult", "Tracer", "trace", "traced_table"]

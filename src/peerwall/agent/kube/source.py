@@ -120,6 +120,8 @@ class KubeSource:
         """Metrics of the source, registered by the agent."""
         self.synced = asyncio.Event()
         self.changed = asyncio.Event()
+        self.loaded_digest: str | None = None
+        """No file, no digest (``run.Source``)."""
         self.reflectors = [
             Reflector(
                 api,

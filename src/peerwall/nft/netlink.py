@@ -22,6 +22,9 @@ from functools import cache
 from ipaddress import IPv4Address
 from typing import NamedTuple
 
+from peerwall.nft import tlv
+from peerwall.nft.tlv import NLA_F_NESTED, attr_str
+
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
@@ -38,7 +41,6 @@ NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_NEWSETELEM = 12
 NFT_MSG_DELSETELEM = 14
 
-NLA_F_NESTED = 0x8000
 NFTA_SET_ELEM_LIST_TABLE = 1
 NFTA_SET_ELEM_LIST_SET = 2
 NFTA_SET_ELEM_LIST_ELEMENTS = 3
@@ -53,12 +55,11 @@ MAX_PER_MESSAGE = 4000
 """Elements per message: the element list is one attribute, whose length is 16 bits (16 bytes
 an address: 65,535 / 16 = 4,095)."""
 
-_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 # nlmsghdr and nfgenmsg (family, version, res_id) in one: res_id is big-endian, so the batch's
 # subsystem is given byte-swapped for this host's order.
 _MSG = struct.Struct("=IHHIIBBH")
 _RES_NFTABLES = struct.unpack("=H", struct.pack("!H", NFNL_SUBSYS_NFTABLES))[0]
-_ATTR = struct.Struct("=HH")  # nlattr: len, type
+_ATTR = tlv.ATTR
 _ERR = struct.Struct("=i")  # nlmsgerr.error (negative errno, 0 for an acknowledgement)
 
 # One IPv4 address as a list element: LIST_ELEM { KEY { DATA_VALUE <4 bytes> } }.
@@ -100,13 +101,6 @@ class Sent(NamedTuple):
     elements: int
 
 
-@cache
-def _attr_str(kind: int, text: str) -> bytes:
-    """A string attribute (NUL-terminated, padded); table and set names recur on every event."""
-    data = text.encode() + b"\0"
-    return _ATTR.pack(4 + len(data), kind) + data + b"\0" * ((-len(data)) % 4)
-
-
 def _elements(addresses: Sequence[Address]) -> bytes:
     pack = _ELEM.pack
     if len(addresses) == 1:  # an event's usual case, without the generator
@@ -135,7 +129,7 @@ def element_batch(
         if len(one.add) + len(one.delete) == 1:
             return _one_element(family, table, one, seq)
     nfproto = FAMILIES[family]
-    head = _attr_str(NFTA_SET_ELEM_LIST_TABLE, table)
+    head = attr_str(NFTA_SET_ELEM_LIST_TABLE, table)
     parts: list[bytes] = []
     sent: list[Sent] = []
     n = seq
@@ -144,7 +138,7 @@ def element_batch(
             addresses = edit.delete if verb == "delete" else edit.add
             if not addresses:
                 continue
-            name = _attr_str(NFTA_SET_ELEM_LIST_SET, edit.set)
+            name = attr_str(NFTA_SET_ELEM_LIST_SET, edit.set)
             for i in range(0, len(addresses), MAX_PER_MESSAGE):
                 chunk = addresses[i : i + MAX_PER_MESSAGE]
                 elements = _elements(chunk)
@@ -193,8 +187,8 @@ def _one_layout(
     """A one-element batch as one ``Struct`` (begin, the message, its address, end), the header
     fields that do not change, and the attributes up to the address: the same on every event."""
     body = (
-        _attr_str(NFTA_SET_ELEM_LIST_TABLE, table)
-        + _attr_str(NFTA_SET_ELEM_LIST_SET, name)
+        attr_str(NFTA_SET_ELEM_LIST_TABLE, table)
+        + attr_str(NFTA_SET_ELEM_LIST_SET, name)
         + _ATTR.pack(20, _ELEMENTS)
         + _ELEM_HEAD
     )
@@ -219,15 +213,10 @@ def _one_element(family: str, table: str, edit: SetEdit, seq: int) -> tuple[byte
 def replies(data: bytes | memoryview) -> Iterator[tuple[int, int]]:
     """(seq, errno) of each acknowledgement or error in ``data`` (0: acknowledged); other
     messages are skipped. A truncated message ends the iteration."""
-    offset = 0
-    while offset + _HDR.size <= len(data):
-        length, kind, _flags, seq, _pid = _HDR.unpack_from(data, offset)
-        if length < _HDR.size or offset + length > len(data):
-            return
-        if kind == NLMSG_ERROR and length >= _HDR.size + _ERR.size:
-            (error,) = _ERR.unpack_from(data, offset + _HDR.size)
+    for kind, _flags, seq, body in tlv.messages(data):
+        if kind == NLMSG_ERROR and len(body) >= _ERR.size:
+            (error,) = _ERR.unpack_from(body)
             yield seq, -error
-        offset += (length + 3) & ~3
 
 
 def refusal(family: str, table: str, sent: Sent, code: int) -> str:

@@ -20,13 +20,13 @@ from hypothesis_profiles import budget
 from peerwall.compile import names
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
-from peerwall.compile.diff import diff
-from peerwall.compile.nft import Ruleset, render_replace
 from peerwall.compile.state import GatewayState, SetKind
-from peerwall.dataplane.fake import FakeNft
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
 from peerwall.model import SecurityMode, Topology, load_topology, topology_from_data
+from peerwall.nft.fake import FakeNft
+from peerwall.nft.objects import Ruleset, render_replace
+from peerwall.nft.transaction import diff
 from strategies import topologies
 
 FULL = SecurityMode.FULL_POD_TO_POD

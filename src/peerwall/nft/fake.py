@@ -1,7 +1,7 @@
 """An in-memory ``Nft``: runs peerwall's scripts and lists tables as libnftables' JSON.
 
 As knftables ships ``Fake``, this lets the sync, element-diff, fallback and drift logic (and the
-agent) be tested without root or a kernel. It is built on ``verify.nftparse``, so it understands
+agent) be tested without root or a kernel. It is built on ``nft.parse``, so it understands
 exactly the script forms peerwall writes, and it keeps nft's semantics where they matter to
 peerwall: a script is one transaction (any error leaves everything as it was); ``add`` of an
 existing object with the same declaration does nothing, a different declaration is an error;
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from peerwall.compile.diff import element_script
-from peerwall.compile.netlink import Address, SetEdit
-from peerwall.compile.nft import (
+from peerwall.errors import NftError
+from peerwall.nft.netlink import Address, SetEdit
+from peerwall.nft.objects import (
     Chain,
     Element,
     Match,
@@ -33,8 +33,26 @@ from peerwall.compile.nft import (
     expr_to_json,
     rule_to_json,
 )
-from peerwall.errors import NftError
-from peerwall.verify.nftparse import Command, NftSyntaxError, element_values, parse_script
+from peerwall.nft.parse import Command, NftSyntaxError, element_values, parse_script
+from peerwall.nft.transaction import (
+    AddChain,
+    AddElements,
+    AddMap,
+    AddMapElements,
+    AddRule,
+    AddSet,
+    DeleteChain,
+    DeleteElements,
+    DeleteMap,
+    DeleteMapElements,
+    DeleteSet,
+    DeleteTable,
+    FlushChain,
+    Operation,
+    ReplaceTable,
+    Transaction,
+    element_script,
+)
 
 
 @dataclass
@@ -73,22 +91,18 @@ class FakeNft:
         self.scripts: list[str] = []
         self.fail_next: str | None = None
         """Set to an error text to make the next ``run`` fail as the kernel would."""
+        self.listings: list[str] = []
+        """Every ``list_json`` command, in order: what was read back (tests assert none)."""
 
     # --- Nft ---------------------------------------------------------------------------------
 
     def run(self, script: str) -> None:
-        if self.fail_next is not None:
-            message, self.fail_next = self.fail_next, None
-            raise NftError(message)
+        self._fail_if_asked()
         try:
             commands = parse_script(script)
         except NftSyntaxError as e:
             raise NftError(f"Error: syntax error: {e}") from None
-        # Objects are immutable values replaced, never mutated: copying the dicts is enough.
-        staged = {
-            k: _Table(t.family, t.name, t.comment, dict(t.sets), dict(t.maps), dict(t.chains))
-            for k, t in self.tables.items()
-        }
+        staged = self._staged()
         for c in commands:
             self._apply(staged, c)
         self.tables = staged
@@ -96,18 +110,77 @@ class FakeNft:
 
     def edit_elements(self, family: str, table: str, edits: Sequence[SetEdit]) -> None:
         """As the kernel takes a netlink element batch: all deletes, then all adds, in one
-        transaction (recorded in ``scripts`` as the equivalent script)."""
+        transaction, applied as operations (no text parsed); recorded in ``scripts`` as the
+        equivalent script."""
 
-        def ips(addresses: Sequence[Address]) -> list[IPv4Address]:
-            return [IPv4Address(a) for a in addresses]
+        def ips(addresses: Sequence[Address]) -> tuple[IPv4Address, ...]:
+            return tuple(IPv4Address(a) for a in addresses)
 
+        if not any(e.add or e.delete for e in edits):
+            return
+        self._fail_if_asked()
+        staged = self._staged()
+        t = staged.get((family, table))
+        if t is None:
+            raise NftError(f"Error: No such file or directory: table {family} {table}")
+        for e in edits:
+            if e.set not in t.sets:
+                raise NftError(f"Error: No such file or directory: set {e.set}")
+        for e in edits:
+            if e.delete:
+                self._delete_elements(t, e.set, ips(e.delete))
+        for e in edits:
+            if e.add:
+                self._add_elements(t, e.set, ips(e.add))
+        self.tables = staged
         lines = [
             line for e in edits for line in element_script(family, table, e.set, (), ips(e.delete))
         ] + [line for e in edits for line in element_script(family, table, e.set, ips(e.add))]
-        if lines:
-            self.run("\n".join(lines) + "\n")
+        self.scripts.append("\n".join(lines) + "\n")
+
+    def apply(self, tx: Transaction) -> None:
+        """Apply ``tx``'s operations as one transaction, as the kernel runs their script: no
+        text is written or parsed (recorded in ``scripts`` as the script all the same)."""
+        if tx.empty:
+            return
+        self._fail_if_asked()
+        staged = self._staged()
+        for op in tx.operations:
+            for c in _commands(tx.family, tx.table, op):
+                self._apply(staged, c)
+            if isinstance(op, AddElements | DeleteElements | AddMapElements | DeleteMapElements):
+                self._edit(self._table(staged, Command("", "", tx.family, tx.table)), op)
+        self.tables = staged
+        self.scripts.append(tx.script)
+
+    def _edit(
+        self, t: _Table, op: AddElements | DeleteElements | AddMapElements | DeleteMapElements
+    ) -> None:
+        name = op.map if isinstance(op, AddMapElements | DeleteMapElements) else op.set
+        if name not in t.sets and name not in t.maps:
+            raise NftError(f"Error: No such file or directory: set {name}")
+        if isinstance(op, AddElements | AddMapElements):
+            self._add_elements(t, name, tuple(op.elements))
+        elif isinstance(op, DeleteElements):
+            self._delete_elements(t, name, op.elements)
+        else:
+            self._delete_elements(t, name, op.keys)
+
+    def _fail_if_asked(self) -> None:
+        if self.fail_next is not None:
+            message, self.fail_next = self.fail_next, None
+            raise NftError(message)
+
+    def _staged(self) -> dict[tuple[str, str], _Table]:
+        """A copy to change: objects are immutable values replaced, never mutated, so copying
+        the dicts is enough; it replaces ``tables`` only if the whole transaction succeeds."""
+        return {
+            k: _Table(t.family, t.name, t.comment, dict(t.sets), dict(t.maps), dict(t.chains))
+            for k, t in self.tables.items()
+        }
 
     def list_json(self, command: str) -> dict[str, Any]:
+        self.listings.append(command)
         words = command.split()
         items: list[dict[str, Any]] = [{"metainfo": {"json_schema_version": 1}}]
         if words == ["list", "tables"]:
@@ -386,3 +459,39 @@ def _single(e: Element) -> bool:
 
 def _element_json(e: Element) -> Any:
     return expr_to_json(Match("ip daddr", e))["match"]["right"]
+
+
+def _commands(family: str, table: str, op: Operation) -> list[Command]:
+    """The fake's commands for an operation on objects (element edits are applied as values,
+    ``FakeNft._edit``): the same as its script would parse into."""
+    if isinstance(op, ReplaceTable):
+        # As nft runs the table block: chains declared first (a verdict map may jump to one
+        # defined further down), then maps and sets with their elements, rules last.
+        rs = op.ruleset
+        return [
+            Command("add", "table", family, table),
+            Command("delete", "table", family, table),
+            Command("add", "table", family, table, comment=rs.comment),
+            *(
+                Command("add", "chain", family, table, c.name, replace(c, rules=()))
+                for c in rs.chains
+            ),
+            *(Command("add", "map", family, table, m.name, m) for m in rs.maps),
+            *(Command("add", "set", family, table, s.name, s) for s in rs.sets),
+            *(Command("add", "chain", family, table, c.name, c) for c in rs.chains),
+        ]
+    if isinstance(op, DeleteTable):
+        return [Command("delete", "table", family, table)]
+    if isinstance(op, AddSet):
+        return [Command("add", "set", family, table, op.set.name, op.set)]
+    if isinstance(op, AddMap):
+        return [Command("add", "map", family, table, op.map.name, op.map)]
+    if isinstance(op, AddChain):
+        return [Command("add", "chain", family, table, op.chain.name, op.chain)]
+    if isinstance(op, DeleteSet | DeleteMap | DeleteChain | FlushChain):
+        verb = "flush" if isinstance(op, FlushChain) else "delete"
+        kind = {DeleteSet: "set", DeleteMap: "map"}.get(type(op), "chain")
+        return [Command(verb, kind, family, table, op.name)]
+    if isinstance(op, AddRule):
+        return [Command("add", "rule", family, table, op.chain, rule=op.rule)]
+    return []

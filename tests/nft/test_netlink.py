@@ -6,8 +6,8 @@ from __future__ import annotations
 import struct
 from ipaddress import IPv4Address
 
-from peerwall.compile import netlink
-from peerwall.compile.netlink import SetEdit, element_batch, replies
+from peerwall.nft import netlink
+from peerwall.nft.netlink import SetEdit, element_batch, replies
 
 HDR = struct.Struct("=IHHII")
 

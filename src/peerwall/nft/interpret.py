@@ -17,7 +17,7 @@ import fnmatch
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
-from peerwall.compile.nft import (
+from peerwall.nft.objects import (
     TCP_FLAGS,
     Chain,
     Counter,

@@ -4,7 +4,7 @@ A rule is a tuple of expressions (matches and statements), not text. The compile
 values; ``render_*`` turns them into nft script text; ``to_json``/``from_json`` convert to and
 from libnftables' JSON (libnftables-json(5)), so a live table read back from the kernel compares
 equal to the desired one *structurally*, whatever spelling a given nft version prints;
-``verify.nftparse`` parses script text back into the same values (for the in-memory ``Nft`` fake).
+``nft.parse`` parses script text back into the same values (for the in-memory ``Nft`` fake).
 
 Anything in a live table that this model does not know becomes ``Opaque`` and never equals a
 desired expression: a rule added by hand shows as drift instead of being misread.

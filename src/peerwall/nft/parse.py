@@ -1,4 +1,4 @@
-"""nft script text -> the values of ``compile.nft``: rules, and the commands of a script.
+"""nft script text -> the values of ``nft.objects``: rules, and the commands of a script.
 
 It reads the forms peerwall writes (and close neighbours), and refuses anything else with
 ``UnknownRuleForm`` rather than guess what the kernel would do::
@@ -26,7 +26,7 @@ from functools import lru_cache
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from typing import Any
 
-from peerwall.compile.nft import (
+from peerwall.nft.objects import (
     FIELDS,
     PRIORITIES,
     TCP_FLAGS,

@@ -1,0 +1,467 @@
+"""The one owner of a gateway's table: applied versus desired, one fallback policy, one commit.
+
+As Calico Felix's ``nftables/table.go`` owns its table (desired vs applied, one ``Apply()``),
+``GatewayTable`` is the only code that writes ``inet peerwall`` (and its fail-closed guard). It
+is handed the netted delta (``compile.changes.Changes``) and, when it needs one, a snapshot of the
+desired state; it never reads the desired state itself. Transactions, from cheapest:
+
+- ``ELEMENTS``: pod and endpoint events only add and delete elements of per-peer hash sets; one
+  netlink batch names exactly those elements (O(change), whatever the set sizes: no script, no
+  libnftables, no ruleset fetched), and nothing is read back;
+- ``MODE``: a peer whose declaration changed only in its mode (or audit) gets one element of its
+  ``cidrs`` (or ``audit``) set;
+- ``PEERS``: a peer added, removed or redeclared; the live table is read once and diffed object
+  by object, so only that peer's chains, sets and map elements change and other peers' counters
+  survive;
+- ``FULL``: the whole table, at start and after a refused transaction, and nowhere else.
+
+The fallback policy, the only one: a refused transaction changes nothing (the kernel commits all
+or nothing) and marks the table for a whole replace (``needs_full``). When the whole desired
+state is at hand (a repair, ``write``), the whole table is written at once; otherwise (an event's
+step builds no table) the next step writes it. A refused whole replace raises the guard table
+(``inet peerwall-guard``), which fails the gateway closed until a whole table is written.
+Drift repair (``repair``) goes the same way: read back, diff, commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from ipaddress import IPv4Address
+
+from peerwall.compile import names
+from peerwall.compile.build import audit_elements, build, build_guard, cidrs_elements
+from peerwall.compile.changes import Changes
+from peerwall.compile.state import GatewayState, PeerState, SetKind
+from peerwall.dataplane.drift import (
+    TABLE_MISSING,
+    TABLE_UNREADABLE,
+    WHOLE_TABLE_KINDS,
+    Drift,
+    read_drift,
+)
+from peerwall.dataplane.nft import Nft, release_memory
+from peerwall.dataplane.readback import read_table, table_exists
+from peerwall.errors import NftError
+from peerwall.nft.netlink import SetEdit
+from peerwall.nft.objects import Ruleset
+from peerwall.nft.transaction import (
+    Operation,
+    Transaction,
+    delete_table,
+    diff,
+    element_operations,
+    replace_table,
+)
+
+log = logging.getLogger("peerwall.agent")
+
+
+class StepKind(str, Enum):
+    """What a step committed. The values are the metrics' and the status file's labels."""
+
+    NONE = ""
+    """Nothing to do."""
+    ELEMENTS = "elements"
+    MODE = "mode"
+    PEERS = "peers"
+    FULL = "full"
+    FAILED = "failed"
+    """Refused: nothing changed, the next step writes the whole table."""
+
+
+COMMITTED = (StepKind.ELEMENTS, StepKind.MODE, StepKind.PEERS, StepKind.FULL)
+"""The kinds that reach the kernel (``Counts.transactions``' keys)."""
+
+
+@dataclass
+class Counts:
+    """What the table's owner did, for metrics, logs and the lab's status file."""
+
+    transactions: dict[str, int] = field(default_factory=lambda: {k.value: 0 for k in COMMITTED})
+    elements_added: int = 0
+    elements_deleted: int = 0
+    checks: int = 0
+    """Read-backs of the live table (periodic, or asked for with SIGUSR1)."""
+    repairs: int = 0
+    apply_failures: int = 0
+    flows_cleared: int = 0
+    last_sync: float = 0.0
+    """``time.time()`` of the last successful transaction or check."""
+    readback_failures: int = 0
+    """Read-backs that could not read the live table (counted as drift, and repaired)."""
+    guard: str | None = None
+    """Why the fail-closed guard table is up (``inet peerwall`` cannot be taken back); None: down."""
+
+
+@dataclass(slots=True)
+class Plan:
+    """One transaction chosen for a delta, not yet committed (``GatewayTable.plan``). Not
+    frozen: one is made per event, and a frozen dataclass takes 7x longer to make (~1-2 us, a
+    tenth of an event); it is not changed once made."""
+
+    changes: Changes
+    """The delta, less the edits of sets the table does not have."""
+    kind: StepKind
+    snapshot: GatewayState | None = None
+    """The whole desired state (``PEERS`` and ``FULL`` steps)."""
+    edits: tuple[SetEdit, ...] = ()
+    """An ``ELEMENTS`` step's element edits (one netlink batch, not a script)."""
+    transaction: Transaction | None = None
+    """A ``MODE`` step's element operations."""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """One ``write``: the transaction committed (empty if the table was already right), wall
+    time in seconds, and whether a partial transaction had to fall back to a whole replace."""
+
+    transaction: Transaction
+    seconds: float
+    fell_back: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return not self.transaction.empty
+
+    @property
+    def full(self) -> bool:
+        return self.transaction.full
+
+    @property
+    def added(self) -> int:
+        return self.transaction.added
+
+    @property
+    def removed(self) -> int:
+        return self.transaction.removed
+
+
+def _edits(changes: Changes) -> tuple[SetEdit, ...]:
+    """The element edits of ``changes``, one per set."""
+    added, deleted = changes.added, changes.deleted
+    if len(added) + len(deleted) == 1:  # one event: one address in one set
+        for key, a in added.items():
+            return (SetEdit(names.peer_set(*key), tuple(a)),)
+        for key, a in deleted.items():
+            return (SetEdit(names.peer_set(*key), (), tuple(a)),)
+    keys = deleted.keys() | added.keys()
+    return tuple(
+        SetEdit(
+            names.peer_set(*key),
+            tuple(changes.added.get(key, ())),
+            tuple(changes.deleted.get(key, ())),
+        )
+        for key in sorted(keys, key=lambda k: (k[0], k[1].value))
+    )
+
+
+class GatewayTable:
+    """The table ``inet peerwall`` of one gateway, through ``nft``."""
+
+    def __init__(self, nft: Nft) -> None:
+        self.nft = nft
+        self.counts = Counts()
+        self.needs_full = True
+        self.applied: dict[str, PeerState] = {}
+        """Peer declarations (no members) as the kernel holds them."""
+        self.on_commit: Callable[[str, float], None] | None = None
+        """Called with the kind and duration of every committed transaction (metrics)."""
+
+    # --- start --------------------------------------------------------------------------------
+
+    def fail_closed(self, state: GatewayState) -> bool:
+        """Before the desired state is known: if there is no table, install one with no peers,
+        which drops every tunnel's traffic but established and related. A table left by a
+        previous run is kept: it is the last known state, and replacing it now would cut
+        allowed connections; but not one with flags (``dormant`` enforces nothing) or one that
+        cannot be read back. If the kernel refuses the fail-closed table, the guard table fails
+        the gateway closed instead. Returns whether a table was installed."""
+        if table_exists(self.nft, names.FAMILY, names.GUARD_TABLE):
+            # A previous run died while guarded: keep the guard until a whole table is written.
+            self.counts.guard = "left up by a previous run"
+        fail_closed = build(replace(state, peers={}))
+        live, found = read_drift(self.nft, fail_closed)
+        if live is not None and not live.flags:
+            log.info("kept the table of a previous run until the desired state is known")
+            return False
+        if found and found[0].kind != TABLE_MISSING:
+            self.counts.readback_failures += live is None
+            log.error("the table left by a previous run is not usable: %s", found[0])
+        try:
+            self.nft.apply(replace_table(fail_closed))
+        except NftError as e:
+            self._raise_guard(state.tunnel_pattern, f"the fail-closed table was refused: {e}")
+            return False
+        log.info("installed a fail-closed table (every tunnel dropped)")
+        return True
+
+    # --- the guard ---------------------------------------------------------------------------
+
+    def _raise_guard(self, tunnel_pattern: str, why: str) -> None:
+        """Fail the gateway closed by a table of its own, since ``inet peerwall`` cannot be
+        written (say, another process holds it with ``flags owner``). Never raises: if even the
+        guard is refused, that is logged, and the next step or check tries again."""
+        try:
+            self.nft.apply(replace_table(build_guard(tunnel_pattern)))
+        except NftError as e:
+            log.critical("%s; the fail-closed guard table was refused too: %s", why, e)
+            return
+        if self.counts.guard is None:
+            log.critical(
+                "%s: fail-closed guard table %s %s installed (every tunnel's new traffic dropped)",
+                why,
+                names.FAMILY,
+                names.GUARD_TABLE,
+            )
+        self.counts.guard = why
+
+    def _lower_guard(self) -> None:
+        """The whole table was written: the guard is not needed any more."""
+        if self.counts.guard is None:
+            return
+        try:
+            self.nft.apply(delete_table(names.FAMILY, names.GUARD_TABLE))
+        except NftError as e:
+            if table_exists(self.nft, names.FAMILY, names.GUARD_TABLE):
+                log.error("could not remove the guard table (kept, fail closed): %s", e)
+                return
+        log.warning("table %s %s is back: guard table removed", names.FAMILY, names.TABLE)
+        self.counts.guard = None
+
+    # --- choosing the transaction --------------------------------------------------------------
+
+    def needs_snapshot(self, changes: Changes) -> bool:
+        """Whether ``plan`` needs the whole desired state for ``changes``: for a whole table,
+        or a peer added, removed or redeclared beyond its mode."""
+        if self.needs_full:
+            return True
+        if not changes or self._elements_only(changes):
+            return False
+        return not self._only_mode(changes)
+
+    def plan(self, changes: Changes, snapshot: GatewayState | None = None) -> Plan:
+        """The transaction for ``changes``; ``snapshot`` is the whole desired state, given when
+        ``needs_snapshot(changes)``. Reads nothing from the kernel."""
+        if self.needs_full:
+            assert snapshot is not None, "a whole table needs the desired state"
+            return Plan(changes, StepKind.FULL, snapshot)
+        if not changes:
+            return Plan(changes, StepKind.NONE)
+        if self._elements_only(changes):
+            changes = self._without_absent_sets(changes)
+            return Plan(changes, StepKind.ELEMENTS, edits=_edits(changes))
+        if not self._only_mode(changes):
+            assert snapshot is not None, "a peers step needs the desired state"
+            return Plan(changes, StepKind.PEERS, snapshot)
+        return Plan(changes, StepKind.MODE, transaction=self._mode_transaction(changes))
+
+    def _elements_only(self, changes: Changes) -> bool:
+        """Whether the changes are only elements of peers the kernel has as declared."""
+        if changes.removed:
+            return False
+        return not changes.peers or all(
+            n in self.applied and self.applied[n] == replace(p, members={})
+            for n, p in changes.peers.items()
+        )
+
+    def _only_mode(self, changes: Changes) -> bool:
+        """Whether every redeclared peer changed only its mode or audit (no peer new or gone)."""
+        if changes.removed or any(n not in self.applied for n in changes.peers):
+            return False
+        return all(
+            replace(self.applied[n], mode=p.mode, audit=p.audit) == replace(p, members={})
+            for n, p in changes.peers.items()
+        )
+
+    def _without_absent_sets(self, changes: Changes) -> Changes:
+        """``changes`` less the edits of sets the table does not have: a peer without an API
+        server has no ``api-clients`` set (its members are kept, and written whole when the set
+        comes back with the API server)."""
+
+        def present(key: tuple[str, SetKind]) -> bool:
+            peer, kind = key
+            applied = self.applied.get(peer)
+            return kind is not SetKind.API_CLIENTS or applied is None or applied.api is not None
+
+        added = {k: a for k, a in changes.added.items() if present(k)}
+        deleted = {k: a for k, a in changes.deleted.items() if present(k)}
+        if len(added) == len(changes.added) and len(deleted) == len(changes.deleted):
+            return changes
+        return replace(changes, added=added, deleted=deleted)
+
+    def _mode_transaction(self, changes: Changes) -> Transaction:
+        """The element operations of a mode step: each redeclared peer's ``cidrs`` and ``audit``
+        elements, then the element changes that came with it."""
+        ops: list[Operation] = []
+        for name, declared in changes.peers.items():
+            for set_name, elements in (
+                (names.peer_cidrs_set(name), cidrs_elements),
+                (names.peer_audit_set(name), audit_elements),
+            ):
+                before, after = elements(self.applied[name]), elements(declared)
+                ops += element_operations(set_name, after - before, before - after)
+        for (who, kind), addresses in changes.deleted.items():
+            ops += element_operations(names.peer_set(who, kind), (), map(IPv4Address, addresses))
+        for (who, kind), addresses in changes.added.items():
+            ops += element_operations(names.peer_set(who, kind), map(IPv4Address, addresses))
+        return Transaction(names.FAMILY, names.TABLE, tuple(ops))
+
+    # --- committing ----------------------------------------------------------------------------
+
+    def commit(self, plan: Plan) -> tuple[StepKind, float | None]:
+        """Commit ``plan``: (the kind committed, ``time.perf_counter()`` when the kernel had it).
+        A refused transaction is ``FAILED`` and the next step writes the whole table."""
+        if plan.kind is StepKind.NONE:
+            return StepKind.NONE, None
+        if plan.kind is StepKind.FULL:
+            assert plan.snapshot is not None
+            try:
+                self.write_whole(plan.snapshot)
+            except NftError as e:
+                self._refused(e, plan.snapshot.tunnel_pattern, whole=True)
+                return StepKind.FAILED, None
+            return StepKind.FULL, time.perf_counter()
+        started = time.perf_counter()
+        kind: StepKind = plan.kind
+        try:
+            if kind is StepKind.ELEMENTS:
+                self.nft.edit_elements(names.FAMILY, names.TABLE, plan.edits)
+            elif kind is StepKind.MODE:
+                assert plan.transaction is not None
+                if not plan.transaction.empty:
+                    self.nft.apply(plan.transaction)
+            else:
+                assert plan.snapshot is not None
+                tx = diff(self._read_live(), build(plan.snapshot))
+                kind = StepKind.FULL if tx.full else StepKind.PEERS
+                if not tx.empty:
+                    self.nft.apply(tx)
+        except NftError as e:
+            pattern = plan.snapshot.tunnel_pattern if plan.snapshot is not None else ""
+            self._refused(e, pattern, whole=kind is StepKind.FULL)
+            return StepKind.FAILED, None
+        committed = time.perf_counter()
+        self._committed(kind, committed - started)
+        added, deleted = plan.changes.count()
+        self.counts.elements_added += added
+        self.counts.elements_deleted += deleted
+        if plan.changes.removed:
+            for name in plan.changes.removed - plan.changes.peers.keys():
+                self.applied.pop(name, None)
+        for name, peer in plan.changes.peers.items():
+            self.applied[name] = replace(peer, members={})
+        if kind is StepKind.FULL:
+            self._after_whole()
+        return kind, committed
+
+    def _read_live(self) -> Ruleset | None:
+        try:
+            return read_table(self.nft, names.FAMILY, names.TABLE)
+        except NftError:  # unreadable (the check will say why): replaced whole
+            return None
+
+    def _refused(self, e: NftError, tunnel_pattern: str, *, whole: bool) -> None:
+        """The fallback policy's first half: count, and mark the table for a whole replace; a
+        refused whole replace raises the guard."""
+        self.counts.apply_failures += 1
+        self.needs_full = True
+        if whole:
+            self._raise_guard(tunnel_pattern, f"whole-table replace refused: {e}")
+        log.error("transaction refused (%s): the table is to be replaced whole", e)
+
+    def write_whole(self, state: GatewayState) -> None:
+        """Replace the whole table (one transaction); a refusal raises ``NftError`` (the caller's
+        to handle: ``commit`` and ``repair`` apply the fallback policy)."""
+        started = time.perf_counter()
+        table = build(state)
+        self.nft.apply(replace_table(table))
+        del table
+        self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
+        self._committed(StepKind.FULL, time.perf_counter() - started)
+        self._after_whole()
+        log.info(
+            "whole table written: %d peer(s), %d set elements",
+            len(state.peers),
+            sum(len(m) for p in state.peers.values() for m in p.members.values()),
+        )
+
+    def _after_whole(self) -> None:
+        self.needs_full = False
+        release_memory()
+        self._lower_guard()
+
+    def _committed(self, kind: StepKind, seconds: float) -> None:
+        self.counts.transactions[kind.value] += 1
+        self.counts.last_sync = time.time()
+        if self.on_commit is not None:
+            self.on_commit(kind.value, seconds)
+
+    # --- a whole desired ruleset ---------------------------------------------------------------
+
+    def write(
+        self, desired: Ruleset, live: Ruleset | None, *, force_full: bool = False
+    ) -> SyncResult:
+        """Bring the table from ``live`` (as read back) to ``desired`` in one transaction, under
+        the fallback policy: a refused partial transaction is followed at once by a whole
+        replace (the desired table is at hand); a refused whole replace raises ``NftError``,
+        the kernel still holding the previous table."""
+        start = time.perf_counter()
+        tx = diff(live, desired, force_full=force_full)
+        if tx.empty:
+            return SyncResult(tx, time.perf_counter() - start)
+        try:
+            self.nft.apply(tx)
+        except NftError as first:
+            if tx.full:
+                raise
+            self.counts.apply_failures += 1
+            tx = diff(live, desired, force_full=True)
+            try:
+                self.nft.apply(tx)
+            except NftError as second:
+                raise NftError(
+                    f"partial update refused ({first}); full replace refused too: {second}"
+                ) from second
+            return SyncResult(tx, time.perf_counter() - start, fell_back=True)
+        return SyncResult(tx, time.perf_counter() - start)
+
+    # --- drift ---------------------------------------------------------------------------------
+
+    def repair(self, state: GatewayState) -> list[Drift]:
+        """Read the live table back and repair any difference (logged and counted). A table
+        that cannot be read back is drift (replaced whole); one that cannot be replaced either
+        raises the guard. Never raises ``NftError``: the kernel keeps the last rules, and the
+        next check tries again."""
+        desired = build(state)
+        live, found = read_drift(self.nft, desired)
+        self.counts.checks += 1
+        if not found:
+            del live, desired
+            release_memory()
+            self.counts.last_sync = time.time()
+            self._lower_guard()
+            return found
+        if any(d.kind == TABLE_UNREADABLE for d in found):
+            self.counts.readback_failures += 1
+        for d in found[:20]:
+            log.warning("drift: %s", d)
+        started = time.perf_counter()
+        whole = any(d.kind in WHOLE_TABLE_KINDS for d in found)
+        try:
+            result = self.write(desired, live, force_full=whole)
+        except NftError as e:
+            self._refused(e, state.tunnel_pattern, whole=True)
+            return found
+        kind = StepKind.FULL if result.full else StepKind.PEERS
+        self._committed(kind, time.perf_counter() - started)
+        self._lower_guard()
+        self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
+        self.counts.repairs += 1
+        del live, desired
+        release_memory()
+        log.warning("repaired %d difference(s)", len(found))
+        return found
