@@ -102,6 +102,11 @@ def _say(message: str) -> None:
         err.print(f"[dim]·[/dim] {message}")
 
 
+class Shape(str, Enum):
+    simple = "simple"
+    liqo = "liqo"
+
+
 @app.command()
 def up(
     file: TopologyFile,
@@ -114,6 +119,15 @@ def up(
             "--replace", help="Rebuild the lab if one of that name exists (else: refused)."
         ),
     ] = False,
+    shape: Annotated[
+        Shape,
+        typer.Option(
+            "--shape",
+            help="simple: one gateway per cluster, agents on the file source; liqo: Liqo v1's "
+            "gateway per peer, an emulated API server per cluster, agents on --source kubernetes "
+            "(cluster names must be Liqo cluster IDs: lowercase).",
+        ),
+    ] = Shape.simple,
 ) -> None:
     """Build the topology as namespaces, veths, tunnels and nftables.
 
@@ -139,13 +153,59 @@ def up(
         progress=_say,
         replace=replace,
         audit=audit,
+        shape=shape.value,
     )
+    if shape is Shape.liqo:
+        from peerwall.lab import liqo
+
+        err.print(
+            f"lab [bold]{name}[/bold] is up in Liqo's shape: {len(liqo.namespaces(plan))} "
+            f"namespaces, {len(liqo.gateways(plan))} gateways (one per peer) with their agents, "
+            f"{len(topology.clusters)} API servers, mode {choice.describe()}. "
+            f"Next: peerwall lab kubeconfig {topology.clusters[0].name} --name {name}; "
+            f"peerwall lab probe --name {name}"
+        )
+        return
     err.print(
         f"lab [bold]{name}[/bold] is up: {len(plan.namespaces())} namespaces, "
         f"{len(topology.clusters)} gateways, mode {choice.describe()}"
         f"{' (audited: would-drop is allowed and reported)' if audit else ''}. "
         f"Next: peerwall lab probe --name {name}"
     )
+
+
+@app.command()
+def kubeconfig(
+    cluster: Annotated[str, typer.Argument(help="The cluster (its Liqo cluster ID).")],
+    name: LabName = "lab",
+) -> None:
+    """Print a kubeconfig (an admin's) for a cluster's API server in a Liqo-shaped lab.
+
+    Example: peerwall lab kubeconfig c1 > c1.kubeconfig && kubectl --kubeconfig c1.kubeconfig get pods -A
+    """
+    need_root("lab kubeconfig")
+    from peerwall.lab import liqo
+    from peerwall.lab.state import load_state
+
+    settings = LabSettings()
+    state = load_state(name, settings)
+    if state.shape != liqo.SHAPE:
+        raise LabError(
+            f"lab {name} has the simple shape, without API servers: build it with "
+            "lab up --shape liqo"
+        )
+    plan = state.plan(settings)
+    if cluster not in plan.topology.cluster_by_name:
+        known = ", ".join(c.name for c in plan.topology.clusters)
+        raise LabError(f"lab {name} has no cluster {cluster!r} (its clusters: {known})")
+    path = liqo.kubeconfig_path(plan, settings, cluster)
+    try:
+        sys.stdout.write(path.read_text())
+    except FileNotFoundError:
+        raise LabError(
+            f"lab {name}: the API server of {cluster} is not serving (no {path}); see "
+            "peerwall lab status"
+        ) from None
 
 
 @app.command()
