@@ -306,7 +306,11 @@ def status(
         typer.echo(
             f"{r['name']}: {r['source']}, mode {r['mode']}, "
             f"{r['namespaces']['present']}/{r['namespaces']['expected']} namespaces"
+            + (f", {r['shape']} shape" if r.get("shape", "simple") != "simple" else "")
         )
+        for cluster, server in r.get("servers", {}).items():
+            up = "serving" if server["running"] and server["kubeconfig"] else "DOWN"
+            typer.echo(f"  API server {cluster}: {up}")
         if r["problem"]:
             typer.echo(f"  {r['problem']}")
         for cluster, drifts in r["gateways"].items():
@@ -343,14 +347,26 @@ def _lab_report(entry: Any, settings: LabSettings) -> dict[str, Any]:
     try:
         plan = state.plan(settings)
         present = list_namespaces(plan.prefix)
-        missing = sorted(set(plan.namespaces()) - set(present))
-        report["namespaces"] = {
-            "present": len(plan.namespaces()) - len(missing),
-            "expected": len(plan.namespaces()),
-        }
+        wanted = plan.namespaces()
+        if state.shape == "liqo":
+            from peerwall.lab import liqo
+
+            wanted = liqo.namespaces(plan)
+        missing = sorted(set(wanted) - set(present))
+        report["namespaces"] = {"present": len(wanted) - len(missing), "expected": len(wanted)}
+        report["shape"] = state.shape
         if missing:
             more = " …" if len(missing) > 5 else ""
             report.update(problem=f"broken: missing {', '.join(missing[:5])}{more}", failed=True)
+            return report
+        if state.shape == "liqo":
+            found = liqo.report(plan, settings)
+            report.update(
+                gateways=found["gateways"],
+                agents=found["agents"],
+                servers=found["servers"],
+                failed=report["failed"] or found["failed"],
+            )
             return report
         gateways = labs.gateway_drift(plan, SecurityMode(state.mode), state.audit)
         for cluster, drifts in gateways.items():
@@ -564,6 +580,18 @@ def probe(
     settings = LabSettings()
     state = load_state(name, settings)
     plan = state.plan(settings)
+    if state.shape == "liqo":
+        # The API servers are the truth there (kubectl edits them): the table expected is the
+        # one of the topology they hold, and the nodes' kube-proxy follows it (as a real one
+        # watches the EndpointSlices), before the probes.
+        from peerwall.lab import liqo
+        from peerwall.lab.plan import LabPlan
+
+        plan = LabPlan(
+            name, liqo.api_topology(plan, settings, state.topology_text(settings), state.source)
+        )
+        liqo.resync_kube(plan, settings)
+        settings = liqo.probe_settings(settings)
     mode = SecurityMode(state.mode)
     selection = Selection.of(sources, destinations, clusters, namespaces)
     expected = selection.apply(

@@ -27,6 +27,7 @@ What the simple shape puts in one gateway per cluster is split as Liqo v1 splits
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -38,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from peerwall.agent.kube.liqo import API_SERVER_PORT
 from peerwall.compile.build import fail_closed
 from peerwall.compile.names import tunnel_ifname
 from peerwall.compile.nft import render_replace
@@ -208,6 +210,12 @@ def build(plan: LabPlan, settings: LabSettings) -> int:
     return len(w.namespaces)
 
 
+def probe_settings(settings: LabSettings) -> LabSettings:
+    """The lab's settings as the probes of a Liqo-shaped lab use them: offloaded pods reach their
+    home API server at its IP resource's address, port 443 (``agent.kube.liqo.API_SERVER_PORT``)."""
+    return dataclasses.replace(settings, api_port=API_SERVER_PORT)
+
+
 def resync_kube(plan: LabPlan, settings: LabSettings) -> None:
     """Reload every node's kube-proxy table for ``plan`` (the topology the API servers hold now)."""
     for c in plan.topology.clusters:
@@ -353,6 +361,57 @@ def processes(folder: str) -> dict[str, list[int]]:
             out["servers"].append(int(entry))
         elif b"--source=kubernetes" in argv:
             out["agents"].append(int(entry))
+    return out
+
+
+def _running_with(argument: str) -> bool:
+    """Some live process (not a zombie) has ``argument`` in its command line."""
+    want = argument.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and want in argv:
+            return True
+    return False
+
+
+def report(plan: LabPlan, settings: LabSettings) -> dict[str, Any]:
+    """What ``lab status`` says of a Liqo-shaped lab: each gateway's table (present, not failed
+    closed) and agent (running, ready), each API server (running, serving)."""
+    from peerwall.compile.names import FAMILY, GUARD_TABLE, TABLE
+    from peerwall.dataplane.readback import table_exists
+
+    folder = _folder(plan, settings)
+    out: dict[str, Any] = {"gateways": {}, "agents": {}, "servers": {}, "failed": False}
+    for c, peer in gateways(plan):
+        key = f"{c}/{peer}"
+        problems = []
+        with LibNft(gateway_ns(plan, c, peer)) as nft:
+            if not table_exists(nft, FAMILY, TABLE):
+                problems.append(f"table {FAMILY} {TABLE} is missing")
+            if table_exists(nft, FAMILY, GUARD_TABLE):
+                problems.append(f"failed closed ({FAMILY} {GUARD_TABLE}): see the agent's log")
+        status = agent_status(plan, settings, c, peer)
+        running = _running_with(f"--status-file={status_path(plan, settings, c, peer)}")
+        out["gateways"][key] = problems
+        out["agents"][key] = {"running": running, **status}
+        out["failed"] = out["failed"] or bool(problems) or not running or not status.get("ready")
+    for cluster in plan.topology.clusters:
+        name = cluster.name
+        running = _running_with(f"--folder={folder}") and _running_with(f"--cluster={name}")
+        serving = kubeconfig_path(plan, settings, name).exists()
+        out["servers"][name] = {
+            "running": running,
+            "kubeconfig": str(kubeconfig_path(plan, settings, name)) if serving else None,
+        }
+        out["failed"] = out["failed"] or not running or not serving
     return out
 
 

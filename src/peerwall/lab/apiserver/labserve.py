@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from peerwall.lab.apiserver.liqo_objects import api_cluster_ip, cluster_objects, tenant
+from peerwall.lab.apiserver.liqo_objects import cluster_objects, tenant
 from peerwall.lab.apiserver.rbac import User
 from peerwall.lab.apiserver.server import FakeApiServer
 from peerwall.model import load_topology
@@ -79,7 +79,6 @@ def folder_of(lab: Path, cluster: str) -> Path:
 
 async def serve(lab: Path, cluster: str, netns: str) -> None:
     topology = load_topology((lab / "topology.yaml").read_text(), str(lab / "topology.yaml"))
-    me = topology.cluster_by_name[cluster]
     here = folder_of(lab, cluster)
     (here / "pki").mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
@@ -95,9 +94,10 @@ async def serve(lab: Path, cluster: str, netns: str) -> None:
         _, rbac = gateway_pod()
         for obj in rbac:
             fake.create(obj)
-        # A file that names no API server gives Liqo's IPAM no api-server IP (as `liqo emulate`).
-        api = api_cluster_ip(topology, cluster) if me.api_server else None
-        for obj in cluster_objects(topology, cluster, api):
+        # Liqo's IP resource of the API server holds the address of the lab's API host (the one
+        # the probes dial, reached through the remapping as Liqo reaches a peer's); a file that
+        # names no API server gives Liqo's IPAM none.
+        for obj in cluster_objects(topology, cluster):
             fake.create(obj)
         for peer in topology.peers[cluster]:
             fake.create(gateway_binding(peer))
