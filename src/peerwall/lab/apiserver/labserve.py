@@ -73,6 +73,36 @@ def gateway_binding(peer: str) -> Obj:
     }
 
 
+ENDPOINT_CONTROLLER = "endpointslice-controller.k8s.io"
+
+
+class LabApiServer(FakeApiServer):
+    """The emulated API server plus the one reaction of Kubernetes' EndpointSlice controller that
+    the lab's edits need: a deleted pod (a Deployment scaled down, ``kubectl delete pod``) leaves
+    the slices that controller manages in its namespace, so its services lose that backend.
+    Slices reflected by Liqo (managed by its reflection) follow their home cluster's, not this."""
+
+    def delete(self, obj: Obj) -> Obj:
+        gone = super().delete(obj)
+        if gone.get("kind") != "Pod":
+            return gone
+        address = (gone.get("status") or {}).get("podIP")
+        namespace = gone["metadata"].get("namespace")
+        for (res, ns, _), found in list(self.objects.items()):
+            labels = found["metadata"].get("labels") or {}
+            if (
+                res.kind != "EndpointSlice"
+                or ns != namespace
+                or labels.get("endpointslice.kubernetes.io/managed-by") != ENDPOINT_CONTROLLER
+            ):
+                continue
+            endpoints = found.get("endpoints") or []
+            kept = [e for e in endpoints if address not in (e.get("addresses") or [])]
+            if kept != endpoints:
+                self.update({**found, "endpoints": kept})
+        return gone
+
+
 def folder_of(lab: Path, cluster: str) -> Path:
     return lab / "api" / cluster
 
@@ -85,7 +115,7 @@ async def serve(lab: Path, cluster: str, netns: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    fake = FakeApiServer(
+    fake = LabApiServer(
         tls=True,
         binds=[(netns, str(API_ADDRESS), KUBE_API_PORT)],
         pki_dir=here / "pki",
