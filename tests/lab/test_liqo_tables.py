@@ -9,15 +9,17 @@ Liqo cluster IDs are DNS labels, so the clusters' names are lowercased; nothing 
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from gen import generate
-from liqokit import liqo_lab
+from liqokit import LiqoLab, liqo_lab
 
 from peerwall.model import SecurityMode, load_topology
+from peerwall.nsenter import entered
 from peerwall.policy import Verdict, expect
 from support import REFERENCE
 
@@ -73,3 +75,51 @@ def test_generated_topologies_in_liqos_shape_observed_equal_computed(
         assert code == 0
     # Not trivially all one verdict: the generated topologies exercise YES, NO and PARTIAL.
     assert {Verdict.YES, Verdict.NO, Verdict.PARTIAL} <= {v for _, _, v in expected.cells()}
+
+
+def node_sees(lab: LiqoLab, cluster: str, pod: str, port: int = 9300) -> list[str]:
+    """A hostNetwork connection from ``cluster``'s node to ``pod``: the sources ``pod`` saw."""
+    t = lab.topology
+    address = str(t.addresses.pod_seen_from(t.pod_by_name[pod], cluster))
+    with entered(lab.netns(f"pod-{pod}")):
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with server:
+        server.bind(("0.0.0.0", port))
+        server.listen(4)
+        server.settimeout(2.0)
+        with entered(lab.netns(f"gw-{cluster}")):
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with client:
+            client.settimeout(2.0)
+            try:
+                client.connect((address, port))
+            except OSError:
+                return []
+            conn, (host, _) = server.accept()
+            conn.close()
+            return [host]
+
+
+def test_masqueraded_sources_in_liqos_shape(tmp_path: Path) -> None:
+    """Item 3: ``externalCIDR`` and ``fullMasquerade`` (Liqo's masquerade of what is not from a
+    local pod, and with fullMasquerade of all traffic towards peers, to the first address of the
+    external CIDR) in Liqo's shape, under segregation: the table the probes observe is the one
+    computed (c2's pods reach no home API server in c1: rule api-masqueraded), and a node's own
+    connection arrives from the masquerade source, judged by its destination only."""
+    data = yaml.safe_load((REFERENCE / "seed-topology.yaml").read_text())
+    for c, external in zip(data["clusters"], ("10.70.0.0/16", "10.71.0.0/16"), strict=True):
+        c["externalCIDR"] = external
+        c["apiServer"] = f"A{c['name'][1:]}"
+    data["clusters"][1]["fullMasquerade"] = True
+    text = lowercase_ids(data)
+    topology = load_topology(text)
+    mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    expected = expect(topology, mode)
+    # The switch matters: without the masquerade, P4 (homed in c1) reaches A1.
+    assert expected.table["P4", "A1"] is Verdict.NO
+    with liqo_lab(text, tmp_path, *mode_args(mode)) as lab:
+        code, seen = lab.probe()
+        assert seen["matrix"] == expected.table.to_dict()["matrix"]
+        assert code == 0
+        assert node_sees(lab, "c1", "P4") == ["10.70.0.0"]  # offloaded by c1 into c2: admitted
+        assert node_sees(lab, "c1", "P5") == []  # c2's own pod: dropped under segregation
