@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
-from gen import generate
 from liqokit import LiqoLab, liqo_lab
 
+from gen import generate
 from peerwall.model import SecurityMode, load_topology
 from peerwall.nsenter import entered
 from peerwall.policy import Verdict, expect
