@@ -9,13 +9,16 @@ matter.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from liqokit import LiqoLab, dropped, edited, liqo_lab, until_dropped
+from liqokit import PROBE_ATTEMPTS, LiqoLab, dropped, edited, liqo_lab, until_dropped
 
 from peerwall.lab.apiserver.labserve import API_ADDRESS, KUBE_API_PORT, gateway_pod
 from peerwall.lab.apiserver.liqo_objects import peering_security
@@ -155,3 +158,37 @@ def test_lab_down_removes_the_api_servers_and_agents(tmp_path: Path) -> None:
         assert list_namespaces(f"pw-{lab.name}-") == []
         done = lab.peerwall("lab", "kubeconfig", "c1", "--name", lab.name, check=False)
         assert done.returncode == 2 and f"no lab named '{lab.name}'" in done.stderr
+
+
+def test_a_killed_agent_is_restarted_and_the_commands_of_the_simple_shape_refuse(
+    lab: LiqoLab,
+) -> None:
+    """The lab's supervisor restarts a gateway's agent, as the kubelet restarts a container;
+    commands that rewrite the lab's files (its agents read the API servers) refuse, in one line."""
+    folder = str(lab.state_dir / lab.name)
+
+    def agent_of_c2() -> list[int]:
+        return [
+            pid
+            for pid in processes(folder)["agents"]
+            if b"--peer=c1" in (argv := Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))
+            and b"peerwall.lab.supervise" not in argv
+        ]
+
+    (old,) = agent_of_c2()
+    os.kill(old, signal.SIGKILL)
+    for _ in range(PROBE_ATTEMPTS):
+        now = agent_of_c2()
+        status = json.loads(lab.peerwall("lab", "status", "--name", lab.name, "-o", "json").stdout)
+        agent = status["labs"][0]["agents"]["c2/c1"]
+        if now and now != [old] and agent.get("ready") and agent["pid"] == now[0]:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"c2's agent was not restarted: {now}, {agent}")
+    for command in (("set-mode", "--set", f"networking.securityMode={SEG.value}"), ("repair",)):
+        done = lab.peerwall("lab", *command, "--name", lab.name, check=False)
+        assert done.returncode == 2
+        assert f"lab {lab.name} has Liqo's shape: lab {command[0]} does not apply" in done.stderr
+    done = lab.peerwall("lab", "kubeconfig", "c9", "--name", lab.name, check=False)
+    assert done.returncode == 2 and "has no cluster 'c9' (its clusters: c1, c2)" in done.stderr

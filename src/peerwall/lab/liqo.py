@@ -364,9 +364,9 @@ def processes(folder: str) -> dict[str, list[int]]:
     return out
 
 
-def _running_with(argument: str) -> bool:
-    """Some live process (not a zombie) has ``argument`` in its command line."""
-    want = argument.encode()
+def _running_with(*arguments: str) -> bool:
+    """Some live process (not a zombie) has every one of ``arguments`` in its command line."""
+    want = [a.encode() for a in arguments]
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -377,7 +377,7 @@ def _running_with(argument: str) -> bool:
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        if state != "Z" and want in argv:
+        if state != "Z" and all(w in argv for w in want):
             return True
     return False
 
@@ -405,7 +405,7 @@ def report(plan: LabPlan, settings: LabSettings) -> dict[str, Any]:
         out["failed"] = out["failed"] or bool(problems) or not running or not status.get("ready")
     for cluster in plan.topology.clusters:
         name = cluster.name
-        running = _running_with(f"--folder={folder}") and _running_with(f"--cluster={name}")
+        running = _running_with(f"--folder={folder}", f"--cluster={name}")
         serving = kubeconfig_path(plan, settings, name).exists()
         out["servers"][name] = {
             "running": running,
