@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from liqokit import LiqoLab, liqo_lab
+from liqokit import PROBE_ATTEMPTS, LiqoLab, liqo_lab
 
 from gen import generate
 from peerwall.model import SecurityMode, load_topology
@@ -123,3 +124,42 @@ def test_masqueraded_sources_in_liqos_shape(tmp_path: Path) -> None:
         assert code == 0
         assert node_sees(lab, "c1", "P4") == ["10.70.0.0"]  # offloaded by c1 into c2: admitted
         assert node_sees(lab, "c1", "P5") == []  # c2's own pod: dropped under segregation
+
+
+def rx_packets(netns: str, ifname: str) -> int:
+    out = subprocess.run(
+        ["ip", "-j", "-s", "-n", netns, "link", "show", ifname],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(json.loads(out)[0]["stats64"]["rx"]["packets"])
+
+
+def test_several_tunnels_in_liqos_shape(tmp_path: Path) -> None:
+    """Item 3: a connection with several tunnels (``tunnels: 2`` on the peering: Liqo's Gateway
+    lists two ports, each gateway has ``liqo-tunnel`` and ``liqo-tunnel1``, 169.254.18.1/2 and
+    .5/.6, and flows spread over both). The probed table is the computed one, both tunnels carry
+    probes both ways; and once kubectl leaves c2's GatewayServer one port, c2's agent no longer
+    takes liqo-tunnel1 for c1's and the probes through it fail: the table was right because the
+    agent read the Gateway's ports."""
+    data = yaml.safe_load((REFERENCE / "seed-topology.yaml").read_text())
+    data["peerings"][0]["tunnels"] = 2
+    text = lowercase_ids(data)
+    mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    expected = expect(load_topology(text), mode).table.to_dict()["matrix"]
+    with liqo_lab(text, tmp_path, *mode_args(mode)) as lab:
+        code, seen = lab.probe()
+        assert seen["matrix"] == expected
+        assert code == 0
+        for gw in ("lgw-c1-c2", "lgw-c2-c1"):
+            assert rx_packets(lab.netns(gw), "liqo-tunnel") > 0
+            assert rx_packets(lab.netns(gw), "liqo-tunnel1") > 0
+        one_port = '{"spec": {"endpoint": {"ports": [51840]}}}'
+        lab.kubectl("c2", "patch", "gatewayserver", "c1", "-n", "liqo-tenant-c1",
+                    "--type=merge", "-p", one_port)  # fmt: skip
+        for _ in range(PROBE_ATTEMPTS):
+            code, seen = lab.probe()
+            if code == 1:
+                break
+        assert code == 1 and seen["matrix"] != expected

@@ -33,7 +33,7 @@ import signal
 import subprocess
 import sys
 import time
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from peerwall.compile.nft import render_replace
 from peerwall.dataplane.nft import LibNft
 from peerwall.errors import LabError
 from peerwall.lab.apiserver.labserve import API_ADDRESS, KUBE_API_PORT, folder_of, gateway_pod
+from peerwall.lab.apiserver.liqo_objects import tunnels
 from peerwall.lab.kube import cni_script, kube_script
 from peerwall.lab.netns import ip_batch
 from peerwall.lab.plan import LabPlan
@@ -70,8 +71,6 @@ from peerwall.settings import LabSettings
 SHAPE = "liqo"
 TUNNEL = "liqo-tunnel"
 TUNNEL_PATTERN = "liqo-tunnel*"
-TUNNEL_SERVER = "169.254.18.1/30"
-TUNNEL_CLIENT = "169.254.18.2/30"
 NODE_LINKS = IPv4Network("169.254.100.0/24")
 """Node <-> gateway links, a /30 per peer (the same in every cluster: each node is its own
 namespace); 63 peers per cluster at most."""
@@ -125,10 +124,10 @@ def liqo_wiring(plan: LabPlan) -> Wiring:
     t = plan.topology
     base = wiring(plan)
     nodes = {node_ns(plan, c.name) for c in t.clusters}
-    tunnels = {v for v in base.veths if v.a.ns in nodes and v.b.ns in nodes}
-    gone = {e for v in tunnels for e in v.ends}
+    direct = {v for v in base.veths if v.a.ns in nodes and v.b.ns in nodes}
+    gone = {e for v in direct for e in v.ends}
     ns = list(base.namespaces)
-    veths = [v for v in base.veths if v not in tunnels]
+    veths = [v for v in base.veths if v not in direct]
     addresses = [a for a in base.addresses if a.end not in gone]
     routes = [r for r in base.routes if r.dev is None or End(r.ns, r.dev) not in gone]
     sysctls = list(base.sysctls)
@@ -152,9 +151,29 @@ def liqo_wiring(plan: LabPlan) -> Wiring:
         a, b = tun.a, tun.b
         server, client = (a, b) if is_server(plan, a, b) else (b, a)
         s_ns, c_ns = gateway_ns(plan, server, client), gateway_ns(plan, client, server)
-        veths.append(Veth(End(s_ns, TUNNEL), End(c_ns, TUNNEL)))
-        addresses += [Address(s_ns, TUNNEL, TUNNEL_SERVER), Address(c_ns, TUNNEL, TUNNEL_CLIENT)]
+        for i in range(tunnels(t, a, b)):
+            name, (s_ip, c_ip) = tunnel_name(i), tunnel_ips(i)
+            veths.append(Veth(End(s_ns, name), End(c_ns, name)))
+            addresses += [Address(s_ns, name, f"{s_ip}/30"), Address(c_ns, name, f"{c_ip}/30")]
+        if tunnels(t, a, b) > 1:
+            # Flows spread over the tunnels by ports too (table 100 is multipath), so probes
+            # cross every one of them.
+            sysctls += [
+                Sysctl(ns, "net.ipv4.fib_multipath_hash_policy", "1") for ns in (s_ns, c_ns)
+            ]
     return Wiring(tuple(ns), tuple(veths), tuple(addresses), tuple(routes), tuple(sysctls))
+
+
+def tunnel_name(i: int) -> str:
+    """Liqo's name of a gateway's tunnel ``i`` (``pkg/gateway/tunnel/netlink.go``,
+    ``GetTunnelName``): liqo-tunnel, liqo-tunnel1, …"""
+    return TUNNEL if i == 0 else f"{TUNNEL}{i}"
+
+
+def tunnel_ips(i: int) -> tuple[IPv4Address, IPv4Address]:
+    """(server end, client end) of tunnel ``i``: 169.254.18.(4i+1) and (4i+2) (``GetInterfaceIP``)."""
+    base = IPv4Address("169.254.18.0") + 4 * i
+    return base + 1, base + 2
 
 
 def remap_script(plan: LabPlan, cluster: str, peer: str) -> str | None:
@@ -173,7 +192,7 @@ table ip {REMAP_TABLE} {{
 \t}}
 \tchain post {{
 \t\ttype nat hook postrouting priority srcnat; policy accept;
-\t\tiifname "{TUNNEL}" ip saddr {original} snat ip prefix to {view}
+\t\tiifname "{TUNNEL_PATTERN}" ip saddr {original} snat ip prefix to {view}
 \t}}
 }}
 """
@@ -196,11 +215,17 @@ def build(plan: LabPlan, settings: LabSettings) -> int:
             nft.run(kube_script(plan, c.name, settings) + cni_script())
     for cluster, peer in gateways(plan):
         gw = gateway_ns(plan, cluster, peer)
-        theirs = (TUNNEL_CLIENT if is_server(plan, cluster, peer) else TUNNEL_SERVER).split("/")[0]
+        hops = []
+        for i in range(tunnels(t, cluster, peer)):
+            s_ip, c_ip = tunnel_ips(i)
+            hops.append(
+                f"via {c_ip if is_server(plan, cluster, peer) else s_ip} dev {tunnel_name(i)}"
+            )
+        route = hops[0] if len(hops) == 1 else " ".join(f"nexthop {h}" for h in hops)
         ip_batch(
             [
                 f"rule add iif eth0 lookup {ROUTE_TABLE}",
-                f"route add default via {theirs} dev {TUNNEL} table {ROUTE_TABLE}",
+                f"route add default table {ROUTE_TABLE} {route}",
             ],
             gw,
         )

@@ -76,6 +76,7 @@ class PeeringSpec(_Item):
     provider: Name
     security_mode: Mode | None = Field(default=None, alias="securityMode")
     security_audit: bool | None = Field(default=None, alias="securityAudit")
+    tunnels: int | None = Field(default=None, ge=1, le=8)
 
 
 class NamespaceSpec(_Item):

@@ -58,6 +58,10 @@ class Peering:
     security_mode: SecurityMode | None
     security_audit: bool | None = None
     """Audit segregation on this connection (None: the global default, ``networking.securityAudit``)."""
+    tunnels: int = 1
+    """Tunnels of the connection (Liqo: one WireGuard interface per port of the Gateway's
+    ``spec.endpoint.ports``); verdicts do not depend on it, paths do. Of two peerings of one
+    pair, the first's."""
 
 
 @dataclass(frozen=True)
