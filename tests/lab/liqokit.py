@@ -137,9 +137,9 @@ def dropped(netns: str, address: str, port: int = POD_PORT) -> bool:
         return False
 
 
-def until_dropped(netns: str, address: str, want: bool, what: str) -> None:
+def until_dropped(netns: str, address: str, want: bool, what: str, port: int = POD_PORT) -> None:
     for _ in range(PROBE_ATTEMPTS):
-        if dropped(netns, address) is want:
+        if dropped(netns, address, port) is want:
             return
         time.sleep(0.2)
     raise AssertionError(f"{what}: {address} from {netns} {'not ' if want else ''}dropped")

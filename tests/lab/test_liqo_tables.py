@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
-from liqokit import PROBE_ATTEMPTS, LiqoLab, liqo_lab
+from liqokit import PROBE_ATTEMPTS, LiqoLab, dropped, liqo_lab, until_dropped
 
 from gen import generate
+from peerwall.agent.kube.liqo import API_SERVER_PORT as API_PORT
 from peerwall.model import SecurityMode, load_topology
 from peerwall.nsenter import entered
 from peerwall.policy import Verdict, expect
@@ -163,3 +164,35 @@ def test_several_tunnels_in_liqos_shape(tmp_path: Path) -> None:
             if code == 1:
                 break
         assert code == 1 and seen["matrix"] != expected
+
+
+def test_several_api_server_addresses_in_liqos_shape(tmp_path: Path) -> None:
+    """Item 3: ``apiServerAddresses: 3`` on c1 (Liqo's apiServerAccessThroughEndpointSlices: one
+    IP resource per endpoint of ``kubernetes``, the API host answering on each). Under
+    segregation the probed table is the computed one, and on every address, through the
+    remapping, c1's API server admits P4 (homed in c1, running in c2) and not P5 (c2's own)."""
+    data = yaml.safe_load((REFERENCE / "seed-topology.yaml").read_text())
+    data["clusters"][0] |= {"apiServer": "A1", "apiServerAddresses": 3}
+    text = lowercase_ids(data)
+    topology = load_topology(text)
+    mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    expected = expect(topology, mode).table.to_dict()["matrix"]
+    addresses = topology.addresses.api_ips("c1")
+    assert len(set(addresses)) == 3
+    with liqo_lab(text, tmp_path, *mode_args(mode)) as lab:
+        code, seen = lab.probe()
+        assert seen["matrix"] == expected
+        assert code == 0
+        ips = json.loads(lab.kubectl("c1", "get", "ips", "-n", "liqo", "-o", "json"))["items"]
+        assert sorted(i["spec"]["ip"] for i in ips) == sorted(map(str, addresses))
+        for address in addresses:
+            seen_from_c2 = str(topology.addresses.seen_from(address, "c1", "c2"))
+            assert not dropped(lab.netns("pod-P4"), seen_from_c2, API_PORT), address
+            assert dropped(lab.netns("pod-P5"), seen_from_c2, API_PORT), address
+        # One IP resource deleted with kubectl: that address is no longer c1's API server.
+        last = addresses[-1]
+        lab.kubectl("c1", "delete", "ip", f"kubernetes-{str(last).replace('.', '-')}", "-n", "liqo")
+        last_from_c2 = str(topology.addresses.seen_from(last, "c1", "c2"))
+        until_dropped(
+            lab.netns("pod-P4"), last_from_c2, True, "P4 to a deleted API address", API_PORT
+        )

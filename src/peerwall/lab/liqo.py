@@ -133,6 +133,11 @@ def liqo_wiring(plan: LabPlan) -> Wiring:
     sysctls = list(base.sysctls)
     for c in t.clusters:
         node = node_ns(plan, c.name)
+        if c.api_server:
+            for address in t.addresses.api_ips(c.name)[1:]:
+                # The API server's other addresses (apiServerAddresses), on its host.
+                addresses.append(Address(plan.api_ns(c.name), "eth0", f"{address}/32"))
+                routes.append(Route(node, f"{address}/32 dev api"))
         for k, peer in enumerate(t.peers[c.name]):
             gw = gateway_ns(plan, c.name, peer)
             here, there = NODE_LINKS[4 * k + 1], NODE_LINKS[4 * k + 2]

@@ -65,6 +65,13 @@ class AddressBook:
     def api_ip(self, cluster: str) -> IPv4Address:
         return api_address(self.topology.cluster_by_name[cluster].pod_cidr)
 
+    def api_ips(self, cluster: str) -> tuple[IPv4Address, ...]:
+        """Every address of the cluster's API server: ``api_ip`` first, then the ones below."""
+        first = self.api_ip(cluster)
+        return tuple(
+            first - k for k in range(self.topology.cluster_by_name[cluster].api_server_addresses)
+        )
+
 
 class RemapExhausted(ValueError):
     """No free CIDR is left to remap a peer's overlapping pod CIDR."""

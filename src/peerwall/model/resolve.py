@@ -38,6 +38,7 @@ def resolve(spec: TopologySpec, source: str) -> Topology:
             index=i,
             external_cidr=c.external_cidr,
             full_masquerade=c.full_masquerade,
+            api_server_addresses=c.api_server_addresses,
         )
         for i, c in enumerate(spec.clusters)
     )

@@ -69,6 +69,7 @@ class ClusterSpec(_Item):
     security_mode: Mode | None = Field(default=None, alias="securityMode")
     external_cidr: Cidr | None = Field(default=None, alias="externalCIDR")
     full_masquerade: bool = Field(default=False, alias="fullMasquerade")
+    api_server_addresses: int = Field(default=1, ge=1, le=8, alias="apiServerAddresses")
 
 
 class PeeringSpec(_Item):

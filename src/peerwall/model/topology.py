@@ -42,6 +42,10 @@ class Cluster:
     full_masquerade: bool = False
     """Liqo's ``networking.fabric.config.fullMasquerade``: the nodes give all traffic towards
     peers the masquerade source, pods' included."""
+    api_server_addresses: int = 1
+    """How many addresses the API server answers on (Liqo's
+    ``networking.apiServerAccessThroughEndpointSlices``: one per endpoint of ``kubernetes``);
+    tables name the first, the others are the last addresses of the pod CIDR below it."""
 
     @property
     def masquerade_source(self) -> IPv4Address | None:

@@ -463,7 +463,13 @@ def cluster_objects(
     ]
     if api_ip is None and me.api_server:
         api_ip = plan.api_ip(cluster)
-    if api_ip is not None:
+    if me.api_server and me.api_server_addresses > 1:
+        # apiServerAccessThroughEndpointSlices: one IP per endpoint of default/kubernetes.
+        for k, address in enumerate(plan.api_ips(cluster)):
+            out.append(
+                api_server_endpoint_ip("kubernetes", address, EXTERNAL_CIDR.network_address + 1 + k)
+            )
+    elif api_ip is not None:
         out.append(api_server_ip(api_ip, EXTERNAL_CIDR.network_address + 1))
     for peer in t.peers[cluster]:
         out += [
