@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -46,7 +47,7 @@ from peerwall.compile.nft import render_replace
 from peerwall.dataplane.nft import LibNft
 from peerwall.errors import LabError
 from peerwall.lab.apiserver.labserve import API_ADDRESS, KUBE_API_PORT, folder_of, gateway_pod
-from peerwall.lab.apiserver.liqo_objects import tunnels
+from peerwall.lab.apiserver.liqo_objects import is_gateway_server, tunnels
 from peerwall.lab.kube import cni_script, kube_script
 from peerwall.lab.netns import ip_batch
 from peerwall.lab.plan import LabPlan
@@ -86,7 +87,6 @@ POD_SHELL = (
 )
 """Inside the agent's own mount namespace: a private /run (the host's is not touched), the
 ServiceAccount volume where the kubelet puts it, the lab folder where it was, then the agent."""
-AGENT_PORT = 9090
 CONVERGE_TIMEOUT = 60.0
 SERVER_MODULE = "peerwall.lab.apiserver.labserve"
 
@@ -110,12 +110,8 @@ def namespaces(plan: LabPlan) -> list[str]:
 
 
 def is_server(plan: LabPlan, cluster: str, peer: str) -> bool:
-    """``liqoctl peer`` puts the gateway server at the provider; a pair peered both ways has one
-    connection, whose server is the provider of its first peering."""
-    for p in plan.topology.peerings:
-        if {p.consumer, p.provider} == {cluster, peer}:
-            return p.provider == cluster
-    raise LabError(f"{cluster} and {peer} are not peered")
+    """``liqoctl peer`` puts the gateway server at the provider (of the pair's first peering)."""
+    return is_gateway_server(plan.topology, cluster, peer)
 
 
 def liqo_wiring(plan: LabPlan) -> Wiring:
@@ -343,8 +339,6 @@ def start_agents(plan: LabPlan, settings: LabSettings, mode: SecurityMode) -> No
 
 
 def agent_status(plan: LabPlan, settings: LabSettings, cluster: str, peer: str) -> dict[str, Any]:
-    import json
-
     try:
         data: dict[str, Any] = json.loads(status_path(plan, settings, cluster, peer).read_text())
         return data
