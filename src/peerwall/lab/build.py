@@ -31,7 +31,7 @@ from peerwall.dataplane.drift import GUARD_UP, Drift, read_drift
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import table_exists
 from peerwall.errors import LabError, PeerwallError
-from peerwall.lab import agents
+from peerwall.lab import agents, liqo
 from peerwall.lab.netns import delete_namespaces, list_namespaces
 from peerwall.lab.plan import LabPlan, check_lab_name
 from peerwall.lab.rewire import rewire
@@ -105,8 +105,12 @@ def up(
     *,
     replace: bool = True,
     audit: bool = False,
+    shape: str = "simple",
 ) -> LabPlan:
     """Build the lab and start its agents; on any failure, remove what was built.
+
+    ``shape``: ``simple`` (one gateway per cluster, agents on the file source) or ``liqo``
+    (``lab.liqo``: Liqo v1's gateway per peer, API servers, agents on the Kubernetes source).
 
     A lab of the same name (or what a crashed one left behind) is replaced, or with
     ``replace=False`` refused: on a shared machine, a name in use is someone else's lab."""
@@ -121,6 +125,10 @@ def up(
                 "another --name"
             )
         _down(name, settings)
+        if shape == liqo.SHAPE:
+            return _up_liqo(plan, topology_text, source, mode, settings, say, audit)
+        if shape != "simple":
+            raise LabError(f"--shape {shape}: the lab's shapes are simple and liqo")
         try:
             _build(plan, settings, mode, say)
             save_state(LabState(name, source, mode.value, audit=audit), settings, topology_text)
@@ -138,6 +146,56 @@ def up(
             _down(name, settings)
             raise
     return plan
+
+
+def _up_liqo(
+    plan: LabPlan,
+    topology_text: str,
+    source: str,
+    mode: SecurityMode,
+    settings: LabSettings,
+    say: Progress,
+    audit: bool,
+) -> LabPlan:
+    from peerwall.lab.apiserver.emulate import check_cluster_ids
+
+    if audit:
+        raise LabError("--shape liqo: audit is set per peering there (a PeeringSecurity), not here")
+    check_cluster_ids(plan.topology, source)
+    try:
+        started = time.perf_counter()
+        count = liqo.build(plan, settings)
+        say(f"{count} namespaces wired in Liqo's shape in {time.perf_counter() - started:.1f} s")
+        save_state(
+            LabState(plan.name, source, mode.value, shape=liqo.SHAPE), settings, topology_text
+        )
+        started = time.perf_counter()
+        liqo.start_servers(plan, settings)
+        say(
+            f"{len(plan.topology.clusters)} API servers up in {time.perf_counter() - started:.1f} s"
+        )
+        started = time.perf_counter()
+        liqo.start_agents(plan, settings, mode)
+        liqo.wait_agents(plan, settings)
+        say(
+            f"{len(liqo.gateways(plan))} agents (--source kubernetes) ready in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+    except BaseException:
+        _down(plan.name, settings)
+        raise
+    return plan
+
+
+def refuse_liqo_shape(state: LabState, command: str) -> None:
+    """A Liqo-shaped lab's agents read its API servers, not the lab's files: ``command``, which
+    rewrites those files, would change nothing there."""
+    if state.shape == liqo.SHAPE:
+        raise LabError(
+            f"lab {state.name} has Liqo's shape: {command} does not apply to it; change it through "
+            f"its API servers (kubectl --kubeconfig FILE, FILE from: peerwall lab kubeconfig "
+            f"CLUSTER --name {state.name}), or rebuild it with lab up"
+        )
 
 
 def existing(name: str, settings: LabSettings) -> str | None:
@@ -222,6 +280,7 @@ def apply(
     _require_root()
     with locked(name, settings):
         state = load_state(name, settings)
+        refuse_liqo_shape(state, "lab apply")
         old, new = state.plan(settings), LabPlan(name, topology)
         mode = SecurityMode(state.mode)
         gone = [c.name for c in old.topology.clusters if c.name not in new.topology.cluster_by_name]
@@ -255,6 +314,7 @@ def set_mode(
     settings = settings or LabSettings()
     with locked(name, settings):
         state = load_state(name, settings)
+        refuse_liqo_shape(state, "lab set-mode")
         plan = state.plan(settings)
         audit = state.audit if audit is None else audit
         save_state(
@@ -274,6 +334,7 @@ def repair(name: str, settings: LabSettings | None = None) -> dict[str, int]:
     repairs each agent made now (empty without agents)."""
     settings = settings or LabSettings()
     state = load_state(name, settings)
+    refuse_liqo_shape(state, "lab repair")
     plan = state.plan(settings)
     if not settings.agents:
         apply_modes(plan, SecurityMode(state.mode), audit=state.audit)
@@ -293,6 +354,7 @@ def down(name: str, settings: LabSettings | None = None) -> list[str]:
 
 def _down(name: str, settings: LabSettings) -> list[str]:
     agents.stop_all_in(lab_folder(name, settings))
+    liqo.stop_all_in(lab_folder(name, settings))
     gone = list_namespaces(f"pw-{name}-")
     delete_namespaces(gone)
     remove_state(name, settings)

@@ -53,6 +53,9 @@ class LabState:
     """Bumped by every change of topology or mode; agents report the generation they applied."""
     audit: bool = False
     """The global default of auditing segregation (``networking.securityAudit``)."""
+    shape: str = "simple"
+    """``simple``: one gateway per cluster, agents on the file source; ``liqo``: Liqo v1's shape
+    (``lab.liqo``): a gateway per peer, agents on the Kubernetes source."""
 
     def folder(self, settings: LabSettings) -> str:
         return lab_folder(self.name, settings)

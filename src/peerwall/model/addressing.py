@@ -59,6 +59,8 @@ class ClusterCidrs(Protocol):
     def service_cidr(self) -> IPv4Network: ...
     @property
     def external_cidr(self) -> IPv4Network | None: ...
+    @property
+    def api_server_addresses(self) -> int: ...
 
 
 class Placed(Protocol):
@@ -78,6 +80,8 @@ class AddressBook:
     """(service, cluster) -> ClusterIP of the service (home or reflected copy) in that cluster."""
     pod_cidrs: Mapping[str, IPv4Network]
     """cluster -> its own pod CIDR."""
+    api_server_addresses: Mapping[str, int]
+    """cluster -> how many addresses its API server has (``api_ips``)."""
 
     def remapped(self, local: str, peer: str) -> IPv4Network:
         """``peer``'s remapped CIDR in ``local``."""
@@ -97,6 +101,11 @@ class AddressBook:
 
     def api_ip(self, cluster: str) -> IPv4Address:
         return api_address(self.pod_cidrs[cluster])
+
+    def api_ips(self, cluster: str) -> tuple[IPv4Address, ...]:
+        """Every address of the cluster's API server: ``api_ip`` first, then the ones below."""
+        first = self.api_ip(cluster)
+        return tuple(first - k for k in range(self.api_server_addresses.get(cluster, 1)))
 
 
 def _allocate(size: int, avoid: list[IPv4Network]) -> IPv4Network | None:
@@ -146,4 +155,9 @@ def address_book(
         for cluster in present_in:
             service_ips[(name, cluster)] = IPv4Address(cursor[cluster])
             cursor[cluster] += 1
-    return AddressBook(remapped, service_ips, {c.name: c.pod_cidr for c in clusters})
+    return AddressBook(
+        remapped,
+        service_ips,
+        {c.name: c.pod_cidr for c in clusters},
+        {c.name: c.api_server_addresses for c in clusters},
+    )

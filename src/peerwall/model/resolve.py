@@ -38,6 +38,7 @@ def resolve(spec: TopologySpec, source: str) -> Topology:
             index=i,
             external_cidr=c.external_cidr,
             full_masquerade=c.full_masquerade,
+            api_server_addresses=c.api_server_addresses,
         )
         for i, c in enumerate(spec.clusters)
     )
@@ -48,7 +49,8 @@ def resolve(spec: TopologySpec, source: str) -> Topology:
     pods = _place(spec.pods, clusters, source)
     services = _services(spec.services, pods, namespaces)
     peerings = tuple(
-        Peering(p.consumer, p.provider, p.security_mode, p.security_audit) for p in spec.peerings
+        Peering(p.consumer, p.provider, p.security_mode, p.security_audit, p.tunnels or 1)
+        for p in spec.peerings
     )
     topology = Topology(clusters, peerings, namespaces, pods, services)
     try:

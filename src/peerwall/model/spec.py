@@ -69,6 +69,7 @@ class ClusterSpec(_Item):
     security_mode: Mode | None = Field(default=None, alias="securityMode")
     external_cidr: Cidr | None = Field(default=None, alias="externalCIDR")
     full_masquerade: bool = Field(default=False, alias="fullMasquerade")
+    api_server_addresses: int = Field(default=1, ge=1, le=8, alias="apiServerAddresses")
 
 
 class PeeringSpec(_Item):
@@ -76,6 +77,7 @@ class PeeringSpec(_Item):
     provider: Name
     security_mode: Mode | None = Field(default=None, alias="securityMode")
     security_audit: bool | None = Field(default=None, alias="securityAudit")
+    tunnels: int | None = Field(default=None, ge=1, le=8)
 
 
 class NamespaceSpec(_Item):

@@ -39,6 +39,10 @@ class Cluster:
     full_masquerade: bool = False
     """Liqo's ``networking.fabric.config.fullMasquerade``: the nodes give all traffic towards
     peers the masquerade source, pods' included."""
+    api_server_addresses: int = 1
+    """How many addresses the API server answers on (Liqo's
+    ``networking.apiServerAccessThroughEndpointSlices``: one per endpoint of ``kubernetes``);
+    tables name the first, the others are the last addresses of the pod CIDR below it."""
 
     @property
     def masquerade_source(self) -> IPv4Address | None:
@@ -55,6 +59,10 @@ class Peering:
     security_mode: SecurityMode | None
     security_audit: bool | None = None
     """Audit segregation on this connection (None: the global default, ``networking.securityAudit``)."""
+    tunnels: int = 1
+    """Tunnels of the connection (Liqo: one WireGuard interface per port of the Gateway's
+    ``spec.endpoint.ports``); verdicts do not depend on it, paths do. Of two peerings of one
+    pair, the first's."""
 
 
 @dataclass(frozen=True)

@@ -431,6 +431,18 @@ def is_gateway_server(topology: Topology, cluster: str, peer: str) -> bool:
     raise ValueError(f"{cluster} and {peer} are not peered")
 
 
+def tunnels(topology: Topology, cluster: str, peer: str) -> int:
+    """The tunnels of the connection between two peered clusters: its first peering's."""
+    for p in topology.peerings:
+        if {p.consumer, p.provider} == {cluster, peer}:
+            return p.tunnels
+    raise ValueError(f"{cluster} and {peer} are not peered")
+
+
+TUNNEL_PORT = 51840
+"""Liqo's default WireGuard port; a connection with several tunnels lists one port per tunnel."""
+
+
 def cluster_objects(
     topology: Topology, cluster: str, api_ip: IPv4Address | None = None
 ) -> list[Obj]:
@@ -451,7 +463,13 @@ def cluster_objects(
     ]
     if api_ip is None and me.api_server:
         api_ip = plan.api_ip(cluster)
-    if api_ip is not None:
+    if me.api_server and me.api_server_addresses > 1:
+        # apiServerAccessThroughEndpointSlices: one IP per endpoint of default/kubernetes.
+        for k, address in enumerate(plan.api_ips(cluster)):
+            out.append(
+                api_server_endpoint_ip("kubernetes", address, EXTERNAL_CIDR.network_address + 1 + k)
+            )
+    elif api_ip is not None:
         out.append(api_server_ip(api_ip, EXTERNAL_CIDR.network_address + 1))
     for peer in t.peers[cluster]:
         out += [
@@ -463,7 +481,13 @@ def cluster_objects(
                 [plan.remapped(cluster, peer)],
                 external=[t.cluster_by_name[peer].external_cidr or EXTERNAL_CIDR],
             ),
-            gateway(peer, is_gateway_server(t, cluster, peer)),
+            gateway(
+                peer,
+                is_gateway_server(t, cluster, peer),
+                [TUNNEL_PORT + i for i in range(n)]
+                if (n := tunnels(t, cluster, peer)) > 1
+                else None,
+            ),
         ]
         mode = t.peering_mode(cluster, peer)
         if mode is not None:

@@ -1,6 +1,6 @@
 """A test CA and a serving certificate for the fake API server, made with the openssl command.
 
-The certificate is for ``127.0.0.1`` (an IP SAN, as a client checking a ``https://<IP>`` server
+The certificate is for ``127.0.0.1`` (and any other addresses asked for) (an IP SAN, as a client checking a ``https://<IP>`` server
 needs) and ``kubernetes.default.svc``; the CA's ``ca.crt`` is what a pod's ServiceAccount volume
 holds, and what a kubeconfig's ``certificate-authority`` names.
 """
@@ -8,6 +8,7 @@ holds, and what a kubeconfig's ``certificate-authority`` names.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,9 @@ def _openssl(*args: str) -> None:
         raise RuntimeError(f"openssl {args[0]} failed: {done.stderr.strip()}")
 
 
-def make_pki(directory: Path) -> Pki:
+def make_pki(directory: Path, ips: Sequence[str] = ()) -> Pki:
+    """``ips``: more addresses the certificate names (IP SANs), besides 127.0.0.1: those the
+    clients dial (the lab's gateways reach their cluster's API server at its node's address)."""
     d = directory
     d.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = d / "ca.key", d / "ca.crt"
@@ -39,7 +42,8 @@ def make_pki(directory: Path) -> Pki:
         "-keyout", str(key), "-out", str(csr), "-subj", "/CN=kube-apiserver",
     )  # fmt: skip
     ext.write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc,DNS:localhost\n"
+        f"subjectAltName=IP:127.0.0.1,{''.join(f'IP:{a},' for a in ips)}"
+        "DNS:kubernetes.default.svc,DNS:localhost\n"
         "extendedKeyUsage=serverAuth\n"
         "basicConstraints=CA:FALSE\n"
     )

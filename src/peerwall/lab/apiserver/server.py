@@ -36,7 +36,7 @@ import socket
 import ssl
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ import kubernetes_validate
 import yaml
 from aiohttp import web
 
-from peerwall.lab.apiserver.pki import make_pki
+from peerwall.lab.apiserver.pki import Pki, make_pki
 from peerwall.lab.apiserver.rbac import RBAC_GROUP, Policy, Request, User
 
 Obj = dict[str, Any]
@@ -293,9 +293,17 @@ class FakeApiServer:
         crd_files: Iterable[Path] = CRD_FILES,
         tls: bool = False,
         netns: str | None = None,
+        binds: Sequence[tuple[str | None, str, int]] = (),
+        pki_dir: Path | None = None,
     ) -> None:
+        """``binds``: more sockets to serve on, each (network namespace or None for this one,
+        address, port); ``pki_dir``: keep the CA and certificate there (made once, reused by a
+        later server: kubeconfigs and ServiceAccount volumes stay valid), naming every bound
+        address."""
         self.tls = tls
         self.netns = netns
+        self.binds = tuple(binds)
+        self.pki_dir = pki_dir
         self.ca_file: Path | None = None
         self._pki_dir: str | None = None
         self.tokens: dict[str, User] = {"fake-token": ADMIN}
@@ -330,29 +338,46 @@ class FakeApiServer:
         await self._runner.setup()
         ctx = None
         if self.tls:
-            self._pki_dir = tempfile.mkdtemp(prefix="fake-kube-pki-")
-            pki = make_pki(Path(self._pki_dir))
+            ips = [a for _, a, _ in self.binds if a != "127.0.0.1"]
+            if self.pki_dir is not None and (self.pki_dir / "server.crt").exists():
+                pki = Pki(
+                    self.pki_dir / "ca.crt",
+                    self.pki_dir / "server.crt",
+                    self.pki_dir / "server.key",
+                )
+            elif self.pki_dir is not None:
+                pki = make_pki(self.pki_dir, ips)
+            else:
+                self._pki_dir = tempfile.mkdtemp(prefix="fake-kube-pki-")
+                pki = make_pki(Path(self._pki_dir), ips)
             self.ca_file = pki.ca_cert
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(pki.cert, pki.key)
         sock = self._socket()
         site = web.SockSite(self._runner, sock, ssl_context=ctx)
         await site.start()
+        for netns, address, port in self.binds:
+            more = self._socket(netns, address, port)
+            await web.SockSite(self._runner, more, ssl_context=ctx).start()
         port = sock.getsockname()[1]
         self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
         return self.url
 
-    def _socket(self) -> socket.socket:
-        """Bound in ``netns`` if given: the socket stays there while the server runs here."""
+    def _socket(
+        self, netns: str | None = None, address: str = "127.0.0.1", port: int = 0
+    ) -> socket.socket:
+        """Bound in ``netns`` (default: the server's own) if given: the socket stays there while
+        the server runs here."""
+        netns = netns or self.netns
         entered: Any = contextlib.nullcontext()
-        if self.netns is not None:
+        if netns is not None:
             from peerwall.nsenter import entered as enter_netns
 
-            entered = enter_netns(self.netns)
+            entered = enter_netns(netns)
         with entered:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, port))
         sock.listen(128)
         sock.setblocking(False)
         return sock

@@ -67,6 +67,13 @@ def _external(spec: TopologySpec) -> list[Problem]:
         taken += [(c.service_cidr or DEFAULT_SERVICE_CIDR, f"clusters[{i}] service CIDR")]
     for i, c in enumerate(spec.clusters):
         path = f"clusters[{i}].externalCIDR"
+        if c.api_server_addresses > 1 and c.api_server is None:
+            problems.append(
+                Problem(
+                    f"clusters[{i}].apiServerAddresses",
+                    "needs apiServer: the addresses are those of the cluster's API server",
+                )
+            )
         if c.full_masquerade and c.external_cidr is None:
             problems.append(
                 Problem(

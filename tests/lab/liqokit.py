@@ -1,0 +1,153 @@
+"""A Liqo-shaped lab (``peerwall lab up --shape liqo``) driven as a user drives it: the peerwall
+command, the real ``kubectl`` against the lab's API servers, and packets.
+
+Each lab gets a random name (``t<hex>``) and a state folder of its own; ``liqo_lab`` always
+takes it down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from peerwall.model import SecurityMode, Topology, load_topology
+from peerwall.nsenter import entered
+from peerwall.policy import expect
+
+KUBECTL = shutil.which("kubectl")
+PROBE_ATTEMPTS = 60
+"""How many times ``until_probed`` probes before it gives up (agents converge within a second or
+two of an edit; each probe run takes about a second)."""
+POD_PORT = 8080
+
+
+def kubectl_binary() -> str:
+    """The real kubectl (the machine image's; ``make test`` installs Debian's
+    ``kubernetes-client`` where it is missing): no kubectl is a failure, not a skip."""
+    assert KUBECTL is not None, "no kubectl on PATH: run `make test-system` (kubernetes-client)"
+    return KUBECTL
+
+
+@dataclass
+class LiqoLab:
+    name: str
+    state_dir: Path
+    text: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PEERWALL_STATE_DIR": str(self.state_dir)}
+
+    @property
+    def topology(self) -> Topology:
+        return load_topology(self.text)
+
+    def peerwall(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "peerwall.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check:
+            assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-3000:])
+        return done
+
+    def kubeconfig(self, cluster: str) -> Path:
+        path = self.state_dir / f"{cluster}.kubeconfig"
+        path.write_text(self.peerwall("lab", "kubeconfig", cluster, "--name", self.name).stdout)
+        return path
+
+    def kubectl(self, cluster: str, *args: str, stdin: str = "") -> str:
+        done = subprocess.run(
+            [kubectl_binary(), "--kubeconfig", str(self.kubeconfig(cluster)), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, (args, done.stderr)
+        return done.stdout
+
+    def probe(self) -> tuple[int, dict[str, Any]]:
+        done = self.peerwall("lab", "probe", "--name", self.name, "-o", "json", check=False)
+        return done.returncode, json.loads(done.stdout) if done.stdout.strip() else {}
+
+    def until_probed(self, topology: Topology, mode: SecurityMode, what: str) -> dict[str, Any]:
+        """Until ``lab probe`` passes (exit 0) and observes exactly ``topology``'s table."""
+        want = expect(topology, mode).table.to_dict()["matrix"]
+        code, seen = 1, {}
+        for _ in range(PROBE_ATTEMPTS):
+            code, seen = self.probe()
+            if code == 0 and seen.get("matrix") == want:
+                return seen
+            time.sleep(0.2)
+        got = seen.get("matrix", {})
+        diff = {
+            (s, d): (v, got.get(s, {}).get(d))
+            for s, row in want.items()
+            for d, v in row.items()
+            if got.get(s, {}).get(d) != v
+        }
+        raise AssertionError(f"{what}: lab probe exit {code}; cells (want, seen): {diff}")
+
+    def netns(self, what: str) -> str:
+        return f"pw-{self.name}-{what}"
+
+
+@contextlib.contextmanager
+def liqo_lab(text: str, state_dir: Path, *extra: str) -> Iterator[LiqoLab]:
+    lab = LiqoLab(f"t{secrets.token_hex(3)}", state_dir, text)
+    path = state_dir / "topology.yaml"
+    path.write_text(text)
+    try:
+        lab.peerwall("lab", "up", "-f", str(path), "--shape", "liqo", "--name", lab.name, *extra)
+        yield lab
+    finally:
+        lab.peerwall("lab", "down", "--name", lab.name, check=False)
+
+
+def dropped(netns: str, address: str, port: int = POD_PORT) -> bool:
+    """A TCP connection from ``netns`` to ``address`` outside a probe run, where nothing listens:
+    refused means the SYN got through (True: not dropped), a timeout that it was dropped."""
+    with entered(netns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect((address, port))
+        except ConnectionRefusedError:
+            return False
+        except TimeoutError:
+            return True
+        return False
+
+
+def until_dropped(netns: str, address: str, want: bool, what: str, port: int = POD_PORT) -> None:
+    for _ in range(PROBE_ATTEMPTS):
+        if dropped(netns, address, port) is want:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: {address} from {netns} {'not ' if want else ''}dropped")
+
+
+def edited(text: str, **changes: Any) -> str:
+    """The topology text with top-level lists replaced or transformed (``pods=fn``)."""
+    data = yaml.safe_load(text)
+    for key, change in changes.items():
+        data[key] = change(data[key]) if callable(change) else change
+    return yaml.safe_dump(data, sort_keys=False)
