@@ -163,9 +163,7 @@ def test_check_runs_every_concern_in_file_order():
 
 def test_two_peers_of_one_cluster_with_one_mark_id_are_refused():
     # c5 and c92 share the 15-bit connection-mark id 15982 (not their 8-hex hash).
-    three = [
-        {"name": n, "podCIDR": f"10.{i}.0.0/16"} for i, n in enumerate(("c0", "c5", "c92"), 1)
-    ]
+    three = [{"name": n, "podCIDR": f"10.{i}.0.0/16"} for i, n in enumerate(("c0", "c5", "c92"), 1)]
     both = spec(
         clusters=three,
         peerings=[{"consumer": "c0", "provider": "c5"}, {"consumer": "c92", "provider": "c0"}],
