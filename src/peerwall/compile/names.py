@@ -54,7 +54,7 @@ def clashes(peers: Iterable[tuple[str, str]]) -> dict[str, str]:
         ):
             other = index.setdefault(key, peer)
             if other != peer:
-                out[peer] = f"{peer} and {other} share {what}"
+                out.setdefault(peer, f"{peer} and {other} share {what}")
                 out.setdefault(other, f"{other} and {peer} share {what}")
     return out
 

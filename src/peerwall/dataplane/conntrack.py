@@ -13,7 +13,10 @@ that listed them all): ``delete_where`` streams the dump, skips from the raw byt
 whose addresses lie outside the networks it is asked about (no objects built for them), keeps
 only the delete requests of the entries to delete (some 60 bytes each), and sends them once the
 dump is over, through a second socket, in batches. What it returns is a count and a bounded
-sample.
+sample. Asked for some marks only (``marks``: pairs of value and mask, e.g. one peer's
+``ctmark.from_peer`` under ``ctmark.OURS``), it asks the kernel to filter the dump
+(``CTA_MARK`` + ``CTA_MARK_MASK`` in the dump request, ``ctnetlink_alloc_filter``): the entries of
+other peers, Liqo's and the unmarked ones never leave the kernel.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 0, 1, 2
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x2, 0x4, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLA_F_NESTED = 0x8000
-CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_MARK, CTA_ZONE = 1, 2, 8, 18
+CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_MARK, CTA_ZONE, CTA_MARK_MASK = 1, 2, 8, 18, 21
 CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 2
 CTA_IP_V4_SRC, CTA_IP_V4_DST = 1, 2
 CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
@@ -299,22 +302,35 @@ class Conntrack:
                 raise
             return True
 
+    def _dump(self, mark: tuple[int, int] | None) -> Iterator[tuple[int, bytes]]:
+        """The replies of one dump of the IPv4 table; with ``mark`` (value, mask), only the
+        entries whose ``mark & mask == value``, filtered by the kernel."""
+        body = _NFGENMSG.pack(socket.AF_INET, 0, 0)
+        if mark is not None:
+            value, mask = mark
+            body += _attr(CTA_MARK, struct.pack("!I", value))
+            body += _attr(CTA_MARK_MASK, struct.pack("!I", mask))
+        seq = self._send(
+            (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, body
+        )
+        return self._messages(seq)
+
     def delete_where(
         self,
         reason: Callable[[Flow], str | None],
         about: Iterable[IPv4Network] | None = None,
+        marks: Iterable[tuple[int, int]] | None = None,
     ) -> Cleared:
         """Delete every entry for which ``reason(flow)`` names a reason, streaming the table.
         ``about``: only entries whose original source or destination lies in these networks
-        can have one (the others are skipped unread); None: every entry is asked."""
+        can have one (the others are skipped unread); None: every entry is asked. ``marks``:
+        only entries whose mark matches one of these (value, mask) pairs can have one, and only
+        those are dumped (the kernel filters; one dump per pair, so pairs should not overlap);
+        None: one dump of every entry."""
         ranges = None if about is None else _ranges(about)
         out = Cleared()
+        filters: list[tuple[int, int] | None] = [None] if marks is None else list(marks)
         with self._lock:
-            seq = self._send(
-                (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
-                NLM_F_REQUEST | NLM_F_DUMP,
-                _NFGENMSG.pack(socket.AF_INET, 0, 0),
-            )
             # Deleted after the dump, not during it: an entry deleted while the kernel holds it
             # as the place to resume its dump from can make the dump skip what follows. What is
             # kept meanwhile is small: each doomed entry's delete request, some 60 bytes.
@@ -322,7 +338,8 @@ class Conntrack:
             whys: list[str] = []
             sample: dict[int, Flow] = {}
             judged: dict[bytes, str | None] = {}
-            for _kind, payload in self._messages(seq):
+            replies = (reply for mark in filters for reply in self._dump(mark))
+            for _kind, payload in replies:
                 attrs = payload[_NFGENMSG.size :]
                 if ranges is not None:
                     found = _addresses(attrs)
