@@ -46,12 +46,11 @@ CTA_IP_V4_SRC, CTA_IP_V4_DST = 1, 2
 CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
 CTA_PROTO_ICMP_ID, CTA_PROTO_ICMP_TYPE = 4, 5
 PROTOS = {6: "tcp", 17: "udp", 1: "icmp"}
-ACK_BATCH = 256
-"""Deletions sent before their acknowledgements are read."""
 SAMPLE = 20
 """Deleted flows kept (for the log) of however many went."""
-SEND_BATCH = 64
-"""Deletions sent in one datagram (nfnetlink takes several messages at once)."""
+SEND_BATCH = 256
+"""Deletions sent in one datagram (nfnetlink takes several messages at once); only the last one
+asks for an acknowledgement."""
 JUDGED = 65536
 """Verdicts remembered by what they depend on (forgotten all at once when full)."""
 
@@ -184,6 +183,19 @@ def _delete_body(entry: Entry) -> bytes:
     if entry.zone is not None:
         body += _attr(CTA_ZONE, entry.zone)
     return body
+
+
+def _raw_delete_body(attrs: bytes) -> bytes:
+    """``_delete_body`` of an entry read straight from its attributes (its original tuple and
+    zone as the kernel sent them), without decoding it."""
+    orig, zone = b"", None
+    for k, v in _attrs(attrs):
+        if k == CTA_TUPLE_ORIG:
+            orig = v
+        elif k == CTA_ZONE:
+            zone = v
+    body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + _attr(CTA_TUPLE_ORIG, orig, nested=True)
+    return body if zone is None else body + _attr(CTA_ZONE, zone)
 
 
 def _entry(attrs: bytes) -> Entry:
@@ -350,6 +362,11 @@ class Conntrack:
                     why = judged[key]
                     if why is None:
                         continue
+                    if len(sample) >= SAMPLE:
+                        # Judged already and not for the sample: no object built at all.
+                        bodies.append(_raw_delete_body(attrs))
+                        whys.append(why)
+                        continue
                     entry = _entry(attrs)
                 else:
                     entry = _entry(attrs)
@@ -365,49 +382,59 @@ class Conntrack:
                 bodies.append(_delete_body(entry))
                 whys.append(why)
         with self._lock:
-            pending: dict[int, int] = {}
-            batch: list[bytes] = []
-            for i, body in enumerate(bodies):
-                number, message = self._delete_message(body)
-                pending[number] = i
-                batch.append(message)
-                if len(batch) >= SEND_BATCH:
-                    self._del.send(b"".join(batch))
-                    batch.clear()
-                    if len(pending) >= ACK_BATCH:
-                        self._acks(pending, out, sample, whys)
-            if batch:
-                self._del.send(b"".join(batch))
-            self._acks(pending, out, sample, whys)
+            for first in range(0, len(bodies), SEND_BATCH):
+                self._delete_batch(bodies, first, out, sample, whys)
         return out
 
-    def _delete_message(self, body: bytes) -> tuple[int, bytes]:
-        """(its sequence number, the netlink message of a delete request ``body``)."""
-        self._seq += 1
-        kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
-        head = _NLMSGHDR.pack(
-            _NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK, self._seq, 0
-        )
-        return self._seq, head + body
-
-    def _acks(
-        self, pending: dict[int, int], out: Cleared, sample: dict[int, Flow], whys: list[str]
+    def _delete_batch(
+        self,
+        bodies: list[bytes],
+        first: int,
+        out: Cleared,
+        sample: dict[int, Flow],
+        whys: list[str],
     ) -> None:
-        """Read the acknowledgement of every pending deletion; count those that deleted."""
-        while pending:
+        """Send the deletions ``bodies[first:first + SEND_BATCH]`` in one datagram and count
+        those that deleted. Only the last one asks for an acknowledgement: the kernel answers a
+        failed request anyway (an error message), and handles a datagram's messages in order,
+        so once the last one is answered, every one without an error has deleted its entry."""
+        numbers = range(first, min(first + SEND_BATCH, len(bodies)))
+        seqs: dict[int, int] = {}
+        messages = []
+        for i in numbers:
+            seq, message = self._delete_message(bodies[i], ack=i == numbers[-1])
+            seqs[seq] = i
+            messages.append(message)
+        self._del.send(b"".join(messages))
+        last = max(seqs)
+        failed: set[int] = set()
+        answered = False
+        while not answered:
             data = self._del.recv(1 << 20)
             pos = 0
             while pos + _NLMSGHDR.size <= len(data):
                 length, kind, _flags, mseq, _ = _NLMSGHDR.unpack_from(data, pos)
                 payload = data[pos + _NLMSGHDR.size : pos + length]
                 pos += (length + 3) & ~3
-                if kind != NLMSG_ERROR or mseq not in pending:
+                if kind != NLMSG_ERROR or mseq not in seqs:
                     continue
-                i = pending.pop(mseq)
+                answered = answered or mseq == last
                 code = -struct.unpack_from("=i", payload)[0]
                 if code == 0:
-                    out.count += 1
-                    if i in sample:
-                        out.sample.append((sample[i], whys[i]))
-                elif code != errno.ENOENT:  # ENOENT: it went by itself meanwhile
+                    continue
+                if code != errno.ENOENT:  # ENOENT: it went by itself meanwhile
                     raise OSError(code, os.strerror(code))
+                failed.add(seqs[mseq])
+        for i in numbers:
+            if i not in failed:
+                out.count += 1
+                if i in sample:
+                    out.sample.append((sample[i], whys[i]))
+
+    def _delete_message(self, body: bytes, ack: bool = True) -> tuple[int, bytes]:
+        """(its sequence number, the netlink message of a delete request ``body``)."""
+        self._seq += 1
+        kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
+        flags = NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
+        head = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, self._seq, 0)
+        return self._seq, head + body
