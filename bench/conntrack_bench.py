@@ -15,6 +15,18 @@ issue 18.3's 2 s and 128 MiB.
 - ``peer-denied``: every entry from C3's pods to an address segregation forbids (each one
   decoded, judged and deleted).
 
+Marked mixes (the entries carry connection marks, ``compile.ctmark``), after an *element* change
+that narrowed C3 only (``clear_flows(C3's state, unmarked=False)``: the kernel filters the dump
+by C3's ``from_peer`` mark):
+
+- ``other-peer-marked``: every entry from C3's pod addresses to a denied address, but marked as
+  C2's connections: none leaves the kernel;
+- ``liqo-marked``: the same with Liqo's NodePort mark (3): none leaves the kernel;
+- ``unmarked-element``: the same unmarked: none leaves the kernel after an element change;
+- ``peer-denied-marked``: the same marked as C3's: each one decoded, judged and deleted.
+
+``--mix NAME`` (repeatable) runs only those mixes.
+
 Writes bench/results/conntrack.json.
 """
 
@@ -32,6 +44,7 @@ from common import finish, machine, need_root
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from ctfill import fill
+from peerwall.compile import ctmark
 
 TARGET_S = 2.0
 TARGET_RSS = 128 * 2**20
@@ -40,6 +53,13 @@ MIXES = {
     "peer-allowed": ("10.50.1.1", "10.244.0.1"),
     "peer-denied": ("10.50.1.1", "10.244.0.99"),
 }
+MARKED = {
+    "other-peer-marked": ctmark.from_peer("C2"),
+    "liqo-marked": 3,
+    "unmarked-element": 0,
+    "peer-denied-marked": ctmark.from_peer("C3"),
+}
+"""Mark of each marked mix (entries from C3's pods to a denied address)."""
 
 CLEANUP = """
 import json, resource, sys, time
@@ -53,9 +73,12 @@ text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read
 state = gateway_state(
     load_topology(text, "three"), "C1", SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 )
+element = len(sys.argv) > 2 and sys.argv[2] == "element"
+if element:  # an element change that narrowed C3 only
+    state = type(state)(state.cluster, {"C3": state.peers["C3"]}, state.tunnel_pattern)
 with Conntrack(sys.argv[1]) as table:
     start = time.perf_counter()
-    cleared = Enforcer(FakeNft(), table).clear_flows(state)
+    cleared = Enforcer(FakeNft(), table).clear_flows(state, unmarked=not element)
     seconds = time.perf_counter() - start
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"cleared": cleared, "seconds": seconds, "maxrss": rss}))
@@ -65,29 +88,35 @@ print(json.dumps({"cleared": cleared, "seconds": seconds, "maxrss": rss}))
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--entries", type=int, default=262_143)
+    ap.add_argument("--mix", action="append", help="run only this mix (repeatable)")
     args = ap.parse_args()
     if not need_root("conntrack"):
         return 0
     started = time.perf_counter()
     out: dict[str, dict[str, float]] = {}
-    for mix, (src, dst) in MIXES.items():
+    mixes = {m: (src, dst, 0, "full") for m, (src, dst) in MIXES.items()}
+    mixes |= {m: ("10.50.1.1", "10.244.0.99", mark, "element") for m, mark in MARKED.items()}
+    for mix, (src, dst, mark, after) in mixes.items():
+        if args.mix and mix not in args.mix:
+            continue
         ns = f"pw-bench-ct-{mix}"
         subprocess.run(["ip", "netns", "add", ns], check=True)
         try:
             t = time.perf_counter()
-            made = fill(ns, args.entries, IPv4Address(src), IPv4Address(dst))
+            made = fill(ns, args.entries, IPv4Address(src), IPv4Address(dst), mark=mark)
             print(f"{mix}: {made} entries in {time.perf_counter() - t:.1f} s", file=sys.stderr)
             done = subprocess.run(
-                ["ip", "netns", "exec", ns, sys.executable, "-c", CLEANUP, ns],
+                ["ip", "netns", "exec", ns, sys.executable, "-c", CLEANUP, ns, after],
                 capture_output=True,
                 text=True,
                 check=True,
             )
             result = json.loads(done.stdout.strip().splitlines()[-1])
-            out[mix] = {"entries": made, **result}
+            load = Path("/proc/loadavg").read_text().split()[0]
+            out[mix] = {"entries": made, **result, "loadavg1": float(load)}
             print(
                 f"{mix}: cleared {result['cleared']} in {result['seconds']:.2f} s, "
-                f"peak RSS {result['maxrss'] / 2**20:.0f} MiB",
+                f"peak RSS {result['maxrss'] / 2**20:.0f} MiB, load {load}",
                 file=sys.stderr,
             )
         finally:

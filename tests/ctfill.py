@@ -29,9 +29,12 @@ def _tuple(src: IPv4Address, dst: IPv4Address, sport: int, dport: int) -> bytes:
     )
 
 
-def fill(netns: str, count: int, src: IPv4Address, dst: IPv4Address, first: int = 0) -> int:
-    """Create ``count`` UDP entries ``src+i/65536 : port -> dst:53`` in ``netns``; returns how
-    many the kernel accepted (it refuses beyond ``nf_conntrack_max``)."""
+def fill(
+    netns: str, count: int, src: IPv4Address, dst: IPv4Address, first: int = 0, mark: int = 0
+) -> int:
+    """Create ``count`` UDP entries ``src+i/65536 : port -> dst:53`` in ``netns``, with
+    connection mark ``mark``; returns how many the kernel accepted (it refuses beyond
+    ``nf_conntrack_max``)."""
     with entered(netns):
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, ct.NETLINK_NETFILTER)
     with sock:
@@ -46,6 +49,7 @@ def fill(netns: str, count: int, src: IPv4Address, dst: IPv4Address, first: int 
                 + ct._attr(ct.CTA_TUPLE_ORIG, _tuple(s, dst, sport, 53), nested=True)
                 + ct._attr(ct.CTA_TUPLE_REPLY, _tuple(dst, s, 53, sport), nested=True)
                 + ct._attr(CTA_TIMEOUT, struct.pack("!I", 3600))
+                + (ct._attr(ct.CTA_MARK, struct.pack("!I", mark)) if mark else b"")
             )
             flags = ct.NLM_F_REQUEST | NLM_F_CREATE | ct.NLM_F_ACK
             msg_type = (ct.NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW

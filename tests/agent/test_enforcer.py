@@ -42,9 +42,13 @@ class Flows:
         self.flows = flows
         self.deleted: list[tuple[Flow, str]] = []
 
-    def delete_where(self, reason, about=None):  # type: ignore[no-untyped-def]
-        gone = [(f, why) for f in self.flows if (why := reason(f)) is not None]
-        self.flows = [f for f in self.flows if reason(f) is None]
+    def delete_where(self, reason, about=None, marks=None):  # type: ignore[no-untyped-def]
+        # As the kernel filters a dump by mark: the other entries are never asked about.
+        def asked(f: Flow) -> bool:
+            return marks is None or any(f.mark & mask == value for value, mask in marks)
+
+        gone = [(f, why) for f in self.flows if asked(f) and (why := reason(f)) is not None]
+        self.flows = [f for f in self.flows if not asked(f) or reason(f) is None]
         self.deleted += gone
         return Cleared(len(gone), gone[:20])
 

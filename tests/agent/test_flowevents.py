@@ -117,3 +117,23 @@ def test_flows_serves_json_lines_html_and_refuses_bad_queries() -> None:
     assert code == 200 and kind.startswith("text/html")
     assert b"drops at C2" in body and b"only what the link needs" in body
     assert route("since=x")[0] == 400 and route("limit=-1")[0] == 400
+
+
+def test_state_drops_say_why_and_a_leaving_packet_has_its_source_here() -> None:
+    namer, t = seed_namer("C2")
+    p5 = str(t.pod_by_name["P5"].ip)  # C2's pod
+    p1_at_c2 = str(t.addresses.pod_seen_from(t.pod_by_name["P1"], "C2"))
+    # The local pod's mid-stream segment of a cut connection, leaving by C1's tunnel.
+    e = event_of(packet(flow_prefix("dropped", "egress", "not-syn", "C1"), p5, p1_at_c2), namer)
+    assert e is not None and (e.reason, e.verdict) == ("not-syn", "dropped")
+    assert (e.src.name, e.src.cluster) == ("P5", "C2")
+    assert (e.dst.name, e.dst.cluster) == ("P1", "C1")
+    assert "must start with a SYN" in e.explanation
+    e = event_of(
+        packet(flow_prefix("dropped", "forward", "other-tunnel", "C1"), p1_at_c2, p5), namer
+    )
+    assert e is not None and e.reason == "other-tunnel"
+    assert (e.src.name, e.dst.name) == ("P1", "P5")
+    assert "did not cross C1's tunnel" in e.explanation
+    e = event_of(packet(flow_prefix("dropped", "input", "invalid", "C1"), p1_at_c2, p5), namer)
+    assert e is not None and e.reason == "invalid" and "invalid" in e.explanation

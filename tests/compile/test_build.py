@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from peerwall.compile import ctmark, names
-from peerwall.compile.build import INVALID, NOT_SYN, build
+from peerwall.compile.build import INVALID, LIQO_NODEPORT, build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
 from peerwall.dataplane.apply import sync
@@ -19,6 +19,7 @@ from peerwall.dataplane.readback import read_table
 from peerwall.errors import TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.nft.objects import (
+    TCP_FLAGS,
     Counter,
     CtMarkSet,
     Limit,
@@ -28,6 +29,7 @@ from peerwall.nft.objects import (
     SetRef,
     Verdict,
     VMap,
+    masked,
     render_replace,
     render_table,
 )
@@ -38,6 +40,7 @@ SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 EXAMPLES = ("seed.yaml", "three-clusters.yaml")
 STATES = {Match("ct state", frozenset(s)) for s in ({"invalid"}, {"established"}, {"related"})}
 STATES.add(Match("ct state", frozenset({"established", "related"})))
+NOT_SYN_MATCH = Match(TCP_FLAGS, "syn", negate=True)
 
 
 def example(name: str) -> Topology:
@@ -123,14 +126,43 @@ def test_peer_chain_and_base_chains() -> None:
     chain = rs.chain(names.peer_chain("C2"))
     remapped = t.addresses.remapped("C1", "C2")
     spoofed = Match("ip saddr", remapped, negate=True)
-    marks = Match("ct mark", frozenset({ctmark.from_peer("C2"), ctmark.to_peer("C2")}))
+    ours = masked("ct mark", 0xFFFF0000)
+    marks = Match(ours, frozenset({ctmark.from_peer("C2"), ctmark.to_peer("C2")}))
+    invalid = Match("ct state", frozenset({"invalid"}))
     # Only an established packet (its addresses fixed by conntrack) comes before the source
     # check; each drop rule is preceded by its report: the same matches, rate-limited, to NFLOG.
-    assert chain.rules[:4] == (
-        Rule((Match("ct state", frozenset({"invalid"})), Counter(), Verdict("drop")), INVALID),
+    assert chain.rules[:5] == (
+        Rule((invalid, Limit(50, 100), Log("peerwall:dropped:forward:invalid:C2", 19))),
+        Rule((invalid, Counter(), Verdict("drop")), INVALID),
         Rule((Match("ct state", frozenset({"established"})), marks, Verdict("accept"))),
         Rule((spoofed, Limit(50, 100), Log("peerwall:dropped:forward:spoofed:C2", 19))),
         Rule((spoofed, Counter(), Verdict("drop")), "spoofed source"),
+    )
+    # Liqo's NodePort connections (its mark in the low 16 bits, none of ours) pass on their
+    # state only as replies, and only after the source check; a new connection is marked with
+    # our bits only, and only if Liqo has not marked it.
+    established_related = Match("ct state", frozenset({"established", "related"}))
+    assert (
+        Rule(
+            (
+                established_related,
+                Match("ct direction", "reply"),
+                Match(ours, 0),
+                Match("ct mark", 0, negate=True),
+                Verdict("accept"),
+            ),
+            LIQO_NODEPORT,
+        )
+        in chain.rules[5:]
+    )
+    assert (
+        Rule(
+            (
+                Match(masked("ct mark", 0x0000FFFF), 0),
+                CtMarkSet(ctmark.from_peer("C2"), keep=0xFFFF),
+            )
+        )
+        in chain.rules
     )
     assert chain.rules[-2] == Rule((Limit(50, 100), Log("peerwall:dropped:forward:denied:C2", 19)))
     assert chain.rules[-1] == Rule((Counter(), Verdict("drop")))
@@ -159,9 +191,9 @@ def test_the_gateway_itself_accepts_only_what_the_link_needs() -> None:
     rs = build(gateway_state(t, "C1", SEG, gateways={"C2": gateway}))
     rules = rs.chain(names.peer_input_chain("C2")).rules
     src = Match("ip saddr", gateway)
-    state = [r for r in rules if r.exprs[0] in STATES or r.comment == NOT_SYN]
+    state = [r for r in rules if r.exprs[0] in STATES or r.exprs[0] == NOT_SYN_MATCH]
     assert [r.exprs for r in rules[len(state) :]] == [
-        (CtMarkSet(ctmark.from_peer("C2")),),
+        (Match(masked("ct mark", 0xFFFF), 0), CtMarkSet(ctmark.from_peer("C2"), keep=0xFFFF)),
         (src, Match("icmp type", "echo-request"), Verdict("accept")),
         (src, Match("udp dport", 12345), Verdict("accept")),
         (Limit(50, 100), Log("peerwall:dropped:input:gateway:C2", 19)),
@@ -257,3 +289,13 @@ def test_a_peerings_security_audit_wins_over_the_global_default() -> None:
         assert gateway_state(t, cluster, SEG).peers[peer].audit
     with pytest.raises(TopologyInvalid, match=r"peerings\[0\]\.securityAudit"):
         load_topology(text.replace("securityAudit: true", "securityAudit: maybe"), "seed.yaml")
+
+
+def test_peers_with_one_mark_id_clash_in_one_gateway() -> None:
+    # c5 and c92: different hash8, one 15-bit mark id (compile.ctmark).
+    assert names.hash8("c5") != names.hash8("c92")
+    assert ctmark.peer_id("c5") == ctmark.peer_id("c92")
+    clash = names.clashes([("c5", "t1"), ("c92", "t2")])
+    assert set(clash) == {"c5", "c92"}
+    assert "connection-mark id" in clash["c5"]
+    assert names.clashes([("c5", "t1"), ("c6", "t2")]) == {}

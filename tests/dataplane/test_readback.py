@@ -12,16 +12,24 @@ from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.dataplane.readback import read_table
 from peerwall.nft.listing import parse_table
 from peerwall.nft.objects import (
+    Chain,
+    CtMarkSet,
+    Hook,
     Match,
     Opaque,
     Range,
+    Rule,
+    Ruleset,
     SetRef,
     Verdict,
     element_from_json,
     expr_from_json,
+    masked,
     render_replace,
+    render_rule,
     rule_from_json,
 )
+from peerwall.nft.parse import parse_rule
 
 
 @pytest.mark.parametrize("make", [seed_table, three_table])
@@ -117,3 +125,43 @@ def test_parse_table_ignores_other_tables() -> None:
     }
     rs = parse_table(doc, "inet", "peerwall")
     assert rs.sets == () and rs.chains == ()
+
+
+MASKED_RULES = (
+    Rule(
+        (
+            Match(masked("ct mark", 0xFFFF0000), frozenset({0x8001_0000, 0x0001_0000})),
+            Verdict("accept"),
+        )
+    ),
+    Rule(
+        (
+            Match(masked("ct mark", 0xFFFF0000), 0),
+            Match("ct mark", 0, negate=True),
+            Match("ct direction", "reply"),
+            Verdict("accept"),
+        )
+    ),
+    Rule((Match(masked("ct mark", 0x0000FFFF), 0), CtMarkSet(0x8001_0000, keep=0xFFFF))),
+    Rule((CtMarkSet(5),)),
+)
+
+
+def test_mark_binops_round_trip(any_nft: Nft) -> None:
+    """Masked mark matches and the masked ``ct mark set`` come back as written, although nft
+    lists ``& 0xffff0000 == V`` as a prefix and ``& K | V`` with the mask ``K | V``."""
+    table = Ruleset(
+        "inet", "peerwall", chains=(Chain("c", MASKED_RULES, Hook("filter", "forward", 0)),)
+    )
+    for rule in MASKED_RULES:
+        assert parse_rule(render_rule(rule)) == rule
+    any_nft.run(render_replace(table))
+    live = read_table(any_nft, "inet", "peerwall")
+    assert live is not None and live.chain("c").rules == MASKED_RULES
+
+
+def test_masked_mark_set_keeps_the_other_bits() -> None:
+    keep_low = CtMarkSet(0x8001_0000, keep=0xFFFF)
+    assert keep_low.apply(0x7) == 0x8001_0007
+    assert keep_low.apply(0x1234_0007) == 0x8001_0007
+    assert CtMarkSet(5).apply(0xFFFF_FFFF) == 5

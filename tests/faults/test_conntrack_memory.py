@@ -10,22 +10,36 @@ cleanup allocates at its peak, against what one listing of the table costs.
 
 from __future__ import annotations
 
+import time
 import tracemalloc
+from collections import Counter
 from importlib import resources
 from ipaddress import IPv4Address
 
 import pytest
-from faultkit import FaultRecord
+from faultkit import (
+    GATEWAY,
+    FaultRecord,
+    agent_http,
+    agent_status,
+    metric,
+    three_clusters,
+    until,
+)
 
 from ctfill import count, fill
+from labkit import LabUp, switch
 from peerwall.agent.enforcer import Enforcer
+from peerwall.compile import ctmark
 from peerwall.compile.desired import gateway_state
 from peerwall.dataplane.conntrack import Conntrack
+from peerwall.lab.plan import LabPlan
 from peerwall.model import SecurityMode, load_topology
 from peerwall.nft.fake import FakeNft
 
 pytestmark = pytest.mark.lab
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+FULL = SecurityMode.FULL_POD_TO_POD
 N = 10_000
 
 
@@ -55,3 +69,46 @@ def test_the_flow_cleanup_does_not_grow_with_the_table(netns: str, fault: FaultR
     # A listing holds every entry; the cleanup, a receive buffer and a batch of deletions.
     assert listing_peak > 10 * 1024 * 1024, f"control: listing took {listing_peak} B"
     assert cleanup_peak - base < listing_peak / 5, (cleanup_peak - base, listing_peak)
+
+
+C2_FLOWS, C3_FLOWS = 100_000, 50_000
+
+
+def test_a_real_agent_asks_the_kernel_for_the_narrowed_peers_flows_only(
+    lab_up: LabUp, fault: FaultRecord
+) -> None:
+    """a large conntrack table in a real agent's gateway, cut by mark"""
+    plan = three_clusters(lab_up, FULL)  # C2 -> C1 follows the global mode: open for now
+    gw = plan.gateway_ns(GATEWAY)
+    remapped = plan.topology.addresses.remapped
+    c2, c3 = (
+        remapped(GATEWAY, "C2").network_address + 1,
+        remapped(GATEWAY, "C3").network_address + 1,
+    )
+    denied = IPv4Address("10.244.0.99")  # no pod, no backend: only FullPodToPod admits it
+    # C2's connections (its mark) that segregation forbids, and as many of C3's that C3's own
+    # segregation forbids already but that no change of C3's asks about: they stay in the kernel.
+    assert fill(gw, C2_FLOWS, c2, denied, mark=ctmark.from_peer("C2")) == C2_FLOWS
+    assert fill(gw, C3_FLOWS, c3, denied, first=C2_FLOWS, mark=ctmark.from_peer("C3")) == C3_FLOWS
+    pid = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
+    started = time.monotonic()
+    switch(plan, SEG)
+    took = until(lambda: cleared(plan) >= C2_FLOWS, timeout=300)
+    fault.recovered(time.monotonic() - started)
+    assert took >= 0 and cleared(plan) == C2_FLOWS
+    with Conntrack(gw) as table:
+        marks = Counter(e.flow.mark for e in table.entries() if e.flow.orig.dst == denied)
+    assert marks == {ctmark.from_peer("C3"): C3_FLOWS}
+    assert int(agent_status(plan)["pid"]) == pid, "the agent restarted"  # type: ignore[call-overload]
+    assert peak_rss(pid) < 128 * 2**20
+
+
+def cleared(plan: LabPlan) -> float:
+    code, body = agent_http(plan, "/metrics")
+    assert code == 200, body
+    return metric(body, "peerwall_flows_cleared_total")
+
+
+def peak_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024

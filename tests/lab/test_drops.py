@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from hostile import checksum, tcp_syn
+from hostile import checksum, ipv4, send_raw, tcp_syn
 from labkit import LabUp, seed_topology
 from peerwall.cli.main import app
 from peerwall.compile.names import tunnel_ifname
@@ -111,6 +111,16 @@ def forged_syn(plan: LabPlan, src: IPv4Address, pod: str, port: int) -> None:
         raw.send(frame + tcp_syn(src, dst, 40019, port))
 
 
+def lone_ack(plan: LabPlan, pod: str, host: str, port: int) -> None:
+    """One mid-stream TCP segment (ACK, no connection) from ``pod``: conntrack's loose pickup
+    makes it a new connection, which the tunnel's egress chain drops (new TCP must be a SYN)."""
+    src, dst = plan.topology.pod_by_name[pod].ip, IPv4Address(host)
+    tcp = struct.pack("!HHIIBBHHH", 40020, port, 7, 7, 5 << 4, 0x10, 64240, 0, 0)
+    pseudo = src.packed + dst.packed + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+    send_raw(plan.pod_ns(pod), ipv4(src, dst, socket.IPPROTO_TCP, tcp))
+
+
 def markers(plan: LabPlan) -> None:
     lone_syn(plan, "P1", _gateway(plan, "C2", "C1"), MARKER_PORT)
     lone_syn(plan, "P5", _gateway(plan, "C1", "C2"), MARKER_PORT)
@@ -186,6 +196,7 @@ def test_each_kind_of_forbidden_traffic_gives_exactly_its_explained_event(
     lone_syn(plan, "P5", _gateway(plan, "C1", "C2"), 22)  # to the gateway itself
     forged = IPv4Address("192.0.2.19")
     forged_syn(plan, forged, "P1", 8080)  # a spoofed source from C2's side
+    lone_ack(plan, "P1", p4_at_c1, 8080)  # mid-stream, leaving by C1's tunnel to C2
     markers(plan)
     events = events_until_markers(follower)
 
@@ -198,6 +209,7 @@ def test_each_kind_of_forbidden_traffic_gives_exactly_its_explained_event(
             ("C1", "C2", "forward", "dropped", "segregation-denied", "P4", p4_at_c1, "P3", p3, "icmp", 8),
             ("C1", "C2", "input", "dropped", "gateway-itself", "P5", p5_at_c1, "gateway", _gateway(plan, "C1", "C2"), "tcp", 22),
             ("C1", "C2", "forward", "dropped", "spoofed-source", None, str(forged), "P1", p1, "tcp", 8080),
+            ("C1", "C2", "forward", "dropped", "not-syn", "P1", p1, "P4", p4_at_c1, "tcp", 8080),
         ],
         key=str,
     )  # fmt: skip
@@ -209,6 +221,7 @@ def test_each_kind_of_forbidden_traffic_gives_exactly_its_explained_event(
     assert "192.0.2.19" in by[(str(forged), "P1")]["explanation"]
     assert "not an address of C2's pods" in by[(str(forged), "P1")]["explanation"]
     assert "only what the link needs" in by[("P5", "gateway")]["explanation"]
+    assert "must start with a SYN" in by[("P1", "P4")]["explanation"]
 
     # The CLI shows the same: filtered JSON lines, and the probe page with each cell's drops.
     result = cli("lab", "drops", "--name", plan.name, "--from", "P1", "--to", "P5", "-o", "json")

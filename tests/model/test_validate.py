@@ -182,3 +182,26 @@ def test_check_runs_every_concern_in_file_order():
         "namespaces[0].cluster",
         "services[0].namespace",
     ]
+
+
+def test_two_peers_of_one_cluster_with_one_mark_id_are_refused():
+    # c5 and c92 share the 15-bit connection-mark id 15982 (not their 8-hex hash).
+    three = [{"name": n, "podCIDR": f"10.{i}.0.0/16"} for i, n in enumerate(("c0", "c5", "c92"), 1)]
+    both = spec(
+        clusters=three,
+        peerings=[{"consumer": "c0", "provider": "c5"}, {"consumer": "c92", "provider": "c0"}],
+    )
+    assert names.check(both) == [
+        Problem(
+            "peerings[1]",
+            "'c92' and 'c5', both peers of 'c0', have the same connection-mark id 15982 (15 bits"
+            " of their name hash), so c0's gateway could not tell their connections apart:"
+            " rename one",
+        )
+    ]
+    # Peers of different clusters may share an id: each gateway sees one of them.
+    apart = spec(
+        clusters=three,
+        peerings=[{"consumer": "c0", "provider": "c5"}, {"consumer": "c92", "provider": "c5"}],
+    )
+    assert names.check(apart) == []

@@ -101,17 +101,22 @@ def test_established_packets_are_accepted_only_on_their_own_tunnel() -> None:
     opened_by_c1 = replace(packet, ct_mark=ctmark.from_peer("C1"))
     verdict, out, rules = run_chain(rs, "filter-forward", opened_by_c1)
     assert (verdict, out) == ("accept", opened_by_c1)
-    marks = f"{{ {ctmark.to_peer('C1')}, {ctmark.from_peer('C1')} }}"
+    marks = f"{{ 0x{ctmark.to_peer('C1'):08x}, 0x{ctmark.from_peer('C1'):08x} }}"
     assert rules == [
         "filter-forward: iifname vmap @peers-forward",
-        f"{names.peer_chain('C1')}: ct state established ct mark {marks} accept",
+        f"{names.peer_chain('C1')}: ct state established ct mark & 0xffff0000 == {marks} accept",
     ]
+    # Whatever Liqo holds in the low 16 bits, our bits decide.
+    liqo_bits = replace(opened_by_c1, ct_mark=ctmark.from_peer("C1") | 3)
+    assert run_chain(rs, "filter-forward", liqo_bits)[0] == "accept"
     # A reply to C2's own connection towards C1 is accepted too.
     assert run_chain(rs, "filter-forward", replace(packet, ct_mark=ctmark.to_peer("C1")))[0] == (
         "accept"
     )
     # Not a connection of C1's tunnel (none peerwall saw, or another peer's): dropped.
-    for mark in (0, ctmark.from_peer("C3"), ctmark.to_peer("C2")):
+    # Nor is a connection Liqo marked (a local node's NodePort connection) in the direction the
+    # peer would open it.
+    for mark in (0, ctmark.from_peer("C3"), ctmark.to_peer("C2"), 3):
         verdict, _, rules = run_chain(rs, "filter-forward", replace(packet, ct_mark=mark))
         assert verdict == "drop"
         assert rules[-1].endswith(f'counter drop comment "{OTHER_TUNNEL}"')
@@ -134,6 +139,9 @@ def test_a_new_connection_leaving_by_a_tunnel_is_marked_and_must_be_a_syn() -> N
     )
     verdict, out, _ = run_chain(rs, "filter-forward", leaving)
     assert (verdict, out.ct_mark) == ("accept", ctmark.to_peer("C1"))
+    # A connection Liqo marked before us keeps exactly Liqo's mark (its fwmark rule is exact).
+    verdict, out, _ = run_chain(rs, "filter-forward", replace(leaving, ct_mark=3))
+    assert (verdict, out.ct_mark) == ("accept", 3)
     assert run_chain(rs, "filter-forward", replace(leaving, tcp_flags="ack"))[0] == "drop"
     assert run_hook(rs, "output", replace(leaving, iif=None, tcp_flags="ack"))[0] == "drop"
     established = replace(leaving, ct_state="established", tcp_flags="ack")
@@ -162,7 +170,8 @@ def test_a_segregated_destination_is_dropped_and_ipv6_too() -> None:
     assert verdict == "drop"
     assert rules == [
         "filter-forward: iifname vmap @peers-forward",
-        f"{names.peer_chain('C1')}: ct mark set {ctmark.from_peer('C1')}",
+        f"{names.peer_chain('C1')}: ct mark & 0x0000ffff == 0x00000000"
+        f" ct mark set ct mark & 0x0000ffff | 0x{ctmark.from_peer('C1'):08x}",
         f"{names.peer_chain('C1')}: limit rate 50/second burst 100 packets"
         ' log prefix "peerwall:dropped:forward:denied:C1" group 19',
         f"{names.peer_chain('C1')}: counter drop",
@@ -343,7 +352,8 @@ def test_trace_explains_the_rule_that_decided() -> None:
     assert allowed.verdict is Verdict.YES
     assert "dnat ip prefix to 10.244.0.0/16" in allowed.explain()
     # The reply came back, as a connection C1 opened through C2's tunnel.
-    assert f"ct state established ct mark {{ {ctmark.to_peer('C2')}," in allowed.explain()
+    mark = f"ct state established ct mark & 0xffff0000 == {{ 0x{ctmark.to_peer('C2'):08x},"
+    assert mark in allowed.explain()
     assert trace(t, SEG, "P5", "S1").verdict is Verdict.NO  # S1 is not reflected into C2
     assert "not present in C2" in trace(t, SEG, "P5", "S1").reason
     assert trace(t, SEG, "P5", "S2").verdict is Verdict.YES  # P2 backs S2, reflected to C2

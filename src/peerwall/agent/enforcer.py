@@ -19,6 +19,7 @@ from ipaddress import IPv4Network
 from typing import Protocol
 
 from peerwall.agent.desired import DesiredState
+from peerwall.compile import ctmark
 from peerwall.compile.changes import Changes
 from peerwall.compile.flows import Flow, stale
 from peerwall.compile.state import GatewayState, PeerState
@@ -36,7 +37,10 @@ class FlowTable(Protocol):
     """What the enforcer needs of conntrack (``dataplane.conntrack.Conntrack``)."""
 
     def delete_where(
-        self, reason: Callable[[Flow], str | None], about: Iterable[IPv4Network] | None = None
+        self,
+        reason: Callable[[Flow], str | None],
+        about: Iterable[IPv4Network] | None = None,
+        marks: Iterable[tuple[int, int]] | None = None,
     ) -> Cleared: ...
 
 
@@ -193,13 +197,23 @@ class Enforcer:
 
     # --- flows and drift ---------------------------------------------------------------------
 
-    def clear_flows(self, state: GatewayState) -> int:
+    def clear_flows(self, state: GatewayState, unmarked: bool = True) -> int:
+        """Delete the tracked connections ``state`` forbids (``compile.flows.stale``), asking
+        the kernel for only those that can be stale: the connections each peer of ``state``
+        opened (its ``from_peer`` mark), those opened towards it when this gateway remaps for it
+        (``to_peer``: their NAT is checked), and, with ``unmarked``, the connections without a
+        mark of ours (made while the table was missing: needed after a whole-table replace or a
+        repair, not after an element change, which cannot create any)."""
         if self.flows is None:
             return 0
         # ``stale`` names only flows from or to a peer's valid sources (its pods, its masquerade
         # address): the others are skipped unread.
         about = {net for peer in state.peers.values() for net in peer.valid_sources}
-        cleared = self.flows.delete_where(lambda flow: stale(state, flow), about)
+        marks = [(ctmark.from_peer(p.name), ctmark.OURS) for p in state.peers.values()]
+        marks += [(ctmark.to_peer(p.name), ctmark.OURS) for p in state.peers.values() if p.nat]
+        if unmarked:
+            marks.append((0, ctmark.OURS))  # Liqo's marks too: skipped by ``stale``
+        cleared = self.flows.delete_where(lambda flow: stale(state, flow), about, set(marks))
         for flow, why in cleared.sample:
             log.info(
                 "flow %s %s:%s -> %s:%s cleared: %s",

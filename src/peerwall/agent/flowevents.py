@@ -10,7 +10,9 @@ JSON lines and into a bounded ring that ``/flows`` serves (``agent.flowsapi``).
 Verdicts: ``dropped``, or ``would-drop`` for what an audited peering lets through. Reasons (a
 small fixed set, fit for a metric label): the deciding rule of ``policy.decide`` for a forward
 drop between known endpoints (``segregation-denied``, ``api-segregated``...), ``not-admitted`` when
-an end cannot be named, ``spoofed-source``, ``gateway-itself``.
+an end cannot be named, ``spoofed-source``, ``gateway-itself``; and the connection-state drops of
+every tunnel chain, ``invalid``, ``other-tunnel`` and ``not-syn`` (hook ``egress`` for packets
+leaving by the tunnel: their source is local, their destination the peer's).
 """
 
 from __future__ import annotations
@@ -184,19 +186,37 @@ def _time(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="microseconds")
 
 
+STATE_DROPS = {
+    "invalid": "conntrack cannot place this packet in any connection (invalid)",
+    "other-tunnel": (
+        "its connection did not cross {peer}'s tunnel (another peer's, one peerwall never saw, "
+        "or one a change cut): only a tunnel's own connections pass on their state"
+    ),
+    "not-syn": (
+        "a new TCP connection must start with a SYN: a mid-stream segment (of a connection a "
+        "change cut) never reopens it"
+    ),
+}
+"""The reasons of the state drops every tunnel chain reports, each with its sentence."""
+
+
 def event_of(packet: LoggedPacket, namer: FlowNamer) -> FlowEvent | None:
     """The event for one logged packet; None if no peerwall rule logged it."""
     parsed = parse_prefix(packet.prefix)
     if parsed is None:
         return None
-    verdict, _hook, kind, peer = parsed
+    verdict, hook, kind, peer = parsed
     me = namer.cluster()
     state = namer.state()
     declared = state.peers.get(peer)
-    src = namer.endpoint(packet.src, local=False)
-    dst = namer.endpoint(packet.dst, local=True)
+    outgoing = hook == "egress"
+    src = namer.endpoint(packet.src, local=outgoing)
+    dst = namer.endpoint(packet.dst, local=not outgoing)
     mode = namer.mode(peer)
-    if kind == "spoofed":
+    if kind in STATE_DROPS:
+        reason = kind
+        text = STATE_DROPS[kind].format(peer=peer)
+    elif kind == "spoofed":
         sources = ", ".join(str(s) for s in declared.sources) if declared else "its pod CIDR"
         what = f" (the address of {src.name} of {src.cluster})" if src.name else ""
         reason = "spoofed-source"

@@ -236,7 +236,10 @@ class Agent:
         if step.narrows and self.enforcer.flows is not None:
             narrowed = step.narrowed  # made here, in the loop that owns the desired state
             assert narrowed is not None
-            cleared = await asyncio.to_thread(self.enforcer.clear_flows, narrowed)
+            # Only a whole-table replace can follow a table that was missing (whose connections
+            # have no mark of ours); after an element or peer change, only marked ones can be stale.
+            unmarked = step.kind is StepKind.FULL
+            cleared = await asyncio.to_thread(self.enforcer.clear_flows, narrowed, unmarked)
             self.metrics.flows.inc(cleared)
         self.ready = True
         self.applied_digest = digest

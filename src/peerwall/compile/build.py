@@ -58,6 +58,7 @@ from peerwall.nft.objects import (
     Value,
     Verdict,
     VMap,
+    masked,
 )
 
 TABLE_COMMENT = "peerwall: Liqo connectivity security modes, enforced on traffic from peers (managed by peerwall)"
@@ -101,23 +102,66 @@ def _rule(
     return Rule(tuple(exprs), comment)
 
 
+OUR_MARK = masked("ct mark", ctmark.OURS)
+"""peerwall's bits of the connection mark (the low 16 are Liqo's, ``compile.ctmark``)."""
+LIQO_MARKED = (Match(OUR_MARK, 0), Match("ct mark", 0, negate=True))
+"""A connection Liqo marked and peerwall did not (``ctmark.is_liqo``)."""
+LIQO_NODEPORT = "a connection Liqo marked (NodePort or hostNetwork, opened by a local node)"
+
+
 def tunnel_marks(peer: PeerState) -> Match:
-    """The connections of ``peer``'s tunnel, either way (``compile.ctmark``)."""
-    return Match("ct mark", frozenset({ctmark.from_peer(peer.name), ctmark.to_peer(peer.name)}))
+    """The connections of ``peer``'s tunnel, either way (``compile.ctmark``), whatever Liqo
+    holds in the low bits."""
+    return Match(OUR_MARK, frozenset({ctmark.from_peer(peer.name), ctmark.to_peer(peer.name)}))
 
 
-def _state_rules(peer: PeerState, before_related: tuple[Rule, ...] = ()) -> list[Rule]:
+def mark_new(mark: int) -> Rule:
+    """Marks a new connection as ``mark`` (our bits only), unless Liqo marked it first: a
+    connection Liqo marks must keep exactly Liqo's mark (its ``fwmark N`` rule is exact)."""
+    return _rule(Match(masked("ct mark", ctmark.LIQO), 0), CtMarkSet(mark, keep=ctmark.LIQO))
+
+
+def _state_rules(
+    peer: PeerState,
+    before_related: tuple[Rule, ...] = (),
+    liqo: str | None = None,
+    log: FlowLog | None = None,
+    hook: str = "forward",
+) -> list[Rule]:
     """What every packet crossing ``peer``'s tunnel meets first: its connection must be one of
     this tunnel, and a new TCP connection must start with a SYN. ``before_related``: rules
     between the established and the related check (an established packet's addresses are its
-    connection's, fixed by conntrack; an ICMP error's outer source is whatever the sender wrote)."""
+    connection's, fixed by conntrack; an ICMP error's outer source is whatever the sender wrote).
+    ``liqo``: the direction (``original``/``reply``) in which this chain sees the packets of the
+    connections Liqo marks (a local node's, towards the peer); they are accepted on their state
+    that way only, after ``before_related``. Each drop is reported as the other drops are."""
+    invalid = Match("ct state", frozenset({"invalid"}))
+    not_syn = Match(TCP_FLAGS, "syn", negate=True)
+    report = {"hook": hook, "peer": peer.name, "verdict": "dropped"}
+    liqo_rules = (
+        []
+        if liqo is None
+        else [
+            _rule(
+                ESTABLISHED,
+                Match("ct direction", liqo),
+                *LIQO_MARKED,
+                ACCEPT,
+                comment=LIQO_NODEPORT,
+            )
+        ]
+    )
     return [
-        _rule(Match("ct state", frozenset({"invalid"})), Counter(), DROP, comment=INVALID),
+        *log_rule(log, invalid, reason="invalid", **report),
+        _rule(invalid, Counter(), DROP, comment=INVALID),
         _rule(Match("ct state", frozenset({"established"})), tunnel_marks(peer), ACCEPT),
         *before_related,
         _rule(RELATED, tunnel_marks(peer), ACCEPT),
+        *liqo_rules,
+        *log_rule(log, ESTABLISHED, reason="other-tunnel", **report),
         _rule(ESTABLISHED, Counter(), DROP, comment=OTHER_TUNNEL),
-        _rule(Match(TCP_FLAGS, "syn", negate=True), Counter(), DROP, comment=NOT_SYN),
+        *log_rule(log, not_syn, reason="not-syn", **report),
+        _rule(not_syn, Counter(), DROP, comment=NOT_SYN),
     ]
 
 
@@ -209,8 +253,8 @@ def peer_chain(peer: PeerState, log: FlowLog | None = None) -> Chain:
     checks += log_rule(log, spoofed, verdict="dropped", hook="forward", reason="spoofed", peer=p)
     checks.append(_rule(spoofed, Counter(), DROP, comment=SPOOFED))
     rules = [
-        *_state_rules(peer, tuple(checks)),
-        _rule(CtMarkSet(ctmark.from_peer(p))),
+        *_state_rules(peer, tuple(checks), liqo="reply", log=log),
+        mark_new(ctmark.from_peer(p)),
         _rule(Match("ip daddr", SetRef(names.peer_cidrs_set(p))), ACCEPT),
         _rule(Match("ip daddr", SetRef(names.peer_set(p, SetKind.OFFLOADED))), ACCEPT),
         _rule(Match("ip daddr", SetRef(names.peer_set(p, SetKind.BACKENDS))), ACCEPT),
@@ -237,7 +281,7 @@ def peer_input_chain(
     peer: PeerState, conncheck_port: int | None, log: FlowLog | None = None
 ) -> Chain:
     source = () if not peer.gateways else (Match("ip saddr", _one_or_set(peer.gateways)),)
-    rules = [*_state_rules(peer), _rule(CtMarkSet(ctmark.from_peer(peer.name)))]
+    rules = [*_state_rules(peer, log=log, hook="input"), mark_new(ctmark.from_peer(peer.name))]
     rules += [_rule(*source, need, ACCEPT, comment=why) for need, why in link_needs(conncheck_port)]
     rules += log_rule(log, verdict="dropped", hook="input", reason="gateway", peer=peer.name)
     rules.append(_rule(Counter(), DROP))
@@ -248,13 +292,17 @@ def peer_input_chain(
     )
 
 
-def peer_egress_chain(peer: PeerState) -> Chain:
+def peer_egress_chain(peer: PeerState, log: FlowLog | None = None) -> Chain:
     """Traffic leaving by ``peer``'s tunnel (forwarded, or the gateway's own): its state is
     checked as on the way in, and a new connection is marked as opened towards the peer. What a
     local pod may send is not restricted: the peer enforces on what it receives."""
     return Chain(
         names.peer_egress_chain(peer.name),
-        (*_state_rules(peer), _rule(CtMarkSet(ctmark.to_peer(peer.name)), ACCEPT)),
+        (
+            *_state_rules(peer, liqo="original", log=log, hook="egress"),
+            mark_new(ctmark.to_peer(peer.name)),
+            _rule(ACCEPT),
+        ),
         comment=f"traffic to {peer.name} (tunnel {peer.tunnel})",
     )
 
@@ -301,7 +349,7 @@ def build(state: GatewayState) -> Ruleset:
         sets += peer_sets(peer)
         chain = peer_chain(peer, state.flow_log)
         input_chain = peer_input_chain(peer, state.conncheck_port, state.flow_log)
-        egress_chain = peer_egress_chain(peer)
+        egress_chain = peer_egress_chain(peer, state.flow_log)
         chains += [chain, input_chain, egress_chain]
         for ifname in peer.tunnels:
             forward[ifname] = Verdict("jump", chain.name)

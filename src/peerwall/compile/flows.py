@@ -17,6 +17,8 @@ peer's connection to ours can carry the same addresses. A connection is stale wh
   NAT binding that is not the one the rules make;
 - it was opened towards a peer whose remapping we do (``ctmark.to_peer``), without the source NAT
   the rules make.
+Only peerwall's bits of the mark are read (``ctmark.ours``); a connection Liqo marked (its NodePort
+marks, ``ctmark.is_liqo``) was opened by a local node towards a peer and is never stale.
 An unmarked connection (made while the table was missing, or before peerwall ran) can no longer
 carry packets through any tunnel, whatever its addresses; it is classified by address as before,
 so that its entry goes when it came from a peer's valid sources (its pod CIDRs and its masquerade
@@ -53,7 +55,8 @@ class Flow:
     orig: Tuple
     reply: Tuple
     mark: int = 0
-    """The connection's ``ct mark`` (``compile.ctmark``); 0: none."""
+    """The connection's whole ``ct mark`` (``compile.ctmark``: ours in the high bits, Liqo's in
+    the low); 0: none."""
 
 
 def _in(a: IPv4Address, nets: tuple[IPv4Network, ...]) -> bool:
@@ -93,12 +96,13 @@ def _admitted(state: GatewayState, peer: PeerState, flow: Flow) -> bool:
 def stale(state: GatewayState, flow: Flow) -> str | None:
     """Why the entry must go, or None if the state would have let it be exactly as it is."""
     if flow.mark:
+        ours = ctmark.ours(flow.mark)
         for peer in state.peers.values():
-            if flow.mark == ctmark.from_peer(peer.name):
+            if ours == ctmark.from_peer(peer.name):
                 return _stale_from(state, peer, flow)
-            if flow.mark == ctmark.to_peer(peer.name):
+            if ours == ctmark.to_peer(peer.name):
                 return _stale_to(peer, flow)
-        return None
+        return None  # Liqo's (a local node's connection), or a peer this gateway no longer has
     for peer in state.peers.values():
         if _in(flow.orig.src, peer.valid_sources):
             return _stale_from(state, peer, flow)

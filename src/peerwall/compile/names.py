@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import cache
 
+from peerwall.compile import ctmark
 from peerwall.compile.state import SetKind
 from peerwall.model.hashes import hash8 as hash8
 
@@ -38,18 +39,22 @@ LAB_TUNNEL_PATTERN = "pwt-*"
 def clashes(peers: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Of ``(peer, tunnel)`` pairs, the peers that cannot be told apart, each with why: two
     peers on one tunnel interface (the tunnel picks the chain, so one would take the other's
-    traffic), or two names with one ``hash8`` (they would share sets)."""
+    traffic), two names with one ``hash8`` (they would share sets), or with one 15-bit
+    connection-mark id (``ctmark.peer_id``: each would be allowed the other's connections, and
+    a cut of one would judge the other's flows by the wrong peer)."""
     out: dict[str, str] = {}
     by_tunnel: dict[str, str] = {}
     by_hash: dict[str, str] = {}
+    by_mark: dict[str, str] = {}
     for peer, tunnel in peers:
         for index, key, what in (
             (by_tunnel, tunnel, f"tunnel {tunnel}"),
             (by_hash, hash8(peer), f"the 8-hex hash {hash8(peer)} of their names"),
+            (by_mark, str(ctmark.peer_id(peer)), f"the connection-mark id {ctmark.peer_id(peer)}"),
         ):
             other = index.setdefault(key, peer)
             if other != peer:
-                out[peer] = f"{peer} and {other} share {what}"
+                out.setdefault(peer, f"{peer} and {other} share {what}")
                 out.setdefault(other, f"{other} and {peer} share {what}")
     return out
 

@@ -13,7 +13,10 @@ that listed them all): ``delete_where`` streams the dump, skips from the raw byt
 whose addresses lie outside the networks it is asked about (no objects built for them), keeps
 only the delete requests of the entries to delete (some 60 bytes each), and sends them once the
 dump is over, through a second socket, in batches. What it returns is a count and a bounded
-sample.
+sample. Asked for some marks only (``marks``: pairs of value and mask, e.g. one peer's
+``ctmark.from_peer`` under ``ctmark.OURS``), it asks the kernel to filter the dump
+(``CTA_MARK`` + ``CTA_MARK_MASK`` in the dump request, ``ctnetlink_alloc_filter``): the entries of
+other peers, Liqo's and the unmarked ones never leave the kernel.
 """
 
 from __future__ import annotations
@@ -37,18 +40,17 @@ IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 0, 1, 2
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x2, 0x4, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLA_F_NESTED = 0x8000
-CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_MARK, CTA_ZONE = 1, 2, 8, 18
+CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_MARK, CTA_ZONE, CTA_MARK_MASK = 1, 2, 8, 18, 21
 CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 2
 CTA_IP_V4_SRC, CTA_IP_V4_DST = 1, 2
 CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
 CTA_PROTO_ICMP_ID, CTA_PROTO_ICMP_TYPE = 4, 5
 PROTOS = {6: "tcp", 17: "udp", 1: "icmp"}
-ACK_BATCH = 256
-"""Deletions sent before their acknowledgements are read."""
 SAMPLE = 20
 """Deleted flows kept (for the log) of however many went."""
-SEND_BATCH = 64
-"""Deletions sent in one datagram (nfnetlink takes several messages at once)."""
+SEND_BATCH = 256
+"""Deletions sent in one datagram (nfnetlink takes several messages at once); only the last one
+asks for an acknowledgement."""
 JUDGED = 65536
 """Verdicts remembered by what they depend on (forgotten all at once when full)."""
 
@@ -183,6 +185,19 @@ def _delete_body(entry: Entry) -> bytes:
     return body
 
 
+def _raw_delete_body(attrs: bytes) -> bytes:
+    """``_delete_body`` of an entry read straight from its attributes (its original tuple and
+    zone as the kernel sent them), without decoding it."""
+    orig, zone = b"", None
+    for k, v in _attrs(attrs):
+        if k == CTA_TUPLE_ORIG:
+            orig = v
+        elif k == CTA_ZONE:
+            zone = v
+    body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + _attr(CTA_TUPLE_ORIG, orig, nested=True)
+    return body if zone is None else body + _attr(CTA_ZONE, zone)
+
+
 def _entry(attrs: bytes) -> Entry:
     orig_raw = reply_raw = b""
     zone = None
@@ -299,22 +314,35 @@ class Conntrack:
                 raise
             return True
 
+    def _dump(self, mark: tuple[int, int] | None) -> Iterator[tuple[int, bytes]]:
+        """The replies of one dump of the IPv4 table; with ``mark`` (value, mask), only the
+        entries whose ``mark & mask == value``, filtered by the kernel."""
+        body = _NFGENMSG.pack(socket.AF_INET, 0, 0)
+        if mark is not None:
+            value, mask = mark
+            body += _attr(CTA_MARK, struct.pack("!I", value))
+            body += _attr(CTA_MARK_MASK, struct.pack("!I", mask))
+        seq = self._send(
+            (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, body
+        )
+        return self._messages(seq)
+
     def delete_where(
         self,
         reason: Callable[[Flow], str | None],
         about: Iterable[IPv4Network] | None = None,
+        marks: Iterable[tuple[int, int]] | None = None,
     ) -> Cleared:
         """Delete every entry for which ``reason(flow)`` names a reason, streaming the table.
         ``about``: only entries whose original source or destination lies in these networks
-        can have one (the others are skipped unread); None: every entry is asked."""
+        can have one (the others are skipped unread); None: every entry is asked. ``marks``:
+        only entries whose mark matches one of these (value, mask) pairs can have one, and only
+        those are dumped (the kernel filters; one dump per pair, so pairs should not overlap);
+        None: one dump of every entry."""
         ranges = None if about is None else _ranges(about)
         out = Cleared()
+        filters: list[tuple[int, int] | None] = [None] if marks is None else list(marks)
         with self._lock:
-            seq = self._send(
-                (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
-                NLM_F_REQUEST | NLM_F_DUMP,
-                _NFGENMSG.pack(socket.AF_INET, 0, 0),
-            )
             # Deleted after the dump, not during it: an entry deleted while the kernel holds it
             # as the place to resume its dump from can make the dump skip what follows. What is
             # kept meanwhile is small: each doomed entry's delete request, some 60 bytes.
@@ -322,7 +350,8 @@ class Conntrack:
             whys: list[str] = []
             sample: dict[int, Flow] = {}
             judged: dict[bytes, str | None] = {}
-            for _kind, payload in self._messages(seq):
+            replies = (reply for mark in filters for reply in self._dump(mark))
+            for _kind, payload in replies:
                 attrs = payload[_NFGENMSG.size :]
                 if ranges is not None:
                     found = _addresses(attrs)
@@ -332,6 +361,11 @@ class Conntrack:
                 if key is not None and key in judged:
                     why = judged[key]
                     if why is None:
+                        continue
+                    if len(sample) >= SAMPLE:
+                        # Judged already and not for the sample: no object built at all.
+                        bodies.append(_raw_delete_body(attrs))
+                        whys.append(why)
                         continue
                     entry = _entry(attrs)
                 else:
@@ -348,49 +382,59 @@ class Conntrack:
                 bodies.append(_delete_body(entry))
                 whys.append(why)
         with self._lock:
-            pending: dict[int, int] = {}
-            batch: list[bytes] = []
-            for i, body in enumerate(bodies):
-                number, message = self._delete_message(body)
-                pending[number] = i
-                batch.append(message)
-                if len(batch) >= SEND_BATCH:
-                    self._del.send(b"".join(batch))
-                    batch.clear()
-                    if len(pending) >= ACK_BATCH:
-                        self._acks(pending, out, sample, whys)
-            if batch:
-                self._del.send(b"".join(batch))
-            self._acks(pending, out, sample, whys)
+            for first in range(0, len(bodies), SEND_BATCH):
+                self._delete_batch(bodies, first, out, sample, whys)
         return out
 
-    def _delete_message(self, body: bytes) -> tuple[int, bytes]:
-        """(its sequence number, the netlink message of a delete request ``body``)."""
-        self._seq += 1
-        kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
-        head = _NLMSGHDR.pack(
-            _NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK, self._seq, 0
-        )
-        return self._seq, head + body
-
-    def _acks(
-        self, pending: dict[int, int], out: Cleared, sample: dict[int, Flow], whys: list[str]
+    def _delete_batch(
+        self,
+        bodies: list[bytes],
+        first: int,
+        out: Cleared,
+        sample: dict[int, Flow],
+        whys: list[str],
     ) -> None:
-        """Read the acknowledgement of every pending deletion; count those that deleted."""
-        while pending:
+        """Send the deletions ``bodies[first:first + SEND_BATCH]`` in one datagram and count
+        those that deleted. Only the last one asks for an acknowledgement: the kernel answers a
+        failed request anyway (an error message), and handles a datagram's messages in order,
+        so once the last one is answered, every one without an error has deleted its entry."""
+        numbers = range(first, min(first + SEND_BATCH, len(bodies)))
+        seqs: dict[int, int] = {}
+        messages = []
+        for i in numbers:
+            seq, message = self._delete_message(bodies[i], ack=i == numbers[-1])
+            seqs[seq] = i
+            messages.append(message)
+        self._del.send(b"".join(messages))
+        last = max(seqs)
+        failed: set[int] = set()
+        answered = False
+        while not answered:
             data = self._del.recv(1 << 20)
             pos = 0
             while pos + _NLMSGHDR.size <= len(data):
                 length, kind, _flags, mseq, _ = _NLMSGHDR.unpack_from(data, pos)
                 payload = data[pos + _NLMSGHDR.size : pos + length]
                 pos += (length + 3) & ~3
-                if kind != NLMSG_ERROR or mseq not in pending:
+                if kind != NLMSG_ERROR or mseq not in seqs:
                     continue
-                i = pending.pop(mseq)
+                answered = answered or mseq == last
                 code = -struct.unpack_from("=i", payload)[0]
                 if code == 0:
-                    out.count += 1
-                    if i in sample:
-                        out.sample.append((sample[i], whys[i]))
-                elif code != errno.ENOENT:  # ENOENT: it went by itself meanwhile
+                    continue
+                if code != errno.ENOENT:  # ENOENT: it went by itself meanwhile
                     raise OSError(code, os.strerror(code))
+                failed.add(seqs[mseq])
+        for i in numbers:
+            if i not in failed:
+                out.count += 1
+                if i in sample:
+                    out.sample.append((sample[i], whys[i]))
+
+    def _delete_message(self, body: bytes, ack: bool = True) -> tuple[int, bytes]:
+        """(its sequence number, the netlink message of a delete request ``body``)."""
+        self._seq += 1
+        kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
+        flags = NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
+        head = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, self._seq, 0)
+        return self._seq, head + body

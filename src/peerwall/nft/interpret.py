@@ -39,6 +39,7 @@ from peerwall.nft.objects import (
     Verdict,
     VMap,
     render_rule,
+    unmasked,
 )
 
 __all__ = ["MAX_JUMP_DEPTH", "Packet", "TraceError", "check_ruleset", "run_chain", "run_hook"]
@@ -65,6 +66,8 @@ class Packet:
     ct_state: str = "new"
     ct_mark: int = 0
     """The mark of the packet's connection (``compile.ctmark``); a ``ct mark set`` changes it."""
+    ct_direction: str = "original"
+    """``original`` (the way the connection's first packet went) or ``reply``."""
     tcp_flags: str = "syn"
     """A TCP packet's flags under ``fin|syn|rst|ack``, as nft names them (``syn``, ``ack``, ...)."""
 
@@ -133,8 +136,14 @@ class _Run:
                 return p.ct_state
             case "ct mark":
                 return p.ct_mark
+            case "ct direction":
+                return p.ct_direction
             case _ if field == TCP_FLAGS:
                 return p.tcp_flags if p.proto == "tcp" else None
+        parts = unmasked(field)
+        if parts is not None:
+            value = self.field(parts[0], p)
+            return value & parts[1] if isinstance(value, int) else None
         raise TraceError(f"cannot trace a match on {field!r}")
 
     def holds(self, value: object, want: Value, field: str) -> bool:
@@ -203,7 +212,7 @@ class _Run:
             elif isinstance(e, Counter | Limit | Log):
                 continue  # the tracer decides verdicts: a rate limit is taken as never reached
             elif isinstance(e, CtMarkSet):
-                p = replace(p, ct_mark=e.value)
+                p = replace(p, ct_mark=e.apply(p.ct_mark))
             elif isinstance(e, VMap):
                 key = self.field(e.field, p)
                 table = dict(e.map) if not isinstance(e.map, str) else self.map(e.map).elements

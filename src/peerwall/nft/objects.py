@@ -13,6 +13,7 @@ desired expression: a rule added by hand shows as drift instead of being misread
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address
@@ -44,13 +45,16 @@ __all__ = [
     "element_from_json",
     "element_text",
     "elements_from_json",
+    "field_json",
     "map_verdict_from_json",
+    "masked",
     "render_elements",
     "render_replace",
     "render_rule",
     "render_table",
     "rule_from_json",
     "rule_to_json",
+    "unmasked",
 ]
 
 
@@ -98,6 +102,7 @@ FIELDS: Mapping[str, dict[str, Any]] = {
     "icmp type": {"payload": {"protocol": "icmp", "field": "type"}},
     "ct state": {"ct": {"key": "state"}},
     "ct mark": {"ct": {"key": "mark"}},
+    "ct direction": {"ct": {"key": "direction"}},
     TCP_FLAGS: {
         "&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["fin", "syn", "rst", "ack"]]
     },
@@ -105,6 +110,49 @@ FIELDS: Mapping[str, dict[str, Any]] = {
 """Every packet field peerwall matches on, as nft writes it and as its JSON names it."""
 
 _FIELD_OF_JSON = {json.dumps(v, sort_keys=True): k for k, v in FIELDS.items()}
+
+MASKABLE = frozenset({"ct mark"})
+"""The integer fields a match may read some bits of (``masked``)."""
+
+
+def masked(field: str, mask: int) -> str:
+    """``<field> & <mask>``: the field's value ANDed with ``mask`` (a binop nft computes before it
+    compares), as a field name of its own: ``Match(masked("ct mark", 0xFFFF0000), 0x80010000)``
+    matches a connection whose mark's high 16 bits are ``0x8001``, whatever the low 16 hold."""
+    if field not in MASKABLE or not 0 <= mask < 1 << 32:
+        raise ValueError(f"cannot mask {field!r} with {mask:#x}")
+    return f"{field} & 0x{mask:08x}"
+
+
+_MASKED = re.compile(r"(?P<field>[a-z]+ [a-z]+) & (?P<mask>0x[0-9a-f]{8})")
+
+
+def unmasked(field: str) -> tuple[str, int] | None:
+    """``masked``'s inverse: the field and mask of a masked field name; None for a plain one."""
+    m = _MASKED.fullmatch(field)
+    if m is None or m["field"] not in MASKABLE:
+        return None
+    return m["field"], int(m["mask"], 16)
+
+
+def field_json(field: str) -> Any:
+    """The JSON of a field (a key of ``FIELDS``, or a ``masked`` one: ``{"&": [field, mask]}``)."""
+    parts = unmasked(field)
+    if parts is not None:
+        return {"&": [FIELDS[parts[0]], parts[1]]}
+    return FIELDS[field]
+
+
+def _field_of_json(left: Any) -> str | None:
+    field = _FIELD_OF_JSON.get(json.dumps(left, sort_keys=True))
+    if field is not None:
+        return field
+    if isinstance(left, dict) and set(left) == {"&"}:
+        inner, mask = left["&"]
+        base = _FIELD_OF_JSON.get(json.dumps(inner, sort_keys=True))
+        if base in MASKABLE and isinstance(mask, int) and not isinstance(mask, bool):
+            return masked(base, mask)
+    return None
 
 
 @dataclass(frozen=True)
@@ -144,9 +192,17 @@ class Nat:
 
 @dataclass(frozen=True)
 class CtMarkSet:
-    """``ct mark set <value>``: marks the packet's connection (see ``compile.ctmark``)."""
+    """``ct mark set <value>``: marks the packet's connection (see ``compile.ctmark``); with
+    ``keep``, ``ct mark set ct mark & <keep> | <value>``: the bits of ``keep`` are left as they
+    were (another owner's), the others become ``value``'s."""
 
     value: int
+    keep: int = 0
+    """The bits of the old mark kept (0: the whole mark is written)."""
+
+    def apply(self, mark: int) -> int:
+        """The connection's mark after the statement."""
+        return (mark & self.keep) | self.value
 
 
 @dataclass(frozen=True)
@@ -326,13 +382,21 @@ def render_elements(elements: Iterable[object]) -> str:
     return "{ " + ", ".join(element_text(e) for e in sorted(elements, key=_sort_key)) + " }"
 
 
+def _hex(v: int) -> str:
+    return f"0x{v:08x}"
+
+
 def _value(field: str, v: Value) -> str:
     if isinstance(v, SetRef):
         return f"@{v.name}"
     if isinstance(v, frozenset):
         if field == "ct state":
             return ",".join(sorted(v))
+        if unmasked(field) is not None:
+            return "{ " + ", ".join(_hex(x) for x in sorted(v)) + " }"
         return render_elements(v)
+    if isinstance(v, int) and unmasked(field) is not None:
+        return _hex(v)
     if isinstance(v, str):
         return _quote(v) if field in ("iifname", "oifname") else v
     return element_text(v)
@@ -344,7 +408,7 @@ def _verdict(v: Verdict) -> str:
 
 def render_expr(e: Expr) -> str:
     if isinstance(e, Match):
-        op = "!= " if e.negate else ""
+        op = "!= " if e.negate else ("== " if unmasked(e.field) is not None else "")
         return f"{e.field} {op}{_value(e.field, e.value)}"
     if isinstance(e, Counter):
         return "counter"
@@ -358,6 +422,8 @@ def render_expr(e: Expr) -> str:
     if isinstance(e, Nat):
         return f"{e.kind} ip prefix to {e.prefix}"
     if isinstance(e, CtMarkSet):
+        if e.keep:
+            return f"ct mark set ct mark & {_hex(e.keep)} | {_hex(e.value)}"
         return f"ct mark set {e.value}"
     if isinstance(e, Limit):
         return f"limit rate {e.rate}/{e.per} burst {e.burst} packets"
@@ -459,7 +525,7 @@ def expr_to_json(e: Expr) -> Any:
                 "match": {"op": "!=" if e.negate else "in", "left": FIELDS[e.field], "right": right}
             }
         op = "!=" if e.negate else "=="
-        return {"match": {"op": op, "left": FIELDS[e.field], "right": _value_json(e.value)}}
+        return {"match": {"op": op, "left": field_json(e.field), "right": _value_json(e.value)}}
     if isinstance(e, Counter):
         return {"counter": None}
     if isinstance(e, Verdict):
@@ -475,7 +541,10 @@ def expr_to_json(e: Expr) -> Any:
         addr = {"prefix": {"addr": str(e.prefix.network_address), "len": e.prefix.prefixlen}}
         return {e.kind: {"family": "ip", "addr": addr, "flags": "netmap", "type_flags": "prefix"}}
     if isinstance(e, CtMarkSet):
-        return {"mangle": {"key": FIELDS["ct mark"], "value": e.value}}
+        value: Any = e.value
+        if e.keep:
+            value = {"|": [{"&": [FIELDS["ct mark"], e.keep]}, e.value]}
+        return {"mangle": {"key": FIELDS["ct mark"], "value": value}}
     if isinstance(e, Limit):
         return {"limit": {"rate": e.rate, "burst": e.burst, "per": e.per}}
     if isinstance(e, Log):
@@ -573,14 +642,23 @@ def _expr_from_json(d: Any) -> Expr:
         raise _Unknown
     ((kind, arg),) = d.items()
     if kind == "match":
-        field = _FIELD_OF_JSON.get(json.dumps(arg["left"], sort_keys=True))
+        field = _field_of_json(arg["left"])
         if field is None:
             raise _Unknown
         op = arg["op"]
         ok = ("in", "!=") if field == "ct state" else ("==", "!=")
         if op not in ok:
             raise _Unknown
-        return Match(field, _value_from_json(field, arg["right"]), op == "!=")
+        right = arg["right"]
+        if field in MASKABLE and isinstance(right, dict) and "prefix" in right:
+            # nft lists ``ct mark & 0xffff0000 == V`` (a mask of leading bits, one value) as
+            # ``ct mark V/16``: read back as the masked match that was written.
+            bits = int(right["prefix"]["len"])
+            addr = right["prefix"]["addr"]
+            if not isinstance(addr, int) or isinstance(addr, bool) or not 0 < bits <= 32:
+                raise _Unknown
+            return Match(masked(field, ((1 << bits) - 1) << (32 - bits)), addr, op == "!=")
+        return Match(field, _value_from_json(field, right), op == "!=")
     if kind == "counter":
         return Counter()
     if kind == "vmap":
@@ -594,10 +672,9 @@ def _expr_from_json(d: Any) -> Expr:
             return VMap(field, tuple((str(k), verdict_from_json(v)) for k, v in data["set"]))
         raise _Unknown
     if kind == "mangle":
-        value = arg["value"]
-        if arg["key"] != FIELDS["ct mark"] or isinstance(value, bool) or not isinstance(value, int):
+        if arg["key"] != FIELDS["ct mark"]:
             raise _Unknown
-        return CtMarkSet(value)
+        return _mark_set_from_json(arg["value"])
     if kind == "limit":
         extra = set(arg) - {"rate", "burst", "per", "rate_unit", "inv"}
         if extra or arg.get("inv") or arg.get("rate_unit", "packets") != "packets":
@@ -613,6 +690,28 @@ def _expr_from_json(d: Any) -> Expr:
         p = arg["addr"]["prefix"]
         return Nat(kind, IPv4Network(f"{p['addr']}/{p['len']}"))
     return verdict_from_json(d)
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 32:
+        raise _Unknown
+    return v
+
+
+def _mark_set_from_json(value: Any) -> CtMarkSet:
+    """``ct mark set V``, or ``ct mark set ct mark & K | V``, which nft lists with the mask
+    ``K | V`` (it keeps what it ORs in): read back as the bits kept, ``mask & ~V``."""
+    if not isinstance(value, dict):
+        return CtMarkSet(_int(value))
+    (left, bits) = value["|"]
+    (mark, mask) = left["&"]
+    if mark != FIELDS["ct mark"]:
+        raise _Unknown
+    v = _int(bits)
+    keep = _int(mask) & ~v
+    if not keep:
+        raise _Unknown
+    return CtMarkSet(v, keep)
 
 
 def expr_from_json(d: Any) -> Expr:

@@ -4,7 +4,8 @@ It reads the forms peerwall writes (and close neighbours), and refuses anything 
 ``UnknownRuleForm`` rather than guess what the kernel would do::
 
     ct state [!=] established,related          iifname|oifname [!=] "<name>" ("pwt-*" wildcards)
-    ct mark [!=] <n>|{ ... }                    ct mark set <n>
+    ct mark [& <mask>] [!=] <n>|{ ... }         ct mark set <n> | ct mark & <keep> | <n>
+    ct direction original|reply
     tcp flags & (fin|syn|rst|ack) [!=] syn
     ip saddr|daddr [!=] <addr>|<addr/len>|<a-b>|@<set>|{ ... }
     tcp|udp dport [!=] <port>|{ ... }          icmp type <type>     meta nfproto|l4proto <x>
@@ -48,6 +49,8 @@ from peerwall.nft.objects import (
     Value,
     Verdict,
     VMap,
+    masked,
+    unmasked,
 )
 
 __all__ = ["Command", "NftSyntaxError", "UnknownRuleForm", "parse_rule", "parse_script"]
@@ -187,7 +190,7 @@ class _RuleParser:
             if unknown := set(states) - CT_STATES:
                 raise self.t.fail(f"unknown conntrack state(s) {sorted(unknown)}")
             return frozenset(states)
-        if field == "ct mark":
+        if field == "ct mark" or unmasked(field) is not None:
             try:
                 mark = int(tok, 0)
             except ValueError:
@@ -196,6 +199,8 @@ class _RuleParser:
                 raise self.t.fail(f"a mark is 32 bits, got {tok!r}")
             return mark
         if field == TCP_FLAGS and tok in TCP_FLAG_NAMES:
+            return tok
+        if field == "ct direction" and tok in ("original", "reply"):
             return tok
         if field == "meta nfproto" and tok in ("ipv4", "ipv6"):
             return tok
@@ -219,8 +224,34 @@ class _RuleParser:
         name = f"{tok} {nxt}"
         if name in FIELDS:
             self.t.i += 1
+            if self.t.skip("&"):
+                return self.mask(name)
             return name
         raise self.t.fail(f"unknown expression or statement {tok!r}")
+
+    def mask(self, field: str) -> str:
+        """``<field> & <mask>``, the ``&`` taken."""
+        tok = self.t.take("a mask")
+        try:
+            return masked(field, int(tok, 0))
+        except ValueError:
+            raise self.t.fail(f"cannot mask {field} with {tok!r}") from None
+
+    def mark_set(self) -> CtMarkSet:
+        """After ``ct mark set``: ``<n>``, or ``ct mark & <mask> | <n>`` (the bits of ``mask``
+        not in ``n`` are kept, as nft computes it)."""
+        if self.t.peek() == "ct":
+            self.t.i += 1
+            self.t.expect("mark")
+            self.t.expect("&")
+            mask = self.scalar("ct mark", self.t.take("a mask"))
+            self.t.expect("|")
+            value = self.scalar("ct mark", self.t.take("a mark"))
+            assert isinstance(mask, int) and isinstance(value, int)
+            if not mask & ~value:
+                raise self.t.fail("a masked mark that keeps no bit")
+            return CtMarkSet(value, mask & ~value)
+        return CtMarkSet(int(self.value("ct mark")))  # type: ignore[arg-type]
 
     def parse(self) -> Rule:
         exprs: list[Expr] = []
@@ -249,7 +280,7 @@ class _RuleParser:
                 terminal = True
             elif tok == "ct" and self.t.peek() == "mark" and self.t.peek(1) == "set":
                 self.t.i += 2
-                exprs.append(CtMarkSet(int(self.value("ct mark"))))  # type: ignore[arg-type]
+                exprs.append(self.mark_set())
             elif tok in ("dnat", "snat"):
                 self.t.expect("ip")
                 self.t.expect("prefix")

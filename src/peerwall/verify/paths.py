@@ -201,6 +201,7 @@ class Tracer:
             "tcp",
             None,
             ct_state="established",
+            ct_direction="reply",
             tcp_flags="ack",
         )
         for gateway, came_in, went_out in reversed(hops):
