@@ -672,7 +672,7 @@ def test_disjoint_cidrs_are_not_remapped():
     check_views(t)
 
 
-@budget(60)
+@budget("views")
 @given(topologies())
 def test_every_peered_pair_gets_a_non_overlapping_view(data):
     check_views(topology_from_data(data, "generated"))
