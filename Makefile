@@ -10,6 +10,10 @@ APT_PACKAGES := nftables iproute2 libnftables1 netcat-openbsd
 TEST_PACKAGES := chromium
 # Lab tests need root; by default a missing lab fails the run instead of skipping silently.
 REQUIRE_LAB ?= 1
+# The suite runs on TEST_WORKERS pytest-xdist workers, more than the cores: most lab tests wait
+# on packets, agents and timeouts, not on the CPU. Then the tests marked `alone` (probes with
+# short timeouts that another test's load would turn into wrong cells) run one at a time.
+TEST_WORKERS ?= 4
 # `make bench` also needs the Liqo v0.10 baseline's tools, a C compiler for its load generator,
 # iperf3 and conntrack (to flush the gateways' flows between data-plane runs).
 BENCH_APT_PACKAGES := ipset iptables iperf3 conntrack gcc libc6-dev
@@ -26,7 +30,8 @@ test: venv test-system $(BIN)/helm
 	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest
+	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m 'not heavy and not alone'
+	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest -m 'alone and not heavy'
 
 # The fault suite whole, the soak included (PEERWALL_SOAK_SECONDS, 1800 by default; as root),
 # then docs/RELIABILITY.md from that run. `make test` runs the same cases but the soak.

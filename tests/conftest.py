@@ -113,25 +113,58 @@ def _children() -> set[int]:
 
 
 _before: dict[str, set[str] | set[int]] = {}
+_workers_problems: list[str] = []
+"""Under pytest-xdist (``make test`` runs the suite on several workers): what each worker found
+left behind by its own tests (``pytest_testnodedown`` gathers it in the controller)."""
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return config.pluginmanager.has_plugin("dsession")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _before["netns"] = _pw_namespaces()
-    _before["links"] = _root_pw_links() if shutil.which("ip") else set()
-    _before["children"] = _children()
+    # Namespaces and links are machine-wide: the process that runs before and after every test
+    # (the controller under xdist, before its workers start) compares them. Child processes are
+    # per process: each worker compares its own.
+    if not _is_worker(session.config):
+        _before["netns"] = _pw_namespaces()
+        _before["links"] = _root_pw_links() if shutil.which("ip") else set()
+    if not _is_controller(session.config):
+        _before["children"] = _children()
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def _left_behind(config: pytest.Config) -> list[str]:
     problems = []
-    left = _pw_namespaces() - _before["netns"]
-    if left:
-        problems.append(f"network namespaces left behind: {', '.join(sorted(left))}")
-    links = (_root_pw_links() if shutil.which("ip") else set()) - _before["links"]
-    if links:
-        problems.append(f"links added to the root namespace: {', '.join(sorted(links))}")
-    kids = _children() - _before["children"]
-    if kids:
-        problems.append(f"child processes still running: {', '.join(map(str, sorted(kids)))}")
+    if not _is_worker(config):
+        left = _pw_namespaces() - _before["netns"]
+        if left:
+            problems.append(f"network namespaces left behind: {', '.join(sorted(left))}")
+        links = (_root_pw_links() if shutil.which("ip") else set()) - _before["links"]
+        if links:
+            problems.append(f"links added to the root namespace: {', '.join(sorted(links))}")
+    if not _is_controller(config):
+        kids = _children() - _before["children"]
+        if kids:
+            problems.append(f"child processes still running: {', '.join(map(str, sorted(kids)))}")
+    return problems
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    _workers_problems.extend(getattr(node, "workeroutput", {}).get("left_behind", []))
+
+
+@pytest.hookimpl(trylast=True)  # under xdist, after the workers are shut down
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    problems = _left_behind(session.config)
+    if _is_worker(session.config):
+        session.config.workeroutput["left_behind"] = problems  # type: ignore[attr-defined]
+        return
+    problems += _workers_problems
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         for p in problems:

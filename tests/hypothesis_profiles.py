@@ -5,9 +5,8 @@ per-example deadline (a loaded CI machine is not a failing test), no ``too_slow`
 (strategies that build whole topologies are slow by nature), the failing example printed so
 that it can be replayed. ``thorough`` multiplies every budget by 10, for a long run by hand.
 
-A test says only how many examples it needs, through ``budget`` (the suite's count; the profile
-may multiply it); the counts in ``BUDGETS`` are the fuzzing budgets of issue 14 (at least 10,000
-cases per run, most of them in the pure core, where a case costs well under a millisecond).
+A test names its budget, ``@budget("trace")``; every count is in ``BUDGETS`` below, the one
+place to read or change what the suite spends on examples (the profile may multiply them).
 """
 
 from __future__ import annotations
@@ -32,18 +31,37 @@ if PROFILE not in SCALE:
 settings.load_profile(PROFILE)
 
 BUDGETS = {
+    # The fuzzing budgets of issue 14 (tests/fuzz): 10,250 cases per run in the pure core, 60
+    # applied to a kernel. On a 2-core machine under load (load average 9), a text case costs
+    # ~1.5 ms, a sequence of up to 12 Kubernetes objects ~14 ms, a mutated whole topology ~40 ms
+    # (drawn, loaded, every gateway compiled), hence fewer of those.
     "fuzz-topology-text": 7500,
     "fuzz-topology-data": 250,
     "fuzz-kube-objects": 2500,
     "fuzz-kernel": 60,
+    # Properties over generated topologies: each example loads a whole topology and computes its
+    # truth table (and more), some milliseconds to some tens of milliseconds.
+    "topology-load": 100,  # policy/test_properties.py: generated topologies load
+    "small-topology-load": 50,  # policy/test_properties.py: small ones stay small
+    "policy-property": 70,  # policy/test_properties.py: each property of the modes
+    "strategy-coverage": 150,  # derandomized: the shapes the strategy is known to reach
+    "views": 60,  # model/test_load.py: every peered pair's remapped view
+    "table-compare": 60,  # policy/test_truthtable.py
+    "table-restrict": 40,  # policy/test_truthtable.py
+    "json-classes": 60,  # policy/test_json_classes.py
+    "trace": 200,  # verify/test_trace.py: traced tables equal the expected ones
+    "diff": 60,  # compile/test_diff.py: every transaction lands on the new table
+    "figure-topology": 40,  # figures/test_topology_figure.py
+    "figure-highlight": 40,  # figures/test_matrix_figures.py
+    "figure-classes": 30,  # figures/test_matrix_figures.py
+    "wiring-steps": 150,  # lab/test_wiring.py: the rewiring plan between two topologies
+    "wiring-kernel": 5,  # lab/test_wiring.py: the same, applied to real namespaces (seconds each)
 }
-"""Fuzzing budgets (examples per CI run): 10,250 in the pure core, 60 applied to a kernel. On a
-2-core machine under load (load average 9), a text case costs ~1.5 ms, a sequence of up to 12
-Kubernetes objects ~14 ms, a mutated whole topology ~40 ms (drawn, loaded, every gateway
-compiled), hence fewer of those."""
+"""Examples per CI run, by name (``budget(name)``)."""
 
 
-def budget(examples: int | str, **overrides: object) -> settings:
-    """Settings for a test that needs ``examples`` (a count, or a name in ``BUDGETS``)."""
-    n = BUDGETS[examples] if isinstance(examples, str) else examples
+def budget(name: str | int, **overrides: object) -> settings:
+    """Settings for a test whose example count is ``BUDGETS[name]`` (times the profile's scale).
+    A bare count still works, for tests written before every budget had its name here."""
+    n = name if isinstance(name, int) else BUDGETS[name]
     return settings(max_examples=n * SCALE[PROFILE], **overrides)  # type: ignore[arg-type]

@@ -7,9 +7,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -23,6 +25,13 @@ from support import REFERENCE
 pytestmark = pytest.mark.lab
 SEED = str(REFERENCE / "seed-topology.yaml")
 SEG = "networking.securityMode=IntraClusterTrafficSegregation"
+
+
+# Random per process: other test runs on the machine (xdist workers, other checkouts) build
+# labs too, and a lab's name and lock are machine-wide.
+LAB = f"tc{secrets.token_hex(3)}"
+LAB2 = f"{LAB}2"
+ORPHAN = f"to{secrets.token_hex(3)}"
 
 
 def run(*args: str):  # type: ignore[no-untyped-def]
@@ -39,7 +48,7 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     for line in left.splitlines():
         ns = line.split()[0]
-        if ns.startswith(("pw-tcli", "pw-torph")):
+        if ns.startswith((f"pw-{LAB}", f"pw-{ORPHAN}")):
             subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
@@ -68,17 +77,17 @@ def break_c1(name: str) -> None:
 
 
 def test_probe_json_and_html_are_documents_only_even_with_wrong_cells(state_dir: Path) -> None:
-    assert run("lab", "up", "-f", SEED, "--set", SEG, "-n", "tcli").exit_code == 0
-    ok = run("lab", "probe", "-n", "tcli", "-o", "json", "--timeout", "0.5")
+    assert run("lab", "up", "-f", SEED, "--set", SEG, "-n", LAB).exit_code == 0
+    ok = run("lab", "probe", "-n", LAB, "-o", "json", "--timeout", "0.5")
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["securityMode"] == "IntraClusterTrafficSegregation"
-    break_c1("tcli")
-    bad = run("lab", "probe", "-n", "tcli", "-o", "json", "--timeout", "0.5")
+    break_c1(LAB)
+    bad = run("lab", "probe", "-n", LAB, "-o", "json", "--timeout", "0.5")
     assert bad.exit_code == 1
     doc = json.loads(bad.stdout)  # nothing but the contract document on stdout
     assert set(doc) == {"securityMode", "sources", "destinations", "matrix"}
     assert "wrong: " in bad.stderr and "reproduce: ip netns exec" in bad.stderr
-    page = run("lab", "probe", "-n", "tcli", "-o", "html", "--timeout", "0.5")
+    page = run("lab", "probe", "-n", LAB, "-o", "html", "--timeout", "0.5")
     assert page.exit_code == 1
     assert page.stdout.lstrip().startswith("<!DOCTYPE html>") and page.stdout.rstrip().endswith(
         "</html>"
@@ -86,52 +95,69 @@ def test_probe_json_and_html_are_documents_only_even_with_wrong_cells(state_dir:
     assert "reproduce" in page.stdout or "ip netns exec" in page.stdout
 
 
+def _status(*args: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    """``lab status -o json``: its exit status and its labs by name, from one run."""
+    done = run("lab", "status", "-o", "json", *args)
+    return done.exit_code, {lab["name"]: lab for lab in json.loads(done.stdout)["labs"]}
+
+
 def test_status_fails_on_drift_and_reports_each_lab(state_dir: Path) -> None:
-    assert run("lab", "up", "-f", SEED, "-n", "tcli").exit_code == 0
-    assert run("lab", "up", "-f", SEED, "-n", "tcli2").exit_code == 0
+    # Whatever else runs on the machine meanwhile (another test's namespaces, a lab being built
+    # elsewhere) is listed too, as an orphan: this test looks at its own two labs, and checks the
+    # exit status against the failures of the very run that printed it.
+    assert run("lab", "up", "-f", SEED, "-n", LAB).exit_code == 0
+    assert run("lab", "up", "-f", SEED, "-n", LAB2).exit_code == 0
     fine = run("lab", "status")
-    assert fine.exit_code == 0, fine.output
-    assert "tcli:" in fine.stdout and "tcli2:" in fine.stdout
+    assert f"{LAB}:" in fine.stdout and f"{LAB2}:" in fine.stdout
     assert "gateway C1: in sync, agent up" in fine.stdout
-    doc = json.loads(run("lab", "status", "-o", "json").stdout)
-    assert [lab["name"] for lab in doc["labs"]] == ["tcli", "tcli2"]
-    assert doc["labs"][0]["agents"]["C1"]["transactions"]["full"] == 1
-    break_c1("tcli")
+    for name in (LAB, LAB2):
+        alone = run("lab", "status", "-n", name)
+        assert alone.exit_code == 0, alone.output
+    status, labs = _status()
+    assert status == int(any(lab["failed"] for lab in labs.values()))
+    assert [name for name in labs if name in (LAB, LAB2)] == [LAB, LAB2]
+    assert not labs[LAB]["failed"] and not labs[LAB2]["failed"]
+    assert labs[LAB]["agents"]["C1"]["transactions"]["full"] == 1
+    break_c1(LAB)
     drifted = run("lab", "status")
     assert drifted.exit_code == 1
-    assert json.loads(run("lab", "status", "-o", "json").stdout)["labs"][0]["failed"]
+    assert run("lab", "status", "-n", LAB).exit_code == 1
+    assert run("lab", "status", "-n", LAB2).exit_code == 0
+    status, labs = _status()
+    assert status == 1 and labs[LAB]["failed"] and not labs[LAB2]["failed"]
     assert "gateway C1: 1 difference(s)" in drifted.stdout and "table-missing" in drifted.stdout
     # A namespace deleted by hand: that lab is broken, the other one is still reported.
-    subprocess.run(["ip", "netns", "del", "pw-tcli-pod-P3"], check=True)
+    subprocess.run(["ip", "netns", "del", f"pw-{LAB}-pod-P3"], check=True)
     broken = run("lab", "status")
     assert broken.exit_code == 1
-    assert "broken: missing pw-tcli-pod-P3" in broken.stdout
-    assert "tcli2: " in broken.stdout and "gateway C2: in sync" in broken.stdout
+    assert f"broken: missing pw-{LAB}-pod-P3" in broken.stdout
+    assert f"{LAB2}: " in broken.stdout and "gateway C2: in sync" in broken.stdout
+    assert run("lab", "status", "-n", LAB2).exit_code == 0
 
 
 def test_an_orphaned_lab_shows_as_broken(state_dir: Path) -> None:
     # What a SIGKILL during `lab up` leaves: namespaces, no state.
-    subprocess.run(["ip", "netns", "add", "pw-torph-gw-C1"], check=True)
+    subprocess.run(["ip", "netns", "add", f"pw-{ORPHAN}-gw-C1"], check=True)
     out = run("lab", "status")
     assert out.exit_code == 1
-    assert "torph: broken: namespaces pw-torph-… without a state in" in out.stdout
-    assert "peerwall lab down --name torph" in out.stdout
-    assert run("lab", "down", "-n", "torph").exit_code == 0
+    assert f"{ORPHAN}: broken: namespaces pw-{ORPHAN}-… without a state in" in out.stdout
+    assert f"peerwall lab down --name {ORPHAN}" in out.stdout
+    assert run("lab", "down", "-n", ORPHAN).exit_code == 0
     assert (
-        "pw-torph-gw-C1"
+        f"pw-{ORPHAN}-gw-C1"
         not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     )
 
 
 def test_a_lab_being_changed_names_the_process_that_changes_it(state_dir: Path) -> None:
     os.makedirs(OWNERS, exist_ok=True)
-    fd = os.open(os.path.join(OWNERS, "tcli.lock"), os.O_RDWR | os.O_CREAT)
+    fd = os.open(os.path.join(OWNERS, f"{LAB}.lock"), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, b"4242")
-        up = run("lab", "up", "-f", SEED, "-n", "tcli")
+        up = run("lab", "up", "-f", SEED, "-n", LAB)
         assert up.exit_code == 2
-        assert "lab tcli is being changed by PID 4242" in up.stderr
+        assert f"lab {LAB} is being changed by PID 4242" in up.stderr
         assert "Traceback" not in up.output
     finally:
         os.close(fd)
@@ -140,12 +166,12 @@ def test_a_lab_being_changed_names_the_process_that_changes_it(state_dir: Path) 
 def test_set_mode_is_explicit_and_names_the_resulting_modes(
     state_dir: Path, tmp_path: Path
 ) -> None:
-    assert run("lab", "up", "-f", SEED, "--set", SEG, "-n", "tcli").exit_code == 0
-    silent = run("lab", "set-mode", "-n", "tcli")
+    assert run("lab", "up", "-f", SEED, "--set", SEG, "-n", LAB).exit_code == 0
+    silent = run("lab", "set-mode", "-n", LAB)
     assert silent.exit_code == 2 and "say which mode" in silent.stderr
     typo = tmp_path / "typo.yaml"
     typo.write_text("networking:\n  securitymode: FullPodToPod\n")
-    wrong = run("lab", "set-mode", "-n", "tcli", "--values", str(typo))
+    wrong = run("lab", "set-mode", "-n", LAB, "--values", str(typo))
     assert wrong.exit_code == 2
     assert "securitymode" in wrong.stderr
     # Nothing changed: the lab still segregates.
@@ -153,7 +179,7 @@ def test_set_mode_is_explicit_and_names_the_resulting_modes(
         '"securityMode": "IntraClusterTrafficSegregation"'
         not in run("matrix", "-f", SEED, "-o", "json").stdout
     )
-    switched = run("lab", "set-mode", "-n", "tcli", "--set", "networking.securityMode=FullPodToPod")
+    switched = run("lab", "set-mode", "-n", LAB, "--set", "networking.securityMode=FullPodToPod")
     assert switched.exit_code == 0, switched.output
     assert "global default mode FullPodToPod (from --set)" in switched.stdout
     assert (
@@ -165,29 +191,29 @@ def test_set_mode_is_explicit_and_names_the_resulting_modes(
 
 @pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf", "61"])
 def test_probe_and_demo_refuse_a_bad_timeout(state_dir: Path, timeout: str) -> None:
-    for args in (("lab", "probe", "-n", "tcli"), ("demo",)):
+    for args in (("lab", "probe", "-n", LAB), ("demo",)):
         result = run(*args, "--timeout", timeout)
         assert result.exit_code == 2, (args, result.output)
         assert "--timeout" in result.stderr and "Traceback" not in result.output
 
 
 def test_repair_has_the_agents_repair_now_and_needs_them_running(state_dir: Path) -> None:
-    assert run("lab", "up", "-f", SEED, "-n", "tcli", "--set", SEG).exit_code == 0
-    gw = "pw-tcli-gw-C2"
+    assert run("lab", "up", "-f", SEED, "-n", LAB, "--set", SEG).exit_code == 0
+    gw = f"pw-{LAB}-gw-C2"
     subprocess.run(
         ["ip", "netns", "exec", gw, "nft", "delete", "table", "inet", "peerwall"], check=True
     )
-    repaired = run("lab", "repair", "-n", "tcli")
+    repaired = run("lab", "repair", "-n", LAB)
     assert repaired.exit_code == 0, repaired.output
     assert "gateway C1: in sync" in repaired.stdout
     # "in sync" only if C2's agent's own periodic check came first; either way the table is back.
     assert any(f"gateway C2: {s}" in repaired.stdout for s in ("drift repaired", "in sync"))
     listed = subprocess.run(["ip", "netns", "exec", gw, "nft", "list", "table", "inet", "peerwall"])
     assert listed.returncode == 0
-    probed = run("lab", "probe", "-n", "tcli", "--timeout", "0.5")
+    probed = run("lab", "probe", "-n", LAB, "--timeout", "0.5")
     assert probed.exit_code == 0 and "45 correct, 0 wrong" in probed.stdout, probed.output
-    break_c1("tcli")  # its agent stopped: nothing can repair C1 now, and the command says so
-    refused = run("lab", "repair", "-n", "tcli")
+    break_c1(LAB)  # its agent stopped: nothing can repair C1 now, and the command says so
+    refused = run("lab", "repair", "-n", LAB)
     assert refused.exit_code == 2
     assert "the agent of C1 is not running" in refused.output
     assert "Traceback" not in refused.output

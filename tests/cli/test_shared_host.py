@@ -62,6 +62,7 @@ def state(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.lab
+@pytest.mark.alone  # every pw-demo… namespace must be gone after: no other demo may run meanwhile
 def test_two_demos_at_once_both_pass(state: Path) -> None:
     """Each demo builds a lab of its own name and holds its lock from up to down: neither tears
     the other's lab down mid-probe. Both start at once, and one run has both its modes."""

@@ -214,7 +214,7 @@ def test_hostile_names_are_escaped_in_html():
 # Generated topologies
 
 
-@budget(40)
+@budget("figure-highlight")
 @given(data=topologies())
 def test_any_topology_highlight_is_exactly_differing(data):
     t = topology_from_data(data, "generated")
@@ -247,7 +247,7 @@ def check_class_view(
         assert {groups[s] for s in r.members} == {r.group}
 
 
-@budget(30)
+@budget("figure-classes")
 @given(data=topologies())
 def test_any_topology_class_view_is_faithful(data):
     t = topology_from_data(data, "generated")

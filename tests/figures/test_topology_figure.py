@@ -116,7 +116,7 @@ def test_one_to_six_clusters_and_a_few_dozen_pods(clusters):
     assert width < 600 * clusters + 400  # one row, but no runaway width
 
 
-@budget(40)
+@budget("figure-topology")
 @given(data=topologies())
 def test_any_topology(data):
     check(topology_from_data(data, "generated"), SecurityMode.FULL_POD_TO_POD)

@@ -24,7 +24,9 @@ from peerwall.lab.state import load_state
 from peerwall.model import SecurityMode
 from peerwall.settings import LabSettings
 
-pytestmark = pytest.mark.lab
+# alone: 59,262 probes of 0.5 s each; `make test` runs these after the rest, on an otherwise
+# idle suite (another test's CPU load turns slow answers into wrong cells).
+pytestmark = [pytest.mark.lab, pytest.mark.alone]
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

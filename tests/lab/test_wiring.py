@@ -480,7 +480,7 @@ def test_hosts_are_never_edited_and_gateways_never_recreated() -> None:
     assert {x.ns for x in edits} <= gateways
 
 
-@budget(150)
+@budget("wiring-steps")
 @given(topologies(), topologies())
 def test_any_topology_rewires_into_any_other(old: Data, new: Data) -> None:
     before, after = wiring(plan_of(old)), wiring(plan_of(new))
@@ -650,7 +650,7 @@ def test_rewire_refuses_a_lab_that_is_not_what_the_old_plan_says(lab_up: LabUp) 
         labs.rewire_lab(wrong_old, plan, LabSettings())
 
 
-@budget(5, derandomize=True)
+@budget("wiring-kernel", derandomize=True)
 @given(small_topologies(), small_topologies())
 def test_random_topologies_rewire_like_a_fresh_build(old: Data, new: Data) -> None:
     # Hypothesis runs the body many times in one test: no function-scoped fixtures here.

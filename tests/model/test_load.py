@@ -671,7 +671,7 @@ def test_disjoint_cidrs_are_not_remapped():
     check_remapped(t)
 
 
-@budget(60)
+@budget("views")
 @given(topologies())
 def test_every_peered_pair_gets_a_non_overlapping_remapped_cidr(data):
     check_remapped(topology_from_data(data, "generated"))

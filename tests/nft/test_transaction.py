@@ -130,7 +130,7 @@ def test_a_changed_peer_rewrites_only_its_chain() -> None:
     lands(build(old), build(new))
 
 
-@budget(60)
+@budget("diff")
 @given(
     a=topologies(),
     b=topologies(),

@@ -78,7 +78,7 @@ def test_generated_topologies_expand_to_the_dense_json(seed: int, mode: Security
     check_round_trip(expect(t, force=mode).table)
 
 
-@budget(60)
+@budget("json-classes")
 @given(topologies())
 def test_any_valid_topology_expands_to_the_dense_json(data: dict[str, Any]) -> None:
     t = topology_from_data(data, "generated")

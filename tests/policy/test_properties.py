@@ -23,7 +23,7 @@ FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 RANK = {Verdict.NO: 0, Verdict.PARTIAL: 1, Verdict.YES: 2}
 
-PROPERTY = budget(70)
+PROPERTY = budget("policy-property")
 
 
 def load(data: dict[str, Any]) -> Topology:
@@ -138,7 +138,7 @@ def oracle(
 # --- the strategies themselves -------------------------------------------------------------------
 
 
-@budget(100)
+@budget("topology-load")
 @given(topologies())
 def test_generated_topologies_load(data):
     t = load(data)
@@ -147,7 +147,7 @@ def test_generated_topologies_load(data):
     assert len(t.services) <= 6
 
 
-@budget(50)
+@budget("small-topology-load")
 @given(small_topologies())
 def test_small_topologies_load_and_stay_small(data):
     t = load(data)
@@ -192,7 +192,7 @@ def test_strategy_covers_the_interesting_shapes():
     seen: set[str] = set()
 
     # Health checks on, as before: they shape the derandomized stream this coverage holds for.
-    @budget(150, derandomize=True, database=None, suppress_health_check=())
+    @budget("strategy-coverage", derandomize=True, database=None, suppress_health_check=())
     @given(topologies())
     def collect(data: dict[str, Any]) -> None:
         seen.update(features(load(data)))

@@ -32,7 +32,7 @@ def naive(a: TruthTable, b: TruthTable) -> set[tuple[str, str, Verdict | None, V
     }
 
 
-@budget(60)
+@budget("table-compare")
 @given(
     data=topologies(),
     modes=st.tuples(st.sampled_from(list(SecurityMode)), st.sampled_from(list(SecurityMode))),
@@ -53,7 +53,7 @@ def test_class_comparison_equals_the_cell_by_cell_one(data: dict[str, Any], mode
     }
 
 
-@budget(40)
+@budget("table-restrict")
 @given(data=topologies(), mode=st.sampled_from(list(SecurityMode)), picks=st.data())
 def test_restrict_keeps_exactly_the_cells_of_the_names_kept(
     data: dict[str, Any], mode: SecurityMode, picks: st.DataObject

@@ -65,7 +65,7 @@ def test_traced_table_equals_expected_on_the_examples(name: str, mode: SecurityM
     assert not expect(t, mode).table.compare(traced)
 
 
-@budget(200)
+@budget("trace")
 @given(data=topologies(), mode=st.sampled_from(list(SecurityMode)))
 def test_traced_table_equals_expected_on_generated_topologies(
     data: dict[str, Any], mode: SecurityMode
