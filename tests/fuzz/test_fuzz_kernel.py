@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from fuzz.test_fuzz_kube import new_model, operations, quiet, run_operations
+from fuzz.test_fuzz_kube import new_join, operations, quiet, run_operations
 from hypothesis_profiles import budget
 from peerwall.agent.enforcer import Enforcer
 from peerwall.compile import names
@@ -37,7 +37,7 @@ def live(nft: LibNft) -> Any:
 def test_damaged_objects_reach_the_kernel_whole_or_not_at_all(
     nft: LibNft, batches: list[list[Any]]
 ) -> None:
-    m = new_model(per_peer_tunnels=True)
+    m = new_join(per_peer_tunnels=True)
     enforcer = Enforcer(nft)
     for ops in [[], *batches]:
         with quiet():
