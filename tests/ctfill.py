@@ -8,6 +8,7 @@ import struct
 from ipaddress import IPv4Address
 
 from peerwall.dataplane import conntrack as ct
+from peerwall.nft.tlv import attr
 from peerwall.nsenter import entered
 
 IPCTNL_MSG_CT_NEW = 0
@@ -18,15 +19,13 @@ IPS_CONFIRMED = 1 << 3
 
 
 def _tuple(src: IPv4Address, dst: IPv4Address, sport: int, dport: int) -> bytes:
-    ip = ct._attr(ct.CTA_IP_V4_SRC, src.packed) + ct._attr(ct.CTA_IP_V4_DST, dst.packed)
+    ip = attr(ct.CTA_IP_V4_SRC, src.packed) + attr(ct.CTA_IP_V4_DST, dst.packed)
     proto = (
-        ct._attr(ct.CTA_PROTO_NUM, bytes([socket.IPPROTO_UDP]))
-        + ct._attr(ct.CTA_PROTO_SRC_PORT, struct.pack("!H", sport))
-        + ct._attr(ct.CTA_PROTO_DST_PORT, struct.pack("!H", dport))
+        attr(ct.CTA_PROTO_NUM, bytes([socket.IPPROTO_UDP]))
+        + attr(ct.CTA_PROTO_SRC_PORT, struct.pack("!H", sport))
+        + attr(ct.CTA_PROTO_DST_PORT, struct.pack("!H", dport))
     )
-    return ct._attr(ct.CTA_TUPLE_IP, ip, nested=True) + ct._attr(
-        ct.CTA_TUPLE_PROTO, proto, nested=True
-    )
+    return attr(ct.CTA_TUPLE_IP, ip, nested=True) + attr(ct.CTA_TUPLE_PROTO, proto, nested=True)
 
 
 def fill(
@@ -46,10 +45,10 @@ def fill(
             sport = 1024 + i % 60000
             body = (
                 ct._NFGENMSG.pack(socket.AF_INET, 0, 0)
-                + ct._attr(ct.CTA_TUPLE_ORIG, _tuple(s, dst, sport, 53), nested=True)
-                + ct._attr(ct.CTA_TUPLE_REPLY, _tuple(dst, s, 53, sport), nested=True)
-                + ct._attr(CTA_TIMEOUT, struct.pack("!I", 3600))
-                + (ct._attr(ct.CTA_MARK, struct.pack("!I", mark)) if mark else b"")
+                + attr(ct.CTA_TUPLE_ORIG, _tuple(s, dst, sport, 53), nested=True)
+                + attr(ct.CTA_TUPLE_REPLY, _tuple(dst, s, 53, sport), nested=True)
+                + attr(CTA_TIMEOUT, struct.pack("!I", 3600))
+                + (attr(ct.CTA_MARK, struct.pack("!I", mark)) if mark else b"")
             )
             flags = ct.NLM_F_REQUEST | NLM_F_CREATE | ct.NLM_F_ACK
             msg_type = (ct.NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW

@@ -30,9 +30,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from peerwall import nsenter
 from peerwall.compile.flows import Flow, Tuple
+from peerwall.dataplane.netlink import open_netfilter_socket
 from peerwall.errors import NftError
+from peerwall.nft.tlv import attr, walk
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
@@ -56,37 +57,20 @@ JUDGED = 65536
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _NFGENMSG = struct.Struct("=BBH")
-_NLATTR = struct.Struct("=HH")
-
-
-def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
-    pos = 0
-    while pos + 4 <= len(data):
-        length, kind = _NLATTR.unpack_from(data, pos)
-        if length < 4:
-            return
-        yield kind & ~NLA_F_NESTED, data[pos + 4 : pos + length]
-        pos += (length + 3) & ~3
-
-
-def _attr(kind: int, payload: bytes, nested: bool = False) -> bytes:
-    head = _NLATTR.pack(4 + len(payload), kind | (NLA_F_NESTED if nested else 0))
-    pad = b"\0" * (-(4 + len(payload)) % 4)
-    return head + payload + pad
 
 
 def _tuple(data: bytes) -> tuple[str, Tuple]:
     src = dst = IPv4Address(0)
     proto, sport, dport = "other", None, None
-    for kind, payload in _attrs(data):
+    for kind, payload in walk(data):
         if kind == CTA_TUPLE_IP:
-            for k, v in _attrs(payload):
+            for k, v in walk(payload):
                 if k == CTA_IP_V4_SRC:
                     src = IPv4Address(v[:4])
                 elif k == CTA_IP_V4_DST:
                     dst = IPv4Address(v[:4])
         elif kind == CTA_TUPLE_PROTO:
-            for k, v in _attrs(payload):
+            for k, v in walk(payload):
                 if k == CTA_PROTO_NUM:
                     proto = PROTOS.get(v[0], "other")
                 elif k == CTA_PROTO_SRC_PORT:
@@ -123,14 +107,14 @@ def _addresses(payload: bytes) -> tuple[int, int] | None:
         _, k, _, ki, _, ks, src, _, kd, dst, *_ = _FIXED.unpack_from(payload, 0)
         if k == _NESTED_ORIG and (ki, ks, kd) == _LAYOUT:
             return int.from_bytes(src, "big"), int.from_bytes(dst, "big")
-    for kind, tup in _attrs(payload):
+    for kind, tup in walk(payload):
         if kind != CTA_TUPLE_ORIG:
             continue
-        for k, ip in _attrs(tup):
+        for k, ip in walk(tup):
             if k != CTA_TUPLE_IP:
                 continue
             src = dst = None
-            for a, v in _attrs(ip):
+            for a, v in walk(ip):
                 if a == CTA_IP_V4_SRC:
                     src = int.from_bytes(v[:4], "big")
                 elif a == CTA_IP_V4_DST:
@@ -179,9 +163,9 @@ class Entry:
 
 def _delete_body(entry: Entry) -> bytes:
     """The body of the request that deletes ``entry`` (by its original tuple, and zone)."""
-    body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + _attr(CTA_TUPLE_ORIG, entry.orig, nested=True)
+    body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + attr(CTA_TUPLE_ORIG, entry.orig, nested=True)
     if entry.zone is not None:
-        body += _attr(CTA_ZONE, entry.zone)
+        body += attr(CTA_ZONE, entry.zone)
     return body
 
 
@@ -189,20 +173,20 @@ def _raw_delete_body(attrs: bytes) -> bytes:
     """``_delete_body`` of an entry read straight from its attributes (its original tuple and
     zone as the kernel sent them), without decoding it."""
     orig, zone = b"", None
-    for k, v in _attrs(attrs):
+    for k, v in walk(attrs):
         if k == CTA_TUPLE_ORIG:
             orig = v
         elif k == CTA_ZONE:
             zone = v
-    body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + _attr(CTA_TUPLE_ORIG, orig, nested=True)
-    return body if zone is None else body + _attr(CTA_ZONE, zone)
+    body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + attr(CTA_TUPLE_ORIG, orig, nested=True)
+    return body if zone is None else body + attr(CTA_ZONE, zone)
 
 
 def _entry(attrs: bytes) -> Entry:
     orig_raw = reply_raw = b""
     zone = None
     mark = 0
-    for k, v in _attrs(attrs):
+    for k, v in walk(attrs):
         if k == CTA_TUPLE_ORIG:
             orig_raw = v
         elif k == CTA_TUPLE_REPLY:
@@ -219,7 +203,7 @@ def _entry(attrs: bytes) -> Entry:
 def _mark_bytes(attrs: bytes) -> bytes:
     """The entry's connection mark as the kernel sent it (``stale`` reads it: which tunnel, which
     way), or nothing if it has none."""
-    for k, v in _attrs(attrs):
+    for k, v in walk(attrs):
         if k == CTA_MARK:
             return v[:4]
     return b""
@@ -229,19 +213,14 @@ class Conntrack:
     """A ctnetlink socket in network namespace ``netns`` (``None``: the current one)."""
 
     def __init__(self, netns: str | None = None) -> None:
-        try:
-            with nsenter.entered(netns):
-                self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        except OSError as e:
-            raise NftError(
-                f"cannot open a conntrack netlink socket: {os.strerror(e.errno or 0)}"
-            ) from None
-        self._sock.bind((0, 0))
+        self._sock = open_netfilter_socket(netns, "conntrack")
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
         # Deletions go through a socket of their own while the first one streams a dump.
-        with nsenter.entered(netns):
-            self._del = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        self._del.bind((0, 0))
+        try:
+            self._del = open_netfilter_socket(netns, "conntrack deletions")
+        except NftError:
+            self._sock.close()
+            raise
         self._del.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
         self._seq = 0
         self._lock = threading.Lock()
@@ -298,9 +277,9 @@ class Conntrack:
 
     def delete(self, entry: Entry) -> bool:
         """Delete one entry; False if it was gone already."""
-        body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + _attr(CTA_TUPLE_ORIG, entry.orig, nested=True)
+        body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + attr(CTA_TUPLE_ORIG, entry.orig, nested=True)
         if entry.zone is not None:
-            body += _attr(CTA_ZONE, entry.zone)
+            body += attr(CTA_ZONE, entry.zone)
         with self._lock:
             seq = self._send(
                 (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, body
@@ -320,8 +299,8 @@ class Conntrack:
         body = _NFGENMSG.pack(socket.AF_INET, 0, 0)
         if mark is not None:
             value, mask = mark
-            body += _attr(CTA_MARK, struct.pack("!I", value))
-            body += _attr(CTA_MARK_MASK, struct.pack("!I", mask))
+            body += attr(CTA_MARK, struct.pack("!I", value))
+            body += attr(CTA_MARK_MASK, struct.pack("!I", mask))
         seq = self._send(
             (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, body
         )

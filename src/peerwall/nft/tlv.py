@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from functools import cache
+from typing import overload
 
 __all__ = [
     "ATTR",
@@ -53,6 +54,10 @@ def attr_str(kind: int, text: str) -> bytes:
     return attr(kind, text.encode() + b"\0")
 
 
+@overload
+def walk(data: bytes) -> Iterator[tuple[int, bytes]]: ...
+@overload
+def walk(data: memoryview) -> Iterator[tuple[int, memoryview]]: ...
 def walk(data: bytes | memoryview) -> Iterator[tuple[int, bytes | memoryview]]:
     """(type without flags, payload) of each attribute in ``data``, in order; a malformed length
     ends the walk."""
