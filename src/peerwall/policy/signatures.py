@@ -1,0 +1,146 @@
+"""The expected table at scale: every destination classed by *which sources it answers how*.
+
+``Decider``'s classes (a pod's physical cluster, home and reflecting peers; a service's backend
+classes) are what a destination *is*; the table only needs what it *does*. Two facts of DESIGN.md
+§1 make that small:
+
+- A pod, service or Internet verdict depends on the source's physical cluster only (its home
+  matters only towards API servers), and is NO from every cluster that is neither the
+  destination's own nor peered with it. So a destination's column is its **signature**: the few
+  source clusters (its own and its peers) for which it is not NO, and their verdicts.
+- An API server's verdict depends on the source's (physical, home), again NO unless the source
+  runs in the API server's cluster or a peer of it.
+
+So each distinct ``Decider`` class is decided once per *candidate* source cluster (its own and
+its peers, a handful), through ``Decider`` itself (one decision procedure), instead of once per
+row class; destinations with the same signature share a column, sources with the same physical
+cluster and the same API verdicts share a row, and the blocks are filled sparsely (every cell
+starts NO). The cost is linear in pods and in service backends plus the number of cells of the
+compact table, instead of row classes x column classes decisions (DESIGN §1 in code:
+tests/policy/test_signatures.py checks it cell by cell against ``Decider.cell``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from peerwall.policy.decide import (
+    ApiClass,
+    Decider,
+    DestinationClass,
+    InternetClass,
+    ServiceVerdictClass,
+    SourceClass,
+)
+from peerwall.policy.truthtable import TruthTable
+from peerwall.policy.verdict import Verdict
+
+__all__ = ["signature_table"]
+
+Signature = tuple[tuple[str, Verdict], ...]
+"""A column's non-NO cells by source cluster, in order of name."""
+RowSignature = tuple[tuple[int, Verdict], ...]
+"""An API server's column: its non-NO cells by row class."""
+
+
+def signature_table(decider: Decider, security_mode: str) -> TruthTable:
+    """The table ``expect`` returns, with one column per signature and one row per distinct
+    row (see the module's docstring)."""
+    t = decider.topology
+    near = {c.name: (c.name, *t.peers[c.name]) for c in t.clusters}
+    sources = {a: SourceClass(a, a) for a in near}
+
+    # --- source rows: (physical, home) -> (physical, its API verdicts) ------------------------
+    api_of: dict[tuple[str, str], Signature] = {}
+    row_keys: dict[tuple[str, Signature], int] = {}
+    row_of_pod: list[int] = []
+    apis = {c.name: ApiClass(c.name) for c in t.clusters if c.api_server}
+    for p in t.pods:
+        api = api_of.get((p.physical, p.home))
+        if api is None:
+            src = decider.source_class(p)
+            api = api_of[(p.physical, p.home)] = tuple(
+                (k, v)
+                for k in sorted(near[p.physical])
+                if k in apis and (v := decider.api(src, apis[k]).verdict) is not Verdict.NO
+            )
+        row_of_pod.append(row_keys.setdefault((p.physical, api), len(row_keys)))
+    rows_of: dict[str, list[int]] = defaultdict(list)  # physical cluster -> its rows
+    for (a, _), r in row_keys.items():
+        rows_of[a].append(r)
+
+    # --- columns: each destination's signature ------------------------------------------------
+    by_clusters: dict[Signature, int] = {}
+    by_rows: dict[RowSignature, int] = {}
+    col_class: list[int] = []
+
+    def column(sig: Signature) -> None:
+        found = by_clusters.get(sig)
+        if found is None:
+            found = by_clusters[sig] = len(by_clusters) + len(by_rows)
+        col_class.append(found)
+
+    def over_clusters(candidates: Iterable[str], dst: DestinationClass) -> Signature:
+        return tuple(
+            (a, v)
+            for a in sorted(candidates)
+            if (v := decider.decide(sources[a], dst).verdict) is not Verdict.NO
+        )
+
+    pod_sig: dict[int, Signature] = {}  # id of an interned PodClass -> its signature
+    classes = decider.pod_classes()
+    for p in t.pods:
+        pc = classes[p.name]
+        sig = pod_sig.get(id(pc))
+        if sig is None:
+            sig = pod_sig[id(pc)] = over_clusters(near[pc.physical], pc)
+        column(sig)
+    # Services with the same selector in one namespace share their backends' tuple (the
+    # resolver answers a selector once): one class, found without a look at the backends.
+    same: dict[tuple[int, tuple[str, ...]], Signature] = {}
+    by_class: dict[ServiceVerdictClass, Signature] = {}
+    for s in t.services:
+        key = (id(s.backends), s.present_in)
+        sig = same.get(key)
+        if sig is None:
+            sc = decider.service_verdict_class(s)
+            sig = by_class.get(sc)
+            if sig is None:
+                # Absent from a cluster: NO there (SERVICE_ABSENT); decided where present only.
+                sig = by_class[sc] = over_clusters(tuple(sc.present_in), sc)
+            same[key] = sig
+        column(sig)
+    for c in t.clusters:
+        column(over_clusters(near[c.name], InternetClass(c.name)))
+    # API servers: keyed by row (their verdict also depends on the source's home).
+    api_rows: dict[str, list[tuple[int, Verdict]]] = defaultdict(list)
+    for (_, api), r in row_keys.items():
+        for k, v in api:
+            api_rows[k].append((r, v))
+    for c in t.clusters:
+        if c.api_server:
+            api_sig = tuple(sorted(api_rows.get(c.name, [])))
+            found = by_rows.get(api_sig)
+            if found is None:
+                found = by_rows[api_sig] = len(by_clusters) + len(by_rows)
+            col_class.append(found)
+
+    # --- blocks: every cell NO, then the signatures' cells ------------------------------------
+    width = len(by_clusters) + len(by_rows)
+    blocks = [[Verdict.NO] * width for _ in range(len(row_keys))]
+    for cells, j in by_clusters.items():
+        for a, v in cells:
+            for r in rows_of.get(a, ()):
+                blocks[r][j] = v
+    for row_cells, j in by_rows.items():
+        for r, v in row_cells:
+            blocks[r][j] = v
+    return TruthTable(
+        security_mode,
+        t.sources,
+        t.destinations,
+        tuple(row_of_pod),
+        tuple(col_class),
+        tuple(map(tuple, blocks)),
+    )
