@@ -4,6 +4,8 @@ back through the classes."""
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any
 
 from hypothesis import given
@@ -75,3 +77,17 @@ def test_destinations_that_answer_alike_share_a_column_whatever_they_are():
     column = dict(zip(t.destinations, table.col_class, strict=True))
     assert column["P1"] == column["I1"] == column["S1"] != column["P2"] == column["I2"]
     assert table.get("P2", "P1") is Verdict.NO and table.get("P1", "S1") is Verdict.YES
+
+
+@budget(50)
+@given(topologies())
+def test_the_streamed_compact_form_is_json_dumps_of_classes_dict(data: dict[str, Any]):
+    table = expect(topology_from_data(data, "generated"), SEG).table
+    text = io.StringIO()  # a text stream without a binary buffer: the decoding path
+    table.write_json_classes(text)
+    assert text.getvalue() == json.dumps(table.classes_dict()) + "\n"
+    raw = io.BytesIO()  # a file: the bytes go through its buffer
+    wrapper = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+    table.write_json_classes(wrapper)
+    assert raw.getvalue() == text.getvalue().encode()
+    wrapper.detach()

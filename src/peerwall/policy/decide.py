@@ -131,9 +131,12 @@ def _reflecting(topology: Topology) -> dict[str, frozenset[str]]:
     The services of one namespace share their peers (its ``offloadedTo``): the sets are shared
     between pods too, built once per distinct union, not once per pod."""
     out: dict[str, frozenset[str]] = {}
+    done: set[tuple[int, tuple[str, ...]]] = set()
     for s in topology.services:
-        if not s.reflected_to:
+        # Services of one selector share their backends' tuple: its pods are updated once.
+        if not s.reflected_to or (id(s.backends), s.reflected_to) in done:
             continue
+        done.add((id(s.backends), s.reflected_to))
         peers = frozenset(s.reflected_to)
         for b in s.backends:
             have = out.get(b)
@@ -223,7 +226,7 @@ class Decider:
     def service_verdict_class(self, service: Service) -> ServiceVerdictClass:
         # Equal classes are one object (interned): distinct ones are found by identity, and
         # only those are hashed, whatever the number of backends.
-        distinct = {id(c): c for c in map(self._interned_class, service.backends)}
+        distinct = {id(c): c for c in map(self.pod_classes().__getitem__, service.backends)}
         return ServiceVerdictClass(frozenset(service.present_in), frozenset(distinct.values()))
 
     def destination_classes(self) -> list[DestinationClass]:

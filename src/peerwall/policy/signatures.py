@@ -30,8 +30,8 @@ from peerwall.policy.decide import (
     Decider,
     DestinationClass,
     InternetClass,
-    ServiceVerdictClass,
     SourceClass,
+    aggregate,
 )
 from peerwall.policy.truthtable import TruthTable
 from peerwall.policy.verdict import Verdict
@@ -75,11 +75,11 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
     by_rows: dict[RowSignature, int] = {}
     col_class: list[int] = []
 
-    def column(sig: Signature) -> None:
+    def column_of(sig: Signature) -> int:
         found = by_clusters.get(sig)
         if found is None:
             found = by_clusters[sig] = len(by_clusters) + len(by_rows)
-        col_class.append(found)
+        return found
 
     def over_clusters(candidates: Iterable[str], dst: DestinationClass) -> Signature:
         return tuple(
@@ -88,31 +88,38 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
             if (v := decider.decide(sources[a], dst).verdict) is not Verdict.NO
         )
 
-    pod_sig: dict[int, Signature] = {}  # id of an interned PodClass -> its signature
+    # Pods: one signature and one column look-up per distinct class (classes are interned).
+    pod_sig: dict[int, dict[str, Verdict]] = {}  # id of a PodClass -> its non-NO cells
+    pod_col: dict[int, int] = {}
     classes = decider.pod_classes()
     for p in t.pods:
         pc = classes[p.name]
-        sig = pod_sig.get(id(pc))
-        if sig is None:
-            sig = pod_sig[id(pc)] = over_clusters(near[pc.physical], pc)
-        column(sig)
-    # Services with the same selector in one namespace share their backends' tuple (the
-    # resolver answers a selector once): one class, found without a look at the backends.
-    same: dict[tuple[int, tuple[str, ...]], Signature] = {}
-    by_class: dict[ServiceVerdictClass, Signature] = {}
+        j = pod_col.get(id(pc))
+        if j is None:
+            sig = over_clusters(near[pc.physical], pc)
+            pod_sig[id(pc)] = dict(sig)
+            j = pod_col[id(pc)] = column_of(sig)
+        col_class.append(j)
+    # Services: ``Decider.service_verdict`` over the signatures of the distinct backend classes
+    # (absent from a cluster: NO there; no backend: NO; else all / some / none reached). Services
+    # with the same selector in one namespace share their backends' tuple (the resolver answers
+    # a selector once): one look-up, whatever the number of backends.
+    same: dict[tuple[int, tuple[str, ...]], int] = {}
     for s in t.services:
         key = (id(s.backends), s.present_in)
-        sig = same.get(key)
-        if sig is None:
-            sc = decider.service_verdict_class(s)
-            sig = by_class.get(sc)
-            if sig is None:
-                # Absent from a cluster: NO there (SERVICE_ABSENT); decided where present only.
-                sig = by_class[sc] = over_clusters(tuple(sc.present_in), sc)
-            same[key] = sig
-        column(sig)
+        j = same.get(key)
+        if j is None:
+            backends = [pod_sig[id(c)] for c in decider.service_verdict_class(s).backends]
+            sig = tuple(
+                (a, v)
+                for a in sorted(set(s.present_in))
+                if backends
+                and (v := aggregate(b.get(a, Verdict.NO) for b in backends)) is not Verdict.NO
+            )
+            j = same[key] = column_of(sig)
+        col_class.append(j)
     for c in t.clusters:
-        column(over_clusters(near[c.name], InternetClass(c.name)))
+        col_class.append(column_of(over_clusters(near[c.name], InternetClass(c.name))))
     # API servers: keyed by row (their verdict also depends on the source's home).
     api_rows: dict[str, list[tuple[int, Verdict]]] = defaultdict(list)
     for (_, api), r in row_keys.items():
@@ -136,11 +143,13 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
     for row_cells, j in by_rows.items():
         for r, v in row_cells:
             blocks[r][j] = v
+    for r, row in enumerate(blocks):  # row by row: never two copies of the whole table
+        blocks[r] = tuple(row)  # type: ignore[call-overload]
     return TruthTable(
         security_mode,
         t.sources,
         t.destinations,
         tuple(row_of_pod),
         tuple(col_class),
-        tuple(map(tuple, blocks)),
+        tuple(blocks),  # type: ignore[arg-type]
     )
