@@ -52,20 +52,21 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
     sources = {a: SourceClass(a, a) for a in near}
 
     # --- source rows: (physical, home) -> (physical, its API verdicts) ------------------------
-    api_of: dict[tuple[str, str], Signature] = {}
+    row_of: dict[tuple[str, str], int] = {}  # (physical, home) -> row class
     row_keys: dict[tuple[str, Signature], int] = {}
     row_of_pod: list[int] = []
     apis = {c.name: ApiClass(c.name) for c in t.clusters if c.api_server}
     for p in t.pods:
-        api = api_of.get((p.physical, p.home))
-        if api is None:
+        r = row_of.get((p.physical, p.home))
+        if r is None:
             src = decider.source_class(p)
-            api = api_of[(p.physical, p.home)] = tuple(
+            api = tuple(
                 (k, v)
                 for k in sorted(near[p.physical])
                 if k in apis and (v := decider.api(src, apis[k]).verdict) is not Verdict.NO
             )
-        row_of_pod.append(row_keys.setdefault((p.physical, api), len(row_keys)))
+            r = row_of[(p.physical, p.home)] = row_keys.setdefault((p.physical, api), len(row_keys))
+        row_of_pod.append(r)
     rows_of: dict[str, list[int]] = defaultdict(list)  # physical cluster -> its rows
     for (a, _), r in row_keys.items():
         rows_of[a].append(r)
@@ -122,9 +123,9 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
         col_class.append(column_of(over_clusters(near[c.name], InternetClass(c.name))))
     # API servers: keyed by row (their verdict also depends on the source's home).
     api_rows: dict[str, list[tuple[int, Verdict]]] = defaultdict(list)
-    for (_, api), r in row_keys.items():
-        for k, v in api:
-            api_rows[k].append((r, v))
+    for (_, api_cells), r in row_keys.items():
+        for k, verdict in api_cells:
+            api_rows[k].append((r, verdict))
     for c in t.clusters:
         if c.api_server:
             api_sig = tuple(sorted(api_rows.get(c.name, [])))
