@@ -136,7 +136,13 @@ def _check_size(text: str, source: str, max_bytes: int) -> None:
     if size > max_bytes:
         raise TopologyInvalid(
             source,
-            [Problem("", f"the input is larger than the limit of {byte_size(max_bytes)}")],
+            [
+                Problem(
+                    "",
+                    f"the input is larger than the limit of {byte_size(max_bytes)} (the setting "
+                    "--max-input-size, or PEERWALL_MAX_INPUT_BYTES, raises it)",
+                )
+            ],
         )
 
 
