@@ -85,10 +85,10 @@ def _validated(document: Document, source: str) -> TopologySpec:
 
 
 def _resolved(spec: TopologySpec, source: str) -> Topology:
-    problems = check(spec)
-    if problems:
-        raise TopologyInvalid(source, problems)
     with gc_paused():
+        problems = check(spec)
+        if problems:
+            raise TopologyInvalid(source, problems)
         return resolve(spec, source)
 
 
