@@ -55,10 +55,10 @@ def test_the_signature_table_equals_the_table_decided_per_pair_of_classes(data: 
         assert not table.blocks or len(table.blocks[0]) <= cols
 
 
-def test_destinations_that_answer_alike_share_a_column_whatever_they_are():
-    """Two pods in unpeered clusters reached only from their own cluster, and each cluster's
-    Internet, answer alike per cluster: pod P1, Internet I1 (and the service S1 selecting P1)
-    share C1's column."""
+def test_destinations_decided_alike_share_a_column_and_kinds_stay_apart():
+    """P1 and P1b (pods of C1, unpeered) are decided alike from everywhere: one column. The
+    Internet I1 and the service S1 are answered like P1 (YES from C1 only) but by other rules:
+    columns of their own (a diff explains a block of cells by one of them)."""
     t = topology_from_data(
         {
             "clusters": [
@@ -67,6 +67,7 @@ def test_destinations_that_answer_alike_share_a_column_whatever_they_are():
             ],
             "pods": [
                 {"name": "P1", "cluster": "C1", "labels": {"app": "a"}},
+                {"name": "P1b", "cluster": "C1"},
                 {"name": "P2", "cluster": "C2"},
             ],
             "services": [{"name": "S1", "cluster": "C1", "selector": {"app": "a"}}],
@@ -75,7 +76,8 @@ def test_destinations_that_answer_alike_share_a_column_whatever_they_are():
     )
     table = expect(t, SEG).table
     column = dict(zip(t.destinations, table.col_class, strict=True))
-    assert column["P1"] == column["I1"] == column["S1"] != column["P2"] == column["I2"]
+    assert column["P1"] == column["P1b"]
+    assert len({column["P1"], column["I1"], column["S1"], column["P2"]}) == 4
     assert table.get("P2", "P1") is Verdict.NO and table.get("P1", "S1") is Verdict.YES
 
 

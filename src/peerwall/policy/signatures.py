@@ -6,15 +6,17 @@ classes) are what a destination *is*; the table only needs what it *does*. Two f
 
 - A pod, service or Internet verdict depends on the source's physical cluster only (its home
   matters only towards API servers), and is NO from every cluster that is neither the
-  destination's own nor peered with it. So a destination's column is its **signature**: the few
-  source clusters (its own and its peers) for which it is not NO, and their verdicts.
+  destination's own nor peered with it. So a destination's column is its **signature**: its
+  kind, and for the few source clusters that may be answered otherwise (its own and its peers),
+  the verdict and the rule that decides it. The rule is kept so that cells of one class are
+  decided alike, not only answered alike: a diff explains a block of cells by one of them.
 - An API server's verdict depends on the source's (physical, home), again NO unless the source
   runs in the API server's cluster or a peer of it.
 
 So each distinct ``Decider`` class is decided once per *candidate* source cluster (its own and
 its peers, a handful), through ``Decider`` itself (one decision procedure), instead of once per
 row class; destinations with the same signature share a column, sources with the same physical
-cluster and the same API verdicts share a row, and the blocks are filled sparsely (every cell
+cluster and the same API verdicts (and rules) share a row, and the blocks are filled sparsely (every cell
 starts NO). The cost is linear in pods and in service backends plus the number of cells of the
 compact table, instead of row classes x column classes decisions (DESIGN §1 in code:
 tests/policy/test_signatures.py checks it cell by cell against ``Decider.cell``).
@@ -30,6 +32,7 @@ from peerwall.policy.decide import (
     Decider,
     DestinationClass,
     InternetClass,
+    Rule,
     SourceClass,
     aggregate,
 )
@@ -38,9 +41,9 @@ from peerwall.policy.verdict import Verdict
 
 __all__ = ["signature_table"]
 
-Signature = tuple[tuple[str, Verdict], ...]
+Signature = tuple[tuple[str, Verdict, Rule], ...]
 """A column's non-NO cells by source cluster, in order of name."""
-RowSignature = tuple[tuple[int, Verdict], ...]
+RowSignature = tuple[tuple[int, Verdict, Rule], ...]
 """An API server's column: its non-NO cells by row class."""
 
 
@@ -61,9 +64,10 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
         if r is None:
             src = decider.source_class(p)
             api = tuple(
-                (k, v)
+                (k, d.verdict, d.rule)
                 for k in sorted(near[p.physical])
-                if k in apis and (v := decider.api(src, apis[k]).verdict) is not Verdict.NO
+                if k in apis
+                for d in (decider.api(src, apis[k]),)
             )
             r = row_of[(p.physical, p.home)] = row_keys.setdefault((p.physical, api), len(row_keys))
         row_of_pod.append(r)
@@ -72,21 +76,21 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
         rows_of[a].append(r)
 
     # --- columns: each destination's signature ------------------------------------------------
-    by_clusters: dict[Signature, int] = {}
+    by_clusters: dict[tuple[str, Signature], int] = {}
     by_rows: dict[RowSignature, int] = {}
     col_class: list[int] = []
 
-    def column_of(sig: Signature) -> int:
-        found = by_clusters.get(sig)
+    def column_of(kind: str, sig: Signature) -> int:
+        found = by_clusters.get((kind, sig))
         if found is None:
-            found = by_clusters[sig] = len(by_clusters) + len(by_rows)
+            found = by_clusters[(kind, sig)] = len(by_clusters) + len(by_rows)
         return found
 
     def over_clusters(candidates: Iterable[str], dst: DestinationClass) -> Signature:
         return tuple(
-            (a, v)
+            (a, d.verdict, d.rule)
             for a in sorted(candidates)
-            if (v := decider.decide(sources[a], dst).verdict) is not Verdict.NO
+            for d in (decider.decide(sources[a], dst),)
         )
 
     # Pods: one signature and one column look-up per distinct class (classes are interned).
@@ -98,8 +102,8 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
         j = pod_col.get(id(pc))
         if j is None:
             sig = over_clusters(near[pc.physical], pc)
-            pod_sig[id(pc)] = dict(sig)
-            j = pod_col[id(pc)] = column_of(sig)
+            pod_sig[id(pc)] = {a: v for a, v, _ in sig}
+            j = pod_col[id(pc)] = column_of("pod", sig)
         col_class.append(j)
     # Services: ``Decider.service_verdict`` over the signatures of the distinct backend classes
     # (absent from a cluster: NO there; no backend: NO; else all / some / none reached). Services
@@ -111,21 +115,24 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
         j = same.get(key)
         if j is None:
             backends = [pod_sig[id(c)] for c in decider.service_verdict_class(s).backends]
-            sig = tuple(
-                (a, v)
-                for a in sorted(set(s.present_in))
-                if backends
-                and (v := aggregate(b.get(a, Verdict.NO) for b in backends)) is not Verdict.NO
-            )
-            j = same[key] = column_of(sig)
+            if backends:
+                sig = tuple(
+                    (a, aggregate(b.get(a, Verdict.NO) for b in backends), Rule.SERVICE_BACKENDS)
+                    for a in sorted(set(s.present_in))
+                )
+            else:
+                sig = tuple(
+                    (a, Verdict.NO, Rule.SERVICE_NO_BACKENDS) for a in sorted(set(s.present_in))
+                )
+            j = same[key] = column_of("service", sig)
         col_class.append(j)
     for c in t.clusters:
-        col_class.append(column_of(over_clusters(near[c.name], InternetClass(c.name))))
+        col_class.append(column_of("internet", over_clusters(near[c.name], InternetClass(c.name))))
     # API servers: keyed by row (their verdict also depends on the source's home).
-    api_rows: dict[str, list[tuple[int, Verdict]]] = defaultdict(list)
+    api_rows: dict[str, list[tuple[int, Verdict, Rule]]] = defaultdict(list)
     for (_, api_cells), r in row_keys.items():
-        for k, verdict in api_cells:
-            api_rows[k].append((r, verdict))
+        for k, verdict, rule in api_cells:
+            api_rows[k].append((r, verdict, rule))
     for c in t.clusters:
         if c.api_server:
             api_sig = tuple(sorted(api_rows.get(c.name, [])))
@@ -137,12 +144,12 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
     # --- blocks: every cell NO, then the signatures' cells ------------------------------------
     width = len(by_clusters) + len(by_rows)
     blocks = [[Verdict.NO] * width for _ in range(len(row_keys))]
-    for cells, j in by_clusters.items():
-        for a, v in cells:
+    for (_, cells), j in by_clusters.items():
+        for a, v, _ in cells:
             for r in rows_of.get(a, ()):
                 blocks[r][j] = v
     for row_cells, j in by_rows.items():
-        for r, v in row_cells:
+        for r, v, _ in row_cells:
             blocks[r][j] = v
     for r, row in enumerate(blocks):  # row by row: never two copies of the whole table
         blocks[r] = tuple(row)  # type: ignore[call-overload]
