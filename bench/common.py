@@ -199,6 +199,16 @@ def cpu_clock() -> Iterator[dict[str, float]]:
 
 
 def maxrss_bytes() -> int:
+    """This process's peak RSS: VmHWM, its own memory's high-water mark. (``ru_maxrss`` of a
+    child started by fork + exec also carries its parent's peak at the fork: a 10,000-pod
+    truth-table child "peaked" at 870 MiB after its parent generated a million pods.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -51,6 +51,15 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # what load_topolo
 # --- the generated topology ----------------------------------------------------------------------
 
 
+def pod_cidr(i: int, clusters: int) -> str:
+    """Every third cluster reuses 10.244.0.0/16, the others get their own /16; beyond 150
+    clusters (10.x has 256 /16s, and the remaps need room) the same with /20s."""
+    if clusters <= 150:
+        return "10.244.0.0/16" if i % 3 == 0 else f"10.{100 + i}.0.0/16"
+    k = 256 + i  # 10.0.0.0/8 has 4,096 /20s; the first 16 /16s are left to the remaps
+    return "10.244.0.0/20" if i % 3 == 0 else f"10.{k // 16}.{(k % 16) * 16}.0/20"
+
+
 def generate(
     clusters: int = 20, pods: int = 10_000, services: int = 1_000, seed: int = 1
 ) -> dict[str, Any]:
@@ -73,7 +82,7 @@ def generate(
     for i, name in enumerate(names):
         c: dict[str, Any] = {
             "name": name,
-            "podCIDR": "10.244.0.0/16" if i % 3 == 0 else f"10.{100 + i}.0.0/16",
+            "podCIDR": pod_cidr(i, clusters),
             "serviceCIDR": "10.96.0.0/16",
             "internet": f"I{i + 1:02d}",
             "apiServer": f"A{i + 1:02d}",
@@ -111,7 +120,9 @@ def generate(
             ns = f"ns{k}"
             entry: dict[str, Any] = {"name": ns, "cluster": c}
             if k < 4:
-                entry["offloadedTo"] = rnd.sample(providers[c], rnd.randint(1, 3))
+                entry["offloadedTo"] = rnd.sample(
+                    providers[c], min(len(providers[c]), rnd.randint(1, 3))
+                )
             namespaces.append(entry)
             offloaded[(c, ns)] = entry.get("offloadedTo", [])
 

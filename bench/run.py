@@ -48,7 +48,7 @@ QUICK: dict[str, list[str]] = {
               "--restore-events", "10"],
     "dataplane": ["--sizes", "0,10000", "--reps", "2", "--seconds", "0.3", "--iperf-reps", "1"],
     "verify": ["--reps", "1", "--sequential", "5", "--connect-only", "20", "--parallel", "20"],
-    "truthtable": ["--sizes", "2000,10000", "--reps", "1"],
+    "truthtable": ["--sizes", "2000,10000", "--reps", "1", "--scale-sizes", "10000,30000"],
     "memory": ["--pods", "5000", "--services", "500", "--reps", "1", "--process-sizes", "5000"],
     "policy": ["--pods", "2000", "--services", "200", "--repeat", "1"],
     "probe": ["--probes", "5000"],

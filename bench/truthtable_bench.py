@@ -28,6 +28,7 @@ import argparse
 import cProfile
 import io
 import json
+import math
 import os
 import pstats
 import resource
@@ -38,19 +39,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import adversarial
 from common import emit, machine, maxrss_bytes, result_path, summary
 from policy_bench import generate
 
 TARGET_COMPACT_S = 10.0
 TARGET_COMPACT_BYTES = 2 << 30
 TARGET_DENSE_S = 1.0
+TARGET_SCALE_S = 30.0
+TARGET_SCALE_BYTES = 3 << 30
+GENERATORS = {"today": generate, "adversarial": adversarial.generate}
 MiB = 1 << 20
 
 
 # --- one repetition, in a fresh interpreter ----------------------------------------------------
 
 
-def child(path: str, out_dir: str, dense_file: bool, profile: str | None) -> dict[str, Any]:
+def child(
+    path: str, out_dir: str, dense_file: bool, profile: str | None, no_dense: bool = False
+) -> dict[str, Any]:
     from peerwall.model import SecurityMode, topology_from_data
     from peerwall.model.parse import parse_document
     from peerwall.policy import expect
@@ -71,11 +78,14 @@ def child(path: str, out_dir: str, dense_file: bool, profile: str | None) -> dic
         r[f"rss_after_{name}"] = maxrss_bytes()
         return value
 
-    text = phase("read", lambda: Path(path).read_text())
     # load_topology's two steps, timed apart: parse_document (json.loads for a JSON text), then
-    # validate + resolve.
-    document = phase("parse", lambda: parse_document(text, path))
-    topology = phase("validate", lambda: topology_from_data(document.data, path))
+    # validate + resolve; each input let go of once used (``box.pop``), as load_topology does.
+    # No input cap: the 1,000,000-pod files are larger than the default (``--max-input-size``).
+    box: dict[str, Any] = {"text": phase("read", lambda: Path(path).read_text())}
+    box["data"] = phase(
+        "parse", lambda: parse_document(box.pop("text"), path, max_bytes=1 << 40)
+    ).data
+    topology = phase("validate", lambda: topology_from_data(box.pop("data"), path))
     r["load_s"] = r["parse_s"] + r["validate_s"]
     r["load_path"] = "load_topology's steps: parse_document (json.loads), then validate + resolve"
     mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
@@ -97,6 +107,9 @@ def child(path: str, out_dir: str, dense_file: bool, profile: str | None) -> dic
         with open(where, "w") as f:
             table.write_json(f)
 
+    if no_dense:  # a million pods: a trillion cells
+        r["rss_peak"] = maxrss_bytes()
+        return r
     r["dense_bytes"] = sum(len(c) for c in table.json_chunks())  # not timed
     phase("dense_null", lambda: write_dense(os.devnull))
     if dense_file:
@@ -115,9 +128,13 @@ def child(path: str, out_dir: str, dense_file: bool, profile: str | None) -> dic
     return r
 
 
-def run_child(path: Path, dense_file: bool, profile: str | None = None) -> dict[str, Any]:
+def run_child(
+    path: Path, dense_file: bool, profile: str | None = None, no_dense: bool = False
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pw-bench-tt-") as out:
         argv = [sys.executable, __file__, "--child", str(path), "--out", out]
+        if no_dense:
+            argv.append("--no-dense")
         if dense_file:
             argv.append("--dense-file")
         if profile:
@@ -183,6 +200,85 @@ def plot(sizes: dict[int, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+# --- growth from 10,000 to 1,000,000 pods, both generators ------------------------------------
+
+
+def fit_exponent(points: list[tuple[int, float]]) -> float:
+    """The slope of log(seconds) against log(pods), least squares: cost ~ pods^slope."""
+    xs = [math.log(n) for n, _ in points]
+    ys = [math.log(max(v, 1e-9)) for _, v in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
+
+
+def scale(sizes: list[int], generators: list[str], log: Any) -> dict[str, Any]:
+    """One fresh interpreter per generator and size, 1,000 pods per cluster (at least 20 clusters:
+    20 at 10,000 pods, 1,000 at 1,000,000), a tenth as many services: file -> compact output."""
+    out: dict[str, Any] = {}
+    for gen in generators:
+        runs_of: dict[str, Any] = {}
+        for n in sizes:
+            clusters = max(20, n // 1000)
+            with tempfile.TemporaryDirectory(prefix="pw-bench-tt-") as tmp:
+                path = Path(tmp) / f"{gen}-{n}.json"
+                data = GENERATORS[gen](clusters, n, n // 10, seed=1)
+                facts = {"pods": n, "clusters": clusters, "services": len(data["services"])}
+                path.write_text(json.dumps(data))
+                del data
+                facts["file_bytes"] = path.stat().st_size
+                one = run_child(path, False, no_dense=True)
+            one.update(facts)
+            one["to_compact_s"] = (
+                one["read_s"] + one["load_s"] + one["compute_s"] + one["compact_s"]
+            )
+            runs_of[str(n)] = one
+            log(
+                f"scale {gen} N={n:,} ({clusters} clusters): file {facts['file_bytes'] / 1e6:.0f} MB, "
+                f"to compact {one['to_compact_s']:.1f} s (parse {one['parse_s']:.1f}, validate "
+                f"{one['validate_s']:.1f}, compute {one['compute_s']:.1f}, write "
+                f"{one['compact_s']:.1f}), {one['row_classes']} x {one['column_classes']} classes, "
+                f"peak {one['rss_after_compact'] / MiB:.0f} MiB"
+            )
+        points = sorted((int(n), r["to_compact_s"]) for n, r in runs_of.items())
+        compute = sorted((int(n), r["compute_s"]) for n, r in runs_of.items())
+        out[gen] = {
+            "sizes": runs_of,
+            "exponent_to_compact": fit_exponent(points) if len(points) > 1 else None,
+            "exponent_compute": fit_exponent(compute) if len(compute) > 1 else None,
+        }
+    return out
+
+
+def plot_scale(result: dict[str, Any], path: Path) -> None:
+    """A log-log SVG of file -> compact output and of the compute, per generator."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for gen, style in zip(result, ("o-", "s-", "^-"), strict=False):
+        sizes = result[gen]["sizes"]
+        ns = sorted(int(n) for n in sizes)
+        for key, label, ls in (("to_compact_s", "file → compact", style),
+                               ("compute_s", "compute", style[0] + "--")):  # fmt: skip
+            k = result[gen]["exponent_to_compact" if key == "to_compact_s" else "exponent_compute"]
+            slope = f" (slope {k:.2f})" if k is not None else ""
+            ax.plot(ns, [sizes[str(n)][key] for n in ns], ls, label=f"{gen}: {label}{slope}")
+    ax.axhline(TARGET_SCALE_S, color="grey", linestyle=":", label="target at 1,000,000 pods (30 s)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("pods (1,000 per cluster, a tenth as many services)")
+    ax.set_ylabel("seconds")
+    ax.set_title("Truth tables: growth from 10,000 to 1,000,000 pods (log-log)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, format="svg")
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="10000,50000,100000")
@@ -193,9 +289,13 @@ def main() -> int:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--dense-file", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--profile", help=argparse.SUPPRESS)
+    ap.add_argument("--no-dense", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--scale-sizes", default="10000,100000,1000000",
+                    help="pods for the growth runs (1,000 pods per cluster; '' to skip)")  # fmt: skip
+    ap.add_argument("--scale-generators", default="today,adversarial")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.out, args.dense_file, args.profile)))
+        print(json.dumps(child(args.child, args.out, args.dense_file, args.profile, args.no_dense)))
         return 0
     sizes = [int(x) for x in args.sizes.split(",")]
     reps = [int(x) for x in args.reps.split(",")]
@@ -326,6 +426,20 @@ def main() -> int:
             profiled = run_child(files[n], False, profile=",".join(costly)).get("profiles", {})
             for phase_name, text in profiled.items():
                 result.setdefault("profiles", {})[f"{n}:{phase_name}"] = text
+    if args.scale_sizes:
+        scale_sizes = [int(x) for x in args.scale_sizes.split(",")]
+        result["scale"] = scale(scale_sizes, args.scale_generators.split(","), log)
+        for gen, runs_of in result["scale"].items():
+            big_n = max(scale_sizes)
+            top = runs_of["sizes"][str(big_n)]
+            if big_n >= 1_000_000:
+                t, m = top["to_compact_s"], top["rss_after_compact"]
+                result["targets"][f"scale_{gen}_1000000_under_30s"] = {
+                    "target": TARGET_SCALE_S, "value": t, "met": t < TARGET_SCALE_S}  # fmt: skip
+                result["targets"][f"scale_{gen}_1000000_under_3GiB"] = {
+                    "target": TARGET_SCALE_BYTES, "value": m, "met": m < TARGET_SCALE_BYTES}  # fmt: skip
+        plot_scale(result["scale"], result_path("truthtable_scale.svg"))
+        result["scale_plot"] = "results/truthtable_scale.svg"
     plot(result["sizes"], result_path("truthtable.png"))
     result["plot"] = "results/truthtable.png"
     result["seconds"] = time.perf_counter() - started

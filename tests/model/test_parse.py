@@ -276,7 +276,10 @@ def test_the_garbage_collector_is_paused_while_parsing_and_restored():
 def test_input_larger_than_the_limit_is_refused_before_parsing():
     with pytest.raises(TopologyInvalid) as info:
         load_topology(CLUSTER + "#" * 1000, "big.yaml", max_bytes=1000)
-    assert str(info.value) == "big.yaml: the input is larger than the limit of 1000 bytes"
+    assert str(info.value) == (
+        "big.yaml: the input is larger than the limit of 1000 bytes "
+        "(the setting --max-input-size, or PEERWALL_MAX_INPUT_BYTES, raises it)"
+    )
     assert load_topology(CLUSTER, "small.yaml", max_bytes=len(CLUSTER)).clusters
 
 

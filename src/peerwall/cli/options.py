@@ -182,8 +182,8 @@ def read_source(path: Path) -> tuple[str, str]:
 
 def read_topology(path: Path) -> Topology:
     """Read, parse and validate the topology file."""
-    source, text = read_source(path)
-    return load_topology(text, source, max_bytes=max_input_bytes())
+    # The text is not kept here: load_topology lets go of it once parsed.
+    return load_topology(read_text(path), _source(path), max_bytes=max_input_bytes())
 
 
 def cluster_refs(kubeconfigs: list[Path], contexts: list[str] | None) -> list[ClusterRef]:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model.describe import describe, field_path, quote, quote_hint
-from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, Document, parse_document
+from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, Document, gc_paused, parse_document
 from peerwall.model.resolve import resolve
 from peerwall.model.spec import NAME_RULE, SecurityMode, TopologySpec
 from peerwall.model.topology import Topology
@@ -52,17 +52,24 @@ def load_topology(
     """Parse (YAML or JSON), validate and resolve a topology file's text.
 
     Raises ``TopologyInvalid``, also for a text of more than ``max_bytes`` bytes.
+
+    Each stage lets go of its input once it has its output, so a large file is never held as
+    text, parsed tree and model at once: the text goes once parsed (when the caller keeps no
+    other reference, as ``cli.options.read_topology`` does), the tree once validated.
     """
-    # No name for the document here: ``_from_document`` lets go of it once validated.
-    return _from_document(parse_document(text, source, max_bytes=max_bytes), source)
+    document = parse_document(text, source, max_bytes=max_bytes)
+    del text
+    spec = _validated(document, source)
+    del document
+    return _resolved(spec, source)
 
 
 def topology_from_data(data: object, source: str = "<topology>") -> Topology:
     """Validate and resolve already-parsed data (a dict shaped like the topology file)."""
-    return _from_document(Document(data), source)
+    return _resolved(_validated(Document(data), source), source)
 
 
-def _from_document(document: Document, source: str) -> Topology:
+def _validated(document: Document, source: str) -> TopologySpec:
     data = document.data
     if not isinstance(data, dict):
         kind = "empty" if data is None else describe(data)
@@ -70,18 +77,19 @@ def _from_document(document: Document, source: str) -> Topology:
             source, [Problem("", f"expected a mapping with 'clusters', got {kind}")]
         )
     try:
-        spec = TopologySpec.model_validate(data)
+        with gc_paused():
+            return TopologySpec.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=True)
         raise TopologyInvalid(source, [_problem(e, document) for e in errors]) from None
-    # The parsed data is not needed past validation: freed now, it is not held through
-    # ``resolve`` beside the spec and the resolved topology (a sixth of the peak of loading
-    # 200,000 pods, and of the agent's peak memory).
-    del data, document
-    problems = check(spec)
-    if problems:
-        raise TopologyInvalid(source, problems)
-    return resolve(spec, source)
+
+
+def _resolved(spec: TopologySpec, source: str) -> Topology:
+    with gc_paused():
+        problems = check(spec)
+        if problems:
+            raise TopologyInvalid(source, problems)
+        return resolve(spec, source)
 
 
 # --- pydantic errors in the file's terms ---------------------------------------------------

@@ -13,7 +13,7 @@ table over 10,000 pods costs thousands of decisions, not a hundred million.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -126,17 +126,31 @@ def aggregate(verdicts: Iterable[Verdict]) -> Verdict:
 
 
 def _reflecting(topology: Topology) -> dict[str, frozenset[str]]:
-    """Pod name -> peers its home cluster reflects a service it backs to (pods at home only)."""
-    out: dict[str, set[str]] = {}
+    """Pod name -> peers its home cluster reflects a service it backs to (pods at home only).
+
+    The services of one namespace share their peers (its ``offloadedTo``): the sets are shared
+    between pods too, built once per distinct union, not once per pod."""
+    out: dict[str, frozenset[str]] = {}
+    done: set[tuple[int, tuple[str, ...]]] = set()
     for s in topology.services:
+        # Services of one selector share their backends' tuple: its pods are updated once.
+        if not s.reflected_to or (id(s.backends), s.reflected_to) in done:
+            continue
+        done.add((id(s.backends), s.reflected_to))
+        peers = frozenset(s.reflected_to)
         for b in s.backends:
-            out.setdefault(b, set()).update(s.reflected_to)
+            have = out.get(b)
+            if have is None:
+                out[b] = peers
+            elif have is not peers and not peers <= have:
+                out[b] = have | peers
     pods = topology.pod_by_name
-    return {
-        name: frozenset(peers - {pods[name].physical})
-        for name, peers in out.items()
-        if not pods[name].offloaded
-    }
+    kept: dict[str, frozenset[str]] = {}
+    for name, peers in out.items():
+        pod = pods[name]
+        if not pod.offloaded:
+            kept[name] = peers - {pod.physical} if pod.physical in peers else peers
+    return kept
 
 
 class Decider:
@@ -193,10 +207,26 @@ class Decider:
             found = self._class_of[name] = self._interned.setdefault(c, c)
         return found
 
+    def pod_classes(self) -> Mapping[str, PodClass]:
+        """Every pod's class by pod name, equal classes one object (compared by identity);
+        built in one pass, a ``PodClass`` made once per distinct class."""
+        pods = self.topology.pods
+        if len(self._class_of) < len(pods):
+            made: dict[tuple[str, str, frozenset[str]], PodClass] = {}
+            reflecting, empty = self._reflecting, frozenset[str]()
+            for p in pods:
+                key = (p.physical, p.home, reflecting.get(p.name, empty))
+                found = made.get(key)
+                if found is None:
+                    c = PodClass(*key)
+                    found = made[key] = self._interned.setdefault(c, c)
+                self._class_of[p.name] = found
+        return self._class_of
+
     def service_verdict_class(self, service: Service) -> ServiceVerdictClass:
         # Equal classes are one object (interned): distinct ones are found by identity, and
         # only those are hashed, whatever the number of backends.
-        distinct = {id(c): c for c in map(self._interned_class, service.backends)}
+        distinct = {id(c): c for c in map(self.pod_classes().__getitem__, service.backends)}
         return ServiceVerdictClass(frozenset(service.present_in), frozenset(distinct.values()))
 
     def destination_classes(self) -> list[DestinationClass]:

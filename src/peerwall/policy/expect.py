@@ -1,13 +1,16 @@
-"""Topology -> the expected truth table, decided once per pair of equivalence classes."""
+"""Topology -> the expected truth table, decided once per class and candidate source cluster
+(``signatures``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from peerwall.model.parse import gc_paused
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
-from peerwall.policy.decide import Decider, DestinationClass, SourceClass
+from peerwall.policy.decide import Decider
 from peerwall.policy.explain import Explanation, explain_cell
+from peerwall.policy.signatures import signature_table
 from peerwall.policy.truthtable import TruthTable
 
 
@@ -29,20 +32,7 @@ def expect(
     force: SecurityMode | None = None,
 ) -> Expected:
     """The expected table. ``force`` overrides every mode (used for the FullPodToPod baseline)."""
-    decider = Decider(topology, default_mode, force)
-    row_keys: dict[SourceClass, int] = {}
-    row_class = tuple(
-        row_keys.setdefault(decider.source_class(p), len(row_keys)) for p in topology.pods
-    )
-    col_keys: dict[DestinationClass, int] = {}
-    col_class = tuple(col_keys.setdefault(c, len(col_keys)) for c in decider.destination_classes())
-    blocks = tuple(tuple(decider.decide(src, col).verdict for col in col_keys) for src in row_keys)
-    table = TruthTable(
-        (force or default_mode).value,
-        topology.sources,
-        topology.destinations,
-        row_class,
-        col_class,
-        blocks,
-    )
+    with gc_paused():  # millions of containers, no cycles: the collector's passes cost most
+        decider = Decider(topology, default_mode, force)
+        table = signature_table(decider, (force or default_mode).value)
     return Expected(table, topology, default_mode, force)
