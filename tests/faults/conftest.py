@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections.abc import Iterator
+from importlib import resources
 
 import pytest
-from faultkit import FaultRecord
+from faultkit import SEG, FaultRecord
+
+from peerwall.lab import build as labs
+from peerwall.lab.plan import LabPlan
+from peerwall.model import load_topology
+from peerwall.settings import LabSettings
 
 RESULTS_ENV = "PEERWALL_FAULTS_RESULTS"
 
@@ -33,7 +40,8 @@ def fault(request: pytest.FixtureRequest) -> Iterator[FaultRecord]:
     yield record
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.passed:
-        _records.append(record)
+        _records.extend([record] if record.tries or not record.parts else [])
+        _records.extend(record.parts)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -53,4 +61,27 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         with open(path, encoding="utf-8") as f:
             previous = json.load(f)
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(previous + [r.__dict__ for r in _records], f, indent=1)
+        json.dump(previous + [_row(r) for r in _records], f, indent=1)
+
+
+def _row(record: FaultRecord) -> dict[str, object]:
+    row = dict(record.__dict__)
+    del row["parts"]
+    return row
+
+
+@pytest.fixture(scope="module")
+def shared_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPlan]:
+    """One three-cluster lab (segregation) for every case of a module: the held faults share it,
+    each case leaving it as it found it (its mode, its agents, its table). Removed at the end."""
+    settings = {"agent_resync_interval": 1}
+    folder = tmp_path_factory.mktemp("labs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PEERWALL_STATE_DIR", str(folder))
+        name = f"t{secrets.token_hex(3)}"
+        text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+        lab = LabSettings(**settings)  # type: ignore[arg-type]
+        try:
+            yield labs.up(name, load_topology(text, "three-clusters.yaml"), text, "test", SEG, lab)
+        finally:
+            labs.down(name, lab)
