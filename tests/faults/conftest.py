@@ -3,8 +3,8 @@
 writes every record there; ``tests/faults/report.py`` turns it into docs/RELIABILITY.md.
 
 A test passes only if nothing denied passed after the fault's window and no allowed established
-flow was cut (its assertions), so a record's "opened" and "lost" are 0 by construction: the
-record exists only for passing tests.
+flow was cut (its assertions), so a passing record's "opened" and "lost" are 0 by construction; a
+failing test's record carries its failure, and the report shows it as FAILED.
 """
 
 from __future__ import annotations
@@ -39,9 +39,15 @@ def fault(request: pytest.FixtureRequest) -> Iterator[FaultRecord]:
     record = FaultRecord(name, request.node.nodeid)
     yield record
     report = getattr(request.node, "rep_call", None)
+    record.load.append(os.getloadavg()[0])
     if report is not None and report.passed:
         _records.extend([record] if record.tries or not record.parts else [])
         _records.extend(record.parts)
+    elif report is not None and report.failed:  # a finding: in the report as FAILED, not left out
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = getattr(crash, "message", None) or str(report.longrepr)
+        record.failed = " ".join(message.split())[:300]
+        _records.append(record)
 
 
 @pytest.hookimpl(hookwrapper=True)

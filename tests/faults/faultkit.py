@@ -122,6 +122,10 @@ class FaultRecord:
     extra: dict[str, object] = field(default_factory=dict)
     """Figures a fault reports beyond its recovery (the soak's slopes)."""
     parts: list[FaultRecord] = field(default_factory=list)
+    failed: str | None = None
+    """The failure, for a fault that did not hold (the report shows it as such)."""
+    load: list[float] = field(default_factory=list)
+    """The machine's 1-minute load average when the fault ended (other work shares it)."""
 
     def recovered(self, seconds: float) -> None:
         """One try of the fault, recovered (no operator) after ``seconds``."""
@@ -131,7 +135,7 @@ class FaultRecord:
     def part(self, fault: str) -> FaultRecord:
         """A record of its own for one of several faults a test drives in turn (the kinds of
         table edit in one lab); kept only if the whole test passes."""
-        child = FaultRecord(fault, self.test)
+        child = FaultRecord(fault, self.test, load=self.load)
         self.parts.append(child)
         return child
 

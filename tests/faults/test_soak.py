@@ -1,6 +1,7 @@
 """The soak (issue 18.7): events and probes for ``PEERWALL_SOAK_SECONDS`` (1800 by default),
 in ``make faults`` only (marked ``heavy``). The lab's mode flips back and forth through its agents
-while a prober checks the denied cell after every switch and an allowed flow echoes throughout;
+under the background witness (``Watch``: every cross-cluster pair and peer gateway probed every
+0.25–0.5 s, allowed flows echoing), and the denied cell is checked after every switch;
 the agents' resident memory and open descriptors are sampled, and their slopes (per hour, least
 squares, after the first tenth of the run) reported in docs/RELIABILITY.md. Bounded: no descriptor
 leak (a handful at most over the run), and, for a run of 10 minutes or more, the memory slope
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from faultkit import (
     FaultRecord,
+    Watch,
     agent_status,
     allowed_flow,
     by_mode_passes,
@@ -24,7 +26,6 @@ from faultkit import (
     three_clusters,
 )
 
-from hostile import echo_server
 from labkit import LabUp
 from peerwall.lab import agents
 from peerwall.model import SecurityMode
@@ -59,15 +60,17 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
     pid = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
     rss: list[tuple[float, float]] = []
     fds: list[tuple[float, float]] = []
+    loads: list[float] = []
     started = time.monotonic()
-    with echo_server(plan.pod_ns("tool")), echo_server(plan.pod_ns("web1")):
+    with Watch(plan, FULL) as watch:
         flow = allowed_flow(plan)
         with flow:
             i = 0
             while time.monotonic() - started < seconds:
                 mode = SEG if i % 2 == 0 else FULL
                 switched = time.monotonic()
-                agents.wait(plan, settings, agents.write_inputs(plan, settings, mode, text))
+                with watch.changing(mode):  # the window: until the agents report the change
+                    agents.wait(plan, settings, agents.write_inputs(plan, settings, mode, text))
                 fault.recovered(time.monotonic() - switched)
                 assert by_mode_passes(plan) is (mode is FULL), f"switch {i}"
                 assert not denied_passes(plan), f"switch {i}"
@@ -76,7 +79,9 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
                 r, n = sample(pid)
                 rss.append((now, r))
                 fds.append((now, n))
+                loads.append(os.getloadavg()[0])
                 i += 1
+    watch.check(fault)
     assert agent_status(plan)["pid"] == pid, "the agent restarted during the soak"
     fault.extra.update(
         {
@@ -85,6 +90,10 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
             f"slope {slope(settled(rss)) / 2**20:+.2f} MiB/h after the first tenth",
             "agent open descriptors": f"{fds[0][1]:.0f} → {fds[-1][1]:.0f}, "
             f"slope {slope(fds):+.2f}/h",
+            "load average (1 min) during the soak": f"min {min(loads):.2f}, "
+            f"median {sorted(loads)[len(loads) // 2]:.2f}, max {max(loads):.2f}",
+            "background prober": f"{watch.rounds} rounds of {len(watch.targets)} SYNs, "
+            f"{len(watch.flows)} allowed flows, 0 denied passed, 0 flows cut",
         }
     )
     assert fds[-1][1] <= fds[0][1] + 5, "descriptors leak"
