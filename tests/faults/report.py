@@ -159,9 +159,12 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     records = json.loads(Path(argv[0]).read_text())
-    commit = os.environ.get("PEERWALL_FAULTS_COMMIT") or subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit = (
+        os.environ.get("PEERWALL_FAULTS_COMMIT")
+        or subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     OUT.write_text(render(records, commit or "unknown", time.strftime("%Y-%m-%d %H:%M UTC")))
     print(f"wrote {OUT}")
     return 0
