@@ -117,8 +117,9 @@ def render(records: list[dict[str, Any]], commit: str, when: str) -> str:
             lines.append("")
             lines += [f"- {k}: {v}" for k, v in sorted(extra.items())]
             lines.append("")
+    if lines[-1]:
+        lines.append("")
     lines += [
-        "",
         "## The faults of issue 18, one by one",
         "",
         "The issue tried 60 faults and names their kinds (39 held, 5 needed an operator, 16 "

@@ -24,6 +24,7 @@ from faultkit import (
     denied_passes,
     echoes,
     three_clusters,
+    until,
 )
 
 from labkit import LabUp
@@ -61,6 +62,7 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
     rss: list[tuple[float, float]] = []
     fds: list[tuple[float, float]] = []
     loads: list[float] = []
+    first_missed = 0
     started = time.monotonic()
     with Watch(plan, FULL) as watch:
         flow = allowed_flow(plan)
@@ -72,7 +74,13 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
                 with watch.changing(mode):  # the window: until the agents report the change
                     agents.wait(plan, settings, agents.write_inputs(plan, settings, mode, text))
                 fault.recovered(time.monotonic() - switched)
-                assert by_mode_passes(plan) is (mode is FULL), f"switch {i}"
+                if mode is FULL:
+                    # Liveness, not safety (the witness checks what is denied): under load a
+                    # first SYN may miss its 0.3 s; counted, and retried for a while.
+                    first_missed += not by_mode_passes(plan)
+                    until(lambda: by_mode_passes(plan), timeout=30)
+                else:
+                    assert not by_mode_passes(plan), f"switch {i}"
                 assert not denied_passes(plan), f"switch {i}"
                 assert echoes(flow, b"%d" % (i % 100)), f"switch {i}: allowed flow cut"
                 now = time.monotonic() - started
@@ -92,6 +100,7 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
             f"slope {slope(fds):+.2f}/h",
             "load average (1 min) during the soak": f"min {min(loads):.2f}, "
             f"median {sorted(loads)[len(loads) // 2]:.2f}, max {max(loads):.2f}",
+            "widenings whose first check SYN missed (then passed)": f"{first_missed} of {i // 2}",
             "background prober": f"{watch.rounds} rounds of {len(watch.targets)} SYNs, "
             f"{len(watch.flows)} allowed flows, 0 denied passed, 0 flows cut",
         }
