@@ -33,14 +33,18 @@ test: venv test-system $(BIN)/helm
 	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m 'not heavy and not alone'
 	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest -m 'alone and not heavy'
 
-# The fault suite whole, the soak included (PEERWALL_SOAK_SECONDS, 1800 by default; as root),
-# then docs/RELIABILITY.md from that run. `make test` runs the same cases but the soak.
+# The fault suite whole, the heavy cases included (the soak, PEERWALL_SOAK_SECONDS, 1800 by
+# default; the full conntrack table; 20 kills during a narrowing change), as root, then
+# docs/RELIABILITY.md from that run. `make test` runs the same cases but the heavy ones.
 FAULTS_RESULTS := $(abspath build/faults.json)
+# A failing fault is written into the report as FAILED (and the target fails after writing it).
 faults: venv test-system
 	@mkdir -p build && rm -f $(FAULTS_RESULTS)
-	PEERWALL_REQUIRE_LAB=1 PEERWALL_FAULTS_RESULTS=$(FAULTS_RESULTS) $(BIN)/pytest tests/faults \
-	  -m 'heavy or not heavy' --timeout=$$(( $${PEERWALL_SOAK_SECONDS:-1800} + 600 ))
-	$(BIN)/python tests/faults/report.py $(FAULTS_RESULTS)
+	export PEERWALL_FAULTS_COMMIT=$$(git rev-parse --short HEAD 2>/dev/null); \
+	PEERWALL_REQUIRE_LAB=1 PEERWALL_FAULTS_RESULTS=$(FAULTS_RESULTS) \
+	  PEERWALL_FAULT_KILLS=$${PEERWALL_FAULT_KILLS:-20} $(BIN)/pytest tests/faults \
+	  -m 'heavy or not heavy' --timeout=$$(( $${PEERWALL_SOAK_SECONDS:-1800} + 600 )); \
+	status=$$?; $(BIN)/python tests/faults/report.py $(FAULTS_RESULTS) && exit $$status
 
 # Every benchmark, side by side, then bench/RESULTS.md (as root: they build network namespaces).
 bench: venv $(VENV)/.bench-installed

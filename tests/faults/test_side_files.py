@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from faultkit import (
     GATEWAY,
     FaultRecord,
+    Watch,
     agent_http,
     agent_status,
     allowed_flow,
@@ -27,7 +29,7 @@ from faultkit import (
     until,
 )
 
-from hostile import echo_server, nft
+from hostile import nft
 from labkit import LabUp
 from peerwall.lab import agents
 from peerwall.model import SecurityMode
@@ -52,7 +54,7 @@ def test_no_file_descriptor_left_the_agent_keeps_enforcing_and_catches_up(
     plan = three_clusters(lab_up, SEG, agent_resync_interval=0.3)
     pid = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
     gw = plan.gateway_ns(GATEWAY)
-    with echo_server(plan.pod_ns("tool")), echo_server(plan.pod_ns("web1")):
+    with Watch(plan, SEG) as watch:
         flow = allowed_flow(plan)
         with flow:
             limit = len(os.listdir(f"/proc/{pid}/fd"))
@@ -61,21 +63,24 @@ def test_no_file_descriptor_left_the_agent_keeps_enforcing_and_catches_up(
             try:
                 until(lambda: "not written (" in log_of(settings, plan))
                 # Still enforcing: a deleted table is repaired with no descriptor to spare.
-                nft(gw, "delete", "table", "inet", "peerwall")
-                fault.recovered(until(lambda: not denied_passes(plan)))
+                with watch.window():  # open from the deletion until the table is back
+                    nft(gw, "delete", "table", "inet", "peerwall")
+                    fault.recovered(until(lambda: not denied_passes(plan)))
                 assert nft(gw, "list", "table", "inet", "peerwall")
                 assert echoes(flow, b"starved"), "the allowed established flow was cut"
             finally:
                 subprocess.run(["prlimit", f"--pid={pid}", "--nofile=1024:"], check=True)
             # Descriptors again: a change is read, enforced and reported by the same process.
             text = plan_text(plan, settings)
-            digests = agents.write_inputs(plan, settings, FULL, text)
-            agents.wait(plan, settings, digests)
+            with watch.changing(FULL):
+                agents.wait(plan, settings, agents.write_inputs(plan, settings, FULL, text))
             assert agent_status(plan)["pid"] == pid
             assert by_mode_passes(plan), "FullPodToPod opens cache -> tool"
             assert not denied_passes(plan)
             assert metric(agent_http(plan, "/metrics")[1], "peerwall_side_file_failures_total") > 0
             assert echoes(flow, b"after")
+            time.sleep(0.6)  # a probe round after the change
+    watch.check(fault)
 
 
 def plan_text(plan: object, settings: LabSettings) -> str:
@@ -110,19 +115,20 @@ def test_a_full_disk_under_the_status_file_never_stops_enforcement(
             stderr=log,
         )
     try:
-        with echo_server(plan.pod_ns("tool")), echo_server(plan.pod_ns("web1")):
-            until(lambda: _ready(plan))
+        until(lambda: _ready(plan))
+        with Watch(plan, SEG) as watch:
             flow = allowed_flow(plan)
             with flow:
                 assert not denied_passes(plan)
                 text = plan_text(plan, settings)
                 for mode in (FULL, SEG):  # a widening, then a narrowing change
-                    agents.write_inputs(plan, settings, mode, text)
-                    # /status carries no digest (it tells a peer nothing): the change is seen
-                    # by packets, the cell that only FullPodToPod opens.
-                    fault.recovered(
-                        until(lambda m=mode: by_mode_passes(plan) is (m is FULL))  # type: ignore[misc]
-                    )
+                    with watch.changing(mode):
+                        agents.write_inputs(plan, settings, mode, text)
+                        # /status carries no digest (it tells a peer nothing): the change is
+                        # seen by packets, the cell that only FullPodToPod opens.
+                        fault.recovered(
+                            until(lambda m=mode: by_mode_passes(plan) is (m is FULL))  # type: ignore[misc]
+                        )
                     assert by_mode_passes(plan) is (mode is FULL)
                     assert not denied_passes(plan)
                     assert proc.poll() is None, "the agent died"
@@ -135,6 +141,7 @@ def test_a_full_disk_under_the_status_file_never_stops_enforcement(
             until(lambda: subprocess.run([*inside, "test", "-s", str(status)]).returncode == 0)
             assert "written again" in log_path.read_text()
             assert proc.poll() is None
+        watch.check(fault)
     finally:
         proc.kill()
         proc.wait()

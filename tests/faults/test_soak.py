@@ -1,6 +1,7 @@
 """The soak (issue 18.7): events and probes for ``PEERWALL_SOAK_SECONDS`` (1800 by default),
 in ``make faults`` only (marked ``heavy``). The lab's mode flips back and forth through its agents
-while a prober checks the denied cell after every switch and an allowed flow echoes throughout;
+under the background witness (``Watch``: every cross-cluster pair and peer gateway probed every
+0.25–0.5 s, allowed flows echoing), and the denied cell is checked after every switch;
 the agents' resident memory and open descriptors are sampled, and their slopes (per hour, least
 squares, after the first tenth of the run) reported in docs/RELIABILITY.md. Bounded: no descriptor
 leak (a handful at most over the run), and, for a run of 10 minutes or more, the memory slope
@@ -16,15 +17,16 @@ from pathlib import Path
 import pytest
 from faultkit import (
     FaultRecord,
+    Watch,
     agent_status,
     allowed_flow,
     by_mode_passes,
     denied_passes,
     echoes,
     three_clusters,
+    until,
 )
 
-from hostile import echo_server
 from labkit import LabUp
 from peerwall.lab import agents
 from peerwall.model import SecurityMode
@@ -59,24 +61,35 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
     pid = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
     rss: list[tuple[float, float]] = []
     fds: list[tuple[float, float]] = []
+    loads: list[float] = []
+    first_missed = 0
     started = time.monotonic()
-    with echo_server(plan.pod_ns("tool")), echo_server(plan.pod_ns("web1")):
+    with Watch(plan, FULL) as watch:
         flow = allowed_flow(plan)
         with flow:
             i = 0
             while time.monotonic() - started < seconds:
                 mode = SEG if i % 2 == 0 else FULL
                 switched = time.monotonic()
-                agents.wait(plan, settings, agents.write_inputs(plan, settings, mode, text))
+                with watch.changing(mode):  # the window: until the agents report the change
+                    agents.wait(plan, settings, agents.write_inputs(plan, settings, mode, text))
                 fault.recovered(time.monotonic() - switched)
-                assert by_mode_passes(plan) is (mode is FULL), f"switch {i}"
+                if mode is FULL:
+                    # Liveness, not safety (the witness checks what is denied): under load a
+                    # first SYN may miss its 0.3 s; counted, and retried for a while.
+                    first_missed += not by_mode_passes(plan)
+                    until(lambda: by_mode_passes(plan), timeout=30)
+                else:
+                    assert not by_mode_passes(plan), f"switch {i}"
                 assert not denied_passes(plan), f"switch {i}"
                 assert echoes(flow, b"%d" % (i % 100)), f"switch {i}: allowed flow cut"
                 now = time.monotonic() - started
                 r, n = sample(pid)
                 rss.append((now, r))
                 fds.append((now, n))
+                loads.append(os.getloadavg()[0])
                 i += 1
+    watch.check(fault)
     assert agent_status(plan)["pid"] == pid, "the agent restarted during the soak"
     fault.extra.update(
         {
@@ -85,6 +98,11 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
             f"slope {slope(settled(rss)) / 2**20:+.2f} MiB/h after the first tenth",
             "agent open descriptors": f"{fds[0][1]:.0f} → {fds[-1][1]:.0f}, "
             f"slope {slope(fds):+.2f}/h",
+            "load average (1 min) during the soak": f"min {min(loads):.2f}, "
+            f"median {sorted(loads)[len(loads) // 2]:.2f}, max {max(loads):.2f}",
+            "widenings whose first check SYN missed (then passed)": f"{first_missed} of {i // 2}",
+            "background prober": f"{watch.rounds} rounds of {len(watch.targets)} SYNs, "
+            f"{len(watch.flows)} allowed flows, 0 denied passed, 0 flows cut",
         }
     )
     assert fds[-1][1] <= fds[0][1] + 5, "descriptors leak"

@@ -21,6 +21,7 @@ import pytest
 from faultkit import (
     GATEWAY,
     FaultRecord,
+    Watch,
     agent_http,
     agent_status,
     allowed_flow,
@@ -31,7 +32,7 @@ from faultkit import (
     until,
 )
 
-from hostile import echo_server, nft
+from hostile import nft
 from labkit import LabUp, frozen_agent, repair
 from peerwall.dataplane.drift import GUARD_UP, TABLE_FLAGS
 from peerwall.lab import agents
@@ -78,21 +79,27 @@ def test_a_dormant_table_is_drift_and_is_repaired(lab_up: LabUp, fault: FaultRec
     # No periodic read-back: the repair is the one the test asks for.
     plan = three_clusters(lab_up, agent_resync_interval=3600)
     gw = plan.gateway_ns(GATEWAY)
-    with echo_server(plan.pod_ns("tool")), echo_server(plan.pod_ns("web1")):
+    with Watch(plan, SEG) as watch:
         flow = allowed_flow(plan)
         with flow:
             assert not denied_passes(plan)
-            nft(gw, "add", "table", "inet", "peerwall", "{ flags dormant; }")
-            assert denied_passes(plan), "control: a dormant table enforces nothing"
-            assert TABLE_FLAGS in kinds(plan), "lab status must not say 'in sync'"
-            started = time.monotonic()
-            repair(plan)
-            fault.recovered(time.monotonic() - started)
+            with watch.window():  # the intruder's edit opens the gateway until the repair
+                # Frozen, the agent cannot repair on nftables' notification before the control
+                # has seen the gateway open; it repairs when it runs again, or when asked.
+                with frozen_agent(plan, GATEWAY):
+                    nft(gw, "add", "table", "inet", "peerwall", "{ flags dormant; }")
+                    assert denied_passes(plan), "control: a dormant table enforces nothing"
+                    assert TABLE_FLAGS in kinds(plan), "lab status must not say 'in sync'"
+                    started = time.monotonic()
+                repair(plan)
+                fault.recovered(time.monotonic() - started)
             assert "flags" not in nft(gw, "list", "table", "inet", "peerwall").splitlines()[1]
             assert kinds(plan) == []
             assert not denied_passes(plan)
             assert echoes(flow, b"after"), "the allowed established flow was cut"
             assert agent_status(plan)["repairs"] == 1
+            time.sleep(0.6)  # a probe round after the repair
+    watch.check(fault)
 
 
 def test_a_table_held_by_another_process_fails_the_gateway_closed_then_is_taken_back(
@@ -102,17 +109,19 @@ def test_a_table_held_by_another_process_fails_the_gateway_closed_then_is_taken_
     plan = three_clusters(lab_up, agent_resync_interval=3600)
     gw = plan.gateway_ns(GATEWAY)
     settings = LabSettings(agent_resync_interval=3600)
-    with echo_server(plan.pod_ns("tool")), echo_server(plan.pod_ns("web1")):
+    with Watch(plan, SEG) as watch:
         flow = allowed_flow(plan)
         with flow, contextlib.ExitStack() as intruder:
-            # The agent repairs on nftables' notifications: frozen, it lets the intruder take
-            # the table (else it puts its own back between the intruder's delete and add).
-            with frozen_agent(plan, GATEWAY, settings):
-                intruder.enter_context(intruder_owns_the_table(gw))
-                assert denied_passes(plan), "control: the intruder's table enforces nothing"
-            started = time.monotonic()
-            repair(plan)  # the agent reads back what it cannot read, nor replace
-            fault.recovered(time.monotonic() - started)
+            with watch.window():  # open from the intruder's take-over until the guard is up
+                # The agent repairs on nftables' notifications: frozen, it lets the intruder
+                # take the table (else it puts its own back between the intruder's delete and
+                # add).
+                with frozen_agent(plan, GATEWAY, settings):
+                    intruder.enter_context(intruder_owns_the_table(gw))
+                    assert denied_passes(plan), "control: the intruder's table enforces nothing"
+                started = time.monotonic()
+                repair(plan)  # the agent reads back what it cannot read, nor replace
+                fault.recovered(time.monotonic() - started)
             pid = agent_status(plan)["pid"]
             assert agents.running(plan, settings, GATEWAY), "the agent died"
             assert not denied_passes(plan), "the guard must fail the gateway closed"
@@ -140,3 +149,5 @@ def test_a_table_held_by_another_process_fails_the_gateway_closed_then_is_taken_
         assert agent_status(plan)["guard"] is None
         assert metric(agent_http(plan, "/metrics")[1], "peerwall_fail_closed_guard") == 0
         assert not denied_passes(plan)
+        time.sleep(0.6)  # a probe round with the table back
+    watch.check(fault)

@@ -39,6 +39,8 @@ class FaultyApiServer(FakeApiServer):
         """False: a server that takes any version (as one whose history reuses versions)."""
         self.refuse: int | None = None
         """Answer every request with this HTTP status."""
+        self.unreachable = False
+        """Close every connection without an answer (an API server that is down)."""
         self.hung: list[Watcher] = []
 
     # --- faults ------------------------------------------------------------------------------
@@ -89,6 +91,11 @@ class FaultyApiServer(FakeApiServer):
         await super().stop()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.unreachable:
+            self.requests.append((request.path, dict(request.query)))
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("the API server is down (test)")
         if self.refuse is not None:
             self.requests.append((request.path, dict(request.query)))
             return web.json_response(
