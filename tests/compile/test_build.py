@@ -20,6 +20,7 @@ from peerwall.errors import TopologyInvalid
 from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.nft.objects import (
     TCP_FLAGS,
+    Action,
     Counter,
     CtMarkSet,
     Limit,
@@ -27,7 +28,6 @@ from peerwall.nft.objects import (
     Match,
     Rule,
     SetRef,
-    Verdict,
     VMap,
     masked,
     render_replace,
@@ -100,7 +100,7 @@ def test_api_clients_are_the_pods_whose_home_is_the_receiver() -> None:
             Match("ip daddr", t.addresses.api_ip("C1")),
             Match("tcp dport", 6443),
             Match("ip saddr", SetRef(names.peer_set("C2", SetKind.API_CLIENTS))),
-            Verdict("accept"),
+            Action("accept"),
         )
     )
 
@@ -133,10 +133,10 @@ def test_peer_chain_and_base_chains() -> None:
     # check; each drop rule is preceded by its report: the same matches, rate-limited, to NFLOG.
     assert chain.rules[:5] == (
         Rule((invalid, Limit(50, 100), Log("peerwall:dropped:forward:invalid:C2", 19))),
-        Rule((invalid, Counter(), Verdict("drop")), INVALID),
-        Rule((Match("ct state", frozenset({"established"})), marks, Verdict("accept"))),
+        Rule((invalid, Counter(), Action("drop")), INVALID),
+        Rule((Match("ct state", frozenset({"established"})), marks, Action("accept"))),
         Rule((spoofed, Limit(50, 100), Log("peerwall:dropped:forward:spoofed:C2", 19))),
-        Rule((spoofed, Counter(), Verdict("drop")), "spoofed source"),
+        Rule((spoofed, Counter(), Action("drop")), "spoofed source"),
     )
     # Liqo's NodePort connections (its mark in the low 16 bits, none of ours) pass on their
     # state only as replies, and only after the source check; a new connection is marked with
@@ -149,7 +149,7 @@ def test_peer_chain_and_base_chains() -> None:
                 Match("ct direction", "reply"),
                 Match(ours, 0),
                 Match("ct mark", 0, negate=True),
-                Verdict("accept"),
+                Action("accept"),
             ),
             LIQO_NODEPORT,
         )
@@ -165,7 +165,7 @@ def test_peer_chain_and_base_chains() -> None:
         in chain.rules
     )
     assert chain.rules[-2] == Rule((Limit(50, 100), Log("peerwall:dropped:forward:denied:C2", 19)))
-    assert chain.rules[-1] == Rule((Counter(), Verdict("drop")))
+    assert chain.rules[-1] == Rule((Counter(), Action("drop")))
     assert chain.comment and "C2" in chain.comment
     for base, dispatch in (
         (names.CHAIN_FORWARD, names.MAP_FORWARD),
@@ -174,14 +174,14 @@ def test_peer_chain_and_base_chains() -> None:
         rules = rs.chain(base).rules
         assert rules[0] == Rule((VMap("iifname", dispatch),))
         assert rules[1].exprs[0] == Match("iifname", "pwt-*")  # fail closed
-        assert rules[1].exprs[-1] == Verdict("drop")
+        assert rules[1].exprs[-1] == Action("drop")
     assert rs.chain(names.CHAIN_FORWARD).rules[2] == Rule((VMap("oifname", names.MAP_EGRESS),))
     assert rs.chain(names.CHAIN_OUTPUT).rules == (Rule((VMap("oifname", names.MAP_EGRESS),)),)
     assert rs.map(names.MAP_FORWARD).elements == {
-        names.tunnel_ifname("C2"): Verdict("jump", names.peer_chain("C2"))
+        names.tunnel_ifname("C2"): Action("jump", names.peer_chain("C2"))
     }
     assert rs.map(names.MAP_EGRESS).elements == {
-        names.tunnel_ifname("C2"): Verdict("jump", names.peer_egress_chain("C2"))
+        names.tunnel_ifname("C2"): Action("jump", names.peer_egress_chain("C2"))
     }
 
 
@@ -194,10 +194,10 @@ def test_the_gateway_itself_accepts_only_what_the_link_needs() -> None:
     state = [r for r in rules if r.exprs[0] in STATES or r.exprs[0] == NOT_SYN_MATCH]
     assert [r.exprs for r in rules[len(state) :]] == [
         (Match(masked("ct mark", 0xFFFF), 0), CtMarkSet(ctmark.from_peer("C2"), keep=0xFFFF)),
-        (src, Match("icmp type", "echo-request"), Verdict("accept")),
-        (src, Match("udp dport", 12345), Verdict("accept")),
+        (src, Match("icmp type", "echo-request"), Action("accept")),
+        (src, Match("udp dport", 12345), Action("accept")),
         (Limit(50, 100), Log("peerwall:dropped:input:gateway:C2", 19)),
-        (Counter(), Verdict("drop")),
+        (Counter(), Action("drop")),
     ]
 
 

@@ -12,6 +12,7 @@ from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.dataplane.readback import read_table
 from peerwall.nft.listing import parse_table
 from peerwall.nft.objects import (
+    Action,
     Chain,
     CtMarkSet,
     Hook,
@@ -21,7 +22,6 @@ from peerwall.nft.objects import (
     Rule,
     Ruleset,
     SetRef,
-    Verdict,
     element_from_json,
     expr_from_json,
     masked,
@@ -110,7 +110,7 @@ def test_json_shapes_of_other_nft_versions_read_the_same() -> None:
             "comment": "why",
         }
     )
-    assert rule.exprs == (Match("ip daddr", SetRef("s")), Verdict("jump", "c"))
+    assert rule.exprs == (Match("ip daddr", SetRef("s")), Action("jump", "c"))
     assert rule.comment == "why"
     assert isinstance(expr_from_json({"log": {"prefix": "x"}}), Opaque)
 
@@ -131,7 +131,7 @@ MASKED_RULES = (
     Rule(
         (
             Match(masked("ct mark", 0xFFFF0000), frozenset({0x8001_0000, 0x0001_0000})),
-            Verdict("accept"),
+            Action("accept"),
         )
     ),
     Rule(
@@ -139,7 +139,7 @@ MASKED_RULES = (
             Match(masked("ct mark", 0xFFFF0000), 0),
             Match("ct mark", 0, negate=True),
             Match("ct direction", "reply"),
-            Verdict("accept"),
+            Action("accept"),
         )
     ),
     Rule((Match(masked("ct mark", 0x0000FFFF), 0), CtMarkSet(0x8001_0000, keep=0xFFFF))),

@@ -14,7 +14,7 @@ from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import NftError
 from peerwall.nft.fake import FakeNft
-from peerwall.nft.objects import Match, Rule, SetRef, Verdict
+from peerwall.nft.objects import Action, Match, Rule, SetRef
 
 
 def live(nft: Nft):  # type: ignore[no-untyped-def]
@@ -69,7 +69,7 @@ def test_refused_partial_update_falls_back_to_a_full_replace() -> None:
 def test_refused_full_replace_raises_and_keeps_the_old_table(any_nft: Nft) -> None:
     sync(any_nft, seed_table())
     table = seed_table()
-    bad = Rule((Match("ip daddr", SetRef("no-such-set")), Verdict("accept")))
+    bad = Rule((Match("ip daddr", SetRef("no-such-set")), Action("accept")))
     broken = replace(table, chains=tuple(replace(c, rules=(*c.rules, bad)) for c in table.chains))
     with pytest.raises(NftError):
         sync(any_nft, broken, force_full=True)

@@ -41,6 +41,7 @@ from peerwall.compile.state import FlowLog, GatewayState, PeerState, SetKind
 from peerwall.model.spec import SecurityMode
 from peerwall.nft.objects import (
     TCP_FLAGS,
+    Action,
     Chain,
     Counter,
     CtMarkSet,
@@ -56,7 +57,6 @@ from peerwall.nft.objects import (
     Ruleset,
     SetRef,
     Value,
-    Verdict,
     VMap,
     masked,
 )
@@ -81,7 +81,7 @@ SET_COMMENTS = {
     SetKind.API_CLIENTS: "{peer}'s pods whose home is here: they may reach the API server",
 }
 
-ACCEPT, DROP = Verdict("accept"), Verdict("drop")
+ACCEPT, DROP = Action("accept"), Action("drop")
 ESTABLISHED = Match("ct state", frozenset({"established", "related"}))
 RELATED = Match("ct state", frozenset({"related"}))
 
@@ -96,7 +96,7 @@ admitted, uncommented)."""
 
 
 def _rule(
-    *exprs: Match | Counter | Verdict | VMap | Nat | CtMarkSet | Limit | Log,
+    *exprs: Match | Counter | Action | VMap | Nat | CtMarkSet | Limit | Log,
     comment: str | None = None,
 ) -> Rule:
     return Rule(tuple(exprs), comment)
@@ -340,9 +340,9 @@ def build(state: GatewayState) -> Ruleset:
             Hook("filter", "output", 0),
         ),
     ]
-    forward: dict[str, Verdict] = {}
-    inbound: dict[str, Verdict] = {}
-    egress: dict[str, Verdict] = {}
+    forward: dict[str, Action] = {}
+    inbound: dict[str, Action] = {}
+    egress: dict[str, Action] = {}
     dnat: list[Rule] = []
     snat: list[Rule] = []
     for peer in peers:
@@ -352,9 +352,9 @@ def build(state: GatewayState) -> Ruleset:
         egress_chain = peer_egress_chain(peer, state.flow_log)
         chains += [chain, input_chain, egress_chain]
         for ifname in peer.tunnels:
-            forward[ifname] = Verdict("jump", chain.name)
-            inbound[ifname] = Verdict("jump", input_chain.name)
-            egress[ifname] = Verdict("jump", egress_chain.name)
+            forward[ifname] = Action("jump", chain.name)
+            inbound[ifname] = Action("jump", input_chain.name)
+            egress[ifname] = Action("jump", egress_chain.name)
         if peer.nat is not None:
             tunnel = peer.nat
             dnat.append(

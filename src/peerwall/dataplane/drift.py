@@ -13,6 +13,7 @@ from peerwall.dataplane.nft import Nft
 from peerwall.dataplane.readback import read_table
 from peerwall.errors import NftError
 from peerwall.nft.objects import (
+    Action,
     Chain,
     Hook,
     NftMap,
@@ -20,7 +21,6 @@ from peerwall.nft.objects import (
     Opaque,
     Rule,
     Ruleset,
-    Verdict,
     render_elements,
     render_expr,
     render_rule,
@@ -138,7 +138,7 @@ def _element_delta(have: NftSet | NftMap, want: NftSet | NftMap) -> tuple[str, s
     assert isinstance(have, NftMap) and isinstance(want, NftMap)
     h, w = set(have.elements.items()), set(want.elements.items())
 
-    def text(items: set[tuple[str, Verdict]]) -> str:
+    def text(items: set[tuple[str, Action]]) -> str:
         return ", ".join(
             f'"{k}" : {render_expr(v)}' for k, v in sorted(items, key=lambda kv: kv[0])
         )

@@ -20,6 +20,7 @@ from typing import Any
 from peerwall.errors import NftError
 from peerwall.nft.netlink import Address, SetEdit
 from peerwall.nft.objects import (
+    Action,
     Chain,
     Element,
     Match,
@@ -28,7 +29,6 @@ from peerwall.nft.objects import (
     Range,
     Ruleset,
     SetRef,
-    Verdict,
     VMap,
     expr_to_json,
     rule_to_json,
@@ -258,7 +258,7 @@ class FakeNft:
                 raise NftError(
                     f"Error: Could not process rule: No such file or directory: @{e.map}"
                 )
-            if isinstance(e, Verdict) and e.target is not None:
+            if isinstance(e, Action) and e.target is not None:
                 self._need_chain(t, e.target)
 
     def _set_or_map(self, t: _Table, c: Command) -> None:
@@ -324,7 +324,7 @@ class FakeNft:
             for ch in t.chains.values():
                 for r in ch.rules:
                     for e in r.exprs:
-                        targets = [e] if isinstance(e, Verdict) else []
+                        targets = [e] if isinstance(e, Action) else []
                         if isinstance(e, VMap) and not isinstance(e.map, str):
                             targets = [v for _, v in e.map]
                         if any(v.target == c.name for v in targets):

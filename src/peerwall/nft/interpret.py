@@ -19,6 +19,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from peerwall.nft.objects import (
     TCP_FLAGS,
+    Action,
     Chain,
     Counter,
     CtMarkSet,
@@ -36,7 +37,6 @@ from peerwall.nft.objects import (
     Ruleset,
     SetRef,
     Value,
-    Verdict,
     VMap,
     render_rule,
     unmasked,
@@ -181,7 +181,7 @@ class _Run:
             )
         return replace(p, saddr=IPv4Address(int(n.prefix.network_address) | (int(p.saddr) & mask)))
 
-    def follow(self, j: Verdict, p: Packet, depth: int) -> tuple[str | None, Packet, bool]:
+    def follow(self, j: Action, p: Packet, depth: int) -> tuple[str | None, Packet, bool]:
         """(final verdict or None, packet, stop this chain?)."""
         if j.kind in ("accept", "drop"):
             return j.kind, p, True
@@ -258,7 +258,7 @@ def check_ruleset(ruleset: Ruleset) -> None:
     sets = {s.name for s in ruleset.sets}
     maps = {m.name: m for m in ruleset.maps}
 
-    def jump_ok(where: str, v: Verdict) -> None:
+    def jump_ok(where: str, v: Action) -> None:
         if v.target is None:
             return
         target = chains.get(v.target)
@@ -287,7 +287,7 @@ def check_ruleset(ruleset: Ruleset) -> None:
                     if not isinstance(e.map, str):
                         for _, v in e.map:
                             jump_ok(c.name, v)
-                if isinstance(e, Verdict):
+                if isinstance(e, Action):
                     jump_ok(c.name, e)
 
 

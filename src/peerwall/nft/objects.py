@@ -22,6 +22,7 @@ from typing import Any, Literal
 __all__ = [
     "FIELDS",
     "TCP_FLAGS",
+    "Action",
     "Chain",
     "Counter",
     "CtMarkSet",
@@ -41,7 +42,6 @@ __all__ = [
     "SetRef",
     "VMap",
     "Value",
-    "Verdict",
     "element_from_json",
     "element_text",
     "elements_from_json",
@@ -169,7 +169,10 @@ class Counter:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Action:
+    """An nftables verdict statement (``accept``, ``drop``, ``jump <chain>``, ...). Not called a
+    verdict: in peerwall that word is a truth-table cell's (``policy.Verdict``)."""
+
     kind: Literal["accept", "drop", "return", "continue", "jump", "goto"]
     target: str | None = None
 
@@ -179,7 +182,7 @@ class VMap:
     """``<field> vmap @map`` (a named verdict map) or an inline ``{ key : verdict, ... }``."""
 
     field: str
-    map: str | tuple[tuple[str, Verdict], ...]
+    map: str | tuple[tuple[str, Action], ...]
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,7 @@ class Opaque:
     json: str
 
 
-Expr = Match | Counter | Verdict | VMap | Nat | CtMarkSet | Limit | Log | Opaque
+Expr = Match | Counter | Action | VMap | Nat | CtMarkSet | Limit | Log | Opaque
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,7 @@ class NftMap:
     name: str
     key_type: str = "ifname"
     comment: str | None = None
-    elements: Mapping[str, Verdict] = field(default_factory=dict)
+    elements: Mapping[str, Action] = field(default_factory=dict)
 
     def declaration(self) -> NftMap:
         return NftMap(self.name, self.key_type, self.comment)
@@ -402,7 +405,7 @@ def _value(field: str, v: Value) -> str:
     return element_text(v)
 
 
-def _verdict(v: Verdict) -> str:
+def _verdict(v: Action) -> str:
     return f"{v.kind} {v.target}" if v.target else v.kind
 
 
@@ -412,7 +415,7 @@ def render_expr(e: Expr) -> str:
         return f"{e.field} {op}{_value(e.field, e.value)}"
     if isinstance(e, Counter):
         return "counter"
-    if isinstance(e, Verdict):
+    if isinstance(e, Action):
         return _verdict(e)
     if isinstance(e, VMap):
         if isinstance(e.map, str):
@@ -474,7 +477,7 @@ def render_table(rs: Ruleset) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_map_elements(elements: Mapping[str, Verdict]) -> str:
+def render_map_elements(elements: Mapping[str, Action]) -> str:
     return (
         "{ " + ", ".join(f"{_quote(k)} : {_verdict(v)}" for k, v in sorted(elements.items())) + " }"
     )
@@ -512,7 +515,7 @@ def _value_json(v: Value) -> Any:
     return v
 
 
-def _verdict_json(v: Verdict) -> dict[str, Any]:
+def _verdict_json(v: Action) -> dict[str, Any]:
     return {v.kind: {"target": v.target} if v.target else None}
 
 
@@ -528,7 +531,7 @@ def expr_to_json(e: Expr) -> Any:
         return {"match": {"op": op, "left": field_json(e.field), "right": _value_json(e.value)}}
     if isinstance(e, Counter):
         return {"counter": None}
-    if isinstance(e, Verdict):
+    if isinstance(e, Action):
         return _verdict_json(e)
     if isinstance(e, VMap):
         data: Any = (
@@ -610,13 +613,13 @@ def element_from_json(e: Any) -> Element:
     raise _Unknown
 
 
-def map_verdict_from_json(d: Any) -> Verdict:
+def map_verdict_from_json(d: Any) -> Action:
     """A verdict map's value; one this model does not know reads as a jump to a chain that
     cannot exist (``?<json>``), so it never equals a desired element."""
     try:
         return verdict_from_json(d)
     except _Unknown:
-        return Verdict("goto", "?" + json.dumps(d, sort_keys=True))
+        return Action("goto", "?" + json.dumps(d, sort_keys=True))
 
 
 def elements_from_json(elements: Iterable[Any]) -> frozenset[Element] | None:
@@ -627,13 +630,13 @@ def elements_from_json(elements: Iterable[Any]) -> frozenset[Element] | None:
         return None
 
 
-def verdict_from_json(d: Any) -> Verdict:
+def verdict_from_json(d: Any) -> Action:
     if isinstance(d, dict) and len(d) == 1:
         ((kind, arg),) = d.items()
         if kind in ("accept", "drop", "return", "continue") and arg is None:
-            return Verdict(kind)
+            return Action(kind)
         if kind in ("jump", "goto") and isinstance(arg, dict) and "target" in arg:
-            return Verdict(kind, str(arg["target"]))
+            return Action(kind, str(arg["target"]))
     raise _Unknown
 
 

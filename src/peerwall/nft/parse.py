@@ -31,6 +31,7 @@ from peerwall.nft.objects import (
     FIELDS,
     PRIORITIES,
     TCP_FLAGS,
+    Action,
     Chain,
     Counter,
     CtMarkSet,
@@ -47,7 +48,6 @@ from peerwall.nft.objects import (
     Rule,
     SetRef,
     Value,
-    Verdict,
     VMap,
     masked,
     unmasked,
@@ -144,11 +144,11 @@ class _RuleParser:
     def __init__(self, tokens: _Tokens) -> None:
         self.t = tokens
 
-    def verdict(self, tok: str) -> Verdict:
+    def verdict(self, tok: str) -> Action:
         if tok in ("accept", "drop", "return", "continue"):
-            return Verdict(tok)  # type: ignore[arg-type]
+            return Action(tok)  # type: ignore[arg-type]
         if tok in ("jump", "goto"):
-            return Verdict(tok, self.t.take("a chain name"))  # type: ignore[arg-type]
+            return Action(tok, self.t.take("a chain name"))  # type: ignore[arg-type]
         raise self.t.fail(f"unknown verdict {tok!r}")
 
     def braced(self, item: Any) -> list[Any]:
@@ -333,7 +333,7 @@ class _RuleParser:
         if tok != "{":
             raise self.t.fail(f"expected a verdict map, got {tok!r}")
 
-        def entry() -> tuple[str, Verdict]:
+        def entry() -> tuple[str, Action]:
             key = _unquote(self.t.take("an interface name"))
             self.t.expect(":")
             return key, self.verdict(self.t.take("a verdict"))
@@ -460,7 +460,7 @@ def _elements(toks: list[str], key_type: str) -> tuple[Any, ...]:
             if len(item) >= 3 and item[1] == ":":
                 kind = item[2]
                 target = item[3] if len(item) > 3 else None
-                out.append((_unquote(item[0]), Verdict(kind, target)))  # type: ignore[arg-type]
+                out.append((_unquote(item[0]), Action(kind, target)))  # type: ignore[arg-type]
                 continue
             raise _fail(f"bad map element {' '.join(item)!r}")
         if len(item) != 1 or (e := parse_address(item[0])) is None:

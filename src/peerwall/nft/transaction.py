@@ -21,13 +21,13 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from peerwall.nft.objects import (
+    Action,
     Chain,
     Element,
     NftMap,
     NftSet,
     Rule,
     Ruleset,
-    Verdict,
     render_elements,
     render_map_elements,
     render_replace,
@@ -111,7 +111,7 @@ class DeleteElements:
 @dataclass(frozen=True)
 class AddMapElements:
     map: str
-    elements: tuple[tuple[str, Verdict], ...]
+    elements: tuple[tuple[str, Action], ...]
 
 
 @dataclass(frozen=True)
