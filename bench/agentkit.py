@@ -61,11 +61,11 @@ class HandSource:
     """A source with nothing behind it: synced at once; events are applied by the caller."""
 
     def __init__(self) -> None:
-        self.synced = asyncio.Event()
+        self.listed = asyncio.Event()
         self.changed = asyncio.Event()
 
     async def run(self) -> None:
-        self.synced.set()
+        self.listed.set()
         self.changed.set()
         await asyncio.Event().wait()
 

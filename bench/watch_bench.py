@@ -111,7 +111,7 @@ async def main(kubeconfig, peers):
         d = DesiredState("unknown", liqo.TUNNEL_PATTERN, CONNCHECK_PORT)
         sources.append(KubeSource(apis[-1], d, KubeSettings(peer=p)))
     tasks = [asyncio.create_task(s.run()) for s in sources]
-    await asyncio.wait_for(asyncio.gather(*(s.synced.wait() for s in sources)), 300)
+    await asyncio.wait_for(asyncio.gather(*(s.listed.wait() for s in sources)), 300)
     out = {"after_imports": base, "synced": rss(),
            "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
            "reflectors": sum(len(s.reflectors) for s in sources),

@@ -21,7 +21,7 @@ from peerwall.settings import AgentSettings
 
 class HandSource:
     def __init__(self) -> None:
-        self.synced = asyncio.Event()
+        self.listed = asyncio.Event()
         self.changed = asyncio.Event()
         self.loaded_digest: str | None = None
 
@@ -67,7 +67,7 @@ def test_the_loop_end_to_end() -> None:
         assert get(agent, "/readyz")[0] == 503
         assert get(agent, "/healthz")[0] == 200
         desired.load(state)
-        source.synced.set()
+        source.listed.set()
         source.changed.set()
         await until(lambda: agent.ready)
         assert get(agent, "/readyz")[0] == 200

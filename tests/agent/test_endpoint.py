@@ -47,7 +47,7 @@ def get(address: tuple[str, int], path: str, timeout: float = 30.0) -> tuple[int
 
 class HandSource:
     def __init__(self) -> None:
-        self.synced = asyncio.Event()
+        self.listed = asyncio.Event()
         self.changed = asyncio.Event()
         self.loaded_digest: str | None = None
 
@@ -74,7 +74,7 @@ async def running(
     settings = AgentSettings(metrics_address="127.0.0.1:0", endpoint=endpoint)
     agent = Agent(source, desired, nft, None, settings)
     task = asyncio.create_task(agent.run())
-    source.synced.set()
+    source.listed.set()
     source.changed.set()
     try:
         async with asyncio.timeout(60):

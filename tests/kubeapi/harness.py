@@ -268,7 +268,7 @@ async def running(
         h.tasks.append(task)
         try:
             if synced:
-                await asyncio.wait_for(source.synced.wait(), TIMEOUT)
+                await asyncio.wait_for(source.listed.wait(), TIMEOUT)
             yield h
         finally:
             task.cancel()

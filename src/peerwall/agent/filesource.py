@@ -66,7 +66,7 @@ class FileSource:
         self.inputs = inputs
         self.desired = desired
         self.poll = poll
-        self.synced = asyncio.Event()
+        self.listed = asyncio.Event()
         self.changed = asyncio.Event()
         self.loaded_digest: str | None = None
         """Digest of the inputs the desired state now reflects."""
@@ -143,7 +143,7 @@ class FileSource:
                 else:
                     self._read_error = None
                 if ok:
-                    self.synced.set()
+                    self.listed.set()
                     self.changed.set()
             await asyncio.sleep(self.poll)
 

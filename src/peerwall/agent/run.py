@@ -60,7 +60,9 @@ INLINE_ELEMENTS = 512
 
 
 class Source(Protocol):
-    synced: asyncio.Event
+    listed: asyncio.Event
+    """Set once the source has read everything there is (a file, every list of the API: client-go's
+    "has synced"); "sync" in peerwall means making the kernel's table equal the desired one."""
     changed: asyncio.Event
     loaded_digest: str | None
     """A digest of the state last loaded (a topology file's), shown in the status; None if the
@@ -185,7 +187,7 @@ class Agent:
         self.metrics.flow_events.labels(event.peer, event.verdict, event.reason).inc()
 
     async def _enforce(self) -> None:
-        await self.source.synced.wait()
+        await self.source.listed.wait()
         log.info("state synced: enforcing")
         refused = 0
         while True:
@@ -247,7 +249,7 @@ class Agent:
         return step
 
     async def _resync(self) -> None:
-        await self.source.synced.wait()
+        await self.source.listed.wait()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._check_now.wait(), self.settings.resync_interval)

@@ -145,11 +145,11 @@ def test_not_synced_until_every_list_is_done(tmp_path: Path) -> None:
             saved = fake.resources.pop(key)
             tries = lambda: sum(1 for p, _ in fake.requests if p.endswith("/endpointslices"))  # noqa: E731
             await h.until(
-                lambda: all(r.synced.is_set() for r in others) and tries() >= 3, "retries"
+                lambda: all(r.listed.is_set() for r in others) and tries() >= 3, "retries"
             )
-            assert not h.source.synced.is_set()
+            assert not h.source.listed.is_set()
             fake.resources[key] = saved
-            await h.until(h.source.synced.is_set, "synced once it answers")
+            await h.until(h.source.listed.is_set, "synced once it answers")
             assert h.state().peers["c1"].addresses(SetKind.OFFLOADED) == {ip("10.244.0.1")}
 
     run(main())

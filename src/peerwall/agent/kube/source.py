@@ -118,7 +118,7 @@ class KubeSource:
         self.join = LiqoJoin(desired, settings)
         self.collectors: tuple[Collector, ...] = (IgnoredEndpoints(self.join),)
         """Metrics of the source, registered by the agent."""
-        self.synced = asyncio.Event()
+        self.listed = asyncio.Event()
         self.changed = asyncio.Event()
         self.loaded_digest: str | None = None
         """No file, no digest (``run.Source``)."""
@@ -162,10 +162,10 @@ class KubeSource:
         async with asyncio.TaskGroup() as group:
             for r in self.reflectors:
                 group.create_task(r.run(), name=f"watch {r.spec}")
-            group.create_task(self._wait_synced(), name="synced")
+            group.create_task(self._wait_listed(), name="listed")
 
-    async def _wait_synced(self) -> None:
-        await asyncio.gather(*(r.synced.wait() for r in self.reflectors))
+    async def _wait_listed(self) -> None:
+        await asyncio.gather(*(r.listed.wait() for r in self.reflectors))
         m = self.join
         log.info(
             "synced: cluster %s, %d peer(s) %s",
@@ -175,5 +175,5 @@ class KubeSource:
         )
         if not m.local_pod_cidrs():
             log.warning("no local pod CIDR known (no pod-cidr Network): peers reach nothing")
-        self.synced.set()
+        self.listed.set()
         self.changed.set()

@@ -135,7 +135,7 @@ class Reflector:
         self.rng = rng or random.Random()
         self.store: dict[str, dict[str, Any]] = {}
         self.resource_version: str | None = None
-        self.synced = asyncio.Event()
+        self.listed = asyncio.Event()
         """Set once the first list has been handed over."""
         self.lists = 0
         self.watches = 0
@@ -279,7 +279,7 @@ class Reflector:
                 "%s: relisted %d at resourceVersion %s: %d changed, %d deleted while not watching",
                 s, len(items), rv, len(changed), len(gone),
             )  # fmt: skip
-        self.synced.set()
+        self.listed.set()
 
     async def _watch(self) -> None:
         """Follow one watch stream to its end."""
