@@ -41,6 +41,7 @@ from typing import Any
 
 import adversarial
 from common import emit, machine, maxrss_bytes, result_path, summary
+from peerwall.policy.tablejson import json_chunks, write_json, write_json_classes
 from policy_bench import generate
 
 TARGET_COMPACT_S = 10.0
@@ -97,7 +98,7 @@ def child(
 
     def write_compact() -> None:
         with open(compact, "w") as f:
-            table.write_json_classes(f)
+            write_json_classes(table, f)
 
     phase("compact", write_compact)
     r["compact_bytes"] = os.path.getsize(compact)
@@ -105,12 +106,12 @@ def child(
 
     def write_dense(where: str) -> None:
         with open(where, "w") as f:
-            table.write_json(f)
+            write_json(table, f)
 
     if no_dense:  # a million pods: a trillion cells
         r["rss_peak"] = maxrss_bytes()
         return r
-    r["dense_bytes"] = sum(len(c) for c in table.json_chunks())  # not timed
+    r["dense_bytes"] = sum(len(c) for c in json_chunks(table))  # not timed
     phase("dense_null", lambda: write_dense(os.devnull))
     if dense_file:
         dense = os.path.join("/dev/shm", f"pw-bench-{os.getpid()}.json")

@@ -10,6 +10,7 @@ import pytest
 
 from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.policy import Verdict, expect
+from peerwall.policy.tablejson import write_json
 from support import REFERENCE, REFERENCE_COPY, SHARED_REFERENCE
 
 MODES = [SecurityMode.FULL_POD_TO_POD, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION]
@@ -79,7 +80,7 @@ def test_seed_json_output_is_the_reference_shape(seed, matrices, tmp_path):
     out = tmp_path / "seg.json"
     table = expect(seed, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION).table
     with out.open("w") as f:
-        table.write_json(f)
+        write_json(table, f)
     data = json.loads(out.read_text())
     assert list(data) == ["securityMode", "sources", "destinations", "matrix"]
     assert data["securityMode"] == "IntraClusterTrafficSegregation"

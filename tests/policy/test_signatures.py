@@ -14,6 +14,7 @@ from hypothesis_profiles import budget
 from peerwall.model import SecurityMode, Topology, topology_from_data
 from peerwall.policy import Verdict, expect
 from peerwall.policy.decide import Decider, DestinationClass, SourceClass
+from peerwall.policy.tablejson import write_json_classes
 from strategies import topologies
 
 FULL = SecurityMode.FULL_POD_TO_POD
@@ -86,10 +87,10 @@ def test_destinations_decided_alike_share_a_column_and_kinds_stay_apart():
 def test_the_streamed_compact_form_is_json_dumps_of_classes_dict(data: dict[str, Any]):
     table = expect(topology_from_data(data, "generated"), SEG).table
     text = io.StringIO()  # a text stream without a binary buffer: the decoding path
-    table.write_json_classes(text)
+    write_json_classes(table, text)
     assert text.getvalue() == json.dumps(table.classes_dict()) + "\n"
     raw = io.BytesIO()  # a file: the bytes go through its buffer
     wrapper = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
-    table.write_json_classes(wrapper)
+    write_json_classes(table, wrapper)
     assert raw.getvalue() == text.getvalue().encode()
     wrapper.detach()

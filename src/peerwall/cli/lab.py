@@ -41,6 +41,7 @@ from peerwall.cli.selection import (
 from peerwall.errors import LabError, ModeInvalid
 from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.policy import Comparison, Decider, expect
+from peerwall.policy.tablejson import write_json
 from peerwall.settings import MAX_PROBE_TIMEOUT, LabSettings, ProbeSettings
 
 if TYPE_CHECKING:
@@ -621,7 +622,7 @@ def probe(
         write_junit(junit, [Suite(f"lab probe {name} ({state.mode})", expected, observed)])
     json_out = output is not ProbeOutput.table  # stdout carries the document and nothing else
     if output is ProbeOutput.json:
-        observed.table.write_json(sys.stdout)
+        write_json(observed.table, sys.stdout)
     elif output is ProbeOutput.yaml:
         render.write_yaml(observed.table.to_dict(), sys.stdout)
     elif output is ProbeOutput.html:

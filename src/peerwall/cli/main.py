@@ -52,6 +52,7 @@ from peerwall.policy import (
     expect,
     explain_cell,
 )
+from peerwall.policy.tablejson import write_json, write_json_classes
 from peerwall.values import MODE_KEY
 
 # The compiler, the figures and the packet tracer are imported by the commands that use them, so
@@ -320,14 +321,14 @@ def matrix(
     selection = Selection.of(sources, destinations, clusters, namespaces)
     table = selection.apply(topology, expect(topology, choice.mode).table)
     if output is Output.json:
-        table.write_json(sys.stdout)
+        write_json(table, sys.stdout)
         return
     if output is Output.yaml:
         render.write_yaml(table.to_dict(), sys.stdout)
         return
     if output is Output.json_classes:
         # The compact contract (docs/json-classes.md): classes and one verdict per class pair.
-        table.write_json_classes(sys.stdout)
+        write_json_classes(table, sys.stdout)
         return
     if output is Output.csv:
         render.write_csv(table, sys.stdout)

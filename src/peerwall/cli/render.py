@@ -5,7 +5,7 @@ the FullPodToPod baseline. Without colours (``NO_COLOR``, output not a terminal)
 ``*`` instead, so the table stays readable in a log or a pipe. ``highlight`` is any set of cells, so
 the same renderer can show, say, the cells where an observed table differs from the expected one.
 
-JSON is not here: ``TruthTable.write_json`` is the contract.
+JSON is not here: ``policy.tablejson`` writes the contract.
 """
 
 from __future__ import annotations

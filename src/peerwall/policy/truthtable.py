@@ -8,33 +8,16 @@ observed table simply gives each source and destination a class of its own.
 
 from __future__ import annotations
 
-import codecs
-import io
-import itertools
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import IO, Any
+from typing import Any
 
 from peerwall.errors import TableIncomplete
 from peerwall.policy.verdict import Verdict
 
 JSON_CLASSES_FORMAT = "peerwall/json-classes/v1"
 """The ``format`` of the compact table (``--output json-classes``, docs/json-classes.md)."""
-
-_ASCII_COMPATIBLE = frozenset({"utf-8", "ascii", "latin-1", "iso8859-15", "cp1252"})
-
-
-def _binary_sink(out: IO[str]) -> IO[bytes] | None:
-    """The binary buffer under a text stream, if ASCII bytes can be written to it directly."""
-    if not isinstance(out, io.TextIOWrapper):
-        return None
-    try:
-        name = codecs.lookup(out.encoding).name
-    except LookupError:
-        return None
-    return out.buffer if name in _ASCII_COMPATIBLE else None
 
 
 @dataclass(frozen=True)
@@ -57,11 +40,11 @@ class TruthTable:
 
     # Built when first needed (a million pods: 3 s that writing the compact form never needs).
     @cached_property
-    def _src_index(self) -> dict[str, int]:
+    def source_index(self) -> dict[str, int]:
         return {s: i for i, s in enumerate(self.sources)}
 
     @cached_property
-    def _dst_index(self) -> dict[str, int]:
+    def destination_index(self) -> dict[str, int]:
         return {d: j for j, d in enumerate(self.destinations)}
 
     @classmethod
@@ -97,8 +80,8 @@ class TruthTable:
         """The verdict of one cell; None on the diagonal or for unknown names."""
         if source == destination:
             return None
-        i = self._src_index.get(source)
-        j = self._dst_index.get(destination)
+        i = self.source_index.get(source)
+        j = self.destination_index.get(destination)
         if i is None or j is None:
             return None
         return self.blocks[self.row_class[i]][self.col_class[j]]
@@ -110,7 +93,7 @@ class TruthTable:
         return v
 
     def row(self, source: str) -> dict[str, Verdict]:
-        block = self.blocks[self.row_class[self._src_index[source]]]
+        block = self.blocks[self.row_class[self.source_index[source]]]
         return {
             d: block[c]
             for d, c in zip(self.destinations, self.col_class, strict=True)
@@ -151,63 +134,6 @@ class TruthTable:
             "matrix": {s: {d: v.value for d, v in self.row(s).items()} for s in self.sources},
         }
 
-    def write_json(self, out: IO[str]) -> None:
-        """Stream the contract JSON (the dense table), byte for byte what ``json.dumps`` of
-        ``to_dict()`` gives, plus a newline.
-
-        Each row class's text is built once; a row is its class's text with the source's own
-        column cut out, written as slices of it (no copy). A text stream over a binary buffer
-        (a file, standard output) gets the bytes through its buffer: the output is ASCII, as
-        ``json.dumps`` escapes everything else.
-        """
-        raw = _binary_sink(out)
-        if raw is None:
-            for chunk in self.json_chunks():
-                out.write(bytes(chunk).decode("ascii"))
-            return
-        out.flush()
-        write = raw.write
-        for chunk in self.json_chunks():
-            write(chunk)
-
-    def json_chunks(self) -> Iterator[bytes | memoryview]:
-        """The dense contract JSON as a sequence of byte strings (see ``write_json``)."""
-
-        def enc(value: object) -> bytes:
-            return json.dumps(value).encode("ascii")
-
-        yield b'{"securityMode": ' + enc(self.security_mode)
-        yield b', "sources": ' + enc(list(self.sources))
-        yield b', "destinations": ' + enc(list(self.destinations))
-        yield b', "matrix": {'
-        keys = [enc(d) + b": " for d in self.destinations]
-        values = {v: enc(v.value) for v in Verdict}
-        # For each verdict, every destination's cell text: a row is a choice among them.
-        cells = {v: [k + text for k in keys] for v, text in values.items()}
-        last = len(keys) - 1
-        rows: dict[int, tuple[memoryview, list[int]]] = {}
-        for i, s in enumerate(self.sources):
-            rc = self.row_class[i]
-            row = rows.get(rc)
-            if row is None:
-                block = self.blocks[rc]
-                picked = [cells[block[c]][j] for j, c in enumerate(self.col_class)]
-                # starts[j]: where cell j begins; starts[j + 1] - 2: where it ends.
-                starts = [0, *itertools.accumulate(len(c) + 2 for c in picked)]
-                row = rows[rc] = (memoryview(b", ".join(picked)), starts)
-            text, starts = row
-            yield (b"" if i == 0 else b", ") + enc(s) + b": {"
-            j = self._dst_index.get(s)
-            if j is None:
-                yield text
-            elif j == last:
-                yield text[: max(0, starts[j] - 2)]
-            else:
-                yield text[: starts[j]]
-                yield text[starts[j + 1] :]
-            yield b"}"
-        yield b"}}\n"
-
     # --- the compact form (``--output json-classes``, docs/json-classes.md) ------------------
 
     def classes_dict(self) -> dict[str, Any]:
@@ -221,38 +147,6 @@ class TruthTable:
             "destinationClass": list(self.col_class),
             "verdicts": [[v.value for v in row] for row in self.blocks],
         }
-
-    def write_json_classes(self, out: IO[str]) -> None:
-        """Write the compact form: one JSON object, then a newline; byte for byte
-        ``json.dumps(classes_dict())``. Streamed: the verdicts (row classes x column classes,
-        94 million at a million pods in 1,000 clusters) are written row by row, each a join of
-        the verdicts' ready texts, never as one list of strings."""
-        raw = _binary_sink(out)
-        if raw is None:
-            for chunk in self.classes_chunks():
-                out.write(chunk.decode("ascii"))
-            return
-        out.flush()
-        for chunk in self.classes_chunks():
-            raw.write(chunk)
-
-    def classes_chunks(self) -> Iterator[bytes]:
-        """The compact form as byte strings (see ``write_json_classes``)."""
-
-        def enc(value: object) -> bytes:
-            return json.dumps(value).encode("ascii")
-
-        yield b'{"format": ' + enc(JSON_CLASSES_FORMAT)
-        yield b', "securityMode": ' + enc(self.security_mode)
-        yield b', "sources": ' + enc(list(self.sources))
-        yield b', "destinations": ' + enc(list(self.destinations))
-        yield b', "sourceClass": ' + enc(list(self.row_class))
-        yield b', "destinationClass": ' + enc(list(self.col_class))
-        yield b', "verdicts": ['
-        text = {v: enc(v.value) for v in Verdict}.__getitem__
-        for i, row in enumerate(self.blocks):
-            yield (b"[" if i == 0 else b", [") + b", ".join(map(text, row)) + b"]"
-        yield b"]}\n"
 
     @classmethod
     def from_classes(cls, doc: Mapping[str, Any]) -> TruthTable:
@@ -288,7 +182,7 @@ class TruthTable:
                     cell(d, block[c])
                     for d, c in zip(self.destinations, self.col_class, strict=True)
                 ]
-            yield s, cache[rc], self._dst_index.get(s)
+            yield s, cache[rc], self.destination_index.get(s)
 
     def compare(self, other: TruthTable) -> Comparison:
         """Where ``other`` (observed, or another state) differs from ``self`` (expected).
@@ -318,7 +212,10 @@ class TruthTable:
                     if block.size:
                         blocks.append(block)
         blocks.sort(
-            key=lambda b: (self._src_index[b.sources[0]], self._dst_index[b.destinations[0]])
+            key=lambda b: (
+                self.source_index[b.sources[0]],
+                self.destination_index[b.destinations[0]],
+            )
         )
         return Comparison(tuple(blocks))
 
@@ -338,8 +235,8 @@ class TruthTable:
 
     def differences(self, baseline: TruthTable) -> Differences:
         """Which of this table's cells differ from ``baseline``, answered per pair of classes."""
-        src = baseline._src_index
-        dst = baseline._dst_index
+        src = baseline.source_index
+        dst = baseline.destination_index
         return Differences(
             baseline,
             tuple(baseline.row_class[src[s]] if s in src else -1 for s in self.sources),
