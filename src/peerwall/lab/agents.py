@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,12 +145,10 @@ def _pid(plan: LabPlan, settings: LabSettings, cluster: str) -> int | None:
 SUPERVISOR = b"peerwall.lab.supervise"
 
 
-def scan(folder: str, cluster: str | None = None, *, supervisors: bool = True) -> list[int]:
-    """PIDs of the live processes that are agents of the lab in ``folder`` (of ``cluster`` only,
-    if given): their supervisors, or every agent process if not ``supervisors``."""
-    mine = (folder.rstrip("/") + "/").encode()
-    who = f"--cluster={cluster}".encode() if cluster is not None else None
-    out = []
+def live_processes() -> Iterator[tuple[int, list[bytes]]]:
+    """(PID, command line) of every live process (zombies and processes gone while read are
+    left out): how the lab finds the agents and servers it started, whoever's child they are now
+    (a supervisor, a previous ``peerwall`` run)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -161,10 +159,21 @@ def scan(folder: str, cluster: str | None = None, *, supervisors: bool = True) -
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        if state == "Z" or b"agent" not in argv or not any(mine in a for a in argv):
+        if state != "Z":
+            yield int(entry), argv
+
+
+def scan(folder: str, cluster: str | None = None, *, supervisors: bool = True) -> list[int]:
+    """PIDs of the live processes that are agents of the lab in ``folder`` (of ``cluster`` only,
+    if given): their supervisors, or every agent process if not ``supervisors``."""
+    mine = (folder.rstrip("/") + "/").encode()
+    who = f"--cluster={cluster}".encode() if cluster is not None else None
+    out = []
+    for pid, argv in live_processes():
+        if b"agent" not in argv or not any(mine in a for a in argv):
             continue
         if (who is None or who in argv) and (not supervisors or SUPERVISOR in argv):
-            out.append(int(entry))
+            out.append(pid)
     return sorted(out)
 
 

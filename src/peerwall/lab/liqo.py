@@ -45,6 +45,7 @@ from peerwall.compile.build import fail_closed
 from peerwall.compile.names import tunnel_ifname
 from peerwall.dataplane.nft import LibNft
 from peerwall.errors import LabError
+from peerwall.lab.agents import live_processes
 from peerwall.lab.apiserver.labserve import API_ADDRESS, KUBE_API_PORT, folder_of, gateway_pod
 from peerwall.lab.apiserver.liqo_objects import is_gateway_server, tunnels
 from peerwall.lab.kube import cni_script, kube_script
@@ -368,44 +369,21 @@ def processes(folder: str) -> dict[str, list[int]]:
     mine = (folder.rstrip("/") + "/").encode()
     whole = folder.rstrip("/").encode()
     out: dict[str, list[int]] = {"servers": [], "agents": []}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            with open(f"/proc/{entry}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state == "Z":
-            continue
+    for pid, argv in live_processes():
         ours = any(mine in a or a.endswith(b"=" + whole) or a == whole for a in argv)
         if not ours:
             continue
         if SERVER_MODULE.encode() in argv:
-            out["servers"].append(int(entry))
+            out["servers"].append(pid)
         elif b"--source=kubernetes" in argv:
-            out["agents"].append(int(entry))
+            out["agents"].append(pid)
     return out
 
 
 def _running_with(*arguments: str) -> bool:
     """Some live process (not a zombie) has every one of ``arguments`` in its command line."""
     want = [a.encode() for a in arguments]
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            with open(f"/proc/{entry}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and all(w in argv for w in want):
-            return True
-    return False
+    return any(all(w in argv for w in want) for _, argv in live_processes())
 
 
 def report(plan: LabPlan, settings: LabSettings) -> dict[str, Any]:
