@@ -12,9 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
-from peerwall.model import SecurityMode
 from peerwall.model.describe import describe, field_path, quote
-from peerwall.model.load import mode_from
+from peerwall.model.modes import SecurityMode, mode_from
 from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, parse_document
 
 MODE_KEY = "networking.securityMode"

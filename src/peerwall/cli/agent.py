@@ -11,7 +11,6 @@ import typer
 
 from peerwall.cli.options import SetValues, ValuesFile, resolve_audit, resolve_mode
 from peerwall.compile.state import FLOW_LOG_GROUP, FLOW_LOG_RATE, RING_SIZE
-from peerwall.model import parse_mode
 from peerwall.values import AUDIT_KEY, MODE_KEY, parse_sets, set_values
 
 if TYPE_CHECKING:
@@ -235,6 +234,7 @@ def _file(
     from peerwall.agent.desired import DesiredState
     from peerwall.agent.filesource import FileInputs, FileSource
     from peerwall.compile.state import CONNCHECK_PORT
+    from peerwall.model import parse_mode
 
     if not topology.is_file():
         raise typer.BadParameter(f"{topology}: no such file", param_hint="--source")

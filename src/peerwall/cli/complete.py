@@ -8,9 +8,10 @@ import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from peerwall.model import Topology
+if TYPE_CHECKING:
+    from peerwall.model import Topology
 
 
 def lab_names(incomplete: str) -> list[str]:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -37,9 +37,11 @@ from peerwall.cli.selection import (
     ToFilter,
 )
 from peerwall.errors import ModeInvalid, PeerwallError, Problem, TopologyInvalid, UnknownName
-from peerwall.model import Topology, parse_mode
-from peerwall.policy import Expected, Explanation, expect
-from peerwall.policy.whatif import Change, changes, with_peering_mode
+
+if TYPE_CHECKING:
+    from peerwall.model import Topology
+    from peerwall.policy import Expected, Explanation
+    from peerwall.policy.whatif import Change
 
 EXIT_LOSES = 1
 Cell = tuple[str, str]
@@ -140,6 +142,10 @@ def diff(
 
     Example: peerwall diff -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation
     """
+    from peerwall.model import parse_mode
+    from peerwall.policy import expect
+    from peerwall.policy.whatif import changes, with_peering_mode
+
     before_choice = resolve_mode(None, values)
     after_choice = resolve_mode(set_, values)
     if destinations and len(destinations) == 1 and Path(destinations[0]).is_file():

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from peerwall import model, policy
 from peerwall.cli import complete, render
 from peerwall.cli.options import (
     SetValues,
@@ -39,15 +40,15 @@ from peerwall.cli.selection import (
     event_filter,
 )
 from peerwall.errors import LabError, ModeInvalid
-from peerwall.model import SecurityMode, Topology, load_topology
-from peerwall.policy import Comparison, Decider, expect
-from peerwall.policy.tablejson import write_json
+from peerwall.model.modes import SecurityMode
 from peerwall.settings import MAX_PROBE_TIMEOUT, LabSettings, ProbeSettings
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
     from peerwall.lab.drops import Follower
+    from peerwall.model import Topology
+    from peerwall.policy import Comparison
     from peerwall.verify.observe import Observed
 
 # The lab, the prober and the figures are imported by the commands that use them: `peerwall
@@ -142,7 +143,7 @@ def up(
     choice = resolve_mode(set_, values)
     # The lab records the text, so read it once (standard input cannot be read twice).
     source, text = read_source(file)
-    topology = load_topology(text, source)
+    topology = model.load_topology(text, source)
     audit = resolve_audit(set_, values)
     plan = labs.up(
         name,
@@ -223,7 +224,7 @@ def apply(file: TopologyFile, name: LabName = "lab") -> None:
     from peerwall.lab import build as labs
 
     source, text = read_source(file)
-    topology = load_topology(text, source)
+    topology = model.load_topology(text, source)
     changes, done = labs.apply(name, topology, text, source, LabSettings())
     err.print(
         f"lab {name}: {changes.summary() or 'no wiring change'}; agents converged in {done.seconds * 1000:.0f} ms"
@@ -388,7 +389,7 @@ def _lab_report(entry: Any, settings: LabSettings) -> dict[str, Any]:
 
 def describe_modes(topology: Topology, mode: SecurityMode) -> list[str]:
     """One line per receiving cluster and peer: the mode it enforces, and where that comes from."""
-    decider = Decider(topology, mode)
+    decider = policy.Decider(topology, mode)
     lines = []
     for c in topology.clusters:
         for peer in topology.peers[c.name]:
@@ -597,7 +598,7 @@ def probe(
     selection = Selection.of(sources, destinations, clusters, namespaces)
     expected = selection.apply(
         plan.topology,
-        expect(plan.topology, mode, force=enforced_baseline(plan.topology, state)).table,
+        policy.expect(plan.topology, mode, force=enforced_baseline(plan.topology, state)).table,
     )
     if output is ProbeOutput.table and not force_table:
         refuse_large_table(
@@ -622,6 +623,8 @@ def probe(
         write_junit(junit, [Suite(f"lab probe {name} ({state.mode})", expected, observed)])
     json_out = output is not ProbeOutput.table  # stdout carries the document and nothing else
     if output is ProbeOutput.json:
+        from peerwall.policy.tablejson import write_json
+
         write_json(observed.table, sys.stdout)
     elif output is ProbeOutput.yaml:
         render.write_yaml(observed.table.to_dict(), sys.stdout)
@@ -819,7 +822,7 @@ def demo(
         text = resources.files("peerwall").joinpath("examples/seed.yaml").read_text()
     else:
         source, text = read_source(file)
-    topology: Topology = load_topology(text, source)
+    topology: Topology = model.load_topology(text, source)
     modes = [resolve_mode(set_, values).mode] if (set_ or values) else list(SecurityMode)
     if not force_table:
         refuse_large_table(

@@ -7,13 +7,11 @@ name in ``liqoctl network connect --gw-server-template-name … --gw-client-temp
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from peerwall.agent.kube.gateway_templates import (
     CLIENT_TEMPLATE,
@@ -32,7 +30,6 @@ from peerwall.cli.options import (
     resolve_audit,
     resolve_mode,
 )
-from peerwall.model import load_topology
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -108,6 +105,10 @@ def templates(
 
     Example: peerwall liqo templates --kubeconfig kc --image registry.example.com/peerwall:0.1.0 -o out/
     """
+    import asyncio
+
+    import yaml
+
     mode = resolve_mode(set_, values).mode
     agent = AgentContainer(
         image=image,
@@ -157,7 +158,10 @@ def emulate(
 
     Example: peerwall liqo emulate -f clusters.yaml -o kube/
     """
+    import asyncio
+
     from peerwall.lab.apiserver.emulate import check_cluster_ids, serve
+    from peerwall.model import load_topology
 
     source, text = read_source(file)
     topology = load_topology(text, source)

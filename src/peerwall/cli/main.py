@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -43,17 +43,12 @@ from peerwall.cli.selection import (
 )
 from peerwall.cli.suggest import suggest, unknown
 from peerwall.errors import PeerwallError, UnknownName
-from peerwall.model import SecurityMode, Topology
-from peerwall.policy import (
-    DESCRIPTIONS,
-    Explanation,
-    ModeOrigin,
-    Verdict,
-    expect,
-    explain_cell,
-)
-from peerwall.policy.tablejson import write_json, write_json_classes
+from peerwall.model.modes import SecurityMode
 from peerwall.values import MODE_KEY
+
+if TYPE_CHECKING:
+    from peerwall.model import Topology
+    from peerwall.policy import Explanation
 
 # The compiler, the figures and the packet tracer are imported by the commands that use them, so
 # that `peerwall --help` and `peerwall modes` start fast.
@@ -317,6 +312,9 @@ def matrix(
 
     Example: peerwall matrix -f seed.yaml --set networking.securityMode=IntraClusterTrafficSegregation
     """
+    from peerwall.policy import expect, explain_cell
+    from peerwall.policy.tablejson import write_json, write_json_classes
+
     topology, choice = load_input(file, kubeconfig, context, set_, values)
     selection = Selection.of(sources, destinations, clusters, namespaces)
     table = selection.apply(topology, expect(topology, choice.mode).table)
@@ -445,6 +443,8 @@ def check_cell(topology: Topology, source: str, destination: str) -> None:
 
 
 def _default_mode_used(e: Explanation) -> bool:
+    from peerwall.policy import ModeOrigin
+
     here = e.mode is not None and e.mode.origin is ModeOrigin.DEFAULT
     return here or any(_default_mode_used(b) for b in e.backends)
 
@@ -474,6 +474,8 @@ def explain(
 
     Example: peerwall explain -f seed.yaml P4 P1 --set networking.securityMode=IntraClusterTrafficSegregation
     """
+    from peerwall.policy import Verdict, explain_cell
+
     topology, choice = load_input(file, kubeconfig, context, set_, values)
     check_cell(topology, source, destination)
     e = explain_cell(topology, source, destination, choice.mode)
@@ -518,6 +520,8 @@ def modes(
 
     Example: peerwall modes --output json
     """
+    from peerwall.policy.modes import DESCRIPTIONS
+
     if output is not TextOrJson.text:
         doc = [
             {

@@ -26,8 +26,8 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 import typer
 
 from peerwall.errors import Problem, TopologyInvalid
-from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.model.describe import byte_size
+from peerwall.model.modes import SecurityMode
 from peerwall.settings import MAX_INPUT_ENV, max_input_bytes
 from peerwall.values import (
     AUDIT_KEY,
@@ -39,6 +39,7 @@ from peerwall.values import (
 
 if TYPE_CHECKING:
     from peerwall.agent.kube.snapshot import ClusterRef
+    from peerwall.model import Topology
 
 DEFAULT_MODE = SecurityMode.FULL_POD_TO_POD
 
@@ -182,6 +183,8 @@ def read_source(path: Path) -> tuple[str, str]:
 
 def read_topology(path: Path) -> Topology:
     """Read, parse and validate the topology file."""
+    from peerwall.model import load_topology
+
     # The text is not kept here: load_topology lets go of it once parsed.
     return load_topology(read_text(path), _source(path), max_bytes=max_input_bytes())
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Collection, Iterator, Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import yaml
 from rich import box
@@ -22,7 +22,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from peerwall.policy import TruthTable, Verdict
+from peerwall.policy.verdict import Verdict
+
+if TYPE_CHECKING:
+    from peerwall.policy import TruthTable
 
 Cell = tuple[str, str]
 

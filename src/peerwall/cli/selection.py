@@ -17,15 +17,17 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from peerwall.cli import complete
 from peerwall.cli.suggest import unknown
 from peerwall.errors import UnknownName
-from peerwall.model import Topology
-from peerwall.policy import TruthTable
+
+if TYPE_CHECKING:
+    from peerwall.model import Topology
+    from peerwall.policy import TruthTable
 
 FromFilter = Annotated[
     list[str] | None,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from ipaddress import IPv4Address, IPv4Network
 
-from peerwall.model.spec import SecurityMode
+from peerwall.model.modes import SecurityMode
 
 API_PORT = 6443
 """TCP port of a cluster's API server (kube-apiserver's secure port)."""

@@ -1,15 +1,29 @@
-"""The topology model: types, loading and validation. Pure: no I/O."""
+"""The topology model: types, loading and validation. Pure: no I/O.
 
-from peerwall.model.load import load_topology, parse_mode, topology_from_data
-from peerwall.model.topology import (
-    Cluster,
-    Namespace,
-    Peering,
-    Pod,
-    SecurityMode,
-    Service,
-    Topology,
-)
+The names below are imported when first used (PEP 562): a module that needs one submodule
+(``model.modes``, ``model.describe``) does not load pydantic and the whole schema with it.
+"""
+
+import importlib
+import typing
+
+_EXPORTS = {
+    "Cluster": "peerwall.model.topology",
+    "Namespace": "peerwall.model.topology",
+    "Peering": "peerwall.model.topology",
+    "Pod": "peerwall.model.topology",
+    "SecurityMode": "peerwall.model.modes",
+    "Service": "peerwall.model.topology",
+    "Topology": "peerwall.model.topology",
+    "load_topology": "peerwall.model.load",
+    "parse_mode": "peerwall.model.load",
+    "topology_from_data": "peerwall.model.load",
+}
+
+if typing.TYPE_CHECKING:
+    from peerwall.model.load import load_topology, parse_mode, topology_from_data
+    from peerwall.model.modes import SecurityMode
+    from peerwall.model.topology import Cluster, Namespace, Peering, Pod, Service, Topology
 
 __all__ = [
     "Cluster",
@@ -23,3 +37,12 @@ __all__ = [
     "parse_mode",
     "topology_from_data",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'peerwall.model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model.describe import describe, field_path, quote, quote_hint
+from peerwall.model.modes import mode_from
 from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, Document, gc_paused, parse_document
 from peerwall.model.resolve import resolve
 from peerwall.model.spec import NAME_RULE, SecurityMode, TopologySpec
@@ -21,21 +22,6 @@ from peerwall.model.topology import Topology
 from peerwall.model.validate import check
 
 __all__ = ["load_topology", "mode_from", "parse_mode", "topology_from_data"]
-
-
-def mode_from(value: object) -> SecurityMode:
-    """A mode name -> SecurityMode; else ``ValueError`` saying why (no field named: the caller
-    knows where the value came from)."""
-    if not isinstance(value, str):
-        raise ValueError(
-            f"expected a mode name ({SecurityMode.valid_values()}), got {describe(value)}"
-        )
-    try:
-        return SecurityMode(value)
-    except ValueError:
-        raise ValueError(
-            f"unknown security mode {quote(value)} (valid: {SecurityMode.valid_values()})"
-        ) from None
 
 
 def parse_mode(value: object, where: str = "networking.securityMode") -> SecurityMode:

@@ -9,24 +9,13 @@ integer 167772161) would hide the mistake. Only text is accepted where the file 
 
 from __future__ import annotations
 
-from enum import Enum
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 from pydantic_core import PydanticCustomError
 
-
-class SecurityMode(str, Enum):
-    """The connectivity security modes, spelled as Liqo's ``networking.securityMode``."""
-
-    FULL_POD_TO_POD = "FullPodToPod"
-    INTRA_CLUSTER_TRAFFIC_SEGREGATION = "IntraClusterTrafficSegregation"
-
-    @classmethod
-    def valid_values(cls) -> str:
-        return ", ".join(m.value for m in cls)
-
+from peerwall.model.modes import SecurityMode as SecurityMode
 
 NAME_RULE = (
     "1 to 63 characters: letters, digits, '.', '_', '-', starting and ending with a letter or digit"

@@ -1,18 +1,48 @@
-"""The semantics of DESIGN.md §1 as pure functions: decisions, truth tables and explanations."""
+"""The semantics of DESIGN.md §1 as pure functions: decisions, truth tables and explanations.
 
-from peerwall.errors import TableIncomplete  # re-exported: the error of an incomplete table
-from peerwall.policy.decide import Decider, Decision, DecisionRule, aggregate
-from peerwall.policy.expect import Expected, expect
-from peerwall.policy.explain import Explanation, explain_cell
-from peerwall.policy.modes import DESCRIPTIONS, EffectiveMode, ModeOrigin, effective_mode
-from peerwall.policy.truthtable import (
-    Comparison,
-    DiffBlock,
-    Differences,
-    Mismatch,
-    TruthTable,
-)
-from peerwall.policy.verdict import Verdict
+The names below are imported when first used (PEP 562), as in ``peerwall.model``: ``peerwall
+modes`` reads ``policy.modes`` without loading the decider and the topology's schema.
+"""
+
+import importlib
+import typing
+
+_EXPORTS = {
+    "Comparison": "peerwall.policy.truthtable",
+    "DESCRIPTIONS": "peerwall.policy.modes",
+    "Decider": "peerwall.policy.decide",
+    "Decision": "peerwall.policy.decide",
+    "DecisionRule": "peerwall.policy.decide",
+    "DiffBlock": "peerwall.policy.truthtable",
+    "Differences": "peerwall.policy.truthtable",
+    "EffectiveMode": "peerwall.policy.modes",
+    "Expected": "peerwall.policy.expect",
+    "Explanation": "peerwall.policy.explain",
+    "Mismatch": "peerwall.policy.truthtable",
+    "ModeOrigin": "peerwall.policy.modes",
+    "TableIncomplete": "peerwall.errors",
+    "TruthTable": "peerwall.policy.truthtable",
+    "Verdict": "peerwall.policy.verdict",
+    "aggregate": "peerwall.policy.decide",
+    "effective_mode": "peerwall.policy.modes",
+    "expect": "peerwall.policy.expect",
+    "explain_cell": "peerwall.policy.explain",
+}
+
+if typing.TYPE_CHECKING:
+    from peerwall.errors import TableIncomplete  # re-exported: the error of an incomplete table
+    from peerwall.policy.decide import Decider, Decision, DecisionRule, aggregate
+    from peerwall.policy.expect import Expected, expect
+    from peerwall.policy.explain import Explanation, explain_cell
+    from peerwall.policy.modes import DESCRIPTIONS, EffectiveMode, ModeOrigin, effective_mode
+    from peerwall.policy.truthtable import (
+        Comparison,
+        DiffBlock,
+        Differences,
+        Mismatch,
+        TruthTable,
+    )
+    from peerwall.policy.verdict import Verdict
 
 __all__ = [
     "DESCRIPTIONS",
@@ -35,3 +65,12 @@ __all__ = [
     "expect",
     "explain_cell",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'peerwall.policy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

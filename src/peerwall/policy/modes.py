@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from peerwall.model.spec import SecurityMode
-from peerwall.model.topology import Topology
+from peerwall.model.modes import SecurityMode
+
+if TYPE_CHECKING:
+    from peerwall.model.topology import Topology
 
 
 class ModeOrigin(str, Enum):

@@ -2,13 +2,36 @@
 
 See ``liqo`` for what is read and why, ``objects`` for what each object says, ``join`` for how
 the objects join into addresses, ``watch`` for the list/watch protocol and ``docs/kubernetes.md``
-for the whole picture.
+for the whole picture. The names below are imported when first used (PEP 562): ``peerwall liqo``
+and the CLI's ``--help`` read ``gateway_templates`` without loading the HTTP client.
 """
 
-from peerwall.agent.kube.client import KubeApi
-from peerwall.agent.kube.join import KubeSettings, LiqoJoin
-from peerwall.agent.kube.objects import ReflectionPolicy
-from peerwall.agent.kube.source import KubeSource
-from peerwall.agent.kube.watch import Backoff
+import importlib
+import typing
+
+_EXPORTS = {
+    "Backoff": "peerwall.agent.kube.watch",
+    "KubeApi": "peerwall.agent.kube.client",
+    "KubeSettings": "peerwall.agent.kube.join",
+    "KubeSource": "peerwall.agent.kube.source",
+    "LiqoJoin": "peerwall.agent.kube.join",
+    "ReflectionPolicy": "peerwall.agent.kube.objects",
+}
+
+if typing.TYPE_CHECKING:
+    from peerwall.agent.kube.client import KubeApi
+    from peerwall.agent.kube.join import KubeSettings, LiqoJoin
+    from peerwall.agent.kube.objects import ReflectionPolicy
+    from peerwall.agent.kube.source import KubeSource
+    from peerwall.agent.kube.watch import Backoff
 
 __all__ = ["Backoff", "KubeApi", "KubeSettings", "KubeSource", "LiqoJoin", "ReflectionPolicy"]
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'peerwall.agent.kube' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,36 @@
+"""The connectivity security modes: a module of its own, without pydantic, so that what only
+names a mode (the CLI's options, the compiled state) does not load the topology's schema."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from peerwall.model.describe import describe, quote
+
+__all__ = ["SecurityMode", "mode_from"]
+
+
+class SecurityMode(str, Enum):
+    """The connectivity security modes, spelled as Liqo's ``networking.securityMode``."""
+
+    FULL_POD_TO_POD = "FullPodToPod"
+    INTRA_CLUSTER_TRAFFIC_SEGREGATION = "IntraClusterTrafficSegregation"
+
+    @classmethod
+    def valid_values(cls) -> str:
+        return ", ".join(m.value for m in cls)
+
+
+def mode_from(value: object) -> SecurityMode:
+    """A mode name -> SecurityMode; else ``ValueError`` saying why (no field named: the caller
+    knows where the value came from)."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"expected a mode name ({SecurityMode.valid_values()}), got {describe(value)}"
+        )
+    try:
+        return SecurityMode(value)
+    except ValueError:
+        raise ValueError(
+            f"unknown security mode {quote(value)} (valid: {SecurityMode.valid_values()})"
+        ) from None
