@@ -310,28 +310,35 @@ class Watch:
     def _rounds(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            passed = self._probe_round()
-            denied = self._denied_at(started)
-            self.opened += [(started, s, d) for s, d in passed if (s, d) in denied]
+            # A cell counts as opened only if it was denied both just before its SYN left and
+            # just after: a round's 44 sockets are made one by one (a namespace switch each), so
+            # under load its last SYNs leave well after the round began, possibly after a change
+            # began (that attribution by round start raised false alarms on widenings).
+            for s, d, before, after in self._probe_round():
+                if (s, d) in self._denied_at(before) and (s, d) in self._denied_at(after):
+                    self.opened.append((before, s, d))
             self._echo_round()
             self.rounds += 1
             self._stop.wait(
                 max(0.0, 0.25 + self._random.random() * 0.25 - (time.monotonic() - started))
             )
 
-    def _probe_round(self) -> list[tuple[str, str]]:
+    def _probe_round(self) -> list[tuple[str, str, float, float]]:
         import errno
         import select
 
         from peerwall.nsenter import kept_open
 
         pending: dict[int, tuple[socket.socket, Target]] = {}
+        sent: dict[int, tuple[float, float]] = {}
         with kept_open():
             for target in self.targets:
                 with entered(self.plan.pod_ns(target.source)):
                     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setblocking(False)
-                sock.connect_ex((target.address, target.port))
+                before = time.monotonic()
+                sock.connect_ex((target.address, target.port))  # the SYN leaves here
+                sent[sock.fileno()] = (before, time.monotonic())
                 pending[sock.fileno()] = (sock, target)
         passed = []
         deadline = time.monotonic() + 0.25
@@ -348,7 +355,7 @@ class Watch:
                 sock, target = pending[fd]
                 err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if err in (0, errno.ECONNREFUSED):
-                    passed.append((target.source, target.destination))
+                    passed.append((target.source, target.destination, *sent[fd]))
         for sock, _ in pending.values():
             sock.close()
         return passed
