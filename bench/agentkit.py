@@ -58,7 +58,9 @@ def slice_key(i: int) -> str:
 
 
 class HandSource:
-    """A source with nothing behind it: synced at once; events are applied by the caller."""
+    """A source with nothing behind it: listed at once; events are applied by the caller."""
+
+    loaded_digest: str | None = None  # no file behind it (``agent.run.Source``)
 
     def __init__(self) -> None:
         self.listed = asyncio.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from peerwall.lab import rewire
 from peerwall.lab.netns import list_namespaces
 from peerwall.lab.plan import LabPlan
 from peerwall.lab.state import lab_folder, load_state
-from peerwall.model import SecurityMode, topology_from_data
+from peerwall.model import SecurityMode, load_topology, topology_from_data
 from peerwall.settings import LabSettings
 
 pytestmark = pytest.mark.lab
@@ -149,3 +150,31 @@ def test_gateway_drift_names_a_hand_made_change_and_a_sync_repairs_it(
         assert labs.gateway_drift(plan, seg) == {"C1": [], "C2": []}
     finally:
         labs.down("tdrift", settings)
+
+
+CLASH = """
+clusters:
+  - {name: c0, podCIDR: 10.1.0.0/16}
+  - {name: c5, podCIDR: 10.2.0.0/16}
+  - {name: c92, podCIDR: 10.3.0.0/16}
+peerings:
+  - {consumer: c0, provider: c5}
+  - {consumer: c92, provider: c0}
+"""
+
+
+def test_the_simple_shape_refuses_peers_its_one_gateway_could_not_tell_apart(
+    tmp_path: Path,
+) -> None:
+    """c5 and c92 share a 15-bit connection-mark id: a valid topology (each has a gateway of its
+    own on Liqo), but the simple shape would hold both in c0's one gateway. Refused by name before
+    anything is built (`lab up`; `lab apply` runs the same check)."""
+    settings = LabSettings(state_dir=str(tmp_path))
+    name = f"t{secrets.token_hex(3)}"
+    topology = load_topology(CLASH, "clash.yaml")  # valid as a topology
+    with pytest.raises(
+        LabError, match=r"c0's gateway: c(5|92) and c(92|5) share the connection-mark"
+    ):
+        labs.up(name, topology, CLASH, "clash.yaml", FULL, settings)
+    assert list_namespaces(f"pw-{name}-") == []
+    assert not os.path.exists(lab_folder(name, settings))

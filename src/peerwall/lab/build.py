@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.flows import stale
-from peerwall.compile.names import FAMILY, GUARD_TABLE, TABLE
+from peerwall.compile.names import FAMILY, GUARD_TABLE, TABLE, clashes, tunnel_ifname
 from peerwall.compile.state import GatewayState
 from peerwall.dataplane.apply import SyncResult, sync
 from peerwall.dataplane.conntrack import Conntrack
@@ -129,6 +129,7 @@ def up(
             return _up_liqo(plan, topology_text, source, mode, settings, say, audit)
         if shape != "simple":
             raise LabError(f"--shape {shape}: the lab's shapes are simple and liqo")
+        refuse_shared_gateway_clashes(topology)
         try:
             _build(plan, settings, mode, say)
             save_state(LabState(name, source, mode.value, audit=audit), settings, topology_text)
@@ -281,6 +282,7 @@ def apply(
     with locked(name, settings):
         state = load_state(name, settings)
         refuse_liqo_shape(state, "lab apply")
+        refuse_shared_gateway_clashes(topology)
         old, new = state.plan(settings), LabPlan(name, topology)
         mode = SecurityMode(state.mode)
         gone = [c.name for c in old.topology.clusters if c.name not in new.topology.cluster_by_name]
@@ -378,3 +380,22 @@ def gateway_drift(plan: LabPlan, mode: SecurityMode, audit: bool = False) -> dic
                 )
         out[c.name] = found
     return out
+
+
+def refuse_shared_gateway_clashes(topology: Topology) -> None:
+    """The simple shape holds every peer of a cluster in one gateway, whose chains and
+    connection marks tell the peers apart by short hashes of their names
+    (``compile.names.clashes``); two peers it could not tell apart are refused here, before
+    anything is built, rather than failed closed by the agent. On Liqo (and ``--shape liqo``) each
+    peer has a gateway of its own, so the topology itself is valid."""
+    found = []
+    for c in topology.clusters:
+        peers = topology.peers[c.name]
+        for why in sorted(set(clashes((p, tunnel_ifname(p)) for p in peers).values())):
+            found.append(f"{c.name}'s gateway: {why}")
+    if found:
+        raise LabError(
+            "the simple shape puts every peer of a cluster in one gateway, which could not tell "
+            f"these apart: {'; '.join(found)}. Rename one of each pair, or use --shape liqo "
+            "(a gateway per peer, as Liqo)"
+        )

@@ -1,8 +1,9 @@
 """The short hash that stands for a cluster's name where names must be short: each peer's
 nftables sets (``compile.names``) and the lab's tunnel to it. Two names with one hash would
 share those, so validation refuses them (``validate.names``). ``mark_id``, 15 bits of it, names
-the peer in its connections' marks (``compile.ctmark``): two peers of one cluster with one id are
-refused too."""
+the peer in its connections' marks (``compile.ctmark``): two peers with one id cannot share a
+gateway (``compile.names.clashes``; on Liqo each peer has a gateway of its own, so a topology never
+refuses them, only a gateway that would hold both: the lab's simple shape, an agent serving both)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from peerwall.errors import Problem
-from peerwall.model.hashes import hash8, mark_id
+from peerwall.model.hashes import hash8
 from peerwall.model.spec import TopologySpec
 
 
@@ -46,26 +46,4 @@ def check(spec: TopologySpec) -> list[Problem]:
                     "which names each peer's nftables sets and the lab's tunnel to it: rename one",
                 )
             )
-    problems += _mark_clashes(spec)
-    return problems
-
-
-def _mark_clashes(spec: TopologySpec) -> list[Problem]:
-    """Two peers of one cluster with one 15-bit mark id: that cluster's gateway could not tell
-    their connections apart (``compile.ctmark``)."""
-    peers: dict[str, dict[int, str]] = {}
-    problems: list[Problem] = []
-    for i, p in enumerate(spec.peerings):
-        for here, peer in ((p.consumer, p.provider), (p.provider, p.consumer)):
-            ids = peers.setdefault(here, {})
-            other = ids.setdefault(mark_id(peer), peer)
-            if other != peer:
-                problems.append(
-                    Problem(
-                        f"peerings[{i}]",
-                        f"{peer!r} and {other!r}, both peers of {here!r}, have the same "
-                        f"connection-mark id {mark_id(peer)} (15 bits of their name hash), so "
-                        f"{here}'s gateway could not tell their connections apart: rename one",
-                    )
-                )
     return problems
