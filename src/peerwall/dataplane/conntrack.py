@@ -139,14 +139,26 @@ def _fixed_tuple(data: bytes, pos: int, kind: int) -> tuple[int, bytes] | None:
     return (length + 3) & ~3, src + dst + bytes([proto]) + ports
 
 
-def _judge_key(attrs: bytes) -> bytes | None:
+def _judge_key(attrs: bytes) -> tuple[bytes, int, bytes | None] | None:
     """What ``stale`` depends on in an entry, as bytes (so that entries alike in it, which
-    differ only in their source ports, are judged once), or None if not read at fixed offsets."""
+    differ only in their source ports, are judged once), with the length of its original tuple
+    attribute (first, at offset 0) and its zone, to delete it by; None if not read at fixed
+    offsets. One walk, from after the tuples to the mark: the kernel puts the zone between them
+    (``ctnetlink_fill_info``)."""
     orig = _fixed_tuple(attrs, 0, _NESTED_ORIG)
     if orig is None:
         return None
     reply = _fixed_tuple(attrs, orig[0], _NESTED_REPLY)
-    return None if reply is None else orig[1] + b"|" + reply[1] + b"|" + _mark_bytes(attrs)
+    if reply is None:
+        return None
+    mark, zone = b"", None
+    for k, v in walk(attrs[orig[0] + reply[0] :]):
+        if k == CTA_MARK:
+            mark = v[:4]
+            break
+        if k == CTA_ZONE:
+            zone = v
+    return orig[1] + b"|" + reply[1] + b"|" + mark, orig[0], zone
 
 
 def _ranges(nets: Iterable[IPv4Network]) -> list[tuple[int, int]]:
@@ -169,17 +181,7 @@ def _delete_body(entry: Entry) -> bytes:
     return body
 
 
-def _raw_delete_body(attrs: bytes) -> bytes:
-    """``_delete_body`` of an entry read straight from its attributes (its original tuple and
-    zone as the kernel sent them), without decoding it."""
-    orig, zone = b"", None
-    for k, v in walk(attrs):
-        if k == CTA_TUPLE_ORIG:
-            orig = v
-        elif k == CTA_ZONE:
-            zone = v
-    body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + attr(CTA_TUPLE_ORIG, orig, nested=True)
-    return body if zone is None else body + attr(CTA_ZONE, zone)
+_DELETE_HEAD = _NFGENMSG.pack(socket.AF_INET, 0, 0)
 
 
 def _entry(attrs: bytes) -> Entry:
@@ -198,15 +200,6 @@ def _entry(attrs: bytes) -> Entry:
     proto, orig = _tuple(orig_raw)
     _, reply = _tuple(reply_raw)
     return Entry(Flow(proto, orig, reply, mark), orig_raw, zone)
-
-
-def _mark_bytes(attrs: bytes) -> bytes:
-    """The entry's connection mark as the kernel sent it (``stale`` reads it: which tunnel, which
-    way), or nothing if it has none."""
-    for k, v in walk(attrs):
-        if k == CTA_MARK:
-            return v[:4]
-    return b""
 
 
 class Conntrack:
@@ -336,14 +329,18 @@ class Conntrack:
                     found = _addresses(attrs)
                     if found is None or not any(lo <= a <= hi for a in found for lo, hi in ranges):
                         continue
-                key = _judge_key(attrs)
-                if key is not None and key in judged:
-                    why = judged[key]
+                fixed = _judge_key(attrs)
+                key = None if fixed is None else fixed[0]
+                if fixed is not None and key in judged:
+                    why = judged[fixed[0]]
                     if why is None:
                         continue
                     if len(sample) >= SAMPLE:
-                        # Judged already and not for the sample: no object built at all.
-                        bodies.append(_raw_delete_body(attrs))
+                        # Judged already and not for the sample: no object built at all; the
+                        # original tuple attribute is sent back as the kernel gave it.
+                        _, orig_length, zone = fixed
+                        body = _DELETE_HEAD + attrs[:orig_length]
+                        bodies.append(body if zone is None else body + attr(CTA_ZONE, zone))
                         whys.append(why)
                         continue
                     entry = _entry(attrs)
