@@ -7,6 +7,8 @@ connect to whom, under ``FullPodToPod`` or ``IntraClusterTrafficSegregation``.
 
 import typing as _typing
 
+from peerwall import lazy as _lazy
+
 # The public names, each from the module that defines it. They are imported when first used
 # (PEP 562), so that ``import peerwall.errors`` or the CLI's ``--help`` do not load the whole
 # core: a command pays only for what it runs.
@@ -58,20 +60,15 @@ if _typing.TYPE_CHECKING:
         Explanation,
         TruthTable,
         Verdict,
-        expect,
     )
+    from peerwall.policy.expect import expect
+
+
+_load = _lazy.exports(__name__, _EXPORTS)
 
 
 def __getattr__(name: str) -> _typing.Any:
-    import importlib
-
-    where = _EXPORTS.get(name)
-    if where is None:
-        raise AttributeError(f"module 'peerwall' has no attribute {name!r}")
-    module, _, attr = where.partition(":")
-    value = getattr(importlib.import_module(module), attr or name)
-    globals()[name] = value  # once loaded, a plain attribute
-    return value
+    return _load(name)
 
 
 def __dir__() -> list[str]:

@@ -4,8 +4,9 @@ The names below are imported when first used (PEP 562): a module that needs one 
 (``model.modes``, ``model.describe``) does not load pydantic and the whole schema with it.
 """
 
-import importlib
 import typing
+
+from peerwall import lazy
 
 _EXPORTS = {
     "Cluster": "peerwall.model.topology",
@@ -39,10 +40,8 @@ __all__ = [
 ]
 
 
+_load = lazy.exports(__name__, _EXPORTS)
+
+
 def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'peerwall.model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _load(name)

@@ -4,8 +4,9 @@ The names below are imported when first used (PEP 562), as in ``peerwall.model``
 modes`` reads ``policy.modes`` without loading the decider and the topology's schema.
 """
 
-import importlib
 import typing
+
+from peerwall import lazy
 
 _EXPORTS = {
     "Comparison": "peerwall.policy.truthtable",
@@ -67,10 +68,8 @@ __all__ = [
 ]
 
 
+_load = lazy.exports(__name__, _EXPORTS)
+
+
 def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'peerwall.policy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _load(name)

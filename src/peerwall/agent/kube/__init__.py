@@ -6,8 +6,9 @@ for the whole picture. The names below are imported when first used (PEP 562): `
 and the CLI's ``--help`` read ``gateway_templates`` without loading the HTTP client.
 """
 
-import importlib
 import typing
+
+from peerwall import lazy
 
 _EXPORTS = {
     "Backoff": "peerwall.agent.kube.watch",
@@ -28,10 +29,8 @@ if typing.TYPE_CHECKING:
 __all__ = ["Backoff", "KubeApi", "KubeSettings", "KubeSource", "LiqoJoin", "ReflectionPolicy"]
 
 
+_load = lazy.exports(__name__, _EXPORTS)
+
+
 def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'peerwall.agent.kube' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _load(name)
