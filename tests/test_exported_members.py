@@ -29,3 +29,18 @@ def test_importing_a_module_of_peerwall_loads_no_more_of_it() -> None:
     code = "import sys, peerwall.errors; print(sorted(m for m in sys.modules if m.startswith('peerwall')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['peerwall', 'peerwall.errors']"
+
+
+def test_no_lazily_exported_name_is_also_a_submodule() -> None:
+    """A package that exports names lazily (PEP 562) must not have a submodule of the same name:
+    once anything imports that submodule, the import system binds the name to the module, and
+    ``from package import name`` gives the module instead of the function (``policy.expect`` did,
+    until its module became ``policy.expected``)."""
+    import importlib
+    import pkgutil
+
+    for package in ("peerwall", "peerwall.model", "peerwall.policy", "peerwall.agent.kube"):
+        module = importlib.import_module(package)
+        exported = set(vars(module)["_EXPORTS"])
+        submodules = {m.name for m in pkgutil.iter_modules(module.__path__)}
+        assert not exported & submodules, f"{package}: {sorted(exported & submodules)}"

@@ -7,8 +7,6 @@ connect to whom, under ``FullPodToPod`` or ``IntraClusterTrafficSegregation``.
 
 import typing as _typing
 
-from peerwall import lazy as _lazy
-
 # The public names, each from the module that defines it. They are imported when first used
 # (PEP 562), so that ``import peerwall.errors`` or the CLI's ``--help`` do not load the whole
 # core: a command pays only for what it runs.
@@ -61,14 +59,14 @@ if _typing.TYPE_CHECKING:
         TruthTable,
         Verdict,
     )
-    from peerwall.policy.expect import expect
-
-
-_load = _lazy.exports(__name__, _EXPORTS)
+    from peerwall.policy.expected import expect
 
 
 def __getattr__(name: str) -> _typing.Any:
-    return _load(name)
+    # Imported here, so that ``import peerwall.errors`` loads nothing more of peerwall.
+    from peerwall.lazy import exports
+
+    return exports(__name__, _EXPORTS)(name)
 
 
 def __dir__() -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 HEAVY = (
     "peerwall.model.spec",  # the topology's schema (typer itself loads pydantic to coerce options)
     "peerwall.model.load",
-    "peerwall.policy.expect",
+    "peerwall.policy.expected",
     "peerwall.compile.build",
     "lightkube",
     "httpx2",
@@ -50,4 +50,4 @@ def test_a_light_command_loads_nothing_heavy(args: tuple[str, ...]) -> None:
 def test_a_command_that_computes_still_loads_the_core() -> None:
     """The control: the same probe sees the core when a command needs it."""
     _, modules = _run("matrix")
-    assert "peerwall.policy.expect" in modules and "peerwall.model.spec" in modules
+    assert "peerwall.policy.expected" in modules and "peerwall.model.spec" in modules

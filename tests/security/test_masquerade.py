@@ -28,7 +28,7 @@ from peerwall.lab.plan import LabPlan
 from peerwall.lab.probing import observe_lab
 from peerwall.model import SecurityMode
 from peerwall.nsenter import entered
-from peerwall.policy.expect import expect
+from peerwall.policy.expected import expect
 
 pytestmark = pytest.mark.lab
 FULL = SecurityMode.FULL_POD_TO_POD

@@ -17,7 +17,7 @@ _EXPORTS = {
     "DiffBlock": "peerwall.policy.truthtable",
     "Differences": "peerwall.policy.truthtable",
     "EffectiveMode": "peerwall.policy.modes",
-    "Expected": "peerwall.policy.expect",
+    "Expected": "peerwall.policy.expected",
     "Explanation": "peerwall.policy.explain",
     "Mismatch": "peerwall.policy.truthtable",
     "ModeOrigin": "peerwall.policy.modes",
@@ -26,14 +26,14 @@ _EXPORTS = {
     "Verdict": "peerwall.policy.verdict",
     "aggregate": "peerwall.policy.decide",
     "effective_mode": "peerwall.policy.modes",
-    "expect": "peerwall.policy.expect",
+    "expect": "peerwall.policy.expected",
     "explain_cell": "peerwall.policy.explain",
 }
 
 if typing.TYPE_CHECKING:
     from peerwall.errors import TableIncomplete  # re-exported: the error of an incomplete table
     from peerwall.policy.decide import Decider, Decision, DecisionRule, aggregate
-    from peerwall.policy.expect import Expected, expect
+    from peerwall.policy.expected import Expected, expect
     from peerwall.policy.explain import Explanation, explain_cell
     from peerwall.policy.modes import DESCRIPTIONS, EffectiveMode, ModeOrigin, effective_mode
     from peerwall.policy.truthtable import (

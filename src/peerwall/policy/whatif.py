@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Peering, Topology, link_key
-from peerwall.policy.expect import Expected
+from peerwall.policy.expected import Expected
 from peerwall.policy.explain import Explanation
 from peerwall.policy.truthtable import DiffBlock
 from peerwall.policy.verdict import Verdict
