@@ -325,12 +325,13 @@ class Conntrack:
             replies = (reply for mark in filters for reply in self._dump(mark))
             for _kind, payload in replies:
                 attrs = payload[_NFGENMSG.size :]
-                if ranges is not None:
+                fixed = _judge_key(attrs)
+                key = None if fixed is None else fixed[0]
+                # A key judged before passed the address check then (it holds the addresses).
+                if ranges is not None and (key is None or key not in judged):
                     found = _addresses(attrs)
                     if found is None or not any(lo <= a <= hi for a in found for lo, hi in ranges):
                         continue
-                fixed = _judge_key(attrs)
-                key = None if fixed is None else fixed[0]
                 if fixed is not None and key in judged:
                     why = judged[fixed[0]]
                     if why is None:
