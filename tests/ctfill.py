@@ -8,8 +8,8 @@ import struct
 from ipaddress import IPv4Address
 
 from peerwall.dataplane import conntrack as ct
-from peerwall.nft.tlv import attr
-from peerwall.nsenter import entered
+from peerwall.dataplane.netlink import open_netfilter_socket
+from peerwall.nft.tlv import HEADER, attr, messages
 
 IPCTNL_MSG_CT_NEW = 0
 NLM_F_CREATE = 0x400
@@ -34,10 +34,7 @@ def fill(
     """Create ``count`` UDP entries ``src+i/65536 : port -> dst:53`` in ``netns``, with
     connection mark ``mark``; returns how many the kernel accepted (it refuses beyond
     ``nf_conntrack_max``)."""
-    with entered(netns):
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, ct.NETLINK_NETFILTER)
-    with sock:
-        sock.bind((0, 0))
+    with open_netfilter_socket(netns, "conntrack fill") as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
         created, pending = 0, 0
         for seq, i in enumerate(range(first, first + count), start=1):
@@ -52,9 +49,7 @@ def fill(
             )
             flags = ct.NLM_F_REQUEST | NLM_F_CREATE | ct.NLM_F_ACK
             msg_type = (ct.NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW
-            sock.send(
-                ct._NLMSGHDR.pack(ct._NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body
-            )
+            sock.send(HEADER.pack(HEADER.size + len(body), msg_type, flags, seq, 0) + body)
             pending += 1
             if pending >= 256:
                 created += _acks(sock, pending)
@@ -66,15 +61,10 @@ def fill(
 def _acks(sock: socket.socket, n: int) -> int:
     ok = 0
     while n:
-        data = sock.recv(1 << 20)
-        pos = 0
-        while pos + ct._NLMSGHDR.size <= len(data):
-            length, kind, _, _, _ = ct._NLMSGHDR.unpack_from(data, pos)
+        for kind, _flags, _seq, body in messages(sock.recv(1 << 20)):
             if kind == ct.NLMSG_ERROR:
                 n -= 1
-                code = struct.unpack_from("=i", data, pos + ct._NLMSGHDR.size)[0]
-                ok += code == 0
-            pos += (length + 3) & ~3
+                ok += struct.unpack_from("=i", body)[0] == 0
     return ok
 
 

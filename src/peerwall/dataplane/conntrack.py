@@ -33,9 +33,8 @@ from ipaddress import IPv4Address, IPv4Network
 from peerwall.compile.flows import Flow, Tuple
 from peerwall.dataplane.netlink import open_netfilter_socket
 from peerwall.errors import NftError
-from peerwall.nft.tlv import attr, walk
+from peerwall.nft.tlv import HEADER, attr, messages, walk
 
-NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 0, 1, 2
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x2, 0x4, 0x300
@@ -55,7 +54,6 @@ asks for an acknowledgement."""
 JUDGED = 65536
 """Verdicts remembered by what they depend on (forgotten all at once when full)."""
 
-_NLMSGHDR = struct.Struct("=IHHII")
 _NFGENMSG = struct.Struct("=BBH")
 
 
@@ -232,19 +230,14 @@ class Conntrack:
         self, msg_type: int, flags: int, body: bytes, sock: socket.socket | None = None
     ) -> int:
         self._seq += 1
-        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, self._seq, 0)
+        header = HEADER.pack(HEADER.size + len(body), msg_type, flags, self._seq, 0)
         (sock or self._sock).send(header + body)
         return self._seq
 
     def _messages(self, seq: int) -> Iterator[tuple[int, bytes]]:
         """(type, payload) of every reply to ``seq`` until DONE or the ack; raises on errors."""
         while True:
-            data = self._sock.recv(1 << 20)
-            pos = 0
-            while pos + _NLMSGHDR.size <= len(data):
-                length, kind, flags, mseq, _ = _NLMSGHDR.unpack_from(data, pos)
-                payload = data[pos + _NLMSGHDR.size : pos + length]
-                pos += (length + 3) & ~3
+            for kind, flags, mseq, payload in messages(self._sock.recv(1 << 20)):
                 if mseq != seq:
                     continue
                 if kind == NLMSG_DONE:
@@ -377,22 +370,17 @@ class Conntrack:
         so once the last one is answered, every one without an error has deleted its entry."""
         numbers = range(first, min(first + SEND_BATCH, len(bodies)))
         seqs: dict[int, int] = {}
-        messages = []
+        batch = []
         for i in numbers:
             seq, message = self._delete_message(bodies[i], ack=i == numbers[-1])
             seqs[seq] = i
-            messages.append(message)
-        self._del.send(b"".join(messages))
+            batch.append(message)
+        self._del.send(b"".join(batch))
         last = max(seqs)
         failed: set[int] = set()
         answered = False
         while not answered:
-            data = self._del.recv(1 << 20)
-            pos = 0
-            while pos + _NLMSGHDR.size <= len(data):
-                length, kind, _flags, mseq, _ = _NLMSGHDR.unpack_from(data, pos)
-                payload = data[pos + _NLMSGHDR.size : pos + length]
-                pos += (length + 3) & ~3
+            for kind, _flags, mseq, payload in messages(self._del.recv(1 << 20)):
                 if kind != NLMSG_ERROR or mseq not in seqs:
                     continue
                 answered = answered or mseq == last
@@ -413,5 +401,5 @@ class Conntrack:
         self._seq += 1
         kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
         flags = NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
-        head = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, self._seq, 0)
+        head = HEADER.pack(HEADER.size + len(body), kind, flags, self._seq, 0)
         return self._seq, head + body

@@ -78,6 +78,10 @@ def attrs(data: bytes | memoryview) -> dict[int, bytes]:
     return out
 
 
+@overload
+def messages(data: bytes) -> Iterator[tuple[int, int, int, bytes]]: ...
+@overload
+def messages(data: memoryview) -> Iterator[tuple[int, int, int, memoryview]]: ...
 def messages(data: bytes | memoryview) -> Iterator[tuple[int, int, int, bytes | memoryview]]:
     """(type, flags, sequence number, body) of each message in one datagram; a malformed or
     truncated message ends the iteration."""
@@ -87,4 +91,4 @@ def messages(data: bytes | memoryview) -> Iterator[tuple[int, int, int, bytes | 
         if length < HEADER.size or pos + length > len(data):
             return
         yield kind, flags, seq, data[pos + HEADER.size : pos + length]
-        pos += align(length)
+        pos += (length + 3) & ~3  # align(), inlined: a conntrack dump has a message per entry
