@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,12 @@ def set_elements(plan: LabPlan, set_name: str) -> str:
     ).stdout
 
 
+def logged_at(log: str, text: str) -> datetime:
+    """When the agent logged the first line of ``log`` that holds ``text``."""
+    line = next(x for x in log.splitlines() if text in x)
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+
+
 def test_a_step_the_kernel_refuses_is_recovered_by_a_whole_replace(
     lab_up: LabUp, fault: FaultRecord, tmp_path: Path
 ) -> None:
@@ -106,6 +113,13 @@ def test_a_step_the_kernel_refuses_is_recovered_by_a_whole_replace(
     assert reported["apply_failures"] == before["apply_failures"] + 1  # type: ignore[operator]
     refusal = log[log.index("transaction refused") :]
     assert KERNEL_ENOENT in refusal and offloaded in refusal, refusal[:500]
+    refused_at, written_at = (
+        logged_at(log, "transaction refused"),
+        logged_at(refusal, "whole table"),
+    )
+    fault.extra["refused step to whole table written (agent's log)"] = (
+        f"{(written_at - refused_at).total_seconds() * 1000:.0f} ms"
+    )
     assert metric(agent_http(plan, "/metrics")[1], "peerwall_apply_failures_total") == 1
     # Recovered by the whole table alone (no read-back, no repair, the mode step never
     # committed), and reported enforced only once it was written.
