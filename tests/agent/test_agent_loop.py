@@ -12,6 +12,7 @@ from ipaddress import IPv4Address
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.run import Agent
 from peerwall.compile import names
+from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
 from peerwall.model import SecurityMode, load_topology
@@ -97,3 +98,51 @@ def test_the_loop_end_to_end() -> None:
             await task
 
     asyncio.run(scenario())
+
+
+def test_a_refused_step_is_counted_and_not_reported_enforced_until_the_whole_table() -> None:
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    topology = load_topology(text, "three")
+    full = gateway_state(topology, "C1", SecurityMode.FULL_POD_TO_POD)
+    seg = gateway_state(topology, "C1", SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
+    nft = FakeNft()
+    desired = DesiredState("C1", "pwt-*", 12345)
+    source = HandSource()
+    agent = Agent(source, desired, nft, None, AgentSettings(metrics_address="127.0.0.1:0"))
+    reports: list[tuple[str | None, int, int]] = []
+    """What each status write says: the inputs' digest, whole tables written, refusals."""
+    agent._write_status = lambda: reports.append(  # type: ignore[method-assign]
+        (
+            agent.applied_digest,
+            agent.enforcer.counts.transactions["full"],
+            agent.enforcer.counts.apply_failures,
+        )
+    )
+
+    async def scenario() -> None:
+        task = asyncio.create_task(agent.run())
+        await until(lambda: agent.address is not None)
+        desired.load(full)
+        source.loaded_digest = "full"
+        source.listed.set()
+        source.changed.set()
+        await until(lambda: agent.applied_digest == "full")
+        # A mode step (C2 narrowed to segregation) that the kernel refuses.
+        nft.fail_next = "Error: Could not process rule: No such file or directory"
+        desired.load(seg)
+        source.loaded_digest = "seg"
+        source.changed.set()
+        await until(lambda: agent.applied_digest == "seg")
+        code, body = get(agent, "/metrics")
+        assert code == 200 and "peerwall_apply_failures_total 1.0" in body
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert ("full", 1, 1) in reports  # the refusal, reported under the previous inputs
+    assert [r for r in reports if r[0] == "seg"] and all(
+        whole == 2 for digest, whole, _ in reports if digest == "seg"
+    ), reports
+    assert agent.enforcer.counts.transactions["mode"] == 0
+    assert nft.ruleset("inet", "peerwall") == build(seg)

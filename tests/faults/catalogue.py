@@ -32,10 +32,13 @@ CATALOGUE: list[Fault] = [
         5,
         "a transaction refused by the kernel (whole replace)",
         _HELD,
-        None,
-        "tests/agent/test_enforcer.py::test_a_refused_transaction_falls_back_to_a_whole_table "
-        "(fake nft; no way found to make the kernel refuse a step in the lab without the agent "
-        "repairing the cause first on nftables' notification)",
+        "a transaction refused by the kernel",
+        "real kernel: a narrowing mode step that also deletes an address a hand edit deleted "
+        "first is refused (ENOENT); the edit is made by nft run under the agent's process name "
+        "while the agent is stopped, so the agent takes nftables' notification of it for its "
+        "own (what it does for any process of its name outside its pid namespace, in a pod) and "
+        "no repair comes first (resync 1 h); an edit the agent does see is repaired on the "
+        "notification and races the step",
     ),
     Fault(6, "mode switch, widening", _HELD, "mode switch"),
     Fault(7, "mode switch, narrowing", _HELD, "mode switch"),

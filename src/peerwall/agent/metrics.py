@@ -76,9 +76,6 @@ class Metrics:
             registry=r,
         )
         self.repairs = Counter("peerwall_drift_repairs", "Drift found and repaired.", registry=r)
-        self.failures = Counter(
-            "peerwall_apply_failures", "Transactions the kernel refused.", registry=r
-        )
         self.flows = Counter(
             "peerwall_flows_cleared", "Tracked connections deleted after a change.", registry=r
         )
@@ -231,13 +228,20 @@ Route = Callable[[str], tuple[int, bytes, str]]
 
 
 class CountsCollector(Collector):
-    """What the enforcer counts that is not a transaction: read-backs that failed, and whether
-    the fail-closed guard is up (``inet peerwall`` cannot be taken back)."""
+    """What the enforcer counts that is not a committed transaction: transactions the kernel
+    refused, read-backs that failed, and whether the fail-closed guard is up (``inet peerwall``
+    cannot be taken back). Read from the counts at scrape: the table's owner counts them where
+    they happen, in whichever thread."""
 
     def __init__(self, counts: Counts) -> None:
         self.counts = counts
 
     def collect(self) -> Iterator[Any]:
+        yield CounterMetricFamily(
+            "peerwall_apply_failures",
+            "Transactions the kernel refused (each followed by a whole-table replace).",
+            value=self.counts.apply_failures,
+        )
         yield CounterMetricFamily(
             "peerwall_readback_failures",
             "Read-backs of the live table that failed (counted as drift, and repaired).",

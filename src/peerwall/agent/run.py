@@ -197,11 +197,13 @@ class Agent:
             await self._drain()
             async with self._lock:
                 step = await self.step()
-            # A refused step is retried whole; back off so that a table the kernel keeps
-            # refusing (another process holds it) costs a retry now and then, not a busy loop.
+            # A refused step is retried whole at once (what it would have narrowed stays open
+            # until then); a whole table refused too is retried with backoff, so that a table
+            # the kernel keeps refusing (another process holds it) costs a retry now and then,
+            # not a busy loop.
             refused = refused + 1 if step.kind is StepKind.FAILED else 0
-            if refused:
-                await asyncio.sleep(min(0.05 * 2 ** (refused - 1), 5.0))
+            if refused > 1:
+                await asyncio.sleep(min(0.05 * 2 ** (refused - 2), 5.0))
 
     async def _drain(self) -> None:
         """If the source delivered another change in the loop's next turn (a burst), wait
@@ -244,7 +246,10 @@ class Agent:
             cleared = await asyncio.to_thread(self.enforcer.clear_flows, narrowed, unmarked)
             self.metrics.flows.inc(cleared)
         self.ready = True
-        self.applied_digest = digest
+        if step.kind is not StepKind.FAILED:
+            # A refused step changed nothing: the inputs are not enforced until the whole table
+            # is written (the lab waits for this digest to call a change converged).
+            self.applied_digest = digest
         self._write_status()
         return step
 

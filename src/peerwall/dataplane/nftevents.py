@@ -9,11 +9,14 @@ was not its own touched its table: a deleted table is repaired in milliseconds, 
 resync.
 
 A transaction is the agent's own when the committing task is one of its threads
-(``/proc/self/task/<pid>``); where the kernel reports a pid from another pid namespace than ours
-(a container), the process name is compared too, so the agent's own commits never trigger a
-read-back. A foreign process of the very same name is then taken for the agent: the periodic
-resync still catches what it changes. A lost notification (the socket's buffer overflowed) counts
-as a foreign change.
+(``/proc/self/task/<pid>``); where the kernel reports a pid we cannot see (one from another pid
+namespace than ours, in a container), the process name is compared too, so the agent's own
+commits never trigger a read-back. A foreign process of the very same name is then taken for the
+agent: in a pod, any process of that name outside the pod's pid namespace; anywhere, one that has
+exited before the agent reads the notification. What it changes is caught by the periodic resync,
+or by the kernel refusing a step that runs into it, which a whole replace follows
+(``tests/faults/test_refused.py`` drives that). A lost notification (the socket's buffer
+overflowed) counts as a foreign change.
 
 Like a libnftables context, a ``TableEvents`` is bound to the network namespace that was current
 when it was created.
