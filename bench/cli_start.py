@@ -30,8 +30,8 @@ CONTENDERS = {
     "peerwall --help": [PEERWALL, "--help"],
     "peerwall modes": [PEERWALL, "modes"],
     "python -m peerwall.cli --help": [PYTHON, "-m", "peerwall.cli", "--help"],
-    "typer app --help (the path before)": [PYTHON, "-c", TYPER_APP, "--help"],
-    "typer app modes (the path before)": [PYTHON, "-c", TYPER_APP, "modes"],
+    "typer app --help (the script before)": [PYTHON, "-c", TYPER_APP, "--help"],
+    "typer app modes (the script before)": [PYTHON, "-c", TYPER_APP, "modes"],
 }
 BASELINE = "python -c pass"
 
