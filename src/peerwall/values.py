@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model.describe import describe, field_path, quote
-from peerwall.model.modes import SecurityMode, mode_from
+from peerwall.model.modes import DEFAULT_MODE, MODE_KEY, SecurityMode, mode_from
 from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, parse_document
 
-MODE_KEY = "networking.securityMode"
 AUDIT_KEY = "networking.securityAudit"
 """Audit segregation instead of enforcing it: what it would drop is allowed and reported."""
 
@@ -44,7 +43,7 @@ class ValueKey:
 
 
 VALUE_KEYS = (
-    ValueKey(MODE_KEY, mode_from, SecurityMode.FULL_POD_TO_POD.value),
+    ValueKey(MODE_KEY, mode_from, DEFAULT_MODE.value),
     ValueKey(AUDIT_KEY, bool_from, "true"),
 )
 """The one place to register a value (e.g. ``image.repository``, ``agent.resyncInterval``)."""

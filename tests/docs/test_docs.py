@@ -267,7 +267,7 @@ class Runner:
         shim = bindir / "peerwall"
         shim.write_text(
             f"#!{sys.executable}\nimport sys\nsys.argv[0] = 'peerwall'\n"
-            "from peerwall.cli.main import main\nmain()\n"
+            "from peerwall.cli.entry import main\nmain()\n"
         )
         shim.chmod(0o755)
         env = {

@@ -1,5 +1,5 @@
 """``python -m peerwall.cli``: the same as the ``peerwall`` command."""
 
-from peerwall.cli.main import main
+from peerwall.cli.entry import main
 
 main()

@@ -11,7 +11,8 @@ import typer
 
 from peerwall.cli.options import SetValues, ValuesFile, resolve_audit, resolve_mode
 from peerwall.compile.state import FLOW_LOG_GROUP, FLOW_LOG_RATE, RING_SIZE
-from peerwall.values import AUDIT_KEY, MODE_KEY, parse_sets, set_values
+from peerwall.model.modes import MODE_KEY
+from peerwall.values import AUDIT_KEY, parse_sets, set_values
 
 if TYPE_CHECKING:
     from peerwall.agent.desired import DesiredState

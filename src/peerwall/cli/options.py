@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
@@ -27,11 +28,10 @@ import typer
 
 from peerwall.errors import Problem, TopologyInvalid
 from peerwall.model.describe import byte_size
-from peerwall.model.modes import SecurityMode
+from peerwall.model.modes import DEFAULT_MODE, MODE_KEY, SecurityMode
 from peerwall.settings import MAX_INPUT_ENV, max_input_bytes
 from peerwall.values import (
     AUDIT_KEY,
-    MODE_KEY,
     known_keys,
     set_values,
     values_from_text,
@@ -41,7 +41,13 @@ if TYPE_CHECKING:
     from peerwall.agent.kube.snapshot import ClusterRef
     from peerwall.model import Topology
 
-DEFAULT_MODE = SecurityMode.FULL_POD_TO_POD
+
+class TextOrJson(str, Enum):
+    """``--output`` of the commands that print a document: text, or the same as data."""
+
+    text = "text"
+    json = "json"
+    yaml = "yaml"
 
 
 # Typer parameter types, to share one spelling and help text across commands.

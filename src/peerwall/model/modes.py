@@ -1,5 +1,6 @@
 """The connectivity security modes: a module of its own, without pydantic, so that what only
-names a mode (the CLI's options, the compiled state) does not load the topology's schema."""
+names a mode (the CLI's options, the compiled state, ``peerwall modes``) does not load the
+topology's schema."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from enum import Enum
 
 from peerwall.model.describe import describe, quote
 
-__all__ = ["SecurityMode", "mode_from"]
+__all__ = ["DEFAULT_MODE", "DESCRIPTIONS", "MODE_KEY", "SecurityMode", "mode_from"]
 
 
 class SecurityMode(str, Enum):
@@ -19,6 +20,24 @@ class SecurityMode(str, Enum):
     @classmethod
     def valid_values(cls) -> str:
         return ", ".join(m.value for m in cls)
+
+
+DEFAULT_MODE = SecurityMode.FULL_POD_TO_POD
+"""The global default when nothing selects a mode, as in Liqo's Helm chart."""
+
+MODE_KEY = "networking.securityMode"
+"""The Helm value that selects the global default (Liqo's chart; ``--set``, ``--values``)."""
+
+DESCRIPTIONS = {
+    SecurityMode.FULL_POD_TO_POD: (
+        "pods of peered clusters reach each other in every namespace, no restriction"
+    ),
+    SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION: (
+        "a peer reaches only the pods it offloaded here and the local backends of services "
+        "reflected to it; everything inside a physical cluster stays open"
+    ),
+}
+"""What each mode allows, in one line (``peerwall modes``)."""
 
 
 def mode_from(value: object) -> SecurityMode:

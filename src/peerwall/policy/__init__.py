@@ -1,7 +1,7 @@
 """The semantics of DESIGN.md §1 as pure functions: decisions, truth tables and explanations.
 
 The names below are imported when first used (PEP 562), as in ``peerwall.model``: ``peerwall
-modes`` reads ``policy.modes`` without loading the decider and the topology's schema.
+modes`` reads ``model.modes`` without loading the decider and the topology's schema.
 """
 
 import typing
@@ -10,7 +10,7 @@ from peerwall import lazy
 
 _EXPORTS = {
     "Comparison": "peerwall.policy.truthtable",
-    "DESCRIPTIONS": "peerwall.policy.modes",
+    "DESCRIPTIONS": "peerwall.model.modes",
     "Decider": "peerwall.policy.decide",
     "Decision": "peerwall.policy.decide",
     "DecisionRule": "peerwall.policy.decide",
@@ -32,10 +32,11 @@ _EXPORTS = {
 
 if typing.TYPE_CHECKING:
     from peerwall.errors import TableIncomplete  # re-exported: the error of an incomplete table
+    from peerwall.model.modes import DESCRIPTIONS
     from peerwall.policy.decide import Decider, Decision, DecisionRule, aggregate
     from peerwall.policy.expected import Expected, expect
     from peerwall.policy.explain import Explanation, explain_cell
-    from peerwall.policy.modes import DESCRIPTIONS, EffectiveMode, ModeOrigin, effective_mode
+    from peerwall.policy.modes import EffectiveMode, ModeOrigin, effective_mode
     from peerwall.policy.truthtable import (
         Comparison,
         DiffBlock,

@@ -1,4 +1,5 @@
-"""The two security modes: which one governs a given connection, and what each means.
+"""The two security modes: which one governs a given connection (what each allows is in
+``model.modes``, next to the modes).
 
 A mode is enforced by the receiving cluster on traffic arriving from a peer; the most specific
 setting wins: the peering's ``securityMode``, else the receiver's install-time one, else the global
@@ -50,14 +51,3 @@ def effective_mode(
     if installed is not None:
         return EffectiveMode(installed, ModeOrigin.CLUSTER)
     return EffectiveMode(default, ModeOrigin.DEFAULT)
-
-
-DESCRIPTIONS = {
-    SecurityMode.FULL_POD_TO_POD: (
-        "default: pods of peered clusters reach each other in every namespace, no restriction"
-    ),
-    SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION: (
-        "a peer reaches only the pods it offloaded here and the local backends of services "
-        "reflected to it; everything inside a physical cluster stays open"
-    ),
-}
