@@ -95,7 +95,7 @@ CHILD = """
 import asyncio, json, resource, sys
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import KubeApi, KubeSource, KubeSettings
-from peerwall.agent.kube import liqo
+from peerwall import liqo
 from peerwall.compile.state import CONNCHECK_PORT
 
 def rss():

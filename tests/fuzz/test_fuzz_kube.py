@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from hypothesis_profiles import budget
 from kubeapi import liqo_objects as L
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoJoin, liqo
+from peerwall.agent.kube import KubeSettings, LiqoJoin
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import valid_cluster_id
 from peerwall.compile.build import build

@@ -14,8 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from kubeapi import liqo_objects as L
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoJoin, liqo
+from peerwall.agent.kube import KubeSettings, LiqoJoin
 from peerwall.cli.main import app
 from peerwall.compile.names import clashes, hash8, tunnel_ifname
 from peerwall.errors import LabError, TopologyInvalid

@@ -8,8 +8,9 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from kubeapi import liqo_objects as L
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import Backoff, KubeSettings, LiqoJoin, ReflectionPolicy, liqo
+from peerwall.agent.kube import Backoff, KubeSettings, LiqoJoin, ReflectionPolicy
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import Remap, offloaded_to, reflected
 from peerwall.compile.state import ApiServer, SetKind

@@ -24,8 +24,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from kubeapi import liqo_objects as L
 from kubeapi.harness import Harness, run, running
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoJoin, ReflectionPolicy, liqo
+from peerwall.agent.kube import KubeSettings, LiqoJoin, ReflectionPolicy
 from peerwall.agent.kube.objects import VkOptions, vk_options
 from peerwall.agent.kube.source import IgnoredEndpoints
 from peerwall.compile.state import SetKind

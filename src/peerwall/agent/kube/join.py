@@ -53,8 +53,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from ipaddress import IPv4Address, IPv4Network
 
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import liqo, shape
+from peerwall.agent.kube import shape
 from peerwall.agent.kube.objects import (
     Obj,
     ReflectionPolicy,

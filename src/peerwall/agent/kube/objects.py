@@ -16,7 +16,7 @@ from enum import Enum
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
-from peerwall.agent.kube import liqo
+from peerwall import liqo
 from peerwall.model.addressing import translate
 
 __all__ = [

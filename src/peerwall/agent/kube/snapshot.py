@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peerwall.agent.kube import liqo
+from peerwall import liqo
 from peerwall.agent.kube.client import ApiError, KubeApi
 from peerwall.agent.kube.join import KubeSettings
 from peerwall.agent.kube.picture import ClusterObjects, PictureError, topology_document

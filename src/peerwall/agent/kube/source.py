@@ -21,8 +21,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import liqo
 from peerwall.agent.kube.client import KubeApi
 from peerwall.agent.kube.join import KubeSettings, LiqoJoin, PodRole
 from peerwall.agent.kube.watch import QUIET_TIMEOUT, Backoff, Reflector, WatchSpec
