@@ -21,13 +21,14 @@ from hypothesis_profiles import budget
 from kubeapi import liqo_objects as L
 from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoJoin
+from peerwall.agent.kube import LiqoJoin
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import valid_cluster_id
 from peerwall.compile.build import build
 from peerwall.compile.names import clashes, tunnel_ifname
 from peerwall.compile.state import GatewayState, SetKind
 from peerwall.nft.objects import render_replace
+from peerwall.settings import KubeSettings
 
 PEERS = ["c2", "c3", "c2", "c3", "c17439", "c24164", "C4", "c5\n", "", "x" * 70]
 """Cluster IDs: the base's peers (more often), two IDs with one hash, invalid ones."""

@@ -28,13 +28,13 @@ from kubeapi.liqo_objects import (
     is_gateway_server,
 )
 from peerwall import liqo
-from peerwall.agent.kube import KubeSettings
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import CONNCHECK_PORT, ApiServer, GatewayState, PeerState, SetKind
 from peerwall.model.addressing import translate
 from peerwall.model.load import load_topology
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
+from peerwall.settings import KubeSettings
 
 HERE = Path(__file__).parent
 SEED = HERE.parents[2] / "src" / "peerwall" / "examples" / "seed.yaml"

@@ -10,11 +10,13 @@ import pytest
 from kubeapi import liqo_objects as L
 from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import Backoff, KubeSettings, LiqoJoin, ReflectionPolicy
+from peerwall.agent.kube import Backoff, LiqoJoin
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import Remap, offloaded_to, reflected
 from peerwall.compile.state import ApiServer, SetKind
+from peerwall.liqo import ReflectionPolicy
 from peerwall.model.spec import SecurityMode
+from peerwall.settings import KubeSettings
 
 DENY, ALLOW = ReflectionPolicy.DENY_LIST, ReflectionPolicy.ALLOW_LIST
 SKIP, ALLOWED = "liqo.io/skip-reflection", "liqo.io/allow-reflection"

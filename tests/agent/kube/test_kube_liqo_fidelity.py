@@ -26,12 +26,14 @@ from kubeapi import liqo_objects as L
 from kubeapi.harness import Harness, run, running
 from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoJoin, ReflectionPolicy
+from peerwall.agent.kube import LiqoJoin
 from peerwall.agent.kube.objects import VkOptions, vk_options
 from peerwall.agent.kube.source import IgnoredEndpoints
 from peerwall.compile.state import SetKind
+from peerwall.liqo import ReflectionPolicy
 from peerwall.model.load import load_topology
 from peerwall.model.topology import Topology
+from peerwall.settings import KubeSettings
 
 HERE = Path(__file__).parent
 DENY, ALLOW = ReflectionPolicy.DENY_LIST, ReflectionPolicy.ALLOW_LIST

@@ -10,10 +10,11 @@ import pytest
 from kubeapi import liqo_objects as L
 from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoJoin
+from peerwall.agent.kube import LiqoJoin
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.shape import problem
 from peerwall.compile.state import SetKind
+from peerwall.settings import KubeSettings
 
 
 @pytest.mark.parametrize(

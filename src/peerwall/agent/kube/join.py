@@ -48,8 +48,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from ipaddress import IPv4Address, IPv4Network
 
@@ -58,7 +57,6 @@ from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import shape
 from peerwall.agent.kube.objects import (
     Obj,
-    ReflectionPolicy,
     Remap,
     Slice,
     VkOptions,
@@ -79,6 +77,7 @@ from peerwall.compile import names
 from peerwall.compile.membership import memberships
 from peerwall.compile.state import ApiServer, PeerState, SetKind
 from peerwall.model.spec import SecurityMode
+from peerwall.settings import KubeSettings
 
 log = logging.getLogger("peerwall.agent.kube")
 
@@ -92,33 +91,6 @@ class PodRole(Enum):
     """Our pods offloaded to a provider (consumer side)."""
     GATEWAY = "gateway"
     """Liqo's gateway pods here: never opened as backends."""
-
-
-@dataclass(frozen=True)
-class KubeSettings:
-    """The Kubernetes source's settings. Every other set is in ``peerwall.settings``; this one
-    stays with the source because its defaults are Liqo's (``liqo``), which that module, below the
-    agent in the layers, may not import."""
-
-    default_mode: SecurityMode = SecurityMode.FULL_POD_TO_POD
-    """The chart's ``networking.securityMode``: the mode of a peering without PeeringSecurity."""
-    default_audit: bool = False
-    """The chart's ``networking.securityAudit``: for a peering whose PeeringSecurity does not say."""
-    peer: str | None = None
-    """Sidecar mode: the one peer this gateway serves (its cluster ID); None: every peer."""
-    liqo_namespace: str = "liqo"
-    tunnel: Callable[[str], str] = field(default=lambda _peer: liqo.TUNNEL)
-    """Interface of each peer's tunnel. A Liqo gateway pod has one peer, on ``liqo-tunnel``; a
-    gateway serving several peers needs one name per peer."""
-    api_server: ApiServer | None = None
-    """The API server as peers reach it, if not the ``api-server`` IP of Liqo's IPAM on
-    ``api_port`` (for ``--home-api-server-host``/``-port`` setups)."""
-    api_port: int = liqo.API_SERVER_PORT
-    pod_cidrs: tuple[IPv4Network, ...] | None = None
-    """The local pod CIDRs, if not Liqo's ``pod-cidr`` Networks."""
-    reflection: ReflectionPolicy = ReflectionPolicy.DENY_LIST
-    """The policy of a provider whose VkOptionsTemplate is not found (the virtual kubelet's own
-    default); where the template exists, its policy is used."""
 
 
 # --- the join ------------------------------------------------------------------------------------
@@ -715,4 +687,4 @@ def _diff(old: PeerState, new: PeerState) -> str:
     return "; ".join(changed)
 
 
-__all__ = ["KubeSettings", "LiqoJoin", "PodRole"]
+__all__ = ["LiqoJoin", "PodRole"]

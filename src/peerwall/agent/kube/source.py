@@ -24,8 +24,9 @@ from prometheus_client.registry import Collector
 from peerwall import liqo
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube.client import KubeApi
-from peerwall.agent.kube.join import KubeSettings, LiqoJoin, PodRole
+from peerwall.agent.kube.join import LiqoJoin, PodRole
 from peerwall.agent.kube.watch import QUIET_TIMEOUT, Backoff, Reflector, WatchSpec
+from peerwall.settings import KubeSettings
 
 __all__ = ["IgnoredEndpoints", "KubeSource", "watch_specs"]
 
