@@ -155,3 +155,7 @@ class KubeSettings:
     reflection: ReflectionPolicy = ReflectionPolicy.DENY_LIST
     """The policy of a provider whose VkOptionsTemplate is not found (the virtual kubelet's own
     default); where the template exists, its policy is used."""
+
+    def serves(self, peer: str | None) -> bool:
+        """Whether this gateway enforces for ``peer``: every peer, or the one of sidecar mode."""
+        return peer is not None and (self.peer is None or peer == self.peer)

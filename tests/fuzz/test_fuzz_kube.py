@@ -224,7 +224,7 @@ def check_sound(m: LiqoJoin) -> GatewayState:
     script = render_replace(build(state))
     assert script.count("table inet peerwall {") == 1
     assert clashes((p.name, p.tunnel) for p in state.peers.values()) == {}
-    local = m.local_pod_cidrs()
+    local = m.peers.local_pod_cidrs()
     for p in state.peers.values():
         assert valid_cluster_id(p.name), repr(p.name)
         for kind in SetKind:

@@ -241,7 +241,7 @@ def test_endpoints_outside_the_local_pod_cidrs_are_ignored_logged_and_counted(
             await h.cluster.create(L.endpoint_slice("front-evil", "shop", "front", eps))
             await h.until(lambda: ip("10.10.0.5") in backends(h, "c2"), "local pod opened")
             assert backends(h, "c2") == {ip("10.10.0.1"), ip("10.10.0.5")}
-            model = h.source.join
+            model = h.source.join.backends
             assert model.ignored_endpoints == {"shop/front-evil": frozenset(map(ip, hostile))}
             assert model.ignored_endpoints_total == 5
             lines = [r.getMessage() for r in caplog.records if "front-evil" in r.getMessage()]
@@ -286,7 +286,7 @@ def test_ignored_endpoints_are_never_opened_under_any_reflection() -> None:
             L.endpoint_slice("s", "shop", None, [("172.16.0.1", None)], annotations=allow),
         )
         assert m.desired.snapshot().peers["c2"].addresses(SetKind.BACKENDS) == frozenset()
-        assert m.ignored_endpoints == {"shop/s": {ip("172.16.0.1")}}
+        assert m.backends.ignored_endpoints == {"shop/s": {ip("172.16.0.1")}}
 
 
 # --- 16.4: several API server addresses, several tunnels ----------------------------------------
