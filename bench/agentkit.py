@@ -124,7 +124,7 @@ async def running_agent(
     rec = Recorder()
     agent.metrics.event_latency = rec  # type: ignore[assignment]
     harness = LoopHarness(agent, source, rec)
-    inner = agent.enforcer.on_commit
+    inner = agent.enforcer.table.on_commit
 
     def on_commit(kind: str, seconds: float) -> None:
         harness.commits.append((kind, time.perf_counter()))
@@ -132,7 +132,7 @@ async def running_agent(
         if inner is not None:
             inner(kind, seconds)
 
-    agent.enforcer.on_commit = on_commit
+    agent.enforcer.table.on_commit = on_commit
     task = asyncio.create_task(agent.run())
     try:
         async with asyncio.timeout(120):

@@ -226,7 +226,7 @@ async def run_peerwall(netns: str, world: World, coalesce: float) -> dict[str, A
         kinds: dict[str, int] = {}
         for kind, _ in h.commits:
             kinds[kind] = kinds.get(kind, 0) + 1
-        counts = h.agent.enforcer.counts
+        counts = h.agent.enforcer.table.counts
     ok = live_peerwall(nft) == final_sets(world)
     nft.close()
     return {

@@ -164,7 +164,7 @@ async def measure(netns: str, args: argparse.Namespace) -> dict[str, Any]:
                 f"with {statistics.median(out['with']) * 1e3:.1f} ms",
                 file=sys.stderr,
             )
-        out["transactions"] = dict(h.agent.enforcer.counts.transactions)
+        out["transactions"] = dict(h.agent.enforcer.table.counts.transactions)
     nft.close()
     return out
 

@@ -88,7 +88,7 @@ def child(netns: str, pods: int, services: int) -> dict[str, Any]:
                 h.event()
                 await h.settled()
             out["events"] = 2000
-            out["transactions"] = dict(h.agent.enforcer.counts.transactions)
+            out["transactions"] = dict(h.agent.enforcer.table.counts.transactions)
         doc = nft.list_json("list table inet peerwall")
         out["kernel_elements"] = sum(
             len(o["set"].get("elem", [])) for o in doc["nftables"] if "set" in o

@@ -94,8 +94,9 @@ def topology(n: int) -> Any:
 CHILD = """
 import asyncio, json, resource, sys
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeApi, KubeSource, KubeSettings
-from peerwall.agent.kube import liqo
+from peerwall.agent.kube import KubeApi, KubeSource
+from peerwall.settings import KubeSettings
+from peerwall import liqo
 from peerwall.compile.state import CONNCHECK_PORT
 
 def rss():

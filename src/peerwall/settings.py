@@ -1,21 +1,26 @@
 """Typed settings for the shell (lab, probe, agent), in one place. Every field says its unit and
 default.
 
-One set lives elsewhere: the Kubernetes source's ``KubeSettings`` (``agent.kube.join``), whose
-defaults are Liqo's (its tunnel name, the reflection policy) from ``agent.kube.liqo``: this module
-is imported by the prober, which sits below the agent, so it may not import the agent's modules.
+This module is imported by the prober, which sits below the agent, so it imports only the pure
+core and ``peerwall.liqo`` (Liqo's names, whence ``KubeSettings`` takes its defaults), never the
+agent.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 
-from peerwall.compile.state import API_PORT, RING_SIZE
+from peerwall import liqo
+from peerwall.compile.state import API_PORT, RING_SIZE, ApiServer
 from peerwall.errors import Problem, TopologyInvalid
+from peerwall.liqo import ReflectionPolicy
 from peerwall.model.describe import quote
 from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES
+from peerwall.model.spec import SecurityMode
 
 MAX_INPUT_ENV = "PEERWALL_MAX_INPUT_BYTES"
 _max_input_option: int | None = None
@@ -125,3 +130,32 @@ class AgentSettings:
     """Explained drops ``/flows`` keeps (the newest)."""
     flow_lines: bool = True
     """Write each explained drop to the log (stderr) as a JSON line."""
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    """The Kubernetes source's settings; their defaults are Liqo's (``peerwall.liqo``)."""
+
+    default_mode: SecurityMode = SecurityMode.FULL_POD_TO_POD
+    """The chart's ``networking.securityMode``: the mode of a peering without PeeringSecurity."""
+    default_audit: bool = False
+    """The chart's ``networking.securityAudit``: for a peering whose PeeringSecurity does not say."""
+    peer: str | None = None
+    """Sidecar mode: the one peer this gateway serves (its cluster ID); None: every peer."""
+    liqo_namespace: str = "liqo"
+    tunnel: Callable[[str], str] = field(default=lambda _peer: liqo.TUNNEL)
+    """Interface of each peer's tunnel. A Liqo gateway pod has one peer, on ``liqo-tunnel``; a
+    gateway serving several peers needs one name per peer."""
+    api_server: ApiServer | None = None
+    """The API server as peers reach it, if not the ``api-server`` IP of Liqo's IPAM on
+    ``api_port`` (for ``--home-api-server-host``/``-port`` setups)."""
+    api_port: int = liqo.API_SERVER_PORT
+    pod_cidrs: tuple[IPv4Network, ...] | None = None
+    """The local pod CIDRs, if not Liqo's ``pod-cidr`` Networks."""
+    reflection: ReflectionPolicy = ReflectionPolicy.DENY_LIST
+    """The policy of a provider whose VkOptionsTemplate is not found (the virtual kubelet's own
+    default); where the template exists, its policy is used."""
+
+    def serves(self, peer: str | None) -> bool:
+        """Whether this gateway enforces for ``peer``: every peer, or the one of sidecar mode."""
+        return peer is not None and (self.peer is None or peer == self.peer)

@@ -72,7 +72,7 @@ def test_the_loop_end_to_end() -> None:
         source.changed.set()
         await until(lambda: agent.ready)
         assert get(agent, "/readyz")[0] == 200
-        full_then = agent.enforcer.counts.transactions["full"]
+        full_then = agent.enforcer.table.counts.transactions["full"]
         # A burst of 100 pod events becomes one transaction.
         scripts = len(nft.scripts)
         for i in range(100):
@@ -86,7 +86,7 @@ def test_the_loop_end_to_end() -> None:
         assert (
             nft.scripts[-1].count("add element") == 1 and nft.scripts[-1].count("10.244.9.") == 100
         )
-        assert agent.enforcer.counts.transactions["full"] == full_then == 1
+        assert agent.enforcer.table.counts.transactions["full"] == full_then == 1
         code, body = get(agent, "/metrics")
         assert code == 200
         assert 'peerwall_transactions_total{kind="elements"} 1.0' in body

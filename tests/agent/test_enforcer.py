@@ -127,7 +127,7 @@ def test_a_new_or_removed_peer_touches_only_its_objects() -> None:
     assert enforcer.sync(desired).kind == "peers"
     assert names.peer_chain("C2") not in nft.scripts[-1]
     assert equal(nft, desired)
-    assert enforcer.counts.transactions["full"] == 1  # only the start
+    assert enforcer.table.counts.transactions["full"] == 1  # only the start
 
 
 def test_a_refused_transaction_falls_back_to_a_whole_table() -> None:
@@ -135,7 +135,7 @@ def test_a_refused_transaction_falls_back_to_a_whole_table() -> None:
     desired.contribute("pod/x", "C2", SetKind.BACKENDS, [IPv4Address("10.244.7.8")])
     nft.fail_next = "Error: Could not process rule: No such file or directory"
     assert enforcer.sync(desired).kind == "failed"
-    assert enforcer.counts.apply_failures == 1 and enforcer.needs_full
+    assert enforcer.table.counts.apply_failures == 1 and enforcer.table.needs_full
     assert enforcer.sync(desired).kind == "full"  # the next step, whatever changed since
     assert equal(nft, desired)
 
@@ -144,10 +144,10 @@ def test_drift_is_repaired_and_counted() -> None:
     nft, enforcer, desired = started(three())
     nft.run("flush table inet peerwall\n")
     found = enforcer.repair(desired.snapshot())
-    assert found and enforcer.counts.repairs == 1
+    assert found and enforcer.table.counts.repairs == 1
     assert equal(nft, desired)
     assert enforcer.repair(desired.snapshot()) == []
-    assert enforcer.counts.checks == 2
+    assert enforcer.table.counts.checks == 2
 
 
 def test_only_flows_the_state_forbids_are_cleared() -> None:
@@ -217,7 +217,7 @@ def test_any_sequence_of_events_leaves_the_table_equal_to_the_desired_state(seed
             assert equal(nft, desired), step
     enforcer.sync(desired)
     assert equal(nft, desired)
-    assert enforcer.counts.transactions["full"] == 1
+    assert enforcer.table.counts.transactions["full"] == 1
 
 
 def test_a_step_narrows_only_the_peers_it_touched_and_a_removed_peer_admits_nothing() -> None:
@@ -262,7 +262,7 @@ def test_a_table_that_cannot_be_read_back_is_drift_replaced_whole_never_a_crash(
     found = enforcer.repair(desired.snapshot())
     assert [d.kind for d in found] == [TABLE_UNREADABLE]
     assert nft.scripts[-1] == render_replace(build(desired.snapshot()))
-    assert enforcer.counts.readback_failures == 1 and enforcer.counts.repairs == 1
+    assert enforcer.table.counts.readback_failures == 1 and enforcer.table.counts.repairs == 1
     # A peer step that must read the table back replaces it whole instead of raising.
     desired.remove_peer("C3")
     assert enforcer.sync(desired).kind == "full"
@@ -284,10 +284,10 @@ def test_a_refused_whole_table_raises_the_guard_which_goes_once_the_table_is_bac
     nft.apply = refuse_peerwall  # type: ignore[method-assign]
     run("delete table inet peerwall\n")  # gone: only a whole-table write repairs that
     enforcer.repair(desired.snapshot())
-    assert enforcer.counts.guard is not None
+    assert enforcer.table.counts.guard is not None
     assert nft.ruleset("inet", names.GUARD_TABLE) == build_guard(three().tunnel_pattern)
     refusing = False
     assert enforcer.repair(desired.snapshot())  # still missing: written whole now
-    assert enforcer.counts.guard is None
+    assert enforcer.table.counts.guard is None
     assert nft.ruleset("inet", names.GUARD_TABLE) is None
     assert equal(nft, desired)

@@ -241,7 +241,7 @@ def test_liqo_nodeport_replies_are_routed_by_its_mark_and_not_dropped(
         # The table created last runs first.
         if runs_first == "peerwall":
             subprocess.run(liqo, input=LIQO_TABLE, text=True, check=True)
-        enforcer.full(state(SecurityMode.FULL_POD_TO_POD))
+        enforcer.table.write_whole(state(SecurityMode.FULL_POD_TO_POD))
         if runs_first == "liqo":
             subprocess.run(liqo, input=LIQO_TABLE, text=True, check=True)
         with (
@@ -263,7 +263,7 @@ def test_liqo_nodeport_replies_are_routed_by_its_mark_and_not_dropped(
             # A narrowing cuts the peer's connection to a local pod, and neither ours nor the
             # node's NodePort connection (a local node's, never restricted).
             narrowed = state(SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
-            enforcer.full(narrowed)
+            enforcer.table.write_whole(narrowed)
             assert enforcer.clear_flows(narrowed) == 1
             for a, b in ((nodeport, nodeport_far), (ours, ours_far)):
                 assert talks(a, b, b"c") and talks(b, a, b"d")

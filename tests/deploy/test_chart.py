@@ -24,9 +24,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from peerwall.agent.kube.join import KubeSettings
 from peerwall.agent.kube.source import watch_specs
 from peerwall.model import SecurityMode
+from peerwall.settings import KubeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "peerwall"

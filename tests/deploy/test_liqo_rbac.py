@@ -16,8 +16,8 @@ import pytest
 
 from kubeapi.chart import LIQO_VERSIONS, chart_objects, liqo_objects, rbac_objects
 from kubeapi.rbac import RBAC_GROUP, Policy, Request, User
-from peerwall.agent.kube.join import KubeSettings
 from peerwall.agent.kube.source import watch_specs
+from peerwall.settings import KubeSettings
 
 LIQO_NS = "liqo"
 CONTROLLER_MANAGER = User.service_account(LIQO_NS, "liqo-controller-manager")

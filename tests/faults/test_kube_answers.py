@@ -22,14 +22,13 @@ from faultkit import FaultRecord
 from kubeapi import liqo_objects as L
 from kubeapi.faulty import FaultyApiServer
 from kubeapi.harness import Harness, run, running
-from peerwall.agent.kube import KubeSettings
 from peerwall.agent.run import Agent
 from peerwall.compile.state import SetKind
 from peerwall.model.load import load_topology
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
 from peerwall.nft.fake import FakeNft
-from peerwall.settings import AgentSettings
+from peerwall.settings import AgentSettings, KubeSettings
 
 SEED = Path(__file__).parent.parent / "agent" / "kube" / "seed-topology.yaml"
 SHADOW = "liqo.io/managed-by"

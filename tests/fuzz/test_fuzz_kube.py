@@ -19,14 +19,16 @@ from hypothesis import strategies as st
 
 from hypothesis_profiles import budget
 from kubeapi import liqo_objects as L
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoJoin, liqo
+from peerwall.agent.kube import LiqoJoin
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import valid_cluster_id
 from peerwall.compile.build import build
 from peerwall.compile.names import clashes, tunnel_ifname
 from peerwall.compile.state import GatewayState, SetKind
 from peerwall.nft.objects import render_replace
+from peerwall.settings import KubeSettings
 
 PEERS = ["c2", "c3", "c2", "c3", "c17439", "c24164", "C4", "c5\n", "", "x" * 70]
 """Cluster IDs: the base's peers (more often), two IDs with one hash, invalid ones."""
@@ -222,7 +224,7 @@ def check_sound(m: LiqoJoin) -> GatewayState:
     script = render_replace(build(state))
     assert script.count("table inet peerwall {") == 1
     assert clashes((p.name, p.tunnel) for p in state.peers.values()) == {}
-    local = m.local_pod_cidrs()
+    local = m.peers.local_pod_cidrs()
     for p in state.peers.values():
         assert valid_cluster_id(p.name), repr(p.name)
         for kind in SetKind:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from kubeapi.fake import CORE, CRD_FILES, FakeApiServer, Resource, crd_resources
+from peerwall import liqo as L
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import Backoff, KubeApi, KubeSettings, KubeSource
-from peerwall.agent.kube import liqo as L
+from peerwall.agent.kube import Backoff, KubeApi, KubeSource
 from peerwall.compile.names import tunnel_ifname
 from peerwall.compile.state import CONNCHECK_PORT, GatewayState
+from peerwall.settings import KubeSettings
 
 T = TypeVar("T")
 Obj = dict[str, Any]

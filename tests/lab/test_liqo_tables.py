@@ -19,7 +19,7 @@ import yaml
 from liqokit import PROBE_ATTEMPTS, LiqoLab, dropped, liqo_lab, until_dropped
 
 from gen import generate
-from peerwall.agent.kube.liqo import API_SERVER_PORT as API_PORT
+from peerwall.liqo import API_SERVER_PORT as API_PORT
 from peerwall.model import SecurityMode, load_topology
 from peerwall.nsenter import entered
 from peerwall.policy import Verdict, expect

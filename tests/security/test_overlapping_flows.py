@@ -111,7 +111,7 @@ def test_our_connection_survives_50_narrowings_and_the_peers_is_cut(
     gw, loc, peer = gateway
     with LibNft(gw) as nft, Conntrack(gw) as flows:
         enforcer = Enforcer(nft, flows)
-        enforcer.full(state(SecurityMode.FULL_POD_TO_POD))
+        enforcer.table.write_whole(state(SecurityMode.FULL_POD_TO_POD))
         with (
             connection(loc, peer, PEER) as (ours, ours_far),
             connection(peer, loc, LOCAL) as (theirs, theirs_far),
@@ -124,9 +124,9 @@ def test_our_connection_survives_50_narrowings_and_the_peers_is_cut(
             assert marks[(LOCAL, PORT)] == ctmark.to_peer("R")
             assert marks[(PEER, PORT)] == ctmark.from_peer("R")
             for step in range(50):
-                enforcer.full(state(SecurityMode.FULL_POD_TO_POD))
+                enforcer.table.write_whole(state(SecurityMode.FULL_POD_TO_POD))
                 narrowed = state(SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
-                enforcer.full(narrowed)
+                enforcer.table.write_whole(narrowed)
                 assert enforcer.clear_flows(narrowed) == (1 if step == 0 else 0), f"step {step}"
                 assert talks(ours, ours_far, b"%d" % step), f"step {step}"
                 assert talks(ours_far, ours, b"%d" % step), f"step {step}"

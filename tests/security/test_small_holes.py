@@ -14,8 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from kubeapi import liqo_objects as L
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoJoin, liqo
+from peerwall.agent.kube import LiqoJoin
 from peerwall.cli.main import app
 from peerwall.compile.names import clashes, hash8, tunnel_ifname
 from peerwall.errors import LabError, TopologyInvalid
@@ -23,7 +24,7 @@ from peerwall.lab import build as labs
 from peerwall.lab import state as labstate
 from peerwall.lab.plan import check_lab_name
 from peerwall.model import load_topology
-from peerwall.settings import LabSettings
+from peerwall.settings import KubeSettings, LabSettings
 
 CLASH = ("c17439", "c24164")
 """Two cluster names whose SHA-256 starts with the same 8 hex digits."""

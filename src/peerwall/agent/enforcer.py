@@ -22,7 +22,7 @@ from peerwall.agent.desired import DesiredState
 from peerwall.compile import ctmark
 from peerwall.compile.changes import Changes
 from peerwall.compile.flows import Flow, stale
-from peerwall.compile.state import GatewayState, PeerState
+from peerwall.compile.state import GatewayState
 from peerwall.dataplane.conntrack import Cleared
 from peerwall.dataplane.drift import Drift
 from peerwall.dataplane.nft import Nft
@@ -91,42 +91,17 @@ class Step:
 
 
 class Enforcer:
+    """Hands the desired state's delta to ``table``, the kernel table's one owner, and clears the
+    flows a step forbids. What the table holds (``counts``, ``applied``, ``needs_full``, the
+    ``on_commit`` hook) is read from ``table`` itself."""
+
     def __init__(self, nft: Nft, flows: FlowTable | None = None) -> None:
         self.table = GatewayTable(nft)
         self.flows = flows
 
-    @property
-    def nft(self) -> Nft:
-        return self.table.nft
-
-    @property
-    def counts(self) -> Counts:
-        return self.table.counts
-
-    @property
-    def needs_full(self) -> bool:
-        return self.table.needs_full
-
-    @property
-    def applied(self) -> dict[str, PeerState]:
-        return self.table.applied
-
-    @property
-    def on_commit(self) -> Callable[[str, float], None] | None:
-        """Called with the kind and duration of every committed transaction (metrics)."""
-        return self.table.on_commit
-
-    @on_commit.setter
-    def on_commit(self, call: Callable[[str, float], None] | None) -> None:
-        self.table.on_commit = call
-
     def fail_closed(self, state: GatewayState) -> bool:
         """``GatewayTable.fail_closed``: a table with no peers until the state is known."""
         return self.table.fail_closed(state)
-
-    def full(self, state: GatewayState) -> None:
-        """``GatewayTable.write_whole``: the whole table at once (raises ``NftError``)."""
-        self.table.write_whole(state)
 
     # --- applying ----------------------------------------------------------------------------
 
@@ -171,8 +146,8 @@ class Enforcer:
             names |= changes.peers.keys()
         peers = {n: desired.peer_view(n) for n in names if desired.declares(n)}
         for n in changes.removed:
-            if not desired.declares(n) and n in self.applied:
-                peers[n] = replace(self.applied[n], members={}, full_access=(), api=None)
+            if not desired.declares(n) and n in self.table.applied:
+                peers[n] = replace(self.table.applied[n], members={}, full_access=(), api=None)
         return GatewayState(desired.cluster, peers, desired.tunnel_pattern, desired.conncheck_port)
 
     def _log(self, changes: Changes, kind: StepKind) -> None:
@@ -226,7 +201,7 @@ class Enforcer:
             )
         if cleared.count > len(cleared.sample):
             log.info("... and %d more flows cleared", cleared.count - len(cleared.sample))
-        self.counts.flows_cleared += cleared.count
+        self.table.counts.flows_cleared += cleared.count
         return cleared.count
 
     def repair(self, state: GatewayState) -> list[Drift]:

@@ -95,7 +95,7 @@ class Agent:
         self.settings = settings
         self.enforcer = Enforcer(nft, flows)
         self.metrics = Metrics()
-        self.enforcer.on_commit = self.metrics.committed
+        self.enforcer.table.on_commit = self.metrics.committed
         self.ready = False
         self.beat = time.monotonic()
         self.applied_digest: str | None = None
@@ -106,7 +106,7 @@ class Agent:
         """Why the last status-file write failed (retried every heartbeat); None: written."""
         self.collector = LiveCollector(scrape_handle(nft))
         self.metrics.registry.register(self.collector)
-        self.metrics.registry.register(CountsCollector(self.enforcer.counts))
+        self.metrics.registry.register(CountsCollector(self.enforcer.table.counts))
         self.metrics.registry.register(SourceCollector(source))
         for extra in getattr(source, "collectors", ()):
             self.metrics.registry.register(extra)
@@ -132,7 +132,7 @@ class Agent:
             server = serve(
                 self.settings.metrics_address,
                 self.metrics,
-                lambda: self.ready and self.enforcer.counts.guard is None,
+                lambda: self.ready and self.enforcer.table.counts.guard is None,
                 self._alive,
                 lambda: public_status(self.status()),
                 self.settings.endpoint,
@@ -153,7 +153,7 @@ class Agent:
             if server is not None:
                 server.shutdown()
             scrapes = self.collector.nft
-            if scrapes is not self.enforcer.nft and isinstance(scrapes, LibNft):
+            if scrapes is not self.enforcer.table.nft and isinstance(scrapes, LibNft):
                 scrapes.close()
             if self.recorder is not None:
                 asyncio.get_running_loop().remove_reader(self.recorder.reader.fileno())
@@ -275,7 +275,7 @@ class Agent:
                 except Exception:  # a check must never stop enforcement: the next one retries
                     log.exception("the check of the live table failed; retrying at the next one")
                     continue
-                if self.enforcer.counts.guard is None:
+                if self.enforcer.table.counts.guard is None:
                     self.metrics.last_sync.set(time.time())
                 self._write_status()
 
@@ -313,8 +313,8 @@ class Agent:
             "ready": self.ready,
             "digest": self.applied_digest,
             "peers": list(self.desired.peers),
-            "guard": self.enforcer.counts.guard,
-            **counts_json(self.enforcer.counts),
+            "guard": self.enforcer.table.counts.guard,
+            **counts_json(self.enforcer.table.counts),
             "flow_events": self.flows.seq,
         }
 

@@ -264,8 +264,8 @@ def _kubernetes(
     context: str | None = None,
 ) -> tuple[Source, DesiredState]:
     from peerwall.agent.desired import DesiredState
-    from peerwall.agent.kube.join import KubeSettings
     from peerwall.agent.kube.source import KubeSource
+    from peerwall.settings import KubeSettings
 
     mode = resolve_mode(sets, values).mode
     from peerwall.compile.state import CONNCHECK_PORT

@@ -40,7 +40,6 @@ from typing import Any
 
 import yaml
 
-from peerwall.agent.kube.liqo import API_SERVER_PORT
 from peerwall.compile.build import fail_closed
 from peerwall.compile.names import tunnel_ifname
 from peerwall.dataplane.nft import LibNft
@@ -66,6 +65,7 @@ from peerwall.lab.wiring import (
     rewire_steps,
     wiring,
 )
+from peerwall.liqo import API_SERVER_PORT
 from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.nft.objects import render_replace
 from peerwall.settings import LabSettings
@@ -241,7 +241,7 @@ def build(plan: LabPlan, settings: LabSettings) -> int:
 
 def probe_settings(settings: LabSettings) -> LabSettings:
     """The lab's settings as the probes of a Liqo-shaped lab use them: offloaded pods reach their
-    home API server at its IP resource's address, port 443 (``agent.kube.liqo.API_SERVER_PORT``)."""
+    home API server at its IP resource's address, port 443 (``peerwall.liqo.API_SERVER_PORT``)."""
     return dataclasses.replace(settings, api_port=API_SERVER_PORT)
 
 

@@ -5,7 +5,7 @@ The Kubernetes picture of each cluster is ``cluster_objects(topology, cluster)``
 hold there). The expected state is ``compile.desired.gateway_state`` of the topology, with Liqo's
 tunnel names, no NAT of our own and its gateways' tunnel addresses; where pod CIDRs overlap, in Liqo
 v1's addressing: at the gateway's forward hook a peer's traffic carries the peer's *original* pod
-addresses (Liqo remaps sources after the forward hook, ``peerwall.agent.kube.liqo``), where the
+addresses (Liqo remaps sources after the forward hook, ``peerwall.liqo``), where the
 lab's gateways, which remap before it, see the remapped ones. Without overlap the two agree as they
 are. The seed's two states are also written out by hand.
 """
@@ -27,13 +27,14 @@ from kubeapi.liqo_objects import (
     cluster_objects,
     is_gateway_server,
 )
-from peerwall.agent.kube import KubeSettings, liqo
+from peerwall import liqo
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import CONNCHECK_PORT, ApiServer, GatewayState, PeerState, SetKind
 from peerwall.model.addressing import translate
 from peerwall.model.load import load_topology
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
+from peerwall.settings import KubeSettings
 
 HERE = Path(__file__).parent
 SEED = HERE.parents[2] / "src" / "peerwall" / "examples" / "seed.yaml"

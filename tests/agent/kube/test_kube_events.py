@@ -7,11 +7,11 @@ from pathlib import Path
 
 from kubeapi import liqo_objects as L
 from kubeapi.harness import Harness, run, running
-from peerwall.agent.kube import KubeSettings
 from peerwall.compile.state import SetKind
 from peerwall.model.load import load_topology
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Topology
+from peerwall.settings import KubeSettings
 
 HERE = Path(__file__).parent
 FULL = SecurityMode.FULL_POD_TO_POD

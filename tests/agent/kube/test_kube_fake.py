@@ -10,7 +10,8 @@ import yaml
 from kubeapi import liqo_objects as L
 from kubeapi.fake import FakeApiServer, Invalid, validate
 from kubeapi.harness import run
-from peerwall.agent.kube import KubeApi, liqo
+from peerwall import liqo
+from peerwall.agent.kube import KubeApi
 from peerwall.agent.kube.client import Gone
 from peerwall.model.load import load_topology
 from peerwall.model.spec import SecurityMode

@@ -8,12 +8,15 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from kubeapi import liqo_objects as L
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import Backoff, KubeSettings, LiqoJoin, ReflectionPolicy, liqo
+from peerwall.agent.kube import Backoff, LiqoJoin
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import Remap, offloaded_to, reflected
 from peerwall.compile.state import ApiServer, SetKind
+from peerwall.liqo import ReflectionPolicy
 from peerwall.model.spec import SecurityMode
+from peerwall.settings import KubeSettings
 
 DENY, ALLOW = ReflectionPolicy.DENY_LIST, ReflectionPolicy.ALLOW_LIST
 SKIP, ALLOWED = "liqo.io/skip-reflection", "liqo.io/allow-reflection"
@@ -121,6 +124,48 @@ def test_order_of_arrival_does_not_matter() -> None:
     assert peer.addresses(SetKind.OFFLOADED) == {IPv4Address("10.10.0.5")}
     assert peer.addresses(SetKind.BACKENDS) == {IPv4Address("10.10.0.7")}
     assert peer.addresses(SetKind.API_CLIENTS) == {IPv4Address("10.20.0.9")}
+
+
+def test_a_configuration_that_comes_or_changes_after_our_offloaded_pod_maps_it_anew() -> None:
+    """Our pod at a provider is known here by its remapped address. The provider's Configuration
+    may come after the pod and its virtual node, or change its remapping: the pod's address is
+    mapped back with the Configuration in force (the join has the pods recompute)."""
+    m = LiqoJoin(DesiredState("x", liqo.TUNNEL_PATTERN, None), KubeSettings())
+    for obj, role in (
+        (L.pod_cidr_network("10.10.0.0/16"), None),
+        (L.foreign_cluster("c2"), None),
+        (L.virtual_node("c2"), None),
+        (L.offloaded_pod("q", "shop", "10.60.0.9", "c2"), PodRole.REMOTE),
+    ):
+        m.apply(_kind(obj), obj, role)
+    assert "c2" not in m.desired.snapshot().peers  # no Configuration yet: no peer
+    config = L.configuration("c2", ["10.20.0.0/16"], ["10.60.0.0/16"])
+    m.apply(_kind(config), config)
+    clients = m.desired.snapshot().peers["c2"].addresses(SetKind.API_CLIENTS)
+    assert clients == {IPv4Address("10.20.0.9")}
+    moved = L.configuration("c2", ["10.20.0.0/16"], ["10.61.0.0/16"])
+    m.apply(_kind(moved), moved)
+    assert m.desired.snapshot().peers["c2"].addresses(SetKind.API_CLIENTS) == set()
+
+
+def test_an_endpoint_is_a_backend_until_its_node_turns_out_virtual() -> None:
+    """An endpoint on a virtual node runs at a provider, never here, whatever its address: when
+    the Node shows itself virtual after the slice came, the endpoint stops being a backend (the
+    join has the slices recompute), and is one again once that Node is gone."""
+    m = model()
+    slice_ = L.endpoint_slice(
+        "s-1", "shop", "s", [("10.10.0.7", L.WORKER), ("10.10.0.8", "liqo-c2")]
+    )
+    for obj in (L.namespace_offloading("shop", ["c2"]), L.service("s", "shop"), slice_):
+        m.apply(_kind(obj), obj)
+    both = {IPv4Address("10.10.0.7"), IPv4Address("10.10.0.8")}
+    assert m.desired.snapshot().peers["c2"].addresses(SetKind.BACKENDS) == both
+    node = L.virtual_node("c2")
+    m.apply(_kind(node), node)
+    backends = m.desired.snapshot().peers["c2"].addresses(SetKind.BACKENDS)
+    assert backends == {IPv4Address("10.10.0.7")}
+    m.remove(_kind(node), node)
+    assert m.desired.snapshot().peers["c2"].addresses(SetKind.BACKENDS) == both
 
 
 def test_removing_what_was_never_seen_is_harmless() -> None:

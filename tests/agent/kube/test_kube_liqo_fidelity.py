@@ -24,13 +24,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from kubeapi import liqo_objects as L
 from kubeapi.harness import Harness, run, running
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoJoin, ReflectionPolicy, liqo
+from peerwall.agent.kube import LiqoJoin
 from peerwall.agent.kube.objects import VkOptions, vk_options
 from peerwall.agent.kube.source import IgnoredEndpoints
 from peerwall.compile.state import SetKind
+from peerwall.liqo import ReflectionPolicy
 from peerwall.model.load import load_topology
 from peerwall.model.topology import Topology
+from peerwall.settings import KubeSettings
 
 HERE = Path(__file__).parent
 DENY, ALLOW = ReflectionPolicy.DENY_LIST, ReflectionPolicy.ALLOW_LIST
@@ -238,7 +241,7 @@ def test_endpoints_outside_the_local_pod_cidrs_are_ignored_logged_and_counted(
             await h.cluster.create(L.endpoint_slice("front-evil", "shop", "front", eps))
             await h.until(lambda: ip("10.10.0.5") in backends(h, "c2"), "local pod opened")
             assert backends(h, "c2") == {ip("10.10.0.1"), ip("10.10.0.5")}
-            model = h.source.join
+            model = h.source.join.backends
             assert model.ignored_endpoints == {"shop/front-evil": frozenset(map(ip, hostile))}
             assert model.ignored_endpoints_total == 5
             lines = [r.getMessage() for r in caplog.records if "front-evil" in r.getMessage()]
@@ -283,7 +286,7 @@ def test_ignored_endpoints_are_never_opened_under_any_reflection() -> None:
             L.endpoint_slice("s", "shop", None, [("172.16.0.1", None)], annotations=allow),
         )
         assert m.desired.snapshot().peers["c2"].addresses(SetKind.BACKENDS) == frozenset()
-        assert m.ignored_endpoints == {"shop/s": {ip("172.16.0.1")}}
+        assert m.backends.ignored_endpoints == {"shop/s": {ip("172.16.0.1")}}
 
 
 # --- 16.4: several API server addresses, several tunnels ----------------------------------------

@@ -8,11 +8,13 @@ from ipaddress import IPv4Address
 import pytest
 
 from kubeapi import liqo_objects as L
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import KubeSettings, LiqoJoin, liqo
+from peerwall.agent.kube import LiqoJoin
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.shape import problem
 from peerwall.compile.state import SetKind
+from peerwall.settings import KubeSettings
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ import httpx2 as httpx
 from lightkube import KubeConfig
 from lightkube.config.client_adapter import AsyncClient, ConnectionParams
 
-from peerwall.agent.kube.liqo import Kind
+from peerwall.liqo import Kind
 
 __all__ = [
     "ApiError",

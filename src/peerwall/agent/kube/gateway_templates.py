@@ -24,8 +24,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from peerwall.agent.kube.liqo import Kind
 from peerwall.errors import TemplateError
+from peerwall.liqo import Kind
 
 __all__ = [
     "CLIENT_TEMPLATE",

@@ -3,7 +3,7 @@
 Each reader takes one object as the API server gives it (a JSON mapping) and returns the facts it
 states, tolerating what Liqo or a user may leave out (missing fields read as absent, invalid
 addresses are skipped and logged). Joining the facts of several objects into the gateway's
-desired state is ``join``'s work; the citations of Liqo's source are in ``liqo``.
+desired state is ``join``'s work; the citations of Liqo's source are in ``peerwall.liqo``.
 """
 
 from __future__ import annotations
@@ -12,17 +12,16 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
-from peerwall.agent.kube import liqo
+from peerwall import liqo
+from peerwall.liqo import ReflectionPolicy
 from peerwall.model.addressing import translate
 
 __all__ = [
     "Endpoint",
     "Obj",
-    "ReflectionPolicy",
     "Remap",
     "Slice",
     "VkOptions",
@@ -45,14 +44,6 @@ __all__ = [
 log = logging.getLogger("peerwall.agent.kube")
 
 Obj = Mapping[str, Any]
-
-
-class ReflectionPolicy(str, Enum):
-    """The virtual kubelet's reflection type for Services, which EndpointSlices inherit
-    (``cmd/virtual-kubelet/root/root.go`` ``getReflectorsConfigs``; chart default DenyList)."""
-
-    DENY_LIST = "DenyList"
-    ALLOW_LIST = "AllowList"
 
 
 def key_of(obj: Obj) -> str:

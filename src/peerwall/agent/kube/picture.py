@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from peerwall.agent.kube import liqo
+from peerwall import liqo
 from peerwall.agent.kube.objects import Remap, offloaded_to, pod_ips
 from peerwall.errors import PictureError
 from peerwall.model.spec import SecurityMode

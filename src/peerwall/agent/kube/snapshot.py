@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peerwall.agent.kube import liqo
+from peerwall import liqo
 from peerwall.agent.kube.client import ApiError, KubeApi
-from peerwall.agent.kube.join import KubeSettings
 from peerwall.agent.kube.picture import ClusterObjects, PictureError, topology_document
 from peerwall.agent.kube.source import watch_specs
 from peerwall.agent.kube.watch import WatchSpec
+from peerwall.settings import KubeSettings
 
 __all__ = ["ClusterRef", "read_clusters", "read_topology_document", "selections"]
 

@@ -21,11 +21,12 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from peerwall import liqo
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.kube import liqo
 from peerwall.agent.kube.client import KubeApi
-from peerwall.agent.kube.join import KubeSettings, LiqoJoin, PodRole
+from peerwall.agent.kube.join import LiqoJoin, PodRole
 from peerwall.agent.kube.watch import QUIET_TIMEOUT, Backoff, Reflector, WatchSpec
+from peerwall.settings import KubeSettings
 
 __all__ = ["IgnoredEndpoints", "KubeSource", "watch_specs"]
 
@@ -92,11 +93,11 @@ class IgnoredEndpoints(Collector):
             "peerwall_endpoints_ignored",
             "Endpoints found outside the local pod CIDRs in slices reflected to a peer.",
         )
-        total.add_metric([], self.join.ignored_endpoints_total)
+        total.add_metric([], self.join.backends.ignored_endpoints_total)
         now = GaugeMetricFamily(
             "peerwall_endpoints_ignored_now", "Such endpoints in the slices as they are now."
         )
-        now.add_metric([], sum(map(len, list(self.join.ignored_endpoints.values()))))
+        now.add_metric([], sum(map(len, list(self.join.backends.ignored_endpoints.values()))))
         yield total
         yield now
 
@@ -169,11 +170,11 @@ class KubeSource:
         m = self.join
         log.info(
             "synced: cluster %s, %d peer(s) %s",
-            m.cluster_id or "(unknown)",
+            m.peers.cluster_id or "(unknown)",
             len(m.desired.peers),
             ", ".join(m.desired.peers) or "",
         )
-        if not m.local_pod_cidrs():
+        if not m.peers.local_pod_cidrs():
             log.warning("no local pod CIDR known (no pod-cidr Network): peers reach nothing")
         self.listed.set()
         self.changed.set()

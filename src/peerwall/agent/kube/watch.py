@@ -45,8 +45,8 @@ from peerwall.agent.kube.client import (
     StreamBroken,
     TooLarge,
 )
-from peerwall.agent.kube.liqo import Kind
 from peerwall.agent.kube.objects import key_of
+from peerwall.liqo import Kind
 
 log = logging.getLogger("peerwall.agent.kube")
 

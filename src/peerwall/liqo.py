@@ -1,7 +1,9 @@
 """What the Kubernetes source reads from a Liqo v1 cluster, and where in Liqo each fact comes from.
 
 Every name below was checked in liqotech/liqo at master 557c199c (2026-07, the v1.2 line); paths
-are relative to that repository.
+are relative to that repository. Facts only (the standard library, nothing of peerwall), low in
+the layers: ``settings.KubeSettings`` takes its defaults from here, and the lab builds Liqo's shape
+with the same names.
 
 Data path (why the addresses are what they are)
 -----------------------------------------------
@@ -53,6 +55,7 @@ forward hook sees the peer's own address, as for pods.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from ipaddress import IPv4Address
 
 LIQO_COMMIT = "557c199cf41ad6f7ef4685c6624af1a26565d456"
@@ -114,6 +117,16 @@ SERVICE_REFLECTOR = "service"
 EndpointSlice reflector inherits (``cmd/virtual-kubelet/root/root.go`` ``getReflectorsConfigs``);
 ``pkg/vkMachinery/forge/forge.go`` turns it into ``--service-reflection-type`` and appends
 ``spec.extraArgs`` after it, so a flag there wins."""
+
+
+class ReflectionPolicy(str, Enum):
+    """The virtual kubelet's reflection type for Services, which EndpointSlices inherit
+    (``cmd/virtual-kubelet/root/root.go`` ``getReflectorsConfigs``; chart default DenyList)."""
+
+    DENY_LIST = "DenyList"
+    ALLOW_LIST = "AllowList"
+
+
 SERVICE_REFLECTION_FLAG = "--service-reflection-type"
 DISABLE_IP_REFLECTION_FLAG = "--disable-ip-reflection"
 """``networking.reflectIPs=false`` puts this flag in the template's ``extraArgs``; the virtual
