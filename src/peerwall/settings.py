@@ -19,8 +19,8 @@ from peerwall.compile.state import API_PORT, RING_SIZE, ApiServer
 from peerwall.errors import Problem, TopologyInvalid
 from peerwall.liqo import ReflectionPolicy
 from peerwall.model.describe import quote
+from peerwall.model.modes import SecurityMode
 from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES
-from peerwall.model.spec import SecurityMode
 
 MAX_INPUT_ENV = "PEERWALL_MAX_INPUT_BYTES"
 _max_input_option: int | None = None

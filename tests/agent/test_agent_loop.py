@@ -114,8 +114,8 @@ def test_a_refused_step_is_counted_and_not_reported_enforced_until_the_whole_tab
     agent._write_status = lambda: reports.append(  # type: ignore[method-assign]
         (
             agent.applied_digest,
-            agent.enforcer.counts.transactions["full"],
-            agent.enforcer.counts.apply_failures,
+            agent.enforcer.table.counts.transactions["full"],
+            agent.enforcer.table.counts.apply_failures,
         )
     )
 
@@ -144,5 +144,5 @@ def test_a_refused_step_is_counted_and_not_reported_enforced_until_the_whole_tab
     assert [r for r in reports if r[0] == "seg"] and all(
         whole == 2 for digest, whole, _ in reports if digest == "seg"
     ), reports
-    assert agent.enforcer.counts.transactions["mode"] == 0
+    assert agent.enforcer.table.counts.transactions["mode"] == 0
     assert nft.ruleset("inet", "peerwall") == build(seg)
