@@ -12,12 +12,12 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from peerwall.agent.kube import liqo
 from peerwall.model.addressing import translate
+from peerwall.model.reflection import ReflectionPolicy
 
 __all__ = [
     "Endpoint",
@@ -45,14 +45,6 @@ __all__ = [
 log = logging.getLogger("peerwall.agent.kube")
 
 Obj = Mapping[str, Any]
-
-
-class ReflectionPolicy(str, Enum):
-    """The virtual kubelet's reflection type for Services, which EndpointSlices inherit
-    (``cmd/virtual-kubelet/root/root.go`` ``getReflectorsConfigs``; chart default DenyList)."""
-
-    DENY_LIST = "DenyList"
-    ALLOW_LIST = "AllowList"
 
 
 def key_of(obj: Obj) -> str:
