@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from importlib import resources
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -106,8 +107,16 @@ def kube_args(configs: Sequence[Path]) -> list[str]:
     return [a for k in configs for a in ("--kubeconfig", str(k))]
 
 
+def reflection() -> Topology:
+    return load_topology(
+        resources.files("peerwall").joinpath("examples/reflection.yaml").read_text()
+    )
+
+
 @pytest.mark.parametrize(
-    "make", [seed, three_clusters, generated_topology], ids=["seed", "three", "generated"]
+    "make",
+    [seed, three_clusters, generated_topology, reflection],
+    ids=["seed", "three", "generated", "reflection"],
 )
 def test_the_exported_topologys_table_equals_the_files(make: Any, tmp_path: Path) -> None:
     original = make()
