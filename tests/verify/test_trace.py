@@ -33,7 +33,7 @@ from strategies import topologies
 
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
-EXAMPLES = ("seed.yaml", "three-clusters.yaml")
+EXAMPLES = ("seed.yaml", "three-clusters.yaml", "reflection.yaml")
 
 
 def example(name: str) -> Topology:
