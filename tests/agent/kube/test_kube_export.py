@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from importlib import resources
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
