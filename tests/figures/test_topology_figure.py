@@ -14,7 +14,7 @@ from hypothesis_profiles import budget
 from peerwall.figures import topology_svg
 from peerwall.model import SecurityMode, Topology, load_topology, topology_from_data
 from peerwall.policy import effective_mode
-from strategies import topologies
+from strategies import reflecting_topologies
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "peerwall" / "examples"
 MODES = list(SecurityMode)
@@ -117,7 +117,7 @@ def test_one_to_six_clusters_and_a_few_dozen_pods(clusters):
 
 
 @budget("figure-topology")
-@given(data=topologies())
+@given(data=reflecting_topologies())
 def test_any_topology(data):
     check(topology_from_data(data, "generated"), SecurityMode.FULL_POD_TO_POD)
 
