@@ -7,6 +7,8 @@ tests can feed it to ``topology_from_data`` or dump it to YAML for the CLI and t
   field exercised (modes per cluster and per peering, explicit IPs, API servers, internets).
 - ``small_topologies()``: ≤ 3 clusters, ≤ 6 pods, ≤ 3 services, plain short names (``C1``,
   ``P2``, ``S1``…) fit for building real network-namespace labs.
+- ``reflecting_topologies()``: ``topologies()`` with Liqo's reflection policy on peerings and
+  marks on services.
 
 What is generated, and the rule each choice respects:
 
@@ -25,6 +27,7 @@ What is generated, and the rule each choice respects:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
@@ -253,3 +256,36 @@ def small_topologies() -> st.SearchStrategy[dict[str, Any]]:
     in interface and namespace names.
     """
     return _topologies(SMALL)
+
+
+POLICIES = (None, None, "DenyList", "AllowList", "AllowList")
+MARKS = (None, None, "allow", "skip")
+
+
+def _with_reflection(
+    data: dict[str, Any], policies: list[str | None], marks: list[str | None]
+) -> dict[str, Any]:
+    out = copy.deepcopy(data)
+    for p, policy in zip(out.get("peerings", []), policies, strict=True):
+        if policy is not None:
+            p["reflection"] = policy
+    for s, mark in zip(out.get("services", []), marks, strict=True):
+        if mark is not None:
+            s["reflection"] = mark
+    return out
+
+
+def reflecting_topologies() -> st.SearchStrategy[dict[str, Any]]:
+    """``topologies()`` with Liqo's reflection policy drawn on top: a peering's ``reflection``
+    (absent: DenyList) and a service's mark (absent: no annotation). A strategy of its own, so
+    that ``topologies()`` draws what it drew before (its derandomized coverage holds)."""
+
+    def add(data: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+        n_p, n_s = len(data.get("peerings", [])), len(data.get("services", []))
+        return st.builds(
+            lambda p, m: _with_reflection(data, p, m),
+            st.lists(st.sampled_from(POLICIES), min_size=n_p, max_size=n_p),
+            st.lists(st.sampled_from(MARKS), min_size=n_s, max_size=n_s),
+        )
+
+    return topologies().flatmap(add)

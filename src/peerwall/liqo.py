@@ -55,7 +55,6 @@ forward hook sees the peer's own address, as for pods.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from ipaddress import IPv4Address
 
 LIQO_COMMIT = "557c199cf41ad6f7ef4685c6624af1a26565d456"
@@ -117,14 +116,6 @@ SERVICE_REFLECTOR = "service"
 EndpointSlice reflector inherits (``cmd/virtual-kubelet/root/root.go`` ``getReflectorsConfigs``);
 ``pkg/vkMachinery/forge/forge.go`` turns it into ``--service-reflection-type`` and appends
 ``spec.extraArgs`` after it, so a flag there wins."""
-
-
-class ReflectionPolicy(str, Enum):
-    """The virtual kubelet's reflection type for Services, which EndpointSlices inherit
-    (``cmd/virtual-kubelet/root/root.go`` ``getReflectorsConfigs``; chart default DenyList)."""
-
-    DENY_LIST = "DenyList"
-    ALLOW_LIST = "AllowList"
 
 
 SERVICE_REFLECTION_FLAG = "--service-reflection-type"

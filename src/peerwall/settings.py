@@ -17,10 +17,10 @@ from ipaddress import IPv4Network
 from peerwall import liqo
 from peerwall.compile.state import API_PORT, RING_SIZE, ApiServer
 from peerwall.errors import Problem, TopologyInvalid
-from peerwall.liqo import ReflectionPolicy
 from peerwall.model.describe import quote
 from peerwall.model.modes import SecurityMode
 from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES
+from peerwall.model.reflection import ReflectionPolicy
 
 MAX_INPUT_ENV = "PEERWALL_MAX_INPUT_BYTES"
 _max_input_option: int | None = None

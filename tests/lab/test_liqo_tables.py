@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import yaml
 from liqokit import PROBE_ATTEMPTS, LiqoLab, dropped, liqo_lab, until_dropped
 
 from gen import generate
+from peerwall.lab.apiserver.liqo_objects import peering_security
 from peerwall.liqo import API_SERVER_PORT as API_PORT
 from peerwall.model import SecurityMode, load_topology
 from peerwall.nsenter import entered
@@ -43,6 +45,10 @@ def lowercase_ids(data: dict[str, Any]) -> str:
         if item.get("runsOn"):
             item["runsOn"] = low(item["runsOn"])
     return yaml.safe_dump(data, sort_keys=False)
+
+
+FULL = SecurityMode.FULL_POD_TO_POD
+SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 
 
 def mode_args(mode: SecurityMode) -> tuple[str, str]:
@@ -196,3 +202,47 @@ def test_several_api_server_addresses_in_liqos_shape(tmp_path: Path) -> None:
         until_dropped(
             lab.netns("pod-P4"), last_from_c2, True, "P4 to a deleted API address", API_PORT
         )
+
+
+def reflection_example(strip: bool = False) -> str:
+    """``examples/reflection.yaml`` (c1 reflects to c2 under AllowList, S2 marked allow and S4
+    not; c2 to c1 under DenyList, S6 marked skip); ``strip``: without the reflection fields."""
+    data = yaml.safe_load(
+        resources.files("peerwall").joinpath("examples/reflection.yaml").read_text()
+    )
+    if strip:
+        for item in (*data["peerings"], *data["services"]):
+            item.pop("reflection", None)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def test_reflection_policy_in_liqos_shape(tmp_path: Path) -> None:
+    """Item 3: Liqo's reflection policy (the lab writes c1's VkOptionsTemplate for c2 with
+    ``reflectorsConfig.service.type: AllowList`` and the services' ``liqo.io/allow-reflection`` /
+    ``liqo.io/skip-reflection``; the agents on ``--source kubernetes`` read them). Probed in
+    FullPodToPod, then with PeeringSecurities applied by kubectl in segregation: observed equals
+    computed, and the cells the policy changes (against the same file without the fields) are
+    among them. Then kubectl marks S4 allowed: c1's agent opens its backend P3 to c2."""
+    text = reflection_example()
+    topology, plain = load_topology(text), load_topology(reflection_example(strip=True))
+    for mode in (FULL, SEG):
+        changed = expect(topology, mode).table.differing(expect(plain, mode).table)
+        assert {("P4", "S4"), ("P1", "S6")} <= changed
+    seg_only = {("P4", "P3"), ("P5", "P3"), ("P1", "P6"), ("P2", "P6")}
+    assert seg_only <= expect(topology, SEG).table.differing(expect(plain, SEG).table)
+    with liqo_lab(text, tmp_path, *mode_args(FULL)) as lab:
+        code, seen = lab.probe()
+        assert seen["matrix"] == expect(topology, FULL).table.to_dict()["matrix"]
+        assert code == 0
+        assert (seen["matrix"]["P4"]["S4"], seen["matrix"]["P1"]["S6"]) == ("NO", "NO")
+        for cluster, peer in (("c1", "c2"), ("c2", "c1")):
+            ps = yaml.safe_dump(peering_security(peer, SEG.value))
+            lab.kubectl(cluster, "apply", "--validate=false", "-f", "-", stdin=ps)
+        seen = lab.until_probed(topology, SEG, "after the PeeringSecurities")
+        assert {seen["matrix"][s][d] for s, d in seg_only} == {"NO"}
+        assert seen["matrix"]["P4"]["P2"] == seen["matrix"]["P1"]["P7"] == "YES"  # reflected
+        p3_from_c2 = str(topology.addresses.pod_seen_from(topology.pod_by_name["P3"], "c2"))
+        assert dropped(lab.netns("pod-P5"), p3_from_c2)
+        lab.kubectl("c1", "annotate", "service", "s4", "-n", "offloaded",
+                    "liqo.io/allow-reflection=true")  # fmt: skip
+        until_dropped(lab.netns("pod-P5"), p3_from_c2, False, "S4 allowed: its backend P3 open")

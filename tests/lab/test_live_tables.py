@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 
 import pytest
+import yaml
 
 from gen import generate
 from labkit import LabUp, seed_topology, switch, topology_of
@@ -53,3 +55,26 @@ def test_generated_topologies_observed_equal_computed(
         seen |= {v for _, _, v in observed.table.cells()}
     # The generated topologies exercise every verdict, so agreement is not trivially all-YES.
     assert {Verdict.YES, Verdict.NO, Verdict.PARTIAL} <= seen
+
+
+def test_reflection_policy_observed_equals_computed(lab_up: LabUp) -> None:
+    """Issue 17.3 in the simple shape (agents on the file source): ``examples/reflection.yaml``
+    (AllowList with an allowed and an unmarked service, DenyList with a skipped one) observed by
+    probes equals the computed table in both modes, and the cells the reflection fields change
+    against the same file without them are observed changed: the field is not ignored."""
+    data = yaml.safe_load(
+        resources.files("peerwall").joinpath("examples/reflection.yaml").read_text()
+    )
+    topology, text = topology_of(data)
+    for item in (*data["peerings"], *data["services"]):
+        item.pop("reflection", None)
+    plain, _ = topology_of(data)
+    plan = lab_up(topology, text, SecurityMode.FULL_POD_TO_POD)
+    for mode in SecurityMode:
+        switch(plan, mode)
+        expected = expect(topology, mode).table
+        observed = observe(plan, mode.value).table
+        assert not expected.compare(observed), mode
+        changed = expected.differing(expect(plain, mode).table)
+        assert ("P4", "S4") in changed and ("P1", "S6") in changed
+        assert observed.differing(expect(plain, mode).table) == changed

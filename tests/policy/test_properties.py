@@ -18,7 +18,7 @@ from hypothesis_profiles import budget
 from peerwall.model import SecurityMode, Topology, topology_from_data
 from peerwall.policy import EffectiveMode, Expected, ModeOrigin, Verdict, effective_mode, expect
 from peerwall.policy.tablejson import write_json
-from strategies import small_topologies, topologies
+from strategies import reflecting_topologies, small_topologies, topologies
 
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
@@ -75,7 +75,15 @@ def oracle(
             and selector
             and all(p["labels"].get(k) == v for k, v in selector.items())
         ]
-        reflected = [] if ns == "default" else offloaded[(s["cluster"], ns)]
+        # Liqo's ShouldSkipReflection: DenyList reflects unless marked skip, AllowList only
+        # what is marked allow; the policy is the consumer's, for that provider.
+        policy = {(p["consumer"], p["provider"]): p.get("reflection") for p in peerings}
+        mark = s.get("reflection")
+        reflected = [
+            a
+            for a in ([] if ns == "default" else offloaded[(s["cluster"], ns)])
+            if (mark == "allow" if policy[(s["cluster"], a)] == "AllowList" else mark != "skip")
+        ]
         services[s["name"]] = {"home": s["cluster"], "reflected": reflected, "backends": backends}
 
     def peered(a: str, b: str) -> bool:
@@ -186,6 +194,7 @@ def features(t: Topology) -> set[str]:
         out.add("pods with and without labels")
     if Verdict.PARTIAL in {v for *_, v in expect(t, SEG).table.cells()}:
         out.add("PARTIAL service")
+
     return out
 
 
@@ -214,6 +223,30 @@ def test_strategy_covers_the_interesting_shapes():
     }
 
 
+def test_the_reflecting_strategy_reflects_some_services_and_not_others():
+    """``reflecting_topologies()`` (issue 17.3) reaches services reflected under AllowList and
+    under DenyList, and services not reflected under either, so the oracle and the traced
+    tables meet the policy's both answers."""
+    seen: set[str] = set()
+
+    @budget("strategy-coverage", derandomize=True, database=None, suppress_health_check=())
+    @given(reflecting_topologies())
+    def collect(data: dict[str, Any]) -> None:
+        t = load(data)
+        policy = {(p.consumer, p.provider): p.reflection.value for p in t.peerings}
+        for s in t.services:
+            for a in s.offloaded_to:
+                verb = "reflected" if a in s.reflected_to else "not reflected"
+                seen.add(f"{verb} under {policy[(s.home, a)]}")
+
+    collect()
+    assert seen == {
+        f"{verb} under {policy}"
+        for verb in ("reflected", "not reflected")
+        for policy in ("AllowList", "DenyList")
+    }
+
+
 # --- properties of the semantics -----------------------------------------------------------
 
 
@@ -228,7 +261,7 @@ def test_intra_physical_cluster_pod_traffic_is_always_yes(data):
 
 
 @PROPERTY
-@given(topologies())
+@given(reflecting_topologies())
 def test_segregation_never_opens_what_full_pod_to_pod_closes(data):
     t = load(data)
     seg = expect(t, force=SEG).table
@@ -272,7 +305,7 @@ def test_an_internet_is_reachable_only_from_its_own_cluster(data):
 
 
 @PROPERTY
-@given(topologies())
+@given(reflecting_topologies())
 def test_services_absent_from_the_source_cluster_are_no(data):
     t = load(data)
     for e in configurations(t):
@@ -349,7 +382,7 @@ def test_a_peering_mode_overrides_the_install_time_one(data, draw):
 
 
 @PROPERTY
-@given(topologies())
+@given(reflecting_topologies())
 def test_class_compressed_table_equals_the_explainer_cell_by_cell(data):
     t = load(data)
     for e in configurations(t):
@@ -361,7 +394,7 @@ def test_class_compressed_table_equals_the_explainer_cell_by_cell(data):
 
 
 @PROPERTY
-@given(topologies())
+@given(reflecting_topologies())
 def test_table_equals_an_independent_oracle(data):
     t = load(data)
     for default, force in ((FULL, None), (SEG, None), (FULL, FULL), (FULL, SEG)):

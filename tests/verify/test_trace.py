@@ -29,11 +29,11 @@ from peerwall.nft.objects import Chain, Hook, Match, NftSet, Ruleset
 from peerwall.nft.parse import parse_address, parse_rule
 from peerwall.policy import Verdict, expect
 from peerwall.verify.paths import POD_IFNAME, trace, traced_table
-from strategies import topologies
+from strategies import reflecting_topologies
 
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
-EXAMPLES = ("seed.yaml", "three-clusters.yaml")
+EXAMPLES = ("seed.yaml", "three-clusters.yaml", "reflection.yaml")
 
 
 def example(name: str) -> Topology:
@@ -66,7 +66,7 @@ def test_traced_table_equals_expected_on_the_examples(name: str, mode: SecurityM
 
 
 @budget("trace")
-@given(data=topologies(), mode=st.sampled_from(list(SecurityMode)))
+@given(data=reflecting_topologies(), mode=st.sampled_from(list(SecurityMode)))
 def test_traced_table_equals_expected_on_generated_topologies(
     data: dict[str, Any], mode: SecurityMode
 ) -> None:

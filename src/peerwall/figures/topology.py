@@ -315,7 +315,8 @@ def _sections(
         items += [
             _Item("service", s.name, service=s, reflected=True)
             for s in topology.services
-            if (s.home, s.namespace) == (n.cluster, n.name)
+            # Only where Liqo's reflection policy reflects it (a peering's ``reflection``).
+            if (s.home, s.namespace) == (n.cluster, n.name) and cluster in s.reflected_to
         ]
         out.append(
             _Section(n.cluster, n.name, "extension", arrange(items), fills[(n.cluster, n.name)])

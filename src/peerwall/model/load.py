@@ -16,6 +16,7 @@ from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model.describe import describe, field_path, quote, quote_hint
 from peerwall.model.modes import mode_from
 from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, Document, gc_paused, parse_document
+from peerwall.model.reflection import ReflectionMark, ReflectionPolicy
 from peerwall.model.resolve import resolve
 from peerwall.model.spec import NAME_RULE, SecurityMode, TopologySpec
 from peerwall.model.topology import Topology
@@ -93,6 +94,10 @@ _EXPECTED_TEXT = {
     "ip": "an IPv4 address such as 10.244.0.5",
     "securityMode": f"a security mode ({SecurityMode.valid_values()})",
 }
+_EXPECTED_SECTION_TEXT = {
+    ("peerings", "reflection"): f"a reflection policy ({ReflectionPolicy.valid_values()})",
+    ("services", "reflection"): f"a reflection mark ({ReflectionMark.valid_values()})",
+}
 
 
 def _problem(err: Any, document: Document) -> Problem:
@@ -115,9 +120,8 @@ def _problem(err: Any, document: Document) -> Problem:
     if kind == "missing":
         return Problem(path, "required field is missing")
     if kind == "not_text":
-        return Problem(
-            path, f"expected {_EXPECTED_TEXT.get(field, 'a string')}, got {describe(value)}"
-        )
+        wanted = _EXPECTED_SECTION_TEXT.get((loc[0], field)) or _EXPECTED_TEXT.get(field)
+        return Problem(path, f"expected {wanted or 'a string'}, got {describe(value)}")
     if kind == "string_type":
         written = document.written(loc)
         return Problem(
@@ -130,6 +134,8 @@ def _problem(err: Any, document: Document) -> Problem:
             path,
             f"unknown security mode {quote(value)} (valid: {SecurityMode.valid_values()})",
         )
+    if kind == "enum" and field == "reflection":
+        return Problem(path, _reflection_problem(loc[0], value))
     if field in ("podCIDR", "serviceCIDR"):
         try:
             loose = ipaddress.IPv4Network(value, strict=False)
@@ -148,6 +154,18 @@ def _problem(err: Any, document: Document) -> Problem:
     if kind == "too_short":
         return Problem(path, "at least 1 item is required, got none")
     return Problem(path, str(err["msg"]))
+
+
+def _reflection_problem(section: object, value: object) -> str:
+    if section == "peerings":
+        return (
+            f"unknown reflection policy {quote(str(value))} (valid: "
+            f"{ReflectionPolicy.valid_values()}: Liqo's reflectorsConfig.service.type)"
+        )
+    return (
+        f"unknown reflection mark {quote(str(value))} (valid: {ReflectionMark.valid_values()}: "
+        "Liqo's liqo.io/allow-reflection, liqo.io/skip-reflection)"
+    )
 
 
 def _key_problem(kind: str, loc: tuple[Any, ...], document: Document) -> Problem:

@@ -10,6 +10,7 @@ from ipaddress import IPv4Address
 
 from peerwall.errors import Problem, RemapExhausted, TopologyInvalid
 from peerwall.model.addressing import api_address
+from peerwall.model.reflection import ReflectionPolicy, reflects
 from peerwall.model.spec import PodSpec, ServiceSpec, TopologySpec
 from peerwall.model.topology import (
     DEFAULT_NAMESPACE,
@@ -47,11 +48,18 @@ def resolve(spec: TopologySpec, source: str) -> Topology:
         for n in spec.namespaces
     )
     pods = _place(spec.pods, clusters, source)
-    services = _services(spec.services, pods, namespaces)
     peerings = tuple(
-        Peering(p.consumer, p.provider, p.security_mode, p.security_audit, p.tunnels or 1)
+        Peering(
+            p.consumer,
+            p.provider,
+            p.security_mode,
+            p.security_audit,
+            p.tunnels or 1,
+            p.reflection or ReflectionPolicy.DENY_LIST,
+        )
         for p in spec.peerings
     )
+    services = _services(spec.services, pods, namespaces, peerings)
     topology = Topology(clusters, peerings, namespaces, pods, services)
     try:
         _ = topology.addresses  # computed once here, then shared by compile, trace and the lab
@@ -98,21 +106,38 @@ def _place(specs: Sequence[PodSpec], clusters: Sequence[Cluster], source: str) -
 
 
 def _services(
-    specs: Sequence[ServiceSpec], pods: Sequence[Pod], namespaces: Sequence[Namespace]
+    specs: Sequence[ServiceSpec],
+    pods: Sequence[Pod],
+    namespaces: Sequence[Namespace],
+    peerings: Sequence[Peering],
 ) -> tuple[Service, ...]:
     offloaded = {(n.cluster, n.name): n.offloaded_to for n in namespaces}
+    policy = {(p.consumer, p.provider): p.reflection for p in peerings}
     backends = BackendIndex(pods)
-    return tuple(
-        Service(
-            s.name,
-            s.cluster,
-            s.namespace,
-            dict(s.selector),
-            backends.select(s.cluster, s.namespace, s.selector),
-            () if s.namespace == DEFAULT_NAMESPACE else offloaded[(s.cluster, s.namespace)],
+    out = []
+    for s in specs:
+        to = () if s.namespace == DEFAULT_NAMESPACE else offloaded[(s.cluster, s.namespace)]
+        # Only a consumer's virtual kubelet reflects: an offloadedTo target is always a provider
+        # of the service's cluster (validated), so its peering is there.
+        reflected = tuple(
+            a
+            for a in to
+            if reflects(policy.get((s.cluster, a), ReflectionPolicy.DENY_LIST), s.reflection)
         )
-        for s in specs
-    )
+        out.append(
+            Service(
+                s.name,
+                s.cluster,
+                s.namespace,
+                dict(s.selector),
+                backends.select(s.cluster, s.namespace, s.selector),
+                # The same tuple when nothing is filtered: decide shares work by its identity.
+                to if len(reflected) == len(to) else reflected,
+                s.reflection,
+                to,
+            )
+        )
+    return tuple(out)
 
 
 class BackendIndex:

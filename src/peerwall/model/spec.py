@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, Stri
 from pydantic_core import PydanticCustomError
 
 from peerwall.model.modes import SecurityMode as SecurityMode
+from peerwall.model.reflection import ReflectionMark, ReflectionPolicy
 
 NAME_RULE = (
     "1 to 63 characters: letters, digits, '.', '_', '-', starting and ending with a letter or digit"
@@ -43,6 +44,8 @@ def _text_for(kind: type) -> BeforeValidator:
 Cidr = Annotated[IPv4Network, Strict(False), _text_for(IPv4Network)]
 Address = Annotated[IPv4Address, Strict(False), _text_for(IPv4Address)]
 Mode = Annotated[SecurityMode, Strict(False), _text_for(SecurityMode)]
+Policy = Annotated[ReflectionPolicy, Strict(False), _text_for(ReflectionPolicy)]
+Mark = Annotated[ReflectionMark, Strict(False), _text_for(ReflectionMark)]
 
 
 class _Item(BaseModel):
@@ -67,6 +70,9 @@ class PeeringSpec(_Item):
     security_mode: Mode | None = Field(default=None, alias="securityMode")
     security_audit: bool | None = Field(default=None, alias="securityAudit")
     tunnels: int | None = Field(default=None, ge=1, le=8)
+    reflection: Policy | None = None
+    """The consumer's virtual kubelet for this provider: which services it reflects there
+    (None: Liqo's default, DenyList)."""
 
 
 class NamespaceSpec(_Item):
@@ -89,6 +95,8 @@ class ServiceSpec(_Item):
     cluster: Name
     namespace: Name = "default"
     selector: Labels = Field(default_factory=dict)
+    reflection: Mark | None = None
+    """Liqo's reflection annotation on the service (None: neither)."""
 
 
 class TopologySpec(_Item):

@@ -12,6 +12,7 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 
 from peerwall.model.addressing import AddressBook, address_book
+from peerwall.model.reflection import ReflectionMark, ReflectionPolicy
 from peerwall.model.spec import SecurityMode
 
 __all__ = ["Cluster", "Namespace", "Peering", "Pod", "SecurityMode", "Service", "Topology"]
@@ -63,6 +64,9 @@ class Peering:
     """Tunnels of the connection (Liqo: one WireGuard interface per port of the Gateway's
     ``spec.endpoint.ports``); verdicts do not depend on it, paths do. Of two peerings of one
     pair, the first's."""
+    reflection: ReflectionPolicy = ReflectionPolicy.DENY_LIST
+    """Which services of the consumer's offloaded namespaces its virtual kubelet for the provider
+    reflects there (``model.reflection``); each direction of a pair has its own."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,12 @@ class Service:
     backends: tuple[str, ...]
     """Pods of the home cluster and namespace that match the selector (offloaded ones too)."""
     reflected_to: tuple[str, ...]
-    """Providers the namespace is offloaded to: the service exists there too."""
+    """Providers the namespace is offloaded to whose reflection policy (the peering's) admits
+    the service: it exists there too."""
+    reflection: ReflectionMark | None = None
+    """Its reflection annotation (None: none)."""
+    offloaded_to: tuple[str, ...] = ()
+    """Providers its namespace is offloaded to, reflected there or not (``reflected_to``)."""
 
     @property
     def present_in(self) -> tuple[str, ...]:

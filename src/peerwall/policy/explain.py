@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from peerwall.errors import UnknownName
+from peerwall.model.reflection import ReflectionMark
 from peerwall.model.spec import SecurityMode
-from peerwall.model.topology import Pod, Topology
+from peerwall.model.topology import Pod, Service, Topology
 from peerwall.policy.decide import Decider, Decision, DecisionRule
 from peerwall.policy.modes import EffectiveMode
 from peerwall.policy.verdict import Verdict
@@ -88,6 +89,24 @@ class _Prose:
             declared(self.topology, *peering) if peering else "",
         )
 
+    def not_reflected(self, svc: Service, provider: str) -> str:
+        """Why ``svc``, whose namespace is offloaded to ``provider``, is not reflected there
+        (Liqo's rule: ``model.reflection``)."""
+        policy = next(
+            p.reflection
+            for p in self.topology.peerings
+            if (p.consumer, p.provider) == (svc.home, provider)
+        )
+        mark = (
+            "marked liqo.io/skip-reflection"
+            if svc.reflection is ReflectionMark.SKIP
+            else "not marked liqo.io/allow-reflection"
+        )
+        return (
+            f"{svc.name} is not reflected to {provider}: {svc.home}'s virtual kubelet for "
+            f"{provider} reflects under {policy.value} and {svc.name} is {mark}"
+        )
+
     def reason(self, src: Pod, dst: str, d: Decision) -> str:
         t = self.topology
         a, s = src.physical, src.name
@@ -115,12 +134,22 @@ class _Prose:
                     f"{svc.namespace!r} is offloaded to {a}"
                 )
             case DecisionRule.SEGREGATION_DENIED:
+                held = [
+                    v
+                    for v in t.services
+                    if v.home == r and a in v.offloaded_to and a not in v.reflected_to
+                    if dst in v.backends
+                ]
+                why = f"; {self.not_reflected(held[0], a)}" if held else ""
                 return (
-                    f"{dst} was not offloaded by {a} and backs no service of {r} reflected to {a}"
+                    f"{dst} was not offloaded by {a} and backs no service of {r} reflected to "
+                    f"{a}{why}"
                 )
             case DecisionRule.SERVICE_ABSENT:
-                where = ", ".join(t.service_by_name[dst].present_in)
-                return f"{dst} exists only in {where}, not in {a} where {s} runs"
+                svc = t.service_by_name[dst]
+                where = ", ".join(svc.present_in)
+                why = f" ({self.not_reflected(svc, a)})" if a in svc.offloaded_to else ""
+                return f"{dst} exists only in {where}, not in {a} where {s} runs{why}"
             case DecisionRule.SERVICE_NO_BACKENDS:
                 return f"{dst} selects no pod"
             case DecisionRule.SERVICE_BACKENDS:

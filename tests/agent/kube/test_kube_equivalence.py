@@ -199,6 +199,7 @@ TOPOLOGIES = [
     HERE / "seed-topology.yaml",
     HERE / "three-clusters.yaml",
     EXAMPLES / "three-clusters.yaml",
+    EXAMPLES / "reflection.yaml",  # an AllowList template and reflection annotations
 ]
 
 

@@ -17,6 +17,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,12 @@ from kubeapi.fake import FakeApiServer
 from kubeapi.harness import TIMEOUT, run
 from kubeapi.liqo_objects import api_cluster_ip, cluster_objects, k8s_name, peering_security
 from model.test_resolve import generated
-from peerwall.agent.kube.picture import api_server_name
+from peerwall.agent.kube.picture import (
+    ClusterObjects,
+    PictureError,
+    api_server_name,
+    topology_document,
+)
 from peerwall.model import Topology, load_topology, topology_from_data
 from peerwall.model.spec import SecurityMode
 from peerwall.policy import expect
@@ -106,8 +112,16 @@ def kube_args(configs: Sequence[Path]) -> list[str]:
     return [a for k in configs for a in ("--kubeconfig", str(k))]
 
 
+def reflection() -> Topology:
+    return load_topology(
+        resources.files("peerwall").joinpath("examples/reflection.yaml").read_text()
+    )
+
+
 @pytest.mark.parametrize(
-    "make", [seed, three_clusters, generated_topology], ids=["seed", "three", "generated"]
+    "make",
+    [seed, three_clusters, generated_topology, reflection],
+    ids=["seed", "three", "generated", "reflection"],
 )
 def test_the_exported_topologys_table_equals_the_files(make: Any, tmp_path: Path) -> None:
     original = make()
@@ -239,3 +253,29 @@ def test_a_peer_not_given_is_named_in_one_line(tmp_path: Path) -> None:
         assert err.startswith(f"kubeconfig {gone}: cannot reach the API server: "), err
 
     run(main(), timeout=300)
+
+
+def objects_of(t: Topology, cluster: str) -> ClusterObjects:
+    """``cluster_objects`` as ``snapshot`` hands them to ``topology_document``, by kind."""
+    found = ClusterObjects(f"cluster {cluster}")
+    for obj in cluster_objects(t, cluster, api_cluster_ip(t, cluster)):
+        found.objects.setdefault(str(obj["kind"]), []).append(obj)
+    return found
+
+
+def test_the_reflection_policy_is_exported_and_one_a_file_cannot_say_is_refused() -> None:
+    """Issue 17.3: a provider's VkOptionsTemplate (AllowList) becomes its peering's
+    ``reflection``, the services' annotations their ``reflection`` marks (DenyList and unmarked
+    services stay implicit, as in the file); a virtual kubelet that reflects no EndpointSlice
+    (``--disable-ip-reflection``) is refused, naming it."""
+    t = reflection()
+    doc = topology_document([objects_of(t, c.name) for c in t.clusters])
+    assert [p.get("reflection") for p in doc["peerings"]] == ["AllowList", None]
+    assert {s["name"]: s.get("reflection") for s in doc["services"]} == {
+        "s1": None, "s2": "allow", "s4": None, "s3": None, "s6": "skip", "s7": None,
+    }  # fmt: skip
+    c1 = objects_of(t, "c1")
+    for template in c1.objects["VkOptionsTemplate"]:
+        template["spec"]["extraArgs"].append("--disable-ip-reflection")  # type: ignore[index]
+    with pytest.raises(PictureError, match="cluster c1's virtual kubelet for c2 reflects no"):
+        topology_document([c1, objects_of(t, "c2")])

@@ -14,7 +14,7 @@ from peerwall.agent.kube import Backoff, LiqoJoin
 from peerwall.agent.kube.join import PodRole
 from peerwall.agent.kube.objects import Remap, offloaded_to, reflected
 from peerwall.compile.state import ApiServer, SetKind
-from peerwall.liqo import ReflectionPolicy
+from peerwall.model.reflection import ReflectionPolicy
 from peerwall.model.spec import SecurityMode
 from peerwall.settings import KubeSettings
 

@@ -30,8 +30,8 @@ from peerwall.agent.kube import LiqoJoin
 from peerwall.agent.kube.objects import VkOptions, vk_options
 from peerwall.agent.kube.source import IgnoredEndpoints
 from peerwall.compile.state import SetKind
-from peerwall.liqo import ReflectionPolicy
 from peerwall.model.load import load_topology
+from peerwall.model.reflection import ReflectionPolicy
 from peerwall.model.topology import Topology
 from peerwall.settings import KubeSettings
 

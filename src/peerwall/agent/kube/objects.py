@@ -16,8 +16,8 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from peerwall import liqo
-from peerwall.liqo import ReflectionPolicy
 from peerwall.model.addressing import translate
+from peerwall.model.reflection import ReflectionPolicy
 
 __all__ = [
     "Endpoint",

@@ -30,8 +30,17 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from peerwall import liqo
-from peerwall.agent.kube.objects import Remap, offloaded_to, pod_ips
+from peerwall.agent.kube.objects import (
+    Remap,
+    VkOptions,
+    annotations_of,
+    is_true,
+    offloaded_to,
+    pod_ips,
+    vk_options,
+)
 from peerwall.errors import PictureError
+from peerwall.model.reflection import ReflectionMark, ReflectionPolicy
 from peerwall.model.spec import SecurityMode
 
 __all__ = ["ClusterObjects", "PictureError", "topology_document"]
@@ -41,6 +50,8 @@ Obj = Mapping[str, Any]
 LIQO_POD_LABELS = frozenset({liqo.LOCAL_OFFLOADED_POD, liqo.MANAGED_BY, liqo.ORIGIN})
 """Labels Liqo adds to pods: not the user's, so not matched by selectors in the topology."""
 DESTINATION_LABEL = "offloading.liqo.io/destination"
+LIQO_NAMESPACE = "liqo"
+"""Liqo's namespace, as ``snapshot`` lists it (the source's default ``liqo_namespace``)."""
 
 
 @dataclass
@@ -93,6 +104,7 @@ class _Service:
     home: str
     namespace: str
     selector: dict[str, str]
+    reflection: ReflectionMark | None = None
 
 
 @dataclass
@@ -108,6 +120,8 @@ class _Cluster:
     remaps: dict[str, Remap] = field(default_factory=dict)
     virtual_nodes: dict[str, str] = field(default_factory=dict)
     modes: dict[str, SecurityMode] = field(default_factory=dict)
+    reflection: dict[str, ReflectionPolicy] = field(default_factory=dict)
+    """Provider -> the policy its virtual kubelets here reflect services under."""
 
 
 def _cluster_id(c: ClusterObjects) -> str:
@@ -184,7 +198,60 @@ def _read_cluster(c: ClusterObjects) -> _Cluster:
                 f"{spec.get('securityMode')!r}"
             ) from None
     out.peers |= out.providers
+    out.reflection = _reflection(c, cid, out.providers)
     return out
+
+
+def _reflection(c: ClusterObjects, cid: str, providers: set[str]) -> dict[str, ReflectionPolicy]:
+    """Each provider's reflection policy, read as the source reads it (``join._vk``): the
+    VkOptionsTemplates its VirtualNodes name (the chart's default template without a
+    VirtualNode; a template not found: the virtual kubelet's default, DenyList). A service is
+    reflected if any of them reflects it: with one DenyList among them, that is DenyList."""
+    templates = {
+        f"{_meta(t).get('namespace')}/{_meta(t).get('name')}": vk_options(
+            t, ReflectionPolicy.DENY_LIST
+        )
+        for t in c.of(liqo.VK_OPTIONS_TEMPLATE)
+    }
+    default = f"{LIQO_NAMESPACE}/{liqo.VK_OPTIONS_DEFAULT}"
+    refs: dict[str, set[str]] = defaultdict(set)
+    for vn in c.of(liqo.VIRTUAL_NODE_KIND):
+        spec = vn.get("spec") or {}
+        if not spec.get("clusterID"):
+            continue
+        ref = spec.get("vkOptionsTemplateRef") or {}
+        ns = ref.get("namespace") or _meta(vn).get("namespace", "")
+        refs[str(spec["clusterID"])].add(f"{ns}/{ref['name']}" if ref.get("name") else default)
+    out = {}
+    for provider in sorted(providers):
+        found = [
+            templates.get(ref, VkOptions(ReflectionPolicy.DENY_LIST))
+            for ref in sorted(refs.get(provider) or {default})
+        ]
+        if any(o.policy is None or not o.ip_reflection for o in found):
+            raise PictureError(
+                f"{c.source}: cluster {cid}'s virtual kubelet for {provider} reflects no "
+                "EndpointSlice (--disable-ip-reflection, or an unknown service reflection type "
+                "in its VkOptionsTemplate): a topology file cannot express that"
+            )
+        policies = {o.policy for o in found}
+        out[provider] = (
+            ReflectionPolicy.DENY_LIST
+            if ReflectionPolicy.DENY_LIST in policies
+            else ReflectionPolicy.ALLOW_LIST
+        )
+    return out
+
+
+def _mark(service: Obj) -> ReflectionMark | None:
+    """A service's reflection annotations as the file's mark. Both at once: ``skip`` (Liqo then
+    reflects none of its EndpointSlices, ``ForcedAllowOrSkip``, so no backend is opened)."""
+    ann = annotations_of(service)
+    if is_true(ann.get(liqo.SKIP_REFLECTION)):
+        return ReflectionMark.SKIP
+    if is_true(ann.get(liqo.ALLOW_REFLECTION)):
+        return ReflectionMark.ALLOW
+    return None
 
 
 def _peerings(clusters: Mapping[str, _Cluster]) -> list[dict[str, Any]]:
@@ -217,6 +284,9 @@ def _peerings(clusters: Mapping[str, _Cluster]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"consumer": consumer, "provider": provider}
         if modes:
             entry["securityMode"] = modes.pop().value
+        policy = clusters[consumer].reflection.get(provider, ReflectionPolicy.DENY_LIST)
+        if policy is not ReflectionPolicy.DENY_LIST:
+            entry["reflection"] = policy.value
         out.append(entry)
     return out
 
@@ -288,7 +358,9 @@ def _services(clusters: Mapping[str, _Cluster]) -> list[_Service]:
             if ns in remote_ns or (ns, name) == ("default", "kubernetes"):
                 continue  # reflected here by a consumer; the API server is a destination itself
             selector = (s.get("spec") or {}).get("selector") or {}
-            out.append(_Service(name, c.id, ns, {str(k): str(v) for k, v in selector.items()}))
+            out.append(
+                _Service(name, c.id, ns, {str(k): str(v) for k, v in selector.items()}, _mark(s))
+            )
     return out
 
 
@@ -363,8 +435,10 @@ def topology_document(read: Sequence[ClusterObjects]) -> dict[str, Any]:
             entry["labels"] = p.labels
         entry["ip"] = str(p.ip)
         doc["pods"].append(entry)
-    doc["services"] = [
-        {"name": name, "cluster": s.home, "namespace": s.namespace, "selector": s.selector}
-        for s, name in zip(services, service_names, strict=True)
-    ]
+    doc["services"] = []
+    for s, name in zip(services, service_names, strict=True):
+        entry = {"name": name, "cluster": s.home, "namespace": s.namespace, "selector": s.selector}
+        if s.reflection is not None:
+            entry["reflection"] = s.reflection.value
+        doc["services"].append(entry)
     return doc

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
+from peerwall.model.reflection import ReflectionMark, ReflectionPolicy
 from peerwall.model.topology import Topology
 
 Obj = dict[str, object]
@@ -49,6 +50,19 @@ def tenant(cluster_id: str) -> str:
 
 def virtual_node_name(provider: str) -> str:
     return f"liqo-{provider}"
+
+
+def vk_template_name(provider: str) -> str:
+    """The VkOptionsTemplate of the virtual kubelet for ``provider``, when its peering sets a
+    reflection policy other than the chart's default."""
+    return f"virtual-kubelet-{provider}"
+
+
+REFLECTION_ANNOTATIONS: Mapping[ReflectionMark | None, Mapping[str, str]] = {
+    ReflectionMark.ALLOW: {"liqo.io/allow-reflection": "true"},
+    ReflectionMark.SKIP: {"liqo.io/skip-reflection": "true"},
+}
+"""A service's reflection mark as Liqo's annotation (``pkg/consts/replication.go``)."""
 
 
 # --- identity, IPAM, peers ---------------------------------------------------------------------
@@ -494,7 +508,18 @@ def cluster_objects(
             out.append(peering_security(peer, mode.value))
     providers = sorted({p.provider for p in t.peerings if p.consumer == cluster})
     out += [virtual_node(p) for p in providers]
-    out += [virtual_node_object(p) for p in providers]
+    policies = {p.provider: p.reflection for p in t.peerings if p.consumer == cluster}
+    for provider in providers:
+        if policies[provider] is ReflectionPolicy.DENY_LIST:
+            out.append(virtual_node_object(provider))  # the chart's default template
+        else:
+            # A template of its own for that provider's virtual kubelet (as `liqoctl peer
+            # --vk-options-template` gives it), with the peering's reflection type.
+            name = vk_template_name(provider)
+            out += [
+                vk_options_template(name, service_type=policies[provider].value),
+                virtual_node_object(provider, (LIQO_NS, name)),
+            ]
     out.append(vk_options_template())
 
     for ns in t.namespaces:
@@ -535,7 +560,7 @@ def cluster_objects(
                 if (seen := plan.pod_seen_from(bp, cluster)) is not None:
                     endpoints.append((seen, on))
             out += [
-                service(name, s.namespace, s.selector),
+                service(name, s.namespace, s.selector, REFLECTION_ANNOTATIONS.get(s.reflection)),
                 endpoint_slice(f"{name}-abcde", s.namespace, name, endpoints),
             ]
         elif cluster in s.reflected_to:

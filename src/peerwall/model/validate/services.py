@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from peerwall.errors import Problem
+from peerwall.model.reflection import ReflectionPolicy, reflects
 from peerwall.model.spec import ClusterSpec, TopologySpec
 from peerwall.model.topology import DEFAULT_NAMESPACE, DEFAULT_SERVICE_CIDR
 from peerwall.model.validate.namespaces import Namespaces, exists
@@ -15,13 +16,15 @@ def _room_problems(
 ) -> list[Problem]:
     """Every cluster's service CIDR holds a ClusterIP for its own and its reflected services."""
     present = dict.fromkeys(clusters, 0)
+    policy = {(p.consumer, p.provider): p.reflection for p in spec.peerings}
     for s in spec.services:
         if s.cluster not in clusters:
             continue
         present[s.cluster] += 1
         if s.namespace != DEFAULT_NAMESPACE:
             for target in namespaces.get((s.cluster, s.namespace), ()):
-                if target in present:
+                given = policy.get((s.cluster, target)) or ReflectionPolicy.DENY_LIST
+                if target in present and reflects(given, s.reflection):
                     present[target] += 1
     problems = []
     for i, c in enumerate(spec.clusters):
