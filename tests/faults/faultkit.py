@@ -85,6 +85,12 @@ def agent_status(plan: LabPlan, cluster: str = GATEWAY) -> dict[str, object]:
     return agents.status(plan, LabSettings(), cluster) or {}
 
 
+def peak_rss(pid: int) -> int:
+    """A process's peak resident memory (``VmHWM``), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024
+
+
 def agent_http(plan: LabPlan, path: str, cluster: str = GATEWAY) -> tuple[int, str]:
     """GET the agent's own endpoint inside its gateway namespace."""
     with entered(plan.gateway_ns(cluster)):

@@ -23,6 +23,7 @@ from faultkit import (
     agent_http,
     agent_status,
     metric,
+    peak_rss,
     three_clusters,
     until,
 )
@@ -107,8 +108,3 @@ def cleared(plan: LabPlan) -> float:
     code, body = agent_http(plan, "/metrics")
     assert code == 200, body
     return metric(body, "peerwall_flows_cleared_total")
-
-
-def peak_rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024

@@ -2,8 +2,10 @@
 marked ``heavy``: 262,143 entries take a while to make and to walk). The gateway's namespace
 holds as many entries as the kernel allows (``nf_conntrack_max`` is per namespace's count), all
 unrelated to any peer; the allowed established flows keep echoing, nothing denied passes, and a
-narrowing mode change is still enforced and reported (the flow cleanup walks the whole table).
-Recovery, recorded: the narrowing change's reported convergence.
+narrowing mode change is still enforced and reported, by the same agent process (not restarted),
+whose peak memory stays under 128 MiB (issue 18's first trial: OOM-killed at 128 and 256 MiB,
+16–22 s per change without a limit). Recovery, recorded: the narrowing change's reported
+convergence.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from faultkit import FULL, GATEWAY, SEG, FaultRecord, Watch, by_mode_passes, three_clusters
+from faultkit import (
+    FULL,
+    GATEWAY,
+    SEG,
+    FaultRecord,
+    Watch,
+    agent_status,
+    by_mode_passes,
+    peak_rss,
+    three_clusters,
+)
 
 from ctfill import fill
 from labkit import LabUp
@@ -31,6 +43,7 @@ def test_a_full_conntrack_table_opens_nothing_and_a_change_still_converges(
     plan = three_clusters(lab_up, FULL)
     text = Path(settings.state_dir, plan.name, "topology.yaml").read_text()
     maximum = int(Path("/proc/sys/net/netfilter/nf_conntrack_max").read_text())
+    pid = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
     with Watch(plan, FULL) as watch:
         made = fill(
             plan.gateway_ns(GATEWAY), maximum, IPv4Address("192.168.1.1"), IPv4Address("192.0.2.1")
@@ -47,3 +60,7 @@ def test_a_full_conntrack_table_opens_nothing_and_a_change_still_converges(
         assert not by_mode_passes(plan)
         time.sleep(1.0)  # probe rounds with the table full and the change enforced
     watch.check(fault)
+    assert int(agent_status(plan)["pid"]) == pid, "the agent restarted"  # type: ignore[call-overload]
+    peak = peak_rss(pid)
+    fault.extra["agent peak RSS (MiB)"] = round(peak / 2**20, 1)
+    assert peak < 128 * 2**20, f"agent peak RSS {peak / 2**20:.1f} MiB"
