@@ -17,6 +17,8 @@ Every problem is raised as a ``PeerwallError`` (the CLI prints it and exits with
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -136,13 +138,18 @@ def read_text(path: Path) -> str:
     At most the limit plus one byte is read: enough to know the input is too large.
     """
     limit = max_input_bytes()
+    data: bytearray | None
     try:
         if str(path) == "-":
             data = _read_capped(sys.stdin, limit)
         else:
             with path.open("rb") as f:
-                data = _read_capped(f, limit)
-        if len(data) <= limit:
+                # A regular file's size is known before reading: refuse it at once, not after
+                # reading the limit's worth (a pipe or a device is judged by what it gives).
+                info = os.fstat(f.fileno())
+                fits = not stat.S_ISREG(info.st_mode) or info.st_size <= limit
+                data = _read_capped(f, limit) if fits else None
+        if data is not None and len(data) <= limit:
             return data.decode("utf-8")
         problem = f"larger than {byte_size(limit)}, the input limit (--max-input-size or {MAX_INPUT_ENV} to change it)"
     except FileNotFoundError:
