@@ -702,7 +702,8 @@ def memory_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> 
         f"{m['pods']:,} offloaded pods and {m['services']:,} services (4 backends each, reflected "
         f"to 1–2 of 3 peers): {m['elements']:,} set elements, one contribution per pod and per "
         f"EndpointSlice; first table written in {rng(m['first_table_s'])}; then 2,000 pod events. "
-        "Peak RSS (`ru_maxrss`) of a fresh process at each step:\n"
+        "Peak RSS (`ru_maxrss`) at each step of a process that drives the agent's objects by "
+        "hand (not the `peerwall agent` process, measured after its read-backs below):\n"
     )
     out.append("| step | peak RSS |")
     out.append("|---|---|")
