@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+RESULTS_ENV = "PEERWALL_BENCH_RESULTS"
+RESULTS = Path(os.environ.get(RESULTS_ENV) or HERE / "results")
+"""Where results go: bench/results, or elsewhere for a smoke run (``run.py --smoke``), whose
+figures must not replace the real ones."""
 PREFIX = "pw-bench-"
 
 
@@ -251,10 +254,26 @@ def result_path(name: str) -> Path:
     return RESULTS / name
 
 
+def measured_commit() -> str:
+    """The commit whose code a result measured (``+`` if the tree had other changes)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(HERE), *args], capture_output=True, text=True)
+        return done.stdout.strip()
+
+    dirty = [
+        line
+        for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+        if "bench/results/" not in line and "bench/RESULTS.md" not in line
+    ]
+    return git("rev-parse", "--short=12", "HEAD") + ("+" if dirty else "")
+
+
 def emit(name: str, result: dict[str, Any]) -> None:
     """Store ``result`` as bench/results/<name>.json and print it as the last line."""
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     result.setdefault("loadavg", LOAD.summary())
+    result.setdefault("commit", measured_commit())
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({"bench": name, "ok": result.get("ok", True)}))
     sys.stdout.flush()

@@ -101,11 +101,15 @@ def child(netns: str, pods: int, services: int) -> dict[str, Any]:
     return out
 
 
-def agent_topology(n: int) -> dict[str, Any]:
-    """Cluster H's gateway enforces n pods offloaded here by 3 peers, and n/10 local backends
-    (one per service, in a namespace offloaded to the peers: reflected to each)."""
-    peers = ["P1", "P2", "P3"]
-    clusters = [{"name": "H", "podCIDR": "10.0.0.0/11", "serviceCIDR": "172.16.0.0/16"}]
+def agent_topology(n: int, npeers: int = 3) -> dict[str, Any]:
+    """Cluster h's gateway enforces n pods offloaded here by ``npeers`` peers, and n/10 local
+    backends (one per service, in a namespace offloaded to the peers: reflected to each).
+
+    Names are lowercase: valid Liqo cluster IDs, for the Kubernetes source. There, as in Liqo v1,
+    each peer has a gateway (and an agent, ``--peer``) of its own: the same addresses in one
+    agent is one peer offloading all n pods (``npeers=1``)."""
+    peers = [f"p{i + 1}" for i in range(npeers)]
+    clusters = [{"name": "h", "podCIDR": "10.0.0.0/11", "serviceCIDR": "172.16.0.0/16"}]
     clusters += [
         {
             "name": p,
@@ -115,25 +119,26 @@ def agent_topology(n: int) -> dict[str, Any]:
         }
         for i, p in enumerate(peers)
     ]
+    k = len(peers)
     pods: list[dict[str, Any]] = [
-        {"name": f"o{i}", "cluster": peers[i % 3], "namespace": f"ns{peers[i % 3]}",
-         "runsOn": "H", "labels": {"app": f"a{i % 1000}"}}
+        {"name": f"o{i}", "cluster": peers[i % k], "namespace": f"ns{peers[i % k]}",
+         "runsOn": "h", "labels": {"app": f"a{i % 1000}"}}
         for i in range(n)
     ]  # fmt: skip
     services = []
     for s in range(n // 10):
         pods.append(
-            {"name": f"b{s}", "cluster": "H", "namespace": "hns", "labels": {"app": f"b{s}"}}
+            {"name": f"b{s}", "cluster": "h", "namespace": "hns", "labels": {"app": f"b{s}"}}
         )
         services.append(
-            {"name": f"s{s}", "cluster": "H", "namespace": "hns", "selector": {"app": f"b{s}"}}
+            {"name": f"s{s}", "cluster": "h", "namespace": "hns", "selector": {"app": f"b{s}"}}
         )
     return {
         "clusters": clusters,
-        "peerings": [{"consumer": p, "provider": "H"} for p in peers]
-        + [{"consumer": "H", "provider": p} for p in peers],
-        "namespaces": [{"name": f"ns{p}", "cluster": p, "offloadedTo": ["H"]} for p in peers]
-        + [{"name": "hns", "cluster": "H", "offloadedTo": peers}],
+        "peerings": [{"consumer": p, "provider": "h"} for p in peers]
+        + [{"consumer": "h", "provider": p} for p in peers],
+        "namespaces": [{"name": f"ns{p}", "cluster": p, "offloadedTo": ["h"]} for p in peers]
+        + [{"name": "hns", "cluster": "h", "offloadedTo": peers}],
         "pods": pods,
         "services": services,
     }
@@ -162,40 +167,97 @@ def kernel_addresses(netns: str) -> int:
     return len(seen)
 
 
-def agent_process(netns: str, n: int, read_backs: int, tmp: Path) -> dict[str, Any]:
-    """The real ``peerwall agent`` on a file: RSS once ready and after ``read_backs`` checks."""
-    topo, status = tmp / f"topology-{n}.json", tmp / f"status-{n}.json"
-    topo.write_text(json.dumps(agent_topology(n)))
+SERVE = """
+import asyncio, json, logging, sys, types
+from peerwall.lab.apiserver import server
+from peerwall.lab.apiserver.liqo_objects import cluster_objects
+from peerwall.lab.apiserver.server import FakeApiServer
+from peerwall.model.load import topology_from_data
+
+async def main(netns, topology, kubeconfig):
+    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)  # streams cut when the agent ends
+    objects = cluster_objects(topology_from_data(json.loads(open(topology).read())), "h")
+    # Generated objects, not validated one by one (their shapes are the tests'): minutes saved.
+    async with FakeApiServer(validate_objects=False, netns=netns) as fake:
+        for obj in objects:
+            fake.create(obj)
+        del objects
+        # Nothing is written while it serves: a list's snapshot need not deep-copy 200,000 pods
+        # (which takes longer than the client waits for a page, on a loaded machine).
+        server.copy = types.SimpleNamespace(deepcopy=lambda obj: obj)
+        fake.kubeconfig(__import__("pathlib").Path(kubeconfig))
+        print(json.dumps({"objects": len(fake.objects)}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+"""The fake API server holding cluster h's objects (``liqo_objects.cluster_objects``), its socket
+in the agent's namespace (127.0.0.1 there, as a pod's API server), until its stdin closes."""
+
+
+def agent_process(netns: str, n: int, read_backs: int, tmp: Path, source: str) -> dict[str, Any]:
+    """The real ``peerwall agent``, ``source`` "file" or "kubernetes" (the fake API server, a
+    process of its own, holding what Liqo would): RSS once ready and after ``read_backs``
+    checks. Only the agent's PID is measured."""
+    topo, status = tmp / f"topology-{source}-{n}.json", tmp / f"status-{source}-{n}.json"
+    topo.write_text(json.dumps(agent_topology(n, 3 if source == "file" else 1)))
     exe = Path(sys.executable).with_name("peerwall")
-    argv = ["ip", "netns", "exec", netns, str(exe), "agent", f"--source=file:{topo}",
-            "--cluster=H", "--resync-interval=1", "--metrics-address=", f"--status-file={status}",
-            "--log-level=warning"]  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv)  # ip netns exec execs the agent: the same PID
-    out: dict[str, Any] = {"pods": n}
+    server = None
+    out: dict[str, Any] = {"pods": n, "source": source}
+    if source == "file":
+        given = [f"--source=file:{topo}", "--cluster=h"]
+    else:
+        kubeconfig = tmp / f"kubeconfig-{n}"
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVE, netns, str(topo), str(kubeconfig)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if not line:
+            server.wait()
+            raise RuntimeError(f"fake API server at {n:,} pods: exit {server.returncode}")
+        out["api_objects"] = json.loads(line)["objects"]
+        given = ["--source=kubernetes", f"--kubeconfig={kubeconfig}", "--peer=p1"]
+    argv = ["ip", "netns", "exec", netns, str(exe), "agent", *given, "--resync-interval=1",
+            "--metrics-address=", f"--status-file={status}", "--log-level=warning"]  # fmt: skip
     try:
-        deadline = time.monotonic() + 600
-        checks = -1
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            try:
-                st = json.loads(status.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if st.get("ready") and "ready_s" not in out:
-                out["ready_s"] = time.perf_counter() - t0
-                out["rss_ready"] = proc_status(proc.pid)["VmRSS"]
-            checks = st.get("checks", 0)
-            if st.get("ready") and checks >= read_backs:
-                break
-        if checks < read_backs:
-            raise RuntimeError(f"agent at {n:,} pods: not ready with {read_backs} read-backs")
-        mem = proc_status(proc.pid)
-        out.update(read_backs=checks, rss=mem["VmRSS"], peak=mem["VmHWM"])
-        out["addresses"] = kernel_addresses(netns)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv)  # ip netns exec execs the agent: the same PID
+        try:
+            deadline = time.monotonic() + 900
+            checks = -1
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.2)
+                try:
+                    st = json.loads(status.read_text())
+                except (OSError, json.JSONDecodeError):
+                    continue
+                if st.get("ready") and "ready_s" not in out:
+                    out["ready_s"] = time.perf_counter() - t0
+                    out["rss_ready"] = proc_status(proc.pid)["VmRSS"]
+                checks = st.get("checks", 0)
+                if st.get("ready") and checks >= read_backs:
+                    break
+            if checks < read_backs:
+                raise RuntimeError(
+                    f"agent ({source}) at {n:,} pods: not ready with {read_backs} read-backs"
+                )
+            mem = proc_status(proc.pid)
+            out.update(read_backs=checks, rss=mem["VmRSS"], peak=mem["VmHWM"])
+            out["addresses"] = kernel_addresses(netns)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        if server is not None:
+            assert server.stdin is not None
+            server.stdin.close()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
     out["budget"] = TARGET_BASE + TARGET_PER_ADDRESS * out["addresses"]
     out["per_address"] = out["rss"] / out["addresses"]
     return out
@@ -208,6 +270,9 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--process-sizes", default="50000,200000", help="'' for none")
     ap.add_argument("--read-backs", type=int, default=2)
+    ap.add_argument(
+        "--sources", default="file,kubernetes", help="the agent processes' sources, of these two"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -231,15 +296,17 @@ def main() -> int:
     processes = []
     with Namespaces("mem") as nss, tempfile.TemporaryDirectory() as tmp:
         for n in [int(x) for x in args.process_sizes.split(",") if x]:
-            (ns,) = nss.add(f"p{n}")
-            processes.append(agent_process(ns, n, args.read_backs, Path(tmp)))
-            nss.remove([ns])
-            p = processes[-1]
-            print(
-                f"agent process, {n:,} pods: {p['rss'] / MiB:.0f} MiB after {p['read_backs']} "
-                f"read-backs (budget {p['budget'] / MiB:.0f} MiB), peak {p['peak'] / MiB:.0f} MiB",
-                file=sys.stderr,
-            )
+            for source in args.sources.split(","):
+                (ns,) = nss.add(f"{source[0]}{n}")
+                processes.append(agent_process(ns, n, args.read_backs, Path(tmp), source))
+                nss.remove([ns])
+                p = processes[-1]
+                print(
+                    f"agent process, {source} source, {n:,} pods: {p['rss'] / MiB:.0f} MiB after "
+                    f"{p['read_backs']} read-backs (budget {p['budget'] / MiB:.0f} MiB), "
+                    f"peak {p['peak'] / MiB:.0f} MiB",
+                    file=sys.stderr,
+                )
     keys = [
         "after_imports",
         "after_desired_state",
@@ -267,7 +334,7 @@ def main() -> int:
     }
     result["processes"] = processes
     for p in processes:
-        n = p["pods"]
+        n = p["pods"] if p["source"] == "file" else f"{p['pods']}_kubernetes"
         result["targets"][f"process_{n}_steady"] = {
             "target": p["budget"],
             "value": p["rss"],

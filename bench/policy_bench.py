@@ -39,7 +39,7 @@ from peerwall.policy import Verdict, expect
 from peerwall.policy.tablejson import write_json
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "policy.json"
+RESULTS = Path(os.environ.get("PEERWALL_BENCH_RESULTS") or HERE / "results") / "policy.json"
 MODES = (SecurityMode.FULL_POD_TO_POD, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
 TABLE_SECONDS = 2.0
 TABLE_BYTES = 1 << 30

@@ -9,19 +9,24 @@ benchmark fails or misses a target.
     python bench/run.py                 # everything, full sizes (about 9–10 minutes on 2 cores)
     python bench/run.py --only event,churn
     python bench/run.py --quick         # small sizes, to try the machinery (not for RESULTS.md)
+    python bench/run.py --smoke --results DIR   # tiny sizes: does every benchmark still run?
+
+``--smoke`` runs each benchmark at a tiny size (``SMOKE``), into ``--results`` (not bench/results:
+its figures mean nothing), and renders the report there: ``tests/bench/test_bench_smoke.py``
+runs it in ``make test``, so that a change that breaks a benchmark fails the suite.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 
 BENCHES: dict[str, list[str]] = {
     "event": ["event_bench.py"],
@@ -61,16 +66,50 @@ QUICK: dict[str, list[str]] = {
     "supervised": ["--kills", "3"],
     "conntrack": ["--entries", "20000"],
 }  # fmt: skip
+SMOKE: dict[str, list[str]] = {
+    "event": ["--sizes", "200", "--peerwall-only", "", "--events", "20", "--baseline-reps", "1",
+              "--restore-events", "2", "--hog-events", "20"],
+    "churn": ["--events", "60", "--base", "60", "--reps", "1", "--baseline-events", "1",
+              "--restore-events", "2"],
+    "dataplane": ["--sizes", "0,100", "--reps", "1", "--seconds", "0.1", "--iperf-reps", "1",
+                  "--iperf-seconds", "1"],
+    "verify": ["--pods", "8", "--services", "2", "--reps", "1", "--sequential", "2",
+               "--connect-only", "2", "--parallel", "2"],
+    "truthtable": ["--sizes", "200", "--reps", "1", "--clusters", "4", "--scale-sizes",
+                   "1000,2000"],
+    "memory": ["--pods", "200", "--services", "20", "--reps", "1", "--process-sizes", "200"],
+    "policy": ["--clusters", "4", "--pods", "200", "--services", "20", "--json-pods", "50",
+               "--repeat", "1"],
+    "probe": ["--pods", "4", "--probes", "100"],
+    "lab": ["--pods", "8", "--services", "2"],
+    "live": ["--rounds", "1"],
+    "watch": ["--peers", "1"],
+    "repair": ["--deletions", "2"],
+    "endpoint": ["--switches", "2", "--blocks", "1", "--slow", "10", "--scrapers", "2"],
+    "flowlog": ["--reps", "1", "--seconds", "0.1", "--switches", "2", "--events", "200"],
+    "supervised": ["--kills", "1"],
+    "conntrack": ["--entries", "50"],
+}  # fmt: skip
+"""Tiny sizes: seconds each, figures meaningless; every code path of the benchmark still run."""
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--only", help="comma-separated benchmark names")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (give --results)")
+    ap.add_argument("--results", type=Path, help="write results here, not in bench/results")
     ap.add_argument("--no-report", action="store_true")
     args = ap.parse_args()
+    if args.smoke and not args.results:
+        ap.error("--smoke writes its meaningless figures elsewhere: give --results DIR")
+    if args.results:
+        # Read by common.py and report.py in this process and in every benchmark's.
+        os.environ["PEERWALL_BENCH_RESULTS"] = str(args.results.resolve())
+    from common import RESULTS
+
     names = args.only.split(",") if args.only else list(BENCHES)
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     failed = []
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -82,6 +121,8 @@ def main() -> int:
         argv = [sys.executable, str(HERE / BENCHES[name][0]), *BENCHES[name][1:]]
         if args.quick:
             argv += QUICK.get(name, [])
+        if args.smoke:
+            argv += SMOKE[name]
         print(f"== {name}: {' '.join(argv[1:])}", flush=True)
         path = RESULTS / f"{name}.json"
         before = path.stat().st_mtime if path.exists() else None
@@ -114,7 +155,8 @@ def main() -> int:
             {
                 "seconds": total,
                 "timings": timings,
-                "quick": args.quick,
+                "quick": args.quick or args.smoke,
+                "smoke": args.smoke,
                 "failed": failed,
                 "commit": measured,
             },

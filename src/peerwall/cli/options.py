@@ -17,6 +17,9 @@ Every problem is raised as a ``PeerwallError`` (the CLI prints it and exits with
 
 from __future__ import annotations
 
+import codecs
+import os
+import stat
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -142,15 +145,20 @@ def read_text(path: Path) -> str:
     At most the limit plus one byte is read: enough to know the input is too large.
     """
     limit = max_input_bytes()
+    data: bytearray | None
     try:
         if str(path) == "-":
             data = _read_capped(sys.stdin, limit)
         else:
             with path.open("rb") as f:
-                data = _read_capped(f, limit)
-        if len(data) <= limit:
+                # A regular file's size is known before reading: refuse it at once, not after
+                # reading the limit's worth (a pipe or a device is judged by what it gives).
+                info = os.fstat(f.fileno())
+                fits = not stat.S_ISREG(info.st_mode) or info.st_size <= limit
+                data = _read_capped(f, limit) if fits else None
+        if data is not None and len(data) <= limit:
             return data.decode("utf-8")
-        problem = f"larger than {byte_size(limit)}, the input limit (--max-input-size or {MAX_INPUT_ENV} to change it)"
+        problem = _too_large(limit)
     except FileNotFoundError:
         problem = "no such file"
     except IsADirectoryError:
@@ -182,17 +190,74 @@ def _read_capped(stream: IO[Any], limit: int) -> bytearray:
     return data
 
 
+def _too_large(limit: int) -> str:
+    return f"larger than {byte_size(limit)}, the input limit (--max-input-size or {MAX_INPUT_ENV} to change it)"
+
+
+class _CappedText:
+    """A file's text, read in pieces by a parser: decoded as UTF-8 as it comes, its bytes
+    counted against the input limit. Each problem is the one ``read_text`` reports."""
+
+    def __init__(self, binary: IO[bytes], source: str, limit: int) -> None:
+        self.binary = binary
+        self.source = source
+        self.limit = limit
+        self.read_bytes = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def read(self, size: int = -1, /) -> str:
+        while True:
+            # The parsers ask for characters; a byte each is what ASCII takes.
+            want = min(size, _CHUNK) if size >= 0 else self.limit + 1 - self.read_bytes
+            raw = self.binary.read(max(want, 1))
+            start = self.read_bytes - len(self.decoder.getstate()[0])
+            self.read_bytes += len(raw)
+            if self.read_bytes > self.limit:
+                raise TopologyInvalid(self.source, [Problem("", _too_large(self.limit))])
+            try:
+                text = self.decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:
+                problem = f"not UTF-8 text ({exc.reason} at byte {start + exc.start})"
+                raise TopologyInvalid(self.source, [Problem("", problem)]) from None
+            # "" only at the end: the bytes of a character cut by the read come with the next.
+            if text or not raw:
+                return text
+
+
 def read_source(path: Path) -> tuple[str, str]:
     """(name to report, text) of the topology file; ``-`` is standard input, read once."""
     return _source(path), read_text(path)
 
 
 def read_topology(path: Path) -> Topology:
-    """Read, parse and validate the topology file."""
+    """Read, parse and validate the topology file: a file is streamed through the parser (a
+    YAML one is never held whole as text); standard input is read whole (once)."""
     from peerwall.model import load_topology
+    from peerwall.model.load import load_topology_stream
 
-    # The text is not kept here: load_topology lets go of it once parsed.
-    return load_topology(read_text(path), _source(path), max_bytes=max_input_bytes())
+    if str(path) == "-" or not _regular(path):
+        # Standard input, a pipe or a device: read whole (once), then parsed; the text is not
+        # kept here: load_topology lets go of it once parsed.
+        return load_topology(read_text(path), _source(path), max_bytes=max_input_bytes())
+    try:
+        f = path.open("rb")
+        too_large = os.fstat(f.fileno()).st_size > max_input_bytes()
+    except OSError:
+        read_text(path)  # says why in one line (it cannot read it either)
+        raise
+    with f:
+        if too_large:
+            read_text(path)  # refused by its size, before reading
+        return load_topology_stream(
+            _CappedText(f, str(path), max_input_bytes()), str(path), lambda: read_text(path)
+        )
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def cluster_refs(kubeconfigs: list[Path], contexts: list[str] | None) -> list[ClusterRef]:

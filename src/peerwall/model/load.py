@@ -8,6 +8,7 @@ terms), and the cross-checks (``validate``); then ``resolve`` places pods and se
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,14 +16,27 @@ from pydantic import ValidationError
 from peerwall.errors import ModeInvalid, Problem, TopologyInvalid
 from peerwall.model.describe import describe, field_path, quote, quote_hint
 from peerwall.model.modes import mode_from
-from peerwall.model.parse import DEFAULT_MAX_INPUT_BYTES, Document, gc_paused, parse_document
+from peerwall.model.parse import (
+    DEFAULT_MAX_INPUT_BYTES,
+    Document,
+    TextStream,
+    gc_paused,
+    parse_document,
+    parse_stream,
+)
 from peerwall.model.reflection import ReflectionMark, ReflectionPolicy
 from peerwall.model.resolve import resolve
 from peerwall.model.spec import NAME_RULE, SecurityMode, TopologySpec
 from peerwall.model.topology import Topology
 from peerwall.model.validate import check
 
-__all__ = ["load_topology", "mode_from", "parse_mode", "topology_from_data"]
+__all__ = [
+    "load_topology",
+    "load_topology_stream",
+    "mode_from",
+    "parse_mode",
+    "topology_from_data",
+]
 
 
 def parse_mode(value: object, where: str = "networking.securityMode") -> SecurityMode:
@@ -46,6 +60,16 @@ def load_topology(
     """
     document = parse_document(text, source, max_bytes=max_bytes)
     del text
+    spec = _validated(document, source)
+    del document
+    return _resolved(spec, source)
+
+
+def load_topology_stream(stream: TextStream, source: str, reread: Callable[[], str]) -> Topology:
+    """``load_topology`` of a file read as a stream (``parse.parse_stream``): a YAML file is
+    parsed as it is read, its text never held whole. The stream enforces the size limit; the
+    file is read again (``reread``) only to quote it in an error."""
+    document = parse_stream(stream, source, reread)
     spec = _validated(document, source)
     del document
     return _resolved(spec, source)

@@ -20,11 +20,11 @@ from __future__ import annotations
 import gc
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -36,8 +36,10 @@ __all__ = [
     "DEFAULT_MAX_INPUT_BYTES",
     "MAX_ALIAS_EXPANSION",
     "Document",
+    "TextStream",
     "gc_paused",
     "parse_document",
+    "parse_stream",
 ]
 
 DEFAULT_MAX_INPUT_BYTES = 128 * 1024 * 1024
@@ -68,15 +70,20 @@ class Document:
 
     data: object
     yaml_text: str | None = field(default=None, repr=False, compare=False)
+    yaml_reread: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    """For YAML parsed from a stream: the text again, read only for an error message."""
 
     @cached_property
     def root(self) -> Node | None:
         """The YAML node tree, merges applied. Built again, and only for an error message:
         keeping the tree of a large file alive doubles its memory and slows every later
         garbage collection."""
-        if self.yaml_text is None:
+        text = self.yaml_text
+        if text is None and self.yaml_reread is not None:
+            text = self.yaml_reread()
+        if text is None:
             return None
-        loader = _Loader(self.yaml_text)
+        loader = _Loader(text)
         try:
             with gc_paused():
                 root: Node | None = loader.get_single_node()
@@ -126,6 +133,57 @@ def parse_document(text: str, source: str, *, max_bytes: int = DEFAULT_MAX_INPUT
         if document is not None:
             return document
     return _parse_yaml(text, source)
+
+
+class TextStream(Protocol):
+    """What ``parse_stream`` reads: text in pieces (the shell decodes the file and counts its
+    bytes against the input limit as it goes)."""
+
+    def read(self, size: int = -1, /) -> str: ...
+
+
+_HEAD = 64 * 1024
+
+
+class _Replayed:
+    """The stream, with the piece read to tell JSON from YAML given back first; notes whether
+    an anchor (``&``) may occur, as the text check does."""
+
+    def __init__(self, stream: TextStream, head: str) -> None:
+        self.stream = stream
+        self.head = head
+        self.anchors = "&" in head
+
+    def read(self, size: int = -1, /) -> str:
+        if self.head:
+            piece, self.head = (
+                (self.head, "")
+                if size < 0 or size >= len(self.head)
+                else (self.head[:size], self.head[size:])
+            )
+            return piece
+        piece = self.stream.read(size)
+        self.anchors = self.anchors or "&" in piece
+        return piece
+
+
+def parse_stream(stream: TextStream, source: str, reread: Callable[[], str]) -> Document:
+    """One YAML or JSON document read from ``stream``: YAML is parsed as it is read, never held
+    whole as text; JSON is read whole first (the standard library's parser takes one string,
+    and is 90 times faster than the YAML one). ``reread`` gives the whole text again, only to
+    word an error. The size limit is the stream's to enforce."""
+    head = stream.read(_HEAD)
+    if _JSON_START.match(head):
+        pieces = [head]
+        while piece := stream.read(_HEAD * 16):  # no copy of the whole file in bytes
+            pieces.append(piece)
+        text = "".join(pieces)
+        del pieces, head
+        document = _parse_json(text, source)
+        if document is not None:
+            return document
+        return _parse_yaml(text, source)
+    return _parse_yaml_stream(_Replayed(stream, head), source, reread)
 
 
 def _check_size(text: str, source: str, max_bytes: int) -> None:
@@ -235,10 +293,19 @@ class _NodeProblem(Exception):
 
 
 class _Loader(_Base):  # type: ignore[misc]
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str | _Replayed, reread: Callable[[], str] | None = None) -> None:
         super().__init__(text)
-        self._text = text
+        self._given = text
+        self._reread = reread
         self._flattened: set[int] = set()
+
+    @cached_property
+    def _text(self) -> str:
+        """The text, to quote from in an error (read again if it was streamed)."""
+        if isinstance(self._given, str):
+            return self._given
+        assert self._reread is not None
+        return self._reread()
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
@@ -328,6 +395,29 @@ def _parse_yaml(text: str, source: str) -> Document:
     finally:
         loader.dispose()
     return Document(data, text)
+
+
+def _parse_yaml_stream(stream: _Replayed, source: str, reread: Callable[[], str]) -> Document:
+    loader = _Loader(stream, reread)
+    try:
+        with gc_paused():
+            root = loader.get_single_node()
+            if root is None:
+                return Document(None)
+            try:
+                if stream.anchors:  # without anchors there are no aliases to expand
+                    _check_expansion(root)
+                data = loader.construct_document(root)
+            except _NodeProblem as exc:
+                raise TopologyInvalid(source, [exc.problem(root)]) from None
+    except yaml.YAMLError as exc:
+        # Only a character the reader refused needs the text (to place it): the rest of the
+        # file, never read, may not even be text.
+        text = reread() if isinstance(exc, yaml.reader.ReaderError) else ""
+        raise TopologyInvalid(source, [_yaml_problem(exc, text)]) from None
+    finally:
+        loader.dispose()
+    return Document(data, yaml_reread=reread)
 
 
 def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:

@@ -12,7 +12,7 @@ from peerwall import liqo
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.kube import LiqoJoin
 from peerwall.agent.kube.join import PodRole
-from peerwall.agent.kube.shape import problem
+from peerwall.agent.kube.shape import kept, problem
 from peerwall.compile.state import SetKind
 from peerwall.settings import KubeSettings
 
@@ -41,9 +41,12 @@ def test_a_field_of_the_wrong_type_is_named(kind, change, message) -> None:  # t
         else L.endpoint_slice("s", "ns", "s", [("10.10.0.6", L.WORKER)])
     )
     assert problem(kind, obj) is None
+    assert problem(kind, kept(kind, obj)) is None
     change(obj)
     found = problem(kind, obj)
     assert found is not None and message in found, found
+    # What the source keeps of an object (the reflector's trim) has the same fault.
+    assert problem(kind, kept(kind, obj)) == found
     assert problem(kind, "a string") == "the object is str, expected a mapping"
 
 

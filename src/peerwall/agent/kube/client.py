@@ -178,11 +178,14 @@ class KubeApi:
         fields: str | None = None,
         limit: int = 500,
         resource_version: str = "",
+        each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
         """Every matching object and the list's resourceVersion (pages of ``limit`` objects,
         all from the snapshot of the first page). With ``resource_version`` the state is no
         older than that version, which the server may answer from its watch cache, or ``Gone``
-        if it no longer has it; without, the latest (a quorum read)."""
+        if it no longer has it; without, the latest (a quorum read). ``each`` maps every object
+        as its page arrives (what a reflector keeps of it: no more than a page of whole objects
+        is held at once)."""
         params = self._params(labels, fields)
         params["limit"] = str(limit)
         if resource_version:
@@ -197,7 +200,7 @@ class KubeApi:
             except ValueError as e:  # JSON that does not decode, or Malformed
                 self.malformed += 1
                 raise Malformed(f"{kind.plural}: {e}") from None
-            items.extend(page)
+            items.extend(map(each, page) if each is not None else page)
             rv = rv or meta["resourceVersion"]
             cont = meta.get("continue")
             if not cont:

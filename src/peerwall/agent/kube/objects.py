@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
@@ -47,9 +48,11 @@ Obj = Mapping[str, Any]
 
 
 def key_of(obj: Obj) -> str:
+    """``namespace/name`` (``name`` if cluster-scoped), interned: the reflector's store, the
+    join's maps and indexes hold one string per object, not one per place."""
     meta = obj.get("metadata", {})
     ns = meta.get("namespace")
-    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+    return sys.intern(f"{ns}/{meta.get('name')}" if ns else str(meta.get("name")))
 
 
 def labels_of(obj: Obj) -> Mapping[str, str]:

@@ -15,7 +15,9 @@ mapping. A field that is absent or null passes, but for ``metadata`` (required) 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import sys
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 COMMON: dict[str, type] = {
@@ -141,3 +143,137 @@ def skeleton(obj: Any) -> dict[str, Any]:
     meta = meta if isinstance(meta, Mapping) else {}
     out = {k: meta[k] for k in ("name", "namespace") if isinstance(meta.get(k), str)}
     return {"metadata": out}
+
+
+# --- what is kept of an object -------------------------------------------------------------------
+
+KEPT_META = ("metadata.resourceVersion", "metadata.uid")
+"""Read by the reflector (``watch``): the version an object is at, and its identity."""
+UNIQUE_META = ("name", "resourceVersion", "uid")
+"""Kept as they come: no two objects of a kind share them."""
+TYPE_ONLY = ("spec", "status")
+"""Checked for their type only when no field of the kind below them is read."""
+
+_Tree = dict[str, "_Tree"]
+
+
+def _tree(paths: Iterable[str]) -> _Tree:
+    root: _Tree = {}
+    for path in paths:
+        node = root
+        for step in path.replace("[]", ".[]").split("."):
+            node = node.setdefault(step, {})
+    return root
+
+
+_TREES: dict[str, _Tree] = {}
+
+
+def _tree_of(kind: str) -> _Tree:
+    tree = _TREES.get(kind)
+    if tree is None:
+        tree = _TREES[kind] = _tree([*COMMON, *BY_KIND.get(kind, {}), *KEPT_META])
+    return tree
+
+
+def kept(kind: str, obj: Any) -> Any:
+    """What the source keeps of an object of kind ``kind``: the fields ``problem`` checks (which
+    are every field the join reads) and ``KEPT_META``; ``spec`` and ``status`` as empty mappings
+    when nothing in them is read. Everything else goes (containers, conditions, managed fields:
+    most of a pod's bytes), and strings are interned (labels, namespaces and node names repeat
+    in every pod). A value of an unexpected type is kept as it is, so ``problem`` finds the same
+    fault in what is kept as in the object; the join, reading only these fields, sees the same
+    object. Mappings of strings outside lists (labels, annotations, a pod's ``spec.nodeName``)
+    are shared by every object that has the same one (``_shared``): the pods of one workload
+    hold one labels mapping."""
+    if not isinstance(obj, Mapping):
+        return obj
+    out: dict[str, Any] = {}
+    for key, sub in _tree_of(kind).items():
+        if key not in obj:
+            continue
+        value = obj[key]
+        if key in TYPE_ONLY and not sub:
+            out[key] = {} if isinstance(value, Mapping) else value
+        elif key == "metadata" and isinstance(value, Mapping):
+            # Unique (its name, uid, version): neither shared nor its strings interned, which
+            # would only grow the interpreter's table; its labels and annotations are.
+            meta = {k: value[k] for k in UNIQUE_META if k in value}
+            rest = {k: t for k, t in sub.items() if k not in UNIQUE_META}
+            meta.update(_pruned(value, rest, share=False))
+            out[key] = meta
+        else:
+            out[key] = _kept(value, sub)
+    _status_ip(out)
+    return out
+
+
+class _Shared(dict[str, str]):
+    """A mapping held by every kept object that has an equal one. Never written: the join and
+    the reflector only read what they are handed."""
+
+    __slots__ = ("__weakref__",)
+
+
+_SHARED: weakref.WeakValueDictionary[tuple[tuple[str, str], ...], _Shared] = (
+    weakref.WeakValueDictionary()
+)
+"""Gone with the last object that holds it."""
+
+
+def _shared(value: dict[str, Any]) -> dict[str, Any]:
+    if not all(isinstance(v, str) for v in value.values()):
+        return value
+    key = tuple(value.items())
+    found = _SHARED.get(key)
+    if found is None:
+        found = _SHARED[key] = _Shared(value)
+    return found
+
+
+def _pruned(
+    value: Mapping[str, Any], tree: _Tree, in_list: bool = False, share: bool = True
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, sub in tree.items():
+        if key in value:
+            out[sys.intern(key)] = _kept(value[key], sub, in_list)
+    # Not inside a list: a list's elements (a pod's IPs, a slice's endpoints) seldom repeat.
+    return _shared(out) if share and not in_list else out
+
+
+def _status_ip(kept: dict[str, Any]) -> None:
+    """A pod's ``status.podIP`` is its first ``podIPs`` entry: one string for both."""
+    status = kept.get("status")
+    if isinstance(status, dict) and isinstance(ips := status.get("podIPs"), list) and ips:
+        first = ips[0]
+        if isinstance(first, dict) and first.get("ip") == status.get("podIP"):
+            status["podIP"] = first["ip"]
+
+
+def _kept(value: Any, tree: _Tree, in_list: bool = False) -> Any:
+    if not tree:  # a field read whole
+        return value if in_list else _interned(value)
+    if "[]" in tree:
+        if not isinstance(value, list):
+            return value
+        return [_kept(v, tree["[]"], True) for v in value]
+    if "*" in tree:
+        if not isinstance(value, Mapping):
+            return value
+        out = {
+            (sys.intern(k) if isinstance(k, str) else k): _kept(v, tree["*"], in_list)
+            for k, v in value.items()
+        }
+        return out if in_list else _shared(out)
+    return _pruned(value, tree, in_list) if isinstance(value, Mapping) else value
+
+
+def _interned(value: Any) -> Any:
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    if isinstance(value, Mapping):
+        return {_interned(k): _interned(v) for k, v in value.items()}
+    return value

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -46,6 +47,7 @@ from peerwall.agent.kube.client import (
     TooLarge,
 )
 from peerwall.agent.kube.objects import key_of
+from peerwall.agent.kube.shape import kept
 from peerwall.liqo import Kind
 
 log = logging.getLogger("peerwall.agent.kube")
@@ -111,7 +113,11 @@ def _newer_history(held: dict[str, Any], now: dict[str, Any]) -> str | None:
 
 class Reflector:
     """Keeps ``store`` equal to the selection on the server, calling ``on_apply`` for each object
-    added or changed and ``on_remove`` for each one deleted (with its last known state)."""
+    added or changed and ``on_remove`` for each one deleted (with its last known state).
+
+    Objects are kept, and handed over, as ``shape.kept`` makes them: only the fields the join
+    reads (and the version and uid read here), so that a cluster's worth of pods costs a fraction
+    of their JSON (issue 21: the agent's memory per enforced address)."""
 
     def __init__(
         self,
@@ -133,6 +139,7 @@ class Reflector:
         self.timeout_seconds = timeout_seconds
         """The shortest server-side timeout a watch asks for; each asks for one in [t, 2t]."""
         self.rng = rng or random.Random()
+        self._kept = functools.partial(kept, spec.kind.kind)
         self.store: dict[str, dict[str, Any]] = {}
         self.resource_version: str | None = None
         self.listed = asyncio.Event()
@@ -242,6 +249,7 @@ class Reflector:
                 labels=s.labels,
                 fields=s.fields,
                 resource_version=self.resource_version or "",
+                each=self._kept,
             )
         except Gone:
             if not self.resource_version:
@@ -253,7 +261,7 @@ class Reflector:
             )
             self.resource_version = None
             items, rv = await self.api.list(
-                s.kind, namespace=s.namespace, labels=s.labels, fields=s.fields
+                s.kind, namespace=s.namespace, labels=s.labels, fields=s.fields, each=self._kept
             )
         self.lists += 1
         self._relist = False
@@ -314,6 +322,8 @@ class Reflector:
 
     def _handle(self, etype: str, obj: dict[str, Any]) -> None:
         self._delivered += 1
+        if etype != "BOOKMARK":
+            obj = self._kept(obj)
         if etype in ("ADDED", "MODIFIED") and (held := self.store.get(key_of(obj))):
             why = _newer_history(held, obj)
             if why is not None:
