@@ -48,6 +48,9 @@ class AddressView(AbstractSet[IPv4Address]):
         return len(self._keys)
 
 
+_NONE: frozenset[int] = frozenset()
+
+
 class DesiredState:
     """A ``GatewayState`` kept up to date by contributions, with the changes since last taken."""
 
@@ -115,48 +118,52 @@ class DesiredState:
         self, key: str, peer: str, kind: SetKind, addresses: Iterable[IPv4Address | int]
     ) -> None:
         """Object ``key`` now contributes exactly ``addresses`` to ``peer``'s ``kind`` set."""
-        new = frozenset([int(a) for a in addresses])
-        mine = self._by_key.setdefault(key, {})
-        old = mine.get((peer, kind), frozenset())
-        if new == old:
-            return
-        if new:
-            mine[(peer, kind)] = new
-        else:
-            mine.pop((peer, kind), None)
-            if not mine:
-                del self._by_key[key]
+        # The event path (a pod created or deleted: one address, ~1 us in all): the reference
+        # counting and the netting are written out here rather than in helpers per address.
+        new = frozenset([a if type(a) is int else int(a) for a in addresses])
         sk = (peer, kind)
+        mine = self._by_key.get(key)
+        if mine is None:
+            if not new:
+                return
+            self._by_key[key] = {sk: new}
+            old = _NONE
+        else:
+            old = mine.get(sk, _NONE)
+            if new == old:
+                return
+            if new:
+                mine[sk] = new
+            else:
+                del mine[sk]
+                if not mine:
+                    del self._by_key[key]
+        counts = self._count[sk]
         for a in new - old if old else new:
-            self._inc(sk, a)
+            n = counts.get(a, 0)
+            counts[a] = n + 1
+            if n == 0:
+                self._note(sk, a, self._changes.added, self._changes.deleted)
         if old:
-            for a in old - new:
-                self._dec(sk, a)
+            for a in old - new if new else old:
+                n = counts[a]
+                if n > 1:
+                    counts[a] = n - 1
+                else:
+                    del counts[a]
+                    self._note(sk, a, self._changes.deleted, self._changes.added)
 
     def withdraw(self, key: str, peer: str | None = None, kind: SetKind | None = None) -> None:
         """Object ``key`` contributes nothing any more (to ``peer``/``kind`` only, if given)."""
-        for p, k in list(self._by_key.get(key, {})):
+        mine = self._by_key.get(key)
+        if mine is None:
+            return
+        for p, k in list(mine):
             if (peer is None or p == peer) and (kind is None or k == kind):
                 self.contribute(key, p, k, ())
 
     def contributions(self, key: str) -> dict[SetKey, frozenset[IPv4Address]]:
         return {sk: frozenset(map(IPv4Address, a)) for sk, a in self._by_key.get(key, {}).items()}
-
-    def _inc(self, sk: SetKey, a: int) -> None:
-        counts = self._count[sk]
-        n = counts.get(a, 0)
-        counts[a] = n + 1
-        if n == 0:
-            self._note(sk, a, self._changes.added, self._changes.deleted)
-
-    def _dec(self, sk: SetKey, a: int) -> None:
-        counts = self._count[sk]
-        n = counts[a]
-        if n > 1:
-            counts[a] = n - 1
-            return
-        del counts[a]
-        self._note(sk, a, self._changes.deleted, self._changes.added)
 
     def _note(
         self,
@@ -228,7 +235,8 @@ class DesiredState:
         if out.peers:
             out.peers = {name: self.peer(name) for name in out.peers}
         self._changes = Changes()
-        self._new_peers = set()
+        if self._new_peers:
+            self._new_peers = set()
         self.pending_since = None
         return out
 

@@ -198,16 +198,32 @@ def _one_layout(
 
 
 def _one_element(family: str, table: str, edit: SetEdit, seq: int) -> tuple[bytes, list[Sent]]:
-    """``element_batch`` of one address (the usual event), in one ``pack`` of a cached layout."""
-    verb = 0 if edit.delete else 1
-    address = edit.delete[0] if edit.delete else edit.add[0]
-    layout, (size, kind, flags, nfproto), body = _one_layout(family, table, edit.set, verb)
-    batch = layout.pack(
+    """``element_batch`` of one address (the usual event)."""
+    batch = one_element_batch(family, table, edit, seq)
+    assert batch is not None
+    return batch, [Sent(seq + 1, "delete" if edit.delete else "add", edit.set, 1)]
+
+
+def one_element_batch(family: str, table: str, edit: SetEdit, seq: int) -> bytes | None:
+    """``element_batch``'s bytes when ``edit`` is one address to add or delete (an event's usual
+    case: one ``pack`` of a cached layout, and no ``Sent`` made: ``element_batch`` with the same
+    ``seq`` names its message, if the kernel refuses it); None for any other edit. The message
+    is ``seq + 1``, the batch ends at ``seq + 2``."""
+    add, delete = edit.add, edit.delete
+    if len(add) + len(delete) != 1:
+        return None
+    if delete:
+        layout, (size, kind, flags, nfproto), body = _one_layout(family, table, edit.set, 0)
+        address = delete[0]
+    else:
+        layout, (size, kind, flags, nfproto), body = _one_layout(family, table, edit.set, 1)
+        address = add[0]
+    return layout.pack(
         20, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, 0, 0, _RES_NFTABLES,
-        size, kind, flags, seq + 1, 0, nfproto, 0, 0, body, packed(address),
+        size, kind, flags, seq + 1, 0, nfproto, 0, 0, body,
+        address.to_bytes(4, "big") if type(address) is int else packed(address),
         20, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 2, 0, 0, 0, _RES_NFTABLES,
     )  # fmt: skip
-    return batch, [Sent(seq + 1, _VERBS[verb][0], edit.set, 1)]
 
 
 def replies(data: bytes | memoryview) -> Iterator[tuple[int, int]]:
