@@ -307,9 +307,10 @@ class GatewayTable:
         """``changes`` less the edits of sets the table does not have: a peer without an API
         server has no ``api-clients`` set (its members are kept, and written whole when the set
         comes back with the API server)."""
-        if not any(k is _API_CLIENTS for _, k in changes.added) and not any(
-            k is _API_CLIENTS for _, k in changes.deleted
-        ):
+        for _, kind in (*changes.added, *changes.deleted):
+            if kind is _API_CLIENTS:
+                break
+        else:
             return changes  # the usual event: pods and endpoints, no API client
 
         def present(key: tuple[str, SetKind]) -> bool:

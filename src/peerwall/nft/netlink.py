@@ -62,8 +62,13 @@ _RES_NFTABLES = struct.unpack("=H", struct.pack("!H", NFNL_SUBSYS_NFTABLES))[0]
 _ATTR = tlv.ATTR
 _ERR = struct.Struct("=i")  # nlmsgerr.error (negative errno, 0 for an acknowledgement)
 
-# One IPv4 address as a list element: LIST_ELEM { KEY { DATA_VALUE <4 bytes> } }.
-_ELEM = struct.Struct("=HHHHHH4s")
+# One IPv4 address as a list element: LIST_ELEM { KEY { DATA_VALUE <4 bytes> } }: 12 bytes of
+# attribute headers (host order), then the address (network order).
+_ELEM_HEAD = struct.pack(
+    "=HHHHHH", 16, NFTA_LIST_ELEM | NLA_F_NESTED, 12, NFTA_SET_ELEM_KEY | NLA_F_NESTED, 8,
+    NFTA_DATA_VALUE,
+)  # fmt: skip
+_ELEM_TEMPLATE = _ELEM_HEAD + bytes(4)
 _ELEMENTS = NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED
 _VERBS = (
     ("delete", (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSETELEM, NLM_F_REQUEST),
@@ -102,15 +107,19 @@ class Sent(NamedTuple):
 
 
 def _elements(addresses: Sequence[Address]) -> bytes:
-    pack = _ELEM.pack
-    if len(addresses) == 1:  # an event's usual case, without the generator
-        return pack(16, NFTA_LIST_ELEM | NLA_F_NESTED, 12, NFTA_SET_ELEM_KEY | NLA_F_NESTED, 8,
-                    NFTA_DATA_VALUE, packed(addresses[0]))  # fmt: skip
-    return b"".join(
-        pack(16, NFTA_LIST_ELEM | NLA_F_NESTED, 12, NFTA_SET_ELEM_KEY | NLA_F_NESTED, 8,
-             NFTA_DATA_VALUE, packed(a))
-        for a in addresses
-    )  # fmt: skip
+    """The list elements of ``addresses``, 16 bytes each: the same 12 bytes of attribute headers,
+    then the address. Made in bulk (a burst's batch holds hundreds): the headers repeated, and
+    the addresses packed in one call and copied in byte by byte with four strided slice
+    assignments, ~0.03 us an address against ~0.5 us for one ``pack`` each."""
+    n = len(addresses)
+    try:
+        values = struct.pack(f">{n}I", *addresses)
+    except struct.error:  # IPv4Address objects, not ints
+        values = struct.pack(f">{n}I", *map(int, addresses))
+    out = bytearray(_ELEM_TEMPLATE * n)
+    for i in range(4):
+        out[12 + i :: 16] = values[i::4]
+    return bytes(out)
 
 
 def element_batch(
@@ -172,12 +181,6 @@ def acknowledges(data: bytes | bytearray, seq: int) -> bool:
     """Whether ``data`` starts with a plain acknowledgement of message ``seq``."""
     _len, kind, _flags, got, _pid, error = _ACK.unpack_from(data)
     return bool(kind == NLMSG_ERROR and got == seq and error == 0)
-
-
-_ELEM_HEAD = struct.pack(
-    "=HHHHHH", 16, NFTA_LIST_ELEM | NLA_F_NESTED, 12, NFTA_SET_ELEM_KEY | NLA_F_NESTED, 8,
-    NFTA_DATA_VALUE,
-)  # fmt: skip
 
 
 @cache
