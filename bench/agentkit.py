@@ -90,6 +90,8 @@ class LoopHarness:
     source: HandSource
     latencies: Recorder
     commits: list[tuple[str, float]] = field(default_factory=list)
+    commit_seconds: float = 0.0
+    """Time inside the committed transactions (encoding, the kernel, its answer), added up."""
     committed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def event(self) -> None:
@@ -136,6 +138,7 @@ async def running_agent(
     def on_commit(kind: str, seconds: float) -> None:
         # Called in the worker thread of a big step: the event is the loop's to set.
         harness.commits.append((kind, time.perf_counter()))
+        harness.commit_seconds += seconds
         loop.call_soon_threadsafe(harness.committed.set)
         if inner is not None:
             inner(kind, seconds)
@@ -150,6 +153,7 @@ async def running_agent(
                     task.result()
         rec.values.clear()
         harness.commits.clear()
+        harness.commit_seconds = 0.0
         yield harness
     finally:
         task.cancel()

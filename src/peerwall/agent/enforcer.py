@@ -151,14 +151,10 @@ class Enforcer:
             # Which peers lost elements is known now; their (live) views are looked up when
             # the flows are checked, after the commit: the event's kernel change does not wait.
             return Prepared(plan, lambda: self._narrowed(desired, plan.changes))
-        if kind is StepKind.FULL:
+        if kind is _FULL:
             return Prepared(plan, snapshot)
-        if kind is StepKind.NONE or not plan.changes.narrows:
+        if kind is _NONE or not plan.changes.narrows:
             return Prepared(plan)
-        if kind is StepKind.ELEMENTS:
-            # Which peers lost elements is known now; their (live) views are looked up when
-            # the flows are checked, after the commit: the event's kernel change does not wait.
-            return Prepared(plan, lambda: self._narrowed(desired, plan.changes))
         return Prepared(plan, self._narrowed(desired, plan.changes))
 
     def commit(self, p: Prepared) -> Step:
