@@ -227,7 +227,7 @@ class Agent:
         digest = self.source.loaded_digest
         # The kernel's part of a big step runs in a worker thread: events that come in meanwhile
         # gather for the next step, so a burst costs a few transactions and a lone event no
-        # wait. A small element step (one netlink batch: ~10 us) runs here: handing it to a
+        # wait. A small element step (one netlink batch: ~5-10 us) runs here: handing it to a
         # thread would cost more than the step, and the thread's turn for the interpreter lock
         # can come milliseconds later on a busy machine.
         prepared = self.enforcer.prepare(self.desired)
