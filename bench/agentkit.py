@@ -90,6 +90,8 @@ class LoopHarness:
     source: HandSource
     latencies: Recorder
     commits: list[tuple[str, float]] = field(default_factory=list)
+    commit_seconds: float = 0.0
+    """Time inside the committed transactions (encoding, the kernel, its answer), added up."""
     committed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def event(self) -> None:
@@ -97,9 +99,15 @@ class LoopHarness:
         self.source.changed.set()
 
     async def settled(self, timeout: float = 60.0) -> None:
-        """Wait until every change made so far is in the kernel."""
+        """Wait until every change made so far is in the kernel: none pending, none waiting for
+        a step, and the step in progress (its commit may run in a worker thread) over."""
         async with asyncio.timeout(timeout):
-            while self.agent.desired.pending_since is not None or self.source.changed.is_set():
+            while True:
+                if self.agent.desired.pending_since is None and not self.source.changed.is_set():
+                    await self.agent.idle()
+                    if self.agent.desired.pending_since is None:
+                        return
+                    continue
                 self.committed.clear()
                 # A burst that nets to nothing commits nothing: poll as well.
                 with contextlib.suppress(TimeoutError):
@@ -125,10 +133,13 @@ async def running_agent(
     agent.metrics.event_latency = rec  # type: ignore[assignment]
     harness = LoopHarness(agent, source, rec)
     inner = agent.enforcer.table.on_commit
+    loop = asyncio.get_running_loop()
 
     def on_commit(kind: str, seconds: float) -> None:
+        # Called in the worker thread of a big step: the event is the loop's to set.
         harness.commits.append((kind, time.perf_counter()))
-        harness.committed.set()
+        harness.commit_seconds += seconds
+        loop.call_soon_threadsafe(harness.committed.set)
         if inner is not None:
             inner(kind, seconds)
 
@@ -142,6 +153,7 @@ async def running_agent(
                     task.result()
         rec.values.clear()
         harness.commits.clear()
+        harness.commit_seconds = 0.0
         yield harness
     finally:
         task.cancel()

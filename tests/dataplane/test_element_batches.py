@@ -122,6 +122,27 @@ def two_namespaces() -> Iterator[tuple[str, str]]:
 
 
 @pytest.mark.lab
+def test_a_refused_one_element_batch_names_its_set_and_verb(netns: str) -> None:
+    # One address is encoded without the per-message record that names a refusal (the event
+    # path); the record is made only when the kernel refuses, and must name the right message.
+    absent = IPv4Address("10.251.0.1")
+    with LibNft(netns) as nft:
+        nft.run(render_replace(three_table()))
+        want = read_table(nft, "inet", "peerwall")
+        for edit, said in (
+            (SetEdit(SET, delete=[absent]), f"delete of 1 element(s) in set inet peerwall {SET}"),
+            (SetEdit("no-such-set", add=[absent]), "add of 1 element(s) in set inet peerwall no-"),
+        ):
+            with pytest.raises(NftError) as refused:
+                nft.edit_elements("inet", "peerwall", [edit])
+            assert "No such file or directory" in str(refused.value)
+            assert said in str(refused.value)
+            assert same(read_table(nft, "inet", "peerwall"), want)
+        nft.edit_elements("inet", "peerwall", [SetEdit(SET, add=[absent])])  # the socket is fine
+        assert absent in members(nft)
+
+
+@pytest.mark.lab
 def test_the_socket_acts_in_its_context_namespace_only(two_namespaces: tuple[str, str]) -> None:
     one, two = two_namespaces
     root_before = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout

@@ -32,6 +32,9 @@ __all__ = ["Counts", "Enforcer", "FlowTable", "Prepared", "Step", "StepKind"]
 
 log = logging.getLogger("peerwall.agent")
 
+# Enum members are looked up through their class (~0.1 us each on the event path): bound once.
+_NONE, _ELEMENTS, _FULL, _FAILED = StepKind.NONE, StepKind.ELEMENTS, StepKind.FULL, StepKind.FAILED
+
 
 class FlowTable(Protocol):
     """What the enforcer needs of conntrack (``dataplane.conntrack.Conntrack``)."""
@@ -116,25 +119,29 @@ class Enforcer:
         changes = desired.take_changes()
         snapshot = desired.snapshot() if self.table.needs_snapshot(changes) else None
         plan = self.table.plan(changes, snapshot)
-        if plan.kind is StepKind.FULL:
-            return Prepared(plan, snapshot)
-        if plan.kind is StepKind.NONE or not plan.changes.narrows:
-            return Prepared(plan)
-        if plan.kind is StepKind.ELEMENTS:
+        kind = plan.kind
+        if kind is _ELEMENTS:
+            if not plan.changes.deleted and not plan.changes.peers:  # nothing narrowed
+                return Prepared(plan)
             # Which peers lost elements is known now; their (live) views are looked up when
             # the flows are checked, after the commit: the event's kernel change does not wait.
             return Prepared(plan, lambda: self._narrowed(desired, plan.changes))
+        if kind is _FULL:
+            return Prepared(plan, snapshot)
+        if kind is _NONE or not plan.changes.narrows:
+            return Prepared(plan)
         return Prepared(plan, self._narrowed(desired, plan.changes))
 
     def commit(self, p: Prepared) -> Step:
         """Commit a prepared step. A refused transaction marks the table for a whole replace,
         which the next step does (``needs_full``)."""
-        kind, committed_at = self.table.commit(p.plan)
-        if kind in (StepKind.NONE, StepKind.FAILED):
-            return Step(p.changes, kind)
-        if kind is not StepKind.FULL or p.kind is not StepKind.FULL:
-            self._log(p.changes, kind)
-        return Step(p.changes, kind, p.narrowed, committed_at)
+        plan = p.plan
+        kind, committed_at = self.table.commit(plan)
+        if kind is _NONE or kind is _FAILED:
+            return Step(plan.changes, kind)
+        if log.isEnabledFor(logging.INFO) and (kind is not _FULL or plan.kind is not _FULL):
+            self._log(plan.changes, kind)
+        return Step(plan.changes, kind, p.narrowed, committed_at)
 
     def _narrowed(self, desired: DesiredState, changes: Changes) -> GatewayState:
         """The peers whose reach may have shrunk, as they are now; a removed peer (by the
@@ -151,8 +158,7 @@ class Enforcer:
         return GatewayState(desired.cluster, peers, desired.tunnel_pattern, desired.conncheck_port)
 
     def _log(self, changes: Changes, kind: StepKind) -> None:
-        if not log.isEnabledFor(logging.INFO):
-            return
+        """At INFO level (the caller asks: not on every event of a quiet log)."""
         for name in sorted(changes.removed - changes.peers.keys()):
             log.info("peer %s: removed", name)
         for name, peer in changes.peers.items():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from peerwall import nsenter
 from peerwall.errors import NftError
@@ -63,22 +63,36 @@ class NetlinkSets:
     def close(self) -> None:
         self._sock.close()
 
-    def edit(self, family: str, table: str, edits: Iterable[SetEdit]) -> None:
+    def edit(self, family: str, table: str, edits: Sequence[SetEdit]) -> None:
         """Make ``edits`` in one transaction; raise ``NftError`` (and change nothing) if the
         kernel refuses any of them (a set that does not exist, an element to delete that is not
         there) or does not answer."""
         with self._lock:
             first = self._seq + 1
-            batch, sent = netlink.element_batch(family, table, edits, first)
-            if not sent:
-                return
-            last = sent[-1].seq
+            one = None
+            if len(edits) == 1:
+                one = netlink.one_element_batch(family, table, edits[0], first)
+            sent: list[netlink.Sent] | None = None
+            if one is not None:  # an event: one address (its ``Sent`` made only if refused)
+                batch, last = one, first + 1
+            else:
+                batch, sent = netlink.element_batch(family, table, edits, first)
+                if not sent:
+                    return
+                last = sent[-1].seq
             self._seq = last + 1
             try:
                 if len(batch) + 1024 > self._sndbuf:
                     self._room(len(batch))
                 self._sock.send(batch)
-                errors = self._answers(first, last)
+                try:
+                    n: int | None = self._sock.recv_into(self._buf, _RECV, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    n = None
+                # The usual answer, read at once: one acknowledgement, of the last message.
+                if n == netlink.ACK_SIZE and netlink.acknowledges(self._buf, last):
+                    return
+                errors = self._answers(first, last, n)
             except OSError as e:
                 self._drain()
                 raise NftError(f"nf_tables netlink: {e}") from None
@@ -86,6 +100,8 @@ class NetlinkSets:
             raise NftError("nf_tables netlink: the kernel did not answer the element batch")
         if errors:
             seq, code = errors[0]
+            if sent is None:
+                sent = netlink.element_batch(family, table, edits, first)[1]
             refused = next((s for s in sent if s.seq == seq), None)
             if refused is not None:
                 raise NftError(netlink.refusal(family, table, refused, code))
@@ -105,23 +121,25 @@ class NetlinkSets:
             break
         self._sndbuf = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
 
-    def _answers(self, first: int, last: int) -> list[tuple[int, int]] | None:
+    def _answers(self, first: int, last: int, n: int | None) -> list[tuple[int, int]] | None:
         """The errors (seq, errno) answered to this batch (seq ``first`` to ``last + 1``), read
-        up to the answer to ``last``, its closing acknowledgement; None if that never comes. The
-        queue holds every answer when ``send`` returns, so this waits (1 s at most) only if the
-        kernel did not answer, which it does not do; answers to older batches are skipped."""
+        up to the answer to ``last``, its closing acknowledgement; None if that never comes.
+        ``n``: the size of a first answer already read into the buffer (None: none was queued).
+        The queue holds every answer when ``send`` returns, so this waits (1 s at most) only if
+        the kernel did not answer, which it does not do; answers to older batches are skipped."""
         errors: list[tuple[int, int]] = []
         while True:
-            try:
-                n = self._sock.recv_into(self._buf, _RECV, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                self._sock.settimeout(1.0)
+            if n is None:
                 try:
-                    n = self._sock.recv_into(self._buf, _RECV)
-                except TimeoutError:
-                    return None
-                finally:
-                    self._sock.settimeout(None)
+                    n = self._sock.recv_into(self._buf, _RECV, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    self._sock.settimeout(1.0)
+                    try:
+                        n = self._sock.recv_into(self._buf, _RECV)
+                    except TimeoutError:
+                        return None
+                    finally:
+                        self._sock.settimeout(None)
             if n == netlink.ACK_SIZE and netlink.acknowledges(self._buf, last):
                 return errors  # the usual answer: one acknowledgement, of the last message
             for seq, code in netlink.replies(memoryview(self._buf)[:n]):
@@ -131,6 +149,7 @@ class NetlinkSets:
                 # follows is moot, and may never come; later reads skip what does.
                 if seq == last or (code and seq == first):
                     return errors
+            n = None
 
     def _drain(self) -> None:
         """Drop answers left queued by a failed exchange, so the next one reads its own."""

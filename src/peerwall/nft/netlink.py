@@ -62,8 +62,13 @@ _RES_NFTABLES = struct.unpack("=H", struct.pack("!H", NFNL_SUBSYS_NFTABLES))[0]
 _ATTR = tlv.ATTR
 _ERR = struct.Struct("=i")  # nlmsgerr.error (negative errno, 0 for an acknowledgement)
 
-# One IPv4 address as a list element: LIST_ELEM { KEY { DATA_VALUE <4 bytes> } }.
-_ELEM = struct.Struct("=HHHHHH4s")
+# One IPv4 address as a list element: LIST_ELEM { KEY { DATA_VALUE <4 bytes> } }: 12 bytes of
+# attribute headers (host order), then the address (network order).
+_ELEM_HEAD = struct.pack(
+    "=HHHHHH", 16, NFTA_LIST_ELEM | NLA_F_NESTED, 12, NFTA_SET_ELEM_KEY | NLA_F_NESTED, 8,
+    NFTA_DATA_VALUE,
+)  # fmt: skip
+_ELEM_TEMPLATE = _ELEM_HEAD + bytes(4)
 _ELEMENTS = NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED
 _VERBS = (
     ("delete", (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSETELEM, NLM_F_REQUEST),
@@ -102,15 +107,19 @@ class Sent(NamedTuple):
 
 
 def _elements(addresses: Sequence[Address]) -> bytes:
-    pack = _ELEM.pack
-    if len(addresses) == 1:  # an event's usual case, without the generator
-        return pack(16, NFTA_LIST_ELEM | NLA_F_NESTED, 12, NFTA_SET_ELEM_KEY | NLA_F_NESTED, 8,
-                    NFTA_DATA_VALUE, packed(addresses[0]))  # fmt: skip
-    return b"".join(
-        pack(16, NFTA_LIST_ELEM | NLA_F_NESTED, 12, NFTA_SET_ELEM_KEY | NLA_F_NESTED, 8,
-             NFTA_DATA_VALUE, packed(a))
-        for a in addresses
-    )  # fmt: skip
+    """The list elements of ``addresses``, 16 bytes each: the same 12 bytes of attribute headers,
+    then the address. Made in bulk (a burst's batch holds hundreds): the headers repeated, and
+    the addresses packed in one call and copied in byte by byte with four strided slice
+    assignments, ~0.03 us an address against ~0.5 us for one ``pack`` each."""
+    n = len(addresses)
+    try:
+        values = struct.pack(f">{n}I", *addresses)
+    except struct.error:  # IPv4Address objects, not ints
+        values = struct.pack(f">{n}I", *map(int, addresses))
+    out = bytearray(_ELEM_TEMPLATE * n)
+    for i in range(4):
+        out[12 + i :: 16] = values[i::4]
+    return bytes(out)
 
 
 def element_batch(
@@ -174,12 +183,6 @@ def acknowledges(data: bytes | bytearray, seq: int) -> bool:
     return bool(kind == NLMSG_ERROR and got == seq and error == 0)
 
 
-_ELEM_HEAD = struct.pack(
-    "=HHHHHH", 16, NFTA_LIST_ELEM | NLA_F_NESTED, 12, NFTA_SET_ELEM_KEY | NLA_F_NESTED, 8,
-    NFTA_DATA_VALUE,
-)  # fmt: skip
-
-
 @cache
 def _one_layout(
     family: str, table: str, name: str, verb: int
@@ -198,16 +201,32 @@ def _one_layout(
 
 
 def _one_element(family: str, table: str, edit: SetEdit, seq: int) -> tuple[bytes, list[Sent]]:
-    """``element_batch`` of one address (the usual event), in one ``pack`` of a cached layout."""
-    verb = 0 if edit.delete else 1
-    address = edit.delete[0] if edit.delete else edit.add[0]
-    layout, (size, kind, flags, nfproto), body = _one_layout(family, table, edit.set, verb)
-    batch = layout.pack(
+    """``element_batch`` of one address (the usual event)."""
+    batch = one_element_batch(family, table, edit, seq)
+    assert batch is not None
+    return batch, [Sent(seq + 1, "delete" if edit.delete else "add", edit.set, 1)]
+
+
+def one_element_batch(family: str, table: str, edit: SetEdit, seq: int) -> bytes | None:
+    """``element_batch``'s bytes when ``edit`` is one address to add or delete (an event's usual
+    case: one ``pack`` of a cached layout, and no ``Sent`` made: ``element_batch`` with the same
+    ``seq`` names its message, if the kernel refuses it); None for any other edit. The message
+    is ``seq + 1``, the batch ends at ``seq + 2``."""
+    add, delete = edit.add, edit.delete
+    if len(add) + len(delete) != 1:
+        return None
+    if delete:
+        layout, (size, kind, flags, nfproto), body = _one_layout(family, table, edit.set, 0)
+        address = delete[0]
+    else:
+        layout, (size, kind, flags, nfproto), body = _one_layout(family, table, edit.set, 1)
+        address = add[0]
+    return layout.pack(
         20, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, 0, 0, _RES_NFTABLES,
-        size, kind, flags, seq + 1, 0, nfproto, 0, 0, body, packed(address),
+        size, kind, flags, seq + 1, 0, nfproto, 0, 0, body,
+        address.to_bytes(4, "big") if type(address) is int else packed(address),
         20, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 2, 0, 0, 0, _RES_NFTABLES,
     )  # fmt: skip
-    return batch, [Sent(seq + 1, _VERBS[verb][0], edit.set, 1)]
 
 
 def replies(data: bytes | memoryview) -> Iterator[tuple[int, int]]:

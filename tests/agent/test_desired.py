@@ -1,0 +1,70 @@
+"""The desired state's bookkeeping against a plain model: whatever the order of contributions and
+withdrawals (overlapping addresses, several keys per set, whole and partial withdrawals), each set
+holds the union of what its live contributions hold, and the changes taken are exactly the
+difference between two takes (netted: what came and went between them is not there)."""
+
+from __future__ import annotations
+
+import random
+from ipaddress import IPv4Address
+
+import pytest
+
+from peerwall.agent.desired import DesiredState
+from peerwall.compile.state import PeerState, SetKind
+from peerwall.model.spec import SecurityMode
+
+PEERS = ("A", "B")
+KINDS = (SetKind.OFFLOADED, SetKind.BACKENDS)
+SetKey = tuple[str, SetKind]
+
+
+def peer(name: str) -> PeerState:
+    return PeerState(name, f"t-{name}", SecurityMode.FULL_POD_TO_POD, (), ())
+
+
+def union(model: dict[str, dict[SetKey, set[int]]]) -> dict[SetKey, set[int]]:
+    out: dict[SetKey, set[int]] = {(p, k): set() for p in PEERS for k in KINDS}
+    for sets in model.values():
+        for sk, addresses in sets.items():
+            out[sk] |= addresses
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sets_are_the_union_of_live_contributions_and_changes_the_difference(seed: int) -> None:
+    rnd = random.Random(seed)
+    d = DesiredState("here", "t-*", None)
+    for name in PEERS:
+        d.upsert_peer(peer(name))
+    d.take_changes()  # the peers are declared: from here on, element changes
+    model: dict[str, dict[SetKey, set[int]]] = {}
+    before = union(model)
+    pool = [int(IPv4Address("10.244.0.0")) + i for i in range(12)]  # few: addresses overlap
+    for step in range(300):
+        key = f"k{rnd.randrange(8)}"
+        action = rnd.random()
+        if action < 0.6:
+            sk = (rnd.choice(PEERS), rnd.choice(KINDS))
+            addresses = set(rnd.sample(pool, rnd.randint(0, 4)))
+            given = [a if rnd.random() < 0.5 else IPv4Address(a) for a in addresses]
+            d.contribute(key, sk[0], sk[1], given)
+            model.setdefault(key, {})[sk] = addresses
+        elif action < 0.8:
+            d.withdraw(key)
+            model.pop(key, None)
+        else:
+            who, kind = rnd.choice(PEERS), rnd.choice(KINDS)
+            d.withdraw(key, who, kind)
+            model.get(key, {}).pop((who, kind), None)
+        now = union(model)
+        for (p, k), want in now.items():
+            assert {int(a) for a in d.members(p, k)} == want, step
+        if rnd.random() < 0.3:
+            changes = d.take_changes()
+            added = {sk: now[sk] - before[sk] for sk in now if now[sk] - before[sk]}
+            deleted = {sk: before[sk] - now[sk] for sk in now if before[sk] - now[sk]}
+            assert changes.added == added, step
+            assert changes.deleted == deleted, step
+            assert (d.pending_since is None) and not changes.peers and not changes.removed
+            before = now
