@@ -322,6 +322,7 @@ def churn_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> N
         "ipset_restore_coalesced": "`ipset restore`, coalesced the same way (the best the ipset approach could do)",
         "ipset_restore_per_event": "`ipset restore` once per event",
         "liqo_v010": "Liqo v0.10 (one full rewrite per event)",
+        "peerwall_feed_only": "peerwall's feed alone: the same loop putting each event into peerwall's desired state, enforcing nothing (informative)",
         "feed_only": "the feed alone: the same loop taking the events in, enforcing nothing (the floor of every contender)",
     }
     for key, label in names.items():
@@ -361,6 +362,21 @@ def churn_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> N
             "transaction). Both are bounded below by the loop taking the events in, one turn "
             "per event (the feed alone, last row): that floor, not the kernel, is most of either "
             "contender's time.\n"
+        )
+    bd = c.get("peerwall_breakdown")
+    parts = ("feed_s", "desired_state_s", "enforcing_s")
+    if bd and any(bd[k] < 0 for k in parts):
+        out.append(
+            "Where peerwall's time goes is not told here: in this run the differences of the "
+            "medians above are within their noise (one of them is negative).\n"
+        )
+    elif bd:
+        out.append(
+            f"Where peerwall's time goes (medians): the feed {t(bd['feed_s'])}, peerwall's desired "
+            f"state on top of it {t(bd['desired_state_s'])}, enforcing (its steps, on the loop or "
+            f"waiting for the interpreter lock) {t(bd['enforcing_s'])}; inside its transactions "
+            f"(encoding, the kernel, the answer; partly in a worker thread, overlapping the feed) "
+            f"{t(bd['in_transactions_s'])}.\n"
         )
     tg = c["targets"]["peerwall_under_1s"]
     targets.append(
