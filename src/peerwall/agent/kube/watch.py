@@ -176,6 +176,10 @@ class Reflector:
         """The next pass lists first (at ``resource_version``, if any is known)."""
         self._new_history = False
         """The next list is of a new history: every object in it is applied again."""
+        self._fresh: dict[str, Held] = {}
+        """What the list under way has found so far (the next ``store``)."""
+        self._changed = 0
+        """How many objects the list under way handed over."""
 
     async def run(self) -> None:
         failures = 0
@@ -261,14 +265,7 @@ class Reflector:
         s = self.spec
         try:
             # At the last version seen first; the first list, with none, is a quorum read.
-            items, rv = await self.api.list(
-                s.kind,
-                namespace=s.namespace,
-                labels=s.labels,
-                fields=s.fields,
-                resource_version=self.resource_version or "",
-                each=self._kept,
-            )
+            rv = await self._take_pages(self.resource_version or "")
         except Gone:
             if not self.resource_version:
                 raise
@@ -278,35 +275,58 @@ class Reflector:
                 self.resource_version,
             )
             self.resource_version = None
-            items, rv = await self.api.list(
-                s.kind, namespace=s.namespace, labels=s.labels, fields=s.fields, each=self._kept
-            )
+            rv = await self._take_pages("")
         self.lists += 1
         self._relist = False
-        fresh = {key_of(o): o for o in items}
-        gone = [_skeleton(k) for k in self.store if k not in fresh]
-        changed = [
-            o
-            for k, o in fresh.items()
-            if self._new_history or k not in self.store or self.store[k][0] != _rv(o)
-        ]
+        fresh, self._fresh = self._fresh, {}
+        gone = [k for k in self.store if k not in fresh]
         self._new_history = False
-        self.store = {k: _held(o) for k, o in fresh.items()}
-        del fresh, items  # the objects live on only in ``changed``, until handed over
+        self.store = fresh
         self.resource_version = rv
         self._seeing()
-        for o in gone:
-            self._call(self.on_remove, o)
-        for o in changed:
-            self._call(self.on_apply, o)
+        for k in gone:
+            self._call(self.on_remove, _skeleton(k))
         if self.lists == 1:
-            log.info("%s: listed %d at resourceVersion %s", s, len(self.store), rv)
+            log.info("%s: listed %d at resourceVersion %s", s, len(fresh), rv)
         else:
             log.info(
                 "%s: relisted %d at resourceVersion %s: %d changed, %d deleted while not watching",
-                s, len(self.store), rv, len(changed), len(gone),
+                s, len(fresh), rv, self._changed, len(gone),
             )  # fmt: skip
         self.listed.set()
+
+    async def _take_pages(self, resource_version: str) -> str:
+        """List into ``_fresh``, handing each page's new or changed objects over as it comes
+        (the list's resourceVersion returned). Those already handed over when a page fails stay
+        applied: they are the server's state, and the relist that follows a failure diffs
+        against the old ``store``, which moves on only once the whole list is in."""
+        s = self.spec
+        self._fresh = {}
+        self._changed = 0
+        rv = ""
+        pages = self.api.pages(
+            s.kind,
+            namespace=s.namespace,
+            labels=s.labels,
+            fields=s.fields,
+            resource_version=resource_version,
+            each=self._kept,
+        )
+        async with contextlib.aclosing(pages):
+            async for objects, page_rv in pages:
+                rv = page_rv
+                objects.reverse()
+                while objects:
+                    # Each object is dropped as soon as it is handed over (issue 21: what the
+                    # join derives from it reuses its memory).
+                    o = objects.pop()
+                    k = key_of(o)
+                    self._fresh[k] = now = _held(o)
+                    held = self.store.get(k)
+                    if self._new_history or held is None or held[0] != now[0]:
+                        self._changed += 1
+                        self._call(self.on_apply, o)
+        return rv
 
     async def _watch(self) -> None:
         """Follow one watch stream to its end."""
