@@ -57,7 +57,11 @@ class DesiredState:
         self.conncheck_port = conncheck_port
         self._peers: dict[str, PeerState] = {}
         """Declarations without members; members live in ``_count``."""
-        self._by_key: dict[str, dict[SetKey, frozenset[int]]] = {}
+        self._by_key: dict[str, dict[SetKey, tuple[int, ...]]] = {}
+        """Object key -> its contributions. Tuples, and one shared ``SetKey`` per set: the
+        Kubernetes source holds one contribution per pod, and a one-address frozenset is 216
+        bytes where a tuple is 48 (issue 21: memory per enforced address)."""
+        self._set_keys: dict[SetKey, SetKey] = {}
         self._count: dict[SetKey, dict[int, int]] = defaultdict(dict)
         self._changes = Changes()
         self._new_peers: set[str] = set()
@@ -116,17 +120,19 @@ class DesiredState:
     ) -> None:
         """Object ``key`` now contributes exactly ``addresses`` to ``peer``'s ``kind`` set."""
         new = frozenset([int(a) for a in addresses])
+        sk = self._set_keys.setdefault((peer, kind), (peer, kind))
         mine = self._by_key.setdefault(key, {})
-        old = mine.get((peer, kind), frozenset())
+        old = frozenset(mine.get(sk, ()))
         if new == old:
-            return
-        if new:
-            mine[(peer, kind)] = new
-        else:
-            mine.pop((peer, kind), None)
             if not mine:
                 del self._by_key[key]
-        sk = (peer, kind)
+            return
+        if new:
+            mine[sk] = tuple(new)
+        else:
+            mine.pop(sk, None)
+            if not mine:
+                del self._by_key[key]
         for a in new - old if old else new:
             self._inc(sk, a)
         if old:

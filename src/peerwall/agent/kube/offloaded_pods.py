@@ -46,15 +46,16 @@ class PodFacts:
     """A shadow pod's namespace, or a remote pod's node."""
     origin: str | None
     """A shadow pod's ``offloading.liqo.io/origin`` label."""
-    ips: tuple[int, ...]
-    """``pod_ips``: its addresses as integers (none once terminal)."""
+    ips: bytes
+    """``pod_ips``: its addresses packed, 4 bytes each (none once terminal): one small object
+    where a tuple of integers is three."""
 
     @staticmethod
     def of(where: str, origin: str | None, pod: Obj) -> PodFacts:
-        return PodFacts(where, origin, tuple(int(a) for a in pod_ips(pod)))
+        return PodFacts(where, origin, b"".join(a.packed for a in pod_ips(pod)))
 
     def addresses(self) -> frozenset[IPv4Address]:
-        return frozenset(map(IPv4Address, self.ips))
+        return frozenset(IPv4Address(self.ips[i : i + 4]) for i in range(0, len(self.ips), 4))
 
 
 class OffloadedPods:
