@@ -57,11 +57,13 @@ class DesiredState:
         self.conncheck_port = conncheck_port
         self._peers: dict[str, PeerState] = {}
         """Declarations without members; members live in ``_count``."""
-        self._by_key: dict[str, dict[SetKey, tuple[int, ...]]] = {}
-        """Object key -> its contributions. Tuples, and one shared ``SetKey`` per set: the
-        Kubernetes source holds one contribution per pod, and a one-address frozenset is 216
-        bytes where a tuple is 48 (issue 21: memory per enforced address)."""
+        self._by_key: dict[tuple[str, SetKey], tuple[int, ...]] = {}
+        """(object key, set) -> what the object contributes to the set. Flat, with tuples and
+        one shared ``SetKey`` per set: the Kubernetes source holds one contribution per pod,
+        and a dict per object (224 bytes) holding a one-address frozenset (216) cost 8 times
+        this (issue 21: memory per enforced address)."""
         self._set_keys: dict[SetKey, SetKey] = {}
+        """Every set contributed to, each ``SetKey`` one object shared by its contributions."""
         self._count: dict[SetKey, dict[int, int]] = defaultdict(dict)
         self._changes = Changes()
         self._new_peers: set[str] = set()
@@ -121,18 +123,13 @@ class DesiredState:
         """Object ``key`` now contributes exactly ``addresses`` to ``peer``'s ``kind`` set."""
         new = frozenset([int(a) for a in addresses])
         sk = self._set_keys.setdefault((peer, kind), (peer, kind))
-        mine = self._by_key.setdefault(key, {})
-        old = frozenset(mine.get(sk, ()))
+        old = frozenset(self._by_key.get((key, sk), ()))
         if new == old:
-            if not mine:
-                del self._by_key[key]
             return
         if new:
-            mine[sk] = tuple(new)
+            self._by_key[(key, sk)] = tuple(new)
         else:
-            mine.pop(sk, None)
-            if not mine:
-                del self._by_key[key]
+            del self._by_key[(key, sk)]
         for a in new - old if old else new:
             self._inc(sk, a)
         if old:
@@ -141,12 +138,16 @@ class DesiredState:
 
     def withdraw(self, key: str, peer: str | None = None, kind: SetKind | None = None) -> None:
         """Object ``key`` contributes nothing any more (to ``peer``/``kind`` only, if given)."""
-        for p, k in list(self._by_key.get(key, {})):
+        for p, k in list(self.contributions(key)):
             if (peer is None or p == peer) and (kind is None or k == kind):
                 self.contribute(key, p, k, ())
 
     def contributions(self, key: str) -> dict[SetKey, frozenset[IPv4Address]]:
-        return {sk: frozenset(map(IPv4Address, a)) for sk, a in self._by_key.get(key, {}).items()}
+        out = {}
+        for sk in self._set_keys:  # a few: peers x set kinds
+            if (a := self._by_key.get((key, sk))) is not None:
+                out[sk] = frozenset(map(IPv4Address, a))
+        return out
 
     def _inc(self, sk: SetKey, a: int) -> None:
         counts = self._count[sk]
@@ -262,6 +263,6 @@ class DesiredState:
                     members[name][kind] if members is not None else peer.addresses(kind)
                 )
                 self.contribute(f"{key}/{name}", name, kind, addresses)
-        for k in list(self._by_key):
+        for k in {k for k, _ in self._by_key}:
             if k.startswith(f"{key}/") and k.removeprefix(f"{key}/") not in state.peers:
                 self.withdraw(k)
