@@ -48,9 +48,6 @@ class AddressView(AbstractSet[IPv4Address]):
         return len(self._keys)
 
 
-_NONE: frozenset[int] = frozenset()
-
-
 class DesiredState:
     """A ``GatewayState`` kept up to date by contributions, with the changes since last taken."""
 
@@ -60,7 +57,13 @@ class DesiredState:
         self.conncheck_port = conncheck_port
         self._peers: dict[str, PeerState] = {}
         """Declarations without members; members live in ``_count``."""
-        self._by_key: dict[str, dict[SetKey, frozenset[int]]] = {}
+        self._by_key: dict[tuple[str, SetKey], tuple[int, ...]] = {}
+        """(object key, set) -> what the object contributes to the set. Flat, with tuples and
+        one shared ``SetKey`` per set: the Kubernetes source holds one contribution per pod,
+        and a dict per object (224 bytes) holding a one-address frozenset (216) cost 8 times
+        this (issue 21: memory per enforced address)."""
+        self._set_keys: dict[SetKey, SetKey] = {}
+        """Every set contributed to, each ``SetKey`` one object shared by its contributions."""
         self._count: dict[SetKey, dict[int, int]] = defaultdict(dict)
         self._changes = Changes()
         self._new_peers: set[str] = set()
@@ -119,46 +122,42 @@ class DesiredState:
     ) -> None:
         """Object ``key`` now contributes exactly ``addresses`` to ``peer``'s ``kind`` set."""
         new = frozenset(map(int, addresses))  # an int is its own int, at C speed
-        sk = (peer, kind)
-        mine = self._by_key.get(key)
-        if mine is None:
+        sk = self._set_keys.setdefault((peer, kind), (peer, kind))
+        held = self._by_key.get((key, sk))
+        if held is None:
             if new:
-                self._by_key[key] = {sk: new}
+                self._by_key[(key, sk)] = tuple(new)
                 self._more(sk, new)
             return
-        old = mine.get(sk, _NONE)
+        old = frozenset(held)
         if new == old:
             return
         if new:
-            mine[sk] = new
-        else:
-            del mine[sk]
-            if not mine:
-                del self._by_key[key]
-        if not old:
-            self._more(sk, new)
-        elif not new:
-            self._less(sk, old)
-        else:
+            self._by_key[(key, sk)] = tuple(new)
             self._more(sk, new - old)
             self._less(sk, old - new)
+        else:
+            del self._by_key[(key, sk)]
+            self._less(sk, old)
 
     def withdraw(self, key: str, peer: str | None = None, kind: SetKind | None = None) -> None:
         """Object ``key`` contributes nothing any more (to ``peer``/``kind`` only, if given)."""
-        mine = self._by_key.get(key)
-        if mine is None:
-            return
         if peer is None and kind is None:  # a deleted object: all of it
-            del self._by_key[key]
-            for sk, old in mine.items():
-                self._less(sk, old)
+            for sk in self._set_keys:  # a few: peers x set kinds
+                held = self._by_key.pop((key, sk), None)
+                if held is not None:
+                    self._less(sk, held)
             return
-        for p, k in list(mine):
+        for p, k in list(self.contributions(key)):
             if (peer is None or p == peer) and (kind is None or k == kind):
                 self.contribute(key, p, k, ())
 
     def contributions(self, key: str) -> dict[SetKey, frozenset[IPv4Address]]:
-        return {sk: frozenset(map(IPv4Address, a)) for sk, a in self._by_key.get(key, {}).items()}
+        out = {}
+        for sk in self._set_keys:  # a few: peers x set kinds
+            if (a := self._by_key.get((key, sk))) is not None:
+                out[sk] = frozenset(map(IPv4Address, a))
+        return out
 
     # The event path: a pod created or deleted is one address here (~1 us in all), an
     # EndpointSlice a few; the reference counts and the netting are written out in two loops.
@@ -188,7 +187,7 @@ class DesiredState:
             if self.pending_since is None:
                 self.pending_since = time.perf_counter()
 
-    def _less(self, sk: SetKey, addresses: frozenset[int]) -> None:
+    def _less(self, sk: SetKey, addresses: Iterable[int]) -> None:
         """One contribution less of each of ``addresses`` to set ``sk`` (the mirror of ``_more``)."""
         counts = self._count[sk]
         noted = sk[0] in self._peers and sk[0] not in self._new_peers
@@ -291,6 +290,6 @@ class DesiredState:
                     members[name][kind] if members is not None else peer.addresses(kind)
                 )
                 self.contribute(f"{key}/{name}", name, kind, addresses)
-        for k in list(self._by_key):
+        for k in {k for k, _ in self._by_key}:
             if k.startswith(f"{key}/") and k.removeprefix(f"{key}/") not in state.peers:
                 self.withdraw(k)

@@ -36,6 +36,9 @@ __all__ = [
 
 log = logging.getLogger("peerwall.agent.kube")
 
+Page = list[dict[str, Any]]
+"""One page of a list's objects (named here: inside ``KubeApi`` ``list`` is its method)."""
+
 
 class ApiError(Exception):
     """The API server answered with an error Status."""
@@ -184,13 +187,41 @@ class KubeApi:
         all from the snapshot of the first page). With ``resource_version`` the state is no
         older than that version, which the server may answer from its watch cache, or ``Gone``
         if it no longer has it; without, the latest (a quorum read). ``each`` maps every object
-        as its page arrives (what a reflector keeps of it: no more than a page of whole objects
-        is held at once)."""
+        as its page arrives."""
+        items: list[dict[str, Any]] = []
+        rv = ""
+        async for page, page_rv in self.pages(
+            kind,
+            namespace=namespace,
+            labels=labels,
+            fields=fields,
+            limit=limit,
+            resource_version=resource_version,
+            each=each,
+        ):
+            items.extend(page)
+            rv = page_rv
+        return items, rv
+
+    async def pages(
+        self,
+        kind: Kind,
+        *,
+        namespace: str | None = None,
+        labels: str | None = None,
+        fields: str | None = None,
+        limit: int = 500,
+        resource_version: str = "",
+        each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> AsyncGenerator[tuple[Page, str], None]:
+        """``list`` one page at a time, each with the list's resourceVersion: a reflector
+        hands a page over before the next is asked for, so that no more than a page of objects
+        is held at once (issue 21: a whole list held until its end leaves the heap at its size,
+        fragmented, for good). A page is checked whole before it is yielded."""
         params = self._params(labels, fields)
         params["limit"] = str(limit)
         if resource_version:
             params["resourceVersion"] = resource_version
-        items: list[dict[str, Any]] = []
         rv = ""
         while True:
             resp = await self.http.get(kind.path(namespace), params=params)
@@ -200,11 +231,13 @@ class KubeApi:
             except ValueError as e:  # JSON that does not decode, or Malformed
                 self.malformed += 1
                 raise Malformed(f"{kind.plural}: {e}") from None
-            items.extend(map(each, page) if each is not None else page)
             rv = rv or meta["resourceVersion"]
+            objects = list(map(each, page)) if each is not None else page
+            del resp, page  # the page's whole objects go before it is handed over
+            yield objects, rv
             cont = meta.get("continue")
             if not cont:
-                return items, rv
+                return
             params["continue"] = cont
 
     async def watch(

@@ -93,7 +93,9 @@ class LiqoJoin:
         self._handle(kind, obj, False, role)
 
     def remove(self, kind: liqo.Kind, obj: Obj, role: PodRole | None = None) -> None:
-        """An object was deleted (or found gone at a relist); ``obj`` is its last known state."""
+        """An object was deleted: ``obj`` is its last state from a watch, or only its name and
+        namespace when a relist found it gone (the reflector keeps no objects); each part
+        forgets by key what the object contributed."""
         self._handle(kind, obj, True, role)
 
     def _handle(self, kind: liqo.Kind, obj: Obj, deleted: bool, role: PodRole | None) -> None:

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from peerwall import liqo
 from peerwall.agent.desired import DesiredState
+from peerwall.agent.kube import heap
 from peerwall.agent.kube.client import KubeApi
 from peerwall.agent.kube.join import LiqoJoin, PodRole
 from peerwall.agent.kube.watch import QUIET_TIMEOUT, Backoff, Reflector, WatchSpec
@@ -176,5 +177,6 @@ class KubeSource:
         )
         if not m.peers.local_pod_cidrs():
             log.warning("no local pod CIDR known (no pod-cidr Network): peers reach nothing")
+        heap.trim()  # what decoding the lists left free in the C heap
         self.listed.set()
         self.changed.set()

@@ -100,24 +100,42 @@ class Silent(StreamBroken):
     """No event nor bookmark for longer than the quiet timeout: the stream hangs."""
 
 
-def _newer_history(held: dict[str, Any], now: dict[str, Any]) -> str | None:
+Held = tuple[str, str | None]
+"""What the reflector keeps of an object it holds: its resourceVersion and uid."""
+
+
+def _held(obj: dict[str, Any]) -> Held:
+    return _rv(obj), obj.get("metadata", {}).get("uid")
+
+
+def _skeleton(key: str) -> dict[str, Any]:
+    """An object found gone at a relist, as handed to ``on_remove``: its name and namespace, all
+    a deletion needs (the join forgets an object by its key; ``shape.skeleton`` is the same
+    for a refused object)."""
+    ns, _, name = key.rpartition("/")
+    return {"metadata": {"name": name, "namespace": ns} if ns else {"name": name}}
+
+
+def _newer_history(held: Held, now: dict[str, Any]) -> str | None:
     """Why ``now`` cannot follow ``held`` in one history (None if it can)."""
-    a, b = _rv(held), _rv(now)
+    (a, uid_a), (b, uid_b) = held, _held(now)
     if a.isdigit() and b.isdigit() and int(b) < int(a):
         return f"{key_of(now)} went back from resourceVersion {a} to {b}"
-    uid_a, uid_b = held.get("metadata", {}).get("uid"), now.get("metadata", {}).get("uid")
     if uid_a and uid_b and uid_a != uid_b:
         return f"{key_of(now)} changed uid without a deletion"
     return None
 
 
 class Reflector:
-    """Keeps ``store`` equal to the selection on the server, calling ``on_apply`` for each object
-    added or changed and ``on_remove`` for each one deleted (with its last known state).
+    """Follows the selection on the server, calling ``on_apply`` for each object added or
+    changed and ``on_remove`` for each one deleted: with its last state for a watch's deletion,
+    with only its name and namespace for one found gone at a relist.
 
-    Objects are kept, and handed over, as ``shape.kept`` makes them: only the fields the join
-    reads (and the version and uid read here), so that a cluster's worth of pods costs a fraction
-    of their JSON (issue 21: the agent's memory per enforced address)."""
+    Objects are handed over as ``shape.kept`` makes them: only the fields the join reads. The
+    reflector itself keeps no object, only ``store``: key -> (resourceVersion, uid), what
+    a relist diffs and a new history is told by, as client-go's reflector needs only its
+    store's keys and versions (the join keeps what it derives; issue 21: the agent's memory per
+    enforced address)."""
 
     def __init__(
         self,
@@ -140,7 +158,7 @@ class Reflector:
         """The shortest server-side timeout a watch asks for; each asks for one in [t, 2t]."""
         self.rng = rng or random.Random()
         self._kept = functools.partial(kept, spec.kind.kind)
-        self.store: dict[str, dict[str, Any]] = {}
+        self.store: dict[str, Held] = {}
         self.resource_version: str | None = None
         self.listed = asyncio.Event()
         """Set once the first list has been handed over."""
@@ -158,6 +176,10 @@ class Reflector:
         """The next pass lists first (at ``resource_version``, if any is known)."""
         self._new_history = False
         """The next list is of a new history: every object in it is applied again."""
+        self._fresh: dict[str, Held] = {}
+        """What the list under way has found so far (the next ``store``)."""
+        self._changed = 0
+        """How many objects the list under way handed over."""
 
     async def run(self) -> None:
         failures = 0
@@ -243,14 +265,7 @@ class Reflector:
         s = self.spec
         try:
             # At the last version seen first; the first list, with none, is a quorum read.
-            items, rv = await self.api.list(
-                s.kind,
-                namespace=s.namespace,
-                labels=s.labels,
-                fields=s.fields,
-                resource_version=self.resource_version or "",
-                each=self._kept,
-            )
+            rv = await self._take_pages(self.resource_version or "")
         except Gone:
             if not self.resource_version:
                 raise
@@ -260,34 +275,58 @@ class Reflector:
                 self.resource_version,
             )
             self.resource_version = None
-            items, rv = await self.api.list(
-                s.kind, namespace=s.namespace, labels=s.labels, fields=s.fields, each=self._kept
-            )
+            rv = await self._take_pages("")
         self.lists += 1
         self._relist = False
-        fresh = {key_of(o): o for o in items}
-        gone = [o for k, o in self.store.items() if k not in fresh]
-        changed = [
-            o
-            for k, o in fresh.items()
-            if self._new_history or k not in self.store or _rv(self.store[k]) != _rv(o)
-        ]
+        fresh, self._fresh = self._fresh, {}
+        gone = [k for k in self.store if k not in fresh]
         self._new_history = False
         self.store = fresh
         self.resource_version = rv
         self._seeing()
-        for o in gone:
-            self._call(self.on_remove, o)
-        for o in changed:
-            self._call(self.on_apply, o)
+        for k in gone:
+            self._call(self.on_remove, _skeleton(k))
         if self.lists == 1:
-            log.info("%s: listed %d at resourceVersion %s", s, len(items), rv)
+            log.info("%s: listed %d at resourceVersion %s", s, len(fresh), rv)
         else:
             log.info(
                 "%s: relisted %d at resourceVersion %s: %d changed, %d deleted while not watching",
-                s, len(items), rv, len(changed), len(gone),
+                s, len(fresh), rv, self._changed, len(gone),
             )  # fmt: skip
         self.listed.set()
+
+    async def _take_pages(self, resource_version: str) -> str:
+        """List into ``_fresh``, handing each page's new or changed objects over as it comes
+        (the list's resourceVersion returned). Those already handed over when a page fails stay
+        applied: they are the server's state, and the relist that follows a failure diffs
+        against the old ``store``, which moves on only once the whole list is in."""
+        s = self.spec
+        self._fresh = {}
+        self._changed = 0
+        rv = ""
+        pages = self.api.pages(
+            s.kind,
+            namespace=s.namespace,
+            labels=s.labels,
+            fields=s.fields,
+            resource_version=resource_version,
+            each=self._kept,
+        )
+        async with contextlib.aclosing(pages):
+            async for objects, page_rv in pages:
+                rv = page_rv
+                objects.reverse()
+                while objects:
+                    # Each object is dropped as soon as it is handed over (issue 21: what the
+                    # join derives from it reuses its memory).
+                    o = objects.pop()
+                    k = key_of(o)
+                    self._fresh[k] = now = _held(o)
+                    held = self.store.get(k)
+                    if self._new_history or held is None or held[0] != now[0]:
+                        self._changed += 1
+                        self._call(self.on_apply, o)
+        return rv
 
     async def _watch(self) -> None:
         """Follow one watch stream to its end."""
@@ -331,7 +370,7 @@ class Reflector:
         if etype == "BOOKMARK":
             self.bookmarks += 1
         elif etype in ("ADDED", "MODIFIED"):
-            self.store[key_of(obj)] = obj
+            self.store[key_of(obj)] = _held(obj)
             self._call(self.on_apply, obj)
         elif etype == "DELETED":
             # Also for an object never seen (created and deleted while not watching): the
