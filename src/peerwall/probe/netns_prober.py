@@ -16,6 +16,7 @@ import _socket
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import enum
 import errno
 import functools
@@ -25,7 +26,6 @@ import select
 import socket
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 
 from peerwall import nsenter
@@ -38,6 +38,8 @@ IDENTITY_MAX = 256
 """Bytes read at most for an identity line."""
 
 _ACCEPT_BATCH = 512  # accepts per wake-up, so one busy listener cannot starve the loop
+_START_BATCH = 256  # probes started per wake-up: between batches the listeners answer and the
+# answers are read, so a probe's timeout is not spent waiting for this process to start others
 _ACCEPT_RETRY = 0.1  # seconds to pause a listener when accept() runs out of resources
 _LINGER_ABORT = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, no TIME_WAIT
 _UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENONET})
@@ -67,7 +69,7 @@ class Outcome(enum.Enum):
     """The probe could not be run: missing namespace, bad address, source port in use…"""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Listener:
     """Listen on 0.0.0.0:``port`` inside ``netns`` and answer every connection with ``identity``."""
 
@@ -80,7 +82,7 @@ class Listener:
             raise ValueError(f"identity must be one line under {IDENTITY_MAX} bytes")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Probe:
     """Connect from ``netns`` to ``address``:``port``."""
 
@@ -96,7 +98,7 @@ class Probe:
         return f"ip netns exec {self.netns} nc -zvw{timeout:g}{sport} {self.address} {self.port}"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ProbeResult:
     """What one probe observed."""
 
@@ -108,6 +110,16 @@ class ProbeResult:
     """Human text: the errno name, or why the identity is missing."""
     seconds: float
     """Time from the probe's start (after it got a concurrency slot) to its result."""
+    timed_out: bool = False
+    """The outcome is the timeout's, not an answer's: silence (BLOCKED), or a connection whose
+    identity line had not come (CONNECTED without identity). A loaded machine can look so."""
+
+    @property
+    def unanswered(self) -> bool:
+        """Worth a retry before it stands: a timed-out outcome, or UNREACHABLE (a neighbour that
+        did not answer in time fails a connect as an ICMP error does). A refusal, an identity or
+        any other answer came from the network and is what it is."""
+        return self.timed_out or self.outcome is Outcome.UNREACHABLE
 
 
 def _errno_text(exc: OSError) -> str:
@@ -223,6 +235,8 @@ async def run_probes(
     timeout: float = 1.0,
     concurrency: int = 2000,
     progress: Callable[[int, int], None] | None = None,
+    confirm: float | None = None,
+    confirm_concurrency: int | None = None,
 ) -> list[ProbeResult]:
     """Run every probe, at most ``concurrency`` at a time; results come in the order of ``probes``.
 
@@ -231,14 +245,36 @@ async def run_probes(
     worst. A probe that cannot run (say its namespace is missing) yields ERROR; the run goes on.
     ``progress(done, total)`` is called after each probe; if it raises, the run stops (every
     socket closed) and the error comes out in an ``ExceptionGroup``.
+
+    With ``confirm`` (seconds), every probe left ``unanswered`` is run once more, with that
+    timeout, at most ``confirm_concurrency`` at a time (default ``concurrency``; such probes are
+    mostly silent and hold nothing but a socket), and the retry's result stands: under CPU load an
+    answer can come after a short timeout, and silence must not be taken for a block until it
+    lasted the longer wait too. The retry reuses the probe's 4-tuple, as a retransmitted SYN
+    would.
     """
-    if timeout <= 0:
+    if timeout <= 0 or (confirm is not None and confirm <= 0):
         raise ValueError("timeout must be positive")
-    if concurrency < 1:
+    if concurrency < 1 or (confirm_concurrency is not None and confirm_concurrency < 1):
         raise ValueError("concurrency must be at least 1")
     if not probes:
         return []
-    return await _Run(asyncio.get_running_loop(), probes, timeout, concurrency, progress).run()
+    loop = asyncio.get_running_loop()
+    results = await _Run(loop, probes, timeout, concurrency, progress).run()
+    again = [i for i, r in enumerate(results) if r.unanswered] if confirm is not None else []
+    if not again:
+        return results
+    assert confirm is not None
+    retried = await _Run(
+        loop, [probes[i] for i in again], confirm, confirm_concurrency or concurrency, None
+    ).run()
+    for i, second in zip(again, retried, strict=True):
+        first = results[i]
+        detail = f"{first.detail}; retried: {second.detail}" if second.unanswered else second.detail
+        results[i] = dataclasses.replace(
+            second, detail=detail, seconds=first.seconds + second.seconds
+        )
+    return results
 
 
 class _Flight:
@@ -292,6 +328,8 @@ class _Run:
         self.timer: asyncio.TimerHandle | None = None
         self.epoll = select.epoll()
         self.over: asyncio.Future[None] = loop.create_future()
+        self.more: asyncio.Handle | None = None
+        """The next batch of starts, when one is due."""
 
     async def run(self) -> list[ProbeResult]:
         fd = self.epoll.fileno()
@@ -303,6 +341,8 @@ class _Run:
             self.loop.remove_reader(fd)
             if self.timer is not None:
                 self.timer.cancel()
+            if self.more is not None:
+                self.more.cancel()
             for flight in self.flights.values():
                 flight.sock.close()
             self.flights.clear()
@@ -321,10 +361,16 @@ class _Run:
     # --- starting ------------------------------------------------------------------------
 
     def _fill(self) -> None:
+        started = 0
         while (
             self.next < self.total and len(self.flights) < self.concurrency and not self.over.done()
         ):
-            room = self.concurrency - len(self.flights)
+            if started >= _START_BATCH:
+                # The rest after the loop has had a turn (listeners, answers, deadlines).
+                if self.more is None:
+                    self.more = self.loop.call_soon(self._guarded, self._more)
+                break
+            room = min(self.concurrency - len(self.flights), _START_BATCH - started)
             first = self.next
             netns = self.probes[first].netns
             last = min(self.total, first + room)
@@ -332,9 +378,14 @@ class _Run:
             while end < last and self.probes[end].netns == netns:
                 end += 1
             self.next = end
+            started += end - first
             self._start(first, end, netns)
         if self.finished == self.total and not self.over.done():
             self.over.set_result(None)
+
+    def _more(self) -> None:
+        self.more = None
+        self._fill()
 
     def _start(self, first: int, end: int, netns: str) -> None:
         """Start probes ``first`` to ``end - 1``, all from ``netns``."""
@@ -451,12 +502,12 @@ class _Run:
                 self._identity(flight, "")
                 return
 
-    def _identity(self, flight: _Flight, missing: str) -> None:
+    def _identity(self, flight: _Flight, missing: str, timed_out: bool = False) -> None:
         identity, newline, _ = bytes(flight.line).partition(b"\n")
         if newline:
             self._finish(flight, Outcome.CONNECTED, "connected", identity.decode(errors="replace"))
         else:
-            self._finish(flight, Outcome.CONNECTED, f"connected; {missing}")
+            self._finish(flight, Outcome.CONNECTED, f"connected; {missing}", timed_out=timed_out)
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -481,7 +532,7 @@ class _Run:
         if flight.reading:
             with contextlib.suppress(OSError):  # BlockingIOError included: nothing came
                 flight.line += sock.recv(IDENTITY_MAX - len(flight.line))
-            self._identity(flight, f"no identity line within {self.timeout:g}s")
+            self._identity(flight, f"no identity line within {self.timeout:g}s", timed_out=True)
             return
         # An ICMP error that arrived while the kernel held the socket is only kept as a soft
         # error (the SYN would be retried); SO_ERROR still reports it.
@@ -490,24 +541,35 @@ class _Run:
             exc = OSError(soft, os.strerror(soft))
             self._finish(flight, Outcome.UNREACHABLE, _errno_text(exc))
             return
-        self._finish(flight, Outcome.BLOCKED, f"no answer within {self.timeout:g}s")
+        self._finish(flight, Outcome.BLOCKED, f"no answer within {self.timeout:g}s", timed_out=True)
 
     # --- results -----------------------------------------------------------------------------
 
     def _finish(
-        self, flight: _Flight, outcome: Outcome, detail: str, identity: str | None = None
+        self,
+        flight: _Flight,
+        outcome: Outcome,
+        detail: str,
+        identity: str | None = None,
+        timed_out: bool = False,
     ) -> None:
         flight.done = True
         fd = flight.sock.fileno()
         del self.flights[fd]
         flight.sock.close()  # linger 0: a RST, no TIME_WAIT; and out of the epoll set
-        self._result(flight.index, flight.start, outcome, detail, identity)
+        self._result(flight.index, flight.start, outcome, detail, identity, timed_out)
 
     def _result(
-        self, i: int, start: float, outcome: Outcome, detail: str, identity: str | None = None
+        self,
+        i: int,
+        start: float,
+        outcome: Outcome,
+        detail: str,
+        identity: str | None = None,
+        timed_out: bool = False,
     ) -> None:
         self.results[i] = ProbeResult(
-            self.probes[i], outcome, identity, detail, self.loop.time() - start
+            self.probes[i], outcome, identity, detail, self.loop.time() - start, timed_out
         )
         self.finished += 1
         if self.progress is not None:
