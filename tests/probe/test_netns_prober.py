@@ -388,6 +388,28 @@ def test_only_what_the_timeout_decided_is_unanswered() -> None:
 
 
 @pytest.mark.lab
+def test_a_line_the_busy_loop_had_no_time_to_send_is_sent_before_the_deadline_counts(
+    lab: Lab,
+) -> None:
+    async def main() -> ProbeResult:
+        async with ListenerSet(_listeners(lab)) as listening:
+            run = asyncio.create_task(
+                run_probes([Probe(lab.a, B_IP, 80)], timeout=0.1, serve=listening.serve_pending)
+            )
+            await asyncio.sleep(0)
+            asyncio.get_running_loop().call_soon(time.sleep, 0.3)
+            (result,) = await run
+            return result
+
+    result = asyncio.run(main())
+    assert (result.outcome, result.identity, result.timed_out) == (
+        Outcome.CONNECTED,
+        "pod-b",
+        False,
+    ), result
+
+
+@pytest.mark.lab
 def test_concurrency_bounds_how_many_probes_run_at_once(lab: Lab) -> None:
     started = time.monotonic()
     results = _probe_with(lab, [Probe(lab.a, B_IP, DROPPED_PORT)] * 3, timeout=0.2, concurrency=1)

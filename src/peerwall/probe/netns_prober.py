@@ -152,6 +152,7 @@ class ListenerSet:
     def __init__(self, listeners: Iterable[Listener]) -> None:
         self.listeners = tuple(listeners)
         self._open: list[socket.socket] = []
+        self._payloads: dict[socket.socket, bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> ListenerSet:
@@ -160,7 +161,8 @@ class ListenerSet:
             for listener in self.listeners:
                 sock = _listening_socket(listener)
                 self._open.append(sock)
-                self._watch(sock, (listener.identity + "\n").encode())
+                self._payloads[sock] = (listener.identity + "\n").encode()
+                self._watch(sock, self._payloads[sock])
         except BaseException:
             self._close()
             raise
@@ -178,18 +180,20 @@ class ListenerSet:
         assert self._loop is not None
         self._loop.add_reader(sock.fileno(), self._serve, sock, payload)
 
-    def _serve(self, sock: socket.socket, payload: bytes) -> None:
+    def _serve(self, sock: socket.socket, payload: bytes) -> bool:
+        """Accept and answer up to a batch; True if there may be more waiting."""
         for _ in range(_ACCEPT_BATCH):
             try:
                 conn, _peer = sock.accept()
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except OSError as exc:
                 if exc.errno in _OUT_OF_RESOURCES and self._loop is not None:
                     # The socket stays readable: without a pause the loop would spin on it.
                     self._loop.remove_reader(sock.fileno())
                     self._loop.call_later(_ACCEPT_RETRY, self._resume, sock, payload)
-                return  # e.g. ECONNABORTED: the client is gone already
+                    return False
+                continue  # e.g. ECONNABORTED: the client is gone already
             try:
                 # A fresh socket's send buffer always takes a line this short, so a plain
                 # send neither blocks nor comes up short.
@@ -198,6 +202,16 @@ class ListenerSet:
                 pass  # the client gave up first; there is nobody left to tell
             finally:
                 conn.close()
+        return True
+
+    def serve_pending(self) -> None:
+        """Answer every connection the kernel has accepted and this process has not yet: a
+        probe run calls it before it gives up on an identity line, so that a process starved
+        of CPU does not take its own listeners' lateness for a connection nobody answers."""
+        for sock, payload in self._payloads.items():
+            for _ in range(BACKLOG // _ACCEPT_BATCH):
+                if not self._serve(sock, payload):
+                    break
 
     def _resume(self, sock: socket.socket, payload: bytes) -> None:
         if sock in self._open:
@@ -209,6 +223,7 @@ class ListenerSet:
                 self._loop.remove_reader(sock.fileno())
             sock.close()
         self._open.clear()
+        self._payloads.clear()
 
 
 def _listening_socket(listener: Listener) -> socket.socket:
@@ -237,6 +252,7 @@ async def run_probes(
     progress: Callable[[int, int], None] | None = None,
     confirm: float | None = None,
     confirm_concurrency: int | None = None,
+    serve: Callable[[], None] | None = None,
 ) -> list[ProbeResult]:
     """Run every probe, at most ``concurrency`` at a time; results come in the order of ``probes``.
 
@@ -251,7 +267,8 @@ async def run_probes(
     mostly silent and hold nothing but a socket), and the retry's result stands: under CPU load an
     answer can come after a short timeout, and silence must not be taken for a block until it
     lasted the longer wait too. The retry reuses the probe's 4-tuple, as a retransmitted SYN
-    would.
+    would. ``serve`` (the run's own ``ListenerSet.serve_pending``) is called before deadlines are
+    judged, so that an identity line this process was too busy to send is not missing.
     """
     if timeout <= 0 or (confirm is not None and confirm <= 0):
         raise ValueError("timeout must be positive")
@@ -260,13 +277,13 @@ async def run_probes(
     if not probes:
         return []
     loop = asyncio.get_running_loop()
-    results = await _Run(loop, probes, timeout, concurrency, progress).run()
+    results = await _Run(loop, probes, timeout, concurrency, progress, serve).run()
     again = [i for i, r in enumerate(results) if r.unanswered] if confirm is not None else []
     if not again:
         return results
     assert confirm is not None
     retried = await _Run(
-        loop, [probes[i] for i in again], confirm, confirm_concurrency or concurrency, None
+        loop, [probes[i] for i in again], confirm, confirm_concurrency or concurrency, None, serve
     ).run()
     for i, second in zip(again, retried, strict=True):
         first = results[i]
@@ -312,8 +329,10 @@ class _Run:
         timeout: float,
         concurrency: int,
         progress: Callable[[int, int], None] | None,
+        serve: Callable[[], None] | None = None,
     ) -> None:
         self.loop = loop
+        self.serve = serve
         self.probes = probes
         self.timeout = timeout
         self.concurrency = concurrency
@@ -513,7 +532,10 @@ class _Run:
         self.timer = None
         now = self.loop.time()
         # Answers already there count, even if the loop was too busy to see them in time:
-        # BLOCKED must mean silence, never "the prober was slow".
+        # BLOCKED must mean silence, never "the prober was slow". Our own listeners answer
+        # what the kernel accepted for them first, for the same reason.
+        if self.serve is not None:
+            self.serve()
         self._on_events()
         while self.deadlines and self.deadlines[0].deadline <= now + 1e-6:
             flight = self.deadlines.popleft()

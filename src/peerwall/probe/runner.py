@@ -214,7 +214,7 @@ class NetnsRunner:
         # of the budget would make accept() or a new probe socket fail with EMFILE.
         held = len(hosts) + len({d.probe.netns for d in dials} | {h.netns for h in hosts})
         concurrency = fd_budget(held, self.settings.concurrency)
-        async with ListenerSet(hosts):
+        async with ListenerSet(hosts) as listening:
             results = await run_probes(
                 [d.probe for d in dials],
                 timeout=self.settings.timeout,
@@ -222,6 +222,7 @@ class NetnsRunner:
                 progress=self.progress,
                 confirm=self.settings.confirm_timeout,
                 confirm_concurrency=fd_budget(held, max(concurrency, CONFIRM_CONCURRENCY)),
+                serve=listening.serve_pending,
             )
         per_cell: dict[int, list[tuple[_Dial, ProbeResult]]] = {}
         for d, r in zip(dials, results, strict=True):
