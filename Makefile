@@ -11,8 +11,9 @@ TEST_PACKAGES := chromium
 # Lab tests need root; by default a missing lab fails the run instead of skipping silently.
 REQUIRE_LAB ?= 1
 # The suite runs on TEST_WORKERS pytest-xdist workers, more than the cores: most lab tests wait
-# on packets, agents and timeouts, not on the CPU. Then the tests marked `alone` (probes with
-# short timeouts that another test's load would turn into wrong cells) run one at a time.
+# on packets, agents and timeouts, not on the CPU. Each worker is handed one test at a time
+# (`--dist load --maxschedchunk 1`), the longest first (tests/conftest.py: LONGEST_FIRST), so
+# that no long test starts late and runs alone at the end.
 TEST_WORKERS ?= 4
 # `make bench` also needs the Liqo v0.10 baseline's tools, a C compiler for its load generator,
 # iperf3 and conntrack (to flush the gateways' flows between data-plane runs).
@@ -30,8 +31,7 @@ test: venv test-system $(BIN)/helm
 	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m 'not heavy and not alone'
-	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest -m 'alone and not heavy'
+	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 # The fault suite whole, the heavy cases included (the soak, PEERWALL_SOAK_SECONDS, 1800 by
 # default; the full conntrack table; 20 kills during a narrowing change), as root, then

@@ -78,19 +78,34 @@ class LabSettings:
 @dataclass(frozen=True)
 class ProbeSettings:
     timeout: float = 1.0
-    """Seconds a connection attempt may take before the cell counts as blocked."""
+    """Seconds a connection attempt may take before it is retried (see ``confirm``)."""
     concurrency: int = 2000
     """Connection attempts in flight at once."""
+    confirm: float | None = None
+    """Seconds the retry of an unanswered attempt gets (silence, no identity line in time, no
+    neighbour) before the target counts as blocked; default twice ``timeout`` (at most
+    ``MAX_PROBE_TIMEOUT``). Under CPU load an answer can come late: only a silence that lasts
+    the longer wait too is a block."""
 
     def __post_init__(self) -> None:
-        t = self.timeout
-        if not (isinstance(t, int | float) and math.isfinite(t) and 0 < t <= MAX_PROBE_TIMEOUT):
-            raise ValueError(
-                f"timeout must be a number of seconds, more than 0 and at most "
-                f"{MAX_PROBE_TIMEOUT:g}, got {t!r}"
-            )
+        for name in ("timeout", "confirm"):
+            t = getattr(self, name)
+            if name == "confirm" and t is None:
+                continue
+            if not (isinstance(t, int | float) and math.isfinite(t) and 0 < t <= MAX_PROBE_TIMEOUT):
+                raise ValueError(
+                    f"{name} must be a number of seconds, more than 0 and at most "
+                    f"{MAX_PROBE_TIMEOUT:g}, got {t!r}"
+                )
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+
+    @property
+    def confirm_timeout(self) -> float:
+        """``confirm``, or its default: twice ``timeout``."""
+        return (
+            self.confirm if self.confirm is not None else min(2 * self.timeout, MAX_PROBE_TIMEOUT)
+        )
 
 
 @dataclass(frozen=True)

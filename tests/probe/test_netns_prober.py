@@ -314,6 +314,102 @@ def test_an_answer_seen_late_by_a_busy_loop_is_not_blocked(lab: Lab) -> None:
 
 
 @pytest.mark.lab
+def test_silence_is_retried_with_the_longer_confirm_timeout_before_it_stands(lab: Lab) -> None:
+    async def main() -> list[ProbeResult]:
+        async with ListenerSet(_listeners(lab)):
+            return await run_probes(
+                [Probe(lab.a, B_IP, DROPPED_PORT), Probe(lab.a, B_IP, 80)],
+                timeout=0.2,
+                confirm=0.4,
+            )
+
+    dropped, answered = asyncio.run(main())
+    assert (dropped.outcome, dropped.identity) == (Outcome.BLOCKED, None), dropped
+    assert dropped.timed_out and dropped.unanswered
+    assert dropped.detail == "no answer within 0.2s; retried: no answer within 0.4s"
+    assert dropped.seconds >= 0.55  # silent for the first timeout, then for the retry's
+    assert (answered.outcome, answered.identity, answered.timed_out) == (
+        Outcome.CONNECTED,
+        "pod-b",
+        False,
+    )
+
+
+@pytest.mark.lab
+def test_an_answer_on_the_retry_is_the_outcome(lab: Lab) -> None:
+    """A path silent on the first attempt and open by the retry (here: a drop rule removed once
+    the first pass is over) is CONNECTED, as a late answer under load would be."""
+    port = 83
+    table = f"pwretry{secrets.token_hex(3)}"
+    _nft(
+        lab.router,
+        f"table inet {table} {{\n  chain forward {{\n    type filter hook forward priority -1\n"
+        f"    ip daddr {B_IP} tcp dport {port} drop\n  }}\n}}\n",
+    )
+    opened: list[int] = []
+
+    def first_pass_over(done: int, total: int) -> None:
+        # Called for the first pass's probes only: its last result opens the path.
+        if done == total:
+            _nft(lab.router, f"delete table inet {table}")
+            opened.append(done)
+
+    async def main() -> list[ProbeResult]:
+        async with ListenerSet([*_listeners(lab), Listener(lab.b, port, "pod-b-83")]):
+            return await run_probes(
+                [Probe(lab.a, B_IP, port)], timeout=0.2, confirm=2.0, progress=first_pass_over
+            )
+
+    try:
+        (result,) = asyncio.run(main())
+    finally:
+        subprocess.run(
+            ["ip", "netns", "exec", lab.router, "nft", "delete", "table", "inet", table],
+            capture_output=True,
+            check=False,
+        )
+    assert opened == [1]
+    assert (result.outcome, result.identity) == (Outcome.CONNECTED, "pod-b-83"), result
+    assert not result.timed_out and result.detail == "connected"
+
+
+def test_only_what_the_timeout_decided_is_unanswered() -> None:
+    probe = Probe("ns", "10.0.0.1", 80)
+
+    def result(outcome: Outcome, timed_out: bool = False) -> ProbeResult:
+        return ProbeResult(probe, outcome, None, "", 0.0, timed_out)
+
+    assert result(Outcome.BLOCKED, timed_out=True).unanswered
+    assert result(Outcome.CONNECTED, timed_out=True).unanswered  # no identity line in time
+    assert result(Outcome.UNREACHABLE).unanswered  # a neighbour that did not answer looks so
+    assert not result(Outcome.CONNECTED).unanswered
+    assert not result(Outcome.REFUSED).unanswered
+    assert not result(Outcome.ERROR).unanswered
+
+
+@pytest.mark.lab
+def test_a_line_the_busy_loop_had_no_time_to_send_is_sent_before_the_deadline_counts(
+    lab: Lab,
+) -> None:
+    async def main() -> ProbeResult:
+        async with ListenerSet(_listeners(lab)) as listening:
+            run = asyncio.create_task(
+                run_probes([Probe(lab.a, B_IP, 80)], timeout=0.1, serve=listening.serve_pending)
+            )
+            await asyncio.sleep(0)
+            asyncio.get_running_loop().call_soon(time.sleep, 0.3)
+            (result,) = await run
+            return result
+
+    result = asyncio.run(main())
+    assert (result.outcome, result.identity, result.timed_out) == (
+        Outcome.CONNECTED,
+        "pod-b",
+        False,
+    ), result
+
+
+@pytest.mark.lab
 def test_concurrency_bounds_how_many_probes_run_at_once(lab: Lab) -> None:
     started = time.monotonic()
     results = _probe_with(lab, [Probe(lab.a, B_IP, DROPPED_PORT)] * 3, timeout=0.2, concurrency=1)
@@ -391,6 +487,10 @@ def test_arguments_are_checked() -> None:
         asyncio.run(run_probes([], timeout=0))
     with pytest.raises(ValueError):
         asyncio.run(run_probes([], concurrency=0))
+    with pytest.raises(ValueError):
+        asyncio.run(run_probes([], confirm=0))
+    with pytest.raises(ValueError):
+        asyncio.run(run_probes([], confirm_concurrency=0))
     with pytest.raises(ValueError):
         Listener("x", 80, "two\nlines")
     assert asyncio.run(run_probes([])) == []

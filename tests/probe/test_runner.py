@@ -14,6 +14,7 @@ from peerwall.model import topology_from_data
 from peerwall.policy import Verdict
 from peerwall.probe.netns_prober import Listener, Outcome, Probe, ProbeResult
 from peerwall.probe.runner import FD_MARGIN, PORT_HIGH, PORT_LOW, _reach, dials_for
+from peerwall.settings import MAX_PROBE_TIMEOUT, ProbeSettings
 from peerwall.verify.cells import CellSpec, Target, cell_specs
 from peerwall.verify.observe import Reach, TargetResult, cell_verdict
 
@@ -128,3 +129,11 @@ assert fd_budget(listeners=10, wanted=50) == 50
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_retry_of_an_unanswered_probe_waits_twice_the_timeout_unless_told() -> None:
+    assert ProbeSettings(timeout=0.5).confirm_timeout == 1.0
+    assert ProbeSettings(timeout=0.5, confirm=3).confirm_timeout == 3
+    assert ProbeSettings(timeout=MAX_PROBE_TIMEOUT).confirm_timeout == MAX_PROBE_TIMEOUT
+    with pytest.raises(ValueError, match="confirm must be a number of seconds"):
+        ProbeSettings(confirm=0)

@@ -16,6 +16,7 @@ import _socket
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import enum
 import errno
 import functools
@@ -25,7 +26,6 @@ import select
 import socket
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 
 from peerwall import nsenter
@@ -38,6 +38,8 @@ IDENTITY_MAX = 256
 """Bytes read at most for an identity line."""
 
 _ACCEPT_BATCH = 512  # accepts per wake-up, so one busy listener cannot starve the loop
+_START_BATCH = 256  # probes started per wake-up: between batches the listeners answer and the
+# answers are read, so a probe's timeout is not spent waiting for this process to start others
 _ACCEPT_RETRY = 0.1  # seconds to pause a listener when accept() runs out of resources
 _LINGER_ABORT = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, no TIME_WAIT
 _UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENONET})
@@ -67,7 +69,7 @@ class Outcome(enum.Enum):
     """The probe could not be run: missing namespace, bad address, source port in use…"""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Listener:
     """Listen on 0.0.0.0:``port`` inside ``netns`` and answer every connection with ``identity``."""
 
@@ -80,7 +82,7 @@ class Listener:
             raise ValueError(f"identity must be one line under {IDENTITY_MAX} bytes")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Probe:
     """Connect from ``netns`` to ``address``:``port``."""
 
@@ -96,7 +98,7 @@ class Probe:
         return f"ip netns exec {self.netns} nc -zvw{timeout:g}{sport} {self.address} {self.port}"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ProbeResult:
     """What one probe observed."""
 
@@ -108,6 +110,16 @@ class ProbeResult:
     """Human text: the errno name, or why the identity is missing."""
     seconds: float
     """Time from the probe's start (after it got a concurrency slot) to its result."""
+    timed_out: bool = False
+    """The outcome is the timeout's, not an answer's: silence (BLOCKED), or a connection whose
+    identity line had not come (CONNECTED without identity). A loaded machine can look so."""
+
+    @property
+    def unanswered(self) -> bool:
+        """Worth a retry before it stands: a timed-out outcome, or UNREACHABLE (a neighbour that
+        did not answer in time fails a connect as an ICMP error does). A refusal, an identity or
+        any other answer came from the network and is what it is."""
+        return self.timed_out or self.outcome is Outcome.UNREACHABLE
 
 
 def _errno_text(exc: OSError) -> str:
@@ -140,6 +152,7 @@ class ListenerSet:
     def __init__(self, listeners: Iterable[Listener]) -> None:
         self.listeners = tuple(listeners)
         self._open: list[socket.socket] = []
+        self._payloads: dict[socket.socket, bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> ListenerSet:
@@ -148,7 +161,8 @@ class ListenerSet:
             for listener in self.listeners:
                 sock = _listening_socket(listener)
                 self._open.append(sock)
-                self._watch(sock, (listener.identity + "\n").encode())
+                self._payloads[sock] = (listener.identity + "\n").encode()
+                self._watch(sock, self._payloads[sock])
         except BaseException:
             self._close()
             raise
@@ -166,18 +180,20 @@ class ListenerSet:
         assert self._loop is not None
         self._loop.add_reader(sock.fileno(), self._serve, sock, payload)
 
-    def _serve(self, sock: socket.socket, payload: bytes) -> None:
+    def _serve(self, sock: socket.socket, payload: bytes) -> bool:
+        """Accept and answer up to a batch; True if there may be more waiting."""
         for _ in range(_ACCEPT_BATCH):
             try:
                 conn, _peer = sock.accept()
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except OSError as exc:
                 if exc.errno in _OUT_OF_RESOURCES and self._loop is not None:
                     # The socket stays readable: without a pause the loop would spin on it.
                     self._loop.remove_reader(sock.fileno())
                     self._loop.call_later(_ACCEPT_RETRY, self._resume, sock, payload)
-                return  # e.g. ECONNABORTED: the client is gone already
+                    return False
+                continue  # e.g. ECONNABORTED: the client is gone already
             try:
                 # A fresh socket's send buffer always takes a line this short, so a plain
                 # send neither blocks nor comes up short.
@@ -186,6 +202,16 @@ class ListenerSet:
                 pass  # the client gave up first; there is nobody left to tell
             finally:
                 conn.close()
+        return True
+
+    def serve_pending(self) -> None:
+        """Answer every connection the kernel has accepted and this process has not yet: a
+        probe run calls it before it gives up on an identity line, so that a process starved
+        of CPU does not take its own listeners' lateness for a connection nobody answers."""
+        for sock, payload in self._payloads.items():
+            for _ in range(BACKLOG // _ACCEPT_BATCH):
+                if not self._serve(sock, payload):
+                    break
 
     def _resume(self, sock: socket.socket, payload: bytes) -> None:
         if sock in self._open:
@@ -197,6 +223,7 @@ class ListenerSet:
                 self._loop.remove_reader(sock.fileno())
             sock.close()
         self._open.clear()
+        self._payloads.clear()
 
 
 def _listening_socket(listener: Listener) -> socket.socket:
@@ -223,6 +250,9 @@ async def run_probes(
     timeout: float = 1.0,
     concurrency: int = 2000,
     progress: Callable[[int, int], None] | None = None,
+    confirm: float | None = None,
+    confirm_concurrency: int | None = None,
+    serve: Callable[[], None] | None = None,
 ) -> list[ProbeResult]:
     """Run every probe, at most ``concurrency`` at a time; results come in the order of ``probes``.
 
@@ -231,14 +261,37 @@ async def run_probes(
     worst. A probe that cannot run (say its namespace is missing) yields ERROR; the run goes on.
     ``progress(done, total)`` is called after each probe; if it raises, the run stops (every
     socket closed) and the error comes out in an ``ExceptionGroup``.
+
+    With ``confirm`` (seconds), every probe left ``unanswered`` is run once more, with that
+    timeout, at most ``confirm_concurrency`` at a time (default ``concurrency``; such probes are
+    mostly silent and hold nothing but a socket), and the retry's result stands: under CPU load an
+    answer can come after a short timeout, and silence must not be taken for a block until it
+    lasted the longer wait too. The retry reuses the probe's 4-tuple, as a retransmitted SYN
+    would. ``serve`` (the run's own ``ListenerSet.serve_pending``) is called before deadlines are
+    judged, so that an identity line this process was too busy to send is not missing.
     """
-    if timeout <= 0:
+    if timeout <= 0 or (confirm is not None and confirm <= 0):
         raise ValueError("timeout must be positive")
-    if concurrency < 1:
+    if concurrency < 1 or (confirm_concurrency is not None and confirm_concurrency < 1):
         raise ValueError("concurrency must be at least 1")
     if not probes:
         return []
-    return await _Run(asyncio.get_running_loop(), probes, timeout, concurrency, progress).run()
+    loop = asyncio.get_running_loop()
+    results = await _Run(loop, probes, timeout, concurrency, progress, serve).run()
+    again = [i for i, r in enumerate(results) if r.unanswered] if confirm is not None else []
+    if not again:
+        return results
+    assert confirm is not None
+    retried = await _Run(
+        loop, [probes[i] for i in again], confirm, confirm_concurrency or concurrency, None, serve
+    ).run()
+    for i, second in zip(again, retried, strict=True):
+        first = results[i]
+        detail = f"{first.detail}; retried: {second.detail}" if second.unanswered else second.detail
+        results[i] = dataclasses.replace(
+            second, detail=detail, seconds=first.seconds + second.seconds
+        )
+    return results
 
 
 class _Flight:
@@ -276,8 +329,10 @@ class _Run:
         timeout: float,
         concurrency: int,
         progress: Callable[[int, int], None] | None,
+        serve: Callable[[], None] | None = None,
     ) -> None:
         self.loop = loop
+        self.serve = serve
         self.probes = probes
         self.timeout = timeout
         self.concurrency = concurrency
@@ -292,6 +347,8 @@ class _Run:
         self.timer: asyncio.TimerHandle | None = None
         self.epoll = select.epoll()
         self.over: asyncio.Future[None] = loop.create_future()
+        self.more: asyncio.Handle | None = None
+        """The next batch of starts, when one is due."""
 
     async def run(self) -> list[ProbeResult]:
         fd = self.epoll.fileno()
@@ -303,6 +360,8 @@ class _Run:
             self.loop.remove_reader(fd)
             if self.timer is not None:
                 self.timer.cancel()
+            if self.more is not None:
+                self.more.cancel()
             for flight in self.flights.values():
                 flight.sock.close()
             self.flights.clear()
@@ -321,10 +380,16 @@ class _Run:
     # --- starting ------------------------------------------------------------------------
 
     def _fill(self) -> None:
+        started = 0
         while (
             self.next < self.total and len(self.flights) < self.concurrency and not self.over.done()
         ):
-            room = self.concurrency - len(self.flights)
+            if started >= _START_BATCH:
+                # The rest after the loop has had a turn (listeners, answers, deadlines).
+                if self.more is None:
+                    self.more = self.loop.call_soon(self._guarded, self._more)
+                break
+            room = min(self.concurrency - len(self.flights), _START_BATCH - started)
             first = self.next
             netns = self.probes[first].netns
             last = min(self.total, first + room)
@@ -332,9 +397,14 @@ class _Run:
             while end < last and self.probes[end].netns == netns:
                 end += 1
             self.next = end
+            started += end - first
             self._start(first, end, netns)
         if self.finished == self.total and not self.over.done():
             self.over.set_result(None)
+
+    def _more(self) -> None:
+        self.more = None
+        self._fill()
 
     def _start(self, first: int, end: int, netns: str) -> None:
         """Start probes ``first`` to ``end - 1``, all from ``netns``."""
@@ -451,18 +521,21 @@ class _Run:
                 self._identity(flight, "")
                 return
 
-    def _identity(self, flight: _Flight, missing: str) -> None:
+    def _identity(self, flight: _Flight, missing: str, timed_out: bool = False) -> None:
         identity, newline, _ = bytes(flight.line).partition(b"\n")
         if newline:
             self._finish(flight, Outcome.CONNECTED, "connected", identity.decode(errors="replace"))
         else:
-            self._finish(flight, Outcome.CONNECTED, f"connected; {missing}")
+            self._finish(flight, Outcome.CONNECTED, f"connected; {missing}", timed_out=timed_out)
 
     def _on_timer(self) -> None:
         self.timer = None
         now = self.loop.time()
         # Answers already there count, even if the loop was too busy to see them in time:
-        # BLOCKED must mean silence, never "the prober was slow".
+        # BLOCKED must mean silence, never "the prober was slow". Our own listeners answer
+        # what the kernel accepted for them first, for the same reason.
+        if self.serve is not None:
+            self.serve()
         self._on_events()
         while self.deadlines and self.deadlines[0].deadline <= now + 1e-6:
             flight = self.deadlines.popleft()
@@ -481,7 +554,7 @@ class _Run:
         if flight.reading:
             with contextlib.suppress(OSError):  # BlockingIOError included: nothing came
                 flight.line += sock.recv(IDENTITY_MAX - len(flight.line))
-            self._identity(flight, f"no identity line within {self.timeout:g}s")
+            self._identity(flight, f"no identity line within {self.timeout:g}s", timed_out=True)
             return
         # An ICMP error that arrived while the kernel held the socket is only kept as a soft
         # error (the SYN would be retried); SO_ERROR still reports it.
@@ -490,24 +563,35 @@ class _Run:
             exc = OSError(soft, os.strerror(soft))
             self._finish(flight, Outcome.UNREACHABLE, _errno_text(exc))
             return
-        self._finish(flight, Outcome.BLOCKED, f"no answer within {self.timeout:g}s")
+        self._finish(flight, Outcome.BLOCKED, f"no answer within {self.timeout:g}s", timed_out=True)
 
     # --- results -----------------------------------------------------------------------------
 
     def _finish(
-        self, flight: _Flight, outcome: Outcome, detail: str, identity: str | None = None
+        self,
+        flight: _Flight,
+        outcome: Outcome,
+        detail: str,
+        identity: str | None = None,
+        timed_out: bool = False,
     ) -> None:
         flight.done = True
         fd = flight.sock.fileno()
         del self.flights[fd]
         flight.sock.close()  # linger 0: a RST, no TIME_WAIT; and out of the epoll set
-        self._result(flight.index, flight.start, outcome, detail, identity)
+        self._result(flight.index, flight.start, outcome, detail, identity, timed_out)
 
     def _result(
-        self, i: int, start: float, outcome: Outcome, detail: str, identity: str | None = None
+        self,
+        i: int,
+        start: float,
+        outcome: Outcome,
+        detail: str,
+        identity: str | None = None,
+        timed_out: bool = False,
     ) -> None:
         self.results[i] = ProbeResult(
-            self.probes[i], outcome, identity, detail, self.loop.time() - start
+            self.probes[i], outcome, identity, detail, self.loop.time() - start, timed_out
         )
         self.finished += 1
         if self.progress is not None:

@@ -162,6 +162,10 @@ def _reach(target: Target | None, r: ProbeResult) -> TargetResult:
 FD_MARGIN = 64
 """File descriptors kept free for everything that is not a probe socket."""
 
+CONFIRM_CONCURRENCY = 16384
+"""Retries in flight at once (as the open-file limit allows): nearly all of them meet silence
+again and hold nothing but a socket, so one round of the retry's timeout is enough for a big lab."""
+
 
 def fd_budget(listeners: int, wanted: int) -> int:
     """Concurrency the open-file limit allows, after raising the soft limit as far as allowed;
@@ -210,12 +214,15 @@ class NetnsRunner:
         # of the budget would make accept() or a new probe socket fail with EMFILE.
         held = len(hosts) + len({d.probe.netns for d in dials} | {h.netns for h in hosts})
         concurrency = fd_budget(held, self.settings.concurrency)
-        async with ListenerSet(hosts):
+        async with ListenerSet(hosts) as listening:
             results = await run_probes(
                 [d.probe for d in dials],
                 timeout=self.settings.timeout,
                 concurrency=concurrency,
                 progress=self.progress,
+                confirm=self.settings.confirm_timeout,
+                confirm_concurrency=fd_budget(held, max(concurrency, CONFIRM_CONCURRENCY)),
+                serve=listening.serve_pending,
             )
         per_cell: dict[int, list[tuple[_Dial, ProbeResult]]] = {}
         for d, r in zip(dials, results, strict=True):
