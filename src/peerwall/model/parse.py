@@ -183,7 +183,7 @@ def parse_stream(stream: TextStream, source: str, reread: Callable[[], str]) -> 
         if document is not None:
             return document
         return _parse_yaml(text, source)
-    return _parse_yaml_stream(_Replayed(stream, head), source, reread)
+    return _parse_yaml(_Replayed(stream, head), source, reread)
 
 
 def _check_size(text: str, source: str, max_bytes: int) -> None:
@@ -377,46 +377,38 @@ class _Loader(_Base):  # type: ignore[misc]
         return type(key), key
 
 
-def _parse_yaml(text: str, source: str) -> Document:
-    loader = _Loader(text)
+def _parse_yaml(
+    given: str | _Replayed, source: str, reread: Callable[[], str] | None = None
+) -> Document:
+    """``given``: the whole text, or a stream parsed as it is read (``reread`` then gives the
+    text again, only to word an error)."""
+    loader = _Loader(given, reread)
     try:
         with gc_paused():
             root = loader.get_single_node()
             if root is None:
                 return Document(None)
             try:
-                if "&" in text:  # without anchors there are no aliases to expand
+                # Without anchors there are no aliases to expand (a stream knows once read).
+                anchors = "&" in given if isinstance(given, str) else given.anchors
+                if anchors:
                     _check_expansion(root)
                 data = loader.construct_document(root)
             except _NodeProblem as exc:
                 raise TopologyInvalid(source, [exc.problem(root)]) from None
     except yaml.YAMLError as exc:
+        if isinstance(given, str):
+            text = given
+        else:
+            # Only a character the reader refused needs the text (to place it): the rest of
+            # the file, never read, may not even be text.
+            assert reread is not None
+            text = reread() if isinstance(exc, yaml.reader.ReaderError) else ""
         raise TopologyInvalid(source, [_yaml_problem(exc, text)]) from None
     finally:
         loader.dispose()
-    return Document(data, text)
-
-
-def _parse_yaml_stream(stream: _Replayed, source: str, reread: Callable[[], str]) -> Document:
-    loader = _Loader(stream, reread)
-    try:
-        with gc_paused():
-            root = loader.get_single_node()
-            if root is None:
-                return Document(None)
-            try:
-                if stream.anchors:  # without anchors there are no aliases to expand
-                    _check_expansion(root)
-                data = loader.construct_document(root)
-            except _NodeProblem as exc:
-                raise TopologyInvalid(source, [exc.problem(root)]) from None
-    except yaml.YAMLError as exc:
-        # Only a character the reader refused needs the text (to place it): the rest of the
-        # file, never read, may not even be text.
-        text = reread() if isinstance(exc, yaml.reader.ReaderError) else ""
-        raise TopologyInvalid(source, [_yaml_problem(exc, text)]) from None
-    finally:
-        loader.dispose()
+    if isinstance(given, str):
+        return Document(data, given)
     return Document(data, yaml_reread=reread)
 
 
