@@ -32,8 +32,7 @@ from peerwall.compile.state import GatewayState, PeerState
 from peerwall.dataplane.conntrack import Conntrack
 from peerwall.dataplane.nft import LibNft
 from peerwall.model import SecurityMode
-from peerwall.nsenter import entered
-from support import require_lab
+from support import require_lab, talks, tcp_connection
 
 pytestmark = pytest.mark.lab
 
@@ -164,34 +163,10 @@ def state(mode: SecurityMode) -> GatewayState:
     return GatewayState("c1", {"c2": peer}, "liqo-tunnel*")
 
 
-@contextlib.contextmanager
 def connection(
     src_ns: str, src: str, dst_ns: str, dst: str, port: int = PORT
-) -> Iterator[tuple[socket.socket, socket.socket]]:
-    with entered(dst_ns):
-        srv = socket.socket()
-    with entered(src_ns):
-        cli = socket.socket()
-    with srv, cli:
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((dst, port))
-        srv.listen(1)
-        srv.settimeout(2)
-        cli.settimeout(2)
-        cli.bind((src, 0))
-        cli.connect((dst, port))
-        conn, _ = srv.accept()
-        with conn:
-            yield cli, conn
-
-
-def talks(a: socket.socket, b: socket.socket, data: bytes) -> bool:
-    try:
-        a.sendall(data)
-        b.settimeout(1.0)
-        return b.recv(100) == data
-    except OSError:
-        return False
+) -> contextlib.AbstractContextManager[tuple[socket.socket, socket.socket]]:
+    return tcp_connection(src_ns, src, dst_ns, dst, port)
 
 
 def connects(src_ns: str, src: str, dst_ns: str, dst: str) -> bool:

@@ -26,8 +26,7 @@ from peerwall.compile.state import GatewayState, PeerState
 from peerwall.dataplane.conntrack import Conntrack
 from peerwall.dataplane.nft import LibNft
 from peerwall.model import SecurityMode
-from peerwall.nsenter import entered
-from support import require_lab
+from support import require_lab, talks, tcp_connection
 
 pytestmark = pytest.mark.lab
 CIDR = IPv4Network("10.244.0.0/16")
@@ -79,30 +78,10 @@ def state(mode: SecurityMode) -> GatewayState:
     return GatewayState("L", {"R": peer}, names.LAB_TUNNEL_PATTERN)
 
 
-@contextlib.contextmanager
-def connection(src: str, dst: str, dst_addr: str) -> Iterator[tuple[socket.socket, socket.socket]]:
-    with entered(dst):
-        srv = socket.socket()
-    with entered(src):
-        cli = socket.socket()
-    with srv, cli:
-        srv.bind((dst_addr, PORT))
-        srv.listen(1)
-        srv.settimeout(2)
-        cli.settimeout(2)
-        cli.connect((dst_addr, PORT))
-        conn, _ = srv.accept()
-        with conn:
-            yield cli, conn
-
-
-def talks(a: socket.socket, b: socket.socket, data: bytes) -> bool:
-    try:
-        a.sendall(data)
-        b.settimeout(1.0)
-        return b.recv(100) == data
-    except OSError:
-        return False
+def connection(
+    src: str, dst: str, dst_addr: str
+) -> contextlib.AbstractContextManager[tuple[socket.socket, socket.socket]]:
+    return tcp_connection(src, None, dst, dst_addr, PORT)
 
 
 def test_our_connection_survives_50_narrowings_and_the_peers_is_cut(
