@@ -23,6 +23,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from peerings import directed_modes, peerings_of
+
 MODES = ("FullPodToPod", "IntraClusterTrafficSegregation")
 TIERS = ("web", "api", "db", "cache", "batch")
 NAMESPACES = 8
@@ -59,27 +61,11 @@ def generate(
             c["securityMode"] = rnd.choice(MODES)
         out_clusters.append(c)
 
-    directed: dict[tuple[str, str], str | None] = {}
-    for i, name in enumerate(names):
+    def targets(i: int, name: str) -> set[str]:
         others = rnd.sample(range(clusters), min(clusters, 5))
-        targets = {names[(i + 1) % clusters], *(names[j] for j in others if j != i)}
-        for t in sorted(targets):
-            if (name, t) in directed:
-                continue
-            mode = directed.get((t, name))
-            if mode is None and rnd.random() < 0.3:
-                mode = rnd.choice(MODES)
-                if (t, name) in directed:
-                    directed[(t, name)] = mode  # both directions agree
-            directed[(name, t)] = mode
-    peerings = []
-    providers: dict[str, list[str]] = {n: [] for n in names}
-    for (consumer, provider), mode in directed.items():
-        p: dict[str, Any] = {"consumer": consumer, "provider": provider}
-        if mode is not None:
-            p["securityMode"] = mode
-        peerings.append(p)
-        providers[consumer].append(provider)
+        return {names[(i + 1) % clusters], *(names[j] for j in others if j != i)}
+
+    peerings, providers = peerings_of(directed_modes(names, targets, rnd, MODES), names)
 
     namespaces = []
     offloaded: dict[tuple[str, str], list[str]] = {}

@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from peerings import directed_modes, peerings_of
 from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.policy import Verdict, expect
 from peerwall.policy.tablejson import write_json
@@ -92,27 +93,11 @@ def generate(
             c["securityMode"] = rnd.choice(modes)
         out_clusters.append(c)
 
-    directed: dict[tuple[str, str], str | None] = {}
-    for i, name in enumerate(names):
+    def targets(i: int, name: str) -> set[str]:
         others = [n for n in names if n != name]
-        targets = {names[(i + 1) % clusters], *rnd.sample(others, 2)}
-        for t in sorted(targets):
-            if (name, t) in directed:
-                continue
-            mode = directed.get((t, name)) if (t, name) in directed else None
-            if mode is None and rnd.random() < 0.3:
-                mode = rnd.choice(modes)
-                if (t, name) in directed:
-                    directed[(t, name)] = mode  # keep both directions in agreement
-            directed[(name, t)] = mode
-    peerings = []
-    providers: dict[str, list[str]] = {n: [] for n in names}
-    for (consumer, provider), mode in directed.items():
-        p: dict[str, Any] = {"consumer": consumer, "provider": provider}
-        if mode is not None:
-            p["securityMode"] = mode
-        peerings.append(p)
-        providers[consumer].append(provider)
+        return {names[(i + 1) % clusters], *rnd.sample(others, 2)}
+
+    peerings, providers = peerings_of(directed_modes(names, targets, rnd, modes), names)
 
     namespaces = []
     offloaded: dict[tuple[str, str], list[str]] = {}
