@@ -10,14 +10,24 @@ import datetime
 import json
 import re
 from collections.abc import Sequence
+from enum import Enum
 
-__all__ = ["SHOWN_CHARS", "byte_size", "describe", "field_path", "quote", "quote_hint"]
+__all__ = ["SHOWN_CHARS", "Choice", "byte_size", "describe", "field_path", "quote", "quote_hint"]
 
 SHOWN_CHARS = 60
 """Echoed values longer than this are cut, with an ellipsis and their length."""
 
 _BIG_INT_BITS = 200
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,60}")
+
+
+class Choice(str, Enum):
+    """A closed set of spellings a file or a flag may give (modes, reflection policies, ...)."""
+
+    @classmethod
+    def valid_values(cls) -> str:
+        """The spellings, for an error that says what was expected."""
+        return ", ".join(m.value for m in cls)
 
 
 def quote(text: str) -> str:

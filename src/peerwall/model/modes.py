@@ -4,22 +4,16 @@ topology's schema."""
 
 from __future__ import annotations
 
-from enum import Enum
-
-from peerwall.model.describe import describe, quote
+from peerwall.model.describe import Choice, describe, quote
 
 __all__ = ["DEFAULT_MODE", "DESCRIPTIONS", "MODE_KEY", "SecurityMode", "mode_from"]
 
 
-class SecurityMode(str, Enum):
+class SecurityMode(Choice):
     """The connectivity security modes, spelled as Liqo's ``networking.securityMode``."""
 
     FULL_POD_TO_POD = "FullPodToPod"
     INTRA_CLUSTER_TRAFFIC_SEGREGATION = "IntraClusterTrafficSegregation"
-
-    @classmethod
-    def valid_values(cls) -> str:
-        return ", ".join(m.value for m in cls)
 
 
 DEFAULT_MODE = SecurityMode.FULL_POD_TO_POD

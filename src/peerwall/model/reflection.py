@@ -22,34 +22,26 @@ is not reflected has no reflected endpoints either: in the provider it does not 
 
 from __future__ import annotations
 
-from enum import Enum
+from peerwall.model.describe import Choice
 
 __all__ = ["ReflectionMark", "ReflectionPolicy", "reflects"]
 
 
-class ReflectionPolicy(str, Enum):
+class ReflectionPolicy(Choice):
     """The virtual kubelet's reflection type for Services (and so EndpointSlices), spelled as
     Liqo's ``ReflectionType`` (``apis/offloading/v1beta1``); the chart's default is DenyList."""
 
     DENY_LIST = "DenyList"
     ALLOW_LIST = "AllowList"
 
-    @classmethod
-    def valid_values(cls) -> str:
-        return ", ".join(m.value for m in cls)
 
-
-class ReflectionMark(str, Enum):
+class ReflectionMark(Choice):
     """A service's reflection annotation, as the topology file names it."""
 
     ALLOW = "allow"
     """``liqo.io/allow-reflection: "true"``."""
     SKIP = "skip"
     """``liqo.io/skip-reflection: "true"``."""
-
-    @classmethod
-    def valid_values(cls) -> str:
-        return ", ".join(m.value for m in cls)
 
 
 def reflects(policy: ReflectionPolicy, mark: ReflectionMark | None) -> bool:
