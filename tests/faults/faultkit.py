@@ -85,6 +85,11 @@ def agent_status(plan: LabPlan, cluster: str = GATEWAY) -> dict[str, object]:
     return agents.status(plan, LabSettings(), cluster) or {}
 
 
+def agent_pid(plan: LabPlan, cluster: str = GATEWAY) -> int:
+    """The pid the agent of ``cluster``'s gateway reports in its status."""
+    return int(agent_status(plan, cluster)["pid"])  # type: ignore[call-overload]
+
+
 def peak_rss(pid: int) -> int:
     """A process's peak resident memory (``VmHWM``), in bytes."""
     with open(f"/proc/{pid}/status") as f:

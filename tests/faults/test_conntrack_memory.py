@@ -21,7 +21,7 @@ from faultkit import (
     GATEWAY,
     FaultRecord,
     agent_http,
-    agent_status,
+    agent_pid,
     metric,
     peak_rss,
     three_clusters,
@@ -91,7 +91,7 @@ def test_a_real_agent_asks_the_kernel_for_the_narrowed_peers_flows_only(
     # segregation forbids already but that no change of C3's asks about: they stay in the kernel.
     assert fill(gw, C2_FLOWS, c2, denied, mark=ctmark.from_peer("C2")) == C2_FLOWS
     assert fill(gw, C3_FLOWS, c3, denied, first=C2_FLOWS, mark=ctmark.from_peer("C3")) == C3_FLOWS
-    pid = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
+    pid = agent_pid(plan)
     started = time.monotonic()
     switch(plan, SEG)
     took = until(lambda: cleared(plan) >= C2_FLOWS, timeout=300)
@@ -100,7 +100,7 @@ def test_a_real_agent_asks_the_kernel_for_the_narrowed_peers_flows_only(
     with Conntrack(gw) as table:
         marks = Counter(e.flow.mark for e in table.entries() if e.flow.orig.dst == denied)
     assert marks == {ctmark.from_peer("C3"): C3_FLOWS}
-    assert int(agent_status(plan)["pid"]) == pid, "the agent restarted"  # type: ignore[call-overload]
+    assert agent_pid(plan) == pid, "the agent restarted"
     assert peak_rss(pid) < 128 * 2**20
 
 

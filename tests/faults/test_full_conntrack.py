@@ -21,7 +21,7 @@ from faultkit import (
     SEG,
     FaultRecord,
     Watch,
-    agent_status,
+    agent_pid,
     by_mode_passes,
     peak_rss,
     three_clusters,
@@ -43,7 +43,7 @@ def test_a_full_conntrack_table_opens_nothing_and_a_change_still_converges(
     plan = three_clusters(lab_up, FULL)
     text = Path(settings.state_dir, plan.name, "topology.yaml").read_text()
     maximum = int(Path("/proc/sys/net/netfilter/nf_conntrack_max").read_text())
-    pid = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
+    pid = agent_pid(plan)
     with Watch(plan, FULL) as watch:
         made = fill(
             plan.gateway_ns(GATEWAY), maximum, IPv4Address("192.168.1.1"), IPv4Address("192.0.2.1")
@@ -60,7 +60,7 @@ def test_a_full_conntrack_table_opens_nothing_and_a_change_still_converges(
         assert not by_mode_passes(plan)
         time.sleep(1.0)  # probe rounds with the table full and the change enforced
     watch.check(fault)
-    assert int(agent_status(plan)["pid"]) == pid, "the agent restarted"  # type: ignore[call-overload]
+    assert agent_pid(plan) == pid, "the agent restarted"
     peak = peak_rss(pid)
     fault.extra["agent peak RSS (MiB)"] = round(peak / 2**20, 1)
     assert peak < 128 * 2**20, f"agent peak RSS {peak / 2**20:.1f} MiB"

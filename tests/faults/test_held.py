@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faultkit import FULL, GATEWAY, SEG, FaultRecord, Watch, agent_status, until
+from faultkit import FULL, GATEWAY, SEG, FaultRecord, Watch, agent_pid, agent_status, until
 
 from peerwall.lab import agents
 from peerwall.lab import build as labs
@@ -39,10 +39,6 @@ MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
 
 def topology_text(plan: LabPlan) -> str:
     return Path(LabSettings().state_dir, plan.name, "topology.yaml").read_text()
-
-
-def agent_pid(plan: LabPlan) -> int:
-    return int(agent_status(plan)["pid"])  # type: ignore[call-overload]
 
 
 def restarted(plan: LabPlan, old: int) -> bool:

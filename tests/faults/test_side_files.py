@@ -18,6 +18,7 @@ from faultkit import (
     FaultRecord,
     Watch,
     agent_http,
+    agent_pid,
     agent_status,
     allowed_flow,
     by_mode_passes,
@@ -52,7 +53,7 @@ def test_no_file_descriptor_left_the_agent_keeps_enforcing_and_catches_up(
     """no file descriptor left for the agent (`prlimit --nofile`)"""
     settings = LabSettings(agent_resync_interval=0.3)
     plan = three_clusters(lab_up, SEG, agent_resync_interval=0.3)
-    pid = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
+    pid = agent_pid(plan)
     gw = plan.gateway_ns(GATEWAY)
     with Watch(plan, SEG) as watch:
         flow = allowed_flow(plan)

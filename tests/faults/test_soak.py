@@ -18,6 +18,7 @@ import pytest
 from faultkit import (
     FaultRecord,
     Watch,
+    agent_pid,
     agent_status,
     allowed_flow,
     by_mode_passes,
@@ -58,7 +59,7 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
     settings = LabSettings()
     plan = three_clusters(lab_up, FULL, agent_resync_interval=2)
     text = Path(settings.state_dir, plan.name, "topology.yaml").read_text()
-    pid = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
+    pid = agent_pid(plan)
     rss: list[tuple[float, float]] = []
     fds: list[tuple[float, float]] = []
     loads: list[float] = []

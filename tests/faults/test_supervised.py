@@ -19,6 +19,7 @@ from faultkit import (
     GATEWAY,
     FaultRecord,
     Watch,
+    agent_pid,
     agent_status,
     allowed_flow,
     by_mode_passes,
@@ -59,7 +60,7 @@ def test_an_agent_killed_during_a_narrowing_change_is_back_and_enforces_it(
         with flow:
             for i in range(KILLS):
                 assert by_mode_passes(plan), "FullPodToPod lets cache reach tool"
-                killed = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
+                killed = agent_pid(plan)
                 # The window: until the restarted agent reports the narrowing change enforced.
                 with watch.changing(SEG):
                     digests = agents.write_inputs(plan, settings, SEG, text)  # narrowing
@@ -88,7 +89,7 @@ def test_a_stopped_agent_is_killed_and_restarted_and_the_change_converges(
     plan = three_clusters(lab_up, FULL)
     text = Path(settings.state_dir, plan.name, "topology.yaml").read_text()
     with Watch(plan, FULL) as watch:
-        stopped = int(agent_status(plan)["pid"])  # type: ignore[call-overload]
+        stopped = agent_pid(plan)
         os.kill(stopped, signal.SIGSTOP)
         try:
             with watch.changing(SEG):  # until the change is reported enforced
