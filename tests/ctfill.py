@@ -61,7 +61,7 @@ def fill(
 def _acks(sock: socket.socket, n: int) -> int:
     ok = 0
     while n:
-        for kind, _flags, _seq, body in messages(sock.recv(1 << 20)):
+        for kind, _flags, _seq, _port, body in messages(sock.recv(1 << 20)):
             if kind == ct.NLMSG_ERROR:
                 n -= 1
                 ok += struct.unpack_from("=i", body)[0] == 0

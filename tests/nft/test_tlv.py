@@ -28,12 +28,15 @@ def test_a_string_attribute_is_nul_terminated_and_padded() -> None:
 
 def test_messages_stop_at_a_truncated_or_malformed_one() -> None:
     def message(kind: int, seq: int, body: bytes) -> bytes:
-        raw = tlv.HEADER.pack(16 + len(body), kind, 0, seq, 0) + body
+        raw = tlv.HEADER.pack(16 + len(body), kind, 0, seq, 7) + body
         return raw + b"\0" * (-len(raw) % 4)
 
     data = message(2, 1, b"abc") + message(3, 2, b"")
-    assert [(k, s, bytes(b)) for k, _f, s, b in tlv.messages(data)] == [(2, 1, b"abc"), (3, 2, b"")]
-    assert [s for _k, _f, s, _b in tlv.messages(data[:-1])] == [1]
+    assert [(k, s, p, bytes(b)) for k, _f, s, p, b in tlv.messages(data)] == [
+        (2, 1, 7, b"abc"),
+        (3, 2, 7, b""),
+    ]
+    assert [s for _k, _f, s, _p, _b in tlv.messages(data[:-1])] == [1]
     bad = tlv.HEADER.pack(8, 2, 0, 9, 0)  # a length shorter than the header itself
     assert list(tlv.messages(bad + data)) == []
     assert list(tlv.walk(b"\x02\x00\x01\x00rest")) == []

@@ -237,7 +237,7 @@ class Conntrack:
     def _messages(self, seq: int) -> Iterator[tuple[int, bytes]]:
         """(type, payload) of every reply to ``seq`` until DONE or the ack; raises on errors."""
         while True:
-            for kind, flags, mseq, payload in messages(self._sock.recv(1 << 20)):
+            for kind, flags, mseq, _port, payload in messages(self._sock.recv(1 << 20)):
                 if mseq != seq:
                     continue
                 if kind == NLMSG_DONE:
@@ -380,7 +380,7 @@ class Conntrack:
         failed: set[int] = set()
         answered = False
         while not answered:
-            for kind, _flags, mseq, payload in messages(self._del.recv(1 << 20)):
+            for kind, _flags, mseq, _port, payload in messages(self._del.recv(1 << 20)):
                 if kind != NLMSG_ERROR or mseq not in seqs:
                     continue
                 answered = answered or mseq == last

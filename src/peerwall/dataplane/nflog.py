@@ -129,7 +129,7 @@ def parse_packet(body: bytes, received: float | None = None) -> LoggedPacket:
 
 def parse_messages(data: bytes, received: float | None = None) -> Iterator[LoggedPacket]:
     """Every logged packet in one datagram read from the socket (other messages skipped)."""
-    for kind, _flags, _seq, body in tlv.messages(data):
+    for kind, _flags, _seq, _port, body in tlv.messages(data):
         if kind == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET:
             yield parse_packet(bytes(body), received)
 

@@ -3,19 +3,27 @@ the changes someone else made to one table.
 
 The kernel multicasts every committed change of the ruleset to this group: one message per object
 (table, chain, rule, set, element) with the table's name in attribute 1, then one ``NEWGEN`` that
-closes the transaction and names the process that committed it (pid and command). The agent
-listens in its gateway's network namespace and asks for a read-back as soon as a transaction that
-was not its own touched its table: a deleted table is repaired in milliseconds, not at the next
-resync.
+closes the transaction. The agent listens in its gateway's network namespace and asks for a
+read-back as soon as a transaction that was not its own touched its table: a deleted table is
+repaired in milliseconds, not at the next resync.
 
-A transaction is the agent's own when the committing task is one of its threads
-(``/proc/self/task/<pid>``); where the kernel reports a pid we cannot see (one from another pid
-namespace than ours, in a container), the process name is compared too, so the agent's own
-commits never trigger a read-back. A foreign process of the very same name is then taken for the
-agent: in a pod, any process of that name outside the pod's pid namespace; anywhere, one that has
-exited before the agent reads the notification. What it changes is caught by the periodic resync,
-or by the kernel refusing a step that runs into it, which a whole replace follows
-(``tests/faults/test_refused.py`` drives that). A lost notification (the socket's buffer
+A transaction is the agent's own when it was committed through one of the agent's own netlink
+sockets. Every notification's header carries the port id of the socket whose batch caused it
+(``nlmsg_pid``: the kernel's ``nf_tables_gen_notify`` and the object notifications are sent with
+the committing request's ``portid``, net/netfilter/nf_tables_api.c), and a port id is unique among
+the netfilter sockets of one network namespace while its socket is open. So the test is exact:
+the port id of the ``NEWGEN`` is one of this process's ``NETLINK_NETFILTER`` sockets in the same
+namespace (its libnftables context's, its own element-batch socket, ...: whichever committed).
+The process's sockets are those of ``/proc/self/fd``; each one's port id is what
+``getsockname`` returns on a duplicate of it, its namespace what ``SO_NETNS_COOKIE`` says. The
+set is kept and scanned again only when a port id is not in it (libnftables binds its socket at
+its first request, so its port id is learnt then). The process's id and name in the ``NEWGEN``
+(``NFTA_GEN_PROC_PID``/``NFTA_GEN_PROC_NAME``) are not used: another process of the agent's name,
+or the agent's pid seen from another pid namespace, commits through another socket. Only a
+process that holds one of the agent's sockets (inherited, or taken with ``pidfd_getfd``, which
+needs ptrace rights over the agent) commits as the agent; what it changes is caught by the
+periodic resync, or by the kernel refusing a step that runs into it, which a whole replace
+follows (``tests/faults/test_refused.py`` drives that). A lost notification (the socket's buffer
 overflowed) counts as a foreign change.
 
 Like a libnftables context, a ``TableEvents`` is bound to the network namespace that was current
@@ -28,13 +36,13 @@ import errno
 import os
 import socket
 import struct
-from pathlib import Path
 
 from peerwall.dataplane.netlink import open_netfilter_socket
+from peerwall.errors import NftError
 from peerwall.nft import tlv
-from peerwall.nft.netlink import FAMILIES, SOL_NETLINK
+from peerwall.nft.netlink import FAMILIES, NETLINK_NETFILTER, SOL_NETLINK
 
-__all__ = ["TableEvents"]
+__all__ = ["TableEvents", "own_port_ids"]
 
 NETLINK_ADD_MEMBERSHIP = 1
 NFNLGRP_NFTABLES = 7
@@ -42,17 +50,57 @@ NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_NEWGEN = 15
 TABLE_NAME = 1
 """``NFTA_TABLE_NAME``, ``NFTA_CHAIN_TABLE``, ``NFTA_RULE_TABLE``, ``NFTA_SET_TABLE``, ... all 1."""
-NFTA_GEN_PROC_PID, NFTA_GEN_PROC_NAME = 2, 3
 NFPROTO_INET = 1
+SO_NETNS_COOKIE = 71
+"""<asm-generic/socket.h>; Linux 5.14 and later."""
 
 _NFGENMSG = struct.Struct("=BBH")
 
 
-def _comm() -> bytes:
+def netns_cookie(sock: socket.socket) -> bytes | None:
+    """The kernel's identifier of the network namespace ``sock`` lives in; None on a kernel
+    that does not tell (before 5.14)."""
     try:
-        return Path("/proc/self/comm").read_bytes().strip()
+        return sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
     except OSError:
-        return b""
+        return None
+
+
+def own_port_ids(netns: bytes | None) -> dict[int, tuple[int, int]]:
+    """The port ids of this process's bound ``NETLINK_NETFILTER`` sockets in the network
+    namespace of cookie ``netns`` (None: in any namespace), each with the descriptor and inode
+    it was found at. A socket that is closed meanwhile, or that cannot be duplicated (no
+    descriptor left), is left out: its commits then count as foreign, which costs a read-back,
+    never a missed change."""
+    ports: dict[int, tuple[int, int]] = {}
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return ports
+    for name in fds:
+        fd = int(name)
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        with sock:
+            if sock.family != socket.AF_NETLINK or sock.proto != NETLINK_NETFILTER:
+                continue
+            if netns is not None and netns_cookie(sock) != netns:
+                continue
+            port = sock.getsockname()[0]
+            if port:  # 0: not bound yet (libnftables' socket before its first request)
+                ports[port] = (fd, os.fstat(fd).st_ino)
+    return ports
+
+
+def _still_open(fd: int, inode: int) -> bool:
+    try:
+        return os.fstat(fd).st_ino == inode
+    except OSError:
+        return False
 
 
 class TableEvents:
@@ -62,11 +110,22 @@ class TableEvents:
     def __init__(self, family: str, table: str, netns: str | None = None) -> None:
         self.family = FAMILIES[family]
         self.table = table.encode()
-        self.comm = _comm()
         self._sock = open_netfilter_socket(netns, "nftables notifications")
-        self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NFNLGRP_NFTABLES)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self._sock.setblocking(False)
+        try:
+            self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NFNLGRP_NFTABLES)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            self._sock.setblocking(False)
+            self._netns = netns_cookie(self._sock)
+            self._own = own_port_ids(self._netns)
+            if self._sock.getsockname()[0] not in self._own:
+                # Then the agent's own commits could not be told from others'.
+                raise NftError(
+                    "nftables notifications: this process's netlink sockets cannot be listed "
+                    "(/proc/self/fd)"
+                )
+        except BaseException:
+            self._sock.close()
+            raise
         self._touched = False
         """The transaction in progress (not yet closed by its NEWGEN) touched the table."""
 
@@ -82,16 +141,18 @@ class TableEvents:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _ours(self, attrs: dict[int, bytes]) -> bool:
-        raw = attrs.get(NFTA_GEN_PROC_PID)
-        if raw is None or len(raw) < 4:
-            return False
-        pid = struct.unpack("!I", raw[:4])[0]
-        if os.path.exists(f"/proc/self/task/{pid}"):
+    def ours(self, port: int) -> bool:
+        """Whether a transaction committed through netlink port ``port`` (its ``NEWGEN``'s
+        ``nlmsg_pid``) was committed through one of this process's sockets."""
+        known = self._own.get(port)
+        # The socket found there is still open (one fstat): the port is still its, no other
+        # socket can have bound it. Closed, any process may have bound that port since.
+        if known is not None and _still_open(*known):
             return True
-        name = attrs.get(NFTA_GEN_PROC_NAME, b"").rstrip(b"\0")
-        # Another pid namespace: the kernel's pid is not ours to look up; the name still is.
-        return bool(name) and name == self.comm and not os.path.exists(f"/proc/{pid}")
+        # A socket opened since the last scan (or bound since: libnftables' binds at its first
+        # request), or one closed since, which the scan forgets.
+        self._own = own_port_ids(self._netns)
+        return port in self._own
 
     def foreign_changes(self) -> int:
         """Read every pending notification; how many transactions by someone else touched the
@@ -108,13 +169,13 @@ class TableEvents:
                     self._touched = False
                     continue
                 raise
-            for kind, _flags, _seq, body in tlv.messages(data):
+            for kind, _flags, _seq, port, body in tlv.messages(data):
                 if kind >> 8 != NFNL_SUBSYS_NFTABLES or len(body) < _NFGENMSG.size:
                     continue
                 family = body[0]
                 attrs = tlv.attrs(body[_NFGENMSG.size :])
                 if kind & 0xFF == NFT_MSG_NEWGEN:
-                    if self._touched and not self._ours(attrs):
+                    if self._touched and not self.ours(port):
                         found += 1
                     self._touched = False
                 elif (

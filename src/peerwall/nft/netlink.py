@@ -232,7 +232,7 @@ def one_element_batch(family: str, table: str, edit: SetEdit, seq: int) -> bytes
 def replies(data: bytes | memoryview) -> Iterator[tuple[int, int]]:
     """(seq, errno) of each acknowledgement or error in ``data`` (0: acknowledged); other
     messages are skipped. A truncated message ends the iteration."""
-    for kind, _flags, seq, body in tlv.messages(data):
+    for kind, _flags, seq, _port, body in tlv.messages(data):
         if kind == NLMSG_ERROR and len(body) >= _ERR.size:
             (error,) = _ERR.unpack_from(body)
             yield seq, -error

@@ -79,16 +79,20 @@ def attrs(data: bytes | memoryview) -> dict[int, bytes]:
 
 
 @overload
-def messages(data: bytes) -> Iterator[tuple[int, int, int, bytes]]: ...
+def messages(data: bytes) -> Iterator[tuple[int, int, int, int, bytes]]: ...
 @overload
-def messages(data: memoryview) -> Iterator[tuple[int, int, int, memoryview]]: ...
-def messages(data: bytes | memoryview) -> Iterator[tuple[int, int, int, bytes | memoryview]]:
-    """(type, flags, sequence number, body) of each message in one datagram; a malformed or
-    truncated message ends the iteration."""
+def messages(data: memoryview) -> Iterator[tuple[int, int, int, int, memoryview]]: ...
+def messages(
+    data: bytes | memoryview,
+) -> Iterator[tuple[int, int, int, int, bytes | memoryview]]:
+    """(type, flags, sequence number, port id, body) of each message in one datagram; a
+    malformed or truncated message ends the iteration. The port id is the sending socket's
+    (0: the kernel's own); in a notification, the port id of the socket whose request caused
+    it."""
     pos = 0
     while pos + HEADER.size <= len(data):
-        length, kind, flags, seq, _pid = HEADER.unpack_from(data, pos)
+        length, kind, flags, seq, port = HEADER.unpack_from(data, pos)
         if length < HEADER.size or pos + length > len(data):
             return
-        yield kind, flags, seq, data[pos + HEADER.size : pos + length]
+        yield kind, flags, seq, port, data[pos + HEADER.size : pos + length]
         pos += (length + 3) & ~3  # align(), inlined: a conntrack dump has a message per entry
