@@ -34,11 +34,11 @@ CATALOGUE: list[Fault] = [
         _HELD,
         "a transaction refused by the kernel",
         "real kernel: a narrowing mode step that also deletes an address a hand edit deleted "
-        "first is refused (ENOENT); the edit is made by nft run under the agent's process name "
-        "while the agent is stopped, so the agent takes nftables' notification of it for its "
-        "own (what it does for any process of its name outside its pid namespace, in a pod) and "
-        "no repair comes first (resync 1 h); an edit the agent does see is repaired on the "
-        "notification and races the step",
+        "first is refused (ENOENT); the edit is sent through the agent's own notification "
+        "socket (pidfd_getfd), so the agent takes nftables' notification of it for its own (it "
+        "tells its commits by the committing socket's port id) and no repair comes first "
+        "(resync 1 h); an edit the agent does see is repaired on the notification and races "
+        "the step",
     ),
     Fault(6, "mode switch, widening", _HELD, "mode switch"),
     Fault(7, "mode switch, narrowing", _HELD, "mode switch"),

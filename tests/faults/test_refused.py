@@ -3,26 +3,28 @@ transactions recover by a whole replace"), under the witness.
 
 The agent repairs a hand edit of its table as soon as nftables notifies it, so an edit that would
 make its next step fail is normally gone before that step comes (or races it). The notification
-names the process that committed; the agent takes a commit for its own when that process has the
-agent's name and no longer exists (``dataplane.nftevents``; in a pod, any process of its name
-outside its pid namespace). The edit here is made so: by ``nft`` run under the agent's process
-name while the agent is stopped, so that the process is gone when the agent reads the
-notification; with the resync an hour away, no read-back comes between. Then one change reaches
-the agent as one step: C2's peering narrowed to segregation (its ``cidrs`` element deleted) and
-the pod ``job`` removed (its address deleted from C2's ``offloaded`` set, a plain hash set: nft
-sends the delete to the kernel unchecked). The edit deleted that address already: the kernel
-refuses the whole transaction (ENOENT), the narrowing with it, and the agent must write the whole
-table before it reports the change enforced.
+carries the netlink port id of the socket that committed, and the agent takes a commit for its
+own when that socket is one of its own (``dataplane.nftevents``): a process of its name, or of its
+pid in another pid namespace, is noticed. What it cannot tell from its own is a commit through one
+of its own sockets, which only a process with ptrace rights over the agent can take
+(``pidfd_getfd``). The edit here is made so: through a duplicate of the agent's notification
+socket, taken from the running agent; with the resync an hour away, no read-back comes after it.
+Then one change reaches the agent as one step: C2's peering narrowed to segregation (its
+``cidrs`` element deleted) and the pod ``job`` removed (its address deleted from C2's
+``offloaded`` set, a plain hash set: nft sends the delete to the kernel unchecked). The edit
+deleted that address already: the kernel refuses the whole transaction (ENOENT), the narrowing
+with it, and the agent must write the whole table before it reports the change enforced.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
-import shutil
-import signal
+import socket
 import subprocess
 import time
 from datetime import datetime
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,8 @@ from peerwall.lab import agents
 from peerwall.lab import build as labs
 from peerwall.lab.plan import LabPlan
 from peerwall.model import load_topology
+from peerwall.nft import netlink
+from peerwall.nft.netlink import SetEdit
 from peerwall.settings import LabSettings
 
 pytestmark = pytest.mark.lab
@@ -54,6 +58,10 @@ REMOVED = "job"
 KERNEL_ENOENT = "Could not process rule: No such file or directory"
 """How libnftables relays the kernel's ENOENT (its own check of a set says "element does not
 exist" instead, and never reaches the kernel)."""
+SYS_PIDFD_GETFD = 438
+"""The same number on every architecture (the syscall table common since Linux 5.1)."""
+NFNLGRP_NFTABLES_BIT = 1 << 6
+"""Group 7 in a netlink socket's group mask (``getsockname``)."""
 
 
 def set_elements(plan: LabPlan, set_name: str) -> str:
@@ -66,6 +74,35 @@ def set_elements(plan: LabPlan, set_name: str) -> str:
     ).stdout
 
 
+def agents_notification_socket(pid: int) -> socket.socket:
+    """A duplicate, in this process, of the agent's socket subscribed to nftables'
+    notifications (``pidfd_getfd``: the test runs as root): what it sends carries the agent's
+    own port id. Sending on it disturbs nothing: the agent only reads notifications from it, and
+    skips what else comes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
+                    continue
+            except OSError:
+                continue
+            fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0)
+            assert fd >= 0, os.strerror(ctypes.get_errno())
+            sock = socket.socket(fileno=fd)
+            if (
+                sock.family == socket.AF_NETLINK
+                and sock.proto == netlink.NETLINK_NETFILTER
+                and sock.getsockname()[1] & NFNLGRP_NFTABLES_BIT
+            ):
+                return sock
+            sock.close()
+    finally:
+        os.close(pidfd)
+    raise AssertionError(f"agent {pid} has no socket subscribed to nftables' notifications")
+
+
 def logged_at(log: str, text: str) -> datetime:
     """When the agent logged the first line of ``log`` that holds ``text``."""
     line = next(x for x in log.splitlines() if text in x)
@@ -73,7 +110,7 @@ def logged_at(log: str, text: str) -> datetime:
 
 
 def test_a_step_the_kernel_refuses_is_recovered_by_a_whole_replace(
-    lab_up: LabUp, fault: FaultRecord, tmp_path: Path
+    lab_up: LabUp, fault: FaultRecord
 ) -> None:
     """a transaction refused by the kernel (whole replace)"""
     plan = three_clusters(lab_up, FULL, agent_resync_interval=3600)
@@ -87,23 +124,20 @@ def test_a_step_the_kernel_refuses_is_recovered_by_a_whole_replace(
     assert address in set_elements(plan, offloaded)
     before = agent_status(plan)
     pid = int(before["pid"])  # type: ignore[call-overload]
-    # nft under the agent's process name: its commit is taken for the agent's once it is gone.
-    impostor = tmp_path / Path(f"/proc/{pid}/comm").read_text().strip()
-    impostor.symlink_to(shutil.which("nft") or "nft")
-    edit = ["delete", "element", "inet", "peerwall", offloaded, "{ " + address + " }"]
+    # The address deleted through the agent's own socket: its notification is the agent's own.
+    edit, _ = netlink.element_batch(
+        "inet", "peerwall", [SetEdit(offloaded, delete=[ip_address(address)])], 1 << 30
+    )
 
     with Watch(plan, FULL) as watch:
         with watch.changing(SEG):
-            os.kill(pid, signal.SIGSTOP)
-            try:
-                ns = plan.gateway_ns(GATEWAY)
-                subprocess.run(["ip", "netns", "exec", ns, str(impostor), *edit], check=True)
-                digests = agents.write_inputs(plan, settings, SEG, without)
-            finally:
-                os.kill(pid, signal.SIGCONT)
-            resumed = time.monotonic()
+            with agents_notification_socket(pid) as sock:
+                sock.send(edit)
+            assert address not in set_elements(plan, offloaded)
+            changed = time.monotonic()
+            digests = agents.write_inputs(plan, settings, SEG, without)
             converged = agents.wait(plan, settings, digests)
-            fault.recovered(time.monotonic() - resumed)
+            fault.recovered(time.monotonic() - changed)
         time.sleep(0.6)  # at least one probe round after the report
     watch.check(fault)
 

@@ -3,13 +3,19 @@
 The agents here read their tables back once an hour (``agent_resync_interval=3600``) and the test
 never asks them to (no SIGUSR1): only the notification that another process changed the table can
 bring it back. A connection attempted while the table was gone does not survive the repair.
+
+The agent tells its own commits from others' by the netlink socket that committed
+(``dataplane.nftevents``), so a process that merely shares its name is an intruder like any other.
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import time
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +81,26 @@ def test_a_deleted_table_comes_back_on_the_event_and_cuts_what_was_made_meanwhil
             if sock is not None:
                 with sock:
                     assert cut(sock), f"attempt {attempt}"
+
+
+def test_a_process_of_the_agents_own_name_is_noticed(lab_up: LabUp, tmp_path: Path) -> None:
+    """``nft`` run under the agent's process name deletes the table while the agent is stopped,
+    so that it has exited when the agent reads the notification: the agent used to take such a
+    commit for its own (same name, no such process) and leave the table deleted until the
+    resync, an hour away here. The commit came through another socket than the agent's: the
+    table is repaired on the notification."""
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    plan = lab_up(load_topology(text, "three"), text, SEG, agent_resync_interval=3600)
+    status = agents.status(plan, LabSettings(), "C1") or {}
+    comm = Path(f"/proc/{status['pid']}/comm").read_text().strip()
+    impostor = tmp_path / comm
+    impostor.symlink_to(shutil.which("nft") or "nft")
+    gw = plan.gateway_ns("C1")
+    before = repairs(plan, "C1")
+    with frozen_agent(plan, "C1"):
+        subprocess.run(
+            ["ip", "netns", "exec", gw, str(impostor), "delete", "table", "inet", "peerwall"],
+            check=True,
+        )
+    table_back(plan, "C1")
+    wait_repaired(plan, before)
