@@ -2,7 +2,8 @@
 
 Malformed watch events are skipped (logged, counted) and the watch goes on; a malformed list is
 an error, the last good state stays and the list is retried, never an empty truth that would
-drop a narrowing PeeringSecurity; a 504 ``ResourceVersionTooLarge`` and versions going backwards
+drop a narrowing PeeringSecurity; a list that fails on a later page is not taken for a list (not
+synced, blind) and the relist that follows leaves nothing stale of the pages already handed over; a 504 ``ResourceVersionTooLarge`` and versions going backwards
 (a restarted API server with a new history) force a relist, which withdraws what was deleted
 meanwhile; a watch silent past the quiet timeout is restarted; how long the source has been
 blind is in ``/status`` and a metric.
@@ -125,6 +126,64 @@ def test_a_malformed_list_keeps_the_last_good_state_and_is_retried(
             assert seen == {SEG}, "a broken list was taken as an empty truth"
             assert h.source.malformed == 1
             assert not server.list_answers["peeringsecurities"], "the bad answer was served"
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("when", "status"),
+    [("first-list", 500), ("first-list", 410), ("relist", 500), ("relist", 410)],
+)
+def test_a_list_failing_on_a_later_page_leaves_nothing_stale(
+    tmp_path: Path, when: str, status: int, fault: FaultRecord
+) -> None:
+    """a Kubernetes list failing on its second page"""
+
+    async def main() -> None:
+        server = FaultyApiServer()
+        server.page_size = 1  # one pod a page: a-new (page 1), m-old, n-keep, p4
+        first = when == "first-list"
+        objects = [*L.cluster_objects(seed(), "c2"), shadow("m-old", "10.244.0.71")]
+        objects.append(shadow("n-keep", "10.244.0.72"))
+        if first:
+            objects.append(shadow("a-new", "10.244.0.70"))
+        async with running("fake", tmp_path, objects, server=server, synced=not first) as h:
+            seen_at_failure: list[tuple[bool, bool]] = []
+            failed_at = 0.0
+
+            def meanwhile() -> None:
+                """As page 2 fails: page 1 (a-new) is handed over; then a-new and m-old are
+                deleted and z-late created before the source lists again."""
+                nonlocal failed_at
+                failed_at = asyncio.get_running_loop().time()
+                pods = h.reflector("pods", SHADOW)
+                seen_at_failure.append((h.source.listed.is_set(), pods.blind_since is None))
+                server.delete(shadow("a-new", "10.244.0.70"))
+                server.delete(shadow("m-old", "10.244.0.71"))
+                server.create(shadow("z-late", "10.244.0.79"))
+
+            server.fail_page("pods", status, selector=SHADOW, then=meanwhile)
+            if not first:
+                await h.all_watching()
+                pods = h.reflector("pods", SHADOW)
+                assert offloaded(h) == {ip("10.244.0.1"), ip("10.244.0.71"), ip("10.244.0.72")}
+                # Not watching while a-new comes: the relist, not a watch event, hands it over.
+                server.drop_watches(partial=False)
+                server.create(shadow("a-new", "10.244.0.70"))
+                server.expire_watches()
+            expected = {ip("10.244.0.1"), ip("10.244.0.72"), ip("10.244.0.79")}
+            await h.until(lambda: bool(seen_at_failure) and offloaded(h) == expected, "relisted")
+            fault.recovered(asyncio.get_running_loop().time() - failed_at)
+            pods = h.reflector("pods", SHADOW)
+            # When the page failed, the source did not claim a list it had not finished: never
+            # synced on a first list, blind (not following the server) on a relist.
+            assert seen_at_failure == [(not first, False)]
+            assert not server.page_faults, "the fault was not served"
+            await h.until(lambda: h.source.listed.is_set() and pods.blind_since is None, "synced")
+            assert offloaded(h) == expected
+            assert set(pods.store) == {
+                f"offloaded-c1/{name}" for name in ("n-keep", "p4", "z-late")
+            }, "the reflector's store is the server's"
 
     run(main())
 

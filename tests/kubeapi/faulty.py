@@ -1,6 +1,6 @@
 """A fake API server that answers badly on demand (issue 18.5): malformed list pages and watch
-events, a restart with a new history (whose versions are lower than the clients', or reused),
-watches that hang, and every request refused.
+events, a list that fails on a later page, a restart with a new history (whose versions are
+lower than the clients', or reused), watches that hang, and every request refused.
 
 The protocol parts are the fake's (``fake.py``); this only overrides what a test breaks.
 """
@@ -8,7 +8,8 @@ The protocol parts are the fake's (``fake.py``); this only overrides what a test
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +32,40 @@ def too_large(asked: int, current: int) -> Obj:
     return status
 
 
+CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter."
+)
+"""kube-apiserver's 410 for a ``continue`` token of a compacted version (its message, shortened)."""
+
+
+@dataclass
+class PageFault:
+    """The next request for a later page (one with ``continue``) of a list of ``plural`` whose
+    label selector contains ``selector`` is answered ``status``; ``then`` runs as it is."""
+
+    plural: str
+    status: int
+    selector: str
+    then: Callable[[], None] | None
+
+    def hits(self, plural: str, query: dict[str, str]) -> bool:
+        return (
+            plural == self.plural
+            and bool(query.get("continue"))
+            and self.selector in query.get("labelSelector", "")
+        )
+
+    def answer(self) -> web.Response:
+        if self.then is not None:
+            self.then()
+        if self.status == 410:
+            status = _status_obj(410, "Expired", CONTINUE_EXPIRED)
+        else:
+            status = _status_obj(self.status, "InternalError", "a later page refused by the test")
+        return web.json_response(status, status=self.status)
+
+
 class FaultyApiServer(FakeApiServer):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -42,12 +77,30 @@ class FaultyApiServer(FakeApiServer):
         self.unreachable = False
         """Close every connection without an answer (an API server that is down)."""
         self.hung: list[Watcher] = []
+        self.page_size: int | None = None
+        """Serve at most this many items a page, whatever the client asks for (as a server
+        may: a client follows ``continue`` until there is none)."""
+        self.page_faults: list[PageFault] = []
 
     # --- faults ------------------------------------------------------------------------------
 
     def answer_lists(self, plural: str, *bodies: Any) -> None:
         """Serve ``bodies`` (any JSON) to the next list requests of ``plural``, one each."""
         self.list_answers.setdefault(plural, []).extend(bodies)
+
+    def fail_page(
+        self,
+        plural: str,
+        status: int,
+        *,
+        selector: str = "",
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Answer the next request for page 2 or later of a list of ``plural`` (whose label
+        selector contains ``selector``) with ``status`` (410: the ``continue`` token expired,
+        as kube-apiserver says once its version is compacted); ``then`` runs as that answer is
+        made: what changes on the server before the client lists again."""
+        self.page_faults.append(PageFault(plural, status, selector, then))
 
     def inject(self, plural: str, event: Any) -> int:
         """Send ``event`` (any JSON) to every open watch of ``plural``."""
@@ -114,6 +167,13 @@ class FaultyApiServer(FakeApiServer):
         pending = self.list_answers.get(w.res.plural)
         if pending:
             return web.json_response(pending.pop(0))
+        fault = next((f for f in self.page_faults if f.hits(w.res.plural, query)), None)
+        if fault is not None:
+            self.page_faults.remove(fault)
+            return fault.answer()
+        if self.page_size is not None:
+            asked = int(query.get("limit") or 0) or self.page_size
+            query = {**query, "limit": str(min(asked, self.page_size))}
         return self._ahead(query) or super()._list(w, query)
 
     async def _watch(

@@ -298,8 +298,9 @@ class Reflector:
     async def _take_pages(self, resource_version: str) -> str:
         """List into ``_fresh``, handing each page's new or changed objects over as it comes
         (the list's resourceVersion returned). Those already handed over when a page fails stay
-        applied: they are the server's state, and the relist that follows a failure diffs
-        against the old ``store``, which moves on only once the whole list is in."""
+        applied: they are the server's state. ``store`` takes them in then (it holds what the
+        join was handed), and the relist that follows a failure diffs against it; it becomes
+        the list only once the whole list is in."""
         s = self.spec
         self._fresh = {}
         self._changed = 0
@@ -312,20 +313,28 @@ class Reflector:
             resource_version=resource_version,
             each=self._kept,
         )
-        async with contextlib.aclosing(pages):
-            async for objects, page_rv in pages:
-                rv = page_rv
-                objects.reverse()
-                while objects:
-                    # Each object is dropped as soon as it is handed over (issue 21: what the
-                    # join derives from it reuses its memory).
-                    o = objects.pop()
-                    k = key_of(o)
-                    self._fresh[k] = now = _held(o)
-                    held = self.store.get(k)
-                    if self._new_history or held is None or held[0] != now[0]:
-                        self._changed += 1
-                        self._call(self.on_apply, o)
+        try:
+            async with contextlib.aclosing(pages):
+                async for objects, page_rv in pages:
+                    rv = page_rv
+                    objects.reverse()
+                    while objects:
+                        # Each object is dropped as soon as it is handed over (issue 21: what
+                        # the join derives from it reuses its memory).
+                        o = objects.pop()
+                        k = key_of(o)
+                        self._fresh[k] = now = _held(o)
+                        held = self.store.get(k)
+                        if self._new_history or held is None or held[0] != now[0]:
+                            self._changed += 1
+                            self._call(self.on_apply, o)
+        except BaseException:
+            # A later page failed: what the earlier ones handed over is applied, so the store
+            # must hold it, or an object new in them and deleted before the next list would
+            # never be found gone (and stay enforced for good).
+            self.store.update(self._fresh)
+            self._fresh = {}
+            raise
         return rv
 
     async def _watch(self) -> None:
