@@ -24,6 +24,7 @@ from kubeapi import liqo_objects as L
 from kubeapi.faulty import FaultyApiServer
 from kubeapi.harness import Harness, run, running
 from peerwall.agent.run import Agent
+from peerwall.compile import names
 from peerwall.compile.state import SetKind
 from peerwall.model.load import load_topology
 from peerwall.model.spec import SecurityMode
@@ -137,55 +138,87 @@ def test_a_malformed_list_keeps_the_last_good_state_and_is_retried(
 def test_a_list_failing_on_a_later_page_leaves_nothing_stale(
     tmp_path: Path, when: str, status: int, fault: FaultRecord
 ) -> None:
-    """a Kubernetes list failing on its second page"""
+    """a Kubernetes list failing on its second page
+
+    An agent (on the in-memory nft) runs the source; the server serves one pod a page (a-new,
+    m-old, n-keep, p4) and fails page 2 of the shadow pods' list, on the first list or on a
+    relist. As it fails, a-new (handed over by page 1) and m-old are deleted and z-late
+    created. The failed list is not taken for a list, and the one after it leaves the table
+    exactly the server's: nothing stale (a-new, m-old), nothing missing (z-late)."""
 
     async def main() -> None:
         server = FaultyApiServer()
-        server.page_size = 1  # one pod a page: a-new (page 1), m-old, n-keep, p4
+        server.page_size = 1
         first = when == "first-list"
         objects = [*L.cluster_objects(seed(), "c2"), shadow("m-old", "10.244.0.71")]
         objects.append(shadow("n-keep", "10.244.0.72"))
         if first:
             objects.append(shadow("a-new", "10.244.0.70"))
-        async with running("fake", tmp_path, objects, server=server, synced=not first) as h:
-            seen_at_failure: list[tuple[bool, bool]] = []
+        async with running("fake", tmp_path, objects, server=server, run_source=False) as h:
+            nft = FakeNft()
+            agent = Agent(h.source, h.desired, nft, None, AgentSettings(metrics_address=None))
+            at_failure: list[tuple[bool, bool, bool]] = []
             failed_at = 0.0
 
             def meanwhile() -> None:
-                """As page 2 fails: page 1 (a-new) is handed over; then a-new and m-old are
-                deleted and z-late created before the source lists again."""
                 nonlocal failed_at
                 failed_at = asyncio.get_running_loop().time()
                 pods = h.reflector("pods", SHADOW)
-                seen_at_failure.append((h.source.listed.is_set(), pods.blind_since is None))
+                at_failure.append((h.source.listed.is_set(), agent.ready, pods.blind_since is None))
                 server.delete(shadow("a-new", "10.244.0.70"))
                 server.delete(shadow("m-old", "10.244.0.71"))
                 server.create(shadow("z-late", "10.244.0.79"))
 
-            server.fail_page("pods", status, selector=SHADOW, then=meanwhile)
+            def enforced() -> set[IPv4Address]:
+                table = nft.ruleset("inet", "peerwall")
+                name = names.peer_set("c1", SetKind.OFFLOADED)
+                if table is None or name not in {s.name for s in table.sets}:
+                    return set()
+                return {IPv4Address(str(e)) for e in table.set(name).elements}
+
+            if first:
+                server.fail_page("pods", status, selector=SHADOW, then=meanwhile)
+            # The agent runs the source: polled here, the source's ``changed`` is the agent's.
+            h.tasks.append(asyncio.create_task(agent.run()))
             if not first:
-                await h.all_watching()
-                pods = h.reflector("pods", SHADOW)
-                assert offloaded(h) == {ip("10.244.0.1"), ip("10.244.0.71"), ip("10.244.0.72")}
-                # Not watching while a-new comes: the relist, not a watch event, hands it over.
+                await polled(lambda: len(server.watchers) == len(h.source.reflectors))
+                await polled(lambda: agent.ready)
+                assert enforced() == {ip("10.244.0.1"), ip("10.244.0.71"), ip("10.244.0.72")}
+                server.fail_page("pods", status, selector=SHADOW, then=meanwhile)
+                # Not watching when a-new comes: the relist, not a watch event, hands it over.
                 server.drop_watches(partial=False)
                 server.create(shadow("a-new", "10.244.0.70"))
                 server.expire_watches()
             expected = {ip("10.244.0.1"), ip("10.244.0.72"), ip("10.244.0.79")}
-            await h.until(lambda: bool(seen_at_failure) and offloaded(h) == expected, "relisted")
-            fault.recovered(asyncio.get_running_loop().time() - failed_at)
             pods = h.reflector("pods", SHADOW)
-            # When the page failed, the source did not claim a list it had not finished: never
-            # synced on a first list, blind (not following the server) on a relist.
-            assert seen_at_failure == [(not first, False)]
+            await polled(
+                lambda: (
+                    bool(at_failure)
+                    and agent.ready
+                    and pods.blind_since is None
+                    and enforced() == expected
+                )
+            )
+            fault.recovered(asyncio.get_running_loop().time() - failed_at)
+            # When the page failed, the source did not claim the list it had not finished: on
+            # a first list, not synced and the agent not ready (fail-closed); on a relist, the
+            # selection blind (the agent keeps enforcing the last good state).
+            assert at_failure == [(not first, not first, False)]
             assert not server.page_faults, "the fault was not served"
-            await h.until(lambda: h.source.listed.is_set() and pods.blind_since is None, "synced")
-            assert offloaded(h) == expected
-            assert set(pods.store) == {
-                f"offloaded-c1/{name}" for name in ("n-keep", "p4", "z-late")
-            }, "the reflector's store is the server's"
+            assert offloaded(h) == expected == enforced()
+            assert set(pods.store) == {f"offloaded-c1/{n}" for n in ("n-keep", "p4", "z-late")}
 
     run(main())
+
+
+async def polled(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait until ``condition()`` holds, without touching the source's events (an agent waits
+    on them); the timeout guards against waiting for ever, it is no bound."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "the condition never held"
+        await asyncio.sleep(0.005)
 
 
 def test_a_restarted_api_server_with_lower_versions_forces_a_relist(

@@ -231,9 +231,11 @@ async def running(
     timeout_seconds: int = 300,
     quiet_timeout: float = 90.0,
     server: FakeApiServer | None = None,
+    run_source: bool = True,
 ) -> AsyncIterator[Harness]:
     """Objects created, then a source started on them (and synced, unless told not to wait).
-    ``server``: the fake to run (a subclass that injects faults), for the fake backend."""
+    ``server``: the fake to run (a subclass that injects faults), for the fake backend.
+    ``run_source=False``: the source is made, not run (an ``Agent`` the test starts runs it)."""
     settings = settings or KubeSettings()
     if settings.peer is None:
         # One source for every peer, as in the lab's gateways: a tunnel each. (On Liqo's one
@@ -265,16 +267,17 @@ async def running(
             quiet_timeout=quiet_timeout,
         )
         h = Harness(cluster, source, desired, fake)
-        task = asyncio.create_task(source.run())
-        h.tasks.append(task)
+        if run_source:
+            h.tasks.append(asyncio.create_task(source.run()))
         try:
-            if synced:
+            if synced and run_source:
                 await asyncio.wait_for(source.listed.wait(), TIMEOUT)
             yield h
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            for task in h.tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
     finally:
         if isinstance(cluster, RealCluster):
             await cluster.cleanup()
