@@ -66,13 +66,14 @@ def netns_cookie(sock: socket.socket) -> bytes | None:
         return None
 
 
-def own_port_ids(netns: bytes | None) -> dict[int, tuple[int, int]]:
+def own_port_ids(netns: bytes | None) -> dict[int, tuple[int, int, int]]:
     """The port ids of this process's bound ``NETLINK_NETFILTER`` sockets in the network
-    namespace of cookie ``netns`` (None: in any namespace), each with the descriptor and inode
-    it was found at. A socket that is closed meanwhile, or that cannot be duplicated (no
+    namespace of cookie ``netns`` (None: in any namespace, on a kernel before 5.14; the agent's
+    are all in its gateway's), each with the descriptor it was found at and its socket's device
+    and inode. A socket that is closed meanwhile, or that cannot be duplicated (no
     descriptor left), is left out: its commits then count as foreign, which costs a read-back,
     never a missed change."""
-    ports: dict[int, tuple[int, int]] = {}
+    ports: dict[int, tuple[int, int, int]] = {}
     try:
         fds = os.listdir("/proc/self/fd")
     except OSError:
@@ -92,15 +93,17 @@ def own_port_ids(netns: bytes | None) -> dict[int, tuple[int, int]]:
                 continue
             port = sock.getsockname()[0]
             if port:  # 0: not bound yet (libnftables' socket before its first request)
-                ports[port] = (fd, os.fstat(fd).st_ino)
+                found = os.fstat(sock.fileno())  # the same socket as ``fd`` when duplicated
+                ports[port] = (fd, found.st_dev, found.st_ino)
     return ports
 
 
-def _still_open(fd: int, inode: int) -> bool:
+def _still_open(fd: int, device: int, inode: int) -> bool:
     try:
-        return os.fstat(fd).st_ino == inode
+        found = os.fstat(fd)
     except OSError:
         return False
+    return found.st_ino == inode and found.st_dev == device
 
 
 class TableEvents:
