@@ -129,7 +129,7 @@ class LibNft:
 
     def _new_context(self) -> int:
         """A new libnftables context in the current namespace, its output buffered."""
-        ctx = self._lib.nft_ctx_new(_NFT_CTX_DEFAULT)
+        ctx: int | None = self._lib.nft_ctx_new(_NFT_CTX_DEFAULT)
         if not ctx:
             raise NftError(f"nft_ctx_new failed in namespace {self.netns or '(current)'}")
         # Unbuffered, libnftables would print to our stdout/stderr instead of returning text.
