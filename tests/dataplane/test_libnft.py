@@ -127,24 +127,11 @@ def test_missing_namespace_is_an_error() -> None:
         LibNft(f"pw-t-absent-{secrets.token_hex(4)}")
 
 
+_MALLINFO2 = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+
+
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            [
-                "arena",
-                "ordblks",
-                "smblks",
-                "hblks",
-                "hblkhd",
-                "usmblks",
-                "fsmblks",
-                "uordblks",
-                "fordblks",
-                "keepcost",
-            ]
-        )
-    ]
+    _fields_ = [(name, ctypes.c_size_t) for name in _MALLINFO2.split(" ")]
 
 
 def _malloc_in_use() -> int:
