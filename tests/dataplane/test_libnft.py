@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import resource
 import secrets
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -167,13 +170,45 @@ def test_no_cache_of_the_table_is_kept_after_a_listing_or_a_script(
         assert listed
         del listed
     assert _malloc_in_use() - before < 4 << 20
-    # The context made anew still acts on its namespace and reads the kernel's table.
+    # The context still acts on its namespace and reads the kernel's table.
     nft.run("add element inet pwbig s { 11.0.0.1 }\n")
     assert "11.0.0.1" in nft.list_text("list set inet pwbig s")
 
 
-def test_a_renewed_context_stays_in_its_namespace(nft: LibNft, netns: str) -> None:
-    nft.list_json("list tables")  # a listing: the context is made anew after it
-    nft.run("add table inet pwrenewed\nadd chain inet pwrenewed c\n")
-    assert "table inet pwrenewed" in nft_in(netns, "list", "tables")
-    assert "pwrenewed" not in root_tables()
+def test_after_a_listing_the_context_still_acts_in_its_namespace(nft: LibNft, netns: str) -> None:
+    nft.list_json("list tables")  # a listing: the cache is dropped after it
+    nft.run("add table inet pwafterlist\nadd chain inet pwafterlist c\n")
+    assert "table inet pwafterlist" in nft_in(netns, "list", "tables")
+    assert "pwafterlist" not in root_tables()
+
+
+NO_DESCRIPTOR_LEFT = """
+import os
+from peerwall.dataplane.nft import LibNft
+nft = LibNft()  # in the namespace already, as the agent: no namespace file to open
+nft.run("add table inet pwfds\\nadd chain inet pwfds c\\n")
+held = []
+try:
+    while True:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+print(len(nft.list_json("list table inet pwfds")["nftables"]), flush=True)
+nft.run("add chain inet pwfds d\\nadd chain inet pwfds e\\n")
+print("ok", flush=True)
+"""
+
+
+def test_a_listing_with_no_descriptor_left_does_not_end_the_process(netns: str) -> None:
+    # Dropping the cache must not open anything: libnftables exits the process when it cannot
+    # open a netlink socket (a new context would), and an agent out of descriptors must go on
+    # enforcing (tests/faults/test_side_files.py).
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", NO_DESCRIPTOR_LEFT],
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "ok"]  # metainfo, table, chain

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from peerwall import nsenter
 from peerwall.dataplane.netlink import NetlinkSets
-from peerwall.errors import LabError, NftError
+from peerwall.errors import NftError
 from peerwall.nft.netlink import SetEdit
 from peerwall.nft.transaction import Transaction
 
@@ -67,6 +67,8 @@ def _load(name: str) -> ctypes.CDLL:
         ("nft_ctx_free", [ctx], None),
         ("nft_ctx_buffer_output", [ctx], ctypes.c_int),
         ("nft_ctx_buffer_error", [ctx], ctypes.c_int),
+        ("nft_ctx_unbuffer_output", [ctx], ctypes.c_int),
+        ("nft_ctx_unbuffer_error", [ctx], ctypes.c_int),
         ("nft_ctx_output_get_flags", [ctx], ctypes.c_uint),
         ("nft_ctx_output_set_flags", [ctx, ctypes.c_uint], None),
         ("nft_run_cmd_from_buffer", [ctx, text], ctypes.c_int),
@@ -112,7 +114,9 @@ class LibNft:
         self.netns = netns
         self._lib = _load(LIBRARY)
         with nsenter.entered(netns):
-            ctx = self._new_context()
+            ctx = self._lib.nft_ctx_new(_NFT_CTX_DEFAULT)
+            if not ctx:
+                raise NftError(f"nft_ctx_new failed in namespace {netns or '(current)'}")
             # Made here, in the same namespace as the context; it stays there for life.
             try:
                 self._sets = NetlinkSets()
@@ -121,42 +125,33 @@ class LibNft:
                 raise
         self._ctx: int | None = ctx
         self._free = weakref.finalize(self, self._lib.nft_ctx_free, ctx)
+        # Unbuffered, libnftables would print to our stdout/stderr instead of returning text.
+        if self._lib.nft_ctx_buffer_output(ctx) != 0 or self._lib.nft_ctx_buffer_error(ctx) != 0:
+            self.close()
+            raise NftError("libnftables could not buffer its output")
         flags = self._lib.nft_ctx_output_get_flags(ctx)
         self._base_flags = flags & ~(OUTPUT_JSON | OUTPUT_STATELESS)
         self._lock = threading.Lock()
-        self.renewals = 0
-        """How many times the context was replaced to free libnftables' cache (``_renew``)."""
 
-    def _new_context(self) -> int:
-        """A new libnftables context in the current namespace, its output buffered."""
-        ctx: int | None = self._lib.nft_ctx_new(_NFT_CTX_DEFAULT)
-        if not ctx:
-            raise NftError(f"nft_ctx_new failed in namespace {self.netns or '(current)'}")
-        # Unbuffered, libnftables would print to our stdout/stderr instead of returning text.
+    def _drop_cache(self, ctx: int) -> None:
+        """Free libnftables' cache and output buffer (the lock held). libnftables keeps the
+        objects of its last command in the context until a later command needs others, and
+        nearly every listing (``list table``, ``list chain``, even ``list tables``) and every
+        table script caches the whole table with its elements: ~75-80 MiB at 220,000 elements
+        (libnftables 1.0.6, measured), kept for good after a read-back or a whole-table write
+        (issue 21: memory per enforced address). Its API has no call to drop the cache, but a
+        listing drops it and fetches only what that listing shows: ``list flowtables`` (peerwall
+        has none), a few hundred bytes. Not a new context: ``nft_ctx_new`` exits the process
+        when it cannot open its netlink socket (no descriptor left). The output buffer, grown
+        to the largest listing (~16 MiB), is freed by unbuffering and buffering again."""
+        self._lib.nft_ctx_output_set_flags(ctx, self._base_flags)
+        self._lib.nft_run_cmd_from_buffer(ctx, b"list flowtables")
+        # Unbuffering frees the buffers (nothing of this listing is read); buffered again at
+        # once, as made in __init__.
+        self._lib.nft_ctx_unbuffer_output(ctx)
+        self._lib.nft_ctx_unbuffer_error(ctx)
         if self._lib.nft_ctx_buffer_output(ctx) != 0 or self._lib.nft_ctx_buffer_error(ctx) != 0:
-            self._lib.nft_ctx_free(ctx)
             raise NftError("libnftables could not buffer its output")
-        return ctx
-
-    def _renew(self) -> None:
-        """Replace the context by a new one in the same namespace (the lock held), freeing
-        libnftables' cache. libnftables keeps the objects of its last command in the context
-        until a later command needs others, and nearly every listing (``list table``, ``list
-        chain``, even ``list tables``) and every table script caches the whole table with its
-        elements: ~75-80 MiB at 220,000 elements (libnftables 1.0.6, measured), kept for good
-        after a read-back or a whole-table write (issue 21: memory per enforced address). Its
-        API has no call to drop the cache; freeing the context drops it (~0.01 ms). Nothing
-        reads the cache again: every later command checks the ruleset's generation and fetches
-        what it needs. A new context that cannot be made (the namespace gone) leaves the old."""
-        try:
-            with nsenter.entered(self.netns):
-                ctx = self._new_context()
-        except (NftError, LabError, OSError):
-            return
-        self._free()
-        self._ctx = ctx
-        self._free = weakref.finalize(self, self._lib.nft_ctx_free, ctx)
-        self.renewals += 1
 
     def close(self) -> None:
         """Free the context; further calls raise ``NftError``. Safe to call twice."""
@@ -180,13 +175,13 @@ class LibNft:
         # in a script of a thousand lines. A one-command script (a pod event) goes through the
         # buffer: its error quotes the only line there is, and the memfd would be 15-25% of it.
         if script.count("\n") <= 1:
-            self._command(script, 0, renew=False)
+            self._command(script, 0, drop=False)
             return
         try:
             fd = os.memfd_create("peerwall-nft", os.MFD_CLOEXEC)
         except OSError:
             # No descriptor left (EMFILE): the buffer needs none; only its errors say less.
-            self._command(script, 0, renew=True)
+            self._command(script, 0, drop=True)
             return
         try:
             data = memoryview(script.encode())
@@ -208,7 +203,7 @@ class LibNft:
             self.run(tx.script)
 
     def list_json(self, command: str) -> dict[str, Any]:
-        out = self._command(command, OUTPUT_JSON, renew=True)
+        out = self._command(command, OUTPUT_JSON, drop=True)
         try:
             doc = json.loads(out)
         except json.JSONDecodeError as e:
@@ -223,16 +218,16 @@ class LibNft:
         self._sets.edit(family, table, edits)
 
     def list_text(self, command: str) -> str:
-        return self._command(command, OUTPUT_STATELESS, renew=True)
+        return self._command(command, OUTPUT_STATELESS, drop=True)
 
-    def _command(self, command: str, flags: int, renew: bool) -> str:
+    def _command(self, command: str, flags: int, drop: bool) -> str:
         return self._call(
-            flags, lambda ctx: self._lib.nft_run_cmd_from_buffer(ctx, command.encode()), renew
+            flags, lambda ctx: self._lib.nft_run_cmd_from_buffer(ctx, command.encode()), drop
         )
 
-    def _call(self, flags: int, call: Callable[[int], int], renew: bool) -> str:
+    def _call(self, flags: int, call: Callable[[int], int], drop: bool) -> str:
         """Run ``call(ctx)`` with output ``flags``; return the output, or raise the error text.
-        ``renew``: then free libnftables' cache (``_renew``), before the caller parses the
+        ``drop``: then free libnftables' cache (``_drop_cache``), before the caller parses the
         output, so that the two are never held at once."""
         with self._lock:
             ctx = self._ctx
@@ -245,8 +240,8 @@ class LibNft:
             # Read both buffers every time: reading is what rewinds them for the next command.
             out = (self._lib.nft_ctx_get_output_buffer(ctx) or b"").decode()
             err = (self._lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
-            if renew:
-                self._renew()
+            if drop:
+                self._drop_cache(ctx)
         if rc != 0:
             raise NftError(err.strip() or f"libnftables failed (rc={rc}) without a message")
         return out
