@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import resource
 import secrets
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -124,3 +128,87 @@ def test_missing_library_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
 def test_missing_namespace_is_an_error() -> None:
     with pytest.raises(LabError, match="does not exist"):
         LibNft(f"pw-t-absent-{secrets.token_hex(4)}")
+
+
+_MALLINFO2 = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in _MALLINFO2.split(" ")]
+
+
+def _malloc_in_use() -> int:
+    """Bytes the C heap has handed out and not had back (glibc's ``mallinfo2``), all threads."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
+def _big_table(nft: LibNft, n: int) -> None:
+    addresses = ",\n".join(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(n))
+    nft.run(
+        "table inet pwbig {\n set s {\n type ipv4_addr\n"
+        f" elements = {{ {addresses} }}\n }}\n chain c {{\n ip saddr @s accept\n }}\n}}\n"
+    )
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="needs glibc >= 2.33")
+@pytest.mark.parametrize(
+    "command", ["list table inet pwbig", "list chain inet pwbig c", "list tables", None]
+)
+def test_no_cache_of_the_table_is_kept_after_a_listing_or_a_script(
+    nft: LibNft, command: str | None
+) -> None:
+    # libnftables caches the whole table, elements included, for nearly any listing and for a
+    # table script, and keeps it in the context until a later command needs another: 50,000
+    # elements are ~17 MiB of C heap held for good (issue 21). None: the script alone.
+    before = _malloc_in_use()
+    _big_table(nft, 50_000)
+    if command is not None:
+        listed = nft.list_json(command) if "chain" in command else nft.list_text(command)
+        assert listed
+        del listed
+    assert _malloc_in_use() - before < 4 << 20
+    # The context still acts on its namespace and reads the kernel's table.
+    nft.run("add element inet pwbig s { 11.0.0.1 }\n")
+    assert "11.0.0.1" in nft.list_text("list set inet pwbig s")
+
+
+def test_after_a_listing_the_context_still_acts_in_its_namespace(nft: LibNft, netns: str) -> None:
+    nft.list_json("list tables")  # a listing: the cache is dropped after it
+    nft.run("add table inet pwafterlist\nadd chain inet pwafterlist c\n")
+    assert "table inet pwafterlist" in nft_in(netns, "list", "tables")
+    assert "pwafterlist" not in root_tables()
+
+
+NO_DESCRIPTOR_LEFT = """
+import os
+from peerwall.dataplane.nft import LibNft
+nft = LibNft()  # in the namespace already, as the agent: no namespace file to open
+nft.run("add table inet pwfds\\nadd chain inet pwfds c\\n")
+held = []
+try:
+    while True:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+print(len(nft.list_json("list table inet pwfds")["nftables"]), flush=True)
+nft.run("add chain inet pwfds d\\nadd chain inet pwfds e\\n")
+print("ok", flush=True)
+"""
+
+
+def test_a_listing_with_no_descriptor_left_does_not_end_the_process(netns: str) -> None:
+    # Dropping the cache must not open anything: libnftables exits the process when it cannot
+    # open a netlink socket (a new context would), and an agent out of descriptors must go on
+    # enforcing (tests/faults/test_side_files.py).
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", NO_DESCRIPTOR_LEFT],
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "ok"]  # metainfo, table, chain

@@ -199,12 +199,14 @@ class Agent:
             self.source.changed.clear()
             await self._drain()
             async with self._lock:
-                step = await self.step()
+                # Not the step itself: kept over the wait for the next event, a whole-table
+                # step would keep the snapshot it wrote, every address twice (issue 21).
+                failed = (await self.step()).kind is StepKind.FAILED
             # A refused step is retried whole at once (what it would have narrowed stays open
             # until then); a whole table refused too is retried with backoff, so that a table
             # the kernel keeps refusing (another process holds it) costs a retry now and then,
             # not a busy loop.
-            refused = refused + 1 if step.kind is StepKind.FAILED else 0
+            refused = refused + 1 if failed else 0
             if refused > 1:
                 await asyncio.sleep(min(0.05 * 2 ** (refused - 2), 5.0))
 
@@ -272,21 +274,27 @@ class Agent:
                 # The group was busy (a previous agent not yet gone): try again.
                 self._listen_for_drops()
             async with self._lock:
-                if not self.ready:
-                    continue
-                state = self.desired.snapshot()
-                try:
-                    found = await asyncio.to_thread(self.enforcer.repair, state)
-                    if found:
-                        self.metrics.repairs.inc()
-                        cleared = await asyncio.to_thread(self.enforcer.clear_flows, state)
-                        self.metrics.flows.inc(cleared)
-                except Exception:  # a check must never stop enforcement: the next one retries
-                    log.exception("the check of the live table failed; retrying at the next one")
-                    continue
-                if self.enforcer.table.counts.guard is None:
-                    self.metrics.last_sync.set(time.time())
-                self._write_status()
+                await self._check()
+
+    async def _check(self) -> None:
+        """Read the table back and repair it (the lock held). A method of its own so that the
+        snapshot it compares with goes when it returns: a local of the loop above would be
+        kept over the wait for the next check, every address twice (issue 21)."""
+        if not self.ready:
+            return
+        state = self.desired.snapshot()
+        try:
+            found = await asyncio.to_thread(self.enforcer.repair, state)
+            if found:
+                self.metrics.repairs.inc()
+                cleared = await asyncio.to_thread(self.enforcer.clear_flows, state)
+                self.metrics.flows.inc(cleared)
+        except Exception:  # a check must never stop enforcement: the next one retries
+            log.exception("the check of the live table failed; retrying at the next one")
+            return
+        if self.enforcer.table.counts.guard is None:
+            self.metrics.last_sync.set(time.time())
+        self._write_status()
 
     def _table_changed(self) -> None:
         """Another process changed the table: read it back now, not at the next resync."""

@@ -67,6 +67,8 @@ def _load(name: str) -> ctypes.CDLL:
         ("nft_ctx_free", [ctx], None),
         ("nft_ctx_buffer_output", [ctx], ctypes.c_int),
         ("nft_ctx_buffer_error", [ctx], ctypes.c_int),
+        ("nft_ctx_unbuffer_output", [ctx], ctypes.c_int),
+        ("nft_ctx_unbuffer_error", [ctx], ctypes.c_int),
         ("nft_ctx_output_get_flags", [ctx], ctypes.c_uint),
         ("nft_ctx_output_set_flags", [ctx, ctypes.c_uint], None),
         ("nft_run_cmd_from_buffer", [ctx, text], ctypes.c_int),
@@ -131,6 +133,26 @@ class LibNft:
         self._base_flags = flags & ~(OUTPUT_JSON | OUTPUT_STATELESS)
         self._lock = threading.Lock()
 
+    def _drop_cache(self, ctx: int) -> None:
+        """Free libnftables' cache and output buffer (the lock held). libnftables keeps the
+        objects of its last command in the context until a later command needs others, and
+        nearly every listing (``list table``, ``list chain``, even ``list tables``) and every
+        table script caches the whole table with its elements: ~75-80 MiB at 220,000 elements
+        (libnftables 1.0.6, measured), kept for good after a read-back or a whole-table write
+        (issue 21: memory per enforced address). Its API has no call to drop the cache, but a
+        listing drops it and fetches only what that listing shows: ``list flowtables`` (peerwall
+        has none), a few hundred bytes. Not a new context: ``nft_ctx_new`` exits the process
+        when it cannot open its netlink socket (no descriptor left). The output buffer, grown
+        to the largest listing (~16 MiB), is freed by unbuffering and buffering again."""
+        self._lib.nft_ctx_output_set_flags(ctx, self._base_flags)
+        self._lib.nft_run_cmd_from_buffer(ctx, b"list flowtables")
+        # Unbuffering frees the buffers (nothing of this listing is read); buffered again at
+        # once, as made in __init__.
+        self._lib.nft_ctx_unbuffer_output(ctx)
+        self._lib.nft_ctx_unbuffer_error(ctx)
+        if self._lib.nft_ctx_buffer_output(ctx) != 0 or self._lib.nft_ctx_buffer_error(ctx) != 0:
+            raise NftError("libnftables could not buffer its output")
+
     def close(self) -> None:
         """Free the context; further calls raise ``NftError``. Safe to call twice."""
         self._ctx = None
@@ -153,13 +175,13 @@ class LibNft:
         # in a script of a thousand lines. A one-command script (a pod event) goes through the
         # buffer: its error quotes the only line there is, and the memfd would be 15-25% of it.
         if script.count("\n") <= 1:
-            self._command(script, 0)
+            self._command(script, 0, drop=False)
             return
         try:
             fd = os.memfd_create("peerwall-nft", os.MFD_CLOEXEC)
         except OSError:
             # No descriptor left (EMFILE): the buffer needs none; only its errors say less.
-            self._command(script, 0)
+            self._command(script, 0, drop=True)
             return
         try:
             data = memoryview(script.encode())
@@ -167,7 +189,9 @@ class LibNft:
                 data = data[os.write(fd, data) :]
             path = f"/proc/self/fd/{fd}"
             try:
-                self._call(0, lambda ctx: self._lib.nft_run_cmd_from_filename(ctx, path.encode()))
+                self._call(
+                    0, lambda ctx: self._lib.nft_run_cmd_from_filename(ctx, path.encode()), True
+                )
             except NftError as e:
                 raise NftError(str(e).replace(path, "script")) from None
         finally:
@@ -179,7 +203,7 @@ class LibNft:
             self.run(tx.script)
 
     def list_json(self, command: str) -> dict[str, Any]:
-        out = self._command(command, OUTPUT_JSON)
+        out = self._command(command, OUTPUT_JSON, drop=True)
         try:
             doc = json.loads(out)
         except json.JSONDecodeError as e:
@@ -194,15 +218,17 @@ class LibNft:
         self._sets.edit(family, table, edits)
 
     def list_text(self, command: str) -> str:
-        return self._command(command, OUTPUT_STATELESS)
+        return self._command(command, OUTPUT_STATELESS, drop=True)
 
-    def _command(self, command: str, flags: int) -> str:
+    def _command(self, command: str, flags: int, drop: bool) -> str:
         return self._call(
-            flags, lambda ctx: self._lib.nft_run_cmd_from_buffer(ctx, command.encode())
+            flags, lambda ctx: self._lib.nft_run_cmd_from_buffer(ctx, command.encode()), drop
         )
 
-    def _call(self, flags: int, call: Callable[[int], int]) -> str:
-        """Run ``call(ctx)`` with output ``flags``; return the output, or raise the error text."""
+    def _call(self, flags: int, call: Callable[[int], int], drop: bool) -> str:
+        """Run ``call(ctx)`` with output ``flags``; return the output, or raise the error text.
+        ``drop``: then free libnftables' cache (``_drop_cache``), before the caller parses the
+        output, so that the two are never held at once."""
         with self._lock:
             ctx = self._ctx
             if ctx is None:
@@ -214,6 +240,8 @@ class LibNft:
             # Read both buffers every time: reading is what rewinds them for the next command.
             out = (self._lib.nft_ctx_get_output_buffer(ctx) or b"").decode()
             err = (self._lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
+            if drop:
+                self._drop_cache(ctx)
         if rc != 0:
             raise NftError(err.strip() or f"libnftables failed (rc={rc}) without a message")
         return out

@@ -46,6 +46,7 @@ from peerwall.agent.kube.client import (
     StreamBroken,
     TooLarge,
 )
+from peerwall.agent.kube.held import Held, pack, unpack, version
 from peerwall.agent.kube.objects import key_of
 from peerwall.agent.kube.shape import kept
 from peerwall.liqo import Kind
@@ -100,12 +101,8 @@ class Silent(StreamBroken):
     """No event nor bookmark for longer than the quiet timeout: the stream hangs."""
 
 
-Held = tuple[str, str | None]
-"""What the reflector keeps of an object it holds: its resourceVersion and uid."""
-
-
 def _held(obj: dict[str, Any]) -> Held:
-    return _rv(obj), obj.get("metadata", {}).get("uid")
+    return pack(_rv(obj), obj.get("metadata", {}).get("uid"))
 
 
 def _skeleton(key: str) -> dict[str, Any]:
@@ -118,7 +115,7 @@ def _skeleton(key: str) -> dict[str, Any]:
 
 def _newer_history(held: Held, now: dict[str, Any]) -> str | None:
     """Why ``now`` cannot follow ``held`` in one history (None if it can)."""
-    (a, uid_a), (b, uid_b) = held, _held(now)
+    (a, uid_a), (b, uid_b) = unpack(held), (_rv(now), now.get("metadata", {}).get("uid"))
     if a.isdigit() and b.isdigit() and int(b) < int(a):
         return f"{key_of(now)} went back from resourceVersion {a} to {b}"
     if uid_a and uid_b and uid_a != uid_b:
@@ -134,8 +131,8 @@ class Reflector:
     Objects are handed over as ``shape.kept`` makes them: only the fields the join reads. The
     reflector itself keeps no object, only ``store``: key -> (resourceVersion, uid), what
     a relist diffs and a new history is told by, as client-go's reflector needs only its
-    store's keys and versions (the join keeps what it derives; issue 21: the agent's memory per
-    enforced address)."""
+    store's keys and versions, packed in one object each (``held.pack``; the join keeps what it
+    derives; issue 21: the agent's memory per enforced address)."""
 
     def __init__(
         self,
@@ -324,8 +321,8 @@ class Reflector:
                         o = objects.pop()
                         k = key_of(o)
                         self._fresh[k] = now = _held(o)
-                        held = self.store.get(k)
-                        if self._new_history or held is None or held[0] != now[0]:
+                        had = self.store.get(k)
+                        if self._new_history or had is None or version(had) != version(now):
                             self._changed += 1
                             self._call(self.on_apply, o)
         except BaseException:
