@@ -119,13 +119,27 @@ def _settled_links(names: list[str]) -> dict[str, list[dict[str, Any]]]:
         time.sleep(0.01)
 
 
+def neighbours_resolved_by_arp(prefix: str) -> dict[str, list[dict[str, Any]]]:
+    """The IPv4 neighbour entries of a running lab that are not its permanent ones, by
+    namespace (only those that have any)."""
+    out = {}
+    for ns in list_namespaces(prefix):
+        found = [
+            n for n in _ip_json(ns, "-4", "neigh", "show") if "PERMANENT" not in n.get("state", [])
+        ]
+        if found:
+            out[ns] = found
+    return out
+
+
 def snapshot(prefix: str) -> dict[str, dict[str, object]]:
     """A running lab's wiring as the kernel has it, comparable between labs of different names
     (the lab prefix is cut from every namespace name). Per namespace: each link's flags, MTU,
     state and veth peer (as namespace and interface name, not the indexes that differ between
-    builds), the IPv4 addresses and the IPv4 routes of every table, the gateway sysctls, and the
-    text of the ``pw-kube`` and ``pw-cni`` tables. IPv6 is left out: its link-local addresses
-    come from random MACs and appear only after duplicate address detection."""
+    builds) and MAC, the IPv4 addresses, the IPv4 routes of every table, the permanent IPv4
+    neighbour entries, the gateway sysctls, and the text of the ``pw-kube`` and ``pw-cni``
+    tables. IPv6 is left out: its link-local addresses appear only after duplicate address
+    detection."""
     names = list_namespaces(prefix)
 
     def short(ns: str | None) -> str | None:
@@ -149,6 +163,7 @@ def snapshot(prefix: str) -> dict[str, dict[str, object]]:
                 "mtu": i["mtu"],
                 "operstate": i["operstate"],
                 "peer": peer,
+                "mac": i.get("address"),
             }
         addresses = sorted(
             (
@@ -161,6 +176,10 @@ def snapshot(prefix: str) -> dict[str, dict[str, object]]:
         routes = sorted(
             json.dumps(r, sort_keys=True)
             for r in _ip_json(ns, "-4", "route", "show", "table", "all")
+        )
+        neighbours = sorted(
+            (n["dev"], n["dst"], n.get("lladdr"))
+            for n in _ip_json(ns, "-4", "neigh", "show", "nud", "permanent")
         )
         sysctls = {}
         with entered(ns):
@@ -178,6 +197,7 @@ def snapshot(prefix: str) -> dict[str, dict[str, object]]:
             "links": interfaces,
             "addresses": addresses,
             "routes": routes,
+            "neighbours": neighbours,
             "sysctls": sysctls,
             "tables": tables,
         }

@@ -83,9 +83,10 @@ class ProbeSettings:
     """Connection attempts in flight at once."""
     confirm: float | None = None
     """Seconds the retry of an unanswered attempt gets (silence, no identity line in time, no
-    neighbour) before the target counts as blocked; default twice ``timeout`` (at most
-    ``MAX_PROBE_TIMEOUT``). Under CPU load an answer can come late: only a silence that lasts
-    the longer wait too is a block."""
+    neighbour) before the target counts as blocked; default ``timeout`` again. Under CPU load an
+    answer can come late, or a first packet be lost (a neighbour table full): only a silence
+    that lasts through a second attempt on a fresh SYN is a block. Every run with a denied cell
+    waits ``timeout + confirm``."""
 
     def __post_init__(self) -> None:
         for name in ("timeout", "confirm"):
@@ -102,10 +103,8 @@ class ProbeSettings:
 
     @property
     def confirm_timeout(self) -> float:
-        """``confirm``, or its default: twice ``timeout``."""
-        return (
-            self.confirm if self.confirm is not None else min(2 * self.timeout, MAX_PROBE_TIMEOUT)
-        )
+        """``confirm``, or its default: ``timeout``."""
+        return self.confirm if self.confirm is not None else self.timeout
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,9 @@ def killed_and_back(plan: LabPlan, watch_fault: FaultRecord, kill: object) -> No
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # Gone, before the open (FileNotFoundError) or between the open and the read
+        # (ProcessLookupError: seen on 6 workers, the supervisor reaping it meanwhile).
         return True
 
 

@@ -25,8 +25,8 @@ from peerwall.model import SecurityMode
 from peerwall.settings import LabSettings
 
 # 116,512 probes of 0.5 s per table, run beside the rest of the suite: an answer that the load
-# made late is not a wrong cell, because the prober retries what met silence with twice the
-# timeout before it counts as blocked (peerwall.probe.netns_prober.run_probes, confirm).
+# made late is not a wrong cell, because the prober retries what met silence, with a fresh SYN,
+# before it counts as blocked (peerwall.probe.netns_prober.run_probes, confirm).
 pytestmark = pytest.mark.lab
 
 

@@ -25,16 +25,20 @@ from hypothesis import given
 
 from hostile import connect, echo_server, roundtrip
 from hypothesis_profiles import budget
-from labkit import LabUp, differences, snapshot, topology_of
+from labkit import LabUp, differences, neighbours_resolved_by_arp, snapshot, topology_of
 from peerwall.errors import LabError
 from peerwall.lab import build as labs
 from peerwall.lab.build import apply_modes
 from peerwall.lab.plan import LabPlan
 from peerwall.lab.probing import observe_lab
 from peerwall.lab.wiring import (
+    A_MAC,
+    B_MAC,
     Address,
     Changes,
     End,
+    Neighbour,
+    Netns,
     Role,
     Route,
     Steps,
@@ -199,15 +203,25 @@ class Kernel:
     def __init__(self, w: Wiring) -> None:
         self.namespaces = {n.name for n in w.namespaces}
         self.peer: dict[End, End] = {}
+        self.mac: dict[End, str] = {}
         for v in w.veths:
             self.peer[v.a], self.peer[v.b] = v.b, v.a
+            self.mac[v.a], self.mac[v.b] = A_MAC, B_MAC
         self.addresses = set(w.addresses)
         self.routes = {r.key: r for r in w.routes}
         self.sysctls = {(s.ns, s.key): s.value for s in w.sysctls}
+        self.neighbours = {(n.end, n.ip): n.mac for n in w.neighbours}
 
     def state(self) -> tuple[object, ...]:
         veths = {frozenset((a, b)) for a, b in self.peer.items()}
-        return (self.namespaces, veths, self.addresses, self.routes, self.sysctls)
+        return (
+            self.namespaces,
+            veths,
+            self.addresses,
+            self.routes,
+            self.sysctls,
+            self.neighbours,
+        )
 
     @staticmethod
     def of(w: Wiring) -> tuple[object, ...]:
@@ -216,6 +230,7 @@ class Kernel:
     def _drop_end(self, e: End) -> None:
         self.addresses = {a for a in self.addresses if a.end != e}
         self.routes = {k: r for k, r in self.routes.items() if End(r.ns, r.dev or "") != e}
+        self.neighbours = {k: m for k, m in self.neighbours.items() if k[0] != e}
 
     def _on_link(self, ns: str, dev: str, via: str) -> bool:
         ip = IPv4Address(via)
@@ -231,10 +246,12 @@ class Kernel:
         assert ns in self.namespaces, f"{line!r}: no namespace {ns}"
         w = line.split()
         if w[:2] == ["link", "add"]:
-            a, b = End(ns, w[3]), End(w[10], w[8])
+            # link add name A address MAC type veth peer name B address MAC netns NS
+            a, b = End(ns, w[3]), End(w[14], w[10])
             assert b.ns in self.namespaces, f"{line!r}: no namespace {b.ns}"
             assert a not in self.peer and b not in self.peer, f"{line!r}: exists"
             self.peer[a], self.peer[b] = b, a
+            self.mac[a], self.mac[b] = w[5], w[12]
         elif w[:2] == ["link", "del"]:
             e = End(ns, w[2])
             assert e in self.peer, f"{line!r}: no such link in {ns}"
@@ -242,6 +259,16 @@ class Kernel:
             del self.peer[other]
             self._drop_end(e)
             self._drop_end(other)
+        elif w[:2] == ["neigh", "replace"]:
+            # neigh replace IP lladdr MAC dev IF nud permanent
+            e = End(ns, w[6])
+            assert e in self.peer, f"{line!r}: no such link in {ns}"
+            assert w[4] == self.mac[self.peer[e]], f"{line!r}: not the MAC of the other end"
+            self.neighbours[(e, w[2])] = w[4]
+        elif w[:2] == ["neigh", "del"]:
+            key = (End(ns, w[4]), w[2])
+            assert key in self.neighbours, f"{line!r} in {ns}: no such entry"
+            del self.neighbours[key]
         elif w[:2] == ["link", "set"]:
             assert w[2] == "lo" or End(ns, w[2]) in self.peer, f"{line!r}: no such link"
         elif w[0] == "addr":
@@ -292,6 +319,7 @@ class Kernel:
             self.addresses = {a for a in self.addresses if a.ns != ns}
             self.routes = {k: r for k, r in self.routes.items() if r.ns != ns}
             self.sysctls = {k: v for k, v in self.sysctls.items() if k[0] != ns}
+            self.neighbours = {k: m for k, m in self.neighbours.items() if k[0].ns != ns}
         for n in steps.create_namespaces:
             assert n.name not in self.namespaces, f"{n.name} exists"
             self.namespaces.add(n.name)
@@ -422,6 +450,41 @@ def test_a_peering_added_first_readdresses_the_tunnels_after_it() -> None:
     assert not steps.delete_namespaces and not steps.create_namespaces
 
 
+def test_every_next_hop_has_a_permanent_neighbour_entry() -> None:
+    """Every address a namespace sends to on a link (a route's next hop, a pod's /32) has a
+    permanent entry, none left to ARP and the machine's one neighbour table (the rewiring model,
+    ``Kernel``, checks each entry's MAC is the other end's)."""
+    plan = plan_of(edited(base(), peer_c2_c3_first))
+    w = wiring(plan)
+    entries = {(n.ns, n.ifname, n.ip) for n in w.neighbours}
+    hops = 0
+    for r in w.routes:
+        words = r.text.split()
+        if "via" in words:
+            hop = words[words.index("via") + 1]
+        elif r.dst.endswith("/32") and r.dev:
+            hop = r.dst.removesuffix("/32")
+        else:
+            continue
+        assert (r.ns, r.dev, hop) in entries, r
+        hops += 1
+    assert hops > len(plan.topology.pods)
+    rewired(None, w)
+
+
+def test_an_entry_on_an_interface_that_lost_its_last_address_is_set_again() -> None:
+    """Linux flushes an interface's neighbour entries with its last IPv4 address (as its
+    routes): an entry that stays is set again."""
+    ns = (Netns("pw-x-a", Role.GATEWAY), Netns("pw-x-b", Role.GATEWAY))
+    veth = Veth(End("pw-x-a", "t"), End("pw-x-b", "t"))
+    entry = Neighbour("pw-x-a", "t", "10.0.0.2", B_MAC)
+    b_end = Address("pw-x-b", "t", "10.0.0.2/29")
+    old = Wiring(ns, (veth,), (Address("pw-x-a", "t", "10.0.0.1/29"), b_end), neighbours=(entry,))
+    new = Wiring(ns, (veth,), (Address("pw-x-a", "t", "10.0.0.3/29"), b_end), neighbours=(entry,))
+    steps = rewired(old, new)
+    assert steps.set_neighbours == (entry,) and not steps.remove_neighbours
+
+
 def test_moving_a_pod_recreates_only_its_namespace() -> None:
     old = edited(base(), offload_to_c3)
     steps, new = steps_for(old, move_web2_to_c3)
@@ -540,6 +603,9 @@ def probed_equal(plan: LabPlan, mode: SecurityMode) -> None:
         f"{observed.cells[(m.source, m.destination)].detail()}"
         for m in wrong.mismatches()
     ]
+    # Every neighbour the probes needed was one of the lab's permanent entries: none was left
+    # to ARP and the machine's one neighbour table (lab/wiring.py).
+    assert not neighbours_resolved_by_arp(plan.prefix)
 
 
 # (edit, namespaces added, removed, recreated, probe afterwards)

@@ -13,13 +13,19 @@ from peerwall.model.addressing import REMAP_POOLS, _Taken
 
 
 def first_fit(size: int, avoid: list[IPv4Network]) -> IPv4Network | None:
-    """The previous allocator: each pool's candidates in order, checked against all."""
+    """The previous allocator: each pool's candidates in order, checked against all. (The
+    same scan on integer ranges, first and last address: ``IPv4Network.subnets`` and
+    ``overlaps`` made it 10 of this test's 14 s.)"""
+    taken = [(int(a.network_address), int(a.broadcast_address)) for a in avoid]
+    span = 1 << (32 - size)
     for pool in REMAP_POOLS:
         if size < pool.prefixlen:
             continue
-        for candidate in pool.subnets(new_prefix=size):
-            if not any(candidate.overlaps(a) for a in avoid):
-                return candidate
+        start = int(pool.network_address)
+        for first in range(start, start + pool.num_addresses, span):
+            last = first + span - 1
+            if not any(first <= hi and lo <= last for lo, hi in taken):
+                return IPv4Network((first, size))
     return None
 
 

@@ -131,8 +131,9 @@ assert fd_budget(listeners=10, wanted=50) == 50
     assert done.returncode == 0, done.stderr
 
 
-def test_the_retry_of_an_unanswered_probe_waits_twice_the_timeout_unless_told() -> None:
-    assert ProbeSettings(timeout=0.5).confirm_timeout == 1.0
+def test_the_retry_of_an_unanswered_probe_waits_the_timeout_again_unless_told() -> None:
+    assert ProbeSettings(timeout=0.5).confirm_timeout == 0.5
+    assert ProbeSettings().confirm_timeout == ProbeSettings().timeout == 1.0
     assert ProbeSettings(timeout=0.5, confirm=3).confirm_timeout == 3
     assert ProbeSettings(timeout=MAX_PROBE_TIMEOUT).confirm_timeout == MAX_PROBE_TIMEOUT
     with pytest.raises(ValueError, match="confirm must be a number of seconds"):

@@ -81,7 +81,7 @@ Timeout = Annotated[
     float,
     typer.Option(
         "--timeout",
-        help=f"Seconds before a connection attempt counts as blocked (0 < T <= {MAX_PROBE_TIMEOUT:g}).",
+        help=f"Seconds a connection attempt may take; one met by silence is tried once more for as long before it counts as blocked (0 < T <= {MAX_PROBE_TIMEOUT:g}).",
         callback=_check_timeout,
     ),
 ]

@@ -165,7 +165,12 @@ def liqo_wiring(plan: LabPlan) -> Wiring:
             sysctls += [
                 Sysctl(ns, "net.ipv4.fib_multipath_hash_policy", "1") for ns in (s_ns, c_ns)
             ]
-    return Wiring(tuple(ns), tuple(veths), tuple(addresses), tuple(routes), tuple(sysctls))
+    # The simple shape's permanent neighbour entries of the links kept (pods, API servers,
+    # uplinks); the gateways' own links resolve by ARP.
+    neighbours = tuple(n for n in base.neighbours if n.end not in gone)
+    return Wiring(
+        tuple(ns), tuple(veths), tuple(addresses), tuple(routes), tuple(sysctls), neighbours
+    )
 
 
 def tunnel_name(i: int) -> str:

@@ -1,7 +1,7 @@
 """A lab's wiring as data, and the steps that turn one wiring into another. Pure: no I/O.
 
-``wiring(plan)`` is every namespace, veth pair, address, route and gateway sysctl a lab built for
-``plan`` has. ``rewire_steps(old, new)`` is what turns a running lab wired as ``old`` into one
+``wiring(plan)`` is every namespace, veth pair, address, route, neighbour entry and gateway sysctl
+a lab built for ``plan`` has. ``rewire_steps(old, new)`` is what turns a running lab wired as ``old`` into one
 wired as ``new`` while leaving everything else alone, so that unchanged pods, tunnels and the
 connections through them carry on (``None`` for ``old``: build from nothing, which is ``lab up``).
 
@@ -23,15 +23,25 @@ The steps come in phases; every phase is a barrier, and inside one each namespac
 2. delete namespaces; 3. create namespaces, and write the gateway sysctls;
 4. link: create veths from their ``a`` end's namespace, the ``b`` end moved straight into its own
    (nothing is ever created in the root namespace);
-5. configure, in every namespace with something to do: ``lo`` up in new ones, old addresses off,
-   new addresses on, new veth ends up, then routes set (``route replace``) in the order the new
-   wiring lists them, so a route comes after the on-link route of its gateway.
+5. configure, in every namespace with something to do: ``lo`` up in new ones, neighbour entries
+   that go away off, old addresses off, new addresses on, new veth ends up, neighbour entries
+   set, then routes set (``route replace``) in the order the new wiring lists them, so a route
+   comes after the on-link route of its gateway.
 
-Deleting an interface's last IPv4 address makes the kernel flush every route through it (seen on
-Linux 6.18), and addresses are removed before others are added so that two interfaces of a
-gateway never hold one address while a tunnel is renumbered. So every route through an interface
-that lost an address is set again: ``replace`` is idempotent, so this holds whatever the kernel
-flushed.
+Deleting an interface's last IPv4 address makes the kernel flush every route and every neighbour
+entry on it (seen on Linux 6.18), and addresses are removed before others are added so that two
+interfaces of a gateway never hold one address while a tunnel is renumbered. So every route and
+neighbour entry on an interface that lost an address is set again: ``replace`` is idempotent, so
+this holds whatever the kernel flushed.
+
+Neighbour entries: the kernel's neighbour (ARP) table is one for the whole machine, every network
+namespace's entries counted against one ``gc_thresh3`` (1,024 by default); past it a new entry
+cannot be made and the packet that needed it is lost. Two labs of 200 pods overflow it, and a
+prober then sees silence where the path is open. So each veth end has a fixed MAC (``A_MAC`` on
+the end the veth is created from, ``B_MAC`` on the other: each pair is an L2 segment of its own,
+as Calico gives every host-side veth the same MAC) and every address a namespace reaches on a
+link gets a permanent entry, which the kernel does not count against the limit (Linux 4.19+).
+ARP still answers for anything else.
 """
 
 from __future__ import annotations
@@ -55,6 +65,10 @@ GATEWAY_SYSCTLS = {
 }
 
 ROUTE_TYPES = frozenset({"unreachable", "blackhole", "prohibit", "throw"})
+A_MAC = "02:70:77:00:00:0a"
+"""The MAC of every veth end a veth is created from (``Veth.a``): locally administered."""
+B_MAC = "02:70:77:00:00:0b"
+"""The MAC of every other veth end (``Veth.b``)."""
 
 
 class Role(str, Enum):
@@ -122,6 +136,20 @@ class Route:
 
 
 @dataclass(frozen=True)
+class Neighbour:
+    """A permanent neighbour entry: ``ip`` is at ``mac`` on ``ifname`` in ``ns``."""
+
+    ns: str
+    ifname: str
+    ip: str
+    mac: str
+
+    @property
+    def end(self) -> End:
+        return End(self.ns, self.ifname)
+
+
+@dataclass(frozen=True)
 class Sysctl:
     ns: str
     key: str
@@ -138,6 +166,7 @@ class Wiring:
     addresses: tuple[Address, ...] = ()
     routes: tuple[Route, ...] = ()
     sysctls: tuple[Sysctl, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
 
     def __post_init__(self) -> None:
         # A planner bug caught here is a clear message instead of a half-applied ip batch.
@@ -160,6 +189,13 @@ class Wiring:
             if r.key in keys:
                 raise ValueError(f"two routes to {r.dst} in {r.ns}")
             keys.add(r.key)
+        seen = set()
+        for n in self.neighbours:
+            if n.end not in have:
+                raise ValueError(f"neighbour {n.ip} on {n.ifname} in {n.ns}, which no veth has")
+            if (n.end, n.ip) in seen:
+                raise ValueError(f"two neighbour entries for {n.ip} on {n.ifname} in {n.ns}")
+            seen.add((n.end, n.ip))
 
     def own(self, ns: str) -> tuple[frozenset[object], ...]:
         """What of the wiring is about namespace ``ns`` (its veths whole, with their other ends)."""
@@ -168,7 +204,7 @@ class Wiring:
     @cached_property
     def _by_namespace(self) -> dict[str, tuple[frozenset[object], ...]]:
         # One pass for all namespaces: rewire_steps asks for every host of a large lab.
-        groups: dict[str, tuple[list[object], ...]] = defaultdict(lambda: ([], [], [], []))
+        groups: dict[str, tuple[list[object], ...]] = defaultdict(lambda: ([], [], [], [], []))
         for v in self.veths:
             for ns in {v.a.ns, v.b.ns}:
                 groups[ns][0].append(v)
@@ -178,10 +214,12 @@ class Wiring:
             groups[r.ns][2].append(r)
         for s in self.sysctls:
             groups[s.ns][3].append(s)
+        for n in self.neighbours:
+            groups[n.ns][4].append(n)
         return {ns: tuple(frozenset(g) for g in lists) for ns, lists in groups.items()}
 
 
-_NOTHING: tuple[frozenset[object], ...] = (frozenset(),) * 4
+_NOTHING: tuple[frozenset[object], ...] = (frozenset(),) * 5
 
 
 def wiring(plan: LabPlan) -> Wiring:
@@ -195,6 +233,7 @@ def wiring(plan: LabPlan) -> Wiring:
     veths: list[Veth] = []
     addresses: list[Address] = []
     routes: list[Route] = []
+    neighbours: list[Neighbour] = []
     for c in t.clusters:
         gw = plan.gateway_ns(c.name)
         hosts = [
@@ -215,6 +254,10 @@ def wiring(plan: LabPlan) -> Wiring:
                 Route(ns, f"{GATEWAY_LINK_IP} dev eth0 scope link"),
                 Route(ns, f"default via {GATEWAY_LINK_IP} dev eth0"),
             ]
+            neighbours += [
+                Neighbour(gw, veth, str(ip), B_MAC),
+                Neighbour(ns, "eth0", str(GATEWAY_LINK_IP), A_MAC),
+            ]
         inet = plan.internet_ns(c.name)
         veths.append(Veth(End(gw, "uplink"), End(inet, "eth0")))
         addresses += [
@@ -222,12 +265,20 @@ def wiring(plan: LabPlan) -> Wiring:
             Address(inet, "eth0", str(UPLINK_HOST)),
             Address(inet, "eth0", f"{plan.internet_ip(c.name)}/32"),
         ]
+        neighbours += [
+            Neighbour(gw, "uplink", str(UPLINK_HOST.ip), B_MAC),
+            Neighbour(inet, "eth0", str(UPLINK_GW.ip), A_MAC),
+        ]
     for tun in plan.tunnels:
         a_if, a_ip, _ = plan.tunnel(tun.a, tun.b)
         b_if, b_ip, _ = plan.tunnel(tun.b, tun.a)
         a_ns, b_ns = plan.gateway_ns(tun.a), plan.gateway_ns(tun.b)
         veths.append(Veth(End(a_ns, a_if), End(b_ns, b_if)))
         addresses += [Address(a_ns, a_if, str(a_ip)), Address(b_ns, b_if, str(b_ip))]
+        neighbours += [
+            Neighbour(a_ns, a_if, str(b_ip.ip), B_MAC),
+            Neighbour(b_ns, b_if, str(a_ip.ip), A_MAC),
+        ]
     for c in t.clusters:
         gw = plan.gateway_ns(c.name)
         for peer in t.peers[c.name]:
@@ -248,7 +299,9 @@ def wiring(plan: LabPlan) -> Wiring:
         for c in t.clusters
         for k, v in GATEWAY_SYSCTLS.items()
     )
-    return Wiring(namespaces, tuple(veths), tuple(addresses), tuple(routes), sysctls)
+    return Wiring(
+        namespaces, tuple(veths), tuple(addresses), tuple(routes), sysctls, tuple(neighbours)
+    )
 
 
 @dataclass(frozen=True)
@@ -299,6 +352,9 @@ class Steps:
     """``route replace``, in the new wiring's order: the added and replaced routes below."""
     added_routes: frozenset[Route] = frozenset()
     replaced_routes: frozenset[Route] = frozenset()
+    remove_neighbours: tuple[Neighbour, ...] = ()
+    set_neighbours: tuple[Neighbour, ...] = ()
+    """``neigh replace``: the new ones, and every one on an interface that lost an address."""
     recreated: tuple[str, ...] = ()
     """Namespaces both deleted and created: hosts whose own wiring changed."""
     veths_gone: int = 0
@@ -316,7 +372,8 @@ class Steps:
         out: dict[str, list[str]] = defaultdict(list)
         for v in self.create_veths:
             out[v.a.ns].append(
-                f"link add name {v.a.ifname} type veth peer name {v.b.ifname} netns {v.b.ns}"
+                f"link add name {v.a.ifname} address {A_MAC} type veth"
+                f" peer name {v.b.ifname} address {B_MAC} netns {v.b.ns}"
             )
         return dict(out)
 
@@ -324,6 +381,9 @@ class Steps:
         out: dict[str, list[str]] = defaultdict(list)
         for n in self.create_namespaces:
             out[n.name].append("link set lo up")
+        # Before any address goes: the kernel flushes an interface's entries with its last one.
+        for nb in self.remove_neighbours:
+            out[nb.ns].append(f"neigh del {nb.ip} dev {nb.ifname}")
         for a in self.remove_addresses:
             out[a.ns].append(f"addr del {a.cidr} dev {a.ifname}")
         for a in self.add_addresses:
@@ -331,6 +391,10 @@ class Steps:
         for v in self.create_veths:
             for e in v.ends:
                 out[e.ns].append(f"link set {e.ifname} up")
+        for nb in self.set_neighbours:
+            out[nb.ns].append(
+                f"neigh replace {nb.ip} lladdr {nb.mac} dev {nb.ifname} nud permanent"
+            )
         for r in self.set_routes:
             out[r.ns].append(f"route replace {r.text}")
         return dict(out)
@@ -417,6 +481,19 @@ def rewire_steps(old: Wiring | None, new: Wiring) -> Steps:
     )
     set_routes = tuple(r for r in new.routes if r in added or r in replaced)
 
+    # Neighbour entries go with their veth, and with the last address of their interface.
+    kept_neighbours = {n for n in old.neighbours if n.ns not in gone and n.end not in dead}
+    new_neighbours = set(new.neighbours)
+    new_keys_n = {(n.end, n.ip) for n in new.neighbours}
+    remove_neighbours = tuple(
+        n
+        for n in old.neighbours
+        if n in kept_neighbours and n not in new_neighbours and (n.end, n.ip) not in new_keys_n
+    )
+    set_neighbours = tuple(
+        n for n in new.neighbours if n not in kept_neighbours or n.end in readdressed
+    )
+
     created = {n for n in new_ns if n not in old_ns or n in gone}
     old_sysctls = set(old.sysctls)
     sysctls = tuple(s for s in new.sysctls if s.ns in created or s not in old_sysctls)
@@ -433,6 +510,8 @@ def rewire_steps(old: Wiring | None, new: Wiring) -> Steps:
         set_routes=set_routes,
         added_routes=added,
         replaced_routes=replaced,
+        remove_neighbours=remove_neighbours,
+        set_neighbours=set_neighbours,
         recreated=recreated,
         veths_gone=len(dropped),
     )

@@ -108,8 +108,8 @@ class AddressBook:
         return tuple(first - k for k in range(self.api_server_addresses.get(cluster, 1)))
 
 
-def _mask(prefix: int) -> int:
-    return (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+_MASKS = tuple((0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF for prefix in range(33))
+"""``_MASKS[p]``: the netmask of a /p as an integer."""
 
 
 class _Taken:
@@ -125,7 +125,9 @@ class _Taken:
         self._exact: set[tuple[int, int]] = set()
         self._inside: list[set[int]] = [set() for _ in range(33)]
         """``_inside[p]``: the /p networks that contain a CIDR taken (longer than /p)."""
-        self._cursors: dict[tuple[int, int], Iterator[IPv4Network]] = {}
+        self._cursors: dict[tuple[int, int], Iterator[int]] = {}
+        """Per (pool, size): the next candidates' first addresses, as integers (an
+        ``IPv4Network`` is made only for the one given out)."""
         for net in avoid:
             self.add(net)
 
@@ -133,13 +135,16 @@ class _Taken:
         x, q = int(net.network_address), net.prefixlen
         self._exact.add((x, q))
         for p in range(q):
-            self._inside[p].add(x & _mask(p))
+            self._inside[p].add(x & _MASKS[p])
 
     def overlaps(self, net: IPv4Network) -> bool:
-        c, p = int(net.network_address), net.prefixlen
+        return self._overlaps(int(net.network_address), net.prefixlen)
+
+    def _overlaps(self, c: int, p: int) -> bool:
         if c in self._inside[p]:
             return True
-        return any((c & _mask(q), q) in self._exact for q in range(p + 1))
+        exact = self._exact
+        return any((c & _MASKS[q], q) in exact for q in range(p + 1))
 
     def allocate(self, size: int) -> IPv4Network | None:
         """The first CIDR of ``size`` (a prefix length) in the pools that overlaps nothing
@@ -147,9 +152,13 @@ class _Taken:
         for i, pool in enumerate(REMAP_POOLS):
             if size < pool.prefixlen:
                 continue
-            cursor = self._cursors.setdefault((i, size), pool.subnets(new_prefix=size))
-            for candidate in cursor:
-                if not self.overlaps(candidate):
+            start = int(pool.network_address)
+            cursor = self._cursors.setdefault(
+                (i, size), iter(range(start, start + pool.num_addresses, 1 << (32 - size)))
+            )
+            for first in cursor:
+                if not self._overlaps(first, size):
+                    candidate = IPv4Network((first, size))
                     self.add(candidate)
                     return candidate
         return None
