@@ -9,36 +9,20 @@ the name comparison used to take for the agent's own), commits through a socket 
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
 from ipaddress import ip_address
 from pathlib import Path
-
-import pytest
 
 from peerwall.dataplane.netlink import NetlinkSets, open_netfilter_socket
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.nftevents import TableEvents, netns_cookie, own_port_ids
 from peerwall.nft import netlink
 from peerwall.nft.netlink import SetEdit
-from support import require_lab
 
 TABLE = "pwev"
 SCRIPT = f"add table inet {TABLE}\nadd set inet {TABLE} s {{ type ipv4_addr; }}\n"
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    require_lab()
-    name = f"pw-t-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def nft_as(netns: str, program: Path | str, *args: str) -> None:
