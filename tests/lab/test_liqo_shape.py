@@ -167,12 +167,17 @@ def test_a_killed_agent_is_restarted_and_the_commands_of_the_simple_shape_refuse
     commands that rewrite the lab's files (its agents read the API servers) refuse, in one line."""
     folder = str(lab.state_dir / lab.name)
 
+    def argv_of(pid: int) -> list[bytes]:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError):
+            return []  # gone since it was listed (the killed agent, reaped meanwhile)
+
     def agent_of_c2() -> list[int]:
         return [
             pid
             for pid in processes(folder)["agents"]
-            if b"--peer=c1" in (argv := Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))
-            and b"peerwall.lab.supervise" not in argv
+            if b"--peer=c1" in (argv := argv_of(pid)) and b"peerwall.lab.supervise" not in argv
         ]
 
     (old,) = agent_of_c2()
