@@ -20,6 +20,7 @@ import pytest
 import yaml
 from liqokit import PROBE_ATTEMPTS, LiqoLab, dropped, edited, liqo_lab, until_dropped
 
+from peerwall.lab.agents import SUPERVISOR, live_processes
 from peerwall.lab.apiserver.labserve import API_ADDRESS, KUBE_API_PORT, gateway_pod
 from peerwall.lab.apiserver.liqo_objects import peering_security
 from peerwall.lab.liqo import processes
@@ -42,6 +43,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiqoLab]:
 def ip_json(ns: str, *args: str) -> list[dict[str, object]]:
     out = subprocess.run(["ip", "-j", "-n", ns, *args], capture_output=True, text=True, check=True)
     return list(json.loads(out.stdout or "[]"))
+
+
+def agent_processes(folder: str) -> dict[int, list[bytes]]:
+    """The lab's agent processes (not their supervisors), each with its command line; one gone
+    since ``processes`` listed it (a killed agent, reaped meanwhile) is left out."""
+    agents = set(processes(folder)["agents"])
+    return {pid: argv for pid, argv in live_processes() if pid in agents and SUPERVISOR not in argv}
 
 
 def test_the_gateway_pod_copy_is_the_charts() -> None:
@@ -83,13 +91,11 @@ def test_liqos_shape_a_gateway_per_peer_with_its_tunnel_remapping_api_servers_an
     # The agents: the chart's arguments, --source kubernetes, in the gateway's namespace.
     found = processes(str(lab.state_dir / lab.name))
     cmdlines = []
-    for pid in found["agents"]:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"peerwall.lab.supervise" not in argv:
-            cmdlines.append([a.decode() for a in argv])
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            assert f"KUBERNETES_SERVICE_HOST={API_ADDRESS}".encode() in env
-            assert f"KUBERNETES_SERVICE_PORT={KUBE_API_PORT}".encode() in env
+    for pid, argv in agent_processes(str(lab.state_dir / lab.name)).items():
+        cmdlines.append([a.decode() for a in argv])
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"KUBERNETES_SERVICE_HOST={API_ADDRESS}".encode() in env
+        assert f"KUBERNETES_SERVICE_PORT={KUBE_API_PORT}".encode() in env
     assert sorted(a for c in cmdlines for a in c if a.startswith("--peer=")) == [
         "--peer=c1",
         "--peer=c2",
@@ -167,18 +173,8 @@ def test_a_killed_agent_is_restarted_and_the_commands_of_the_simple_shape_refuse
     commands that rewrite the lab's files (its agents read the API servers) refuse, in one line."""
     folder = str(lab.state_dir / lab.name)
 
-    def argv_of(pid: int) -> list[bytes]:
-        try:
-            return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (FileNotFoundError, ProcessLookupError):
-            return []  # gone since it was listed (the killed agent, reaped meanwhile)
-
     def agent_of_c2() -> list[int]:
-        return [
-            pid
-            for pid in processes(folder)["agents"]
-            if b"--peer=c1" in (argv := argv_of(pid)) and b"peerwall.lab.supervise" not in argv
-        ]
+        return [pid for pid, argv in agent_processes(folder).items() if b"--peer=c1" in argv]
 
     (old,) = agent_of_c2()
     os.kill(old, signal.SIGKILL)
