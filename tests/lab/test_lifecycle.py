@@ -18,8 +18,10 @@ from peerwall.lab import build as labs
 from peerwall.lab import rewire
 from peerwall.lab.netns import list_namespaces
 from peerwall.lab.plan import LabPlan
+from peerwall.lab.site import LabSite
 from peerwall.lab.state import lab_folder, load_state
 from peerwall.model import SecurityMode, load_topology, topology_from_data
+from peerwall.probe.runner import PORT_HIGH, PORT_LOW
 from peerwall.settings import LabSettings
 
 pytestmark = pytest.mark.lab
@@ -178,3 +180,14 @@ def test_the_simple_shape_refuses_peers_its_one_gateway_could_not_tell_apart(
         labs.up(name, topology, CLASH, "clash.yaml", FULL, settings)
     assert list_namespaces(f"pw-{name}-") == []
     assert not os.path.exists(lab_folder(name, settings))
+
+
+def test_the_source_port_window_without_a_file_rotates_and_wraps_once(seed_text: str) -> None:
+    # Without a window file (a plan probed with no lab folder) one LabSite still rotates: a
+    # window that would pass PORT_HIGH starts again at PORT_LOW, and the next one follows it
+    # (it used to stay at PORT_LOW for every later run, reusing the same 5-tuples).
+    site = LabSite(LabPlan("x", seed_topology(seed_text)), LabSettings(), None)
+    size = (PORT_HIGH - PORT_LOW) // 3 + 1
+    bases = [site.port_window(size) for _ in range(5)]
+    assert bases == [PORT_LOW, PORT_LOW + size, PORT_LOW, PORT_LOW + size, PORT_LOW]
+    assert all(b + size <= PORT_HIGH for b in bases)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -297,6 +298,34 @@ def test_listener_set_closes_what_it_opened_when_entry_fails(lab: Lab) -> None:
 
 
 @pytest.mark.lab
+def test_a_listener_held_by_a_forked_child_is_free_for_the_next_run(lab: Lab) -> None:
+    """A child forked while the listeners are open holds them until it execs or exits: the
+    next run's listener on the same port must still bind (it got EADDRINUSE, which killed
+    tests/lab/test_agents.py's prober thread under load)."""
+    children: list[int] = []
+
+    async def main() -> tuple[list[ProbeResult], list[ProbeResult]]:
+        async with ListenerSet([Listener(lab.a, 8082, "first")]):
+            first = await run_probes([Probe(lab.b, A_IP, 8082)])
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(1.5)
+                os._exit(0)
+            children.append(pid)
+        async with ListenerSet([Listener(lab.a, 8082, "second")]):
+            second = await run_probes([Probe(lab.b, A_IP, 8082)])
+        return first, second
+
+    try:
+        first, second = asyncio.run(main())
+    finally:
+        for pid in children:
+            os.waitpid(pid, 0)
+    assert [r.identity for r in first] == ["first"]
+    assert [r.identity for r in second] == ["second"]
+
+
+@pytest.mark.lab
 def test_an_answer_seen_late_by_a_busy_loop_is_not_blocked(lab: Lab) -> None:
     async def main() -> ProbeResult:
         async with ListenerSet(_listeners(lab)):
@@ -371,6 +400,58 @@ def test_an_answer_on_the_retry_is_the_outcome(lab: Lab) -> None:
     assert opened == [1]
     assert (result.outcome, result.identity) == (Outcome.CONNECTED, "pod-b-83"), result
     assert not result.timed_out and result.detail == "connected"
+
+
+@pytest.mark.lab
+def test_the_retry_of_silence_is_not_stopped_by_a_forked_child_holding_the_sockets(
+    lab: Lab,
+) -> None:
+    """A child forked while the first pass runs (any subprocess started by another thread)
+    holds every socket until it execs or exits: ``close()`` alone then leaves the connections
+    in the kernel, and the retry's connect from the same 4-tuple failed with EADDRNOTAVAIL (an
+    ERROR cell; seen under load in tests/lab/test_agents.py). Both kinds of silence: a dropped
+    SYN, and a handshake without an identity line."""
+    with nsenter.entered(lab.b):
+        mute = socket.socket()
+    children: list[int] = []
+
+    def fork_a_holder() -> None:
+        # ``serve`` runs right before the deadlines are judged, i.e. before the first pass
+        # closes its sockets: the child holds them for the whole retry.
+        if not children:
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(1.5)
+                os._exit(0)
+            children.append(pid)
+
+    async def main() -> list[ProbeResult]:
+        async with ListenerSet(_listeners(lab)):
+            return await run_probes(
+                [
+                    Probe(lab.a, B_IP, DROPPED_PORT, source_port=SOURCE_PORT - 1),
+                    Probe(lab.a, B_IP, 9001, source_port=SOURCE_PORT - 2),
+                ],
+                timeout=0.2,
+                confirm=0.3,
+                serve=fork_a_holder,
+            )
+
+    try:
+        with mute:
+            mute.bind(("0.0.0.0", 9001))
+            mute.listen(8)
+            dropped, silent = asyncio.run(main())
+    finally:
+        for pid in children:
+            os.waitpid(pid, 0)
+    assert children, "the holder was never forked"
+    assert (dropped.outcome, dropped.detail) == (
+        Outcome.BLOCKED,
+        "no answer within 0.2s; retried: no answer within 0.3s",
+    ), dropped
+    assert silent.outcome is Outcome.CONNECTED and silent.identity is None, silent
+    assert silent.detail.endswith("retried: connected; no identity line within 0.3s"), silent
 
 
 def test_only_what_the_timeout_decided_is_unanswered() -> None:

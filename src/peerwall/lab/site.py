@@ -51,8 +51,10 @@ class LabSite:
 
     def port_window(self, size: int) -> int:
         if self.window_file is None:
+            if self._next + size > PORT_HIGH:
+                self._next = PORT_LOW  # wrap once, then rotate again from the bottom
             base, self._next = self._next, self._next + size
-            return base if base + size <= PORT_HIGH else PORT_LOW
+            return base
         fd = os.open(self.window_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -7,7 +7,8 @@ runs thousands of probes per second, where one ``ip netns exec`` per probe manag
 
 Protocol: a listener accepts, writes ``identity + "\\n"`` and closes. A probe connects, reads
 that line, and closes with an abortive close (RST), so neither side keeps the 4-tuple in
-TIME_WAIT and a later run may reuse the same source port at once.
+TIME_WAIT and a later run may reuse the same source port at once (a probe that timed out is
+reset explicitly first, see ``_abort``: the retry of silence reuses its 4-tuple at once).
 """
 
 from __future__ import annotations
@@ -42,6 +43,30 @@ _START_BATCH = 256  # probes started per wake-up: between batches the listeners 
 # answers are read, so a probe's timeout is not spent waiting for this process to start others
 _ACCEPT_RETRY = 0.1  # seconds to pause a listener when accept() runs out of resources
 _LINGER_ABORT = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, no TIME_WAIT
+_AF_UNSPEC_ADDRESS = bytes(16)  # a struct sockaddr whose family is AF_UNSPEC
+
+
+@functools.cache
+def _libc_connect() -> Callable[[int, bytes, int], int]:
+    import ctypes  # only runs that retry silence need it
+
+    connect = ctypes.CDLL(None, use_errno=True).connect
+    connect.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+    connect.restype = ctypes.c_int
+    return connect
+
+
+def _abort(sock: _socket.socket) -> None:
+    """Reset ``sock``'s connection now (connect to AF_UNSPEC: the kernel's tcp_disconnect).
+
+    ``close()`` only resets it when it drops the last reference to the socket; a child forked
+    by another thread of this process (any subprocess start) holds one until it execs, and the
+    connection, still in the kernel's tables, makes a connect from the same 4-tuple fail with
+    EADDRNOTAVAIL. The retry of silence reuses the 4-tuple at once, so its sockets are reset
+    explicitly."""
+    _libc_connect()(sock.fileno(), _AF_UNSPEC_ADDRESS, len(_AF_UNSPEC_ADDRESS))
+
+
 _UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENONET})
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
@@ -221,6 +246,11 @@ class ListenerSet:
         for sock in self._open:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(sock.fileno())
+            # Stop listening now, not when the last reference goes: a child forked meanwhile
+            # holds the socket until it execs, and the next run's listener on this port would
+            # find it still listening (EADDRINUSE).
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
         self._open.clear()
         self._payloads.clear()
@@ -578,6 +608,8 @@ class _Run:
         flight.done = True
         fd = flight.sock.fileno()
         del self.flights[fd]
+        if timed_out:  # its 4-tuple may be dialled again at once: see _abort
+            _abort(flight.sock)
         flight.sock.close()  # linger 0: a RST, no TIME_WAIT; and out of the epoll set
         self._result(flight.index, flight.start, outcome, detail, identity, timed_out)
 
