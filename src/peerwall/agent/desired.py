@@ -134,6 +134,16 @@ class DesiredState:
         self, key: str, peer: str, kind: SetKind, addresses: Iterable[IPv4Address | int]
     ) -> None:
         """Object ``key`` now contributes exactly ``addresses`` to ``peer``'s ``kind`` set."""
+        if type(addresses) is tuple and len(addresses) == 1 and key not in self._by_key:
+            # A new object with one address (a pod created: the usual event), written out.
+            a = int(addresses[0])
+            sk = self._set_keys.get((peer, kind))
+            if sk is None:
+                sk = (peer, kind)
+                self._set_keys[sk] = sk
+            self._by_key[key] = (sk, (a,))
+            self._more(sk, (a,))
+            return
         if addresses is self._last_given:
             new = self._last_ints  # the same slice's addresses for its next peer
         else:
@@ -215,7 +225,7 @@ class DesiredState:
     # The event path: a pod created or deleted is one address here (~1 us in all), an
     # EndpointSlice a few; the reference counts and the netting are written out in two loops.
 
-    def _more(self, sk: SetKey, addresses: frozenset[int]) -> None:
+    def _more(self, sk: SetKey, addresses: Iterable[int]) -> None:
         """One more contribution of each of ``addresses`` to set ``sk``."""
         counts = self._count[sk]
         noted = sk[0] in self._peers and sk[0] not in self._new_peers
