@@ -55,7 +55,7 @@ def test_sets_are_the_union_of_live_contributions_and_changes_the_difference(see
                 for other in rnd.sample([(p, k) for p in PEERS for k in KINDS], 2):
                     d.contribute(key, other[0], other[1], same)
                     model.setdefault(key, {})[other] = set(addresses)
-            d.contribute(key, sk[0], sk[1], given)
+            d.contribute(key, sk[0], sk[1], given if rnd.random() < 0.5 else tuple(given))
             model.setdefault(key, {})[sk] = addresses
         elif action < 0.8:
             d.withdraw(key)
