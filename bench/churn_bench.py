@@ -2,15 +2,15 @@
 enforces 10,000 addresses; time to convergence and CPU seconds of each contender.
 
 Usage: python bench/churn_bench.py [--events 10000] [--base 10000] [--reps 3]
-                                   [--baseline-events 3] [--restore-events 100]
+                                   [--baseline-events 3] [--restore-events 100] [--per-read 16]
 
 Needs root. The events (seeded): 35% a pod offloaded here by one of 3 peers is created, 35% one
 is deleted, 30% an EndpointSlice reflected to 1-2 peers gains or loses an endpoint. Contenders,
 alternated repetition by repetition, each on a fresh copy of the same base state:
 
 - peerwall: the real agent loop (``peerwall.agent.run.Agent``, hand-driven source, libnftables
-  in a ``pw-bench-…`` namespace), fed one event per loop turn (``await asyncio.sleep(0)``, as a
-  watch stream delivers them); with its default 2 ms coalescing window, and with none;
+  in a ``pw-bench-…`` namespace), fed as a watch stream delivers events (``PER_READ`` per loop
+  turn, below); with its default 2 ms coalescing window, and with none;
 - ``ipset restore``, coalesced the same way (the best the ipset approach could do): after the
   first event of a burst, 2 ms, then every changed set rebuilt and swapped in by one
   ``ipset restore`` process (run in a thread, so events keep coming meanwhile);
@@ -21,6 +21,18 @@ alternated repetition by repetition, each on a fresh copy of the same base state
 - Liqo v0.10, one full ``EnsureRulesForClustersForwarding`` per event (``liqo_v010``), and
   ``ipset restore`` once per event without coalescing: both far too slow for 10,000 events, so
   measured on the first events of the same sequence and extrapolated (said in the results).
+
+The feed, the same for every contender: events come ``PER_READ`` (16) per loop turn, each read
+applied and signalled one by one, then one ``await asyncio.sleep(0)``: how the agent's Kubernetes
+source takes a watch stream that runs ahead of it. The API server writes queued events without
+flushing between them (kubernetes/apiserver 24b9d887 ``pkg/endpoints/handlers/watch.go``: ``if
+len(ch) == 0 { flusher.Flush() }``); the client reads at most 64 KiB at a time (httpcore2
+``_async/http11.py``, ``READ_NUM_BYTES``), with one loop turn per read (anyio's
+``SocketStream.receive``: a wait, or a checkpoint when data is queued), and the lines of one read
+go through ``aiter_lines``, the reflector and the join without another turn. A pod as the API
+server sends it (managedFields, status, conditions) is about 4 KiB of JSON, so a read holds about
+16 events (the lab's minimal objects, ~0.6 KiB, would give 100). ``--per-read 1`` is one turn per
+event (the previous feed).
 
 Convergence: from the first event to the commit after which the kernel holds the final state
 (checked against the desired state). CPU: this process (libnftables runs in it) plus its
@@ -40,6 +52,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -59,6 +72,12 @@ PEERS = {
 }
 REMOTE_CIDRS = {cid: f"10.{200 + i}.0.0/16" for i, cid in enumerate(PEERS.values())}
 TARGET_S = 1.0
+READ_BYTES = 64 * 1024
+"""What one read of a watch stream returns at most (httpcore2's ``READ_NUM_BYTES``)."""
+EVENT_BYTES = 4 * 1024
+"""A pod's watch event as the API server sends it, about (JSON, managedFields included)."""
+PER_READ = READ_BYTES // EVENT_BYTES
+"""Events per loop turn: what one read of a stream running ahead of the agent holds."""
 TARGET_RESTORE_SHARE = 0.5
 """Issue 21: peerwall converges in at most half the time of the coalesced ``ipset restore``."""
 
@@ -69,12 +88,22 @@ class Pod:
     peer: str
     ip: str
 
+    @cached_property
+    def address(self) -> IPv4Address:
+        """``ip`` decoded (``decode``)."""
+        return _DECODED[self.ip]
+
 
 @dataclass(frozen=True)
 class Slice:
     key: str
     peers: tuple[str, ...]
     ips: frozenset[str]
+
+    @cached_property
+    def addresses(self) -> tuple[IPv4Address, ...]:
+        """``ips`` decoded (``decode``)."""
+        return tuple(_DECODED[a] for a in self.ips)
 
 
 @dataclass(frozen=True)
@@ -146,6 +175,7 @@ def generate(base: int, events: int, seed: int = 10) -> World:
             s = Slice(s.key, s.peers, frozenset(ips))
             cur[s.key] = s
             world.events.append(Event("slice", slice=s))
+    decode(world)
     return world
 
 
@@ -169,39 +199,49 @@ def final_sets(world: World) -> dict[tuple[str, str], set[str]]:
     return out
 
 
+def reads(events: list[Event], per_read: int) -> Iterator[list[Event]]:
+    """The events as the reads of a watch stream deliver them: ``per_read`` at a time."""
+    for i in range(0, len(events), per_read):
+        yield events[i : i + per_read]
+
+
 # --- peerwall --------------------------------------------------------------------------------
 
 
 _DECODED: dict[str, IPv4Address] = {}
 
 
-def _ip(text: str) -> IPv4Address:
-    """Events arrive decoded (as from a watch stream's JSON): the address objects are made when
-    the events are generated, not on the timed path."""
-    return _DECODED[text]
+def decode(world: World) -> None:
+    """Events arrive decoded (as from a watch stream's JSON): peerwall's address objects are
+    made before the timed path, as the ipset contenders' strings are (``Pod.address``,
+    ``Slice.addresses``, kept on each event)."""
+    for p in world.pods.values():
+        _ = p.address
+    for s in world.slices.values():
+        _ = s.addresses
+    for e in world.events:
+        _ = e.pod.address if e.pod else e.slice.addresses if e.slice else None
 
 
 def peerwall_base(world: World) -> DesiredState:
     d = new_desired(list(PEERS))
     for p in world.pods.values():
-        d.contribute(f"pod/{p.key}", p.peer, SetKind.OFFLOADED, (_ip(p.ip),))
+        d.contribute(f"pod/{p.key}", p.peer, SetKind.OFFLOADED, (p.address,))
     for s in world.slices.values():
-        ips = [_ip(a) for a in s.ips]
         for peer in s.peers:
-            d.contribute(f"endpointslice/{s.key}", peer, SetKind.BACKENDS, ips)
+            d.contribute(f"endpointslice/{s.key}", peer, SetKind.BACKENDS, s.addresses)
     return d
 
 
 def apply_peerwall(d: DesiredState, e: Event) -> None:
     """What a source does with one event."""
     if e.kind == "pod+" and e.pod:
-        d.contribute(f"pod/{e.pod.key}", e.pod.peer, SetKind.OFFLOADED, (_ip(e.pod.ip),))
+        d.contribute(f"pod/{e.pod.key}", e.pod.peer, SetKind.OFFLOADED, (e.pod.address,))
     elif e.kind == "pod-" and e.pod:
         d.withdraw(f"pod/{e.pod.key}")
     elif e.slice:
-        ips = [_ip(a) for a in e.slice.ips]
         for peer in e.slice.peers:
-            d.contribute(f"endpointslice/{e.slice.key}", peer, SetKind.BACKENDS, ips)
+            d.contribute(f"endpointslice/{e.slice.key}", peer, SetKind.BACKENDS, e.slice.addresses)
 
 
 def live_peerwall(nft: LibNft) -> dict[tuple[str, str], set[str]]:
@@ -214,15 +254,18 @@ def live_peerwall(nft: LibNft) -> dict[tuple[str, str], set[str]]:
     return out
 
 
-async def run_peerwall(netns: str, world: World, coalesce: float) -> dict[str, Any]:
+async def run_peerwall(
+    netns: str, world: World, coalesce: float, per_read: int = PER_READ
+) -> dict[str, Any]:
     desired = peerwall_base(world)
     nft = LibNft(netns)
     async with running_agent(desired, nft, coalesce) as h:
         with cpu_clock() as cpu:
             t0 = time.perf_counter()
-            for e in world.events:
-                apply_peerwall(desired, e)
-                h.event()
+            for read in reads(world.events, per_read):
+                for e in read:
+                    apply_peerwall(desired, e)
+                    h.event()
                 await asyncio.sleep(0)
             fed = time.perf_counter() - t0
             await h.settled()
@@ -299,7 +342,9 @@ def restore_base(tools: Tools, model: SetModel) -> IpsetRestore:
     return r
 
 
-async def run_restore_coalesced(netns: str, world: World, coalesce: float) -> dict[str, Any]:
+async def run_restore_coalesced(
+    netns: str, world: World, coalesce: float, per_read: int = PER_READ
+) -> dict[str, Any]:
     tools = Tools(netns)
     model = SetModel(world)
     rst = restore_base(tools, model)
@@ -325,9 +370,10 @@ async def run_restore_coalesced(netns: str, world: World, coalesce: float) -> di
 
     with cpu_clock() as cpu:
         task = asyncio.create_task(enforce())
-        for e in world.events:
-            dirty.update(model.apply(e))
-            changed.set()
+        for read in reads(world.events, per_read):
+            for e in read:
+                dirty.update(model.apply(e))
+                changed.set()
             await asyncio.sleep(0)
         done_feeding = True
         await task
@@ -341,29 +387,31 @@ async def run_restore_coalesced(netns: str, world: World, coalesce: float) -> di
     }
 
 
-async def run_feed_only(world: World) -> dict[str, Any]:
+async def run_feed_only(world: World, per_read: int = PER_READ) -> dict[str, Any]:
     """The floor under every contender here: the same loop taking the events in (the cheapest
-    bookkeeping, ``SetModel.apply``, one loop turn per event), enforcing nothing."""
+    bookkeeping, ``SetModel.apply``, one loop turn per read), enforcing nothing."""
     model = SetModel(world)
     changed = asyncio.Event()
     with cpu_clock() as cpu:
-        for e in world.events:
-            model.apply(e)
-            changed.set()
+        for read in reads(world.events, per_read):
+            for e in read:
+                model.apply(e)
+                changed.set()
             await asyncio.sleep(0)
     return {"seconds": cpu["wall"], "cpu_s": cpu["cpu"], "kernel_state_ok": True}
 
 
-async def run_peerwall_feed_only(world: World) -> dict[str, Any]:
+async def run_peerwall_feed_only(world: World, per_read: int = PER_READ) -> dict[str, Any]:
     """The same loop with peerwall's bookkeeping (``apply_peerwall`` into a ``DesiredState``,
     whose netted changes a transaction would take), enforcing nothing."""
     desired = peerwall_base(world)
     desired.take_changes()
     changed = asyncio.Event()
     with cpu_clock() as cpu:
-        for e in world.events:
-            apply_peerwall(desired, e)
-            changed.set()
+        for read in reads(world.events, per_read):
+            for e in read:
+                apply_peerwall(desired, e)
+                changed.set()
             await asyncio.sleep(0)
     return {"seconds": cpu["wall"], "cpu_s": cpu["cpu"], "kernel_state_ok": True}
 
@@ -446,6 +494,9 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--baseline-events", type=int, default=3)
     ap.add_argument("--restore-events", type=int, default=100)
+    ap.add_argument(
+        "--per-read", type=int, default=PER_READ, help="events per loop turn (the feed)"
+    )
     args = ap.parse_args()
     if not need_root("churn"):
         return 0
@@ -469,15 +520,21 @@ def main() -> int:
         for r in range(args.reps):
             with namespace(nss, f"pw{r}") as ns:
                 default = AgentSettings().coalesce
-                runs["peerwall"].append(asyncio.run(run_peerwall(ns, world, default)))
+                runs["peerwall"].append(
+                    asyncio.run(run_peerwall(ns, world, default, args.per_read))
+                )
             with namespace(nss, f"pz{r}") as ns:
-                runs["peerwall_coalesce_2ms"].append(asyncio.run(run_peerwall(ns, world, 0.002)))
+                runs["peerwall_coalesce_2ms"].append(
+                    asyncio.run(run_peerwall(ns, world, 0.002, args.per_read))
+                )
             with namespace(nss, f"rc{r}") as ns:
                 runs["ipset_restore_coalesced"].append(
-                    asyncio.run(run_restore_coalesced(ns, world, 0.002))
+                    asyncio.run(run_restore_coalesced(ns, world, 0.002, args.per_read))
                 )
-            runs["feed_only"].append(asyncio.run(run_feed_only(world)))
-            runs["peerwall_feed_only"].append(asyncio.run(run_peerwall_feed_only(world)))
+            runs["feed_only"].append(asyncio.run(run_feed_only(world, args.per_read)))
+            runs["peerwall_feed_only"].append(
+                asyncio.run(run_peerwall_feed_only(world, args.per_read))
+            )
             log(
                 f"rep {r + 1}: "
                 + ", ".join(f"{k} {v[-1]['seconds']:.3f} s" for k, v in runs.items())
@@ -493,6 +550,7 @@ def main() -> int:
         "machine": machine(),
         "events": len(world.events),
         "mix": mix,
+        "per_read": args.per_read,
         "base_addresses": len(world.pods)
         + sum(len(s.ips) * len(s.peers) for s in world.slices.values()),
         "contenders": {},

@@ -308,7 +308,16 @@ def churn_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> N
     out.append(
         f"{c['events']:,} events ({mix}; `pod+`/`pod-`: a pod offloaded here by one of 3 peers "
         f"created/deleted, `slice`: an EndpointSlice reflected to 1–2 peers gains or loses an "
-        f"endpoint) on a gateway enforcing {c['base_addresses']:,} addresses. Convergence: from the "
+        f"endpoint) on a gateway enforcing {c['base_addresses']:,} addresses. "
+        + (
+            f"The feed, the same for every contender: {c['per_read']} events per loop turn, as "
+            "the agent's Kubernetes source takes a watch stream that runs ahead of it (a read of "
+            "at most 64 KiB, ~4 KiB a pod event; the API server does not flush between queued "
+            "events: `churn_bench.py`'s docstring cites the code). "
+            if c.get("per_read", 1) > 1
+            else "The feed: one loop turn per event. "
+        )
+        + "Convergence: from the "
         "first event to the commit after which the kernel holds the final state (checked). CPU: "
         "this process (libnftables runs in it) plus its children (`ipset`, `iptables`).\n"
     )
@@ -359,9 +368,8 @@ def churn_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> N
             "whole-set restores. It trades per-event latency for batches — each restore costs "
             "O(set size), and a single event through it costs two orders of magnitude more than "
             "through peerwall (§1). peerwall batches a burst too (one netlink batch per "
-            "transaction). Both are bounded below by the loop taking the events in, one turn "
-            "per event (the feed alone, last row): that floor, not the kernel, is most of either "
-            "contender's time.\n"
+            "transaction). Both are bounded below by the loop taking the events in (the feed "
+            "alone, last row).\n"
         )
     bd = c.get("peerwall_breakdown")
     parts = ("feed_s", "desired_state_s", "enforcing_s")

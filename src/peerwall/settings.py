@@ -132,8 +132,9 @@ class AgentSettings:
     the events already queued (those that came during the previous transaction) and a burst
     (``burst_window``)."""
     burst_window: float = 0.002
-    """When another event comes in the loop's next turn (a burst), the transaction waits this
-    many seconds for the rest of the burst; a lone event does not wait."""
+    """When another event comes in the loop's next turn (a burst), the transaction waits at
+    most this many seconds for the rest of the burst (until a quarter of it passes without an
+    event); a lone event does not wait."""
     metrics_address: str | None = "0.0.0.0:9090"
     """``host:port`` of /metrics, /healthz, /readyz, /status; None: no HTTP endpoint."""
     endpoint: EndpointSettings = EndpointSettings()

@@ -9,6 +9,8 @@ import urllib.request
 from importlib import resources
 from ipaddress import IPv4Address
 
+import pytest
+
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.run import Agent
 from peerwall.compile import names
@@ -146,3 +148,45 @@ def test_a_refused_step_is_counted_and_not_reported_enforced_until_the_whole_tab
     ), reports
     assert agent.enforcer.table.counts.transactions["mode"] == 0
     assert nft.ruleset("inet", "peerwall") == build(seg)
+
+
+def test_a_burst_is_waited_for_until_a_quarter_of_the_window_passes_without_an_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The burst window is waited in quarters: a burst whose events stop is committed a quarter
+    after its last one, one that goes on waits the whole window, a lone event not at all. The
+    sleeps are recorded (no clock read): each quarter, the test says whether an event came."""
+    source = HandSource()
+    agent = Agent(
+        source,
+        DesiredState("C1", "pwt-*", None),
+        FakeNft(),
+        None,
+        AgentSettings(burst_window=0.4, metrics_address=None),
+    )
+    real_sleep = asyncio.sleep
+    slept: list[float] = []
+    arrivals: list[bool] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+        if delay > 0 and arrivals and arrivals.pop(0):
+            source.changed.set()  # an event of the burst came during this quarter
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+
+    def drain(burst: bool, during: list[bool]) -> list[float]:
+        slept.clear()
+        arrivals[:] = during
+        if burst:
+            source.changed.set()  # another event in the loop's next turn
+        else:
+            source.changed.clear()
+        asyncio.run(agent._drain())
+        assert not source.changed.is_set()
+        return slept
+
+    assert drain(False, []) == [0]  # a lone event: one turn
+    assert drain(True, [True, False]) == [0, 0.1, 0.1]  # ended in the second quarter
+    assert drain(True, [True, True, True, True]) == [0, 0.1, 0.1, 0.1, 0.1]  # the whole window

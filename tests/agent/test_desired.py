@@ -48,7 +48,14 @@ def test_sets_are_the_union_of_live_contributions_and_changes_the_difference(see
             sk = (rnd.choice(PEERS), rnd.choice(KINDS))
             addresses = set(rnd.sample(pool, rnd.randint(0, 4)))
             given = [a if rnd.random() < 0.5 else IPv4Address(a) for a in addresses]
-            d.contribute(key, sk[0], sk[1], given)
+            if rnd.random() < 0.5:
+                # One tuple for several sets, as a source hands a slice's addresses to each
+                # peer: the same object again must mean the same addresses, and no other.
+                same = tuple(given)
+                for other in rnd.sample([(p, k) for p in PEERS for k in KINDS], 2):
+                    d.contribute(key, other[0], other[1], same)
+                    model.setdefault(key, {})[other] = set(addresses)
+            d.contribute(key, sk[0], sk[1], given if rnd.random() < 0.5 else tuple(given))
             model.setdefault(key, {})[sk] = addresses
         elif action < 0.8:
             d.withdraw(key)
@@ -58,6 +65,8 @@ def test_sets_are_the_union_of_live_contributions_and_changes_the_difference(see
             d.withdraw(key, who, kind)
             model.get(key, {}).pop((who, kind), None)
         now = union(model)
+        live = {sk: {int(a) for a in held} for sk, held in d.contributions(key).items()}
+        assert live == {sk: a for sk, a in model.get(key, {}).items() if a}, step
         for (p, k), want in now.items():
             assert {int(a) for a in d.members(p, k)} == want, step
         if rnd.random() < 0.3:

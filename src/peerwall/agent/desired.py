@@ -48,6 +48,10 @@ class AddressView(AbstractSet[IPv4Address]):
         return len(self._keys)
 
 
+Held = tuple[SetKey, tuple[int, ...]] | dict[SetKey, tuple[int, ...]]
+"""What one object contributes (``DesiredState._by_key``)."""
+
+
 class DesiredState:
     """A ``GatewayState`` kept up to date by contributions, with the changes since last taken."""
 
@@ -57,11 +61,20 @@ class DesiredState:
         self.conncheck_port = conncheck_port
         self._peers: dict[str, PeerState] = {}
         """Declarations without members; members live in ``_count``."""
-        self._by_key: dict[tuple[str, SetKey], tuple[int, ...]] = {}
-        """(object key, set) -> what the object contributes to the set. Flat, with tuples and
+        self._by_key: dict[str, Held] = {}
+        """Object key -> what the object contributes: (set, addresses) when it contributes to
+        one set (a pod: the usual case), a dict set -> addresses when to several. Tuples, and
         one shared ``SetKey`` per set: the Kubernetes source holds one contribution per pod,
         and a dict per object (224 bytes) holding a one-address frozenset (216) cost 8 times
-        this (issue 21: memory per enforced address)."""
+        this (issue 21: memory per enforced address). Keyed by the object alone, so that a
+        deleted object's contributions are one lookup, not one per set (issue 21: churn)."""
+        self._last_given: object = None
+        self._last_ints: frozenset[int] = frozenset()
+        """The last immutable collection of addresses contributed, and as ints: a source hands
+        an EndpointSlice's addresses to each peer it is reflected to, the same object each time
+        (``kube.contribution.replace``), and converting them is most of the cost of the next
+        peer's contribution (``int(IPv4Address)`` runs in Python: ~80 ns an address). Held by
+        reference: the object cannot change, nor be freed and its identity reused."""
         self._set_keys: dict[SetKey, SetKey] = {}
         """Every set contributed to, each ``SetKey`` one object shared by its contributions."""
         self._count: dict[SetKey, dict[int, int]] = defaultdict(dict)
@@ -121,31 +134,81 @@ class DesiredState:
         self, key: str, peer: str, kind: SetKind, addresses: Iterable[IPv4Address | int]
     ) -> None:
         """Object ``key`` now contributes exactly ``addresses`` to ``peer``'s ``kind`` set."""
-        new = frozenset(map(int, addresses))  # an int is its own int, at C speed
-        sk = self._set_keys.setdefault((peer, kind), (peer, kind))
-        held = self._by_key.get((key, sk))
-        if held is None:
+        if type(addresses) is tuple and len(addresses) == 1 and key not in self._by_key:
+            # A new object with one address (a pod created: the usual event), written out.
+            a = int(addresses[0])
+            sk = self._set_keys.get((peer, kind))
+            if sk is None:
+                sk = (peer, kind)
+                self._set_keys[sk] = sk
+            self._by_key[key] = (sk, (a,))
+            self._more(sk, (a,))
+            return
+        if addresses is self._last_given:
+            new = self._last_ints  # the same slice's addresses for its next peer
+        else:
+            new = frozenset(map(int, addresses))  # an int is its own int, at C speed
+            if len(new) > 1 and isinstance(addresses, tuple | frozenset):
+                self._last_given, self._last_ints = addresses, new
+        sk = self._set_keys.get((peer, kind))
+        if sk is None:
+            sk = (peer, kind)
+            self._set_keys[sk] = sk
+        by_key = self._by_key
+        entry = by_key.get(key)
+        if entry is None:
             if new:
-                self._by_key[(key, sk)] = tuple(new)
+                by_key[key] = (sk, tuple(new))
                 self._more(sk, new)
             return
-        old = frozenset(held)
-        if new == old:
+        # A pair (one set) or a dict (several): tried as a pair first, the usual case.
+        held = (entry[1] if entry[0] is sk else None) if isinstance(entry, tuple) else entry.get(sk)
+        if held is None:
+            if new:
+                self._hold(key, entry, sk, tuple(new))
+                self._more(sk, new)
             return
+        if len(held) == len(new) and new.issuperset(held):
+            return  # the same addresses (an EndpointSlice changed elsewhere): no set made
         if new:
-            self._by_key[(key, sk)] = tuple(new)
+            self._hold(key, entry, sk, tuple(new))
+            old = frozenset(held)
             self._more(sk, new - old)
             self._less(sk, old - new)
         else:
-            del self._by_key[(key, sk)]
-            self._less(sk, old)
+            self._drop(key, entry, sk)
+            self._less(sk, held)
+
+    def _hold(self, key: str, entry: Held, sk: SetKey, addresses: tuple[int, ...]) -> None:
+        """Record that ``key`` contributes ``addresses`` to ``sk`` (``entry``: what it held)."""
+        if isinstance(entry, tuple):
+            if entry[0] is sk:
+                self._by_key[key] = (sk, addresses)
+            else:  # a second set: a dict
+                self._by_key[key] = {entry[0]: entry[1], sk: addresses}
+        else:
+            entry[sk] = addresses
+
+    def _drop(self, key: str, entry: Held, sk: SetKey) -> None:
+        """Record that ``key`` contributes nothing to ``sk`` any more."""
+        if isinstance(entry, tuple):
+            del self._by_key[key]
+            return
+        assert isinstance(entry, dict)
+        del entry[sk]
+        if len(entry) == 1:  # one set left: back to a pair
+            self._by_key[key] = next(iter(entry.items()))
 
     def withdraw(self, key: str, peer: str | None = None, kind: SetKind | None = None) -> None:
         """Object ``key`` contributes nothing any more (to ``peer``/``kind`` only, if given)."""
         if peer is None and kind is None:  # a deleted object: all of it
-            for sk in self._set_keys:  # a few: peers x set kinds
-                held = self._by_key.pop((key, sk), None)
-                if held is not None:
+            entry = self._by_key.pop(key, None)
+            if entry is None:
+                return
+            if isinstance(entry, tuple):
+                self._less(entry[0], entry[1])
+            else:
+                for sk, held in entry.items():
                     self._less(sk, held)
             return
         for p, k in list(self.contributions(key)):
@@ -153,16 +216,16 @@ class DesiredState:
                 self.contribute(key, p, k, ())
 
     def contributions(self, key: str) -> dict[SetKey, frozenset[IPv4Address]]:
-        out = {}
-        for sk in self._set_keys:  # a few: peers x set kinds
-            if (a := self._by_key.get((key, sk))) is not None:
-                out[sk] = frozenset(map(IPv4Address, a))
-        return out
+        entry = self._by_key.get(key)
+        if entry is None:
+            return {}
+        pairs = [entry] if isinstance(entry, tuple) else entry.items()
+        return {sk: frozenset(map(IPv4Address, a)) for sk, a in pairs}
 
     # The event path: a pod created or deleted is one address here (~1 us in all), an
     # EndpointSlice a few; the reference counts and the netting are written out in two loops.
 
-    def _more(self, sk: SetKey, addresses: frozenset[int]) -> None:
+    def _more(self, sk: SetKey, addresses: Iterable[int]) -> None:
         """One more contribution of each of ``addresses`` to set ``sk``."""
         counts = self._count[sk]
         noted = sk[0] in self._peers and sk[0] not in self._new_peers
@@ -290,6 +353,6 @@ class DesiredState:
                     members[name][kind] if members is not None else peer.addresses(kind)
                 )
                 self.contribute(f"{key}/{name}", name, kind, addresses)
-        for k in {k for k, _ in self._by_key}:
+        for k in list(self._by_key):
             if k.startswith(f"{key}/") and k.removeprefix(f"{key}/") not in state.peers:
                 self.withdraw(k)
