@@ -103,7 +103,7 @@ def test_liqos_shape_a_gateway_per_peer_with_its_tunnel_remapping_api_servers_an
     assert all(
         "--source=kubernetes" in c and "--tunnel-pattern=liqo-tunnel*" in c for c in cmdlines
     )
-    assert len(found["servers"]) >= 2  # a supervisor and its server per cluster
+    assert len(found["servers"]) >= 2  # a supervisor and the process serving the API servers
     # lab status reports them; kubectl reaches each cluster's API server.
     status = json.loads(lab.peerwall("lab", "status", "--name", lab.name, "-o", "json").stdout)
     (report,) = status["labs"]
