@@ -21,7 +21,7 @@ import yaml
 from liqokit import PROBE_ATTEMPTS, LiqoLab, dropped, edited, liqo_lab, until_dropped
 
 from peerwall.lab.agents import SUPERVISOR, live_processes
-from peerwall.lab.apiserver.labserve import API_ADDRESS, KUBE_API_PORT, gateway_pod
+from peerwall.lab.apiserver.layout import API_ADDRESS, KUBE_API_PORT, gateway_pod
 from peerwall.lab.apiserver.liqo_objects import peering_security
 from peerwall.lab.liqo import processes
 from peerwall.lab.netns import list_namespaces

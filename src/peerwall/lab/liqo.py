@@ -46,7 +46,7 @@ from peerwall.compile.names import tunnel_ifname
 from peerwall.dataplane.nft import LibNft
 from peerwall.errors import LabError
 from peerwall.lab.agents import live_processes
-from peerwall.lab.apiserver.labserve import (
+from peerwall.lab.apiserver.layout import (
     API_ADDRESS,
     KUBE_API_PORT,
     folder_of,

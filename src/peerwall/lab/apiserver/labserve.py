@@ -31,32 +31,16 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
-from functools import cache
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from peerwall.lab.apiserver.layout import API_ADDRESS, KUBE_API_PORT, folder_of, gateway_pod
 from peerwall.lab.apiserver.liqo_objects import cluster_objects, tenant
 from peerwall.lab.apiserver.rbac import User
 from peerwall.lab.apiserver.server import FakeApiServer
 from peerwall.model import Topology, load_topology
 
-API_ADDRESS = IPv4Address("169.254.99.1")
-"""On the node's loopback in each cluster: KUBERNETES_SERVICE_HOST of its gateways' agents."""
-KUBE_API_PORT = 6443
-GATEWAY_POD = Path(__file__).parent / "gateway_pod.yaml"
-
 Obj = dict[str, Any]
-
-
-@cache
-def gateway_pod() -> tuple[Obj, list[Obj]]:
-    """(the chart's peerwall container, the chart's RBAC objects), from ``gateway_pod.yaml``."""
-    docs = [d for d in yaml.safe_load_all(GATEWAY_POD.read_text()) if d]
-    (container,) = [d for d in docs if d["kind"] == "Container"]
-    return container, [d for d in docs if d["kind"] != "Container"]
 
 
 def gateway_account(peer: str) -> tuple[str, str]:
@@ -109,15 +93,6 @@ class LabApiServer(FakeApiServer):
             if kept != endpoints:
                 self.update({**found, "endpoints": kept})
         return gone
-
-
-def folder_of(lab: Path, cluster: str) -> Path:
-    return lab / "api" / cluster
-
-
-def log_path(lab: Path) -> Path:
-    """The log of the process serving the lab's API servers."""
-    return lab / "api" / "server.log"
 
 
 async def serve(lab: Path, clusters: Sequence[tuple[str, str]]) -> None:
