@@ -105,7 +105,7 @@ def test_liqos_shape_a_gateway_per_peer_with_its_tunnel_remapping_api_servers_an
     )
     assert len(found["servers"]) >= 2  # a supervisor and the process serving the API servers
     # lab status reports them; kubectl reaches each cluster's API server.
-    status = json.loads(lab.peerwall("lab", "status", "--name", lab.name, "-o", "json").stdout)
+    status = json.loads(lab.cli("lab", "status", "--name", lab.name, "-o", "json").stdout)
     (report,) = status["labs"]
     assert report["shape"] == "liqo" and not report["failed"]
     assert sorted(report["agents"]) == ["c1/c2", "c2/c1"]
@@ -181,7 +181,7 @@ def test_a_killed_agent_is_restarted_and_the_commands_of_the_simple_shape_refuse
     for _ in range(PROBE_ATTEMPTS):
         now = agent_of_c2()
         # Exit 1 while the new agent is not ready yet: the document is what counts here.
-        report = lab.peerwall("lab", "status", "--name", lab.name, "-o", "json", check=False)
+        report = lab.cli("lab", "status", "--name", lab.name, "-o", "json", check=False)
         agent = json.loads(report.stdout)["labs"][0]["agents"]["c2/c1"]
         if now and now != [old] and agent.get("ready") and agent["pid"] == now[0]:
             break
