@@ -19,13 +19,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from peerwall.model import SecurityMode, Topology, load_topology
 from peerwall.nsenter import entered
 from peerwall.policy import expect
+
+if TYPE_CHECKING:
+    from typer.testing import Result
 
 KUBECTL = shutil.which("kubectl")
 PROBE_ATTEMPTS = 60
@@ -56,6 +59,8 @@ class LiqoLab:
         return load_topology(self.text)
 
     def peerwall(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The ``peerwall`` command as a new process, as a user runs it: for what a test checks
+        of the command itself (its exit status, its one-line refusals)."""
         done = subprocess.run(
             [sys.executable, "-m", "peerwall.cli", *args],
             env=self.env,
@@ -67,14 +72,29 @@ class LiqoLab:
             assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-3000:])
         return done
 
+    def cli(self, *args: str, check: bool = True) -> Result:
+        """The ``peerwall`` command through the CLI's own entry in this process (as
+        test_prober_exact and the docs tests run it), for the kit's own steps (``lab up``,
+        ``lab down``, ``lab kubeconfig``, ``lab probe``, status polls): each as a new interpreter
+        cost ~0.5-0.8 s of CPU in start-up and imports. An unexpected exception is raised."""
+        from typer.testing import CliRunner
+
+        from peerwall.cli.main import app
+
+        env = {"NO_COLOR": "1", "PEERWALL_STATE_DIR": str(self.state_dir)}
+        done = CliRunner().invoke(app, list(args), env=env)
+        if done.exception is not None and not isinstance(done.exception, SystemExit):
+            raise done.exception
+        if check:
+            assert done.exit_code == 0, (args, done.stdout[-2000:], done.stderr[-3000:])
+        return done
+
     def kubeconfig(self, cluster: str) -> Path:
         """``lab kubeconfig CLUSTER``'s output, in a file; written once per lab (the lab's
-        certificates and addresses do not change while it is up), not once per kubectl run:
-        each was an interpreter of its own, about 0.45 s of CPU."""
+        certificates and addresses do not change while it is up), not once per kubectl run."""
         path = self.state_dir / f"{self.name}-{cluster}.kubeconfig"
         if not path.exists():
-            text = self.peerwall("lab", "kubeconfig", cluster, "--name", self.name).stdout
-            path.write_text(text)
+            path.write_text(self.cli("lab", "kubeconfig", cluster, "--name", self.name).stdout)
         return path
 
     def kubectl(self, cluster: str, *args: str, stdin: str = "") -> str:
@@ -89,18 +109,8 @@ class LiqoLab:
         return done.stdout
 
     def probe(self) -> tuple[int, dict[str, Any]]:
-        """``lab probe -o json``, through the CLI's own entry in this process (as
-        test_prober_exact and the docs tests run it): ``until_probed`` polls with it, and an
-        interpreter per poll cost ~0.45 s of CPU each."""
-        from typer.testing import CliRunner
-
-        from peerwall.cli.main import app
-
-        args = ["lab", "probe", "--name", self.name, "-o", "json"]
-        env = {"NO_COLOR": "1", "PEERWALL_STATE_DIR": str(self.state_dir)}
-        done = CliRunner().invoke(app, args, env=env)
-        if done.exception is not None and not isinstance(done.exception, SystemExit):
-            raise done.exception
+        """``lab probe -o json`` (in this process: ``until_probed`` polls with it)."""
+        done = self.cli("lab", "probe", "--name", self.name, "-o", "json", check=False)
         return done.exit_code, json.loads(done.stdout) if done.stdout.strip() else {}
 
     def until_probed(self, topology: Topology, mode: SecurityMode, what: str) -> dict[str, Any]:
@@ -131,10 +141,10 @@ def liqo_lab(text: str, state_dir: Path, *extra: str) -> Iterator[LiqoLab]:
     path = state_dir / "topology.yaml"
     path.write_text(text)
     try:
-        lab.peerwall("lab", "up", "-f", str(path), "--shape", "liqo", "--name", lab.name, *extra)
+        lab.cli("lab", "up", "-f", str(path), "--shape", "liqo", "--name", lab.name, *extra)
         yield lab
     finally:
-        lab.peerwall("lab", "down", "--name", lab.name, check=False)
+        lab.cli("lab", "down", "--name", lab.name, check=False)
 
 
 def dropped(netns: str, address: str, port: int = POD_PORT) -> bool:

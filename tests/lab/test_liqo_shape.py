@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +24,7 @@ import yaml
 from liqokit import PROBE_ATTEMPTS, LiqoLab, dropped, edited, liqo_lab, until_dropped
 
 from peerwall.lab.agents import SUPERVISOR, live_processes
-from peerwall.lab.apiserver.labserve import API_ADDRESS, KUBE_API_PORT, gateway_pod
+from peerwall.lab.apiserver.layout import API_ADDRESS, KUBE_API_PORT, gateway_pod
 from peerwall.lab.apiserver.liqo_objects import peering_security
 from peerwall.lab.liqo import processes
 from peerwall.lab.netns import list_namespaces
@@ -103,9 +106,9 @@ def test_liqos_shape_a_gateway_per_peer_with_its_tunnel_remapping_api_servers_an
     assert all(
         "--source=kubernetes" in c and "--tunnel-pattern=liqo-tunnel*" in c for c in cmdlines
     )
-    assert len(found["servers"]) >= 2  # a supervisor and its server per cluster
+    assert len(found["servers"]) >= 2  # a supervisor and the process serving the API servers
     # lab status reports them; kubectl reaches each cluster's API server.
-    status = json.loads(lab.peerwall("lab", "status", "--name", lab.name, "-o", "json").stdout)
+    status = json.loads(lab.cli("lab", "status", "--name", lab.name, "-o", "json").stdout)
     (report,) = status["labs"]
     assert report["shape"] == "liqo" and not report["failed"]
     assert sorted(report["agents"]) == ["c1/c2", "c2/c1"]
@@ -115,6 +118,47 @@ def test_liqos_shape_a_gateway_per_peer_with_its_tunnel_remapping_api_servers_an
     assert "pod/p5" in pods.split()
     foreign = lab.kubectl("c1", "get", "foreignclusters", "-o", "name")
     assert foreign.split() == ["foreigncluster.core.liqo.io/c2"]
+
+
+def api_status(server: str, ca_file: str, token: str, path: str) -> int:
+    """The HTTP status of GET ``path`` on ``server``, trusting only ``ca_file``."""
+    context = ssl.create_default_context(cafile=ca_file)
+    request = urllib.request.Request(server + path, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_each_clusters_api_server_is_a_server_of_its_own(lab: LiqoLab) -> None:
+    """One process serves the lab's API servers; each is still its own: its address, its CA and
+    certificate, its ServiceAccount tokens (a gateway's token is refused by the other cluster's
+    server) and its objects."""
+    api = lab.state_dir / lab.name / "api"
+    servers = {}
+    for c in ("c1", "c2"):
+        (entry,) = yaml.safe_load((api / c / "kubeconfig").read_text())["clusters"]
+        servers[c] = (entry["cluster"]["server"], entry["cluster"]["certificate-authority"])
+    (url1, ca1), (url2, ca2) = servers["c1"], servers["c2"]
+    assert url1 != url2 and Path(ca1).read_bytes() != Path(ca2).read_bytes()
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        api_status(url2, ca1, "fake-token", "/version")  # c2's certificate is not c1's CA's
+    # Each gateway's ServiceAccount (c1's gateway for c2, c2's for c1) at home and next door.
+    token1 = (api / "c1" / "sa" / "gw-c2" / "token").read_text()
+    token2 = (api / "c2" / "sa" / "gw-c1" / "token").read_text()
+    assert token1 != token2
+    foreign = "/apis/core.liqo.io/v1beta1/foreignclusters"
+    assert api_status(url1, ca1, token1, foreign) == 200
+    assert api_status(url2, ca2, token2, foreign) == 200
+    assert api_status(url1, ca1, token2, foreign) == 401
+    assert api_status(url2, ca2, token1, foreign) == 401
+    assert lab.kubectl("c1", "get", "foreignclusters", "-o", "name").split() == [
+        "foreigncluster.core.liqo.io/c2"
+    ]
+    assert lab.kubectl("c2", "get", "foreignclusters", "-o", "name").split() == [
+        "foreigncluster.core.liqo.io/c1"
+    ]
 
 
 def test_kubectl_edits_are_enforced_and_proved_by_lab_probe(lab: LiqoLab) -> None:
@@ -181,7 +225,7 @@ def test_a_killed_agent_is_restarted_and_the_commands_of_the_simple_shape_refuse
     for _ in range(PROBE_ATTEMPTS):
         now = agent_of_c2()
         # Exit 1 while the new agent is not ready yet: the document is what counts here.
-        report = lab.peerwall("lab", "status", "--name", lab.name, "-o", "json", check=False)
+        report = lab.cli("lab", "status", "--name", lab.name, "-o", "json", check=False)
         agent = json.loads(report.stdout)["labs"][0]["agents"]["c2/c1"]
         if now and now != [old] and agent.get("ready") and agent["pid"] == now[0]:
             break

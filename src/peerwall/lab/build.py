@@ -158,7 +158,7 @@ def _up_liqo(
     say: Progress,
     audit: bool,
 ) -> LabPlan:
-    from peerwall.lab.apiserver.emulate import check_cluster_ids
+    from peerwall.lab.apiserver.liqo_objects import check_cluster_ids
 
     if audit:
         raise LabError("--shape liqo: audit is set per peering there (a PeeringSecurity), not here")

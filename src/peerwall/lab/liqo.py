@@ -15,9 +15,10 @@ What the simple shape puts in one gateway per cluster is split as Liqo v1 splits
   postrouting chain rewrites the source of traffic from the tunnel, the peer's addresses, to our
   view of them). The forward hook in between, where peerwall's table filters, sees the peer's
   original source and our real destination, as on Liqo v1;
-* one emulated **API server** per cluster (``lab.apiserver.labserve``) holding the objects Liqo
-  would create for the topology, listening at ``API_ADDRESS`` on the node's loopback (every
-  gateway reaches it through ``eth0``) and on 127.0.0.1 for ``kubectl`` (``lab kubeconfig``);
+* one emulated **API server** per cluster holding the objects Liqo would create for the topology,
+  listening at ``API_ADDRESS`` on the node's loopback (every gateway reaches it through ``eth0``)
+  and on 127.0.0.1 for ``kubectl`` (``lab kubeconfig``); one process serves them all
+  (``lab.apiserver.labserve``), each with its own objects, certificate, tokens and RBAC;
 * one **agent** per gateway, ``--source kubernetes`` with the chart's arguments, in the pod's
   shape: the ServiceAccount volume at /run/secrets/kubernetes.io/serviceaccount in a mount
   namespace of its own, ``KUBERNETES_SERVICE_HOST``/``PORT``, under the lab's supervisor
@@ -45,7 +46,13 @@ from peerwall.compile.names import tunnel_ifname
 from peerwall.dataplane.nft import LibNft
 from peerwall.errors import LabError
 from peerwall.lab.agents import live_processes
-from peerwall.lab.apiserver.labserve import API_ADDRESS, KUBE_API_PORT, folder_of, gateway_pod
+from peerwall.lab.apiserver.layout import (
+    API_ADDRESS,
+    KUBE_API_PORT,
+    folder_of,
+    gateway_pod,
+    log_path,
+)
 from peerwall.lab.apiserver.liqo_objects import is_gateway_server, tunnels
 from peerwall.lab.kube import cni_script, kube_script
 from peerwall.lab.netns import ip_batch
@@ -273,28 +280,31 @@ def status_path(plan: LabPlan, settings: LabSettings, cluster: str, peer: str) -
 
 
 def start_servers(plan: LabPlan, settings: LabSettings) -> None:
+    """One process, under the lab's supervisor, serving every cluster's API server (each on its
+    own addresses, with its own certificate, tokens and RBAC: ``lab.apiserver.labserve``); returns
+    once each has written its kubeconfig."""
     folder = _folder(plan, settings)
+    serve = []
     for c in plan.topology.clusters:
-        here = folder_of(folder, c.name)
-        make_folder(str(here))
+        make_folder(str(folder_of(folder, c.name)))
         kubeconfig_path(plan, settings, c.name).unlink(missing_ok=True)
-        cmd = [
-            sys.executable, "-m", "peerwall.lab.supervise", "--",
-            sys.executable, "-m", SERVER_MODULE,
-            f"--folder={folder}", f"--cluster={c.name}", f"--netns={node_ns(plan, c.name)}",
-        ]  # fmt: skip
-        with open(here / "server.log", "ab") as log:
-            subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-            )
+        serve += [f"--cluster={c.name}", f"--netns={node_ns(plan, c.name)}"]
+    cmd = [
+        sys.executable, "-m", "peerwall.lab.supervise", "--",
+        sys.executable, "-m", SERVER_MODULE, f"--folder={folder}", *serve,
+    ]  # fmt: skip
+    log_file = log_path(folder)
+    with open(log_file, "ab") as log:
+        subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
     deadline = time.monotonic() + CONVERGE_TIMEOUT
     for c in plan.topology.clusters:
         while not kubeconfig_path(plan, settings, c.name).exists():
             if time.monotonic() > deadline:
-                where = folder_of(folder, c.name) / "server.log"
                 raise LabError(
                     f"lab {plan.name}: the API server of {c.name} did not start "
-                    f"({where}):\n{_tail(where)}"
+                    f"({log_file}):\n{_tail(log_file)}"
                 )
             time.sleep(0.05)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
 from kubeapi import liqo_objects as L
-from kubeapi.fake import FakeApiServer, Invalid, validate
+from kubeapi.fake import K8S_VERSION, FakeApiServer, Invalid, core_validator, validate
 from kubeapi.harness import run
 from peerwall import liqo
 from peerwall.agent.kube import KubeApi
@@ -68,6 +71,54 @@ def test_served_objects_pass_the_schemas(path: Path, tmp_path: Path) -> None:
 def test_invalid_objects_are_refused(obj: dict[str, object]) -> None:
     with pytest.raises(Invalid):
         FakeApiServer().create(obj)
+
+
+def core_cases() -> list[dict[str, Any]]:
+    """Core objects a cluster of the seed holds, each also broken three ways (an unknown field,
+    a wrong type, a required field gone), and one of a kind kubernetes-validate has no schema for."""
+    topology = load_topology((HERE / "seed-topology.yaml").read_text())
+    kept = [
+        o
+        for c in topology.clusters
+        for o in L.cluster_objects(topology, c.name)
+        if "." not in o["apiVersion"].split("/")[0] or o["apiVersion"].startswith("discovery.")
+    ]
+    cases: list[dict[str, Any]] = []
+    for obj in {o["kind"]: o for o in kept}.values():
+        cases.append(obj)
+        cases.append({**obj, "bogus": 1})
+        cases.append({**obj, "metadata": {**obj["metadata"], "name": 7}})
+        cases.append({k: v for k, v in obj.items() if k != "metadata"})
+    cases.append({"apiVersion": "v1", "kind": "NoSuchKind", "metadata": {"name": "x"}})
+    return cases
+
+
+def test_the_fakes_core_validation_is_kubernetes_validates() -> None:
+    """The fake checks core kinds with kubernetes-validate's validator built once per kind
+    (``server.core_validator``), not the library's ``validate`` that re-reads the schemas per
+    call: same verdict and same message on valid objects and on broken ones."""
+    seen_kinds, refused = set(), 0
+    for obj in core_cases():
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            want: str | None = None
+        except kubernetes_validate.ValidationError as exc:
+            want = exc.message
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            with pytest.raises(kubernetes_validate.SchemaNotFoundError) as got:
+                core_validator(obj["kind"], obj["apiVersion"])
+            assert got.value.message == exc.message
+            continue
+        try:
+            core_validator(obj["kind"], obj["apiVersion"]).validate(obj)
+            got_message: str | None = None
+        except jsonschema.ValidationError as exc:
+            got_message = exc.message
+        assert got_message == want, obj
+        seen_kinds.add(obj["kind"])
+        refused += want is not None
+    assert {"Pod", "Service", "Namespace", "EndpointSlice"} <= seen_kinds
+    assert refused >= 2 * len(seen_kinds)  # the broken copies are refused, by both
 
 
 def test_peeringsecurity_crd_is_structural_with_the_two_modes() -> None:

@@ -11,35 +11,16 @@ A kubeconfig per cluster is written into a folder, for ``kubectl`` and for
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from peerwall.errors import Problem, TopologyInvalid
-from peerwall.lab.apiserver.liqo_objects import api_cluster_ip, cluster_objects
+from peerwall.lab.apiserver.liqo_objects import api_cluster_ip, check_cluster_ids, cluster_objects
 from peerwall.lab.apiserver.server import FakeApiServer
 from peerwall.model import Topology
 
 __all__ = ["check_cluster_ids", "serve"]
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
-def check_cluster_ids(topology: Topology, source: str) -> None:
-    """Liqo cluster IDs are DNS labels (lowercase): the clusters' names must be valid ones."""
-    problems = [
-        Problem(
-            f"clusters[{i}].name",
-            f"{c.name!r} is not a valid Liqo cluster ID (a DNS label: lowercase letters, digits "
-            "and '-'), which the emulated clusters are named by",
-        )
-        for i, c in enumerate(topology.clusters)
-        if not _DNS_LABEL.match(c.name)
-    ]
-    if problems:
-        raise TopologyInvalid(source, problems)
 
 
 async def serve(

@@ -8,9 +8,11 @@ desired state.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
+from peerwall.errors import Problem, TopologyInvalid
 from peerwall.model.reflection import ReflectionMark, ReflectionPolicy
 from peerwall.model.topology import Topology
 
@@ -21,6 +23,24 @@ WORKER = "worker"
 """The one real node of every test cluster."""
 EXTERNAL_CIDR = IPv4Network("10.70.0.0/16")
 """Liqo's default external CIDR (``deployments/liqo/templates/liqo-ipam-networks.yaml``)."""
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def check_cluster_ids(topology: Topology, source: str) -> None:
+    """Liqo cluster IDs are DNS labels (lowercase): the clusters' names must be valid ones."""
+    problems = [
+        Problem(
+            f"clusters[{i}].name",
+            f"{c.name!r} is not a valid Liqo cluster ID (a DNS label: lowercase letters, digits "
+            "and '-'), which the emulated clusters are named by",
+        )
+        for i, c in enumerate(topology.clusters)
+        if not _DNS_LABEL.match(c.name)
+    ]
+    if problems:
+        raise TopologyInvalid(source, problems)
 
 
 def _meta(

@@ -38,6 +38,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -96,28 +97,37 @@ ADMIN = User("kubernetes-admin", frozenset({"system:masters", "system:authentica
 
 
 def crd_resources(files: Iterable[Path] = CRD_FILES) -> list[Resource]:
-    out = []
+    out: list[Resource] = []
     for f in files:
-        # libyaml where present: VirtualNode's CRD alone is 700 kB (0.6 s in pure Python).
-        for doc in yaml.load_all(
-            f.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        ):
-            if not doc or doc.get("kind") != "CustomResourceDefinition":
-                continue
-            spec = doc["spec"]
-            for v in spec["versions"]:
-                if v.get("served", True):
-                    out.append(
-                        Resource(
-                            spec["group"],
-                            v["name"],
-                            spec["names"]["plural"],
-                            spec["names"]["kind"],
-                            spec["scope"] == "Namespaced",
-                            v["schema"]["openAPIV3Schema"],
-                        )
-                    )
+        out += _crd_file_resources(f.read_text())
     return out
+
+
+@cache
+def _crd_file_resources(text: str) -> tuple[Resource, ...]:
+    """The served versions of the CRDs in one file's ``text``, parsed once per process: every
+    fake server reads the same ~1 MB of CRDs (0.24 s of CPU each time, with libyaml), and a lab's
+    API servers, the tests' in-process ones and their harness make many. Keyed by the text, so
+    a file written anew is parsed anew. Nothing writes to a schema once parsed."""
+    out = []
+    # libyaml where present: VirtualNode's CRD alone is 700 kB (0.6 s in pure Python).
+    for doc in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        if not doc or doc.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = doc["spec"]
+        for v in spec["versions"]:
+            if v.get("served", True):
+                out.append(
+                    Resource(
+                        spec["group"],
+                        v["name"],
+                        spec["names"]["plural"],
+                        spec["names"]["kind"],
+                        spec["scope"] == "Namespaced",
+                        v["schema"]["openAPIV3Schema"],
+                    )
+                )
+    return tuple(out)
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -154,8 +164,8 @@ def validate(res: Resource, obj: Obj) -> None:
         )
     if res.schema is None:
         try:
-            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
+            core_validator(obj["kind"], obj["apiVersion"]).validate(obj)
+        except jsonschema.ValidationError as exc:
             raise Invalid(f"{res.kind} {_name(obj)}: {exc.message}") from None
         return
     try:
@@ -166,6 +176,34 @@ def validate(res: Resource, obj: Obj) -> None:
     unknown = list(_unknown_fields(res.schema, obj, ""))
     if unknown:
         raise Invalid(f"{res.kind} {_name(obj)}: unknown fields {', '.join(unknown)}")
+
+
+@cache
+def core_validator(kind: str, api_version: str) -> jsonschema.protocols.Validator:
+    """The validator ``kubernetes_validate.validate(obj, K8S_VERSION, strict=True)`` checks a core
+    object of ``kind`` with, built as it builds it (the same schema files of the same version,
+    Draft 2020-12, its ``_definitions`` as the registry) but once per process: the library reads
+    and parses the kind's schema and the 1 MB of definitions again on every call, ~10 ms of CPU
+    per object created. ``tests/agent/kube/test_kube_fake.py`` checks both give the same
+    verdicts and messages."""
+    from referencing import Registry
+    from referencing import Resource as Document
+
+    utils = kubernetes_validate.utils
+    want = utils.major_minor(K8S_VERSION)
+    version = [v for v in utils.all_versions() if utils.major_minor(v) <= want][-1]
+    folder = f"kubernetes-json-schema/v{version}-local-strict"
+    # rbac.authorization.k8s.io/v1 -> rbac-v1, as the library names its files.
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = utils.schema_contents(f"{folder}/{kind.lower()}-{group_version}.json", want)
+    except FileNotFoundError:
+        raise kubernetes_validate.SchemaNotFoundError(
+            version=want, kind=kind, api_version=api_version
+        ) from None
+    definitions = utils.schema_contents(f"{folder}/_definitions.json", want)
+    registry = Document.from_contents(definitions) @ (Document.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
 def _name(obj: Obj) -> str:
