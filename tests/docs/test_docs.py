@@ -634,7 +634,7 @@ def test_plain_commands_print_what_the_docs_show(path: Path, tmp_path: Path) -> 
 def test_lab_commands_print_what_the_docs_show(path: Path, tmp_path: Path) -> None:
     cmds = sessions(path).lab
     names = fresh_names(lab_names(cmds))
-    runner = Runner(tmp_path, names)
+    runner = Runner(tmp_path, names, in_process=True)
     try:
         problems = run_session(runner, cmds)
     finally:
