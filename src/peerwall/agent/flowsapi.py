@@ -17,7 +17,6 @@ from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from peerwall.agent.flowevents import FlowRing
-from peerwall.figures.flows import flows_page
 
 Response = tuple[int, bytes, str]
 
@@ -36,6 +35,9 @@ def flows_route(ring: FlowRing, title: Callable[[], str]) -> Callable[[str], Res
             return 400, b"since and limit are 0 or more\n", "text/plain"
         events = ring.since(since, limit or None)
         if params.get("format", [""])[0] == "html":
+            # Imported when a page is asked for: the figures cost every agent's start otherwise.
+            from peerwall.figures.flows import flows_page
+
             page = flows_page([e.to_json() for e in events], title())
             return 200, page.encode(), "text/html; charset=utf-8"
         body = "".join(json.dumps(e.to_json(), separators=(",", ":")) + "\n" for e in events)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 COMMON: dict[str, type] = {
@@ -99,6 +99,22 @@ NOT_NULL = ("metadata", "spec", "status")
 """Present but null: refused too (the join reads ``obj.get("spec", {})``)."""
 
 
+_Check = tuple[tuple[str, ...], type, bool]
+"""A field's path as steps (``[]`` a step of its own), its type, and whether null is refused."""
+
+
+def _checks(fields: Mapping[str, type]) -> tuple[_Check, ...]:
+    return tuple(
+        (tuple(path.replace("[]", ".[]").split(".")), want, path.endswith("[]"))
+        for path, want in fields.items()
+    )
+
+
+# Split once, not on every event: ``problem`` runs for every object the agent is sent.
+_COMMON_CHECKS = _checks(COMMON)
+_CHECKS = {kind: _checks(COMMON | fields) for kind, fields in BY_KIND.items()}
+
+
 def problem(kind: str, obj: Any) -> str | None:
     """The first field of ``obj`` (of kind ``kind``) that is not of the type the join reads,
     as ``"<path> is <type>, expected <type>"``; None if the object can be read."""
@@ -109,31 +125,44 @@ def problem(kind: str, obj: Any) -> str | None:
     for key in NOT_NULL:
         if key in obj and obj[key] is None:
             return f"{key} is null, expected a mapping"
-    for path, want in (COMMON | BY_KIND.get(kind, {})).items():
-        element = path.endswith("[]")  # a null element of a list is refused too
-        for where, value in _walk(obj, path.replace("[]", ".[]").split("."), ""):
-            if (value is not None or element) and not isinstance(value, want):
-                return f"{where} is {type(value).__name__}, expected {_NAMES[want]}"
+    for steps, want, element in _CHECKS.get(kind, _COMMON_CHECKS):
+        # A null element of a list is refused too; a null field is absent.
+        found = _first_wrong(obj, steps, 0, want, element)
+        if found is not None:
+            where, value = found
+            return f"{where[1:]} is {type(value).__name__}, expected {_NAMES[want]}"
     return None
 
 
-def _walk(value: Any, steps: list[str], where: str) -> Iterator[tuple[str, Any]]:
-    """(path, value) of every place ``steps`` reaches; a step through a value of the wrong
-    type reaches nothing (that value's own path reports it)."""
-    if not steps:
-        yield where, value
-        return
-    step, rest = steps[0], steps[1:]
+def _first_wrong(
+    value: Any, steps: tuple[str, ...], i: int, want: type, element: bool
+) -> tuple[str, Any] | None:
+    """The first place ``steps[i:]`` reaches (depth first) whose value is not a ``want``, as
+    (its path from here, each step with a leading ``.`` or as ``[n]``; the value); None if every
+    place is right. A step through a value of the wrong type reaches nothing (that value's own
+    path reports it). The path is built only for the place found."""
+    if i == len(steps):
+        if (value is not None or element) and not isinstance(value, want):
+            return "", value
+        return None
+    step = steps[i]
     if step == "[]":
         if isinstance(value, list):
-            for i, v in enumerate(value):
-                yield from _walk(v, rest, f"{where}[{i}]")
+            for n, v in enumerate(value):
+                if (found := _first_wrong(v, steps, i + 1, want, element)) is not None:
+                    return f"[{n}]{found[0]}", found[1]
     elif step == "*":
         if isinstance(value, Mapping):
             for k, v in value.items():
-                yield from _walk(v, rest, f"{where}.{k}")
-    elif isinstance(value, Mapping) and step in value:
-        yield from _walk(value[step], rest, f"{where}.{step}" if where else step)
+                if (found := _first_wrong(v, steps, i + 1, want, element)) is not None:
+                    return f".{k}{found[0]}", found[1]
+    elif (
+        isinstance(value, Mapping)
+        and step in value
+        and (found := _first_wrong(value[step], steps, i + 1, want, element)) is not None
+    ):
+        return f".{step}{found[0]}", found[1]
+    return None
 
 
 def skeleton(obj: Any) -> dict[str, Any]:
