@@ -238,7 +238,7 @@ class LibNft:
 
     def set_addresses(self, family: str, table: str, name: str) -> Sequence[int] | None:
         """The addresses of a plain address set over netlink, without libnftables
-        (``dataplane.setdump``); None if an element is not a bare address."""
+        (``dataplane.setdump``); None if an element is not an address."""
         if self._ctx is None:
             raise NftError("libnftables context is closed")
         return self._dumps.addresses(family, table, name)

@@ -84,7 +84,7 @@ def _in_parts(nft: Nft) -> bool:
 
 
 def plain(s: NftSet) -> bool:
-    """Whether ``s`` is declared as a plain address set: its elements are bare addresses, read
+    """Whether ``s`` is declared as a plain address set: its elements are addresses, read
     over netlink."""
     return s.type == "ipv4_addr" and not s.flags
 
@@ -112,7 +112,7 @@ def _read_in_parts(
                 sets.append(s)
             elif plain(s):
                 found = nft.set_addresses(family, table, s.name)
-                if found is None:  # an element that is not a bare address
+                if found is None:  # an element that is not an address (a catch-all)
                     sets.append(replace(s, type=f"unreadable {s.type}"))
                 else:
                     sets.append(replace(s, elements=_elements(found, want.get(s.name))))

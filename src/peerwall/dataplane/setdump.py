@@ -8,9 +8,10 @@ set need no library to read: one ``NFT_MSG_GETSETELEM`` dump (``NLM_F_DUMP``) an
 ``NFTA_SET_ELEM_LIST_ELEMENTS``, each element a ``NFTA_SET_ELEM_KEY`` holding 4 bytes, ~4,000 a
 datagram. Here they come back as one ``array`` of ints, 4 bytes an address.
 
-Only what peerwall writes reads as addresses: an element with anything more than its key (a
-comment, a timeout, a counter, data, an interval end, or flags) makes the dump answer ``None``,
-as libnftables' listing of it reads as unreadable (``nft.listing``): such a set shows as drift.
+An element reads as its key, as libnftables' JSON listing reads it (``nft.listing``): what else
+it carries (a comment, a timeout, a counter) is not compared, there or here. An element without
+a 4-byte key, or with flags (a catch-all ``*``, an interval's end), makes the dump answer
+``None``, as the listing reads such a set as unreadable: it shows as drift.
 
 A dump spans many datagrams; the kernel marks one ``NLM_F_DUMP_INTR`` when the set changed
 meanwhile, and then the dump is taken again. ``generation`` (``NFT_MSG_GETGEN``) lets a reader
@@ -88,8 +89,8 @@ class SetDumps:
         raise NftError("nf_tables netlink: no generation in the kernel's answer")
 
     def addresses(self, family: str, table: str, name: str) -> array[int] | None:
-        """The addresses of set ``family table name``, as ints; ``None`` if an element is not a
-        bare address (see the module's docstring). A set that does not exist, or any other
+        """The addresses of set ``family table name``, as ints; ``None`` if an element is not
+        an address (see the module's docstring). A set that does not exist, or any other
         refusal, raises ``NftError``."""
         body = (
             _NFGENMSG.pack(FAMILIES[family], 0, 0)
@@ -154,7 +155,7 @@ class SetDumps:
 
 def _append(out: array[int], elements: bytes) -> bool:
     """Append the addresses of one ``NFTA_SET_ELEM_LIST_ELEMENTS`` payload to ``out``; False if
-    an element is anything but a bare address. The usual payload is a run of 16-byte elements
+    an element has no 4-byte key, or has flags. The usual payload is a run of 16-byte elements
     with the same headers: checked and copied with strided slices (C speed, ~0.01 us an
     element); anything else is walked attribute by attribute."""
     n, rest = divmod(len(elements), 16)
@@ -187,9 +188,7 @@ def _append(out: array[int], elements: bytes) -> bool:
                 if len(value) != 1 or data is None or len(data) != 4:
                     return False
                 address = int.from_bytes(data, "big")
-            elif akind == NFTA_SET_ELEM_FLAGS and bytes(payload) == bytes(4):
-                continue
-            else:
+            elif akind == NFTA_SET_ELEM_FLAGS and bytes(payload) != bytes(4):
                 return False
         if address is None:
             return False
