@@ -166,7 +166,7 @@ def test_a_commit_during_the_read_makes_it_read_again(nft: LibNft, netns: str) -
     table = with_addresses(seed_table(), BACKENDS, 100)
     nft.run(render_replace(table))
     racing = CommitsDuringTheRead(nft, netns)
-    live = read_table(racing, "inet", "peerwall", table)  # type: ignore[arg-type]
+    live = read_table(racing, "inet", "peerwall", table)
     assert racing.shapes == 2
     assert live == whole_listing(nft)
     assert IPv4Address("10.99.0.9") in live.set(BACKENDS).elements

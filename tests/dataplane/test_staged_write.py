@@ -99,7 +99,7 @@ def test_over_the_fail_closed_table_nothing_more_passes_until_the_table_is_whole
     monkeypatch.setattr(table_module, "FILL_CHUNK", 1000)
     st = state(3500)
     w = Witnessed(nft, netns)
-    gt = GatewayTable(w)  # type: ignore[arg-type]
+    gt = GatewayTable(w)
     assert gt.fail_closed(st)
     w.states.clear()
     gt.write_whole(st)
@@ -119,7 +119,7 @@ def test_a_write_refused_half_way_fails_closed_and_the_next_agent_completes_it(
     monkeypatch.setattr(table_module, "FILL_CHUNK", 1000)
     st = state(3500)
     w = Witnessed(nft, netns, refuse_fill=2)
-    gt = GatewayTable(w)  # type: ignore[arg-type]
+    gt = GatewayTable(w)
     gt.fail_closed(st)
     kind, _ = gt.commit(gt.plan(Changes(), st))
     assert kind is StepKind.FAILED and gt.needs_full
@@ -140,6 +140,6 @@ def test_over_an_enforcing_table_a_whole_write_is_one_transaction(nft: LibNft, n
     GatewayTable(nft).write_whole(first)
     assert same(seen(netns), build(first))
     w = Witnessed(nft, netns)
-    GatewayTable(w).write_whole(second)  # type: ignore[arg-type]
+    GatewayTable(w).write_whole(second)
     assert w.fills == 0 and len(w.scripts) == 1
     assert same(seen(netns), build(second))
