@@ -135,11 +135,18 @@ def test_a_write_refused_half_way_fails_closed_and_the_next_agent_completes_it(
     assert "peerwall-guard" not in nft_in(netns, "list", "tables")
 
 
-def test_over_an_enforcing_table_a_whole_write_is_one_transaction(nft: LibNft, netns: str) -> None:
+def test_over_an_enforcing_table_a_whole_write_is_one_transaction_of_the_difference(
+    nft: LibNft, netns: str
+) -> None:
+    """A restarted agent's first whole write, over the previous run's table: one transaction,
+    from the table read back, carrying only what differs (here 500 more addresses and a mode)."""
     first, second = state(2000), state(2500, SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
     GatewayTable(nft).write_whole(first)
     assert same(seen(netns), build(first))
     w = Witnessed(nft, netns)
     GatewayTable(w).write_whole(second)
     assert w.fills == 0 and len(w.scripts) == 1
+    (script,) = w.scripts
+    assert "table inet peerwall {" not in script  # not a whole replace
+    assert str(IPv4Address(FIRST + 2000)) in script and str(IPv4Address(FIRST + 5)) not in script
     assert same(seen(netns), build(second))

@@ -13,7 +13,9 @@ desired state; it never reads the desired state itself. Transactions, from cheap
 - ``PEERS``: a peer added, removed or redeclared; the live table is read once and diffed object
   by object, so only that peer's chains, sets and map elements change and other peers' counters
   survive;
-- ``FULL``: the whole table, at start and after a refused transaction, and nowhere else.
+- ``FULL``: the whole table, at start and after a refused transaction, and nowhere else: staged
+  over a table that reaches no peer (``_write_staged``), else one transaction from the table
+  read back (the difference, or a whole replace).
 
 The fallback policy, the only one: a refused transaction changes nothing (the kernel commits all
 or nothing) and marks the table for a whole replace (``needs_full``). When the whole desired
@@ -459,17 +461,21 @@ class GatewayTable:
         log.error("transaction refused (%s): the table is to be replaced whole", e)
 
     def write_whole(self, state: GatewayState) -> None:
-        """Replace the whole table; a refusal raises ``NftError`` (the caller's to handle:
-        ``commit`` and ``repair`` apply the fallback policy). Staged (``_write_staged``) when
-        the live table lets nothing through that the fail-closed table would not; else one
-        transaction."""
+        """Make the whole table ``state``'s; a refusal raises ``NftError`` (the caller's to
+        handle: ``commit`` and ``repair`` apply the fallback policy). Staged
+        (``_write_staged``) when the live table lets nothing through that the fail-closed table
+        would not; else one transaction from the table as read back (``write``: the difference,
+        or a whole replace when nft cannot make it in place or the table cannot be read)."""
         started = time.perf_counter()
         table = build(state)
         fail_closed = build(replace(state, peers={}))
         if _reaches_no_peer(_read_shape(self.nft), fail_closed):
             self._write_staged(table, fail_closed)
         else:
-            self.nft.apply(replace_table(table))
+            # A table that enforces for some peer (a restarted agent's, say): one transaction,
+            # from the table read back, so that only what differs goes through libnftables
+            # (a refused diff is followed by a whole replace: ``write``).
+            self.write(table, self._read_live(table))
         del table
         self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
         self._committed(StepKind.FULL, time.perf_counter() - started)
