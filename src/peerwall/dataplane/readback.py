@@ -56,9 +56,13 @@ def read_table(
     alone, with no objects, so that it shows as drift and is replaced. Any other failure to read
     raises ``NftError``."""
     try:
-        if _in_parts(nft):
+        try:
+            if not _in_parts(nft):
+                raise _Whole
             rs, doc = _read_in_parts(nft, family, table, like, elements)
-        else:
+        except (_Whole, NftError):
+            # Also when the parts fail: ``list ruleset`` prints every table of the family, and
+            # another one with flags makes its JSON invalid; the table's own listing may not be.
             doc = nft.list_json(f"list table {family} {table}")
             rs = parse_table(doc, family, table)
             if not elements:
@@ -77,6 +81,10 @@ def read_table(
         if t and t.get("family") == family and t.get("name") == table and "flags" in t:
             return replace(rs, flags=_flags(nft, family, table, t["flags"]))
     return rs
+
+
+class _Whole(Exception):
+    """This backend is read by one whole listing."""
 
 
 def _in_parts(nft: Nft) -> bool:
