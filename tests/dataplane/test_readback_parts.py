@@ -25,7 +25,7 @@ from peerwall.dataplane.drift import (
     read_drift,
 )
 from peerwall.dataplane.nft import LibNft
-from peerwall.dataplane.readback import plain, read_table
+from peerwall.dataplane.readback import plain, read_table, table_exists
 from peerwall.nft.listing import parse_table
 from peerwall.nft.objects import NftSet, Ruleset, render_replace
 
@@ -176,7 +176,7 @@ PEAK = textwrap.dedent(
     """
     import json, sys
     from peerwall.dataplane.nft import LibNft
-    from peerwall.dataplane.readback import read_table
+    from peerwall.dataplane.readback import read_table, table_exists
     from peerwall.nft.listing import parse_table
 
     def hwm():
@@ -185,16 +185,20 @@ PEAK = textwrap.dedent(
 
     nft = LibNft(sys.argv[1])
     before = hwm()
-    if sys.argv[2] == "parts":
+    if sys.argv[2] == "exists":
+        assert table_exists(nft, "inet", "peerwall") and not table_exists(nft, "inet", "x")
+        live = None
+    elif sys.argv[2] == "parts":
         live = read_table(nft, "inet", "peerwall")
     else:
         live = parse_table(nft.list_json("list table inet peerwall"), "inet", "peerwall")
-    print(json.dumps({"rise_kib": hwm() - before, "elements": sum(len(s.elements) for s in live.sets)}))
+    elements = 0 if live is None else sum(len(s.elements) for s in live.sets)
+    print(json.dumps({"rise_kib": hwm() - before, "elements": elements}))
     """
 )
 
 
-def test_the_read_back_does_not_hold_libnftables_per_element_transient(
+def test_the_read_back_and_table_exists_do_not_hold_libnftables_per_element_transient(
     nft: LibNft, netns: str
 ) -> None:
     """100,000 elements: the whole listing's peak rises by ~0.6 KiB an element in libnftables
@@ -210,10 +214,12 @@ def test_the_read_back_does_not_hold_libnftables_per_element_transient(
         )
         return json.loads(out.stdout)  # type: ignore[no-any-return]
 
-    parts, whole = rise("parts"), rise("whole")
+    parts, whole, exists = rise("parts"), rise("whole"), rise("exists")
     assert parts["elements"] == whole["elements"] >= n
     assert whole["rise_kib"] > 40 * 1024
     assert parts["rise_kib"] < 20 * 1024
+    # Whether the table exists: asked over netlink (``list tables`` would fetch every element).
+    assert exists["rise_kib"] < 4 * 1024
 
 
 def test_another_table_with_flags_does_not_spoil_the_read(nft: LibNft, netns: str) -> None:
@@ -224,3 +230,12 @@ def test_another_table_with_flags_does_not_spoil_the_read(nft: LibNft, netns: st
     nft_in(netns, "add", "table", "inet", "other", "{ flags dormant; }")
     live, found = read_drift(nft, table)
     assert found == [] and live == whole_listing(nft)
+
+
+def test_table_exists_over_netlink_as_the_listing_says(nft: LibNft, netns: str) -> None:
+    assert not table_exists(nft, "inet", "peerwall")
+    nft_in(netns, "add", "table", "inet", "peerwall")
+    nft_in(netns, "add", "table", "ip", "other")
+    assert table_exists(nft, "inet", "peerwall") and table_exists(nft, "ip", "other")
+    assert not table_exists(nft, "ip", "peerwall") and not table_exists(nft, "inet", "other")
+    assert sorted(nft.tables("inet")) == ["peerwall"]

@@ -51,6 +51,8 @@ NLM_F_REQUEST = 0x1
 NLM_F_MULTI = 0x2
 NLM_F_DUMP_INTR = 0x10
 NLM_F_DUMP = 0x300
+NFT_MSG_GETTABLE = 1
+NFTA_TABLE_NAME = 1
 NFT_MSG_GETSETELEM = 13
 NFT_MSG_GETGEN = 16
 NFTA_GEN_ID = 1
@@ -87,6 +89,22 @@ class SetDumps:
                     if value is not None and len(value) == 4:
                         return int.from_bytes(value, "big")
         raise NftError("nf_tables netlink: no generation in the kernel's answer")
+
+    def tables(self, family: str) -> list[str]:
+        """The names of the tables of ``family``, by one ``NFT_MSG_GETTABLE`` dump: libnftables'
+        ``list tables`` fetches every element of every table first (~140 MiB at 220,000)."""
+        with self._lock:
+            out = []
+            for kind, body in self._exchange(
+                NFT_MSG_GETTABLE,
+                NLM_F_REQUEST | NLM_F_DUMP,
+                _NFGENMSG.pack(FAMILIES[family], 0, 0),
+                dump=True,
+            ):
+                name = tlv.attrs(body[_NFGENMSG.size :]).get(NFTA_TABLE_NAME) if kind >= 0 else None
+                if name is not None:
+                    out.append(name.rstrip(b"\0").decode())
+            return out
 
     def addresses(self, family: str, table: str, name: str) -> array[int] | None:
         """The addresses of set ``family table name``, as ints; ``None`` if an element is not
