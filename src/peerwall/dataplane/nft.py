@@ -243,12 +243,12 @@ class LibNft:
             raise NftError("libnftables context is closed")
         return self._dumps.addresses(family, table, name)
 
-    def tables(self, family: str) -> list[str]:
+    def table_names(self, family: str) -> list[str]:
         """The names of ``family``'s tables, over netlink (``list tables`` fetches every
         element of every table)."""
         if self._ctx is None:
             raise NftError("libnftables context is closed")
-        return self._dumps.tables(family)
+        return self._dumps.table_names(family)
 
     def generation(self) -> int:
         """The ruleset's generation (each committed transaction bumps it)."""

@@ -157,9 +157,9 @@ def _listed(nft: Nft, family: str, table: str, kind: str, obj: Any) -> Any:
 
 
 def table_exists(nft: Nft, family: str, table: str) -> bool:
-    tables = getattr(nft, "tables", None)
-    if tables is not None:  # over netlink: libnftables' ``list tables`` fetches every element
-        return table in tables(family)
+    names = getattr(nft, "table_names", None)
+    if names is not None:  # over netlink: libnftables' ``list tables`` fetches every element
+        return table in names(family)
     return _table_entry(nft, family, table) is not None
 
 

@@ -90,7 +90,7 @@ class SetDumps:
                         return int.from_bytes(value, "big")
         raise NftError("nf_tables netlink: no generation in the kernel's answer")
 
-    def tables(self, family: str) -> list[str]:
+    def table_names(self, family: str) -> list[str]:
         """The names of the tables of ``family``, by one ``NFT_MSG_GETTABLE`` dump: libnftables'
         ``list tables`` fetches every element of every table first (~140 MiB at 220,000)."""
         with self._lock:
