@@ -2,6 +2,7 @@
 
 Usage: python bench/memory_bench.py [--pods 50000] [--services 5000] [--reps 3]
                                     [--process-sizes 50000,200000] [--read-backs 2]
+                                    [--sources file,kubernetes] [--restart]
 
 Needs root. Each repetition is a fresh interpreter that runs the real agent loop
 (``peerwall.agent.run.Agent``, hand-driven source, libnftables in a ``pw-bench-…`` namespace):
@@ -18,7 +19,9 @@ here, N/10 local services of one backend each, reflected to the 3 peers), for ea
 ``--process-sizes``; once it is ready and has read its table back ``--read-backs`` times
 (``--resync-interval 1``), its VmRSS (steady) and VmHWM (peak, the start included) from
 /proc/<pid>/status, and the distinct addresses its sets hold (read from the kernel). Target: steady
-at most 100 MiB + 1 KiB per enforced address; peak at most 1.5x steady.
+at most 100 MiB + 1 KiB per enforced address; peak at most 1.5x steady. With ``--restart``, a
+second agent is started over the table the first left and measured the same way (a restart's
+start: a whole write over an enforcing table, one transaction of the difference).
 
 Writes bench/results/memory.json.
 """
@@ -195,10 +198,14 @@ asyncio.run(main(*sys.argv[1:]))
 in the agent's namespace (127.0.0.1 there, as a pod's API server), until its stdin closes."""
 
 
-def agent_process(netns: str, n: int, read_backs: int, tmp: Path, source: str) -> dict[str, Any]:
+def agent_process(
+    netns: str, n: int, read_backs: int, tmp: Path, source: str, restart: bool = False
+) -> dict[str, Any]:
     """The real ``peerwall agent``, ``source`` "file" or "kubernetes" (the fake API server, a
     process of its own, holding what Liqo would): RSS once ready and after ``read_backs``
-    checks. Only the agent's PID is measured."""
+    checks. Only the agent's PID is measured. ``restart``: then a second agent, started in the
+    same namespace over the table the first left (nothing is removed on exit), measured the
+    same way (``restart_rss``, ``restart_peak``): a restart's start, not a fresh one."""
     topo, status = tmp / f"topology-{source}-{n}.json", tmp / f"status-{source}-{n}.json"
     topo.write_text(json.dumps(agent_topology(n, 3 if source == "file" else 1)))
     exe = Path(sys.executable).with_name("peerwall")
@@ -222,33 +229,37 @@ def agent_process(netns: str, n: int, read_backs: int, tmp: Path, source: str) -
     argv = ["ip", "netns", "exec", netns, str(exe), "agent", *given, "--resync-interval=1",
             "--metrics-address=", f"--status-file={status}", "--log-level=warning"]  # fmt: skip
     try:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv)  # ip netns exec execs the agent: the same PID
-        try:
-            deadline = time.monotonic() + 900
-            checks = -1
-            while time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.2)
-                try:
-                    st = json.loads(status.read_text())
-                except (OSError, json.JSONDecodeError):
-                    continue
-                if st.get("ready") and "ready_s" not in out:
-                    out["ready_s"] = time.perf_counter() - t0
-                    out["rss_ready"] = proc_status(proc.pid)["VmRSS"]
-                checks = st.get("checks", 0)
-                if st.get("ready") and checks >= read_backs:
-                    break
-            if checks < read_backs:
-                raise RuntimeError(
-                    f"agent ({source}) at {n:,} pods: not ready with {read_backs} read-backs"
-                )
-            mem = proc_status(proc.pid)
-            out.update(read_backs=checks, rss=mem["VmRSS"], peak=mem["VmHWM"])
-            out["addresses"] = kernel_addresses(netns)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        for run in ("", "restart_") if restart else ("",):
+            status.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(argv)  # ip netns exec execs the agent: the same PID
+            try:
+                deadline = time.monotonic() + 900
+                checks = -1
+                while time.monotonic() < deadline and proc.poll() is None:
+                    time.sleep(0.2)
+                    try:
+                        st = json.loads(status.read_text())
+                    except (OSError, json.JSONDecodeError):
+                        continue
+                    if st.get("ready") and f"{run}ready_s" not in out:
+                        out[f"{run}ready_s"] = time.perf_counter() - t0
+                        out[f"{run}rss_ready"] = proc_status(proc.pid)["VmRSS"]
+                    checks = st.get("checks", 0)
+                    if st.get("ready") and checks >= read_backs:
+                        break
+                if checks < read_backs:
+                    raise RuntimeError(
+                        f"agent ({source}) at {n:,} pods: not ready with {read_backs} read-backs"
+                    )
+                mem = proc_status(proc.pid)
+                out.update({f"{run}read_backs": checks, f"{run}rss": mem["VmRSS"]})
+                out[f"{run}peak"] = mem["VmHWM"]
+                if not run:
+                    out["addresses"] = kernel_addresses(netns)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
     finally:
         if server is not None:
             assert server.stdin is not None
@@ -272,6 +283,11 @@ def main() -> int:
     ap.add_argument("--read-backs", type=int, default=2)
     ap.add_argument(
         "--sources", default="file,kubernetes", help="the agent processes' sources, of these two"
+    )
+    ap.add_argument(
+        "--restart",
+        action="store_true",
+        help="also measure a second agent started over the table the first left",
     )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -298,13 +314,21 @@ def main() -> int:
         for n in [int(x) for x in args.process_sizes.split(",") if x]:
             for source in args.sources.split(","):
                 (ns,) = nss.add(f"{source[0]}{n}")
-                processes.append(agent_process(ns, n, args.read_backs, Path(tmp), source))
+                processes.append(
+                    agent_process(ns, n, args.read_backs, Path(tmp), source, args.restart)
+                )
                 nss.remove([ns])
                 p = processes[-1]
                 print(
                     f"agent process, {source} source, {n:,} pods: {p['rss'] / MiB:.0f} MiB after "
                     f"{p['read_backs']} read-backs (budget {p['budget'] / MiB:.0f} MiB), "
-                    f"peak {p['peak'] / MiB:.0f} MiB",
+                    f"peak {p['peak'] / MiB:.0f} MiB"
+                    + (
+                        f"; restarted over its table: {p['restart_rss'] / MiB:.0f} MiB, "
+                        f"peak {p['restart_peak'] / MiB:.0f} MiB"
+                        if "restart_rss" in p
+                        else ""
+                    ),
                     file=sys.stderr,
                 )
     keys = [

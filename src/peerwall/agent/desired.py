@@ -318,11 +318,16 @@ class DesiredState:
             self.flow_log,
         )
 
-    def take_changes(self) -> Changes:
-        """The changes since the last call; new peers come with their current members."""
+    def take_changes(self, snapshot: GatewayState | None = None) -> Changes:
+        """The changes since the last call; new peers come with their current members (those
+        of ``snapshot``, if given: taken just before, it holds them already, and a second copy
+        of every member at start would be the agent's memory peak)."""
         out = self._changes
         if out.peers:
-            out.peers = {name: self.peer(name) for name in out.peers}
+            peers = snapshot.peers if snapshot is not None else None
+            out.peers = {
+                name: peers[name] if peers is not None else self.peer(name) for name in out.peers
+            }
         self._changes = Changes()
         if self._new_peers:
             self._new_peers = set()

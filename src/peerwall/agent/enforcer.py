@@ -116,8 +116,12 @@ class Enforcer:
     def prepare(self, desired: DesiredState) -> Prepared:
         """What to commit for the pending changes: everything that reads the desired state, so
         that ``commit`` (the kernel's part) can run in another thread while events come in."""
-        changes = desired.take_changes()
-        snapshot = desired.snapshot() if self.table.needs_snapshot(changes) else None
+        if self.table.needs_full:  # a whole table: the snapshot first, shared by the changes
+            snapshot: GatewayState | None = desired.snapshot()
+            changes = desired.take_changes(snapshot)
+        else:
+            changes = desired.take_changes()
+            snapshot = desired.snapshot() if self.table.needs_snapshot(changes) else None
         plan = self.table.plan(changes, snapshot)
         kind = plan.kind
         if kind is _ELEMENTS:

@@ -116,12 +116,17 @@ def drift(live: Ruleset | None, desired: Ruleset) -> list[Drift]:
     return out
 
 
-def read_drift(nft: Nft, desired: Ruleset) -> tuple[Ruleset | None, list[Drift]]:
+def read_drift(
+    nft: Nft, desired: Ruleset, *, elements: bool = True
+) -> tuple[Ruleset | None, list[Drift]]:
     """Read the live table back and compare it with ``desired``. A table that cannot be read
     back is drift of its own (``TABLE_UNREADABLE``, with the live side ``None``), never an
-    error: a reader that raises would stop whoever checks, while the table stays as it is."""
+    error: a reader that raises would stop whoever checks, while the table stays as it is.
+    A live set equal to the desired one shares its elements (``read_table``'s ``like``).
+    ``elements=False``: the shape only (sets read without elements, so any desired element
+    shows as missing)."""
     try:
-        live = read_table(nft, desired.family, desired.table)
+        live = read_table(nft, desired.family, desired.table, desired, elements=elements)
         return live, drift(live, desired)
     except (NftError, KeyError, TypeError, ValueError, AttributeError) as e:
         what = f"table {desired.family} {desired.table}"

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from peerwall import nsenter
 from peerwall.dataplane.netlink import NetlinkSets
+from peerwall.dataplane.setdump import SetDumps
 from peerwall.errors import NftError
 from peerwall.nft.netlink import SetEdit
 from peerwall.nft.transaction import Transaction
@@ -29,6 +30,7 @@ LIBRARY = "libnftables.so.1"
 # Output flags from <nftables/libnftables.h>.
 OUTPUT_STATELESS = 1 << 2
 OUTPUT_JSON = 1 << 4
+OUTPUT_TERSE = 1 << 11
 
 _NFT_CTX_DEFAULT = 0
 
@@ -123,6 +125,12 @@ class LibNft:
             except NftError:
                 self._lib.nft_ctx_free(ctx)
                 raise
+            try:
+                self._dumps = SetDumps()
+            except NftError:
+                self._sets.close()
+                self._lib.nft_ctx_free(ctx)
+                raise
         self._ctx: int | None = ctx
         self._free = weakref.finalize(self, self._lib.nft_ctx_free, ctx)
         # Unbuffered, libnftables would print to our stdout/stderr instead of returning text.
@@ -158,6 +166,7 @@ class LibNft:
         self._ctx = None
         self._free()
         self._sets.close()
+        self._dumps.close()
 
     def __enter__(self) -> LibNft:
         return self
@@ -203,7 +212,10 @@ class LibNft:
             self.run(tx.script)
 
     def list_json(self, command: str) -> dict[str, Any]:
-        out = self._command(command, OUTPUT_JSON, drop=True)
+        return self._parse(command, self._command(command, OUTPUT_JSON, drop=True))
+
+    @staticmethod
+    def _parse(command: str, out: str) -> dict[str, Any]:
         try:
             doc = json.loads(out)
         except json.JSONDecodeError as e:
@@ -216,6 +228,33 @@ class LibNft:
         if self._ctx is None:
             raise NftError("libnftables context is closed")
         self._sets.edit(family, table, edits)
+
+    def list_json_terse(self, command: str) -> dict[str, Any]:
+        """``list_json`` with libnftables' terse output: no set or map elements. For ``list
+        ruleset`` (and ``list sets``, ``list maps``) libnftables then fetches no elements either
+        (~1 MiB at 220,000 elements against ~140 MiB, 1.0.6, measured); ``list table`` and
+        ``list chain`` fetch them all the same."""
+        return self._parse(command, self._command(command, OUTPUT_JSON | OUTPUT_TERSE, drop=True))
+
+    def set_addresses(self, family: str, table: str, name: str) -> Sequence[int] | None:
+        """The addresses of a plain address set over netlink, without libnftables
+        (``dataplane.setdump``); None if an element is not an address."""
+        if self._ctx is None:
+            raise NftError("libnftables context is closed")
+        return self._dumps.addresses(family, table, name)
+
+    def table_names(self, family: str) -> list[str]:
+        """The names of ``family``'s tables, over netlink (``list tables`` fetches every
+        element of every table)."""
+        if self._ctx is None:
+            raise NftError("libnftables context is closed")
+        return self._dumps.table_names(family)
+
+    def generation(self) -> int:
+        """The ruleset's generation (each committed transaction bumps it)."""
+        if self._ctx is None:
+            raise NftError("libnftables context is closed")
+        return self._dumps.generation()
 
     def list_text(self, command: str) -> str:
         return self._command(command, OUTPUT_STATELESS, drop=True)

@@ -13,7 +13,9 @@ desired state; it never reads the desired state itself. Transactions, from cheap
 - ``PEERS``: a peer added, removed or redeclared; the live table is read once and diffed object
   by object, so only that peer's chains, sets and map elements change and other peers' counters
   survive;
-- ``FULL``: the whole table, at start and after a refused transaction, and nowhere else.
+- ``FULL``: the whole table, at start and after a refused transaction, and nowhere else: staged
+  over a table that reaches no peer (``_write_staged``), else one transaction from the table
+  read back (the difference, or a whole replace).
 
 The fallback policy, the only one: a refused transaction changes nothing (the kernel commits all
 or nothing) and marks the table for a whole replace (``needs_full``). When the whole desired
@@ -31,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from ipaddress import IPv4Address
+from typing import cast
 
 from peerwall.compile import names
 from peerwall.compile.build import audit_elements, build, build_guard, cidrs_elements
@@ -44,11 +47,14 @@ from peerwall.dataplane.drift import (
     read_drift,
 )
 from peerwall.dataplane.nft import Nft, release_memory
-from peerwall.dataplane.readback import read_table, table_exists
+from peerwall.dataplane.readback import plain, read_table, table_exists
 from peerwall.errors import NftError
 from peerwall.nft.netlink import SetEdit
 from peerwall.nft.objects import Ruleset
 from peerwall.nft.transaction import (
+    AddChain,
+    AddMapElements,
+    AddRule,
     Operation,
     Transaction,
     delete_table,
@@ -140,6 +146,36 @@ class SyncResult:
         return self.transaction.removed
 
 
+FILL_CHUNK = 50_000
+"""Addresses per netlink batch when a staged whole write fills a set (800 KB a datagram)."""
+
+
+def _read_shape(nft: Nft) -> Ruleset | bool | None:
+    """The live table without its sets' elements (``None``: no table); ``False`` if it cannot
+    be read."""
+    try:
+        return read_table(nft, names.FAMILY, names.TABLE, elements=False)
+    except NftError:
+        return False
+
+
+def _reaches_no_peer(live: Ruleset | bool | None, fail_closed: Ruleset) -> bool:
+    """Whether ``live`` lets through nothing more than ``fail_closed`` (the table of no peer,
+    for the same tunnels): no table, or one without flags whose hooked chains are exactly
+    the fail-closed table's and whose verdict maps, the only way from them to a peer's
+    chains, are empty. Chains and sets beyond those are unreachable, whatever they hold.
+    An unreadable table (``False``) is not known to: it is replaced in one transaction."""
+    if live is None:
+        return True
+    if live is False or live is True or live.flags or any(m.elements for m in live.maps):
+        return False
+    hooked = [c for c in live.chains if c.hook is not None]
+    want = {c.name: c for c in fail_closed.chains}
+    return len(hooked) == len(want) and all(
+        c.name in want and c == want[c.name] and c.hook == want[c.name].hook for c in hooked
+    )
+
+
 _SET_NAMES: dict[tuple[str, SetKind], str] = {}
 """(peer, kind) -> the set's name (``names.peer_set``): asked on every element event."""
 
@@ -205,7 +241,8 @@ class GatewayTable:
             # A previous run died while guarded: keep the guard until a whole table is written.
             self.counts.guard = "left up by a previous run"
         fail_closed = build(replace(state, peers={}))
-        live, found = read_drift(self.nft, fail_closed)
+        # The shape decides (elements are not read: a previous run's would only be dropped).
+        live, found = read_drift(self.nft, fail_closed, elements=False)
         if live is not None and not live.flags:
             log.info("kept the table of a previous run until the desired state is known")
             return False
@@ -367,7 +404,9 @@ class GatewayTable:
                     self.nft.apply(plan.transaction)
             else:
                 assert plan.snapshot is not None
-                tx = diff(self._read_live(), build(plan.snapshot))
+                desired = build(plan.snapshot)
+                tx = diff(self._read_live(desired), desired)
+                del desired
                 kind = StepKind.FULL if tx.full else StepKind.PEERS
                 if not tx.empty:
                     self.nft.apply(tx)
@@ -406,9 +445,9 @@ class GatewayTable:
             counts.elements_deleted += len(a)
         return _ELEMENTS, committed
 
-    def _read_live(self) -> Ruleset | None:
+    def _read_live(self, desired: Ruleset) -> Ruleset | None:
         try:
-            return read_table(self.nft, names.FAMILY, names.TABLE)
+            return read_table(self.nft, names.FAMILY, names.TABLE, desired)
         except NftError:  # unreadable (the check will say why): replaced whole
             return None
 
@@ -422,11 +461,21 @@ class GatewayTable:
         log.error("transaction refused (%s): the table is to be replaced whole", e)
 
     def write_whole(self, state: GatewayState) -> None:
-        """Replace the whole table (one transaction); a refusal raises ``NftError`` (the caller's
-        to handle: ``commit`` and ``repair`` apply the fallback policy)."""
+        """Make the whole table ``state``'s; a refusal raises ``NftError`` (the caller's to
+        handle: ``commit`` and ``repair`` apply the fallback policy). Staged
+        (``_write_staged``) when the live table lets nothing through that the fail-closed table
+        would not; else one transaction from the table as read back (``write``: the difference,
+        or a whole replace when nft cannot make it in place or the table cannot be read)."""
         started = time.perf_counter()
         table = build(state)
-        self.nft.apply(replace_table(table))
+        fail_closed = build(replace(state, peers={}))
+        if _reaches_no_peer(_read_shape(self.nft), fail_closed):
+            self._write_staged(table, fail_closed)
+        else:
+            # A table that enforces for some peer (a restarted agent's, say): one transaction,
+            # from the table read back, so that only what differs goes through libnftables
+            # (a refused diff is followed by a whole replace: ``write``).
+            self.write(table, self._read_live(table))
         del table
         self.applied = {n: replace(p, members={}) for n, p in state.peers.items()}
         self._committed(StepKind.FULL, time.perf_counter() - started)
@@ -436,6 +485,54 @@ class GatewayTable:
             len(state.peers),
             sum(len(m) for p in state.peers.values() for m in p.members.values()),
         )
+
+    def _write_staged(self, table: Ruleset, fail_closed: Ruleset) -> None:
+        """Write ``table`` so that packets see the fail-closed table until it is whole, and the
+        addresses of its plain sets never go through libnftables, which holds ~0.4 KiB an
+        element while it writes them (86 MiB at 220,000; issue 21, the agent's start peak):
+
+        1. one libnftables transaction replaces the table with ``table`` less the elements of
+           its plain address sets, less the elements of its verdict maps, and less its NAT
+           chains: its base chains are the fail-closed table's, and with the maps empty they
+           reach no peer's chain; so the table lets through exactly what the fail-closed one
+           does (every tunnel dropped);
+        2. netlink batches (``edit_elements``) fill the plain sets, ``FILL_CHUNK`` addresses a
+           transaction, in chains that nothing reaches yet;
+        3. one libnftables transaction adds the map elements and the NAT chains: the switch,
+           atomic, after which the table is whole.
+
+        Only used when the live table reaches no peer either (``_reaches_no_peer``: none, the
+        fail-closed table, or a staged write that stopped half-way), so no state in between
+        lets through more, or less, than the table before did. A failure at any stage raises
+        ``NftError`` and leaves the table failing closed; the next whole write starts over."""
+        base = {c.name for c in fail_closed.chains}
+        assert [c for c in table.chains if c.name in base] == list(fail_closed.chains)
+        shape = replace(
+            table,
+            sets=tuple(s.declaration() if plain(s) else s for s in table.sets),
+            maps=tuple(m.declaration() for m in table.maps),
+            chains=tuple(c for c in table.chains if c.hook is None or c.name in base),
+        )
+        self.nft.apply(replace_table(shape))
+        for s in table.sets:
+            if plain(s) and s.elements:
+                # A plain set's elements are addresses (``build``'s per-peer sets).
+                members = cast(tuple[IPv4Address, ...], tuple(s.elements))
+                for i in range(0, len(members), FILL_CHUNK):
+                    edit = SetEdit(s.name, members[i : i + FILL_CHUNK])
+                    self.nft.edit_elements(table.family, table.table, (edit,))
+                del members
+        switch: list[Operation] = []
+        for c in table.chains:
+            if c.hook is not None and c.name not in base:
+                switch += [AddChain(replace(c, rules=())), *(AddRule(c.name, r) for r in c.rules)]
+        switch += [
+            AddMapElements(m.name, tuple(sorted(m.elements.items())))
+            for m in table.maps
+            if m.elements
+        ]
+        if switch:
+            self.nft.apply(Transaction(table.family, table.table, tuple(switch)))
 
     def _after_whole(self) -> None:
         self.needs_full = False

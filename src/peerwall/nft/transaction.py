@@ -262,16 +262,18 @@ def element_script(
 
 
 def _element_delta(old: Ruleset | None, new: Ruleset) -> tuple[int, int]:
-    def counts(rs: Ruleset | None) -> dict[str, set[object]]:
+    def counts(rs: Ruleset | None) -> dict[str, frozenset[object]]:
         if rs is None:
             return {}
-        out: dict[str, set[object]] = {s.name: set(s.elements) for s in rs.sets}
-        out.update({m.name: set(m.elements.items()) for m in rs.maps})
+        # The sets' own frozensets, not copies: a whole table's may hold 200,000 addresses.
+        out: dict[str, frozenset[object]] = {s.name: s.elements for s in rs.sets}
+        out.update({m.name: frozenset(m.elements.items()) for m in rs.maps})
         return out
 
     before, after = counts(old), counts(new)
-    added = sum(len(e - before.get(n, set())) for n, e in after.items())
-    removed = sum(len(e - after.get(n, set())) for n, e in before.items())
+    none: frozenset[object] = frozenset()
+    added = sum(len(e - before.get(n, none)) for n, e in after.items() if e is not before.get(n))
+    removed = sum(len(e - after.get(n, none)) for n, e in before.items() if e is not after.get(n))
     return added, removed
 
 
