@@ -10,6 +10,7 @@ JSON is not here: ``policy.tablejson`` writes the contract.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from collections.abc import Collection, Iterator, Sequence
@@ -220,16 +221,25 @@ def print_table(
                 soft_wrap=True,
             )
     # Never squeeze the table (rich would cut cells to '…'): past the width, lines are long.
-    saved = console.width
-    console.width = max(saved, needed)
-    try:
+    with _at_least(console, needed):
         console.print(rendered)
-    finally:
-        console.width = saved
     shown = baseline if highlight else None
     key = legend(table, shown, colors=colors, highlight_bg=bg, compact=compact)
     if key.plain:
         console.print(key, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _at_least(console: Console, width: int) -> Iterator[None]:
+    """``console`` at least ``width`` wide meanwhile, then exactly as it was: restoring the width
+    it had would pin a console that follows the terminal (or COLUMNS) to that width for good, and
+    a console shared by later commands (a module's) would wrap their lines there."""
+    own = console._width  # None: follow the terminal (the public setter cannot say so)
+    console.width = max(console.width, width)
+    try:
+        yield
+    finally:
+        console._width = own
 
 
 def _rows(table: TruthTable, diagonal: str) -> Iterator[tuple[str, list[str]]]:
@@ -285,13 +295,9 @@ def print_side_by_side(
     ]
     wide = console.options.update_width(1 << 20)
     needed = sum(console.measure(t, options=wide).maximum for t in tables) + 4
-    saved = console.width
     if needed <= console.width or not console.is_terminal:
-        console.width = max(saved, needed)
-        try:
+        with _at_least(console, needed):
             console.print(Columns(tables, padding=(0, 4)))
-        finally:
-            console.width = saved
     else:
         for t in tables:
             console.print(t)
