@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from rich.console import Console
 
 from labkit import seed_topology
@@ -14,17 +13,20 @@ from peerwall.policy import expect
 
 
 def test_a_console_that_follows_columns_still_follows_it_after_a_wide_table(
-    seed_text: str, monkeypatch: pytest.MonkeyPatch
+    seed_text: str,
 ) -> None:
-    # A module-level console (cli/lab.py's stderr) is shared by every later command of the
-    # process: a table printed at COLUMNS=40 pinned it at 40, and the next command's lines
-    # wrapped there whatever COLUMNS said (an in-process docs test failed that way).
-    console = Console(file=io.StringIO(), no_color=True)
+    # A console kept across commands of one process (an in-process run) is shared by every
+    # later command: a table printed at COLUMNS=40 pinned it at 40, and the next command's lines
+    # wrapped there whatever COLUMNS said (an in-process docs test failed that way). The console
+    # reads its own environment here, so nothing else in the process can change the outcome.
+    environ: dict[str, str] = {}
+    console = Console(file=io.StringIO(), no_color=True, _environ=environ)
     table = expect(seed_topology(seed_text), SecurityMode.FULL_POD_TO_POD).table
-    monkeypatch.setenv("COLUMNS", "40")
+    environ["COLUMNS"] = "40"
+    assert console.width == 40
     render.print_table(console, table)
     render.print_side_by_side(console, table, table, set(), titles=("a", "b"), marked="x")
-    monkeypatch.setenv("COLUMNS", "100")
+    environ["COLUMNS"] = "100"
     assert console.width == 100
     fixed = Console(file=io.StringIO(), width=70)
     render.print_table(fixed, table)

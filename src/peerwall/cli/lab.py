@@ -55,7 +55,10 @@ if TYPE_CHECKING:
 # --help` and the commands that need no lab do not pay for them.
 
 app = typer.Typer(no_args_is_help=True, help="Build, probe, inspect and remove the emulated lab.")
-err = Console(stderr=True)
+def err() -> Console:
+    """Standard error as this command's environment has it now: a console kept from an earlier
+    command of the same process (in-process runs, tests) would keep that command's width."""
+    return Console(stderr=True)
 
 LabName = Annotated[
     str,
@@ -100,8 +103,8 @@ def need_root(command: str) -> None:
 
 def _say(message: str) -> None:
     """Progress of long work: on a terminal only, so that a pipe or a log stays quiet."""
-    if err.is_terminal:
-        err.print(f"[dim]·[/dim] {message}")
+    if err().is_terminal:
+        err().print(f"[dim]·[/dim] {message}")
 
 
 class Shape(str, Enum):
@@ -160,7 +163,7 @@ def up(
     if shape is Shape.liqo:
         from peerwall.lab import liqo
 
-        err.print(
+        err().print(
             f"lab [bold]{name}[/bold] is up in Liqo's shape: {len(liqo.namespaces(plan))} "
             f"namespaces, {len(liqo.gateways(plan))} gateways (one per peer) with their agents, "
             f"{len(topology.clusters)} API servers, mode {choice.describe()}. "
@@ -168,7 +171,7 @@ def up(
             f"peerwall lab probe --name {name}"
         )
         return
-    err.print(
+    err().print(
         f"lab [bold]{name}[/bold] is up: {len(plan.namespaces())} namespaces, "
         f"{len(topology.clusters)} gateways, mode {choice.describe()}"
         f"{' (audited: would-drop is allowed and reported)' if audit else ''}. "
@@ -226,12 +229,12 @@ def apply(file: TopologyFile, name: LabName = "lab") -> None:
     source, text = read_source(file)
     topology = model.load_topology(text, source)
     changes, done = labs.apply(name, topology, text, source, LabSettings())
-    err.print(
+    err().print(
         f"lab {name}: {changes.summary() or 'no wiring change'}; agents converged in {done.seconds * 1000:.0f} ms"
     )
     for cluster, status in sorted(done.statuses.items()):
         tx = ", ".join(f"{k} {n}" for k, n in status["transactions"].items() if n)
-        err.print(f"  agent {cluster}: transactions so far: {tx}")
+        err().print(f"  agent {cluster}: transactions so far: {tx}")
 
 
 @app.command()
@@ -260,7 +263,7 @@ def down(name: LabName = "lab") -> None:
     from peerwall.lab import build as labs
 
     gone = labs.down(name, LabSettings())
-    err.print(
+    err().print(
         f"lab {name}: removed {len(gone)} namespaces" if gone else f"lab {name}: nothing to remove"
     )
 
@@ -422,10 +425,10 @@ def set_mode(set_: SetValues = None, values: ValuesFile = None, name: LabName = 
     settings = LabSettings()
     audit = resolve_audit(set_, values)
     done = labs.set_mode(name, choice.mode, settings, audit=audit)
-    err.print(f"enforced in {done.seconds * 1000:.0f} ms")
+    err().print(f"enforced in {done.seconds * 1000:.0f} ms")
     for cluster, status in sorted(done.statuses.items()):
         tx = ", ".join(f"{k} {n}" for k, n in status["transactions"].items() if n)
-        err.print(f"  agent {cluster}: transactions so far: {tx}")
+        err().print(f"  agent {cluster}: transactions so far: {tx}")
     topology = load_state(name, settings).topology(settings)
     audited = " (audited: what segregation would drop is let through and reported)"
     typer.echo(f"lab {name}: global default mode {choice.describe()}{audited if audit else ''}")
@@ -445,7 +448,7 @@ class Bars:
     def __call__(self, label: str) -> Callable[[int, int], None] | None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-        if not err.is_terminal:
+        if not err().is_terminal:
             return None
         self.stop()
         bar = Progress(
@@ -453,7 +456,7 @@ class Bars:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            console=err,
+            console=err(),
             transient=True,
         )
         bar.start()
@@ -549,7 +552,7 @@ ForceTable = Annotated[
 def refuse_large_table(sources: int, destinations: int, hint: str) -> None:
     """Past the width a terminal can show, refuse before any work (exit 1), as ``matrix`` does."""
     if destinations > render.MAX_TABLE_DESTINATIONS:
-        err.print(render.too_large(sources, destinations, "table", hint), highlight=False)
+        err().print(render.too_large(sources, destinations, "table", hint), highlight=False)
         raise typer.Exit(1)
 
 
@@ -660,7 +663,7 @@ def probe(
             marked="observed differs from computed (wrong)",
         )
         report_not_dialled(observed, Console())
-    report = err if json_out else Console()
+    report = err() if json_out else Console()
     report_wrong(observed, wrong, report)
     total = len(expected.sources) * len(expected.destinations) - len(
         set(expected.sources).intersection(expected.destinations)
@@ -681,7 +684,7 @@ def _drops_follower(plan: Any, settings: LabSettings) -> Follower | None:
     try:
         follower.poll()
     except LabError as e:
-        err.print(f"drops not shown: {e}")
+        err().print(f"drops not shown: {e}")
         return None
     return follower
 
@@ -696,7 +699,7 @@ def _recent_drops(follower: Follower | None) -> dict[tuple[str, str], str]:
     try:
         events = follower.poll()
     except LabError as e:
-        err.print(f"drops not shown: {e}")
+        err().print(f"drops not shown: {e}")
         return {}
     return {cell: cell_title(found) for cell, found in drops_by_cell(events).items()}
 
