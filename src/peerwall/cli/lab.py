@@ -55,10 +55,13 @@ if TYPE_CHECKING:
 # --help` and the commands that need no lab do not pay for them.
 
 app = typer.Typer(no_args_is_help=True, help="Build, probe, inspect and remove the emulated lab.")
+
+
 def err() -> Console:
     """Standard error as this command's environment has it now: a console kept from an earlier
     command of the same process (in-process runs, tests) would keep that command's width."""
     return Console(stderr=True)
+
 
 LabName = Annotated[
     str,
