@@ -35,26 +35,26 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import struct
 
 from peerwall.dataplane.netlink import open_netfilter_socket
 from peerwall.errors import NftError
 from peerwall.nft import tlv
-from peerwall.nft.netlink import FAMILIES, NETLINK_NETFILTER, SOL_NETLINK
+from peerwall.nft.netlink import (
+    FAMILIES,
+    NETLINK_NETFILTER,
+    NFGENMSG,
+    NFNL_SUBSYS_NFTABLES,
+    NFT_MSG_NEWGEN,
+    NFTA_TABLE_NAME,
+    SOL_NETLINK,
+)
 
 __all__ = ["TableEvents", "own_port_ids"]
 
 NETLINK_ADD_MEMBERSHIP = 1
 NFNLGRP_NFTABLES = 7
-NFNL_SUBSYS_NFTABLES = 10
-NFT_MSG_NEWGEN = 15
-TABLE_NAME = 1
-"""``NFTA_TABLE_NAME``, ``NFTA_CHAIN_TABLE``, ``NFTA_RULE_TABLE``, ``NFTA_SET_TABLE``, ... all 1."""
-NFPROTO_INET = 1
 SO_NETNS_COOKIE = 71
 """<asm-generic/socket.h>; Linux 5.14 and later."""
-
-_NFGENMSG = struct.Struct("=BBH")
 
 
 def netns_cookie(sock: socket.socket) -> bytes | None:
@@ -173,15 +173,16 @@ class TableEvents:
                     continue
                 raise
             for kind, _flags, _seq, port, body in tlv.messages(data):
-                if kind >> 8 != NFNL_SUBSYS_NFTABLES or len(body) < _NFGENMSG.size:
+                if kind >> 8 != NFNL_SUBSYS_NFTABLES or len(body) < NFGENMSG.size:
                     continue
                 family = body[0]
-                attrs = tlv.attrs(body[_NFGENMSG.size :])
+                attrs = tlv.attrs(body[NFGENMSG.size :])
                 if kind & 0xFF == NFT_MSG_NEWGEN:
                     if self._touched and not self.ours(port):
                         found += 1
                     self._touched = False
                 elif (
-                    family == self.family and attrs.get(TABLE_NAME, b"").rstrip(b"\0") == self.table
+                    family == self.family
+                    and attrs.get(NFTA_TABLE_NAME, b"").rstrip(b"\0") == self.table
                 ):
                     self._touched = True

@@ -33,32 +33,32 @@ from peerwall.errors import NftError
 from peerwall.nft import tlv
 from peerwall.nft.netlink import (
     FAMILIES,
+    NFGENMSG,
     NFNL_SUBSYS_NFTABLES,
+    NFT_MSG_GETGEN,
+    NFT_MSG_GETSETELEM,
+    NFT_MSG_GETTABLE,
+    NFT_MSG_NEWGEN,
     NFTA_DATA_VALUE,
+    NFTA_GEN_ID,
     NFTA_LIST_ELEM,
+    NFTA_SET_ELEM_FLAGS,
     NFTA_SET_ELEM_KEY,
     NFTA_SET_ELEM_LIST_ELEMENTS,
     NFTA_SET_ELEM_LIST_SET,
     NFTA_SET_ELEM_LIST_TABLE,
+    NFTA_TABLE_NAME,
+    NLM_F_DUMP,
+    NLM_F_DUMP_INTR,
+    NLM_F_MULTI,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
     NLMSG_ERROR,
 )
 from peerwall.nft.tlv import NLA_TYPE_MASK, attr_str
 
 __all__ = ["SetDumps"]
 
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_MULTI = 0x2
-NLM_F_DUMP_INTR = 0x10
-NLM_F_DUMP = 0x300
-NFT_MSG_GETTABLE = 1
-NFTA_TABLE_NAME = 1
-NFT_MSG_GETSETELEM = 13
-NFT_MSG_GETGEN = 16
-NFTA_GEN_ID = 1
-NFTA_SET_ELEM_FLAGS = 3
-
-_NFGENMSG = struct.Struct("=BBH")
 _ELEM = struct.Struct("=HHHHHH")
 """One element's attribute headers: LIST_ELEM (16 bytes), KEY (12), DATA_VALUE (8)."""
 _RECV = 1 << 17
@@ -81,11 +81,9 @@ class SetDumps:
     def generation(self) -> int:
         """The ruleset's generation: every committed transaction bumps it."""
         with self._lock:
-            for kind, body in self._exchange(
-                NFT_MSG_GETGEN, NLM_F_REQUEST, _NFGENMSG.pack(0, 0, 0)
-            ):
-                if kind & 0xFF == 15:  # NFT_MSG_NEWGEN
-                    value = tlv.attrs(body[_NFGENMSG.size :]).get(NFTA_GEN_ID)
+            for kind, body in self._exchange(NFT_MSG_GETGEN, NLM_F_REQUEST, NFGENMSG.pack(0, 0, 0)):
+                if kind & 0xFF == NFT_MSG_NEWGEN:
+                    value = tlv.attrs(body[NFGENMSG.size :]).get(NFTA_GEN_ID)
                     if value is not None and len(value) == 4:
                         return int.from_bytes(value, "big")
         raise NftError("nf_tables netlink: no generation in the kernel's answer")
@@ -98,10 +96,10 @@ class SetDumps:
             for kind, body in self._exchange(
                 NFT_MSG_GETTABLE,
                 NLM_F_REQUEST | NLM_F_DUMP,
-                _NFGENMSG.pack(FAMILIES[family], 0, 0),
+                NFGENMSG.pack(FAMILIES[family], 0, 0),
                 dump=True,
             ):
-                name = tlv.attrs(body[_NFGENMSG.size :]).get(NFTA_TABLE_NAME) if kind >= 0 else None
+                name = tlv.attrs(body[NFGENMSG.size :]).get(NFTA_TABLE_NAME) if kind >= 0 else None
                 if name is not None:
                     out.append(name.rstrip(b"\0").decode())
             return out
@@ -111,7 +109,7 @@ class SetDumps:
         an address (see the module's docstring). A set that does not exist, or any other
         refusal, raises ``NftError``."""
         body = (
-            _NFGENMSG.pack(FAMILIES[family], 0, 0)
+            NFGENMSG.pack(FAMILIES[family], 0, 0)
             + attr_str(NFTA_SET_ELEM_LIST_TABLE, table)
             + attr_str(NFTA_SET_ELEM_LIST_SET, name)
         )
@@ -127,7 +125,7 @@ class SetDumps:
                         continue
                     if out is None:
                         continue  # unreadable already: read the rest of the dump away
-                    elements = tlv.attrs(body_[_NFGENMSG.size :]).get(NFTA_SET_ELEM_LIST_ELEMENTS)
+                    elements = tlv.attrs(body_[NFGENMSG.size :]).get(NFTA_SET_ELEM_LIST_ELEMENTS)
                     if elements is not None and not _append(out, elements):
                         out = None
                 if not interrupted:

@@ -31,22 +31,37 @@ NETLINK_CAP_ACK = 10
 """Socket option: an error quotes only the header of the refused message, not all of it."""
 
 NLMSG_ERROR = 2
+NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
 NLM_F_ACK = 0x4
+NLM_F_DUMP_INTR = 0x10
+NLM_F_DUMP = 0x300
 NLM_F_CREATE = 0x400
 
 NFNL_MSG_BATCH_BEGIN = 0x10
 NFNL_MSG_BATCH_END = 0x11
 NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_GETTABLE = 1
 NFT_MSG_NEWSETELEM = 12
+NFT_MSG_GETSETELEM = 13
 NFT_MSG_DELSETELEM = 14
+NFT_MSG_NEWGEN = 15
+NFT_MSG_GETGEN = 16
 
+NFTA_TABLE_NAME = 1
+"""``NFTA_TABLE_NAME``, ``NFTA_CHAIN_TABLE``, ``NFTA_RULE_TABLE``, ``NFTA_SET_TABLE``, ... all 1."""
+NFTA_GEN_ID = 1
 NFTA_SET_ELEM_LIST_TABLE = 1
 NFTA_SET_ELEM_LIST_SET = 2
 NFTA_SET_ELEM_LIST_ELEMENTS = 3
 NFTA_LIST_ELEM = 1
 NFTA_SET_ELEM_KEY = 1
+NFTA_SET_ELEM_FLAGS = 3
 NFTA_DATA_VALUE = 1
+
+NFGENMSG = struct.Struct("=BBH")
+"""nfgenmsg: family, version, res_id (after the netlink header of every nf_tables message)."""
 
 FAMILIES = {"ip": 2, "inet": 1, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 """nft family name -> NFPROTO_* number."""
