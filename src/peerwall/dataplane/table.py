@@ -150,24 +150,20 @@ FILL_CHUNK = 50_000
 """Addresses per netlink batch when a staged whole write fills a set (800 KB a datagram)."""
 
 
-def _read_shape(nft: Nft) -> Ruleset | bool | None:
-    """The live table without its sets' elements (``None``: no table); ``False`` if it cannot
-    be read."""
+def _reaches_no_peer(nft: Nft, fail_closed: Ruleset) -> bool:
+    """Whether the live table lets through nothing more than ``fail_closed`` (the table of no
+    peer, for the same tunnels): no table, or one without flags whose hooked chains are exactly
+    the fail-closed table's and whose verdict maps, the only way from them to a peer's chains,
+    are empty. Chains and sets beyond those are unreachable, whatever they hold. Only the shape
+    is read (no set elements). An unreadable table is not known to: it is replaced in one
+    transaction."""
     try:
-        return read_table(nft, names.FAMILY, names.TABLE, elements=False)
+        live = read_table(nft, names.FAMILY, names.TABLE, elements=False)
     except NftError:
         return False
-
-
-def _reaches_no_peer(live: Ruleset | bool | None, fail_closed: Ruleset) -> bool:
-    """Whether ``live`` lets through nothing more than ``fail_closed`` (the table of no peer,
-    for the same tunnels): no table, or one without flags whose hooked chains are exactly
-    the fail-closed table's and whose verdict maps, the only way from them to a peer's
-    chains, are empty. Chains and sets beyond those are unreachable, whatever they hold.
-    An unreadable table (``False``) is not known to: it is replaced in one transaction."""
     if live is None:
         return True
-    if live is False or live is True or live.flags or any(m.elements for m in live.maps):
+    if live.flags or any(m.elements for m in live.maps):
         return False
     hooked = [c for c in live.chains if c.hook is not None]
     want = {c.name: c for c in fail_closed.chains}
@@ -469,7 +465,7 @@ class GatewayTable:
         started = time.perf_counter()
         table = build(state)
         fail_closed = build(replace(state, peers={}))
-        if _reaches_no_peer(_read_shape(self.nft), fail_closed):
+        if _reaches_no_peer(self.nft, fail_closed):
             self._write_staged(table, fail_closed)
         else:
             # A table that enforces for some peer (a restarted agent's, say): one transaction,
