@@ -134,13 +134,13 @@ class DesiredState:
         self, key: str, peer: str, kind: SetKind, addresses: Iterable[IPv4Address | int]
     ) -> None:
         """Object ``key`` now contributes exactly ``addresses`` to ``peer``'s ``kind`` set."""
+        sk = self._set_keys.get((peer, kind))
+        if sk is None:
+            sk = (peer, kind)
+            self._set_keys[sk] = sk
         if type(addresses) is tuple and len(addresses) == 1 and key not in self._by_key:
             # A new object with one address (a pod created: the usual event), written out.
             a = int(addresses[0])
-            sk = self._set_keys.get((peer, kind))
-            if sk is None:
-                sk = (peer, kind)
-                self._set_keys[sk] = sk
             self._by_key[key] = (sk, (a,))
             self._more(sk, (a,))
             return
@@ -150,10 +150,6 @@ class DesiredState:
             new = frozenset(map(int, addresses))  # an int is its own int, at C speed
             if len(new) > 1 and isinstance(addresses, tuple | frozenset):
                 self._last_given, self._last_ints = addresses, new
-        sk = self._set_keys.get((peer, kind))
-        if sk is None:
-            sk = (peer, kind)
-            self._set_keys[sk] = sk
         by_key = self._by_key
         entry = by_key.get(key)
         if entry is None:
