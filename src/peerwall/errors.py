@@ -62,6 +62,21 @@ class NftError(PeerwallError):
     """libnftables rejected a command buffer; the kernel ruleset is unchanged."""
 
 
+class FlaggedTable(NftError):
+    """A JSON listing not asked of libnftables: it would print a table with flags, and
+    libnftables 1.0.6 frees a table's flags while printing them as JSON (nftables' "json: fix use
+    after free in table_flags_json()", November 2023), which corrupts the memory of the process
+    that asked. ``tables``: (family, name) -> flags, of every flagged table the listing shows."""
+
+    def __init__(self, tables: dict[tuple[str, str], tuple[str, ...]]) -> None:
+        self.tables = tables
+        said = "; ".join(f"table {f} {n} has flags {','.join(v)}" for (f, n), v in tables.items())
+        super().__init__(
+            f"{said}: not listed as JSON (libnftables 1.0.6 corrupts its memory printing table "
+            "flags as JSON)"
+        )
+
+
 class LabError(PeerwallError):
     """The emulated virtual cluster could not be built, probed or removed."""
 

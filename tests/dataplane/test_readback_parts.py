@@ -223,8 +223,8 @@ def test_the_read_back_and_table_exists_do_not_hold_libnftables_per_element_tran
 
 
 def test_another_table_with_flags_does_not_spoil_the_read(nft: LibNft, netns: str) -> None:
-    """libnftables 1.0.6 prints invalid JSON for a table with flags, and ``list ruleset`` prints
-    every table of the family: then the table is read by its own listing."""
+    """``list ruleset`` prints every table of the family, and is not asked of libnftables when
+    one has flags (``errors.FlaggedTable``): then the table is read by its own listing."""
     table = with_addresses(seed_table(), BACKENDS, 100)
     nft.run(render_replace(table))
     nft_in(netns, "add", "table", "inet", "other", "{ flags dormant; }")

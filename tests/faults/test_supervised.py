@@ -105,3 +105,20 @@ def test_a_stopped_agent_is_killed_and_restarted_and_the_change_converges(
         assert labs.gateway_drift(plan, SEG)[GATEWAY] == []
         time.sleep(0.6)  # a probe round after the restart
     watch.check(fault)
+
+
+def test_lab_repair_asks_again_an_agent_restarted_while_it_asks(lab_up: LabUp) -> None:
+    """`lab repair` right after an agent died: the signal to its supervisor comes between two
+    agents and is dropped (or kills the new one before its handler is set); the new agent is
+    asked once it reports, and its own check is what is waited for."""
+    settings = LabSettings(agent_resync_interval=3600)  # no periodic check: only the asked one
+    plan = three_clusters(lab_up, agent_resync_interval=3600)
+    agents.check_now(plan, settings)  # the dying agent's count is above the new one's
+    old = agent_pid(plan)
+    assert int(agent_status(plan)["checks"]) >= 1  # type: ignore[call-overload]
+    os.kill(old, signal.SIGKILL)
+    repairs = agents.check_now(plan, settings)
+    assert agent_pid(plan) != old
+    assert int(agent_status(plan)["checks"]) >= 1  # type: ignore[call-overload]
+    assert repairs == {c.name: 0 for c in plan.topology.clusters}
+    assert not denied_passes(plan)

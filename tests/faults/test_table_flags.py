@@ -1,7 +1,8 @@
 """A table no one can silently disable (issue 18.2).
 
 ``flags dormant`` unhooks every chain of ``inet peerwall`` (filter and NAT), and libnftables 1.0.6
-prints invalid JSON for any table with flags. The agent reads the flags back, calls them drift and
+prints any table with flags as JSON through a use-after-free (the agent once aborted on it: it now
+reads flags over netlink, ``errors.FlaggedTable``). The agent reads the flags back, calls them drift and
 replaces the table; a table it cannot read is drift too, never a crash; and when another process
 holds the table (``flags owner``: nobody else may change or delete it), the agent fails the
 gateway closed with a guard table of its own, says so in a metric, its log, /status and

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 from peerwall import nsenter
 from peerwall.dataplane.netlink import NetlinkSets
 from peerwall.dataplane.setdump import SetDumps
-from peerwall.errors import NftError
-from peerwall.nft.netlink import SetEdit
+from peerwall.errors import FlaggedTable, NftError
+from peerwall.nft.netlink import SetEdit, table_flag_names
 from peerwall.nft.transaction import Transaction
 
 LIBRARY = "libnftables.so.1"
@@ -212,7 +212,38 @@ class LibNft:
             self.run(tx.script)
 
     def list_json(self, command: str) -> dict[str, Any]:
+        self._refuse_flagged(command)
         return self._parse(command, self._command(command, OUTPUT_JSON, drop=True))
+
+    def table_flags(self, family: str | None = None) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Every table of ``family`` (``None``: every family) and its flags, over netlink."""
+        if self._ctx is None:
+            raise NftError("libnftables context is closed")
+        return {k: table_flag_names(v) for k, v in self._dumps.tables(family).items()}
+
+    def _refuse_flagged(self, command: str) -> None:
+        """Raise ``FlaggedTable`` before libnftables prints a table with flags as JSON (a
+        use-after-free in 1.0.6: the agent crashed with "corrupted double-linked list" reading
+        back a table another process held with ``flags owner``). Only ``list ruleset``,
+        ``list tables`` and ``list table`` print table objects (checked on 1.0.6: ``list
+        chain``, ``list set``, ``list chains``, ``list sets`` do not)."""
+        words = command.split()
+        if (
+            words[:1] != ["list"]
+            or len(words) < 2
+            or words[1] not in ("ruleset", "tables", "table")
+        ):
+            return
+        if words[1] == "table":
+            family, name = (words[2], words[3]) if len(words) > 3 else ("ip", words[2])
+            found = self.table_flags(family)
+            flagged = {k: v for k, v in found.items() if k == (family, name) and v}
+        else:
+            flagged = {
+                k: v for k, v in self.table_flags(words[2] if len(words) > 2 else None).items() if v
+            }
+        if flagged:
+            raise FlaggedTable(flagged)
 
     @staticmethod
     def _parse(command: str, out: str) -> dict[str, Any]:
@@ -234,6 +265,7 @@ class LibNft:
         ruleset`` (and ``list sets``, ``list maps``) libnftables then fetches no elements either
         (~1 MiB at 220,000 elements against ~140 MiB, 1.0.6, measured); ``list table`` and
         ``list chain`` fetch them all the same."""
+        self._refuse_flagged(command)
         return self._parse(command, self._command(command, OUTPUT_JSON | OUTPUT_TERSE, drop=True))
 
     def set_addresses(self, family: str, table: str, name: str) -> Sequence[int] | None:
@@ -246,9 +278,7 @@ class LibNft:
     def table_names(self, family: str) -> list[str]:
         """The names of ``family``'s tables, over netlink (``list tables`` fetches every
         element of every table)."""
-        if self._ctx is None:
-            raise NftError("libnftables context is closed")
-        return self._dumps.table_names(family)
+        return [name for _, name in self.table_flags(family)]
 
     def generation(self) -> int:
         """The ruleset's generation (each committed transaction bumps it)."""

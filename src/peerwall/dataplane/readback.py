@@ -34,7 +34,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from peerwall.dataplane.nft import Nft
-from peerwall.errors import NftError
+from peerwall.errors import FlaggedTable, NftError
 from peerwall.nft.listing import parse_table
 from peerwall.nft.objects import NftMap, NftSet, Ruleset
 
@@ -51,22 +51,27 @@ def read_table(
     elements (saves a copy). ``elements=False``: sets come without their elements (maps keep
     theirs); for a look at the table's shape only.
 
-    A table with flags (``dormant``, ``owner``) makes libnftables 1.0.6 print invalid JSON for
-    its listing (and garbage for the flags in ``list tables``): such a table reads as its flags
-    alone, with no objects, so that it shows as drift and is replaced. Any other failure to read
-    raises ``NftError``."""
+    A table with flags (``dormant``, ``owner``) reads as its flags alone, with no objects, so
+    that it shows as drift and is replaced: libnftables 1.0.6 prints table flags as JSON through
+    a use-after-free (``errors.FlaggedTable``), so such a table is never listed as JSON where the
+    backend reads flags over netlink, and its JSON is garbage where it does not (the fake's is
+    not). Any other failure to read raises ``NftError``."""
     try:
         try:
             if not _in_parts(nft):
                 raise _Whole
             rs, doc = _read_in_parts(nft, family, table, like, elements)
         except (_Whole, NftError):
-            # Also when the parts fail: ``list ruleset`` prints every table of the family, and
-            # another one with flags makes its JSON invalid; the table's own listing may not be.
+            # Also when the parts fail: ``list ruleset`` shows every table of the family, and is
+            # refused if another one has flags; the table's own listing may not be.
             doc = nft.list_json(f"list table {family} {table}")
             rs = parse_table(doc, family, table)
             if not elements:
                 rs = replace(rs, sets=tuple(s.declaration() for s in rs.sets))
+    except FlaggedTable as e:
+        if (family, table) not in e.tables:
+            raise
+        return Ruleset(family, table, flags=e.tables[family, table])
     except NftError:
         found = _table_entry(nft, family, table)
         if found is None:
@@ -164,6 +169,10 @@ def table_exists(nft: Nft, family: str, table: str) -> bool:
 
 
 def _table_entry(nft: Nft, family: str, table: str) -> dict[str, Any] | None:
+    flags = getattr(nft, "table_flags", None)
+    if flags is not None:  # over netlink, and no JSON of flags (``errors.FlaggedTable``)
+        found = flags(family).get((family, table))
+        return None if found is None else {"flags": list(found)} if found else {}
     for obj in nft.list_json("list tables").get("nftables", []):
         t = obj.get("table")
         if t and t.get("family") == family and t.get("name") == table:

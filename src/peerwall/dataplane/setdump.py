@@ -33,6 +33,7 @@ from peerwall.errors import NftError
 from peerwall.nft import tlv
 from peerwall.nft.netlink import (
     FAMILIES,
+    FAMILY_NAMES,
     NFGENMSG,
     NFNL_SUBSYS_NFTABLES,
     NFT_MSG_GETGEN,
@@ -47,6 +48,7 @@ from peerwall.nft.netlink import (
     NFTA_SET_ELEM_LIST_ELEMENTS,
     NFTA_SET_ELEM_LIST_SET,
     NFTA_SET_ELEM_LIST_TABLE,
+    NFTA_TABLE_FLAGS,
     NFTA_TABLE_NAME,
     NLM_F_DUMP,
     NLM_F_DUMP_INTR,
@@ -88,21 +90,34 @@ class SetDumps:
                         return int.from_bytes(value, "big")
         raise NftError("nf_tables netlink: no generation in the kernel's answer")
 
-    def table_names(self, family: str) -> list[str]:
-        """The names of the tables of ``family``, by one ``NFT_MSG_GETTABLE`` dump: libnftables'
-        ``list tables`` fetches every element of every table first (~140 MiB at 220,000)."""
+    def tables(self, family: str | None = None) -> dict[tuple[str, str], int]:
+        """Every table of ``family`` (``None``: of every family), (family, name) -> its
+        ``NFTA_TABLE_FLAGS``, by one ``NFT_MSG_GETTABLE`` dump: libnftables' ``list tables``
+        fetches every element of every table first (~140 MiB at 220,000), and prints flags
+        through a use-after-free (``errors.FlaggedTable``)."""
         with self._lock:
-            out = []
+            out = {}
             for kind, body in self._exchange(
                 NFT_MSG_GETTABLE,
                 NLM_F_REQUEST | NLM_F_DUMP,
-                NFGENMSG.pack(FAMILIES[family], 0, 0),
+                NFGENMSG.pack(0 if family is None else FAMILIES[family], 0, 0),
                 dump=True,
             ):
-                name = tlv.attrs(body[NFGENMSG.size :]).get(NFTA_TABLE_NAME) if kind >= 0 else None
-                if name is not None:
-                    out.append(name.rstrip(b"\0").decode())
+                if kind < 0:
+                    continue
+                found = tlv.attrs(body[NFGENMSG.size :])
+                name = found.get(NFTA_TABLE_NAME)
+                if name is None:
+                    continue
+                flags = found.get(NFTA_TABLE_FLAGS, b"\0\0\0\0")
+                nfproto = body[0]
+                where = FAMILY_NAMES.get(nfproto, str(nfproto))
+                out[(where, name.rstrip(b"\0").decode())] = int.from_bytes(flags[:4], "big")
             return out
+
+    def table_names(self, family: str) -> list[str]:
+        """The names of the tables of ``family`` (``tables``)."""
+        return [name for _, name in self.tables(family)]
 
     def addresses(self, family: str, table: str, name: str) -> array[int] | None:
         """The addresses of set ``family table name``, as ints; ``None`` if an element is not

@@ -66,6 +66,18 @@ from peerwall.nft.transaction import (
 log = logging.getLogger("peerwall.agent")
 
 
+def brief(e: NftError) -> str:
+    """libnftables' error text, the first error only: it says one error per refused command of
+    a script (its line, and a caret line), so a whole table refused (another process holds it)
+    is hundreds of lines, logged again on every retry."""
+    text = str(e).strip().splitlines()
+    starts = [i for i, line in enumerate(text) if ": Error: " in line]
+    if len(starts) < 2:
+        return "\n".join(text)
+    more = len(starts) - 1
+    return "\n".join(text[: starts[1]]) + f"\n(and {more} more error{'s' * (more > 1)})"
+
+
 class StepKind(str, Enum):
     """What a step committed. The values are the metrics' and the status file's labels."""
 
@@ -248,7 +260,9 @@ class GatewayTable:
         try:
             self.nft.apply(replace_table(fail_closed))
         except NftError as e:
-            self._raise_guard(state.tunnel_pattern, f"the fail-closed table was refused: {e}")
+            self._raise_guard(
+                state.tunnel_pattern, f"the fail-closed table was refused: {brief(e)}"
+            )
             return False
         log.info("installed a fail-closed table (every tunnel dropped)")
         return True
@@ -262,7 +276,7 @@ class GatewayTable:
         try:
             self.nft.apply(replace_table(build_guard(tunnel_pattern)))
         except NftError as e:
-            log.critical("%s; the fail-closed guard table was refused too: %s", why, e)
+            log.critical("%s; the fail-closed guard table was refused too: %s", why, brief(e))
             return
         if self.counts.guard is None:
             log.critical(
@@ -453,8 +467,8 @@ class GatewayTable:
         self.counts.apply_failures += 1
         self.needs_full = True
         if whole:
-            self._raise_guard(tunnel_pattern, f"whole-table replace refused: {e}")
-        log.error("transaction refused (%s): the table is to be replaced whole", e)
+            self._raise_guard(tunnel_pattern, f"whole-table replace refused: {brief(e)}")
+        log.error("transaction refused (%s): the table is to be replaced whole", brief(e))
 
     def write_whole(self, state: GatewayState) -> None:
         """Make the whole table ``state``'s; a refusal raises ``NftError`` (the caller's to

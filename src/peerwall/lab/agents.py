@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -257,24 +258,46 @@ def check_now(
     plan: LabPlan, settings: LabSettings, timeout: float = CONVERGE_TIMEOUT
 ) -> dict[str, int]:
     """Have every agent read its table back and repair it now (SIGUSR1); returns, once each has
-    done so, how many repairs each made meanwhile."""
+    done so, how many repairs each made meanwhile. An agent restarted meanwhile (its supervisor
+    drops a signal that comes between two agents) is asked again once the new one reports: its
+    own start read the table back, but it is its check that is waited for."""
     before: dict[str, dict[str, Any]] = {}
-    for c in plan.topology.clusters:
-        pid = _pid(plan, settings, c.name)
-        if pid is None:
-            raise LabError(f"lab {plan.name}: the agent of {c.name} is not running")
-        before[c.name] = status(plan, settings, c.name) or {}
-        os.kill(pid, signal.SIGUSR1)
+    for cluster in plan.topology.clusters:
+        before[cluster.name] = status(plan, settings, cluster.name) or {}
+        _ask(plan, settings, cluster.name)
     started = time.monotonic()
     while True:
         now = {c: status(plan, settings, c) or {} for c in before}
-        if all(now[c].get("checks", 0) > before[c].get("checks", 0) for c in before):
+        for c in before:
+            if now[c].get("pid") not in (None, before[c].get("pid")):
+                before[c] = now[c]
+                _ask(plan, settings, c)
+        late = [c for c in before if now[c].get("checks", 0) <= before[c].get("checks", 0)]
+        if not late:
             return {c: now[c].get("repairs", 0) - before[c].get("repairs", 0) for c in before}
         if time.monotonic() - started > timeout:
             raise LabError(
-                f"lab {plan.name}: agents did not check their tables within {timeout:g} s"
+                f"lab {plan.name}: the agent of {', '.join(late)} did not check its table within "
+                f"{timeout:g} s; the end of its log:\n"
+                + "\n".join(_log_tail(plan, settings, c) for c in late)
             )
         time.sleep(0.02)
+
+
+def _ask(plan: LabPlan, settings: LabSettings, cluster: str) -> None:
+    """SIGUSR1 to ``cluster``'s supervisor, which passes it on to the agent."""
+    pid = _pid(plan, settings, cluster)
+    if pid is None:
+        raise LabError(f"lab {plan.name}: the agent of {cluster} is not running")
+    os.kill(pid, signal.SIGUSR1)
+
+
+def _log_tail(plan: LabPlan, settings: LabSettings, cluster: str, lines: int = 20) -> str:
+    try:
+        with open(_paths(plan, settings, cluster)["log"], errors="replace") as f:
+            return "".join(deque(f, lines))
+    except OSError as e:
+        return f"(no log: {e})"
 
 
 def _reap(pid: int) -> None:

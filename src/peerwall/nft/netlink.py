@@ -51,6 +51,9 @@ NFT_MSG_GETGEN = 16
 
 NFTA_TABLE_NAME = 1
 """``NFTA_TABLE_NAME``, ``NFTA_CHAIN_TABLE``, ``NFTA_RULE_TABLE``, ``NFTA_SET_TABLE``, ... all 1."""
+NFTA_TABLE_FLAGS = 2
+TABLE_FLAGS = ("dormant", "owner", "persist")
+"""``NFT_TABLE_F_DORMANT`` (bit 0), ``NFT_TABLE_F_OWNER`` (bit 1), ``NFT_TABLE_F_PERSIST`` (bit 2)."""
 NFTA_GEN_ID = 1
 NFTA_SET_ELEM_LIST_TABLE = 1
 NFTA_SET_ELEM_LIST_SET = 2
@@ -65,6 +68,17 @@ NFGENMSG = struct.Struct("=BBH")
 
 FAMILIES = {"ip": 2, "inet": 1, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 """nft family name -> NFPROTO_* number."""
+FAMILY_NAMES = {number: name for name, number in FAMILIES.items()}
+
+
+def table_flag_names(flags: int) -> tuple[str, ...]:
+    """A table's ``NFTA_TABLE_FLAGS`` as nft names them (a bit with no name: ``0x8``...)."""
+    return tuple(
+        TABLE_FLAGS[bit] if bit < len(TABLE_FLAGS) else hex(1 << bit)
+        for bit in range(32)
+        if flags >> bit & 1
+    )
+
 
 MAX_PER_MESSAGE = 4000
 """Elements per message: the element list is one attribute, whose length is 16 bits (16 bytes
