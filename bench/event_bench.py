@@ -144,8 +144,8 @@ class TimedNft:
             self.seconds += time.perf_counter() - t
             self.calls += 1
 
-    def list_json(self, command: str) -> dict[str, Any]:
-        return self.inner.list_json(command)
+    def __getattr__(self, name: str) -> Any:  # listings and the read-back's netlink questions
+        return getattr(self.inner, name)
 
     def edit_elements(self, family: str, table: str, edits: Sequence[SetEdit]) -> None:
         t = time.perf_counter()

@@ -240,15 +240,15 @@ def test_a_step_narrows_only_the_peers_it_touched_and_a_removed_peer_admits_noth
 
 
 class GarbledListing(FakeNft):
-    """Lists ``inet peerwall`` as libnftables 1.0.6 does a table it cannot print: invalid JSON."""
+    """Lists ``inet peerwall`` (whole, or with its family) as invalid JSON."""
 
     def __init__(self) -> None:
         super().__init__()
         self.garbled = False
 
     def list_json(self, command: str):  # type: ignore[no-untyped-def]
-        if self.garbled and command == "list table inet peerwall":
-            raise NftError("libnftables returned invalid JSON for 'list table inet peerwall'")
+        if self.garbled and command in ("list table inet peerwall", "list ruleset inet"):
+            raise NftError(f"libnftables returned invalid JSON for {command!r}")
         return super().list_json(command)
 
 

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.lab
 
 
 class PerChain:
-    """``LibNft`` without the terse listing: the collector falls back to ``list chain``."""
+    """``LibNft`` through ``list_json`` alone: the collector's per-chain listings, as it reads
+    counters when the terse listing fails (``_counters(peer, None)``)."""
 
     def __init__(self, nft: LibNft) -> None:
         self.nft = nft

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from importlib import resources
 from ipaddress import IPv4Address
+from typing import Any
 
 import pytest
 from nftlab import nft_in, same, three_table
@@ -180,6 +181,9 @@ class Recording:
     def edit_elements(self, family: str, table: str, edits) -> None:  # type: ignore[no-untyped-def]
         self.batches += 1
         self.inner.edit_elements(family, table, edits)
+
+    def __getattr__(self, name: str) -> Any:  # the read-back's other questions
+        return getattr(self.inner, name)
 
 
 def three() -> GatewayState:

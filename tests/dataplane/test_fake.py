@@ -10,10 +10,11 @@ from nftlab import FULL, same, seed_table, three_table
 
 from peerwall.compile import names
 from peerwall.compile.state import SetKind
-from peerwall.dataplane.nft import LibNft
-from peerwall.dataplane.readback import read_table
+from peerwall.dataplane.nft import LibNft, Nft
+from peerwall.dataplane.readback import plain, read_table
 from peerwall.errors import NftError
 from peerwall.nft.fake import FakeNft
+from peerwall.nft.listing import parse_table
 from peerwall.nft.objects import render_replace, render_table
 from peerwall.nft.transaction import (
     AddElements,
@@ -47,22 +48,47 @@ SCRIPTS = [
 ]
 
 
+def read_side(backend: Nft) -> tuple[object, ...]:
+    """What the read-back asks of a backend besides the whole listing: the tables and their
+    flags, the terse family listing, each plain set's addresses."""
+    tables = backend.table_flags("inet")
+    if ("inet", "peerwall") not in tables:
+        return (tables,)
+    shape = parse_table(backend.list_json_terse("list ruleset inet"), "inet", "peerwall")
+    addresses = {}
+    for s in shape.sets:
+        if plain(s):
+            found = backend.set_addresses("inet", "peerwall", s.name)
+            addresses[s.name] = None if found is None else sorted(found)
+    return tables, shape.sets, shape.maps, shape.chains, addresses
+
+
 @pytest.mark.lab
 def test_the_fake_and_the_kernel_agree_script_by_script(nft: LibNft) -> None:
     fake = FakeNft()
     for i, script in enumerate(SCRIPTS):
         outcomes = []
         for backend in (fake, nft):
+            generation, was = backend.generation(), read_table(backend, "inet", "peerwall")
             try:
                 backend.run(script)
                 outcomes.append("ok")
             except NftError:
                 outcomes.append("refused")
+            # A refused transaction leaves the generation; a change bumps it (the kernel's does
+            # not bump for a transaction that changes nothing, the fake's does: either is safe
+            # for the read-back, which only needs "unchanged generation: unchanged ruleset").
+            bumped = backend.generation() != generation
+            if outcomes[-1] == "refused":
+                assert not bumped, (i, backend)
+            else:
+                assert bumped or read_table(backend, "inet", "peerwall") == was, (i, backend)
         assert outcomes[0] == outcomes[1], (i, script, outcomes)
         assert same(read_table(fake, "inet", "peerwall"), read_table(nft, "inet", "peerwall")), (
             i,
             script,
         )
+        assert read_side(fake) == read_side(nft), (i, script)
 
 
 def _on_peerwall(*ops: Operation) -> Transaction:

@@ -238,4 +238,4 @@ def test_table_exists_over_netlink_as_the_listing_says(nft: LibNft, netns: str) 
     nft_in(netns, "add", "table", "ip", "other")
     assert table_exists(nft, "inet", "peerwall") and table_exists(nft, "ip", "other")
     assert not table_exists(nft, "ip", "peerwall") and not table_exists(nft, "inet", "other")
-    assert sorted(nft.table_names("inet")) == ["peerwall"]
+    assert sorted(name for _, name in nft.table_flags("inet")) == ["peerwall"]

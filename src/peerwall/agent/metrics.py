@@ -196,14 +196,10 @@ class LiveCollector(Collector):
     def _rules(self) -> dict[str, list[dict[str, Any]]] | None:
         """The table's rules by chain, from one listing without elements (libnftables' terse
         ``list ruleset``: ``list chain`` fetches every element of the table, ~140 MiB held at
-        220,000, on every scrape); None if the backend has no such listing, or it failed: then
-        each chain is listed."""
-        terse = getattr(self.nft, "list_json_terse", None)
-        if terse is None:
-            return None
+        220,000, on every scrape); None if it failed: then each chain is listed."""
         try:
-            doc = terse(f"list ruleset {names.FAMILY}")
-        except NftError:  # say, another table of the family that libnftables cannot print
+            doc = self.nft.list_json_terse(f"list ruleset {names.FAMILY}")
+        except NftError:  # say, a table of the family with flags (``errors.FlaggedTable``)
             return None
         out: dict[str, list[dict[str, Any]]] = {}
         for obj in doc.get("nftables", []):

@@ -56,6 +56,22 @@ class Nft(Protocol):
         ``NftError`` (changing nothing) if any set is missing or any deleted address absent."""
         ...
 
+    def list_json_terse(self, command: str) -> dict[str, Any]:
+        """``list_json`` without set and map elements."""
+        ...
+
+    def set_addresses(self, family: str, table: str, name: str) -> Sequence[int] | None:
+        """A plain address set's addresses as ints; None if an element is not one address."""
+        ...
+
+    def generation(self) -> int:
+        """The ruleset's generation: every committed transaction bumps it."""
+        ...
+
+    def table_flags(self, family: str | None = None) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Every table of ``family`` (``None``: of every family) and its flags."""
+        ...
+
 
 @cache
 def _load(name: str) -> ctypes.CDLL:
@@ -274,11 +290,6 @@ class LibNft:
         if self._ctx is None:
             raise NftError("libnftables context is closed")
         return self._dumps.addresses(family, table, name)
-
-    def table_names(self, family: str) -> list[str]:
-        """The names of ``family``'s tables, over netlink (``list tables`` fetches every
-        element of every table)."""
-        return [name for _, name in self.table_flags(family)]
 
     def generation(self) -> int:
         """The ruleset's generation (each committed transaction bumps it)."""

@@ -27,7 +27,6 @@ Another backend (the in-memory fake) is read by one whole listing, as before.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address
@@ -52,16 +51,13 @@ def read_table(
     theirs); for a look at the table's shape only.
 
     A table with flags (``dormant``, ``owner``) reads as its flags alone, with no objects, so
-    that it shows as drift and is replaced: libnftables 1.0.6 prints table flags as JSON through
-    a use-after-free (``errors.FlaggedTable``), so such a table is never listed as JSON where the
-    backend reads flags over netlink, and its JSON is garbage where it does not (the fake's is
-    not). Any other failure to read raises ``NftError``."""
+    that it shows as drift and is replaced: its flags come over netlink, and it is never listed
+    as JSON (``errors.FlaggedTable``: libnftables 1.0.6 prints table flags through a
+    use-after-free). Any other failure to read raises ``NftError``."""
     try:
         try:
-            if not _in_parts(nft):
-                raise _Whole
             rs, doc = _read_in_parts(nft, family, table, like, elements)
-        except (_Whole, NftError):
+        except NftError:
             # Also when the parts fail: ``list ruleset`` shows every table of the family, and is
             # refused if another one has flags; the table's own listing may not be.
             doc = nft.list_json(f"list table {family} {table}")
@@ -73,27 +69,18 @@ def read_table(
             raise
         return Ruleset(family, table, flags=e.tables[family, table])
     except NftError:
-        found = _table_entry(nft, family, table)
-        if found is None:
+        if not table_exists(nft, family, table):
             return None
-        if "flags" not in found:
-            raise
-        return Ruleset(family, table, flags=_flags(nft, family, table, found["flags"]))
+        raise
     if rs is None:
         return None
     for obj in doc.get("nftables", []):
         t = obj.get("table")
         if t and t.get("family") == family and t.get("name") == table and "flags" in t:
-            return replace(rs, flags=_flags(nft, family, table, t["flags"]))
+            # Flagged between the question over netlink and the listing: its JSON is garbage.
+            flags = nft.table_flags(family).get((family, table))
+            return Ruleset(family, table, flags=flags or ("unreadable",))
     return rs
-
-
-class _Whole(Exception):
-    """This backend is read by one whole listing."""
-
-
-def _in_parts(nft: Nft) -> bool:
-    return all(hasattr(nft, a) for a in ("list_json_terse", "set_addresses", "generation"))
 
 
 def plain(s: NftSet) -> bool:
@@ -103,7 +90,7 @@ def plain(s: NftSet) -> bool:
 
 
 def _read_in_parts(
-    nft: Any, family: str, table: str, like: Ruleset | None, elements: bool
+    nft: Nft, family: str, table: str, like: Ruleset | None, elements: bool
 ) -> tuple[Ruleset | None, dict[str, Any]]:
     """``read_table`` through libnftables without elements, and the elements apart (see the
     module's docstring): the table (None: none) and the skeleton's listing."""
@@ -162,38 +149,5 @@ def _listed(nft: Nft, family: str, table: str, kind: str, obj: Any) -> Any:
 
 
 def table_exists(nft: Nft, family: str, table: str) -> bool:
-    names = getattr(nft, "table_names", None)
-    if names is not None:  # over netlink: libnftables' ``list tables`` fetches every element
-        return table in names(family)
-    return _table_entry(nft, family, table) is not None
-
-
-def _table_entry(nft: Nft, family: str, table: str) -> dict[str, Any] | None:
-    flags = getattr(nft, "table_flags", None)
-    if flags is not None:  # over netlink, and no JSON of flags (``errors.FlaggedTable``)
-        found = flags(family).get((family, table))
-        return None if found is None else {"flags": list(found)} if found else {}
-    for obj in nft.list_json("list tables").get("nftables", []):
-        t = obj.get("table")
-        if t and t.get("family") == family and t.get("name") == table:
-            return dict(t)
-    return None
-
-
-TABLE_FLAGS = frozenset({"dormant", "owner", "persist"})
-
-
-def _flags(nft: Nft, family: str, table: str, said: Any) -> tuple[str, ...]:
-    """The table's flags: JSON's when they make sense, else the text listing's header (1.0.6
-    prints some unrelated string as JSON), else ``unreadable``: flags there are, of some kind."""
-    names = [said] if isinstance(said, str) else said if isinstance(said, list) else []
-    if names and all(isinstance(n, str) and n in TABLE_FLAGS for n in names):
-        return tuple(names)
-    list_text = getattr(nft, "list_text", None)
-    if list_text is not None:
-        with contextlib.suppress(NftError):
-            for line in list_text(f"list table {family} {table}").splitlines()[1:3]:
-                words = line.split()
-                if words[:1] == ["flags"] and len(words) == 2:
-                    return tuple(words[1].split(","))
-    return ("unreadable",)
+    """Over netlink: libnftables' ``list tables`` fetches every element of every table."""
+    return (family, table) in nft.table_flags(family)

@@ -115,10 +115,6 @@ class SetDumps:
                 out[(where, name.rstrip(b"\0").decode())] = int.from_bytes(flags[:4], "big")
             return out
 
-    def table_names(self, family: str) -> list[str]:
-        """The names of the tables of ``family`` (``tables``)."""
-        return [name for _, name in self.tables(family)]
-
     def addresses(self, family: str, table: str, name: str) -> array[int] | None:
         """The addresses of set ``family table name``, as ints; ``None`` if an element is not
         an address (see the module's docstring). A set that does not exist, or any other

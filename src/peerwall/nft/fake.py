@@ -92,7 +92,9 @@ class FakeNft:
         self.fail_next: str | None = None
         """Set to an error text to make the next ``run`` fail as the kernel would."""
         self.listings: list[str] = []
-        """Every ``list_json`` command, in order: what was read back (tests assert none)."""
+        """Every listing command, in order: what was read back (tests assert none)."""
+        self._generation = 0
+        """Bumped by every committed transaction, as the kernel's ruleset generation."""
 
     # --- Nft ---------------------------------------------------------------------------------
 
@@ -105,8 +107,7 @@ class FakeNft:
         staged = self._staged()
         for c in commands:
             self._apply(staged, c)
-        self.tables = staged
-        self.scripts.append(script)
+        self._commit(staged, script)
 
     def edit_elements(self, family: str, table: str, edits: Sequence[SetEdit]) -> None:
         """As the kernel takes a netlink element batch: all deletes, then all adds, in one
@@ -132,11 +133,10 @@ class FakeNft:
         for e in edits:
             if e.add:
                 self._add_elements(t, e.set, ips(e.add))
-        self.tables = staged
         lines = [
             line for e in edits for line in element_script(family, table, e.set, (), ips(e.delete))
         ] + [line for e in edits for line in element_script(family, table, e.set, ips(e.add))]
-        self.scripts.append("\n".join(lines) + "\n")
+        self._commit(staged, "\n".join(lines) + "\n")
 
     def apply(self, tx: Transaction) -> None:
         """Apply ``tx``'s operations as one transaction, as the kernel runs their script: no
@@ -150,8 +150,12 @@ class FakeNft:
                 self._apply(staged, c)
             if isinstance(op, AddElements | DeleteElements | AddMapElements | DeleteMapElements):
                 self._edit(self._table(staged, Command("", "", tx.family, tx.table)), op)
+        self._commit(staged, tx.script)
+
+    def _commit(self, staged: dict[tuple[str, str], _Table], script: str) -> None:
         self.tables = staged
-        self.scripts.append(tx.script)
+        self.scripts.append(script)
+        self._generation += 1
 
     def _edit(
         self, t: _Table, op: AddElements | DeleteElements | AddMapElements | DeleteMapElements
@@ -181,22 +185,65 @@ class FakeNft:
 
     def list_json(self, command: str) -> dict[str, Any]:
         self.listings.append(command)
+        return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *self._listed(command)]}
+
+    def list_json_terse(self, command: str) -> dict[str, Any]:
+        """``list_json`` without set and map elements, as libnftables' terse output."""
+        doc = self.list_json(command)
+        for obj in doc["nftables"]:
+            for kind in ("set", "map"):
+                if kind in obj:
+                    obj[kind].pop("elem", None)
+        return doc
+
+    def set_addresses(self, family: str, table: str, name: str) -> Sequence[int] | None:
+        """The set's addresses as ints; None if an element is not one address."""
+        t = self.tables.get((family, table))
+        if t is None or name not in t.sets:
+            raise NftError(f"nf_tables netlink: No such file or directory: set {name}")
+        elements = t.sets[name].elements
+        addresses = [int(e) for e in elements if isinstance(e, IPv4Address)]
+        return addresses if len(addresses) == len(elements) else None
+
+    def generation(self) -> int:
+        return self._generation
+
+    def table_flags(self, family: str | None = None) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Every table and its flags: the fake's tables have none."""
+        return {k: () for k in self.tables if family is None or k[0] == family}
+
+    def _listed(self, command: str) -> list[dict[str, Any]]:
         words = command.split()
-        items: list[dict[str, Any]] = [{"metainfo": {"json_schema_version": 1}}]
-        if words == ["list", "tables"]:
-            items += [{"table": {"family": f, "name": n}} for f, n in self.tables]
-            return {"nftables": items}
+        if words[:2] == ["list", "tables"] and len(words) <= 3:
+            return [
+                {"table": {"family": f, "name": n}}
+                for f, n in self.tables
+                if len(words) == 2 or f == words[2]
+            ]
+        if words[:2] == ["list", "ruleset"] and len(words) <= 3:
+            return [
+                obj
+                for (f, _), t in self.tables.items()
+                if len(words) == 2 or f == words[2]
+                for obj in self._json(t)
+            ]
+        t = self.tables.get((words[2], words[3])) if len(words) >= 4 else None
         if words[:2] == ["list", "table"] and len(words) == 4:
-            t = self.tables.get((words[2], words[3]))
             if t is None:
                 raise NftError("Error: No such file or directory")
-            return {"nftables": items + self._json(t)}
+            return self._json(t)
         if words[:2] == ["list", "chain"] and len(words) == 5:
-            t = self.tables.get((words[2], words[3]))
             if t is None or words[4] not in t.chains:
                 raise NftError("Error: No such file or directory")
-            chain = t.chains[words[4]]
-            return {"nftables": items + self._chain_json(t, chain)}
+            return self._chain_json(t, t.chains[words[4]])
+        if words[1:2] in (["set"], ["map"]) and len(words) == 5:
+            kind = words[1]
+            found = (
+                [o for o in self._json(t) if kind in o and o[kind]["name"] == words[4]] if t else []
+            )
+            if not found:
+                raise NftError("Error: No such file or directory")
+            return found
         raise NftError(f"the fake does not list {command!r}")
 
     def ruleset(self, family: str, table: str) -> Ruleset | None:
