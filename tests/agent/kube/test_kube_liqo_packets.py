@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import secrets
 import shutil
 import socket
@@ -26,6 +28,7 @@ import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -340,6 +343,47 @@ async def kubectl(
     return out.decode()
 
 
+@dataclass(frozen=True)
+class Enforced:
+    """What one gateway's agent must report before its table is looked at: ready (its API
+    listed and its table written), from a state that includes ``version`` (a resourceVersion of
+    its API server; 0: any)."""
+
+    folder: Path
+    """The gateway's folder (``gateway_pod``): its agent's ``status.json`` and ``agent.log``."""
+    agent: asyncio.subprocess.Process
+    version: int = 0
+
+
+async def until_enforced(gateways: list[Enforced]) -> None:
+    """Until every agent reports that it enforces its API server's objects up to the version
+    asked (``Agent.status``: ``ready``, ``source_versions``). No deadline of its own: the
+    condition is the agent's own word, and an agent that dies fails the wait at once."""
+    while True:
+        waiting = []
+        for g in gateways:
+            if g.agent.returncode is not None:
+                log = (g.folder / "agent.log").read_text(errors="replace")
+                raise AssertionError(f"the agent of {g.folder.name} ended: {log[-2000:]}")
+            try:
+                status = json.loads((g.folder / "status.json").read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                status = {}
+            versions = [int(v) for v in status.get("source_versions", {}).values()]
+            if not status.get("ready") or max(versions, default=0) < g.version:
+                waiting.append(g)
+        if not waiting:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def table_is(s: Shape, want: dict[tuple[str, str], Verdict], what: str) -> None:
+    """Every cross cell, tried once, is as ``want``: asked only once the agents report the
+    state enforced (``until_enforced``), so a wrong cell is a wrong table, not a slow one."""
+    seen = await asyncio.to_thread(observed, s)
+    assert seen == want, (what, {k: v for k, v in seen.items() if want[k] != v})
+
+
 async def until_table(s: Shape, want: dict[tuple[str, str], Verdict], what: str) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TIMEOUT * 2
@@ -422,14 +466,21 @@ def test_three_clusters_two_way_peering_and_modes_from_the_install_and_the_api(
                     fakes = []
                     for c in t.clusters:
                         for peer in t.peers[c.name]:
-                            fake, _ = await stack.enter_async_context(
+                            fake, agent = await stack.enter_async_context(
                                 gateway_pod(s, c.name, peer, tmp_path, c.security_mode)
                             )
-                            fakes.append((fake, peer))
-                    await until_table(s, as_installed, "the modes as installed")
-                    for fake, peer in fakes:
-                        fake.apply(L.peering_security(peer, SEG.value))
-                    await until_table(s, seg, "segregation from the PeeringSecurities")
-                    assert all(fake.denied == [] for fake, _ in fakes)
+                            fakes.append(
+                                (fake, peer, Enforced(tmp_path / f"{c.name}-{peer}", agent))
+                            )
+                    await until_enforced([g for _, _, g in fakes])
+                    await table_is(s, as_installed, "the modes as installed")
+                    changed = []
+                    for fake, peer, g in fakes:
+                        written = fake.apply(L.peering_security(peer, SEG.value))
+                        version = int(written["metadata"]["resourceVersion"])
+                        changed.append(dataclasses.replace(g, version=version))
+                    await until_enforced(changed)
+                    await table_is(s, seg, "segregation from the PeeringSecurities")
+                    assert all(fake.denied == [] for fake, _, _ in fakes)
 
         run(main(), timeout=600)
