@@ -343,15 +343,20 @@ async def kubectl(
     return out.decode()
 
 
+SELECTION = "peeringsecurities"
+"""How the agent's status names its selection of PeeringSecurities (``WatchSpec``)."""
+
+
 @dataclass(frozen=True)
 class Enforced:
     """What one gateway's agent must report before its table is looked at: ready (its API
-    listed and its table written), from a state that includes ``version`` (a resourceVersion of
-    its API server; 0: any)."""
+    listed and its table written), from a state in which ``selection`` (as the status names it)
+    has seen ``version``, a resourceVersion of the agent's API server (none: ready is enough)."""
 
     folder: Path
     """The gateway's folder (``gateway_pod``): its agent's ``status.json`` and ``agent.log``."""
     agent: asyncio.subprocess.Process
+    selection: str = ""
     version: int = 0
 
 
@@ -369,8 +374,8 @@ async def until_enforced(gateways: list[Enforced]) -> None:
                 status = json.loads((g.folder / "status.json").read_text())
             except (FileNotFoundError, json.JSONDecodeError):
                 status = {}
-            versions = [int(v) for v in status.get("source_versions", {}).values()]
-            if not status.get("ready") or max(versions, default=0) < g.version:
+            seen = int(status.get("source_versions", {}).get(g.selection, 0))
+            if not status.get("ready") or (g.selection and seen < g.version):
                 waiting.append(g)
         if not waiting:
             return
@@ -384,17 +389,6 @@ async def table_is(s: Shape, want: dict[tuple[str, str], Verdict], what: str) ->
     assert seen == want, (what, {k: v for k, v in seen.items() if want[k] != v})
 
 
-async def until_table(s: Shape, want: dict[tuple[str, str], Verdict], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT * 2
-    while True:
-        seen = await asyncio.to_thread(observed, s)
-        if seen == want:
-            return
-        assert loop.time() < deadline, (what, {k: v for k, v in seen.items() if want[k] != v})
-        await asyncio.sleep(0.2)
-
-
 def test_the_seeds_cells_across_liqo_shaped_gateways_follow_the_kubernetes_objects(
     shape: Shape, tmp_path: Path
 ) -> None:
@@ -405,13 +399,22 @@ def test_the_seeds_cells_across_liqo_shaped_gateways_follow_the_kubernetes_objec
     async def main() -> None:
         with listeners(shape):
             async with contextlib.AsyncExitStack() as stack:
-                fakes = {}
+                fakes, gateways = {}, {}
                 for c in t.clusters:
                     (peer,) = t.peers[c.name]
-                    fakes[c.name], _ = await stack.enter_async_context(
+                    fakes[c.name], agent = await stack.enter_async_context(
                         gateway_pod(shape, c.name, peer, tmp_path)
                     )
-                await until_table(shape, full, "FullPodToPod from the chart's default")
+                    gateways[c.name] = Enforced(tmp_path / f"{c.name}-{peer}", agent)
+
+                async def enforced(cluster: str, selection: str) -> None:
+                    """``cluster``'s last change (its API server's version now) is enforced."""
+                    change = Enforced(gateways[cluster].folder, gateways[cluster].agent,
+                                      selection, fakes[cluster].rv)  # fmt: skip
+                    await until_enforced([change])
+
+                await until_enforced(list(gateways.values()))
+                await table_is(shape, full, "FullPodToPod from the chart's default")
                 # Real kubectl, from the gateway's namespace where its cluster's API server is.
                 for c in t.clusters:
                     (peer,) = t.peers[c.name]
@@ -419,7 +422,8 @@ def test_the_seeds_cells_across_liqo_shaped_gateways_follow_the_kubernetes_objec
                     out = await kubectl(shape, fakes[c.name], c.name, tmp_path, "apply",
                                         "--validate=false", "-f", "-", stdin=ps)  # fmt: skip
                     assert out == f"peeringsecurity.peerwall.io/{peer} created\n"
-                await until_table(shape, seg, "segregation from the PeeringSecurities")
+                    await enforced(c.name, SELECTION)
+                await table_is(shape, seg, "segregation from the PeeringSecurities")
 
                 # s2 scaled to no backend (its slice emptied, as the endpoint controller does):
                 # c1 no longer admits c2's pods to P2.
@@ -428,16 +432,20 @@ def test_the_seeds_cells_across_liqo_shaped_gateways_follow_the_kubernetes_objec
                 await kubectl(shape, fakes["c1"], "c1", tmp_path, "patch", "endpointslice",
                               "s2-abcde", "-n", "offloaded", "--type=merge",
                               "-p", '{"endpoints": []}')  # fmt: skip
+                await enforced("c1", "endpointslices")
                 now["P5", "P2"] = now["P4", "P2"] = Verdict.NO
-                await until_table(shape, now, "s2 without backends")
+                await table_is(shape, now, "s2 without backends")
 
                 # P4's shadow pod deleted in c2: c2 no longer admits c1's pods to it.
                 assert now["P1", "P4"] is Verdict.YES
                 await kubectl(shape, fakes["c2"], "c2", tmp_path, "delete", "pod", "p4",
                               "-n", "offloaded-c1")  # fmt: skip
+                await enforced(
+                    "c2", "pods [liqo.io/managed-by=shadowpod,offloading.liqo.io/origin=c1]"
+                )
                 for src in ("P1", "P2", "P3"):
                     now[src, "P4"] = Verdict.NO
-                await until_table(shape, now, "P4's shadow pod deleted")
+                await table_is(shape, now, "P4's shadow pod deleted")
                 for c in t.clusters:
                     assert fakes[c.name].denied == []
 
@@ -478,7 +486,7 @@ def test_three_clusters_two_way_peering_and_modes_from_the_install_and_the_api(
                     for fake, peer, g in fakes:
                         written = fake.apply(L.peering_security(peer, SEG.value))
                         version = int(written["metadata"]["resourceVersion"])
-                        changed.append(dataclasses.replace(g, version=version))
+                        changed.append(dataclasses.replace(g, selection=SELECTION, version=version))
                     await until_enforced(changed)
                     await table_is(s, seg, "segregation from the PeeringSecurities")
                     assert all(fake.denied == [] for fake, _, _ in fakes)
