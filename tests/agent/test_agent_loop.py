@@ -150,6 +150,59 @@ def test_a_refused_step_is_counted_and_not_reported_enforced_until_the_whole_tab
     assert nft.ruleset("inet", "peerwall") == build(seg)
 
 
+def test_the_api_versions_reported_are_those_the_committed_table_was_built_from() -> None:
+    """``source_versions`` (the Kubernetes source's resourceVersions) is what one waits on for a
+    change of the API to be enforced: it is the source's as the step began, reported once the
+    table is committed; a refused step keeps the previous ones until the whole table is in."""
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    topology = load_topology(text, "three")
+    full = gateway_state(topology, "C1", SecurityMode.FULL_POD_TO_POD)
+    seg = gateway_state(topology, "C1", SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION)
+    nft = FakeNft()
+    source = HandSource()
+    source.versions = {}  # type: ignore[attr-defined]
+    desired = DesiredState("C1", "pwt-*", 12345)
+    agent = Agent(source, desired, nft, None, AgentSettings(metrics_address=None))
+    reports: list[tuple[dict[str, str] | None, SecurityMode | None]] = []
+    """What each status write says, and the mode C2's peer then has in the kernel."""
+
+    def written() -> None:
+        table = nft.ruleset("inet", "peerwall")
+        mode = None
+        if table is not None and agent.ready:
+            mode = SecurityMode.FULL_POD_TO_POD if build(full) == table else mode
+            mode = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION if build(seg) == table else mode
+        reports.append((agent.status().get("source_versions"), mode))
+
+    agent._write_status = written  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(agent.run())
+        desired.load(full)
+        source.versions = {"peeringsecurities": "5", "pods": "3"}  # type: ignore[attr-defined]
+        source.listed.set()
+        source.changed.set()
+        await until(lambda: agent.applied_versions.get("peeringsecurities") == "5")
+        nft.fail_next = "Error: Could not process rule: No such file or directory"
+        desired.load(seg)
+        source.versions = {"peeringsecurities": "7", "pods": "3"}  # type: ignore[attr-defined]
+        source.changed.set()
+        await until(lambda: agent.applied_versions.get("peeringsecurities") == "7")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert reports[0] == (None, None)  # fail-closed: no versions claimed
+    five = {"peeringsecurities": "5", "pods": "3"}
+    seven = {"peeringsecurities": "7", "pods": "3"}
+    assert (five, SecurityMode.FULL_POD_TO_POD) in reports
+    assert all(mode is SecurityMode.FULL_POD_TO_POD for v, mode in reports if v == five)
+    assert [r for r in reports if r[0] == seven] and all(
+        mode is SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION for v, mode in reports if v == seven
+    ), reports
+
+
 def test_a_burst_is_waited_for_until_a_quarter_of_the_window_passes_without_an_event(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -1,5 +1,6 @@
 """The file source: a big topology is parsed in a child process (its peak never in the agent),
-with the same result as in the agent; a bad one is refused there too, and nothing changes."""
+with the same result as in the agent; a bad one is refused there too, and nothing changes. A set
+of inputs is loaded whole or not at all."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from fscalls import before_each_call
 from peerwall.agent import filesource
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.filesource import FileInputs, FileSource
+from peerwall.agent.filesource import FileInputs, FileSource, inputs_digest
+from peerwall.lab.agents import values_text
+from peerwall.lab.atomic_folder import publish
+from peerwall.model import SecurityMode
 
 
 def loaded(path: Path, child: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[bool, DesiredState]:
@@ -44,3 +49,40 @@ def test_a_bad_topology_in_a_child_is_refused_and_logged(
         ok, desired = loaded(path, True, monkeypatch)
     assert not ok and desired.peers == ()
     assert "clusters[0].podCIDR" in caplog.text
+
+
+def test_a_switch_while_the_files_are_read_is_read_again_never_loaded_half(
+    tmp_path: Path,
+) -> None:
+    """The inputs in a folder that changes all at once (kubelet's ConfigMap volume, the lab's
+    ``inputs``): the agent still opens the files one after another, and a switch between the
+    two opens gives a new values file beside the old topology. That read is dropped, never
+    loaded; the next one loads the new version whole."""
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    line = next(x for x in text.splitlines(keepends=True) if "name: job," in x)
+    old = {"topology.yaml": text, "values.yaml": values_text(SecurityMode.FULL_POD_TO_POD)}
+    new = {
+        "topology.yaml": text.replace(line, ""),
+        "values.yaml": values_text(SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION),
+    }
+    folder = str(tmp_path / "inputs")
+    publish(folder, old)
+    values = Path(folder, "values.yaml")
+    source = FileSource(
+        FileInputs(Path(folder, "topology.yaml"), "C1", values),
+        DesiredState("C1", "pwt-*", None),
+    )
+    switched = []
+
+    def switch_before_the_values_are_opened(event: str, args: tuple[object, ...]) -> None:
+        if event == "open" and not switched and args[0] == str(values):
+            switched.append(True)
+            publish(folder, new)
+
+    with before_each_call(switch_before_the_values_are_opened):
+        first = source.load()
+    assert switched, "the values file was not opened through its path"
+    assert (first, source.loaded_digest) == (False, None)
+    assert source.load()
+    assert source.loaded_digest == inputs_digest([new["topology.yaml"], new["values.yaml"], None])
+    assert source.mode is SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION

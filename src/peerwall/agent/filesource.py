@@ -1,10 +1,15 @@
 """The file source: a topology file (and a values file, and the peer gateways' addresses) that
 the agent re-reads when they change.
 
-Files are polled (a stat every ``poll`` seconds: cheap, and it works on any filesystem); writers
-should replace them atomically (write, then rename), as the lab does. A file that does not load is
-logged and ignored: the agent keeps enforcing the last good state (or stays fail-closed if there
-never was one), so a typo never opens anything.
+Files are polled (a stat every ``poll`` seconds: cheap, and it works on any filesystem). The
+inputs are one set: a new topology read with the old values (or gateways) is a state nobody
+meant, which the agent would enforce. Writers should change them all at once, as kubelet does a
+ConfigMap's folder (the files are symlinks through ``..data``, switched by one rename; the lab
+does the same, ``lab.atomic_folder``). The files are still opened one after another, so a read
+counts only if no file was replaced meanwhile (the same stat before and after): otherwise they
+are read again at the next poll, and a set is only ever loaded whole. A file that does not load
+is logged and ignored: the agent keeps enforcing the last good state (or stays fail-closed if
+there never was one), so a typo never opens anything.
 """
 
 from __future__ import annotations
@@ -94,11 +99,28 @@ class FileSource:
                 out.append("missing")
         return tuple(out)
 
+    def read(self) -> tuple[tuple[object, ...], list[str | None]] | None:
+        """The files' stamps and texts, all of one moment; ``None`` if a file was replaced while
+        they were read (a writer switched versions in the middle). Raises ``OSError`` if a file
+        cannot be read (a missing one that stays missing included)."""
+        before = self._stamp()
+        try:
+            texts = [None if p is None else p.read_text(encoding="utf-8") for p in self._paths()]
+        except FileNotFoundError:
+            if self._stamp() != before:
+                return None  # an old version's file, removed after the switch
+            raise
+        return (before, texts) if self._stamp() == before else None
+
     def load(self) -> bool:
-        """Read the files and update the desired state; False (logged) if they do not load."""
-        texts: list[str | None] = []
-        for p in self._paths():
-            texts.append(None if p is None else p.read_text(encoding="utf-8"))
+        """Read the files and update the desired state; False (logged) if they do not load, or
+        were replaced while read (then they are read again at the next poll)."""
+        read = self.read()
+        if read is None:
+            log.info("inputs replaced while they were read: reading them again")
+            return False
+        self._stamps, texts = read
+        del read
         digest = inputs_digest(texts)
         big = len(texts[0] or "") > CHILD_PARSE_CHARS
         # Parsing a big topology peaks at ~3 KiB per pod (the parsed data, the schema's objects
@@ -129,9 +151,7 @@ class FileSource:
 
     async def run(self) -> None:
         while True:
-            stamp = self._stamp()
-            if stamp != self._stamps:
-                self._stamps = stamp
+            if self._stamp() != self._stamps:
                 try:
                     ok = self.load()
                 except OSError as e:

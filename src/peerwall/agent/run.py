@@ -102,6 +102,9 @@ class Agent:
         self.ready = False
         self.beat = time.monotonic()
         self.applied_digest: str | None = None
+        self.applied_versions: dict[str, str] = {}
+        """The source's versions (the Kubernetes API's resourceVersions) the enforced table
+        was built from: one can wait for a change of the API to be enforced."""
         self.address: tuple[Any, ...] | None = None
         """Where the HTTP endpoints listen, once running."""
         self._lock = asyncio.Lock()
@@ -235,6 +238,7 @@ class Agent:
         """One transaction for what changed (all of it, the first time), then the flows."""
         since = self.desired.pending_since
         digest = self.source.loaded_digest
+        versions = dict(getattr(self.source, "versions", {}))
         # The kernel's part of a big step runs in a worker thread: events that come in meanwhile
         # gather for the next step, so a burst costs a few transactions and a lone event no
         # wait. A small element step (one netlink batch: ~5-10 us) runs here: handing it to a
@@ -266,7 +270,7 @@ class Agent:
         if step.kind is not StepKind.FAILED:
             # A refused step changed nothing: the inputs are not enforced until the whole table
             # is written (the lab waits for this digest to call a change converged).
-            self.applied_digest = digest
+            self.applied_digest, self.applied_versions = digest, versions
         self._write_status()
         return step
 
@@ -335,6 +339,7 @@ class Agent:
             "cluster": self.desired.cluster,
             "ready": self.ready,
             "digest": self.applied_digest,
+            **({"source_versions": self.applied_versions} if self.applied_versions else {}),
             "peers": list(self.desired.peers),
             "guard": self.enforcer.table.counts.guard,
             **counts_json(self.enforcer.table.counts),

@@ -1,12 +1,14 @@
 """One peerwall agent per emulated gateway, inside its namespace, fed by files in the lab folder.
 
-Each agent runs ``peerwall agent --source file:<folder>/topology.yaml`` under a supervisor
+Each agent runs ``peerwall agent --source file:<folder>/inputs/topology.yaml`` under a supervisor
 (``lab.supervise``: restarts with backoff, a liveness probe) under ``ip netns exec`` (which execs,
 so the PID recorded is the supervisor's; the agent's own is in its status), logs to ``agents/<cluster>.log`` and reports in
-``agents/<cluster>.status.json`` the digest of the inputs it has enforced. A change to the lab
-(``set-mode``, ``apply``) rewrites the input files atomically and waits until every agent reports
-their new digest: the lab has then converged. ``stop`` ends only processes this module started,
-checked by PID and command line.
+``agents/<cluster>.status.json`` the digest of the inputs it has enforced. Its inputs (the
+topology, the values, its peer gateways' addresses) are in ``inputs/``, a folder whose files all
+change at once, as kubelet changes a ConfigMap's (``lab.atomic_folder``): an agent never sees a
+new topology with the old mode. A change to the lab (``set-mode``, ``apply``) publishes a new
+version of that folder and waits until every agent reports its new digest: the lab has then
+converged. ``stop`` ends only processes this module started, checked by PID and command line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from peerwall.agent.filesource import inputs_digest
 from peerwall.errors import LabError
+from peerwall.lab.atomic_folder import publish
 from peerwall.lab.plan import LabPlan
 from peerwall.lab.state import TOPOLOGY_FILE, lab_folder, make_folder, write_file
 from peerwall.model import SecurityMode
@@ -39,13 +42,21 @@ def _agents_dir(plan: LabPlan, settings: LabSettings) -> str:
     return os.path.join(lab_folder(plan.name, settings), "agents")
 
 
+def _inputs_dir(plan: LabPlan, settings: LabSettings) -> str:
+    return os.path.join(lab_folder(plan.name, settings), "inputs")
+
+
+def _gateways_file(cluster: str) -> str:
+    return f"{cluster}.gateways.json"
+
+
 def _paths(plan: LabPlan, settings: LabSettings, cluster: str) -> dict[str, str]:
-    folder = lab_folder(plan.name, settings)
+    inputs = _inputs_dir(plan, settings)
     agents = _agents_dir(plan, settings)
     return {
-        "topology": os.path.join(folder, TOPOLOGY_FILE),
-        "values": os.path.join(folder, VALUES_FILE),
-        "gateways": os.path.join(agents, f"{cluster}.gateways.json"),
+        "topology": os.path.join(inputs, TOPOLOGY_FILE),
+        "values": os.path.join(inputs, VALUES_FILE),
+        "gateways": os.path.join(inputs, _gateways_file(cluster)),
         "status": os.path.join(agents, f"{cluster}.status.json"),
         "log": os.path.join(agents, f"{cluster}.log"),
         "pid": os.path.join(agents, f"{cluster}.pid"),
@@ -71,17 +82,19 @@ def write_inputs(
     topology_text: str,
     audit: bool = False,
 ) -> dict[str, str]:
-    """Write every agent's inputs; returns the digest each agent must report."""
+    """Write every agent's inputs, all at once; returns the digest each agent must report.
+
+    The lab's own copy of the topology (``state.topology_text``) is written too; agents do not
+    read it: it changes apart from their other inputs (``save_state``)."""
     make_folder(_agents_dir(plan, settings))
-    folder = lab_folder(plan.name, settings)
-    write_file(os.path.join(folder, TOPOLOGY_FILE), topology_text)
+    write_file(os.path.join(lab_folder(plan.name, settings), TOPOLOGY_FILE), topology_text)
     values = values_text(mode, audit)
-    write_file(os.path.join(folder, VALUES_FILE), values)
+    files = {TOPOLOGY_FILE: topology_text, VALUES_FILE: values}
     out = {}
     for c in plan.topology.clusters:
-        gateways = gateways_text(plan, c.name)
-        write_file(_paths(plan, settings, c.name)["gateways"], gateways)
+        gateways = files[_gateways_file(c.name)] = gateways_text(plan, c.name)
         out[c.name] = inputs_digest([topology_text, values, gateways])
+    publish(_inputs_dir(plan, settings), files)
     return out
 
 

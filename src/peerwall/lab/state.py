@@ -1,8 +1,8 @@
 """What a running lab records on disk, and the lock that keeps two commands from changing it.
 
 Each lab has a folder ``<state_dir>/<name>/``: ``state.json`` (where its topology came from, the
-global default mode), ``topology.yaml`` (the text it runs, which its agents read), the agents'
-logs and PIDs. ``<state_dir>/<name>.lock`` is held (``flock``) by whichever command is changing
+global default mode), ``topology.yaml`` (the text it runs), ``inputs/`` (what its agents read,
+changed all at once: ``lab.atomic_folder``), the agents' logs and PIDs. ``<state_dir>/<name>.lock`` is held (``flock``) by whichever command is changing
 the lab, and names its PID; a second command fails at once with that PID instead of tripping over
 half-built namespaces; the lock file goes away with the lab.
 

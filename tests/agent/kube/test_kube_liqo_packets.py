@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import secrets
 import shutil
 import socket
@@ -26,6 +28,7 @@ import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -340,15 +343,50 @@ async def kubectl(
     return out.decode()
 
 
-async def until_table(s: Shape, want: dict[tuple[str, str], Verdict], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT * 2
+SELECTION = "peeringsecurities"
+"""How the agent's status names its selection of PeeringSecurities (``WatchSpec``)."""
+
+
+@dataclass(frozen=True)
+class Enforced:
+    """What one gateway's agent must report before its table is looked at: ready (its API
+    listed and its table written), from a state in which ``selection`` (as the status names it)
+    has seen ``version``, a resourceVersion of the agent's API server (none: ready is enough)."""
+
+    folder: Path
+    """The gateway's folder (``gateway_pod``): its agent's ``status.json`` and ``agent.log``."""
+    agent: asyncio.subprocess.Process
+    selection: str = ""
+    version: int = 0
+
+
+async def until_enforced(gateways: list[Enforced]) -> None:
+    """Until every agent reports that it enforces its API server's objects up to the version
+    asked (``Agent.status``: ``ready``, ``source_versions``). No deadline of its own: the
+    condition is the agent's own word, and an agent that dies fails the wait at once."""
     while True:
-        seen = await asyncio.to_thread(observed, s)
-        if seen == want:
+        waiting = []
+        for g in gateways:
+            if g.agent.returncode is not None:
+                log = (g.folder / "agent.log").read_text(errors="replace")
+                raise AssertionError(f"the agent of {g.folder.name} ended: {log[-2000:]}")
+            try:
+                status = json.loads((g.folder / "status.json").read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                status = {}
+            seen = int(status.get("source_versions", {}).get(g.selection, 0))
+            if not status.get("ready") or (g.selection and seen < g.version):
+                waiting.append(g)
+        if not waiting:
             return
-        assert loop.time() < deadline, (what, {k: v for k, v in seen.items() if want[k] != v})
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
+
+
+async def table_is(s: Shape, want: dict[tuple[str, str], Verdict], what: str) -> None:
+    """Every cross cell, tried once, is as ``want``: asked only once the agents report the
+    state enforced (``until_enforced``), so a wrong cell is a wrong table, not a slow one."""
+    seen = await asyncio.to_thread(observed, s)
+    assert seen == want, (what, {k: v for k, v in seen.items() if want[k] != v})
 
 
 def test_the_seeds_cells_across_liqo_shaped_gateways_follow_the_kubernetes_objects(
@@ -361,13 +399,22 @@ def test_the_seeds_cells_across_liqo_shaped_gateways_follow_the_kubernetes_objec
     async def main() -> None:
         with listeners(shape):
             async with contextlib.AsyncExitStack() as stack:
-                fakes = {}
+                fakes, gateways = {}, {}
                 for c in t.clusters:
                     (peer,) = t.peers[c.name]
-                    fakes[c.name], _ = await stack.enter_async_context(
+                    fakes[c.name], agent = await stack.enter_async_context(
                         gateway_pod(shape, c.name, peer, tmp_path)
                     )
-                await until_table(shape, full, "FullPodToPod from the chart's default")
+                    gateways[c.name] = Enforced(tmp_path / f"{c.name}-{peer}", agent)
+
+                async def enforced(cluster: str, selection: str) -> None:
+                    """``cluster``'s last change (its API server's version now) is enforced."""
+                    change = Enforced(gateways[cluster].folder, gateways[cluster].agent,
+                                      selection, fakes[cluster].rv)  # fmt: skip
+                    await until_enforced([change])
+
+                await until_enforced(list(gateways.values()))
+                await table_is(shape, full, "FullPodToPod from the chart's default")
                 # Real kubectl, from the gateway's namespace where its cluster's API server is.
                 for c in t.clusters:
                     (peer,) = t.peers[c.name]
@@ -375,7 +422,8 @@ def test_the_seeds_cells_across_liqo_shaped_gateways_follow_the_kubernetes_objec
                     out = await kubectl(shape, fakes[c.name], c.name, tmp_path, "apply",
                                         "--validate=false", "-f", "-", stdin=ps)  # fmt: skip
                     assert out == f"peeringsecurity.peerwall.io/{peer} created\n"
-                await until_table(shape, seg, "segregation from the PeeringSecurities")
+                    await enforced(c.name, SELECTION)
+                await table_is(shape, seg, "segregation from the PeeringSecurities")
 
                 # s2 scaled to no backend (its slice emptied, as the endpoint controller does):
                 # c1 no longer admits c2's pods to P2.
@@ -384,16 +432,20 @@ def test_the_seeds_cells_across_liqo_shaped_gateways_follow_the_kubernetes_objec
                 await kubectl(shape, fakes["c1"], "c1", tmp_path, "patch", "endpointslice",
                               "s2-abcde", "-n", "offloaded", "--type=merge",
                               "-p", '{"endpoints": []}')  # fmt: skip
+                await enforced("c1", "endpointslices")
                 now["P5", "P2"] = now["P4", "P2"] = Verdict.NO
-                await until_table(shape, now, "s2 without backends")
+                await table_is(shape, now, "s2 without backends")
 
                 # P4's shadow pod deleted in c2: c2 no longer admits c1's pods to it.
                 assert now["P1", "P4"] is Verdict.YES
                 await kubectl(shape, fakes["c2"], "c2", tmp_path, "delete", "pod", "p4",
                               "-n", "offloaded-c1")  # fmt: skip
+                await enforced(
+                    "c2", "pods [liqo.io/managed-by=shadowpod,offloading.liqo.io/origin=c1]"
+                )
                 for src in ("P1", "P2", "P3"):
                     now[src, "P4"] = Verdict.NO
-                await until_table(shape, now, "P4's shadow pod deleted")
+                await table_is(shape, now, "P4's shadow pod deleted")
                 for c in t.clusters:
                     assert fakes[c.name].denied == []
 
@@ -422,14 +474,21 @@ def test_three_clusters_two_way_peering_and_modes_from_the_install_and_the_api(
                     fakes = []
                     for c in t.clusters:
                         for peer in t.peers[c.name]:
-                            fake, _ = await stack.enter_async_context(
+                            fake, agent = await stack.enter_async_context(
                                 gateway_pod(s, c.name, peer, tmp_path, c.security_mode)
                             )
-                            fakes.append((fake, peer))
-                    await until_table(s, as_installed, "the modes as installed")
-                    for fake, peer in fakes:
-                        fake.apply(L.peering_security(peer, SEG.value))
-                    await until_table(s, seg, "segregation from the PeeringSecurities")
-                    assert all(fake.denied == [] for fake, _ in fakes)
+                            fakes.append(
+                                (fake, peer, Enforced(tmp_path / f"{c.name}-{peer}", agent))
+                            )
+                    await until_enforced([g for _, _, g in fakes])
+                    await table_is(s, as_installed, "the modes as installed")
+                    changed = []
+                    for fake, peer, g in fakes:
+                        written = fake.apply(L.peering_security(peer, SEG.value))
+                        version = int(written["metadata"]["resourceVersion"])
+                        changed.append(dataclasses.replace(g, selection=SELECTION, version=version))
+                    await until_enforced(changed)
+                    await table_is(s, seg, "segregation from the PeeringSecurities")
+                    assert all(fake.denied == [] for fake, _, _ in fakes)
 
         run(main(), timeout=600)

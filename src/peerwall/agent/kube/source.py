@@ -146,6 +146,13 @@ class KubeSource:
         return now - min(since) if since else 0.0
 
     @property
+    def versions(self) -> dict[str, str]:
+        """Each selection's resourceVersion: the last it listed at or was told of (event,
+        bookmark); a selection not listed yet has none. The state the join holds includes the
+        changes up to these versions (client-go's ``LastSyncResourceVersion``)."""
+        return {str(r.spec): r.resource_version for r in self.reflectors if r.resource_version}
+
+    @property
     def malformed(self) -> int:
         """Answers of the API server not taken (malformed list pages and watch events)."""
         return self.api.malformed
