@@ -274,3 +274,28 @@ def connect(plan: LabPlan, src: str, dst: str, timeout: float = 1.0) -> socket.s
 def roundtrip(sock: socket.socket, payload: bytes) -> bytes:
     sock.sendall(payload)
     return sock.recv(100)
+
+
+@contextlib.contextmanager
+def owned_table(netns: str, name: str = "peerwall", *, take_over: bool = False) -> Iterator[None]:
+    """An ``nft -i`` holding ``inet <name>`` with ``flags owner`` (no other process may change
+    or delete it) while the block runs; ``take_over``: it deletes the existing one first."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, "nft", "-i"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        delete = f"delete table inet {name}\n" if take_over else ""
+        # ``list tables`` answers once the table is added: read up to its line.
+        proc.stdin.write(f"{delete}add table inet {name} {{ flags owner; }}\nlist tables\n")
+        proc.stdin.flush()
+        while f"table inet {name}" not in proc.stdout.readline():
+            assert proc.poll() is None, "nft -i ended before it held the table"
+        yield
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)

@@ -12,13 +12,13 @@ neighbour by its own listing.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from nftlab import nft_in, seed_table
 
+from hostile import owned_table
 from peerwall.dataplane.drift import TABLE_FLAGS, read_drift
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table, table_exists
@@ -46,29 +46,6 @@ def asked(nft: LibNft) -> Iterator[list[str]]:
         yield seen
     finally:
         del nft._command
-
-
-@contextmanager
-def owned(netns: str, name: str = "peerwall") -> Iterator[None]:
-    """An ``nft -i`` holding ``inet <name>`` with ``flags owner`` while the block runs."""
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", netns, "nft", "-i"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        # ``list tables`` answers once the table is added: read up to its line.
-        proc.stdin.write(f"add table inet {name} {{ flags owner; }}\nlist tables\n")
-        proc.stdin.flush()
-        while f"table inet {name}" not in proc.stdout.readline():
-            pass
-        yield
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=10)
 
 
 def test_listings_that_print_a_flagged_table_are_refused_before_libnftables(
@@ -107,7 +84,7 @@ def test_a_flagged_table_reads_back_as_its_flags_without_json(
     desired = seed_table()
     nft.run(render_replace(desired))
     nft_in(netns, "delete", "table", "inet", "peerwall")
-    with asked(nft) as seen, owned(netns) if flag == "owner" else _dormant(netns):
+    with asked(nft) as seen, owned_table(netns) if flag == "owner" else _dormant(netns):
         live = read_table(nft, "inet", "peerwall", desired)
         assert live is not None and live.flags == (flag,)
         assert (live.chains, live.sets, live.maps) == ((), (), ())
@@ -128,7 +105,7 @@ def test_the_table_reads_back_past_a_flagged_neighbour(nft: LibNft, netns: str) 
     desired = seed_table()
     nft.run(render_replace(desired))
     alone = read_table(nft, "inet", "peerwall", desired)
-    with asked(nft) as seen, owned(netns, "neighbour"):
+    with asked(nft) as seen, owned_table(netns, "neighbour"):
         assert read_table(nft, "inet", "peerwall", desired) == alone
         assert read_drift(nft, desired)[1] == []
     # Its own listing, asked once the family's listing was refused for the neighbour.

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from faultkit import (
@@ -33,7 +30,7 @@ from faultkit import (
     until,
 )
 
-from hostile import nft
+from hostile import nft, owned_table
 from labkit import LabUp, frozen_agent, repair
 from peerwall.dataplane.drift import GUARD_UP, TABLE_FLAGS
 from peerwall.lab import agents
@@ -47,32 +44,6 @@ SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 
 def kinds(plan: object) -> list[str]:
     return [d.kind for d in labs.gateway_drift(plan, SEG)[GATEWAY]]  # type: ignore[arg-type]
-
-
-@contextmanager
-def intruder_owns_the_table(netns: str) -> Iterator[subprocess.Popen[str]]:
-    """An ``nft -i`` that deletes ``inet peerwall`` and holds an empty one with ``flags owner``
-    for as long as it runs: no other process may change or delete that table."""
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", netns, "nft", "-i"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdin is not None
-        proc.stdin.write("delete table inet peerwall\nadd table inet peerwall { flags owner; }\n")
-        proc.stdin.flush()
-        listing = ["ip", "netns", "exec", netns, "nft", "list", "table", "inet", "peerwall"]
-        until(
-            lambda: "flags owner" in subprocess.run(listing, capture_output=True, text=True).stdout
-        )
-        yield proc
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        proc.wait(timeout=10)
 
 
 def test_a_dormant_table_is_drift_and_is_repaired(lab_up: LabUp, fault: FaultRecord) -> None:
@@ -118,7 +89,7 @@ def test_a_table_held_by_another_process_fails_the_gateway_closed_then_is_taken_
                 # take the table (else it puts its own back between the intruder's delete and
                 # add).
                 with frozen_agent(plan, GATEWAY, settings):
-                    intruder.enter_context(intruder_owns_the_table(gw))
+                    intruder.enter_context(owned_table(gw, take_over=True))
                     assert denied_passes(plan), "control: the intruder's table enforces nothing"
                 started = time.monotonic()
                 repair(plan)  # the agent reads back what it cannot read, nor replace
