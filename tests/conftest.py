@@ -36,8 +36,6 @@ LONGEST_FIRST = (
     # under pytest-xdist they start first, so that none of them is left to run alone at the
     # end. Order only: a test missing here (renamed, new) runs in collection order after them.
     # The docs' lab sessions moved down when their commands began to run in-process.
-    "tests/lab/test_prober_exact.py::test_probe_json_equals_matrix_json_in_both_modes",
-    "tests/lab/test_prober_exact.py::test_a_service_absent_from_the_source_cluster_is_not_dialled",
     "tests/lab/test_live_edits.py::test_thirty_and_more_live_edits_of_every_kind",
     "tests/bench/test_bench_smoke.py::test_every_benchmark_runs_and_reports",
     "tests/lab/test_wiring.py::test_a_sequence_of_edits_rewires_to_what_a_fresh_build_gives",
@@ -67,27 +65,39 @@ LONGEST_FIRST = (
 )
 
 
+SHARED_FIRST = ("tests/lab/test_prober_exact.py::",)
+"""Modules whose tests share one module-scoped lab: under pytest-xdist their tests come first, one
+after the other, so that one worker is given them together (its first two) and builds the lab
+once. Spread over two workers, each would build its own."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``make test``: ``--dist load --maxschedchunk 1``, each worker is
     given two tests to start with, then one more each time it finishes one), the tests of
-    ``LONGEST_FIRST`` come first: the longest and the shortest of the first ``2 × workers`` paired
-    on one worker, then the rest of the list, then every other test in collection order. Every
-    worker computes the same order, as xdist requires."""
+    ``SHARED_FIRST`` come first (one worker's first two), then those of ``LONGEST_FIRST``: the
+    longest and the shortest of the first ``2 × workers`` left paired on one worker, then the rest
+    of the list, then every other test in collection order. Every worker computes the same order,
+    as xdist requires."""
     workers = getattr(config, "workerinput", {}).get("workercount")
     if not workers:
         return
+    shared = [it for it in items if it.nodeid.startswith(SHARED_FIRST)]
     rank: dict[str, int] = {}
     for item in items:
+        if item in shared:
+            continue
         for i, prefix in enumerate(LONGEST_FIRST):
             if item.nodeid.startswith(prefix):
                 rank[item.nodeid] = i
                 break
     longest = sorted((it for it in items if it.nodeid in rank), key=lambda it: rank[it.nodeid])
-    head, tail = longest[: 2 * workers], longest[2 * workers :]
+    slots = max(0, 2 * workers - len(shared))
+    head, tail = longest[:slots], longest[slots:]
     paired = [t for i in range(len(head) // 2) for t in (head[i], head[-1 - i])]
     if len(head) % 2:
         paired.append(head[len(head) // 2])
-    items[:] = paired + tail + [it for it in items if it.nodeid not in rank]
+    first = {it.nodeid for it in shared} | rank.keys()
+    items[:] = shared + paired + tail + [it for it in items if it.nodeid not in first]
 
 
 @pytest.fixture(autouse=True)
