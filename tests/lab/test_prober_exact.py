@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from pathlib import Path
 
 import pytest
 import yaml
@@ -34,8 +33,14 @@ def invoke(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-un
     return CliRunner().invoke(app, list(args), env={"NO_COLOR": "1", **(env or {})})
 
 
-@pytest.fixture
-def big_lab(tmp_path: Path):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def big_lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One lab for the module's tests (tests/conftest.py gives them to one xdist worker): building
+    it takes seconds of CPU, and every test here reads it through probes, ``lab set-mode`` only
+    changing which of its two tables is enforced (each test probes against the lab's own mode).
+    A later run on the same lab must still be exact: the conntrack entries of the earlier runs are
+    there, which is one of the things this module checks."""
+    tmp_path = tmp_path_factory.mktemp("big-lab")
     path = tmp_path / "services.yaml"
     path.write_text(yaml.safe_dump(generate_services(7, big=200)))
     name = f"t{secrets.token_hex(3)}"

@@ -12,6 +12,7 @@ Topology (built per module, removed in the fixture's finalizer, nothing in the r
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import secrets
@@ -31,6 +32,7 @@ from peerwall.probe.netns_prober import (
     Outcome,
     Probe,
     ProbeResult,
+    collections_paused,
     run_probes,
 )
 from support import require_lab
@@ -584,3 +586,31 @@ def test_reproducer_is_a_shell_command() -> None:
         Probe("c1-pod", "10.2.0.5", 80, source_port=4242).reproducer(0.5)
         == "ip netns exec c1-pod nc -zvw0.5 -p 4242 10.2.0.5 80"
     )
+
+
+def test_the_collector_is_paused_for_a_run_and_back_as_it_was_after() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collections_paused():
+        assert not gc.isenabled()
+        with collections_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outermost turns it back on
+        raise RuntimeError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collections_paused():
+            pass
+        assert not gc.isenabled()  # off before: left off
+    finally:
+        gc.enable()
+    # A run that stops on an error (here its progress callback's) leaves it on too.
+
+    def stop(_done: int, _total: int) -> None:
+        assert not gc.isenabled()
+        raise RuntimeError("stop")
+
+    missing = Probe(f"pw-none-{secrets.token_hex(3)}", "10.0.0.1", 80)  # an ERROR result at once
+    with pytest.raises(ExceptionGroup):
+        asyncio.run(run_probes([missing], timeout=0.1, progress=stop))
+    assert gc.isenabled()

@@ -13,7 +13,7 @@ from peerwall.lab.kube import next_power_of_two
 from peerwall.model import topology_from_data
 from peerwall.policy import Verdict
 from peerwall.probe.netns_prober import Listener, Outcome, Probe, ProbeResult
-from peerwall.probe.runner import FD_MARGIN, PORT_HIGH, PORT_LOW, _reach, dials_for
+from peerwall.probe.runner import FD_MARGIN, PORT_HIGH, PORT_LOW, Reproducers, _reach, dials_for
 from peerwall.settings import MAX_PROBE_TIMEOUT, ProbeSettings
 from peerwall.verify.cells import CellSpec, Target, cell_specs
 from peerwall.verify.observe import Reach, TargetResult, cell_verdict
@@ -138,3 +138,14 @@ def test_the_retry_of_an_unanswered_probe_waits_the_timeout_again_unless_told() 
     assert ProbeSettings(timeout=MAX_PROBE_TIMEOUT).confirm_timeout == MAX_PROBE_TIMEOUT
     with pytest.raises(ValueError, match="confirm must be a number of seconds"):
         ProbeSettings(confirm=0)
+
+
+def test_reproducers_written_when_read_are_the_probes_commands() -> None:
+    probes = tuple(Probe(f"pw-x-pod-{i}", f"10.96.0.{i}", 80, 10000 + i) for i in range(4))
+    commands = tuple(p.reproducer(0.5) for p in probes)
+    lazy = Reproducers(probes, 0.5)
+    assert lazy == commands and list(lazy) == list(commands) and len(lazy) == 4
+    assert lazy[-1] == commands[-1] and lazy[1:3] == commands[1:3]
+    assert hash(lazy) == hash(commands) and repr(lazy) == repr(commands)
+    assert lazy != commands[:3] and lazy != Reproducers(probes, 1.0)
+    assert not Reproducers((), 0.5) and Reproducers((), 0.5) == ()

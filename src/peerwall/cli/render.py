@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 from collections.abc import Collection, Iterator, Sequence
 from typing import IO, TYPE_CHECKING
@@ -102,20 +103,28 @@ def verdicts_in(table: TruthTable) -> list[Verdict]:
     return [v for v in Verdict if v in used]
 
 
-def rich_table(
-    table: TruthTable,
-    highlight: Collection[Cell] = (),
-    *,
-    title: str | None = None,
-    colors: bool = True,
-    highlight_bg: str = HIGHLIGHT,
-    compact: bool = False,
-) -> Table:
-    """Rows are sources, columns destinations; ``compact`` uses one-character marks.
+@dataclasses.dataclass(frozen=True)
+class _Grid:
+    """A table's every string, cut to its column's width: what ``rich_table`` lays out, and what
+    ``_square_lines`` draws without rich when no style is printed."""
 
-    Cells are padded by hand (the table has no padding) so that a highlighted cell is yellow from
-    border to border, as in the figures.
-    """
+    label: str
+    """The header of the source column."""
+    heads: list[str]
+    widths: list[int]
+    """Of every column, the source column first."""
+    rows: list[tuple[str, list[tuple[str, str]]]]
+    """Each source's label and its cells: (text, style)."""
+
+
+def _grid(
+    table: TruthTable,
+    highlight: Collection[Cell],
+    *,
+    colors: bool,
+    highlight_bg: str,
+    compact: bool,
+) -> _Grid:
     marker = "" if colors else MARK
     pad = 1 if compact else 2
 
@@ -130,16 +139,42 @@ def rich_table(
         used = {row[c] for row in table.blocks}
         slots.append(max((len(word(v, False)) for v in used), default=1) + extra)
 
-    def cell(s: str, d: str, slot: int, width: int) -> Text:
+    def cell(s: str, d: str, slot: int, width: int) -> tuple[str, str]:
         v = table.get(s, d)
         if v is None:
-            return Text(" " * width)
+            return " " * width, ""
         hit = (s, d) in highlight
         text = _center(word(v, hit).ljust(slot), width)
         if not colors:
-            return Text(text)
-        return Text(text, style=STYLES[v] + (f" {highlight_bg}" if hit else ""))
+            return text, ""
+        return text, STYLES[v] + (f" {highlight_bg}" if hit else "")
 
+    label_width = max(map(len, ("source", *table.sources))) + pad
+    widths = [max(len(d), slot) + pad for d, slot in zip(table.destinations, slots, strict=True)]
+    columns = list(zip(table.destinations, slots, widths, strict=True))
+    return _Grid(
+        " source".ljust(label_width),
+        [_center(d, w) for d, w in zip(table.destinations, widths, strict=True)],
+        [label_width, *widths],
+        [(f" {s}".ljust(label_width), [cell(s, *col) for col in columns]) for s in table.sources],
+    )
+
+
+def rich_table(
+    table: TruthTable,
+    highlight: Collection[Cell] = (),
+    *,
+    title: str | None = None,
+    colors: bool = True,
+    highlight_bg: str = HIGHLIGHT,
+    compact: bool = False,
+) -> Table:
+    """Rows are sources, columns destinations; ``compact`` uses one-character marks.
+
+    Cells are padded by hand (the table has no padding) so that a highlighted cell is yellow from
+    border to border, as in the figures.
+    """
+    grid = _grid(table, highlight, colors=colors, highlight_bg=highlight_bg, compact=compact)
     out = Table(
         title=Text(title, style="bold") if title else None,
         box=box.SIMPLE_HEAD if compact else box.SQUARE,
@@ -147,20 +182,48 @@ def rich_table(
         pad_edge=False,
         header_style=HEADER if colors else "bold",
     )
-    label_width = max(map(len, ("source", *table.sources))) + pad
     out.add_column(
-        Text(" source".ljust(label_width)),
+        Text(grid.label),
         style=HEADER if colors else "bold",
-        min_width=label_width,
+        min_width=grid.widths[0],
         no_wrap=True,
     )
-    widths = [max(len(d), slot) + pad for d, slot in zip(table.destinations, slots, strict=True)]
-    for d, w in zip(table.destinations, widths, strict=True):
-        out.add_column(Text(_center(d, w)), width=w, no_wrap=True)
-    columns = list(zip(table.destinations, slots, widths, strict=True))
-    for s in table.sources:
-        out.add_row(Text(f" {s}".ljust(label_width)), *(cell(s, *col) for col in columns))
+    for head, w in zip(grid.heads, grid.widths[1:], strict=True):
+        out.add_column(Text(head), width=w, no_wrap=True)
+    for label, cells in grid.rows:
+        out.add_row(Text(label), *(Text(text, style=style) for text, style in cells))
     return out
+
+
+def _square_lines(grid: _Grid, title: str | None) -> list[str] | None:
+    """The lines rich prints for ``rich_table(..., compact=False)`` on a console that prints no
+    style, drawn here in time linear in the lines rather than in the cells (rich measures,
+    wraps and crops every cell: seconds for a lab's 60,000-cell table). None for what this does
+    not draw: a title wider than the table (rich wraps it)."""
+    b = box.SQUARE
+    if not all(
+        t.isascii() and t.isprintable()
+        for t in (grid.label, *grid.heads, *(label for label, _ in grid.rows))
+    ):
+        return None  # a character wider than one cell: rich measures it
+    width = sum(grid.widths) + len(grid.widths) + 1
+    lines = []
+    if title:
+        title = title.rstrip()
+        if len(title) > width or not (title.isascii() and title.isprintable()):
+            return None
+        left = (width - len(title)) // 2
+        lines.append(" " * left + title + " " * (width - len(title) - left))
+    rules = ["─" * w for w in grid.widths]
+    lines.append(b.top_left + b.top_divider.join(rules) + b.top_right)
+    lines.append(b.head_left + b.head_vertical.join([grid.label, *grid.heads]) + b.head_right)
+    lines.append(b.head_row_left + b.head_row_cross.join(rules) + b.head_row_right)
+    for label, cells in grid.rows:
+        lines.append(
+            b.mid_left + b.mid_vertical.join([label, *(t for t, _ in cells)]) + b.mid_right
+        )
+    lines.append(b.bottom_left + b.bottom_divider.join(rules) + b.bottom_right)
+    return lines
 
 
 def legend(
@@ -276,6 +339,32 @@ def write_markdown(
         out.write(f"| {s} | " + " | ".join(cells) + " |\n")
 
 
+def _print_plain_pair(
+    console: Console,
+    left: TruthTable,
+    right: TruthTable,
+    highlight: Collection[Cell],
+    titles: tuple[str, str],
+) -> bool:
+    """``print_side_by_side``'s two tables side by side as rich's ``Columns`` prints them on a
+    console that prints no style (a pipe, a file, ``TERM=dumb``); False, having printed nothing,
+    where that is not what rich would print (stacked tables, a title rich would wrap)."""
+    pair = [
+        _square_lines(_grid(t, marks, colors=False, highlight_bg="", compact=False), title)
+        for t, marks, title in ((left, (), titles[0]), (right, highlight, titles[1]))
+    ]
+    if pair[0] is None or pair[1] is None or len(pair[0]) != len(pair[1]):
+        return False
+    needed = len(pair[0][0]) + 4 + len(pair[1][0])
+    if needed > console.width and console.is_terminal:
+        return False
+    with _at_least(console, needed):
+        console.print(
+            Text("\n".join(a + "    " + b for a, b in zip(*pair, strict=True))), soft_wrap=True
+        )
+    return True
+
+
 def print_side_by_side(
     console: Console,
     left: TruthTable,
@@ -289,18 +378,22 @@ def print_side_by_side(
     marks cells of the right-hand one, explained in the legend as ``marked``."""
     colors = colors_enabled(console)
     bg = highlight_style(console)
-    tables = [
-        rich_table(left, title=titles[0], colors=colors, highlight_bg=bg),
-        rich_table(right, highlight, title=titles[1], colors=colors, highlight_bg=bg),
-    ]
-    wide = console.options.update_width(1 << 20)
-    needed = sum(console.measure(t, options=wide).maximum for t in tables) + 4
-    if needed <= console.width or not console.is_terminal:
-        with _at_least(console, needed):
-            console.print(Columns(tables, padding=(0, 4)))
-    else:
-        for t in tables:
-            console.print(t)
+    # On a console that prints no style, the same text without rich's per-cell layout.
+    if not (
+        console.color_system is None and _print_plain_pair(console, left, right, highlight, titles)
+    ):
+        tables = [
+            rich_table(left, title=titles[0], colors=colors, highlight_bg=bg),
+            rich_table(right, highlight, title=titles[1], colors=colors, highlight_bg=bg),
+        ]
+        wide = console.options.update_width(1 << 20)
+        needed = sum(console.measure(t, options=wide).maximum for t in tables) + 4
+        if needed <= console.width or not console.is_terminal:
+            with _at_least(console, needed):
+                console.print(Columns(tables, padding=(0, 4)))
+        else:
+            for t in tables:
+                console.print(t)
     used = Text()
     verdicts = dict.fromkeys([*verdicts_in(left), *verdicts_in(right)])
     for v in verdicts:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from peerwall.lab.plan import LabPlan
 from peerwall.lab.site import LabSite
 from peerwall.lab.state import lab_folder
+from peerwall.probe.netns_prober import collections_paused
 from peerwall.probe.runner import NetnsRunner
 from peerwall.settings import LabSettings, ProbeSettings
 from peerwall.verify.cells import Endpoints, cell_specs
@@ -29,7 +30,20 @@ def observe_lab(
     those (in table order). ``state_dir`` (default: the lab's own folder, if it has one) keeps the
     rotating source-port window between runs, so a run never reuses the 5-tuples of the last ones
     (stale conntrack entries would answer for them)."""
-    lab = lab or LabSettings()
+    # Every cell's spec, dials and results are made at once: no collection cycles meanwhile.
+    with collections_paused():
+        return _observe_lab(plan, mode, lab or LabSettings(), probe, progress, state_dir, only)
+
+
+def _observe_lab(
+    plan: LabPlan,
+    mode: str,
+    lab: LabSettings,
+    probe: ProbeSettings,
+    progress: Callable[[int, int], None] | None,
+    state_dir: str | None,
+    only: tuple[Sequence[str], Sequence[str]] | None,
+) -> Observed:
     if state_dir is None and os.path.isdir(lab_folder(plan.name, lab)):
         state_dir = lab_folder(plan.name, lab)
     t = plan.topology

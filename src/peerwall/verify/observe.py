@@ -54,7 +54,7 @@ class TargetResult:
 class CellObservation:
     cell: CellSpec
     results: tuple[TargetResult, ...]
-    reproducers: tuple[str, ...] = ()
+    reproducers: Sequence[str] = ()
     """Commands that repeat the attempts by hand (the prober's); empty for the tracer."""
 
     @property
