@@ -136,6 +136,9 @@ class KubeSource:
             )
             for spec, role in watch_specs(settings)
         ]
+        self._named = [(str(r.spec), r) for r in self.reflectors]
+        """Each reflector with its selection's name, made once: ``versions`` is read on every
+        step of the agent (an event's path), and naming a selection builds strings."""
 
     def blind_seconds(self) -> float:
         """How long the source has been blind: since the oldest moment at which some selection
@@ -150,7 +153,7 @@ class KubeSource:
         """Each selection's resourceVersion: the last it listed at or was told of (event,
         bookmark); a selection not listed yet has none. The state the join holds includes the
         changes up to these versions (client-go's ``LastSyncResourceVersion``)."""
-        return {str(r.spec): r.resource_version for r in self.reflectors if r.resource_version}
+        return {name: r.resource_version for name, r in self._named if r.resource_version}
 
     @property
     def malformed(self) -> int:
