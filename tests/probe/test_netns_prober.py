@@ -26,13 +26,13 @@ import pytest
 
 from peerwall import nsenter
 from peerwall.errors import LabError
+from peerwall.model.parse import gc_paused
 from peerwall.probe.netns_prober import (
     Listener,
     ListenerSet,
     Outcome,
     Probe,
     ProbeResult,
-    collections_paused,
     run_probes,
 )
 from support import require_lab
@@ -590,16 +590,16 @@ def test_reproducer_is_a_shell_command() -> None:
 
 def test_the_collector_is_paused_for_a_run_and_back_as_it_was_after() -> None:
     assert gc.isenabled()
-    with pytest.raises(RuntimeError), collections_paused():
+    with pytest.raises(RuntimeError), gc_paused():
         assert not gc.isenabled()
-        with collections_paused():
+        with gc_paused():
             assert not gc.isenabled()
         assert not gc.isenabled()  # the outermost turns it back on
         raise RuntimeError
     assert gc.isenabled()
     gc.disable()
     try:
-        with collections_paused():
+        with gc_paused():
             pass
         assert not gc.isenabled()  # off before: left off
     finally:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from peerwall.lab.plan import LabPlan
 from peerwall.lab.site import LabSite
 from peerwall.lab.state import lab_folder
-from peerwall.probe.netns_prober import collections_paused
+from peerwall.model.parse import gc_paused
 from peerwall.probe.runner import NetnsRunner
 from peerwall.settings import LabSettings, ProbeSettings
 from peerwall.verify.cells import Endpoints, cell_specs
@@ -31,7 +31,7 @@ def observe_lab(
     rotating source-port window between runs, so a run never reuses the 5-tuples of the last ones
     (stale conntrack entries would answer for them)."""
     # Every cell's spec, dials and results are made at once: no collection cycles meanwhile.
-    with collections_paused():
+    with gc_paused():
         return _observe_lab(plan, mode, lab or LabSettings(), probe, progress, state_dir, only)
 
 
