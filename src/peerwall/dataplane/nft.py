@@ -251,13 +251,13 @@ class LibNft:
         ):
             return
         if words[1] == "table":
-            family, name = (words[2], words[3]) if len(words) > 3 else ("ip", words[2])
+            family = words[2] if len(words) > 3 else "ip"
+            shown = {(family, words[-1])}
             found = self.table_flags(family)
-            flagged = {k: v for k, v in found.items() if k == (family, name) and v}
         else:
-            flagged = {
-                k: v for k, v in self.table_flags(words[2] if len(words) > 2 else None).items() if v
-            }
+            found = self.table_flags(words[2] if len(words) > 2 else None)
+            shown = set(found)
+        flagged = {k: v for k, v in found.items() if v and k in shown}
         if flagged:
             raise FlaggedTable(flagged)
 

@@ -6,7 +6,7 @@ the desired one whatever spelling a given nft version prints for it. Anything un
 ``Opaque`` and shows as drift. The result keeps nft's order; compare by name when order must not
 matter.
 
-With libnftables (``LibNft``), the elements of plain address sets (the per-peer sets: all but a
+The elements of plain address sets (the per-peer sets: all but a
 handful of the table's elements) do not go through libnftables: it holds ~0.6 KiB per element
 while it lists them (139 MiB at 220,000 elements; issue 21, the agent's memory peak), and any
 listing of the table fetches them all. So the table is read in parts:
@@ -22,7 +22,9 @@ listing of the table fetches them all. So the table is read in parts:
 - the ruleset's generation before and after: a transaction committed in between (by anyone)
   makes the parts disagree, so the table is read again, as libnftables does for its own cache.
 
-Another backend (the in-memory fake) is read by one whole listing, as before.
+Any ``Nft`` is read so, the in-memory fake too (it answers the same questions). If the parts
+cannot be read (``list ruleset`` refused: another table of the family has flags), the table's own
+whole listing is read instead.
 """
 
 from __future__ import annotations
