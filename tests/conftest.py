@@ -27,6 +27,7 @@ from peerwall.model import SecurityMode
 from peerwall.model.topology import Topology
 from peerwall.settings import LabSettings
 from support import REFERENCE, require_lab
+from together import TogetherScheduling, module_of
 
 NETNS_DIR = "/run/netns"
 
@@ -71,39 +72,74 @@ LONGEST_FIRST = (
 )
 
 
-SHARED_FIRST = ("tests/lab/test_prober_exact.py::",)
-"""Modules whose tests share one module-scoped lab: under pytest-xdist their tests come first, one
-after the other, so that one worker is given them together (its first two) and builds the lab
-once. Spread over two workers, each would build its own."""
+SHARED_MODULES = (
+    "tests/lab/test_prober_exact.py::",
+    "tests/lab/test_liqo_shape.py::",
+    "tests/faults/test_held.py::",
+    "tests/figures/test_browser_figures.py::",
+    "tests/probe/test_netns_prober.py::",
+)
+"""Modules whose tests share one module-scoped lab (or browser): under pytest-xdist all their tests
+are sent to one worker together, one after the other (tests/together.py), so that it is built
+once. Spread over the workers, or interleaved with other modules' tests on one, it is built again
+each time. Such a module counts as one entry of LONGEST_FIRST's ordering, by its prefix there."""
+
+
+def _units(items: list[pytest.Item]) -> list[list[pytest.Item]]:
+    """The items in collection order, each alone, except a module of SHARED_MODULES: one unit."""
+    units: list[list[pytest.Item]] = []
+    shared: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        module = module_of(item.nodeid, SHARED_MODULES)
+        if module is None:
+            units.append([item])
+        elif module in shared:
+            shared[module].append(item)
+        else:
+            shared[module] = [item]
+            units.append(shared[module])
+    return units
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``make test``: ``--dist load --maxschedchunk 1``, each worker is
-    given two tests to start with, then one more each time it finishes one), the tests of
-    ``SHARED_FIRST`` come first (one worker's first two), then those of ``LONGEST_FIRST``: the
-    longest and the shortest of the first ``2 × workers`` left paired on one worker, then the rest
-    of the list, then every other test in collection order. Every worker computes the same order,
-    as xdist requires."""
+    given two tests to start with, then one more each time it finishes one), the units (a test, or
+    a module of SHARED_MODULES) of ``LONGEST_FIRST`` come first: the longest and the shortest of
+    the first ``2 × workers`` paired on one worker (the first test of each, then the rest of the
+    module: tests/together.py sends them along with its first), then the rest of the list, then
+    every other test in collection order. Every worker computes the same order, as xdist
+    requires."""
     workers = getattr(config, "workerinput", {}).get("workercount")
     if not workers:
         return
-    shared = [it for it in items if it.nodeid.startswith(SHARED_FIRST)]
-    rank: dict[str, int] = {}
-    for item in items:
-        if item in shared:
-            continue
+    units = _units(items)
+    rank: dict[int, int] = {}
+    for u, unit in enumerate(units):
         for i, prefix in enumerate(LONGEST_FIRST):
-            if item.nodeid.startswith(prefix):
-                rank[item.nodeid] = i
+            if any(it.nodeid.startswith(prefix) for it in unit):
+                rank[u] = i
                 break
-    longest = sorted((it for it in items if it.nodeid in rank), key=lambda it: rank[it.nodeid])
-    slots = max(0, 2 * workers - len(shared))
-    head, tail = longest[:slots], longest[slots:]
-    paired = [t for i in range(len(head) // 2) for t in (head[i], head[-1 - i])]
+    longest = [units[u] for u in sorted(rank, key=lambda u: rank[u])]
+    head, tail = longest[: 2 * workers], longest[2 * workers :]
+    order: list[pytest.Item] = []
+    for i in range(len(head) // 2):
+        a, b = head[i], head[-1 - i]
+        order += [a[0], b[0], *a[1:], *b[1:]]
     if len(head) % 2:
-        paired.append(head[len(head) // 2])
-    first = {it.nodeid for it in shared} | rank.keys()
-    items[:] = shared + paired + tail + [it for it in items if it.nodeid not in first]
+        order += head[len(head) // 2]
+    order += [it for unit in tail for it in unit]
+    order += [it for u, unit in enumerate(units) if u not in rank for it in unit]
+    assert sorted(it.nodeid for it in order) == sorted(it.nodeid for it in items)
+    items[:] = order
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist load`` with the tests of each module of SHARED_MODULES sent to one worker at
+    once (tests/together.py)."""
+    if config.getvalue("dist") != "load":
+        return None
+    return TogetherScheduling(config, log, SHARED_MODULES)
 
 
 @pytest.fixture(autouse=True)
