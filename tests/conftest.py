@@ -78,6 +78,7 @@ SHARED_MODULES = (
     "tests/faults/test_held.py::",
     "tests/figures/test_browser_figures.py::",
     "tests/probe/test_netns_prober.py::",
+    "tests/security/test_cut_stays_cut.py::",
 )
 """Modules whose tests share one module-scoped lab (or browser): under pytest-xdist all their tests
 are sent to one worker together, one after the other (tests/together.py), so that it is built
@@ -175,6 +176,16 @@ def seed_text() -> str:
     return path.read_text()
 
 
+def _maker(names: list[tuple[str, LabSettings]]) -> LabUp:
+    def up(topology: Topology, text: str, mode: SecurityMode, **overrides: Any) -> LabPlan:
+        name = f"t{secrets.token_hex(3)}"
+        settings = LabSettings(**overrides)
+        names.append((name, settings))
+        return labs.up(name, topology, text, "test", mode, settings)
+
+    return up
+
+
 @pytest.fixture
 def lab_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LabUp]:
     """Bring up labs with unique names; every one is removed at teardown, even after failure.
@@ -182,16 +193,25 @@ def lab_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LabUp]:
     called without settings find them; ``up(..., agent_resync_interval=1)`` overrides a setting."""
     names: list[tuple[str, LabSettings]] = []
     monkeypatch.setenv("PEERWALL_STATE_DIR", str(tmp_path / "labs"))
-
-    def up(topology: Topology, text: str, mode: SecurityMode, **overrides: Any) -> LabPlan:
-        name = f"t{secrets.token_hex(3)}"
-        settings = LabSettings(**overrides)
-        names.append((name, settings))
-        return labs.up(name, topology, text, "test", mode, settings)
-
-    yield up
+    yield _maker(names)
     for name, settings in names:
         labs.down(name, settings)
+
+
+@pytest.fixture(scope="module")
+def module_lab_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabUp]:
+    """``lab_up`` for the labs that a module's tests share (through a module-scoped fixture of
+    the module's own; the module belongs in SHARED_MODULES, so that one xdist worker runs its
+    tests and builds each lab once). Their state folder is the module's, and
+    ``PEERWALL_STATE_DIR`` names it while the module's tests run; removed after its last."""
+    names: list[tuple[str, LabSettings]] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PEERWALL_STATE_DIR", str(tmp_path_factory.mktemp("shared-labs")))
+        try:
+            yield _maker(names)
+        finally:
+            for name, settings in names:
+                labs.down(name, settings)
 
 
 def _pw_namespaces() -> set[str]:

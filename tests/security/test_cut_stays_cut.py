@@ -27,8 +27,10 @@ import pytest
 from hostile import nft
 from labkit import LabUp, frozen_agent, repair, seed_topology, switch
 from peerwall.lab.plan import LabPlan
+from peerwall.lab.state import load_state
 from peerwall.model import SecurityMode, load_topology
 from peerwall.nsenter import entered
+from support import REFERENCE
 
 pytestmark = pytest.mark.lab
 FULL = SecurityMode.FULL_POD_TO_POD
@@ -36,6 +38,33 @@ SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
 PORT = 9201
 QUIET = 1.0
 """Seconds a socket is watched for data that must not come (TCP retransmits within it)."""
+
+
+@pytest.fixture(scope="module")
+def seed_lab(module_lab_up: LabUp) -> LabPlan:
+    """One seed lab for the module's tests that start in FullPodToPod (tests/conftest.py's
+    SHARED_MODULES runs them on one xdist worker): each narrows it to segregation, and
+    ``seed_in_full`` switches it back before the next, which is what a lab brought up in
+    FullPodToPod enforces (the agents' table of the mode, the flows it forbids cleared). Each test
+    makes its own connections, on fresh source ports: what an earlier test left in conntrack is
+    not on their flows, and a cut that must hold beside such entries is the more demanding."""
+    text = (REFERENCE / "seed-topology.yaml").read_text()
+    return module_lab_up(seed_topology(text), text, FULL)
+
+
+@pytest.fixture
+def seed_in_full(seed_lab: LabPlan) -> LabPlan:
+    if load_state(seed_lab.name).mode != FULL.value:
+        switch(seed_lab, FULL)
+    return seed_lab
+
+
+@pytest.fixture(scope="module")
+def three_lab(module_lab_up: LabUp) -> LabPlan:
+    """One three-cluster lab (segregation, no periodic resync) for the tests that delete C1's
+    table: each one's repairs put the table back, so the next finds the lab as it was built."""
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    return module_lab_up(load_topology(text, "three"), text, SEG, agent_resync_interval=3600)
 
 
 def address(plan: LabPlan, pod: str, seen_by: str) -> str:
@@ -96,10 +125,10 @@ def send(sock: socket.socket, data: bytes) -> None:
 
 @pytest.mark.parametrize("first", ["local", "peer", "peer alone"])
 def test_a_narrowed_connection_stays_cut_whoever_sends_next(
-    lab_up: LabUp, seed_text: str, first: str
+    seed_in_full: LabPlan, first: str
 ) -> None:
     # P4 (in C2) opens a connection to P1 (in C1): FullPodToPod allows it, segregation does not.
-    plan = lab_up(seed_topology(seed_text), seed_text, FULL)
+    plan = seed_in_full
     with tcp_pair(plan, "P4", "P1") as (peer, local):
         assert talks(peer, local) and talks(local, peer)
         switch(plan, SEG)
@@ -120,12 +149,11 @@ def test_a_narrowed_connection_stays_cut_whoever_sends_next(
 
 @pytest.mark.parametrize("first", ["local", "peer"])
 def test_a_connection_made_while_the_table_was_gone_stays_cut_after_the_repair(
-    lab_up: LabUp, first: str
+    three_lab: LabPlan, first: str
 ) -> None:
     # C1 and C3 do not overlap: with C1's table gone, local3 (C3) reaches tool (C1), which
     # segregation forbids.
-    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
-    plan = lab_up(load_topology(text, "three"), text, SEG, agent_resync_interval=3600)
+    plan = three_lab
     with contextlib.ExitStack() as stack:
         with frozen_agent(plan, "C1"):  # the table stays gone until the connection is made
             nft(plan.gateway_ns("C1"), "delete", "table", "inet", "peerwall")
@@ -142,9 +170,9 @@ def test_a_connection_made_while_the_table_was_gone_stays_cut_after_the_repair(
 
 
 def test_udp_after_a_cut_only_a_new_datagram_from_the_local_side_opens_it_again(
-    lab_up: LabUp, seed_text: str
+    seed_in_full: LabPlan,
 ) -> None:
-    plan = lab_up(seed_topology(seed_text), seed_text, FULL)
+    plan = seed_in_full
     with entered(plan.pod_ns("P1")):
         local = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with entered(plan.pod_ns("P4")):
