@@ -80,6 +80,7 @@ SHARED_MODULES = (
     "tests/probe/test_netns_prober.py::",
     "tests/security/test_cut_stays_cut.py::",
     "tests/security/test_table_events.py::",
+    "tests/lab/test_stateful.py::",
 )
 """Modules whose tests share one module-scoped lab (or browser): under pytest-xdist all their tests
 are sent to one worker together, one after the other (tests/together.py), so that it is built
