@@ -33,42 +33,50 @@ NETNS_DIR = "/run/netns"
 
 
 LONGEST_FIRST = (
-    # The suite's longest tests, longest first (`pytest --durations`, measured on 4 workers, the
-    # last time on 2026-12-07 18:00 UTC): under pytest-xdist they start first, so that none of
-    # them is left to run alone at the end. Order only: a test missing here (renamed, new) runs
-    # in collection order after them. A file's prefix orders its other tests. test_prober_exact
-    # (61 s on one worker) is in SHARED_FIRST, ahead of all of these.
-    "tests/lab/test_live_edits.py::test_thirty_and_more_live_edits_of_every_kind",
-    "tests/lab/test_wiring.py::test_a_sequence_of_edits_rewires_to_what_a_fresh_build_gives",
-    "tests/bench/test_bench_smoke.py::test_every_benchmark_runs_and_reports",
-    "tests/fuzz/test_fuzz_kube.py::test_any_sequence_of_objects_is_digested_and_compiles",
-    "tests/docs/test_docs.py::test_lab_commands_print_what_the_docs_show[docs/howto-lab.md]",
-    "tests/lab/test_liqo_shape.py::test_kubectl_edits_are_enforced_and_proved_by_lab_probe",
-    "tests/fuzz/test_fuzz_topology.py::test_any_text_loads_or_is_refused_clearly",
-    "tests/lab/test_liqo_tables.py::test_several_api_server_addresses_in_liqos_shape",
-    "tests/faults/test_held.py::test_every_kind_of_hand_edit_of_the_table_is_repaired",
-    "tests/lab/test_wiring.py::test_any_topology_rewires_into_any_other",
-    "tests/lab/test_liqo_tables.py::test_reflection_policy_in_liqos_shape",
-    "tests/faults/test_supervised.py::test_a_stopped_agent_is_killed_and_restarted",
-    "tests/lab/test_agents.py::test_sigkill_in_the_middle_of_work_never_opens_anything",
-    "tests/lab/test_live_tables.py::test_seed_tables_observed_by_probes_equal_the_reference",
-    "tests/agent/kube/test_kube_liqo_packets.py::test_three_clusters_two_way_peering",
-    "tests/lab/test_wiring.py::test_random_topologies_rewire_like_a_fresh_build",
-    "tests/faults/test_supervised.py::test_an_agent_killed_during_a_narrowing_change",
+    # The suite's longest units, longest first: a test, or a module of SHARED_MODULES as a whole
+    # (`pytest --durations=0` of a whole run on 4 workers, the last time on 2026-12-07 19:19 UTC,
+    # under the load of other runs: /work/reports/s8-base.log). Under pytest-xdist they start
+    # first, so that none of them is left to run alone at the end. Order only: a test missing
+    # here (renamed, new) runs in collection order after them. A file's prefix orders its tests.
     "tests/verify/test_trace.py::test_traced_table_equals_expected_on_generated_topologies",
-    "tests/faults/test_conntrack_memory.py::",
-    "tests/fuzz/test_fuzz_kernel.py::",
-    "tests/lab/test_liqo_tables.py::",
+    "tests/figures/test_browser_figures.py::",
+    "tests/lab/test_prober_exact.py::",
+    "tests/lab/test_liqo_shape.py::",
+    "tests/fuzz/test_fuzz_topology.py::test_mutated_topologies_load_or_are_refused_clearly",
+    "tests/lab/test_live_edits.py::test_thirty_and_more_live_edits_of_every_kind",
+    "tests/agent/test_endpoint.py::test_healthz_answers_under_2000_slow_senders",
     "tests/security/test_cut_stays_cut.py::",
-    "tests/lab/test_live_tables.py::",
-    "tests/cli/test_shared_host.py::",
+    "tests/fuzz/test_fuzz_kernel.py::test_damaged_objects_reach_the_kernel_whole_or_not_at_all",
+    "tests/faults/test_conntrack_memory.py::test_the_flow_cleanup_does_not_grow_with_the_table",
+    "tests/lab/test_wiring.py::test_a_sequence_of_edits_rewires_to_what_a_fresh_build_gives",
+    "tests/lab/test_wiring.py::test_any_topology_rewires_into_any_other",
+    "tests/faults/test_conntrack_memory.py::",
+    "tests/agent/kube/test_kube_emulate.py::test_kubectl_edits_of_the_emulated_clusters",
+    "tests/lab/test_wiring.py::test_random_topologies_rewire_like_a_fresh_build",
+    "tests/faults/test_held.py::",
+    "tests/bench/test_bench_smoke.py::test_every_benchmark_runs_and_reports",
+    "tests/agent/kube/test_kube_liqo_packets.py::test_three_clusters_two_way_peering",
+    "tests/fuzz/test_fuzz_kube.py::test_any_sequence_of_objects_is_digested_and_compiles",
+    "tests/dataplane/test_element_batches.py::test_a_batch_larger_than_a_message_and_the_socket",
+    "tests/docs/test_docs.py::test_lab_commands_print_what_the_docs_show[docs/howto-lab.md]",
+    "tests/cli/test_daily_use.py::test_completion_of_names_from_the_topology_file",
+    "tests/agent/kube/test_kube_export.py::test_a_peeringsecurity_is_the_peerings_mode",
+    "tests/cli/test_shared_host.py::test_lab_up_refuses_an_existing_lab_unless_replace",
+    "tests/agent/kube/test_kube_export.py::test_a_peer_not_given_is_named_in_one_line",
+    "tests/lab/test_liqo_tables.py::test_several_tunnels_in_liqos_shape",
+    "tests/cli/test_shared_host.py::test_every_lab_command_without_root_says_so_in_one_line",
     "tests/agent/kube/test_kube_liqo_packets.py::",
+    "tests/figures/test_matrix_figures.py::test_any_topology_highlight_is_exactly_differing",
+    "tests/lab/test_liqo_tables.py::",
+    "tests/lab/test_agents.py::test_sigkill_in_the_middle_of_work_never_opens_anything",
+    "tests/cli/test_shared_host.py::",
+    "tests/lab/test_live_tables.py::",
+    "tests/agent/kube/test_kube_export.py::",
+    "tests/faults/test_supervised.py::",
     "tests/dataplane/test_liqo_marks.py::",
     "tests/faults/test_side_files.py::",
     "tests/docs/test_docs.py::",
-    "tests/agent/kube/test_kube_export.py::",
     "tests/fuzz/test_fuzz_topology.py::",
-    "tests/lab/test_liqo_shape.py::",
 )
 
 
