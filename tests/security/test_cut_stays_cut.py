@@ -25,7 +25,7 @@ from importlib import resources
 import pytest
 
 from hostile import nft
-from labkit import LabUp, frozen_agent, repair, seed_topology, switch
+from labkit import LabUp, frozen_agent, repair, seed_topology, switch, tables_as_built
 from peerwall.lab.plan import LabPlan
 from peerwall.lab.state import load_state
 from peerwall.model import SecurityMode, load_topology
@@ -65,6 +65,11 @@ def three_lab(module_lab_up: LabUp) -> LabPlan:
     table: each one's repairs put the table back, so the next finds the lab as it was built."""
     text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
     return module_lab_up(load_topology(text, "three"), text, SEG, agent_resync_interval=3600)
+
+
+@pytest.fixture
+def three(three_lab: LabPlan) -> LabPlan:
+    return tables_as_built(three_lab)
 
 
 def address(plan: LabPlan, pod: str, seen_by: str) -> str:
@@ -149,11 +154,11 @@ def test_a_narrowed_connection_stays_cut_whoever_sends_next(
 
 @pytest.mark.parametrize("first", ["local", "peer"])
 def test_a_connection_made_while_the_table_was_gone_stays_cut_after_the_repair(
-    three_lab: LabPlan, first: str
+    three: LabPlan, first: str
 ) -> None:
     # C1 and C3 do not overlap: with C1's table gone, local3 (C3) reaches tool (C1), which
     # segregation forbids.
-    plan = three_lab
+    plan = three
     with contextlib.ExitStack() as stack:
         with frozen_agent(plan, "C1"):  # the table stays gone until the connection is made
             nft(plan.gateway_ns("C1"), "delete", "table", "inet", "peerwall")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hostile import connect, echo_server, nft, roundtrip
-from labkit import LabUp, frozen_agent, table_back
+from labkit import LabUp, frozen_agent, table_back, tables_as_built
 from peerwall.lab import agents
 from peerwall.lab.plan import LabPlan
 from peerwall.model import SecurityMode, load_topology
@@ -38,6 +38,11 @@ def three_lab(module_lab_up: LabUp) -> LabPlan:
     finds the lab as it was built; and still no resync for an hour."""
     text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
     return module_lab_up(load_topology(text, "three"), text, SEG, agent_resync_interval=3600)
+
+
+@pytest.fixture
+def three(three_lab: LabPlan) -> LabPlan:
+    return tables_as_built(three_lab)
 
 
 def cut(sock: socket.socket) -> bool:
@@ -60,11 +65,11 @@ def wait_repaired(plan: object, before: int) -> None:
 
 
 def test_a_deleted_table_comes_back_on_the_event_and_cuts_what_was_made_meanwhile(
-    three_lab: LabPlan,
+    three: LabPlan,
 ) -> None:
     # C1 and C3 do not overlap: with C1's table gone, local3 (C3) reaches tool (C1), which
     # segregation forbids.
-    plan = three_lab
+    plan = three
     gw = plan.gateway_ns("C1")
     with echo_server(plan.pod_ns("tool")):
         # The window held open (the agent stopped) so that a connection surely gets through.
@@ -93,13 +98,13 @@ def test_a_deleted_table_comes_back_on_the_event_and_cuts_what_was_made_meanwhil
                     assert cut(sock), f"attempt {attempt}"
 
 
-def test_a_process_of_the_agents_own_name_is_noticed(three_lab: LabPlan, tmp_path: Path) -> None:
+def test_a_process_of_the_agents_own_name_is_noticed(three: LabPlan, tmp_path: Path) -> None:
     """``nft`` run under the agent's process name deletes the table while the agent is stopped,
     so that it has exited when the agent reads the notification: the agent used to take such a
     commit for its own (same name, no such process) and leave the table deleted until the
     resync, an hour away here. The commit came through another socket than the agent's: the
     table is repaired on the notification."""
-    plan = three_lab
+    plan = three
     status = agents.status(plan, LabSettings(), "C1") or {}
     comm = Path(f"/proc/{status['pid']}/comm").read_text().strip()
     impostor = tmp_path / comm
