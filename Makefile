@@ -13,7 +13,8 @@ REQUIRE_LAB ?= 1
 # The suite runs on TEST_WORKERS pytest-xdist workers, more than the cores: most lab tests wait
 # on packets, agents and timeouts, not on the CPU. Each worker is handed one test at a time
 # (`--dist load --maxschedchunk 1`), the longest first (tests/conftest.py: LONGEST_FIRST), so
-# that no long test starts late and runs alone at the end.
+# that no long test starts late and runs alone at the end; except that the tests of a module that
+# share one lab or browser are handed to one worker together (SHARED_MODULES, tests/together.py).
 TEST_WORKERS ?= 4
 # `make bench` also needs the Liqo v0.10 baseline's tools, a C compiler for its load generator,
 # iperf3 and conntrack (to flush the gateways' flows between data-plane runs).
