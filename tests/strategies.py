@@ -77,6 +77,28 @@ class Limits:
 FULL = Limits(min_clusters=2, max_clusters=5, max_pods=12, max_services=6, decorated_names=True)
 SMALL = Limits(min_clusters=2, max_clusters=3, max_pods=6, max_services=3, decorated_names=False)
 
+# The strategies that do not depend on what was drawn before, built once: a strategy built anew
+# for every draw is validated anew (and a list's again for each draw), a good part of the time a
+# topology takes to draw. The same strategies as written inline: the same examples.
+BOOLS = st.booleans()
+SEPARATORS = st.sampled_from("._-")
+TAILS = st.text(TAIL_CHARS, min_size=1, max_size=4)
+SECOND_TAILS = st.text(TAIL_CHARS, min_size=1, max_size=3)
+POD_CIDR_CHOICES = st.sampled_from(POD_CIDRS)
+SERVICE_CIDR_CHOICES = {
+    pod: st.none()
+    | st.sampled_from([s for s in SERVICE_CIDRS if not IPv4Network(s).overlaps(IPv4Network(pod))])
+    for pod in POD_CIDRS
+}
+MODE_CHOICES = st.none() | st.sampled_from(MODES)
+SHAPES = st.sampled_from(("forward", "both", "none", "backward", "forward"))
+NAMESPACE_CHOICES = {
+    count: st.lists(st.sampled_from(NAMESPACE_NAMES), min_size=count, max_size=count, unique=True)
+    for count in range(3)
+}
+LABEL_SET_CHOICES = st.sampled_from(LABEL_SETS)
+SELECTORS = st.dictionaries(st.sampled_from(LABEL_KEYS), st.sampled_from(LABEL_VALUES), max_size=2)
+
 
 def _name(draw: st.DrawFn, kind: str, index: int, decorated: bool) -> str:
     """``<kind><index>``, optionally followed by a separator and a short valid tail.
@@ -85,12 +107,12 @@ def _name(draw: st.DrawFn, kind: str, index: int, decorated: bool) -> str:
     never give the same name, whatever tails are drawn.
     """
     base = f"{kind}{index}"
-    if not decorated or not draw(st.booleans()):
+    if not decorated or not draw(BOOLS):
         return base
-    sep = draw(st.sampled_from("._-"))
-    tail = draw(st.text(TAIL_CHARS, min_size=1, max_size=4))
-    if draw(st.booleans()):
-        tail += draw(st.sampled_from("._-")) + draw(st.text(TAIL_CHARS, min_size=1, max_size=3))
+    sep = draw(SEPARATORS)
+    tail = draw(TAILS)
+    if draw(BOOLS):
+        tail += draw(SEPARATORS) + draw(SECOND_TAILS)
     return f"{base}{sep}{tail}"
 
 
@@ -101,24 +123,24 @@ def _topology(draw: st.DrawFn, limits: Limits) -> dict[str, Any]:
     # Clusters.
     clusters: list[dict[str, Any]] = []
     for i in range(1, n + 1):
-        pod_cidr = draw(st.sampled_from(POD_CIDRS))
+        pod_cidr = draw(POD_CIDR_CHOICES)
         c: dict[str, Any] = {"name": _name(draw, "C", i, deco), "podCIDR": pod_cidr}
-        fitting = [s for s in SERVICE_CIDRS if not IPv4Network(s).overlaps(IPv4Network(pod_cidr))]
-        service_cidr = draw(st.none() | st.sampled_from(fitting))
+        # A service CIDR that does not overlap the pod CIDR, or none.
+        service_cidr = draw(SERVICE_CIDR_CHOICES[pod_cidr])
         if service_cidr is not None:
             c["serviceCIDR"] = service_cidr
-        if draw(st.booleans()):
+        if draw(BOOLS):
             c["internet"] = _name(draw, "I", i, deco)
-        if draw(st.booleans()):
+        if draw(BOOLS):
             c["apiServer"] = _name(draw, "A", i, deco)
-        mode = draw(st.none() | st.sampled_from(MODES))
+        mode = draw(MODE_CHOICES)
         if mode is not None:
             c["securityMode"] = mode
-        if draw(st.booleans()):
+        if draw(BOOLS):
             # One per cluster, clear of every pod and service CIDR above (the model does not
             # remap external CIDRs); fullMasquerade needs one.
             c["externalCIDR"] = f"100.{64 + i}.0.0/16"
-            if draw(st.booleans()):
+            if draw(BOOLS):
                 c["fullMasquerade"] = True
         clusters.append(c)
     names = [c["name"] for c in clusters]
@@ -128,7 +150,7 @@ def _topology(draw: st.DrawFn, limits: Limits) -> dict[str, Any]:
     providers: dict[str, list[str]] = {c: [] for c in names}
     for i in range(n):
         for j in range(i + 1, n):
-            shape = draw(st.sampled_from(("forward", "both", "none", "backward", "forward")))
+            shape = draw(SHAPES)
             if shape == "none":
                 continue
             directions = {
@@ -136,10 +158,10 @@ def _topology(draw: st.DrawFn, limits: Limits) -> dict[str, Any]:
                 "backward": [(j, i)],
                 "both": [(i, j), (j, i)],
             }[shape]
-            link_mode = draw(st.none() | st.sampled_from(MODES))
+            link_mode = draw(MODE_CHOICES)
             for a, b in directions:
                 p: dict[str, Any] = {"consumer": names[a], "provider": names[b]}
-                if link_mode is not None and draw(st.booleans()):
+                if link_mode is not None and draw(BOOLS):
                     p["securityMode"] = link_mode
                 peerings.append(p)
                 providers[names[a]].append(names[b])
@@ -150,9 +172,7 @@ def _topology(draw: st.DrawFn, limits: Limits) -> dict[str, Any]:
     offloaded_to: dict[tuple[str, str], list[str]] = {}
     for c in names:
         count = draw(st.integers(0, 2)) if providers[c] else draw(st.integers(0, 1))
-        for ns in draw(
-            st.lists(st.sampled_from(NAMESPACE_NAMES), min_size=count, max_size=count, unique=True)
-        ):
+        for ns in draw(NAMESPACE_CHOICES[count]):
             # Usually offloaded somewhere (often to several providers), sometimes nowhere.
             targets = (
                 draw(st.lists(st.sampled_from(providers[c]), unique=True, min_size=1))
@@ -160,7 +180,7 @@ def _topology(draw: st.DrawFn, limits: Limits) -> dict[str, Any]:
                 else []
             )
             entry: dict[str, Any] = {"name": ns, "cluster": c}
-            if targets or draw(st.booleans()):
+            if targets or draw(BOOLS):
                 entry["offloadedTo"] = targets
             namespaces.append(entry)
             offloaded_to[(c, ns)] = targets
@@ -172,12 +192,12 @@ def _topology(draw: st.DrawFn, limits: Limits) -> dict[str, Any]:
     consumers = sorted({c for (c, _), targets in offloaded_to.items() if targets})
     for k in range(1, draw(st.integers(2, limits.max_pods)) + 1):
         # Favour clusters that offload something: their pods can run elsewhere.
-        home = draw(st.sampled_from(consumers if consumers and draw(st.booleans()) else names))
+        home = draw(st.sampled_from(consumers if consumers and draw(BOOLS) else names))
         own = [n for (c, n) in offloaded_to if c == home]
         # Favour offloaded namespaces: they are where the segregation rules bite.
         ns = draw(st.sampled_from(own)) if own and draw(st.integers(0, 2)) else "default"
         pod: dict[str, Any] = {"name": _name(draw, "P", k, deco), "cluster": home}
-        if ns != "default" or draw(st.booleans()):
+        if ns != "default" or draw(BOOLS):
             pod["namespace"] = ns
         physical = home
         targets = offloaded_to.get((home, ns), [])
@@ -187,12 +207,12 @@ def _topology(draw: st.DrawFn, limits: Limits) -> dict[str, Any]:
         elif choice != "absent":
             pod["runsOn"] = physical = choice
         siblings = [q for q in pods if (q["cluster"], q.get("namespace", "default")) == (home, ns)]
-        if siblings and draw(st.booleans()):
+        if siblings and draw(BOOLS):
             # A replica of a sibling: same labels, often elsewhere, so a service spans clusters.
             labels = dict(draw(st.sampled_from(siblings)).get("labels", {}))
         else:
-            labels = dict(draw(st.sampled_from(LABEL_SETS)))
-        if labels or draw(st.booleans()):
+            labels = dict(draw(LABEL_SET_CHOICES))
+        if labels or draw(BOOLS):
             pod["labels"] = labels
         if draw(st.integers(0, 3)) == 0:
             free = [o for o in EXPLICIT_OFFSETS if o not in used_offsets[physical]]
@@ -216,25 +236,21 @@ def _topology(draw: st.DrawFn, limits: Limits) -> dict[str, Any]:
         else:
             cluster = draw(st.sampled_from(names))
             ns = draw(st.sampled_from(["default", *(n for (c, n) in offloaded_to if c == cluster)]))
-            selector = draw(
-                st.dictionaries(
-                    st.sampled_from(LABEL_KEYS), st.sampled_from(LABEL_VALUES), max_size=2
-                )
-            )
+            selector = draw(SELECTORS)
         svc: dict[str, Any] = {"name": _name(draw, "S", k, deco), "cluster": cluster}
-        if ns != "default" or draw(st.booleans()):
+        if ns != "default" or draw(BOOLS):
             svc["namespace"] = ns
-        if selector or draw(st.booleans()):
+        if selector or draw(BOOLS):
             svc["selector"] = selector
         services.append(svc)
 
     out: dict[str, Any] = {"clusters": clusters}
-    if peerings or draw(st.booleans()):
+    if peerings or draw(BOOLS):
         out["peerings"] = peerings
-    if namespaces or draw(st.booleans()):
+    if namespaces or draw(BOOLS):
         out["namespaces"] = namespaces
     out["pods"] = pods
-    if services or draw(st.booleans()):
+    if services or draw(BOOLS):
         out["services"] = services
     return out
 
