@@ -270,7 +270,10 @@ class DesiredState:
                 self._last_diff = (held, new, more, less)
         if not more and not less:
             return  # the same addresses (an EndpointSlice changed elsewhere)
-        self._hold(key, entry, s, kept or tuple(new))
+        if isinstance(entry, tuple):  # held: its one set is ``s``
+            by_key[key] = (s, kept or tuple(new))
+        else:
+            entry[s] = kept or tuple(new)
         if more:
             self._more(s, more)
         if less:
