@@ -57,7 +57,7 @@ log = logging.getLogger("peerwall.agent")
 
 INLINE_ELEMENTS = 4096
 """An element step of at most this many elements is committed in the event loop (the kernel's
-share, ~0.7 us an element inside ``send``: ~3 ms at most); a bigger one in a worker thread. A
+share, 0.7-1.2 us an element inside ``send``: ~3-5 ms at most); a bigger one in a worker thread. A
 worker thread does not take the kernel's share off the loop while events keep coming in: the
 thread needs the interpreter lock back after ``send`` (and before it), and the loop, which
 releases the lock at every turn (its ``epoll``), wakes the waiting thread each time and takes
