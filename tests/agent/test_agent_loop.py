@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import urllib.request
+from collections.abc import Sequence
 from importlib import resources
 from ipaddress import IPv4Address
 
 import pytest
 
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.run import Agent
+from peerwall.agent.run import INLINE_ELEMENTS, Agent
 from peerwall.compile import names
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
 from peerwall.model import SecurityMode, load_topology
 from peerwall.nft.fake import FakeNft
+from peerwall.nft.netlink import SetEdit
 from peerwall.settings import AgentSettings
 
 
@@ -30,6 +33,10 @@ class HandSource:
 
     async def run(self) -> None:
         await asyncio.Event().wait()  # events come from the test
+
+
+FIRST = int(IPv4Address("10.244.16.0"))
+"""Local pod addresses for bursts (inside C1's pod CIDR in three-clusters.yaml)."""
 
 
 def get(agent: Agent, path: str) -> tuple[int, str]:
@@ -243,3 +250,49 @@ def test_a_burst_is_waited_for_until_a_quarter_of_the_window_passes_without_an_e
     assert drain(False, []) == [0]  # a lone event: one turn
     assert drain(True, [True, False]) == [0, 0.1, 0.1]  # ended in the second quarter
     assert drain(True, [True, True, True, True]) == [0, 0.1, 0.1, 0.1, 0.1]  # the whole window
+
+
+def test_a_bursts_element_step_is_committed_in_the_loop_and_only_a_bigger_one_in_a_thread() -> None:
+    """A worker thread beside a busy loop waits for the interpreter lock until the loop goes
+    idle (``run.INLINE_ELEMENTS``): a burst's element step (hundreds of elements) is committed in
+    the loop's own thread; only a step of more than ``INLINE_ELEMENTS`` elements goes to another."""
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    state = gateway_state(
+        load_topology(text, "three"), "C1", SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    )
+    committed_in: list[tuple[int, int]] = []
+    """(elements, thread) of each element batch."""
+
+    class Recording(FakeNft):
+        def edit_elements(self, family: str, table: str, edits: Sequence[SetEdit]) -> None:
+            super().edit_elements(family, table, edits)
+            n = sum(len(e.add) + len(e.delete) for e in edits)
+            committed_in.append((n, threading.get_ident()))
+
+    desired = DesiredState("C1", "pwt-*", 12345)
+    source = HandSource()
+    agent = Agent(source, desired, Recording(), None, AgentSettings(metrics_address=None))
+
+    async def burst(start: int, count: int) -> None:
+        for i in range(start, start + count):
+            desired.contribute(f"pod/{i}", "C2", SetKind.BACKENDS, [IPv4Address(FIRST + i)])
+            source.changed.set()
+        await until(lambda: sum(n for n, _ in committed_in) == start + count)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(agent.run())
+        desired.load(state)
+        source.listed.set()
+        source.changed.set()
+        await until(lambda: agent.ready)
+        committed_in.clear()  # the whole table's sets, filled by element batches too
+        await burst(0, 700)
+        await burst(700, INLINE_ELEMENTS + 1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    loop_thread = threading.get_ident()
+    asyncio.run(scenario())
+    assert committed_in[0] == (700, loop_thread)
+    assert committed_in[1][0] == INLINE_ELEMENTS + 1 and committed_in[1][1] != loop_thread

@@ -10,7 +10,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from peerwall.agent.desired import DesiredState
+from peerwall.agent.desired import _AS_INT, DesiredState, _ints
 from peerwall.compile.state import PeerState, SetKind
 from peerwall.model.spec import SecurityMode
 
@@ -40,11 +40,15 @@ def test_sets_are_the_union_of_live_contributions_and_changes_the_difference(see
     d.take_changes()  # the peers are declared: from here on, element changes
     model: dict[str, dict[SetKey, set[int]]] = {}
     before = union(model)
+    at_take = set(PEERS)
+    gone: set[str] = set()
+    """Peers removed since the last take (their elements leave with them, and come back with
+    their declaration, not as element changes)."""
     pool = [int(IPv4Address("10.244.0.0")) + i for i in range(12)]  # few: addresses overlap
     for step in range(300):
         key = f"k{rnd.randrange(8)}"
         action = rnd.random()
-        if action < 0.6:
+        if action < 0.55:
             sk = (rnd.choice(PEERS), rnd.choice(KINDS))
             addresses = set(rnd.sample(pool, rnd.randint(0, 4)))
             given = [a if rnd.random() < 0.5 else IPv4Address(a) for a in addresses]
@@ -57,7 +61,23 @@ def test_sets_are_the_union_of_live_contributions_and_changes_the_difference(see
                     model.setdefault(key, {})[other] = set(addresses)
             d.contribute(key, sk[0], sk[1], given if rnd.random() < 0.5 else tuple(given))
             model.setdefault(key, {})[sk] = addresses
-        elif action < 0.8:
+        elif action < 0.65 and model.get(key):
+            # The key's new addresses, one tuple handed to every set it holds (a slice reflected
+            # to several peers gains or loses an endpoint): each set held the same tuple before.
+            addresses = set(rnd.sample(pool, rnd.randint(1, 4)))
+            same = tuple(IPv4Address(a) for a in addresses)
+            for held in list(model[key]):
+                d.contribute(key, held[0], held[1], same)
+                model[key][held] = set(addresses)
+        elif action < 0.67:
+            # A peer removed, or declared again: not element changes.
+            name = rnd.choice(PEERS)
+            if d.declares(name):
+                d.remove_peer(name)
+            else:
+                d.upsert_peer(peer(name))
+            gone.add(name)
+        elif action < 0.85:
             d.withdraw(key)
             model.pop(key, None)
         else:
@@ -71,9 +91,26 @@ def test_sets_are_the_union_of_live_contributions_and_changes_the_difference(see
             assert {int(a) for a in d.members(p, k)} == want, step
         if rnd.random() < 0.3:
             changes = d.take_changes()
-            added = {sk: now[sk] - before[sk] for sk in now if now[sk] - before[sk]}
-            deleted = {sk: before[sk] - now[sk] for sk in now if before[sk] - now[sk]}
+            kept = [sk for sk in now if sk[0] not in gone and d.declares(sk[0])]
+            added = {sk: now[sk] - before[sk] for sk in kept if now[sk] - before[sk]}
+            deleted = {sk: before[sk] - now[sk] for sk in kept if before[sk] - now[sk]}
             assert changes.added == added, step
             assert changes.deleted == deleted, step
-            assert (d.pending_since is None) and not changes.peers and not changes.removed
+            # A peer declared again comes whole, with its members as they are now.
+            for name, declared in changes.peers.items():
+                for k in KINDS:
+                    assert {int(a) for a in declared.addresses(k)} == now[(name, k)], step
+            assert changes.peers.keys() == {n for n in gone if d.declares(n)}, step
+            assert changes.removed == gone & at_take, step
+            assert d.pending_since is None
             before = now
+            gone = set()
+            at_take = {n for n in PEERS if d.declares(n)}
+
+
+def test_an_address_is_read_as_an_int_where_ipaddress_keeps_it() -> None:
+    """``desired`` reads an ``IPv4Address``'s int from ``ipaddress``'s own attribute (in C, not
+    through ``__int__``): it must be the address's int, whatever the Python."""
+    for value in (0, 1, int(IPv4Address("10.244.3.7")), 2**32 - 1):
+        assert _AS_INT(IPv4Address(value)) == value == int(IPv4Address(value))
+        assert _ints((IPv4Address(value), value)) == {value}  # addresses and ints mixed

@@ -19,11 +19,11 @@ only where the state is read whole (``members``, ``snapshot``) or by key (``cont
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, KeysView, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from ipaddress import IPv4Address
+from operator import attrgetter
 
 from peerwall.compile.changes import Changes, SetKey
 from peerwall.compile.state import FlowLog, GatewayState, PeerState, SetKind
@@ -48,8 +48,51 @@ class AddressView(AbstractSet[IPv4Address]):
         return len(self._keys)
 
 
-Held = tuple[SetKey, tuple[int, ...]] | dict[SetKey, tuple[int, ...]]
+class _Set:
+    """One per-peer set: its members' reference counts, and its changes not yet taken.
+
+    Each object's contribution points at the ``_Set`` itself (not at its key), so an event reaches
+    the counts and the pending changes of its set without one more lookup by (peer, kind): an
+    event is a handful of dict and set operations (issue 21, churn)."""
+
+    __slots__ = ("added", "count", "deleted", "dirty", "key", "noted")
+
+    def __init__(self, key: SetKey, noted: bool) -> None:
+        self.key = key
+        self.count: dict[int, int] = {}
+        """Address -> how many objects contribute it; never replaced, only emptied (the views
+        of ``peer_view`` stay live)."""
+        self.added: set[int] = set()
+        self.deleted: set[int] = set()
+        """Members gained and lost since the last take, netted."""
+        self.noted = noted
+        """Whether its changes are element changes: its peer is declared and was already at the
+        last take (a new peer's elements come with its declaration, a removed peer's go with it)."""
+        self.dirty = False
+        """Whether it is in ``DesiredState._dirty`` (its changes to hand over at the next take)."""
+
+
+Held = tuple[_Set, tuple[int, ...]] | dict[_Set, tuple[int, ...]]
 """What one object contributes (``DesiredState._by_key``)."""
+
+_AS_INT = attrgetter("_ip")
+"""An ``IPv4Address``'s int, read in C: ``int(address)`` calls the class's ``__int__`` in Python
+(~75 ns against ~8 ns), once per address of every event. ``_ip`` is where ``ipaddress`` has kept
+it since Python 3.3 (``tests/agent/test_desired.py`` checks it)."""
+_IMMUTABLE = (tuple, frozenset)
+_COLLECTIONS = (tuple, frozenset, list, set)
+"""Containers that can be read twice (``_ints`` falls back to ``int`` for a mix of ints and
+addresses)."""
+
+
+def _ints(addresses: Iterable[IPv4Address | int]) -> frozenset[int]:
+    """``addresses`` as ints."""
+    if type(addresses) in _COLLECTIONS:
+        try:
+            return frozenset(map(_AS_INT, addresses))
+        except AttributeError:  # ints among them
+            pass
+    return frozenset(map(int, addresses))  # an int is its own int, at C speed
 
 
 class DesiredState:
@@ -60,25 +103,31 @@ class DesiredState:
         self.tunnel_pattern = tunnel_pattern
         self.conncheck_port = conncheck_port
         self._peers: dict[str, PeerState] = {}
-        """Declarations without members; members live in ``_count``."""
+        """Declarations without members; members live in ``_sets``."""
         self._by_key: dict[str, Held] = {}
         """Object key -> what the object contributes: (set, addresses) when it contributes to
         one set (a pod: the usual case), a dict set -> addresses when to several. Tuples, and
-        one shared ``SetKey`` per set: the Kubernetes source holds one contribution per pod,
+        one shared ``_Set`` per set: the Kubernetes source holds one contribution per pod,
         and a dict per object (224 bytes) holding a one-address frozenset (216) cost 8 times
         this (issue 21: memory per enforced address). Keyed by the object alone, so that a
         deleted object's contributions are one lookup, not one per set (issue 21: churn)."""
         self._last_given: object = None
         self._last_ints: frozenset[int] = frozenset()
-        """The last immutable collection of addresses contributed, and as ints: a source hands
-        an EndpointSlice's addresses to each peer it is reflected to, the same object each time
-        (``kube.contribution.replace``), and converting them is most of the cost of the next
-        peer's contribution (``int(IPv4Address)`` runs in Python: ~80 ns an address). Held by
+        self._last_tuple: tuple[int, ...] = ()
+        """The last immutable collection of addresses contributed, as ints, and as the tuple
+        its contributions hold: a source hands an EndpointSlice's addresses to each peer it is
+        reflected to, the same object each time (``kube.contribution.replace``); the next peer's
+        contribution is then neither converted again nor held in a tuple of its own. Held by
         reference: the object cannot change, nor be freed and its identity reused."""
-        self._set_keys: dict[SetKey, SetKey] = {}
-        """Every set contributed to, each ``SetKey`` one object shared by its contributions."""
-        self._count: dict[SetKey, dict[int, int]] = defaultdict(dict)
+        self._last_diff: tuple[object, object, list[int], list[int]] = ((), frozenset(), [], [])
+        """(held, new, came, went) of the last change of a contribution whose new addresses are
+        ``_last_ints``: the slice's next peer held the same tuple, and changes the same way."""
+        self._sets: dict[SetKey, _Set] = {}
+        """Every set contributed to (or viewed), by (peer, kind)."""
+        self._dirty: list[_Set] = []
+        """The sets with changes since the last take (``_Set.dirty``)."""
         self._changes = Changes()
+        """Peers declared and removed since the last take; element changes are in ``_sets``."""
         self._new_peers: set[str] = set()
         self._views: dict[str, PeerState] = {}
         """``peer_view``'s answers, kept until the peer's declaration changes."""
@@ -91,6 +140,24 @@ class DesiredState:
         if self.pending_since is None:
             self.pending_since = time.perf_counter()
 
+    def _set(self, peer: str, kind: SetKind) -> _Set:
+        """The set ``(peer, kind)``, made on first use."""
+        s = self._sets.get((peer, kind))
+        if s is None:
+            noted = peer in self._peers and peer not in self._new_peers
+            s = self._sets[(peer, kind)] = _Set((peer, kind), noted)
+        return s
+
+    def _note(self, peer: str, noted: bool) -> None:
+        """Whether ``peer``'s element changes are noted from now on; not: its pending ones go."""
+        for kind in SetKind:
+            s = self._sets.get((peer, kind))
+            if s is not None:
+                s.noted = noted
+                if not noted:
+                    s.added.clear()
+                    s.deleted.clear()
+
     # --- peers -------------------------------------------------------------------------------
 
     def upsert_peer(self, peer: PeerState) -> None:
@@ -100,6 +167,7 @@ class DesiredState:
             return
         if peer.name not in self._peers:
             self._new_peers.add(peer.name)
+            self._note(peer.name, False)  # its elements come with its declaration
         self._peers[peer.name] = bare
         self._views.pop(peer.name, None)
         self._changes.peers[peer.name] = bare
@@ -116,10 +184,7 @@ class DesiredState:
         else:
             self._changes.removed.add(name)
             self._pending()
-        for key in [k for k in self._changes.added if k[0] == name]:
-            del self._changes.added[key]
-        for key in [k for k in self._changes.deleted if k[0] == name]:
-            del self._changes.deleted[key]
+        self._note(name, False)  # its elements go with it
 
     @property
     def peers(self) -> tuple[str, ...]:
@@ -130,68 +195,107 @@ class DesiredState:
 
     # --- contributions -----------------------------------------------------------------------
 
+    # The event path: a pod created or deleted is one address (written out below: its count,
+    # and its netting into the set's pending changes), an EndpointSlice a few (``_more``,
+    # ``_less``).
+
     def contribute(
         self, key: str, peer: str, kind: SetKind, addresses: Iterable[IPv4Address | int]
     ) -> None:
         """Object ``key`` now contributes exactly ``addresses`` to ``peer``'s ``kind`` set."""
-        sk = self._set_keys.get((peer, kind))
-        if sk is None:
-            sk = (peer, kind)
-            self._set_keys[sk] = sk
-        if type(addresses) is tuple and len(addresses) == 1 and key not in self._by_key:
+        s = self._sets.get((peer, kind))
+        if s is None:
+            s = self._set(peer, kind)
+        by_key = self._by_key
+        if type(addresses) is tuple and len(addresses) == 1 and key not in by_key:
             # A new object with one address (a pod created: the usual event), written out.
-            a = int(addresses[0])
-            self._by_key[key] = (sk, (a,))
-            self._more(sk, (a,))
+            a = addresses[0]
+            if type(a) is not int:
+                a = a._ip if isinstance(a, IPv4Address) else int(a)  # type: ignore[attr-defined]
+            by_key[key] = (s, (a,))
+            count = s.count
+            n = count.get(a, 0)
+            count[a] = n + 1
+            if n or not s.noted:
+                return  # already a member; or not an element change
+            if a in s.deleted:
+                s.deleted.discard(a)  # deleted, then back between two takes
+            else:
+                s.added.add(a)
+            if not s.dirty:
+                s.dirty = True
+                self._dirty.append(s)
+            if self.pending_since is None:
+                self.pending_since = time.perf_counter()
             return
         if addresses is self._last_given:
-            new = self._last_ints  # the same slice's addresses for its next peer
+            # The same slice's addresses for its next peer: converted, and held as one tuple.
+            new, kept = self._last_ints, self._last_tuple
         else:
-            new = frozenset(map(int, addresses))  # an int is its own int, at C speed
-            if len(new) > 1 and isinstance(addresses, tuple | frozenset):
-                self._last_given, self._last_ints = addresses, new
-        by_key = self._by_key
+            new = _ints(addresses)
+            kept = None
+            if len(new) > 1 and type(addresses) in _IMMUTABLE:
+                kept = tuple(new)
+                self._last_given, self._last_ints, self._last_tuple = addresses, new, kept
         entry = by_key.get(key)
         if entry is None:
             if new:
-                by_key[key] = (sk, tuple(new))
-                self._more(sk, new)
+                by_key[key] = (s, kept or tuple(new))
+                self._more(s, new)
             return
         # A pair (one set) or a dict (several): tried as a pair first, the usual case.
-        held = (entry[1] if entry[0] is sk else None) if isinstance(entry, tuple) else entry.get(sk)
+        held = (entry[1] if entry[0] is s else None) if isinstance(entry, tuple) else entry.get(s)
         if held is None:
             if new:
-                self._hold(key, entry, sk, tuple(new))
-                self._more(sk, new)
+                self._hold(key, entry, s, kept or tuple(new))
+                self._more(s, new)
             return
-        if len(held) == len(new) and new.issuperset(held):
-            return  # the same addresses (an EndpointSlice changed elsewhere): no set made
-        if new:
-            self._hold(key, entry, sk, tuple(new))
-            old = frozenset(held)
-            self._more(sk, new - old)
-            self._less(sk, old - new)
+        if held is kept:
+            return  # the very addresses it holds
+        if not new:
+            self._drop(key, entry, s)
+            self._less(s, held)
+            return
+        # What came and what went: one pass in C over both, then the few that differ (an
+        # EndpointSlice gains or loses an endpoint), sorted out; the same for the slice's next
+        # peer, which held the same tuple (``_last_diff``).
+        last = self._last_diff
+        if last[0] is held and last[1] is new:
+            more, less = last[2], last[3]
         else:
-            self._drop(key, entry, sk)
-            self._less(sk, held)
+            more, less = [], []
+            for a in new.symmetric_difference(held):
+                (more if a in new else less).append(a)
+            if kept is not None:
+                self._last_diff = (held, new, more, less)
+        if not more and not less:
+            return  # the same addresses (an EndpointSlice changed elsewhere)
+        if isinstance(entry, tuple):  # held: its one set is ``s``
+            by_key[key] = (s, kept or tuple(new))
+        else:
+            entry[s] = kept or tuple(new)
+        if more:
+            self._more(s, more)
+        if less:
+            self._less(s, less)
 
-    def _hold(self, key: str, entry: Held, sk: SetKey, addresses: tuple[int, ...]) -> None:
-        """Record that ``key`` contributes ``addresses`` to ``sk`` (``entry``: what it held)."""
+    def _hold(self, key: str, entry: Held, s: _Set, addresses: tuple[int, ...]) -> None:
+        """Record that ``key`` contributes ``addresses`` to ``s`` (``entry``: what it held)."""
         if isinstance(entry, tuple):
-            if entry[0] is sk:
-                self._by_key[key] = (sk, addresses)
+            if entry[0] is s:
+                self._by_key[key] = (s, addresses)
             else:  # a second set: a dict
-                self._by_key[key] = {entry[0]: entry[1], sk: addresses}
+                self._by_key[key] = {entry[0]: entry[1], s: addresses}
         else:
-            entry[sk] = addresses
+            entry[s] = addresses
 
-    def _drop(self, key: str, entry: Held, sk: SetKey) -> None:
-        """Record that ``key`` contributes nothing to ``sk`` any more."""
+    def _drop(self, key: str, entry: Held, s: _Set) -> None:
+        """Record that ``key`` contributes nothing to ``s`` any more."""
         if isinstance(entry, tuple):
             del self._by_key[key]
             return
         assert isinstance(entry, dict)
-        del entry[sk]
+        del entry[s]
         if len(entry) == 1:  # one set left: back to a pair
             self._by_key[key] = next(iter(entry.items()))
 
@@ -201,11 +305,33 @@ class DesiredState:
             entry = self._by_key.pop(key, None)
             if entry is None:
                 return
-            if isinstance(entry, tuple):
-                self._less(entry[0], entry[1])
+            if not isinstance(entry, tuple):
+                for s, held in entry.items():
+                    self._less(s, held)
+                return
+            s, held = entry
+            if len(held) != 1:
+                self._less(s, held)
+                return
+            # One address (a pod deleted: the usual event), written out as in ``contribute``.
+            a = held[0]
+            count = s.count
+            n = count[a]
+            if n > 1:
+                count[a] = n - 1
+                return
+            del count[a]
+            if not s.noted:
+                return
+            if a in s.added:
+                s.added.discard(a)  # added, then gone between two takes
             else:
-                for sk, held in entry.items():
-                    self._less(sk, held)
+                s.deleted.add(a)
+            if not s.dirty:
+                s.dirty = True
+                self._dirty.append(s)
+            if self.pending_since is None:
+                self.pending_since = time.perf_counter()
             return
         for p, k in list(self.contributions(key)):
             if (peer is None or p == peer) and (kind is None or k == kind):
@@ -216,71 +342,74 @@ class DesiredState:
         if entry is None:
             return {}
         pairs = [entry] if isinstance(entry, tuple) else entry.items()
-        return {sk: frozenset(map(IPv4Address, a)) for sk, a in pairs}
+        return {s.key: frozenset(map(IPv4Address, a)) for s, a in pairs}
 
-    # The event path: a pod created or deleted is one address here (~1 us in all), an
-    # EndpointSlice a few; the reference counts and the netting are written out in two loops.
-
-    def _more(self, sk: SetKey, addresses: Iterable[int]) -> None:
-        """One more contribution of each of ``addresses`` to set ``sk``."""
-        counts = self._count[sk]
-        noted = sk[0] in self._peers and sk[0] not in self._new_peers
-        changes = self._changes
+    def _more(self, s: _Set, addresses: Iterable[int]) -> None:
+        """One more contribution of each of ``addresses`` to set ``s``."""
+        count = s.count
+        if not s.noted:
+            for a in addresses:
+                count[a] = count.get(a, 0) + 1
+            return
+        added, deleted = s.added, s.deleted
+        changed = False
         for a in addresses:
-            n = counts.get(a, 0)
-            counts[a] = n + 1
-            if n or not noted:
-                continue  # already a member; or a new peer's, whose elements come with it
-            added, deleted = changes.added, changes.deleted
-            undone = deleted.get(sk)
-            if undone is not None and a in undone:  # deleted, then back between two takes
-                undone.discard(a)
-                if not undone:
-                    del deleted[sk]
-                continue
-            bucket = added.get(sk)
-            if bucket is None:
-                added[sk] = {a}
+            n = count.get(a, 0)
+            count[a] = n + 1
+            if n:
+                continue  # already a member
+            if a in deleted:
+                deleted.discard(a)  # deleted, then back between two takes
             else:
-                bucket.add(a)
+                added.add(a)
+            changed = True
+        if changed:
+            if not s.dirty:
+                s.dirty = True
+                self._dirty.append(s)
             if self.pending_since is None:
                 self.pending_since = time.perf_counter()
 
-    def _less(self, sk: SetKey, addresses: Iterable[int]) -> None:
-        """One contribution less of each of ``addresses`` to set ``sk`` (the mirror of ``_more``)."""
-        counts = self._count[sk]
-        noted = sk[0] in self._peers and sk[0] not in self._new_peers
-        changes = self._changes
+    def _less(self, s: _Set, addresses: Iterable[int]) -> None:
+        """One contribution less of each of ``addresses`` to set ``s`` (the mirror of ``_more``)."""
+        count = s.count
+        if not s.noted:
+            for a in addresses:
+                n = count[a]
+                if n > 1:
+                    count[a] = n - 1
+                else:
+                    del count[a]
+            return
+        added, deleted = s.added, s.deleted
+        changed = False
         for a in addresses:
-            n = counts[a]
+            n = count[a]
             if n > 1:
-                counts[a] = n - 1
+                count[a] = n - 1
                 continue
-            del counts[a]
-            if not noted:
-                continue
-            added, deleted = changes.added, changes.deleted
-            undone = added.get(sk)
-            if undone is not None and a in undone:  # added, then gone between two takes
-                undone.discard(a)
-                if not undone:
-                    del added[sk]
-                continue
-            bucket = deleted.get(sk)
-            if bucket is None:
-                deleted[sk] = {a}
+            del count[a]
+            if a in added:
+                added.discard(a)  # added, then gone between two takes
             else:
-                bucket.add(a)
+                deleted.add(a)
+            changed = True
+        if changed:
+            if not s.dirty:
+                s.dirty = True
+                self._dirty.append(s)
             if self.pending_since is None:
                 self.pending_since = time.perf_counter()
 
     # --- reading -----------------------------------------------------------------------------
 
     def size(self, peer: str, kind: SetKind) -> int:
-        return len(self._count.get((peer, kind), ()))
+        s = self._sets.get((peer, kind))
+        return 0 if s is None else len(s.count)
 
     def members(self, peer: str, kind: SetKind) -> frozenset[IPv4Address]:
-        return frozenset(map(IPv4Address, self._count.get((peer, kind), ())))
+        s = self._sets.get((peer, kind))
+        return frozenset() if s is None else frozenset(map(IPv4Address, s.count))
 
     def peer_view(self, name: str) -> PeerState:
         """A peer's declaration with *live* views of its members (no copy: O(1)), for checks
@@ -289,7 +418,7 @@ class DesiredState:
         per-set counts are never replaced, only emptied."""
         view = self._views.get(name)
         if view is None:
-            views = {k: AddressView(self._count[(name, k)].keys()) for k in SetKind}
+            views = {k: AddressView(self._set(name, k).count.keys()) for k in SetKind}
             view = replace(self._peers[name], members=views)  # type: ignore[arg-type]
             self._views[name] = view
         return view
@@ -319,22 +448,42 @@ class DesiredState:
         of ``snapshot``, if given: taken just before, it holds them already, and a second copy
         of every member at start would be the agent's memory peak)."""
         out = self._changes
+        for s in self._dirty:
+            s.dirty = False
+            if s.added:
+                out.added[s.key] = s.added
+                s.added = set()
+            if s.deleted:
+                out.deleted[s.key] = s.deleted
+                s.deleted = set()
+        self._dirty = []
         if out.peers:
             peers = snapshot.peers if snapshot is not None else None
             out.peers = {
                 name: peers[name] if peers is not None else self.peer(name) for name in out.peers
             }
         self._changes = Changes()
-        if self._new_peers:
-            self._new_peers = set()
+        self._noted_new_peers()
         self.pending_since = None
         return out
 
     def discard_changes(self) -> None:
         """Forget pending changes (after a full replace, which wrote the whole snapshot)."""
+        for s in self._dirty:
+            s.dirty = False
+            s.added.clear()
+            s.deleted.clear()
+        self._dirty = []
         self._changes = Changes()
-        self._new_peers = set()
+        self._noted_new_peers()
         self.pending_since = None
+
+    def _noted_new_peers(self) -> None:
+        """The peers new since the last take are known now: their element changes are noted."""
+        if self._new_peers:
+            for name in self._new_peers:
+                self._note(name, True)
+            self._new_peers = set()
 
     def load(
         self,
