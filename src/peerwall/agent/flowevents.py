@@ -25,15 +25,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from peerwall.compile import names
 from peerwall.compile.state import RING_SIZE, GatewayState
 from peerwall.dataplane.nflog import LoggedPacket
-from peerwall.model.spec import SecurityMode
-from peerwall.model.topology import Topology
-from peerwall.policy.decide import Decider
-from peerwall.policy.explain import Explanation, explain_cell
+from peerwall.model.modes import SecurityMode
+
+if TYPE_CHECKING:
+    from peerwall.model.topology import Topology
+    from peerwall.policy.explain import Explanation
+
+# The decider and the explanations are imported by the first drop that needs them: an agent
+# that never sees one (and its start) does without the policy's modules.
 
 __all__ = ["Endpoint", "FlowEvent", "FlowNamer", "FlowRecorder", "FlowRing", "event_of"]
 
@@ -150,6 +154,8 @@ class FlowNamer:
         t, me = self.topology, self.cluster()
         if t is not None and peer in t.peers.get(me, ()):
             if peer not in self._modes:
+                from peerwall.policy.decide import Decider
+
                 decider = Decider(t, self.default_mode)
                 self._modes[peer] = decider.mode(me, peer).describe(me, peer)
             text: str | None = self._modes[peer]
@@ -166,6 +172,8 @@ class FlowNamer:
         self._index()
         key = (src, dst)
         if key not in self._explained:
+            from peerwall.policy.explain import explain_cell
+
             try:
                 self._explained[key] = explain_cell(t, src, dst, self.default_mode)
             except Exception:  # a name the topology no longer has: no explanation, not a crash
