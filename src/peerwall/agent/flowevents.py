@@ -31,13 +31,14 @@ from peerwall.compile import names
 from peerwall.compile.state import RING_SIZE, GatewayState
 from peerwall.dataplane.nflog import LoggedPacket
 from peerwall.model.modes import SecurityMode
+from peerwall.policy.decide import Decider
 
 if TYPE_CHECKING:
     from peerwall.model.topology import Topology
     from peerwall.policy.explain import Explanation
 
-# The decider and the explanations are imported by the first drop that needs them: an agent
-# that never sees one (and its start) does without the policy's modules.
+# The explanations are imported by the first drop that needs one, not at the agent's start (the
+# decider is loaded anyway: the gateway's state is computed with it, compile.desired).
 
 __all__ = ["Endpoint", "FlowEvent", "FlowNamer", "FlowRecorder", "FlowRing", "event_of"]
 
@@ -154,8 +155,6 @@ class FlowNamer:
         t, me = self.topology, self.cluster()
         if t is not None and peer in t.peers.get(me, ()):
             if peer not in self._modes:
-                from peerwall.policy.decide import Decider
-
                 decider = Decider(t, self.default_mode)
                 self._modes[peer] = decider.mode(me, peer).describe(me, peer)
             text: str | None = self._modes[peer]
