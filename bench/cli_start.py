@@ -1,5 +1,6 @@
 """How fast ``peerwall --help`` and ``peerwall modes`` start, side by side with ``python -c pass``
-(issue 15: under 0.2 s, and within 4x the bare interpreter).
+(issue 15: under 0.2 s, and within 4x the bare interpreter); and what the two programs every lab
+gateway starts import: its agent's modules and its supervisor (the suite starts hundreds of each).
 
 Every contender is a fresh process of this venv's interpreter, run in turn (interleaved, so that
 the load of a shared machine hits them alike), ``--runs`` times each; the figures are the median
@@ -24,6 +25,10 @@ BIN = Path(sys.executable).parent
 PYTHON = str(BIN / "python")
 PEERWALL = str(BIN / "peerwall")
 TYPER_APP = "import sys; from peerwall.cli.main import main; sys.argv[0] = 'peerwall'; main()"
+AGENT_MODULES = (  # what ``peerwall agent --source file:…`` imports to start (cli/agent.py)
+    "peerwall.cli.main, peerwall.cli.agent, peerwall.agent.run, peerwall.agent.filesource, "
+    "peerwall.dataplane.conntrack, peerwall.dataplane.nftevents, peerwall.model.load"
+)
 
 CONTENDERS = {
     "python -c pass": [PYTHON, "-c", "pass"],
@@ -32,6 +37,8 @@ CONTENDERS = {
     "python -m peerwall.cli --help": [PYTHON, "-m", "peerwall.cli", "--help"],
     "typer app --help (the script before)": [PYTHON, "-c", TYPER_APP, "--help"],
     "typer app modes (the script before)": [PYTHON, "-c", TYPER_APP, "modes"],
+    "a lab agent's imports": [PYTHON, "-c", f"import {AGENT_MODULES}"],
+    "a lab supervisor's imports": [PYTHON, "-c", "import peerwall.lab.supervise"],
 }
 BASELINE = "python -c pass"
 

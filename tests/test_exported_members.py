@@ -39,7 +39,13 @@ def test_no_lazily_exported_name_is_also_a_submodule() -> None:
     import importlib
     import pkgutil
 
-    for package in ("peerwall", "peerwall.model", "peerwall.policy", "peerwall.agent.kube"):
+    for package in (
+        "peerwall",
+        "peerwall.model",
+        "peerwall.policy",
+        "peerwall.agent.kube",
+        "peerwall.dataplane",
+    ):
         module = importlib.import_module(package)
         exported = set(vars(module)["_EXPORTS"])
         submodules = {m.name for m in pkgutil.iter_modules(module.__path__)}

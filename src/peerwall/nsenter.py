@@ -8,7 +8,6 @@ namespace for life: callers enter, create, and leave at once.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import threading
 from collections.abc import Iterator
@@ -19,7 +18,9 @@ from peerwall.errors import LabError
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library the interpreter itself runs on (its symbols are the program's): finding it by name
+# (``ctypes.util.find_library``) would run ``ldconfig -p`` in every process that imports this.
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def netns_path(name: str) -> str:

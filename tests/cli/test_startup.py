@@ -104,6 +104,62 @@ def test_the_typer_app_imports_only_the_module_of_the_command_it_runs() -> None:
     assert not _loaded(modules, ("peerwall.cli.lab", "peerwall.cli.matrix", "peerwall.cli.agent"))
 
 
+AGENT_MODULES = (
+    "peerwall.cli.main",
+    "peerwall.cli.agent",
+    "peerwall.agent.run",
+    "peerwall.agent.filesource",
+    "peerwall.dataplane.conntrack",
+    "peerwall.dataplane.nft",
+    "peerwall.dataplane.nftevents",
+    "peerwall.settings",
+    "peerwall.model",
+)
+"""What ``peerwall agent --source file:…`` imports to start (``cli/agent.py``), every lab agent."""
+
+
+def _imported_by(*modules: str) -> set[str]:
+    """The modules a fresh interpreter holds after importing ``modules``."""
+    code = f"import sys, {', '.join(modules)}; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+def test_an_agent_starts_without_what_only_some_of_its_paths_need() -> None:
+    """Every lab gateway starts an agent, and the suite hundreds of labs: an agent does not load
+    rich (only a help draws with it), the nft fake and its parser (tests and dry runs), the
+    explanations (the first drop loads them), the Kubernetes client (that source only), nor
+    ``ctypes.util`` (finding libc by name runs ``ldconfig``)."""
+    modules = _imported_by(*AGENT_MODULES)
+    assert {"typer", "peerwall.agent.run", "peerwall.dataplane.nft"} <= modules  # the control
+    unneeded = (
+        "rich",
+        "peerwall.nft.fake",
+        "peerwall.nft.parse",
+        "peerwall.policy.explain",
+        "peerwall.agent.kube",
+        "lightkube",
+        "httpx2",
+        "ctypes.util",
+    )
+    loaded = _loaded(modules, unneeded)
+    assert not loaded, f"the agent's start imported {loaded}"
+
+
+def test_the_lab_supervisor_imports_no_more_than_it_runs() -> None:
+    """The supervisor (``lab.supervise``) starts with every lab agent: none of the agent, the CLI
+    libraries or the core, and its probe is ``http.client``, not ``urllib.request``."""
+    modules = _imported_by("peerwall.lab.supervise")
+    assert "http.client" in modules  # the control
+    assert {m for m in modules if m.startswith("peerwall")} == {
+        "peerwall",
+        "peerwall.lab",
+        "peerwall.lab.supervise",
+    }
+    loaded = _loaded(modules, ("urllib.request", "asyncio", *CLI_LIBRARIES))
+    assert not loaded, f"the supervisor imported {loaded}"
+
+
 # ---------------------------------------------------------------------------------------------
 # The entry's answers are the typer app's
 

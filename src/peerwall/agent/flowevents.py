@@ -25,15 +25,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from peerwall.compile import names
 from peerwall.compile.state import RING_SIZE, GatewayState
 from peerwall.dataplane.nflog import LoggedPacket
-from peerwall.model.spec import SecurityMode
-from peerwall.model.topology import Topology
+from peerwall.model.modes import SecurityMode
 from peerwall.policy.decide import Decider
-from peerwall.policy.explain import Explanation, explain_cell
+
+if TYPE_CHECKING:
+    from peerwall.model.topology import Topology
+    from peerwall.policy.explain import Explanation
+
+# The explanations are imported by the first drop that needs one, not at the agent's start (the
+# decider is loaded anyway: the gateway's state is computed with it, compile.desired).
 
 __all__ = ["Endpoint", "FlowEvent", "FlowNamer", "FlowRecorder", "FlowRing", "event_of"]
 
@@ -166,6 +171,8 @@ class FlowNamer:
         self._index()
         key = (src, dst)
         if key not in self._explained:
+            from peerwall.policy.explain import explain_cell
+
             try:
                 self._explained[key] = explain_cell(t, src, dst, self.default_mode)
             except Exception:  # a name the topology no longer has: no explanation, not a crash

@@ -20,7 +20,6 @@ from typing import Annotated, Any
 
 import typer
 import typer.main
-from rich.markup import escape
 from typer.core import TyperGroup, TyperOption
 from typer.models import CommandInfo, TyperInfo
 
@@ -92,6 +91,18 @@ class PeerwallGroup(TyperGroup):
         super().__init__(*args, **kwargs)
         self.commands = LazyCommands(self)  # type: ignore[assignment]  # read-only: no add_command
 
+    @property
+    def epilog(self) -> str | None:
+        """The epilog escaped for rich, whose markup would swallow "[bash|zsh|fish|powershell]";
+        escaped when read (by a help, the only reader), so that a command's run does not load rich."""
+        from rich.markup import escape
+
+        return escape(self._epilog) if self._epilog else self._epilog
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:
+        self._epilog = value
+
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)  # the names alone: listing them imports nothing
 
@@ -125,7 +136,7 @@ app = typer.Typer(
     cls=PeerwallGroup,
     name=PROG,
     help=HELP,
-    epilog=escape(EPILOG),  # rich markup would swallow "[bash|zsh|fish|powershell]"
+    epilog=EPILOG,  # escaped by PeerwallGroup.epilog
     no_args_is_help=True,
     # Typer's own --install-completion is a flag that installs for the shell it detects (the
     # parent process): `--install-completion zsh` from bash installed bash. Ours takes the shell.

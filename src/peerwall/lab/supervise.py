@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import http.client
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Sequence
 from types import FrameType
+from urllib.parse import urlsplit
 
 FIRST_DELAY = 0.2
 MAX_DELAY = 10.0
@@ -64,10 +65,20 @@ def health_url(command: Sequence[str]) -> str | None:
 
 
 def healthy(url: str) -> bool:
+    """Whether a GET of ``url`` answers 200 within ``PROBE_TIMEOUT``, as the kubelet's HTTP probe.
+    With ``http.client``: ``urllib.request`` would add half again to the imports of this process,
+    which every lab agent starts with."""
     try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT) as r:
-            return bool(r.status == 200)
-    except (OSError, ValueError):
+        parts = urlsplit(url)
+        connection = http.client.HTTPConnection(
+            parts.hostname or "", parts.port, timeout=PROBE_TIMEOUT
+        )
+        try:
+            connection.request("GET", parts.path)
+            return connection.getresponse().status == 200
+        finally:
+            connection.close()
+    except (OSError, ValueError, http.client.HTTPException):
         return False
 
 
