@@ -4,14 +4,18 @@ of inputs is loaded whole or not at all."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from fscalls import before_each_call
-from peerwall.agent import filesource
+from peerwall.agent import filesource, filewatch
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.filesource import FileInputs, FileSource, inputs_digest
 from peerwall.lab.agents import values_text
@@ -86,3 +90,109 @@ def test_a_switch_while_the_files_are_read_is_read_again_never_loaded_half(
     assert source.load()
     assert source.loaded_digest == inputs_digest([new["topology.yaml"], new["values.yaml"], None])
     assert source.mode is SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+
+
+def _three_and_a_change() -> tuple[dict[str, str], dict[str, str]]:
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    line = next(x for x in text.splitlines(keepends=True) if "name: job," in x)
+    old = {"topology.yaml": text, "values.yaml": values_text(SecurityMode.FULL_POD_TO_POD)}
+    new = {
+        "topology.yaml": text.replace(line, ""),
+        "values.yaml": values_text(SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION),
+    }
+    return old, new
+
+
+async def _next_load(source: FileSource, change: Callable[[], None]) -> str | None:
+    """The digest the running source loads after ``change`` (the test's timeout if never)."""
+    source.changed.clear()
+    change()
+    await source.changed.wait()
+    return source.loaded_digest
+
+
+@pytest.mark.parametrize("layout", ["configmap folder", "plain file"])
+def test_a_change_is_loaded_when_its_folder_says_so_without_waiting_for_a_poll(
+    tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """inotify wakes the source: with both polls an hour long, the running source loads a new
+    version of its inputs (a ConfigMap-style switch of ``..data``, or a file written over in
+    place) at once, and it cannot have been a poll. Then the folder is watched no more."""
+    old, new = _three_and_a_change()
+    folder = tmp_path / "inputs"
+    if layout == "plain file":
+        folder.mkdir()
+        topology = folder / "topology.yaml"
+        topology.write_text(old["topology.yaml"])
+        inputs = FileInputs(topology, "C1")
+        expected = inputs_digest([new["topology.yaml"], None, None])
+
+        def change() -> None:
+            topology.write_text(new["topology.yaml"])
+    else:
+        publish(str(folder), old)
+        inputs = FileInputs(folder / "topology.yaml", "C1", folder / "values.yaml")
+        expected = inputs_digest([new["topology.yaml"], new["values.yaml"], None])
+
+        def change() -> None:
+            publish(str(folder), new)
+
+    source = FileSource(inputs, DesiredState("C1", "pwt-*", None), poll=3600, watched_poll=3600)
+    watches: list[filewatch.FolderWatch] = []
+    real_watch = filewatch.watch
+
+    def recorded(paths: Iterable[Path | None]) -> filewatch.FolderWatch | None:
+        watches.extend(w for w in [real_watch(paths)] if w is not None)
+        return watches[-1] if watches else None
+
+    monkeypatch.setattr(filewatch, "watch", recorded)
+
+    async def scenario() -> str | None:
+        task = asyncio.create_task(source.run())
+        await source.listed.wait()
+        assert source.watched
+        digest = await _next_load(source, change)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with pytest.raises(OSError):  # the watch's descriptor is closed with the source
+            os.fstat(watches[0].fileno())
+        return digest
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 60)) == expected
+
+
+def test_without_inotify_the_source_polls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = _three_and_a_change()
+    folder = tmp_path / "inputs"
+    publish(str(folder), old)
+    monkeypatch.setattr(filewatch, "watch", lambda paths: None)
+    source = FileSource(
+        FileInputs(folder / "topology.yaml", "C1", folder / "values.yaml"),
+        DesiredState("C1", "pwt-*", None),
+        poll=0.01,
+        watched_poll=3600,
+    )
+
+    async def scenario() -> str | None:
+        task = asyncio.create_task(source.run())
+        await source.listed.wait()
+        assert not source.watched
+        digest = await _next_load(source, lambda: publish(str(folder), new))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return digest
+
+    digest = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert digest == inputs_digest([new["topology.yaml"], new["values.yaml"], None])
+
+
+def test_the_folders_watched_are_the_files_own_and_their_targets(tmp_path: Path) -> None:
+    publish(str(tmp_path / "inputs"), {"topology.yaml": "x"})
+    link = tmp_path / "inputs" / "topology.yaml"
+    folders = filewatch.folders_of([link, None, tmp_path / "elsewhere" / "gateways.json"])
+    assert folders[0] == tmp_path / "inputs"
+    assert folders[1].parent == tmp_path / "inputs" and folders[1].name.startswith("..")
+    assert folders[2] == tmp_path / "elsewhere"
+    assert filewatch.watch([tmp_path / "missing" / "topology.yaml"]) is None

@@ -1,7 +1,9 @@
 """The file source: a topology file (and a values file, and the peer gateways' addresses) that
 the agent re-reads when they change.
 
-Files are polled (a stat every ``poll`` seconds: cheap, and it works on any filesystem). The
+The source looks at the files' stamps (a stat each) when inotify says their folders changed
+(``filewatch``) and, in case a change is not seen that way, every ``watched_poll`` seconds; where
+inotify cannot watch them, every ``poll`` seconds (it works on any filesystem). The
 inputs are one set: a new topology read with the old values (or gateways) is a state nobody
 meant, which the agent would enforce. Writers should change them all at once, as kubelet does a
 ConfigMap's folder (the files are symlinks through ``..data``, switched by one rename; the lab
@@ -15,6 +17,7 @@ there never was one), so a typo never opens anything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,6 +31,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from peerwall.agent import filewatch
 from peerwall.agent.desired import DesiredState
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import API_PORT, CONNCHECK_PORT, GatewayState, SetKind
@@ -67,10 +71,19 @@ def inputs_digest(texts: Sequence[str | None]) -> str:
 
 
 class FileSource:
-    def __init__(self, inputs: FileInputs, desired: DesiredState, poll: float = 0.05) -> None:
+    def __init__(
+        self,
+        inputs: FileInputs,
+        desired: DesiredState,
+        poll: float = 0.05,
+        watched_poll: float = 1.0,
+    ) -> None:
         self.inputs = inputs
         self.desired = desired
         self.poll = poll
+        self.watched_poll = watched_poll
+        self.watched = False
+        """Whether inotify watches the inputs' folders (then ``watched_poll`` is the interval)."""
         self.listed = asyncio.Event()
         self.changed = asyncio.Event()
         self.loaded_digest: str | None = None
@@ -150,22 +163,48 @@ class FileSource:
         return True
 
     async def run(self) -> None:
-        while True:
-            if self._stamp() != self._stamps:
-                try:
-                    ok = self.load()
-                except OSError as e:
-                    # Not the files' fault (no descriptor left, say): read them again next poll.
-                    if str(e) != self._read_error:
-                        log.error("cannot read the inputs (retrying): %s", e)
-                    self._read_error, self._stamps = str(e), None
-                    ok = False
-                else:
-                    self._read_error = None
-                if ok:
-                    self.listed.set()
-                    self.changed.set()
-            await asyncio.sleep(self.poll)
+        folders = filewatch.watch(self._paths())
+        woken = asyncio.Event()
+        if folders is not None:
+            asyncio.get_running_loop().add_reader(folders.fileno(), _wake, folders, woken)
+        self.watched = folders is not None
+        try:
+            while True:
+                # Cleared before the files are looked at: a change during the look wakes the
+                # next wait at once.
+                woken.clear()
+                self._look()
+                # Files not read yet (missing, or unreadable for a reason that is not theirs)
+                # are tried again soon: their folder may say nothing when they become readable.
+                soon = folders is None or self._stamps is None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), self.poll if soon else self.watched_poll)
+        finally:
+            if folders is not None:
+                asyncio.get_running_loop().remove_reader(folders.fileno())
+                folders.close()
+
+    def _look(self) -> None:
+        """Load the inputs if their stamps changed since the last load."""
+        if self._stamp() != self._stamps:
+            try:
+                ok = self.load()
+            except OSError as e:
+                # Not the files' fault (no descriptor left, say): read them again next poll.
+                if str(e) != self._read_error:
+                    log.error("cannot read the inputs (retrying): %s", e)
+                self._read_error, self._stamps = str(e), None
+                ok = False
+            else:
+                self._read_error = None
+            if ok:
+                self.listed.set()
+                self.changed.set()
+
+
+def _wake(folders: filewatch.FolderWatch, woken: asyncio.Event) -> None:
+    folders.drain()
+    woken.set()
 
 
 CHILD_PARSE_CHARS = 1 << 20
