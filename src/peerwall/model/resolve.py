@@ -79,24 +79,27 @@ def _place(specs: Sequence[PodSpec], clusters: Sequence[Cluster], source: str) -
     for p in specs:
         if p.ip is not None:
             taken[p.runs_on or p.cluster].add(int(p.ip))
-    # The cursor only moves forward, so allocation is linear in pods plus explicit addresses.
+    # The cursor only moves forward, so allocation is linear in pods plus explicit addresses,
+    # and an address given out need not be remembered: only explicit ones are skipped.
     cursor = {c.name: int(c.pod_cidr.network_address) + 1 for c in clusters}
+    last = {c.name: int(c.pod_cidr.broadcast_address) - 1 for c in clusters}
     pods: list[Pod] = []
     problems: list[Problem] = []
     for i, p in enumerate(specs):
         physical = p.runs_on or p.cluster
         ip = p.ip
         if ip is None:
-            cidr = by_name[physical].pod_cidr
             n = cursor[physical]
-            while n in taken[physical]:
-                n += 1
-            if n > int(cidr.broadcast_address) - 1:
+            reserved = taken.get(physical)
+            if reserved:
+                while n in reserved:
+                    n += 1
+            if n > last[physical]:
+                cidr = by_name[physical].pod_cidr
                 problems.append(
                     Problem(f"pods[{i}]", f"no free address left in {cidr} of {physical}")
                 )
                 continue
-            taken[physical].add(n)
             cursor[physical] = n + 1
             ip = IPv4Address(n)
         # A copy, not the spec's dict: kept, the spec's would pin the memory of the whole spec
