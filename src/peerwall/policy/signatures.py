@@ -20,6 +20,12 @@ cluster and the same API verdicts (and rules) share a row, and the blocks are fi
 starts NO). The cost is linear in pods and in service backends plus the number of cells of the
 compact table, instead of row classes x column classes decisions (DESIGN §1 in code:
 tests/policy/test_signatures.py checks it cell by cell against ``Decider.cell``).
+
+Per pod, nothing is done in Python: ``Decider.pod_class_list`` gives each pod its interned class
+(built with ``map`` and ``zip``), rows and columns are worked out per distinct class, and each pod
+is given its class's row and column by ``map`` (a million pods come in a few thousand classes). A
+service's column depends on the distinct classes of its backends, not on how many it has: services
+whose backends fall in the same classes share one signature, worked out once.
 """
 
 from __future__ import annotations
