@@ -61,6 +61,9 @@ def compact(table: TruthTable) -> dict[str, Any]:
 
 def check_round_trip(table: TruthTable) -> None:
     doc = compact(table)
+    buf = io.StringIO()
+    write_json_classes(table, buf)
+    assert buf.getvalue() == json.dumps(table.classes_dict()) + "\n"  # byte for byte
     dense = dense_text(table)
     assert json.dumps(expand(doc)) + "\n" == dense  # the derivation gives the contract's bytes
     assert json.loads(dense) == table.to_dict()
@@ -102,6 +105,10 @@ def test_an_observed_table_with_errors_round_trips() -> None:
 def test_a_table_without_sources_round_trips() -> None:
     data = {"clusters": [{"name": "C1", "podCIDR": "10.1.0.0/16"}]}
     check_round_trip(expect(topology_from_data(data, "empty"), SEG).table)
+
+
+def test_a_table_without_destinations_round_trips() -> None:
+    check_round_trip(TruthTable.from_cells("FullPodToPod", ["a", "b"], [], {}))
 
 
 def test_the_cli_writes_the_compact_form_of_what_it_writes_dense(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from peerwall.model import SecurityMode, Topology, topology_from_data
 from peerwall.policy import Verdict, expect
 from peerwall.policy.decide import Decider, DestinationClass, SourceClass
 from peerwall.policy.tablejson import write_json_classes
-from strategies import topologies
+from strategies import reflecting_topologies, topologies
 
 FULL = SecurityMode.FULL_POD_TO_POD
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
@@ -94,3 +94,63 @@ def test_the_streamed_compact_form_is_json_dumps_of_classes_dict(data: dict[str,
     write_json_classes(table, wrapper)
     assert raw.getvalue() == text.getvalue().encode()
     wrapper.detach()
+
+
+def backs_for_by_definition(t: Topology) -> dict[str, frozenset[str]]:
+    """Each pod at home: the peers its home reflects a service it backs to (DESIGN §1), service
+    by service and backend by backend, as ``Decider`` did before it gathered them by sets."""
+    out: dict[str, frozenset[str]] = {}
+    for s in t.services:
+        for b in s.backends:
+            out[b] = out.get(b, frozenset()) | frozenset(s.reflected_to)
+    pods = t.pod_by_name
+    return {n: v - {pods[n].physical} for n, v in out.items() if not pods[n].offloaded and v}
+
+
+@budget("topology-load")
+@given(reflecting_topologies())
+def test_pod_classes_made_in_bulk_are_the_classes_of_each_pod(data: dict[str, Any]) -> None:
+    t = topology_from_data(data, "generated")
+    decider = Decider(t)
+    want = backs_for_by_definition(t)
+    listed = decider.pod_class_list()
+    assert listed == [decider.pod_class(p) for p in t.pods]
+    assert [c.backs_for for c in listed] == [want.get(p.name, frozenset()) for p in t.pods]
+    # Equal classes are one object (the table finds them by identity).
+    assert len({id(c) for c in listed}) == len(set(listed))
+    assert decider.pod_classes() == {p.name: c for p, c in zip(t.pods, listed, strict=True)}
+
+
+def test_a_pod_backing_services_reflected_to_different_peers_backs_for_their_union() -> None:
+    # S1 is reflected to C2 only (C3's peering reflects only services marked allow), S2 to both;
+    # P2 backs S1 only.
+    data = {
+        "clusters": [
+            {"name": n, "podCIDR": f"10.{i}.0.0/16"} for i, n in enumerate(("C1", "C2", "C3"))
+        ],
+        "peerings": [
+            {"consumer": "C1", "provider": "C2"},
+            {"consumer": "C1", "provider": "C3", "reflection": "AllowList"},
+        ],
+        "namespaces": [{"name": "ns", "cluster": "C1", "offloadedTo": ["C2", "C3"]}],
+        "pods": [
+            {"name": "P1", "cluster": "C1", "namespace": "ns", "labels": {"app": "a"}},
+            {"name": "P2", "cluster": "C1", "namespace": "ns", "labels": {"app": "b"}},
+        ],
+        "services": [
+            {"name": "S1", "cluster": "C1", "namespace": "ns", "selector": {"app": "a"}},
+            {"name": "S3", "cluster": "C1", "namespace": "ns", "selector": {"app": "b"}},
+            {
+                "name": "S2",
+                "cluster": "C1",
+                "namespace": "ns",
+                "selector": {"app": "a"},
+                "reflection": "allow",
+            },
+        ],
+    }
+    t = topology_from_data(data, "two-sets")
+    assert [s.reflected_to for s in t.services] == [("C2",), ("C2",), ("C2", "C3")]
+    classes = Decider(t).pod_class_list()
+    assert [c.backs_for for c in classes] == [frozenset({"C2", "C3"}), frozenset({"C2"})]
+    assert backs_for_by_definition(t) == {"P1": frozenset({"C2", "C3"}), "P2": frozenset({"C2"})}

@@ -13,9 +13,11 @@ table over 10,000 pods costs thousands of decisions, not a hundred million.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import repeat
+from operator import attrgetter
 
 from peerwall.model.spec import SecurityMode
 from peerwall.model.topology import Pod, Service, Topology
@@ -128,29 +130,35 @@ def aggregate(verdicts: Iterable[Verdict]) -> Verdict:
 def _reflecting(topology: Topology) -> dict[str, frozenset[str]]:
     """Pod name -> peers its home cluster reflects a service it backs to (pods at home only).
 
-    The services of one namespace share their peers (its ``offloadedTo``): the sets are shared
-    between pods too, built once per distinct union, not once per pod."""
-    out: dict[str, frozenset[str]] = {}
+    The services of one namespace share their peers (its ``offloadedTo``): the pods of one set
+    of peers are gathered by set unions, then given it by ``dict.fromkeys`` (no step per pod in
+    Python, a million pods back services); only a pod that backs services of two different sets
+    of peers is given their union one by one."""
+    backing: dict[tuple[str, ...], set[str]] = {}
     done: set[tuple[int, tuple[str, ...]]] = set()
     for s in topology.services:
-        # Services of one selector share their backends' tuple: its pods are updated once.
+        # Services of one selector share their backends' tuple: its pods are added once.
         if not s.reflected_to or (id(s.backends), s.reflected_to) in done:
             continue
         done.add((id(s.backends), s.reflected_to))
-        peers = frozenset(s.reflected_to)
-        for b in s.backends:
-            have = out.get(b)
-            if have is None:
-                out[b] = peers
-            elif have is not peers and not peers <= have:
-                out[b] = have | peers
-    pods = topology.pod_by_name
-    kept: dict[str, frozenset[str]] = {}
-    for name, peers in out.items():
-        pod = pods[name]
-        if not pod.offloaded:
-            kept[name] = peers - {pod.physical} if pod.physical in peers else peers
-    return kept
+        backing.setdefault(s.reflected_to, set()).update(s.backends)
+    out: dict[str, frozenset[str]] = {}
+    given: set[str] = set()  # out's keys (a set: ``&`` then walks the smaller of the two)
+    for reflected_to, names in backing.items():
+        peers = frozenset(reflected_to)
+        both = names & given
+        given |= names
+        for name in both:
+            have = out[name]
+            if not peers <= have:
+                out[name] = have | peers
+        out.update(dict.fromkeys(names.difference(both) if both else names, peers))
+    # Only pods at home: a service selects pods of its home cluster, so an offloaded backend
+    # runs elsewhere; at home, a peer is never the pod's own cluster (offloadedTo excludes it).
+    for pod in topology.pods:
+        if pod.home != pod.physical:
+            out.pop(pod.name, None)
+    return out
 
 
 class Decider:
@@ -170,6 +178,7 @@ class Decider:
         self._interned: dict[PodClass, PodClass] = {}
         self._class_of: dict[str, PodClass] = {}
         """Pod name -> its class, one object per distinct class (``service_verdict_class``)."""
+        self._class_list: list[PodClass] | None = None
         self.internets = {c.internet: c.name for c in topology.clusters}
         self.apis = {c.api_server: c.name for c in topology.clusters if c.api_server}
 
@@ -200,33 +209,43 @@ class Decider:
             return ApiClass(self.apis[name])
         raise KeyError(name)
 
-    def _interned_class(self, name: str) -> PodClass:
-        found = self._class_of.get(name)
-        if found is None:
-            c = self.pod_class(self.topology.pod_by_name[name])
-            found = self._class_of[name] = self._interned.setdefault(c, c)
-        return found
-
     def pod_classes(self) -> Mapping[str, PodClass]:
         """Every pod's class by pod name, equal classes one object (compared by identity);
         built in one pass, a ``PodClass`` made once per distinct class."""
-        pods = self.topology.pods
-        if len(self._class_of) < len(pods):
-            made: dict[tuple[str, str, frozenset[str]], PodClass] = {}
-            reflecting, empty = self._reflecting, frozenset[str]()
-            for p in pods:
-                key = (p.physical, p.home, reflecting.get(p.name, empty))
-                found = made.get(key)
-                if found is None:
-                    c = PodClass(*key)
-                    found = made[key] = self._interned.setdefault(c, c)
-                self._class_of[p.name] = found
+        if len(self._class_of) < len(self.topology.pods):
+            names = map(attrgetter("name"), self.topology.pods)
+            self._class_of = dict(zip(names, self.pod_class_list(), strict=True))
         return self._class_of
+
+    def pod_class_list(self) -> Sequence[PodClass]:
+        """Every pod's class in the order of ``topology.pods``, equal classes one object.
+
+        A million pods: the keys (physical, home, peers it backs for) are made and looked up by
+        ``map`` and ``zip``, with no step per pod in Python; a ``PodClass`` is made once per
+        distinct key."""
+        if self._class_list is None:
+            pods = self.topology.pods
+            empty = frozenset[str]()
+            keys = list(
+                zip(
+                    map(attrgetter("physical"), pods),
+                    map(attrgetter("home"), pods),
+                    map(self._reflecting.get, map(attrgetter("name"), pods), repeat(empty)),
+                    strict=True,
+                )
+            )
+            interned = self._interned
+            made = {
+                k: interned.setdefault(c, c) for k in dict.fromkeys(keys) for c in (PodClass(*k),)
+            }
+            self._class_list = list(map(made.__getitem__, keys))
+        return self._class_list
 
     def service_verdict_class(self, service: Service) -> ServiceVerdictClass:
         # Equal classes are one object (interned): distinct ones are found by identity, and
         # only those are hashed, whatever the number of backends.
-        distinct = {id(c): c for c in map(self.pod_classes().__getitem__, service.backends)}
+        classes = list(map(self.pod_classes().__getitem__, service.backends))
+        distinct = dict(zip(map(id, classes), classes, strict=True))
         return ServiceVerdictClass(frozenset(service.present_in), frozenset(distinct.values()))
 
     def destination_classes(self) -> list[DestinationClass]:

@@ -20,6 +20,12 @@ cluster and the same API verdicts (and rules) share a row, and the blocks are fi
 starts NO). The cost is linear in pods and in service backends plus the number of cells of the
 compact table, instead of row classes x column classes decisions (DESIGN §1 in code:
 tests/policy/test_signatures.py checks it cell by cell against ``Decider.cell``).
+
+Per pod, nothing is done in Python: ``Decider.pod_class_list`` gives each pod its interned class
+(built with ``map`` and ``zip``), rows and columns are worked out per distinct class, and each pod
+is given its class's row and column by ``map`` (a million pods come in a few thousand classes). A
+service's column depends on the distinct classes of its backends, not on how many it has: services
+whose backends fall in the same classes share one signature, worked out once.
 """
 
 from __future__ import annotations
@@ -55,22 +61,28 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
     sources = {a: SourceClass(a, a) for a in near}
 
     # --- source rows: (physical, home) -> (physical, its API verdicts) ------------------------
+    # Decided per distinct pod class (a class has its pods' physical and home), then each pod
+    # given its class's row and column by ``map``: no step per pod in Python.
+    classes = decider.pod_class_list()
+    distinct = dict(zip(map(id, classes), classes, strict=True))  # in order of first pod
     row_of: dict[tuple[str, str], int] = {}  # (physical, home) -> row class
     row_keys: dict[tuple[str, Signature], int] = {}
-    row_of_pod: list[int] = []
+    row_of_class: dict[int, int] = {}  # id of a PodClass -> its row class
     apis = {c.name: ApiClass(c.name) for c in t.clusters if c.api_server}
-    for p in t.pods:
-        r = row_of.get((p.physical, p.home))
+    for cid, pc in distinct.items():
+        r = row_of.get((pc.physical, pc.home))
         if r is None:
-            src = decider.source_class(p)
+            src = SourceClass(pc.physical, pc.home)
             api = tuple(
                 (k, d.verdict, d.rule)
-                for k in sorted(near[p.physical])
+                for k in sorted(near[pc.physical])
                 if k in apis
                 for d in (decider.api(src, apis[k]),)
             )
-            r = row_of[(p.physical, p.home)] = row_keys.setdefault((p.physical, api), len(row_keys))
-        row_of_pod.append(r)
+            r = row_of[(pc.physical, pc.home)] = row_keys.setdefault(
+                (pc.physical, api), len(row_keys)
+            )
+        row_of_class[cid] = r
     rows_of: dict[str, list[int]] = defaultdict(list)  # physical cluster -> its rows
     for (a, _), r in row_keys.items():
         rows_of[a].append(r)
@@ -78,7 +90,6 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
     # --- columns: each destination's signature ------------------------------------------------
     by_clusters: dict[tuple[str, Signature], int] = {}
     by_rows: dict[RowSignature, int] = {}
-    col_class: list[int] = []
 
     def column_of(kind: str, sig: Signature) -> int:
         found = by_clusters.get((kind, sig))
@@ -93,43 +104,49 @@ def signature_table(decider: Decider, security_mode: str) -> TruthTable:
             for d in (decider.decide(sources[a], dst),)
         )
 
-    # Pods: one signature and one column look-up per distinct class (classes are interned).
+    # Pods: one signature and one column per distinct class.
     pod_sig: dict[int, dict[str, Verdict]] = {}  # id of a PodClass -> its non-NO cells
     pod_col: dict[int, int] = {}
-    classes = decider.pod_classes()
-    for p in t.pods:
-        pc = classes[p.name]
-        j = pod_col.get(id(pc))
-        if j is None:
-            sig = over_clusters(near[pc.physical], pc)
-            pod_sig[id(pc)] = {a: v for a, v, _ in sig}
-            j = pod_col[id(pc)] = column_of("pod", sig)
-        col_class.append(j)
+    for cid, pc in distinct.items():
+        sig = over_clusters(near[pc.physical], pc)
+        pod_sig[cid] = {a: v for a, v, _ in sig}
+        pod_col[cid] = column_of("pod", sig)
+    ids = list(map(id, classes))
+    row_of_pod = list(map(row_of_class.__getitem__, ids))
+    col_class = list(map(pod_col.__getitem__, ids))
+    del ids
     # Services: ``Decider.service_verdict`` over the signatures of the distinct backend classes
     # (absent from a cluster: NO there; no backend: NO; else all / some / none reached). Services
     # with the same selector in one namespace share their backends' tuple (the resolver answers
-    # a selector once): one look-up, whatever the number of backends.
+    # a selector once): one look-up, whatever the number of backends; and services whose
+    # backends fall in the same classes share their signature, decided once.
     same: dict[tuple[int, tuple[str, ...]], int] = {}
+    by_backends: dict[tuple[frozenset[int], frozenset[str]], int] = {}
     for s in t.services:
         key = (id(s.backends), s.present_in)
         j = same.get(key)
         if j is None:
-            backends = [pod_sig[id(c)] for c in decider.service_verdict_class(s).backends]
-            if backends:
-                sig = tuple(
-                    (
-                        a,
-                        aggregate(b.get(a, Verdict.NO) for b in backends),
-                        DecisionRule.SERVICE_BACKENDS,
+            vc = decider.service_verdict_class(s)
+            verdict_key = (frozenset(map(id, vc.backends)), vc.present_in)
+            j = by_backends.get(verdict_key)
+            if j is None:
+                backends = [pod_sig[id(c)] for c in vc.backends]
+                if backends:
+                    sig = tuple(
+                        (
+                            a,
+                            aggregate(b.get(a, Verdict.NO) for b in backends),
+                            DecisionRule.SERVICE_BACKENDS,
+                        )
+                        for a in sorted(vc.present_in)
                     )
-                    for a in sorted(set(s.present_in))
-                )
-            else:
-                sig = tuple(
-                    (a, Verdict.NO, DecisionRule.SERVICE_NO_BACKENDS)
-                    for a in sorted(set(s.present_in))
-                )
-            j = same[key] = column_of("service", sig)
+                else:
+                    sig = tuple(
+                        (a, Verdict.NO, DecisionRule.SERVICE_NO_BACKENDS)
+                        for a in sorted(vc.present_in)
+                    )
+                j = by_backends[verdict_key] = column_of("service", sig)
+            same[key] = j
         col_class.append(j)
     for c in t.clusters:
         col_class.append(column_of("internet", over_clusters(near[c.name], InternetClass(c.name))))

