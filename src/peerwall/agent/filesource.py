@@ -76,14 +76,15 @@ class FileSource:
         inputs: FileInputs,
         desired: DesiredState,
         poll: float = 0.05,
-        watched_poll: float = 1.0,
+        watched_poll: float = 5.0,
     ) -> None:
         self.inputs = inputs
         self.desired = desired
         self.poll = poll
         self.watched_poll = watched_poll
         self.watched = False
-        """Whether inotify watches the inputs' folders (then ``watched_poll`` is the interval)."""
+        """Whether inotify watches the inputs' folders (then ``watched_poll`` is the interval: a
+        look in case a change was not reported, and each wake-up of an idle agent costs CPU)."""
         self.listed = asyncio.Event()
         self.changed = asyncio.Event()
         self.loaded_digest: str | None = None

@@ -328,8 +328,10 @@ class Agent:
         while True:
             self.beat = time.monotonic()
             if self._status_error is not None:
-                self._write_status()  # a side file that failed: retried until it is written
-            await asyncio.sleep(1.0)
+                self._write_status()  # a side file that failed: retried every second until written
+            # Every 2 s otherwise, well within ``_alive``'s 5 s: each wake-up of an idle agent
+            # costs CPU (several ms on a virtual machine).
+            await asyncio.sleep(1.0 if self._status_error is not None else 2.0)
 
     def _alive(self) -> bool:
         return time.monotonic() - self.beat < 5.0

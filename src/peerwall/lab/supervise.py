@@ -31,7 +31,10 @@ from urllib.parse import urlsplit
 FIRST_DELAY = 0.2
 MAX_DELAY = 10.0
 RESET_AFTER = 30.0
-PROBE_PERIOD = 1.0
+PROBE_PERIOD = 2.0
+"""Liveness probes of a lab agent this far apart (the chart's kubelet probes every 5 s): each one
+wakes the supervisor and the agent's endpoint, several ms of CPU on a virtual machine, and a lab
+host runs hundreds of agents over a test run."""
 PROBE_TIMEOUT = 1.0
 PROBE_FAILURES = 3
 STARTUP_PERIOD = 0.2
