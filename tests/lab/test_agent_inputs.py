@@ -8,11 +8,17 @@ state the folder passes through is read."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import threading
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
 from fscalls import before_each_call
+from peerwall.agent import filewatch
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.filesource import FileInputs, FileSource, inputs_digest
 from peerwall.lab import agents
@@ -64,3 +70,48 @@ def test_an_agent_never_reads_half_of_a_change_of_inputs(tmp_path: Path) -> None
     half = [(c, when) for c, digest, when in seen if digest not in (old[c], new[c])]
     assert half == [], f"an agent could read a half-written change: {half[:3]}"
     assert [d for c, d, _ in seen[-len(sources) :]] == [new[c] for c in sources]
+
+
+def test_waiting_for_agents_wakes_when_a_status_is_replaced_not_by_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lab waits for its agents between looks at their status files; a status written by
+    rename (as agents write it) ends the pause at once, and without one the pause lasts
+    ``LOOK_EVERY``: here an hour, so only the wake-up can end the test's pause."""
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    plan = LabPlan(f"t{secrets.token_hex(3)}", load_topology(text, "three-clusters.yaml"))
+    settings = LabSettings(state_dir=str(tmp_path / "labs"))
+    agents.write_inputs(plan, settings, FULL, text)
+    status = Path(agents._paths(plan, settings, "C1")["status"])
+    status.parent.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(agents, "LOOK_EVERY", 3600.0)
+    watches: list[filewatch.FolderWatch | None] = []
+    real_watch = filewatch.watch
+
+    def recorded(paths: Iterable[Path | None]) -> filewatch.FolderWatch | None:
+        watches.append(real_watch(paths))
+        return watches[-1]
+
+    monkeypatch.setattr(filewatch, "watch", recorded)
+
+    def write_status() -> None:
+        tmp = status.with_suffix(".tmp")
+        tmp.write_text('{"ready": true}')
+        os.rename(tmp, status)
+
+    with agents._status_changes(plan, settings, ["C1", "C2"]) as pause:
+        writer = threading.Timer(0.2, write_status)
+        writer.start()
+        while not status.exists():  # the temporary file's creation wakes it too
+            pause()
+        writer.join()
+    assert watches and watches[0] is not None  # woken by inotify, not a 20 ms poll
+    assert agents.status(plan, settings, "C1") == {"ready": True}
+
+
+def test_without_a_status_folder_to_watch_the_lab_polls(tmp_path: Path) -> None:
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    plan = LabPlan(f"t{secrets.token_hex(3)}", load_topology(text, "three-clusters.yaml"))
+    settings = LabSettings(state_dir=str(tmp_path / "nowhere"))
+    with agents._status_changes(plan, settings, ["C1"]) as pause:
+        pause()  # a 20 ms sleep: returns although nothing can wake it
