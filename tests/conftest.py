@@ -118,8 +118,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     a module of SHARED_MODULES) of ``LONGEST_FIRST`` come first: the longest and the shortest of
     the first ``2 × workers`` paired on one worker (the first test of each, then the rest of the
     module: tests/together.py sends them along with its first), then the rest of the list, then
-    every other test in collection order. Every worker computes the same order, as xdist
-    requires."""
+    every other test in collection order, the lab's (marked ``lab``) before the rest. Every worker
+    computes the same order, as xdist requires."""
     workers = getattr(config, "workerinput", {}).get("workercount")
     if not workers:
         return
@@ -139,9 +139,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(head) % 2:
         order += head[len(head) // 2]
     order += [it for unit in tail for it in unit]
-    order += [it for u, unit in enumerate(units) if u not in rank for it in unit]
+    # Then the lab's tests, and last the rest: a lab test waits on packets and agents as much as
+    # it computes, and a run that ends with them leaves a core idle; the rest keep both busy to
+    # the end.
+    rest = [unit for u, unit in enumerate(units) if u not in rank]
+    order += [it for unit in rest if _in_lab(unit) for it in unit]
+    order += [it for unit in rest if not _in_lab(unit) for it in unit]
     assert sorted(it.nodeid for it in order) == sorted(it.nodeid for it in items)
     items[:] = order
+
+
+def _in_lab(unit: list[pytest.Item]) -> bool:
+    return any(it.get_closest_marker("lab") is not None for it in unit)
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
