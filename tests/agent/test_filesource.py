@@ -55,13 +55,7 @@ def test_a_bad_topology_in_a_child_is_refused_and_logged(
     assert "clusters[0].podCIDR" in caplog.text
 
 
-def test_a_switch_while_the_files_are_read_is_read_again_never_loaded_half(
-    tmp_path: Path,
-) -> None:
-    """The inputs in a folder that changes all at once (kubelet's ConfigMap volume, the lab's
-    ``inputs``): the agent still opens the files one after another, and a switch between the
-    two opens gives a new values file beside the old topology. That read is dropped, never
-    loaded; the next one loads the new version whole."""
+def _three_and_a_change() -> tuple[dict[str, str], dict[str, str]]:
     text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
     line = next(x for x in text.splitlines(keepends=True) if "name: job," in x)
     old = {"topology.yaml": text, "values.yaml": values_text(SecurityMode.FULL_POD_TO_POD)}
@@ -69,6 +63,17 @@ def test_a_switch_while_the_files_are_read_is_read_again_never_loaded_half(
         "topology.yaml": text.replace(line, ""),
         "values.yaml": values_text(SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION),
     }
+    return old, new
+
+
+def test_a_switch_while_the_files_are_read_is_read_again_never_loaded_half(
+    tmp_path: Path,
+) -> None:
+    """The inputs in a folder that changes all at once (kubelet's ConfigMap volume, the lab's
+    ``inputs``): the agent still opens the files one after another, and a switch between the
+    two opens gives a new values file beside the old topology. That read is dropped, never
+    loaded; the next one loads the new version whole."""
+    old, new = _three_and_a_change()
     folder = str(tmp_path / "inputs")
     publish(folder, old)
     values = Path(folder, "values.yaml")
@@ -90,17 +95,6 @@ def test_a_switch_while_the_files_are_read_is_read_again_never_loaded_half(
     assert source.load()
     assert source.loaded_digest == inputs_digest([new["topology.yaml"], new["values.yaml"], None])
     assert source.mode is SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
-
-
-def _three_and_a_change() -> tuple[dict[str, str], dict[str, str]]:
-    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
-    line = next(x for x in text.splitlines(keepends=True) if "name: job," in x)
-    old = {"topology.yaml": text, "values.yaml": values_text(SecurityMode.FULL_POD_TO_POD)}
-    new = {
-        "topology.yaml": text.replace(line, ""),
-        "values.yaml": values_text(SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION),
-    }
-    return old, new
 
 
 async def _next_load(source: FileSource, change: Callable[[], None]) -> str | None:
