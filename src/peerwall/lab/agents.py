@@ -302,7 +302,7 @@ def _check_now(
             raise LabError(
                 f"lab {plan.name}: the agent of {', '.join(late)} did not check its table within "
                 f"{timeout:g} s; the end of its log:\n"
-                + "\n".join(_log_tail(plan, settings, c) for c in late)
+                + "\n".join(log_tail(_paths(plan, settings, c)["log"], 20) for c in late)
             )
         pause()
 
@@ -346,9 +346,11 @@ def _ask(plan: LabPlan, settings: LabSettings, cluster: str) -> None:
     os.kill(pid, signal.SIGUSR1)
 
 
-def _log_tail(plan: LabPlan, settings: LabSettings, cluster: str, lines: int = 20) -> str:
+def log_tail(path: str | os.PathLike[str], lines: int = 15) -> str:
+    """The last ``lines`` lines of a log, for an error that says why; why not, if it cannot be
+    read."""
     try:
-        with open(_paths(plan, settings, cluster)["log"], errors="replace") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             return "".join(deque(f, lines))
     except OSError as e:
         return f"(no log: {e})"
@@ -408,16 +410,7 @@ def _wait(
             for c in dead or [
                 c for c, s in statuses.items() if not s or s.get("digest") != digests[c]
             ]:
-                tails.append(
-                    f"--- {c} ({_paths(plan, settings, c)['log']}):\n{_tail(_paths(plan, settings, c)['log'])}"
-                )
+                log = _paths(plan, settings, c)["log"]
+                tails.append(f"--- {c} ({log}):\n{log_tail(log)}")
             raise LabError(f"lab {plan.name}: {what}\n" + "\n".join(tails))
         pause()
-
-
-def _tail(path: str, lines: int = 15) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"

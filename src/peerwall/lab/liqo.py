@@ -45,7 +45,7 @@ from peerwall.compile.build import fail_closed
 from peerwall.compile.names import tunnel_ifname
 from peerwall.dataplane.nft import LibNft
 from peerwall.errors import LabError
-from peerwall.lab.agents import live_processes
+from peerwall.lab.agents import live_processes, log_tail
 from peerwall.lab.apiserver.layout import (
     API_ADDRESS,
     KUBE_API_PORT,
@@ -304,7 +304,7 @@ def start_servers(plan: LabPlan, settings: LabSettings) -> None:
             if time.monotonic() > deadline:
                 raise LabError(
                     f"lab {plan.name}: the API server of {c.name} did not start "
-                    f"({log_file}):\n{_tail(log_file)}"
+                    f"({log_file}):\n{log_tail(log_file)}"
                 )
             time.sleep(0.05)
 
@@ -373,7 +373,7 @@ def wait_agents(plan: LabPlan, settings: LabSettings, timeout: float = CONVERGE_
                 log = _folder(plan, settings) / "agents" / f"{c}-{peer}.log"
                 raise LabError(
                     f"lab {plan.name}: the agent of {c}'s gateway for {peer} is not ready "
-                    f"within {timeout:g} s ({log}):\n{_tail(log)}"
+                    f"within {timeout:g} s ({log}):\n{log_tail(log)}"
                 )
             time.sleep(0.05)
 
@@ -480,10 +480,3 @@ def api_topology(plan: LabPlan, settings: LabSettings, text: str, source: str) -
     return load_topology(
         yaml.safe_dump(doc, sort_keys=False), f"{source} as lab {plan.name}'s API servers hold it"
     )
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "".join(path.read_text(errors="replace").splitlines(True)[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
