@@ -8,6 +8,7 @@ link or child process that the suite created and left behind fails the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -34,8 +35,8 @@ NETNS_DIR = "/run/netns"
 
 LONGEST_FIRST = (
     # The suite's longest units, longest first: a test, or a module of SHARED_MODULES as a whole
-    # (`pytest --durations=0` of a whole run on 4 workers, the last time on 2026-12-07 19:19 UTC,
-    # under the load of other runs: /work/reports/s8-base.log). Under pytest-xdist they start
+    # (`pytest --durations=0` of a whole `make test` run on 4 workers, the last time on 2026-12-07
+    # 19:19 UTC, under the load of other runs). Under pytest-xdist they start
     # first, so that none of them is left to run alone at the end. Order only: a test missing
     # here (renamed, new) runs in collection order after them. A file's prefix orders its tests.
     "tests/verify/test_trace.py::test_traced_table_equals_expected_on_generated_topologies",
@@ -195,42 +196,44 @@ def seed_text() -> str:
     return path.read_text()
 
 
-def _maker(names: list[tuple[str, LabSettings]]) -> LabUp:
+@contextlib.contextmanager
+def _labs_in(folder: Path) -> Iterator[LabUp]:
+    """Bring up labs with unique names in state folder ``folder`` (``PEERWALL_STATE_DIR`` names
+    it meanwhile, so lab functions called without settings find them); every one is removed on
+    the way out, even after a failure."""
+    names: list[tuple[str, LabSettings]] = []
+
     def up(topology: Topology, text: str, mode: SecurityMode, **overrides: Any) -> LabPlan:
         name = f"t{secrets.token_hex(3)}"
         settings = LabSettings(**overrides)
         names.append((name, settings))
         return labs.up(name, topology, text, "test", mode, settings)
 
-    return up
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PEERWALL_STATE_DIR", str(folder))
+        try:
+            yield up
+        finally:
+            for name, settings in names:
+                labs.down(name, settings)
 
 
 @pytest.fixture
-def lab_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LabUp]:
-    """Bring up labs with unique names; every one is removed at teardown, even after failure.
-    Labs live in a state folder of the test's own (``PEERWALL_STATE_DIR``), so lab functions
-    called without settings find them; ``up(..., agent_resync_interval=1)`` overrides a setting."""
-    names: list[tuple[str, LabSettings]] = []
-    monkeypatch.setenv("PEERWALL_STATE_DIR", str(tmp_path / "labs"))
-    yield _maker(names)
-    for name, settings in names:
-        labs.down(name, settings)
+def lab_up(tmp_path: Path) -> Iterator[LabUp]:
+    """Bring up labs with unique names, in a state folder of the test's own; every one is removed
+    at teardown, even after failure. ``up(..., agent_resync_interval=1)`` overrides a setting."""
+    with _labs_in(tmp_path / "labs") as up:
+        yield up
 
 
 @pytest.fixture(scope="module")
 def module_lab_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabUp]:
     """``lab_up`` for the labs that a module's tests share (through a module-scoped fixture of
     the module's own; the module belongs in SHARED_MODULES, so that one xdist worker runs its
-    tests and builds each lab once). Their state folder is the module's, and
-    ``PEERWALL_STATE_DIR`` names it while the module's tests run; removed after its last."""
-    names: list[tuple[str, LabSettings]] = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PEERWALL_STATE_DIR", str(tmp_path_factory.mktemp("shared-labs")))
-        try:
-            yield _maker(names)
-        finally:
-            for name, settings in names:
-                labs.down(name, settings)
+    tests and builds each lab once), in a state folder of the module's; removed after its last
+    test."""
+    with _labs_in(tmp_path_factory.mktemp("shared-labs")) as up:
+        yield up
 
 
 def _pw_namespaces() -> set[str]:
