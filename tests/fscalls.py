@@ -5,6 +5,8 @@ A hook runs before each call that creates, opens, renames, links or removes a fi
 so the files it sees are those left by the call before: every state a writer passes through is
 seen, none is guessed at. A hook can never be removed, so one is installed once per process and
 calls the callbacks of ``before_each_call`` only while that context is open.
+
+The readers' side: ``recorded_watches`` keeps the inotify watches a reader was given.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+from peerwall.agent import filewatch
+from peerwall.agent.filewatch import FolderWatch
 
 EVENTS = frozenset(
     {
@@ -60,3 +68,17 @@ def before_each_call(callback: Callable[[str, tuple[object, ...]], None]) -> Ite
         yield
     finally:
         _callbacks.remove(callback)
+
+
+def recorded_watches(monkeypatch: pytest.MonkeyPatch) -> list[FolderWatch | None]:
+    """Every inotify watch ``filewatch.watch`` gives from now on (None: it could not watch, and
+    its caller polls), in order: a test can tell that a wake-up came from inotify."""
+    watches: list[FolderWatch | None] = []
+    real = filewatch.watch
+
+    def recorded(paths: Iterable[Path | None]) -> FolderWatch | None:
+        watches.append(real(paths))
+        return watches[-1]
+
+    monkeypatch.setattr(filewatch, "watch", recorded)
+    return watches

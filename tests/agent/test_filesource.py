@@ -8,13 +8,13 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from fscalls import before_each_call
+from fscalls import before_each_call, recorded_watches
 from peerwall.agent import filesource, filewatch
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.filesource import FileInputs, FileSource, inputs_digest
@@ -132,14 +132,7 @@ def test_a_change_is_loaded_when_its_folder_says_so_without_waiting_for_a_poll(
             publish(str(folder), new)
 
     source = FileSource(inputs, DesiredState("C1", "pwt-*", None), poll=3600, watched_poll=3600)
-    watches: list[filewatch.FolderWatch] = []
-    real_watch = filewatch.watch
-
-    def recorded(paths: Iterable[Path | None]) -> filewatch.FolderWatch | None:
-        watches.extend(w for w in [real_watch(paths)] if w is not None)
-        return watches[-1] if watches else None
-
-    monkeypatch.setattr(filewatch, "watch", recorded)
+    watches = recorded_watches(monkeypatch)
 
     async def scenario() -> str | None:
         task = asyncio.create_task(source.run())
@@ -149,8 +142,10 @@ def test_a_change_is_loaded_when_its_folder_says_so_without_waiting_for_a_poll(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        (watch,) = watches
+        assert watch is not None
         with pytest.raises(OSError):  # the watch's descriptor is closed with the source
-            os.fstat(watches[0].fileno())
+            os.fstat(watch.fileno())
         return digest
 
     assert asyncio.run(asyncio.wait_for(scenario(), 60)) == expected

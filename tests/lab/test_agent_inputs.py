@@ -11,14 +11,12 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from fscalls import before_each_call
-from peerwall.agent import filewatch
+from fscalls import before_each_call, recorded_watches
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.filesource import FileInputs, FileSource, inputs_digest
 from peerwall.lab import agents
@@ -85,14 +83,7 @@ def test_waiting_for_agents_wakes_when_a_status_is_replaced_not_by_polling(
     status = Path(agents._paths(plan, settings, "C1")["status"])
     status.parent.mkdir(parents=True, exist_ok=True)
     monkeypatch.setattr(agents, "LOOK_EVERY", 3600.0)
-    watches: list[filewatch.FolderWatch | None] = []
-    real_watch = filewatch.watch
-
-    def recorded(paths: Iterable[Path | None]) -> filewatch.FolderWatch | None:
-        watches.append(real_watch(paths))
-        return watches[-1]
-
-    monkeypatch.setattr(filewatch, "watch", recorded)
+    watches = recorded_watches(monkeypatch)
 
     def write_status() -> None:
         tmp = status.with_suffix(".tmp")
