@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import http.client
+import os
+import select
 import signal
 import subprocess
 import sys
@@ -133,12 +135,21 @@ class Supervisor:
 
     def _watch(self, child: subprocess.Popen[bytes]) -> int:
         """Until the child exits (its status), killing it if it stops answering its probe."""
-        answered, failures = False, 0
         self.was_ready = False
+        pidfd = _pidfd(child)
+        try:
+            return self._probe_until_exit(child, pidfd)
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def _probe_until_exit(self, child: subprocess.Popen[bytes], pidfd: int | None) -> int:
+        answered, failures = False, 0
         born = time.monotonic()
         while True:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                return child.wait(timeout=PROBE_PERIOD if answered else STARTUP_PERIOD)
+            code = _wait(child, pidfd, PROBE_PERIOD if answered else STARTUP_PERIOD)
+            if code is not None:
+                return code
             if self.url is None or self.stopping:
                 continue
             if healthy(self.url):
@@ -155,6 +166,26 @@ class Supervisor:
                     say(f"agent {child.pid} failed {failures} liveness probes: killing it")
                     with contextlib.suppress(ProcessLookupError):
                         child.kill()
+
+
+def _pidfd(child: subprocess.Popen[bytes]) -> int | None:
+    """A descriptor that becomes readable when ``child`` exits, or None where the kernel has no
+    pidfd (before Linux 5.3). ``Popen.wait(timeout)`` checks every 50 ms instead: 20 wake-ups a
+    second for the whole life of every agent of a lab host."""
+    try:
+        return os.pidfd_open(child.pid)
+    except OSError:
+        return None
+
+
+def _wait(child: subprocess.Popen[bytes], pidfd: int | None, timeout: float) -> int | None:
+    """``child``'s exit status if it ends within ``timeout`` seconds, else None."""
+    if pidfd is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return child.wait(timeout=timeout)
+        return None
+    select.select([pidfd], [], [], timeout)  # retried by Python after a signal, for the time left
+    return child.poll()
 
 
 def main(argv: Sequence[str]) -> int:
