@@ -104,6 +104,7 @@ _ENTRY_TYPE = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW
 _AFTER_TUPLES = HEADER.size + 4 + 2 * _TUPLE_LENGTH
 _BODY_END = HEADER.size + 4 + _TUPLE_LENGTH
 """A delete request's body is the dump's message up to here: nfgenmsg, the original tuple."""
+_ATTRS = HEADER.size + 4
 _DELETE = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
 _UNJUDGED = object()
 _RECEIVE = 1 << 20
@@ -412,10 +413,14 @@ class Conntrack:
                     if why is None:
                         pos = end
                         continue
-                    if why is not _UNJUDGED and doomed.sampled:
-                        requests += fast_header
-                        requests += view[pos + HEADER.size : pos + _BODY_END]
-                        doomed.added()
+                    if isinstance(why, str):  # doomed like the first of its kind
+                        if doomed.sampled:
+                            requests += fast_header
+                            requests += view[pos + HEADER.size : pos + _BODY_END]
+                            doomed.added()
+                        else:  # one for the sample: its flow, for the log
+                            entry = _entry(bytes(view[pos + _ATTRS : end]))
+                            doomed.add(_delete_body(entry), entry.flow, why)
                         pos = end
                         continue
                     self._judge(view[pos + HEADER.size : end], key, reason, ranges, judged, doomed)
@@ -448,6 +453,8 @@ class Conntrack:
             found = _addresses(attrs)
             if found is None or not any(lo <= a <= hi for a in found for lo, hi in ranges):
                 if key is not None and _laid_out(attrs):
+                    if len(judged) >= JUDGED:
+                        judged.clear()
                     judged[key] = None
                 return
         entry = _entry(attrs)
