@@ -23,11 +23,22 @@ pytestmark = pytest.mark.lab
 N = 1500  # more than one datagram of deletions (SEND_BATCH)
 SRC, DST = IPv4Address("10.50.1.1"), IPv4Address("10.244.0.1")
 OTHER = IPv4Address("10.244.0.2")
+FULL_MASK = 0xFFFF_FFFF
+SNAT = IPv4Address("10.60.0.9")
 
 # (what differs, the doomed group's fill arguments, the kept group's, what tells them apart)
 CASES: dict[str, tuple[dict[str, object], dict[str, object], Callable[[Flow], object]]] = {
-    "orig.src": ({"src": SRC}, {"src": IPv4Address("10.51.1.1")}, lambda f: f.orig.src),
-    "orig.dst": ({"dst": DST}, {"dst": OTHER}, lambda f: f.orig.dst),
+    # (the replies alike: the same address after NAT)
+    "orig.src": (
+        {"src": SRC, "reply_dst": SNAT},
+        {"src": IPv4Address("10.51.1.1"), "reply_dst": SNAT},
+        lambda f: f.orig.src,
+    ),
+    "orig.dst": (
+        {"dst": DST, "reply_src": DST},
+        {"dst": OTHER, "reply_src": DST},
+        lambda f: f.orig.dst,
+    ),
     "orig.dport": ({"dport": 53}, {"dport": 54}, lambda f: f.orig.dport),
     "reply.src (DNAT)": ({"reply_src": DST}, {"reply_src": OTHER}, lambda f: f.reply.src),
     "reply.dst (SNAT)": (
@@ -40,10 +51,13 @@ CASES: dict[str, tuple[dict[str, object], dict[str, object], Callable[[Flow], ob
 }
 
 
+@pytest.mark.parametrize("by_mark", [False, True], ids=["one dump", "dumps by mark"])
 @pytest.mark.parametrize("field", CASES)
 def test_entries_that_differ_only_in_what_a_verdict_reads_are_judged_apart(
-    netns: str, field: str
+    netns: str, field: str, by_mark: bool
 ) -> None:
+    """Without ``marks`` the whole mark is part of what is remembered; with ``marks`` the
+    kernel's filter tells it (one dump per mark)."""
     doomed, kept, read = CASES[field]
     base: dict[str, object] = {"src": SRC, "dst": DST}
     assert fill(netns, N, **(base | doomed)) == N  # type: ignore[arg-type]
@@ -56,7 +70,8 @@ def test_entries_that_differ_only_in_what_a_verdict_reads_are_judged_apart(
             asked.append(flow)
             return "doomed" if read(flow) == want else None
 
-        cleared = table.delete_where(reason)
+        marks = [(0, FULL_MASK), (3, FULL_MASK)] if by_mark else None
+        cleared = table.delete_where(reason, None, marks)
         left = table.entries()
     assert cleared.count == N
     assert len(left) == N and all(read(e.flow) != want for e in left), field
@@ -96,8 +111,7 @@ def test_entries_gone_before_their_deletion_are_not_counted(netns: str) -> None:
                 early.clear()
             return "doomed"
 
-        full = 0xFFFF_FFFF
-        cleared = table.delete_where(reason, None, [(first, full), (second, full)])
+        cleared = table.delete_where(reason, None, [(first, FULL_MASK), (second, FULL_MASK)])
         assert table.entries() == []
     assert cleared.count == N
     assert all(f.mark == second for f, _ in cleared.sample)

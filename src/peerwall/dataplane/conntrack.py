@@ -459,7 +459,7 @@ class Conntrack:
                 return
         entry = _entry(attrs)
         why = reason(entry.flow)
-        if key is not None and entry.zone is None and _laid_out(attrs):
+        if key is not None and _laid_out(attrs):
             if len(judged) >= JUDGED:
                 judged.clear()
             judged[key] = why
