@@ -192,7 +192,7 @@ class Enforcer:
         if self.flows is None:
             return 0
         # ``stale`` names only flows from or to a peer's valid sources (its pods, its masquerade
-        # address): the others are skipped unread.
+        # address): the others are skipped unjudged.
         about = {net for peer in state.peers.values() for net in peer.valid_sources}
         marks = [(ctmark.from_peer(p.name), ctmark.OURS) for p in state.peers.values()]
         marks += [(ctmark.to_peer(p.name), ctmark.OURS) for p in state.peers.values() if p.nat]
