@@ -77,6 +77,11 @@ def test_entries_that_differ_only_in_what_a_verdict_reads_are_judged_apart(
     assert len(left) == N and all(read(e.flow) != want for e in left), field
     assert len(asked) < 20, "judged once per kind of entry, not once per entry"
     assert len(cleared.sample) == 20 and all(read(f) == want for f, _ in cleared.sample)
+    # The sample's flows are whole: what no verdict here reads, read right too.
+    listed = {e.flow for e in left}
+    for flow, _ in cleared.sample:
+        assert flow.proto == "udp" and flow not in listed
+        assert 1024 <= flow.orig.sport < 1024 + N and flow.reply.dport == flow.orig.sport
 
 
 def test_entries_in_a_zone_go_with_their_zone(netns: str) -> None:

@@ -174,6 +174,24 @@ def _laid_out(attrs: bytes) -> bool:
     )
 
 
+# The fields of a flow in an entry's attributes laid out as ``_ENTRY`` reads them (``_laid_out``):
+# original source, destination, protocol, ports; the reply's addresses, ports.
+_FLOW = struct.Struct("!12xI4xI8xB7xH6xH14xI4xI16xH6xH")
+
+
+def _fixed_flow(attrs: bytes, values: tuple[int, ...]) -> Flow:
+    """The flow of an entry laid out as ``_ENTRY`` reads it, from ``_FLOW``'s ``values``; its
+    mark found by a walk of what follows the tuples."""
+    src, dst, proto, sport, dport, rsrc, rdst, rsport, rdport = values
+    mark = _mark(memoryview(attrs)[2 * _TUPLE_LENGTH :])
+    return Flow(
+        PROTOS.get(proto, "other"),
+        Tuple(IPv4Address(src), IPv4Address(dst), sport, dport),
+        Tuple(IPv4Address(rsrc), IPv4Address(rdst), rsport, rdport),
+        int.from_bytes(mark, "big") if mark else 0,
+    )
+
+
 def _mark(attrs: memoryview) -> bytes:
     """The mark attribute's value among ``attrs`` (empty if none)."""
     for kind, value in walk(attrs):
@@ -427,8 +445,9 @@ class Conntrack:
                             requests += view[pos + HEADER.size : pos + _BODY_END]
                             doomed.added()
                         else:  # one for the sample: its flow, for the log
-                            entry = _entry(bytes(view[pos + _ATTRS : end]))
-                            doomed.add(_delete_body(entry), entry.flow, why)
+                            attrs = bytes(view[pos + _ATTRS : end])
+                            flow = _fixed_flow(attrs, _FLOW.unpack_from(attrs))
+                            doomed.add(bytes(view[pos + HEADER.size : pos + _BODY_END]), flow, why)
                         pos = end
                         continue
                     self._judge(view[pos + HEADER.size : end], key, reason, ranges, judged, doomed)
@@ -457,20 +476,28 @@ class Conntrack:
         """Decode one entry (``message``: its nfgenmsg and attributes) in full and judge it;
         remember the verdict under ``key`` if the entry is laid out as ``_ENTRY`` reads it."""
         attrs = bytes(message[_NFGENMSG.size :])
-        if ranges is not None:
-            found = _addresses(attrs)
-            if found is None or not any(lo <= a <= hi for a in found for lo, hi in ranges):
-                if key is not None and _laid_out(attrs):
-                    if len(judged) >= JUDGED:
-                        judged.clear()
-                    judged[key] = None
-                return
-        entry = _entry(attrs)
-        why = reason(entry.flow)
         if key is not None and _laid_out(attrs):
+            # The common case: read at the fixed offsets, no walk; the verdict is remembered.
+            src, dst, *_ = values = _FLOW.unpack_from(attrs)
+            if ranges is not None and not any(
+                lo <= a <= hi for a in (src, dst) for lo, hi in ranges
+            ):
+                why = None
+            else:
+                flow = _fixed_flow(attrs, values)
+                why = reason(flow)
+                if why is not None:
+                    doomed.add(bytes(message[: _NFGENMSG.size + _TUPLE_LENGTH]), flow, why)
             if len(judged) >= JUDGED:
                 judged.clear()
             judged[key] = why
+            return
+        if ranges is not None:
+            found = _addresses(attrs)
+            if found is None or not any(lo <= a <= hi for a in found for lo, hi in ranges):
+                return
+        entry = _entry(attrs)
+        why = reason(entry.flow)
         if why is not None:
             doomed.add(_delete_body(entry), entry.flow, why)
 
