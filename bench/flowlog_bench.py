@@ -1,6 +1,6 @@
 """Explained drops: what reporting every drop costs the data plane, the agent, and enforcement.
 
-Usage: python bench/flowlog_bench.py [--reps 10] [--seconds 0.5] [--quiet-reps 4] [--switches 15]
+Usage: python bench/flowlog_bench.py [--reps 12] [--seconds 0.5] [--quiet-reps 3] [--switches 15]
                                      [--events 20000]
 
 Needs root and gcc. Two gateways built as ``dataplane_bench`` builds them (a client namespace
@@ -323,8 +323,8 @@ def cpu_explained(n: int) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--quiet-reps", type=int, default=4)
+    ap.add_argument("--reps", type=int, default=12)
+    ap.add_argument("--quiet-reps", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=0.5)
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=32)
