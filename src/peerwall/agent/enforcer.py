@@ -198,7 +198,7 @@ class Enforcer:
         marks += [(ctmark.to_peer(p.name), ctmark.OURS) for p in state.peers.values() if p.nat]
         if unmarked:
             # No mark at all: ``stale`` never names one with Liqo's bits only, and reads the
-            # whole mark of one without ours (``delete_where`` keys its verdicts by the masked bits).
+            # whole mark of one without ours (``delete_where`` keys verdicts by the masked bits).
             marks.append((0, 0xFFFF_FFFF))
         cleared = self.flows.delete_where(lambda flow: stale(state, flow), about, set(marks))
         for flow, why in cleared.sample:

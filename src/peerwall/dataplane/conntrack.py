@@ -376,7 +376,7 @@ class Conntrack:
     ) -> Cleared:
         """Delete every entry for which ``reason(flow)`` names a reason, streaming the table.
         ``about``: only entries whose original source or destination lies in these networks
-        can have one (the others are skipped unread); None: every entry is asked. ``marks``:
+        can have one (the others are skipped, never asked); None: every entry is asked. ``marks``:
         only entries whose mark matches one of these (value, mask) pairs can have one, and only
         those are dumped (the kernel filters; one dump per pair, so pairs should not overlap);
         None: one dump of every entry.
@@ -396,7 +396,7 @@ class Conntrack:
             doomed = _Doomed(self._seq)
             for mark in filters:
                 self._scan(self._dump_request(mark), reason, ranges, mark is None, doomed)
-            self._seq = doomed.seq
+            self._seq = max(self._seq, doomed.seq)  # the deletions' numbers follow both
             return self._send_deletions(doomed)
 
     def _scan(
