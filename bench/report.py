@@ -896,6 +896,17 @@ def flowlog_section(out: list[str], targets: list[tuple[str, str, str, str]]) ->
     for k in ("on", "off"):
         out.append(f"| logging {k} | {rate(c[f'{k}-quiet'])} | {rate(c[f'{k}-flood'])} |")
     out.append("")
+    pairs = fl.get("connections_on_over_off_under_flood_pairs")
+    if pairs:
+        q1, q3 = pairs["quartiles"]
+        out.append(
+            f"Under the flood, {pairs['n']} pairs of short runs, on and off back to back (the "
+            "order alternating), the flood on one core and the measured clients and servers on "
+            f"the other: on over off {pairs['median']:.3f} (median of the pairs' ratios; "
+            f"quartiles {q1:.3f} – {q3:.3f}, range {pairs['min']:.2f} – {pairs['max']:.2f}); "
+            "the ratio of the medians above "
+            f"{fl['ratios']['connections_on_over_off_under_flood_medians']:.3f}.\n"
+        )
     k, e = fl["cpu_kernel_path"], fl["cpu_explained"]
     m = fl["mode_switch_seconds"]
     out.append(

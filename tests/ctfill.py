@@ -29,11 +29,24 @@ def _tuple(src: IPv4Address, dst: IPv4Address, sport: int, dport: int) -> bytes:
 
 
 def fill(
-    netns: str, count: int, src: IPv4Address, dst: IPv4Address, first: int = 0, mark: int = 0
+    netns: str,
+    count: int,
+    src: IPv4Address,
+    dst: IPv4Address,
+    first: int = 0,
+    mark: int = 0,
+    *,
+    dport: int = 53,
+    reply_src: IPv4Address | None = None,
+    reply_dst: IPv4Address | None = None,
+    reply_sport: int | None = None,
+    zone: int | None = None,
 ) -> int:
-    """Create ``count`` UDP entries ``src+i/65536 : port -> dst:53`` in ``netns``, with
+    """Create ``count`` UDP entries ``src+i/60000 : port -> dst:dport`` in ``netns``, with
     connection mark ``mark``; returns how many the kernel accepted (it refuses beyond
-    ``nf_conntrack_max``)."""
+    ``nf_conntrack_max``). The reply tuple mirrors the original unless told (``reply_src``:
+    a destination NAT, ``reply_dst``: a source NAT, ``reply_sport``); ``zone``: a conntrack
+    zone other than the default."""
     with open_netfilter_socket(netns, "conntrack fill") as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
         created, pending = 0, 0
@@ -42,10 +55,20 @@ def fill(
             sport = 1024 + i % 60000
             body = (
                 ct._NFGENMSG.pack(socket.AF_INET, 0, 0)
-                + attr(ct.CTA_TUPLE_ORIG, _tuple(s, dst, sport, 53), nested=True)
-                + attr(ct.CTA_TUPLE_REPLY, _tuple(dst, s, 53, sport), nested=True)
+                + attr(ct.CTA_TUPLE_ORIG, _tuple(s, dst, sport, dport), nested=True)
+                + attr(
+                    ct.CTA_TUPLE_REPLY,
+                    _tuple(
+                        dst if reply_src is None else reply_src,
+                        s if reply_dst is None else reply_dst,
+                        dport if reply_sport is None else reply_sport,
+                        sport,
+                    ),
+                    nested=True,
+                )
                 + attr(CTA_TIMEOUT, struct.pack("!I", 3600))
                 + (attr(ct.CTA_MARK, struct.pack("!I", mark)) if mark else b"")
+                + (b"" if zone is None else attr(ct.CTA_ZONE, struct.pack("!H", zone)))
             )
             flags = ct.NLM_F_REQUEST | NLM_F_CREATE | ct.NLM_F_ACK
             msg_type = (ct.NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW

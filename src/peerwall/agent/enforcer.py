@@ -192,12 +192,14 @@ class Enforcer:
         if self.flows is None:
             return 0
         # ``stale`` names only flows from or to a peer's valid sources (its pods, its masquerade
-        # address): the others are skipped unread.
+        # address): the others are skipped unjudged.
         about = {net for peer in state.peers.values() for net in peer.valid_sources}
         marks = [(ctmark.from_peer(p.name), ctmark.OURS) for p in state.peers.values()]
         marks += [(ctmark.to_peer(p.name), ctmark.OURS) for p in state.peers.values() if p.nat]
         if unmarked:
-            marks.append((0, ctmark.OURS))  # Liqo's marks too: skipped by ``stale``
+            # No mark at all: ``stale`` never names one with Liqo's bits only, and reads the
+            # whole mark of one without ours (``delete_where`` keys verdicts by the masked bits).
+            marks.append((0, 0xFFFF_FFFF))
         cleared = self.flows.delete_where(lambda flow: stale(state, flow), about, set(marks))
         for flow, why in cleared.sample:
             log.info(
