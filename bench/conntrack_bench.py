@@ -40,7 +40,7 @@ import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from common import finish, machine, need_root
+from common import Namespaces, finish, machine, need_root
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from ctfill import fill
@@ -96,31 +96,31 @@ def main() -> int:
     out: dict[str, dict[str, float]] = {}
     mixes = {m: (src, dst, 0, "full") for m, (src, dst) in MIXES.items()}
     mixes |= {m: ("10.50.1.1", "10.244.0.99", mark, "element") for m, mark in MARKED.items()}
-    for mix, (src, dst, mark, after) in mixes.items():
-        if args.mix and mix not in args.mix:
-            continue
-        ns = f"pw-bench-ct-{mix}"
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        try:
-            t = time.perf_counter()
-            made = fill(ns, args.entries, IPv4Address(src), IPv4Address(dst), mark=mark)
-            print(f"{mix}: {made} entries in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-            done = subprocess.run(
-                ["ip", "netns", "exec", ns, sys.executable, "-c", CLEANUP, ns, after],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            load = Path("/proc/loadavg").read_text().split()[0]
-            out[mix] = {"entries": made, **result, "loadavg1": float(load)}
-            print(
-                f"{mix}: cleared {result['cleared']} in {result['seconds']:.2f} s, "
-                f"peak RSS {result['maxrss'] / 2**20:.0f} MiB, load {load}",
-                file=sys.stderr,
-            )
-        finally:
-            subprocess.run(["ip", "netns", "del", ns], check=False)
+    with Namespaces("ct") as nss:
+        for mix, (src, dst, mark, after) in mixes.items():
+            if args.mix and mix not in args.mix:
+                continue
+            (ns,) = nss.add(mix)  # a random tag: another run of this bench on the host is not hit
+            try:
+                t = time.perf_counter()
+                made = fill(ns, args.entries, IPv4Address(src), IPv4Address(dst), mark=mark)
+                print(f"{mix}: {made} entries in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+                done = subprocess.run(
+                    ["ip", "netns", "exec", ns, sys.executable, "-c", CLEANUP, ns, after],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                load = Path("/proc/loadavg").read_text().split()[0]
+                out[mix] = {"entries": made, **result, "loadavg1": float(load)}
+                print(
+                    f"{mix}: cleared {result['cleared']} in {result['seconds']:.2f} s, "
+                    f"peak RSS {result['maxrss'] / 2**20:.0f} MiB, load {load}",
+                    file=sys.stderr,
+                )
+            finally:
+                nss.remove([ns])
     result = {
         "machine": machine(),
         "mixes": out,
