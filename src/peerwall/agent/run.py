@@ -35,7 +35,7 @@ import time
 from typing import Any, Protocol
 
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.enforcer import Enforcer, FlowTable, Step, StepKind
+from peerwall.agent.enforcer import Enforcer, FlowTable, Prepared, Step, StepKind
 from peerwall.agent.flowevents import FlowEvent, FlowNamer, FlowRecorder, FlowRing
 from peerwall.agent.flowsapi import flows_route
 from peerwall.agent.metrics import (
@@ -48,6 +48,7 @@ from peerwall.agent.metrics import (
     scrape_handle,
     serve,
 )
+from peerwall.dataplane.element_writer import ElementWriter, WriterGone
 from peerwall.dataplane.nflog import NflogReader
 from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.errors import NftError
@@ -65,7 +66,16 @@ the lock again before it, so the thread's timed wait never expires and it never 
 lock: measured on the churn benchmark (16 events a turn), a 571-element step handed to a thread
 at 3.6 ms was sent at 15.9 ms and answered after the last event, at 61 ms, the loop slowed by
 the thread's wake-ups meanwhile (the feed 61 ms against 42 ms without enforcing); committed in
-the loop, the same steps cost 0.5 ms each and the feed ended at 56 ms."""
+the loop, the same steps cost 0.5 ms each and the feed ended at 56 ms. With an element writer
+(``WRITER_ELEMENTS``), this applies only when the writer is gone."""
+
+WRITER_ELEMENTS = 32
+"""An element step of more than this many elements goes to the element writer process
+(``dataplane.element_writer``), when there is one: the loop encodes the batch, hands it over and
+takes events in while the kernel commits it in the writer; the step is done (applied, counted,
+its flows cleared) when the writer's answer comes. A smaller one (a lone event: one element) is
+committed in the loop: its kernel share (~10 us) is less than handing it over and reading the
+answer in another turn of the loop."""
 
 
 class Source(Protocol):
@@ -127,6 +137,10 @@ class Agent:
         self.recorder: FlowRecorder | None = None
         self._nflog_failed = False
         self.metrics.flows_ring = self.flows
+        self.writer: ElementWriter | None = None
+        """The element writer process, while there is one (``run`` starts it)."""
+        self._answer: asyncio.Future[tuple[int, bytes] | WriterGone] | None = None
+        """Where the writer's answer to the batch in flight goes."""
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -155,6 +169,8 @@ class Agent:
                 },
             )
             self.address = server.server_address
+        # Its interpreter starts while the source lists and the first whole table is written.
+        self._start_writer()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.source.run(), name="source")
@@ -162,6 +178,10 @@ class Agent:
                 group.create_task(self._resync(), name="resync")
                 group.create_task(self._heartbeat(), name="heartbeat")
         finally:
+            if self.writer is not None:
+                asyncio.get_running_loop().remove_reader(self.writer.fileno())
+                self.writer.close()
+                self.writer = None
             if server is not None:
                 server.shutdown()
             scrapes = self.collector.nft
@@ -194,6 +214,72 @@ class Agent:
         asyncio.get_running_loop().add_reader(reader.fileno(), self.recorder.readable)
         self.metrics.flow_lost = lambda: reader.lost
         log.info("reporting drops from NFLOG group %d", flow_log.group)
+
+    def _start_writer(self) -> None:
+        """Start the element writer process, for a table written through libnftables (in the
+        namespace of its context); without one (a fake, the setting off, or it cannot start),
+        element steps are committed in this process."""
+        nft = self.enforcer.table.nft
+        if not self.settings.element_writer or not isinstance(nft, LibNft):
+            return
+        try:
+            self.writer = ElementWriter(nft.netns)
+        except NftError as e:
+            log.warning("%s: element steps are committed in the agent's process", e)
+            return
+        asyncio.get_running_loop().add_reader(self.writer.fileno(), self._writer_readable)
+
+    def _writer_readable(self) -> None:
+        """The writer answered (or its channel ended): hand the answer to the step waiting."""
+        assert self.writer is not None
+        try:
+            answer = self.writer.answer()
+        except WriterGone as e:
+            self._lost_writer(e)
+            return
+        if answer is not None and self._answer is not None and not self._answer.done():
+            self._answer.set_result(answer)
+
+    def _lost_writer(self, why: WriterGone) -> None:
+        """The writer died: commit in this process from now on. A step waiting for its answer
+        learns it (its batch's fate is unknown: the table's fallback policy writes the whole
+        table next)."""
+        writer = self.writer
+        assert writer is not None
+        self.writer = None
+        asyncio.get_running_loop().remove_reader(writer.fileno())
+        writer.close()
+        log.error("%s: element steps are committed in the agent's process from now on", why)
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(why)
+
+    @property
+    def writing(self) -> bool:
+        """Whether a batch is with the writer, not answered yet (not applied, not counted)."""
+        return self._answer is not None
+
+    async def _commit_in_writer(self, prepared: Prepared, writer: ElementWriter) -> Step:
+        """Commit an element step in the writer process; the loop takes events in meanwhile
+        (the lock held: no other step or check starts before the answer)."""
+        try:
+            sending = self.enforcer.send(prepared, writer)
+        except WriterGone as e:  # nothing was sent: commit it here
+            self._lost_writer(e)
+            return await self._commit_here(prepared)
+        if sending.ticket is None:  # no element to send
+            return self.enforcer.finish(prepared, sending, (0, b""))
+        self._answer = answer = asyncio.get_running_loop().create_future()
+        try:
+            return self.enforcer.finish(prepared, sending, await answer)
+        finally:
+            self._answer = None
+
+    async def _commit_here(self, prepared: Prepared) -> Step:
+        """Commit a step in this process: an element step of up to ``INLINE_ELEMENTS`` in the
+        loop, anything else in a worker thread."""
+        if prepared.kind is StepKind.ELEMENTS and sum(prepared.changes.count()) <= INLINE_ELEMENTS:
+            return self.enforcer.commit(prepared)
+        return await asyncio.to_thread(self.enforcer.commit, prepared)
 
     def _counted(self, event: FlowEvent) -> None:
         self.metrics.flow_events.labels(event.peer, event.verdict, event.reason).inc()
@@ -245,15 +331,22 @@ class Agent:
         since = self.desired.pending_since
         digest = self.source.loaded_digest
         versions = dict(getattr(self.source, "versions", {}))
-        # An element step (one netlink batch: ~10 us for one event, ~0.5 ms for a burst's 700
-        # elements) runs here, between two turns of the loop: events that come in meanwhile
-        # wait in the source's socket and gather for the next step. Only a bigger step (a whole
+        # A burst's element step (one netlink batch: ~0.5 ms for 700 elements) goes to the
+        # element writer process, and the loop takes events in until it answers
+        # (``WRITER_ELEMENTS``); a lone event's (~10 us) runs here, between two turns of the
+        # loop. Without a writer, element steps run here too, and only a bigger step (a whole
         # table, a peer, thousands of elements) goes to a worker thread (``INLINE_ELEMENTS``).
         prepared = self.enforcer.prepare(self.desired)
-        if prepared.kind is StepKind.ELEMENTS and sum(prepared.changes.count()) <= INLINE_ELEMENTS:
-            step = self.enforcer.commit(prepared)
+        writer = self.writer
+        if (
+            writer is not None
+            and writer.ready
+            and prepared.kind is StepKind.ELEMENTS
+            and sum(prepared.changes.count()) > WRITER_ELEMENTS
+        ):
+            step = await self._commit_in_writer(prepared, writer)
         else:
-            step = await asyncio.to_thread(self.enforcer.commit, prepared)
+            step = await self._commit_here(prepared)
         if step.kind is StepKind.FAILED:
             self.source.changed.set()  # the whole table, at once
         self.collector.publish(self.desired)
