@@ -10,7 +10,10 @@ alternated repetition by repetition, each on a fresh copy of the same base state
 
 - peerwall: the real agent loop (``peerwall.agent.run.Agent``, hand-driven source, libnftables
   in a ``pw-bench-…`` namespace), fed as a watch stream delivers events (``PER_READ`` per loop
-  turn, below); with its default 2 ms coalescing window, and with none;
+  turn, below); with its default 2 ms coalescing window, and with none. A burst's element
+  transactions are sent by the agent's element writer process (``dataplane.element_writer``), as
+  in the real agent: the loop encodes each batch, hands it over and takes events in until the
+  kernel's answer comes back; the writer's CPU time is counted in peerwall's (``writer_cpu_s``);
 - ``ipset restore``, coalesced the same way (the best the ipset approach could do): after the
   first event of a burst, 2 ms, then every changed set rebuilt and swapped in by one
   ``ipset restore`` process (run in a thread, so events keep coming meanwhile);
@@ -36,7 +39,8 @@ event (the previous feed).
 
 Convergence: from the first event to the commit after which the kernel holds the final state
 (checked against the desired state). CPU: this process (libnftables runs in it) plus its
-children (the ipset/iptables processes).
+children (the ipset/iptables processes, and peerwall's element writer, read from its
+``/proc/<pid>/schedstat`` since it is still running).
 
 Writes bench/results/churn.json.
 """
@@ -601,8 +605,10 @@ def main() -> int:
         "in_transactions_s": statistics.median(x["in_transactions_s"] for x in runs["peerwall"]),
         "note": "medians: the loop and the events (feed_s, shared by every contender); peerwall's "
         "desired state over the ipset model's bookkeeping; the rest of peerwall's time "
-        "(enforcing_s: its steps, on the loop); time inside its transactions (encoding, the "
-        "kernel, the answer: on the loop too, between two of its turns)",
+        "(enforcing_s: its steps on the loop, and the last one's answer); time inside its "
+        "transactions, from handing the batch over to judging the answer (in_transactions_s: "
+        "a burst's run in the element writer process while the loop takes events in; a lone "
+        "event's on the loop)",
     }
     ok = result["contenders"]["peerwall"]["kernel_state_ok"]
     restore = result["contenders"]["ipset_restore_coalesced"]["seconds"]["median"]

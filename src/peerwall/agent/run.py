@@ -6,7 +6,9 @@
    event is applied at once; events that arrive while a transaction is being committed (or
    within ``coalesce`` seconds of the first, if set), and a burst of events (another one
    in the loop's next turn: then until 0.5 ms pass without one, 2 ms at most), share the next
-   one, so a burst costs a few transactions and an isolated event no wait.
+   one, so a burst costs a few transactions and an isolated event no wait. A burst's element
+   transaction is sent by the element writer, a process the agent starts beside its loop
+   (``WRITER_ELEMENTS``, ``dataplane.element_writer``), and the loop takes events in meanwhile.
 3. After a step that narrows what a peer may reach, the flows it forbids are cleared, in a
    worker thread so that events keep coming in.
 4. Every ``resync_interval`` seconds (and at once on SIGUSR1, or on nftables' notification that
