@@ -9,8 +9,8 @@
    one, so a burst costs a few transactions and an isolated event no wait. A burst's element
    transaction is sent by the element writer, a process the agent starts beside its loop
    (``WRITER_ELEMENTS``, ``dataplane.element_writer``), and the loop takes events in meanwhile.
-3. After a step that narrows what a peer may reach, the flows it forbids are cleared, in a
-   worker thread so that events keep coming in.
+3. After a step that narrows what a peer may reach, the flows it forbids are cleared: in the
+   loop when that is quick (``FLOWS_INLINE_S``), else in a worker thread.
 4. Every ``resync_interval`` seconds (and at once on SIGUSR1, or on nftables' notification that
    another process changed the table, ``dataplane.nftevents``) the live table is read back and
    any drift repaired.
@@ -50,6 +50,7 @@ from peerwall.agent.metrics import (
     scrape_handle,
     serve,
 )
+from peerwall.compile.state import GatewayState
 from peerwall.dataplane.element_writer import ElementWriter, WriterGone
 from peerwall.dataplane.nflog import NflogReader
 from peerwall.dataplane.nft import LibNft, Nft
@@ -70,6 +71,10 @@ at 3.6 ms was sent at 15.9 ms and answered after the last event, at 61 ms, the l
 the thread's wake-ups meanwhile (the feed 61 ms against 42 ms without enforcing); committed in
 the loop, the same steps cost 0.5 ms each and the feed ended at 56 ms. With an element writer
 (``WRITER_ELEMENTS``), this applies only when the writer is gone."""
+
+FLOWS_INLINE_S = 0.002
+"""The flows a narrowing step forbids are cleared in the loop while the last clearing took at
+most this long (a few hundred flows to check), else in a worker thread (``Agent._clear_flows``)."""
 
 WRITER_ELEMENTS = 32
 """An element step of more than this many elements goes to the element writer process
@@ -141,6 +146,8 @@ class Agent:
         self.metrics.flows_ring = self.flows
         self.writer: ElementWriter | None = None
         """The element writer process, while there is one (``run`` starts it)."""
+        self._flows_seconds = 0.0
+        """How long the last ``_clear_flows`` took (it decides where the next one runs)."""
         self._answer: asyncio.Future[tuple[int, bytes] | WriterGone] | None = None
         """Where the writer's answer to the batch in flight goes."""
 
@@ -364,8 +371,7 @@ class Agent:
             # Only a whole-table replace can follow a table that was missing (whose connections
             # have no mark of ours); after an element or peer change, only marked ones can be stale.
             unmarked = step.kind is StepKind.FULL
-            cleared = await asyncio.to_thread(self.enforcer.clear_flows, narrowed, unmarked)
-            self.metrics.flows.inc(cleared)
+            self.metrics.flows.inc(await self._clear_flows(narrowed, unmarked))
         self.ready = True
         if step.kind is not StepKind.FAILED:
             # A refused step changed nothing: the inputs are not enforced until the whole table
@@ -373,6 +379,19 @@ class Agent:
             self.applied_digest, self.applied_versions = digest, versions
         self._write_status()
         return step
+
+    async def _clear_flows(self, narrowed: GatewayState, unmarked: bool) -> int:
+        """``Enforcer.clear_flows`` after a narrowing step: in the loop while the last one took
+        at most ``FLOWS_INLINE_S`` (a few flows), else in a worker thread. A worker thread beside
+        a busy loop does not get the interpreter lock until the loop idles (``INLINE_ELEMENTS``):
+        under a churn, the step (and every step after it) would wait for the events to stop."""
+        started = time.perf_counter()
+        if self._flows_seconds > FLOWS_INLINE_S:
+            cleared = await asyncio.to_thread(self.enforcer.clear_flows, narrowed, unmarked)
+        else:
+            cleared = self.enforcer.clear_flows(narrowed, unmarked)
+        self._flows_seconds = time.perf_counter() - started
+        return cleared
 
     async def _resync(self) -> None:
         await self.source.listed.wait()

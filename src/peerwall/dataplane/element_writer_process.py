@@ -4,7 +4,7 @@ kernel's answers (``dataplane.element_writer``).
 Run as ``python -I -S <this file> <channel fd> <netlink fd>`` by ``ElementWriter``, which made
 both descriptors: the netlink socket, opened and connected by the agent in its network namespace
 (a socket acts on the namespace it was made in, whoever uses it), and one end of a socket pair to
-the agent. It imports nothing but ``os`` and ``sys`` (built in: ~10 ms to start, ~7 MiB), so that
+the agent. It imports nothing but ``os`` and ``sys`` (built in: 10-20 ms to start, 8.7 MiB resident, 2.8 MiB of it its own), so that
 it is cheap to keep running, and it holds no lock the agent's interpreter waits for: the kernel's
 share of an element transaction (it runs inside ``send``, in the sender's thread) runs here, on
 the other core, while the agent's loop keeps taking events in.
