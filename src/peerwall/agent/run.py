@@ -146,8 +146,9 @@ class Agent:
         self.metrics.flows_ring = self.flows
         self.writer: ElementWriter | None = None
         """The element writer process, while there is one (``run`` starts it)."""
-        self._flows_seconds = 0.0
-        """How long the last ``_clear_flows`` took (it decides where the next one runs)."""
+        self._flows_seconds = float("inf")
+        """How long the last ``_clear_flows`` took (it decides where the next one runs). The
+        first (the whole table's, at start: the flow table's size unknown) runs in a thread."""
         self._answer: asyncio.Future[tuple[int, bytes] | WriterGone] | None = None
         """Where the writer's answer to the batch in flight goes."""
 
