@@ -17,6 +17,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from peerwall.agent import run
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.run import WRITER_ELEMENTS, Agent
 from peerwall.compile import names
@@ -201,5 +202,25 @@ def test_when_the_writer_dies_with_a_batch_the_whole_table_is_written(netns: str
         added = counts.elements_added
         burst(agent, source, BURST, BURST)  # and later bursts are committed here
         await until(lambda: counts.elements_added == added + BURST)
+
+    run_agent(netns, scenario)
+
+
+def test_a_writer_that_does_not_answer_is_killed_and_the_whole_table_written(
+    netns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run, "WRITER_TIMEOUT_S", 0.05)
+
+    async def scenario(agent: Agent, source: HandSource) -> None:
+        writer = agent.writer
+        assert writer is not None
+        counts = agent.enforcer.table.counts
+        full = counts.transactions["full"]
+        os.kill(writer.pid, signal.SIGSTOP)  # stuck: never answers
+        burst(agent, source, 0, BURST)
+        await until(lambda: agent.writer is None)
+        assert writer.process.returncode == -signal.SIGKILL
+        await until(lambda: counts.transactions["full"] == full + 1)
+        assert counts.apply_failures == 1
 
     run_agent(netns, scenario)

@@ -76,6 +76,10 @@ FLOWS_INLINE_S = 0.002
 """The flows a narrowing step forbids are cleared in the loop while the last clearing took at
 most this long (a few hundred flows to check), else in a worker thread (``Agent._clear_flows``)."""
 
+WRITER_TIMEOUT_S = 5.0
+"""A writer that has not answered a batch in this many seconds (its kernel share is ~1 ms) is
+taken for dead: killed, the step failed (the whole table next), later steps in this process."""
+
 WRITER_ELEMENTS = 32
 """An element step of more than this many elements goes to the element writer process
 (``dataplane.element_writer``), when there is one: the loop encodes the batch, hands it over and
@@ -258,7 +262,7 @@ class Agent:
         assert writer is not None
         self.writer = None
         asyncio.get_running_loop().remove_reader(writer.fileno())
-        writer.close()
+        writer.close(kill=True)
         log.error("%s: element steps are committed in the agent's process from now on", why)
         if self._answer is not None and not self._answer.done():
             self._answer.set_result(why)
@@ -280,7 +284,15 @@ class Agent:
             return self.enforcer.finish(prepared, sending, (0, b""))
         self._answer = answer = asyncio.get_running_loop().create_future()
         try:
-            return self.enforcer.finish(prepared, sending, await answer)
+            try:
+                got = await asyncio.wait_for(asyncio.shield(answer), WRITER_TIMEOUT_S)
+            except TimeoutError:
+                # A writer that does not answer (stopped, stuck) is as good as dead.
+                self._lost_writer(
+                    WriterGone(f"the element writer did not answer in {WRITER_TIMEOUT_S} s")
+                )
+                got = answer.result()
+            return self.enforcer.finish(prepared, sending, got)
         finally:
             self._answer = None
 

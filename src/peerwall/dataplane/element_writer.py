@@ -154,9 +154,12 @@ class ElementWriter:
         errors = netlink.errors_in(data, ticket.first, ticket.last)
         judge(ticket.family, ticket.table, ticket.edits, ticket.first, ticket.sent, errors)
 
-    def close(self) -> None:
-        """Close the channel (the writer ends at once) and wait for the writer."""
+    def close(self, kill: bool = False) -> None:
+        """Close the channel (the writer ends at once) and wait for the writer; ``kill``: kill
+        it first (it does not answer)."""
         self._channel.close()
+        if kill and self.process.poll() is None:
+            self.process.kill()
         try:
             self.process.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
