@@ -120,13 +120,17 @@ async def running_agent(
     nft: Nft,
     coalesce: float = AgentSettings.coalesce,
     metrics_address: str | None = None,
+    element_writer: bool = True,
 ) -> Any:
     """Start ``Agent.run`` (fail-closed, then a whole-table write of ``desired``) and yield a
     ``LoopHarness`` once the first table is in; stop the agent on exit. ``metrics_address``:
     where its HTTP endpoint listens (none by default)."""
     source = HandSource()
     settings = AgentSettings(
-        resync_interval=3600.0, coalesce=coalesce, metrics_address=metrics_address
+        resync_interval=3600.0,
+        coalesce=coalesce,
+        metrics_address=metrics_address,
+        element_writer=element_writer,
     )
     agent = Agent(source, desired, nft, None, settings)
     rec = Recorder()

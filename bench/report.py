@@ -381,10 +381,11 @@ def churn_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> N
     elif bd:
         out.append(
             f"Where peerwall's time goes (medians): the feed {t(bd['feed_s'])}, peerwall's desired "
-            f"state on top of it {t(bd['desired_state_s'])}, enforcing (its steps, on the loop) "
-            f"{t(bd['enforcing_s'])}; inside its transactions (encoding, the kernel, the answer: "
-            f"on the loop too, between two of its turns: 0.7–1.2 µs an element in the kernel) "
-            f"{t(bd['in_transactions_s'])}.\n"
+            f"state on top of it {t(bd['desired_state_s'])}, enforcing (its steps on the loop, "
+            f"and the last one's answer) {t(bd['enforcing_s'])}; its transactions, from handing "
+            f"a batch over to judging the answer, {t(bd['in_transactions_s'])} in all: a burst's "
+            f"run in the element writer process, beside the loop (the kernel's share: 0.7–1.2 µs "
+            f"an element).\n"
         )
     tg = c["targets"]["peerwall_under_1s"]
     targets.append(

@@ -145,6 +145,10 @@ class AgentSettings:
     """Explained drops ``/flows`` keeps (the newest)."""
     flow_lines: bool = True
     """Write each explained drop to the log (stderr) as a JSON line."""
+    element_writer: bool = True
+    """Send the element batches of bursts from a process of the agent's own
+    (``dataplane.element_writer``: the kernel's share of them then runs beside the loop, not in
+    it), when the table is written through libnftables; False: from the agent's process."""
 
 
 @dataclass(frozen=True)

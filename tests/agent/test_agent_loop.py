@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import urllib.request
 from collections.abc import Sequence
 from importlib import resources
@@ -14,11 +15,12 @@ from ipaddress import IPv4Address
 import pytest
 
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.run import INLINE_ELEMENTS, Agent
+from peerwall.agent.run import FLOWS_INLINE_S, INLINE_ELEMENTS, Agent
 from peerwall.compile import names
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
+from peerwall.dataplane.conntrack import Cleared
 from peerwall.model import SecurityMode, load_topology
 from peerwall.nft.fake import FakeNft
 from peerwall.nft.netlink import SetEdit
@@ -296,3 +298,66 @@ def test_a_bursts_element_step_is_committed_in_the_loop_and_only_a_bigger_one_in
     asyncio.run(scenario())
     assert committed_in[0] == (700, loop_thread)
     assert committed_in[1][0] == INLINE_ELEMENTS + 1 and committed_in[1][1] != loop_thread
+
+
+def test_the_flows_a_step_forbids_are_cleared_in_the_loop_until_a_clearing_is_slow() -> None:
+    """A worker thread beside a busy loop waits for the interpreter lock until the loop idles,
+    and the step (and every step after it) waits for that thread: the flows a narrowing step
+    forbids are cleared in the loop while a clearing is quick (``run.FLOWS_INLINE_S``), and in
+    a worker thread once one was slow."""
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    state = gateway_state(
+        load_topology(text, "three"), "C1", SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    )
+    cleared_in: list[int] = []
+    """The thread of each clearing."""
+    slow = [False]
+
+    class Flows:
+        def delete_where(self, reason, about=None, marks=None):  # type: ignore[no-untyped-def]
+            cleared_in.append(threading.get_ident())
+            if slow[0]:  # a big flow table: more CPU time than the bound (parsing its dump)
+                end = time.thread_time() + 2 * FLOWS_INLINE_S
+                while time.thread_time() < end:
+                    pass
+            return Cleared()
+
+    desired = DesiredState("C1", "pwt-*", 12345)
+    source = HandSource()
+    agent = Agent(source, desired, FakeNft(), Flows(), AgentSettings(metrics_address=None))
+
+    async def narrow(i: int) -> None:
+        address = [IPv4Address(FIRST + i)]
+        desired.contribute(f"pod/{i}", "C2", SetKind.BACKENDS, address)
+        source.changed.set()
+        await until(lambda: desired.pending_since is None)
+        await agent.idle()
+        done = len(cleared_in)
+        desired.withdraw(f"pod/{i}")  # narrows C2: its flows are checked
+        source.changed.set()
+        await until(lambda: len(cleared_in) == done + 1)
+        await agent.idle()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(agent.run())
+        desired.load(state)
+        source.listed.set()
+        source.changed.set()
+        await until(lambda: agent.ready)
+        await agent.idle()
+        assert cleared_in[0] != threading.get_ident()  # the whole table's: size unknown
+        cleared_in.clear()
+        await narrow(0)
+        slow[0] = True
+        await narrow(1)  # in the loop, and slow
+        await narrow(2)  # so in a thread
+        slow[0] = False
+        await narrow(3)  # quick again (in the thread)
+        await narrow(4)  # so in the loop
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    loop_thread = threading.get_ident()
+    asyncio.run(scenario())
+    assert [t == loop_thread for t in cleared_in] == [True, True, False, False, True]

@@ -25,8 +25,9 @@ from peerwall.compile.flows import Flow, stale
 from peerwall.compile.state import GatewayState
 from peerwall.dataplane.conntrack import Cleared
 from peerwall.dataplane.drift import Drift
+from peerwall.dataplane.element_writer import ElementWriter, WriterGone
 from peerwall.dataplane.nft import Nft
-from peerwall.dataplane.table import Counts, GatewayTable, Plan, StepKind
+from peerwall.dataplane.table import Counts, GatewayTable, Plan, Sending, StepKind
 
 __all__ = ["Counts", "Enforcer", "FlowTable", "Prepared", "Step", "StepKind"]
 
@@ -139,8 +140,20 @@ class Enforcer:
     def commit(self, p: Prepared) -> Step:
         """Commit a prepared step. A refused transaction marks the table for a whole replace,
         which the next step does (``needs_full``)."""
+        return self._step(p, *self.table.commit(p.plan))
+
+    def send(self, p: Prepared, writer: ElementWriter) -> Sending:
+        """Hand a prepared ``ELEMENTS`` step to the element writer process
+        (``GatewayTable.send_elements``); ``finish`` makes the step once it answered. Raises
+        ``WriterGone`` if it could not be handed over (nothing was sent)."""
+        return self.table.send_elements(p.plan, writer)
+
+    def finish(self, p: Prepared, sending: Sending, answer: tuple[int, bytes] | WriterGone) -> Step:
+        """The step ``send`` began, once the writer answered (or died): as ``commit``."""
+        return self._step(p, *self.table.finish_elements(p.plan, sending, answer))
+
+    def _step(self, p: Prepared, kind: StepKind, committed_at: float | None) -> Step:
         plan = p.plan
-        kind, committed_at = self.table.commit(plan)
         if kind is _NONE or kind is _FAILED:
             return Step(plan.changes, kind)
         if log.isEnabledFor(logging.INFO) and (kind is not _FULL or plan.kind is not _FULL):

@@ -6,9 +6,11 @@
    event is applied at once; events that arrive while a transaction is being committed (or
    within ``coalesce`` seconds of the first, if set), and a burst of events (another one
    in the loop's next turn: then until 0.5 ms pass without one, 2 ms at most), share the next
-   one, so a burst costs a few transactions and an isolated event no wait.
-3. After a step that narrows what a peer may reach, the flows it forbids are cleared, in a
-   worker thread so that events keep coming in.
+   one, so a burst costs a few transactions and an isolated event no wait. A burst's element
+   transaction is sent by the element writer, a process the agent starts beside its loop
+   (``WRITER_ELEMENTS``, ``dataplane.element_writer``), and the loop takes events in meanwhile.
+3. After a step that narrows what a peer may reach, the flows it forbids are cleared: in the
+   loop when that is quick (``FLOWS_INLINE_S``), else in a worker thread.
 4. Every ``resync_interval`` seconds (and at once on SIGUSR1, or on nftables' notification that
    another process changed the table, ``dataplane.nftevents``) the live table is read back and
    any drift repaired.
@@ -35,7 +37,7 @@ import time
 from typing import Any, Protocol
 
 from peerwall.agent.desired import DesiredState
-from peerwall.agent.enforcer import Enforcer, FlowTable, Step, StepKind
+from peerwall.agent.enforcer import Enforcer, FlowTable, Prepared, Step, StepKind
 from peerwall.agent.flowevents import FlowEvent, FlowNamer, FlowRecorder, FlowRing
 from peerwall.agent.flowsapi import flows_route
 from peerwall.agent.metrics import (
@@ -48,6 +50,8 @@ from peerwall.agent.metrics import (
     scrape_handle,
     serve,
 )
+from peerwall.compile.state import GatewayState
+from peerwall.dataplane.element_writer import ElementWriter, WriterGone
 from peerwall.dataplane.nflog import NflogReader
 from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.errors import NftError
@@ -65,7 +69,25 @@ the lock again before it, so the thread's timed wait never expires and it never 
 lock: measured on the churn benchmark (16 events a turn), a 571-element step handed to a thread
 at 3.6 ms was sent at 15.9 ms and answered after the last event, at 61 ms, the loop slowed by
 the thread's wake-ups meanwhile (the feed 61 ms against 42 ms without enforcing); committed in
-the loop, the same steps cost 0.5 ms each and the feed ended at 56 ms."""
+the loop, the same steps cost 0.5 ms each and the feed ended at 56 ms. With an element writer
+(``WRITER_ELEMENTS``), this applies only when the writer is gone."""
+
+FLOWS_INLINE_S = 0.002
+"""The flows a narrowing step forbids are cleared in the loop while the last clearing took at
+most this much CPU time (a few hundred flows to check), else in a worker thread
+(``Agent._clear_flows``)."""
+
+WRITER_TIMEOUT_S = 5.0
+"""A writer that has not answered a batch in this many seconds (its kernel share is ~1 ms) is
+taken for dead: killed, the step failed (the whole table next), later steps in this process."""
+
+WRITER_ELEMENTS = 32
+"""An element step of more than this many elements goes to the element writer process
+(``dataplane.element_writer``), when there is one: the loop encodes the batch, hands it over and
+takes events in while the kernel commits it in the writer; the step is done (applied, counted,
+its flows cleared) when the writer's answer comes. A smaller one (a lone event: one element) is
+committed in the loop: its kernel share (~10 us) is less than handing it over and reading the
+answer in another turn of the loop."""
 
 
 class Source(Protocol):
@@ -127,6 +149,13 @@ class Agent:
         self.recorder: FlowRecorder | None = None
         self._nflog_failed = False
         self.metrics.flows_ring = self.flows
+        self.writer: ElementWriter | None = None
+        """The element writer process, while there is one (``run`` starts it)."""
+        self._flows_seconds = float("inf")
+        """How long the last ``_clear_flows`` took (it decides where the next one runs). The
+        first (the whole table's, at start: the flow table's size unknown) runs in a thread."""
+        self._answer: asyncio.Future[tuple[int, bytes] | WriterGone] | None = None
+        """Where the writer's answer to the batch in flight goes."""
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -155,6 +184,8 @@ class Agent:
                 },
             )
             self.address = server.server_address
+        # Its interpreter starts while the source lists and the first whole table is written.
+        self._start_writer()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.source.run(), name="source")
@@ -162,6 +193,10 @@ class Agent:
                 group.create_task(self._resync(), name="resync")
                 group.create_task(self._heartbeat(), name="heartbeat")
         finally:
+            if self.writer is not None:
+                asyncio.get_running_loop().remove_reader(self.writer.fileno())
+                self.writer.close()
+                self.writer = None
             if server is not None:
                 server.shutdown()
             scrapes = self.collector.nft
@@ -194,6 +229,80 @@ class Agent:
         asyncio.get_running_loop().add_reader(reader.fileno(), self.recorder.readable)
         self.metrics.flow_lost = lambda: reader.lost
         log.info("reporting drops from NFLOG group %d", flow_log.group)
+
+    def _start_writer(self) -> None:
+        """Start the element writer process, for a table written through libnftables (in the
+        namespace of its context); without one (a fake, the setting off, or it cannot start),
+        element steps are committed in this process."""
+        nft = self.enforcer.table.nft
+        if not self.settings.element_writer or not isinstance(nft, LibNft):
+            return
+        try:
+            self.writer = ElementWriter(nft.netns)
+        except NftError as e:
+            log.warning("%s: element steps are committed in the agent's process", e)
+            return
+        asyncio.get_running_loop().add_reader(self.writer.fileno(), self._writer_readable)
+
+    def _writer_readable(self) -> None:
+        """The writer answered (or its channel ended): hand the answer to the step waiting."""
+        assert self.writer is not None
+        try:
+            answer = self.writer.answer()
+        except WriterGone as e:
+            self._lost_writer(e)
+            return
+        if answer is not None and self._answer is not None and not self._answer.done():
+            self._answer.set_result(answer)
+
+    def _lost_writer(self, why: WriterGone) -> None:
+        """The writer died: commit in this process from now on. A step waiting for its answer
+        learns it (its batch's fate is unknown: the table's fallback policy writes the whole
+        table next)."""
+        writer = self.writer
+        assert writer is not None
+        self.writer = None
+        asyncio.get_running_loop().remove_reader(writer.fileno())
+        writer.close(kill=True)
+        log.error("%s: element steps are committed in the agent's process from now on", why)
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(why)
+
+    @property
+    def writing(self) -> bool:
+        """Whether a batch is with the writer, not answered yet (not applied, not counted)."""
+        return self._answer is not None
+
+    async def _commit_in_writer(self, prepared: Prepared, writer: ElementWriter) -> Step:
+        """Commit an element step in the writer process; the loop takes events in meanwhile
+        (the lock held: no other step or check starts before the answer)."""
+        try:
+            sending = self.enforcer.send(prepared, writer)
+        except WriterGone as e:  # nothing was sent: commit it here
+            self._lost_writer(e)
+            return await self._commit_here(prepared)
+        if sending.ticket is None:  # no element to send
+            return self.enforcer.finish(prepared, sending, (0, b""))
+        self._answer = answer = asyncio.get_running_loop().create_future()
+        try:
+            try:
+                got = await asyncio.wait_for(asyncio.shield(answer), WRITER_TIMEOUT_S)
+            except TimeoutError:
+                # A writer that does not answer (stopped, stuck) is as good as dead.
+                self._lost_writer(
+                    WriterGone(f"the element writer did not answer in {WRITER_TIMEOUT_S} s")
+                )
+                got = answer.result()
+            return self.enforcer.finish(prepared, sending, got)
+        finally:
+            self._answer = None
+
+    async def _commit_here(self, prepared: Prepared) -> Step:
+        """Commit a step in this process: an element step of up to ``INLINE_ELEMENTS`` in the
+        loop, anything else in a worker thread."""
+        if prepared.kind is StepKind.ELEMENTS and sum(prepared.changes.count()) <= INLINE_ELEMENTS:
+            return self.enforcer.commit(prepared)
+        return await asyncio.to_thread(self.enforcer.commit, prepared)
 
     def _counted(self, event: FlowEvent) -> None:
         self.metrics.flow_events.labels(event.peer, event.verdict, event.reason).inc()
@@ -245,15 +354,22 @@ class Agent:
         since = self.desired.pending_since
         digest = self.source.loaded_digest
         versions = dict(getattr(self.source, "versions", {}))
-        # An element step (one netlink batch: ~10 us for one event, ~0.5 ms for a burst's 700
-        # elements) runs here, between two turns of the loop: events that come in meanwhile
-        # wait in the source's socket and gather for the next step. Only a bigger step (a whole
+        # A burst's element step (one netlink batch: ~0.5 ms for 700 elements) goes to the
+        # element writer process, and the loop takes events in until it answers
+        # (``WRITER_ELEMENTS``); a lone event's (~10 us) runs here, between two turns of the
+        # loop. Without a writer, element steps run here too, and only a bigger step (a whole
         # table, a peer, thousands of elements) goes to a worker thread (``INLINE_ELEMENTS``).
         prepared = self.enforcer.prepare(self.desired)
-        if prepared.kind is StepKind.ELEMENTS and sum(prepared.changes.count()) <= INLINE_ELEMENTS:
-            step = self.enforcer.commit(prepared)
+        writer = self.writer
+        if (
+            writer is not None
+            and writer.ready
+            and prepared.kind is StepKind.ELEMENTS
+            and sum(prepared.changes.count()) > WRITER_ELEMENTS
+        ):
+            step = await self._commit_in_writer(prepared, writer)
         else:
-            step = await asyncio.to_thread(self.enforcer.commit, prepared)
+            step = await self._commit_here(prepared)
         if step.kind is StepKind.FAILED:
             self.source.changed.set()  # the whole table, at once
         self.collector.publish(self.desired)
@@ -269,8 +385,7 @@ class Agent:
             # Only a whole-table replace can follow a table that was missing (whose connections
             # have no mark of ours); after an element or peer change, only marked ones can be stale.
             unmarked = step.kind is StepKind.FULL
-            cleared = await asyncio.to_thread(self.enforcer.clear_flows, narrowed, unmarked)
-            self.metrics.flows.inc(cleared)
+            self.metrics.flows.inc(await self._clear_flows(narrowed, unmarked))
         self.ready = True
         if step.kind is not StepKind.FAILED:
             # A refused step changed nothing: the inputs are not enforced until the whole table
@@ -278,6 +393,25 @@ class Agent:
             self.applied_digest, self.applied_versions = digest, versions
         self._write_status()
         return step
+
+    async def _clear_flows(self, narrowed: GatewayState, unmarked: bool) -> int:
+        """``Enforcer.clear_flows`` after a narrowing step: in the loop while the last one took
+        at most ``FLOWS_INLINE_S`` (a few flows), else in a worker thread. A worker thread beside
+        a busy loop does not get the interpreter lock until the loop idles (``INLINE_ELEMENTS``):
+        under a churn, the step (and every step after it) would wait for the events to stop.
+        The clearing's own CPU time decides (its thread's: not the time a thread waited for the
+        lock)."""
+
+        def clear() -> tuple[int, float]:
+            started = time.thread_time()
+            cleared = self.enforcer.clear_flows(narrowed, unmarked)
+            return cleared, time.thread_time() - started
+
+        if self._flows_seconds > FLOWS_INLINE_S:
+            cleared, self._flows_seconds = await asyncio.to_thread(clear)
+        else:
+            cleared, self._flows_seconds = clear()
+        return cleared
 
     async def _resync(self) -> None:
         await self.source.listed.wait()

@@ -42,6 +42,29 @@ def open_netfilter_socket(netns: str | None, what: str) -> socket.socket:
     return sock
 
 
+def judge(
+    family: str,
+    table: str,
+    edits: Sequence[SetEdit],
+    first: int,
+    sent: list[netlink.Sent] | None,
+    errors: list[tuple[int, int]] | None,
+) -> None:
+    """Raise ``NftError`` naming the first refused message of the batch ``edits`` numbered from
+    ``first`` (``sent``: its messages, made again if None), if ``errors`` has any, or saying the
+    kernel did not answer (``errors`` None)."""
+    if errors is None:
+        raise NftError("nf_tables netlink: the kernel did not answer the element batch")
+    if errors:
+        seq, code = errors[0]
+        if sent is None:
+            sent = netlink.element_batch(family, table, edits, first)[1]
+        refused = next((s for s in sent if s.seq == seq), None)
+        if refused is not None:
+            raise NftError(netlink.refusal(family, table, refused, code))
+        raise NftError(f"Error: Could not process rule: {os.strerror(code)}: element batch")
+
+
 class NetlinkSets:
     """An nf_tables netlink socket in namespace ``netns`` (``None``: the current one)."""
 
@@ -62,6 +85,15 @@ class NetlinkSets:
 
     def close(self) -> None:
         self._sock.close()
+
+    def fileno(self) -> int:
+        """The socket's descriptor (``dataplane.element_writer`` hands it to its process)."""
+        return self._sock.fileno()
+
+    def room(self, size: int) -> None:
+        """Make the send buffer take a datagram of ``size`` bytes (``_room``)."""
+        if size + 1024 > self._sndbuf:
+            self._room(size)
 
     def edit(self, family: str, table: str, edits: Sequence[SetEdit]) -> None:
         """Make ``edits`` in one transaction; raise ``NftError`` (and change nothing) if the
@@ -96,16 +128,7 @@ class NetlinkSets:
             except OSError as e:
                 self._drain()
                 raise NftError(f"nf_tables netlink: {e}") from None
-        if errors is None:
-            raise NftError("nf_tables netlink: the kernel did not answer the element batch")
-        if errors:
-            seq, code = errors[0]
-            if sent is None:
-                sent = netlink.element_batch(family, table, edits, first)[1]
-            refused = next((s for s in sent if s.seq == seq), None)
-            if refused is not None:
-                raise NftError(netlink.refusal(family, table, refused, code))
-            raise NftError(f"Error: Could not process rule: {os.strerror(code)}: element batch")
+        judge(family, table, edits, first, sent, errors)
 
     def _room(self, size: int) -> None:
         """A datagram larger than the send buffer is refused: grow it (as root, past the

@@ -46,6 +46,7 @@ from peerwall.dataplane.drift import (
     Drift,
     read_drift,
 )
+from peerwall.dataplane.element_writer import ElementWriter, Ticket, WriterGone
 from peerwall.dataplane.nft import Nft, release_memory
 from peerwall.dataplane.readback import plain, read_table, table_exists
 from peerwall.errors import NftError
@@ -130,6 +131,16 @@ class Plan:
     """An ``ELEMENTS`` step's element edits (one netlink batch, not a script)."""
     transaction: Transaction | None = None
     """A ``MODE`` step's element operations."""
+
+
+@dataclass(slots=True)
+class Sending:
+    """An ``ELEMENTS`` plan handed to the element writer, not yet answered."""
+
+    writer: ElementWriter
+    ticket: Ticket | None
+    """None: the plan had no element to send."""
+    started: float
 
 
 @dataclass(frozen=True)
@@ -446,6 +457,9 @@ class GatewayTable:
         except NftError as e:
             self._refused(e, "", whole=False)
             return _FAILED, None
+        return self._elements_committed(plan, started)
+
+    def _elements_committed(self, plan: Plan, started: float) -> tuple[StepKind, float]:
         committed = time.perf_counter()
         self._committed(_ELEMENTS, committed - started)
         counts, changes = self.counts, plan.changes
@@ -454,6 +468,29 @@ class GatewayTable:
         for a in changes.deleted.values():
             counts.elements_deleted += len(a)
         return _ELEMENTS, committed
+
+    def send_elements(self, plan: Plan, writer: ElementWriter) -> Sending:
+        """The first half of committing an ``ELEMENTS`` plan in the writer process: the batch
+        handed over. Nothing counts as applied until ``finish_elements`` judged its answer.
+        Raises ``WriterGone`` if the batch could not be handed over (then nothing was sent)."""
+        started = time.perf_counter()
+        return Sending(writer, writer.submit(_FAMILY, _TABLE, plan.edits), started)
+
+    def finish_elements(
+        self, plan: Plan, sending: Sending, answer: tuple[int, bytes] | WriterGone
+    ) -> tuple[StepKind, float | None]:
+        """The second half: judge the writer's ``answer`` (or that it died with the batch, which
+        may or may not have reached the kernel) under the fallback policy, as ``commit``."""
+        ticket = sending.ticket
+        if ticket is not None:
+            try:
+                if isinstance(answer, WriterGone):
+                    raise NftError(f"{answer}: the element batch's fate is unknown")
+                sending.writer.judge(ticket, answer)
+            except NftError as e:
+                self._refused(e, "", whole=False)
+                return _FAILED, None
+        return self._elements_committed(plan, sending.started)
 
     def _read_live(self, desired: Ruleset) -> Ruleset | None:
         try:

@@ -267,6 +267,21 @@ def replies(data: bytes | memoryview) -> Iterator[tuple[int, int]]:
             yield seq, -error
 
 
+def errors_in(data: bytes | memoryview, first: int, last: int) -> list[tuple[int, int]] | None:
+    """The errors (seq, errno) answered to the batch numbered ``first`` to ``last + 1``, in
+    ``data`` (every answer queued, datagrams one after the other), up to the answer to ``last``,
+    its closing acknowledgement; None if that is not there. Answers to older batches are skipped."""
+    errors: list[tuple[int, int]] = []
+    for seq, code in replies(data):
+        if code and first <= seq <= last + 1:
+            errors.append((seq, code))
+        # The batch's header refused (no CAP_NET_ADMIN, a failed commit): whatever follows is
+        # moot, and may never come.
+        if seq == last or (code and seq == first):
+            return errors
+    return None
+
+
 def refusal(family: str, table: str, sent: Sent, code: int) -> str:
     """The error text for a refused element message, in nft's words where they exist."""
     what = {errno.ENOENT: "No such file or directory", errno.EEXIST: "File exists"}.get(
