@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
-import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from ipaddress import IPv4Address
 
@@ -28,7 +26,6 @@ from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
 from peerwall.model import SecurityMode, load_topology
 from peerwall.settings import AgentSettings
-from support import require_lab
 
 pytestmark = pytest.mark.lab
 
@@ -47,17 +44,6 @@ class HandSource:
 
     async def run(self) -> None:
         await asyncio.Event().wait()  # events come from the test
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    require_lab()
-    name = f"pw-t-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
