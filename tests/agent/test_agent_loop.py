@@ -14,6 +14,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from agentloop import HandSource, started, until
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.run import FLOWS_INLINE_S, INLINE_ELEMENTS, Agent
 from peerwall.compile import names
@@ -25,17 +26,6 @@ from peerwall.model import SecurityMode, load_topology
 from peerwall.nft.fake import FakeNft
 from peerwall.nft.netlink import SetEdit
 from peerwall.settings import AgentSettings
-
-
-class HandSource:
-    def __init__(self) -> None:
-        self.listed = asyncio.Event()
-        self.changed = asyncio.Event()
-        self.loaded_digest: str | None = None
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()  # events come from the test
-
 
 FIRST = int(IPv4Address("10.244.16.0"))
 """Local pod addresses for bursts (inside C1's pod CIDR in three-clusters.yaml)."""
@@ -49,13 +39,6 @@ def get(agent: Agent, path: str) -> tuple[int, str]:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
 
 
 def test_the_loop_end_to_end() -> None:
@@ -282,11 +265,7 @@ def test_a_bursts_element_step_is_committed_in_the_loop_and_only_a_bigger_one_in
         await until(lambda: sum(n for n, _ in committed_in) == start + count)
 
     async def scenario() -> None:
-        task = asyncio.create_task(agent.run())
-        desired.load(state)
-        source.listed.set()
-        source.changed.set()
-        await until(lambda: agent.ready)
+        task = await started(agent, state)
         committed_in.clear()  # the whole table's sets, filled by element batches too
         await burst(0, 700)
         await burst(700, INLINE_ELEMENTS + 1)
@@ -339,11 +318,7 @@ def test_the_flows_a_step_forbids_are_cleared_in_the_loop_until_a_clearing_is_sl
         await agent.idle()
 
     async def scenario() -> None:
-        task = asyncio.create_task(agent.run())
-        desired.load(state)
-        source.listed.set()
-        source.changed.set()
-        await until(lambda: agent.ready)
+        task = await started(agent, state)
         await agent.idle()
         assert cleared_in[0] != threading.get_ident()  # the whole table's: size unknown
         cleared_in.clear()

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from agentloop import HandSource, until
 from peerwall.agent import run
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.run import WRITER_ELEMENTS, Agent
@@ -34,23 +35,6 @@ FIRST = int(IPv4Address("10.244.16.0"))
 BURST = WRITER_ELEMENTS + 68
 """A burst big enough to go to the writer."""
 SET = names.peer_set("C2", SetKind.BACKENDS)
-
-
-class HandSource:
-    def __init__(self) -> None:
-        self.listed = asyncio.Event()
-        self.changed = asyncio.Event()
-        self.loaded_digest: str | None = None
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()  # events come from the test
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.002)
 
 
 def kernel_equals_desired(nft: LibNft, desired: DesiredState) -> bool:

@@ -23,6 +23,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from agentloop import HandSource
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.endpoint import Endpoint, split_address
 from peerwall.agent.run import Agent
@@ -44,16 +45,6 @@ def get(address: tuple[str, int], path: str, timeout: float = 30.0) -> tuple[int
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-class HandSource:
-    def __init__(self) -> None:
-        self.listed = asyncio.Event()
-        self.changed = asyncio.Event()
-        self.loaded_digest: str | None = None
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()
 
 
 def three_clusters_state() -> DesiredState:
