@@ -10,10 +10,11 @@ alternated repetition by repetition, each on a fresh copy of the same base state
 
 - peerwall: the real agent loop (``peerwall.agent.run.Agent``, hand-driven source, libnftables
   in a ``pw-bench-…`` namespace), fed as a watch stream delivers events (``PER_READ`` per loop
-  turn, below); with its default 2 ms coalescing window, and with none. A burst's element
-  transactions are sent by the agent's element writer process (``dataplane.element_writer``), as
-  in the real agent: the loop encodes each batch, hands it over and takes events in until the
-  kernel's answer comes back; the writer's CPU time is counted in peerwall's (``writer_cpu_s``);
+  turn, below); as it runs by default (no coalescing window), and with a 2 ms one. A burst's
+  element transactions are sent by the agent's element writer process
+  (``dataplane.element_writer``), as in the real agent: the loop encodes each batch, hands it
+  over and takes events in until the kernel's answer comes back; the writer's CPU time is counted
+  in peerwall's (``writer_cpu_s``);
 - ``ipset restore``, coalesced the same way (the best the ipset approach could do): after the
   first event of a burst, 2 ms, then every changed set rebuilt and swapped in by one
   ``ipset restore`` process (run in a thread, so events keep coming meanwhile);

@@ -90,11 +90,6 @@ class NetlinkSets:
         """The socket's descriptor (``dataplane.element_writer`` hands it to its process)."""
         return self._sock.fileno()
 
-    def room(self, size: int) -> None:
-        """Make the send buffer take a datagram of ``size`` bytes (``_room``)."""
-        if size + 1024 > self._sndbuf:
-            self._room(size)
-
     def edit(self, family: str, table: str, edits: Sequence[SetEdit]) -> None:
         """Make ``edits`` in one transaction; raise ``NftError`` (and change nothing) if the
         kernel refuses any of them (a set that does not exist, an element to delete that is not
@@ -114,8 +109,8 @@ class NetlinkSets:
                 last = sent[-1].seq
             self._seq = last + 1
             try:
-                if len(batch) + 1024 > self._sndbuf:
-                    self._room(len(batch))
+                if len(batch) + 1024 > self._sndbuf:  # checked here too: the event path
+                    self.room(len(batch))
                 self._sock.send(batch)
                 try:
                     n: int | None = self._sock.recv_into(self._buf, _RECV, socket.MSG_DONTWAIT)
@@ -130,9 +125,9 @@ class NetlinkSets:
                 raise NftError(f"nf_tables netlink: {e}") from None
         judge(family, table, edits, first, sent, errors)
 
-    def _room(self, size: int) -> None:
-        """A datagram larger than the send buffer is refused: grow it (as root, past the
-        system's maximum, as libnftables does)."""
+    def room(self, size: int) -> None:
+        """Make the send buffer take a datagram of ``size`` bytes: a larger one is refused, so
+        grow it (as root, past the system's maximum, as libnftables does)."""
         if size + 1024 <= self._sndbuf:
             return
         want = max(size + 4096, 2 * self._sndbuf)
@@ -165,13 +160,8 @@ class NetlinkSets:
                         self._sock.settimeout(None)
             if n == netlink.ACK_SIZE and netlink.acknowledges(self._buf, last):
                 return errors  # the usual answer: one acknowledgement, of the last message
-            for seq, code in netlink.replies(memoryview(self._buf)[:n]):
-                if code and first <= seq <= last + 1:
-                    errors.append((seq, code))
-                # The batch's header refused (no CAP_NET_ADMIN, a failed commit): whatever
-                # follows is moot, and may never come; later reads skip what does.
-                if seq == last or (code and seq == first):
-                    return errors
+            if netlink.scan_answers(memoryview(self._buf)[:n], first, last, errors):
+                return errors  # what follows a refused header is skipped by later reads
             n = None
 
     def _drain(self) -> None:

@@ -267,19 +267,28 @@ def replies(data: bytes | memoryview) -> Iterator[tuple[int, int]]:
             yield seq, -error
 
 
-def errors_in(data: bytes | memoryview, first: int, last: int) -> list[tuple[int, int]] | None:
-    """The errors (seq, errno) answered to the batch numbered ``first`` to ``last + 1``, in
-    ``data`` (every answer queued, datagrams one after the other), up to the answer to ``last``,
-    its closing acknowledgement; None if that is not there. Answers to older batches are skipped."""
-    errors: list[tuple[int, int]] = []
+def scan_answers(
+    data: bytes | memoryview, first: int, last: int, errors: list[tuple[int, int]]
+) -> bool:
+    """Add to ``errors`` the errors (seq, errno) in ``data`` answered to the batch numbered
+    ``first`` to ``last + 1`` (answers to older batches are skipped); True once the batch is
+    answered: the answer to ``last``, its closing acknowledgement, or a refused header."""
     for seq, code in replies(data):
         if code and first <= seq <= last + 1:
             errors.append((seq, code))
         # The batch's header refused (no CAP_NET_ADMIN, a failed commit): whatever follows is
         # moot, and may never come.
         if seq == last or (code and seq == first):
-            return errors
-    return None
+            return True
+    return False
+
+
+def errors_in(data: bytes | memoryview, first: int, last: int) -> list[tuple[int, int]] | None:
+    """The errors answered to the batch numbered ``first`` to ``last + 1`` in ``data`` (every
+    answer queued, datagrams one after the other); None if its closing acknowledgement is not
+    there (``scan_answers``)."""
+    errors: list[tuple[int, int]] = []
+    return errors if scan_answers(data, first, last, errors) else None
 
 
 def refusal(family: str, table: str, sent: Sent, code: int) -> str:
