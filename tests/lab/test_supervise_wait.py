@@ -4,6 +4,7 @@ agent supervisor per gateway for hours, and each wake-up costs CPU on a virtual 
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 
@@ -26,7 +27,7 @@ def test_the_wait_for_an_agent_is_woken_by_its_exit_alone() -> None:
         code = supervise._wait(child, pidfd, timeout=3600)
         woken = _switches() - before
     finally:
-        supervise.os.close(pidfd)
+        os.close(pidfd)
     assert code == 0
     # Popen.wait(timeout) would have slept and woken ~15 times in those 0.5 s (a check after
     # 0.5, 1, 2, ... ms, then every 50 ms); the pidfd wakes this thread once.
@@ -43,7 +44,7 @@ def test_the_wait_returns_none_while_the_agent_runs_and_its_status_once_it_ended
         child.stdin.close()  # EOF: the shell's read returns and it exits 7
         assert supervise._wait(child, pidfd, timeout=3600) == 7
     finally:
-        supervise.os.close(pidfd)
+        os.close(pidfd)
 
 
 @pytest.mark.parametrize("code", [0, 3])
