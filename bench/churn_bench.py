@@ -20,8 +20,10 @@ alternated repetition by repetition, each on a fresh copy of the same base state
   ``ipset restore`` process (run in a thread, so events keep coming meanwhile);
 - the feed alone: the same loop taking the events in, enforcing nothing (the floor of all);
 - peerwall's feed alone: the same loop, each event applied to peerwall's desired state
-  (``DesiredState``, as the agent's sources do), enforcing nothing: peerwall's own floor, and
-  with the agent's time inside its transactions, where peerwall's time goes;
+  (``DesiredState``, as the agent's sources do), and its changes taken once at the end,
+  enforcing nothing: peerwall's own floor (the agent takes them once per step, so its
+  EndpointSlice diffs coalesce less), and with the agent's time inside its transactions, where
+  peerwall's time goes;
 - Liqo v0.10, one full ``EnsureRulesForClustersForwarding`` per event (``liqo_v010``), and
   ``ipset restore`` once per event without coalescing: both far too slow for 10,000 events, so
   measured on the first events of the same sequence and extrapolated (said in the results).
@@ -427,8 +429,9 @@ async def run_feed_only(world: World, per_read: int = PER_READ) -> dict[str, Any
 
 
 async def run_peerwall_feed_only(world: World, per_read: int = PER_READ) -> dict[str, Any]:
-    """The same loop with peerwall's bookkeeping (``apply_peerwall`` into a ``DesiredState``,
-    whose netted changes a transaction would take), enforcing nothing."""
+    """The same loop with peerwall's bookkeeping (``apply_peerwall`` into a ``DesiredState``),
+    enforcing nothing; its netted changes taken once, at the end (what a transaction would
+    take: the EndpointSlices' changes are diffed then, ``DesiredState._later``)."""
     desired = peerwall_base(world)
     desired.take_changes()
     changed = asyncio.Event()
@@ -438,6 +441,7 @@ async def run_peerwall_feed_only(world: World, per_read: int = PER_READ) -> dict
                 apply_peerwall(desired, e)
                 changed.set()
             await asyncio.sleep(0)
+        desired.take_changes()
     return {"seconds": cpu["wall"], "cpu_s": cpu["cpu"], "kernel_state_ok": True}
 
 

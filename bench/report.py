@@ -331,7 +331,7 @@ def churn_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> N
         "ipset_restore_coalesced": "`ipset restore`, coalesced the same way (the best the ipset approach could do)",
         "ipset_restore_per_event": "`ipset restore` once per event",
         "liqo_v010": "Liqo v0.10 (one full rewrite per event)",
-        "peerwall_feed_only": "peerwall's feed alone: the same loop putting each event into peerwall's desired state, enforcing nothing (informative)",
+        "peerwall_feed_only": "peerwall's feed alone: the same loop putting each event into peerwall's desired state, its changes taken once at the end, enforcing nothing (informative)",
         "feed_only": "the feed alone: the same loop taking the events in, enforcing nothing (the floor of every contender)",
     }
     for key, label in names.items():

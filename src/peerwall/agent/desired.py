@@ -24,6 +24,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from ipaddress import IPv4Address
 from operator import attrgetter
+from typing import cast
 
 from peerwall.compile.changes import Changes, SetKey
 from peerwall.compile.state import FlowLog, GatewayState, PeerState, SetKind
@@ -74,6 +75,8 @@ class _Set:
 
 Held = tuple[_Set, tuple[int, ...]] | dict[_Set, tuple[int, ...]]
 """What one object contributes (``DesiredState._by_key``)."""
+Later = tuple[IPv4Address | int, ...] | frozenset[IPv4Address | int]
+"""A replacement of an object's contribution, as given (``DesiredState._later``)."""
 
 _AS_INT = attrgetter("_ip")
 """An ``IPv4Address``'s int, read in C: ``int(address)`` calls the class's ``__int__`` in Python
@@ -124,6 +127,13 @@ class DesiredState:
         ``_last_ints``: the slice's next peer held the same tuple, and changes the same way."""
         self._sets: dict[SetKey, _Set] = {}
         """Every set contributed to (or viewed), by (peer, kind)."""
+        self._later: dict[str, dict[_Set, Later]] = {}
+        """Replacements of an object's contributions not applied yet: object key -> set -> the
+        addresses last given (an immutable collection, kept as given). An EndpointSlice changes
+        several times in a burst (an endpoint added, then ready, a terminating one gone, for
+        each pod a rollout replaces); each change is a diff of its addresses against those it
+        holds, the costliest event here. Kept until the state is next read (``_settle``: at
+        the agent's next take), only the last of them is diffed (issue 21, churn)."""
         self._dirty: list[_Set] = []
         """The sets with changes since the last take (``_Set.dirty``)."""
         self._changes = Changes()
@@ -174,6 +184,7 @@ class DesiredState:
         bare = replace(peer, members={})
         if self._peers.get(peer.name) == bare:
             return
+        self._settle()  # the replacements kept were given while the peer was as it was
         if peer.name not in self._peers:
             self._new_peers.add(peer.name)
             self._note(peer.name, False)  # its elements come with its declaration
@@ -184,8 +195,10 @@ class DesiredState:
 
     def remove_peer(self, name: str) -> None:
         """Forget a peer; contributions to its sets are kept, should it come back."""
-        if self._peers.pop(name, None) is None:
+        if name not in self._peers:
             return
+        self._settle()
+        del self._peers[name]
         self._views.pop(name, None)
         self._changes.peers.pop(name, None)
         if name in self._new_peers:
@@ -205,8 +218,9 @@ class DesiredState:
     # --- contributions -----------------------------------------------------------------------
 
     # The event path: a pod created or deleted is one address (written out below: its count,
-    # and its netting into the set's pending changes), an EndpointSlice a few (``_more``,
-    # ``_less``).
+    # and its netting into the set's pending changes); an EndpointSlice's change is kept as
+    # given (``_later``), and diffed against what it held once per take, however many times it
+    # changed meanwhile (``_replace``, ``_more``, ``_less``).
 
     def contribute(
         self, key: str, peer: str, kind: SetKind, addresses: Iterable[IPv4Address | int]
@@ -216,7 +230,13 @@ class DesiredState:
         if s is None:
             s = self._set(peer, kind)
         by_key = self._by_key
-        if type(addresses) is tuple and len(addresses) == 1 and key not in by_key:
+        later = self._later
+        if (
+            type(addresses) is tuple
+            and len(addresses) == 1
+            and key not in by_key
+            and key not in later
+        ):
             # A new object with one address (a pod created: the usual event), written out.
             a = addresses[0]
             if type(a) is not int:
@@ -233,6 +253,24 @@ class DesiredState:
                 s.added.add(a)
             self._touched(s)
             return
+        if type(addresses) in _IMMUTABLE:
+            # A replacement: kept as given, diffed when the state is next read (``_settle``).
+            held_later = later.get(key)
+            if held_later is None:
+                later[key] = {s: cast(Later, addresses)}
+            else:
+                held_later[s] = cast(Later, addresses)
+            if self.pending_since is None:
+                self.pending_since = time.perf_counter()
+            return
+        if key in later:
+            self._settle_key(key)
+        self._replace(key, s, addresses)
+
+    def _replace(self, key: str, s: _Set, addresses: Iterable[IPv4Address | int]) -> None:
+        """``contribute``'s general case: object ``key`` now contributes exactly ``addresses``
+        to ``s``; what came and what went are counted and netted."""
+        by_key = self._by_key
         if addresses is self._last_given:
             # The same slice's addresses for its next peer: converted, and held as one tuple.
             new, kept = self._last_ints, self._last_tuple
@@ -284,6 +322,20 @@ class DesiredState:
         if less:
             self._less(s, less)
 
+    def _settle(self) -> None:
+        """Apply the replacements kept for later (``_later``): the state is about to be read."""
+        later = self._later
+        if later:
+            self._later = {}
+            for key, sets in later.items():
+                for s, addresses in sets.items():
+                    self._replace(key, s, addresses)
+
+    def _settle_key(self, key: str) -> None:
+        """Apply the replacements kept for later of object ``key``."""
+        for s, addresses in self._later.pop(key).items():
+            self._replace(key, s, addresses)
+
     def _hold(self, key: str, entry: Held, s: _Set, addresses: tuple[int, ...]) -> None:
         """Record that ``key`` contributes ``addresses`` to ``s`` (``entry``: what it held)."""
         if isinstance(entry, tuple):
@@ -307,6 +359,8 @@ class DesiredState:
     def withdraw(self, key: str, peer: str | None = None, kind: SetKind | None = None) -> None:
         """Object ``key`` contributes nothing any more (to ``peer``/``kind`` only, if given)."""
         if peer is None and kind is None:  # a deleted object: all of it
+            if self._later:
+                self._later.pop(key, None)  # replacements of what goes anyway
             entry = self._by_key.pop(key, None)
             if entry is None:
                 return
@@ -339,11 +393,20 @@ class DesiredState:
                 self.contribute(key, p, k, ())
 
     def contributions(self, key: str) -> dict[SetKey, frozenset[IPv4Address]]:
+        """What object ``key`` contributes, by set (its replacements kept for later included:
+        a source reads this before each change, which must not settle them one by one)."""
         entry = self._by_key.get(key)
-        if entry is None:
-            return {}
-        pairs = [entry] if isinstance(entry, tuple) else entry.items()
-        return {s.key: frozenset(map(IPv4Address, a)) for s, a in pairs}
+        out: dict[SetKey, frozenset[IPv4Address]] = {}
+        if entry is not None:
+            pairs = [entry] if isinstance(entry, tuple) else entry.items()
+            out = {s.key: frozenset(map(IPv4Address, a)) for s, a in pairs}
+        for s, given in self._later.get(key, {}).items():
+            addresses = frozenset(map(IPv4Address, _ints(given)))
+            if addresses:
+                out[s.key] = addresses
+            else:
+                out.pop(s.key, None)
+        return out
 
     def _more(self, s: _Set, addresses: Iterable[int]) -> None:
         """One more contribution of each of ``addresses`` to set ``s``."""
@@ -397,10 +460,12 @@ class DesiredState:
     # --- reading -----------------------------------------------------------------------------
 
     def size(self, peer: str, kind: SetKind) -> int:
+        """The set's size as last settled (a gauge: as of the agent's last take)."""
         s = self._sets.get((peer, kind))
         return 0 if s is None else len(s.count)
 
     def members(self, peer: str, kind: SetKind) -> frozenset[IPv4Address]:
+        self._settle()
         s = self._sets.get((peer, kind))
         return frozenset() if s is None else frozenset(map(IPv4Address, s.count))
 
@@ -408,7 +473,9 @@ class DesiredState:
         """A peer's declaration with *live* views of its members (no copy: O(1)), for checks
         that only ask whether an address is a member (``compile.flows.stale``). Made once per
         declaration (every event that deletes asks for one): the views stay live because the
-        per-set counts are never replaced, only emptied."""
+        per-set counts are never replaced, only emptied. They read the settled counts: a
+        replacement kept for later (``_later``) is not in them yet, as it is not in the kernel
+        yet (flows are judged after a step against what it enforced, not what comes next)."""
         view = self._views.get(name)
         if view is None:
             views = {k: AddressView(self._set(name, k).count.keys()) for k in SetKind}
@@ -428,6 +495,7 @@ class DesiredState:
         )
 
     def snapshot(self) -> GatewayState:
+        self._settle()
         return GatewayState(
             self.cluster,
             {name: self.peer(name) for name in self._peers},
@@ -440,6 +508,7 @@ class DesiredState:
         """The changes since the last call; new peers come with their current members (those
         of ``snapshot``, if given: taken just before, it holds them already, and a second copy
         of every member at start would be the agent's memory peak)."""
+        self._settle()
         out = self._changes
         for s in self._dirty:
             s.dirty = False
@@ -459,17 +528,6 @@ class DesiredState:
         self._noted_new_peers()
         self.pending_since = None
         return out
-
-    def discard_changes(self) -> None:
-        """Forget pending changes (after a full replace, which wrote the whole snapshot)."""
-        for s in self._dirty:
-            s.dirty = False
-            s.added.clear()
-            s.deleted.clear()
-        self._dirty = []
-        self._changes = Changes()
-        self._noted_new_peers()
-        self.pending_since = None
 
     def _noted_new_peers(self) -> None:
         """The peers new since the last take are known now: their element changes are noted."""
