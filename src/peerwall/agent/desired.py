@@ -8,7 +8,9 @@ address stays in a set while any object still contributes it (a pod backing two 
 reflected to the same peer), and leaves with the last one.
 
 ``take_changes`` hands the accumulated, netted changes to the agent, which turns them into one
-nftables transaction; a burst of events that cancel out costs nothing.
+nftables transaction; a burst of events that cancel out costs nothing. An object that changes
+several times between two takes (an EndpointSlice during a rollout) is diffed against what it
+held once, at the take, with its last addresses (``_later``).
 
 Addresses are kept as ints (32-bit), not ``IPv4Address`` objects: an ``IPv4Address`` hashes in
 Python (``hash(hex(...))``, ~1 us, several times per event in these dicts and sets) and costs
