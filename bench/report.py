@@ -120,13 +120,16 @@ def section_machine(out: list[str]) -> None:
     rows = [(name, d["loadavg"]) for name in BENCH_ORDER if (d := load(name)) and "loadavg" in d]
     if rows:
         out.append(
-            "Load average (1, 5, 15 min) during each benchmark, sampled every 2 s; **under load** "
-            "flags a benchmark during which something else competed for the CPUs (the 1-minute "
-            "load already ≥ 1 at its start, or above cores + 1 at some point): its absolute "
-            "figures, and its timing targets, are not the machine's.\n"
+            "Load average (1, 5, 15 min) during each benchmark, sampled every 2 s, and the CPU "
+            "time other processes ran meanwhile (the whole machine's user and system time less "
+            "the benchmark's own processes', in CPUs on average); **under load** flags a "
+            "benchmark during which other processes ran 0.2 CPUs' worth or more: its absolute "
+            "figures, and its timing targets, are not the machine's. (A benchmark's own work, such "
+            "as the event benchmark's CPU hog, stays in the 1-minute load average of the next "
+            "ones for a minute or two: the load average alone would flag them.)\n"
         )
-        out.append("| benchmark | at start | highest 1-min | at end | figures |")
-        out.append("|---|---|---|---|---|")
+        out.append("| benchmark | at start | highest 1-min | at end | other processes | figures |")
+        out.append("|---|---|---|---|---|---|")
         run_commit = (run.get("commit") or "").strip("`")[:12]
         for name, ld in rows:
             flag = "**under load**" if ld["under_load"] else "quiet"
@@ -134,9 +137,11 @@ def section_machine(out: list[str]) -> None:
             if at and run_commit and not at.startswith(run_commit):
                 # Re-run alone after the whole run: say which code it measured.
                 flag += f"; measured alone at `{at}`"
+            others = ld.get("others_cpus")
             out.append(
                 f"| {name} | {', '.join(map(str, ld['start']))} | {ld['max_1min']} | "
-                f"{', '.join(map(str, ld['end']))} | {flag} |"
+                f"{', '.join(map(str, ld['end']))} | "
+                f"{'–' if others is None else f'{others:.2f} CPUs'} | {flag} |"
             )
         out.append("")
 

@@ -55,7 +55,8 @@ def test_every_benchmark_runs_and_reports(tmp_path: Path) -> None:
         result = json.loads(path.read_text())
         missing = [k for k in keys if k not in result]
         assert not missing, f"{name}: result without {missing}\n{log}"
-        assert "loadavg" in result, name  # every result states the load it ran under
+        # Every result states the load it ran under, and what other processes ran meanwhile.
+        assert {"start", "max_1min", "others_cpus", "under_load"} <= result["loadavg"].keys(), name
     memory = json.loads((results / "memory.json").read_text())
     assert {p["source"] for p in memory["processes"]} == {"file", "kubernetes"}
     conntrack = json.loads((results / "conntrack.json").read_text())
