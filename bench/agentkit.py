@@ -1,6 +1,9 @@
 """peerwall's side of the agent benchmarks: a gateway's desired state filled the way a source
 fills it (one contribution per pod or EndpointSlice key), and the real agent loop
-(``peerwall.agent.run.Agent``) driven by hand instead of by a file or the Kubernetes API.
+(``peerwall.agent.run.Agent``) driven by hand instead of by a file or the Kubernetes API, with
+what ``peerwall agent`` gives it besides: the subscription to nftables' notifications in its
+namespace (``TableEvents``: the kernel then notifies every element a step changes, and the loop
+reads them).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from peerwall.agent.desired import DesiredState
 from peerwall.agent.run import Agent, AgentSettings
 from peerwall.compile import names
 from peerwall.compile.state import ApiServer, PeerState
-from peerwall.dataplane.nft import Nft
+from peerwall.dataplane.nft import LibNft, Nft
+from peerwall.dataplane.nftevents import TableEvents
 from peerwall.model.spec import SecurityMode
 
 SEG = SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
@@ -124,7 +128,8 @@ async def running_agent(
 ) -> Any:
     """Start ``Agent.run`` (fail-closed, then a whole-table write of ``desired``) and yield a
     ``LoopHarness`` once the first table is in; stop the agent on exit. ``metrics_address``:
-    where its HTTP endpoint listens (none by default)."""
+    where its HTTP endpoint listens (none by default). On a real table (``LibNft``), the agent
+    listens to nftables' notifications in its namespace, as ``peerwall agent`` does."""
     source = HandSource()
     settings = AgentSettings(
         resync_interval=3600.0,
@@ -132,7 +137,8 @@ async def running_agent(
         metrics_address=metrics_address,
         element_writer=element_writer,
     )
-    agent = Agent(source, desired, nft, None, settings)
+    events = TableEvents(names.FAMILY, names.TABLE, nft.netns) if isinstance(nft, LibNft) else None
+    agent = Agent(source, desired, nft, None, settings, events)
     rec = Recorder()
     agent.metrics.event_latency = rec  # type: ignore[assignment]
     harness = LoopHarness(agent, source, rec)
@@ -163,3 +169,5 @@ async def running_agent(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if events is not None:
+            events.close()

@@ -25,6 +25,10 @@ built by hand, sent, its acknowledgement read; and the same bytes encoded before
 pinned to one CPU and a busy loop (``python -c 'while True: pass'``, our child, ended by PID)
 pinned to the other (``cpu_hog``): p99 under a CPU hog on the other core.
 
+As in ``peerwall agent``, the namespace has a subscriber to nftables' notifications
+(``TableEvents``, the agent's drift watch), drained after each pair of events: the kernel notifies
+every element a commit changes, for peerwall and for the floor alike.
+
 Writes bench/results/event.json and bench/results/event.png.
 """
 
@@ -71,6 +75,7 @@ from peerwall.agent.enforcer import Enforcer
 from peerwall.compile import names
 from peerwall.compile.state import SetKind
 from peerwall.dataplane.nft import LibNft
+from peerwall.dataplane.nftevents import TableEvents
 from peerwall.nft import netlink
 from peerwall.nft.netlink import SetEdit
 from peerwall.nft.transaction import Transaction
@@ -168,6 +173,10 @@ class Peerwall:
         self.k = 0
         self.latencies: list[float] = []
         self.kinds: set[str] = set()
+        self.watch: TableEvents | None = None
+        """The agent's subscription to nftables' notifications, drained after each pair of
+        events (as the agent's loop reads it in a later turn): with it, the kernel notifies
+        every commit's elements, as it does for ``peerwall agent``."""
 
     def events(self, count: int, record: bool = True) -> None:
         """``count`` events: pod created, pod deleted, alternately."""
@@ -186,6 +195,8 @@ class Peerwall:
             if record:
                 self.latencies += [t1 - t0, t2 - t1]
                 self.kinds |= {s1.kind, s2.kind}
+            if self.watch is not None:
+                self.watch.foreign_changes()
 
     def check(self) -> bool:
         live = self.nft.inner.list_json(
@@ -220,6 +231,8 @@ class Floor:
         self.hand: list[float] = []
         self.kernel: list[float] = []
         self.refused = 0
+        self.watch: TableEvents | None = None
+        """The same subscription as peerwall's (``Peerwall.watch``): the same kernel work."""
 
     def _hand(self, ip: Any, kind: int) -> bytes:
         """BATCH_BEGIN, one NEWSETELEM/DELSETELEM with one address (ACK), BATCH_END."""
@@ -269,6 +282,8 @@ class Floor:
             self._check(buf, n1)
             self._check(buf, n2)
             self.kernel += [t1 - t0, t2 - t1]
+            if self.watch is not None:
+                self.watch.foreign_changes()
 
     def close(self) -> None:
         self.sock.close()
@@ -422,9 +437,11 @@ def measure_size(
     shape = Shape(n)
     pw_ns, base_ns, restore_ns = nss.add(f"pw{n}", f"v010-{n}", f"rst{n}")
     pw = Peerwall(pw_ns, shape)
+    floor = Floor(pw_ns, shape)
+    # What ``peerwall agent`` subscribes to in its namespace (``Agent``'s ``events``).
+    pw.watch = floor.watch = TableEvents(names.FAMILY, names.TABLE, pw_ns)
     pw.events(40, record=False)  # warm-up
     pw.nft.seconds, pw.nft.calls = 0.0, 0
-    floor = Floor(pw_ns, shape)
     floor.events(40)
     floor.hand, floor.kernel = [], []
     base = Baseline(base_ns, shape) if baseline_reps else None
@@ -472,10 +489,11 @@ def measure_size(
             "processes_per_event": base.spawned[-1],
             "kernel_state_ok": base.check(),
         }
+    out["profile"] = profile_peerwall(pw)
+    pw.watch.close()  # the agent loop below subscribes on its own
     for loop_coalesce in (0.002, 0.0):
         lat = asyncio.run(loop_latency(pw_ns, shape, loop_coalesce, 200))
         out[f"peerwall_loop_coalesce_{loop_coalesce * 1e3:g}ms"] = latency_summary(lat)
-    out["profile"] = profile_peerwall(pw)
     nss.remove([pw_ns, base_ns, restore_ns])
     return out
 

@@ -12,14 +12,18 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from ipaddress import ip_address
 from pathlib import Path
 
+import pytest
+
+from peerwall.dataplane import nftevents
 from peerwall.dataplane.netlink import NetlinkSets, open_netfilter_socket
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.nftevents import TableEvents, netns_cookie, own_port_ids
-from peerwall.nft import netlink
-from peerwall.nft.netlink import SetEdit
+from peerwall.nft import netlink, tlv
+from peerwall.nft.netlink import NFT_MSG_NEWGEN, SetEdit
 
 TABLE = "pwev"
 SCRIPT = f"add table inet {TABLE}\nadd set inet {TABLE} s {{ type ipv4_addr; }}\n"
@@ -97,3 +101,57 @@ def test_own_port_ids_are_those_of_the_namespace_asked_for(netns: str) -> None:
         here.close()
         there.close()
         route.close()
+
+
+def _datagrams(events: TableEvents) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(events._sock.recv(1 << 16))
+        except BlockingIOError:
+            return out
+
+
+def test_a_commit_notifies_in_datagrams_of_its_own_each_of_one_port(netns: str) -> None:
+    """What ``foreign_changes`` relies on to skip our own datagrams unread, on this kernel: a
+    transaction's notifications come in datagrams holding only that transaction's messages
+    (all stamped with its socket's port), its NEWGEN alone in the last one."""
+    with TableEvents("inet", TABLE, netns) as events, LibNft(netns) as nft:
+        nft.run(SCRIPT)
+        _datagrams(events)
+        many = [ip_address("10.1.0.0") + i for i in range(3000)]
+        nft.edit_elements("inet", TABLE, [SetEdit("s", many)])
+        nft_as(netns, "nft", "add", "element", "inet", TABLE, "s", "{ 10.9.9.9 }")
+        grams = [list(tlv.messages(d)) for d in _datagrams(events)]
+    newgen = [i for i, g in enumerate(grams) if any(k & 0xFF == NFT_MSG_NEWGEN for k, *_ in g)]
+    assert len(newgen) == 2 and len(grams) > 20  # 3,000 elements: many datagrams
+    for i in newgen:
+        assert len(grams[i]) == 1  # the NEWGEN alone
+    ours, theirs = grams[: newgen[0] + 1], grams[newgen[0] + 1 :]
+    assert len({m[3] for g in ours for m in g}) == 1  # one port: our socket's
+    assert len({m[3] for g in theirs for m in g}) == 1  # another: nft's
+    assert {m[3] for g in ours for m in g} != {m[3] for g in theirs for m in g}
+
+
+def test_our_own_datagrams_are_skipped_unread_and_a_foreign_one_after_is_caught(
+    netns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[int] = []
+    real = tlv.messages
+
+    def counted(data: bytes) -> Iterator[tuple[int, int, int, int, bytes]]:
+        read.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(nftevents.tlv, "messages", counted)
+    with TableEvents("inet", TABLE, netns) as events, LibNft(netns) as nft:
+        nft.run(SCRIPT)
+        assert events.foreign_changes() == 0
+        read.clear()
+        many = [ip_address("10.1.0.0") + i for i in range(3000)]
+        nft.edit_elements("inet", TABLE, [SetEdit("s", many)])
+        assert events.foreign_changes() == 0
+        assert read == []  # not one of its ~45 datagrams read message by message
+        nft_as(netns, "nft", "delete", "element", "inet", TABLE, "s", "{ 10.1.0.7 }")
+        assert events.foreign_changes() == 1
+        assert read  # theirs are

@@ -205,6 +205,8 @@ class Agent:
             if self.recorder is not None:
                 asyncio.get_running_loop().remove_reader(self.recorder.reader.fileno())
                 self.recorder.reader.close()
+            if self.events is not None:  # the caller's to close: only no longer watched
+                asyncio.get_running_loop().remove_reader(self.events.fileno())
 
     def _listen_for_drops(self) -> None:
         """Bind the NFLOG group the drop rules log to; without it (another listener, no
