@@ -387,7 +387,8 @@ def churn_section(out: list[str], targets: list[tuple[str, str, str, str]]) -> N
         out.append(
             f"Where peerwall's time goes (medians): the feed {t(bd['feed_s'])}, peerwall's desired "
             f"state on top of it {t(bd['desired_state_s'])}, enforcing (its steps on the loop, "
-            f"and the last one's answer) {t(bd['enforcing_s'])}; its transactions, from handing "
+            f"each diffing the EndpointSlices changed since the last, and the last step's answer) "
+            f"{t(bd['enforcing_s'])}; its transactions, from handing "
             f"a batch over to judging the answer, {t(bd['in_transactions_s'])} in all: a burst's "
             f"run in the element writer process, beside the loop (the kernel's share: 0.7–1.2 µs "
             f"an element).\n"
