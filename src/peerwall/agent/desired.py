@@ -75,7 +75,11 @@ class _Set:
         """Whether it is in ``DesiredState._dirty`` (its changes to hand over at the next take)."""
 
 
-Held = tuple[_Set, tuple[int, ...]] | dict[_Set, tuple[int, ...]]
+Addresses = tuple[int, ...] | frozenset[int]
+"""One object's contribution to one set: a tuple (one address: a pod), or a frozenset (several:
+an EndpointSlice's, diffed against its next one set against set, in C: ``DesiredState._replace``;
+a 4-address frozenset is 144 bytes more than a tuple, and there is one per slice and peer)."""
+Held = tuple[_Set, Addresses] | dict[_Set, Addresses]
 """What one object contributes (``DesiredState._by_key``)."""
 Later = tuple[IPv4Address | int, ...] | frozenset[IPv4Address | int]
 """A replacement of an object's contribution, as given (``DesiredState._later``)."""
@@ -111,22 +115,27 @@ class DesiredState:
         """Declarations without members; members live in ``_sets``."""
         self._by_key: dict[str, Held] = {}
         """Object key -> what the object contributes: (set, addresses) when it contributes to
-        one set (a pod: the usual case), a dict set -> addresses when to several. Tuples, and
+        one set (a pod: the usual case), a dict set -> addresses when to several (``Addresses``:
+        a pod's one address in a tuple). Tuples, and
         one shared ``_Set`` per set: the Kubernetes source holds one contribution per pod,
         and a dict per object (224 bytes) holding a one-address frozenset (216) cost 8 times
         this (issue 21: memory per enforced address). Keyed by the object alone, so that a
         deleted object's contributions are one lookup, not one per set (issue 21: churn)."""
         self._last_given: object = None
         self._last_ints: frozenset[int] = frozenset()
-        self._last_tuple: tuple[int, ...] = ()
-        """The last immutable collection of addresses contributed, as ints, and as the tuple
-        its contributions hold: a source hands an EndpointSlice's addresses to each peer it is
-        reflected to, the same object each time (``kube.contribution.replace``); the next peer's
-        contribution is then neither converted again nor held in a tuple of its own. Held by
-        reference: the object cannot change, nor be freed and its identity reused."""
-        self._last_diff: tuple[object, object, list[int], list[int]] = ((), frozenset(), [], [])
+        """The last immutable collection of several addresses contributed, and as ints (the
+        frozenset its contributions hold): a source hands an EndpointSlice's addresses to each
+        peer it is reflected to, the same object each time (``kube.contribution.replace``); the
+        next peer's contribution is then neither converted again nor held in a set of its own.
+        Held by reference: the object cannot change, nor be freed and its identity reused."""
+        self._last_diff: tuple[object, object, Iterable[int], Iterable[int]] = (
+            (),
+            frozenset(),
+            (),
+            (),
+        )
         """(held, new, came, went) of the last change of a contribution whose new addresses are
-        ``_last_ints``: the slice's next peer held the same tuple, and changes the same way."""
+        ``_last_ints``: the slice's next peer held the same set, and changes the same way."""
         self._sets: dict[SetKey, _Set] = {}
         """Every set contributed to (or viewed), by (peer, kind)."""
         self._later: dict[str, dict[_Set, Later]] = {}
@@ -273,26 +282,29 @@ class DesiredState:
         """``contribute``'s general case: object ``key`` now contributes exactly ``addresses``
         to ``s``; what came and what went are counted and netted."""
         by_key = self._by_key
+        kept: Addresses
         if addresses is self._last_given:
-            # The same slice's addresses for its next peer: converted, and held as one tuple.
-            new, kept = self._last_ints, self._last_tuple
+            # The same slice's addresses for its next peer: converted, and held as one set.
+            kept = new = self._last_ints
         else:
             new = _ints(addresses)
-            kept = None
-            if len(new) > 1 and type(addresses) in _IMMUTABLE:
-                kept = tuple(new)
-                self._last_given, self._last_ints, self._last_tuple = addresses, new, kept
+            if len(new) > 1:
+                kept = new
+                if type(addresses) in _IMMUTABLE:
+                    self._last_given, self._last_ints = addresses, new
+            else:
+                kept = tuple(new)  # a pod's: 56 bytes less than a one-address frozenset
         entry = by_key.get(key)
         if entry is None:
             if new:
-                by_key[key] = (s, kept or tuple(new))
+                by_key[key] = (s, kept)
                 self._more(s, new)
             return
         # A pair (one set) or a dict (several): tried as a pair first, the usual case.
         held = (entry[1] if entry[0] is s else None) if isinstance(entry, tuple) else entry.get(s)
         if held is None:
             if new:
-                self._hold(key, entry, s, kept or tuple(new))
+                self._hold(key, entry, s, kept)
                 self._more(s, new)
             return
         if held is kept:
@@ -301,24 +313,28 @@ class DesiredState:
             self._drop(key, entry, s)
             self._less(s, held)
             return
-        # What came and what went: one pass in C over both, then the few that differ (an
-        # EndpointSlice gains or loses an endpoint), sorted out; the same for the slice's next
-        # peer, which held the same tuple (``_last_diff``).
+        # What came and what went: in C, set against set (an EndpointSlice gains or loses an
+        # endpoint); the same for the slice's next peer, which held the same set
+        # (``_last_diff``).
         last = self._last_diff
+        more: Iterable[int]
+        less: Iterable[int]
         if last[0] is held and last[1] is new:
             more, less = last[2], last[3]
         else:
-            more, less = [], []
-            for a in new.symmetric_difference(held):
-                (more if a in new else less).append(a)
-            if kept is not None:
-                self._last_diff = (held, new, more, less)
+            more = new.difference(held)
+            less = (
+                held.difference(new)
+                if type(held) is frozenset
+                else [a for a in held if a not in new]
+            )
+            self._last_diff = (held, new, more, less)
         if not more and not less:
             return  # the same addresses (an EndpointSlice changed elsewhere)
         if isinstance(entry, tuple):  # held: its one set is ``s``
-            by_key[key] = (s, kept or tuple(new))
+            by_key[key] = (s, kept)
         else:
-            entry[s] = kept or tuple(new)
+            entry[s] = kept
         if more:
             self._more(s, more)
         if less:
@@ -338,7 +354,7 @@ class DesiredState:
         for s, addresses in self._later.pop(key).items():
             self._replace(key, s, addresses)
 
-    def _hold(self, key: str, entry: Held, s: _Set, addresses: tuple[int, ...]) -> None:
+    def _hold(self, key: str, entry: Held, s: _Set, addresses: Addresses) -> None:
         """Record that ``key`` contributes ``addresses`` to ``s`` (``entry``: what it held)."""
         if isinstance(entry, tuple):
             if entry[0] is s:
@@ -371,7 +387,7 @@ class DesiredState:
                     self._less(s, held)
                 return
             s, held = entry
-            if len(held) != 1:
+            if type(held) is not tuple:  # several addresses (a frozenset: ``Addresses``)
                 self._less(s, held)
                 return
             # One address (a pod deleted: the usual event), written out as in ``contribute``.
