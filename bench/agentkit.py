@@ -3,7 +3,8 @@ fills it (one contribution per pod or EndpointSlice key), and the real agent loo
 (``peerwall.agent.run.Agent``) driven by hand instead of by a file or the Kubernetes API, with
 what ``peerwall agent`` gives it besides: the subscription to nftables' notifications in its
 namespace (``TableEvents``: the kernel then notifies every element a step changes, and the loop
-reads them).
+reads them), and the conntrack table (``Conntrack``: each step that narrows clears the flows it
+forbids).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from peerwall.agent.desired import DesiredState
 from peerwall.agent.run import Agent, AgentSettings
 from peerwall.compile import names
 from peerwall.compile.state import ApiServer, PeerState
+from peerwall.dataplane.conntrack import Conntrack
 from peerwall.dataplane.nft import LibNft, Nft
 from peerwall.dataplane.nftevents import TableEvents
 from peerwall.model.spec import SecurityMode
@@ -129,7 +131,8 @@ async def running_agent(
     """Start ``Agent.run`` (fail-closed, then a whole-table write of ``desired``) and yield a
     ``LoopHarness`` once the first table is in; stop the agent on exit. ``metrics_address``:
     where its HTTP endpoint listens (none by default). On a real table (``LibNft``), the agent
-    listens to nftables' notifications in its namespace, as ``peerwall agent`` does."""
+    listens to nftables' notifications in its namespace and clears flows there, as ``peerwall
+    agent`` does."""
     source = HandSource()
     settings = AgentSettings(
         resync_interval=3600.0,
@@ -137,8 +140,10 @@ async def running_agent(
         metrics_address=metrics_address,
         element_writer=element_writer,
     )
-    events = TableEvents(names.FAMILY, names.TABLE, nft.netns) if isinstance(nft, LibNft) else None
-    agent = Agent(source, desired, nft, None, settings, events)
+    real = isinstance(nft, LibNft)
+    events = TableEvents(names.FAMILY, names.TABLE, nft.netns) if real else None
+    flows = Conntrack(nft.netns) if real else None
+    agent = Agent(source, desired, nft, flows, settings, events)
     rec = Recorder()
     agent.metrics.event_latency = rec  # type: ignore[assignment]
     harness = LoopHarness(agent, source, rec)
@@ -171,3 +176,5 @@ async def running_agent(
             await task
         if events is not None:
             events.close()
+        if flows is not None:
+            flows.close()

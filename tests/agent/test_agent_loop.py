@@ -15,9 +15,10 @@ from ipaddress import IPv4Address
 import pytest
 
 from agentloop import HandSource, started, until
+from peerwall.agent import run
 from peerwall.agent.desired import DesiredState
 from peerwall.agent.run import FLOWS_INLINE_S, INLINE_ELEMENTS, Agent
-from peerwall.compile import names
+from peerwall.compile import ctmark, names
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
@@ -336,3 +337,73 @@ def test_the_flows_a_step_forbids_are_cleared_in_the_loop_until_a_clearing_is_sl
     loop_thread = threading.get_ident()
     asyncio.run(scenario())
     assert [t == loop_thread for t in cleared_in] == [True, True, False, False, True]
+
+
+@pytest.mark.parametrize("owed_s", [60.0, 0.0])
+def test_a_bursts_narrowing_steps_clear_their_flows_once_after_it(
+    monkeypatch: pytest.MonkeyPatch, owed_s: float
+) -> None:
+    """While changes keep coming (a burst), a narrowing element step leaves its flows to a later
+    step (``run.FLOWS_OWED_S`` after the first at most): one clearing after the burst, judged
+    against every peer the burst narrowed, and the inputs not reported enforced before it. With
+    no time allowed (0 s), each narrowing step clears its own."""
+    monkeypatch.setattr(run, "FLOWS_OWED_S", owed_s)
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    state = gateway_state(
+        load_topology(text, "three"), "C1", SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    )
+    cleared: list[frozenset[str]] = []
+    """The peers each clearing judged."""
+
+    class Flows:
+        def delete_where(self, reason, about=None, marks=None):  # type: ignore[no-untyped-def]
+            cleared.append(frozenset(m for m, _ in marks or ()))
+            return Cleared()
+
+    desired = DesiredState("C1", "pwt-*", 12345)
+    source = HandSource()
+    # A short window: steps come every few hundred loop turns (a burst is told by its turns).
+    settings = AgentSettings(metrics_address=None, burst_window=0.0002)
+    agent = Agent(source, desired, FakeNft(), Flows(), settings)
+    counts = agent.enforcer.table.counts
+    peers = ("C2", "C3")
+    pods = 4000
+
+    async def scenario() -> None:
+        task = await started(agent, state)
+        for i in range(pods):  # each pod backs a service reflected to C2 or C3
+            desired.contribute(f"pod/{i}", peers[i % 2], SetKind.BACKENDS, [IPv4Address(FIRST + i)])
+        source.changed.set()
+        await until(lambda: desired.pending_since is None)
+        await agent.idle()
+        cleared.clear()
+        agent.applied_digest = source.loaded_digest = "before"
+        steps = counts.transactions["elements"]
+        source.loaded_digest = "after"
+        # The burst: a pod deleted a loop turn, until the loop made 3 steps or more in it.
+        i = 0
+        while counts.transactions["elements"] < steps + 3 or i < 20:
+            assert i < pods, "the burst ended before the loop made 3 steps"
+            desired.withdraw(f"pod/{i}")
+            source.changed.set()
+            i += 1
+            await asyncio.sleep(0)
+            if owed_s and cleared:  # nothing cleared while it lasts,
+                pytest.fail("a narrowing step of the burst cleared its flows during it")
+            if owed_s:  # nor the inputs reported enforced
+                assert agent.applied_digest == "before"
+        await until(lambda: desired.pending_since is None and not source.changed.is_set())
+        await agent.idle()
+        made = counts.transactions["elements"] - steps
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        judged = {m for c in cleared for m in c}
+        assert judged >= {ctmark.from_peer(p) for p in peers}  # both peers the burst narrowed
+        if owed_s:
+            assert len(cleared) == 1  # once, after the burst
+        else:
+            assert len(cleared) == made  # each step its own
+        assert agent.applied_digest == "after"
+
+    asyncio.run(scenario())

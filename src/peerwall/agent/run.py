@@ -10,7 +10,8 @@
    transaction is sent by the element writer, a process the agent starts beside its loop
    (``WRITER_ELEMENTS``, ``dataplane.element_writer``), and the loop takes events in meanwhile.
 3. After a step that narrows what a peer may reach, the flows it forbids are cleared: in the
-   loop when that is quick (``FLOWS_INLINE_S``), else in a worker thread.
+   loop when that is quick (``FLOWS_INLINE_S``), else in a worker thread; during a burst of
+   element changes, once for the burst's narrowing steps (``FLOWS_OWED_S``).
 4. Every ``resync_interval`` seconds (and at once on SIGUSR1, or on nftables' notification that
    another process changed the table, ``dataplane.nftevents``) the live table is read back and
    any drift repaired.
@@ -34,6 +35,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from typing import Any, Protocol
 
 from peerwall.agent.desired import DesiredState
@@ -71,6 +73,15 @@ at 3.6 ms was sent at 15.9 ms and answered after the last event, at 61 ms, the l
 the thread's wake-ups meanwhile (the feed 61 ms against 42 ms without enforcing); committed in
 the loop, the same steps cost 0.5 ms each and the feed ended at 56 ms. With an element writer
 (``WRITER_ELEMENTS``), this applies only when the writer is gone."""
+
+FLOWS_OWED_S = 0.1
+"""A narrowing element step made while changes keep coming (a burst) leaves its flows to the
+step after it, for at most this long after the first step that left them: one clearing for the
+burst's steps, not one each. A clearing walks the kernel's whole conntrack hash (every
+namespace's: 262,144 buckets by default) once per kind of flow it asks for, 1-5 ms each whatever
+it finds; after every step of a burst (every few ms) that was most of the loop's time, or, in a
+thread the busy loop starves, a step waiting for the burst's end. The flows a burst forbids live
+this much longer at most; a mode or peer change, and a step with nothing after it, clear at once."""
 
 FLOWS_INLINE_S = 0.002
 """The flows a narrowing step forbids are cleared in the loop while the last clearing took at
@@ -151,6 +162,12 @@ class Agent:
         self.metrics.flows_ring = self.flows
         self.writer: ElementWriter | None = None
         """The element writer process, while there is one (``run`` starts it)."""
+        self._owed: GatewayState | None = None
+        """The peers whose flows narrowing steps left to a later step (``FLOWS_OWED_S``): live
+        views, as ``Step.narrowed``'s, judged when cleared; ``_owed_unmarked``: with the
+        unmarked flows; ``_owed_since``: when the first of those steps was made."""
+        self._owed_unmarked = False
+        self._owed_since = 0.0
         self._flows_seconds = float("inf")
         """How long the last ``_clear_flows`` took (it decides where the next one runs). The
         first (the whole table's, at start: the flow table's size unknown) runs in a thread."""
@@ -317,11 +334,11 @@ class Agent:
             await self.source.changed.wait()
             await asyncio.sleep(self.settings.coalesce)
             self.source.changed.clear()
-            await self._drain()
+            coming = await self._drain()
             async with self._lock:
                 # Not the step itself: kept over the wait for the next event, a whole-table
                 # step would keep the snapshot it wrote, every address twice (issue 21).
-                failed = (await self.step()).kind is StepKind.FAILED
+                failed = (await self.step(coming)).kind is StepKind.FAILED
             # A refused step is retried whole at once (what it would have narrowed stays open
             # until then); a whole table refused too is retried with backoff, so that a table
             # the kernel keeps refusing (another process holds it) costs a retry now and then,
@@ -330,20 +347,23 @@ class Agent:
             if refused > 1:
                 await asyncio.sleep(min(0.05 * 2 ** (refused - 2), 5.0))
 
-    async def _drain(self) -> None:
+    async def _drain(self) -> bool:
         """If the source delivered another change in the loop's next turn (a burst), wait for
         the rest of it, on a timer (the loop then turns only for the source): in quarters of
         ``burst_window``, until a quarter passes without a change, ``burst_window`` at most. A
         lone change costs one turn (~5 us); the end of a burst, a quarter of the window (not
-        all of it: the last events of a burst wait 0.5 ms, not 2)."""
+        all of it: the last events of a burst wait 0.5 ms, not 2). Whether changes are still
+        coming: the window ran out in the middle of a burst."""
         await asyncio.sleep(0)
         quarter = self.settings.burst_window / 4
         for _ in range(4):
             if not self.source.changed.is_set():
-                return
+                return False
             self.source.changed.clear()
             await asyncio.sleep(quarter)
+        coming = self.source.changed.is_set()
         self.source.changed.clear()
+        return coming
 
     async def idle(self) -> None:
         """Return once no step (nor check of the table) is running: one that started has its
@@ -351,8 +371,10 @@ class Agent:
         async with self._lock:
             pass
 
-    async def step(self) -> Step:
-        """One transaction for what changed (all of it, the first time), then the flows."""
+    async def step(self, coming: bool = False) -> Step:
+        """One transaction for what changed (all of it, the first time), then the flows;
+        ``coming``: changes are still coming in (a burst goes on: an element step's flows can
+        wait for a later step's, ``FLOWS_OWED_S``)."""
         since = self.desired.pending_since
         digest = self.source.loaded_digest
         versions = dict(getattr(self.source, "versions", {}))
@@ -381,20 +403,47 @@ class Agent:
         )
         if step.committed_at is not None and since is not None:
             self.metrics.event_latency.observe(step.committed_at - since)
+        waits = True  # whether owed flows can wait for a later step: not after a peer change
         if step.narrows and self.enforcer.flows is not None:
             narrowed = step.narrowed  # made here, in the loop that owns the desired state
             assert narrowed is not None
             # Only a whole-table replace can follow a table that was missing (whose connections
             # have no mark of ours); after an element or peer change, only marked ones can be stale.
-            unmarked = step.kind is StepKind.FULL
-            self.metrics.flows.inc(await self._clear_flows(narrowed, unmarked))
+            self._owe(narrowed, step.kind is StepKind.FULL)
+            waits = step.kind is StepKind.ELEMENTS
+        if self._owed is not None:
+            if (
+                waits
+                and (coming or self.source.changed.is_set())
+                and time.monotonic() - self._owed_since < FLOWS_OWED_S
+            ):
+                self.source.changed.set()  # a later step pays them, if only an empty one
+            else:
+                await self._pay()
         self.ready = True
-        if step.kind is not StepKind.FAILED:
-            # A refused step changed nothing: the inputs are not enforced until the whole table
-            # is written (the lab waits for this digest to call a change converged).
+        if self._owed is None and step.kind is not StepKind.FAILED:
+            # The inputs are enforced (the lab waits for this digest to call a change
+            # converged) once the flows they forbid are cleared; a refused step changed
+            # nothing: not until the whole table is written.
             self.applied_digest, self.applied_versions = digest, versions
         self._write_status()
         return step
+
+    def _owe(self, narrowed: GatewayState, unmarked: bool) -> None:
+        """Add ``narrowed``'s peers to the flows owed (the latest view of each peer)."""
+        if self._owed is None:
+            self._owed, self._owed_unmarked = narrowed, unmarked
+            self._owed_since = time.monotonic()
+        else:
+            self._owed = replace(narrowed, peers={**self._owed.peers, **narrowed.peers})
+            self._owed_unmarked |= unmarked
+
+    async def _pay(self) -> None:
+        """Clear the flows owed."""
+        owed, unmarked = self._owed, self._owed_unmarked
+        assert owed is not None
+        self._owed = None
+        self.metrics.flows.inc(await self._clear_flows(owed, unmarked))
 
     async def _clear_flows(self, narrowed: GatewayState, unmarked: bool) -> int:
         """``Enforcer.clear_flows`` after a narrowing step: in the loop while the last one took
