@@ -37,8 +37,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from typing import cast
 
-from peerwall.compile.flows import Flow, Tuple
+from peerwall.compile.flows import Cut, Flow, Tuple, Verdicts
 from peerwall.dataplane.netlink import open_netfilter_socket
 from peerwall.errors import NftError
 from peerwall.nft.netlink import NETLINK_CAP_ACK, SOL_NETLINK
@@ -260,6 +261,13 @@ class _Doomed:
         if not self.count % SEND_BATCH:
             self.cuts.append(len(self.requests))
 
+    def copy(self, body: memoryview) -> None:
+        """Add the request whose body is ``body`` (nfgenmsg, original tuple), once the sample is
+        full: the shared header, the body as the dump gave it."""
+        self.requests += self.fast_header
+        self.requests += body
+        self.added()
+
     def add(self, body: bytes, flow: Flow, why: str) -> None:
         seq = self.shared
         if not self.sampled:
@@ -270,6 +278,87 @@ class _Doomed:
         self.requests += HEADER.pack(HEADER.size + len(body), _DELETE, NLM_F_REQUEST, seq, 0)
         self.requests += body
         self.added()
+
+
+def _said(why: str | Cut, flow: Flow) -> str:
+    return why if isinstance(why, str) else why.explain(flow)
+
+
+def _within(ranges: list[tuple[int, int]], src: int, dst: int) -> bool:
+    # A loop, not any() over a generator: this runs once per new kind of entry.
+    for lo, hi in ranges:  # noqa: SIM110
+        if lo <= src <= hi or lo <= dst <= hi:
+            return True
+    return False
+
+
+class _Judge:
+    """Judges an entry not judged yet (the first of its kind, or laid out otherwise) for one
+    dump's ``_scan``, and remembers the verdict of its kind in ``judged``.
+
+    With ``compile.flows.Verdicts`` as the reason, an entry laid out as ``_ENTRY`` reads it is
+    judged from the integers ``_FLOW`` reads, without a ``Flow``, and its verdict is a shared
+    ``Cut`` whose sentence is made only if it goes into the sample: a table where every entry is
+    its own kind (a peer's connections to many pods or ports) costs about what one of few kinds
+    does. With a dump by mark, ``Verdicts`` is given the pair's value as the mark (``delete_where``'s
+    contract: only the bits under the mask are read)."""
+
+    def __init__(
+        self,
+        reason: Callable[[Flow], str | None],
+        ranges: list[tuple[int, int]] | None,
+        mark: tuple[int, int] | None,
+        judged: dict[tuple[bytes, ...], str | Cut | None],
+        doomed: _Doomed,
+    ) -> None:
+        self.reason = reason
+        self.verdicts = reason if isinstance(reason, Verdicts) else None
+        self.ranges = ranges
+        self.mark = None if mark is None else mark[0]
+        self.judged = judged
+        self.doomed = doomed
+
+    def __call__(self, message: memoryview, key: tuple[bytes, ...] | None) -> None:
+        """Judge one entry (``message``: its nfgenmsg and attributes); remember the verdict
+        under ``key`` if the entry is laid out as ``_ENTRY`` reads it."""
+        attrs = bytes(message[_NFGENMSG.size :])
+        ranges, doomed = self.ranges, self.doomed
+        if key is not None and _laid_out(attrs):
+            # The common case: read at the fixed offsets, no walk; the verdict is remembered.
+            values = _FLOW.unpack_from(attrs)
+            src, dst, proto, _, dport, rsrc, rdst, rsport, _ = values
+            why: str | Cut | None = None
+            flow = None
+            if ranges is not None and not _within(ranges, src, dst):
+                pass
+            elif self.verdicts is not None:
+                mark = self.mark
+                if mark is None:  # the key's mark, found by ``_scan``'s walk
+                    mark = int.from_bytes(key[3], "big") if key[3] else 0
+                why = self.verdicts.cut(proto, src, dst, dport, rsrc, rdst, rsport, mark)
+            else:
+                flow = _fixed_flow(attrs, values)
+                why = self.reason(flow)
+            if why is not None:
+                if doomed.sampled:
+                    doomed.copy(message[: _NFGENMSG.size + _TUPLE_LENGTH])
+                else:
+                    flow = flow or _fixed_flow(attrs, values)
+                    body = bytes(message[: _NFGENMSG.size + _TUPLE_LENGTH])
+                    doomed.add(body, flow, _said(why, flow))
+            judged = self.judged
+            if len(judged) >= JUDGED:
+                judged.clear()
+            judged[key] = why
+            return
+        if ranges is not None:
+            found = _addresses(attrs)
+            if found is None or not _within(ranges, *found):
+                return
+        entry = _entry(attrs)
+        said = self.reason(entry.flow)
+        if said is not None:
+            doomed.add(_delete_body(entry), entry.flow, said)
 
 
 class Conntrack:
@@ -395,7 +484,7 @@ class Conntrack:
             # kept meanwhile is each doomed entry's delete request (72 bytes), in one buffer.
             doomed = _Doomed(self._seq)
             for mark in filters:
-                self._scan(self._dump_request(mark), reason, ranges, mark is None, doomed)
+                self._scan(self._dump_request(mark), reason, ranges, mark, doomed)
             self._seq = max(self._seq, doomed.seq)  # the deletions' numbers follow both
             return self._send_deletions(doomed)
 
@@ -404,22 +493,24 @@ class Conntrack:
         seq: int,
         reason: Callable[[Flow], str | None],
         ranges: list[tuple[int, int]] | None,
-        read_mark: bool,
+        mark: tuple[int, int] | None,
         doomed: _Doomed,
     ) -> None:
-        """Read the dump ``seq`` as it comes and add the delete request of every entry
-        ``reason`` names to ``doomed``.
+        """Read the dump ``seq`` (of the entries with ``mark``, a (value, mask) pair; None: of
+        all) as it comes and add the delete request of every entry ``reason`` names to
+        ``doomed``.
 
         Per entry, one ``unpack_from`` of what ``reason`` may depend on (``_ENTRY``: the bytes
         where the kernel writes a TCP or UDP entry's tuples, attribute headers included, so
         that a key judged once was checked to be that layout) and a dictionary lookup; a doomed
         one's delete request is its own original tuple, copied from the dump. No object is
-        built for it. The first entry of a kind, and any other layout (ICMP, zones), is decoded
-        in full (``_judge``); with ``read_mark`` the mark, found by a walk, is part of the key."""
-        judged: dict[tuple[bytes, ...], str | None] = {}
+        built for it. The first entry of a kind, and any other layout (ICMP, zones), is judged
+        by ``_judge``; without ``mark`` the entry's mark, found by a walk, is part of the key."""
+        judged: dict[tuple[bytes, ...], str | Cut | None] = {}
         buffer, view, sock = self._buffer, self._view, self._sock
         unpack, get, entry_type = _ENTRY.unpack_from, judged.get, _ENTRY_TYPE
-        requests, fast_header = doomed.requests, doomed.fast_header
+        judge = _Judge(reason, ranges, mark, judged, doomed)
+        read_mark = mark is None
         while True:
             size = sock.recv_into(buffer, _RECEIVE)
             pos = 0
@@ -439,18 +530,17 @@ class Conntrack:
                     if why is None:
                         pos = end
                         continue
-                    if isinstance(why, str):  # doomed like the first of its kind
+                    if why is not _UNJUDGED:  # doomed like the first of its kind
                         if doomed.sampled:
-                            requests += fast_header
-                            requests += view[pos + HEADER.size : pos + _BODY_END]
-                            doomed.added()
+                            doomed.copy(view[pos + HEADER.size : pos + _BODY_END])
                         else:  # one for the sample: its flow, for the log
                             attrs = bytes(view[pos + _ATTRS : end])
                             flow = _fixed_flow(attrs, _FLOW.unpack_from(attrs))
-                            doomed.add(bytes(view[pos + HEADER.size : pos + _BODY_END]), flow, why)
+                            body = bytes(view[pos + HEADER.size : pos + _BODY_END])
+                            doomed.add(body, flow, _said(cast(str | Cut, why), flow))
                         pos = end
                         continue
-                    self._judge(view[pos + HEADER.size : end], key, reason, ranges, judged, doomed)
+                    judge(view[pos + HEADER.size : end], key)
                 elif kind == NLMSG_DONE:
                     return
                 elif kind == NLMSG_ERROR:
@@ -459,47 +549,10 @@ class Conntrack:
                         raise OSError(code, os.strerror(code))
                     return
                 elif kind == entry_type:
-                    self._judge(view[pos + HEADER.size : end], None, reason, ranges, judged, doomed)
+                    judge(view[pos + HEADER.size : end], None)
                 pos = end
                 if not flags & NLM_F_MULTI:
                     return
-
-    @staticmethod
-    def _judge(
-        message: memoryview,
-        key: tuple[bytes, ...] | None,
-        reason: Callable[[Flow], str | None],
-        ranges: list[tuple[int, int]] | None,
-        judged: dict[tuple[bytes, ...], str | None],
-        doomed: _Doomed,
-    ) -> None:
-        """Decode one entry (``message``: its nfgenmsg and attributes) in full and judge it;
-        remember the verdict under ``key`` if the entry is laid out as ``_ENTRY`` reads it."""
-        attrs = bytes(message[_NFGENMSG.size :])
-        if key is not None and _laid_out(attrs):
-            # The common case: read at the fixed offsets, no walk; the verdict is remembered.
-            src, dst, *_ = values = _FLOW.unpack_from(attrs)
-            if ranges is not None and not any(
-                lo <= a <= hi for a in (src, dst) for lo, hi in ranges
-            ):
-                why = None
-            else:
-                flow = _fixed_flow(attrs, values)
-                why = reason(flow)
-                if why is not None:
-                    doomed.add(bytes(message[: _NFGENMSG.size + _TUPLE_LENGTH]), flow, why)
-            if len(judged) >= JUDGED:
-                judged.clear()
-            judged[key] = why
-            return
-        if ranges is not None:
-            found = _addresses(attrs)
-            if found is None or not any(lo <= a <= hi for a in found for lo, hi in ranges):
-                return
-        entry = _entry(attrs)
-        why = reason(entry.flow)
-        if why is not None:
-            doomed.add(_delete_body(entry), entry.flow, why)
 
     def _send_deletions(self, doomed: _Doomed) -> Cleared:
         """Send ``doomed``'s requests, ``SEND_BATCH`` to a datagram, each datagram closed by a
