@@ -148,6 +148,7 @@ def _stale_to(peer: PeerState, flow: Flow) -> str | None:
 
 BINDING, NOT_ADMITTED, SOURCE_NAT = "binding", "not admitted", "source NAT"
 _PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1}
+_OURS = ctmark.OURS
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,7 +231,8 @@ class _Peer:
 
     def __init__(self, state: GatewayState, peer: PeerState) -> None:
         elements = cidrs_elements(peer) | audit_elements(peer)
-        self.ranges = _Ranges(_span(e) for e in elements if isinstance(e, IPv4Network))
+        ranges = _Ranges(_span(e) for e in elements if isinstance(e, IPv4Network))
+        self.ranges = ranges if ranges.starts else None
         self.admitted = _ints(e for e in elements if isinstance(e, IPv4Address))
         self.admitted |= _ints(peer.addresses(SetKind.OFFLOADED))
         self.admitted |= _ints(peer.addresses(SetKind.BACKENDS))
@@ -252,7 +254,7 @@ class _Peer:
         nat = self.nat
         if nat is not None and nat[0] <= dst <= nat[1] and rsrc != nat[2] + dst - nat[0]:
             return self.binding
-        if rsrc in self.admitted or rsrc in self.ranges:
+        if rsrc in self.admitted or (self.ranges is not None and rsrc in self.ranges):
             return None
         if rsrc in self.api and proto == 6 and rsport == self.api_port and src in self.api_clients:
             return None
@@ -291,10 +293,8 @@ class Verdicts:
         self._by_source = _FirstOf(enumerate(p.valid_sources for p in peers), none)
         self._by_destination = _FirstOf(enumerate(p.sources for p in peers), none)
 
-    def _peer(self, i: int) -> _Peer:
-        prepared = self._prepared[i]
-        if prepared is None:
-            prepared = self._prepared[i] = _Peer(self.state, self._peers[i])
+    def _prepare(self, i: int) -> _Peer:
+        prepared = self._prepared[i] = _Peer(self.state, self._peers[i])
         return prepared
 
     def cut(
@@ -312,7 +312,7 @@ class Verdicts:
         these fields (the original tuple's source, destination and destination port, the reply's
         source, destination and source port, the whole mark), of which it reads no other."""
         if mark:
-            found = self._marked.get(mark & ctmark.OURS)
+            found = self._marked.get(mark & _OURS)
             if found is None:
                 return None
             opened_by_peer, i = found
@@ -324,7 +324,7 @@ class Verdicts:
                 opened_by_peer, i = True, by_source
             else:
                 opened_by_peer, i = False, by_destination
-        peer = self._peer(i)
+        peer = self._prepared[i] or self._prepare(i)
         if opened_by_peer:
             return peer.stale_from(proto, src, dst, dport, rsrc, rsport)
         return peer.stale_to(src, rdst)

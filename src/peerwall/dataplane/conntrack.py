@@ -43,7 +43,7 @@ from peerwall.compile.flows import Cut, Flow, Tuple, Verdicts
 from peerwall.dataplane.netlink import open_netfilter_socket
 from peerwall.errors import NftError
 from peerwall.nft.netlink import NETLINK_CAP_ACK, SOL_NETLINK
-from peerwall.nft.tlv import ATTR, HEADER, NLA_TYPE_MASK, attr, messages, walk
+from peerwall.nft.tlv import HEADER, NLA_TYPE_MASK, attr, messages, walk
 
 NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 0, 1, 2
@@ -93,11 +93,9 @@ def _tuple(data: bytes) -> tuple[str, Tuple]:
 # The layout the kernel writes a tuple in (ctnetlink_dump_tuples): IP (source, destination), then
 # protocol (number, then ports). Read at fixed offsets; anything else takes the generic walk.
 _FIXED = struct.Struct("=HHHHHH4sHH4sHHHHB3x")
-_PORTS = struct.Struct("=HH2s2xHH2s2x")
 _NESTED_ORIG = CTA_TUPLE_ORIG | NLA_F_NESTED
 _NESTED_REPLY = CTA_TUPLE_REPLY | NLA_F_NESTED
 _LAYOUT = (CTA_TUPLE_IP | NLA_F_NESTED, CTA_IP_V4_SRC, CTA_IP_V4_DST)
-_PROTO = (CTA_TUPLE_PROTO | NLA_F_NESTED, CTA_PROTO_NUM)
 _TUPLE_LENGTH = 52
 """A TCP or UDP tuple attribute's length, as the kernel writes it."""
 
@@ -151,27 +149,38 @@ def _addresses(payload: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _fixed_tuple(data: bytes, pos: int, kind: int) -> bool:
-    """Whether the tuple attribute at ``pos`` is laid out as ``_ENTRY`` reads it: 52 bytes, IP
-    (source, destination), then protocol (TCP or UDP: number, source port, destination port)."""
-    if len(data) < pos + _FIXED.size + _PORTS.size:
-        return False
-    length, k, _, ki, _, ks, _, _, kd, _, _, kp, _, kn, proto = _FIXED.unpack_from(data, pos)
-    if length != _TUPLE_LENGTH or k != kind or (ki, ks, kd) != _LAYOUT or (kp, kn) != _PROTO:
-        return False
-    _, k1, _, _, k2, _ = _PORTS.unpack_from(data, pos + _FIXED.size)
-    return proto in (6, 17) and (k1, k2) == (CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT)
+# The attribute headers of an entry's two tuples and of the attribute after them, read at the
+# offsets ``_ENTRY`` and ``_FLOW`` read an entry at (per tuple: its length and type; the types of
+# its IP attribute, source, destination, protocol attribute, protocol number; the number; the
+# types of its source and destination ports), to tell in one read that an entry is laid out so.
+_SHAPE = struct.Struct("=" + "HH2xH2xH4x2xH4x2xH2xHB3x2xH4x2xH4x" * 2)
+_AFTER = struct.Struct("=2xH")
 
 
-def _laid_out(attrs: bytes) -> bool:
-    """Whether an entry's attributes are laid out as ``_ENTRY`` reads them: the two tuples at
-    fixed offsets, and no zone after them (a zone must go with its delete request)."""
-    after = 2 * _TUPLE_LENGTH
+def _shape(kind: int, proto: int) -> tuple[int, ...]:
+    numbered = (CTA_TUPLE_PROTO | NLA_F_NESTED, CTA_PROTO_NUM)
+    ports = (CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT)
+    return (_TUPLE_LENGTH, kind, *_LAYOUT, *numbered, proto, *ports)
+
+
+_SHAPES = frozenset(
+    _shape(_NESTED_ORIG, orig) + _shape(_NESTED_REPLY, reply)
+    for orig in (6, 17)
+    for reply in (6, 17)
+)
+"""The tuples' shapes ``_laid_out`` accepts (TCP or UDP each)."""
+
+
+def _laid_out(data: bytes | bytearray, at: int = 0) -> bool:
+    """Whether the attributes at ``at`` (an entry's, after its nfgenmsg; at least ``_SHAPE.size``
+    bytes) are laid out as ``_ENTRY`` reads them: the two tuples at fixed offsets (52 bytes: IP,
+    source, destination; protocol, TCP or UDP, source port, destination port), and no zone after
+    them (a zone must go with its delete request)."""
+    if len(data) < at + _SHAPE.size + _AFTER.size:
+        return False
     return (
-        _fixed_tuple(attrs, 0, _NESTED_ORIG)
-        and _fixed_tuple(attrs, _TUPLE_LENGTH, _NESTED_REPLY)
-        and len(attrs) >= after + 4
-        and ATTR.unpack_from(attrs, after)[1] & NLA_TYPE_MASK != CTA_ZONE
+        _SHAPE.unpack_from(data, at) in _SHAPES
+        and _AFTER.unpack_from(data, at + _SHAPE.size)[0] & NLA_TYPE_MASK != CTA_ZONE
     )
 
 
@@ -310,7 +319,10 @@ class _Judge:
         mark: tuple[int, int] | None,
         judged: dict[tuple[bytes, ...], str | Cut | None],
         doomed: _Doomed,
+        buffer: bytearray,
+        view: memoryview,
     ) -> None:
+        self.buffer, self.view = buffer, view
         self.reason = reason
         self.verdicts = reason if isinstance(reason, Verdicts) else None
         self.ranges = ranges
@@ -318,14 +330,17 @@ class _Judge:
         self.judged = judged
         self.doomed = doomed
 
-    def __call__(self, message: memoryview, key: tuple[bytes, ...] | None) -> None:
-        """Judge one entry (``message``: its nfgenmsg and attributes); remember the verdict
-        under ``key`` if the entry is laid out as ``_ENTRY`` reads it."""
-        attrs = bytes(message[_NFGENMSG.size :])
-        ranges, doomed = self.ranges, self.doomed
-        if key is not None and _laid_out(attrs):
-            # The common case: read at the fixed offsets, no walk; the verdict is remembered.
-            values = _FLOW.unpack_from(attrs)
+    def __call__(self, pos: int, end: int, key: tuple[bytes, ...] | None) -> None:
+        """Judge the entry whose message is ``view[pos:end]``; remember the verdict under
+        ``key`` if the entry is laid out as ``_ENTRY`` reads it (``key``: that it is long enough
+        for ``_laid_out`` to read)."""
+        ranges, doomed, view = self.ranges, self.doomed, self.view
+        at = pos + _ATTRS
+        buffer = self.buffer
+        if key is not None and _laid_out(buffer, at):
+            # The common case: read at the fixed offsets, no walk, no copy; the verdict is
+            # remembered.
+            values = _FLOW.unpack_from(buffer, at)
             src, dst, proto, _, dport, rsrc, rdst, rsport, _ = values
             why: str | Cut | None = None
             flow = None
@@ -337,20 +352,23 @@ class _Judge:
                     mark = int.from_bytes(key[3], "big") if key[3] else 0
                 why = self.verdicts.cut(proto, src, dst, dport, rsrc, rdst, rsport, mark)
             else:
-                flow = _fixed_flow(attrs, values)
+                flow = _fixed_flow(bytes(view[at:end]), values)
                 why = self.reason(flow)
             if why is not None:
-                if doomed.sampled:
-                    doomed.copy(message[: _NFGENMSG.size + _TUPLE_LENGTH])
+                if doomed.sampled:  # ``_Doomed.copy``, inlined: once per entry here
+                    doomed.requests += doomed.fast_header
+                    doomed.requests += view[pos + HEADER.size : pos + _BODY_END]
+                    doomed.added()
                 else:
-                    flow = flow or _fixed_flow(attrs, values)
-                    body = bytes(message[: _NFGENMSG.size + _TUPLE_LENGTH])
+                    flow = flow or _fixed_flow(bytes(view[at:end]), values)
+                    body = bytes(view[pos + HEADER.size : pos + _BODY_END])
                     doomed.add(body, flow, _said(why, flow))
             judged = self.judged
             if len(judged) >= JUDGED:
                 judged.clear()
             judged[key] = why
             return
+        attrs = bytes(view[at:end])
         if ranges is not None:
             found = _addresses(attrs)
             if found is None or not _within(ranges, *found):
@@ -509,7 +527,7 @@ class Conntrack:
         judged: dict[tuple[bytes, ...], str | Cut | None] = {}
         buffer, view, sock = self._buffer, self._view, self._sock
         unpack, get, entry_type = _ENTRY.unpack_from, judged.get, _ENTRY_TYPE
-        judge = _Judge(reason, ranges, mark, judged, doomed)
+        judge = _Judge(reason, ranges, mark, judged, doomed, buffer, view)
         read_mark = mark is None
         while True:
             size = sock.recv_into(buffer, _RECEIVE)
@@ -540,7 +558,7 @@ class Conntrack:
                             doomed.add(body, flow, _said(cast(str | Cut, why), flow))
                         pos = end
                         continue
-                    judge(view[pos + HEADER.size : end], key)
+                    judge(pos, end, key)
                 elif kind == NLMSG_DONE:
                     return
                 elif kind == NLMSG_ERROR:
@@ -549,7 +567,7 @@ class Conntrack:
                         raise OSError(code, os.strerror(code))
                     return
                 elif kind == entry_type:
-                    judge(view[pos + HEADER.size : end], None)
+                    judge(pos, end, None)
                 pos = end
                 if not flags & NLM_F_MULTI:
                     return
