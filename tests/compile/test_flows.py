@@ -87,13 +87,13 @@ def states(draw: st.DrawFn) -> GatewayState:
     state = gateway_state(topology, cluster, draw(st.sampled_from(list(SecurityMode))))
     pool = _pool(*state.peers.values())
     peers = [draw(_varied(p, pool)) for p in state.peers.values()]
-    if peers and draw(st.booleans()):  # overlapping sources: the first peer in order decides
+    if draw(st.booleans()) and peers:  # overlapping sources: the first peer in order decides
         twin = draw(st.sampled_from(peers))
         peers.append(replace(twin, name="twin", mode=draw(st.sampled_from(list(SecurityMode)))))
-    peers = draw(st.permutations(peers))
+    ordered = draw(st.permutations(peers))
     port = draw(st.sampled_from([CONNCHECK_PORT, None, 53]))
     return GatewayState(
-        state.cluster, {p.name: p for p in peers}, state.tunnel_pattern, port, state.flow_log
+        state.cluster, {p.name: p for p in ordered}, state.tunnel_pattern, port, state.flow_log
     )
 
 
