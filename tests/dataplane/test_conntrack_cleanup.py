@@ -21,7 +21,7 @@ from ctfill import fill
 from peerwall.compile import ctmark
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.flows import Flow, Verdicts, stale
-from peerwall.compile.state import GatewayState
+from peerwall.compile.state import CONNCHECK_PORT, GatewayState
 from peerwall.dataplane.conntrack import SAMPLE, Conntrack
 from peerwall.model import SecurityMode, load_topology
 
@@ -155,6 +155,8 @@ def distinct_groups() -> list[tuple[int, dict[str, object]]]:
         (n, {"mark": c3 | 2, "each": lambda i: (C3_POD, DENIED + i, 54)}),
         # from distinct sources to its backends: kept
         (n, {"mark": c3, "each": lambda i: (C3_POD + i, BACKEND + i % 2, 53)}),
+        # to distinct destinations on the gateways' connection check port: kept
+        (n, {"mark": c3, "each": lambda i: (C3_POD, DENIED + i, CONNCHECK_PORT)}),
         # unmarked, from C3's pods to distinct denied destinations: doomed after a full replace
         (n, {"each": lambda i: (C3_POD, DENIED + i, 55)}),
         # C2's, through the remapped view: the binding the rules make (kept), another (doomed)
@@ -192,13 +194,13 @@ def test_entries_each_its_own_kind_are_judged_as_stale_judges_them(
 
     results = []
     for reason in (by_stale, Verdicts(state)):
-        assert filled() == 9 * N
+        assert filled() == 10 * N
         with Conntrack(netns) as table:
             before = {e.flow for e in table.entries()}
             cleared = table.delete_where(reason, about, marks)
             left = {e.flow for e in table.entries()}
             table.delete_where(lambda _: "emptied for the next run")
-        assert len(before) == 9 * N and cleared.count == len(before - left)
+        assert len(before) == 10 * N and cleared.count == len(before - left)
         assert all(why == stale(state, flow) for flow, why in cleared.sample)
         results.append((cleared.count, left, [why for _, why in cleared.sample]))
     (count, left, whys), (fast_count, fast_left, fast_whys) = results
