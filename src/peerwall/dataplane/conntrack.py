@@ -25,6 +25,12 @@ buffer), reading it here ~0.15 s more, deleting all of them ~0.3 s of the kernel
 by the kernel's own filter, ``CTA_FILTER`` on a delete request, 0.26 s: not worth its semantics,
 it would also take entries made after the dump). Each filtered dump that returns nothing costs
 the kernel's walk of the table, ~40-50 ms.
+
+A peer can make every entry its own kind (connections to many distinct pods or ports), and then
+each one is judged: through ``compile.flows.Verdicts`` (``_Judge``), from the integers read at
+the fixed offsets, without a ``Flow`` and with what each peer admits prepared once, ~2.7 us an
+entry here (``stale`` asked of a decoded ``Flow`` cost ~7 us more): 262,143 such entries, all
+deleted, in ~1.5 s at a load of 2-3 (``bench/conntrack_bench.py``'s ``distinct-denied``).
 """
 
 from __future__ import annotations
@@ -523,7 +529,7 @@ class Conntrack:
         that a key judged once was checked to be that layout) and a dictionary lookup; a doomed
         one's delete request is its own original tuple, copied from the dump. No object is
         built for it. The first entry of a kind, and any other layout (ICMP, zones), is judged
-        by ``_judge``; without ``mark`` the entry's mark, found by a walk, is part of the key."""
+        by ``_Judge``; without ``mark`` the entry's mark, found by a walk, is part of the key."""
         judged: dict[tuple[bytes, ...], str | Cut | None] = {}
         buffer, view, sock = self._buffer, self._view, self._sock
         unpack, get, entry_type = _ENTRY.unpack_from, judged.get, _ENTRY_TYPE
