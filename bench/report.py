@@ -930,6 +930,16 @@ def flowlog_section(out: list[str], targets: list[tuple[str, str, str, str]]) ->
         )
         + f" (median of {m['quiet']['n']} each).\n"
     )
+    sp = fl.get("mode_switch_pairs", {}).get("flood/quiet")
+    if sp:
+        q1, q3 = sp["quartiles"]
+        out.append(
+            f"The mode change in {sp['n']} pairs of blocks of switches, quiet and under the "
+            "flood back to back (the order alternating): under the flood over quiet "
+            f"{sp['median']:.3f} (median of the pairs' ratios; quartiles {q1:.3f} – {q3:.3f}, "
+            f"range {sp['min']:.2f} – {sp['max']:.2f}); the ratio of the medians above "
+            f"{fl['ratios']['mode_switch_flood_over_quiet_medians']:.3f}.\n"
+        )
     for name, tg in fl["targets"].items():
         v = tg["value"]
         targets.append((f"Explained drops: {name}", f"{v:.3g}", met(tg), "–"))

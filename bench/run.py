@@ -62,7 +62,8 @@ QUICK: dict[str, list[str]] = {
     "live": [],  # already quick (about 30 s); fewer rounds would miss the 30 edits it checks
     "repair": ["--deletions", "10"],
     "endpoint": ["--switches", "5", "--blocks", "1"],
-    "flowlog": ["--reps", "1", "--seconds", "0.5", "--switches", "5", "--events", "5000"],
+    "flowlog": ["--reps", "1", "--seconds", "0.5", "--switches", "4", "--switch-pairs", "2",
+                "--events", "5000"],
     "supervised": ["--kills", "3"],
     "conntrack": ["--entries", "20000"],
 }  # fmt: skip
@@ -86,7 +87,8 @@ SMOKE: dict[str, list[str]] = {
     "watch": ["--peers", "1"],
     "repair": ["--deletions", "2"],
     "endpoint": ["--switches", "2", "--blocks", "1", "--slow", "10", "--scrapers", "2"],
-    "flowlog": ["--reps", "1", "--seconds", "0.1", "--switches", "2", "--events", "200"],
+    "flowlog": ["--reps", "1", "--seconds", "0.1", "--switches", "1", "--switch-pairs", "1",
+                "--events", "200"],
     "supervised": ["--kills", "1"],
     "conntrack": ["--entries", "50"],
 }  # fmt: skip

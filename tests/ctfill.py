@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from peerwall.dataplane import conntrack as ct
@@ -41,27 +42,32 @@ def fill(
     reply_dst: IPv4Address | None = None,
     reply_sport: int | None = None,
     zone: int | None = None,
+    each: Callable[[int], tuple[IPv4Address, IPv4Address, int]] | None = None,
 ) -> int:
     """Create ``count`` UDP entries ``src+i/60000 : port -> dst:dport`` in ``netns``, with
     connection mark ``mark``; returns how many the kernel accepted (it refuses beyond
     ``nf_conntrack_max``). The reply tuple mirrors the original unless told (``reply_src``:
     a destination NAT, ``reply_dst``: a source NAT, ``reply_sport``); ``zone``: a conntrack
-    zone other than the default."""
+    zone other than the default; ``each``: the source, destination and destination port of
+    entry ``i`` (instead of ``src``, ``dst`` and ``dport``), e.g. every entry its own kind."""
     with open_netfilter_socket(netns, "conntrack fill") as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
         created, pending = 0, 0
         for seq, i in enumerate(range(first, first + count), start=1):
             s = IPv4Address(int(src) + i // 60000)
             sport = 1024 + i % 60000
+            d, dp = dst, dport
+            if each is not None:
+                s, d, dp = each(i)
             body = (
                 ct._NFGENMSG.pack(socket.AF_INET, 0, 0)
-                + attr(ct.CTA_TUPLE_ORIG, _tuple(s, dst, sport, dport), nested=True)
+                + attr(ct.CTA_TUPLE_ORIG, _tuple(s, d, sport, dp), nested=True)
                 + attr(
                     ct.CTA_TUPLE_REPLY,
                     _tuple(
-                        dst if reply_src is None else reply_src,
+                        d if reply_src is None else reply_src,
                         s if reply_dst is None else reply_dst,
-                        dport if reply_sport is None else reply_sport,
+                        dp if reply_sport is None else reply_sport,
                         sport,
                     ),
                     nested=True,

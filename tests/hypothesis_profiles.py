@@ -51,6 +51,7 @@ BUDGETS = {
     "json-classes": 60,  # policy/test_json_classes.py
     "trace": 200,  # verify/test_trace.py: traced tables equal the expected ones
     "diff": 60,  # compile/test_diff.py: every transaction lands on the new table
+    "flow-verdicts": 100,  # compile/test_flow_verdicts.py: Verdicts against stale, 10 to 40 entries each
     "figure-topology": 40,  # figures/test_topology_figure.py
     "figure-highlight": 40,  # figures/test_matrix_figures.py
     "figure-classes": 30,  # figures/test_matrix_figures.py

@@ -6,18 +6,24 @@ tests fill a real namespace's table with entries that differ in one such field o
 (so that most are answered from the remembered verdicts), and check that exactly the ones named
 went: a key that left the field out would give both groups one answer. Entries in a zone are
 deleted with their zone, and entries that vanish between the dump and the deletion are not
-counted."""
+counted. A table where every entry is its own kind, judged from integers through
+``compile.flows.Verdicts``, loses exactly the entries ``stale`` names."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import resources
 from ipaddress import IPv4Address
 
 import pytest
 
 from ctfill import fill
-from peerwall.compile.flows import Flow
-from peerwall.dataplane.conntrack import Conntrack
+from peerwall.compile import ctmark
+from peerwall.compile.desired import gateway_state
+from peerwall.compile.flows import Flow, Verdicts, stale
+from peerwall.compile.state import CONNCHECK_PORT, GatewayState
+from peerwall.dataplane.conntrack import SAMPLE, Conntrack
+from peerwall.model import SecurityMode, load_topology
 
 pytestmark = pytest.mark.lab
 N = 1500  # more than one datagram of deletions (SEND_BATCH)
@@ -120,3 +126,84 @@ def test_entries_gone_before_their_deletion_are_not_counted(netns: str) -> None:
         assert table.entries() == []
     assert cleared.count == N
     assert all(f.mark == second for f, _ in cleared.sample)
+
+
+# Every entry its own kind (what a hostile peer can make: connections to many distinct pods or
+# ports), judged from integers through ``compile.flows.Verdicts``: the same entries must go as
+# with ``stale`` asked of each decoded ``Flow``, with ``stale``'s reasons. C1's state in the
+# three-cluster example under segregation: C3 may reach its two backends; C1 remaps for C2
+# (C2 reaches 10.244.0.0/16 as 10.1.0.0/16).
+C3_POD, C2_POD, LOCAL = IPv4Address("10.50.1.1"), IPv4Address("10.0.0.7"), IPv4Address("10.244.0.5")
+BACKEND, DENIED = IPv4Address("10.244.0.1"), IPv4Address("10.244.16.0")
+REMAPPED = IPv4Address("10.1.0.1")  # C2's view of BACKEND
+
+
+def c1_segregated() -> GatewayState:
+    text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
+    return gateway_state(
+        load_topology(text, "three"), "C1", SecurityMode.INTRA_CLUSTER_TRAFFIC_SEGREGATION
+    )
+
+
+def distinct_groups() -> list[tuple[int, dict[str, object]]]:
+    """(count, fill arguments) of each group; each entry of a group its own kind."""
+    c2, c3 = ctmark.from_peer("C2"), ctmark.from_peer("C3")
+    n = N
+    return [
+        # C3's connections to distinct denied destinations (Liqo's bits on some): doomed
+        (n, {"mark": c3, "each": lambda i: (C3_POD, DENIED + i, 53)}),
+        (n, {"mark": c3 | 2, "each": lambda i: (C3_POD, DENIED + i, 54)}),
+        # from distinct sources to its backends: kept
+        (n, {"mark": c3, "each": lambda i: (C3_POD + i, BACKEND + i % 2, 53)}),
+        # to distinct destinations on the gateways' connection check port: kept
+        (n, {"mark": c3, "each": lambda i: (C3_POD, DENIED + i, CONNCHECK_PORT)}),
+        # unmarked, from C3's pods to distinct denied destinations: doomed after a full replace
+        (n, {"each": lambda i: (C3_POD, DENIED + i, 55)}),
+        # C2's, through the remapped view: the binding the rules make (kept), another (doomed)
+        (n, {"mark": c2, "reply_src": BACKEND, "each": lambda i: (C2_POD + i, REMAPPED, 80)}),
+        (n, {"mark": c2, "reply_src": DENIED, "each": lambda i: (C2_POD + i, REMAPPED, 81)}),
+        # ours towards C2's pods: the source NAT the rules make (kept), another (doomed)
+        (n, {"mark": ctmark.to_peer("C2"), "reply_dst": IPv4Address("10.1.0.5"),
+             "each": lambda i: (LOCAL, C2_POD + i, 443)}),
+        (n, {"mark": ctmark.to_peer("C2"), "reply_dst": LOCAL,
+             "each": lambda i: (LOCAL, C2_POD + i, 444)}),
+        # Liqo's NodePort connections: never stale
+        (n, {"mark": 3, "each": lambda i: (C3_POD, DENIED + i, 56)}),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("by_mark", [False, True], ids=["one dump", "dumps by mark"])
+def test_entries_each_its_own_kind_are_judged_as_stale_judges_them(
+    netns: str, by_mark: bool
+) -> None:
+    state = c1_segregated()
+    about = {net for peer in state.peers.values() for net in peer.valid_sources}
+    marks = None
+    if by_mark:  # as ``Enforcer.clear_flows`` asks after a whole-table replace
+        marks = {(ctmark.from_peer(p), ctmark.OURS) for p in state.peers}
+        marks |= {(ctmark.to_peer("C2"), ctmark.OURS), (0, FULL_MASK)}
+
+    def filled() -> int:
+        made = 0
+        for first, (count, args) in enumerate(distinct_groups()):
+            made += fill(netns, count, C3_POD, DENIED, first=first * count, **args)  # type: ignore[arg-type]
+        return made
+
+    def by_stale(flow: Flow) -> str | None:
+        return stale(state, flow)
+
+    results = []
+    for reason in (by_stale, Verdicts(state)):
+        assert filled() == 10 * N
+        with Conntrack(netns) as table:
+            before = {e.flow for e in table.entries()}
+            cleared = table.delete_where(reason, about, marks)
+            left = {e.flow for e in table.entries()}
+            table.delete_where(lambda _: "emptied for the next run")
+        assert len(before) == 10 * N and cleared.count == len(before - left)
+        assert all(why == stale(state, flow) for flow, why in cleared.sample)
+        results.append((cleared.count, left, [why for _, why in cleared.sample]))
+    (count, left, whys), (fast_count, fast_left, fast_whys) = results
+    assert count == 5 * N  # the groups said doomed above
+    assert (fast_count, fast_left) == (count, left)
+    assert len(whys) == len(fast_whys) == SAMPLE

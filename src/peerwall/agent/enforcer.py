@@ -21,7 +21,7 @@ from typing import Protocol
 from peerwall.agent.desired import DesiredState
 from peerwall.compile import ctmark
 from peerwall.compile.changes import Changes
-from peerwall.compile.flows import Flow, stale
+from peerwall.compile.flows import Flow, Verdicts
 from peerwall.compile.state import GatewayState
 from peerwall.dataplane.conntrack import Cleared
 from peerwall.dataplane.drift import Drift
@@ -196,12 +196,13 @@ class Enforcer:
     # --- flows and drift ---------------------------------------------------------------------
 
     def clear_flows(self, state: GatewayState, unmarked: bool = True) -> int:
-        """Delete the tracked connections ``state`` forbids (``compile.flows.stale``), asking
-        the kernel for only those that can be stale: the connections each peer of ``state``
-        opened (its ``from_peer`` mark), those opened towards it when this gateway remaps for it
-        (``to_peer``: their NAT is checked), and, with ``unmarked``, the connections without a
-        mark of ours (made while the table was missing: needed after a whole-table replace or a
-        repair, not after an element change, which cannot create any)."""
+        """Delete the tracked connections ``state`` forbids (``compile.flows.stale``, prepared
+        once per clearing: ``Verdicts``), asking the kernel for only those that can be stale:
+        the connections each peer of ``state`` opened (its ``from_peer`` mark), those opened
+        towards it when this gateway remaps for it (``to_peer``: their NAT is checked), and,
+        with ``unmarked``, the connections without a mark of ours (made while the table was
+        missing: needed after a whole-table replace or a repair, not after an element change,
+        which cannot create any)."""
         if self.flows is None:
             return 0
         # ``stale`` names only flows from or to a peer's valid sources (its pods, its masquerade
@@ -213,7 +214,7 @@ class Enforcer:
             # No mark at all: ``stale`` never names one with Liqo's bits only, and reads the
             # whole mark of one without ours (``delete_where`` keys verdicts by the masked bits).
             marks.append((0, 0xFFFF_FFFF))
-        cleared = self.flows.delete_where(lambda flow: stale(state, flow), about, set(marks))
+        cleared = self.flows.delete_where(Verdicts(state), about, set(marks))
         for flow, why in cleared.sample:
             log.info(
                 "flow %s %s:%s -> %s:%s cleared: %s",

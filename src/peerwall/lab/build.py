@@ -13,7 +13,6 @@ running lab was built for.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import threading
@@ -22,7 +21,7 @@ from collections.abc import Callable, Iterator
 
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
-from peerwall.compile.flows import stale
+from peerwall.compile.flows import Verdicts
 from peerwall.compile.names import FAMILY, GUARD_TABLE, TABLE, clashes, tunnel_ifname
 from peerwall.compile.state import GatewayState
 from peerwall.dataplane.apply import SyncResult, sync
@@ -70,7 +69,7 @@ def clear_stale_flows(netns: str, state: GatewayState) -> int:
     """Delete the tracked connections ``state`` would not have let through (``compile.flows``)."""
     with Conntrack(netns) as ct:
         about = {net for peer in state.peers.values() for net in peer.sources}
-        return ct.delete_where(functools.partial(stale, state), about).count
+        return ct.delete_where(Verdicts(state), about).count
 
 
 def apply_modes(
