@@ -74,6 +74,8 @@ def run_agent(netns: str, scenario: Callable[[Agent, HandSource], Awaitable[None
                 await until(lambda: agent.ready and agent.writer is not None and agent.writer.ready)
                 assert agent.writer is not None
                 pids.append(agent.writer.pid)
+                # A batch task: woken by a batch, it does not preempt the agent that wrote it.
+                assert os.sched_getscheduler(agent.writer.pid) == os.SCHED_BATCH
                 await scenario(agent, source)
                 await until(lambda: desired.pending_since is None and not source.changed.is_set())
                 await agent.idle()
