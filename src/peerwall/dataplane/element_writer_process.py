@@ -47,7 +47,7 @@ def serve(channel: int, sock: int) -> None:
     # events in: on a busy machine it would share the agent's core, and the agent would wait
     # for the batch's whole commit inside its write. A batch task (no wake-up preemption) runs
     # when the agent's slice ends, or at once on an idle core, as before.
-    try:
+    try:  # noqa: SIM105 (contextlib is not built in: see the end)
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except OSError:  # not allowed here (a seccomp profile): as a normal task
         pass
