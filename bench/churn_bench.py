@@ -9,8 +9,9 @@ is deleted, 30% an EndpointSlice reflected to 1-2 peers gains or loses an endpoi
 alternated repetition by repetition, each on a fresh copy of the same base state:
 
 - peerwall: the real agent loop (``peerwall.agent.run.Agent``, hand-driven source, libnftables
-  in a ``pw-bench-…`` namespace, subscribed to nftables' notifications there as ``peerwall
-  agent`` is), fed as a watch stream delivers events (``PER_READ`` per loop turn, below); as it runs by default (no coalescing window), and with a 2 ms one. A burst's
+  in a ``pw-bench-…`` namespace, subscribed to nftables' notifications there and clearing
+  the flows its steps forbid from the conntrack table, as ``peerwall agent`` does), fed as a
+  watch stream delivers events (``PER_READ`` per loop turn, below); as it runs by default (no coalescing window), and with a 2 ms one. A burst's
   element transactions are sent by the agent's element writer process
   (``dataplane.element_writer``), as in the real agent: the loop encodes each batch, hands it
   over and takes events in until the kernel's answer comes back; the writer's CPU time is counted
