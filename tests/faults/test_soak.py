@@ -5,7 +5,10 @@ under the background witness (``Watch``: every cross-cluster pair and peer gatew
 the agents' resident memory and open descriptors are sampled, and their slopes (per hour, least
 squares, after the first tenth of the run) reported in docs/RELIABILITY.md. Bounded: no descriptor
 leak (a handful at most over the run), and, for a run of 10 minutes or more, the memory slope
-under 32 MiB an hour.
+under 10 MiB an hour. With the leak of b261ea4 (garbage cycles moved out of the collector's
+reach at every topology load, fixed in model.parse.gc_paused) it was 21-25 MiB an hour, which
+the former bound of 32 let pass; without it, a 16-minute soak measured +0.11 MiB an hour, its
+warm-up over within the first minute (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -97,6 +100,9 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
             "duration": f"{seconds:g} s, {i} mode switches",
             "agent RSS": f"{rss[0][1] / 2**20:.1f} → {rss[-1][1] / 2**20:.1f} MiB, "
             f"slope {slope(settled(rss)) / 2**20:+.2f} MiB/h after the first tenth",
+            "agent RSS at the end of each tenth of the run (MiB)": ", ".join(
+                f"{v / 2**20:.1f}" for v in tenths(rss)
+            ),
             "agent open descriptors": f"{fds[0][1]:.0f} → {fds[-1][1]:.0f}, "
             f"slope {slope(fds):+.2f}/h",
             "load average (1 min) during the soak": f"min {min(loads):.2f}, "
@@ -108,7 +114,14 @@ def test_soak(lab_up: LabUp, fault: FaultRecord) -> None:
     )
     assert fds[-1][1] <= fds[0][1] + 5, "descriptors leak"
     if seconds >= 600:  # a slope over a short run is the warm-up's, extrapolated to an hour
-        assert slope(settled(rss)) < 32 * 2**20, "memory grows"
+        assert slope(settled(rss)) < 10 * 2**20, "memory grows"
+
+
+def tenths(points: list[tuple[float, float]]) -> list[float]:
+    """The last value sampled by the end of each tenth of the run: the curve behind the slope (a
+    warm-up levels off, a leak does not)."""
+    end = points[-1][0]
+    return [next(v for t, v in reversed(points) if t <= end * k / 10) for k in range(1, 11)]
 
 
 def settled(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -210,20 +210,35 @@ def gc_paused() -> Iterator[None]:
     more than the parse itself (PyYAML 2.3x faster without). They create no garbage cycles.
     So do validation and resolution (pydantic: 5.4 s instead of 30 s for 1,000,000 pods).
 
-    On the way out, what was allocated meanwhile is moved to the oldest generation
-    (``gc.freeze`` then ``gc.unfreeze``: two list splices, no pass over the objects). Left in
-    the youngest, the first allocation after the pause set off a collection over all of them,
-    then another as they aged: 4.6 s of CPU for a 1,000,000-pod topology and its table. They
-    are still collected, with the rest of the heap, at the next full collection."""
+    On the way out, if the youngest generation holds ``PROMOTED_FROM`` objects or more (a big
+    parse's), every object of the younger generations is moved to the oldest (``gc.freeze`` then
+    ``gc.unfreeze``: two list splices, no pass over the objects). Left in the youngest, the
+    first allocation after the pause set off a collection over all of them, then another as
+    they aged: 4.6 s of CPU for a 1,000,000-pod topology and its table.
+
+    Not below that: the move takes every young object, not only the pause's, with the garbage
+    cycles the rest of the process made (an agent's status written by ``json.dump``, its HTTP
+    connections). Moved so, they wait for a full collection, which CPython starts only when the
+    objects that aged into the oldest generation *by collection* reach a quarter of it; the
+    moved ones are not counted, so they never set it off. A lab agent switched twice a second
+    loads its small topology through here each time, and grew by ~20 MiB an hour of such
+    garbage (the soak, docs/RELIABILITY.md). A big load still moves the young garbage of its
+    moment: hundreds of objects per load, next to the parse's hundreds of thousands."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
-        gc.unfreeze()
+        if gc.get_count()[0] >= PROMOTED_FROM:
+            gc.freeze()
+            gc.unfreeze()
         if enabled:
             gc.enable()
+
+
+PROMOTED_FROM = 100_000
+"""Young objects from which a pause's end moves them to the oldest generation: a collection over
+100,000 young objects costs ~3 ms here, ~56 ms over 1,000,000 (and again as they age)."""
 
 
 # --- JSON ----------------------------------------------------------------------------------
