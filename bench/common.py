@@ -36,17 +36,20 @@ PREFIX = "pw-bench-"
 
 
 def busy_seconds() -> float:
-    """CPU seconds every process of the machine has run since boot: user, nice and system time
-    (``/proc/stat``'s first line, in clock ticks); not interrupts nor steal."""
+    """User-space CPU seconds every process of the machine has run since boot: user and nice
+    time (``/proc/stat``'s first line, in clock ticks). Not system time: the kernel's own
+    threads work for the benchmark too (a namespace it deleted is torn down by a kworker, its
+    packets by softirqs), and would count as other work."""
     with open("/proc/stat") as f:
         fields = f.readline().split()
-    return sum(int(x) for x in fields[1:4]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[1:3]) / os.sysconf("SC_CLK_TCK")
 
 
 def own_seconds() -> float:
-    """CPU seconds of this process and of every child it waited for (theirs included)."""
+    """User-space CPU seconds of this process and of every child it waited for (theirs
+    included)."""
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    return sum(u.ru_utime + u.ru_stime for u in usage)
+    return sum(u.ru_utime for u in usage)
 
 
 OTHERS_LOAD = 0.2
@@ -58,10 +61,10 @@ class LoadWatch:
     """The load on the machine from when this module is imported (a benchmark's start) to its
     result. The load average, sampled every 2 s by a daemon thread, is stated; but a benchmark's
     own work (its CPU hog, its processes) stays in the 1-minute average for a minute or two and
-    would flag the next one. So ``under_load`` is read from what *other* processes ran: the CPU
-    time of the whole machine meanwhile, less the benchmark's own (this process and the children
-    it waited for; ``run.py`` measures each benchmark this way as its parent), at least
-    ``OTHERS_LOAD`` CPUs' worth on average."""
+    would flag the next one. So ``under_load`` is read from what *other* processes ran: the
+    user-space CPU time of the whole machine meanwhile, less the benchmark's own (this process
+    and the children it waited for; ``run.py`` measures each benchmark this way as its parent),
+    at least ``OTHERS_LOAD`` CPUs' worth on average."""
 
     def __init__(self) -> None:
         self.start = os.getloadavg()

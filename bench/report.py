@@ -121,8 +121,9 @@ def section_machine(out: list[str]) -> None:
     if rows:
         out.append(
             "Load average (1, 5, 15 min) during each benchmark, sampled every 2 s, and the CPU "
-            "time other processes ran meanwhile (the whole machine's user and system time less "
-            "the benchmark's own processes', in CPUs on average); **under load** flags a "
+            "time other processes ran meanwhile (the whole machine's user-space time less "
+            "the benchmark's own processes', in CPUs on average; not the kernel's threads, "
+            "which work for the benchmark too); **under load** flags a "
             "benchmark during which other processes ran 0.2 CPUs' worth or more: its absolute "
             "figures, and its timing targets, are not the machine's. (A benchmark's own work, such "
             "as the event benchmark's CPU hog, stays in the 1-minute load average of the next "

@@ -12,7 +12,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import OTHERS_LOAD, LoadWatch, own_seconds  # noqa: E402
 
-BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\n"
+BURN = (
+    "import time\nt = time.process_time()\n"
+    "while time.process_time() - t < 0.6:\n    for _ in range(100_000): pass\n"
+)
+"""0.6 CPU-seconds in user space (the clock read now and then: it is a system call)."""
 
 
 def _ended(pid: int) -> bool:
@@ -36,4 +40,4 @@ def test_a_process_it_did_not_wait_for_is_another_process_and_flags_the_load() -
     # the children it waited for), subtracted from the machine's.
     before = own_seconds()
     subprocess.run([sys.executable, "-c", BURN], check=True)
-    assert own_seconds() - before >= 0.6
+    assert own_seconds() - before >= 0.5  # its user-space share of the 0.6
