@@ -241,14 +241,10 @@ class DesiredState:
         if s is None:
             s = self._set(peer, kind)
         by_key = self._by_key
-        later = self._later
-        if (
-            type(addresses) is tuple
-            and len(addresses) == 1
-            and key not in by_key
-            and key not in later
-        ):
-            # A new object with one address (a pod created: the usual event), written out.
+        if type(addresses) is tuple and len(addresses) == 1 and key not in by_key:
+            # A new object with one address (a pod created: the usual event), written out. (An
+            # object with replacements kept for later, ``_later``, is in ``_by_key``: only a
+            # change of what an object contributes waits.)
             a = addresses[0]
             if type(a) is not int:
                 a = a._ip if isinstance(a, IPv4Address) else int(a)  # type: ignore[attr-defined]
@@ -270,6 +266,7 @@ class DesiredState:
             # one address: applied at once, their cost does not grow with a burst, and a source
             # listing a cluster would keep every pod's addresses (objects, not ints) meanwhile
             # (200,000 pods: ~110 MiB more at start, which the allocator kept).
+            later = self._later
             held_later = later.get(key)
             if held_later is None:
                 later[key] = {s: cast(Later, addresses)}
@@ -278,7 +275,7 @@ class DesiredState:
             if self.pending_since is None:
                 self.pending_since = time.perf_counter()
             return
-        if key in later:
+        if key in self._later:
             self._settle_key(key)
         self._replace(key, s, addresses)
 
