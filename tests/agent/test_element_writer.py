@@ -23,6 +23,7 @@ from peerwall.compile import names
 from peerwall.compile.build import build
 from peerwall.compile.desired import gateway_state
 from peerwall.compile.state import SetKind
+from peerwall.dataplane.element_writer import ElementWriter
 from peerwall.dataplane.nft import LibNft
 from peerwall.dataplane.readback import read_table
 from peerwall.model import SecurityMode, load_topology
@@ -52,7 +53,11 @@ def kernel_equals_desired(nft: LibNft, desired: DesiredState) -> bool:
     return last == want
 
 
-def run_agent(netns: str, scenario: Callable[[Agent, HandSource], Awaitable[None]]) -> None:
+Scenario = Callable[[Agent, HandSource, ElementWriter], Awaitable[None]]
+"""What a test does with the running agent, its source and the writer it started with."""
+
+
+def run_agent(netns: str, scenario: Scenario) -> None:
     """Start the agent (a whole table of three-clusters.yaml's C1, the writer running), run
     ``scenario``, stop the agent; its writer must be gone afterwards."""
     text = resources.files("peerwall").joinpath("examples/three-clusters.yaml").read_text()
@@ -72,11 +77,12 @@ def run_agent(netns: str, scenario: Callable[[Agent, HandSource], Awaitable[None
             source.changed.set()
             try:
                 await until(lambda: agent.ready and agent.writer is not None and agent.writer.ready)
-                assert agent.writer is not None
-                pids.append(agent.writer.pid)
+                writer = agent.writer
+                assert writer is not None
+                pids.append(writer.pid)
                 # A batch task: woken by a batch, it does not preempt the agent that wrote it.
-                assert os.sched_getscheduler(agent.writer.pid) == os.SCHED_BATCH
-                await scenario(agent, source)
+                assert os.sched_getscheduler(writer.pid) == os.SCHED_BATCH
+                await scenario(agent, source, writer)
                 await until(lambda: desired.pending_since is None and not source.changed.is_set())
                 await agent.idle()
                 assert kernel_equals_desired(nft, desired)
@@ -100,9 +106,7 @@ def burst(agent: Agent, source: HandSource, start: int, count: int) -> None:
 def test_a_bursts_batch_goes_to_the_writer_and_counts_as_applied_only_once_answered(
     netns: str,
 ) -> None:
-    async def scenario(agent: Agent, source: HandSource) -> None:
-        writer = agent.writer
-        assert writer is not None
+    async def scenario(agent: Agent, source: HandSource, writer: ElementWriter) -> None:
         counts = agent.enforcer.table.counts
         added, elements = counts.elements_added, counts.transactions["elements"]
         agent.applied_digest = source.loaded_digest = "before"
@@ -131,9 +135,7 @@ def test_a_bursts_batch_goes_to_the_writer_and_counts_as_applied_only_once_answe
 
 
 def test_a_refusal_the_writer_carries_back_makes_the_whole_table_be_written(netns: str) -> None:
-    async def scenario(agent: Agent, source: HandSource) -> None:
-        writer = agent.writer
-        assert writer is not None
+    async def scenario(agent: Agent, source: HandSource, writer: ElementWriter) -> None:
         counts = agent.enforcer.table.counts
         burst(agent, source, 0, BURST)
         await until(lambda: writer.batches == 1 and not agent.writing)
@@ -153,9 +155,7 @@ def test_a_refusal_the_writer_carries_back_makes_the_whole_table_be_written(netn
 
 
 def test_when_the_writer_dies_the_agent_commits_in_its_own_process(netns: str) -> None:
-    async def scenario(agent: Agent, source: HandSource) -> None:
-        writer = agent.writer
-        assert writer is not None
+    async def scenario(agent: Agent, source: HandSource, writer: ElementWriter) -> None:
         counts = agent.enforcer.table.counts
         os.kill(writer.pid, signal.SIGKILL)
         await until(lambda: agent.writer is None)  # noticed while idle
@@ -168,9 +168,7 @@ def test_when_the_writer_dies_the_agent_commits_in_its_own_process(netns: str) -
 
 
 def test_when_the_writer_dies_with_a_batch_the_whole_table_is_written(netns: str) -> None:
-    async def scenario(agent: Agent, source: HandSource) -> None:
-        writer = agent.writer
-        assert writer is not None
+    async def scenario(agent: Agent, source: HandSource, writer: ElementWriter) -> None:
         counts = agent.enforcer.table.counts
         full = counts.transactions["full"]
         os.kill(writer.pid, signal.SIGSTOP)
@@ -192,9 +190,7 @@ def test_a_writer_that_does_not_answer_is_killed_and_the_whole_table_written(
 ) -> None:
     monkeypatch.setattr(run, "WRITER_TIMEOUT_S", 0.05)
 
-    async def scenario(agent: Agent, source: HandSource) -> None:
-        writer = agent.writer
-        assert writer is not None
+    async def scenario(agent: Agent, source: HandSource, writer: ElementWriter) -> None:
         counts = agent.enforcer.table.counts
         full = counts.transactions["full"]
         os.kill(writer.pid, signal.SIGSTOP)  # stuck: never answers
@@ -213,9 +209,7 @@ def test_a_step_bigger_than_the_channels_buffer_goes_through_the_writer_whole(
     """20,000 addresses: a 320 KB frame (more than the socket pair's buffer: written as the
     writer reads it) and a netlink datagram of several messages (the send buffer grown)."""
 
-    async def scenario(agent: Agent, source: HandSource) -> None:
-        writer = agent.writer
-        assert writer is not None
+    async def scenario(agent: Agent, source: HandSource, writer: ElementWriter) -> None:
         counts = agent.enforcer.table.counts
         added = counts.elements_added
         burst(agent, source, 0, 20_000)
