@@ -11,8 +11,9 @@ alternated repetition by repetition, each on a fresh copy of the same base state
 - peerwall: the real agent loop (``peerwall.agent.run.Agent``, hand-driven source, libnftables
   in a ``pw-bench-…`` namespace, subscribed to nftables' notifications there and clearing
   the flows its steps forbid from the conntrack table, as ``peerwall agent`` does), fed as a
-  watch stream delivers events (``PER_READ`` per loop turn, below); as it runs by default (no coalescing window), and with a 2 ms one. A burst's
-  element transactions are sent by the agent's element writer process
+  watch stream delivers events (``PER_READ`` per loop turn, below); as it runs by default (no
+  coalescing window), and with a 2 ms one. A burst's element transactions are sent by the
+  agent's element writer process
   (``dataplane.element_writer``), as in the real agent: the loop encodes each batch, hands it
   over and takes events in until the kernel's answer comes back; the writer's CPU time is counted
   in peerwall's (``writer_cpu_s``);
@@ -44,9 +45,9 @@ event (the previous feed).
 Convergence: from the first event to the commit after which the kernel holds the final state
 (checked against the desired state). peerwall's agent then clears the flows the burst's
 narrowing steps forbade (``agent.run.FLOWS_OWED_S``), which no other contender does: the time
-until it is idle is reported apart (``idle_after_s``); its CPU time is counted. CPU: this process (libnftables runs in it) plus its
-children (the ipset/iptables processes, and peerwall's element writer, read from its
-``/proc/<pid>/schedstat`` since it is still running).
+until it is idle is reported apart (``idle_after_s``); its CPU time is counted. CPU: this
+process (libnftables runs in it) plus its children (the ipset/iptables processes, and peerwall's
+element writer, read from its ``/proc/<pid>/schedstat`` since it is still running).
 
 Writes bench/results/churn.json.
 """
